@@ -1,0 +1,100 @@
+//! The command line: one file per subcommand; this file parses arguments and dispatches.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::render::Catalog;
+use crate::runbook::{self, Diagnostic};
+
+mod plan;
+mod schema;
+mod validate;
+
+#[derive(Debug, Parser)]
+#[command(name = "phasegate", version, about = "Incident-response runbooks: phases, gates, a tamper-evident log, status updates")]
+struct Cli {
+    /// Directory of templates that override the built-in ones (default: `./templates` if it exists).
+    #[arg(long, global = true, env = "PHASEGATE_TEMPLATES", value_name = "DIR")]
+    templates: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check runbooks and report every problem with its file, line and column.
+    Validate(validate::Args),
+    /// Show a runbook's phases in dependency order, with their gates and steps.
+    Plan(plan::Args),
+    /// Print the JSON Schema of the runbook format, for editors.
+    Schema(schema::Args),
+}
+
+/// Output for people, or for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit statuses shared by the subcommands.
+pub mod status {
+    /// Everything checked out.
+    pub const OK: u8 = 0;
+    /// The input was read but is invalid (a runbook with problems).
+    pub const INVALID: u8 = 1;
+    /// Usage error, or something could not be read.
+    pub const USAGE: u8 = 2;
+}
+
+/// Runs the command line and returns the process's exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = templates(cli.templates.as_deref()).and_then(|catalog| match cli.command {
+        Command::Validate(args) => validate::run(args, &catalog),
+        Command::Plan(args) => plan::run(args, &catalog),
+        Command::Schema(args) => schema::run(args),
+    });
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(status::USAGE)
+        }
+    }
+}
+
+fn templates(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    match dir {
+        Some(dir) => Ok(Catalog::with_dir(dir)?),
+        None if Path::new("templates").is_dir() => Ok(Catalog::with_dir(Path::new("templates"))?),
+        None => Ok(Catalog::built_in()),
+    }
+}
+
+/// Reads and validates one runbook file. `Err` is for a file that cannot be read at all.
+pub(crate) fn load_runbook(path: &Path, catalog: &Catalog) -> std::io::Result<Result<runbook::Runbook, Vec<Diagnostic>>> {
+    let metadata = std::fs::metadata(path)?;
+    if metadata.len() > runbook::MAX_FILE_SIZE as u64 {
+        // Refuse before reading, so a huge file costs nothing.
+        let oversized = vec![0u8; runbook::MAX_FILE_SIZE + 1];
+        return Ok(runbook::load(&oversized, catalog).map_err(|mut diagnostics| {
+            diagnostics[0].message = format!("the file is {} bytes, runbooks may be at most {} bytes", metadata.len(), runbook::MAX_FILE_SIZE);
+            diagnostics
+        }));
+    }
+    let bytes = std::fs::read(path)?;
+    Ok(runbook::load(&bytes, catalog))
+}
+
+/// `PATH:LINE:COL: error[CODE]: message`, with the hint on the next line.
+pub(crate) fn print_diagnostics(path: &Path, diagnostics: &[Diagnostic]) {
+    for diagnostic in diagnostics {
+        eprintln!("{}:{}:{}: error[{}]: {}", path.display(), diagnostic.mark.line, diagnostic.mark.column, diagnostic.code, diagnostic.message);
+        if let Some(help) = &diagnostic.help {
+            eprintln!("  help: {help}");
+        }
+    }
+}

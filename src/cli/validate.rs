@@ -1,0 +1,115 @@
+//! `phasegate validate PATH...`: check runbooks, print every problem, exit 0, 1 or 2.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Format, load_runbook, print_diagnostics, status};
+use crate::render::Catalog;
+use crate::runbook::{Code, Diagnostic, Mark};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Runbook files, or directories searched recursively for `*.yaml` and `*.yml`.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct FileReport {
+    path: String,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runbook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
+    let mut files = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in &args.paths {
+        match collect(path, &mut files) {
+            Ok(()) => {}
+            Err(error) => unreadable.push((path.clone(), error.to_string())),
+        }
+    }
+    let mut reports = Vec::new();
+    let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
+    for path in files {
+        match load_runbook(&path, catalog) {
+            Err(error) => unreadable.push((path, error.to_string())),
+            Ok(Ok(runbook)) => {
+                let mut diagnostics = Vec::new();
+                if let Some(first) = seen_ids.get(&runbook.id) {
+                    // Runbook ids are unique among runbooks: triggers and incidents name them.
+                    diagnostics.push(Diagnostic::new(Code::DuplicateId, id_mark(&path), format!("runbook id `{}` is also used by `{}`", runbook.id, first.display())));
+                } else {
+                    seen_ids.insert(runbook.id.clone(), path.clone());
+                }
+                reports.push(FileReport { path: path.display().to_string(), valid: diagnostics.is_empty(), runbook: Some(runbook.id), error: None, diagnostics });
+            }
+            Ok(Err(diagnostics)) => reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: None, diagnostics }),
+        }
+    }
+    for (path, error) in &unreadable {
+        reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: Some(format!("cannot read: {error}")), diagnostics: Vec::new() });
+    }
+    let invalid = reports.iter().filter(|r| !r.valid).count();
+    match args.format {
+        Format::Json => {
+            let all_valid = invalid == 0;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "valid": all_valid, "files": reports }))?);
+        }
+        Format::Text => {
+            for report in &reports {
+                let path = Path::new(&report.path);
+                match (&report.error, report.valid) {
+                    (Some(error), _) => eprintln!("{}: error: {error}", report.path),
+                    (None, true) => println!("{}: ok ({})", report.path, report.runbook.as_deref().unwrap_or("")),
+                    (None, false) => print_diagnostics(path, &report.diagnostics),
+                }
+            }
+            let problems: usize = reports.iter().map(|r| r.diagnostics.len()).sum();
+            eprintln!("{} file(s) checked, {} invalid, {} problem(s)", reports.len(), invalid, problems);
+        }
+    }
+    Ok(if !unreadable.is_empty() {
+        status::USAGE
+    } else if invalid > 0 {
+        status::INVALID
+    } else {
+        status::OK
+    })
+}
+
+/// Adds `path`, or the runbook files under it, in a stable order.
+fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_dir() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect(&entry, files)?;
+        } else if entry.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Where the `id:` key of a runbook file is, for reporting a duplicate id.
+fn id_mark(path: &Path) -> Mark {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .position(|line| line.starts_with("id:"))
+        .map_or(Mark::START, |index| Mark::new(u32::try_from(index + 1).unwrap_or(u32::MAX), 5))
+}

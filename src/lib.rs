@@ -1,0 +1,10 @@
+//! phasegate: an incident-response runbook engine.
+//!
+//! Runbooks written in YAML are validated into a model ([`runbook`]), whose conditions are CEL
+//! expressions ([`expr`]). Templates for status updates and notices live in [`render`]. The
+//! [`cli`] is the shell that people and scripts use. See `ARCHITECTURE.md` for the map.
+
+pub mod runbook;
+pub mod expr;
+pub mod render;
+pub mod cli;

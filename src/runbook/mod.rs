@@ -1,0 +1,103 @@
+//! The runbook language: YAML text in, a validated [`model::Runbook`] or every problem out.
+//!
+//! The pipeline is `bytes -> text -> yaml::Node -> raw::Runbook -> model::Runbook`. Each stage
+//! reports what it finds with a location; later stages run only on what earlier stages kept.
+
+pub mod de;
+pub mod diagnostic;
+pub mod model;
+pub mod raw;
+pub mod validate;
+pub mod yaml;
+
+pub use diagnostic::{Code, Diagnostic, Mark};
+pub use model::Runbook;
+
+/// Largest runbook file accepted, in bytes.
+pub const MAX_FILE_SIZE: usize = 1024 * 1024;
+
+/// The variables the engine gives status-update and notify templates.
+pub const STATUS_CONTEXT: &[&str] = &["incident", "runbook", "phases", "blocking", "relaxations", "timeline", "audience", "update", "now"];
+
+/// The variables the engine gives campaign templates, one render per recipient.
+pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "campaign", "incident", "runbook", "now"];
+
+/// What validation learns about a template it is asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateInfo {
+    /// No variant of the template exists.
+    Missing,
+    /// A variant does not parse; `file` names it.
+    Broken { file: String, message: String },
+    /// Every variant parses; these are the top-level variables they use, with the file using each.
+    Found { variables: Vec<(String, String)> },
+}
+
+/// The templates a runbook may name. Implemented by the render adapter; validation only asks.
+pub trait Templates {
+    fn lookup(&self, name: &str) -> TemplateInfo;
+}
+
+/// Loads a runbook from the bytes of a file: refuses oversized, non-UTF-8 and empty files, then
+/// parses and validates.
+pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {
+    if bytes.len() > MAX_FILE_SIZE {
+        return Err(vec![Diagnostic::new(
+            Code::FileTooLarge,
+            Mark::START,
+            format!("the file is {} bytes, runbooks may be at most {MAX_FILE_SIZE} bytes", bytes.len()),
+        )]);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let before = &bytes[..error.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        vec![Diagnostic::new(
+            Code::NotUtf8,
+            Mark::new(u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX)),
+            format!("the file is not valid UTF-8 (byte {} is the first that is not)", error.valid_up_to()),
+        )
+        .with_help("save the runbook as UTF-8")]
+    })?;
+    parse(text, templates)
+}
+
+/// Parses and validates runbook text.
+pub fn parse(text: &str, templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {
+    if text.trim().is_empty() {
+        return Err(vec![Diagnostic::new(Code::EmptyFile, Mark::START, "the file is empty")
+            .with_help("a runbook needs at least `apiVersion`, `kind`, `id`, `title` and one phase")]);
+    }
+    let (node, mut diagnostics) = yaml::parse(text, yaml::Limits::default());
+    let Some(node) = node else {
+        return Err(diagnostics);
+    };
+    if !matches!(node.value, yaml::Value::Map(_)) {
+        diagnostics.push(Diagnostic::new(Code::WrongType, node.mark, format!("a runbook is a mapping, this is {}", node.describe())));
+        return Err(diagnostics);
+    }
+    let sink = de::Sink::default();
+    let raw: Option<raw::Runbook> = de::from_node(&node, &sink);
+    let (found, lossy) = sink.finish();
+    diagnostics.extend(found);
+    let result = match raw {
+        // Validation needs the whole runbook: a dropped phase would make its dependants look wrong.
+        Some(raw) if !lossy => validate::validate(&raw, templates),
+        _ => Err(Vec::new()),
+    };
+    match result {
+        Ok(runbook) if diagnostics.is_empty() => Ok(runbook),
+        Ok(_) => Err(sort(diagnostics)),
+        Err(more) => {
+            diagnostics.extend(more);
+            Err(sort(diagnostics))
+        }
+    }
+}
+
+fn sort(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics.sort_by(|a, b| (a.mark, a.code).cmp(&(b.mark, b.code)));
+    diagnostics.dedup();
+    diagnostics
+}

@@ -1,0 +1,262 @@
+//! The validated runbook: the only form the engine accepts.
+//!
+//! Values here can only be built by [`super::validate`], so every reference in them resolves,
+//! every duration is parsed, every condition compiles and the phases form a DAG, listed in an
+//! order where each phase comes after the phases it needs.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use super::raw::{EventKind, InputType, PayloadFormat, Text, TimerAnchor};
+use crate::expr::Condition;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    pub id: String,
+    pub title: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub inputs: Vec<Input>,
+    pub roles: Vec<Role>,
+    pub controls: Vec<Control>,
+    pub channels: Vec<Channel>,
+    pub audiences: Vec<Audience>,
+    /// In dependency order: every phase comes after all the phases it needs.
+    pub phases: Vec<Phase>,
+    pub status_updates: Vec<StatusUpdate>,
+    pub triggers: Vec<Trigger>,
+}
+
+impl Runbook {
+    pub fn phase(&self, id: &str) -> Option<&Phase> {
+        self.phases.iter().find(|phase| phase.id == id)
+    }
+
+    pub fn control(&self, id: &str) -> Option<&Control> {
+        self.controls.iter().find(|control| control.id == id)
+    }
+
+    pub fn input(&self, name: &str) -> Option<&Input> {
+        self.inputs.iter().find(|input| input.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Input {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    pub description: Option<String>,
+    pub default: Option<serde_json::Value>,
+    pub allowed: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    #[serde(with = "humantime_serde_option")]
+    pub max_relaxation: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    pub id: String,
+    pub kind: ChannelKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Stdout,
+    File { path: String },
+    Webhook { url: Text, headers: Vec<(String, Text)> },
+    Slack { url_secret: String },
+    Email { to: Vec<String>, from: Option<String>, relay_secret: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Audience {
+    pub id: String,
+    pub title: Option<String>,
+    pub template: String,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub needs: Vec<String>,
+    pub when: Option<Condition>,
+    pub entry: Vec<Gate>,
+    /// Never empty: a phase without `exit` waits for all its steps.
+    pub exit: Vec<Gate>,
+    pub steps: Vec<Step>,
+}
+
+impl Phase {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+
+    pub fn gates(&self) -> impl Iterator<Item = &Gate> {
+        self.entry.iter().chain(self.exit.iter())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    /// Given in the runbook, or derived from the gate's kind and position (`entry-1`).
+    pub id: String,
+    pub description: Option<String>,
+    pub kind: GateKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    Approval { roles: Vec<String>, count: u32, four_eyes: bool },
+    Condition(Condition),
+    Check(Check),
+    Timer {
+        #[serde(with = "humantime_serde_option")]
+        not_before: Option<Duration>,
+        #[serde(with = "humantime_serde_option")]
+        not_later_than: Option<Duration>,
+        from: TimerAnchor,
+    },
+    /// Empty means every step that is not optional.
+    StepsDone { steps: Vec<String> },
+    Signal { role: Option<String> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub request: Request,
+    pub expect: Condition,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, Text)>,
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub id: String,
+    pub title: Option<String>,
+    pub when: Option<Condition>,
+    pub optional: bool,
+    #[serde(with = "humantime_serde_option")]
+    pub timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Retry {
+    pub attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Manual { instructions: String, assignee: Option<String>, evidence: Vec<String>, outputs: Vec<String> },
+    Http { request: Request, expect: Option<Condition>, outputs: Vec<(String, Condition)> },
+    Command { argv: Vec<String>, env: Vec<(String, Text)> },
+    Notify { audience: String, template: Option<String>, channels: Option<Vec<String>>, message: Option<String> },
+    Relax {
+        control: String,
+        reason: String,
+        #[serde(with = "humantime_serde")]
+        expires_in: Duration,
+        compensating: Vec<String>,
+    },
+    Reinstate { control: String, strengthened: Vec<String> },
+    Campaign { recipients_input: String, id_field: String, template: String, channel: String, batch_size: u32, rate_per_second: Option<u32> },
+}
+
+impl Action {
+    /// The key that names this kind of step in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Manual { .. } => "manual",
+            Action::Http { .. } => "http",
+            Action::Command { .. } => "command",
+            Action::Notify { .. } => "notify",
+            Action::Relax { .. } => "relax",
+            Action::Reinstate { .. } => "reinstate",
+            Action::Campaign { .. } => "campaign",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusUpdate {
+    pub on: Vec<EventKind>,
+    #[serde(with = "humantime_serde_option")]
+    pub every: Option<Duration>,
+    pub phases: Option<Vec<String>>,
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Trigger {
+    pub id: String,
+    pub source: String,
+    pub format: PayloadFormat,
+    pub when: Option<Condition>,
+    pub key: Condition,
+    pub action: TriggerAction,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerAction {
+    Start { inputs: Vec<(String, Condition)> },
+    Satisfy { phase: String, gate: String },
+    Evidence { note: Condition },
+}
+
+/// Durations appear as `72h` in JSON output, as they are written in runbooks.
+mod humantime_serde {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*duration))
+    }
+}
+
+mod humantime_serde_option {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => super::humantime_serde::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+}

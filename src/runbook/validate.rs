@@ -1,0 +1,745 @@
+//! Raw runbook to model, collecting every problem with its location.
+//!
+//! The checks run in the order a reader meets them: header, declarations (inputs, roles,
+//! controls, channels, audiences), the phase graph, each phase's gates and steps, the rules that
+//! span phases (relaxations reinstated later), status updates and triggers.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use super::de::{List, Spanned, Table};
+use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
+use super::model::{self, Action, ChannelKind, GateKind, TriggerAction};
+use super::raw;
+use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
+use crate::expr::{self, Condition, Names};
+
+mod steps;
+
+/// Longest duration a runbook may state anywhere.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+const RUNBOOK_VARIABLES: &[&str] = &["inputs", "phases", "steps", "controls"];
+const RESPONSE_VARIABLES: &[&str] = &["response", "inputs"];
+const JSON_TRIGGER_VARIABLES: &[&str] = &["payload", "headers"];
+const ALERT_TRIGGER_VARIABLES: &[&str] = &["payload", "headers", "alert"];
+
+/// Validates a raw runbook into the model, or returns every problem found.
+pub fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
+    let mut validator = Validator { problems: Vec::new(), templates, names: Names::default(), relaxation_limits: Vec::new() };
+    let runbook = validator.runbook(raw);
+    if validator.problems.is_empty() { Ok(runbook) } else { Err(validator.problems) }
+}
+
+struct Validator<'a> {
+    problems: Vec<Diagnostic>,
+    templates: &'a dyn Templates,
+    /// Everything a runbook condition may name, filled in before conditions are compiled.
+    names: Names,
+    /// Each control's longest allowed relaxation, where it states one.
+    relaxation_limits: Vec<(String, Duration)>,
+}
+
+/// Which ids a runbook declares, for checking references.
+struct Declared<'r> {
+    roles: Vec<&'r str>,
+    controls: Vec<&'r str>,
+    channels: Vec<&'r str>,
+    audiences: Vec<&'r str>,
+}
+
+impl<'a> Validator<'a> {
+    fn report(&mut self, code: Code, mark: Mark, message: impl Into<String>) -> &mut Diagnostic {
+        self.problems.push(Diagnostic::new(code, mark, message));
+        self.problems.last_mut().expect("just pushed")
+    }
+
+    fn runbook(&mut self, raw: &raw::Runbook) -> model::Runbook {
+        if raw.api_version.value != "phasegate/v1" {
+            self.report(Code::BadApiVersion, raw.api_version.mark, format!("`apiVersion` is `{}`, this version of phasegate reads `phasegate/v1`", raw.api_version.value));
+        }
+        if raw.kind.value != "Runbook" {
+            self.report(Code::BadApiVersion, raw.kind.mark, format!("`kind` is `{}`, expected `Runbook`", raw.kind.value));
+        }
+        self.id(&raw.id, "runbook");
+        self.not_blank(&raw.title, "title");
+
+        let inputs = self.inputs(&raw.inputs);
+        let roles: Vec<model::Role> = raw
+            .roles
+            .0
+            .iter()
+            .map(|(id, role)| {
+                self.id(id, "role");
+                model::Role { id: id.value.clone(), title: role.title.clone(), description: role.description.clone() }
+            })
+            .collect();
+        let declared = Declared {
+            roles: raw.roles.keys().collect(),
+            controls: raw.controls.keys().collect(),
+            channels: raw.channels.keys().collect(),
+            audiences: raw.audiences.keys().collect(),
+        };
+        let controls = self.controls(&raw.controls, &declared);
+        self.relaxation_limits = controls.iter().filter_map(|c| Some((c.id.clone(), c.max_relaxation?))).collect();
+        let channels = self.channels(&raw.channels);
+        let audiences = self.audiences(&raw.audiences, &declared);
+
+        let order = self.phase_order(&raw.phases);
+        self.names = Names {
+            variables: RUNBOOK_VARIABLES.to_vec(),
+            inputs: inputs.iter().map(|input| input.name.clone()).collect(),
+            phases: raw.phases.value.iter().map(|phase| phase.id.value.clone()).collect(),
+            steps: raw
+                .phases
+                .value
+                .iter()
+                .flat_map(|phase| phase.steps.iter().map(move |step| (format!("{}/{}", phase.id.value, step.id.value), steps::declared_outputs(step))))
+                .collect(),
+            controls: declared.controls.iter().map(|c| c.to_string()).collect(),
+        };
+        let phases: Vec<model::Phase> = order.iter().map(|&index| self.phase(&raw.phases.value[index], &declared, &inputs)).collect();
+        self.relaxations_reinstated(&raw.phases.value, &phases);
+
+        let status_updates = raw.status_updates.iter().map(|update| self.status_update(update, &declared)).collect();
+        let triggers = self.triggers(&raw.triggers, &inputs, &raw.phases.value);
+
+        model::Runbook {
+            id: raw.id.value.clone(),
+            title: raw.title.value.clone(),
+            version: raw.version.as_ref().map(|v| v.value.clone()),
+            description: raw.description.clone(),
+            inputs,
+            roles,
+            controls,
+            channels,
+            audiences,
+            phases,
+            status_updates,
+            triggers,
+        }
+    }
+
+    // ----- small checks used everywhere
+
+    /// Ids: a lowercase letter, then lowercase letters, digits and single `-` between them.
+    fn id(&mut self, id: &Spanned<String>, what: &str) {
+        let text = id.value.as_str();
+        let valid = text.len() <= 64
+            && text.starts_with(|c: char| c.is_ascii_lowercase())
+            && !text.ends_with('-')
+            && !text.contains("--")
+            && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            self.report(Code::BadId, id.mark, format!("`{text}` is not a valid {what} id"))
+                .help = Some("ids are lowercase letters, digits and `-`, start with a letter and are at most 64 characters, for example `relax-controls`".to_string());
+        }
+    }
+
+    fn max_relaxation(&self, control: &str) -> Option<Duration> {
+        self.relaxation_limits.iter().find(|(id, _)| id == control).map(|(_, limit)| *limit)
+    }
+
+    fn not_blank(&mut self, text: &Spanned<String>, key: &str) {
+        if text.value.trim().is_empty() {
+            self.report(Code::InvalidValue, text.mark, format!("`{key}` is empty"));
+        }
+    }
+
+    fn duration(&mut self, text: &Spanned<String>, key: &str) -> Option<Duration> {
+        match humantime::parse_duration(text.value.trim()) {
+            Ok(duration) if duration.is_zero() => {
+                self.report(Code::BadDuration, text.mark, format!("`{key}` is zero"));
+                None
+            }
+            Ok(duration) if duration > MAX_DURATION => {
+                self.report(Code::BadDuration, text.mark, format!("`{key}` is `{}`, longer than a year", text.value));
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.report(Code::BadDuration, text.mark, format!("`{key}` is `{}`, which is not a duration: {error}", text.value))
+                    .help = Some("write durations like `30s`, `15m`, `72h`, `2d` or `1h 30m`".to_string());
+                None
+            }
+        }
+    }
+
+    fn optional_duration(&mut self, text: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        text.as_ref().and_then(|text| self.duration(text, key)).unwrap_or(default)
+    }
+
+    /// Reports `name` unless it is among `known`, suggesting the closest one.
+    fn reference(&mut self, code: Code, name: &Spanned<String>, what: &str, known: &[&str]) -> bool {
+        if known.contains(&name.value.as_str()) {
+            return true;
+        }
+        let help = match did_you_mean(&name.value, known.iter().copied()) {
+            Some(meant) => format!("did you mean `{meant}`?"),
+            None if known.is_empty() => format!("the runbook declares no {what}s"),
+            None => format!("declared {what}s: {}", known.join(", ")),
+        };
+        self.report(code, name.mark, format!("unknown {what} `{}`", name.value)).help = Some(help);
+        false
+    }
+
+    fn condition(&mut self, source: &Spanned<String>, variables: &[&'static str]) -> Option<Condition> {
+        let names = Names { variables: variables.to_vec(), ..std::mem::take(&mut self.names) };
+        let result = expr::compile(&source.value, &names);
+        self.names = Names { variables: RUNBOOK_VARIABLES.to_vec(), ..names };
+        match result {
+            Ok(condition) => Some(condition),
+            Err(errors) => {
+                for error in errors {
+                    let (code, help) = match &error {
+                        expr::Error::Syntax { .. } => (Code::ConditionSyntax, None),
+                        expr::Error::TooComplex { .. } => (Code::ConditionTooComplex, Some("split the condition, or move the logic into a step output".to_string())),
+                        expr::Error::Reference { help, .. } => (Code::ConditionReference, help.clone()),
+                    };
+                    self.report(code, source.mark, error.to_string()).help = help;
+                }
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, name: &Spanned<String>, context: &[&str]) {
+        match self.templates.lookup(&name.value) {
+            TemplateInfo::Missing => {
+                self.report(Code::MissingTemplate, name.mark, format!("template `{}` does not exist", name.value)).help =
+                    Some(format!("create `templates/{0}.md`, `templates/{0}.txt` or `templates/{0}.html`", name.value));
+            }
+            TemplateInfo::Broken { file, message } => {
+                self.report(Code::TemplateSyntax, name.mark, format!("template `{file}` does not parse: {message}"));
+            }
+            TemplateInfo::Found { variables } => {
+                for (variable, file) in variables {
+                    if !context.contains(&variable.as_str()) {
+                        let help = match did_you_mean(&variable, context.iter().copied()) {
+                            Some(meant) => format!("did you mean `{meant}`? the engine provides: {}", context.join(", ")),
+                            None => format!("the engine provides: {}", context.join(", ")),
+                        };
+                        self.report(Code::TemplateVariable, name.mark, format!("template `{file}` uses `{variable}`, which the engine does not provide")).help = Some(help);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unique_ids<'r>(&mut self, ids: impl IntoIterator<Item = &'r Spanned<String>>, what: &str) {
+        let mut seen: HashMap<&str, Mark> = HashMap::new();
+        for id in ids {
+            if let Some(first) = seen.get(id.value.as_str()) {
+                self.report(Code::DuplicateId, id.mark, format!("{what} id `{}` is used twice", id.value)).help =
+                    Some(format!("the first is at line {}, column {}", first.line, first.column));
+            } else {
+                seen.insert(&id.value, id.mark);
+            }
+        }
+    }
+
+    // ----- declarations
+
+    fn inputs(&mut self, inputs: &Table<raw::Input>) -> Vec<model::Input> {
+        let mut result = Vec::new();
+        for (name, input) in &inputs.0 {
+            let valid = name.value.starts_with(|c: char| c.is_ascii_lowercase())
+                && name.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                self.report(Code::BadId, name.mark, format!("`{}` is not a valid input name", name.value)).help =
+                    Some("input names are lowercase letters, digits and `_`, starting with a letter, so that conditions can say `inputs.NAME`".to_string());
+            }
+            let kind = input.kind.value;
+            let allowed: Option<Vec<serde_json::Value>> = input.allowed.as_ref().map(|values| {
+                for value in values.iter() {
+                    if !fits(kind, &value.value) {
+                        self.report(Code::BadInputDefault, value.mark, format!("allowed value {} of input `{}` is not a {}", value.value, name.value, type_name(kind)));
+                    }
+                }
+                values.iter().map(|value| value.value.clone()).collect()
+            });
+            if let Some(default) = &input.default {
+                if !fits(kind, &default.value) {
+                    self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not a {}", default.value, name.value, type_name(kind)));
+                } else if let Some(allowed) = &allowed {
+                    if !allowed.contains(&default.value) {
+                        self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not one of its allowed values", default.value, name.value));
+                    }
+                }
+            }
+            result.push(model::Input {
+                name: name.value.clone(),
+                kind,
+                description: input.description.clone(),
+                default: input.default.as_ref().map(|d| d.value.clone()),
+                allowed,
+            });
+        }
+        result
+    }
+
+    fn controls(&mut self, controls: &Table<raw::Control>, declared: &Declared) -> Vec<model::Control> {
+        controls
+            .0
+            .iter()
+            .map(|(id, control)| {
+                self.id(id, "control");
+                self.not_blank(&control.title, "title");
+                if let Some(owner) = &control.owner {
+                    self.reference(Code::UnknownRole, owner, "role", &declared.roles);
+                }
+                model::Control {
+                    id: id.value.clone(),
+                    title: control.title.value.clone(),
+                    description: control.description.clone(),
+                    owner: control.owner.as_ref().map(|o| o.value.clone()),
+                    max_relaxation: control.max_relaxation.as_ref().and_then(|d| self.duration(d, "max_relaxation")),
+                }
+            })
+            .collect()
+    }
+
+    fn channels(&mut self, channels: &Table<raw::Channel>) -> Vec<model::Channel> {
+        let mut result = Vec::new();
+        for (id, channel) in &channels.0 {
+            self.id(id, "channel");
+            let mut kinds = Vec::new();
+            if channel.stdout.is_some() {
+                kinds.push(ChannelKind::Stdout);
+            }
+            if let Some(file) = &channel.file {
+                self.not_blank(&file.path, "path");
+                kinds.push(ChannelKind::File { path: file.path.value.clone() });
+            }
+            if let Some(webhook) = &channel.webhook {
+                if let raw::Text::Literal(url) = &webhook.url.value {
+                    self.url(&Spanned::new(webhook.url.mark, url.clone()));
+                }
+                kinds.push(ChannelKind::Webhook { url: webhook.url.value.clone(), headers: texts(&webhook.headers) });
+            }
+            if let Some(slack) = &channel.slack {
+                kinds.push(ChannelKind::Slack { url_secret: slack.url_secret.value.clone() });
+            }
+            if let Some(email) = &channel.email {
+                if email.to.is_empty() {
+                    self.report(Code::EmptyList, id.mark, format!("email channel `{}` has no recipients in `to`", id.value));
+                }
+                kinds.push(ChannelKind::Email {
+                    to: email.to.iter().map(|to| to.value.clone()).collect(),
+                    from: email.from.clone(),
+                    relay_secret: email.relay_secret.value.clone(),
+                });
+            }
+            if kinds.len() != 1 {
+                self.report(Code::ActionCount, id.mark, format!("channel `{}` must have exactly one kind, it has {}", id.value, kinds.len())).help =
+                    Some("one of: stdout, file, webhook, slack, email".to_string());
+                continue;
+            }
+            result.push(model::Channel { id: id.value.clone(), kind: kinds.remove(0) });
+        }
+        result
+    }
+
+    fn audiences(&mut self, audiences: &Table<raw::Audience>, declared: &Declared) -> Vec<model::Audience> {
+        audiences
+            .0
+            .iter()
+            .map(|(id, audience)| {
+                self.id(id, "audience");
+                self.template(&audience.template, STATUS_CONTEXT);
+                if audience.channels.value.is_empty() {
+                    self.report(Code::EmptyList, audience.channels.mark, format!("audience `{}` has no channels", id.value));
+                }
+                for channel in audience.channels.value.iter() {
+                    self.reference(Code::UnknownChannel, channel, "channel", &declared.channels);
+                }
+                model::Audience {
+                    id: id.value.clone(),
+                    title: audience.title.clone(),
+                    template: audience.template.value.clone(),
+                    channels: audience.channels.value.iter().map(|c| c.value.clone()).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn url(&mut self, url: &Spanned<String>) {
+        let text = url.value.as_str();
+        let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+        let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(|host| host.is_empty() || host.contains(char::is_whitespace)) {
+            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL"));
+        }
+    }
+
+    // ----- the phase graph
+
+    /// Checks ids and `needs`, and returns the phases' indices in dependency order (the order
+    /// written, wherever the dependencies allow it). Phases in a cycle are left out and reported.
+    fn phase_order(&mut self, phases: &Spanned<List<raw::Phase>>) -> Vec<usize> {
+        if phases.value.is_empty() {
+            self.report(Code::EmptyList, phases.mark, "a runbook needs at least one phase");
+            return Vec::new();
+        }
+        self.unique_ids(phases.value.iter().map(|phase| &phase.id), "phase");
+        let ids: Vec<&str> = phases.value.iter().map(|phase| phase.id.value.as_str()).collect();
+        let mut needs: Vec<BTreeSet<usize>> = Vec::new();
+        for phase in phases.value.iter() {
+            self.id(&phase.id, "phase");
+            let mut edges = BTreeSet::new();
+            for need in phase.needs.iter() {
+                if need.value == phase.id.value {
+                    self.report(Code::DependencyCycle, need.mark, format!("phase `{}` needs itself", need.value));
+                } else if self.reference(Code::UnknownPhase, need, "phase", &ids) {
+                    edges.insert(ids.iter().position(|id| *id == need.value).expect("checked above"));
+                }
+            }
+            needs.push(edges);
+        }
+        let mut order = Vec::new();
+        let mut placed = vec![false; ids.len()];
+        while let Some(next) = (0..ids.len()).find(|&i| !placed[i] && needs[i].iter().all(|&n| placed[n])) {
+            placed[next] = true;
+            order.push(next);
+        }
+        if order.len() < ids.len() {
+            self.report_cycle(phases, &needs, &placed);
+            // Still check the phases in the cycle; the model is not built when there are problems.
+            order.extend((0..ids.len()).filter(|&i| !placed[i]));
+        }
+        order
+    }
+
+    /// Finds one cycle among the unplaced phases and names its phases in order.
+    fn report_cycle(&mut self, phases: &Spanned<List<raw::Phase>>, needs: &[BTreeSet<usize>], placed: &[bool]) {
+        let start = (0..placed.len()).find(|&i| !placed[i]).expect("some phase is unplaced");
+        // Walk unplaced dependencies until a phase repeats: that repetition closes a cycle.
+        let mut path = vec![start];
+        loop {
+            let current = *path.last().expect("path is never empty");
+            let Some(next) = needs[current].iter().copied().find(|&n| !placed[n]) else { return };
+            if let Some(position) = path.iter().position(|&p| p == next) {
+                let cycle: Vec<&str> = path[position..].iter().map(|&i| phases.value[i].id.value.as_str()).collect();
+                let first = &phases.value[path[position]];
+                let mut names = cycle.join("`, which needs `");
+                names.push_str(&format!("`, which needs `{}", cycle[0]));
+                self.report(Code::DependencyCycle, first.id.mark, format!("phases depend on each other in a cycle: `{names}`")).help =
+                    Some("remove one of these `needs` so that the phases form a sequence".to_string());
+                return;
+            }
+            path.push(next);
+        }
+    }
+
+    fn phase(&mut self, phase: &raw::Phase, declared: &Declared, inputs: &[model::Input]) -> model::Phase {
+        let when = phase.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
+        self.unique_ids(phase.steps.iter().map(|step| &step.id), "step");
+        let steps: Vec<model::Step> = phase.steps.iter().filter_map(|step| self.step(step, phase, declared, inputs)).collect();
+
+        let step_ids: Vec<&str> = phase.steps.iter().map(|step| step.id.value.as_str()).collect();
+        let gate_ids: Vec<&Spanned<String>> = phase.entry.iter().chain(phase.exit.iter().flat_map(|exit| exit.iter())).filter_map(|gate| gate.id.as_ref()).collect();
+        self.unique_ids(gate_ids, "gate");
+        let mut kinds_seen: HashMap<&'static str, usize> = HashMap::new();
+        let entry = phase.entry.iter().filter_map(|gate| self.gate(gate, &step_ids, declared, &mut kinds_seen)).collect();
+        let mut exit: Vec<model::Gate> = match &phase.exit {
+            Some(gates) => gates.iter().filter_map(|gate| self.gate(gate, &step_ids, declared, &mut kinds_seen)).collect(),
+            None => Vec::new(),
+        };
+        if !exit.iter().any(|gate| matches!(gate.kind, GateKind::StepsDone { .. })) {
+            exit.push(model::Gate { id: "steps-done".to_string(), description: Some("every step that is not optional is done".to_string()), kind: GateKind::StepsDone { steps: Vec::new() } });
+        }
+        model::Phase {
+            id: phase.id.value.clone(),
+            title: phase.title.clone(),
+            description: phase.description.clone(),
+            needs: phase.needs.iter().map(|need| need.value.clone()).collect(),
+            when,
+            entry,
+            exit,
+            steps,
+        }
+    }
+
+    fn gate(&mut self, gate: &Spanned<raw::Gate>, step_ids: &[&str], declared: &Declared, kinds_seen: &mut HashMap<&'static str, usize>) -> Option<model::Gate> {
+        let mut kinds: Vec<GateKind> = Vec::new();
+        if let Some(approval) = &gate.approval {
+            if approval.roles.value.is_empty() {
+                self.report(Code::ImpossibleApproval, approval.roles.mark, "approval names no role, so nobody can give it");
+            }
+            let known = approval.roles.value.iter().filter(|role| self.reference(Code::UnknownRole, role, "role", &declared.roles)).count();
+            if known == 0 && !approval.roles.value.is_empty() {
+                self.report(Code::ImpossibleApproval, approval.roles.mark, "no declared role can give this approval");
+            }
+            let count = approval.count.as_ref().map_or(1, |count| count.value);
+            if let (0, Some(spanned)) = (count, &approval.count) {
+                self.report(Code::ImpossibleApproval, spanned.mark, "approval `count` is 0; use 1 or more");
+            }
+            kinds.push(GateKind::Approval { roles: approval.roles.value.iter().map(|r| r.value.clone()).collect(), count, four_eyes: approval.four_eyes.unwrap_or(false) });
+        }
+        if let Some(condition) = &gate.condition {
+            if let Some(compiled) = self.condition(condition, RUNBOOK_VARIABLES) {
+                kinds.push(GateKind::Condition(compiled));
+            }
+        }
+        if let Some(check) = &gate.check {
+            let request = self.request(&check.request.method, &check.request.url, &check.request.headers, &check.request.body, "GET");
+            let expect = self.condition(&check.expect, RESPONSE_VARIABLES);
+            let interval = self.optional_duration(&check.interval, "interval", Duration::from_secs(30));
+            let deadline = self.duration(&check.deadline, "deadline");
+            if let Some(deadline) = deadline {
+                if interval > deadline {
+                    self.report(Code::BadGate, check.deadline.mark, "the check's deadline is shorter than its polling interval, so it is polled at most once");
+                }
+            }
+            if let (Some(expect), Some(deadline)) = (expect, deadline) {
+                kinds.push(GateKind::Check(model::Check { request, expect, interval, deadline }));
+            }
+        }
+        if let Some(timer) = &gate.timer {
+            let not_before = timer.not_before.as_ref().and_then(|d| self.duration(d, "not_before"));
+            let not_later_than = timer.not_later_than.as_ref().and_then(|d| self.duration(d, "not_later_than"));
+            if timer.not_before.is_none() && timer.not_later_than.is_none() {
+                self.report(Code::MissingKey, gate.mark, "a timer needs `not_before`, `not_later_than` or both");
+            }
+            if let (Some(before), Some(later), Some(mark)) = (not_before, not_later_than, timer.not_later_than.as_ref().map(|d| d.mark)) {
+                if later <= before {
+                    self.report(Code::BadGate, mark, "`not_later_than` is not after `not_before`, so the gate can never hold in time");
+                }
+            }
+            kinds.push(GateKind::Timer { not_before, not_later_than, from: timer.from.as_ref().map_or(raw::TimerAnchor::Ready, |f| f.value) });
+        }
+        if let Some(steps) = &gate.steps_done {
+            let listed = match &steps.value {
+                raw::StepsDone::All(_) => Vec::new(),
+                raw::StepsDone::Some(ids) => {
+                    if ids.is_empty() {
+                        self.report(Code::EmptyList, steps.mark, "`steps_done` lists no steps; write `all` or name some");
+                    }
+                    for id in ids {
+                        if !step_ids.contains(&id.as_str()) {
+                            self.report(Code::BadStepReference, steps.mark, format!("`steps_done` names `{id}`, which is not a step of this phase")).help =
+                                did_you_mean(id, step_ids.iter().copied()).map(|meant| format!("did you mean `{meant}`?"));
+                        }
+                    }
+                    ids.clone()
+                }
+            };
+            kinds.push(GateKind::StepsDone { steps: listed });
+        }
+        if let Some(signal) = &gate.signal {
+            if let Some(role) = &signal.role {
+                self.reference(Code::UnknownRole, role, "role", &declared.roles);
+            }
+            kinds.push(GateKind::Signal { role: signal.role.as_ref().map(|r| r.value.clone()) });
+        }
+        let declared_kinds = [gate.approval.is_some(), gate.condition.is_some(), gate.check.is_some(), gate.timer.is_some(), gate.steps_done.is_some(), gate.signal.is_some()];
+        let count = declared_kinds.iter().filter(|&&k| k).count();
+        if count != 1 {
+            self.report(Code::ActionCount, gate.mark, format!("a gate must have exactly one kind, this one has {count}")).help =
+                Some("one of: approval, condition, check, timer, steps_done, signal".to_string());
+            return None;
+        }
+        let kind = kinds.pop()?;
+        let kind_name = gate_kind_name(&kind);
+        let seen = kinds_seen.entry(kind_name).or_insert(0);
+        *seen += 1;
+        let id = match &gate.id {
+            Some(id) => {
+                self.id(id, "gate");
+                id.value.clone()
+            }
+            None if *seen == 1 => kind_name.to_string(),
+            None => format!("{kind_name}-{seen}"),
+        };
+        Some(model::Gate { id, description: gate.description.clone(), kind })
+    }
+
+    fn request(&mut self, method: &Option<Spanned<String>>, url: &Spanned<String>, headers: &Table<raw::Text>, body: &Option<serde_json::Value>, default_method: &str) -> model::Request {
+        let method = match method {
+            Some(method) => {
+                let upper = method.value.to_ascii_uppercase();
+                if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&upper.as_str()) {
+                    self.report(Code::InvalidValue, method.mark, format!("`{}` is not an HTTP method phasegate sends", method.value)).help =
+                        Some("one of: GET, HEAD, POST, PUT, PATCH, DELETE".to_string());
+                }
+                upper
+            }
+            None => default_method.to_string(),
+        };
+        self.url(url);
+        model::Request { method, url: url.value.clone(), headers: texts(headers), body: body.clone() }
+    }
+
+    // ----- rules across phases
+
+    /// Every relaxed control is reinstated in a phase that comes after the relaxing one: a phase
+    /// that needs it, directly or through others.
+    fn relaxations_reinstated(&mut self, raw_phases: &List<raw::Phase>, phases: &[model::Phase]) {
+        let mut later: HashMap<&str, HashSet<&str>> = HashMap::new();
+        // Phases are in dependency order, so walking backwards sees every dependant first.
+        for phase in phases.iter().rev() {
+            let mut after: HashSet<&str> = HashSet::new();
+            for other in phases {
+                if other.needs.iter().any(|need| need == &phase.id) {
+                    after.insert(&other.id);
+                    after.extend(later.get(other.id.as_str()).into_iter().flatten().copied());
+                }
+            }
+            later.insert(&phase.id, after);
+        }
+        let reinstated_in = |control: &str| -> Vec<&str> {
+            phases
+                .iter()
+                .filter(|phase| phase.steps.iter().any(|step| matches!(&step.action, Action::Reinstate { control: c, .. } if c == control)))
+                .map(|phase| phase.id.as_str())
+                .collect()
+        };
+        for phase in raw_phases.iter() {
+            for step in phase.steps.iter() {
+                let Some(relax) = &step.relax else { continue };
+                let Some(after) = later.get(phase.id.value.as_str()) else { continue };
+                if !reinstated_in(&relax.control.value).iter().any(|p| after.contains(p)) {
+                    self.report(Code::NeverReinstated, relax.control.mark, format!("control `{}` is relaxed in phase `{}` but no later phase reinstates it", relax.control.value, phase.id.value)).help =
+                        Some(format!("add a step `reinstate: {{ control: {} }}` to a phase that needs `{}`", relax.control.value, phase.id.value));
+                }
+            }
+        }
+    }
+
+    // ----- status updates and triggers
+
+    fn status_update(&mut self, update: &Spanned<raw::StatusUpdate>, declared: &Declared) -> model::StatusUpdate {
+        if update.on.is_empty() && update.every.is_none() {
+            self.report(Code::MissingKey, update.mark, "a status update needs `on` (events), `every` (a cadence) or both");
+        }
+        let every = update.every.as_ref().and_then(|every| self.duration(every, "every"));
+        let phase_ids: Vec<&str> = self.names.phases.iter().map(String::as_str).collect::<Vec<_>>();
+        let phase_ids: Vec<String> = phase_ids.iter().map(|s| s.to_string()).collect();
+        let phase_refs: Vec<&str> = phase_ids.iter().map(String::as_str).collect();
+        if let Some(phases) = &update.phases {
+            for phase in phases.iter() {
+                self.reference(Code::UnknownPhase, phase, "phase", &phase_refs);
+            }
+        }
+        if update.audiences.value.is_empty() {
+            self.report(Code::EmptyList, update.audiences.mark, "a status update needs at least one audience");
+        }
+        for audience in update.audiences.value.iter() {
+            self.reference(Code::UnknownAudience, audience, "audience", &declared.audiences);
+        }
+        model::StatusUpdate {
+            on: update.on.iter().map(|kind| kind.value).collect(),
+            every,
+            phases: update.phases.as_ref().map(|phases| phases.iter().map(|p| p.value.clone()).collect()),
+            audiences: update.audiences.value.iter().map(|a| a.value.clone()).collect(),
+        }
+    }
+
+    fn triggers(&mut self, triggers: &List<raw::Trigger>, inputs: &[model::Input], phases: &List<raw::Phase>) -> Vec<model::Trigger> {
+        self.unique_ids(triggers.iter().map(|trigger| &trigger.id), "trigger");
+        let mut result = Vec::new();
+        for trigger in triggers.iter() {
+            self.id(&trigger.id, "trigger");
+            let format = trigger.format.as_ref().map_or(raw::PayloadFormat::Json, |f| f.value);
+            let variables = match format {
+                raw::PayloadFormat::Json => JSON_TRIGGER_VARIABLES,
+                raw::PayloadFormat::Alertmanager => ALERT_TRIGGER_VARIABLES,
+            };
+            let when = trigger.when.as_ref().and_then(|when| self.condition(when, variables));
+            let key = self.condition(&trigger.key, variables);
+            let mut actions = Vec::new();
+            if let Some(start) = &trigger.start {
+                let names: Vec<&str> = inputs.iter().map(|input| input.name.as_str()).collect();
+                let mut mapped = Vec::new();
+                for (name, expression) in &start.inputs.0 {
+                    self.reference(Code::UnknownInput, name, "input", &names);
+                    if let Some(compiled) = self.condition(expression, variables) {
+                        mapped.push((name.value.clone(), compiled));
+                    }
+                }
+                for input in inputs.iter().filter(|input| input.default.is_none()) {
+                    if start.inputs.get(&input.name).is_none() {
+                        self.report(Code::MissingInput, trigger.id.mark, format!("trigger `{}` starts an incident without required input `{}`", trigger.id.value, input.name)).help =
+                            Some(format!("map it under `start.inputs`, or give input `{}` a default", input.name));
+                    }
+                }
+                actions.push(TriggerAction::Start { inputs: mapped });
+            }
+            if let Some(target) = &trigger.satisfy {
+                if let Some((phase, gate)) = self.signal_gate(target, phases) {
+                    actions.push(TriggerAction::Satisfy { phase, gate });
+                }
+            }
+            if let Some(evidence) = &trigger.evidence {
+                if let Some(note) = self.condition(&evidence.note, variables) {
+                    actions.push(TriggerAction::Evidence { note });
+                }
+            }
+            let count = [trigger.start.is_some(), trigger.satisfy.is_some(), trigger.evidence.is_some()].iter().filter(|&&k| k).count();
+            if count != 1 {
+                self.report(Code::ActionCount, trigger.id.mark, format!("trigger `{}` must do exactly one thing, it does {count}", trigger.id.value)).help =
+                    Some("one of: start, satisfy, evidence".to_string());
+                continue;
+            }
+            if let (Some(key), Some(action)) = (key, actions.pop()) {
+                result.push(model::Trigger { id: trigger.id.value.clone(), source: trigger.source.value.clone(), format, when, key, action });
+            }
+        }
+        result
+    }
+
+    /// Resolves `PHASE/GATE` to a signal gate.
+    fn signal_gate(&mut self, target: &Spanned<String>, phases: &List<raw::Phase>) -> Option<(String, String)> {
+        let signal_gates: Vec<String> = phases
+            .iter()
+            .flat_map(|phase| {
+                phase.entry.iter().chain(phase.exit.iter().flatten()).filter(|gate| gate.signal.is_some()).filter_map(move |gate| gate.id.as_ref().map(|id| format!("{}/{}", phase.id.value, id.value)))
+            })
+            .collect();
+        if signal_gates.contains(&target.value) {
+            let (phase, gate) = target.value.split_once('/')?;
+            return Some((phase.to_string(), gate.to_string()));
+        }
+        let known: Vec<&str> = signal_gates.iter().map(String::as_str).collect();
+        let help = match did_you_mean(&target.value, known.iter().copied()) {
+            Some(meant) => format!("did you mean `{meant}`?"),
+            None if known.is_empty() => "declare a gate `{ id: NAME, signal: {} }` in a phase and name it as `PHASE/NAME`".to_string(),
+            None => format!("signal gates: {}", known.join(", ")),
+        };
+        self.report(Code::UnknownGate, target.mark, format!("`{}` is not a signal gate (`PHASE/GATE` with an id and `signal:`)", target.value)).help = Some(help);
+        None
+    }
+}
+
+fn gate_kind_name(kind: &GateKind) -> &'static str {
+    match kind {
+        GateKind::Approval { .. } => "approval",
+        GateKind::Condition(_) => "condition",
+        GateKind::Check(_) => "check",
+        GateKind::Timer { .. } => "timer",
+        GateKind::StepsDone { .. } => "steps-done",
+        GateKind::Signal { .. } => "signal",
+    }
+}
+
+fn texts(table: &Table<raw::Text>) -> Vec<(String, raw::Text)> {
+    table.0.iter().map(|(name, text)| (name.value.clone(), text.clone())).collect()
+}
+
+fn fits(kind: raw::InputType, value: &serde_json::Value) -> bool {
+    match kind {
+        raw::InputType::String => value.is_string(),
+        raw::InputType::Integer => value.is_i64() || value.is_u64(),
+        raw::InputType::Number => value.is_number(),
+        raw::InputType::Boolean => value.is_boolean(),
+    }
+}
+
+fn type_name(kind: raw::InputType) -> &'static str {
+    match kind {
+        raw::InputType::String => "string",
+        raw::InputType::Integer => "whole number",
+        raw::InputType::Number => "number",
+        raw::InputType::Boolean => "boolean",
+    }
+}

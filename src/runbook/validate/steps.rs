@@ -1,0 +1,183 @@
+//! Validation of steps: one action each, with the settings that action needs.
+
+use std::time::Duration;
+
+use super::{CAMPAIGN_CONTEXT, Code, Declared, RESPONSE_VARIABLES, RUNBOOK_VARIABLES, Spanned, Validator, texts};
+use crate::runbook::model::{self, Action};
+use crate::runbook::raw;
+
+/// The outputs a step declares, which conditions may read as `steps["PHASE/STEP"].outputs.NAME`.
+pub(super) fn declared_outputs(step: &raw::Step) -> Vec<String> {
+    let mut outputs: Vec<String> = Vec::new();
+    if let Some(manual) = &step.manual {
+        outputs.extend(manual.outputs.iter().map(|o| o.value.clone()));
+    }
+    if let Some(http) = &step.http {
+        outputs.extend(http.outputs.keys().map(str::to_string));
+    }
+    outputs
+}
+
+impl Validator<'_> {
+    pub(super) fn step(&mut self, step: &Spanned<raw::Step>, phase: &raw::Phase, declared: &Declared, inputs: &[model::Input]) -> Option<model::Step> {
+        self.id(&step.id, "step");
+        let when = step.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
+        let timeout = step.timeout.as_ref().and_then(|timeout| self.duration(timeout, "timeout"));
+        let retry = step.retry.as_ref().map(|retry| {
+            if retry.attempts.value == 0 {
+                self.report(Code::InvalidValue, retry.attempts.mark, "`attempts` counts the first attempt too, so it is at least 1");
+            }
+            let backoff = self.optional_duration(&retry.backoff, "backoff", Duration::from_secs(1));
+            let max_backoff = self.optional_duration(&retry.max_backoff, "max_backoff", Duration::from_secs(300));
+            if let (true, Some(mark)) = (max_backoff < backoff, retry.max_backoff.as_ref().map(|m| m.mark)) {
+                self.report(Code::InvalidValue, mark, "`max_backoff` is shorter than `backoff`");
+            }
+            model::Retry { attempts: retry.attempts.value.max(1), backoff, max_backoff }
+        });
+
+        let mut actions = Vec::new();
+        if let Some(manual) = &step.manual {
+            actions.push(self.manual(manual, declared));
+        }
+        if let Some(http) = &step.http {
+            actions.push(self.http(http));
+        }
+        if let Some(command) = &step.command {
+            if command.argv.value.is_empty() {
+                self.report(Code::EmptyList, command.argv.mark, "`argv` needs at least the program to run");
+            }
+            actions.push(Some(Action::Command { argv: command.argv.value.iter().map(|a| a.value.clone()).collect(), env: texts(&command.env) }));
+        }
+        if let Some(notify) = &step.notify {
+            actions.push(self.notify(notify, declared));
+        }
+        if let Some(relax) = &step.relax {
+            actions.push(self.relax(relax, phase, declared));
+        }
+        if let Some(reinstate) = &step.reinstate {
+            let known = self.reference(Code::UndeclaredControl, &reinstate.control, "control", &declared.controls);
+            actions.push(known.then(|| Action::Reinstate { control: reinstate.control.value.clone(), strengthened: reinstate.strengthened.iter().map(|s| s.value.clone()).collect() }));
+        }
+        if let Some(campaign) = &step.campaign {
+            actions.push(self.campaign(campaign, declared, inputs));
+        }
+        if actions.len() != 1 {
+            self.report(Code::ActionCount, step.id.mark, format!("step `{}` must do exactly one thing, it has {}", step.id.value, actions.len())).help =
+                Some("one of: manual, http, command, notify, relax, reinstate, campaign".to_string());
+            return None;
+        }
+        let action = actions.pop().flatten()?;
+        if timeout.is_some() && matches!(action, Action::Manual { .. }) {
+            if let Some(mark) = step.timeout.as_ref().map(|t| t.mark) {
+                self.report(Code::InvalidValue, mark, "a manual step has no `timeout`; put a timer gate with `not_later_than` on the phase instead");
+            }
+        }
+        Some(model::Step { id: step.id.value.clone(), title: step.title.clone(), when, optional: step.optional.unwrap_or(false), timeout, retry, action })
+    }
+
+    fn manual(&mut self, manual: &raw::Manual, declared: &Declared) -> Option<Action> {
+        self.not_blank(&manual.instructions, "instructions");
+        if let Some(assignee) = &manual.assignee {
+            self.reference(Code::UnknownRole, assignee, "role", &declared.roles);
+        }
+        for output in manual.outputs.iter() {
+            let valid = output.value.starts_with(|c: char| c.is_ascii_lowercase()) && output.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                self.report(Code::BadId, output.mark, format!("`{}` is not a valid output name", output.value)).help =
+                    Some("output names are lowercase letters, digits and `_`, so that conditions can say `outputs.NAME`".to_string());
+            }
+        }
+        Some(Action::Manual {
+            instructions: manual.instructions.value.clone(),
+            assignee: manual.assignee.as_ref().map(|a| a.value.clone()),
+            evidence: manual.evidence.iter().map(|e| e.value.clone()).collect(),
+            outputs: manual.outputs.iter().map(|o| o.value.clone()).collect(),
+        })
+    }
+
+    fn http(&mut self, http: &raw::Http) -> Option<Action> {
+        let request = self.request(&http.method, &http.url, &http.headers, &http.body, "POST");
+        let expect = http.expect.as_ref().map(|expect| self.condition(expect, RESPONSE_VARIABLES));
+        let mut outputs = Vec::new();
+        for (name, expression) in &http.outputs.0 {
+            if let Some(compiled) = self.condition(expression, RESPONSE_VARIABLES) {
+                outputs.push((name.value.clone(), compiled));
+            }
+        }
+        let expect = match expect {
+            Some(None) => return None,
+            Some(Some(condition)) => Some(condition),
+            None => None,
+        };
+        (outputs.len() == http.outputs.0.len()).then_some(Action::Http { request, expect, outputs })
+    }
+
+    fn notify(&mut self, notify: &raw::Notify, declared: &Declared) -> Option<Action> {
+        self.reference(Code::UnknownAudience, &notify.audience, "audience", &declared.audiences);
+        if let Some(template) = &notify.template {
+            self.template(template, super::STATUS_CONTEXT);
+        }
+        if let Some(channels) = &notify.channels {
+            for channel in channels.iter() {
+                self.reference(Code::UnknownChannel, channel, "channel", &declared.channels);
+            }
+        }
+        Some(Action::Notify {
+            audience: notify.audience.value.clone(),
+            template: notify.template.as_ref().map(|t| t.value.clone()),
+            channels: notify.channels.as_ref().map(|c| c.iter().map(|c| c.value.clone()).collect()),
+            message: notify.message.clone(),
+        })
+    }
+
+    fn relax(&mut self, relax: &raw::Relax, phase: &raw::Phase, declared: &Declared) -> Option<Action> {
+        let known = self.reference(Code::UndeclaredControl, &relax.control, "control", &declared.controls);
+        self.not_blank(&relax.reason, "reason");
+        let expires_in = self.duration(&relax.expires_in, "expires_in");
+        let guarded = phase.entry.iter().chain(phase.exit.iter().flatten()).any(|gate| gate.approval.is_some());
+        if !guarded {
+            self.report(Code::UnapprovedRelaxation, relax.control.mark, format!("control `{}` is relaxed in phase `{}`, which has no approval gate", relax.control.value, phase.id.value)).help =
+                Some("add an entry gate `approval: { roles: [...] }` so that someone accountable allows the relaxation".to_string());
+        }
+        if let (Some(expires_in), Some(limit)) = (expires_in, self.max_relaxation(&relax.control.value)) {
+            if expires_in > limit {
+                self.report(Code::RelaxationTooLong, relax.expires_in.mark, format!("`expires_in` is {}, control `{}` may be relaxed for at most {}", humantime::format_duration(expires_in), relax.control.value, humantime::format_duration(limit)));
+            }
+        }
+        let expires_in = expires_in?;
+        known.then(|| Action::Relax {
+            control: relax.control.value.clone(),
+            reason: relax.reason.value.clone(),
+            expires_in,
+            compensating: relax.compensating.iter().map(|c| c.value.clone()).collect(),
+        })
+    }
+
+    fn campaign(&mut self, campaign: &raw::Campaign, declared: &Declared, inputs: &[model::Input]) -> Option<Action> {
+        let names: Vec<&str> = inputs.iter().map(|input| input.name.as_str()).collect();
+        if self.reference(Code::UnknownInput, &campaign.recipients.input, "input", &names) {
+            let input = inputs.iter().find(|input| input.name == campaign.recipients.input.value)?;
+            if input.kind != raw::InputType::String {
+                self.report(Code::InvalidValue, campaign.recipients.input.mark, format!("input `{}` names the recipient list, so it must be a string", input.name));
+            }
+        }
+        self.not_blank(&campaign.recipients.id_field, "id_field");
+        self.template(&campaign.template, CAMPAIGN_CONTEXT);
+        self.reference(Code::UnknownChannel, &campaign.channel, "channel", &declared.channels);
+        let batch_size = campaign.batch_size.as_ref().map_or(1000, |b| b.value);
+        if let (0, Some(mark)) = (batch_size, campaign.batch_size.as_ref().map(|b| b.mark)) {
+            self.report(Code::InvalidValue, mark, "`batch_size` is 0");
+        }
+        if let Some(rate) = campaign.rate_per_second.as_ref().filter(|r| r.value == 0) {
+            self.report(Code::InvalidValue, rate.mark, "`rate_per_second` is 0, so nothing would ever be sent");
+        }
+        Some(Action::Campaign {
+            recipients_input: campaign.recipients.input.value.clone(),
+            id_field: campaign.recipients.id_field.value.clone(),
+            template: campaign.template.value.clone(),
+            channel: campaign.channel.value.clone(),
+            batch_size,
+            rate_per_second: campaign.rate_per_second.as_ref().map(|r| r.value),
+        })
+    }
+}

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use super::{load_runbook, print_diagnostics, status};
 use crate::render::Catalog;
-use crate::runbook::model::{Action, Gate, GateKind, Phase, Runbook, Step, TimerAnchor};
+use crate::runbook::model::{Action, Gate, GateKind, Phase, Runbook, Step, TimerAnchor, format_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,10 +70,11 @@ pub fn text(runbook: &Runbook) -> String {
     let _ = writeln!(out, "{}: {}{version}", runbook.id, runbook.title);
     let _ = writeln!(
         out,
-        "{} phases, {steps} steps, {} controls that may be relaxed, {} triggers\n",
-        runbook.phases.len(),
-        runbook.controls.len(),
-        runbook.triggers.len()
+        "{}, {}, {} that may be relaxed, {}\n",
+        count(runbook.phases.len(), "phase"),
+        count(steps, "step"),
+        count(runbook.controls.len(), "control"),
+        count(runbook.triggers.len(), "trigger")
     );
     let stages = stages(runbook);
     let last_stage = stages.iter().copied().max().unwrap_or(0);
@@ -86,6 +87,10 @@ pub fn text(runbook: &Runbook) -> String {
         }
     }
     out
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 fn phase_text(out: &mut String, phase: &Phase) {
@@ -112,17 +117,17 @@ pub fn gate_text(gate: &Gate) -> String {
     let what = match &gate.kind {
         GateKind::Approval { roles, count, four_eyes } => {
             let people = if *count == 1 { "1 person".to_string() } else { format!("{count} different people") };
-            let four = if *four_eyes { ", four-eyes: not whoever started or requested" } else { "" };
+            let four = if *four_eyes { " (four-eyes: not whoever started the incident or requested the phase)" } else { "" };
             format!("approval by {people} holding {}{four}", roles.join(" or "))
         }
-        GateKind::Condition(condition) => format!("condition {}", condition.source()),
+        GateKind::Condition(condition) => format!("condition: {}", condition.source()),
         GateKind::Check(check) => format!(
             "check {} {} until {} (every {}, for at most {})",
             check.request.method,
             check.request.url,
             check.expect.source(),
-            humantime::format_duration(check.interval),
-            humantime::format_duration(check.deadline)
+            format_duration(check.interval),
+            format_duration(check.deadline)
         ),
         GateKind::Timer { not_before, not_later_than, from } => {
             let from = match from {
@@ -131,10 +136,10 @@ pub fn gate_text(gate: &Gate) -> String {
             };
             let mut parts = Vec::new();
             if let Some(duration) = not_before {
-                parts.push(format!("not before {}", humantime::format_duration(*duration)));
+                parts.push(format!("not before {}", format_duration(*duration)));
             }
             if let Some(duration) = not_later_than {
-                parts.push(format!("not later than {}", humantime::format_duration(*duration)));
+                parts.push(format!("not later than {}", format_duration(*duration)));
             }
             format!("timer {} after {from}", parts.join(" and "))
         }
@@ -143,7 +148,9 @@ pub fn gate_text(gate: &Gate) -> String {
         GateKind::Signal { role: Some(role) } => format!("signal from a trigger, or by hand by {role}"),
         GateKind::Signal { role: None } => "signal from a trigger".to_string(),
     };
-    format!("{}: {what}", gate.id)
+    // A derived id (`approval`, `approval-2`) adds nothing to the description.
+    let derived = gate.id.split('-').next() == what.split([' ', ':']).next() || gate.id == "steps-done";
+    if derived { what } else { format!("{}: {what}", gate.id) }
 }
 
 pub fn step_text(step: &Step) -> String {
@@ -152,7 +159,7 @@ pub fn step_text(step: &Step) -> String {
         Action::Http { request, .. } => format!("http {} {}", request.method, request.url),
         Action::Command { argv, .. } => format!("command {}", argv.first().map(String::as_str).unwrap_or("")),
         Action::Notify { audience, .. } => format!("notify {audience}"),
-        Action::Relax { control, expires_in, .. } => format!("relax {control} for at most {}", humantime::format_duration(*expires_in)),
+        Action::Relax { control, expires_in, .. } => format!("relax {control} for at most {}", format_duration(*expires_in)),
         Action::Reinstate { control, .. } => format!("reinstate {control}"),
         Action::Campaign { template, channel, .. } => format!("campaign {template} via {channel}"),
     };
@@ -183,8 +190,11 @@ pub fn mermaid(runbook: &Runbook) -> String {
         if let Some(title) = &phase.title {
             let _ = write!(label, "<br/>{}", mermaid_label(title));
         }
-        for gate in phase.entry.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })) {
-            let _ = write!(label, "<br/>⛩ {}", mermaid_label(&gate_text(gate)));
+        if let Some(when) = &phase.when {
+            let _ = write!(label, "<br/>when: {}", mermaid_label(when.source()));
+        }
+        for gate in phase.entry.iter() {
+            let _ = write!(label, "<br/>entry: {}", mermaid_label(&gate_text(gate)));
         }
         let _ = writeln!(out, "    {}[\"{label}\"]", mermaid_id(&phase.id));
         if phase.when.is_some() {
@@ -210,6 +220,9 @@ pub fn dot(runbook: &Runbook) -> String {
         let mut label = phase.id.clone();
         if let Some(title) = &phase.title {
             label = format!("{label}\n{title}");
+        }
+        if let Some(when) = &phase.when {
+            label = format!("{label}\nwhen: {}", when.source());
         }
         for gate in phase.entry.iter() {
             label = format!("{label}\nentry: {}", gate_text(gate));

@@ -199,6 +199,19 @@ pub enum Action {
     Campaign { recipients_input: String, id_field: String, template: String, channel: String, batch_size: u32, rate_per_second: Option<u32> },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_written() {
+        let table = [(72 * 3600, "3d"), (5400, "1h 30m"), (45, "45s"), (90_061, "1d 1h 1m 1s")];
+        for (seconds, expected) in table {
+            assert_eq!(format_duration(Duration::from_secs(seconds)), expected);
+        }
+    }
+}
+
 impl Action {
     /// The key that names this kind of step in YAML.
     pub fn kind(&self) -> &'static str {
@@ -241,12 +254,28 @@ pub enum TriggerAction {
     Evidence { note: Condition },
 }
 
-/// Durations appear as `72h` in JSON output, as they are written in runbooks.
+/// A duration as a runbook author writes it: `3d`, `1h 30m`, `45s`.
+pub fn format_duration(duration: Duration) -> String {
+    let mut seconds = duration.as_secs();
+    if seconds == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if seconds >= size {
+            parts.push(format!("{}{unit}", seconds / size));
+            seconds %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// Durations appear in JSON output as they are written in runbooks.
 mod humantime_serde {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&humantime::format_duration(*duration))
+        serializer.serialize_str(&super::format_duration(*duration))
     }
 }
 

@@ -1,0 +1,8 @@
+//! The integration tests: one binary, one module per feature.
+
+mod cli;
+mod diagnostics;
+mod examples;
+mod hostile;
+mod support;
+mod tidy;

@@ -16,8 +16,8 @@ pub const VARIANTS: &[&str] = &["md", "txt", "html"];
 /// Largest template file read from a directory, in bytes.
 pub const MAX_TEMPLATE_SIZE: u64 = 256 * 1024;
 
-/// The templates shipped with phasegate, from the project's `templates/` directory.
-const BUILT_IN: &[(&str, &str)] = &[];
+/// The templates shipped with phasegate: the project's `templates/` directory, embedded by `build.rs`.
+const BUILT_IN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/built_in_templates.rs"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

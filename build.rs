@@ -1,0 +1,28 @@
+//! Embeds the project's `templates/` directory into the binary as the built-in templates.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    println!("cargo::rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.path().is_file())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".md") || name.ends_with(".txt") || name.ends_with(".html"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut code = String::from("&[\n");
+    for name in names {
+        let path = dir.join(&name);
+        let _ = writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string());
+    }
+    code.push(']');
+    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("built_in_templates.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
+}

@@ -52,11 +52,12 @@ pub mod status {
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = templates(cli.templates.as_deref()).and_then(|catalog| match cli.command {
-        Command::Validate(args) => validate::run(args, &catalog),
-        Command::Plan(args) => plan::run(args, &catalog),
+    let templates = cli.templates.as_deref();
+    let result = match cli.command {
+        Command::Validate(args) => catalog(templates).and_then(|catalog| validate::run(args, &catalog)),
+        Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
-    });
+    };
     match result {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
@@ -66,11 +67,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn templates(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     match dir {
         Some(dir) => Ok(Catalog::with_dir(dir)?),
         None if Path::new("templates").is_dir() => Ok(Catalog::with_dir(Path::new("templates"))?),
         None => Ok(Catalog::built_in()),
+    }
+}
+
+/// Writes to standard output; a reader that went away (`phasegate plan x | head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
     }
 }
 

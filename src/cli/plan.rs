@@ -42,7 +42,7 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         PlanFormat::Dot => dot(&runbook),
         PlanFormat::Json => serde_json::to_string_pretty(&runbook)? + "\n",
     };
-    print!("{output}");
+    super::print_stdout(&output)?;
     Ok(status::OK)
 }
 
@@ -114,20 +114,23 @@ fn phase_text(out: &mut String, phase: &Phase) {
 }
 
 pub fn gate_text(gate: &Gate) -> String {
-    let what = match &gate.kind {
+    let (kind, what) = match &gate.kind {
         GateKind::Approval { roles, count, four_eyes } => {
             let people = if *count == 1 { "1 person".to_string() } else { format!("{count} different people") };
             let four = if *four_eyes { " (four-eyes: not whoever started the incident or requested the phase)" } else { "" };
-            format!("approval by {people} holding {}{four}", roles.join(" or "))
+            ("approval", format!("{people} holding {} must approve{four}", roles.join(" or ")))
         }
-        GateKind::Condition(condition) => format!("condition: {}", condition.source()),
-        GateKind::Check(check) => format!(
-            "check {} {} until {} (every {}, for at most {})",
-            check.request.method,
-            check.request.url,
-            check.expect.source(),
-            format_duration(check.interval),
-            format_duration(check.deadline)
+        GateKind::Condition(condition) => ("condition", format!("holds when {}", condition.source())),
+        GateKind::Check(check) => (
+            "check",
+            format!(
+                "{} {} until {} (every {}, for at most {})",
+                check.request.method,
+                check.request.url,
+                check.expect.source(),
+                format_duration(check.interval),
+                format_duration(check.deadline)
+            ),
         ),
         GateKind::Timer { not_before, not_later_than, from } => {
             let from = match from {
@@ -141,16 +144,16 @@ pub fn gate_text(gate: &Gate) -> String {
             if let Some(duration) = not_later_than {
                 parts.push(format!("not later than {}", format_duration(*duration)));
             }
-            format!("timer {} after {from}", parts.join(" and "))
+            ("timer", format!("{} after {from}", parts.join(" and ")))
         }
-        GateKind::StepsDone { steps } if steps.is_empty() => "all steps done (optional steps excepted)".to_string(),
-        GateKind::StepsDone { steps } => format!("steps done: {}", steps.join(", ")),
-        GateKind::Signal { role: Some(role) } => format!("signal from a trigger, or by hand by {role}"),
-        GateKind::Signal { role: None } => "signal from a trigger".to_string(),
+        GateKind::StepsDone { steps } if steps.is_empty() => ("steps done", "all steps done (optional steps excepted)".to_string()),
+        GateKind::StepsDone { steps } => ("steps done", format!("steps {} done", steps.join(", "))),
+        GateKind::Signal { role: Some(role) } => ("signal", format!("given by a trigger, or by hand by {role}")),
+        GateKind::Signal { role: None } => ("signal", "given by a trigger".to_string()),
     };
-    // A derived id (`approval`, `approval-2`) adds nothing to the description.
-    let derived = gate.id.split('-').next() == what.split([' ', ':']).next() || gate.id == "steps-done";
-    if derived { what } else { format!("{}: {what}", gate.id) }
+    // The id is how `phasegate approve` and triggers name the gate; a derived one already says
+    // the kind (`approval-2`), a chosen one may not.
+    if gate.named { format!("[{}] {kind}: {what}", gate.id) } else { format!("[{}] {what}", gate.id) }
 }
 
 pub fn step_text(step: &Step) -> String {

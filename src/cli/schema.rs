@@ -16,6 +16,6 @@ pub fn schema() -> serde_json::Value {
 }
 
 pub fn run(_args: Args) -> anyhow::Result<u8> {
-    println!("{}", serde_json::to_string_pretty(&schema())?);
+    super::print_stdout(&(serde_json::to_string_pretty(&schema())? + "\n"))?;
     Ok(super::status::OK)
 }

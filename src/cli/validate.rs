@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Format, load_runbook, print_diagnostics, status};
 use crate::render::Catalog;
-use crate::runbook::{Code, Diagnostic, Mark};
+use crate::runbook::{Code, Diagnostic, Mark, yaml};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,16 +33,19 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
     for path in &args.paths {
+        let before = files.len();
         match collect(path, &mut files) {
+            // A directory without runbooks is most likely a wrong path: say so rather than pass.
+            Ok(()) if files.len() == before => unreadable.push((path.clone(), "no runbook files (`*.yaml`, `*.yml`) in this directory".to_string())),
             Ok(()) => {}
-            Err(error) => unreadable.push((path.clone(), error.to_string())),
+            Err(error) => unreadable.push((path.clone(), format!("cannot read: {error}"))),
         }
     }
     let mut reports = Vec::new();
     let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
     for path in files {
         match load_runbook(&path, catalog) {
-            Err(error) => unreadable.push((path, error.to_string())),
+            Err(error) => unreadable.push((path, format!("cannot read: {error}"))),
             Ok(Ok(runbook)) => {
                 let mut diagnostics = Vec::new();
                 if let Some(first) = seen_ids.get(&runbook.id) {
@@ -57,20 +60,21 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         }
     }
     for (path, error) in &unreadable {
-        reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: Some(format!("cannot read: {error}")), diagnostics: Vec::new() });
+        reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: Some(error.clone()), diagnostics: Vec::new() });
     }
     let invalid = reports.iter().filter(|r| !r.valid).count();
     match args.format {
         Format::Json => {
             let all_valid = invalid == 0;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "valid": all_valid, "files": reports }))?);
+            let json = serde_json::to_string_pretty(&serde_json::json!({ "valid": all_valid, "files": reports }))?;
+            super::print_stdout(&(json + "\n"))?;
         }
         Format::Text => {
             for report in &reports {
                 let path = Path::new(&report.path);
                 match (&report.error, report.valid) {
                     (Some(error), _) => eprintln!("{}: error: {error}", report.path),
-                    (None, true) => println!("{}: ok ({})", report.path, report.runbook.as_deref().unwrap_or("")),
+                    (None, true) => super::print_stdout(&format!("{}: ok ({})\n", report.path, report.runbook.as_deref().unwrap_or("")))?,
                     (None, false) => print_diagnostics(path, &report.diagnostics),
                 }
             }
@@ -106,10 +110,13 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where the `id:` key of a runbook file is, for reporting a duplicate id.
+/// Where a runbook file's `id` value is, for reporting a duplicate id.
 fn id_mark(path: &Path) -> Mark {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .position(|line| line.starts_with("id:"))
-        .map_or(Mark::START, |index| Mark::new(u32::try_from(index + 1).unwrap_or(u32::MAX), 5))
+    let (Some(root), _) = yaml::parse(&text, yaml::Limits::default()) else { return Mark::START };
+    let yaml::Value::Map(entries) = root.value else { return Mark::START };
+    entries
+        .iter()
+        .find(|(key, _)| matches!(&key.value, yaml::Value::Scalar { text, .. } if text == "id"))
+        .map_or(Mark::START, |(_, value)| value.mark)
 }

@@ -21,10 +21,10 @@ const BUILT_IN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/built_in_t
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read template directory `{path}`: {source}")]
-    ReadDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot read template `{path}`: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot read template directory `{path}`: {error}")]
+    ReadDir { path: PathBuf, error: std::io::Error },
+    #[error("cannot read template `{path}`: {error}")]
+    ReadFile { path: PathBuf, error: std::io::Error },
     #[error("template `{path}` is larger than {MAX_TEMPLATE_SIZE} bytes")]
     TooLarge { path: PathBuf },
     #[error("template `{name}` does not exist")]
@@ -51,20 +51,20 @@ impl Catalog {
     /// The built-ins, overridden by the template files in `dir` (`NAME.md`, `.txt`, `.html`).
     pub fn with_dir(dir: &Path) -> Result<Catalog, Error> {
         let mut sources: BTreeMap<String, String> = BUILT_IN.iter().map(|(name, source)| (name.to_string(), source.to_string())).collect();
-        let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadDir { path: dir.to_path_buf(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|error| Error::ReadDir { path: dir.to_path_buf(), error })?;
         for entry in entries {
-            let entry = entry.map_err(|source| Error::ReadDir { path: dir.to_path_buf(), source })?;
+            let entry = entry.map_err(|error| Error::ReadDir { path: dir.to_path_buf(), error })?;
             let path = entry.path();
             let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             let is_template = path.extension().and_then(|e| e.to_str()).is_some_and(|e| VARIANTS.contains(&e));
             if !is_template || !path.is_file() {
                 continue;
             }
-            let size = entry.metadata().map_err(|source| Error::ReadFile { path: path.clone(), source })?.len();
+            let size = entry.metadata().map_err(|error| Error::ReadFile { path: path.clone(), error })?.len();
             if size > MAX_TEMPLATE_SIZE {
                 return Err(Error::TooLarge { path });
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadFile { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|error| Error::ReadFile { path: path.clone(), error })?;
             sources.insert(file_name.to_string(), text);
         }
         Ok(Catalog::from_sources(sources))
@@ -72,30 +72,29 @@ impl Catalog {
 
     fn from_sources(sources: BTreeMap<String, String>) -> Catalog {
         let mut broken = BTreeMap::new();
-        let mut tera = tera::Tera::new();
-        tera.autoescape_on(vec![".html"]);
-        if tera.add_raw_templates(sources.iter().map(|(n, s)| (n.as_str(), s.as_str()))).is_err() {
-            // Find which files are at fault, then load the others so they can still be used.
-            let mut good = Vec::new();
-            for (name, source) in &sources {
-                let mut alone = tera::Tera::new();
-                match alone.add_raw_template(name, source) {
-                    Ok(()) => good.push((name.as_str(), source.as_str())),
-                    Err(error) => {
-                        broken.insert(name.clone(), error_text(&error));
-                    }
+        // tera loads a set of templates all or nothing, and templates may include or extend each
+        // other, so a file is blamed only when the others load without it.
+        let tera = loop {
+            let good: Vec<(&str, &str)> =
+                sources.iter().filter(|(name, _)| !broken.contains_key(*name)).map(|(n, s)| (n.as_str(), s.as_str())).collect();
+            let error = match load(&good) {
+                Ok(tera) => break tera,
+                Err(error) => error,
+            };
+            let culprits: Vec<&str> =
+                good.iter().map(|(name, _)| *name).filter(|name| load(&without(&good, name)).is_ok()).collect();
+            if culprits.is_empty() {
+                // No single file is at fault (say, two that extend each other): blame them all.
+                for (name, _) in &good {
+                    broken.insert(name.to_string(), error_text(&error));
                 }
+                break tera::Tera::new();
             }
-            tera = tera::Tera::new();
-            tera.autoescape_on(vec![".html"]);
-            if let Err(error) = tera.add_raw_templates(good) {
-                // Inheritance between otherwise valid files failed: blame every file.
-                for name in sources.keys() {
-                    broken.entry(name.clone()).or_insert_with(|| error_text(&error));
-                }
-                tera = tera::Tera::new();
+            for name in culprits {
+                let message = load(&[(name, sources[name].as_str())]).err().map_or_else(|| error_text(&error), |e| error_text(&e));
+                broken.insert(name.to_string(), message);
             }
-        }
+        };
         Catalog { sources, tera, broken }
     }
 
@@ -133,19 +132,35 @@ impl Templates for Catalog {
     }
 }
 
-/// tera's message and the causes under it, on one line.
+fn load(templates: &[(&str, &str)]) -> Result<tera::Tera, tera::Error> {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(vec![".html"]);
+    tera.add_raw_templates(templates.iter().copied())?;
+    Ok(tera)
+}
+
+fn without<'a>(templates: &[(&'a str, &'a str)], name: &str) -> Vec<(&'a str, &'a str)> {
+    templates.iter().filter(|(n, _)| *n != name).copied().collect()
+}
+
+/// tera's message on one line: its first line, then where (`at FILE:LINE:COL`), then the causes.
 fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+    let full = error.to_string();
+    let mut lines = full.lines().map(str::trim).filter(|line| !line.is_empty());
+    let mut text = lines.next().unwrap_or_default().trim_start_matches("error: ").to_string();
+    if let Some(place) = lines.find_map(|line| line.strip_prefix("--> ")) {
+        text = format!("{text} (at {place})");
+    }
     let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
             text.push_str(": ");
-            text.push_str(&cause_text);
+            text.push_str(cause_text.lines().next().unwrap_or_default());
         }
         source = cause.source();
     }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text
 }
 
 #[cfg(test)]
@@ -168,6 +183,24 @@ mod tests {
         let TemplateInfo::Found { variables } = catalog.lookup("ok") else { panic!("ok is not found") };
         let names: Vec<&str> = variables.iter().map(|(v, _)| v.as_str()).collect();
         assert_eq!(names, ["incident", "phases", "runbook"]);
+    }
+
+    #[test]
+    fn a_broken_file_does_not_break_the_templates_that_include_or_extend_others() {
+        let catalog = catalog(&[
+            ("partial.md", "{{ incident.id }}"),
+            ("inc.md", "{% include \"partial.md\" %} {{ incident.title }}"),
+            ("base.md", "[{% block body %}{% endblock body %}]"),
+            ("child.md", "{% extends \"base.md\" %}{% block body %}{{ runbook.id }}{% endblock body %}"),
+            ("glob.md", "{{ incident.title "),
+        ]);
+        assert!(matches!(catalog.lookup("inc"), TemplateInfo::Found { .. }), "{:?}", catalog.lookup("inc"));
+        assert!(matches!(catalog.lookup("child"), TemplateInfo::Found { .. }), "{:?}", catalog.lookup("child"));
+        let TemplateInfo::Broken { file, message } = catalog.lookup("glob") else { panic!("glob.md is broken") };
+        assert_eq!(file, "glob.md");
+        assert!(message.contains("(at glob.md:1:"), "{message}");
+        let context = serde_json::json!({ "runbook": { "id": "rb" } });
+        assert_eq!(catalog.render("child.md", &context).unwrap(), "[rb]");
     }
 
     #[test]

@@ -65,13 +65,18 @@ pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diag
 
 /// Parses and validates runbook text.
 pub fn parse(text: &str, templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {
+    let empty = |message: &str| {
+        vec![Diagnostic::new(Code::EmptyFile, Mark::START, message)
+            .with_help("a runbook needs at least `apiVersion`, `kind`, `id`, `title` and one phase")]
+    };
     if text.trim().is_empty() {
-        return Err(vec![Diagnostic::new(Code::EmptyFile, Mark::START, "the file is empty")
-            .with_help("a runbook needs at least `apiVersion`, `kind`, `id`, `title` and one phase")]);
+        return Err(empty("the file is empty"));
     }
     let (node, mut diagnostics) = yaml::parse(text, yaml::Limits::default());
     let Some(node) = node else {
-        return Err(diagnostics);
+        // Text with no YAML document in it (comments, a byte-order mark, `...`) is refused with a
+        // reason like any other: a refusal without a diagnostic would leave nothing to fix.
+        return Err(if diagnostics.is_empty() { empty("the file holds no YAML document, only comments or markers") } else { diagnostics });
     };
     if !matches!(node.value, yaml::Value::Map(_)) {
         diagnostics.push(Diagnostic::new(Code::WrongType, node.mark, format!("a runbook is a mapping, this is {}", node.describe())));

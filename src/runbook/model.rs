@@ -118,8 +118,10 @@ impl Phase {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Gate {
-    /// Given in the runbook, or derived from the gate's kind and position (`entry-1`).
+    /// Given in the runbook, or derived from the gate's kind: `approval`, `approval-2`.
     pub id: String,
+    /// Whether the runbook gave the id (rather than it being derived).
+    pub named: bool,
     pub description: Option<String>,
     pub kind: GateKind,
 }
@@ -196,7 +198,11 @@ pub enum Action {
         compensating: Vec<String>,
     },
     Reinstate { control: String, strengthened: Vec<String> },
-    Campaign { recipients_input: String, id_field: String, template: String, channel: String, batch_size: u32, rate_per_second: Option<u32> },
+    Campaign {
+        recipients_input: String,
+        id_field: String,
+        address_field: String,
+        template: String, channel: String, batch_size: u32, rate_per_second: Option<u32> },
 }
 
 #[cfg(test)]

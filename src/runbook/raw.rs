@@ -210,6 +210,8 @@ pub struct SlackChannel {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChannel {
+    /// Fixed recipients, for audiences; a campaign sends to each recipient's own address instead.
+    #[serde(default)]
     pub to: List<String>,
     #[serde(default)]
     pub from: Option<String>,
@@ -352,7 +354,7 @@ pub enum TimerAnchor {
 pub enum StepsDone {
     /// The word `all`.
     All(String),
-    Some(Vec<String>),
+    Some(Vec<Spanned<String>>),
 }
 
 impl<'de> Deserialize<'de> for StepsDone {
@@ -372,7 +374,7 @@ impl<'de> Deserialize<'de> for StepsDone {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StepsDone, A::Error> {
                 let mut ids = Vec::new();
-                while let Some(id) = seq.next_element::<String>()? {
+                while let Some(id) = seq.next_element::<Spanned<String>>()? {
                     ids.push(id);
                 }
                 Ok(StepsDone::Some(ids))
@@ -550,6 +552,9 @@ pub struct Recipients {
     pub input: Spanned<String>,
     /// The field that identifies a recipient; nobody gets the message twice per id.
     pub id_field: Spanned<String>,
+    /// The field holding the recipient's address for the channel; `email` when omitted.
+    #[serde(default)]
+    pub address_field: Option<Spanned<String>>,
 }
 
 /// Something that happens to an incident and may produce a status update.

@@ -9,15 +9,23 @@ use std::time::Duration;
 
 use super::de::{List, Spanned, Table};
 use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
-use super::model::{self, Action, ChannelKind, GateKind, TriggerAction};
+use super::model::{self, Action, ChannelKind, GateKind};
 use super::raw;
 use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
 
+mod gates;
 mod steps;
+mod triggers;
 
 /// Longest duration a runbook may state anywhere.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Words CEL reserves; they cannot follow a `.` in a condition.
+const CEL_RESERVED: &[&str] = &[
+    "as", "break", "const", "continue", "else", "false", "for", "function", "if", "import", "in", "let", "loop", "package",
+    "namespace", "null", "return", "true", "var", "void", "while",
+];
 
 const RUNBOOK_VARIABLES: &[&str] = &["inputs", "phases", "steps", "controls"];
 const RESPONSE_VARIABLES: &[&str] = &["response", "inputs"];
@@ -36,8 +44,8 @@ struct Validator<'a> {
     templates: &'a dyn Templates,
     /// Everything a runbook condition may name, filled in before conditions are compiled.
     names: Names,
-    /// Each control's longest allowed relaxation, where it states one.
-    relaxation_limits: Vec<(String, Duration)>,
+    /// Each control's longest allowed relaxation, where it states one, and the text written.
+    relaxation_limits: Vec<(String, Duration, String)>,
 }
 
 /// Which ids a runbook declares, for checking references.
@@ -46,6 +54,8 @@ struct Declared<'r> {
     controls: Vec<&'r str>,
     channels: Vec<&'r str>,
     audiences: Vec<&'r str>,
+    /// Email channels without fixed recipients: only campaigns, which address each recipient, may use them.
+    email_without_to: Vec<&'r str>,
 }
 
 impl<'a> Validator<'a> {
@@ -79,9 +89,21 @@ impl<'a> Validator<'a> {
             controls: raw.controls.keys().collect(),
             channels: raw.channels.keys().collect(),
             audiences: raw.audiences.keys().collect(),
+            email_without_to: raw
+                .channels
+                .0
+                .iter()
+                .filter(|(_, channel)| channel.email.as_ref().is_some_and(|email| email.to.is_empty()))
+                .map(|(id, _)| id.value.as_str())
+                .collect(),
         };
         let controls = self.controls(&raw.controls, &declared);
-        self.relaxation_limits = controls.iter().filter_map(|c| Some((c.id.clone(), c.max_relaxation?))).collect();
+        // `controls` is built from `raw.controls` in order, so the two zip.
+        self.relaxation_limits = controls
+            .iter()
+            .zip(&raw.controls.0)
+            .filter_map(|(control, (_, written))| Some((control.id.clone(), control.max_relaxation?, written.max_relaxation.as_ref()?.value.clone())))
+            .collect();
         let channels = self.channels(&raw.channels);
         let audiences = self.audiences(&raw.audiences, &declared);
 
@@ -103,6 +125,7 @@ impl<'a> Validator<'a> {
 
         let status_updates = raw.status_updates.iter().map(|update| self.status_update(update, &declared)).collect();
         let triggers = self.triggers(&raw.triggers, &inputs, &raw.phases.value);
+        self.signals_reachable(&raw.phases.value, &triggers);
 
         model::Runbook {
             id: raw.id.value.clone(),
@@ -136,8 +159,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn max_relaxation(&self, control: &str) -> Option<Duration> {
-        self.relaxation_limits.iter().find(|(id, _)| id == control).map(|(_, limit)| *limit)
+    /// A control's longest allowed relaxation, and how the runbook writes it.
+    fn max_relaxation(&self, control: &str) -> Option<(Duration, String)> {
+        self.relaxation_limits.iter().find(|(id, _, _)| id == control).map(|(_, limit, written)| (*limit, written.clone()))
     }
 
     fn not_blank(&mut self, text: &Spanned<String>, key: &str) {
@@ -147,21 +171,29 @@ impl<'a> Validator<'a> {
     }
 
     fn duration(&mut self, text: &Spanned<String>, key: &str) -> Option<Duration> {
-        match humantime::parse_duration(text.value.trim()) {
-            Ok(duration) if duration.is_zero() => {
-                self.report(Code::BadDuration, text.mark, format!("`{key}` is zero"));
-                None
-            }
-            Ok(duration) if duration > MAX_DURATION => {
-                self.report(Code::BadDuration, text.mark, format!("`{key}` is `{}`, longer than a year", text.value));
-                None
-            }
-            Ok(duration) => Some(duration),
-            Err(error) => {
-                self.report(Code::BadDuration, text.mark, format!("`{key}` is `{}`, which is not a duration: {error}", text.value))
-                    .help = Some("write durations like `30s`, `15m`, `72h`, `2d` or `1h 30m`".to_string());
-                None
-            }
+        let problem = match humantime::parse_duration(text.value.trim()) {
+            Ok(duration) if duration < Duration::from_secs(1) => format!("`{key}` is `{}`, shorter than a second", text.value),
+            Ok(duration) if duration > MAX_DURATION => format!("`{key}` is `{}`, longer than a year", text.value),
+            Ok(duration) => return Some(duration),
+            Err(_) => format!("`{key}` is `{}`, which is not a duration", text.value),
+        };
+        self.report(Code::BadDuration, text.mark, problem).help =
+            Some("write durations from a second to a year, like `30s`, `15m`, `72h`, `2d` or `1h 30m`".to_string());
+        None
+    }
+
+    /// Names that conditions read as `inputs.NAME` or `outputs.NAME`: lowercase letters, digits
+    /// and `_`, and not a word CEL reserves.
+    fn field_name(&mut self, name: &Spanned<String>, what: &str) {
+        let shaped = name.value.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !shaped {
+            self.report(Code::BadId, name.mark, format!("`{}` is not a valid {what} name", name.value)).help = Some(format!(
+                "{what} names are lowercase letters, digits and `_`, starting with a letter, so that conditions can say `{what}s.NAME`"
+            ));
+        } else if CEL_RESERVED.contains(&name.value.as_str()) {
+            self.report(Code::BadId, name.mark, format!("`{}` is a word CEL reserves, so it cannot be an {what} name", name.value))
+                .help = Some(format!("choose another name; conditions could not say `{what}s.{}`", name.value));
         }
     }
 
@@ -213,13 +245,15 @@ impl<'a> Validator<'a> {
                 self.report(Code::TemplateSyntax, name.mark, format!("template `{file}` does not parse: {message}"));
             }
             TemplateInfo::Found { variables } => {
+                // The same template may be fine for an audience and wrong for a campaign: say which.
+                let user = if context == CAMPAIGN_CONTEXT { "campaign" } else { "status-update and notify" };
                 for (variable, file) in variables {
                     if !context.contains(&variable.as_str()) {
                         let help = match did_you_mean(&variable, context.iter().copied()) {
-                            Some(meant) => format!("did you mean `{meant}`? the engine provides: {}", context.join(", ")),
-                            None => format!("the engine provides: {}", context.join(", ")),
+                            Some(meant) => format!("did you mean `{meant}`? {user} templates get: {}", context.join(", ")),
+                            None => format!("{user} templates get: {}", context.join(", ")),
                         };
-                        self.report(Code::TemplateVariable, name.mark, format!("template `{file}` uses `{variable}`, which the engine does not provide")).help = Some(help);
+                        self.report(Code::TemplateVariable, name.mark, format!("template `{file}` uses `{variable}`, which the engine does not give {user} templates")).help = Some(help);
                     }
                 }
             }
@@ -243,13 +277,12 @@ impl<'a> Validator<'a> {
     fn inputs(&mut self, inputs: &Table<raw::Input>) -> Vec<model::Input> {
         let mut result = Vec::new();
         for (name, input) in &inputs.0 {
-            let valid = name.value.starts_with(|c: char| c.is_ascii_lowercase())
-                && name.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
-                self.report(Code::BadId, name.mark, format!("`{}` is not a valid input name", name.value)).help =
-                    Some("input names are lowercase letters, digits and `_`, starting with a letter, so that conditions can say `inputs.NAME`".to_string());
-            }
+            self.field_name(name, "input");
             let kind = input.kind.value;
+            if input.allowed.as_ref().is_some_and(|allowed| allowed.is_empty()) {
+                self.report(Code::EmptyList, name.mark, format!("input `{}` lists no allowed values, so no value would do", name.value))
+                    .help = Some("list the allowed values, or remove `allowed` to accept any value of the type".to_string());
+            }
             let allowed: Option<Vec<serde_json::Value>> = input.allowed.as_ref().map(|values| {
                 for value in values.iter() {
                     if !fits(kind, &value.value) {
@@ -261,10 +294,12 @@ impl<'a> Validator<'a> {
             if let Some(default) = &input.default {
                 if !fits(kind, &default.value) {
                     self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not a {}", default.value, name.value, type_name(kind)));
-                } else if let Some(allowed) = &allowed {
-                    if !allowed.contains(&default.value) {
-                        self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not one of its allowed values", default.value, name.value));
-                    }
+                } else if let Some(allowed) = &allowed
+                    && !allowed.contains(&default.value)
+                {
+                    let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+                    self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not one of its allowed values", default.value, name.value)).help =
+                        Some(format!("allowed: {}", listed.join(", ")));
                 }
             }
             result.push(model::Input {
@@ -321,9 +356,6 @@ impl<'a> Validator<'a> {
                 kinds.push(ChannelKind::Slack { url_secret: slack.url_secret.value.clone() });
             }
             if let Some(email) = &channel.email {
-                if email.to.is_empty() {
-                    self.report(Code::EmptyList, id.mark, format!("email channel `{}` has no recipients in `to`", id.value));
-                }
                 kinds.push(ChannelKind::Email {
                     to: email.to.iter().map(|to| to.value.clone()).collect(),
                     from: email.from.clone(),
@@ -351,7 +383,7 @@ impl<'a> Validator<'a> {
                     self.report(Code::EmptyList, audience.channels.mark, format!("audience `{}` has no channels", id.value));
                 }
                 for channel in audience.channels.value.iter() {
-                    self.reference(Code::UnknownChannel, channel, "channel", &declared.channels);
+                    self.audience_channel(channel, declared);
                 }
                 model::Audience {
                     id: id.value.clone(),
@@ -363,12 +395,23 @@ impl<'a> Validator<'a> {
             .collect()
     }
 
+    /// A channel that messages for an audience go to: declared, and with somewhere to send them.
+    fn audience_channel(&mut self, channel: &Spanned<String>, declared: &Declared) {
+        if self.reference(Code::UnknownChannel, channel, "channel", &declared.channels)
+            && declared.email_without_to.contains(&channel.value.as_str())
+        {
+            self.report(Code::EmptyList, channel.mark, format!("email channel `{}` has no `to`, so it cannot reach an audience", channel.value))
+                .help = Some("give the channel fixed recipients in `to`; only a campaign may use an email channel without them".to_string());
+        }
+    }
+
     fn url(&mut self, url: &Spanned<String>) {
         let text = url.value.as_str();
         let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
         let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
         if host.is_none_or(|host| host.is_empty() || host.contains(char::is_whitespace)) {
-            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL"));
+            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL")).help =
+                Some("write the whole URL with its scheme and host, for example `https://siem.example.com/api/v1/holds`".to_string());
         }
     }
 
@@ -438,15 +481,27 @@ impl<'a> Validator<'a> {
 
         let step_ids: Vec<&str> = phase.steps.iter().map(|step| step.id.value.as_str()).collect();
         let gate_ids: Vec<&Spanned<String>> = phase.entry.iter().chain(phase.exit.iter().flat_map(|exit| exit.iter())).filter_map(|gate| gate.id.as_ref()).collect();
-        self.unique_ids(gate_ids, "gate");
+        self.unique_ids(gate_ids.iter().copied(), "gate");
+        for steps in phase.entry.iter().filter_map(|gate| gate.steps_done.as_ref()) {
+            self.report(Code::BadGate, steps.mark, format!("a `steps_done` entry gate can never hold: the steps of phase `{}` start only after its entry gates pass", phase.id.value)).help =
+                Some("move the gate to `exit`".to_string());
+        }
         let mut kinds_seen: HashMap<&'static str, usize> = HashMap::new();
-        let entry = phase.entry.iter().filter_map(|gate| self.gate(gate, &step_ids, declared, &mut kinds_seen)).collect();
+        let entry: Vec<model::Gate> = phase.entry.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect();
         let mut exit: Vec<model::Gate> = match &phase.exit {
-            Some(gates) => gates.iter().filter_map(|gate| self.gate(gate, &step_ids, declared, &mut kinds_seen)).collect(),
+            Some(gates) => gates.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect(),
             None => Vec::new(),
         };
         if !exit.iter().any(|gate| matches!(gate.kind, GateKind::StepsDone { .. })) {
-            exit.push(model::Gate { id: "steps-done".to_string(), description: Some("every step that is not optional is done".to_string()), kind: GateKind::StepsDone { steps: Vec::new() } });
+            exit.push(model::Gate { id: "steps-done".to_string(), named: false, description: Some("every step that is not optional is done".to_string()), kind: GateKind::StepsDone { steps: Vec::new() } });
+        }
+        // An unnamed gate takes its kind as its id (`approval`, `approval-2`, `steps-done`), which
+        // must not be an id another gate of the phase is given, or approvals could not tell them apart.
+        for derived in entry.iter().chain(&exit).filter(|gate| !gate.named) {
+            if let Some(given) = gate_ids.iter().find(|id| id.value == derived.id) {
+                self.report(Code::DuplicateId, given.mark, format!("gate id `{}` is also the id phasegate gives an unnamed gate of phase `{}`", given.value, phase.id.value)).help =
+                    Some("give the unnamed gate an id, or give this gate another id".to_string());
+            }
         }
         model::Phase {
             id: phase.id.value.clone(),
@@ -458,100 +513,6 @@ impl<'a> Validator<'a> {
             exit,
             steps,
         }
-    }
-
-    fn gate(&mut self, gate: &Spanned<raw::Gate>, step_ids: &[&str], declared: &Declared, kinds_seen: &mut HashMap<&'static str, usize>) -> Option<model::Gate> {
-        let mut kinds: Vec<GateKind> = Vec::new();
-        if let Some(approval) = &gate.approval {
-            if approval.roles.value.is_empty() {
-                self.report(Code::ImpossibleApproval, approval.roles.mark, "approval names no role, so nobody can give it");
-            }
-            let known = approval.roles.value.iter().filter(|role| self.reference(Code::UnknownRole, role, "role", &declared.roles)).count();
-            if known == 0 && !approval.roles.value.is_empty() {
-                self.report(Code::ImpossibleApproval, approval.roles.mark, "no declared role can give this approval");
-            }
-            let count = approval.count.as_ref().map_or(1, |count| count.value);
-            if let (0, Some(spanned)) = (count, &approval.count) {
-                self.report(Code::ImpossibleApproval, spanned.mark, "approval `count` is 0; use 1 or more");
-            }
-            kinds.push(GateKind::Approval { roles: approval.roles.value.iter().map(|r| r.value.clone()).collect(), count, four_eyes: approval.four_eyes.unwrap_or(false) });
-        }
-        if let Some(condition) = &gate.condition {
-            if let Some(compiled) = self.condition(condition, RUNBOOK_VARIABLES) {
-                kinds.push(GateKind::Condition(compiled));
-            }
-        }
-        if let Some(check) = &gate.check {
-            let request = self.request(&check.request.method, &check.request.url, &check.request.headers, &check.request.body, "GET");
-            let expect = self.condition(&check.expect, RESPONSE_VARIABLES);
-            let interval = self.optional_duration(&check.interval, "interval", Duration::from_secs(30));
-            let deadline = self.duration(&check.deadline, "deadline");
-            if let Some(deadline) = deadline {
-                if interval > deadline {
-                    self.report(Code::BadGate, check.deadline.mark, "the check's deadline is shorter than its polling interval, so it is polled at most once");
-                }
-            }
-            if let (Some(expect), Some(deadline)) = (expect, deadline) {
-                kinds.push(GateKind::Check(model::Check { request, expect, interval, deadline }));
-            }
-        }
-        if let Some(timer) = &gate.timer {
-            let not_before = timer.not_before.as_ref().and_then(|d| self.duration(d, "not_before"));
-            let not_later_than = timer.not_later_than.as_ref().and_then(|d| self.duration(d, "not_later_than"));
-            if timer.not_before.is_none() && timer.not_later_than.is_none() {
-                self.report(Code::MissingKey, gate.mark, "a timer needs `not_before`, `not_later_than` or both");
-            }
-            if let (Some(before), Some(later), Some(mark)) = (not_before, not_later_than, timer.not_later_than.as_ref().map(|d| d.mark)) {
-                if later <= before {
-                    self.report(Code::BadGate, mark, "`not_later_than` is not after `not_before`, so the gate can never hold in time");
-                }
-            }
-            kinds.push(GateKind::Timer { not_before, not_later_than, from: timer.from.as_ref().map_or(raw::TimerAnchor::Ready, |f| f.value) });
-        }
-        if let Some(steps) = &gate.steps_done {
-            let listed = match &steps.value {
-                raw::StepsDone::All(_) => Vec::new(),
-                raw::StepsDone::Some(ids) => {
-                    if ids.is_empty() {
-                        self.report(Code::EmptyList, steps.mark, "`steps_done` lists no steps; write `all` or name some");
-                    }
-                    for id in ids {
-                        if !step_ids.contains(&id.as_str()) {
-                            self.report(Code::BadStepReference, steps.mark, format!("`steps_done` names `{id}`, which is not a step of this phase")).help =
-                                did_you_mean(id, step_ids.iter().copied()).map(|meant| format!("did you mean `{meant}`?"));
-                        }
-                    }
-                    ids.clone()
-                }
-            };
-            kinds.push(GateKind::StepsDone { steps: listed });
-        }
-        if let Some(signal) = &gate.signal {
-            if let Some(role) = &signal.role {
-                self.reference(Code::UnknownRole, role, "role", &declared.roles);
-            }
-            kinds.push(GateKind::Signal { role: signal.role.as_ref().map(|r| r.value.clone()) });
-        }
-        let declared_kinds = [gate.approval.is_some(), gate.condition.is_some(), gate.check.is_some(), gate.timer.is_some(), gate.steps_done.is_some(), gate.signal.is_some()];
-        let count = declared_kinds.iter().filter(|&&k| k).count();
-        if count != 1 {
-            self.report(Code::ActionCount, gate.mark, format!("a gate must have exactly one kind, this one has {count}")).help =
-                Some("one of: approval, condition, check, timer, steps_done, signal".to_string());
-            return None;
-        }
-        let kind = kinds.pop()?;
-        let kind_name = gate_kind_name(&kind);
-        let seen = kinds_seen.entry(kind_name).or_insert(0);
-        *seen += 1;
-        let id = match &gate.id {
-            Some(id) => {
-                self.id(id, "gate");
-                id.value.clone()
-            }
-            None if *seen == 1 => kind_name.to_string(),
-            None => format!("{kind_name}-{seen}"),
-        };
-        Some(model::Gate { id, description: gate.description.clone(), kind })
     }
 
     fn request(&mut self, method: &Option<Spanned<String>>, url: &Spanned<String>, headers: &Table<raw::Text>, body: &Option<serde_json::Value>, default_method: &str) -> model::Request {
@@ -597,6 +558,10 @@ impl<'a> Validator<'a> {
         for phase in raw_phases.iter() {
             for step in phase.steps.iter() {
                 let Some(relax) = &step.relax else { continue };
+                // An undeclared control is reported as such; nothing could reinstate it.
+                if !self.names.controls.contains(&relax.control.value) {
+                    continue;
+                }
                 let Some(after) = later.get(phase.id.value.as_str()) else { continue };
                 if !reinstated_in(&relax.control.value).iter().any(|p| after.contains(p)) {
                     self.report(Code::NeverReinstated, relax.control.mark, format!("control `{}` is relaxed in phase `{}` but no later phase reinstates it", relax.control.value, phase.id.value)).help =
@@ -606,120 +571,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    // ----- status updates and triggers
-
-    fn status_update(&mut self, update: &Spanned<raw::StatusUpdate>, declared: &Declared) -> model::StatusUpdate {
-        if update.on.is_empty() && update.every.is_none() {
-            self.report(Code::MissingKey, update.mark, "a status update needs `on` (events), `every` (a cadence) or both");
-        }
-        let every = update.every.as_ref().and_then(|every| self.duration(every, "every"));
-        let phase_ids: Vec<&str> = self.names.phases.iter().map(String::as_str).collect::<Vec<_>>();
-        let phase_ids: Vec<String> = phase_ids.iter().map(|s| s.to_string()).collect();
-        let phase_refs: Vec<&str> = phase_ids.iter().map(String::as_str).collect();
-        if let Some(phases) = &update.phases {
-            for phase in phases.iter() {
-                self.reference(Code::UnknownPhase, phase, "phase", &phase_refs);
-            }
-        }
-        if update.audiences.value.is_empty() {
-            self.report(Code::EmptyList, update.audiences.mark, "a status update needs at least one audience");
-        }
-        for audience in update.audiences.value.iter() {
-            self.reference(Code::UnknownAudience, audience, "audience", &declared.audiences);
-        }
-        model::StatusUpdate {
-            on: update.on.iter().map(|kind| kind.value).collect(),
-            every,
-            phases: update.phases.as_ref().map(|phases| phases.iter().map(|p| p.value.clone()).collect()),
-            audiences: update.audiences.value.iter().map(|a| a.value.clone()).collect(),
-        }
-    }
-
-    fn triggers(&mut self, triggers: &List<raw::Trigger>, inputs: &[model::Input], phases: &List<raw::Phase>) -> Vec<model::Trigger> {
-        self.unique_ids(triggers.iter().map(|trigger| &trigger.id), "trigger");
-        let mut result = Vec::new();
-        for trigger in triggers.iter() {
-            self.id(&trigger.id, "trigger");
-            let format = trigger.format.as_ref().map_or(raw::PayloadFormat::Json, |f| f.value);
-            let variables = match format {
-                raw::PayloadFormat::Json => JSON_TRIGGER_VARIABLES,
-                raw::PayloadFormat::Alertmanager => ALERT_TRIGGER_VARIABLES,
-            };
-            let when = trigger.when.as_ref().and_then(|when| self.condition(when, variables));
-            let key = self.condition(&trigger.key, variables);
-            let mut actions = Vec::new();
-            if let Some(start) = &trigger.start {
-                let names: Vec<&str> = inputs.iter().map(|input| input.name.as_str()).collect();
-                let mut mapped = Vec::new();
-                for (name, expression) in &start.inputs.0 {
-                    self.reference(Code::UnknownInput, name, "input", &names);
-                    if let Some(compiled) = self.condition(expression, variables) {
-                        mapped.push((name.value.clone(), compiled));
-                    }
-                }
-                for input in inputs.iter().filter(|input| input.default.is_none()) {
-                    if start.inputs.get(&input.name).is_none() {
-                        self.report(Code::MissingInput, trigger.id.mark, format!("trigger `{}` starts an incident without required input `{}`", trigger.id.value, input.name)).help =
-                            Some(format!("map it under `start.inputs`, or give input `{}` a default", input.name));
-                    }
-                }
-                actions.push(TriggerAction::Start { inputs: mapped });
-            }
-            if let Some(target) = &trigger.satisfy {
-                if let Some((phase, gate)) = self.signal_gate(target, phases) {
-                    actions.push(TriggerAction::Satisfy { phase, gate });
-                }
-            }
-            if let Some(evidence) = &trigger.evidence {
-                if let Some(note) = self.condition(&evidence.note, variables) {
-                    actions.push(TriggerAction::Evidence { note });
-                }
-            }
-            let count = [trigger.start.is_some(), trigger.satisfy.is_some(), trigger.evidence.is_some()].iter().filter(|&&k| k).count();
-            if count != 1 {
-                self.report(Code::ActionCount, trigger.id.mark, format!("trigger `{}` must do exactly one thing, it does {count}", trigger.id.value)).help =
-                    Some("one of: start, satisfy, evidence".to_string());
-                continue;
-            }
-            if let (Some(key), Some(action)) = (key, actions.pop()) {
-                result.push(model::Trigger { id: trigger.id.value.clone(), source: trigger.source.value.clone(), format, when, key, action });
-            }
-        }
-        result
-    }
-
-    /// Resolves `PHASE/GATE` to a signal gate.
-    fn signal_gate(&mut self, target: &Spanned<String>, phases: &List<raw::Phase>) -> Option<(String, String)> {
-        let signal_gates: Vec<String> = phases
-            .iter()
-            .flat_map(|phase| {
-                phase.entry.iter().chain(phase.exit.iter().flatten()).filter(|gate| gate.signal.is_some()).filter_map(move |gate| gate.id.as_ref().map(|id| format!("{}/{}", phase.id.value, id.value)))
-            })
-            .collect();
-        if signal_gates.contains(&target.value) {
-            let (phase, gate) = target.value.split_once('/')?;
-            return Some((phase.to_string(), gate.to_string()));
-        }
-        let known: Vec<&str> = signal_gates.iter().map(String::as_str).collect();
-        let help = match did_you_mean(&target.value, known.iter().copied()) {
-            Some(meant) => format!("did you mean `{meant}`?"),
-            None if known.is_empty() => "declare a gate `{ id: NAME, signal: {} }` in a phase and name it as `PHASE/NAME`".to_string(),
-            None => format!("signal gates: {}", known.join(", ")),
-        };
-        self.report(Code::UnknownGate, target.mark, format!("`{}` is not a signal gate (`PHASE/GATE` with an id and `signal:`)", target.value)).help = Some(help);
-        None
-    }
-}
-
-fn gate_kind_name(kind: &GateKind) -> &'static str {
-    match kind {
-        GateKind::Approval { .. } => "approval",
-        GateKind::Condition(_) => "condition",
-        GateKind::Check(_) => "check",
-        GateKind::Timer { .. } => "timer",
-        GateKind::StepsDone { .. } => "steps-done",
-        GateKind::Signal { .. } => "signal",
-    }
 }
 
 fn texts(table: &Table<raw::Text>) -> Vec<(String, raw::Text)> {

@@ -18,11 +18,14 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most nodes in the tree, counting every node an alias copies.
     pub max_nodes: usize,
+    /// Most bytes of scalar text in the tree, counting the text an alias copies: a few aliases of
+    /// one long string would otherwise take gigabytes while staying under `max_nodes`.
+    pub max_text: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_depth: 48, max_nodes: 200_000 }
+        Limits { max_depth: 48, max_nodes: 200_000, max_text: 16 * 1024 * 1024 }
     }
 }
 
@@ -67,12 +70,26 @@ impl Node {
         }
     }
 
-    fn size(&self) -> usize {
+    /// How many nodes the tree has, and how many bytes of scalar text.
+    fn size(&self) -> Size {
         match &self.value {
-            Value::Scalar { .. } => 1,
-            Value::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Value::Map(entries) => 1 + entries.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>(),
+            Value::Scalar { text, .. } => Size { nodes: 1, text: text.len() },
+            Value::Seq(items) => items.iter().fold(Size { nodes: 1, text: 0 }, |size, item| size.add(item.size())),
+            Value::Map(entries) => entries.iter().fold(Size { nodes: 1, text: 0 }, |size, (k, v)| size.add(k.size()).add(v.size())),
         }
+    }
+}
+
+/// What a tree costs to hold, counted against [`Limits`] as the tree is built.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    text: usize,
+}
+
+impl Size {
+    fn add(self, other: Size) -> Size {
+        Size { nodes: self.nodes.saturating_add(other.nodes), text: self.text.saturating_add(other.text) }
     }
 }
 
@@ -105,7 +122,7 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut documents = 0usize;
-    let mut nodes = 0usize;
+    let mut size = Size::default();
     let mut root: Option<Node> = None;
 
     while let Some(next) = parser.next_event() {
@@ -115,6 +132,11 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                 u32::try_from(marker.line()).unwrap_or(u32::MAX),
                 u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
             );
+            // The scanner reads flow collections ahead of the events, so it meets very deep `[[[...`
+            // before the depth limit below does: it is the same problem, with the same code.
+            if error.info() == "recursion limit exceeded" {
+                return Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML nests deeper than {} levels", limits.max_depth));
+            }
             Diagnostic::new(Code::YamlSyntax, mark, format!("YAML syntax error: {}", error.info()))
         })?;
         let mark = mark_of(&span);
@@ -134,14 +156,14 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                     Diagnostic::new(Code::YamlSyntax, mark, "alias refers to an anchor that is not defined before it")
                 })?;
                 // Count before copying, so that an alias bomb is refused before it takes memory.
-                nodes += target.size();
-                check_size(nodes, limits, mark)?;
+                size = size.add(target.size());
+                check_size(size, limits, mark)?;
                 Node { mark, value: target.value.clone() }
             }
             Event::Scalar(text, style, anchor, tag) => {
                 refuse_tag(tag.is_some(), mark)?;
+                size = size.add(Size { nodes: 1, text: text.len() });
                 let node = Node { mark, value: Value::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain } };
-                nodes += 1;
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -149,7 +171,7 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
             }
             Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
                 refuse_tag(tag.is_some(), mark)?;
-                nodes += 1;
+                size.nodes += 1;
                 if stack.len() >= limits.max_depth {
                     return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML nests deeper than {} levels", limits.max_depth)));
                 }
@@ -159,7 +181,7 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                     Frame::Map { mark, anchor, entries: Vec::new(), key: None, seen: HashMap::new() }
                 };
                 stack.push(frame);
-                check_size(nodes, limits, mark)?;
+                check_size(size, limits, mark)?;
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -174,7 +196,7 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                 node
             }
         };
-        check_size(nodes, limits, mark)?;
+        check_size(size, limits, mark)?;
         match stack.last_mut() {
             None => root = Some(complete),
             Some(Frame::Seq { items, .. }) => items.push(complete),
@@ -209,9 +231,13 @@ fn refuse_tag(tagged: bool, mark: Mark) -> Result<(), Diagnostic> {
     Ok(())
 }
 
-fn check_size(nodes: usize, limits: Limits, mark: Mark) -> Result<(), Diagnostic> {
-    if nodes > limits.max_nodes {
+fn check_size(size: Size, limits: Limits, mark: Mark) -> Result<(), Diagnostic> {
+    if size.nodes > limits.max_nodes {
         return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML has more than {} nodes once aliases are expanded", limits.max_nodes))
+            .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
+    }
+    if size.text > limits.max_text {
+        return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML has more than {} bytes of text once aliases are expanded", limits.max_text))
             .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
     }
     Ok(())
@@ -222,7 +248,7 @@ mod tests {
     use super::*;
 
     fn problems(text: &str) -> Vec<(Code, u32, u32)> {
-        let limits = Limits { max_depth: 8, max_nodes: 1000 };
+        let limits = Limits { max_depth: 8, max_nodes: 1000, max_text: 1000 };
         parse(text, limits).1.into_iter().map(|d| (d.code, d.mark.line, d.mark.column)).collect()
     }
 

@@ -67,10 +67,14 @@ impl Validator<'_> {
             return None;
         }
         let action = actions.pop().flatten()?;
-        if timeout.is_some() && matches!(action, Action::Manual { .. }) {
-            if let Some(mark) = step.timeout.as_ref().map(|t| t.mark) {
-                self.report(Code::InvalidValue, mark, "a manual step has no `timeout`; put a timer gate with `not_later_than` on the phase instead");
-            }
+        if timeout.is_some()
+            && matches!(action, Action::Manual { .. })
+            && let Some(mark) = step.timeout.as_ref().map(|t| t.mark)
+        {
+            self.report(Code::InvalidValue, mark, "a manual step has no `timeout`; put a timer gate with `not_later_than` on the phase instead");
+        }
+        if let (Some(retry), Action::Manual { .. }) = (&step.retry, &action) {
+            self.report(Code::InvalidValue, retry.attempts.mark, "a manual step has no `retry`; a person does it and marks it done");
         }
         Some(model::Step { id: step.id.value.clone(), title: step.title.clone(), when, optional: step.optional.unwrap_or(false), timeout, retry, action })
     }
@@ -81,11 +85,7 @@ impl Validator<'_> {
             self.reference(Code::UnknownRole, assignee, "role", &declared.roles);
         }
         for output in manual.outputs.iter() {
-            let valid = output.value.starts_with(|c: char| c.is_ascii_lowercase()) && output.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
-                self.report(Code::BadId, output.mark, format!("`{}` is not a valid output name", output.value)).help =
-                    Some("output names are lowercase letters, digits and `_`, so that conditions can say `outputs.NAME`".to_string());
-            }
+            self.output_name(output);
         }
         Some(Action::Manual {
             instructions: manual.instructions.value.clone(),
@@ -95,11 +95,16 @@ impl Validator<'_> {
         })
     }
 
+    fn output_name(&mut self, output: &Spanned<String>) {
+        self.field_name(output, "output");
+    }
+
     fn http(&mut self, http: &raw::Http) -> Option<Action> {
         let request = self.request(&http.method, &http.url, &http.headers, &http.body, "POST");
         let expect = http.expect.as_ref().map(|expect| self.condition(expect, RESPONSE_VARIABLES));
         let mut outputs = Vec::new();
         for (name, expression) in &http.outputs.0 {
+            self.output_name(name);
             if let Some(compiled) = self.condition(expression, RESPONSE_VARIABLES) {
                 outputs.push((name.value.clone(), compiled));
             }
@@ -119,7 +124,7 @@ impl Validator<'_> {
         }
         if let Some(channels) = &notify.channels {
             for channel in channels.iter() {
-                self.reference(Code::UnknownChannel, channel, "channel", &declared.channels);
+                self.audience_channel(channel, declared);
             }
         }
         Some(Action::Notify {
@@ -139,10 +144,11 @@ impl Validator<'_> {
             self.report(Code::UnapprovedRelaxation, relax.control.mark, format!("control `{}` is relaxed in phase `{}`, which has no approval gate", relax.control.value, phase.id.value)).help =
                 Some("add an entry gate `approval: { roles: [...] }` so that someone accountable allows the relaxation".to_string());
         }
-        if let (Some(expires_in), Some(limit)) = (expires_in, self.max_relaxation(&relax.control.value)) {
-            if expires_in > limit {
-                self.report(Code::RelaxationTooLong, relax.expires_in.mark, format!("`expires_in` is {}, control `{}` may be relaxed for at most {}", humantime::format_duration(expires_in), relax.control.value, humantime::format_duration(limit)));
-            }
+        if let (Some(expires_in), Some((limit, written_limit))) = (expires_in, self.max_relaxation(&relax.control.value))
+            && expires_in > limit
+        {
+            self.report(Code::RelaxationTooLong, relax.expires_in.mark, format!("`expires_in` is `{}`, but control `{}` may be relaxed for at most `{written_limit}`", relax.expires_in.value, relax.control.value)).help =
+                Some(format!("shorten `expires_in` to `{written_limit}` or less"));
         }
         let expires_in = expires_in?;
         known.then(|| Action::Relax {
@@ -174,6 +180,7 @@ impl Validator<'_> {
         Some(Action::Campaign {
             recipients_input: campaign.recipients.input.value.clone(),
             id_field: campaign.recipients.id_field.value.clone(),
+            address_field: campaign.recipients.address_field.as_ref().map_or_else(|| "email".to_string(), |f| f.value.clone()),
             template: campaign.template.value.clone(),
             channel: campaign.channel.value.clone(),
             batch_size,

@@ -114,6 +114,15 @@ impl de::Error for Error {
         error
     }
 
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Error {
+        let mut error = Error::new(Code::UnknownKey, format!("unknown key `{field}`"));
+        error.help = Some(match did_you_mean(field, expected.iter().copied()) {
+            Some(meant) => format!("did you mean `{meant}`?"),
+            None => format!("expected one of: {}", expected.join(", ")),
+        });
+        error
+    }
+
     fn missing_field(field: &'static str) -> Error {
         Error::new(Code::MissingKey, format!("missing required key `{field}`"))
     }
@@ -202,8 +211,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.plain() {
-            Some("true") => visitor.visit_bool(true),
-            Some("false") => visitor.visit_bool(false),
+            Some("true" | "True" | "TRUE") => visitor.visit_bool(true),
+            Some("false" | "False" | "FALSE") => visitor.visit_bool(false),
             _ => Err(self.wrong_type("`true` or `false`")),
         }
     }
@@ -267,6 +276,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
             Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), sink: self.sink }).map_err(|e| e.at(self.node.mark)),
+            // A single value stands for a list of one: `needs: contain` is `needs: [contain]`.
+            Value::Scalar { .. } if !self.node.is_null() => visitor
+                .visit_seq(SeqAccess { items: std::slice::from_ref(self.node).iter(), sink: self.sink })
+                .map_err(|e| e.at(self.node.mark)),
             _ => Err(self.wrong_type("a list")),
         }
     }
@@ -315,7 +328,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
                 self.sink.push(diagnostic);
             }
         }
-        visitor.visit_map(MapAccess { entries: known.into_iter(), value: None, sink: self.sink }).map_err(|e| e.at(self.node.mark))
+        visitor.visit_map(MapAccess { entries: known.into_iter(), value: None, sink: self.sink }).map_err(|mut error| {
+            if error.code == Code::MissingKey && error.mark.is_none() {
+                error.message = format!("{} is {}", noun(name), error.message);
+            }
+            error.at(self.node.mark)
+        })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
@@ -330,6 +348,18 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_unit()
     }
+}
+
+/// A struct's name as words for messages: `TriggerStart` is `trigger start`.
+fn noun(name: &str) -> String {
+    let mut words = String::new();
+    for character in name.chars() {
+        if character.is_uppercase() && !words.is_empty() {
+            words.push(' ');
+        }
+        words.extend(character.to_lowercase());
+    }
+    words
 }
 
 struct SeqAccess<'a> {

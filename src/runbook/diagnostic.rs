@@ -72,6 +72,7 @@ codes! {
     ConditionSyntax = "RB0030": "a CEL condition does not parse",
     ConditionTooComplex = "RB0031": "a CEL condition is too long or nests too deeply",
     ConditionReference = "RB0032": "a CEL condition refers to something that does not exist",
+    ConditionOrder = "RB0033": "a condition reads a phase or step that is not sure to have run by then",
     UndeclaredControl = "RB0040": "a relax or reinstate step names a control the runbook does not declare",
     NeverReinstated = "RB0041": "a relaxed control is not reinstated by any later phase",
     UnapprovedRelaxation = "RB0042": "a control is relaxed in a phase that no approval gate guards",

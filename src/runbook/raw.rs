@@ -322,7 +322,7 @@ pub struct Request {
     pub headers: Table<Text>,
     /// Sent as JSON.
     #[serde(default)]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<Spanned<serde_json::Value>>,
 }
 
 /// Not before / not later than a time after the phase became ready (or the incident started).
@@ -471,7 +471,7 @@ pub struct Http {
     pub headers: Table<Text>,
     /// Sent as JSON.
     #[serde(default)]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<Spanned<serde_json::Value>>,
     /// A CEL condition over `response` that says the call worked; a 2xx status when omitted.
     #[serde(default)]
     pub expect: Option<Spanned<String>>,

@@ -15,6 +15,7 @@ use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
 
 mod gates;
+mod requests;
 mod steps;
 mod triggers;
 
@@ -27,16 +28,23 @@ const CEL_RESERVED: &[&str] = &[
     "namespace", "null", "return", "true", "var", "void", "while",
 ];
 
-const RUNBOOK_VARIABLES: &[&str] = &["inputs", "phases", "steps", "controls"];
+const RUNBOOK_VARIABLES: &[&str] = &["incident", "inputs", "phases", "steps", "controls"];
 const RESPONSE_VARIABLES: &[&str] = &["response", "inputs"];
 const JSON_TRIGGER_VARIABLES: &[&str] = &["payload", "headers"];
 const ALERT_TRIGGER_VARIABLES: &[&str] = &["payload", "headers", "alert"];
 
 /// Validates a raw runbook into the model, or returns every problem found.
 pub fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
-    let mut validator = Validator { problems: Vec::new(), templates, names: Names::default(), relaxation_limits: Vec::new() };
+    let mut validator = Validator { problems: Vec::new(), templates, names: Names::default(), reading: None, ancestors: HashMap::new(), relaxation_limits: Vec::new() };
     let runbook = validator.runbook(raw);
     if validator.problems.is_empty() { Ok(runbook) } else { Err(validator.problems) }
+}
+
+/// A condition of a phase reads only what has surely run when it is evaluated: the phase's
+/// ancestors and, once its steps have started (step `when`, exit gates), its own steps.
+struct Reading {
+    phase: String,
+    own_steps: bool,
 }
 
 struct Validator<'a> {
@@ -44,6 +52,10 @@ struct Validator<'a> {
     templates: &'a dyn Templates,
     /// Everything a runbook condition may name, filled in before conditions are compiled.
     names: Names,
+    /// Where the conditions being compiled are evaluated, for checking what they may read.
+    reading: Option<Reading>,
+    /// Each phase's ancestors: the phases it needs, directly or through others.
+    ancestors: HashMap<String, HashSet<String>>,
     /// Each control's longest allowed relaxation, where it states one, and the text written.
     relaxation_limits: Vec<(String, Duration, String)>,
 }
@@ -108,6 +120,7 @@ impl<'a> Validator<'a> {
         let audiences = self.audiences(&raw.audiences, &declared);
 
         let order = self.phase_order(&raw.phases);
+        self.ancestors = ancestors(&raw.phases.value, &order);
         self.names = Names {
             variables: RUNBOOK_VARIABLES.to_vec(),
             inputs: inputs.iter().map(|input| input.name.clone()).collect(),
@@ -220,18 +233,49 @@ impl<'a> Validator<'a> {
         let result = expr::compile(&source.value, &names);
         self.names = Names { variables: RUNBOOK_VARIABLES.to_vec(), ..names };
         match result {
-            Ok(condition) => Some(condition),
+            Ok(condition) => {
+                self.check_order(&condition, source.mark);
+                Some(condition)
+            }
             Err(errors) => {
-                for error in errors {
-                    let (code, help) = match &error {
-                        expr::Error::Syntax { .. } => (Code::ConditionSyntax, None),
-                        expr::Error::TooComplex { .. } => (Code::ConditionTooComplex, Some("split the condition, or move the logic into a step output".to_string())),
-                        expr::Error::Reference { help, .. } => (Code::ConditionReference, help.clone()),
-                    };
-                    self.report(code, source.mark, error.to_string()).help = help;
-                }
+                self.report_condition_errors(errors, source.mark);
                 None
             }
+        }
+    }
+
+    fn report_condition_errors(&mut self, errors: Vec<expr::Error>, mark: Mark) {
+        for error in errors {
+            let (code, help) = match &error {
+                expr::Error::Syntax { .. } => (Code::ConditionSyntax, None),
+                expr::Error::TooComplex { .. } => {
+                    (Code::ConditionTooComplex, Some("split the condition, or move the logic into a step output".to_string()))
+                }
+                expr::Error::Reference { help, .. } => (Code::ConditionReference, help.clone()),
+            };
+            self.report(code, mark, error.to_string()).help = help;
+        }
+    }
+
+    fn check_order(&mut self, condition: &Condition, mark: Mark) {
+        let Some(reading) = &self.reading else { return };
+        let ancestors = self.ancestors.get(&reading.phase).cloned().unwrap_or_default();
+        let mut early: Vec<String> = Vec::new();
+        for phase in &condition.references().phases {
+            if !ancestors.contains(phase) {
+                early.push(format!("phase `{phase}`"));
+            }
+        }
+        for step in &condition.references().steps {
+            let phase = step.split('/').next().unwrap_or_default();
+            if !ancestors.contains(phase) && !(reading.own_steps && phase == reading.phase) {
+                early.push(format!("step `{step}`"));
+            }
+        }
+        if !early.is_empty() {
+            let where_ = if reading.own_steps { "its steps run" } else { "it starts" };
+            self.report(Code::ConditionOrder, mark, format!("condition of phase `{}` reads {}, which may not have run when {where_}", reading.phase, early.join(" and "))).help =
+                Some(format!("add the phase to `needs` of `{}` so that it is done first, or read something that is", reading.phase));
         }
     }
 
@@ -405,16 +449,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn url(&mut self, url: &Spanned<String>) {
-        let text = url.value.as_str();
-        let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
-        let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
-        if host.is_none_or(|host| host.is_empty() || host.contains(char::is_whitespace)) {
-            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL")).help =
-                Some("write the whole URL with its scheme and host, for example `https://siem.example.com/api/v1/holds`".to_string());
-        }
-    }
-
     // ----- the phase graph
 
     /// Checks ids and `needs`, and returns the phases' indices in dependency order (the order
@@ -475,8 +509,10 @@ impl<'a> Validator<'a> {
     }
 
     fn phase(&mut self, phase: &raw::Phase, declared: &Declared, inputs: &[model::Input]) -> model::Phase {
+        self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: false });
         let when = phase.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
         self.unique_ids(phase.steps.iter().map(|step| &step.id), "step");
+        self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: true });
         let steps: Vec<model::Step> = phase.steps.iter().filter_map(|step| self.step(step, phase, declared, inputs)).collect();
 
         let step_ids: Vec<&str> = phase.steps.iter().map(|step| step.id.value.as_str()).collect();
@@ -487,11 +523,14 @@ impl<'a> Validator<'a> {
                 Some("move the gate to `exit`".to_string());
         }
         let mut kinds_seen: HashMap<&'static str, usize> = HashMap::new();
+        self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: false });
         let entry: Vec<model::Gate> = phase.entry.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect();
+        self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: true });
         let mut exit: Vec<model::Gate> = match &phase.exit {
             Some(gates) => gates.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect(),
             None => Vec::new(),
         };
+        self.reading = None;
         if !exit.iter().any(|gate| matches!(gate.kind, GateKind::StepsDone { .. })) {
             exit.push(model::Gate { id: "steps-done".to_string(), named: false, description: Some("every step that is not optional is done".to_string()), kind: GateKind::StepsDone { steps: Vec::new() } });
         }
@@ -513,22 +552,6 @@ impl<'a> Validator<'a> {
             exit,
             steps,
         }
-    }
-
-    fn request(&mut self, method: &Option<Spanned<String>>, url: &Spanned<String>, headers: &Table<raw::Text>, body: &Option<serde_json::Value>, default_method: &str) -> model::Request {
-        let method = match method {
-            Some(method) => {
-                let upper = method.value.to_ascii_uppercase();
-                if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&upper.as_str()) {
-                    self.report(Code::InvalidValue, method.mark, format!("`{}` is not an HTTP method phasegate sends", method.value)).help =
-                        Some("one of: GET, HEAD, POST, PUT, PATCH, DELETE".to_string());
-                }
-                upper
-            }
-            None => default_method.to_string(),
-        };
-        self.url(url);
-        model::Request { method, url: url.value.clone(), headers: texts(headers), body: body.clone() }
     }
 
     // ----- rules across phases
@@ -571,6 +594,22 @@ impl<'a> Validator<'a> {
         }
     }
 
+}
+
+/// For each phase, the phases it needs directly or through others. `order` lists dependencies
+/// first, so each phase's ancestors are known by the time it is reached.
+fn ancestors(phases: &List<raw::Phase>, order: &[usize]) -> HashMap<String, HashSet<String>> {
+    let mut result: HashMap<String, HashSet<String>> = HashMap::new();
+    for &index in order {
+        let phase = &phases[index];
+        let mut all = HashSet::new();
+        for need in phase.needs.iter() {
+            all.insert(need.value.clone());
+            all.extend(result.get(&need.value).cloned().unwrap_or_default());
+        }
+        result.insert(phase.id.value.clone(), all);
+    }
+    result
 }
 
 fn texts(table: &Table<raw::Text>) -> Vec<(String, raw::Text)> {

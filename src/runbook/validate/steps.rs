@@ -46,6 +46,10 @@ impl Validator<'_> {
             if command.argv.value.is_empty() {
                 self.report(Code::EmptyList, command.argv.mark, "`argv` needs at least the program to run");
             }
+            for argument in command.argv.value.iter() {
+                self.interpolated(argument);
+            }
+            self.interpolated_texts(&command.env);
             actions.push(Some(Action::Command { argv: command.argv.value.iter().map(|a| a.value.clone()).collect(), env: texts(&command.env) }));
         }
         if let Some(notify) = &step.notify {

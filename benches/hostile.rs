@@ -46,13 +46,24 @@ fn main() {
     println!("| --- | ---: | --- | ---: |");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut runbooks: Vec<_> = std::fs::read_dir(root.join("runbooks"))
-        .map(|entries| entries.flatten().map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|e| e == "yaml")).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+                .collect()
+        })
         .unwrap_or_default();
     runbooks.sort();
     for path in runbooks {
         let bytes = std::fs::read(&path).expect("a runbook is readable");
         let (time, outcome) = median(&catalog, &bytes);
-        row(&format!("runbooks/{}", path.file_name().unwrap_or_default().to_string_lossy()), bytes.len(), &outcome, time);
+        row(
+            &format!("runbooks/{}", path.file_name().unwrap_or_default().to_string_lossy()),
+            bytes.len(),
+            &outcome,
+            time,
+        );
     }
     for case in inputs::cases() {
         let (time, outcome) = median(&catalog, &case.bytes);

@@ -4,7 +4,7 @@
 //! expressions ([`expr`]). Templates for status updates and notices live in [`render`]. The
 //! [`cli`] is the shell that people and scripts use. See `ARCHITECTURE.md` for the map.
 
-pub mod runbook;
+pub mod cli;
 pub mod expr;
 pub mod render;
-pub mod cli;
+pub mod runbook;

@@ -13,7 +13,11 @@ mod schema;
 mod validate;
 
 #[derive(Debug, Parser)]
-#[command(name = "phasegate", version, about = "Incident-response runbooks: phases, gates, a tamper-evident log, status updates")]
+#[command(
+    name = "phasegate",
+    version,
+    about = "Incident-response runbooks: phases, gates, a tamper-evident log, status updates"
+)]
 struct Cli {
     /// Directory of templates that override the built-in ones (default: `./templates` if it exists).
     #[arg(long, global = true, env = "PHASEGATE_TEMPLATES", value_name = "DIR")]
@@ -86,13 +90,20 @@ pub(crate) fn print_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 /// Reads and validates one runbook file. `Err` is for a file that cannot be read at all.
-pub(crate) fn load_runbook(path: &Path, catalog: &Catalog) -> std::io::Result<Result<runbook::Runbook, Vec<Diagnostic>>> {
+pub(crate) fn load_runbook(
+    path: &Path,
+    catalog: &Catalog,
+) -> std::io::Result<Result<runbook::Runbook, Vec<Diagnostic>>> {
     let metadata = std::fs::metadata(path)?;
     if metadata.len() > runbook::MAX_FILE_SIZE as u64 {
         // Refuse before reading, so a huge file costs nothing.
         let oversized = vec![0u8; runbook::MAX_FILE_SIZE + 1];
         return Ok(runbook::load(&oversized, catalog).map_err(|mut diagnostics| {
-            diagnostics[0].message = format!("the file is {} bytes, runbooks may be at most {} bytes", metadata.len(), runbook::MAX_FILE_SIZE);
+            diagnostics[0].message = format!(
+                "the file is {} bytes, runbooks may be at most {} bytes",
+                metadata.len(),
+                runbook::MAX_FILE_SIZE
+            );
             diagnostics
         }));
     }
@@ -103,7 +114,14 @@ pub(crate) fn load_runbook(path: &Path, catalog: &Catalog) -> std::io::Result<Re
 /// `PATH:LINE:COL: error[CODE]: message`, with the hint on the next line.
 pub(crate) fn print_diagnostics(path: &Path, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
-        eprintln!("{}:{}:{}: error[{}]: {}", path.display(), diagnostic.mark.line, diagnostic.mark.column, diagnostic.code, diagnostic.message);
+        eprintln!(
+            "{}:{}:{}: error[{}]: {}",
+            path.display(),
+            diagnostic.mark.line,
+            diagnostic.mark.column,
+            diagnostic.code,
+            diagnostic.message
+        );
         if let Some(help) = &diagnostic.help {
             eprintln!("  help: {help}");
         }

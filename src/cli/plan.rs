@@ -79,7 +79,8 @@ pub fn text(runbook: &Runbook) -> String {
     let stages = stages(runbook);
     let last_stage = stages.iter().copied().max().unwrap_or(0);
     for stage in 1..=last_stage {
-        let members: Vec<&Phase> = runbook.phases.iter().zip(&stages).filter(|(_, s)| **s == stage).map(|(p, _)| p).collect();
+        let members: Vec<&Phase> =
+            runbook.phases.iter().zip(&stages).filter(|(_, s)| **s == stage).map(|(p, _)| p).collect();
         let parallel = if members.len() > 1 { "  (these phases may run in parallel)" } else { "" };
         let _ = writeln!(out, "stage {stage}{parallel}");
         for phase in members {
@@ -117,7 +118,8 @@ pub fn gate_text(gate: &Gate) -> String {
     let (kind, what) = match &gate.kind {
         GateKind::Approval { roles, count, four_eyes } => {
             let people = if *count == 1 { "1 person".to_string() } else { format!("{count} different people") };
-            let four = if *four_eyes { " (four-eyes: not whoever started the incident or requested the phase)" } else { "" };
+            let four =
+                if *four_eyes { " (four-eyes: not whoever started the incident or requested the phase)" } else { "" };
             ("approval", format!("{people} holding {} must approve{four}", roles.join(" or ")))
         }
         GateKind::Condition(condition) => ("condition", format!("holds when {}", condition.source())),
@@ -146,7 +148,9 @@ pub fn gate_text(gate: &Gate) -> String {
             }
             ("timer", format!("{} after {from}", parts.join(" and ")))
         }
-        GateKind::StepsDone { steps } if steps.is_empty() => ("steps done", "all steps done (optional steps excepted)".to_string()),
+        GateKind::StepsDone { steps } if steps.is_empty() => {
+            ("steps done", "all steps done (optional steps excepted)".to_string())
+        }
         GateKind::StepsDone { steps } => ("steps done", format!("steps {} done", steps.join(", "))),
         GateKind::Signal { role: Some(role) } => ("signal", format!("given by a trigger, or by hand by {role}")),
         GateKind::Signal { role: None } => ("signal", "given by a trigger".to_string()),
@@ -158,11 +162,15 @@ pub fn gate_text(gate: &Gate) -> String {
 
 pub fn step_text(step: &Step) -> String {
     let what = match &step.action {
-        Action::Manual { assignee, .. } => format!("manual{}", assignee.as_deref().map(|a| format!(", by {a}")).unwrap_or_default()),
+        Action::Manual { assignee, .. } => {
+            format!("manual{}", assignee.as_deref().map(|a| format!(", by {a}")).unwrap_or_default())
+        }
         Action::Http { request, .. } => format!("http {} {}", request.method, request.url),
         Action::Command { argv, .. } => format!("command {}", argv.first().map(String::as_str).unwrap_or("")),
         Action::Notify { audience, .. } => format!("notify {audience}"),
-        Action::Relax { control, expires_in, .. } => format!("relax {control} for at most {}", format_duration(*expires_in)),
+        Action::Relax { control, expires_in, .. } => {
+            format!("relax {control} for at most {}", format_duration(*expires_in))
+        }
         Action::Reinstate { control, .. } => format!("reinstate {control}"),
         Action::Campaign { template, channel, .. } => format!("campaign {template} via {channel}"),
     };
@@ -218,7 +226,10 @@ fn dot_escape(text: &str) -> String {
 }
 
 pub fn dot(runbook: &Runbook) -> String {
-    let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];\n", dot_escape(&runbook.id));
+    let mut out = format!(
+        "digraph \"{}\" {{\n    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];\n",
+        dot_escape(&runbook.id)
+    );
     for phase in &runbook.phases {
         let mut label = phase.id.clone();
         if let Some(title) = &phase.title {

@@ -36,7 +36,9 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         let before = files.len();
         match collect(path, &mut files) {
             // A directory without runbooks is most likely a wrong path: say so rather than pass.
-            Ok(()) if files.len() == before => unreadable.push((path.clone(), "no runbook files (`*.yaml`, `*.yml`) in this directory".to_string())),
+            Ok(()) if files.len() == before => {
+                unreadable.push((path.clone(), "no runbook files (`*.yaml`, `*.yml`) in this directory".to_string()))
+            }
             Ok(()) => {}
             Err(error) => unreadable.push((path.clone(), format!("cannot read: {error}"))),
         }
@@ -50,17 +52,39 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
                 let mut diagnostics = Vec::new();
                 if let Some(first) = seen_ids.get(&runbook.id) {
                     // Runbook ids are unique among runbooks: triggers and incidents name them.
-                    diagnostics.push(Diagnostic::new(Code::DuplicateId, id_mark(&path), format!("runbook id `{}` is also used by `{}`", runbook.id, first.display())));
+                    diagnostics.push(Diagnostic::new(
+                        Code::DuplicateId,
+                        id_mark(&path),
+                        format!("runbook id `{}` is also used by `{}`", runbook.id, first.display()),
+                    ));
                 } else {
                     seen_ids.insert(runbook.id.clone(), path.clone());
                 }
-                reports.push(FileReport { path: path.display().to_string(), valid: diagnostics.is_empty(), runbook: Some(runbook.id), error: None, diagnostics });
+                reports.push(FileReport {
+                    path: path.display().to_string(),
+                    valid: diagnostics.is_empty(),
+                    runbook: Some(runbook.id),
+                    error: None,
+                    diagnostics,
+                });
             }
-            Ok(Err(diagnostics)) => reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: None, diagnostics }),
+            Ok(Err(diagnostics)) => reports.push(FileReport {
+                path: path.display().to_string(),
+                valid: false,
+                runbook: None,
+                error: None,
+                diagnostics,
+            }),
         }
     }
     for (path, error) in &unreadable {
-        reports.push(FileReport { path: path.display().to_string(), valid: false, runbook: None, error: Some(error.clone()), diagnostics: Vec::new() });
+        reports.push(FileReport {
+            path: path.display().to_string(),
+            valid: false,
+            runbook: None,
+            error: Some(error.clone()),
+            diagnostics: Vec::new(),
+        });
     }
     let invalid = reports.iter().filter(|r| !r.valid).count();
     match args.format {
@@ -74,7 +98,11 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
                 let path = Path::new(&report.path);
                 match (&report.error, report.valid) {
                     (Some(error), _) => eprintln!("{}: error: {error}", report.path),
-                    (None, true) => super::print_stdout(&format!("{}: ok ({})\n", report.path, report.runbook.as_deref().unwrap_or("")))?,
+                    (None, true) => super::print_stdout(&format!(
+                        "{}: ok ({})\n",
+                        report.path,
+                        report.runbook.as_deref().unwrap_or("")
+                    ))?,
                     (None, false) => print_diagnostics(path, &report.diagnostics),
                 }
             }
@@ -98,7 +126,8 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         files.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(path)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     entries.sort();
     for entry in entries {
         if entry.is_dir() {

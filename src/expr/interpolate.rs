@@ -30,7 +30,9 @@ pub fn interpolate(source: &str, names: &Names) -> Result<Vec<Part>, Vec<Error>>
         text.push_str(&rest[..start]);
         let body = &rest[start + 2..];
         let Some(end) = closing_brace(body) else {
-            errors.push(Error::Syntax { message: format!("`${{` at byte {} has no closing `}}`", source.len() - rest.len() + start) });
+            errors.push(Error::Syntax {
+                message: format!("`${{` at byte {} has no closing `}}`", source.len() - rest.len() + start),
+            });
             return Err(errors);
         };
         if !text.is_empty() {

@@ -103,7 +103,11 @@ pub fn compile(source: &str, names: &Names) -> Result<Condition, Vec<Error>> {
             .map(|error| {
                 // The parser's positions are already 1-based.
                 let (line, column) = error.pos;
-                let place = if source.contains('\n') { format!("line {line}, column {column}") } else { format!("column {column}") };
+                let place = if source.contains('\n') {
+                    format!("line {line}, column {column}")
+                } else {
+                    format!("column {column}")
+                };
                 // `Error::Syntax` already says that the condition does not parse.
                 let message = error.msg.strip_prefix("Syntax error: ").unwrap_or(&error.msg);
                 Error::Syntax { message: format!("{message} (at {place})") }
@@ -119,14 +123,55 @@ pub fn compile(source: &str, names: &Names) -> Result<Condition, Vec<Error>> {
 /// The CEL standard library's functions and macros, as the engine's environment has them.
 /// Operators (`_&&_`, `@in`, `_[_]` ...) are named differently and always allowed.
 pub const FUNCTIONS: &[&str] = &[
-    "all", "bool", "bytes", "contains", "double", "duration", "dyn", "endsWith", "exists", "exists_one", "filter",
-    "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours", "getMilliseconds",
-    "getMinutes", "getMonth", "getSeconds", "has", "int", "map", "matches", "size", "startsWith", "string",
-    "timestamp", "type", "uint",
+    "all",
+    "bool",
+    "bytes",
+    "contains",
+    "double",
+    "duration",
+    "dyn",
+    "endsWith",
+    "exists",
+    "exists_one",
+    "filter",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getFullYear",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getMonth",
+    "getSeconds",
+    "has",
+    "int",
+    "map",
+    "matches",
+    "size",
+    "startsWith",
+    "string",
+    "timestamp",
+    "type",
+    "uint",
 ];
 
 /// CEL's type names, which conditions may use as values: `type(x) == int`.
-const TYPE_NAMES: &[&str] = &["bool", "bytes", "double", "duration", "dyn", "int", "list", "map", "null_type", "string", "timestamp", "type", "uint"];
+const TYPE_NAMES: &[&str] = &[
+    "bool",
+    "bytes",
+    "double",
+    "duration",
+    "dyn",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "timestamp",
+    "type",
+    "uint",
+];
 
 fn string_literal(expr: &IdedExpr) -> Option<&str> {
     match &expr.expr {
@@ -145,7 +190,9 @@ fn ident(expr: &IdedExpr) -> Option<&str> {
 /// The `steps["PHASE/STEP"]` a node indexes, if it is one.
 fn step_index(expr: &IdedExpr) -> Option<&str> {
     match &expr.expr {
-        Expr::Call(call) if call.func_name == operators::INDEX && call.args.len() == 2 && ident(&call.args[0]) == Some("steps") => {
+        Expr::Call(call)
+            if call.func_name == operators::INDEX && call.args.len() == 2 && ident(&call.args[0]) == Some("steps") =>
+        {
             string_literal(&call.args[1])
         }
         _ => None,
@@ -156,7 +203,10 @@ fn step_index(expr: &IdedExpr) -> Option<&str> {
 fn member(expr: &IdedExpr) -> Option<(&IdedExpr, &str)> {
     match &expr.expr {
         Expr::Select(select) => Some((&select.operand, select.field.as_str())),
-        Expr::Call(call) if (call.func_name == operators::INDEX || call.func_name == operators::OPT_INDEX) && call.args.len() == 2 => {
+        Expr::Call(call)
+            if (call.func_name == operators::INDEX || call.func_name == operators::OPT_INDEX)
+                && call.args.len() == 2 =>
+        {
             string_literal(&call.args[1]).map(|field| (&call.args[0], field))
         }
         _ => None,
@@ -185,8 +235,17 @@ impl Checker<'_> {
     fn unknown(&mut self, kind: &str, name: &str, known: &[String]) {
         let help = crate::runbook::diagnostic::did_you_mean(name, known.iter().map(String::as_str))
             .map(|meant| format!("did you mean `{meant}`?"))
-            .unwrap_or_else(|| if known.is_empty() { format!("the runbook declares no {kind}s") } else { format!("known {kind}s: {}", known.join(", ")) });
-        self.errors.push(Error::Reference { message: format!("condition refers to unknown {kind} `{name}`"), help: Some(help) });
+            .unwrap_or_else(|| {
+                if known.is_empty() {
+                    format!("the runbook declares no {kind}s")
+                } else {
+                    format!("known {kind}s: {}", known.join(", "))
+                }
+            });
+        self.errors.push(Error::Reference {
+            message: format!("condition refers to unknown {kind} `{name}`"),
+            help: Some(help),
+        });
     }
 
     /// A reference to a named thing (`phases["x"]`, `inputs.x`, `steps["p/s"]`).
@@ -194,7 +253,9 @@ impl Checker<'_> {
         let names = self.names;
         match root {
             "inputs" if !names.inputs.iter().any(|n| n == member) => self.unknown("input", member, &names.inputs),
-            "controls" if !names.controls.iter().any(|n| n == member) => self.unknown("control", member, &names.controls),
+            "controls" if !names.controls.iter().any(|n| n == member) => {
+                self.unknown("control", member, &names.controls)
+            }
             "phases" if !names.phases.iter().any(|n| n == member) => self.unknown("phase", member, &names.phases),
             "phases" => {
                 self.references.phases.insert(member.to_string());
@@ -205,7 +266,9 @@ impl Checker<'_> {
                 if !member.contains('/')
                     && let Some(Error::Reference { help, .. }) = self.errors.last_mut()
                 {
-                    *help = Some("steps are named `PHASE/STEP`, for example `steps[\"contain/isolate-hosts\"]`".to_string());
+                    *help = Some(
+                        "steps are named `PHASE/STEP`, for example `steps[\"contain/isolate-hosts\"]`".to_string(),
+                    );
                 }
             }
             "steps" => {
@@ -231,8 +294,15 @@ impl Checker<'_> {
             && let Some((_, outputs)) = self.names.steps.iter().find(|(n, _)| n == step)
             && !outputs.iter().any(|o| o == field)
         {
-            let help = if outputs.is_empty() { "the step declares no outputs".to_string() } else { format!("its outputs are: {}", outputs.join(", ")) };
-            self.errors.push(Error::Reference { message: format!("step `{step}` declares no output `{field}`"), help: Some(help) });
+            let help = if outputs.is_empty() {
+                "the step declares no outputs".to_string()
+            } else {
+                format!("its outputs are: {}", outputs.join(", "))
+            };
+            self.errors.push(Error::Reference {
+                message: format!("step `{step}` declares no output `{field}`"),
+                help: Some(help),
+            });
         }
     }
 
@@ -246,14 +316,20 @@ impl Checker<'_> {
         self.step_fields(expr);
         match &expr.expr {
             Expr::Ident(name) => {
-                let known = self.bound.iter().any(|b| b == name) || self.names.variables.contains(&name.as_str()) || TYPE_NAMES.contains(&name.as_str());
+                let known = self.bound.iter().any(|b| b == name)
+                    || self.names.variables.contains(&name.as_str())
+                    || TYPE_NAMES.contains(&name.as_str());
                 if !known {
                     let variables: Vec<String> = self.names.variables.iter().map(|v| v.to_string()).collect();
                     self.unknown("variable", name, &variables);
                     if let Some(Error::Reference { help, .. }) = self.errors.last_mut()
                         && help.as_deref().is_none_or(|h| !h.starts_with("did you mean"))
                     {
-                        *help = Some(if variables.is_empty() { "no variables are available here".to_string() } else { format!("the variables here are: {}", variables.join(", ")) });
+                        *help = Some(if variables.is_empty() {
+                            "no variables are available here".to_string()
+                        } else {
+                            format!("the variables here are: {}", variables.join(", "))
+                        });
                     }
                 }
             }
@@ -261,8 +337,14 @@ impl Checker<'_> {
             Expr::Call(call) => {
                 if !is_operator(&call.func_name) && !FUNCTIONS.contains(&call.func_name.as_str()) {
                     let help = crate::runbook::diagnostic::did_you_mean(&call.func_name, FUNCTIONS.iter().copied())
-                        .map_or_else(|| "see the CEL standard library for the functions there are".to_string(), |meant| format!("did you mean `{meant}`?"));
-                    self.errors.push(Error::Reference { message: format!("condition calls unknown function `{}`", call.func_name), help: Some(help) });
+                        .map_or_else(
+                            || "see the CEL standard library for the functions there are".to_string(),
+                            |meant| format!("did you mean `{meant}`?"),
+                        );
+                    self.errors.push(Error::Reference {
+                        message: format!("condition calls unknown function `{}`", call.func_name),
+                        help: Some(help),
+                    });
                 }
                 if let Some(target) = &call.target {
                     self.check(target);
@@ -368,7 +450,9 @@ mod tests {
 
     #[test]
     fn references_are_noted() {
-        let condition = compile(r#"phases.contain == "done" && steps["contain/isolate-hosts"].outputs.count > 1"#, &names()).unwrap();
+        let condition =
+            compile(r#"phases.contain == "done" && steps["contain/isolate-hosts"].outputs.count > 1"#, &names())
+                .unwrap();
         assert_eq!(condition.references().phases.iter().collect::<Vec<_>>(), ["contain"]);
         assert_eq!(condition.references().steps.iter().collect::<Vec<_>>(), ["contain/isolate-hosts"]);
     }
@@ -379,11 +463,17 @@ mod tests {
             ("inputs.severty == 'high'", "condition refers to unknown input `severty`"),
             ("phases[\"restore\"] == 'done'", "condition refers to unknown phase `restore`"),
             ("steps[\"contain/nope\"].state == 'done'", "condition refers to unknown step `contain/nope`"),
-            ("steps[\"contain/isolate-hosts\"].outputs.total > 1", "step `contain/isolate-hosts` declares no output `total`"),
+            (
+                "steps[\"contain/isolate-hosts\"].outputs.total > 1",
+                "step `contain/isolate-hosts` declares no output `total`",
+            ),
             ("controls[\"waf\"] == 'relaxed'", "condition refers to unknown control `waf`"),
             ("payload.x == 1", "condition refers to unknown variable `payload`"),
             ("inputs.severity ==", "condition does not parse"),
-            ("steps[\"contain/isolate-hosts\"].outputs[\"total\"] > 1", "step `contain/isolate-hosts` declares no output `total`"),
+            (
+                "steps[\"contain/isolate-hosts\"].outputs[\"total\"] > 1",
+                "step `contain/isolate-hosts` declares no output `total`",
+            ),
             ("steps[\"contain/isolate-hosts\"].status == 'done'", "step `contain/isolate-hosts` has no field `status`"),
             ("inputs.severity.lower() == 'high'", "condition calls unknown function `lower`"),
             ("foo(inputs.severity)", "condition calls unknown function `foo`"),

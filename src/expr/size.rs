@@ -15,7 +15,9 @@ use super::{Error, MAX_LENGTH, MAX_NESTING, MAX_OPERATORS};
 /// same reason a closing bracket must close the bracket opened last.
 pub fn check_size(source: &str) -> Result<(), Error> {
     if source.len() > MAX_LENGTH {
-        return Err(Error::TooComplex { message: format!("it is {} bytes long, the limit is {MAX_LENGTH}", source.len()) });
+        return Err(Error::TooComplex {
+            message: format!("it is {} bytes long, the limit is {MAX_LENGTH}", source.len()),
+        });
     }
     let chars: Vec<char> = source.chars().collect();
     let mut open: Vec<char> = Vec::new();
@@ -38,7 +40,10 @@ pub fn check_size(source: &str) -> Result<(), Error> {
                 string_end(&chars, at, false).map_err(|problem| syntax(&chars, at, problem))?
             }
             'a'..='z' | 'A'..='Z' | '_' => {
-                let end = chars[at..].iter().position(|&c| !(c.is_ascii_alphanumeric() || c == '_')).map_or(chars.len(), |offset| at + offset);
+                let end = chars[at..]
+                    .iter()
+                    .position(|&c| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(chars.len(), |offset| at + offset);
                 let word: String = chars[at..end].iter().collect();
                 let prefixed = matches!(word.as_str(), "r" | "R" | "b" | "B" | "br" | "bR" | "Br" | "BR");
                 match chars.get(end) {
@@ -63,7 +68,10 @@ pub fn check_size(source: &str) -> Result<(), Error> {
             }
             '`' => {
                 operator = false;
-                let name = chars[at + 1..].iter().take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ' ')).count();
+                let name = chars[at + 1..]
+                    .iter()
+                    .take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ' '))
+                    .count();
                 if name == 0 || chars.get(at + 1 + name) != Some(&'`') {
                     return Err(syntax(&chars, at, "a quoted name is not closed with `` ` ``"));
                 }
@@ -72,7 +80,9 @@ pub fn check_size(source: &str) -> Result<(), Error> {
             '(' | '[' | '{' => {
                 open.push(character);
                 if open.len() > MAX_NESTING {
-                    return Err(Error::TooComplex { message: format!("brackets nest deeper than {MAX_NESTING} levels") });
+                    return Err(Error::TooComplex {
+                        message: format!("brackets nest deeper than {MAX_NESTING} levels"),
+                    });
                 }
                 at + 1
             }
@@ -101,7 +111,9 @@ pub fn check_size(source: &str) -> Result<(), Error> {
         if operator {
             operators += 1;
             if operators > MAX_OPERATORS {
-                return Err(Error::TooComplex { message: format!("it has more than {MAX_OPERATORS} operators and brackets") });
+                return Err(Error::TooComplex {
+                    message: format!("it has more than {MAX_OPERATORS} operators and brackets"),
+                });
             }
         }
     }
@@ -170,7 +182,9 @@ fn escape_end(chars: &[char], at: usize) -> Option<usize> {
 
 /// Where the number starting with the digit at `at` ends: `0x1f`, `12`, `12u`, `1.5`, `1e-3`.
 fn number_end(chars: &[char], at: usize) -> usize {
-    let run = |from: usize, valid: fn(&char) -> bool| from + chars[from.min(chars.len())..].iter().take_while(|c| valid(c)).count();
+    let run = |from: usize, valid: fn(&char) -> bool| {
+        from + chars[from.min(chars.len())..].iter().take_while(|c| valid(c)).count()
+    };
     if chars[at] == '0' && chars.get(at + 1) == Some(&'x') && chars.get(at + 2).is_some_and(char::is_ascii_hexdigit) {
         let end = run(at + 2, char::is_ascii_hexdigit);
         return if matches!(chars.get(end), Some('u' | 'U')) { end + 1 } else { end };
@@ -232,7 +246,10 @@ mod tests {
             (format!("a{}", " in b".repeat(MAX_OPERATORS + 1)), Err(many)),
             (format!("a{}", "[0]".repeat(MAX_OPERATORS + 1)), Err(many)),
             (format!("'{}'", "a".repeat(MAX_LENGTH - 2)), Ok(())),
-            (format!("'{}'", "a".repeat(MAX_LENGTH - 1)), Err("condition is too complex: it is 4097 bytes long, the limit is 4096")),
+            (
+                format!("'{}'", "a".repeat(MAX_LENGTH - 1)),
+                Err("condition is too complex: it is 4097 bytes long, the limit is 4096"),
+            ),
         ];
         for (source, expected) in &table {
             assert_eq!(outcome(source), expected.map_err(str::to_string), "{source}");

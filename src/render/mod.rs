@@ -50,7 +50,8 @@ impl Catalog {
 
     /// The built-ins, overridden by the template files in `dir` (`NAME.md`, `.txt`, `.html`).
     pub fn with_dir(dir: &Path) -> Result<Catalog, Error> {
-        let mut sources: BTreeMap<String, String> = BUILT_IN.iter().map(|(name, source)| (name.to_string(), source.to_string())).collect();
+        let mut sources: BTreeMap<String, String> =
+            BUILT_IN.iter().map(|(name, source)| (name.to_string(), source.to_string())).collect();
         let entries = std::fs::read_dir(dir).map_err(|error| Error::ReadDir { path: dir.to_path_buf(), error })?;
         for entry in entries {
             let entry = entry.map_err(|error| Error::ReadDir { path: dir.to_path_buf(), error })?;
@@ -75,8 +76,11 @@ impl Catalog {
         // tera loads a set of templates all or nothing, and templates may include or extend each
         // other, so a file is blamed only when the others load without it.
         let tera = loop {
-            let good: Vec<(&str, &str)> =
-                sources.iter().filter(|(name, _)| !broken.contains_key(*name)).map(|(n, s)| (n.as_str(), s.as_str())).collect();
+            let good: Vec<(&str, &str)> = sources
+                .iter()
+                .filter(|(name, _)| !broken.contains_key(*name))
+                .map(|(n, s)| (n.as_str(), s.as_str()))
+                .collect();
             let error = match load(&good) {
                 Ok(tera) => break tera,
                 Err(error) => error,
@@ -91,7 +95,9 @@ impl Catalog {
                 break tera::Tera::new();
             }
             for name in culprits {
-                let message = load(&[(name, sources[name].as_str())]).err().map_or_else(|| error_text(&error), |e| error_text(&e));
+                let message = load(&[(name, sources[name].as_str())])
+                    .err()
+                    .map_or_else(|| error_text(&error), |e| error_text(&e));
                 broken.insert(name.to_string(), message);
             }
         };
@@ -100,7 +106,11 @@ impl Catalog {
 
     /// The files of template `name`, in variant order.
     pub fn files(&self, name: &str) -> Vec<String> {
-        VARIANTS.iter().map(|variant| format!("{name}.{variant}")).filter(|file| self.sources.contains_key(file)).collect()
+        VARIANTS
+            .iter()
+            .map(|variant| format!("{name}.{variant}"))
+            .filter(|file| self.sources.contains_key(file))
+            .collect()
     }
 
     /// Renders one file of a template with `context`.
@@ -108,8 +118,11 @@ impl Catalog {
         if !self.sources.contains_key(file) {
             return Err(Error::Missing { name: file.to_string() });
         }
-        let context = tera::Context::from_serialize(context).map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })?;
-        self.tera.render(file, &context).map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })
+        let context = tera::Context::from_serialize(context)
+            .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })?;
+        self.tera
+            .render(file, &context)
+            .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })
     }
 }
 
@@ -124,7 +137,11 @@ impl Templates for Catalog {
         }
         let mut variables = Vec::new();
         for file in files {
-            let mut used: Vec<String> = self.tera.get_template_variables(&file).map(|vars| vars.into_iter().map(str::to_string).collect()).unwrap_or_default();
+            let mut used: Vec<String> = self
+                .tera
+                .get_template_variables(&file)
+                .map(|vars| vars.into_iter().map(str::to_string).collect())
+                .unwrap_or_default();
             used.sort();
             variables.extend(used.into_iter().map(|variable| (variable, file.clone())));
         }

@@ -178,7 +178,9 @@ fn resolve_plain<'de, V: Visitor<'de>>(text: &str, visitor: V) -> Result<V::Valu
                 visitor.visit_i64(number)
             } else if let Ok(number) = text.parse::<u64>() {
                 visitor.visit_u64(number)
-            } else if let Some(number) = text.parse::<f64>().ok().filter(|n| n.is_finite() && !text.starts_with(['i', 'I', 'n', 'N', '+'])) {
+            } else if let Some(number) =
+                text.parse::<f64>().ok().filter(|n| n.is_finite() && !text.starts_with(['i', 'I', 'n', 'N', '+']))
+            {
                 visitor.visit_f64(number)
             } else {
                 visitor.visit_str(text)
@@ -204,7 +206,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             Value::Scalar { text, plain: true } => resolve_plain(text, visitor),
             Value::Scalar { text, plain: false } => visitor.visit_str(text),
             Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), sink: self.sink }),
-            Value::Map(entries) => visitor.visit_map(MapAccess { entries: entries.iter().collect::<Vec<_>>().into_iter(), value: None, sink: self.sink }),
+            Value::Map(entries) => visitor.visit_map(MapAccess {
+                entries: entries.iter().collect::<Vec<_>>().into_iter(),
+                value: None,
+                sink: self.sink,
+            }),
         };
         result.map_err(|e: Error| e.at(mark))
     }
@@ -232,7 +238,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
-            Value::Scalar { text, .. } if !self.node.is_null() => visitor.visit_str(text).map_err(|e: Error| e.at(self.node.mark)),
+            Value::Scalar { text, .. } if !self.node.is_null() => {
+                visitor.visit_str(text).map_err(|e: Error| e.at(self.node.mark))
+            }
             _ => Err(self.wrong_type("a string")),
         }
     }
@@ -275,7 +283,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
-            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), sink: self.sink }).map_err(|e| e.at(self.node.mark)),
+            Value::Seq(items) => {
+                visitor.visit_seq(SeqAccess { items: items.iter(), sink: self.sink }).map_err(|e| e.at(self.node.mark))
+            }
             // A single value stands for a list of one: `needs: contain` is `needs: [contain]`.
             Value::Scalar { .. } if !self.node.is_null() => visitor
                 .visit_seq(SeqAccess { items: std::slice::from_ref(self.node).iter(), sink: self.sink })
@@ -288,20 +298,34 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.node.value {
             Value::Map(entries) => visitor
-                .visit_map(MapAccess { entries: entries.iter().collect::<Vec<_>>().into_iter(), value: None, sink: self.sink })
+                .visit_map(MapAccess {
+                    entries: entries.iter().collect::<Vec<_>>().into_iter(),
+                    value: None,
+                    sink: self.sink,
+                })
                 .map_err(|e| e.at(self.node.mark)),
             _ => Err(self.wrong_type("a mapping")),
         }
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, name: &'static str, fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         if name == SPANNED {
             return visitor.visit_seq(SpannedAccess { node: self.node, sink: self.sink, position: 0 });
         }
@@ -328,19 +352,26 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
                 self.sink.push(diagnostic);
             }
         }
-        visitor.visit_map(MapAccess { entries: known.into_iter(), value: None, sink: self.sink }).map_err(|mut error| {
-            if error.code == Code::MissingKey && error.mark.is_none() {
-                error.message = format!("{} is {}", noun(name), error.message);
-            }
-            error.at(self.node.mark)
-        })
+        visitor.visit_map(MapAccess { entries: known.into_iter(), value: None, sink: self.sink }).map_err(
+            |mut error| {
+                if error.code == Code::MissingKey && error.mark.is_none() {
+                    error.message = format!("{} is {}", noun(name), error.message);
+                }
+                error.at(self.node.mark)
+            },
+        )
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         match &self.node.value {
-            Value::Scalar { text, .. } if !self.node.is_null() => visitor
-                .visit_enum(text.as_str().into_deserializer())
-                .map_err(|e: Error| e.at(self.node.mark)),
+            Value::Scalar { text, .. } if !self.node.is_null() => {
+                visitor.visit_enum(text.as_str().into_deserializer()).map_err(|e: Error| e.at(self.node.mark))
+            }
             _ => Err(self.wrong_type("one of the names listed in the documentation")),
         }
     }
@@ -658,10 +689,17 @@ mod tests {
 
     #[test]
     fn every_broken_entry_is_reported() {
-        let (doc, problems, lossy) = run("items:\n  - id: a\n    cuont: 2\n  - count: 3\n  - id: c\n    count: many\n  - id: d\nnamed:\n  x: { id: [1] }\n");
+        let (doc, problems, lossy) = run(
+            "items:\n  - id: a\n    cuont: 2\n  - count: 3\n  - id: c\n    count: many\n  - id: d\nnamed:\n  x: { id: [1] }\n",
+        );
         assert_eq!(
             problems,
-            vec![(Code::UnknownKey, 3, 5), (Code::MissingKey, 4, 5), (Code::WrongType, 6, 12), (Code::WrongType, 9, 12)]
+            vec![
+                (Code::UnknownKey, 3, 5),
+                (Code::MissingKey, 4, 5),
+                (Code::WrongType, 6, 12),
+                (Code::WrongType, 9, 12)
+            ]
         );
         assert!(lossy);
         let ids: Vec<String> = doc.unwrap().items.iter().map(|item| item.id.value.clone()).collect();

@@ -17,7 +17,8 @@ pub use model::Runbook;
 pub const MAX_FILE_SIZE: usize = 1024 * 1024;
 
 /// The variables the engine gives status-update and notify templates.
-pub const STATUS_CONTEXT: &[&str] = &["incident", "runbook", "phases", "blocking", "relaxations", "timeline", "audience", "update", "now"];
+pub const STATUS_CONTEXT: &[&str] =
+    &["incident", "runbook", "phases", "blocking", "relaxations", "timeline", "audience", "update", "now"];
 
 /// The variables the engine gives campaign templates, one render per recipient.
 pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "campaign", "incident", "runbook", "now"];
@@ -53,12 +54,14 @@ pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diag
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-        vec![Diagnostic::new(
-            Code::NotUtf8,
-            Mark::new(u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX)),
-            format!("the file is not valid UTF-8 (byte {} is the first that is not)", error.valid_up_to()),
-        )
-        .with_help("save the runbook as UTF-8")]
+        vec![
+            Diagnostic::new(
+                Code::NotUtf8,
+                Mark::new(u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX)),
+                format!("the file is not valid UTF-8 (byte {} is the first that is not)", error.valid_up_to()),
+            )
+            .with_help("save the runbook as UTF-8"),
+        ]
     })?;
     parse(text, templates)
 }
@@ -66,8 +69,10 @@ pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diag
 /// Parses and validates runbook text.
 pub fn parse(text: &str, templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {
     let empty = |message: &str| {
-        vec![Diagnostic::new(Code::EmptyFile, Mark::START, message)
-            .with_help("a runbook needs at least `apiVersion`, `kind`, `id`, `title` and one phase")]
+        vec![
+            Diagnostic::new(Code::EmptyFile, Mark::START, message)
+                .with_help("a runbook needs at least `apiVersion`, `kind`, `id`, `title` and one phase"),
+        ]
     };
     if text.trim().is_empty() {
         return Err(empty("the file is empty"));
@@ -76,10 +81,18 @@ pub fn parse(text: &str, templates: &dyn Templates) -> Result<Runbook, Vec<Diagn
     let Some(node) = node else {
         // Text with no YAML document in it (comments, a byte-order mark, `...`) is refused with a
         // reason like any other: a refusal without a diagnostic would leave nothing to fix.
-        return Err(if diagnostics.is_empty() { empty("the file holds no YAML document, only comments or markers") } else { diagnostics });
+        return Err(if diagnostics.is_empty() {
+            empty("the file holds no YAML document, only comments or markers")
+        } else {
+            diagnostics
+        });
     };
     if !matches!(node.value, yaml::Value::Map(_)) {
-        diagnostics.push(Diagnostic::new(Code::WrongType, node.mark, format!("a runbook is a mapping, this is {}", node.describe())));
+        diagnostics.push(Diagnostic::new(
+            Code::WrongType,
+            node.mark,
+            format!("a runbook is a mapping, this is {}", node.describe()),
+        ));
         return Err(diagnostics);
     }
     let sink = de::Sink::default();
@@ -102,7 +115,7 @@ pub fn parse(text: &str, templates: &dyn Templates) -> Result<Runbook, Vec<Diagn
 }
 
 fn sort(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diagnostics.sort_by(|a, b| (a.mark, a.code).cmp(&(b.mark, b.code)));
+    diagnostics.sort_by_key(|diagnostic| (diagnostic.mark, diagnostic.code));
     diagnostics.dedup();
     diagnostics
 }

@@ -129,7 +129,11 @@ pub struct Gate {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateKind {
-    Approval { roles: Vec<String>, count: u32, four_eyes: bool },
+    Approval {
+        roles: Vec<String>,
+        count: u32,
+        four_eyes: bool,
+    },
     Condition(Condition),
     Check(Check),
     Timer {
@@ -140,8 +144,12 @@ pub enum GateKind {
         from: TimerAnchor,
     },
     /// Empty means every step that is not optional.
-    StepsDone { steps: Vec<String> },
-    Signal { role: Option<String> },
+    StepsDone {
+        steps: Vec<String>,
+    },
+    Signal {
+        role: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,10 +194,27 @@ pub struct Retry {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    Manual { instructions: String, assignee: Option<String>, evidence: Vec<String>, outputs: Vec<String> },
-    Http { request: Request, expect: Option<Condition>, outputs: Vec<(String, Condition)> },
-    Command { argv: Vec<String>, env: Vec<(String, Text)> },
-    Notify { audience: String, template: Option<String>, channels: Option<Vec<String>>, message: Option<String> },
+    Manual {
+        instructions: String,
+        assignee: Option<String>,
+        evidence: Vec<String>,
+        outputs: Vec<String>,
+    },
+    Http {
+        request: Request,
+        expect: Option<Condition>,
+        outputs: Vec<(String, Condition)>,
+    },
+    Command {
+        argv: Vec<String>,
+        env: Vec<(String, Text)>,
+    },
+    Notify {
+        audience: String,
+        template: Option<String>,
+        channels: Option<Vec<String>>,
+        message: Option<String>,
+    },
     Relax {
         control: String,
         reason: String,
@@ -197,12 +222,19 @@ pub enum Action {
         expires_in: Duration,
         compensating: Vec<String>,
     },
-    Reinstate { control: String, strengthened: Vec<String> },
+    Reinstate {
+        control: String,
+        strengthened: Vec<String>,
+    },
     Campaign {
         recipients_input: String,
         id_field: String,
         address_field: String,
-        template: String, channel: String, batch_size: u32, rate_per_second: Option<u32> },
+        template: String,
+        channel: String,
+        batch_size: u32,
+        rate_per_second: Option<u32>,
+    },
 }
 
 #[cfg(test)]

@@ -24,8 +24,27 @@ const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Words CEL reserves; they cannot follow a `.` in a condition.
 const CEL_RESERVED: &[&str] = &[
-    "as", "break", "const", "continue", "else", "false", "for", "function", "if", "import", "in", "let", "loop", "package",
-    "namespace", "null", "return", "true", "var", "void", "while",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "false",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "null",
+    "return",
+    "true",
+    "var",
+    "void",
+    "while",
 ];
 
 const RUNBOOK_VARIABLES: &[&str] = &["incident", "inputs", "phases", "steps", "controls"];
@@ -35,7 +54,14 @@ const ALERT_TRIGGER_VARIABLES: &[&str] = &["payload", "headers", "alert"];
 
 /// Validates a raw runbook into the model, or returns every problem found.
 pub fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
-    let mut validator = Validator { problems: Vec::new(), templates, names: Names::default(), reading: None, ancestors: HashMap::new(), relaxation_limits: Vec::new() };
+    let mut validator = Validator {
+        problems: Vec::new(),
+        templates,
+        names: Names::default(),
+        reading: None,
+        ancestors: HashMap::new(),
+        relaxation_limits: Vec::new(),
+    };
     let runbook = validator.runbook(raw);
     if validator.problems.is_empty() { Ok(runbook) } else { Err(validator.problems) }
 }
@@ -78,10 +104,18 @@ impl<'a> Validator<'a> {
 
     fn runbook(&mut self, raw: &raw::Runbook) -> model::Runbook {
         if raw.api_version.value != "phasegate/v1" {
-            self.report(Code::BadApiVersion, raw.api_version.mark, format!("`apiVersion` is `{}`, this version of phasegate reads `phasegate/v1`", raw.api_version.value));
+            self.report(
+                Code::BadApiVersion,
+                raw.api_version.mark,
+                format!("`apiVersion` is `{}`, this version of phasegate reads `phasegate/v1`", raw.api_version.value),
+            );
         }
         if raw.kind.value != "Runbook" {
-            self.report(Code::BadApiVersion, raw.kind.mark, format!("`kind` is `{}`, expected `Runbook`", raw.kind.value));
+            self.report(
+                Code::BadApiVersion,
+                raw.kind.mark,
+                format!("`kind` is `{}`, expected `Runbook`", raw.kind.value),
+            );
         }
         self.id(&raw.id, "runbook");
         self.not_blank(&raw.title, "title");
@@ -114,7 +148,9 @@ impl<'a> Validator<'a> {
         self.relaxation_limits = controls
             .iter()
             .zip(&raw.controls.0)
-            .filter_map(|(control, (_, written))| Some((control.id.clone(), control.max_relaxation?, written.max_relaxation.as_ref()?.value.clone())))
+            .filter_map(|(control, (_, written))| {
+                Some((control.id.clone(), control.max_relaxation?, written.max_relaxation.as_ref()?.value.clone()))
+            })
             .collect();
         let channels = self.channels(&raw.channels);
         let audiences = self.audiences(&raw.audiences, &declared);
@@ -129,11 +165,16 @@ impl<'a> Validator<'a> {
                 .phases
                 .value
                 .iter()
-                .flat_map(|phase| phase.steps.iter().map(move |step| (format!("{}/{}", phase.id.value, step.id.value), steps::declared_outputs(step))))
+                .flat_map(|phase| {
+                    phase.steps.iter().map(move |step| {
+                        (format!("{}/{}", phase.id.value, step.id.value), steps::declared_outputs(step))
+                    })
+                })
                 .collect(),
             controls: declared.controls.iter().map(|c| c.to_string()).collect(),
         };
-        let phases: Vec<model::Phase> = order.iter().map(|&index| self.phase(&raw.phases.value[index], &declared, &inputs)).collect();
+        let phases: Vec<model::Phase> =
+            order.iter().map(|&index| self.phase(&raw.phases.value[index], &declared, &inputs)).collect();
         self.relaxations_reinstated(&raw.phases.value, &phases);
 
         let status_updates = raw.status_updates.iter().map(|update| self.status_update(update, &declared)).collect();
@@ -174,7 +215,10 @@ impl<'a> Validator<'a> {
 
     /// A control's longest allowed relaxation, and how the runbook writes it.
     fn max_relaxation(&self, control: &str) -> Option<(Duration, String)> {
-        self.relaxation_limits.iter().find(|(id, _, _)| id == control).map(|(_, limit, written)| (*limit, written.clone()))
+        self.relaxation_limits
+            .iter()
+            .find(|(id, _, _)| id == control)
+            .map(|(_, limit, written)| (*limit, written.clone()))
     }
 
     fn not_blank(&mut self, text: &Spanned<String>, key: &str) {
@@ -185,7 +229,9 @@ impl<'a> Validator<'a> {
 
     fn duration(&mut self, text: &Spanned<String>, key: &str) -> Option<Duration> {
         let problem = match humantime::parse_duration(text.value.trim()) {
-            Ok(duration) if duration < Duration::from_secs(1) => format!("`{key}` is `{}`, shorter than a second", text.value),
+            Ok(duration) if duration < Duration::from_secs(1) => {
+                format!("`{key}` is `{}`, shorter than a second", text.value)
+            }
             Ok(duration) if duration > MAX_DURATION => format!("`{key}` is `{}`, longer than a year", text.value),
             Ok(duration) => return Some(duration),
             Err(_) => format!("`{key}` is `{}`, which is not a duration", text.value),
@@ -201,12 +247,18 @@ impl<'a> Validator<'a> {
         let shaped = name.value.starts_with(|c: char| c.is_ascii_lowercase())
             && name.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !shaped {
-            self.report(Code::BadId, name.mark, format!("`{}` is not a valid {what} name", name.value)).help = Some(format!(
-                "{what} names are lowercase letters, digits and `_`, starting with a letter, so that conditions can say `{what}s.NAME`"
-            ));
+            self.report(Code::BadId, name.mark, format!("`{}` is not a valid {what} name", name.value)).help = Some(
+                format!(
+                    "{what} names are lowercase letters, digits and `_`, starting with a letter, so that conditions can say `{what}s.NAME`"
+                ),
+            );
         } else if CEL_RESERVED.contains(&name.value.as_str()) {
-            self.report(Code::BadId, name.mark, format!("`{}` is a word CEL reserves, so it cannot be an {what} name", name.value))
-                .help = Some(format!("choose another name; conditions could not say `{what}s.{}`", name.value));
+            self.report(
+                Code::BadId,
+                name.mark,
+                format!("`{}` is a word CEL reserves, so it cannot be an {what} name", name.value),
+            )
+            .help = Some(format!("choose another name; conditions could not say `{what}s.{}`", name.value));
         }
     }
 
@@ -248,9 +300,10 @@ impl<'a> Validator<'a> {
         for error in errors {
             let (code, help) = match &error {
                 expr::Error::Syntax { .. } => (Code::ConditionSyntax, None),
-                expr::Error::TooComplex { .. } => {
-                    (Code::ConditionTooComplex, Some("split the condition, or move the logic into a step output".to_string()))
-                }
+                expr::Error::TooComplex { .. } => (
+                    Code::ConditionTooComplex,
+                    Some("split the condition, or move the logic into a step output".to_string()),
+                ),
                 expr::Error::Reference { help, .. } => (Code::ConditionReference, help.clone()),
             };
             self.report(code, mark, error.to_string()).help = help;
@@ -268,21 +321,34 @@ impl<'a> Validator<'a> {
         }
         for step in &condition.references().steps {
             let phase = step.split('/').next().unwrap_or_default();
-            if !ancestors.contains(phase) && !(reading.own_steps && phase == reading.phase) {
+            let own = reading.own_steps && phase == reading.phase;
+            if !ancestors.contains(phase) && !own {
                 early.push(format!("step `{step}`"));
             }
         }
         if !early.is_empty() {
             let where_ = if reading.own_steps { "its steps run" } else { "it starts" };
-            self.report(Code::ConditionOrder, mark, format!("condition of phase `{}` reads {}, which may not have run when {where_}", reading.phase, early.join(" and "))).help =
-                Some(format!("add the phase to `needs` of `{}` so that it is done first, or read something that is", reading.phase));
+            self.report(
+                Code::ConditionOrder,
+                mark,
+                format!(
+                    "condition of phase `{}` reads {}, which may not have run when {where_}",
+                    reading.phase,
+                    early.join(" and ")
+                ),
+            )
+            .help = Some(format!(
+                "add the phase to `needs` of `{}` so that it is done first, or read something that is",
+                reading.phase
+            ));
         }
     }
 
     fn template(&mut self, name: &Spanned<String>, context: &[&str]) {
         match self.templates.lookup(&name.value) {
             TemplateInfo::Missing => {
-                self.report(Code::MissingTemplate, name.mark, format!("template `{}` does not exist", name.value)).help =
+                self.report(Code::MissingTemplate, name.mark, format!("template `{}` does not exist", name.value))
+                    .help =
                     Some(format!("create `templates/{0}.md`, `templates/{0}.txt` or `templates/{0}.html`", name.value));
             }
             TemplateInfo::Broken { file, message } => {
@@ -294,10 +360,19 @@ impl<'a> Validator<'a> {
                 for (variable, file) in variables {
                     if !context.contains(&variable.as_str()) {
                         let help = match did_you_mean(&variable, context.iter().copied()) {
-                            Some(meant) => format!("did you mean `{meant}`? {user} templates get: {}", context.join(", ")),
+                            Some(meant) => {
+                                format!("did you mean `{meant}`? {user} templates get: {}", context.join(", "))
+                            }
                             None => format!("{user} templates get: {}", context.join(", ")),
                         };
-                        self.report(Code::TemplateVariable, name.mark, format!("template `{file}` uses `{variable}`, which the engine does not give {user} templates")).help = Some(help);
+                        self.report(
+                            Code::TemplateVariable,
+                            name.mark,
+                            format!(
+                                "template `{file}` uses `{variable}`, which the engine does not give {user} templates"
+                            ),
+                        )
+                        .help = Some(help);
                     }
                 }
             }
@@ -324,26 +399,48 @@ impl<'a> Validator<'a> {
             self.field_name(name, "input");
             let kind = input.kind.value;
             if input.allowed.as_ref().is_some_and(|allowed| allowed.is_empty()) {
-                self.report(Code::EmptyList, name.mark, format!("input `{}` lists no allowed values, so no value would do", name.value))
-                    .help = Some("list the allowed values, or remove `allowed` to accept any value of the type".to_string());
+                self.report(
+                    Code::EmptyList,
+                    name.mark,
+                    format!("input `{}` lists no allowed values, so no value would do", name.value),
+                )
+                .help =
+                    Some("list the allowed values, or remove `allowed` to accept any value of the type".to_string());
             }
             let allowed: Option<Vec<serde_json::Value>> = input.allowed.as_ref().map(|values| {
                 for value in values.iter() {
                     if !fits(kind, &value.value) {
-                        self.report(Code::BadInputDefault, value.mark, format!("allowed value {} of input `{}` is not a {}", value.value, name.value, type_name(kind)));
+                        self.report(
+                            Code::BadInputDefault,
+                            value.mark,
+                            format!(
+                                "allowed value {} of input `{}` is not a {}",
+                                value.value,
+                                name.value,
+                                type_name(kind)
+                            ),
+                        );
                     }
                 }
                 values.iter().map(|value| value.value.clone()).collect()
             });
             if let Some(default) = &input.default {
                 if !fits(kind, &default.value) {
-                    self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not a {}", default.value, name.value, type_name(kind)));
+                    self.report(
+                        Code::BadInputDefault,
+                        default.mark,
+                        format!("default {} of input `{}` is not a {}", default.value, name.value, type_name(kind)),
+                    );
                 } else if let Some(allowed) = &allowed
                     && !allowed.contains(&default.value)
                 {
                     let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                    self.report(Code::BadInputDefault, default.mark, format!("default {} of input `{}` is not one of its allowed values", default.value, name.value)).help =
-                        Some(format!("allowed: {}", listed.join(", ")));
+                    self.report(
+                        Code::BadInputDefault,
+                        default.mark,
+                        format!("default {} of input `{}` is not one of its allowed values", default.value, name.value),
+                    )
+                    .help = Some(format!("allowed: {}", listed.join(", ")));
                 }
             }
             result.push(model::Input {
@@ -407,8 +504,12 @@ impl<'a> Validator<'a> {
                 });
             }
             if kinds.len() != 1 {
-                self.report(Code::ActionCount, id.mark, format!("channel `{}` must have exactly one kind, it has {}", id.value, kinds.len())).help =
-                    Some("one of: stdout, file, webhook, slack, email".to_string());
+                self.report(
+                    Code::ActionCount,
+                    id.mark,
+                    format!("channel `{}` must have exactly one kind, it has {}", id.value, kinds.len()),
+                )
+                .help = Some("one of: stdout, file, webhook, slack, email".to_string());
                 continue;
             }
             result.push(model::Channel { id: id.value.clone(), kind: kinds.remove(0) });
@@ -424,7 +525,11 @@ impl<'a> Validator<'a> {
                 self.id(id, "audience");
                 self.template(&audience.template, STATUS_CONTEXT);
                 if audience.channels.value.is_empty() {
-                    self.report(Code::EmptyList, audience.channels.mark, format!("audience `{}` has no channels", id.value));
+                    self.report(
+                        Code::EmptyList,
+                        audience.channels.mark,
+                        format!("audience `{}` has no channels", id.value),
+                    );
                 }
                 for channel in audience.channels.value.iter() {
                     self.audience_channel(channel, declared);
@@ -444,8 +549,15 @@ impl<'a> Validator<'a> {
         if self.reference(Code::UnknownChannel, channel, "channel", &declared.channels)
             && declared.email_without_to.contains(&channel.value.as_str())
         {
-            self.report(Code::EmptyList, channel.mark, format!("email channel `{}` has no `to`, so it cannot reach an audience", channel.value))
-                .help = Some("give the channel fixed recipients in `to`; only a campaign may use an email channel without them".to_string());
+            self.report(
+                Code::EmptyList,
+                channel.mark,
+                format!("email channel `{}` has no `to`, so it cannot reach an audience", channel.value),
+            )
+            .help = Some(
+                "give the channel fixed recipients in `to`; only a campaign may use an email channel without them"
+                    .to_string(),
+            );
         }
     }
 
@@ -500,8 +612,12 @@ impl<'a> Validator<'a> {
                 let first = &phases.value[path[position]];
                 let mut names = cycle.join("`, which needs `");
                 names.push_str(&format!("`, which needs `{}", cycle[0]));
-                self.report(Code::DependencyCycle, first.id.mark, format!("phases depend on each other in a cycle: `{names}`")).help =
-                    Some("remove one of these `needs` so that the phases form a sequence".to_string());
+                self.report(
+                    Code::DependencyCycle,
+                    first.id.mark,
+                    format!("phases depend on each other in a cycle: `{names}`"),
+                )
+                .help = Some("remove one of these `needs` so that the phases form a sequence".to_string());
                 return;
             }
             path.push(next);
@@ -513,10 +629,16 @@ impl<'a> Validator<'a> {
         let when = phase.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
         self.unique_ids(phase.steps.iter().map(|step| &step.id), "step");
         self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: true });
-        let steps: Vec<model::Step> = phase.steps.iter().filter_map(|step| self.step(step, phase, declared, inputs)).collect();
+        let steps: Vec<model::Step> =
+            phase.steps.iter().filter_map(|step| self.step(step, phase, declared, inputs)).collect();
 
         let step_ids: Vec<&str> = phase.steps.iter().map(|step| step.id.value.as_str()).collect();
-        let gate_ids: Vec<&Spanned<String>> = phase.entry.iter().chain(phase.exit.iter().flat_map(|exit| exit.iter())).filter_map(|gate| gate.id.as_ref()).collect();
+        let gate_ids: Vec<&Spanned<String>> = phase
+            .entry
+            .iter()
+            .chain(phase.exit.iter().flat_map(|exit| exit.iter()))
+            .filter_map(|gate| gate.id.as_ref())
+            .collect();
         self.unique_ids(gate_ids.iter().copied(), "gate");
         for steps in phase.entry.iter().filter_map(|gate| gate.steps_done.as_ref()) {
             self.report(Code::BadGate, steps.mark, format!("a `steps_done` entry gate can never hold: the steps of phase `{}` start only after its entry gates pass", phase.id.value)).help =
@@ -524,22 +646,41 @@ impl<'a> Validator<'a> {
         }
         let mut kinds_seen: HashMap<&'static str, usize> = HashMap::new();
         self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: false });
-        let entry: Vec<model::Gate> = phase.entry.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect();
+        let entry: Vec<model::Gate> = phase
+            .entry
+            .iter()
+            .filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen))
+            .collect();
         self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: true });
         let mut exit: Vec<model::Gate> = match &phase.exit {
-            Some(gates) => gates.iter().filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen)).collect(),
+            Some(gates) => gates
+                .iter()
+                .filter_map(|gate| self.gate(gate, &phase.id.value, &step_ids, declared, &mut kinds_seen))
+                .collect(),
             None => Vec::new(),
         };
         self.reading = None;
         if !exit.iter().any(|gate| matches!(gate.kind, GateKind::StepsDone { .. })) {
-            exit.push(model::Gate { id: "steps-done".to_string(), named: false, description: Some("every step that is not optional is done".to_string()), kind: GateKind::StepsDone { steps: Vec::new() } });
+            exit.push(model::Gate {
+                id: "steps-done".to_string(),
+                named: false,
+                description: Some("every step that is not optional is done".to_string()),
+                kind: GateKind::StepsDone { steps: Vec::new() },
+            });
         }
         // An unnamed gate takes its kind as its id (`approval`, `approval-2`, `steps-done`), which
         // must not be an id another gate of the phase is given, or approvals could not tell them apart.
         for derived in entry.iter().chain(&exit).filter(|gate| !gate.named) {
             if let Some(given) = gate_ids.iter().find(|id| id.value == derived.id) {
-                self.report(Code::DuplicateId, given.mark, format!("gate id `{}` is also the id phasegate gives an unnamed gate of phase `{}`", given.value, phase.id.value)).help =
-                    Some("give the unnamed gate an id, or give this gate another id".to_string());
+                self.report(
+                    Code::DuplicateId,
+                    given.mark,
+                    format!(
+                        "gate id `{}` is also the id phasegate gives an unnamed gate of phase `{}`",
+                        given.value, phase.id.value
+                    ),
+                )
+                .help = Some("give the unnamed gate an id, or give this gate another id".to_string());
             }
         }
         model::Phase {
@@ -574,7 +715,12 @@ impl<'a> Validator<'a> {
         let reinstated_in = |control: &str| -> Vec<&str> {
             phases
                 .iter()
-                .filter(|phase| phase.steps.iter().any(|step| matches!(&step.action, Action::Reinstate { control: c, .. } if c == control)))
+                .filter(|phase| {
+                    phase
+                        .steps
+                        .iter()
+                        .any(|step| matches!(&step.action, Action::Reinstate { control: c, .. } if c == control))
+                })
                 .map(|phase| phase.id.as_str())
                 .collect()
         };
@@ -587,13 +733,22 @@ impl<'a> Validator<'a> {
                 }
                 let Some(after) = later.get(phase.id.value.as_str()) else { continue };
                 if !reinstated_in(&relax.control.value).iter().any(|p| after.contains(p)) {
-                    self.report(Code::NeverReinstated, relax.control.mark, format!("control `{}` is relaxed in phase `{}` but no later phase reinstates it", relax.control.value, phase.id.value)).help =
-                        Some(format!("add a step `reinstate: {{ control: {} }}` to a phase that needs `{}`", relax.control.value, phase.id.value));
+                    self.report(
+                        Code::NeverReinstated,
+                        relax.control.mark,
+                        format!(
+                            "control `{}` is relaxed in phase `{}` but no later phase reinstates it",
+                            relax.control.value, phase.id.value
+                        ),
+                    )
+                    .help = Some(format!(
+                        "add a step `reinstate: {{ control: {} }}` to a phase that needs `{}`",
+                        relax.control.value, phase.id.value
+                    ));
                 }
             }
         }
     }
-
 }
 
 /// For each phase, the phases it needs directly or through others. `order` lists dependencies

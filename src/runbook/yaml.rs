@@ -39,7 +39,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `plain` is false for quoted and block scalars, which are always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -75,7 +78,9 @@ impl Node {
         match &self.value {
             Value::Scalar { text, .. } => Size { nodes: 1, text: text.len() },
             Value::Seq(items) => items.iter().fold(Size { nodes: 1, text: 0 }, |size, item| size.add(item.size())),
-            Value::Map(entries) => entries.iter().fold(Size { nodes: 1, text: 0 }, |size, (k, v)| size.add(k.size()).add(v.size())),
+            Value::Map(entries) => {
+                entries.iter().fold(Size { nodes: 1, text: 0 }, |size, (k, v)| size.add(k.size()).add(v.size()))
+            }
         }
     }
 }
@@ -135,7 +140,11 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
             // The scanner reads flow collections ahead of the events, so it meets very deep `[[[...`
             // before the depth limit below does: it is the same problem, with the same code.
             if error.info() == "recursion limit exceeded" {
-                return Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML nests deeper than {} levels", limits.max_depth));
+                return Diagnostic::new(
+                    Code::YamlTooComplex,
+                    mark,
+                    format!("the YAML nests deeper than {} levels", limits.max_depth),
+                );
             }
             Diagnostic::new(Code::YamlSyntax, mark, format!("YAML syntax error: {}", error.info()))
         })?;
@@ -146,8 +155,12 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(Diagnostic::new(Code::YamlUnsupported, mark, "a runbook file holds one YAML document, this is a second one")
-                        .with_help("put each runbook in a file of its own"));
+                    return Err(Diagnostic::new(
+                        Code::YamlUnsupported,
+                        mark,
+                        "a runbook file holds one YAML document, this is a second one",
+                    )
+                    .with_help("put each runbook in a file of its own"));
                 }
                 continue;
             }
@@ -163,7 +176,8 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
             Event::Scalar(text, style, anchor, tag) => {
                 refuse_tag(tag.is_some(), mark)?;
                 size = size.add(Size { nodes: 1, text: text.len() });
-                let node = Node { mark, value: Value::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain } };
+                let node =
+                    Node { mark, value: Value::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain } };
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -173,7 +187,11 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                 refuse_tag(tag.is_some(), mark)?;
                 size.nodes += 1;
                 if stack.len() >= limits.max_depth {
-                    return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML nests deeper than {} levels", limits.max_depth)));
+                    return Err(Diagnostic::new(
+                        Code::YamlTooComplex,
+                        mark,
+                        format!("the YAML nests deeper than {} levels", limits.max_depth),
+                    ));
                 }
                 let frame = if matches!(event, Event::SequenceStart(..)) {
                     Frame::Seq { mark, anchor, items: Vec::new() }
@@ -187,7 +205,9 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match stack.pop() {
                     Some(Frame::Seq { mark, anchor, items }) => (Node { mark, value: Value::Seq(items) }, anchor),
-                    Some(Frame::Map { mark, anchor, entries, .. }) => (Node { mark, value: Value::Map(entries) }, anchor),
+                    Some(Frame::Map { mark, anchor, entries, .. }) => {
+                        (Node { mark, value: Value::Map(entries) }, anchor)
+                    }
                     None => return Err(Diagnostic::new(Code::YamlSyntax, mark, "unbalanced end of a collection")),
                 };
                 if anchor > 0 {
@@ -205,12 +225,25 @@ fn build(text: &str, limits: Limits, diagnostics: &mut Vec<Diagnostic>) -> Resul
                 Some(key_node) => {
                     let key_text = match &key_node.value {
                         Value::Scalar { text, .. } => text.clone(),
-                        _ => return Err(Diagnostic::new(Code::YamlUnsupported, key_node.mark, "mapping keys in a runbook are plain strings, not lists or mappings")),
+                        _ => {
+                            return Err(Diagnostic::new(
+                                Code::YamlUnsupported,
+                                key_node.mark,
+                                "mapping keys in a runbook are plain strings, not lists or mappings",
+                            ));
+                        }
                     };
                     if let Some(first) = seen.get(&key_text) {
                         diagnostics.push(
-                            Diagnostic::new(Code::DuplicateKey, key_node.mark, format!("key `{key_text}` appears twice in this mapping"))
-                                .with_help(format!("the first `{key_text}` is at line {}, column {}; the first one is used", first.line, first.column)),
+                            Diagnostic::new(
+                                Code::DuplicateKey,
+                                key_node.mark,
+                                format!("key `{key_text}` appears twice in this mapping"),
+                            )
+                            .with_help(format!(
+                                "the first `{key_text}` is at line {}, column {}; the first one is used",
+                                first.line, first.column
+                            )),
                         );
                     } else {
                         seen.insert(key_text, key_node.mark);
@@ -233,12 +266,20 @@ fn refuse_tag(tagged: bool, mark: Mark) -> Result<(), Diagnostic> {
 
 fn check_size(size: Size, limits: Limits, mark: Mark) -> Result<(), Diagnostic> {
     if size.nodes > limits.max_nodes {
-        return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML has more than {} nodes once aliases are expanded", limits.max_nodes))
-            .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
+        return Err(Diagnostic::new(
+            Code::YamlTooComplex,
+            mark,
+            format!("the YAML has more than {} nodes once aliases are expanded", limits.max_nodes),
+        )
+        .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
     }
     if size.text > limits.max_text {
-        return Err(Diagnostic::new(Code::YamlTooComplex, mark, format!("the YAML has more than {} bytes of text once aliases are expanded", limits.max_text))
-            .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
+        return Err(Diagnostic::new(
+            Code::YamlTooComplex,
+            mark,
+            format!("the YAML has more than {} bytes of text once aliases are expanded", limits.max_text),
+        )
+        .with_help("a runbook this large is refused so that an alias bomb cannot exhaust memory"));
     }
     Ok(())
 }
@@ -264,7 +305,8 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let table: &[(&str, Vec<(Code, u32, u32)>)] = &[
+        type Expected = Vec<(Code, u32, u32)>;
+        let table: &[(&str, Expected)] = &[
             ("a: 1\na: 2\n", vec![(Code::DuplicateKey, 2, 1)]),
             ("a: [1\n", vec![(Code::YamlSyntax, 2, 1)]),
             ("a: 1\n---\nb: 2\n", vec![(Code::YamlUnsupported, 2, 1)]),

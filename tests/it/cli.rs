@@ -59,10 +59,10 @@ fn validate_exit_codes() {
     let bad = dir.path().join("bad.yml");
 
     Cli::new().args(["validate".as_ref(), good.as_os_str()]).succeeds().stdout_has("ok (small)");
-    Cli::new()
-        .args(["validate".as_ref(), bad.as_os_str()])
-        .fails()
-        .stderr_has(&format!("{}:7:5: error[RB0010]: unknown key `neds`\n  help: did you mean `needs`?", bad.display()));
+    Cli::new().args(["validate".as_ref(), bad.as_os_str()]).fails().stderr_has(&format!(
+        "{}:7:5: error[RB0010]: unknown key `neds`\n  help: did you mean `needs`?",
+        bad.display()
+    ));
     Cli::new().args(["validate", "/nonexistent/runbook.yaml"]).status(2).stderr_has("cannot read");
     Cli::new().args(["validate"]).status(2);
     Cli::new().args(["validate", "--format", "xml", "x.yaml"]).status(2);
@@ -98,7 +98,9 @@ fn empty_and_non_utf8_files_are_invalid_runbooks() {
 fn validate_json_is_for_machines() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "bad.yaml", BROKEN);
-    let mut cli = Cli::new().args(["validate".as_ref(), "--format".as_ref(), "json".as_ref(), dir.path().join("bad.yaml").as_os_str()]).fails();
+    let mut cli = Cli::new()
+        .args(["validate".as_ref(), "--format".as_ref(), "json".as_ref(), dir.path().join("bad.yaml").as_os_str()])
+        .fails();
     let report: serde_json::Value = serde_json::from_str(&cli.stdout()).expect("stdout is JSON");
     assert_eq!(report["valid"], false);
     let diagnostic = &report["files"][0]["diagnostics"][0];
@@ -111,8 +113,9 @@ fn validate_json_is_for_machines() {
 fn plan(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "small.yaml", SMALL);
-    let mut cli =
-        Cli::new().args(["plan".as_ref(), dir.path().join("small.yaml").as_os_str(), "--format".as_ref(), format.as_ref()]).succeeds();
+    let mut cli = Cli::new()
+        .args(["plan".as_ref(), dir.path().join("small.yaml").as_os_str(), "--format".as_ref(), format.as_ref()])
+        .succeeds();
     cli.stdout()
 }
 

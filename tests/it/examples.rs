@@ -54,12 +54,18 @@ fn every_example_uses_gates_approvals_and_status_updates() {
 
 #[test]
 fn the_reference_scenario_relaxes_reinstates_and_notifies_customers() {
-    let (_, runbook) = examples().into_iter().find(|(_, runbook)| runbook.id == "retail-breach").expect("retail-breach exists");
-    let actions: Vec<&Action> = runbook.phases.iter().flat_map(|phase| phase.steps.iter().map(|step| &step.action)).collect();
-    let relaxed: BTreeSet<&str> =
-        actions.iter().filter_map(|a| if let Action::Relax { control, .. } = a { Some(control.as_str()) } else { None }).collect();
-    let reinstated: BTreeSet<&str> =
-        actions.iter().filter_map(|a| if let Action::Reinstate { control, .. } = a { Some(control.as_str()) } else { None }).collect();
+    let (_, runbook) =
+        examples().into_iter().find(|(_, runbook)| runbook.id == "retail-breach").expect("retail-breach exists");
+    let actions: Vec<&Action> =
+        runbook.phases.iter().flat_map(|phase| phase.steps.iter().map(|step| &step.action)).collect();
+    let relaxed: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| if let Action::Relax { control, .. } = a { Some(control.as_str()) } else { None })
+        .collect();
+    let reinstated: BTreeSet<&str> = actions
+        .iter()
+        .filter_map(|a| if let Action::Reinstate { control, .. } = a { Some(control.as_str()) } else { None })
+        .collect();
     assert!(relaxed.len() >= 2, "the reference scenario relaxes several controls: {relaxed:?}");
     assert!(relaxed.is_subset(&reinstated), "every relaxed control comes back: {relaxed:?} vs {reinstated:?}");
     assert!(actions.iter().any(|a| matches!(a, Action::Campaign { .. })), "customers are notified by a campaign");
@@ -129,7 +135,9 @@ fn every_template_renders_with_the_context_the_engine_provides() {
     let campaign_templates: BTreeSet<String> = examples()
         .iter()
         .flat_map(|(_, runbook)| runbook.phases.iter().flat_map(|phase| phase.steps.iter()))
-        .filter_map(|step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None })
+        .filter_map(
+            |step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None },
+        )
         .collect();
     let mut files: Vec<String> = std::fs::read_dir(root().join("templates"))
         .unwrap()

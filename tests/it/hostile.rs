@@ -50,7 +50,9 @@ fn mismatch(expect: Expect, outcome: &Result<(), Vec<Diagnostic>>) -> Option<Str
     let shown: Vec<String> = diagnostics
         .iter()
         .take(3)
-        .map(|d| format!("{}:{}: {} {}", d.mark.line, d.mark.column, d.code, d.message.chars().take(100).collect::<String>()))
+        .map(|d| {
+            format!("{}:{}: {} {}", d.mark.line, d.mark.column, d.code, d.message.chars().take(100).collect::<String>())
+        })
         .collect();
     (!matches).then(|| format!("{} diagnostic(s): {}", diagnostics.len(), shown.join("; ")))
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod diagnostics;
+mod docs;
 mod examples;
 mod hostile;
 mod support;

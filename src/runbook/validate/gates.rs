@@ -119,7 +119,10 @@ impl Validator<'_> {
                             )
                             .help = Some(match did_you_mean(&id.value, step_ids.iter().copied()) {
                                 Some(meant) => format!("did you mean `{meant}`?"),
-                                None => format!("a `steps_done` gate waits for steps of its own phase: {}", step_ids.join(", ")),
+                                None => format!(
+                                    "a `steps_done` gate waits for steps of its own phase: {}",
+                                    step_ids.join(", ")
+                                ),
                             });
                         }
                     }

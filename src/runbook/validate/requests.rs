@@ -18,8 +18,12 @@ impl Validator<'_> {
             Some(method) => {
                 let upper = method.value.to_ascii_uppercase();
                 if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&upper.as_str()) {
-                    self.report(Code::InvalidValue, method.mark, format!("`{}` is not an HTTP method phasegate sends", method.value)).help =
-                        Some("one of: GET, HEAD, POST, PUT, PATCH, DELETE".to_string());
+                    self.report(
+                        Code::InvalidValue,
+                        method.mark,
+                        format!("`{}` is not an HTTP method phasegate sends", method.value),
+                    )
+                    .help = Some("one of: GET, HEAD, POST, PUT, PATCH, DELETE".to_string());
                 }
                 upper
             }
@@ -31,7 +35,12 @@ impl Validator<'_> {
         if let Some(body) = body {
             self.interpolated_json(&body.value, body.mark);
         }
-        model::Request { method, url: url.value.clone(), headers: texts(headers), body: body.as_ref().map(|b| b.value.clone()) }
+        model::Request {
+            method,
+            url: url.value.clone(),
+            headers: texts(headers),
+            body: body.as_ref().map(|b| b.value.clone()),
+        }
     }
 
     /// Checks the `${ expression }` parts of a string a step sends, and returns the string with
@@ -86,8 +95,10 @@ impl Validator<'_> {
         let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
         let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
         if host.is_none_or(|host| host.is_empty() || host.contains(char::is_whitespace)) {
-            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL")).help =
-                Some("write the whole URL with its scheme and host, for example `https://siem.example.com/api/v1/holds`".to_string());
+            self.report(Code::BadUrl, url.mark, format!("`{text}` is not an absolute http or https URL")).help = Some(
+                "write the whole URL with its scheme and host, for example `https://siem.example.com/api/v1/holds`"
+                    .to_string(),
+            );
         }
     }
 }

@@ -19,13 +19,23 @@ pub(super) fn declared_outputs(step: &raw::Step) -> Vec<String> {
 }
 
 impl Validator<'_> {
-    pub(super) fn step(&mut self, step: &Spanned<raw::Step>, phase: &raw::Phase, declared: &Declared, inputs: &[model::Input]) -> Option<model::Step> {
+    pub(super) fn step(
+        &mut self,
+        step: &Spanned<raw::Step>,
+        phase: &raw::Phase,
+        declared: &Declared,
+        inputs: &[model::Input],
+    ) -> Option<model::Step> {
         self.id(&step.id, "step");
         let when = step.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
         let timeout = step.timeout.as_ref().and_then(|timeout| self.duration(timeout, "timeout"));
         let retry = step.retry.as_ref().map(|retry| {
             if retry.attempts.value == 0 {
-                self.report(Code::InvalidValue, retry.attempts.mark, "`attempts` counts the first attempt too, so it is at least 1");
+                self.report(
+                    Code::InvalidValue,
+                    retry.attempts.mark,
+                    "`attempts` counts the first attempt too, so it is at least 1",
+                );
             }
             let backoff = self.optional_duration(&retry.backoff, "backoff", Duration::from_secs(1));
             let max_backoff = self.optional_duration(&retry.max_backoff, "max_backoff", Duration::from_secs(300));
@@ -50,7 +60,10 @@ impl Validator<'_> {
                 self.interpolated(argument);
             }
             self.interpolated_texts(&command.env);
-            actions.push(Some(Action::Command { argv: command.argv.value.iter().map(|a| a.value.clone()).collect(), env: texts(&command.env) }));
+            actions.push(Some(Action::Command {
+                argv: command.argv.value.iter().map(|a| a.value.clone()).collect(),
+                env: texts(&command.env),
+            }));
         }
         if let Some(notify) = &step.notify {
             actions.push(self.notify(notify, declared));
@@ -60,14 +73,21 @@ impl Validator<'_> {
         }
         if let Some(reinstate) = &step.reinstate {
             let known = self.reference(Code::UndeclaredControl, &reinstate.control, "control", &declared.controls);
-            actions.push(known.then(|| Action::Reinstate { control: reinstate.control.value.clone(), strengthened: reinstate.strengthened.iter().map(|s| s.value.clone()).collect() }));
+            actions.push(known.then(|| Action::Reinstate {
+                control: reinstate.control.value.clone(),
+                strengthened: reinstate.strengthened.iter().map(|s| s.value.clone()).collect(),
+            }));
         }
         if let Some(campaign) = &step.campaign {
             actions.push(self.campaign(campaign, declared, inputs));
         }
         if actions.len() != 1 {
-            self.report(Code::ActionCount, step.id.mark, format!("step `{}` must do exactly one thing, it has {}", step.id.value, actions.len())).help =
-                Some("one of: manual, http, command, notify, relax, reinstate, campaign".to_string());
+            self.report(
+                Code::ActionCount,
+                step.id.mark,
+                format!("step `{}` must do exactly one thing, it has {}", step.id.value, actions.len()),
+            )
+            .help = Some("one of: manual, http, command, notify, relax, reinstate, campaign".to_string());
             return None;
         }
         let action = actions.pop().flatten()?;
@@ -75,12 +95,28 @@ impl Validator<'_> {
             && matches!(action, Action::Manual { .. })
             && let Some(mark) = step.timeout.as_ref().map(|t| t.mark)
         {
-            self.report(Code::InvalidValue, mark, "a manual step has no `timeout`; put a timer gate with `not_later_than` on the phase instead");
+            self.report(
+                Code::InvalidValue,
+                mark,
+                "a manual step has no `timeout`; put a timer gate with `not_later_than` on the phase instead",
+            );
         }
         if let (Some(retry), Action::Manual { .. }) = (&step.retry, &action) {
-            self.report(Code::InvalidValue, retry.attempts.mark, "a manual step has no `retry`; a person does it and marks it done");
+            self.report(
+                Code::InvalidValue,
+                retry.attempts.mark,
+                "a manual step has no `retry`; a person does it and marks it done",
+            );
         }
-        Some(model::Step { id: step.id.value.clone(), title: step.title.clone(), when, optional: step.optional.unwrap_or(false), timeout, retry, action })
+        Some(model::Step {
+            id: step.id.value.clone(),
+            title: step.title.clone(),
+            when,
+            optional: step.optional.unwrap_or(false),
+            timeout,
+            retry,
+            action,
+        })
     }
 
     fn manual(&mut self, manual: &raw::Manual, declared: &Declared) -> Option<Action> {
@@ -145,14 +181,32 @@ impl Validator<'_> {
         let expires_in = self.duration(&relax.expires_in, "expires_in");
         let guarded = phase.entry.iter().chain(phase.exit.iter().flatten()).any(|gate| gate.approval.is_some());
         if !guarded {
-            self.report(Code::UnapprovedRelaxation, relax.control.mark, format!("control `{}` is relaxed in phase `{}`, which has no approval gate", relax.control.value, phase.id.value)).help =
-                Some("add an entry gate `approval: { roles: [...] }` so that someone accountable allows the relaxation".to_string());
+            self.report(
+                Code::UnapprovedRelaxation,
+                relax.control.mark,
+                format!(
+                    "control `{}` is relaxed in phase `{}`, which has no approval gate",
+                    relax.control.value, phase.id.value
+                ),
+            )
+            .help = Some(
+                "add an entry gate `approval: { roles: [...] }` so that someone accountable allows the relaxation"
+                    .to_string(),
+            );
         }
-        if let (Some(expires_in), Some((limit, written_limit))) = (expires_in, self.max_relaxation(&relax.control.value))
+        if let (Some(expires_in), Some((limit, written_limit))) =
+            (expires_in, self.max_relaxation(&relax.control.value))
             && expires_in > limit
         {
-            self.report(Code::RelaxationTooLong, relax.expires_in.mark, format!("`expires_in` is `{}`, but control `{}` may be relaxed for at most `{written_limit}`", relax.expires_in.value, relax.control.value)).help =
-                Some(format!("shorten `expires_in` to `{written_limit}` or less"));
+            self.report(
+                Code::RelaxationTooLong,
+                relax.expires_in.mark,
+                format!(
+                    "`expires_in` is `{}`, but control `{}` may be relaxed for at most `{written_limit}`",
+                    relax.expires_in.value, relax.control.value
+                ),
+            )
+            .help = Some(format!("shorten `expires_in` to `{written_limit}` or less"));
         }
         let expires_in = expires_in?;
         known.then(|| Action::Relax {
@@ -168,7 +222,11 @@ impl Validator<'_> {
         if self.reference(Code::UnknownInput, &campaign.recipients.input, "input", &names) {
             let input = inputs.iter().find(|input| input.name == campaign.recipients.input.value)?;
             if input.kind != raw::InputType::String {
-                self.report(Code::InvalidValue, campaign.recipients.input.mark, format!("input `{}` names the recipient list, so it must be a string", input.name));
+                self.report(
+                    Code::InvalidValue,
+                    campaign.recipients.input.mark,
+                    format!("input `{}` names the recipient list, so it must be a string", input.name),
+                );
             }
         }
         self.not_blank(&campaign.recipients.id_field, "id_field");
@@ -184,7 +242,11 @@ impl Validator<'_> {
         Some(Action::Campaign {
             recipients_input: campaign.recipients.input.value.clone(),
             id_field: campaign.recipients.id_field.value.clone(),
-            address_field: campaign.recipients.address_field.as_ref().map_or_else(|| "email".to_string(), |f| f.value.clone()),
+            address_field: campaign
+                .recipients
+                .address_field
+                .as_ref()
+                .map_or_else(|| "email".to_string(), |f| f.value.clone()),
             template: campaign.template.value.clone(),
             channel: campaign.channel.value.clone(),
             batch_size,

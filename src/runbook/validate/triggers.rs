@@ -1,15 +1,21 @@
 //! Validation of status updates and triggers, and of the signal gates that triggers satisfy.
 
-use super::{
-    ALERT_TRIGGER_VARIABLES, Code, Declared, JSON_TRIGGER_VARIABLES, List, Spanned, Validator, did_you_mean,
-};
+use super::{ALERT_TRIGGER_VARIABLES, Code, Declared, JSON_TRIGGER_VARIABLES, List, Spanned, Validator, did_you_mean};
 use crate::runbook::model::{self, TriggerAction};
 use crate::runbook::raw;
 
 impl Validator<'_> {
-    pub(super) fn status_update(&mut self, update: &Spanned<raw::StatusUpdate>, declared: &Declared) -> model::StatusUpdate {
+    pub(super) fn status_update(
+        &mut self,
+        update: &Spanned<raw::StatusUpdate>,
+        declared: &Declared,
+    ) -> model::StatusUpdate {
         if update.on.is_empty() && update.every.is_none() {
-            self.report(Code::MissingKey, update.mark, "a status update needs `on` (events), `every` (a cadence) or both");
+            self.report(
+                Code::MissingKey,
+                update.mark,
+                "a status update needs `on` (events), `every` (a cadence) or both",
+            );
         }
         let every = update.every.as_ref().and_then(|every| self.duration(every, "every"));
         let phase_ids: Vec<&str> = self.names.phases.iter().map(String::as_str).collect::<Vec<_>>();
@@ -34,7 +40,12 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn triggers(&mut self, triggers: &List<raw::Trigger>, inputs: &[model::Input], phases: &List<raw::Phase>) -> Vec<model::Trigger> {
+    pub(super) fn triggers(
+        &mut self,
+        triggers: &List<raw::Trigger>,
+        inputs: &[model::Input],
+        phases: &List<raw::Phase>,
+    ) -> Vec<model::Trigger> {
         self.unique_ids(triggers.iter().map(|trigger| &trigger.id), "trigger");
         let mut result = Vec::new();
         for trigger in triggers.iter() {
@@ -58,8 +69,15 @@ impl Validator<'_> {
                 }
                 for input in inputs.iter().filter(|input| input.default.is_none()) {
                     if start.inputs.get(&input.name).is_none() {
-                        self.report(Code::MissingInput, trigger.id.mark, format!("trigger `{}` starts an incident without required input `{}`", trigger.id.value, input.name)).help =
-                            Some(format!("map it under `start.inputs`, or give input `{}` a default", input.name));
+                        self.report(
+                            Code::MissingInput,
+                            trigger.id.mark,
+                            format!(
+                                "trigger `{}` starts an incident without required input `{}`",
+                                trigger.id.value, input.name
+                            ),
+                        )
+                        .help = Some(format!("map it under `start.inputs`, or give input `{}` a default", input.name));
                     }
                 }
                 actions.push(TriggerAction::Start { inputs: mapped });
@@ -74,14 +92,28 @@ impl Validator<'_> {
             {
                 actions.push(TriggerAction::Evidence { note });
             }
-            let count = [trigger.start.is_some(), trigger.satisfy.is_some(), trigger.evidence.is_some()].iter().filter(|&&k| k).count();
+            let count = [trigger.start.is_some(), trigger.satisfy.is_some(), trigger.evidence.is_some()]
+                .iter()
+                .filter(|&&k| k)
+                .count();
             if count != 1 {
-                self.report(Code::ActionCount, trigger.id.mark, format!("trigger `{}` must do exactly one thing, it does {count}", trigger.id.value)).help =
-                    Some("one of: start, satisfy, evidence".to_string());
+                self.report(
+                    Code::ActionCount,
+                    trigger.id.mark,
+                    format!("trigger `{}` must do exactly one thing, it does {count}", trigger.id.value),
+                )
+                .help = Some("one of: start, satisfy, evidence".to_string());
                 continue;
             }
             if let (Some(key), Some(action)) = (key, actions.pop()) {
-                result.push(model::Trigger { id: trigger.id.value.clone(), source: trigger.source.value.clone(), format, when, key, action });
+                result.push(model::Trigger {
+                    id: trigger.id.value.clone(),
+                    source: trigger.source.value.clone(),
+                    format,
+                    when,
+                    key,
+                    action,
+                });
             }
         }
         result
@@ -115,7 +147,12 @@ impl Validator<'_> {
         let signal_gates: Vec<String> = phases
             .iter()
             .flat_map(|phase| {
-                phase.entry.iter().chain(phase.exit.iter().flatten()).filter(|gate| gate.signal.is_some()).filter_map(move |gate| gate.id.as_ref().map(|id| format!("{}/{}", phase.id.value, id.value)))
+                phase
+                    .entry
+                    .iter()
+                    .chain(phase.exit.iter().flatten())
+                    .filter(|gate| gate.signal.is_some())
+                    .filter_map(move |gate| gate.id.as_ref().map(|id| format!("{}/{}", phase.id.value, id.value)))
             })
             .collect();
         if signal_gates.contains(&target.value) {
@@ -125,10 +162,17 @@ impl Validator<'_> {
         let known: Vec<&str> = signal_gates.iter().map(String::as_str).collect();
         let help = match did_you_mean(&target.value, known.iter().copied()) {
             Some(meant) => format!("did you mean `{meant}`?"),
-            None if known.is_empty() => "declare a gate `{ id: NAME, signal: {} }` in a phase and name it as `PHASE/NAME`".to_string(),
+            None if known.is_empty() => {
+                "declare a gate `{ id: NAME, signal: {} }` in a phase and name it as `PHASE/NAME`".to_string()
+            }
             None => format!("signal gates: {}", known.join(", ")),
         };
-        self.report(Code::UnknownGate, target.mark, format!("`{}` is not a signal gate (`PHASE/GATE` with an id and `signal:`)", target.value)).help = Some(help);
+        self.report(
+            Code::UnknownGate,
+            target.mark,
+            format!("`{}` is not a signal gate (`PHASE/GATE` with an id and `signal:`)", target.value),
+        )
+        .help = Some(help);
         None
     }
 }

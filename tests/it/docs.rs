@@ -1,0 +1,1 @@
+//! The documentation agrees with the code: every diagnostic documented, every example valid.

@@ -7,6 +7,7 @@ pub mod de;
 pub mod diagnostic;
 pub mod model;
 pub mod raw;
+pub mod spanned;
 pub mod validate;
 pub mod yaml;
 

@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::de::{List, Spanned, Table};
+use super::spanned::{List, Spanned, Table};
 
 /// An incident-response runbook.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,17 +4,19 @@
 //! controls, channels, audiences), the phase graph, each phase's gates and steps, the rules that
 //! span phases (relaxations reinstated later), status updates and triggers.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::de::{List, Spanned, Table};
 use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
-use super::model::{self, Action, ChannelKind, GateKind};
+use super::model::{self, Action, GateKind};
 use super::raw;
+use super::spanned::{List, Spanned, Table};
 use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
 
+mod declarations;
 mod gates;
+mod graph;
 mod requests;
 mod steps;
 mod triggers;
@@ -156,7 +158,7 @@ impl<'a> Validator<'a> {
         let audiences = self.audiences(&raw.audiences, &declared);
 
         let order = self.phase_order(&raw.phases);
-        self.ancestors = ancestors(&raw.phases.value, &order);
+        self.ancestors = graph::ancestors(&raw.phases.value, &order);
         self.names = Names {
             variables: RUNBOOK_VARIABLES.to_vec(),
             inputs: inputs.iter().map(|input| input.name.clone()).collect(),
@@ -391,239 +393,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    // ----- declarations
-
-    fn inputs(&mut self, inputs: &Table<raw::Input>) -> Vec<model::Input> {
-        let mut result = Vec::new();
-        for (name, input) in &inputs.0 {
-            self.field_name(name, "input");
-            let kind = input.kind.value;
-            if input.allowed.as_ref().is_some_and(|allowed| allowed.is_empty()) {
-                self.report(
-                    Code::EmptyList,
-                    name.mark,
-                    format!("input `{}` lists no allowed values, so no value would do", name.value),
-                )
-                .help =
-                    Some("list the allowed values, or remove `allowed` to accept any value of the type".to_string());
-            }
-            let allowed: Option<Vec<serde_json::Value>> = input.allowed.as_ref().map(|values| {
-                for value in values.iter() {
-                    if !fits(kind, &value.value) {
-                        self.report(
-                            Code::BadInputDefault,
-                            value.mark,
-                            format!(
-                                "allowed value {} of input `{}` is not a {}",
-                                value.value,
-                                name.value,
-                                type_name(kind)
-                            ),
-                        );
-                    }
-                }
-                values.iter().map(|value| value.value.clone()).collect()
-            });
-            if let Some(default) = &input.default {
-                if !fits(kind, &default.value) {
-                    self.report(
-                        Code::BadInputDefault,
-                        default.mark,
-                        format!("default {} of input `{}` is not a {}", default.value, name.value, type_name(kind)),
-                    );
-                } else if let Some(allowed) = &allowed
-                    && !allowed.contains(&default.value)
-                {
-                    let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                    self.report(
-                        Code::BadInputDefault,
-                        default.mark,
-                        format!("default {} of input `{}` is not one of its allowed values", default.value, name.value),
-                    )
-                    .help = Some(format!("allowed: {}", listed.join(", ")));
-                }
-            }
-            result.push(model::Input {
-                name: name.value.clone(),
-                kind,
-                description: input.description.clone(),
-                default: input.default.as_ref().map(|d| d.value.clone()),
-                allowed,
-            });
-        }
-        result
-    }
-
-    fn controls(&mut self, controls: &Table<raw::Control>, declared: &Declared) -> Vec<model::Control> {
-        controls
-            .0
-            .iter()
-            .map(|(id, control)| {
-                self.id(id, "control");
-                self.not_blank(&control.title, "title");
-                if let Some(owner) = &control.owner {
-                    self.reference(Code::UnknownRole, owner, "role", &declared.roles);
-                }
-                model::Control {
-                    id: id.value.clone(),
-                    title: control.title.value.clone(),
-                    description: control.description.clone(),
-                    owner: control.owner.as_ref().map(|o| o.value.clone()),
-                    max_relaxation: control.max_relaxation.as_ref().and_then(|d| self.duration(d, "max_relaxation")),
-                }
-            })
-            .collect()
-    }
-
-    fn channels(&mut self, channels: &Table<raw::Channel>) -> Vec<model::Channel> {
-        let mut result = Vec::new();
-        for (id, channel) in &channels.0 {
-            self.id(id, "channel");
-            let mut kinds = Vec::new();
-            if channel.stdout.is_some() {
-                kinds.push(ChannelKind::Stdout);
-            }
-            if let Some(file) = &channel.file {
-                self.not_blank(&file.path, "path");
-                kinds.push(ChannelKind::File { path: file.path.value.clone() });
-            }
-            if let Some(webhook) = &channel.webhook {
-                if let raw::Text::Literal(url) = &webhook.url.value {
-                    self.url(&Spanned::new(webhook.url.mark, url.clone()));
-                }
-                kinds.push(ChannelKind::Webhook { url: webhook.url.value.clone(), headers: texts(&webhook.headers) });
-            }
-            if let Some(slack) = &channel.slack {
-                kinds.push(ChannelKind::Slack { url_secret: slack.url_secret.value.clone() });
-            }
-            if let Some(email) = &channel.email {
-                kinds.push(ChannelKind::Email {
-                    to: email.to.iter().map(|to| to.value.clone()).collect(),
-                    from: email.from.clone(),
-                    relay_secret: email.relay_secret.value.clone(),
-                });
-            }
-            if kinds.len() != 1 {
-                self.report(
-                    Code::ActionCount,
-                    id.mark,
-                    format!("channel `{}` must have exactly one kind, it has {}", id.value, kinds.len()),
-                )
-                .help = Some("one of: stdout, file, webhook, slack, email".to_string());
-                continue;
-            }
-            result.push(model::Channel { id: id.value.clone(), kind: kinds.remove(0) });
-        }
-        result
-    }
-
-    fn audiences(&mut self, audiences: &Table<raw::Audience>, declared: &Declared) -> Vec<model::Audience> {
-        audiences
-            .0
-            .iter()
-            .map(|(id, audience)| {
-                self.id(id, "audience");
-                self.template(&audience.template, STATUS_CONTEXT);
-                if audience.channels.value.is_empty() {
-                    self.report(
-                        Code::EmptyList,
-                        audience.channels.mark,
-                        format!("audience `{}` has no channels", id.value),
-                    );
-                }
-                for channel in audience.channels.value.iter() {
-                    self.audience_channel(channel, declared);
-                }
-                model::Audience {
-                    id: id.value.clone(),
-                    title: audience.title.clone(),
-                    template: audience.template.value.clone(),
-                    channels: audience.channels.value.iter().map(|c| c.value.clone()).collect(),
-                }
-            })
-            .collect()
-    }
-
-    /// A channel that messages for an audience go to: declared, and with somewhere to send them.
-    fn audience_channel(&mut self, channel: &Spanned<String>, declared: &Declared) {
-        if self.reference(Code::UnknownChannel, channel, "channel", &declared.channels)
-            && declared.email_without_to.contains(&channel.value.as_str())
-        {
-            self.report(
-                Code::EmptyList,
-                channel.mark,
-                format!("email channel `{}` has no `to`, so it cannot reach an audience", channel.value),
-            )
-            .help = Some(
-                "give the channel fixed recipients in `to`; only a campaign may use an email channel without them"
-                    .to_string(),
-            );
-        }
-    }
-
-    // ----- the phase graph
-
-    /// Checks ids and `needs`, and returns the phases' indices in dependency order (the order
-    /// written, wherever the dependencies allow it). Phases in a cycle are left out and reported.
-    fn phase_order(&mut self, phases: &Spanned<List<raw::Phase>>) -> Vec<usize> {
-        if phases.value.is_empty() {
-            self.report(Code::EmptyList, phases.mark, "a runbook needs at least one phase");
-            return Vec::new();
-        }
-        self.unique_ids(phases.value.iter().map(|phase| &phase.id), "phase");
-        let ids: Vec<&str> = phases.value.iter().map(|phase| phase.id.value.as_str()).collect();
-        let mut needs: Vec<BTreeSet<usize>> = Vec::new();
-        for phase in phases.value.iter() {
-            self.id(&phase.id, "phase");
-            let mut edges = BTreeSet::new();
-            for need in phase.needs.iter() {
-                if need.value == phase.id.value {
-                    self.report(Code::DependencyCycle, need.mark, format!("phase `{}` needs itself", need.value));
-                } else if self.reference(Code::UnknownPhase, need, "phase", &ids) {
-                    edges.insert(ids.iter().position(|id| *id == need.value).expect("checked above"));
-                }
-            }
-            needs.push(edges);
-        }
-        let mut order = Vec::new();
-        let mut placed = vec![false; ids.len()];
-        while let Some(next) = (0..ids.len()).find(|&i| !placed[i] && needs[i].iter().all(|&n| placed[n])) {
-            placed[next] = true;
-            order.push(next);
-        }
-        if order.len() < ids.len() {
-            self.report_cycle(phases, &needs, &placed);
-            // Still check the phases in the cycle; the model is not built when there are problems.
-            order.extend((0..ids.len()).filter(|&i| !placed[i]));
-        }
-        order
-    }
-
-    /// Finds one cycle among the unplaced phases and names its phases in order.
-    fn report_cycle(&mut self, phases: &Spanned<List<raw::Phase>>, needs: &[BTreeSet<usize>], placed: &[bool]) {
-        let start = (0..placed.len()).find(|&i| !placed[i]).expect("some phase is unplaced");
-        // Walk unplaced dependencies until a phase repeats: that repetition closes a cycle.
-        let mut path = vec![start];
-        loop {
-            let current = *path.last().expect("path is never empty");
-            let Some(next) = needs[current].iter().copied().find(|&n| !placed[n]) else { return };
-            if let Some(position) = path.iter().position(|&p| p == next) {
-                let cycle: Vec<&str> = path[position..].iter().map(|&i| phases.value[i].id.value.as_str()).collect();
-                let first = &phases.value[path[position]];
-                let mut names = cycle.join("`, which needs `");
-                names.push_str(&format!("`, which needs `{}", cycle[0]));
-                self.report(
-                    Code::DependencyCycle,
-                    first.id.mark,
-                    format!("phases depend on each other in a cycle: `{names}`"),
-                )
-                .help = Some("remove one of these `needs` so that the phases form a sequence".to_string());
-                return;
-            }
-            path.push(next);
-        }
-    }
-
     fn phase(&mut self, phase: &raw::Phase, declared: &Declared, inputs: &[model::Input]) -> model::Phase {
         self.reading = Some(Reading { phase: phase.id.value.clone(), own_steps: false });
         let when = phase.when.as_ref().and_then(|when| self.condition(when, RUNBOOK_VARIABLES));
@@ -751,40 +520,6 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// For each phase, the phases it needs directly or through others. `order` lists dependencies
-/// first, so each phase's ancestors are known by the time it is reached.
-fn ancestors(phases: &List<raw::Phase>, order: &[usize]) -> HashMap<String, HashSet<String>> {
-    let mut result: HashMap<String, HashSet<String>> = HashMap::new();
-    for &index in order {
-        let phase = &phases[index];
-        let mut all = HashSet::new();
-        for need in phase.needs.iter() {
-            all.insert(need.value.clone());
-            all.extend(result.get(&need.value).cloned().unwrap_or_default());
-        }
-        result.insert(phase.id.value.clone(), all);
-    }
-    result
-}
-
 fn texts(table: &Table<raw::Text>) -> Vec<(String, raw::Text)> {
     table.0.iter().map(|(name, text)| (name.value.clone(), text.clone())).collect()
-}
-
-fn fits(kind: raw::InputType, value: &serde_json::Value) -> bool {
-    match kind {
-        raw::InputType::String => value.is_string(),
-        raw::InputType::Integer => value.is_i64() || value.is_u64(),
-        raw::InputType::Number => value.is_number(),
-        raw::InputType::Boolean => value.is_boolean(),
-    }
-}
-
-fn type_name(kind: raw::InputType) -> &'static str {
-    match kind {
-        raw::InputType::String => "string",
-        raw::InputType::Integer => "whole number",
-        raw::InputType::Number => "number",
-        raw::InputType::Boolean => "boolean",
-    }
 }

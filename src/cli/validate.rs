@@ -43,6 +43,9 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
             Err(error) => unreadable.push((path.clone(), format!("cannot read: {error}"))),
         }
     }
+    // The same file named twice (or a file and its directory) is checked once.
+    let mut seen_files = std::collections::HashSet::new();
+    files.retain(|path| seen_files.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
     let mut reports = Vec::new();
     let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
     for path in files {

@@ -156,6 +156,9 @@ pub const FUNCTIONS: &[&str] = &[
     "uint",
 ];
 
+/// What conditions may read of `incident`.
+pub const INCIDENT_FIELDS: &[&str] = &["id", "title", "started_by", "started_at"];
+
 /// CEL's type names, which conditions may use as values: `type(x) == int`.
 const TYPE_NAMES: &[&str] = &[
     "bool",
@@ -260,6 +263,10 @@ impl Checker<'_> {
             "phases" => {
                 self.references.phases.insert(member.to_string());
             }
+            "incident" if !INCIDENT_FIELDS.contains(&member) => {
+                let known: Vec<String> = INCIDENT_FIELDS.iter().map(|f| f.to_string()).collect();
+                self.unknown("incident field", member, &known);
+            }
             "steps" if !names.steps.iter().any(|(n, _)| n == member) => {
                 let known: Vec<String> = names.steps.iter().map(|(n, _)| n.clone()).collect();
                 self.unknown("step", member, &known);
@@ -338,7 +345,7 @@ impl Checker<'_> {
                 if !is_operator(&call.func_name) && !FUNCTIONS.contains(&call.func_name.as_str()) {
                     let help = crate::runbook::diagnostic::did_you_mean(&call.func_name, FUNCTIONS.iter().copied())
                         .map_or_else(
-                            || "see the CEL standard library for the functions there are".to_string(),
+                            || format!("the functions are: {}", FUNCTIONS.join(", ")),
                             |meant| format!("did you mean `{meant}`?"),
                         );
                     self.errors.push(Error::Reference {

@@ -72,9 +72,17 @@ impl Catalog {
     }
 
     fn from_sources(sources: BTreeMap<String, String>) -> Catalog {
-        let mut broken = BTreeMap::new();
-        // tera loads a set of templates all or nothing, and templates may include or extend each
-        // other, so a file is blamed only when the others load without it.
+        // A file that does not parse on its own is broken; missing includes and parents are
+        // only known once the others are loaded, so they are not held against a file yet.
+        let mut broken: BTreeMap<String, String> = BTreeMap::new();
+        for (name, source) in &sources {
+            if let Err(error) = load(&[(name.as_str(), source.as_str())])
+                && missing_reference(&error).is_none()
+            {
+                broken.insert(name.clone(), error_text(&error));
+            }
+        }
+        // Then blame the files that include or extend a broken or missing one, until the rest loads.
         let tera = loop {
             let good: Vec<(&str, &str)> = sources
                 .iter()
@@ -85,21 +93,29 @@ impl Catalog {
                 Ok(tera) => break tera,
                 Err(error) => error,
             };
-            let culprits: Vec<&str> =
-                good.iter().map(|(name, _)| *name).filter(|name| load(&without(&good, name)).is_ok()).collect();
-            if culprits.is_empty() {
-                // No single file is at fault (say, two that extend each other): blame them all.
+            let blamed: Vec<(String, String)> = match missing_reference(&error) {
+                Some(Reference::Parent { file, parent }) => {
+                    vec![(file, format!("extends `{parent}`, which does not exist or does not parse"))]
+                }
+                Some(Reference::Include { file, missing }) => good
+                    .iter()
+                    .filter(|(name, source)| {
+                        file.as_deref().map_or_else(|| source.contains(&format!("\"{missing}\"")), |file| file == *name)
+                    })
+                    .map(|(name, _)| {
+                        (name.to_string(), format!("includes `{missing}`, which does not exist or does not parse"))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if blamed.is_empty() {
+                // Nothing to single out (say, templates that extend each other in a circle).
                 for (name, _) in &good {
                     broken.insert(name.to_string(), error_text(&error));
                 }
                 break tera::Tera::new();
             }
-            for name in culprits {
-                let message = load(&[(name, sources[name].as_str())])
-                    .err()
-                    .map_or_else(|| error_text(&error), |e| error_text(&e));
-                broken.insert(name.to_string(), message);
-            }
+            broken.extend(blamed);
         };
         Catalog { sources, tera, broken }
     }
@@ -149,15 +165,34 @@ impl Templates for Catalog {
     }
 }
 
+/// A template that names another that is not there: a missing parent or include.
+enum Reference {
+    Parent { file: String, parent: String },
+    Include { file: Option<String>, missing: String },
+}
+
+fn missing_reference(error: &tera::Error) -> Option<Reference> {
+    match error.kind() {
+        tera::ErrorKind::MissingParent { current, parent } => {
+            Some(Reference::Parent { file: current.clone(), parent: parent.clone() })
+        }
+        tera::ErrorKind::TemplateNotFound(missing) => Some(Reference::Include { file: None, missing: missing.clone() }),
+        // An include of an unknown template is reported as a message naming both files:
+        // "error: Unknown template `partial.md`\n --> inc.md:1:12 ...".
+        tera::ErrorKind::Msg(message) => {
+            let missing = message.split("Unknown template `").nth(1)?.split('`').next()?;
+            let file = message.split("--> ").nth(1).and_then(|place| place.split(':').next()).map(str::to_string);
+            Some(Reference::Include { file, missing: missing.to_string() })
+        }
+        _ => None,
+    }
+}
+
 fn load(templates: &[(&str, &str)]) -> Result<tera::Tera, tera::Error> {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates(templates.iter().copied())?;
     Ok(tera)
-}
-
-fn without<'a>(templates: &[(&'a str, &'a str)], name: &str) -> Vec<(&'a str, &'a str)> {
-    templates.iter().filter(|(n, _)| *n != name).copied().collect()
 }
 
 /// tera's message on one line: its first line, then where (`at FILE:LINE:COL`), then the causes.
@@ -218,6 +253,24 @@ mod tests {
         assert!(message.contains("(at glob.md:1:"), "{message}");
         let context = serde_json::json!({ "runbook": { "id": "rb" } });
         assert_eq!(catalog.render("child.md", &context).unwrap(), "[rb]");
+    }
+
+    #[test]
+    fn a_broken_include_breaks_only_the_templates_that_use_it() {
+        let catalog = catalog(&[
+            ("partial.md", "{{ runbook.id "),
+            ("inc.md", "{% include \"partial.md\" %}"),
+            ("base.md", "[{% block body %}{% endblock body %}]"),
+            ("orphan.md", "{% extends \"missing.md\" %}{% block body %}x{% endblock body %}"),
+            ("fine.md", "{{ incident.title }}"),
+        ]);
+        assert!(matches!(catalog.lookup("fine"), TemplateInfo::Found { .. }), "{:?}", catalog.lookup("fine"));
+        assert!(matches!(catalog.lookup("base"), TemplateInfo::Found { .. }));
+        let TemplateInfo::Broken { message, .. } = catalog.lookup("inc") else { panic!("inc.md is broken") };
+        assert_eq!(message, "includes `partial.md`, which does not exist or does not parse");
+        let TemplateInfo::Broken { message, .. } = catalog.lookup("orphan") else { panic!("orphan.md is broken") };
+        assert_eq!(message, "extends `missing.md`, which does not exist or does not parse");
+        assert!(matches!(catalog.lookup("partial"), TemplateInfo::Broken { .. }));
     }
 
     #[test]

@@ -76,7 +76,7 @@ codes! {
     UndeclaredControl = "RB0040": "a relax or reinstate step names a control the runbook does not declare",
     NeverReinstated = "RB0041": "a relaxed control is not reinstated by any later phase",
     UnapprovedRelaxation = "RB0042": "a control is relaxed in a phase that no approval gate guards",
-    BadDuration = "RB0043": "a duration does not parse, or is zero or out of range",
+    BadDuration = "RB0043": "a duration does not parse, or is shorter than a second or longer than a year",
     RelaxationTooLong = "RB0044": "a relaxation's expiry is longer than the control allows",
     UnknownRole = "RB0050": "an approval or assignment names a role the runbook does not declare",
     ImpossibleApproval = "RB0051": "an approval can never be given: it names no role or asks for no approver",

@@ -330,6 +330,9 @@ impl<'a> Validator<'a> {
         }
         if !early.is_empty() {
             let where_ = if reading.own_steps { "its steps run" } else { "it starts" };
+            let own_phase =
+                condition.references().steps.iter().any(|step| step.split('/').next() == Some(reading.phase.as_str()))
+                    || condition.references().phases.contains(&reading.phase);
             self.report(
                 Code::ConditionOrder,
                 mark,
@@ -339,10 +342,14 @@ impl<'a> Validator<'a> {
                     early.join(" and ")
                 ),
             )
-            .help = Some(format!(
-                "add the phase to `needs` of `{}` so that it is done first, or read something that is",
-                reading.phase
-            ));
+            .help = Some(if own_phase && !reading.own_steps {
+                "a phase's `when` and entry gates are decided before its steps start; read the phase's own steps in an exit gate or a step's `when`".to_string()
+            } else {
+                format!(
+                    "add the phase to `needs` of `{}` so that it is done first, or read something that is",
+                    reading.phase
+                )
+            });
         }
     }
 

@@ -102,7 +102,7 @@ impl Validator<'_> {
             }
             if let Some(webhook) = &channel.webhook {
                 if let raw::Text::Literal(url) = &webhook.url.value {
-                    self.url(&Spanned::new(webhook.url.mark, url.clone()));
+                    self.url(&Spanned::new(webhook.url.mark, url.clone()), url);
                 }
                 kinds.push(ChannelKind::Webhook { url: webhook.url.value.clone(), headers: texts(&webhook.headers) });
             }

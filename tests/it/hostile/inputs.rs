@@ -202,6 +202,10 @@ pub fn cases() -> Vec<Case> {
             runbook(&format!("description: &d text\nx-aliases: [{}]\n", vec!["*d"; 50_000].join(", "))),
             RefusedAt(Code::UnknownKey, 6, 1),
         ),
+        case("needs-chain", needs_chain(300, false), Accepted),
+        case("needs-cycle", needs_chain(300, true), Refused(&[Code::DependencyCycle])),
+        case("unknown-needs-suggested", unknown_needs(100, true), RefusedTimes(Code::UnknownPhase, 100)),
+        case("unknown-needs-listed", unknown_needs(100, false), RefusedTimes(Code::UnknownPhase, 100)),
         case("many-documents", "---\na: 1\n".repeat(50_000), RefusedAt(Code::YamlUnsupported, 3, 1)),
         case("tag", runbook("description: !!binary aGVsbG8=\n"), RefusedAt(Code::YamlUnsupported, 5, 14)),
         case("list-as-key", runbook("? [a]\n: b\n"), Refused(&[Code::YamlUnsupported])),
@@ -218,6 +222,35 @@ pub fn cases() -> Vec<Case> {
     ];
     cases.extend(condition_cases());
     cases
+}
+
+/// A runbook of `phases` phases, each needing the one before it, the first needing the last when
+/// `cycle` is set. Validation's phase-graph checks grow faster than linearly with this: see
+/// `benches/hostile.rs`.
+pub fn needs_chain(phases: usize, cycle: bool) -> String {
+    let mut text = format!("{HEADER}phases:\n");
+    for index in 0..phases {
+        text.push_str(&format!("  - id: p{index}\n"));
+        match index.checked_sub(1) {
+            Some(previous) => text.push_str(&format!("    needs: [p{previous}]\n")),
+            None if cycle => text.push_str(&format!("    needs: [p{}]\n", phases - 1)),
+            None => {}
+        }
+        text.push_str("    steps: [{ id: look, manual: { instructions: Look. } }]\n");
+    }
+    text
+}
+
+/// A runbook of `phases` phases, each needing a phase that does not exist: `phase-xN` (which a
+/// suggestion is found for) when `similar`, else `qN` (which none is, so the help lists every id).
+pub fn unknown_needs(phases: usize, similar: bool) -> String {
+    let mut text = format!("{HEADER}phases:\n");
+    for index in 0..phases {
+        let need = if similar { format!("phase-x{index}") } else { format!("q{index}") };
+        text.push_str(&format!("  - id: phase-{index}\n    needs: [{need}]\n"));
+        text.push_str("    steps: [{ id: look, manual: { instructions: Look. } }]\n");
+    }
+    text
 }
 
 fn http_body(body: &str) -> String {

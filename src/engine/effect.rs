@@ -1,0 +1,86 @@
+//! Side effects as data: what the engine decided should happen outside, for the runtime to carry
+//! out after the events that caused it are stored. Each result comes back as a [`Outcome`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::model::Text;
+
+/// One thing to do outside, named by an idempotency key that stays the same across retries and
+/// restarts, so that carrying it out twice has the effect of carrying it out once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    pub key: String,
+    #[serde(flatten)]
+    pub kind: EffectKind,
+}
+
+/// An HTTP request with every `${ }` already evaluated; secrets are still names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, Text)>,
+    pub body: Option<serde_json::Value>,
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum EffectKind {
+    /// An http step's attempt.
+    Http { phase: String, step: String, attempt: u32, request: HttpRequest },
+    /// A command step's attempt: the program and arguments, run without a shell.
+    Command {
+        phase: String,
+        step: String,
+        attempt: u32,
+        argv: Vec<String>,
+        env: Vec<(String, Text)>,
+        #[serde(with = "seconds")]
+        timeout: Duration,
+    },
+    /// One poll of a check gate.
+    Check { phase: String, gate: String, request: HttpRequest },
+    /// Render a status update for an audience and send it to channels. `step` is set when a
+    /// notify step asked for it (its outcome completes the step).
+    Notify {
+        audience: String,
+        template: String,
+        channels: Vec<String>,
+        occasion: String,
+        message: Option<String>,
+        step: Option<(String, String)>,
+    },
+}
+
+/// What carrying out an effect gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// An HTTP answer: status, headers (lowercase names) and the body, parsed as JSON when it is.
+    Http { status: u16, headers: BTreeMap<String, String>, body: serde_json::Value },
+    /// A command finished.
+    Command { exit_code: i32, stdout: String, stderr: String },
+    /// A status update went out to these channels.
+    Sent { channels: Vec<String> },
+    /// It could not be carried out (refused, unreachable, timed out); `error` says why.
+    Failed { error: String },
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}

@@ -1,0 +1,160 @@
+//! Events: every change to an incident, in the order it happened. An incident's state is the fold
+//! of its events and nothing else.
+//!
+//! Events are stored as JSON. `format` says which version of this shape an event was written
+//! with, so that a later phasegate can still read (and verify) an old log.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The version of the event shape that this phasegate writes.
+pub const FORMAT: u32 = 1;
+
+/// The actor for what the engine does by itself (a timer fired, a step was started).
+pub const SYSTEM: &str = "phasegate";
+
+/// One change to an incident: when, by whom, why, and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub format: u32,
+    pub at: DateTime<Utc>,
+    /// The person (as configuration names them), trigger or `phasegate` that caused it.
+    pub actor: String,
+    /// Why, where a person decided something: an approval's note, a step's evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(at: DateTime<Utc>, actor: impl Into<String>, kind: EventKind) -> Event {
+        Event { format: FORMAT, at, actor: actor.into(), reason: None, kind }
+    }
+
+    pub fn because(mut self, reason: Option<String>) -> Event {
+        self.reason = reason.filter(|r| !r.trim().is_empty());
+        self
+    }
+}
+
+/// Who approved something, and holding which role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approver {
+    pub person: String,
+    pub role: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What happened. The variant names are the event types recorded in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The first event of every incident: it pins the exact runbook text it runs.
+    IncidentStarted {
+        incident: String,
+        runbook_id: String,
+        runbook_version: Option<String>,
+        /// SHA-256 of `runbook_text`, in lowercase hex.
+        runbook_sha256: String,
+        runbook_text: String,
+        inputs: BTreeMap<String, serde_json::Value>,
+        /// The deduplication key of the trigger that started it, if one did.
+        key: Option<String>,
+    },
+    /// Every phase the phase needs is done or skipped; its entry gates are checked from now on.
+    PhaseReady { phase: String },
+    /// The phase's `when` was false. `values` are the inputs, phases, steps and controls it saw.
+    PhaseSkipped { phase: String, condition: String, values: serde_json::Value },
+    /// The entry gates passed; the phase's steps run.
+    PhaseStarted { phase: String },
+    /// Every exit gate passed.
+    PhaseDone { phase: String },
+    /// A step failed for good or a check gate missed its deadline.
+    PhaseFailed { phase: String, error: String },
+    /// A person holding `role` approved an approval gate (the actor is the approver).
+    ApprovalGiven { phase: String, gate: String, role: String },
+    /// A trigger, or a person allowed to, gave a signal gate its signal.
+    SignalGiven { phase: String, gate: String },
+    /// An HTTP check was answered (or not); `ok` says whether the answer was as expected.
+    CheckAnswered { phase: String, gate: String, ok: bool, status: Option<u16>, error: Option<String> },
+    /// A gate holds; `why` records what made it pass (approvers, the check's answer, the values
+    /// a condition saw, the time).
+    GatePassed { phase: String, gate: String, why: serde_json::Value },
+    /// A timer gate's `not_later_than`, or a relaxation's expiry, passed.
+    DeadlineMissed { phase: String, gate: String },
+    /// The step's `when` was false.
+    StepSkipped { phase: String, step: String, condition: String },
+    /// An automated step's attempt begins; its effect is in the outbox with this idempotency key.
+    StepStarted { phase: String, step: String, attempt: u32, idempotency_key: String },
+    /// The step is done: by a person (with evidence as the event's reason) or by its effect.
+    StepDone { phase: String, step: String, outputs: BTreeMap<String, serde_json::Value> },
+    /// An attempt failed; `retry_at` is when the next one starts, if there is one.
+    StepFailed { phase: String, step: String, attempt: u32, error: String, retry_at: Option<DateTime<Utc>> },
+    /// A security control was switched off or weakened, approved by the phase's approvers.
+    ControlRelaxed {
+        control: String,
+        phase: String,
+        step: String,
+        reason: String,
+        expires_at: DateTime<Utc>,
+        approved_by: Vec<Approver>,
+        compensating: Vec<String>,
+    },
+    /// The relaxation is past its expiry and the control is still relaxed.
+    RelaxationOverdue { control: String },
+    /// The control is back, possibly stronger.
+    ControlReinstated { control: String, phase: String, step: String, strengthened: Vec<String> },
+    /// A status update for an audience was rendered and handed to its channels.
+    StatusUpdateSent { audience: String, occasion: String, channels: Vec<String> },
+    /// A note for the timeline (the text is the event's reason).
+    NoteAdded,
+    IncidentClosed,
+}
+
+impl EventKind {
+    /// The event's type as recorded, for example `phase_started`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::IncidentStarted { .. } => "incident_started",
+            EventKind::PhaseReady { .. } => "phase_ready",
+            EventKind::PhaseSkipped { .. } => "phase_skipped",
+            EventKind::PhaseStarted { .. } => "phase_started",
+            EventKind::PhaseDone { .. } => "phase_done",
+            EventKind::PhaseFailed { .. } => "phase_failed",
+            EventKind::ApprovalGiven { .. } => "approval_given",
+            EventKind::SignalGiven { .. } => "signal_given",
+            EventKind::CheckAnswered { .. } => "check_answered",
+            EventKind::GatePassed { .. } => "gate_passed",
+            EventKind::DeadlineMissed { .. } => "deadline_missed",
+            EventKind::StepSkipped { .. } => "step_skipped",
+            EventKind::StepStarted { .. } => "step_started",
+            EventKind::StepDone { .. } => "step_done",
+            EventKind::StepFailed { .. } => "step_failed",
+            EventKind::ControlRelaxed { .. } => "control_relaxed",
+            EventKind::RelaxationOverdue { .. } => "relaxation_overdue",
+            EventKind::ControlReinstated { .. } => "control_reinstated",
+            EventKind::StatusUpdateSent { .. } => "status_update_sent",
+            EventKind::NoteAdded => "note_added",
+            EventKind::IncidentClosed => "incident_closed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json_with_their_type() {
+        let at = DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").unwrap().with_timezone(&Utc);
+        let event = Event::new(at, "dana", EventKind::ApprovalGiven { phase: "relax".into(), gate: "approval".into(), role: "ciso".into() })
+            .because(Some("tills must trade".into()));
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "approval_given");
+        assert_eq!(json["reason"], "tills must trade");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+}

@@ -1,0 +1,15 @@
+//! The incident engine: events, the state they fold into, and the state machine that turns a
+//! command and the current state into new events and side effects described as data.
+//!
+//! No I/O here: time comes in with each command, ids come in from the caller, and effects are
+//! carried out by the runtime after the events that caused them are stored.
+
+pub mod command;
+pub mod effect;
+pub mod event;
+pub mod state;
+
+pub use command::{Command, Request};
+pub use effect::{Effect, EffectKind, Outcome};
+pub use event::{Event, EventKind};
+pub use state::Incident;

@@ -1,0 +1,340 @@
+//! An incident's state: the fold of its events, and nothing else.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::event::{Approver, Event, EventKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: String,
+    pub runbook_id: String,
+    pub runbook_version: Option<String>,
+    pub runbook_sha256: String,
+    /// The runbook text the incident runs, as it was when the incident started.
+    #[serde(skip)]
+    pub runbook_text: String,
+    pub key: Option<String>,
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub started_at: DateTime<Utc>,
+    pub started_by: String,
+    /// How many events the state folds: the version an append must expect.
+    pub version: u64,
+    /// When the last event happened.
+    pub updated_at: DateTime<Utc>,
+    pub phases: BTreeMap<String, PhaseState>,
+    /// By control: its latest relaxation.
+    pub relaxations: BTreeMap<String, Relaxation>,
+    /// When each audience was last sent a status update.
+    pub last_update: BTreeMap<String, DateTime<Utc>>,
+    pub closed: Option<Closed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Closed {
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    /// Waiting for the phases it needs.
+    #[default]
+    Pending,
+    /// Its needs are met; waiting for its entry gates.
+    Ready,
+    /// Its steps run; then its exit gates are checked.
+    Running,
+    Done,
+    Skipped,
+    Failed,
+}
+
+impl PhaseStatus {
+    /// As conditions see it: `phases["x"] == "done"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "pending",
+            PhaseStatus::Ready => "ready",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Done => "done",
+            PhaseStatus::Skipped => "skipped",
+            PhaseStatus::Failed => "failed",
+        }
+    }
+
+    /// Done or skipped: phases that need this one may go on.
+    pub fn is_finished(self) -> bool {
+        matches!(self, PhaseStatus::Done | PhaseStatus::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct PhaseState {
+    pub status: PhaseStatus,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub gates: BTreeMap<String, GateState>,
+    pub steps: BTreeMap<String, StepState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct GateState {
+    pub passed_at: Option<DateTime<Utc>>,
+    pub approvals: Vec<Approver>,
+    pub signalled: bool,
+    /// When the check was last answered, and whether as expected.
+    pub last_check: Option<(DateTime<Utc>, bool)>,
+    pub deadline_missed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    /// An attempt's effect is under way.
+    Running,
+    /// An attempt failed and another is due at `retry_at`.
+    Retrying,
+    Done,
+    Skipped,
+    Failed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Done => "done",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub attempt: u32,
+    pub idempotency_key: Option<String>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub done_by: Option<String>,
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Relaxation {
+    pub control: String,
+    pub phase: String,
+    pub step: String,
+    pub reason: String,
+    pub relaxed_at: DateTime<Utc>,
+    pub relaxed_by: String,
+    pub approved_by: Vec<Approver>,
+    pub expires_at: DateTime<Utc>,
+    pub compensating: Vec<String>,
+    pub overdue: bool,
+    pub reinstated_at: Option<DateTime<Utc>>,
+    pub reinstated_by: Option<String>,
+    pub strengthened: Vec<String>,
+}
+
+impl Relaxation {
+    pub fn is_open(&self) -> bool {
+        self.reinstated_at.is_none()
+    }
+}
+
+/// Why a log cannot be folded into an incident.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("the log is empty")]
+    Empty,
+    #[error("the log does not begin with `incident_started` but with `{0}`")]
+    NoStart(&'static str),
+    #[error("event {index} is a second `incident_started`")]
+    SecondStart { index: usize },
+}
+
+impl Incident {
+    /// Folds a whole log.
+    pub fn from_events<'e>(events: impl IntoIterator<Item = &'e Event>) -> Result<Incident, Error> {
+        let mut events = events.into_iter();
+        let first = events.next().ok_or(Error::Empty)?;
+        let mut incident = Incident::start(first)?;
+        for (index, event) in events.enumerate() {
+            if matches!(event.kind, EventKind::IncidentStarted { .. }) {
+                return Err(Error::SecondStart { index: index + 1 });
+            }
+            incident.apply(event);
+        }
+        Ok(incident)
+    }
+
+    /// The state after the first event.
+    pub fn start(event: &Event) -> Result<Incident, Error> {
+        let EventKind::IncidentStarted { incident, runbook_id, runbook_version, runbook_sha256, runbook_text, inputs, key } =
+            &event.kind
+        else {
+            return Err(Error::NoStart(event.kind.name()));
+        };
+        Ok(Incident {
+            id: incident.clone(),
+            runbook_id: runbook_id.clone(),
+            runbook_version: runbook_version.clone(),
+            runbook_sha256: runbook_sha256.clone(),
+            runbook_text: runbook_text.clone(),
+            key: key.clone(),
+            inputs: inputs.clone(),
+            started_at: event.at,
+            started_by: event.actor.clone(),
+            version: 1,
+            updated_at: event.at,
+            phases: BTreeMap::new(),
+            relaxations: BTreeMap::new(),
+            last_update: BTreeMap::new(),
+            closed: None,
+        })
+    }
+
+    pub fn phase(&self, id: &str) -> PhaseState {
+        self.phases.get(id).cloned().unwrap_or_default()
+    }
+
+    pub fn step(&self, phase: &str, step: &str) -> StepState {
+        self.phases.get(phase).and_then(|p| p.steps.get(step)).cloned().unwrap_or_default()
+    }
+
+    pub fn gate(&self, phase: &str, gate: &str) -> GateState {
+        self.phases.get(phase).and_then(|p| p.gates.get(gate)).cloned().unwrap_or_default()
+    }
+
+    pub fn open_relaxations(&self) -> impl Iterator<Item = &Relaxation> {
+        self.relaxations.values().filter(|relaxation| relaxation.is_open())
+    }
+
+    fn phase_mut(&mut self, id: &str) -> &mut PhaseState {
+        self.phases.entry(id.to_string()).or_default()
+    }
+
+    fn step_mut(&mut self, phase: &str, step: &str) -> &mut StepState {
+        self.phase_mut(phase).steps.entry(step.to_string()).or_default()
+    }
+
+    fn gate_mut(&mut self, phase: &str, gate: &str) -> &mut GateState {
+        self.phase_mut(phase).gates.entry(gate.to_string()).or_default()
+    }
+
+    /// Applies one event. Events are facts: applying one never fails.
+    pub fn apply(&mut self, event: &Event) {
+        self.version += 1;
+        self.updated_at = event.at;
+        let at = event.at;
+        match &event.kind {
+            EventKind::IncidentStarted { .. } => {}
+            EventKind::PhaseReady { phase } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Ready;
+                state.ready_at = Some(at);
+            }
+            EventKind::PhaseSkipped { phase, .. } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Skipped;
+                state.ended_at = Some(at);
+            }
+            EventKind::PhaseStarted { phase } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Running;
+                state.started_at = Some(at);
+            }
+            EventKind::PhaseDone { phase } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Done;
+                state.ended_at = Some(at);
+            }
+            EventKind::PhaseFailed { phase, error } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Failed;
+                state.ended_at = Some(at);
+                state.error = Some(error.clone());
+            }
+            EventKind::ApprovalGiven { phase, gate, role } => {
+                let approver = Approver { person: event.actor.clone(), role: role.clone(), at };
+                self.gate_mut(phase, gate).approvals.push(approver);
+            }
+            EventKind::SignalGiven { phase, gate } => self.gate_mut(phase, gate).signalled = true,
+            EventKind::CheckAnswered { phase, gate, ok, .. } => self.gate_mut(phase, gate).last_check = Some((at, *ok)),
+            EventKind::GatePassed { phase, gate, .. } => self.gate_mut(phase, gate).passed_at = Some(at),
+            EventKind::DeadlineMissed { phase, gate } => self.gate_mut(phase, gate).deadline_missed = true,
+            EventKind::StepSkipped { phase, step, .. } => self.step_mut(phase, step).status = StepStatus::Skipped,
+            EventKind::StepStarted { phase, step, attempt, idempotency_key } => {
+                let state = self.step_mut(phase, step);
+                state.status = StepStatus::Running;
+                state.attempt = *attempt;
+                state.idempotency_key = Some(idempotency_key.clone());
+                state.retry_at = None;
+            }
+            EventKind::StepDone { phase, step, outputs } => {
+                let state = self.step_mut(phase, step);
+                state.status = StepStatus::Done;
+                state.outputs = outputs.clone();
+                state.done_at = Some(at);
+                state.done_by = Some(event.actor.clone());
+                state.evidence = event.reason.clone();
+            }
+            EventKind::StepFailed { phase, step, attempt, error, retry_at } => {
+                let state = self.step_mut(phase, step);
+                state.status = if retry_at.is_some() { StepStatus::Retrying } else { StepStatus::Failed };
+                state.attempt = *attempt;
+                state.error = Some(error.clone());
+                state.retry_at = *retry_at;
+            }
+            EventKind::ControlRelaxed { control, phase, step, reason, expires_at, approved_by, compensating } => {
+                let relaxation = Relaxation {
+                    control: control.clone(),
+                    phase: phase.clone(),
+                    step: step.clone(),
+                    reason: reason.clone(),
+                    relaxed_at: at,
+                    relaxed_by: event.actor.clone(),
+                    approved_by: approved_by.clone(),
+                    expires_at: *expires_at,
+                    compensating: compensating.clone(),
+                    overdue: false,
+                    reinstated_at: None,
+                    reinstated_by: None,
+                    strengthened: Vec::new(),
+                };
+                self.relaxations.insert(control.clone(), relaxation);
+            }
+            EventKind::RelaxationOverdue { control } => {
+                if let Some(relaxation) = self.relaxations.get_mut(control) {
+                    relaxation.overdue = true;
+                }
+            }
+            EventKind::ControlReinstated { control, strengthened, .. } => {
+                if let Some(relaxation) = self.relaxations.get_mut(control) {
+                    relaxation.reinstated_at = Some(at);
+                    relaxation.reinstated_by = Some(event.actor.clone());
+                    relaxation.strengthened = strengthened.clone();
+                }
+            }
+            EventKind::StatusUpdateSent { audience, .. } => {
+                self.last_update.insert(audience.clone(), at);
+            }
+            EventKind::NoteAdded => {}
+            EventKind::IncidentClosed => self.closed = Some(Closed { at, by: event.actor.clone() }),
+        }
+    }
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::effect::Outcome;
+use super::effect::{Effect, Outcome};
 
 /// A command, who gives it and when. Time comes in here: the engine never reads a clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,6 @@ pub enum Command {
     Close { note: Option<String> },
     /// Time has passed: timers, retries, check polls, overdue relaxations, regular updates.
     Tick,
-    /// The runtime carried out the effect with this key.
-    Record { key: String, outcome: Outcome },
+    /// The runtime carried out this effect (as taken from the outbox) with this outcome.
+    Record { effect: Effect, outcome: Outcome },
 }

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::runbook::model::Text;
 
-/// One thing to do outside, named by an idempotency key that stays the same across retries and
-/// restarts, so that carrying it out twice has the effect of carrying it out once.
+/// One thing to do outside. `id` is unique among all effects of all incidents; the outbox holds
+/// each id once, so an effect is never queued twice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Effect {
-    pub key: String,
+    pub id: String,
     #[serde(flatten)]
     pub kind: EffectKind,
 }
@@ -31,8 +31,9 @@ pub struct HttpRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum EffectKind {
-    /// An http step's attempt.
-    Http { phase: String, step: String, attempt: u32, request: HttpRequest },
+    /// An http step's attempt. `idempotency_key` is the same for every attempt of the step, so
+    /// that a server seeing a retry of a request it already carried out does not repeat it.
+    Http { phase: String, step: String, attempt: u32, idempotency_key: String, request: HttpRequest },
     /// A command step's attempt: the program and arguments, run without a shell.
     Command {
         phase: String,
@@ -44,7 +45,7 @@ pub enum EffectKind {
         timeout: Duration,
     },
     /// One poll of a check gate.
-    Check { phase: String, gate: String, request: HttpRequest },
+    Check { phase: String, gate: String, poll: u32, request: HttpRequest },
     /// Render a status update for an audience and send it to channels. `step` is set when a
     /// notify step asked for it (its outcome completes the step).
     Notify {

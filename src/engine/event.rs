@@ -65,34 +65,92 @@ pub enum EventKind {
         key: Option<String>,
     },
     /// Every phase the phase needs is done or skipped; its entry gates are checked from now on.
-    PhaseReady { phase: String },
+    PhaseReady {
+        phase: String,
+    },
     /// The phase's `when` was false. `values` are the inputs, phases, steps and controls it saw.
-    PhaseSkipped { phase: String, condition: String, values: serde_json::Value },
+    PhaseSkipped {
+        phase: String,
+        condition: String,
+        values: serde_json::Value,
+    },
     /// The entry gates passed; the phase's steps run.
-    PhaseStarted { phase: String },
+    PhaseStarted {
+        phase: String,
+    },
     /// Every exit gate passed.
-    PhaseDone { phase: String },
+    PhaseDone {
+        phase: String,
+    },
     /// A step failed for good or a check gate missed its deadline.
-    PhaseFailed { phase: String, error: String },
+    PhaseFailed {
+        phase: String,
+        error: String,
+    },
     /// A person holding `role` approved an approval gate (the actor is the approver).
-    ApprovalGiven { phase: String, gate: String, role: String },
+    ApprovalGiven {
+        phase: String,
+        gate: String,
+        role: String,
+    },
     /// A trigger, or a person allowed to, gave a signal gate its signal.
-    SignalGiven { phase: String, gate: String },
+    SignalGiven {
+        phase: String,
+        gate: String,
+    },
+    /// A check gate's poll was sent (its effect is in the outbox).
+    CheckPolled {
+        phase: String,
+        gate: String,
+        poll: u32,
+    },
     /// An HTTP check was answered (or not); `ok` says whether the answer was as expected.
-    CheckAnswered { phase: String, gate: String, ok: bool, status: Option<u16>, error: Option<String> },
+    CheckAnswered {
+        phase: String,
+        gate: String,
+        ok: bool,
+        status: Option<u16>,
+        error: Option<String>,
+    },
     /// A gate holds; `why` records what made it pass (approvers, the check's answer, the values
     /// a condition saw, the time).
-    GatePassed { phase: String, gate: String, why: serde_json::Value },
+    GatePassed {
+        phase: String,
+        gate: String,
+        why: serde_json::Value,
+    },
     /// A timer gate's `not_later_than`, or a relaxation's expiry, passed.
-    DeadlineMissed { phase: String, gate: String },
+    DeadlineMissed {
+        phase: String,
+        gate: String,
+    },
     /// The step's `when` was false.
-    StepSkipped { phase: String, step: String, condition: String },
+    StepSkipped {
+        phase: String,
+        step: String,
+        condition: String,
+    },
     /// An automated step's attempt begins; its effect is in the outbox with this idempotency key.
-    StepStarted { phase: String, step: String, attempt: u32, idempotency_key: String },
+    StepStarted {
+        phase: String,
+        step: String,
+        attempt: u32,
+        idempotency_key: String,
+    },
     /// The step is done: by a person (with evidence as the event's reason) or by its effect.
-    StepDone { phase: String, step: String, outputs: BTreeMap<String, serde_json::Value> },
+    StepDone {
+        phase: String,
+        step: String,
+        outputs: BTreeMap<String, serde_json::Value>,
+    },
     /// An attempt failed; `retry_at` is when the next one starts, if there is one.
-    StepFailed { phase: String, step: String, attempt: u32, error: String, retry_at: Option<DateTime<Utc>> },
+    StepFailed {
+        phase: String,
+        step: String,
+        attempt: u32,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
     /// A security control was switched off or weakened, approved by the phase's approvers.
     ControlRelaxed {
         control: String,
@@ -104,11 +162,32 @@ pub enum EventKind {
         compensating: Vec<String>,
     },
     /// The relaxation is past its expiry and the control is still relaxed.
-    RelaxationOverdue { control: String },
+    RelaxationOverdue {
+        control: String,
+    },
     /// The control is back, possibly stronger.
-    ControlReinstated { control: String, phase: String, step: String, strengthened: Vec<String> },
-    /// A status update for an audience was rendered and handed to its channels.
-    StatusUpdateSent { audience: String, occasion: String, channels: Vec<String> },
+    ControlReinstated {
+        control: String,
+        phase: String,
+        step: String,
+        strengthened: Vec<String>,
+    },
+    /// A status update for an audience is due (its effect is in the outbox); `occasion` is the
+    /// event that caused it, `scheduled` or `requested`.
+    StatusUpdateRequested {
+        audience: String,
+        occasion: String,
+    },
+    /// A status update was rendered and delivered to these channels.
+    StatusUpdateSent {
+        audience: String,
+        channels: Vec<String>,
+    },
+    /// A status update could not be delivered.
+    StatusUpdateFailed {
+        audience: String,
+        error: String,
+    },
     /// A note for the timeline (the text is the event's reason).
     NoteAdded,
     IncidentClosed,
@@ -126,6 +205,7 @@ impl EventKind {
             EventKind::PhaseFailed { .. } => "phase_failed",
             EventKind::ApprovalGiven { .. } => "approval_given",
             EventKind::SignalGiven { .. } => "signal_given",
+            EventKind::CheckPolled { .. } => "check_polled",
             EventKind::CheckAnswered { .. } => "check_answered",
             EventKind::GatePassed { .. } => "gate_passed",
             EventKind::DeadlineMissed { .. } => "deadline_missed",
@@ -136,7 +216,9 @@ impl EventKind {
             EventKind::ControlRelaxed { .. } => "control_relaxed",
             EventKind::RelaxationOverdue { .. } => "relaxation_overdue",
             EventKind::ControlReinstated { .. } => "control_reinstated",
+            EventKind::StatusUpdateRequested { .. } => "status_update_requested",
             EventKind::StatusUpdateSent { .. } => "status_update_sent",
+            EventKind::StatusUpdateFailed { .. } => "status_update_failed",
             EventKind::NoteAdded => "note_added",
             EventKind::IncidentClosed => "incident_closed",
         }
@@ -150,8 +232,12 @@ mod tests {
     #[test]
     fn events_round_trip_through_json_with_their_type() {
         let at = DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").unwrap().with_timezone(&Utc);
-        let event = Event::new(at, "dana", EventKind::ApprovalGiven { phase: "relax".into(), gate: "approval".into(), role: "ciso".into() })
-            .because(Some("tills must trade".into()));
+        let event = Event::new(
+            at,
+            "dana",
+            EventKind::ApprovalGiven { phase: "relax".into(), gate: "approval".into(), role: "ciso".into() },
+        )
+        .because(Some("tills must trade".into()));
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["type"], "approval_given");
         assert_eq!(json["reason"], "tills must trade");

@@ -4,12 +4,18 @@
 //! No I/O here: time comes in with each command, ids come in from the caller, and effects are
 //! carried out by the runtime after the events that caused them are stored.
 
+mod advance;
 pub mod command;
+pub mod decide;
+pub mod directory;
 pub mod effect;
 pub mod event;
+pub mod scope;
 pub mod state;
 
 pub use command::{Command, Request};
+pub use decide::{Decision, Error, decide};
+pub use directory::Directory;
 pub use effect::{Effect, EffectKind, Outcome};
 pub use event::{Event, EventKind};
 pub use state::Incident;

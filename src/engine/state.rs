@@ -27,7 +27,7 @@ pub struct Incident {
     pub phases: BTreeMap<String, PhaseState>,
     /// By control: its latest relaxation.
     pub relaxations: BTreeMap<String, Relaxation>,
-    /// When each audience was last sent a status update.
+    /// When each audience's last status update was decided.
     pub last_update: BTreeMap<String, DateTime<Utc>>,
     pub closed: Option<Closed>,
 }
@@ -88,6 +88,9 @@ pub struct GateState {
     pub passed_at: Option<DateTime<Utc>>,
     pub approvals: Vec<Approver>,
     pub signalled: bool,
+    /// Polls sent so far, and whether one is waiting for its answer.
+    pub polls: u32,
+    pub polling: bool,
     /// When the check was last answered, and whether as expected.
     pub last_check: Option<(DateTime<Utc>, bool)>,
     pub deadline_missed: bool,
@@ -184,8 +187,15 @@ impl Incident {
 
     /// The state after the first event.
     pub fn start(event: &Event) -> Result<Incident, Error> {
-        let EventKind::IncidentStarted { incident, runbook_id, runbook_version, runbook_sha256, runbook_text, inputs, key } =
-            &event.kind
+        let EventKind::IncidentStarted {
+            incident,
+            runbook_id,
+            runbook_version,
+            runbook_sha256,
+            runbook_text,
+            inputs,
+            key,
+        } = &event.kind
         else {
             return Err(Error::NoStart(event.kind.name()));
         };
@@ -274,7 +284,16 @@ impl Incident {
                 self.gate_mut(phase, gate).approvals.push(approver);
             }
             EventKind::SignalGiven { phase, gate } => self.gate_mut(phase, gate).signalled = true,
-            EventKind::CheckAnswered { phase, gate, ok, .. } => self.gate_mut(phase, gate).last_check = Some((at, *ok)),
+            EventKind::CheckPolled { phase, gate, poll } => {
+                let state = self.gate_mut(phase, gate);
+                state.polls = *poll;
+                state.polling = true;
+            }
+            EventKind::CheckAnswered { phase, gate, ok, .. } => {
+                let state = self.gate_mut(phase, gate);
+                state.polling = false;
+                state.last_check = Some((at, *ok));
+            }
             EventKind::GatePassed { phase, gate, .. } => self.gate_mut(phase, gate).passed_at = Some(at),
             EventKind::DeadlineMissed { phase, gate } => self.gate_mut(phase, gate).deadline_missed = true,
             EventKind::StepSkipped { phase, step, .. } => self.step_mut(phase, step).status = StepStatus::Skipped,
@@ -330,9 +349,12 @@ impl Incident {
                     relaxation.strengthened = strengthened.clone();
                 }
             }
-            EventKind::StatusUpdateSent { audience, .. } => {
+            // The cadence of regular updates counts from when one was decided, so that a slow
+            // channel does not make the next one due twice.
+            EventKind::StatusUpdateRequested { audience, .. } => {
                 self.last_update.insert(audience.clone(), at);
             }
+            EventKind::StatusUpdateSent { .. } | EventKind::StatusUpdateFailed { .. } => {}
             EventKind::NoteAdded => {}
             EventKind::IncidentClosed => self.closed = Some(Closed { at, by: event.actor.clone() }),
         }

@@ -3,7 +3,9 @@
 mod cli;
 mod diagnostics;
 mod docs;
+mod engine;
 mod examples;
 mod hostile;
+mod store;
 mod support;
 mod tidy;

@@ -1,0 +1,146 @@
+//! What conditions see: the incident's inputs, phases, steps and controls as CEL values.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::state::Incident;
+use crate::expr::{Condition, Names, Part};
+use crate::runbook::Runbook;
+use crate::runbook::model::Action;
+
+/// The variables of a runbook condition, as JSON: `inputs`, `phases`, `steps`, `controls`,
+/// `incident`.
+pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static str, Value> {
+    let mut phases = serde_json::Map::new();
+    let mut steps = serde_json::Map::new();
+    for phase in &runbook.phases {
+        let state = incident.phase(&phase.id);
+        phases.insert(phase.id.clone(), json!(state.status.as_str()));
+        for step in &phase.steps {
+            let step_state = incident.step(&phase.id, &step.id);
+            steps.insert(
+                format!("{}/{}", phase.id, step.id),
+                json!({ "state": step_state.status.as_str(), "outputs": step_state.outputs }),
+            );
+        }
+    }
+    let controls: serde_json::Map<String, Value> = runbook
+        .controls
+        .iter()
+        .map(|control| (control.id.clone(), json!(control_state(incident, &control.id))))
+        .collect();
+    BTreeMap::from([
+        ("inputs", json!(incident.inputs)),
+        ("phases", Value::Object(phases)),
+        ("steps", Value::Object(steps)),
+        ("controls", Value::Object(controls)),
+        (
+            "incident",
+            json!({
+                "id": incident.id,
+                "title": runbook.title,
+                "started_by": incident.started_by,
+                "started_at": incident.started_at.to_rfc3339(),
+            }),
+        ),
+    ])
+}
+
+/// `in_force`, `relaxed`, `overdue` or `reinstated`.
+pub fn control_state(incident: &Incident, control: &str) -> &'static str {
+    match incident.relaxations.get(control) {
+        None => "in_force",
+        Some(relaxation) if !relaxation.is_open() => "reinstated",
+        Some(relaxation) if relaxation.overdue => "overdue",
+        Some(_) => "relaxed",
+    }
+}
+
+/// Evaluates a condition with `variables`. A condition that cannot be evaluated (it reads an
+/// output that was never recorded, say) is false, with the reason.
+pub fn holds(condition: &Condition, variables: &BTreeMap<&'static str, Value>) -> Result<bool, String> {
+    match evaluate(condition, variables)? {
+        Value::Bool(value) => Ok(value),
+        other => Err(format!("condition `{}` gave {other}, not true or false", condition.source())),
+    }
+}
+
+/// Evaluates an expression to JSON.
+pub fn evaluate(condition: &Condition, variables: &BTreeMap<&'static str, Value>) -> Result<Value, String> {
+    let mut context = cel::Context::default();
+    for (name, value) in variables {
+        let value = cel::to_value(value).map_err(|error| format!("`{name}` cannot be given to CEL: {error}"))?;
+        context.add_variable_from_value(*name, value);
+    }
+    let value =
+        condition.program().execute(&context).map_err(|error| format!("`{}` failed: {error}", condition.source()))?;
+    value.json().map_err(|error| format!("`{}` gave a value that is not JSON: {error:?}", condition.source()))
+}
+
+/// The names a runbook's conditions may use, as validation knew them.
+pub fn names(runbook: &Runbook) -> Names {
+    Names {
+        variables: variables_names(),
+        inputs: runbook.inputs.iter().map(|input| input.name.clone()).collect(),
+        phases: runbook.phases.iter().map(|phase| phase.id.clone()).collect(),
+        steps: runbook
+            .phases
+            .iter()
+            .flat_map(|phase| {
+                phase.steps.iter().map(move |step| (format!("{}/{}", phase.id, step.id), step_outputs(step)))
+            })
+            .collect(),
+        controls: runbook.controls.iter().map(|control| control.id.clone()).collect(),
+    }
+}
+
+fn variables_names() -> Vec<&'static str> {
+    vec!["incident", "inputs", "phases", "steps", "controls"]
+}
+
+fn step_outputs(step: &crate::runbook::model::Step) -> Vec<String> {
+    match &step.action {
+        Action::Manual { outputs, .. } => outputs.clone(),
+        Action::Http { outputs, .. } => outputs.iter().map(|(name, _)| name.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Evaluates the `${ }` parts of a string that validation already checked.
+pub fn interpolate(text: &str, names: &Names, variables: &BTreeMap<&'static str, Value>) -> Result<String, String> {
+    let parts = crate::expr::interpolate(text, names)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    let mut result = String::new();
+    for part in parts {
+        match part {
+            Part::Text(literal) => result.push_str(&literal),
+            Part::Expression(condition) => match evaluate(&condition, variables)? {
+                Value::String(text) => result.push_str(&text),
+                other => result.push_str(&other.to_string()),
+            },
+        }
+    }
+    Ok(result)
+}
+
+/// Every string in a JSON body, interpolated.
+pub fn interpolate_json(
+    value: &Value,
+    names: &Names,
+    variables: &BTreeMap<&'static str, Value>,
+) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(text) => Value::String(interpolate(text, names, variables)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| interpolate_json(item, names, variables)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| Ok((key.clone(), interpolate_json(field, names, variables)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}

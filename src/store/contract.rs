@@ -1,0 +1,365 @@
+//! The contract every [`Store`] backend keeps, written once against the trait.
+//!
+//! Each check is a function taking a fresh, empty store. A backend's tests run them all with
+//! [`store_contract!`](crate::store_contract), so a check added here runs for every backend. Built
+//! for tests only (the `store-contract` feature, which the integration tests turn on).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Error, IncidentSummary, Store};
+use crate::engine::{Effect, EffectKind, Event, EventKind};
+
+/// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
+/// fresh store and a guard that keeps what it needs (a temporary directory) alive until the end.
+#[macro_export]
+macro_rules! store_contract {
+    ($fresh:path) => {
+        $crate::store_contract!(@tests $fresh;
+            appended_events_read_back,
+            a_stale_version_conflicts_and_changes_nothing,
+            of_two_appends_expecting_the_same_version_one_wins,
+            a_new_incident_starts_with_incident_started,
+            effects_wait_in_the_outbox_until_their_result_is_appended,
+            an_effect_is_queued_once,
+            completing_an_unknown_effect_is_refused,
+            an_unknown_incident_is_not_found,
+            incidents_are_listed_with_their_summary,
+            open_incidents_are_found_by_key,
+            an_open_key_cannot_start_a_second_incident,
+            concurrent_appends_to_many_incidents_all_succeed,
+        );
+    };
+    (@tests $fresh:path; $($check:ident,)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $fresh().await;
+                $crate::store::contract::$check(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+
+/// A time `minutes` into the reference incident.
+pub fn at(minutes: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").expect("a valid time").with_timezone(&Utc)
+        + Duration::minutes(minutes)
+}
+
+/// The first event of `incident`, started from `runbook_id` by a trigger with `key`.
+pub fn started(incident: &str, runbook_id: &str, key: Option<&str>) -> Event {
+    Event::new(
+        at(0),
+        "alertmanager",
+        EventKind::IncidentStarted {
+            incident: incident.into(),
+            runbook_id: runbook_id.into(),
+            runbook_version: Some("3".into()),
+            runbook_sha256: "5e1f".into(),
+            runbook_text: format!("id: {runbook_id}\n"),
+            inputs: [("severity".to_string(), serde_json::json!("high"))].into(),
+            key: key.map(str::to_string),
+        },
+    )
+}
+
+/// A timeline note, `minutes` in.
+pub fn note(minutes: i64, text: &str) -> Event {
+    Event::new(at(minutes), "dana", EventKind::NoteAdded).because(Some(text.into()))
+}
+
+fn closed(minutes: i64) -> Event {
+    Event::new(at(minutes), "dana", EventKind::IncidentClosed)
+}
+
+/// A status update effect with the id `id`.
+pub fn notify(id: &str) -> Effect {
+    Effect {
+        id: id.into(),
+        kind: EffectKind::Notify {
+            audience: "executives".into(),
+            template: "executive-briefing".into(),
+            channels: vec!["board".into()],
+            occasion: "phase_done".into(),
+            message: None,
+            step: None,
+        },
+    }
+}
+
+/// The pending effects as (incident, effect id), in order.
+async fn pending(store: &impl Store) -> Vec<(String, String)> {
+    let pending = store.pending_effects(100).await.expect("pending effects");
+    pending.into_iter().map(|pending| (pending.incident, pending.effect.id)).collect()
+}
+
+fn pair(incident: &str, id: &str) -> (String, String) {
+    (incident.to_string(), id.to_string())
+}
+
+fn is_conflict(result: &Result<u64, Error>, expected: u64, actual: u64) -> bool {
+    matches!(result, Err(Error::Conflict { expected: e, actual: a, .. }) if (*e, *a) == (expected, actual))
+}
+
+pub async fn appended_events_read_back(store: Arc<impl Store>) {
+    let first = [started("inc-1", "breach", None), note(1, "shop is down")];
+    assert_eq!(store.append("inc-1", 0, &first, &[], None).await.unwrap(), 2);
+    let second = [note(2, "tills offline"), note(3, "idp quarantined"), closed(4)];
+    assert_eq!(store.append("inc-1", 2, &second, &[], None).await.unwrap(), 5);
+
+    let events = store.events("inc-1").await.unwrap();
+    assert_eq!(events, [&first[..], &second[..]].concat(), "every event, in order, as appended");
+    let incident = crate::engine::Incident::from_events(&events).unwrap();
+    assert_eq!((incident.id.as_str(), incident.version), ("inc-1", 5));
+    assert!(incident.closed.is_some());
+}
+
+pub async fn a_stale_version_conflicts_and_changes_nothing(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
+    store.append("inc-1", 1, &[note(1, "first")], &[], None).await.unwrap();
+
+    for (stale, event) in [(0, started("inc-1", "breach", None)), (1, note(2, "late")), (3, note(2, "early"))] {
+        let result = store.append("inc-1", stale, &[event], &[notify("late")], Some("page-ciso")).await;
+        assert!(is_conflict(&result, stale, 2), "expected {stale}: {result:?}");
+    }
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 2, "no event was added");
+    assert_eq!(pending(&*store).await, [pair("inc-1", "page-ciso")], "no effect added, none completed");
+    assert_eq!(store.incidents().await.unwrap()[0].version, 2);
+}
+
+pub async fn of_two_appends_expecting_the_same_version_one_wins(store: Arc<impl Store>) {
+    for round in 0..10 {
+        let incident = format!("inc-{round}");
+        // Two starts of the same incident, then two appends at version 1.
+        for expected in [0, 1] {
+            let racers: Vec<_> = (0..2)
+                .map(|racer| {
+                    let store = Arc::clone(&store);
+                    let incident = incident.clone();
+                    tokio::spawn(async move {
+                        let event = if expected == 0 {
+                            started(&incident, "breach", None)
+                        } else {
+                            note(1, &format!("racer {racer}"))
+                        };
+                        let effect = notify(&format!("{incident}/{expected}/racer-{racer}"));
+                        store.append(&incident, expected, &[event], &[effect], None).await
+                    })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for racer in racers {
+                results.push(racer.await.expect("the task ran"));
+            }
+            let won = results.iter().filter(|result| matches!(result, Ok(version) if *version == expected + 1)).count();
+            let lost = results.iter().filter(|result| is_conflict(result, expected, expected + 1)).count();
+            assert_eq!((won, lost), (1, 1), "{incident} at {expected}: {results:?}");
+        }
+        assert_eq!(store.events(&incident).await.unwrap().len(), 2);
+    }
+    let pending = pending(&*store).await;
+    assert_eq!(pending.len(), 20, "only the winners' effects: {pending:?}");
+}
+
+pub async fn a_new_incident_starts_with_incident_started(store: Arc<impl Store>) {
+    let refused = [
+        (vec![note(1, "hello")], "not `incident_started`"),
+        (vec![], "no events"),
+        (vec![started("inc-2", "breach", None)], "another incident's start"),
+    ];
+    for (events, why) in refused {
+        let result = store.append("inc-1", 0, &events, &[notify("page")], None).await;
+        assert!(matches!(result, Err(Error::Invalid { .. })), "{why}: {result:?}");
+    }
+    assert!(matches!(store.events("inc-1").await, Err(Error::NotFound { .. })));
+    assert!(store.incidents().await.unwrap().is_empty());
+    assert!(pending(&*store).await.is_empty());
+
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    let again = store.append("inc-1", 1, &[started("inc-1", "breach", None)], &[], None).await;
+    assert!(matches!(again, Err(Error::Invalid { .. })), "a second start: {again:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1);
+}
+
+pub async fn effects_wait_in_the_outbox_until_their_result_is_appended(store: Arc<impl Store>) {
+    let effects = [notify("inc-1/isolate-hosts/1"), notify("inc-1/page-ciso"), notify("inc-1/status/1")];
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &effects, None).await.unwrap();
+    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[notify("inc-2/page-ciso")], None).await.unwrap();
+    let stored = store.pending_effects(10).await.unwrap();
+    assert_eq!(stored[0].effect, effects[0], "an effect reads back as it was put in");
+    assert_eq!(
+        pending(&*store).await,
+        [
+            pair("inc-1", "inc-1/isolate-hosts/1"),
+            pair("inc-1", "inc-1/page-ciso"),
+            pair("inc-1", "inc-1/status/1"),
+            pair("inc-2", "inc-2/page-ciso")
+        ],
+        "in the order they were put in the outbox"
+    );
+    assert_eq!(store.pending_effects(2).await.unwrap().len(), 2, "the limit holds");
+
+    // The result and the completion are one append: both or neither.
+    let result = note(5, "hosts isolated");
+    assert_eq!(store.append("inc-1", 1, &[result.clone()], &[], Some("inc-1/isolate-hosts/1")).await.unwrap(), 2);
+    assert_eq!(
+        pending(&*store).await,
+        [pair("inc-1", "inc-1/page-ciso"), pair("inc-1", "inc-1/status/1"), pair("inc-2", "inc-2/page-ciso")],
+    );
+    assert_eq!(store.events("inc-1").await.unwrap()[1], result);
+
+    // A second completion of the same effect (an answer lost, the result recorded again) is fine.
+    assert_eq!(store.append("inc-1", 2, &[], &[], Some("inc-1/isolate-hosts/1")).await.unwrap(), 2);
+}
+
+pub async fn an_effect_is_queued_once(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
+    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[], None).await.unwrap();
+    for (incident, effects) in [
+        ("inc-1", vec![notify("page-ciso")]),
+        ("inc-2", vec![notify("page-ciso")]),
+        ("inc-2", vec![notify("x"), notify("x")]),
+    ] {
+        let result = store.append(incident, 1, &[note(1, "again")], &effects, None).await;
+        assert!(matches!(result, Err(Error::Invalid { .. })), "{incident}: {result:?}");
+    }
+    assert_eq!(store.incidents().await.unwrap().iter().map(|summary| summary.version).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(pending(&*store).await, [pair("inc-1", "page-ciso")]);
+}
+
+pub async fn completing_an_unknown_effect_is_refused(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
+    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[notify("status/1")], None).await.unwrap();
+    // The second id is in the outbox, but for another incident.
+    for id in ["never-decided", "status/1"] {
+        let result = store.append("inc-1", 1, &[note(1, "result")], &[notify("next")], Some(id)).await;
+        assert!(matches!(result, Err(Error::Invalid { .. })), "`{id}`: {result:?}");
+    }
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing appended");
+    assert_eq!(pending(&*store).await, [pair("inc-1", "page-ciso"), pair("inc-2", "status/1")]);
+}
+
+pub async fn an_unknown_incident_is_not_found(store: Arc<impl Store>) {
+    assert!(matches!(store.events("nope").await, Err(Error::NotFound { incident }) if incident == "nope"));
+    let result = store.append("nope", 3, &[note(1, "hello")], &[], None).await;
+    assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+    assert!(store.incidents().await.unwrap().is_empty());
+    assert_eq!(store.open_incident_by_key("breach", "nope").await.unwrap(), None);
+}
+
+pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
+    let mut later = started("inc-2", "ransomware", None);
+    later.at = at(30);
+    store.append("inc-2", 0, &[later], &[], None).await.unwrap();
+    store
+        .append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7")), note(1, "hello")], &[], None)
+        .await
+        .unwrap();
+    store.append("inc-1", 2, &[note(45, "contained"), closed(50)], &[], None).await.unwrap();
+
+    let expected = [
+        IncidentSummary {
+            id: "inc-1".into(),
+            runbook_id: "breach".into(),
+            key: Some("alert-7".into()),
+            version: 4,
+            started_at: at(0),
+            updated_at: at(50),
+            closed_at: Some(at(50)),
+        },
+        IncidentSummary {
+            id: "inc-2".into(),
+            runbook_id: "ransomware".into(),
+            key: None,
+            version: 1,
+            started_at: at(30),
+            updated_at: at(30),
+            closed_at: None,
+        },
+    ];
+    assert_eq!(store.incidents().await.unwrap(), expected, "in the order they started");
+}
+
+pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))], &[], None).await.unwrap();
+    store.append("inc-2", 0, &[started("inc-2", "breach", Some("alert-8"))], &[], None).await.unwrap();
+    store.append("inc-3", 0, &[started("inc-3", "ransomware", Some("alert-7"))], &[], None).await.unwrap();
+    let by_key = |runbook: &'static str, key: &'static str| {
+        let store = Arc::clone(&store);
+        async move { store.open_incident_by_key(runbook, key).await.unwrap() }
+    };
+    assert_eq!(by_key("breach", "alert-7").await.as_deref(), Some("inc-1"));
+    assert_eq!(by_key("breach", "alert-8").await.as_deref(), Some("inc-2"));
+    assert_eq!(by_key("ransomware", "alert-7").await.as_deref(), Some("inc-3"), "keys are per runbook");
+    assert_eq!(by_key("breach", "alert-9").await, None);
+
+    store.append("inc-1", 1, &[closed(9)], &[], None).await.unwrap();
+    assert_eq!(by_key("breach", "alert-7").await, None, "a closed incident is not returned");
+    store.append("inc-4", 0, &[started("inc-4", "breach", Some("alert-7"))], &[], None).await.unwrap();
+    assert_eq!(by_key("breach", "alert-7").await.as_deref(), Some("inc-4"), "the same alert after the close");
+}
+
+pub async fn an_open_key_cannot_start_a_second_incident(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))], &[], None).await.unwrap();
+    let second = store.append("inc-2", 0, &[started("inc-2", "breach", Some("alert-7"))], &[], None).await;
+    assert!(
+        matches!(&second, Err(Error::DuplicateKey { open, .. }) if open == "inc-1"),
+        "the error names the open incident: {second:?}"
+    );
+    assert!(matches!(store.events("inc-2").await, Err(Error::NotFound { .. })));
+
+    // Two triggers racing with the same alert: one incident opens.
+    let racers: Vec<_> = ["inc-3", "inc-4"]
+        .into_iter()
+        .map(|incident| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store.append(incident, 0, &[started(incident, "breach", Some("alert-8"))], &[], None).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for racer in racers {
+        results.push(racer.await.expect("the task ran"));
+    }
+    let won = results.iter().filter(|result| result.is_ok()).count();
+    let refused = results.iter().filter(|result| matches!(result, Err(Error::DuplicateKey { .. }))).count();
+    assert_eq!((won, refused), (1, 1), "{results:?}");
+    assert_eq!(store.incidents().await.unwrap().len(), 2);
+}
+
+/// How many incidents append at once, and how many appends each makes after its start.
+pub const INCIDENTS: usize = 100;
+pub const APPENDS: usize = 10;
+
+pub async fn concurrent_appends_to_many_incidents_all_succeed(store: Arc<impl Store>) {
+    let tasks: Vec<_> = (0..INCIDENTS)
+        .map(|number| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let incident = format!("inc-{number}");
+                let mut version = store.append(&incident, 0, &[started(&incident, "breach", None)], &[], None).await?;
+                for append in 0..APPENDS {
+                    let event = note(append as i64, &format!("{incident} note {append}"));
+                    version = store.append(&incident, version, &[event], &[], None).await?;
+                }
+                Ok::<u64, Error>(version)
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("the task ran").expect("every append succeeds"), APPENDS as u64 + 1);
+    }
+    let summaries = store.incidents().await.unwrap();
+    assert_eq!(summaries.len(), INCIDENTS);
+    assert!(summaries.iter().all(|summary| summary.version == APPENDS as u64 + 1));
+    for number in [0, INCIDENTS / 2, INCIDENTS - 1] {
+        let incident = format!("inc-{number}");
+        let notes: Vec<String> =
+            store.events(&incident).await.unwrap().into_iter().skip(1).filter_map(|event| event.reason).collect();
+        let expected: Vec<String> = (0..APPENDS).map(|append| format!("{incident} note {append}")).collect();
+        assert_eq!(notes, expected, "its own notes, each once, in order");
+    }
+}

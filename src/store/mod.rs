@@ -1,0 +1,127 @@
+//! The event store: where incidents' events and the side effects they lead to are kept.
+//!
+//! One trait, [`Store`], and one file per backend ([`sqlite`] is the embedded default). Every
+//! backend passes the same contract suite (`contract.rs`), so the runtime can rely on what the
+//! trait's documentation promises whichever backend it is given.
+//!
+//! The store knows events and effects only as JSON: `rows.rs` encodes them and checks the shape
+//! of an append once for every backend, and each backend maps its rows through small wrapper
+//! types, so the engine's types never know SQL.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::engine::{Effect, Event};
+
+#[cfg(any(test, feature = "store-contract"))]
+pub mod contract;
+mod rows;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// The durable log of every incident, and the outbox of effects still to carry out.
+///
+/// An append is atomic: its events, its new effects and the completion of the effect whose result
+/// it records are stored together or not at all. If the future of a call is dropped before it
+/// answers, the append may or may not have happened; read the incident again to find out.
+pub trait Store: Send + Sync + 'static {
+    /// Appends `events` to `incident` if the incident's version (the number of events it has) is
+    /// `expected`, puts `effects` in the outbox, and marks the incident's effect with the id
+    /// `completes` done, all in one transaction. Returns the new version.
+    ///
+    /// A new incident has version 0 and its first event must be `incident_started`, naming it; no
+    /// later event may be another `incident_started`. A version that is not `expected` is
+    /// [`Error::Conflict`] and changes nothing, so of two writers that read the same version,
+    /// exactly one wins. An effect id is unique among all incidents: one already in the outbox is
+    /// refused. Completing an effect that is already done is allowed (a retry after a lost
+    /// answer); completing one that the incident never put in the outbox is refused. Every refusal
+    /// changes nothing.
+    fn append(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        completes: Option<&str>,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// Every event of `incident`, in order. [`Error::NotFound`] for an incident never started.
+    fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
+
+    /// A summary of every incident, in the order they started.
+    fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send;
+
+    /// The open incident that a trigger with deduplication key `key` started from `runbook_id`.
+    /// Closed incidents are never returned: the same alert after the close opens a new incident.
+    fn open_incident_by_key(
+        &self,
+        runbook_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+
+    /// Up to `limit` effects not yet done, in the order they were put in the outbox.
+    fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send;
+}
+
+/// What listing incidents shows without folding their logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentSummary {
+    pub id: String,
+    pub runbook_id: String,
+    /// The deduplication key of the trigger that started it, if one did.
+    pub key: Option<String>,
+    /// How many events it has: the version the next append must expect.
+    pub version: u64,
+    /// The time of its first event.
+    pub started_at: DateTime<Utc>,
+    /// The time of its latest event.
+    pub updated_at: DateTime<Utc>,
+    /// The time of its `incident_closed` event, once there is one.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// An effect in the outbox, not yet done, and the incident whose events decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEffect {
+    pub incident: String,
+    pub effect: Effect,
+}
+
+/// Why the store could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another append got there first: read the incident again and decide again.
+    #[error("incident `{incident}` is at version {actual}, not {expected}")]
+    Conflict { incident: String, expected: u64, actual: u64 },
+    #[error("no incident `{incident}`")]
+    NotFound { incident: String },
+    /// A trigger's deduplication key is taken by an incident that is still open.
+    #[error("runbook `{runbook_id}` already has incident `{open}` open with key `{key}`")]
+    DuplicateKey { runbook_id: String, key: String, open: String },
+    /// The append breaks a rule of the log (a bad first event, an effect queued twice, an unknown
+    /// effect to complete); nothing was stored.
+    #[error("cannot append to incident `{incident}`: {problem}")]
+    Invalid { incident: String, problem: String },
+    /// The database failed. Shared, because one failed commit answers every append it carried.
+    #[error("the database failed")]
+    Database(#[source] Arc<sqlx::Error>),
+    /// A stored row cannot be read back as what phasegate wrote.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        Error::Database(Arc::new(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(error: sqlx::migrate::MigrateError) -> Error {
+        Error::from(sqlx::Error::Migrate(Box::new(error)))
+    }
+}

@@ -1,0 +1,238 @@
+//! How events, effects and times look in a database, for every backend: JSON text for events and
+//! effects, fixed-width RFC 3339 text for times, and the rules an append must follow, checked once
+//! here before any backend sees it.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::Error;
+use crate::engine::{Effect, Event, EventKind};
+
+/// A time as stored: RFC 3339 in UTC with nanoseconds. Every such string has the same width, so
+/// they sort as text in the order of the times.
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| Error::Corrupt(format!("`{text}` is not a time: {error}")))
+}
+
+/// An event ready to be stored.
+pub(crate) struct EventRow {
+    pub seq: u64,
+    /// The event's type, such as `phase_started`.
+    pub kind: &'static str,
+    pub at: String,
+    pub json: String,
+}
+
+/// An effect ready to be put in the outbox.
+pub(crate) struct EffectRow {
+    pub id: String,
+    pub json: String,
+}
+
+/// What a new incident's summary row starts with, taken from its `incident_started` event.
+pub(crate) struct StartRow {
+    pub runbook_id: String,
+    pub key: Option<String>,
+    pub started_at: String,
+}
+
+/// An append that follows the log's rules, encoded: what a backend writes, owned so that it can
+/// travel to a writer task.
+pub(crate) struct AppendRows {
+    pub incident: String,
+    pub expected: u64,
+    /// Set when the append starts the incident.
+    pub start: Option<StartRow>,
+    pub events: Vec<EventRow>,
+    /// The time of the last event, when there are events.
+    pub updated_at: Option<String>,
+    /// The time of an `incident_closed` among the events.
+    pub closed_at: Option<String>,
+    pub effects: Vec<EffectRow>,
+    /// The id of the effect whose result this append records.
+    pub completes: Option<String>,
+}
+
+impl AppendRows {
+    /// Checks the shape of an append (a new incident starts with `incident_started` naming it, and
+    /// no other event starts one) and encodes it.
+    pub fn new(
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        completes: Option<&str>,
+    ) -> Result<AppendRows, Error> {
+        let invalid = |problem: String| Error::Invalid { incident: incident.to_string(), problem };
+        let start = if expected == 0 {
+            let first =
+                events.first().ok_or_else(|| invalid("a new incident needs an `incident_started` event".into()))?;
+            let EventKind::IncidentStarted { incident: named, runbook_id, key, .. } = &first.kind else {
+                return Err(invalid(format!(
+                    "a new incident begins with `incident_started`, not `{}`",
+                    first.kind.name()
+                )));
+            };
+            if named != incident {
+                return Err(invalid(format!("its `incident_started` event names incident `{named}`")));
+            }
+            Some(StartRow { runbook_id: runbook_id.clone(), key: key.clone(), started_at: timestamp(first.at) })
+        } else {
+            None
+        };
+        let mut rows = Vec::with_capacity(events.len());
+        let mut closed_at = None;
+        for (index, event) in events.iter().enumerate() {
+            let seq = expected + 1 + index as u64;
+            if seq > 1 && matches!(event.kind, EventKind::IncidentStarted { .. }) {
+                return Err(invalid(format!("event {seq} would be a second `incident_started`")));
+            }
+            if matches!(event.kind, EventKind::IncidentClosed) && closed_at.is_none() {
+                closed_at = Some(timestamp(event.at));
+            }
+            let json = serde_json::to_string(event)
+                .map_err(|error| invalid(format!("event {seq} cannot be encoded as JSON: {error}")))?;
+            rows.push(EventRow { seq, kind: event.kind.name(), at: timestamp(event.at), json });
+        }
+        let effects = effects
+            .iter()
+            .map(|effect| {
+                let json = serde_json::to_string(effect)
+                    .map_err(|error| invalid(format!("effect `{}` cannot be encoded as JSON: {error}", effect.id)))?;
+                Ok(EffectRow { id: effect.id.clone(), json })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(AppendRows {
+            incident: incident.to_string(),
+            expected,
+            start,
+            updated_at: events.last().map(|event| timestamp(event.at)),
+            events: rows,
+            closed_at,
+            effects,
+            completes: completes.map(str::to_string),
+        })
+    }
+
+    /// The incident's version once the append is stored.
+    pub fn version(&self) -> u64 {
+        self.expected + self.events.len() as u64
+    }
+}
+
+pub(crate) fn decode_event(incident: &str, seq: u64, json: &str) -> Result<Event, Error> {
+    serde_json::from_str(json)
+        .map_err(|error| Error::Corrupt(format!("event {seq} of incident `{incident}` is not an event: {error}")))
+}
+
+pub(crate) fn decode_effect(incident: &str, json: &str) -> Result<Effect, Error> {
+    serde_json::from_str(json)
+        .map_err(|error| Error::Corrupt(format!("an outbox entry of incident `{incident}` is not an effect: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-11-24T02:14:{second:02}Z")).unwrap().with_timezone(&Utc)
+    }
+
+    fn started(incident: &str) -> Event {
+        Event::new(
+            at(0),
+            "dana",
+            EventKind::IncidentStarted {
+                incident: incident.into(),
+                runbook_id: "breach".into(),
+                runbook_version: None,
+                runbook_sha256: "00".into(),
+                runbook_text: "id: breach".into(),
+                inputs: Default::default(),
+                key: Some("alert-1".into()),
+            },
+        )
+    }
+
+    fn note(second: u32) -> Event {
+        Event::new(at(second), "dana", EventKind::NoteAdded)
+    }
+
+    fn closed(second: u32) -> Event {
+        Event::new(at(second), "dana", EventKind::IncidentClosed)
+    }
+
+    /// The problem an append is refused with, or `None` when it is accepted.
+    fn problem(expected: u64, events: &[Event]) -> Option<String> {
+        match AppendRows::new("inc-1", expected, events, &[], None) {
+            Ok(_) => None,
+            Err(Error::Invalid { problem, .. }) => Some(problem),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn the_shape_of_an_append_is_checked() {
+        let cases: &[(&str, u64, Vec<Event>, Option<&str>)] = &[
+            ("new incident, started", 0, vec![started("inc-1"), note(1)], None),
+            ("new incident, no events", 0, vec![], Some("a new incident needs an `incident_started` event")),
+            (
+                "new incident, other start",
+                0,
+                vec![note(1)],
+                Some("a new incident begins with `incident_started`, not `note_added`"),
+            ),
+            (
+                "started under another id",
+                0,
+                vec![started("inc-2")],
+                Some("its `incident_started` event names incident `inc-2`"),
+            ),
+            (
+                "started twice",
+                0,
+                vec![started("inc-1"), started("inc-1")],
+                Some("event 2 would be a second `incident_started`"),
+            ),
+            ("started again later", 4, vec![started("inc-1")], Some("event 5 would be a second `incident_started`")),
+            ("later, no events", 4, vec![], None),
+        ];
+        for (name, expected, events, want) in cases {
+            assert_eq!(problem(*expected, events).as_deref(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_append_knows_its_summary_and_numbers_its_events() {
+        let rows = AppendRows::new("inc-1", 0, &[started("inc-1"), note(1), closed(2), closed(3)], &[], None).unwrap();
+        let start = rows.start.as_ref().unwrap();
+        assert_eq!((start.runbook_id.as_str(), start.key.as_deref()), ("breach", Some("alert-1")));
+        assert_eq!(start.started_at, "2026-11-24T02:14:00.000000000Z");
+        assert_eq!(rows.events.iter().map(|row| row.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(rows.events[1].kind, "note_added");
+        assert_eq!(rows.updated_at.as_deref(), Some("2026-11-24T02:14:03.000000000Z"));
+        assert_eq!(rows.closed_at.as_deref(), Some("2026-11-24T02:14:02.000000000Z"), "the first close counts");
+        assert_eq!(rows.version(), 4);
+
+        let later = AppendRows::new("inc-1", 7, &[note(9)], &[], Some("effect-1")).unwrap();
+        assert!(later.start.is_none());
+        assert_eq!((later.events[0].seq, later.version()), (8, 8));
+        assert_eq!(later.completes.as_deref(), Some("effect-1"));
+    }
+
+    #[test]
+    fn stored_times_sort_as_text_and_read_back() {
+        let times = [at(3), at(3) + chrono::Duration::nanoseconds(1), at(10), at(59)];
+        let texts: Vec<String> = times.iter().map(|t| timestamp(*t)).collect();
+        assert!(texts.windows(2).all(|pair| pair[0] < pair[1]), "{texts:?}");
+        for (time, text) in times.iter().zip(&texts) {
+            assert_eq!(parse_timestamp(text).unwrap(), *time);
+        }
+        assert!(matches!(parse_timestamp("yesterday"), Err(Error::Corrupt(_))));
+    }
+}

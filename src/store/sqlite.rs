@@ -1,0 +1,418 @@
+//! The embedded store: one SQLite file, nothing to set up.
+//!
+//! Durability comes first: the file is in WAL mode with `synchronous=FULL`, so an append that has
+//! answered survives a crash or a power loss. That makes every commit wait for the disk, so
+//! commits are shared (group commit): one writer task owns the only connection that writes, takes
+//! every append waiting for it, and stores them all in one transaction, with a savepoint per append
+//! so that one append's conflict leaves the others alone. A hundred incidents appending at once
+//! then wait for a few disk flushes, not a hundred. Reads go through a separate pool of read-only
+//! connections, which WAL lets run beside the writer.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::rows::{self, AppendRows};
+use super::{Error, IncidentSummary, PendingEffect, Store};
+use crate::engine::{Effect, Event};
+
+/// The schema, embedded in the binary and brought up to date whenever a store is opened.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another process's lock on the file before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read-only connections. SQLite readers do not block each other or the writer in WAL mode.
+const READERS: u32 = 4;
+
+/// Appends waiting for the writer before callers are made to wait to send theirs.
+const QUEUE: usize = 1024;
+
+/// The most appends one transaction carries, so that a flood of them still gets answers in steps.
+const MAX_BATCH: usize = 512;
+
+/// The SQLite event store. Share it behind an `Arc`; [`SqliteStore::close`] waits for the writer
+/// to finish what it was given.
+#[derive(Debug)]
+pub struct SqliteStore {
+    appends: mpsc::Sender<Append>,
+    reads: SqlitePool,
+    writer: JoinHandle<()>,
+    commits: Arc<AtomicU64>,
+}
+
+/// One append on its way to the writer, with where its answer goes.
+struct Append {
+    rows: AppendRows,
+    answer: oneshot::Sender<Result<u64, Error>>,
+}
+
+impl std::fmt::Debug for Append {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Append").field("incident", &self.rows.incident).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file if it is missing and bringing its schema up to
+    /// date. Must be called inside a tokio runtime, which runs the writer task.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            // Statements are logged by the caller with context, never with their values, which
+            // may hold personal data.
+            .disable_statement_logging();
+        let mut writer = options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
+            .await?;
+        MIGRATOR.run(&mut writer).await?;
+        let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
+        let (appends, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(write(writer, queue, Arc::clone(&commits)));
+        Ok(SqliteStore { appends, reads, writer, commits })
+    }
+
+    /// How many transactions the writer has committed since the store was opened. With appends
+    /// arriving together this is far fewer than the appends stored.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking appends, waits for the writer to answer those it has, and closes the file.
+    pub async fn close(self) {
+        drop(self.appends);
+        // The writer only ends by running out of appends; if it panicked, its callers have
+        // already been told, as their answers were dropped.
+        let _ = self.writer.await;
+        self.reads.close().await;
+    }
+}
+
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        completes: Option<&str>,
+    ) -> Result<u64, Error> {
+        // Encoding happens here, in the caller's task, so the one writer only runs SQL.
+        let rows = AppendRows::new(incident, expected, events, effects, completes)?;
+        let (answer, answered) = oneshot::channel();
+        self.appends.send(Append { rows, answer }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
+        let rows: Vec<EventRow> = sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? ORDER BY seq")
+            .bind(incident)
+            .fetch_all(&self.reads)
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::NotFound { incident: incident.to_string() });
+        }
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| {
+                // A gap would mean a lost event: say so rather than fold a log with a hole.
+                if row.seq != index as i64 + 1 {
+                    return Err(Error::Corrupt(format!(
+                        "incident `{incident}` has event {} where event {} belongs",
+                        row.seq,
+                        index + 1
+                    )));
+                }
+                rows::decode_event(incident, index as u64 + 1, &row.event)
+            })
+            .collect()
+    }
+
+    async fn incidents(&self) -> Result<Vec<IncidentSummary>, Error> {
+        let rows: Vec<IncidentRow> = sqlx::query_as(
+            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at FROM incidents
+             ORDER BY started_at, id",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter().map(IncidentSummary::try_from).collect()
+    }
+
+    async fn open_incident_by_key(&self, runbook_id: &str, key: &str) -> Result<Option<String>, Error> {
+        let id = sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
+            .bind(runbook_id)
+            .bind(key)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(id)
+    }
+
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<PendingEffect>, Error> {
+        let rows: Vec<EffectRow> =
+            sqlx::query_as("SELECT incident, effect FROM outbox WHERE done_at IS NULL ORDER BY seq LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingEffect { effect: rows::decode_effect(&row.incident, &row.effect)?, incident: row.incident })
+            })
+            .collect()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EffectRow {
+    incident: String,
+    effect: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    id: String,
+    runbook_id: String,
+    key: Option<String>,
+    version: i64,
+    started_at: String,
+    updated_at: String,
+    closed_at: Option<String>,
+}
+
+impl TryFrom<IncidentRow> for IncidentSummary {
+    type Error = Error;
+
+    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
+        Ok(IncidentSummary {
+            version: unsigned(row.version)?,
+            started_at: rows::parse_timestamp(&row.started_at)?,
+            updated_at: rows::parse_timestamp(&row.updated_at)?,
+            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            id: row.id,
+            runbook_id: row.runbook_id,
+            key: row.key,
+        })
+    }
+}
+
+/// SQLite integers are signed; versions and sequence numbers never are.
+fn signed(number: u64) -> i64 {
+    // No version reaches 2^63; one that claimed to would simply never match a stored version.
+    i64::try_from(number).unwrap_or(i64::MAX)
+}
+
+fn unsigned(number: i64) -> Result<u64, Error> {
+    u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
+}
+
+/// The writer task: takes every append waiting, stores them in one transaction, answers each.
+async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Append>, commits: Arc<AtomicU64>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let answers = match commit(&mut connection, &batch).await {
+            Ok(answers) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                answers
+            }
+            Err(error) => {
+                // Nothing of the batch is stored. If the rollback fails too, SQLite has already
+                // rolled the transaction back, or the connection is gone and the next batch
+                // will say so.
+                let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+                let error = Arc::new(error);
+                batch.iter().map(|_| Err(Error::Database(Arc::clone(&error)))).collect()
+            }
+        };
+        for (append, answer) in batch.drain(..).zip(answers) {
+            // A caller that stopped waiting learns the outcome by reading the incident again.
+            let _ = append.answer.send(answer);
+        }
+    }
+    let _ = connection.close().await;
+}
+
+/// Stores a batch in one transaction. An append that breaks a rule is rolled back to its
+/// savepoint and answered with why; a database failure fails the whole batch.
+async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<Vec<Result<u64, Error>>, sqlx::Error> {
+    // IMMEDIATE takes the write lock now, so that another process writing the same file makes
+    // this wait (up to the busy timeout) instead of failing halfway through.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    let now = rows::timestamp(Utc::now());
+    // Alone in its transaction, an append that fails is rolled back with the transaction, and the
+    // savepoint's statement is saved. Savepoints are never released: each `ROLLBACK TO` goes back
+    // to the latest one, taken just before the append that failed, and COMMIT keeps the rest.
+    let savepoints = batch.len() > 1;
+    let mut answers = Vec::with_capacity(batch.len());
+    for append in batch {
+        if savepoints {
+            sqlx::query("SAVEPOINT append").execute(&mut *connection).await?;
+        }
+        let answer = store(connection, &append.rows, &now).await;
+        if answer.is_err() && savepoints {
+            // After a database error SQLite may have ended the whole transaction; then there is
+            // no savepoint to roll back to, and the batch fails here rather than carrying on
+            // outside a transaction.
+            sqlx::query("ROLLBACK TO append").execute(&mut *connection).await?;
+        }
+        answers.push(answer);
+    }
+    if savepoints || answers[0].is_ok() {
+        sqlx::query("COMMIT").execute(&mut *connection).await?;
+    } else {
+        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+    }
+    Ok(answers)
+}
+
+/// One append inside the batch's transaction: move the incident's version from the one expected,
+/// then write the events, the new effects and the completed one. The version moves first, in one
+/// statement that either succeeds or changes nothing, so that the usual refusal costs nothing.
+async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) -> Result<u64, Error> {
+    let incident = rows.incident.as_str();
+    if let Some(start) = &rows.start {
+        // The primary key refuses a second start of the incident, the partial unique index a second
+        // open incident with the same key.
+        let inserted = sqlx::query(
+            "INSERT INTO incidents (id, runbook_id, key, version, started_at, updated_at, closed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(incident)
+        .bind(&start.runbook_id)
+        .bind(&start.key)
+        .bind(signed(rows.version()))
+        .bind(&start.started_at)
+        .bind(&rows.updated_at)
+        .bind(&rows.closed_at)
+        .execute(&mut *connection)
+        .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => return Err(refusal(connection, rows).await),
+            other => other?,
+        };
+    } else {
+        // A compare-and-set: the version moves only from the one this append expects. It runs for
+        // an append without events too, which must still be at the version it expects.
+        let updated = sqlx::query(
+            "UPDATE incidents
+             SET version = ?, updated_at = COALESCE(?, updated_at), closed_at = COALESCE(closed_at, ?)
+             WHERE id = ? AND version = ?",
+        )
+        .bind(signed(rows.version()))
+        .bind(&rows.updated_at)
+        .bind(&rows.closed_at)
+        .bind(incident)
+        .bind(signed(rows.expected))
+        .execute(&mut *connection)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(refusal(connection, rows).await);
+        }
+    }
+    for event in &rows.events {
+        let inserted = sqlx::query("INSERT INTO events (incident, seq, type, at, event) VALUES (?, ?, ?, ?, ?)")
+            .bind(incident)
+            .bind(signed(event.seq))
+            .bind(event.kind)
+            .bind(&event.at)
+            .bind(&event.json)
+            .execute(&mut *connection)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => return Err(refusal(connection, rows).await),
+            other => other?,
+        };
+    }
+    for effect in &rows.effects {
+        let inserted = sqlx::query("INSERT INTO outbox (id, incident, effect, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&effect.id)
+            .bind(incident)
+            .bind(&effect.json)
+            .bind(now)
+            .execute(&mut *connection)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                let problem = format!("effect `{}` is already in the outbox", effect.id);
+                return Err(Error::Invalid { incident: incident.to_string(), problem });
+            }
+            other => other?,
+        };
+    }
+    if let Some(id) = &rows.completes {
+        // Already done is fine: the answer to the first completion may have been lost.
+        let completed = sqlx::query("UPDATE outbox SET done_at = COALESCE(done_at, ?) WHERE id = ? AND incident = ?")
+            .bind(now)
+            .bind(id)
+            .bind(incident)
+            .execute(&mut *connection)
+            .await?;
+        if completed.rows_affected() == 0 {
+            let problem = format!("it has no effect `{id}` in the outbox to complete");
+            return Err(Error::Invalid { incident: incident.to_string(), problem });
+        }
+    }
+    Ok(rows.version())
+}
+
+/// Why the incident's row refused an append: the incident is at another version, it does not
+/// exist, or the trigger's key of a new incident is taken by an open one.
+async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error {
+    let incident = rows.incident.clone();
+    let stored: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?")
+        .bind(&incident)
+        .fetch_optional(&mut *connection)
+        .await;
+    match stored {
+        Err(error) => Error::from(error),
+        Ok(Some(actual)) if actual == signed(rows.expected) => {
+            Error::Corrupt(format!("incident `{incident}` has more events than its version {actual} counts"))
+        }
+        Ok(Some(actual)) => match unsigned(actual) {
+            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
+            Err(error) => error,
+        },
+        Ok(None) => match &rows.start {
+            None => Error::NotFound { incident },
+            Some(start) => {
+                let open: Result<Option<String>, sqlx::Error> =
+                    sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
+                        .bind(&start.runbook_id)
+                        .bind(&start.key)
+                        .fetch_optional(&mut *connection)
+                        .await;
+                match (open, &start.key) {
+                    (Ok(Some(open)), Some(key)) => {
+                        Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
+                    }
+                    (Err(error), _) => Error::from(error),
+                    (Ok(_), _) => Error::Corrupt(format!("incident `{incident}` was refused for no reason found")),
+                }
+            }
+        },
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
+}

@@ -1,0 +1,432 @@
+//! The engine driven with a manual clock: a scenario end to end, and properties that must hold
+//! for any sequence of commands.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use phasegate::engine::{
+    Command, Decision, Directory, Effect, EffectKind, Error, Event, EventKind, Incident, Outcome, Request, decide,
+};
+use phasegate::render::Catalog;
+use phasegate::runbook::Runbook;
+use proptest::prelude::*;
+use serde_json::json;
+
+const RUNBOOK: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: shop-breach
+title: Shop breach
+inputs:
+  severity: { type: string, default: high, allowed: [low, high] }
+roles:
+  commander: {}
+  ciso: {}
+controls:
+  till-mfa: { title: MFA on store tills }
+channels:
+  out: { stdout: {} }
+audiences:
+  internal: { template: internal-update, channels: [out] }
+phases:
+  - id: contain
+    steps:
+      - id: isolate
+        manual: { instructions: Isolate the hosts, assignee: commander, outputs: [hosts] }
+      - id: rotate
+        retry: { attempts: 3, backoff: 1m }
+        http: { url: "https://idp.example/rotate/${inputs.severity}", expect: response.status == 200 }
+  - id: relax
+    needs: [contain]
+    when: inputs.severity == "high"
+    entry:
+      - approval: { roles: [ciso], count: 2, four_eyes: true }
+    steps:
+      - id: tills
+        relax: { control: till-mfa, reason: Keep the tills trading, expires_in: 2h }
+  - id: restore
+    needs: [relax]
+    entry:
+      - id: shop-up
+        check:
+          request: { url: "https://shop.example/health" }
+          expect: response.body.healthy == true
+          interval: 1m
+          deadline: 1h
+    steps:
+      - id: reopen
+        manual: { instructions: Reopen the shop }
+  - id: reinstate
+    needs: [restore]
+    steps:
+      - id: tills-back
+        reinstate: { control: till-mfa }
+status_updates:
+  - on: [control_relaxed, control_reinstated, relaxation_overdue]
+    audiences: [internal]
+"#;
+
+fn runbook() -> Runbook {
+    phasegate::runbook::parse(RUNBOOK, &Catalog::built_in()).expect("the test runbook is valid")
+}
+
+fn directory() -> Directory {
+    Directory::with(&[("dana", &["commander", "ciso"]), ("sam", &["ciso"]), ("lee", &["ciso"]), ("eve", &[])])
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+/// An incident's log, an outbox and a manual clock.
+struct Harness {
+    runbook: Runbook,
+    directory: Directory,
+    events: Vec<Event>,
+    live: Option<Incident>,
+    outbox: Vec<Effect>,
+    now: DateTime<Utc>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            runbook: runbook(),
+            directory: directory(),
+            events: Vec::new(),
+            live: None,
+            outbox: Vec::new(),
+            now: t0(),
+        }
+    }
+
+    fn run(&mut self, actor: &str, command: Command) -> Result<Decision, Error> {
+        let request = Request { actor: actor.to_string(), at: self.now, command };
+        let decision = decide(&self.runbook, &self.directory, self.live.as_ref(), &request)?;
+        for event in &decision.events {
+            match &mut self.live {
+                None => self.live = Some(Incident::start(event).unwrap()),
+                Some(live) => live.apply(event),
+            }
+        }
+        self.events.extend(decision.events.clone());
+        self.outbox.extend(decision.effects.clone());
+        Ok(decision)
+    }
+
+    fn start(&mut self) {
+        let command = Command::Start {
+            incident: "inc-1".into(),
+            runbook_text: RUNBOOK.into(),
+            inputs: BTreeMap::new(),
+            key: None,
+        };
+        self.run("dana", command).unwrap();
+    }
+
+    /// Started, with the first phase done and the relaxation's approval waiting: where random
+    /// walks begin, so that most of them get to the relaxation and to closing.
+    fn contained() -> Harness {
+        let mut h = Harness::new();
+        h.start();
+        h.run(
+            "dana",
+            Command::CompleteStep {
+                phase: "contain".into(),
+                step: "isolate".into(),
+                evidence: None,
+                outputs: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        let effect = h.take(|k| matches!(k, EffectKind::Http { .. }));
+        h.record(effect, http(200, json!({}))).unwrap();
+        h
+    }
+
+    fn state(&self) -> &Incident {
+        self.live.as_ref().unwrap()
+    }
+
+    fn types(decision: &Decision) -> Vec<&'static str> {
+        decision.events.iter().map(|event| event.kind.name()).collect()
+    }
+
+    /// Takes the oldest effect of the outbox matching `pick`.
+    fn take(&mut self, pick: impl Fn(&EffectKind) -> bool) -> Effect {
+        let index = self.outbox.iter().position(|effect| pick(&effect.kind)).expect("such an effect is queued");
+        self.outbox.remove(index)
+    }
+
+    fn record(&mut self, effect: Effect, outcome: Outcome) -> Result<Decision, Error> {
+        self.run("phasegate", Command::Record { effect, outcome })
+    }
+
+    fn later(&mut self, minutes: i64) -> Result<Decision, Error> {
+        self.now += Duration::minutes(minutes);
+        self.run("phasegate", Command::Tick)
+    }
+}
+
+fn http(status: u16, body: serde_json::Value) -> Outcome {
+    Outcome::Http { status, headers: BTreeMap::new(), body }
+}
+
+fn approve(phase: &str) -> Command {
+    Command::Approve { phase: phase.into(), gate: None, note: Some("agreed on the bridge".into()) }
+}
+
+#[test]
+fn the_reference_path_from_start_to_close() {
+    let mut h = Harness::new();
+    h.start();
+    assert_eq!(h.state().phase("contain").status.as_str(), "running");
+    assert_eq!(h.state().runbook_sha256.len(), 64);
+
+    // A person without the assignee's role cannot do the manual step.
+    let refused = h.run(
+        "sam",
+        Command::CompleteStep {
+            phase: "contain".into(),
+            step: "isolate".into(),
+            evidence: None,
+            outputs: BTreeMap::new(),
+        },
+    );
+    assert!(matches!(refused, Err(Error::MissingRole { .. })), "{refused:?}");
+    let outputs = BTreeMap::from([("hosts".to_string(), json!("12"))]);
+    let done = h
+        .run(
+            "dana",
+            Command::CompleteStep {
+                phase: "contain".into(),
+                step: "isolate".into(),
+                evidence: Some("EDR ticket 4411".into()),
+                outputs,
+            },
+        )
+        .unwrap();
+    assert_eq!(Harness::types(&done), ["step_done", "step_started"]);
+    let EffectKind::Http { request, idempotency_key, .. } = &done.effects[0].kind else { panic!("an http effect") };
+    assert_eq!(request.url, "https://idp.example/rotate/high");
+    let key = idempotency_key.clone();
+
+    // The first attempt fails; the retry waits for its backoff and keeps the idempotency key.
+    let first = h.take(|k| matches!(k, EffectKind::Http { .. }));
+    let failed = h.record(first, http(502, json!(null))).unwrap();
+    assert_eq!(Harness::types(&failed), ["step_failed"]);
+    assert!(h.later(0).unwrap().events.is_empty());
+    let retried = h.later(2).unwrap();
+    assert_eq!(Harness::types(&retried), ["step_started"]);
+    let EffectKind::Http { idempotency_key: again, attempt, .. } = &retried.effects[0].kind else {
+        panic!("an http effect")
+    };
+    assert_eq!((again, *attempt), (&key, 2));
+    let second = h.take(|k| matches!(k, EffectKind::Http { .. }));
+    let contained = h.record(second, http(200, json!({}))).unwrap();
+    assert_eq!(Harness::types(&contained), ["step_done", "gate_passed", "phase_done", "phase_ready"]);
+
+    // Two distinct CISOs, and not the person who started the incident.
+    assert!(matches!(h.run("dana", approve("relax")), Err(Error::FourEyes { .. })));
+    assert!(matches!(h.run("eve", approve("relax")), Err(Error::MissingRole { .. })));
+    h.run("sam", approve("relax")).unwrap();
+    assert!(matches!(h.run("sam", approve("relax")), Err(Error::AlreadyApproved { .. })));
+    let relaxed = h.run("lee", approve("relax")).unwrap();
+    let types = Harness::types(&relaxed);
+    assert!(
+        types.starts_with(&["approval_given", "gate_passed", "phase_started", "control_relaxed", "step_done"]),
+        "{types:?}"
+    );
+    assert!(types.contains(&"status_update_requested"));
+    let relaxation = &h.state().relaxations["till-mfa"];
+    let approvers: Vec<&str> = relaxation.approved_by.iter().map(|a| a.person.as_str()).collect();
+    assert_eq!(approvers, ["sam", "lee"]);
+    assert!(matches!(h.run("dana", Command::Close { note: None }), Err(Error::RelaxationsOpen(_))));
+
+    // The check polls until the shop answers as expected.
+    let poll = h.take(|k| matches!(k, EffectKind::Check { .. }));
+    let answered = h.record(poll, http(200, json!({ "healthy": false }))).unwrap();
+    assert_eq!(Harness::types(&answered), ["check_answered"]);
+    assert!(h.later(0).unwrap().effects.is_empty(), "no new poll before the interval");
+    h.later(1).unwrap();
+    let poll = h.take(|k| matches!(k, EffectKind::Check { .. }));
+    let up = h.record(poll, http(200, json!({ "healthy": true }))).unwrap();
+    assert_eq!(Harness::types(&up)[..3], ["check_answered", "gate_passed", "phase_started"]);
+
+    // Past the relaxation's expiry it is overdue, and says so once.
+    let overdue = h.later(120).unwrap();
+    assert_eq!(Harness::types(&overdue), ["relaxation_overdue", "status_update_requested"]);
+    assert!(h.later(10).unwrap().events.is_empty());
+
+    h.run(
+        "dana",
+        Command::CompleteStep {
+            phase: "restore".into(),
+            step: "reopen".into(),
+            evidence: None,
+            outputs: BTreeMap::new(),
+        },
+    )
+    .unwrap();
+    assert!(h.state().relaxations["till-mfa"].reinstated_at.is_some());
+    let closed = h.run("dana", Command::Close { note: Some("all clear".into()) }).unwrap();
+    assert_eq!(Harness::types(&closed), ["incident_closed"]);
+    assert!(matches!(h.run("dana", Command::Note { text: "late".into() }), Err(Error::Closed(_))));
+    assert_eq!(Incident::from_events(&h.events).unwrap(), *h.state());
+}
+
+#[test]
+fn a_false_condition_skips_the_phase_and_says_what_it_saw() {
+    let mut h = Harness::new();
+    let inputs = BTreeMap::from([("severity".to_string(), json!("low"))]);
+    h.run("dana", Command::Start { incident: "inc-2".into(), runbook_text: RUNBOOK.into(), inputs, key: None })
+        .unwrap();
+    h.run(
+        "dana",
+        Command::CompleteStep {
+            phase: "contain".into(),
+            step: "isolate".into(),
+            evidence: None,
+            outputs: BTreeMap::new(),
+        },
+    )
+    .unwrap();
+    let effect = h.take(|k| matches!(k, EffectKind::Http { .. }));
+    h.record(effect, http(200, json!({}))).unwrap();
+    let skipped = h.events.iter().find(|e| matches!(e.kind, EventKind::PhaseSkipped { .. })).expect("relax is skipped");
+    let EventKind::PhaseSkipped { phase, values, .. } = &skipped.kind else { unreachable!() };
+    assert_eq!(phase, "relax");
+    assert_eq!(values["inputs"]["severity"], "low");
+    assert_eq!(
+        h.state().phase("restore").status.as_str(),
+        "ready",
+        "a skipped phase lets the phases that need it go on"
+    );
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let mut h = Harness::new();
+    let table: Vec<(BTreeMap<String, serde_json::Value>, &str)> = vec![
+        (
+            BTreeMap::from([("severity".into(), json!("medium"))]),
+            "input `severity` is \"medium\", which is not one of \"low\", \"high\"",
+        ),
+        (BTreeMap::from([("colour".into(), json!("red"))]), "input `colour` is not one the runbook declares"),
+    ];
+    for (inputs, message) in table {
+        let error = h
+            .run("dana", Command::Start { incident: "x".into(), runbook_text: RUNBOOK.into(), inputs, key: None })
+            .unwrap_err();
+        assert_eq!(error.to_string(), message);
+    }
+    assert!(h.events.is_empty());
+    assert!(matches!(h.run("dana", Command::Tick), Err(Error::NotStarted)));
+}
+
+/// One step of a random walk through an incident.
+#[derive(Debug, Clone)]
+enum Move {
+    Approve(usize),
+    Complete(usize, &'static str, &'static str),
+    Record(usize, u16, bool),
+    Wait(i64),
+    Close(usize),
+    Note(usize),
+}
+
+const ACTORS: [&str; 4] = ["dana", "sam", "lee", "eve"];
+
+fn moves() -> impl Strategy<Value = Move> {
+    // Weighted so that walks get far: through the relaxation, often past its expiry, and then
+    // try to close both before and after the control is reinstated.
+    prop_oneof![
+        8 => (0..4usize).prop_map(Move::Approve),
+        8 => (0..4usize, prop::sample::select(vec![("contain", "isolate"), ("restore", "reopen")])).prop_map(|(a, (p, s))| Move::Complete(a, p, s)),
+        12 => (0..8usize, prop::sample::select(vec![200u16, 200, 500]), prop::bool::weighted(0.7)).prop_map(|(i, s, healthy)| Move::Record(i, s, healthy)),
+        4 => (0..180i64).prop_map(Move::Wait),
+        1 => (0..4usize).prop_map(Move::Close),
+        2 => (0..4usize).prop_map(Move::Note),
+    ]
+}
+
+/// Plays one move; a refused command changes nothing, which the properties check.
+fn play(h: &mut Harness, step: Move) -> Result<Decision, Error> {
+    match step {
+        Move::Approve(a) => h.run(ACTORS[a], approve("relax")),
+        Move::Complete(a, phase, step) => h.run(
+            ACTORS[a],
+            Command::CompleteStep { phase: phase.into(), step: step.into(), evidence: None, outputs: BTreeMap::new() },
+        ),
+        Move::Record(i, status, healthy) if !h.outbox.is_empty() => {
+            let effect = h.outbox.remove(i % h.outbox.len());
+            h.record(effect, http(status, json!({ "healthy": healthy })))
+        }
+        Move::Record(..) => Ok(Decision::default()),
+        Move::Wait(minutes) => h.later(minutes),
+        Move::Close(a) => h.run(ACTORS[a], Command::Close { note: None }),
+        Move::Note(a) => h.run(ACTORS[a], Command::Note { text: "update".into() }),
+    }
+}
+
+/// The properties below mean something only if random walks get to the states they are about.
+#[test]
+fn random_walks_reach_the_relaxation_and_try_to_close_around_it() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut relaxed, mut refused_close, mut closed_after_reinstating) = (0, 0, 0);
+    for _ in 0..200 {
+        let walk = prop::collection::vec(moves(), 1..120).new_tree(&mut runner).unwrap().current();
+        let mut h = Harness::contained();
+        for step in walk {
+            if matches!(play(&mut h, step), Err(Error::RelaxationsOpen(_))) {
+                refused_close += 1;
+            }
+        }
+        let state = h.state();
+        relaxed += usize::from(!state.relaxations.is_empty());
+        closed_after_reinstating += usize::from(state.closed.is_some() && !state.relaxations.is_empty());
+    }
+    assert!(relaxed >= 50, "only {relaxed} of 200 walks relaxed the control");
+    assert!(refused_close >= 20, "only {refused_close} closes were refused for an open relaxation");
+    assert!(closed_after_reinstating >= 10, "only {closed_after_reinstating} walks closed after reinstating");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn properties_hold_for_any_sequence_of_commands(walk in prop::collection::vec(moves(), 1..120)) {
+        let mut h = Harness::contained();
+        for step in walk {
+            // A refused command gives no decision at all, so it records nothing.
+            let _ = play(&mut h, step);
+            let state = h.state();
+
+            // Rebuilding the state from the log gives the live state.
+            prop_assert_eq!(&Incident::from_events(&h.events).unwrap(), state);
+            // No incident closes while a control relaxation is open.
+            if state.closed.is_some() {
+                prop_assert_eq!(state.open_relaxations().count(), 0);
+            }
+            for (phase, phase_state) in &state.phases {
+                for (gate, gate_state) in &phase_state.gates {
+                    // One person never counts twice toward a quorum.
+                    let mut people: Vec<&str> = gate_state.approvals.iter().map(|a| a.person.as_str()).collect();
+                    let before = people.len();
+                    people.sort();
+                    people.dedup();
+                    prop_assert_eq!(before, people.len(), "{}/{}", phase, gate);
+                    // The starter never approves a four-eyes gate (the relax gate is one).
+                    if phase == "relax" {
+                        prop_assert!(!people.contains(&state.started_by.as_str()));
+                    }
+                    // Every approver holds the role.
+                    for approval in &gate_state.approvals {
+                        prop_assert_eq!(approval.role.as_str(), "ciso");
+                    }
+                }
+            }
+        }
+    }
+}

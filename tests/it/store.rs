@@ -1,0 +1,83 @@
+//! The SQLite store: the shared contract, then what only a file can show (durability, the
+//! pragmas that give it, group commit).
+
+use std::sync::Arc;
+
+use phasegate::store::contract::{self, note, notify, started};
+use phasegate::store::{SqliteStore, Store};
+use sqlx::Connection;
+use tempfile::TempDir;
+
+/// A fresh store in a file of its own; the directory goes when the guard does.
+async fn fresh() -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    (store, dir)
+}
+
+phasegate::store_contract!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_append_is_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phasegate.db");
+    let effect = notify("inc-1/status/1");
+    let events = [started("inc-1", "breach", Some("alert-7")), note(1, "shop is down")];
+    let (summaries, pending) = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.append("inc-1", 0, &events, &[effect.clone()], None).await.unwrap();
+        (store.incidents().await.unwrap(), store.pending_effects(10).await.unwrap())
+        // Dropped without `close`, as a crash after the answer would leave it.
+    };
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.events("inc-1").await.unwrap(), events);
+    assert_eq!(store.incidents().await.unwrap(), summaries);
+    assert_eq!(store.pending_effects(10).await.unwrap(), pending);
+    assert_eq!(pending[0].effect, effect);
+    assert_eq!(store.open_incident_by_key("breach", "alert-7").await.unwrap().as_deref(), Some("inc-1"));
+    // And the reopened store carries on from the stored version.
+    assert_eq!(
+        store.append("inc-1", 2, &[note(2, "after the restart")], &[], Some("inc-1/status/1")).await.unwrap(),
+        3
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_file_is_in_wal_mode_with_the_schema_in_place() {
+    let (store, dir) = fresh().await;
+    store.close().await;
+    let url = format!("sqlite://{}", dir.path().join("phasegate.db").display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut connection).await.unwrap();
+    assert_eq!(mode, "wal", "WAL mode is a property of the file and outlives the store");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["events", "incidents", "outbox"]);
+}
+
+#[tokio::test]
+async fn opening_an_unwritable_path_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = SqliteStore::open(dir.path().join("missing-directory").join("phasegate.db")).await;
+    assert!(matches!(result, Err(phasegate::store::Error::Database(_))), "{result:?}");
+}
+
+/// Regression guard for group commit: appends that arrive together share one transaction.
+///
+/// On a current-thread runtime every task sends its append before the writer task runs again, so
+/// each round of a hundred appends is one commit; one commit per append would make this fail.
+#[tokio::test(flavor = "current_thread")]
+async fn appends_that_arrive_together_share_a_commit() {
+    let (store, _dir) = fresh().await;
+    let store = Arc::new(store);
+    contract::concurrent_appends_to_many_incidents_all_succeed(Arc::clone(&store)).await;
+    let appends = (contract::INCIDENTS * (contract::APPENDS + 1)) as u64;
+    let commits = store.commits();
+    assert!(commits * 10 <= appends, "{commits} commits for {appends} appends");
+}

@@ -126,6 +126,62 @@ async fn concurrent_appends(path: &Path) -> (f64, f64) {
     (rate(appends, elapsed), appends as f64 / commits as f64)
 }
 
+async fn experiments(dir: &Path) {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(dir.join("exp.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .disable_statement_logging()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE summary (id TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO summary VALUES ('a', 0)").execute(&mut connection).await.unwrap();
+    let body = serde_json::to_string(&note(0)).unwrap();
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..2000 {
+            sqlx::query("SELECT 1").execute(&mut connection).await.unwrap();
+        }
+        let hop = start.elapsed() / 2000;
+        let start = Instant::now();
+        for _ in 0..200 {
+            sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+            sqlx::query("INSERT INTO rows (body) VALUES (?)").bind(&body).execute(&mut connection).await.unwrap();
+            sqlx::query("COMMIT").execute(&mut connection).await.unwrap();
+        }
+        let one = start.elapsed() / 200;
+        let start = Instant::now();
+        for _ in 0..200 {
+            sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+            sqlx::query("UPDATE summary SET version = version + 1 WHERE id = 'a'")
+                .execute(&mut connection)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO rows (body) VALUES (?)").bind(&body).execute(&mut connection).await.unwrap();
+            sqlx::query("COMMIT").execute(&mut connection).await.unwrap();
+        }
+        let two = start.elapsed() / 200;
+        let start = Instant::now();
+        for _ in 0..200 {
+            sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+            sqlx::query("SELECT 1").execute(&mut connection).await.unwrap();
+            sqlx::query("INSERT INTO rows (body) VALUES (?)").bind(&body).execute(&mut connection).await.unwrap();
+            sqlx::query("COMMIT").execute(&mut connection).await.unwrap();
+        }
+        let extra_hop = start.elapsed() / 200;
+        println!("hop {hop:?} one-table commit {one:?} two-table commit {two:?} one-table + extra hop {extra_hop:?}");
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -135,6 +191,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Under the target directory, on the disk the project lives on, not a RAM-backed /tmp.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    if std::env::var("EXP").is_ok() {
+        runtime.block_on(experiments(dir.path()));
+        return;
+    }
     let (mut raw, mut sequential, mut concurrent, mut per_commit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..RUNS {
         raw.push(runtime.block_on(raw_commits(&dir.path().join(format!("raw-{run}.db")))));

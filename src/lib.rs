@@ -1,13 +1,16 @@
 //! phasegate: an incident-response runbook engine.
 //!
 //! Runbooks written in YAML are validated into a model ([`runbook`]), whose conditions are CEL
-//! expressions ([`expr`]). The [`engine`] runs incidents through a runbook as a fold of events. Templates for status updates and notices live in [`render`]. The
-//! [`store`] keeps every incident's events and the side effects they lead to. The
-//! [`cli`] is the shell that people and scripts use. See `ARCHITECTURE.md` for the map.
+//! expressions ([`expr`]). The [`engine`] runs incidents through a runbook as a fold of events,
+//! deciding side effects as data. Adapters carry them out: the [`store`] keeps every incident's
+//! events and the effects still to do, [`render`] fills templates. The shell is [`config`] and
+//! the [`cli`] that people and scripts use. See `ARCHITECTURE.md` for the map.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod expr;
 pub mod render;
 pub mod runbook;
+pub mod runtime;
 pub mod store;

@@ -5,6 +5,7 @@
 //! carried out by the runtime after the events that caused them are stored.
 
 mod advance;
+pub mod blocking;
 pub mod command;
 pub mod decide;
 pub mod directory;

@@ -277,11 +277,12 @@ async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<V
         }
         answers.push(answer);
     }
-    if savepoints || answers[0].is_ok() {
-        sqlx::query("COMMIT").execute(&mut *connection).await?;
-    } else {
-        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+    if !savepoints && answers[0].is_err() {
+        // If the error ended the transaction already, there is nothing left to roll back.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+        return Ok(answers);
     }
+    sqlx::query("COMMIT").execute(&mut *connection).await?;
     Ok(answers)
 }
 
@@ -395,12 +396,13 @@ async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error 
         Ok(None) => match &rows.start {
             None => Error::NotFound { incident },
             Some(start) => {
-                let open: Result<Option<String>, sqlx::Error> =
-                    sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
-                        .bind(&start.runbook_id)
-                        .bind(&start.key)
-                        .fetch_optional(&mut *connection)
-                        .await;
+                let open: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                    "SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL",
+                )
+                .bind(&start.runbook_id)
+                .bind(&start.key)
+                .fetch_optional(&mut *connection)
+                .await;
                 match (open, &start.key) {
                     (Ok(Some(open)), Some(key)) => {
                         Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }

@@ -6,6 +6,7 @@ mod docs;
 mod engine;
 mod examples;
 mod hostile;
+mod runtime;
 mod store;
 mod support;
 mod tidy;

@@ -81,3 +81,46 @@ async fn appends_that_arrive_together_share_a_commit() {
     let commits = store.commits();
     assert!(commits * 10 <= appends, "{commits} commits for {appends} appends");
 }
+
+/// Appends that share a transaction fail alone: a conflict, and an append refused after it had
+/// already written its events, leave the others of the transaction stored.
+#[tokio::test(flavor = "current_thread")]
+async fn appends_in_one_transaction_fail_alone() {
+    let (store, _dir) = fresh().await;
+    let store = Arc::new(store);
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("e1")], None).await.unwrap();
+    let commits = store.commits();
+
+    // Spawned together on one thread, the four reach the writer before it runs again, in order.
+    let appends = [
+        (1, note(1, "first"), Some("e2"), None),
+        (1, note(2, "stale"), Some("e3"), None),
+        (2, note(3, "queues e2 again"), Some("e2"), None),
+        (2, note(4, "records e1"), None, Some("e1")),
+    ];
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|(expected, event, effect, completes)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let effects: Vec<_> = effect.into_iter().map(notify).collect();
+                store.append("inc-1", expected, &[event], &effects, completes).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+
+    assert_eq!(store.commits(), commits + 1, "one transaction: {results:?}");
+    assert!(matches!(results[0], Ok(2)), "{results:?}");
+    assert!(matches!(results[1], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
+    assert!(matches!(results[2], Err(phasegate::store::Error::Invalid { .. })), "{results:?}");
+    assert!(matches!(results[3], Ok(3)), "{results:?}");
+    let notes: Vec<_> = store.events("inc-1").await.unwrap().into_iter().filter_map(|event| event.reason).collect();
+    assert_eq!(notes, ["first", "records e1"]);
+    let pending: Vec<_> =
+        store.pending_effects(10).await.unwrap().into_iter().map(|pending| pending.effect.id).collect();
+    assert_eq!(pending, ["e2"]);
+}

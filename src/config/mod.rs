@@ -1,0 +1,214 @@
+//! Configuration in explicit layers: defaults, then the file, then environment variables, then
+//! flags, then one `validate`. Unknown keys are errors. Secrets are named here and read from the
+//! environment or from files; their values never appear in `Debug`, logs or messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::Directory;
+
+/// The configuration file used when none is named and it exists.
+pub const DEFAULT_FILE: &str = "phasegate.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read configuration `{path}`: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("configuration `{path}` is invalid: {error}")]
+    Parse { path: PathBuf, error: serde_yaml::Error },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    database: Option<PathBuf>,
+    #[serde(default)]
+    runbooks: Option<PathBuf>,
+    #[serde(default)]
+    templates: Option<PathBuf>,
+    #[serde(default)]
+    commands: Option<bool>,
+    #[serde(default)]
+    people: BTreeMap<String, Person>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Person {
+    roles: Vec<String>,
+}
+
+/// Where a secret's value is read from: an environment variable or a file (exactly one).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
+/// Everything phasegate needs to know that is not in a runbook.
+#[derive(Debug)]
+pub struct Config {
+    pub database: PathBuf,
+    pub runbooks: PathBuf,
+    pub templates: Option<PathBuf>,
+    /// Command steps run only when this is on.
+    pub commands: bool,
+    pub directory: Directory,
+    pub secrets: Secrets,
+}
+
+/// Overrides from the command line and the environment, applied after the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub database: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `file` (or `phasegate.yaml` when it exists), then applies the overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Error> {
+        let (path, parsed) = match file {
+            Some(path) => (Some(path.to_path_buf()), read(path)?),
+            None if Path::new(DEFAULT_FILE).is_file() => {
+                (Some(PathBuf::from(DEFAULT_FILE)), read(Path::new(DEFAULT_FILE))?)
+            }
+            None => (None, File::default()),
+        };
+        let base = path.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        // Paths in a configuration file are relative to the file, not to where phasegate runs.
+        let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let config = Config {
+            database: overrides
+                .database
+                .clone()
+                .unwrap_or_else(|| parsed.database.map(relative).unwrap_or_else(|| PathBuf::from("phasegate.db"))),
+            runbooks: parsed.runbooks.map(relative).unwrap_or_else(|| PathBuf::from("runbooks")),
+            templates: overrides.templates.clone().or_else(|| parsed.templates.map(relative)),
+            commands: parsed.commands.unwrap_or(false),
+            directory: Directory {
+                people: parsed
+                    .people
+                    .into_iter()
+                    .map(|(name, person)| (name, person.roles.into_iter().collect()))
+                    .collect(),
+            },
+            secrets: Secrets { sources: parsed.secrets },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        for (name, roles) in &self.directory.people {
+            if name.trim().is_empty() || name.starts_with(crate::engine::directory::TRIGGER_PREFIX) {
+                return Err(Error::Invalid(format!("`{name}` cannot be a person's name")));
+            }
+            if roles.is_empty() {
+                return Err(Error::Invalid(format!("person `{name}` holds no role")));
+            }
+        }
+        for (name, source) in &self.secrets.sources {
+            if source.env.is_some() == source.file.is_some() {
+                return Err(Error::Invalid(format!("secret `{name}` needs exactly one of `env` and `file`")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<File, Error> {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Read { path: path.to_path_buf(), error })?;
+    if text.trim().is_empty() {
+        return Ok(File::default());
+    }
+    serde_yaml::from_str(&text).map_err(|error| Error::Parse { path: path.to_path_buf(), error })
+}
+
+/// Secret names and where their values come from. Values are read when needed and never kept
+/// where `Debug` could print them.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    sources: BTreeMap<String, SecretSource>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.sources.keys().map(|name| format!("{name}: <redacted>"))).finish()
+    }
+}
+
+impl Secrets {
+    /// The secret's value, or `None` when it is not configured or its source is empty or missing.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let source = self.sources.get(name)?;
+        let value = match (&source.env, &source.file) {
+            (Some(variable), _) => std::env::var(variable).ok()?,
+            (None, Some(path)) => std::fs::read_to_string(path).ok()?,
+            (None, None) => return None,
+        };
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        (!value.is_empty()).then_some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn people_roles_and_relative_paths() {
+        let config = load("database: state/pg.db\npeople:\n  dana: { roles: [ciso] }\ncommands: true\n").unwrap();
+        assert!(config.database.ends_with("state/pg.db") && config.database.is_absolute());
+        assert!(config.directory.knows("dana"));
+        assert!(config.commands);
+    }
+
+    #[test]
+    fn refusals_name_what_is_wrong() {
+        let table = [
+            ("peeple: {}\n", "unknown field `peeple`"),
+            ("people:\n  dana: { roles: [] }\n", "person `dana` holds no role"),
+            ("secrets:\n  token: { vault: x }\n", "unknown field `vault`"),
+            ("secrets:\n  token: { env: A, file: b }\n", "secret `token` needs exactly one of `env` and `file`"),
+        ];
+        for (text, expected) in table {
+            let error = load(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_source_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cr3t-value\n").unwrap();
+        let yaml = format!(
+            "secrets:\n  edr-token: {{ file: {} }}\n  missing: {{ env: PHASEGATE_TEST_UNSET_VARIABLE }}\n",
+            file.display()
+        );
+        let config = load(&yaml).unwrap();
+        assert_eq!(config.secrets.get("edr-token").as_deref(), Some("s3cr3t-value"));
+        assert_eq!(config.secrets.get("missing"), None);
+        assert_eq!(config.secrets.get("unknown"), None);
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,145 @@
+//! What holds an incident up: for each phase that is ready or running, the gates and steps it
+//! waits for, and the roles that can unblock them. The status board and the templates show it.
+
+use serde::Serialize;
+
+use super::directory::Directory;
+use super::state::{Incident, PhaseStatus, StepStatus};
+use crate::runbook::Runbook;
+use crate::runbook::model::{Action, GateKind, Phase, format_duration};
+
+/// One thing a phase waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub phase: String,
+    /// The gate's id, or `PHASE/STEP` for a step.
+    pub what: String,
+    /// `approval`, `signal`, `check`, `timer`, `condition`, `step` or `steps`.
+    pub kind: &'static str,
+    /// For a person: what it waits for.
+    pub waiting_for: String,
+    /// The roles that can unblock it; empty when no person can (a timer, a check).
+    pub roles: Vec<String>,
+}
+
+/// Everything the incident waits for, phase by phase in runbook order.
+pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
+    let mut found = Vec::new();
+    if incident.closed.is_some() {
+        return found;
+    }
+    for phase in &runbook.phases {
+        match incident.phase(&phase.id).status {
+            PhaseStatus::Ready => gates(phase, &phase.entry, incident, &mut found),
+            PhaseStatus::Running => {
+                steps(phase, incident, &mut found);
+                let exit: Vec<_> =
+                    phase.exit.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })).cloned().collect();
+                gates(phase, &exit, incident, &mut found);
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The people who could give an approval that is still missing: they hold a role, have not
+/// approved yet, and are not excluded by four-eyes.
+pub fn who_can_approve(
+    runbook: &Runbook,
+    incident: &Incident,
+    directory: &Directory,
+    blocker: &Blocker,
+) -> Vec<String> {
+    let gate = runbook.phase(&blocker.phase).and_then(|phase| phase.gates().find(|gate| gate.id == blocker.what));
+    let four_eyes = matches!(gate.map(|g| &g.kind), Some(GateKind::Approval { four_eyes: true, .. }));
+    let given = incident.gate(&blocker.phase, &blocker.what).approvals;
+    directory
+        .people
+        .iter()
+        .filter(|(_, roles)| blocker.roles.iter().any(|role| roles.contains(role)))
+        .map(|(person, _)| person)
+        .filter(|person| !given.iter().any(|approval| &approval.person == *person))
+        .filter(|person| !(four_eyes && **person == incident.started_by))
+        .cloned()
+        .collect()
+}
+
+fn gates(phase: &Phase, gates: &[crate::runbook::model::Gate], incident: &Incident, found: &mut Vec<Blocker>) {
+    for gate in gates {
+        let state = incident.gate(&phase.id, &gate.id);
+        if state.passed_at.is_some() {
+            continue;
+        }
+        let (kind, waiting_for, roles) = match &gate.kind {
+            GateKind::Approval { roles, count, four_eyes } => {
+                let given: Vec<&str> = state.approvals.iter().map(|a| a.person.as_str()).collect();
+                let mut text = format!("approval by {} of {} ({} given", count, roles.join(" or "), given.len());
+                if !given.is_empty() {
+                    text.push_str(&format!(": {}", given.join(", ")));
+                }
+                text.push(')');
+                if *four_eyes {
+                    text.push_str(&format!("; four-eyes: not {}", incident.started_by));
+                }
+                ("approval", text, roles.clone())
+            }
+            GateKind::Signal { role } => {
+                ("signal", "a signal from a trigger".to_string(), role.iter().cloned().collect())
+            }
+            GateKind::Check(check) => {
+                let last = match state.last_check {
+                    Some((at, _)) => format!("; last answered {} (not as expected)", at.format("%H:%M:%S UTC")),
+                    None => String::new(),
+                };
+                let text = format!(
+                    "check {} {} until {}{last}",
+                    check.request.method,
+                    check.request.url,
+                    check.expect.source()
+                );
+                ("check", text, Vec::new())
+            }
+            GateKind::Timer { not_before, .. } => {
+                let text = format!("timer: not before {}", not_before.map(format_duration).unwrap_or_default());
+                ("timer", text, Vec::new())
+            }
+            GateKind::Condition(condition) => ("condition", format!("condition {}", condition.source()), Vec::new()),
+            GateKind::StepsDone { steps } => ("steps", format!("steps {} done", steps.join(", ")), Vec::new()),
+        };
+        found.push(Blocker { phase: phase.id.clone(), what: gate.id.clone(), kind, waiting_for, roles });
+    }
+}
+
+fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
+    for step in &phase.steps {
+        let state = incident.step(&phase.id, &step.id);
+        if matches!(state.status, StepStatus::Done | StepStatus::Skipped)
+            || (step.optional && state.status == StepStatus::Failed)
+        {
+            continue;
+        }
+        let what = format!("{}/{}", phase.id, step.id);
+        let (waiting_for, roles) = match (&step.action, state.status) {
+            (Action::Manual { instructions, assignee, .. }, _) => {
+                (format!("manual step: {instructions}"), assignee.iter().cloned().collect())
+            }
+            (Action::Campaign { .. }, _) => ("campaign to be sent and marked done".to_string(), Vec::new()),
+            (_, StepStatus::Retrying) => {
+                let error = state.error.unwrap_or_default();
+                (
+                    format!("{} step, attempt {} failed ({error}); retrying", step.action.kind(), state.attempt),
+                    Vec::new(),
+                )
+            }
+            (_, StepStatus::Running) => {
+                (format!("{} step running (attempt {})", step.action.kind(), state.attempt), Vec::new())
+            }
+            (_, StepStatus::Failed) => {
+                (format!("{} step failed: {}", step.action.kind(), state.error.unwrap_or_default()), Vec::new())
+            }
+            (_, _) => (format!("{} step waiting for the steps before it", step.action.kind()), Vec::new()),
+        };
+        found.push(Blocker { phase: phase.id.clone(), what, kind: "step", waiting_for, roles });
+    }
+}

@@ -1,0 +1,204 @@
+//! The loop around the engine: load an incident's state, decide, store the events and effects
+//! together, then carry the effects out and record their results.
+//!
+//! Every change goes through [`Runtime::submit`]: it folds the stored log, asks the engine, and
+//! appends with the version it read, deciding again if another writer got there first. Effects are
+//! carried out only after they are stored, and a crash between carrying one out and recording its
+//! result leaves it in the outbox, to be carried out again with the same idempotency key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::{self, Command, Decision, Directory, Effect, Event, Incident, Outcome, Request};
+use crate::runbook::{self, Diagnostic, Runbook, Templates};
+use crate::store::{self, Store};
+
+/// How often an append is decided again after losing a race, before giving up.
+const RETRIES_ON_CONFLICT: usize = 8;
+
+/// Carries out one effect. The actions adapter implements it; tests use fakes.
+pub trait Executor: Send + Sync + 'static {
+    fn carry_out(
+        &self,
+        effect: &Effect,
+        runbook: &Runbook,
+        incident: &Incident,
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] engine::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the runbook is invalid ({} problems; run `phasegate validate`)", .0.len())]
+    InvalidRunbook(Vec<Diagnostic>),
+    #[error("the runbook that incident `{incident}` pinned no longer validates; it cannot go on")]
+    PinnedRunbook { incident: String },
+    #[error("incident `{incident}` is changing too fast to record this; try again")]
+    Contended { incident: String },
+    #[error("incident `{incident}`'s log cannot be read: {error}")]
+    Log { incident: String, error: engine::state::Error },
+}
+
+/// An incident as stored: its log, its state and the runbook it pinned.
+pub struct Loaded {
+    pub events: Vec<Event>,
+    pub incident: Incident,
+    pub runbook: Arc<Runbook>,
+}
+
+/// What one pass of [`Runtime::run_due`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub effects: usize,
+    pub events: usize,
+}
+
+pub struct Runtime<S, T> {
+    store: S,
+    templates: T,
+    directory: Directory,
+    clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Runbooks by the SHA-256 of their text: every incident pinned to one shares the parse.
+    runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
+}
+
+impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
+    pub fn new(store: S, templates: T, directory: Directory) -> Self {
+        Runtime { store, templates, directory, clock: Box::new(Utc::now), runbooks: Mutex::new(HashMap::new()) }
+    }
+
+    /// Replaces the clock (tests drive time by hand).
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The parsed runbook for this text, from the cache or parsed now.
+    pub fn runbook(&self, text: &str) -> Result<Arc<Runbook>, Vec<Diagnostic>> {
+        let hash = engine::decide::sha256_hex(text);
+        if let Some(found) = self.runbooks.lock().expect("the cache is never poisoned").get(&hash) {
+            return Ok(found.clone());
+        }
+        let parsed = Arc::new(runbook::parse(text, &self.templates)?);
+        self.runbooks.lock().expect("the cache is never poisoned").insert(hash, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Reads an incident's log and folds it.
+    pub async fn load(&self, incident: &str) -> Result<Loaded, Error> {
+        let events = self.store.events(incident).await?;
+        let state =
+            Incident::from_events(&events).map_err(|error| Error::Log { incident: incident.to_string(), error })?;
+        let runbook =
+            self.runbook(&state.runbook_text).map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
+        Ok(Loaded { events, incident: state, runbook })
+    }
+
+    /// Opens an incident of `runbook_text` with a new id, and returns the id.
+    pub async fn start(
+        &self,
+        runbook_text: &str,
+        actor: &str,
+        inputs: BTreeMap<String, serde_json::Value>,
+        key: Option<String>,
+    ) -> Result<(String, Decision), Error> {
+        let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
+        let at = self.now();
+        let id = new_incident_id(at);
+        let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
+        let request = Request { actor: actor.to_string(), at, command };
+        let decision = engine::decide(&runbook, &self.directory, None, &request)?;
+        self.store.append(&id, 0, &decision.events, &decision.effects, None).await?;
+        Ok((id, decision))
+    }
+
+    /// Decides a command on the incident's current state and stores the result. `completes`
+    /// names the outbox effect whose result this records.
+    pub async fn submit(&self, incident: &str, actor: &str, command: Command) -> Result<Decision, Error> {
+        let completes = match &command {
+            Command::Record { effect, .. } => Some(effect.id.clone()),
+            _ => None,
+        };
+        for _ in 0..RETRIES_ON_CONFLICT {
+            let loaded = self.load(incident).await?;
+            let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
+            let decision = match engine::decide(&loaded.runbook, &self.directory, Some(&loaded.incident), &request) {
+                Ok(decision) => decision,
+                // The result of an effect the incident no longer waits for (it was recorded before
+                // a crash, say) only takes the effect out of the outbox.
+                Err(engine::Error::StaleEffect(_)) if completes.is_some() => Decision::default(),
+                Err(refused) => return Err(refused.into()),
+            };
+            if decision.events.is_empty() && decision.effects.is_empty() && completes.is_none() {
+                return Ok(decision);
+            }
+            let appended = self
+                .store
+                .append(incident, loaded.incident.version, &decision.events, &decision.effects, completes.as_deref())
+                .await;
+            match appended {
+                Ok(_) => return Ok(decision),
+                Err(store::Error::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Contended { incident: incident.to_string() })
+    }
+
+    /// Carries out the effects in the outbox and moves every open incident on, until nothing
+    /// more is due now. Returns what it did.
+    pub async fn run_due(&self, executor: &impl Executor) -> Result<Progress, Error> {
+        let mut total = Progress::default();
+        loop {
+            let mut pass = Progress::default();
+            for pending in self.store.pending_effects(256).await? {
+                let loaded = self.load(&pending.incident).await?;
+                let outcome = executor
+                    .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
+                    .await;
+                let record = Command::Record { effect: pending.effect.clone(), outcome };
+                let decision = self.submit(&pending.incident, engine::event::SYSTEM, record).await?;
+                pass.effects += 1;
+                pass.events += decision.events.len();
+            }
+            for summary in self.store.incidents().await? {
+                if summary.closed_at.is_some() {
+                    continue;
+                }
+                let decision = self.submit(&summary.id, engine::event::SYSTEM, Command::Tick).await?;
+                pass.events += decision.events.len();
+            }
+            total.effects += pass.effects;
+            total.events += pass.events;
+            if pass == Progress::default() {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// `inc-20261124-0f3a9c`: the day it started, then six hex digits of randomness.
+pub fn new_incident_id(at: DateTime<Utc>) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("inc-{}-{}", at.format("%Y%m%d"), &random[..6])
+}

@@ -1,0 +1,122 @@
+//! The runtime over the SQLite store: commands are decided on the stored state, effects are
+//! stored with the events that cause them, carried out, and their results recorded.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use phasegate::engine::{Command, Directory, Effect, EffectKind, Event, Incident, Outcome};
+use phasegate::render::Catalog;
+use phasegate::runbook::Runbook;
+use phasegate::runtime::{Executor, Runtime};
+use phasegate::store::{SqliteStore, Store};
+use serde_json::json;
+
+const RUNBOOK: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: rotate
+title: Rotate credentials
+roles:
+  commander: {}
+phases:
+  - id: contain
+    steps:
+      - id: isolate
+        manual: { instructions: Isolate the hosts }
+      - id: rotate
+        retry: { attempts: 2, backoff: 1s }
+        http: { url: "https://idp.example/rotate" }
+"#;
+
+/// Answers every http effect with `status` and remembers what it was asked.
+struct Fake {
+    status: u16,
+    seen: Mutex<Vec<(String, String)>>,
+}
+
+impl Executor for Fake {
+    async fn carry_out(&self, effect: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
+        if let EffectKind::Http { idempotency_key, .. } = &effect.kind {
+            self.seen.lock().unwrap().push((effect.id.clone(), idempotency_key.clone()));
+        }
+        Outcome::Http { status: self.status, headers: BTreeMap::new(), body: json!({}) }
+    }
+}
+
+async fn runtime(dir: &tempfile::TempDir) -> Runtime<SqliteStore, Catalog> {
+    let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    Runtime::new(store, Catalog::built_in(), Directory::with(&[("dana", &["commander"])]))
+}
+
+fn done(step: &str) -> Command {
+    Command::CompleteStep {
+        phase: "contain".into(),
+        step: step.into(),
+        evidence: Some("done".into()),
+        outputs: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn effects_are_stored_then_carried_out_then_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    runtime.submit(&id, "dana", done("isolate")).await.unwrap();
+    assert_eq!(runtime.store().pending_effects(10).await.unwrap().len(), 1, "the http step waits in the outbox");
+
+    let fake = Fake { status: 200, seen: Mutex::new(Vec::new()) };
+    let progress = runtime.run_due(&fake).await.unwrap();
+    assert_eq!(progress.effects, 1);
+    assert!(runtime.store().pending_effects(10).await.unwrap().is_empty());
+    let loaded = runtime.load(&id).await.unwrap();
+    assert_eq!(loaded.incident.phase("contain").status.as_str(), "done");
+    assert_eq!(fake.seen.lock().unwrap().len(), 1);
+
+    // Nothing more is due: a second pass does nothing.
+    assert_eq!(runtime.run_due(&fake).await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn a_refused_command_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    let before = runtime.store().events(&id).await.unwrap();
+    assert!(runtime.submit(&id, "mallory", done("isolate")).await.is_err());
+    assert!(runtime.submit(&id, "dana", done("rotate")).await.is_err());
+    assert_eq!(runtime.store().events(&id).await.unwrap(), before);
+    assert!(runtime.submit("inc-nope", "dana", done("isolate")).await.is_err());
+}
+
+#[tokio::test]
+async fn racing_commands_are_both_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(runtime(&dir).await);
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    let notes = (0..20).map(|n| {
+        let runtime = runtime.clone();
+        let id = id.clone();
+        tokio::spawn(async move { runtime.submit(&id, "dana", Command::Note { text: format!("note {n}") }).await })
+    });
+    for note in notes {
+        note.await.unwrap().unwrap();
+    }
+    let events = runtime.store().events(&id).await.unwrap();
+    let mut texts: Vec<String> =
+        events.iter().filter_map(|e| e.reason.clone()).filter(|r| r.starts_with("note ")).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 20, "every note is recorded exactly once");
+    assert_eq!(Incident::from_events(&events).unwrap().version as usize, events.len());
+}
+
+#[tokio::test]
+async fn the_runbook_is_pinned_by_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    let loaded = runtime.load(&id).await.unwrap();
+    assert_eq!(loaded.incident.runbook_text, RUNBOOK);
+    assert_eq!(loaded.incident.runbook_sha256, phasegate::engine::decide::sha256_hex(RUNBOOK));
+}

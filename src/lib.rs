@@ -3,9 +3,11 @@
 //! Runbooks written in YAML are validated into a model ([`runbook`]), whose conditions are CEL
 //! expressions ([`expr`]). The [`engine`] runs incidents through a runbook as a fold of events,
 //! deciding side effects as data. Adapters carry them out: the [`store`] keeps every incident's
-//! events and the effects still to do, [`render`] fills templates. The shell is [`config`] and
-//! the [`cli`] that people and scripts use. See `ARCHITECTURE.md` for the map.
+//! events and the effects still to do, [`render`] fills templates, [`actions`] calls out (HTTP,
+//! commands, notify channels). The shell is [`config`] and the [`cli`] that people and scripts
+//! use. See `ARCHITECTURE.md` for the map.
 
+pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod engine;

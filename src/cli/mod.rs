@@ -8,8 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::render::Catalog;
 use crate::runbook::{self, Diagnostic};
 
+mod act;
+mod incident;
+mod list;
 mod plan;
 mod schema;
+mod start;
+mod status;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -34,6 +39,24 @@ enum Command {
     Plan(plan::Args),
     /// Print the JSON Schema of the runbook format, for editors.
     Schema(schema::Args),
+    /// Open an incident from a runbook and print its id.
+    Start(start::Args),
+    /// List open incidents (`--all` for closed ones too).
+    List(list::Args),
+    /// Show where an incident stands, what blocks it and who can unblock it.
+    Status(status::Args),
+    /// Approve an approval gate of a phase.
+    Approve(act::Approve),
+    /// Mark a manual step done, with evidence and outputs.
+    Done(act::Done),
+    /// Give a signal gate its signal.
+    Signal(act::Signal),
+    /// Add a note to an incident's timeline.
+    Note(act::Note),
+    /// Send a status update to an audience now.
+    Update(act::Update),
+    /// Close an incident (refused while a control is relaxed).
+    Close(act::Close),
 }
 
 /// Output for people, or for machines.
@@ -44,7 +67,7 @@ pub enum Format {
 }
 
 /// Exit statuses shared by the subcommands.
-pub mod status {
+pub mod exit {
     /// Everything checked out.
     pub const OK: u8 = 0;
     /// The input was read but is invalid (a runbook with problems).
@@ -61,17 +84,39 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => catalog(templates).and_then(|catalog| validate::run(args, &catalog)),
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
+        incident => asynchronous(incident, templates),
     };
     match result {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(status::USAGE)
+            // A refused command is the user's input being wrong, like an invalid runbook.
+            let refused = error.downcast_ref::<crate::runtime::Error>().is_some_and(|e| matches!(e, crate::runtime::Error::Refused(_)));
+            ExitCode::from(if refused { exit::INVALID } else { exit::USAGE })
         }
     }
 }
 
-fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+/// The incident commands talk to the store, which is asynchronous.
+fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Start(args) => start::run(args, templates).await,
+            Command::List(args) => list::run(args, templates).await,
+            Command::Status(args) => status::run(args, templates).await,
+            Command::Approve(args) => act::approve(args, templates).await,
+            Command::Done(args) => act::done(args, templates).await,
+            Command::Signal(args) => act::signal(args, templates).await,
+            Command::Note(args) => act::note(args, templates).await,
+            Command::Update(args) => act::update(args, templates).await,
+            Command::Close(args) => act::close(args, templates).await,
+            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) => unreachable!("dispatched in main"),
+        }
+    })
+}
+
+pub(crate) fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
     match dir {
         Some(dir) => Ok(Catalog::with_dir(dir)?),
         None if Path::new("templates").is_dir() => Ok(Catalog::with_dir(Path::new("templates"))?),

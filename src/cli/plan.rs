@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::{load_runbook, print_diagnostics, status};
+use super::{exit, load_runbook, print_diagnostics};
 use crate::render::Catalog;
 use crate::runbook::model::{Action, Gate, GateKind, Phase, Runbook, Step, TimerAnchor, format_duration};
 
@@ -32,7 +32,7 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         Err(error) => anyhow::bail!("cannot read `{}`: {error}", args.path.display()),
         Ok(Err(diagnostics)) => {
             print_diagnostics(&args.path, &diagnostics);
-            return Ok(status::INVALID);
+            return Ok(exit::INVALID);
         }
         Ok(Ok(runbook)) => runbook,
     };
@@ -43,7 +43,7 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         PlanFormat::Json => serde_json::to_string_pretty(&runbook)? + "\n",
     };
     super::print_stdout(&output)?;
-    Ok(status::OK)
+    Ok(exit::OK)
 }
 
 /// Each phase's stage: phases in the same stage do not depend on each other and may run in

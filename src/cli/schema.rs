@@ -17,5 +17,5 @@ pub fn schema() -> serde_json::Value {
 
 pub fn run(_args: Args) -> anyhow::Result<u8> {
     super::print_stdout(&(serde_json::to_string_pretty(&schema())? + "\n"))?;
-    Ok(super::status::OK)
+    Ok(super::exit::OK)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Format, load_runbook, print_diagnostics, status};
+use super::{Format, exit, load_runbook, print_diagnostics};
 use crate::render::Catalog;
 use crate::runbook::{Code, Diagnostic, Mark, yaml};
 
@@ -114,11 +114,11 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
         }
     }
     Ok(if !unreadable.is_empty() {
-        status::USAGE
+        exit::USAGE
     } else if invalid > 0 {
-        status::INVALID
+        exit::INVALID
     } else {
-        status::OK
+        exit::OK
     })
 }
 

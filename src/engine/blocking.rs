@@ -143,3 +143,9 @@ fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
         found.push(Blocker { phase: phase.id.clone(), what, kind: "step", waiting_for, roles });
     }
 }
+
+/// The first line of a text, cut at a readable length.
+fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+    if line.chars().count() > 90 { format!("{}...", line.chars().take(87).collect::<String>()) } else { line.to_string() }
+}

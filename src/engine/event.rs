@@ -225,6 +225,55 @@ impl EventKind {
     }
 }
 
+impl Event {
+    /// One line for a person reading the timeline.
+    pub fn summary(&self) -> String {
+        let reason = self.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        match &self.kind {
+            EventKind::IncidentStarted { runbook_id, key, .. } => {
+                let key = key.as_deref().map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+                format!("incident started from runbook `{runbook_id}`{key}")
+            }
+            EventKind::PhaseReady { phase } => format!("phase `{phase}` is ready; its entry gates are checked"),
+            EventKind::PhaseSkipped { phase, condition, .. } => format!("phase `{phase}` skipped: `{condition}` is false"),
+            EventKind::PhaseStarted { phase } => format!("phase `{phase}` started"),
+            EventKind::PhaseDone { phase } => format!("phase `{phase}` done"),
+            EventKind::PhaseFailed { phase, error } => format!("phase `{phase}` failed: {error}"),
+            EventKind::ApprovalGiven { phase, gate, role } => format!("approved `{phase}/{gate}` as {role}{reason}"),
+            EventKind::SignalGiven { phase, gate } => format!("signal for `{phase}/{gate}`{reason}"),
+            EventKind::CheckPolled { phase, gate, poll } => format!("check `{phase}/{gate}` polled (poll {poll})"),
+            EventKind::CheckAnswered { phase, gate, ok, status, error } => {
+                let answer = match (status, error) {
+                    (Some(status), _) => format!("status {status}"),
+                    (None, Some(error)) => error.clone(),
+                    (None, None) => "no answer".to_string(),
+                };
+                let verdict = if *ok { "as expected" } else { "not as expected" };
+                format!("check `{phase}/{gate}` answered {answer}, {verdict}")
+            }
+            EventKind::GatePassed { phase, gate, .. } => format!("gate `{phase}/{gate}` passed"),
+            EventKind::DeadlineMissed { phase, gate } => format!("deadline of `{phase}/{gate}` missed"),
+            EventKind::StepSkipped { phase, step, condition } => format!("step `{phase}/{step}` skipped: `{condition}` is false"),
+            EventKind::StepStarted { phase, step, attempt, .. } => format!("step `{phase}/{step}` started (attempt {attempt})"),
+            EventKind::StepDone { phase, step, .. } => format!("step `{phase}/{step}` done{reason}"),
+            EventKind::StepFailed { phase, step, attempt, error, retry_at } => {
+                let next = retry_at.map(|at| format!("; retry at {}", at.format("%H:%M:%S UTC"))).unwrap_or_default();
+                format!("step `{phase}/{step}` attempt {attempt} failed: {error}{next}")
+            }
+            EventKind::ControlRelaxed { control, expires_at, .. } => {
+                format!("control `{control}` relaxed until {}", expires_at.format("%Y-%m-%d %H:%M UTC"))
+            }
+            EventKind::RelaxationOverdue { control } => format!("relaxation of `{control}` is overdue"),
+            EventKind::ControlReinstated { control, .. } => format!("control `{control}` reinstated"),
+            EventKind::StatusUpdateRequested { audience, occasion } => format!("status update for `{audience}` ({occasion})"),
+            EventKind::StatusUpdateSent { audience, channels } => format!("status update for `{audience}` sent to {}", channels.join(", ")),
+            EventKind::StatusUpdateFailed { audience, error } => format!("status update for `{audience}` failed: {error}"),
+            EventKind::NoteAdded => format!("note{reason}"),
+            EventKind::IncidentClosed => format!("incident closed{reason}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,10 @@
 //! The templates in the project's `templates/` directory are built into the binary; a user's
 //! template directory overrides them by file name. A template is named without its extension:
 //! `internal-update` is `internal-update.md`, `internal-update.txt` and `internal-update.html`,
-//! whichever exist, and each channel picks the variant it sends.
+//! whichever exist, and each channel picks the variant it sends. [`context`] builds what status
+//! updates are rendered with.
+
+pub mod context;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per feature.
 
+mod actions;
 mod cli;
 mod diagnostics;
 mod docs;

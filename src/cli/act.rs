@@ -1,0 +1,143 @@
+//! The commands people give an incident: `approve`, `done`, `signal`, `note`, `update`, `close`.
+//! Each is decided on the stored state and recorded, or refused with the reason and nothing
+//! recorded.
+
+use super::Format;
+use super::incident::{Common, open, pairs, print_decision};
+use crate::engine::Command;
+
+#[derive(Debug, clap::Args)]
+pub struct Approve {
+    incident: String,
+    phase: String,
+    /// The approval gate, when the phase has more than one waiting.
+    #[arg(long)]
+    gate: Option<String>,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// Why: recorded with the approval.
+    #[arg(long)]
+    note: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Done {
+    incident: String,
+    /// The step, as `PHASE/STEP`.
+    step: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// What shows the step was done: a ticket, a log excerpt, a link.
+    #[arg(long)]
+    evidence: Option<String>,
+    /// An output the step declares; repeat for several.
+    #[arg(long = "output", value_name = "KEY=VALUE")]
+    outputs: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Signal {
+    incident: String,
+    /// The signal gate, as `PHASE/GATE`.
+    gate: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    #[arg(long)]
+    note: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Note {
+    incident: String,
+    text: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Update {
+    incident: String,
+    /// The audience to send a status update to now.
+    audience: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Close {
+    incident: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    #[arg(long)]
+    note: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn split(path: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match path.split_once('/') {
+        Some((phase, item)) if !phase.is_empty() && !item.is_empty() => Ok((phase.to_string(), item.to_string())),
+        _ => anyhow::bail!("`{path}` is not `PHASE/{what}`"),
+    }
+}
+
+/// Decides `command` on the incident as `actor`, records it, and prints what happened.
+async fn submit(common: &Common, templates: Option<&std::path::Path>, incident: &str, actor: &str, command: Command, format: Format) -> anyhow::Result<u8> {
+    let opened = open(common, templates).await?;
+    let decision = opened.runtime.submit(incident, actor, command).await?;
+    print_decision(incident, &decision, format)?;
+    Ok(super::exit::OK)
+}
+
+pub async fn approve(args: Approve, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let command = Command::Approve { phase: args.phase, gate: args.gate, note: args.note };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn done(args: Done, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, step) = split(&args.step, "STEP")?;
+    let outputs = pairs(&args.outputs, "output")?;
+    let command = Command::CompleteStep { phase, step, evidence: args.evidence, outputs };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn signal(args: Signal, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, gate) = split(&args.gate, "GATE")?;
+    let command = Command::Signal { phase, gate, note: args.note };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn note(args: Note, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    submit(&args.common, templates, &args.incident, &args.actor, Command::Note { text: args.text }, args.format).await
+}
+
+pub async fn update(args: Update, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let command = Command::StatusUpdate { audience: args.audience };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn close(args: Close, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    submit(&args.common, templates, &args.incident, &args.actor, Command::Close { note: args.note }, args.format).await
+}

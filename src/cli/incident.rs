@@ -1,0 +1,105 @@
+//! What the incident commands share: opening the configured store, finding runbooks, parsing
+//! `KEY=VALUE` arguments, and printing what a command decided.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use super::{Format, print_stdout};
+use crate::config::{Config, Overrides};
+use crate::engine::{Decision, Event};
+use crate::render::Catalog;
+use crate::runtime::Runtime;
+use crate::store::SqliteStore;
+
+/// Options every incident command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// The configuration file (default: `./phasegate.yaml` if it exists).
+    #[arg(long, global = true, env = "PHASEGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The SQLite database (default: `./phasegate.db`, or the configuration's `database`).
+    #[arg(long, global = true, env = "PHASEGATE_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+/// The configuration, the runtime over the embedded store, and the templates.
+pub struct Opened {
+    pub config: Config,
+    pub runtime: Runtime<SqliteStore, Catalog>,
+}
+
+pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<Opened> {
+    let overrides = Overrides { database: common.db.clone(), templates: templates.map(Path::to_path_buf) };
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    let catalog = super::catalog(config.templates.as_deref())?;
+    let store = SqliteStore::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database `{}`", config.database.display()))?;
+    let runtime = Runtime::new(store, catalog, config.directory.clone());
+    Ok(Opened { config, runtime })
+}
+
+/// A runbook named by its file, or by its id among the configured runbooks directory's files.
+pub fn runbook_text(name: &str, config: &Config) -> anyhow::Result<(PathBuf, String)> {
+    let path = Path::new(name);
+    if path.is_file() {
+        return Ok((path.to_path_buf(), std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?));
+    }
+    let dir = &config.runbooks;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("`{name}` is not a file, and the runbooks directory `{}` cannot be read", dir.display()))?;
+    for entry in entries.flatten() {
+        let candidate = entry.path();
+        if !candidate.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&candidate) else { continue };
+        let id = text.lines().find_map(|line| line.strip_prefix("id:")).map(|id| id.trim().trim_matches(['"', '\'']));
+        if id == Some(name) {
+            return Ok((candidate, text));
+        }
+    }
+    bail!("no runbook `{name}`: not a file, and no runbook in `{}` has that id", dir.display())
+}
+
+/// `KEY=VALUE` pairs; each value is taken as JSON when it parses (`3`, `true`), else as text.
+pub fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("{what} `{item}` is not KEY=VALUE");
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        map.insert(key.trim().to_string(), value);
+    }
+    Ok(map)
+}
+
+#[derive(Serialize)]
+struct DecisionJson<'a> {
+    incident: &'a str,
+    events: &'a [Event],
+    effects: usize,
+}
+
+/// Prints what a command recorded: a line per event, or JSON.
+pub fn print_decision(incident: &str, decision: &Decision, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&DecisionJson { incident, events: &decision.events, effects: decision.effects.len() })?;
+            print_stdout(&(json + "\n"))
+        }
+        Format::Text => {
+            let mut text = String::new();
+            for event in &decision.events {
+                text.push_str(&format!("{incident}: {}\n", event.summary()));
+            }
+            if !decision.effects.is_empty() {
+                text.push_str(&format!("{incident}: {} action(s) queued; `phasegate run` carries them out\n", decision.effects.len()));
+            }
+            print_stdout(&text)
+        }
+    }
+}

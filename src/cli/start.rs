@@ -1,0 +1,46 @@
+//! `phasegate start RUNBOOK --as ACTOR [--input KEY=VALUE]...`: open an incident and print its id.
+
+use super::Format;
+use super::incident::{Common, open, pairs, print_decision, runbook_text};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A runbook file, or the id of a runbook in the configured runbooks directory.
+    runbook: String,
+    /// Who starts it, as the configuration names people.
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// An input value; repeat for several.
+    #[arg(long = "input", value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+    /// A deduplication key, as a trigger would give.
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let opened = open(&args.common, templates).await?;
+    let (path, text) = runbook_text(&args.runbook, &opened.config)?;
+    let inputs = pairs(&args.inputs, "input")?;
+    let (id, decision) = match opened.runtime.start(&text, &args.actor, inputs, args.key).await {
+        Err(crate::runtime::Error::InvalidRunbook(diagnostics)) => {
+            super::print_diagnostics(&path, &diagnostics);
+            return Ok(super::exit::INVALID);
+        }
+        other => other?,
+    };
+    match args.format {
+        Format::Json => print_decision(&id, &decision, Format::Json)?,
+        Format::Text => {
+            super::print_stdout(&format!("{id}\n"))?;
+            for event in decision.events.iter().skip(1) {
+                eprintln!("{id}: {}", event.summary());
+            }
+        }
+    }
+    Ok(super::exit::OK)
+}

@@ -104,7 +104,14 @@ fn split(path: &str, what: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Decides `command` on the incident as `actor`, records it, and prints what happened.
-async fn submit(common: &Common, templates: Option<&std::path::Path>, incident: &str, actor: &str, command: Command, format: Format) -> anyhow::Result<u8> {
+async fn submit(
+    common: &Common,
+    templates: Option<&std::path::Path>,
+    incident: &str,
+    actor: &str,
+    command: Command,
+    format: Format,
+) -> anyhow::Result<u8> {
     let opened = open(common, templates).await?;
     let decision = opened.runtime.submit(incident, actor, command).await?;
     print_decision(incident, &decision, format)?;

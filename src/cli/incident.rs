@@ -46,10 +46,15 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
 pub fn runbook_text(name: &str, config: &Config) -> anyhow::Result<(PathBuf, String)> {
     let path = Path::new(name);
     if path.is_file() {
-        return Ok((path.to_path_buf(), std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?));
+        return Ok((
+            path.to_path_buf(),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?,
+        ));
     }
     let dir = &config.runbooks;
-    let entries = std::fs::read_dir(dir).with_context(|| format!("`{name}` is not a file, and the runbooks directory `{}` cannot be read", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!("`{name}` is not a file, and the runbooks directory `{}` cannot be read", dir.display())
+    })?;
     for entry in entries.flatten() {
         let candidate = entry.path();
         if !candidate.extension().is_some_and(|e| e == "yaml" || e == "yml") {
@@ -88,7 +93,11 @@ struct DecisionJson<'a> {
 pub fn print_decision(incident: &str, decision: &Decision, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => {
-            let json = serde_json::to_string_pretty(&DecisionJson { incident, events: &decision.events, effects: decision.effects.len() })?;
+            let json = serde_json::to_string_pretty(&DecisionJson {
+                incident,
+                events: &decision.events,
+                effects: decision.effects.len(),
+            })?;
             print_stdout(&(json + "\n"))
         }
         Format::Text => {
@@ -97,7 +106,10 @@ pub fn print_decision(incident: &str, decision: &Decision, format: Format) -> an
                 text.push_str(&format!("{incident}: {}\n", event.summary()));
             }
             if !decision.effects.is_empty() {
-                text.push_str(&format!("{incident}: {} action(s) queued; `phasegate run` carries them out\n", decision.effects.len()));
+                text.push_str(&format!(
+                    "{incident}: {} action(s) queued; `phasegate run` carries them out\n",
+                    decision.effects.len()
+                ));
             }
             print_stdout(&text)
         }

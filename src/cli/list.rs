@@ -25,7 +25,11 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         Format::Text => {
             let mut text = String::new();
             if incidents.is_empty() {
-                text.push_str(if args.all { "no incidents\n" } else { "no open incidents (`--all` shows closed ones)\n" });
+                text.push_str(if args.all {
+                    "no incidents\n"
+                } else {
+                    "no open incidents (`--all` shows closed ones)\n"
+                });
             }
             for incident in incidents {
                 let state = if incident.closed_at.is_some() { "closed" } else { "open" };

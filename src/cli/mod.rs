@@ -12,6 +12,7 @@ mod act;
 mod incident;
 mod list;
 mod plan;
+mod run;
 mod schema;
 mod start;
 mod status;
@@ -57,6 +58,8 @@ enum Command {
     Update(act::Update),
     /// Close an incident (refused while a control is relaxed).
     Close(act::Close),
+    /// Carry out due work for all open incidents (`--watch` to keep going).
+    Run(run::Args),
 }
 
 /// Output for people, or for machines.
@@ -91,7 +94,9 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             // A refused command is the user's input being wrong, like an invalid runbook.
-            let refused = error.downcast_ref::<crate::runtime::Error>().is_some_and(|e| matches!(e, crate::runtime::Error::Refused(_)));
+            let refused = error
+                .downcast_ref::<crate::runtime::Error>()
+                .is_some_and(|e| matches!(e, crate::runtime::Error::Refused(_)));
             ExitCode::from(if refused { exit::INVALID } else { exit::USAGE })
         }
     }
@@ -111,6 +116,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Note(args) => act::note(args, templates).await,
             Command::Update(args) => act::update(args, templates).await,
             Command::Close(args) => act::close(args, templates).await,
+            Command::Run(args) => run::run(args, templates).await,
             Command::Validate(_) | Command::Plan(_) | Command::Schema(_) => unreachable!("dispatched in main"),
         }
     })

@@ -32,17 +32,22 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let loaded = opened.runtime.load(&args.incident).await?;
     let now = Utc::now();
     let output = match args.format {
-        Format::Text => board(&loaded.runbook, &loaded.incident, &loaded.events, opened.runtime.directory(), now, args.events),
+        Format::Text => {
+            board(&loaded.runbook, &loaded.incident, &loaded.events, opened.runtime.directory(), now, args.events)
+        }
         Format::Json => {
             let blocking: Vec<serde_json::Value> = blockers(&loaded.runbook, &loaded.incident)
                 .into_iter()
                 .map(|blocker| {
-                    let people = who_can_approve(&loaded.runbook, &loaded.incident, opened.runtime.directory(), &blocker);
+                    let people =
+                        who_can_approve(&loaded.runbook, &loaded.incident, opened.runtime.directory(), &blocker);
                     json!({ "blocker": blocker, "people": people })
                 })
                 .collect();
             let recent: Vec<&Event> = loaded.events.iter().rev().take(args.events).rev().collect();
-            serde_json::to_string_pretty(&json!({ "incident": loaded.incident, "blocking": blocking, "recent": recent }))? + "\n"
+            serde_json::to_string_pretty(
+                &json!({ "incident": loaded.incident, "blocking": blocking, "recent": recent }),
+            )? + "\n"
         }
     };
     super::print_stdout(&output)?;
@@ -55,7 +60,14 @@ fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// The status board as text.
-pub fn board(runbook: &Runbook, incident: &Incident, events: &[Event], directory: &Directory, now: DateTime<Utc>, recent: usize) -> String {
+pub fn board(
+    runbook: &Runbook,
+    incident: &Incident,
+    events: &[Event],
+    directory: &Directory,
+    now: DateTime<Utc>,
+    recent: usize,
+) -> String {
     let mut out = String::new();
     let state = match &incident.closed {
         Some(closed) => format!("CLOSED {} by {}", closed.at.format("%Y-%m-%d %H:%M UTC"), closed.by),
@@ -64,12 +76,22 @@ pub fn board(runbook: &Runbook, incident: &Incident, events: &[Event], directory
     let _ = writeln!(out, "{}  {}  [{state}]", incident.id, runbook.title);
     let version = incident.runbook_version.as_deref().map(|v| format!(" v{v}")).unwrap_or_default();
     let _ = writeln!(out, "runbook {}{version}, sha256 {}", incident.runbook_id, &incident.runbook_sha256[..12]);
-    let _ = writeln!(out, "started {} by {} ({})", incident.started_at.format("%Y-%m-%d %H:%M UTC"), incident.started_by, ago(incident.started_at, now));
+    let _ = writeln!(
+        out,
+        "started {} by {} ({})",
+        incident.started_at.format("%Y-%m-%d %H:%M UTC"),
+        incident.started_by,
+        ago(incident.started_at, now)
+    );
     if !incident.inputs.is_empty() {
         let _ = writeln!(out, "inputs");
         for (name, value) in &incident.inputs {
             let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
-            let shown = if text.chars().count() > 70 { format!("{}...", text.chars().take(67).collect::<String>()) } else { text };
+            let shown = if text.chars().count() > 70 {
+                format!("{}...", text.chars().take(67).collect::<String>())
+            } else {
+                text
+            };
             let _ = writeln!(out, "  {name:<24} {shown}");
         }
     }
@@ -78,8 +100,12 @@ pub fn board(runbook: &Runbook, incident: &Incident, events: &[Event], directory
     for phase in &runbook.phases {
         let state = incident.phase(&phase.id);
         let (mark, detail) = match state.status {
-            PhaseStatus::Done => ("done   ", state.ended_at.map(|at| format!("finished {}", at.format("%H:%M"))).unwrap_or_default()),
-            PhaseStatus::Running => ("RUNNING", state.started_at.map(|at| format!("since {}", at.format("%H:%M"))).unwrap_or_default()),
+            PhaseStatus::Done => {
+                ("done   ", state.ended_at.map(|at| format!("finished {}", at.format("%H:%M"))).unwrap_or_default())
+            }
+            PhaseStatus::Running => {
+                ("RUNNING", state.started_at.map(|at| format!("since {}", at.format("%H:%M"))).unwrap_or_default())
+            }
             PhaseStatus::Ready => ("WAITING", "for its entry gates".to_string()),
             PhaseStatus::Skipped => ("skipped", "its condition was false".to_string()),
             PhaseStatus::Failed => ("FAILED ", state.error.clone().unwrap_or_default()),
@@ -95,7 +121,8 @@ pub fn board(runbook: &Runbook, incident: &Incident, events: &[Event], directory
             let _ = writeln!(out, "  {} [{}]: {}", blocker.phase, blocker.what, blocker.waiting_for);
             if !blocker.roles.is_empty() {
                 let people = who_can_approve(runbook, incident, directory, blocker);
-                let people = if people.is_empty() { "nobody configured holds it".to_string() } else { people.join(", ") };
+                let people =
+                    if people.is_empty() { "nobody configured holds it".to_string() } else { people.join(", ") };
                 let _ = writeln!(out, "      can unblock: {} ({people})", blocker.roles.join(" or "));
             }
         }
@@ -108,12 +135,36 @@ pub fn board(runbook: &Runbook, incident: &Incident, events: &[Event], directory
             let title = runbook.control(&relaxation.control).map_or("", |c| c.title.as_str());
             let approvers: Vec<&str> = relaxation.approved_by.iter().map(|a| a.person.as_str()).collect();
             let window = match relaxation.reinstated_at {
-                Some(back) => format!("reinstated {} after {}", back.format("%H:%M"), format_duration(std::time::Duration::from_secs((back - relaxation.relaxed_at).num_seconds().max(1) as u64))),
-                None if now >= relaxation.expires_at => format!("OVERDUE by {}", format_duration(std::time::Duration::from_secs((now - relaxation.expires_at).num_seconds().max(1) as u64))),
-                None => format!("{} left (expires {})", format_duration(std::time::Duration::from_secs((relaxation.expires_at - now).num_seconds().max(1) as u64)), relaxation.expires_at.format("%Y-%m-%d %H:%M UTC")),
+                Some(back) => format!(
+                    "reinstated {} after {}",
+                    back.format("%H:%M"),
+                    format_duration(std::time::Duration::from_secs(
+                        (back - relaxation.relaxed_at).num_seconds().max(1) as u64
+                    ))
+                ),
+                None if now >= relaxation.expires_at => format!(
+                    "OVERDUE by {}",
+                    format_duration(std::time::Duration::from_secs(
+                        (now - relaxation.expires_at).num_seconds().max(1) as u64
+                    ))
+                ),
+                None => format!(
+                    "{} left (expires {})",
+                    format_duration(std::time::Duration::from_secs(
+                        (relaxation.expires_at - now).num_seconds().max(1) as u64
+                    )),
+                    relaxation.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ),
             };
             let _ = writeln!(out, "  {:<20} {title}: {window}", relaxation.control);
-            let _ = writeln!(out, "      relaxed {} by {}, approved by {}: {}", relaxation.relaxed_at.format("%H:%M"), relaxation.relaxed_by, approvers.join(", "), relaxation.reason);
+            let _ = writeln!(
+                out,
+                "      relaxed {} by {}, approved by {}: {}",
+                relaxation.relaxed_at.format("%H:%M"),
+                relaxation.relaxed_by,
+                approvers.join(", "),
+                relaxation.reason
+            );
         }
     }
 

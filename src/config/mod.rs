@@ -163,6 +163,12 @@ impl Secrets {
     }
 }
 
+impl crate::actions::SecretSource for Secrets {
+    fn secret(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

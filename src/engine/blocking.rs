@@ -122,7 +122,8 @@ fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
         let what = format!("{}/{}", phase.id, step.id);
         let (waiting_for, roles) = match (&step.action, state.status) {
             (Action::Manual { instructions, assignee, .. }, _) => {
-                (format!("manual step: {instructions}"), assignee.iter().cloned().collect())
+                let what = step.title.clone().unwrap_or_else(|| first_line(instructions));
+                (format!("manual step: {what}"), assignee.iter().cloned().collect())
             }
             (Action::Campaign { .. }, _) => ("campaign to be sent and marked done".to_string(), Vec::new()),
             (_, StepStatus::Retrying) => {
@@ -147,5 +148,9 @@ fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
 /// The first line of a text, cut at a readable length.
 fn first_line(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
-    if line.chars().count() > 90 { format!("{}...", line.chars().take(87).collect::<String>()) } else { line.to_string() }
+    if line.chars().count() > 90 {
+        format!("{}...", line.chars().take(87).collect::<String>())
+    } else {
+        line.to_string()
+    }
 }

@@ -235,7 +235,9 @@ impl Event {
                 format!("incident started from runbook `{runbook_id}`{key}")
             }
             EventKind::PhaseReady { phase } => format!("phase `{phase}` is ready; its entry gates are checked"),
-            EventKind::PhaseSkipped { phase, condition, .. } => format!("phase `{phase}` skipped: `{condition}` is false"),
+            EventKind::PhaseSkipped { phase, condition, .. } => {
+                format!("phase `{phase}` skipped: `{condition}` is false")
+            }
             EventKind::PhaseStarted { phase } => format!("phase `{phase}` started"),
             EventKind::PhaseDone { phase } => format!("phase `{phase}` done"),
             EventKind::PhaseFailed { phase, error } => format!("phase `{phase}` failed: {error}"),
@@ -253,8 +255,12 @@ impl Event {
             }
             EventKind::GatePassed { phase, gate, .. } => format!("gate `{phase}/{gate}` passed"),
             EventKind::DeadlineMissed { phase, gate } => format!("deadline of `{phase}/{gate}` missed"),
-            EventKind::StepSkipped { phase, step, condition } => format!("step `{phase}/{step}` skipped: `{condition}` is false"),
-            EventKind::StepStarted { phase, step, attempt, .. } => format!("step `{phase}/{step}` started (attempt {attempt})"),
+            EventKind::StepSkipped { phase, step, condition } => {
+                format!("step `{phase}/{step}` skipped: `{condition}` is false")
+            }
+            EventKind::StepStarted { phase, step, attempt, .. } => {
+                format!("step `{phase}/{step}` started (attempt {attempt})")
+            }
             EventKind::StepDone { phase, step, .. } => format!("step `{phase}/{step}` done{reason}"),
             EventKind::StepFailed { phase, step, attempt, error, retry_at } => {
                 let next = retry_at.map(|at| format!("; retry at {}", at.format("%H:%M:%S UTC"))).unwrap_or_default();
@@ -265,9 +271,15 @@ impl Event {
             }
             EventKind::RelaxationOverdue { control } => format!("relaxation of `{control}` is overdue"),
             EventKind::ControlReinstated { control, .. } => format!("control `{control}` reinstated"),
-            EventKind::StatusUpdateRequested { audience, occasion } => format!("status update for `{audience}` ({occasion})"),
-            EventKind::StatusUpdateSent { audience, channels } => format!("status update for `{audience}` sent to {}", channels.join(", ")),
-            EventKind::StatusUpdateFailed { audience, error } => format!("status update for `{audience}` failed: {error}"),
+            EventKind::StatusUpdateRequested { audience, occasion } => {
+                format!("status update for `{audience}` ({occasion})")
+            }
+            EventKind::StatusUpdateSent { audience, channels } => {
+                format!("status update for `{audience}` sent to {}", channels.join(", "))
+            }
+            EventKind::StatusUpdateFailed { audience, error } => {
+                format!("status update for `{audience}` failed: {error}")
+            }
             EventKind::NoteAdded => format!("note{reason}"),
             EventKind::IncidentClosed => format!("incident closed{reason}"),
         }

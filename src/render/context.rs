@@ -225,8 +225,11 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         }
         EventKind::RelaxationOverdue { control: id } => format!("{} is still relaxed past its expiry", control(id)),
         EventKind::ControlReinstated { control: id, strengthened, .. } => {
-            let strengthened =
-                if strengthened.is_empty() { String::new() } else { format!(", strengthened: {}", strengthened.join("; ")) };
+            let strengthened = if strengthened.is_empty() {
+                String::new()
+            } else {
+                format!(", strengthened: {}", strengthened.join("; "))
+            };
             format!("{} reinstated{strengthened}", control(id))
         }
         EventKind::StatusUpdateSent { audience, channels } => {
@@ -307,6 +310,12 @@ phases:
 status_updates:
   - on: [control_relaxed]
     audiences: [internal]
+triggers:
+  - id: soc-all-clear
+    source: siem
+    format: json
+    key: payload.id
+    satisfy: reinstate/all-clear
 "#;
 
     fn at(minutes: i64) -> DateTime<Utc> {
@@ -373,7 +382,8 @@ status_updates:
         assert_eq!(context["incident"]["closed_at"], Value::Null);
         assert_eq!(context["runbook"]["version"], "2");
         assert!(context["runbook"]["hash"].as_str().unwrap().starts_with("sha256:"));
-        let states: Vec<&str> = context["phases"].as_array().unwrap().iter().map(|p| p["state"].as_str().unwrap()).collect();
+        let states: Vec<&str> =
+            context["phases"].as_array().unwrap().iter().map(|p| p["state"].as_str().unwrap()).collect();
         assert_eq!(states, ["running", "pending", "pending"]);
         assert_eq!(context["phases"][0]["title"], "Contain the intrusion");
         assert_eq!(context["phases"][1]["title"], Value::Null);
@@ -382,7 +392,10 @@ status_updates:
         assert_eq!(blocking[0]["phase"], "contain");
         assert_eq!(blocking[0]["who"], json!(["ops"]));
         assert_eq!(context["audience"], json!({ "id": "internal", "title": "Incident team" }));
-        assert_eq!(context["update"], json!({ "reason": "requested", "message": "hello", "at": "2026-11-24T02:05:00Z" }));
+        assert_eq!(
+            context["update"],
+            json!({ "reason": "requested", "message": "hello", "at": "2026-11-24T02:05:00Z" })
+        );
         assert_eq!(context["now"], "2026-11-24T02:05:00Z");
         assert_eq!(context["relaxations"], json!([]));
     }
@@ -395,7 +408,10 @@ status_updates:
         let blocking = &context["blocking"][0];
         assert_eq!(blocking["phase"], "relax");
         assert_eq!(blocking["gate"], "approval");
-        assert!(blocking["waiting_for"].as_str().unwrap().contains("approval by 2 of ciso (1 given: sam)"), "{blocking}");
+        assert!(
+            blocking["waiting_for"].as_str().unwrap().contains("approval by 2 of ciso (1 given: sam)"),
+            "{blocking}"
+        );
         assert_eq!(blocking["who"], json!(["ciso"]));
     }
 

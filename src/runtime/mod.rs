@@ -197,6 +197,20 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     }
 }
 
+impl Executor for crate::actions::Actions {
+    async fn carry_out(
+        &self,
+        effect: &Effect,
+        runbook: &Runbook,
+        incident: &Incident,
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let view = crate::actions::IncidentView { runbook, incident, events, now };
+        crate::actions::Actions::carry_out(self, effect, &view).await
+    }
+}
+
 /// `inc-20261124-0f3a9c`: the day it started, then six hex digits of randomness.
 pub fn new_incident_id(at: DateTime<Utc>) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();

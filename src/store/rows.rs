@@ -49,10 +49,6 @@ pub(crate) struct AppendRows {
     /// Set when the append starts the incident.
     pub start: Option<StartRow>,
     pub events: Vec<EventRow>,
-    /// The time of the last event, when there are events.
-    pub updated_at: Option<String>,
-    /// The time of an `incident_closed` among the events.
-    pub closed_at: Option<String>,
     pub effects: Vec<EffectRow>,
     /// The id of the effect whose result this append records.
     pub completes: Option<String>,
@@ -86,14 +82,10 @@ impl AppendRows {
             None
         };
         let mut rows = Vec::with_capacity(events.len());
-        let mut closed_at = None;
         for (index, event) in events.iter().enumerate() {
             let seq = expected + 1 + index as u64;
             if seq > 1 && matches!(event.kind, EventKind::IncidentStarted { .. }) {
                 return Err(invalid(format!("event {seq} would be a second `incident_started`")));
-            }
-            if matches!(event.kind, EventKind::IncidentClosed) && closed_at.is_none() {
-                closed_at = Some(timestamp(event.at));
             }
             let json = serde_json::to_string(event)
                 .map_err(|error| invalid(format!("event {seq} cannot be encoded as JSON: {error}")))?;
@@ -111,9 +103,7 @@ impl AppendRows {
             incident: incident.to_string(),
             expected,
             start,
-            updated_at: events.last().map(|event| timestamp(event.at)),
             events: rows,
-            closed_at,
             effects,
             completes: completes.map(str::to_string),
         })
@@ -215,8 +205,7 @@ mod tests {
         assert_eq!(start.started_at, "2026-11-24T02:14:00.000000000Z");
         assert_eq!(rows.events.iter().map(|row| row.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(rows.events[1].kind, "note_added");
-        assert_eq!(rows.updated_at.as_deref(), Some("2026-11-24T02:14:03.000000000Z"));
-        assert_eq!(rows.closed_at.as_deref(), Some("2026-11-24T02:14:02.000000000Z"), "the first close counts");
+        assert_eq!(rows.events[3].at, "2026-11-24T02:14:03.000000000Z");
         assert_eq!(rows.version(), 4);
 
         let later = AppendRows::new("inc-1", 7, &[note(9)], &[], Some("effect-1")).unwrap();

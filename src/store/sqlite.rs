@@ -286,47 +286,35 @@ async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<V
     Ok(answers)
 }
 
-/// One append inside the batch's transaction: move the incident's version from the one expected,
-/// then write the events, the new effects and the completed one. The version moves first, in one
-/// statement that either succeeds or changes nothing, so that the usual refusal costs nothing.
+/// One append inside the batch's transaction: the incident's row for a new incident, then the
+/// events, the new effects and the completed one. Each event insert is the compare-and-set of the
+/// incident's version (the schema's triggers refuse an event out of order and move the summary),
+/// so the usual append is one statement per event and the usual refusal writes nothing.
 async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) -> Result<u64, Error> {
     let incident = rows.incident.as_str();
     if let Some(start) = &rows.start {
         // The primary key refuses a second start of the incident, the partial unique index a second
-        // open incident with the same key.
-        let inserted = sqlx::query(
-            "INSERT INTO incidents (id, runbook_id, key, version, started_at, updated_at, closed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(incident)
-        .bind(&start.runbook_id)
-        .bind(&start.key)
-        .bind(signed(rows.version()))
-        .bind(&start.started_at)
-        .bind(&rows.updated_at)
-        .bind(&rows.closed_at)
-        .execute(&mut *connection)
-        .await;
+        // open incident with the same key. The events below set the version and the other times.
+        let inserted =
+            sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(incident)
+                .bind(&start.runbook_id)
+                .bind(&start.key)
+                .bind(&start.started_at)
+                .bind(&start.started_at)
+                .execute(&mut *connection)
+                .await;
         match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(refusal(connection, rows).await),
+            Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await),
             other => other?,
         };
-    } else {
-        // A compare-and-set: the version moves only from the one this append expects. It runs for
-        // an append without events too, which must still be at the version it expects.
-        let updated = sqlx::query(
-            "UPDATE incidents
-             SET version = ?, updated_at = COALESCE(?, updated_at), closed_at = COALESCE(closed_at, ?)
-             WHERE id = ? AND version = ?",
-        )
-        .bind(signed(rows.version()))
-        .bind(&rows.updated_at)
-        .bind(&rows.closed_at)
-        .bind(incident)
-        .bind(signed(rows.expected))
-        .execute(&mut *connection)
-        .await?;
-        if updated.rows_affected() == 0 {
+    } else if rows.events.is_empty() {
+        // No event to move the version, but the append must still be at the version it expects.
+        let stored: Option<i64> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?")
+            .bind(incident)
+            .fetch_optional(&mut *connection)
+            .await?;
+        if stored != Some(signed(rows.expected)) {
             return Err(refusal(connection, rows).await);
         }
     }
@@ -340,7 +328,7 @@ async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) 
             .execute(&mut *connection)
             .await;
         match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(refusal(connection, rows).await),
+            Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await),
             other => other?,
         };
     }
@@ -353,7 +341,7 @@ async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) 
             .execute(&mut *connection)
             .await;
         match inserted {
-            Err(error) if is_unique_violation(&error) => {
+            Err(error) if is_constraint_violation(&error) => {
                 let problem = format!("effect `{}` is already in the outbox", effect.id);
                 return Err(Error::Invalid { incident: incident.to_string(), problem });
             }
@@ -362,7 +350,7 @@ async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) 
     }
     if let Some(id) = &rows.completes {
         // Already done is fine: the answer to the first completion may have been lost.
-        let completed = sqlx::query("UPDATE outbox SET done_at = COALESCE(done_at, ?) WHERE id = ? AND incident = ?")
+        let completed = sqlx::query("UPDATE outbox SET done_at = coalesce(done_at, ?) WHERE id = ? AND incident = ?")
             .bind(now)
             .bind(id)
             .bind(incident)
@@ -415,6 +403,12 @@ async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error 
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
+/// A constraint refused the statement (a unique key, or the triggers' order of events): the
+/// statement changed nothing and the transaction goes on.
+fn is_constraint_violation(error: &sqlx::Error) -> bool {
+    const SQLITE_CONSTRAINT: i32 = 19;
+    // SQLite reports extended codes (2067 for a unique key, 1811 for a trigger's RAISE); the low
+    // byte is the primary code.
+    matches!(error, sqlx::Error::Database(database)
+        if database.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT))
 }

@@ -1,0 +1,363 @@
+//! Carrying out side effects: the engine decides them as data ([`Effect`]), the runtime stores
+//! them, and this adapter does them: HTTP requests for steps and checks ([`http`]), commands
+//! ([`command`]), status updates rendered and delivered to channels ([`notify`]). Every result,
+//! success or not, comes back as an [`Outcome`] for the engine to record; nothing here panics on
+//! what the outside world answers.
+//!
+//! Secrets reach this module by name only. [`SecretSource`] gives their values at the last moment,
+//! and [`Revealed`] remembers the values it gave for one effect so that whatever comes back (a
+//! response body, a command's output) is scrubbed of them before it becomes an event. Error
+//! messages name secrets, never their values.
+
+mod command;
+mod http;
+mod notify;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use crate::engine::{Effect, EffectKind, Event, Incident, Outcome};
+use crate::render::{self, Catalog};
+use crate::runbook::Runbook;
+use crate::runbook::model::Text;
+
+/// Largest response body kept, in bytes; the rest is cut and the cut flagged.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Largest part of a command's standard output, and of its standard error, kept, in bytes.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// How long a notify channel's HTTP delivery (webhook, Slack) may take.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The response header that says the body was cut at [`MAX_BODY`] bytes. The outcome has no
+/// other place for it, and conditions can read it (`response.headers["x-phasegate-body-truncated"]`).
+pub const TRUNCATED_HEADER: &str = "x-phasegate-body-truncated";
+
+/// Gives the value of a secret by name. Configuration implements it; the value is asked for each
+/// time it is needed and never kept beyond the effect that needs it.
+pub trait SecretSource: Send + Sync {
+    fn secret(&self, name: &str) -> Option<String>;
+}
+
+/// Secrets given by a map, as tests and embedders have them.
+impl SecretSource for BTreeMap<String, String> {
+    fn secret(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// What a notify effect renders from: the incident as its log leaves it, and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct IncidentView<'a> {
+    pub runbook: &'a Runbook,
+    pub incident: &'a Incident,
+    pub events: &'a [Event],
+    pub now: DateTime<Utc>,
+}
+
+/// Why an effect could not be carried out. Each becomes `Outcome::Failed` with this message, so
+/// every message says what went wrong without a secret's value in it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+    #[error("secret `{name}` is not configured (needed for {purpose})")]
+    MissingSecret { name: String, purpose: String },
+    #[error("`{0}` is not an HTTP method")]
+    Method(String),
+    #[error("`{url}` is not a URL phasegate can call: {reason}")]
+    Url { url: String, reason: String },
+    #[error("`{0}` is not a valid HTTP header name")]
+    HeaderName(String),
+    #[error("the value of header `{0}` is not a valid HTTP header value")]
+    HeaderValue(String),
+    #[error("{target}: no complete answer within {after}")]
+    Timeout { target: String, after: String },
+    #[error("{target}: {reason}")]
+    Request { target: String, reason: String },
+    #[error("commands are disabled; enable them with `commands: true` in the configuration")]
+    CommandsDisabled,
+    #[error("the command has no program to run")]
+    EmptyCommand,
+    #[error("cannot start `{program}`: {error}")]
+    Spawn { program: String, error: std::io::Error },
+    #[error("`{program}` failed while running: {error}")]
+    Wait { program: String, error: std::io::Error },
+    #[error("`{program}` did not finish within {after} and was killed")]
+    CommandTimeout { program: String, after: String },
+    #[error("audience `{0}` does not exist in the runbook")]
+    UnknownAudience(String),
+    #[error("template `{0}` does not exist")]
+    UnknownTemplate(String),
+    #[error("{} not exist in the runbook", channels_text(.0))]
+    UnknownChannels(Vec<String>),
+    #[error("{kind} channel `{channel}`: {reason}")]
+    Channel { kind: &'static str, channel: String, reason: String },
+    #[error("{}", undelivered_text(.failed, .sent))]
+    Undelivered { failed: Vec<Error>, sent: Vec<String> },
+    #[error(transparent)]
+    Render(#[from] render::Error),
+}
+
+fn channels_text(channels: &[String]) -> String {
+    let names: Vec<String> = channels.iter().map(|c| format!("`{c}`")).collect();
+    match names.as_slice() {
+        [one] => format!("channel {one} does"),
+        many => format!("channels {} do", many.join(", ")),
+    }
+}
+
+fn undelivered_text(failed: &[Error], sent: &[String]) -> String {
+    let reasons: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    let mut text = format!("not delivered: {}", reasons.join("; "));
+    if !sent.is_empty() {
+        let names: Vec<String> = sent.iter().map(|c| format!("`{c}`")).collect();
+        text.push_str(&format!(" (delivered to {})", names.join(", ")));
+    }
+    text
+}
+
+/// Carries out effects. Cheap to share: wrap it in an `Arc` and call it from many tasks.
+pub struct Actions {
+    client: reqwest::Client,
+    secrets: Arc<dyn SecretSource>,
+    catalog: Arc<Catalog>,
+    commands: bool,
+    stdout: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Actions {
+    /// Actions rendering with `catalog` and reading secrets from `secrets`. Commands are refused
+    /// until [`Actions::allow_commands`] says otherwise: running programs on the host is a
+    /// decision for whoever configures phasegate, not for whoever writes a runbook.
+    pub fn new(catalog: Arc<Catalog>, secrets: Arc<dyn SecretSource>) -> Result<Actions, Error> {
+        let client = reqwest::Client::builder()
+            // A redirect is an answer: the step's `expect` decides about it, and following it
+            // would send the step's headers (credentials among them) to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            // No proxy from the environment: where a request goes must not change with a
+            // variable that happens to be set for the process.
+            .no_proxy()
+            .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::Client(error.to_string()))?;
+        Ok(Actions {
+            client,
+            secrets,
+            catalog,
+            commands: false,
+            stdout: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+        })
+    }
+
+    /// Whether command steps may run programs (configuration's `commands: true`).
+    pub fn allow_commands(mut self, allowed: bool) -> Actions {
+        self.commands = allowed;
+        self
+    }
+
+    /// Where `stdout` channels write (standard output unless replaced, as tests do).
+    pub fn with_stdout(mut self, writer: impl Write + Send + 'static) -> Actions {
+        self.stdout = Arc::new(Mutex::new(Box::new(writer)));
+        self
+    }
+
+    /// Carries out one effect and says how it went. Never fails: what goes wrong is the outcome.
+    pub async fn carry_out(&self, effect: &Effect, view: &IncidentView<'_>) -> Outcome {
+        let kind = match &effect.kind {
+            EffectKind::Http { .. } => "http",
+            EffectKind::Command { .. } => "command",
+            EffectKind::Check { .. } => "check",
+            EffectKind::Notify { .. } => "notify",
+        };
+        let span =
+            tracing::info_span!("effect", incident.id = %view.incident.id, effect.id = %effect.id, effect.kind = kind);
+        async {
+            let result = match &effect.kind {
+                EffectKind::Http { idempotency_key, request, .. } => {
+                    http::send(&self.client, self.secrets.as_ref(), request, Some(idempotency_key)).await
+                }
+                EffectKind::Check { request, .. } => {
+                    http::send(&self.client, self.secrets.as_ref(), request, None).await
+                }
+                EffectKind::Command { argv, env, timeout, .. } => {
+                    if self.commands {
+                        command::run(self.secrets.as_ref(), argv, env, *timeout).await
+                    } else {
+                        Err(Error::CommandsDisabled)
+                    }
+                }
+                EffectKind::Notify { audience, template, channels, occasion, message, .. } => {
+                    let notice = notify::Notice { audience, template, channels, occasion, message: message.as_deref() };
+                    notify::send(self, &notice, view).await
+                }
+            };
+            match result {
+                Ok(outcome) => {
+                    match &outcome {
+                        Outcome::Http { status, .. } => tracing::info!(status, "answered"),
+                        Outcome::Command { exit_code, .. } => tracing::info!(exit_code, "finished"),
+                        Outcome::Sent { channels } => tracing::info!(channels = ?channels, "sent"),
+                        Outcome::Failed { error } => tracing::warn!(%error, "failed"),
+                    }
+                    outcome
+                }
+                Err(error) => {
+                    // Messages are built without secret values, so the log may carry them.
+                    tracing::warn!(%error, "failed");
+                    Outcome::Failed { error: error.to_string() }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The secret values revealed for one effect, by name, so that what comes back can be scrubbed.
+pub(crate) struct Revealed<'s> {
+    source: &'s dyn SecretSource,
+    values: Vec<(String, String)>,
+}
+
+/// Secrets shorter than this are not scrubbed from what comes back: a two-letter value would
+/// mangle every answer it happens to occur in, and is no secret worth the name anyway.
+const SHORTEST_SCRUBBED: usize = 4;
+
+impl<'s> Revealed<'s> {
+    fn new(source: &'s dyn SecretSource) -> Revealed<'s> {
+        Revealed { source, values: Vec::new() }
+    }
+
+    /// The text a runbook value stands for: itself, or the secret's value after its prefix.
+    /// `purpose` says what needs it, for the error naming a missing secret.
+    fn text(&mut self, text: &Text, purpose: impl FnOnce() -> String) -> Result<String, Error> {
+        match text {
+            Text::Literal(literal) => Ok(literal.clone()),
+            Text::Secret { secret, prefix } => {
+                let value = self.secret(secret, purpose)?;
+                Ok(format!("{}{value}", prefix.as_deref().unwrap_or_default()))
+            }
+        }
+    }
+
+    /// A secret's value by name.
+    fn secret(&mut self, name: &str, purpose: impl FnOnce() -> String) -> Result<String, Error> {
+        let value = self
+            .source
+            .secret(name)
+            .ok_or_else(|| Error::MissingSecret { name: name.to_string(), purpose: purpose() })?;
+        if !self.values.iter().any(|(_, known)| *known == value) {
+            self.values.push((name.to_string(), value.clone()));
+        }
+        Ok(value)
+    }
+
+    /// The length of the longest value revealed: how far past a cut a value may reach.
+    fn longest(&self) -> usize {
+        self.values.iter().map(|(_, value)| value.len()).max().unwrap_or(0)
+    }
+
+    /// `text` with every revealed value replaced by a marker naming the secret.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (name, value) in &self.values {
+            if value.len() >= SHORTEST_SCRUBBED && text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), &format!("[secret `{name}`]"));
+            }
+        }
+        text
+    }
+
+    /// A JSON value with every string (and key) scrubbed.
+    fn scrub_json(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        if self.values.is_empty() {
+            return value;
+        }
+        match value {
+            Value::String(text) => Value::String(self.scrub(&text)),
+            Value::Array(items) => Value::Array(items.into_iter().map(|item| self.scrub_json(item)).collect()),
+            Value::Object(fields) => {
+                Value::Object(fields.into_iter().map(|(key, item)| (self.scrub(&key), self.scrub_json(item))).collect())
+            }
+            other => other,
+        }
+    }
+}
+
+/// Bytes read as text, scrubbed, and cut to `cap` bytes (on a character boundary) when longer.
+/// The bytes may run past `cap` by the longest secret, so that a secret straddling the cut is
+/// recognised and scrubbed before the cut, not half-kept.
+fn scrubbed_text(bytes: &[u8], cap: usize, revealed: &Revealed<'_>) -> String {
+    let mut text = revealed.scrub(&String::from_utf8_lossy(bytes));
+    if text.len() > cap {
+        let mut end = cap;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> BTreeMap<String, String> {
+        BTreeMap::from([("token".to_string(), "s3cr3t-token".to_string()), ("pin".to_string(), "42".to_string())])
+    }
+
+    #[test]
+    fn revealed_secrets_are_scrubbed_from_what_comes_back() {
+        let source = secrets();
+        let mut revealed = Revealed::new(&source);
+        let header = Text::Secret { secret: "token".into(), prefix: Some("Bearer ".into()) };
+        assert_eq!(revealed.text(&header, || "a header".into()).unwrap(), "Bearer s3cr3t-token");
+        assert_eq!(revealed.secret("pin", || "a pin".into()).unwrap(), "42");
+        assert_eq!(revealed.scrub("you sent Bearer s3cr3t-token, 42"), "you sent Bearer [secret `token`], 42");
+        let json = serde_json::json!({ "echo": ["s3cr3t-token"], "s3cr3t-token": 1 });
+        assert_eq!(
+            revealed.scrub_json(json),
+            serde_json::json!({ "echo": ["[secret `token`]"], "[secret `token`]": 1 })
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_with_what_needs_it() {
+        let source = secrets();
+        let mut revealed = Revealed::new(&source);
+        let error = revealed.secret("edr-key", || "header `Authorization`".into()).unwrap_err();
+        assert_eq!(error.to_string(), "secret `edr-key` is not configured (needed for header `Authorization`)");
+    }
+
+    #[test]
+    fn a_cut_never_keeps_half_a_secret() {
+        let source = secrets();
+        let mut revealed = Revealed::new(&source);
+        revealed.secret("token", String::new).unwrap();
+        let bytes = format!("{}s3cr3t-token and more", "x".repeat(10));
+        let text = scrubbed_text(bytes.as_bytes(), 14, &revealed);
+        assert_eq!(text, "xxxxxxxxxx[sec");
+        assert_eq!(scrubbed_text("héllo".as_bytes(), 2, &revealed), "h");
+    }
+
+    #[test]
+    fn messages_name_channels_and_what_was_delivered() {
+        assert_eq!(Error::UnknownChannels(vec!["a".into()]).to_string(), "channel `a` does not exist in the runbook");
+        let failed =
+            vec![Error::Channel { kind: "slack", channel: "soc".into(), reason: "delivery failed: status 500".into() }];
+        let error = Error::Undelivered { failed, sent: vec!["out".into()] };
+        assert_eq!(
+            error.to_string(),
+            "not delivered: slack channel `soc`: delivery failed: status 500 (delivered to `out`)"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Status updates: render an audience's template with the incident as it stands, then deliver it
+//! to each channel of the effect.
+//!
+//! Every channel is tried, and the outcome is `Sent` only when every one took the update;
+//! otherwise `Failed` names each channel that did not and why, and which ones did. Which variant
+//! of a template a channel sends: plain text first for standard output, by the file's extension
+//! for a file, Markdown first for Slack, and the text and HTML variants both for a webhook.
+//!
+//! A Slack channel's URL is a secret (whoever has it can post to the channel), so nothing about a
+//! failed Slack delivery quotes it: the message says what kind of failure it was and names the
+//! channel.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::{Actions, Error, IncidentView, Revealed, http};
+use crate::engine::Outcome;
+use crate::render::context::{status_context, time};
+use crate::runbook::model::{Channel, ChannelKind, Text};
+
+/// What a notify effect asks for.
+pub(super) struct Notice<'a> {
+    pub audience: &'a str,
+    pub template: &'a str,
+    pub channels: &'a [String],
+    pub occasion: &'a str,
+    pub message: Option<&'a str>,
+}
+
+pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &IncidentView<'_>) -> Result<Outcome, Error> {
+    let audience = view
+        .runbook
+        .audiences
+        .iter()
+        .find(|audience| audience.id == notice.audience)
+        .ok_or_else(|| Error::UnknownAudience(notice.audience.to_string()))?;
+    if actions.catalog.files(notice.template).is_empty() {
+        return Err(Error::UnknownTemplate(notice.template.to_string()));
+    }
+    // Nothing goes out when a channel is unknown: a partial delivery would be retried whole.
+    let mut channels: Vec<&Channel> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for id in notice.channels {
+        match view.runbook.channels.iter().find(|channel| &channel.id == id) {
+            Some(channel) => channels.push(channel),
+            None => unknown.push(id.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Error::UnknownChannels(unknown));
+    }
+    let context = status_context(
+        view.runbook,
+        view.incident,
+        view.events,
+        notice.audience,
+        notice.occasion,
+        notice.message,
+        view.now,
+    );
+    let mut renders = Renders { actions, template: notice.template, context, done: BTreeMap::new() };
+    let title = audience.title.as_deref().unwrap_or(&audience.id);
+    let banner = format!(
+        "===== phasegate: update for {title}, incident {} ({}), {} =====",
+        view.incident.id,
+        notice.occasion,
+        time(view.now)
+    );
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    for channel in channels {
+        match deliver(actions, channel, &mut renders, &banner, notice, view).await {
+            Ok(()) => sent.push(channel.id.clone()),
+            Err(reason) => {
+                failed.push(Error::Channel { kind: kind(&channel.kind), channel: channel.id.clone(), reason })
+            }
+        }
+    }
+    if failed.is_empty() { Ok(Outcome::Sent { channels: sent }) } else { Err(Error::Undelivered { failed, sent }) }
+}
+
+fn kind(kind: &ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Stdout => "stdout",
+        ChannelKind::File { .. } => "file",
+        ChannelKind::Webhook { .. } => "webhook",
+        ChannelKind::Slack { .. } => "slack",
+        ChannelKind::Email { .. } => "email",
+    }
+}
+
+/// Delivers to one channel; the error is the reason, without the channel's name (added by the caller).
+async fn deliver(
+    actions: &Actions,
+    channel: &Channel,
+    renders: &mut Renders<'_>,
+    banner: &str,
+    notice: &Notice<'_>,
+    view: &IncidentView<'_>,
+) -> Result<(), String> {
+    match &channel.kind {
+        ChannelKind::Stdout => {
+            let text = renders.text(&["txt", "md"])?;
+            let mut out = actions.stdout.lock().map_err(|_| "standard output is unusable".to_string())?;
+            write!(out, "{banner}\n{}\n", text.trim_end())
+                .and_then(|()| out.flush())
+                .map_err(|error| format!("cannot write to standard output: {error}"))
+        }
+        ChannelKind::File { path } => {
+            let order: &[&str] = if path.ends_with(".txt") { &["txt", "md"] } else { &["md", "txt"] };
+            let text = renders.text(order)?;
+            append(Path::new(path), &format!("{banner}\n\n{}\n", text.trim_end()))
+                .await
+                .map_err(|error| format!("cannot append to `{path}`: {error}"))
+        }
+        ChannelKind::Webhook { url, headers } => {
+            let text = renders.variant(&["md", "txt"])?;
+            let html = renders.variant(&["html"])?;
+            let mut revealed = Revealed::new(actions.secrets.as_ref());
+            let url_text = revealed.text(url, || "the channel's URL".to_string()).map_err(|e| e.to_string())?;
+            let url = match (http::url(&url_text), url) {
+                (Ok(url), _) => url,
+                (Err(_), Text::Secret { secret, .. }) => {
+                    return Err(format!("secret `{secret}` is not an http or https URL"));
+                }
+                (Err(error), Text::Literal(_)) => return Err(error.to_string()),
+            };
+            let headers = http::headers(headers, &mut revealed).map_err(|error| error.to_string())?;
+            let mut body = json!({
+                "incident": view.incident.id,
+                "runbook": view.runbook.id,
+                "audience": notice.audience,
+                "occasion": notice.occasion,
+                "text": text,
+            });
+            if let Some(html) = html {
+                body["html"] = Value::String(html);
+            }
+            http::post_json(&actions.client, url, headers, &body).await
+        }
+        ChannelKind::Slack { url_secret } => {
+            let text = renders.text(&["md", "txt"])?;
+            let mut revealed = Revealed::new(actions.secrets.as_ref());
+            let url = revealed.secret(url_secret, || "the channel's URL".to_string()).map_err(|e| e.to_string())?;
+            let url = http::url(&url).map_err(|_| format!("secret `{url_secret}` is not an http or https URL"))?;
+            http::post_json(&actions.client, url, HeaderMap::new(), &json!({ "text": text })).await
+        }
+        ChannelKind::Email { .. } => Err("email delivery is not built yet".to_string()),
+    }
+}
+
+/// Appends `entry` to the file at `path`, creating it and its directories, with a blank line
+/// between entries.
+async fn append(path: &Path, entry: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+    let separator = if file.metadata().await?.len() > 0 { "\n" } else { "" };
+    // One write per entry, so that two updates appended at once do not interleave line by line.
+    file.write_all(format!("{separator}{entry}").as_bytes()).await?;
+    file.flush().await
+}
+
+/// The template's variants, each rendered at most once however many channels send it.
+struct Renders<'a> {
+    actions: &'a Actions,
+    template: &'a str,
+    context: Value,
+    done: BTreeMap<String, Result<String, String>>,
+}
+
+impl Renders<'_> {
+    /// The first of `variants` that the template has, rendered; `None` when it has none of them.
+    fn variant(&mut self, variants: &[&str]) -> Result<Option<String>, String> {
+        let files = self.actions.catalog.files(self.template);
+        let Some(file) =
+            variants.iter().map(|variant| format!("{}.{variant}", self.template)).find(|f| files.contains(f))
+        else {
+            return Ok(None);
+        };
+        let rendered = self
+            .done
+            .entry(file.clone())
+            .or_insert_with(|| self.actions.catalog.render(&file, &self.context).map_err(|error| error.to_string()));
+        rendered.clone().map(Some)
+    }
+
+    /// The first of the text `variants`; a template with only HTML cannot go to a text channel.
+    fn text(&mut self, variants: &[&str]) -> Result<String, String> {
+        self.variant(variants)?.ok_or_else(|| {
+            let wanted: Vec<String> = variants.iter().map(|v| format!("`{}.{v}`", self.template)).collect();
+            format!("template `{}` has no text variant ({})", self.template, wanted.join(" or "))
+        })
+    }
+}

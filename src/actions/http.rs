@@ -71,8 +71,9 @@ pub(super) async fn send(
     Ok(Outcome::Http { status, headers, body })
 }
 
-/// Why a post from a notify channel did not get through, without the URL (a Slack webhook's URL
-/// is its secret) and without the client's own message (which may quote the URL).
+/// Posts a notify channel's JSON. The error says why it did not get through in a few fixed words,
+/// without the URL (a Slack webhook's URL is its secret) and without the client's own message
+/// (which may quote the URL).
 pub(super) async fn post_json(
     client: &Client,
     url: Url,

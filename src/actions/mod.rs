@@ -1,11 +1,11 @@
 //! Carrying out side effects: the engine decides them as data ([`Effect`]), the runtime stores
-//! them, and this adapter does them: HTTP requests for steps and checks ([`http`]), commands
-//! ([`command`]), status updates rendered and delivered to channels ([`notify`]). Every result,
+//! them, and this adapter does them: HTTP requests for steps and checks (`http`), commands
+//! (`command`), status updates rendered and delivered to channels (`notify`). Every result,
 //! success or not, comes back as an [`Outcome`] for the engine to record; nothing here panics on
 //! what the outside world answers.
 //!
 //! Secrets reach this module by name only. [`SecretSource`] gives their values at the last moment,
-//! and [`Revealed`] remembers the values it gave for one effect so that whatever comes back (a
+//! and `Revealed` remembers the values it gave for one effect so that whatever comes back (a
 //! response body, a command's output) is scrubbed of them before it becomes an event. Error
 //! messages name secrets, never their values.
 
@@ -221,7 +221,7 @@ impl Actions {
 }
 
 /// The secret values revealed for one effect, by name, so that what comes back can be scrubbed.
-pub(crate) struct Revealed<'s> {
+struct Revealed<'s> {
     source: &'s dyn SecretSource,
     values: Vec<(String, String)>,
 }

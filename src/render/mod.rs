@@ -40,6 +40,11 @@ pub enum Error {
 pub struct Catalog {
     /// File name (`internal-update.md`) to source text.
     sources: BTreeMap<String, String>,
+    /// Parsed on first use: commands that render nothing do not pay for parsing every template.
+    parsed: std::sync::OnceLock<Parsed>,
+}
+
+struct Parsed {
     tera: tera::Tera,
     /// Files that do not parse, with tera's message.
     broken: BTreeMap<String, String>,
@@ -75,10 +80,20 @@ impl Catalog {
     }
 
     fn from_sources(sources: BTreeMap<String, String>) -> Catalog {
+        Catalog { sources, parsed: std::sync::OnceLock::new() }
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.parsed.get_or_init(|| parse(&self.sources))
+    }
+}
+
+fn parse(sources: &BTreeMap<String, String>) -> Parsed {
+    {
         // A file that does not parse on its own is broken; missing includes and parents are
         // only known once the others are loaded, so they are not held against a file yet.
         let mut broken: BTreeMap<String, String> = BTreeMap::new();
-        for (name, source) in &sources {
+        for (name, source) in sources {
             if let Err(error) = load(&[(name.as_str(), source.as_str())])
                 && missing_reference(&error).is_none()
             {
@@ -120,9 +135,11 @@ impl Catalog {
             }
             broken.extend(blamed);
         };
-        Catalog { sources, tera, broken }
+        Parsed { tera, broken }
     }
+}
 
+impl Catalog {
     /// The files of template `name`, in variant order.
     pub fn files(&self, name: &str) -> Vec<String> {
         VARIANTS
@@ -139,7 +156,8 @@ impl Catalog {
         }
         let context = tera::Context::from_serialize(context)
             .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })?;
-        self.tera
+        self.parsed()
+            .tera
             .render(file, &context)
             .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })
     }
@@ -151,12 +169,13 @@ impl Templates for Catalog {
         if files.is_empty() {
             return TemplateInfo::Missing;
         }
-        if let Some((file, message)) = files.iter().find_map(|file| self.broken.get(file).map(|m| (file, m))) {
+        if let Some((file, message)) = files.iter().find_map(|file| self.parsed().broken.get(file).map(|m| (file, m))) {
             return TemplateInfo::Broken { file: file.clone(), message: message.clone() };
         }
         let mut variables = Vec::new();
         for file in files {
             let mut used: Vec<String> = self
+                .parsed()
                 .tera
                 .get_template_variables(&file)
                 .map(|vars| vars.into_iter().map(str::to_string).collect())

@@ -203,7 +203,10 @@ pub async fn effects_wait_in_the_outbox_until_their_result_is_appended(store: Ar
 
     // The result and the completion are one append: both or neither.
     let result = note(5, "hosts isolated");
-    assert_eq!(store.append("inc-1", 1, &[result.clone()], &[], Some("inc-1/isolate-hosts/1")).await.unwrap(), 2);
+    assert_eq!(
+        store.append("inc-1", 1, std::slice::from_ref(&result), &[], Some("inc-1/isolate-hosts/1")).await.unwrap(),
+        2
+    );
     assert_eq!(
         pending(&*store).await,
         [pair("inc-1", "inc-1/page-ciso"), pair("inc-1", "inc-1/status/1"), pair("inc-2", "inc-2/page-ciso")],
@@ -258,15 +261,16 @@ pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
         .await
         .unwrap();
     store.append("inc-1", 2, &[note(45, "contained"), closed(50)], &[], None).await.unwrap();
+    store.append("inc-1", 4, &[note(55, "post-incident review booked")], &[], None).await.unwrap();
 
     let expected = [
         IncidentSummary {
             id: "inc-1".into(),
             runbook_id: "breach".into(),
             key: Some("alert-7".into()),
-            version: 4,
+            version: 5,
             started_at: at(0),
-            updated_at: at(50),
+            updated_at: at(55),
             closed_at: Some(at(50)),
         },
         IncidentSummary {

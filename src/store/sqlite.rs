@@ -70,8 +70,8 @@ impl SqliteStore {
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // Statements are logged by the caller with context, never with their values, which
-            // may hold personal data.
+            // sqlx would log every statement, and every commit as slow whenever the disk is; the
+            // caller logs what fails, once, with the incident it was about.
             .disable_statement_logging();
         let mut writer = options
             .clone()
@@ -252,16 +252,18 @@ async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Appen
     let _ = connection.close().await;
 }
 
-/// Stores a batch in one transaction. An append that breaks a rule is rolled back to its
-/// savepoint and answered with why; a database failure fails the whole batch.
+/// Stores a batch in one transaction. An append that fails is rolled back to its savepoint and
+/// answered with why, and the others are stored; only a failure of the transaction itself (it
+/// cannot begin or commit, or SQLite ended it) fails the whole batch.
 async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<Vec<Result<u64, Error>>, sqlx::Error> {
     // IMMEDIATE takes the write lock now, so that another process writing the same file makes
     // this wait (up to the busy timeout) instead of failing halfway through.
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
     let now = rows::timestamp(Utc::now());
-    // Alone in its transaction, an append that fails is rolled back with the transaction, and the
-    // savepoint's statement is saved. Savepoints are never released: each `ROLLBACK TO` goes back
-    // to the latest one, taken just before the append that failed, and COMMIT keeps the rest.
+    // An append alone in its batch (one incident appending, nothing else waiting) needs no
+    // savepoint: if it fails, the whole transaction is rolled back. Savepoints are never released:
+    // each `ROLLBACK TO` goes back to the latest one, taken just before the append that failed,
+    // and COMMIT keeps the rest.
     let savepoints = batch.len() > 1;
     let mut answers = Vec::with_capacity(batch.len());
     for append in batch {
@@ -375,7 +377,7 @@ async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error 
     match stored {
         Err(error) => Error::from(error),
         Ok(Some(actual)) if actual == signed(rows.expected) => {
-            Error::Corrupt(format!("incident `{incident}` has more events than its version {actual} counts"))
+            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
         }
         Ok(Some(actual)) => match unsigned(actual) {
             Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
@@ -396,7 +398,9 @@ async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error 
                         Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
                     }
                     (Err(error), _) => Error::from(error),
-                    (Ok(_), _) => Error::Corrupt(format!("incident `{incident}` was refused for no reason found")),
+                    (Ok(_), _) => {
+                        Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
+                    }
                 }
             }
         },

@@ -541,7 +541,7 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
     let mut events = first.events;
     let mut outbox: Vec<Effect> = first.effects;
     let mut logs = vec![events.clone()];
-    for _ in 0..200 {
+    for _ in 0..120 {
         now += chrono::Duration::minutes(20);
         let incident = Incident::from_events(&events).unwrap();
         if incident.closed.is_some() {
@@ -599,10 +599,15 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
                 }
             }
         }
-        if commands.is_empty() {
-            let closing = Command::Close { note: Some("all clear".into()) };
-            commands
-                .push(("ann".into(), if incident.open_relaxations().count() == 0 { closing } else { Command::Tick }));
+        // With nothing left to do and nothing under way, the commander closes the incident.
+        let under_way = runbook
+            .phases
+            .iter()
+            .any(|phase| matches!(incident.phase(&phase.id).status, PhaseStatus::Ready | PhaseStatus::Running));
+        if commands.is_empty() && outbox.is_empty() && !under_way {
+            commands.push(("ann".into(), Command::Close { note: Some("all clear".into()) }));
+        } else if commands.is_empty() {
+            commands.push(("phasegate".into(), Command::Tick));
         }
         for (actor, command) in commands {
             let incident = Incident::from_events(&events).unwrap();

@@ -2,11 +2,13 @@
 
 mod actions;
 mod cli;
+mod crash;
 mod diagnostics;
 mod docs;
 mod engine;
 mod examples;
 mod hostile;
+mod incident;
 mod runtime;
 mod store;
 mod support;

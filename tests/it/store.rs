@@ -25,13 +25,14 @@ async fn an_acknowledged_append_is_there_after_reopening() {
     let events = [started("inc-1", "breach", Some("alert-7")), note(1, "shop is down")];
     let (summaries, pending) = {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.append("inc-1", 0, &events, &[effect.clone()], None).await.unwrap();
+        store.append("inc-1", 0, &events, std::slice::from_ref(&effect), None).await.unwrap();
         (store.incidents().await.unwrap(), store.pending_effects(10).await.unwrap())
         // Dropped without `close`, as a crash after the answer would leave it.
     };
 
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.events("inc-1").await.unwrap(), events);
+    assert_eq!((summaries.len(), summaries[0].version), (1, 2));
     assert_eq!(store.incidents().await.unwrap(), summaries);
     assert_eq!(store.pending_effects(10).await.unwrap(), pending);
     assert_eq!(pending[0].effect, effect);

@@ -1,7 +1,11 @@
-//! Helpers shared by the integration tests: a builder for running the `phasegate` binary.
+//! Helpers shared by the integration tests: a builder for running the `phasegate` binary, and a
+//! stub HTTP server for the binary to call.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The repository root, where `runbooks/` and `templates/` live.
 pub fn root() -> PathBuf {
@@ -75,5 +79,132 @@ impl Cli {
 
     pub fn fails(self) -> Cli {
         self.status(1)
+    }
+}
+
+impl Cli {
+    /// Sets an environment variable for the command.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Cli {
+        self.command.env(key, value);
+        self
+    }
+
+    /// The exit status, without asserting anything about it.
+    pub fn code(&mut self) -> Option<i32> {
+        self.output().status.code()
+    }
+}
+
+/// One request as a [`Stub`] saw it. Header names are lowercase.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// What a [`Stub`] answers: a status and a JSON body (none for `204`), after a delay.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<serde_json::Value>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+        Reply { status, body: Some(body), delay: Duration::ZERO }
+    }
+
+    pub fn empty(status: u16) -> Reply {
+        Reply { status, body: None, delay: Duration::ZERO }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Answer = dyn Fn(&Received) -> Reply + Send + Sync;
+
+/// A stub HTTP server on `127.0.0.1:0`, on a runtime of its own so that tests that block on the
+/// `phasegate` binary can use it. It records every request as it arrives, then asks `answer`
+/// what to reply (so what the answer does to the stub's own state happens even if the client
+/// goes away before the reply), and replies after the reply's delay.
+pub struct Stub {
+    base: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Stub {
+    pub fn start(answer: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Stub {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the stub");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let state = (Arc::clone(&received), Arc::new(answer) as Arc<Answer>);
+        let app = axum::Router::new().fallback(stub_answer).with_state(state);
+        runtime.spawn(async move { axum::serve(listener, app).await.expect("the stub serves") });
+        Stub { base, received, runtime: Some(runtime) }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Every request so far, in the order they arrived.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("the stub's log is never poisoned").clone()
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn stub_answer(
+    axum::extract::State((received, answer)): axum::extract::State<(Arc<Mutex<Vec<Received>>>, Arc<Answer>)>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 22).await.unwrap_or_default();
+    let request = Received {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    received.lock().expect("the stub's log is never poisoned").push(request.clone());
+    let reply = answer(&request);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = axum::http::StatusCode::from_u16(reply.status).expect("a valid status");
+    match reply.body {
+        Some(body) => (status, axum::Json(body)).into_response(),
+        None => status.into_response(),
     }
 }

@@ -1,0 +1,680 @@
+//! The incident commands through the binary, as responders use them: the reference runbook
+//! (`runbooks/retail-breach.yaml`) driven from `start` to `close` against stub servers on
+//! 127.0.0.1, bad input that must change nothing, `list`, `note`, `update`, and the pinning of the
+//! runbook an incident started with.
+//!
+//! Every command runs in a temporary directory with a configuration file and `--db` there. The
+//! runbook is copied there with its `*.internal.example` hosts pointed at the stub, and secrets
+//! come from the configuration (environment variables and files); no secret value may show in
+//! anything phasegate prints, records or sends as a status update.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use phasegate::render::Catalog;
+use phasegate::runbook::model::Action;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Cli, Received, Reply, Stub, root};
+
+/// The secrets of the reference runbook's steps and channels, each read from the environment
+/// (`true`) or from a file (`false`). Email channels are rewritten to webhooks, so the SMTP relay
+/// is not needed.
+const SECRETS: &[(&str, bool)] = &[
+    ("SIEM_API_TOKEN", true),
+    ("EDR_API_TOKEN", true),
+    ("TIP_API_TOKEN", true),
+    ("VAULT_TOKEN", true),
+    ("POS_MGMT_TOKEN", true),
+    ("DEPLOY_API_TOKEN", true),
+    ("LOYALTY_ADMIN_TOKEN", true),
+    ("WAF_API_TOKEN", true),
+    ("GIFTCARD_API_TOKEN", true),
+    ("PAGING_ROUTING_KEY", true),
+    ("STATUSPAGE_API_TOKEN", true),
+    ("MAILER_API_TOKEN", true),
+    ("IDP_ADMIN_TOKEN", false),
+    ("EVIDENCE_ARCHIVE_TOKEN", false),
+    ("SOC_SLACK_WEBHOOK", true),
+];
+
+/// The path of the Slack webhook URL: whoever knows it can post to the channel.
+const SLACK_PATH: &str = "/slack/services/T024BE7LD/B01ABCDEF/xoxslackpath93ab";
+
+const PEOPLE: &str = "people:
+  dana: { roles: [incident-commander, ciso, legal, dpo, soc-analyst] }
+  sam: { roles: [ciso, dpo] }
+  lee: { roles: [legal] }
+  rita: { roles: [retail-ops] }
+  olly: { roles: [it-ops, identity-team, forensics, ecommerce-lead, loyalty-lead, payments-team] }
+  pat: { roles: [customer-service, comms-lead] }
+";
+
+/// A temporary working directory with a configuration and a database, and the secret values
+/// that must never show.
+struct Desk {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    secrets: Vec<String>,
+}
+
+impl Desk {
+    /// A desk whose configuration is `PEOPLE` plus `extra`.
+    fn new(extra: &str) -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("phasegate.yaml"), format!("{PEOPLE}{extra}")).unwrap();
+        Desk { dir, env: Vec::new(), secrets: Vec::new() }
+    }
+
+    /// A desk for the reference runbook: `retail-breach.yaml` in the directory, its hosts and
+    /// channels pointed at `stub`, its secrets configured, commands allowed.
+    fn retail(stub: &Stub) -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = String::from("commands: true\nsecrets:\n");
+        let mut env = Vec::new();
+        let mut secrets = vec![SLACK_PATH.to_string()];
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        for (name, from_env) in SECRETS {
+            let value = if *name == "SOC_SLACK_WEBHOOK" {
+                format!("{}{SLACK_PATH}", stub.base())
+            } else {
+                format!("tok-{}-5f1c9e2a", name.to_lowercase().replace('_', "-"))
+            };
+            if *from_env {
+                config.push_str(&format!("  {name}: {{ env: PGTEST_{name} }}\n"));
+                env.push((format!("PGTEST_{name}"), value.clone()));
+            } else {
+                let file = dir.path().join("secrets").join(name);
+                std::fs::write(&file, format!("{value}\n")).unwrap();
+                config.push_str(&format!("  {name}: {{ file: {} }}\n", file.display()));
+            }
+            secrets.push(value);
+        }
+        std::fs::write(dir.path().join("phasegate.yaml"), format!("{PEOPLE}{config}")).unwrap();
+        let script = dir.path().join("archive-evidence");
+        let seen = dir.path().join("archive-token-seen");
+        let script_text = format!(
+            "#!/bin/sh\nprintf '%s' \"$ARCHIVE_TOKEN\" > '{}'\necho \"archived case $2 to $ARCHIVE_BUCKET with $ARCHIVE_TOKEN\"\n",
+            seen.display()
+        );
+        std::fs::write(&script, script_text).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let original = std::fs::read_to_string(root().join("runbooks/retail-breach.yaml")).unwrap();
+        std::fs::write(dir.path().join("retail-breach.yaml"), localised(&original, stub.base(), &script)).unwrap();
+        Desk { dir, env, secrets }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `phasegate ARGS --config ... --db ...`, run in the desk's directory.
+    fn cli(&self, args: &[&str]) -> Cli {
+        let mut cli = Cli::new().current_dir(self.dir.path()).args(args).args([
+            "--config".as_ref(),
+            self.path("phasegate.yaml").as_os_str(),
+            "--db".as_ref(),
+            self.path("phasegate.db").as_os_str(),
+        ]);
+        for (key, value) in &self.env {
+            cli = cli.env(key, value);
+        }
+        cli
+    }
+
+    /// Runs a command, checks that its output shows no secret, and returns the status, stdout
+    /// and stderr.
+    fn exec(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let mut cli = self.cli(args);
+        let (code, stdout, stderr) = (cli.code(), cli.stdout(), cli.stderr());
+        self.no_secret_in(&format!("{stdout}\n{stderr}"), &format!("the output of `{}`", args.join(" ")));
+        (code, stdout, stderr)
+    }
+
+    /// Runs a command that must succeed, and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, stdout, stderr) = self.exec(args);
+        assert_eq!(code, Some(0), "`{}` failed:\nstdout:\n{stdout}\nstderr:\n{stderr}", args.join(" "));
+        stdout
+    }
+
+    /// Runs a command that must be refused with `code` and a message containing each of
+    /// `wanted`, and checks that the incident's log and state did not change.
+    fn refused(&self, incident: &str, args: &[&str], code: i32, wanted: &[&str]) {
+        let before = self.status_text_json(incident);
+        let (status, stdout, stderr) = self.exec(args);
+        assert_eq!(status, Some(code), "`{}`:\nstdout:\n{stdout}\nstderr:\n{stderr}", args.join(" "));
+        for text in wanted {
+            assert!(stderr.contains(text), "`{}`: stderr lacks {text:?}:\n{stderr}", args.join(" "));
+        }
+        assert!(stderr.starts_with("error: "), "`{}`: not one clear error:\n{stderr}", args.join(" "));
+        assert_eq!(self.status_text_json(incident), before, "`{}` changed the incident", args.join(" "));
+    }
+
+    fn no_secret_in(&self, text: &str, what: &str) {
+        for secret in &self.secrets {
+            assert!(!text.contains(secret.as_str()), "{what} shows the secret {secret:?}:\n{text}");
+        }
+    }
+
+    fn status_text_json(&self, incident: &str) -> String {
+        self.ok(&["status", incident, "--format", "json", "--events", "100000"])
+    }
+
+    /// `status --format json` with every event.
+    fn status(&self, incident: &str) -> Value {
+        serde_json::from_str(&self.status_text_json(incident)).unwrap()
+    }
+
+    fn start(&self, runbook: &str, actor: &str) -> String {
+        let id = self.ok(&["start", runbook, "--as", actor]).trim().to_string();
+        assert!(id.starts_with("inc-") && !id.contains('\n'), "start printed {id:?}");
+        id
+    }
+
+    fn done(&self, incident: &str, step: &str, actor: &str, extra: &[&str]) {
+        let evidence = format!("evidence for {step} by {actor}");
+        let mut args = vec!["done", incident, step, "--as", actor, "--evidence", &evidence];
+        args.extend_from_slice(extra);
+        let stdout = self.ok(&args);
+        assert!(stdout.contains(&format!("step `{step}` done: {evidence}")), "{stdout}");
+    }
+}
+
+/// The runbook with every `https://NAME.internal.example` as `BASE/NAME`, its email channels
+/// (which phasegate cannot deliver yet) as webhooks to `BASE/mail/CHANNEL`, and its evidence
+/// archiver as `script`.
+fn localised(text: &str, base: &str, script: &Path) -> String {
+    let mut hosts = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(".internal.example") {
+        let start = rest[..at].rfind("https://").expect("every internal host is called over https");
+        hosts.push_str(&rest[..start]);
+        hosts.push_str(&format!("{base}/{}", &rest[start + "https://".len()..at]));
+        rest = &rest[at + ".internal.example".len()..];
+    }
+    hosts.push_str(rest);
+    let mut out = String::new();
+    let mut channel = "";
+    let mut skipping = false;
+    let mut emails = 0;
+    for line in hosts.lines() {
+        if skipping && line.starts_with("      ") {
+            continue;
+        }
+        skipping = false;
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+            && !name.starts_with(' ')
+        {
+            channel = name;
+        }
+        if line == "    email:" {
+            out.push_str(&format!("    webhook:\n      url: {base}/mail/{channel}\n"));
+            skipping = true;
+            emails += 1;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert_eq!(emails, 3, "the reference runbook's email channels changed; update this test");
+    let archiver = "/opt/ir-tools/bin/archive-evidence";
+    assert!(out.contains(archiver), "the reference runbook's archive command changed; update this test");
+    out.replace(archiver, &script.display().to_string())
+}
+
+/// What the reference runbook's services answer when all is well.
+fn retail_answer(request: &Received) -> Reply {
+    let path = request.path.as_str();
+    match (request.method.as_str(), path) {
+        ("POST", "/siem/api/v1/retention/holds") => Reply::json(201, json!({ "id": "hold-7731" })),
+        ("POST", "/edr/api/v2/device-groups/retail-breach-suspect/actions") => {
+            Reply::json(202, json!({ "action_id": "act-19", "device_count": 12 }))
+        }
+        ("GET", "/edr/api/v2/device-groups/retail-breach-suspect/containment") => {
+            Reply::json(200, json!({ "total": 12, "contained": 12, "pending": 0 }))
+        }
+        ("POST", "/tip/api/v1/collections/retail-breach/publish") => Reply::json(200, json!({ "failed_targets": [] })),
+        ("POST", "/vault/v1/database/rotate-role/loyalty-api-rw") => Reply::empty(204),
+        ("PUT", "/pos-mgmt/api/v1/estates/uk-retail/policies/authentication") => {
+            Reply::json(200, json!({ "applied_to_stores": 640 }))
+        }
+        ("POST", "/deploy/api/v1/pipelines/shop-frontend/runs" | "/deploy/api/v1/pipelines/loyalty-api/runs") => {
+            Reply::json(201, json!({ "id": "run-2209" }))
+        }
+        ("POST", "/loyalty/api/v2/admin/credential-resets") => Reply::json(202, json!({ "job_id": "reset-1" })),
+        ("POST", "/loyalty/api/v2/goodwill/batches") => Reply::json(202, json!({ "batch_id": "gw-1" })),
+        ("POST", "/giftcards/api/v1/bulk-issues") => Reply::json(202, json!({ "issue_id": "gc-1" })),
+        ("GET", "/shop/healthz") => Reply::json(200, json!({ "status": "ok", "deployment": "green" })),
+        ("GET", "/loyalty/api/v2/health") => Reply::json(200, json!({ "database": "ok", "auth": "ok" })),
+        ("GET", "/idp-stores/health/ready") => Reply::json(200, json!({ "ready": true })),
+        ("GET", "/idp-stores/admin/api/v1/policies/store-tills") => Reply::json(
+            200,
+            json!({ "mfa": { "required": true, "allowed_factors": ["webauthn"] }, "fallback": "none" }),
+        ),
+        (
+            "PUT",
+            "/pos-mgmt/api/v1/estates/uk-retail/policies/payments"
+            | "/waf/api/v1/policies/shop-prod/rule-sets/retail-breach-virtual-patch"
+            | "/idp-stores/admin/api/v1/policies/store-tills",
+        ) => Reply::json(200, json!({ "applied": true })),
+        ("POST", _) if is_channel(path) => Reply::json(200, json!({ "ok": true })),
+        _ => Reply::json(404, json!({ "error": "no such stub route" })),
+    }
+}
+
+/// Whether a request is a status update delivered to a notify channel.
+fn is_channel(path: &str) -> bool {
+    ["/slack/", "/mail/", "/paging/", "/status-admin/", "/mailer/"].iter().any(|prefix| path.starts_with(prefix))
+}
+
+fn phase_status(status: &Value, phase: &str) -> String {
+    status["incident"]["phases"][phase]["status"].as_str().unwrap_or("pending").to_string()
+}
+
+/// What an event says happened (its `type` and fields), apart from who, when and why.
+fn what(event: &Value) -> &Value {
+    // The event shape nests what happened under `event`; older logs flattened it.
+    if event["event"].is_object() { &event["event"] } else { event }
+}
+
+fn events(status: &Value) -> &Vec<Value> {
+    status["recent"].as_array().expect("status lists the events")
+}
+
+fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The people `status --format json` says can unblock `what` (`PHASE/STEP` or a gate's id).
+fn unblockers(status: &Value, what: &str) -> Vec<String> {
+    let blocking = status["blocking"].as_array().unwrap();
+    let entry = blocking
+        .iter()
+        .find(|b| b["blocker"]["what"] == what)
+        .unwrap_or_else(|| panic!("nothing blocks on `{what}`: {blocking:#?}"));
+    serde_json::from_value(entry["people"].clone()).unwrap()
+}
+
+#[test]
+fn the_reference_runbook_runs_from_start_to_close() {
+    let stub = Stub::start(retail_answer);
+    let desk = Desk::retail(&stub);
+    let runbook_text = std::fs::read_to_string(desk.path("retail-breach.yaml")).unwrap();
+    Cli::new().current_dir(desk.dir.path()).args(["validate", "retail-breach.yaml"]).succeeds();
+    let id = desk.start("retail-breach.yaml", "dana");
+    let status = desk.status(&id);
+    assert_eq!(status["incident"]["runbook_sha256"], sha256(&runbook_text));
+    assert_eq!(phase_status(&status, "triage"), "running");
+    assert_eq!(unblockers(&status, "triage/mobilise"), ["dana"]);
+
+    // Triage: the bridge, the scoping (card data out of scope, the payment switch isolated).
+    desk.ok(&["run"]);
+    desk.done(&id, "triage/mobilise", "dana", &[]);
+    let outputs = [
+        "--output",
+        "idp_compromised=yes",
+        "--output",
+        "card_data_in_scope=no",
+        "--output",
+        "payment_switch_isolated=yes",
+        "--output",
+        "records_accessed_estimate=2100000",
+    ];
+    desk.done(&id, "triage/scope-assessment", "dana", &outputs);
+    desk.ok(&["run"]);
+    let status = desk.status(&id);
+    for (phase, expected) in [
+        ("triage", "done"),
+        ("card-scheme-notification", "skipped"),
+        ("contain", "running"),
+        ("relax-controls", "ready"),
+        ("regulator-notification", "running"),
+    ] {
+        assert_eq!(phase_status(&status, phase), expected, "{phase}");
+    }
+    assert_eq!(status["incident"]["phases"]["triage"]["steps"]["legal-hold"]["outputs"]["hold_id"], "hold-7731");
+
+    // Relaxing controls needs the CISO (four-eyes: not the starter) and the business.
+    assert_eq!(unblockers(&status, "ciso-approval"), ["sam"], "four-eyes leaves the starter out");
+    assert_eq!(unblockers(&status, "business-approval"), ["rita"]);
+    let board = desk.ok(&["status", &id]);
+    for line in ["relax-controls [ciso-approval]", "can unblock: ciso (sam)", "can unblock: retail-ops (rita)"] {
+        assert!(board.contains(line), "the board lacks {line:?}:\n{board}");
+    }
+    let approve_ciso = ["approve", &id, "relax-controls", "--gate", "ciso-approval"];
+    desk.refused(
+        &id,
+        &[&approve_ciso[..], &["--as", "dana"]].concat(),
+        1,
+        &["four-eyes", "`dana` started the incident"],
+    );
+    desk.refused(&id, &[&approve_ciso[..], &["--as", "pat"]].concat(), 1, &["`pat` does not hold role `ciso`"]);
+    desk.ok(&[&approve_ciso[..], &["--as", "sam", "--note", "risk accepted for 72h"]].concat());
+    desk.refused(&id, &[&approve_ciso[..], &["--as", "sam"]].concat(), 1, &["already passed"]);
+    desk.ok(&["approve", &id, "relax-controls", "--as", "rita", "--note", "stores must trade"]);
+    let board = desk.ok(&["status", &id]);
+    for text in
+        ["CONTROL RELAXATIONS", "till-mfa", "MFA for store till sign-in", "left (expires", "approved by sam, rita"]
+    {
+        assert!(board.contains(text), "the board lacks {text:?}:\n{board}");
+    }
+    desk.refused(&id, &["close", &id, "--as", "dana"], 1, &["cannot close while controls are relaxed", "`till-mfa`"]);
+    desk.ok(&["run"]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "relax-controls"), "done");
+    let open: BTreeSet<&str> = status["incident"]["relaxations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["reinstated_at"].is_null())
+        .map(|(control, _)| control.as_str())
+        .collect();
+    assert_eq!(open, BTreeSet::from(["admin-sso-only", "card-online-authorisation", "till-mfa"]));
+
+    // Containment: manual steps, and the EDR sweep signal from a SOC analyst.
+    for step in ["contain/quarantine-idp", "contain/rotate-credentials", "contain/preserve-evidence"] {
+        desk.done(&id, step, "olly", &[]);
+    }
+    desk.refused(&id, &["signal", &id, "contain/edr-sweep-clean", "--as", "pat"], 1, &["role `soc-analyst`"]);
+    desk.ok(&["signal", &id, "contain/edr-sweep-clean", "--as", "dana", "--note", "sweep clean"]);
+    // The regulator is told.
+    desk.done(&id, "regulator-notification/risk-assessment", "sam", &["--output", "high_risk_to_individuals=yes"]);
+    desk.done(&id, "regulator-notification/submit-notification", "sam", &[]);
+    desk.ok(&["run"]);
+    desk.ok(&["approve", &id, "regulator-notification", "--as", "sam", "--note", "ICO ref 0042"]);
+    desk.ok(&["note", &id, "Bridge moved to room 4", "--as", "lee"]);
+
+    // Eradication, then the restore with go-live approval.
+    desk.done(&id, "eradicate/root-cause", "olly", &["--output", "initial_access_vector=outdated plugin"]);
+    for step in ["eradicate/remove-persistence", "eradicate/patch-entry-point", "eradicate/rebuild-idp"] {
+        desk.done(&id, step, "olly", &[]);
+    }
+    desk.done(&id, "eradicate/threat-hunt", "dana", &[]);
+    desk.ok(&["approve", &id, "eradicate", "--as", "olly"]);
+    desk.ok(&["approve", &id, "restore", "--as", "dana", "--note", "eradication confirmed"]);
+    desk.done(&id, "restore/rotate-partner-keys", "olly", &[]);
+    desk.done(&id, "restore/smoke-test", "olly", &[]);
+    desk.done(&id, "restore/heightened-monitoring", "dana", &[]);
+    desk.ok(&["update", &id, "public", "--as", "dana"]);
+    desk.ok(&["run"]);
+    assert_eq!(phase_status(&desk.status(&id), "restore"), "done");
+
+    // Reinstating every relaxed control, stronger.
+    desk.done(&id, "reinstate-mfa/enrol-fido2-badges", "olly", &["--output", "enrolment_percent=100"]);
+    desk.done(&id, "reinstate-mfa/retire-break-glass", "olly", &[]);
+    desk.done(&id, "reinstate-mfa/reconcile-offline-payments", "olly", &[]);
+    desk.ok(&["run"]);
+    desk.ok(&["approve", &id, "reinstate-mfa", "--as", "sam"]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "reinstate-mfa"), "done");
+    assert!(status["incident"]["relaxations"].as_object().unwrap().values().all(|r| !r["reinstated_at"].is_null()));
+    assert!(desk.ok(&["status", &id]).contains("reinstated "), "the board shows the exposure windows");
+
+    // The customers: two four-eyes approvals, named because both wait.
+    desk.refused(&id, &["approve", &id, "notify-customers", "--as", "lee"], 1, &["name the one to approve"]);
+    let approve_legal = ["approve", &id, "notify-customers", "--gate", "legal-approval"];
+    desk.refused(&id, &[&approve_legal[..], &["--as", "dana"]].concat(), 1, &["four-eyes"]);
+    desk.ok(&[&approve_legal[..], &["--as", "lee"]].concat());
+    desk.ok(&["approve", &id, "notify-customers", "--gate", "dpo-approval", "--as", "sam"]);
+    desk.done(&id, "notify-customers/build-recipient-list", "olly", &["--output", "recipient_count=2100000"]);
+    for step in ["brief-contact-centre", "send-apology", "monitor-campaign", "press-briefing"] {
+        desk.done(&id, &format!("notify-customers/{step}"), "pat", &[]);
+    }
+    desk.ok(&["run"]);
+
+    // Close-out: the review, the board, the evidence archive (a command given a secret).
+    desk.done(&id, "close-out/post-incident-review", "dana", &[]);
+    desk.done(&id, "close-out/board-report", "sam", &[]);
+    desk.ok(&["run"]);
+    desk.refused(&id, &["approve", &id, "close-out", "--as", "dana"], 1, &["four-eyes"]);
+    desk.ok(&["approve", &id, "close-out", "--as", "sam"]);
+    let status = desk.status(&id);
+    for phase in status["incident"]["phases"].as_object().unwrap().keys() {
+        let expected = if phase == "card-scheme-notification" { "skipped" } else { "done" };
+        assert_eq!(phase_status(&status, phase), expected, "{phase}");
+    }
+    assert_eq!(status["incident"]["phases"].as_object().unwrap().len(), 10, "every phase has a state");
+    assert_eq!(status["blocking"], json!([]));
+    desk.ok(&["close", &id, "--as", "dana", "--note", "PIR actions tracked in RB-2026"]);
+    desk.ok(&["run"]);
+
+    let status = desk.status(&id);
+    assert_eq!(status["incident"]["closed"]["by"], "dana");
+    assert_eq!(status["incident"]["runbook_sha256"], sha256(&runbook_text));
+    let board = desk.ok(&["status", &id]);
+    assert!(board.contains("[CLOSED") && board.contains("skipped  card-scheme-notification"), "{board}");
+    assert!(!desk.ok(&["list"]).contains(&id));
+    assert!(desk.ok(&["list", "--all"]).contains(&id));
+    check_log(&status);
+    check_deliveries(&desk, &stub, &id, &runbook_text);
+}
+
+/// What the log of the reference incident must say.
+fn check_log(status: &Value) {
+    let log = events(status);
+    let failed: Vec<&Value> =
+        log.iter().filter(|e| what(e)["type"] == "step_failed" || what(e)["type"] == "phase_failed").collect();
+    assert!(failed.is_empty(), "nothing failed: {failed:#?}");
+    let undelivered: Vec<&Value> = log.iter().filter(|e| what(e)["type"] == "status_update_failed").collect();
+    assert!(undelivered.is_empty(), "every status update was delivered: {undelivered:#?}");
+    let approvals: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| what(e)["type"] == "approval_given")
+        .map(|e| (e["actor"].as_str().unwrap(), what(e)["gate"].as_str().unwrap()))
+        .collect();
+    assert!(approvals.contains(&("sam", "ciso-approval")) && approvals.contains(&("lee", "legal-approval")));
+    let by_starter: Vec<&str> = approvals.iter().filter(|(who, _)| *who == "dana").map(|(_, gate)| *gate).collect();
+    assert_eq!(by_starter, ["go-live-approval"], "the starter approved only what is not four-eyes");
+    let note = log.iter().find(|e| what(e)["type"] == "note_added").expect("the note is in the log");
+    assert_eq!((&note["actor"], &note["reason"]), (&json!("lee"), &json!("Bridge moved to room 4")));
+    assert!(log.iter().any(|e| what(e)["type"] == "status_update_requested"
+        && what(e)["audience"] == "public"
+        && what(e)["occasion"] == "requested"));
+    let archived = &status["incident"]["phases"]["close-out"]["steps"]["archive-evidence"];
+    let stdout = archived["outputs"]["stdout"].as_str().unwrap();
+    assert!(stdout.contains("with [secret `EVIDENCE_ARCHIVE_TOKEN`]"), "the command's output is scrubbed: {stdout}");
+}
+
+/// What the stub received: each http step once per idempotency key, with its secret in its
+/// header; status updates on the Slack and webhook channels, none with a secret in it.
+fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
+    desk.no_secret_in(&serde_json::to_string(&desk.status(id)).unwrap(), "the incident's state and events");
+    let runbook = phasegate::runbook::parse(runbook_text, &Catalog::built_in()).unwrap();
+    let mut expected = BTreeMap::new();
+    for phase in &runbook.phases {
+        for step in &phase.steps {
+            if let Action::Http { request, .. } = &step.action {
+                expected.insert(format!("{id}/{}/{}", phase.id, step.id), request.url.clone());
+            }
+        }
+    }
+    assert_eq!(expected.len(), 14, "the reference runbook's http steps changed; update this test");
+    let received = stub.received();
+    let mut keyed: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
+    for request in &received {
+        if let Some(key) = request.header("idempotency-key") {
+            keyed.entry(key.to_string()).or_default().push(request);
+        }
+    }
+    assert_eq!(keyed.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "one key per http step");
+    for (key, requests) in &keyed {
+        assert_eq!(requests.len(), 1, "`{key}` was sent {} times", requests.len());
+        let url = &expected[key];
+        assert!(url.ends_with(&requests[0].path), "`{key}` went to {} instead of {url}", requests[0].path);
+        assert!(
+            requests[0].header("authorization").is_some_and(|a| a.starts_with("Bearer tok-"))
+                || requests[0].header("x-vault-token") == Some("tok-vault-token-5f1c9e2a")
+        );
+    }
+    let updates: Vec<&Received> = received.iter().filter(|r| is_channel(&r.path)).collect();
+    let slack = updates.iter().filter(|r| r.path == SLACK_PATH).count();
+    let statuspage: Vec<&&Received> = updates.iter().filter(|r| r.path.starts_with("/status-admin/")).collect();
+    let executives = updates.iter().filter(|r| r.path == "/mail/exec-email").count();
+    assert!(slack >= 10, "the incident team's Slack got {slack} updates");
+    assert!(executives >= 3, "the executives got {executives} updates");
+    assert!(statuspage.len() >= 3, "the public status page got {} updates", statuspage.len());
+    assert_eq!(statuspage[0].header("authorization"), Some("Bearer tok-statuspage-api-token-5f1c9e2a"));
+    for update in &updates {
+        let body: Value = serde_json::from_str(&update.body).unwrap();
+        assert!(body["text"].as_str().is_some_and(|t| t.contains("Harbour") || t.contains(id)), "{body}");
+        desk.no_secret_in(&update.body, &format!("the status update sent to {}", update.path));
+    }
+    for file in ["status/retail-breach-public.md", "status/retail-breach-customer-faq.html"] {
+        let text = std::fs::read_to_string(desk.path(file)).unwrap();
+        desk.no_secret_in(&text, file);
+    }
+    let seen = std::fs::read_to_string(desk.path("archive-token-seen")).unwrap();
+    assert_eq!(seen, "tok-evidence-archive-token-5f1c9e2a", "the command got its secret");
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let stub = Stub::start(retail_answer);
+    let desk = Desk::retail(&stub);
+    let id = desk.start("retail-breach.yaml", "dana");
+    desk.done(&id, "triage/mobilise", "dana", &[]);
+    let listed = desk.ok(&["list", "--all", "--format", "json"]);
+    let table: &[(&[&str], i32, &[&str])] = &[
+        (&["done", "inc-20260101-000000", "triage/mobilise", "--as", "dana"], 2, &["`inc-20260101-000000`"]),
+        (&["note", "inc-20260101-000000", "hello", "--as", "dana"], 2, &["`inc-20260101-000000`"]),
+        (&["done", &id, "triage/scope-assessment", "--as", "mallory"], 1, &["`mallory` is not a person"]),
+        (&["note", &id, "hello", "--as", "mallory"], 1, &["`mallory` is not a person"]),
+        (&["approve", &id, "relax-controls", "--as", "mallory"], 1, &["`mallory` is not a person"]),
+        (&["done", &id, "triage/scope-assessment", "--as", "pat"], 1, &["`pat` does not hold role `soc-analyst`"]),
+        (&["approve", &id, "no-such-phase", "--as", "sam"], 1, &["phase `no-such-phase` does not exist"]),
+        (&["done", &id, "no-such-phase/mobilise", "--as", "dana"], 1, &["phase `no-such-phase` does not exist"]),
+        (&["done", &id, "triage/no-such-step", "--as", "dana"], 1, &["phase `triage` has no step `no-such-step`"]),
+        (&["done", &id, "mobilise", "--as", "dana"], 2, &["`mobilise` is not `PHASE/STEP`"]),
+        (&["done", &id, "triage/mobilise", "--as", "dana"], 1, &["step `triage/mobilise` is already done"]),
+        (&["done", &id, "triage/legal-hold", "--as", "dana"], 1, &["is http, not a step a person marks done"]),
+        (&["done", &id, "contain/quarantine-idp", "--as", "olly"], 1, &["phase `contain` is pending"]),
+        (
+            &["approve", &id, "triage", "--gate", "no-such-gate", "--as", "sam"],
+            1,
+            &["phase `triage` has no approval gate `no-such-gate`"],
+        ),
+        (&["approve", &id, "restore", "--as", "dana"], 1, &["phase `restore` is pending"]),
+        (&["signal", &id, "contain/no-such-gate", "--as", "dana"], 1, &["has no signal gate `no-such-gate`"]),
+        (&["signal", &id, "contain", "--as", "dana"], 2, &["`contain` is not `PHASE/GATE`"]),
+        (
+            &["done", &id, "triage/scope-assessment", "--as", "dana", "--output", "no_such_output=1"],
+            1,
+            &["step `triage/scope-assessment` declares no output `no_such_output`"],
+        ),
+        (
+            &["done", &id, "triage/scope-assessment", "--as", "dana", "--output", "idp_compromised"],
+            2,
+            &["output `idp_compromised` is not KEY=VALUE"],
+        ),
+        (&["update", &id, "no-such-audience", "--as", "dana"], 1, &["audience `no-such-audience` does not exist"]),
+        (&["update", &id, "public", "--as", "mallory"], 1, &["`mallory` is not a person"]),
+        (&["close", &id, "--as", "mallory"], 1, &["`mallory` is not a person"]),
+        (&["status", &id, "--format", "yaml"], 2, &["invalid value 'yaml'"]),
+    ];
+    for (args, code, wanted) in table {
+        desk.refused(&id, args, *code, wanted);
+    }
+    // A start with bad input opens no incident.
+    let starts: &[(&[&str], i32, &str)] = &[
+        (&["--input", "severity=apocalyptic"], 1, "input `severity` is \"apocalyptic\", which is not one of"),
+        (&["--input", "affected_members=lots"], 1, "input `affected_members` is \"lots\", which is not a whole number"),
+        (&["--input", "no_such_input=1"], 1, "input `no_such_input` is not one the runbook declares"),
+        (&["--input", "severity"], 2, "input `severity` is not KEY=VALUE"),
+        (&["--as", "mallory"], 1, "`mallory` is not a person"),
+    ];
+    for (extra, code, wanted) in starts {
+        let mut args = vec!["start", "retail-breach.yaml"];
+        if !extra.contains(&"--as") {
+            args.extend(["--as", "dana"]);
+        }
+        args.extend_from_slice(extra);
+        let (status, stdout, stderr) = desk.exec(&args);
+        assert_eq!(status, Some(*code), "{args:?}:\n{stdout}\n{stderr}");
+        assert!(stderr.contains(wanted), "{args:?}: stderr lacks {wanted:?}:\n{stderr}");
+        assert_eq!(stdout, "", "{args:?} printed no id");
+    }
+    let (status, _, stderr) = desk.exec(&["start", "no-such-runbook", "--as", "dana"]);
+    assert_eq!(status, Some(2));
+    assert!(stderr.contains("no runbook `no-such-runbook`"), "{stderr}");
+    assert_eq!(desk.ok(&["list", "--all", "--format", "json"]), listed, "no incident was opened");
+    assert!(stub.received().iter().all(|r| is_channel(&r.path) || r.path.starts_with("/siem/")), "nothing else ran");
+}
+
+const SMALL: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: lost-laptop
+title: Lost laptop
+roles:
+  soc-analyst: {}
+channels:
+  log: { file: { path: updates/log.md } }
+audiences:
+  internal: { title: Incident team, template: internal-update, channels: [log] }
+phases:
+  - id: contain
+    title: Contain
+    steps:
+      - id: wipe
+        manual: { instructions: Wipe the laptop remotely, assignee: soc-analyst }
+"#;
+
+#[test]
+fn list_note_and_update() {
+    let desk = Desk::new("");
+    std::fs::write(desk.path("lost-laptop.yaml"), SMALL).unwrap();
+    assert!(desk.ok(&["list"]).contains("no open incidents"));
+    assert!(desk.ok(&["list", "--all"]).contains("no incidents"));
+    let first = desk.start("lost-laptop.yaml", "dana");
+    let second = desk.start("lost-laptop.yaml", "dana");
+    desk.ok(&["note", &first, "User reported it at 09:12", "--as", "pat"]);
+    let stdout = desk.ok(&["update", &first, "internal", "--as", "dana"]);
+    assert!(stdout.contains("status update for `internal` (requested)"), "{stdout}");
+    assert!(stdout.contains("1 action(s) queued"), "{stdout}");
+    desk.ok(&["run"]);
+    let log = std::fs::read_to_string(desk.path("updates/log.md")).unwrap();
+    assert!(log.contains(&format!("update for Incident team, incident {first} (requested)")), "{log}");
+    assert!(log.contains("User reported it at 09:12"), "the update shows the timeline: {log}");
+    let status = desk.status(&first);
+    let note = events(&status).iter().find(|e| what(e)["type"] == "note_added").unwrap();
+    assert_eq!((&note["actor"], &note["reason"]), (&json!("pat"), &json!("User reported it at 09:12")));
+    assert!(
+        events(&status).iter().any(|e| what(e)["type"] == "status_update_sent" && what(e)["audience"] == "internal")
+    );
+
+    desk.done(&second, "contain/wipe", "dana", &[]);
+    desk.ok(&["close", &second, "--as", "dana"]);
+    desk.refused(&second, &["note", &second, "too late", "--as", "dana"], 1, &["is closed"]);
+    let open = desk.ok(&["list"]);
+    assert!(open.contains(&first) && !open.contains(&second), "{open}");
+    assert!(open.lines().any(|line| line.starts_with(&first) && line.contains("open") && line.contains("lost-laptop")));
+    let all = desk.ok(&["list", "--all"]);
+    assert!(all.lines().any(|line| line.starts_with(&second) && line.contains("closed")), "{all}");
+    let listed: Value = serde_json::from_str(&desk.ok(&["list", "--all", "--format", "json"])).unwrap();
+    let ids: BTreeSet<&str> = listed.as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, BTreeSet::from([first.as_str(), second.as_str()]));
+}
+
+#[test]
+fn a_running_incident_keeps_the_runbook_it_started_with() {
+    let desk = Desk::new("");
+    std::fs::write(desk.path("lost-laptop.yaml"), SMALL).unwrap();
+    let id = desk.start("lost-laptop.yaml", "dana");
+    let edited = SMALL.replace("title: Lost laptop", "title: Lost laptop (v2)").replace("id: wipe", "id: erase");
+    std::fs::write(desk.path("lost-laptop.yaml"), &edited).unwrap();
+
+    let status = desk.status(&id);
+    assert_eq!(status["incident"]["runbook_sha256"], sha256(SMALL));
+    let started = &events(&status)[0];
+    assert_eq!(what(started)["runbook_text"], SMALL, "the log keeps the text it started with");
+    let board = desk.ok(&["status", &id]);
+    assert!(board.contains("Lost laptop  [OPEN]") && board.contains(&sha256(SMALL)[..12]), "{board}");
+    desk.refused(&id, &["done", &id, "contain/erase", "--as", "dana"], 1, &["has no step `erase`"]);
+    desk.done(&id, "contain/wipe", "dana", &[]);
+    assert_eq!(phase_status(&desk.status(&id), "contain"), "done");
+
+    let later = desk.start("lost-laptop.yaml", "dana");
+    assert_eq!(desk.status(&later)["incident"]["runbook_sha256"], sha256(&edited), "a new incident takes the edit");
+}

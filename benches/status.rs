@@ -70,7 +70,13 @@ fn main() {
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         let started = Instant::now();
-        let output = std::process::Command::new(binary).args(["list", "--db"]).arg(&db).arg("--config").arg(&config).output().unwrap();
+        let output = std::process::Command::new(binary)
+            .args(["list", "--db"])
+            .arg(&db)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
         samples.push(started.elapsed());
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
@@ -79,5 +85,8 @@ fn main() {
     println!("| --- | --- |");
     println!("| `phasegate status` wall time, process start to exit | {:.1} ms |", wall.as_secs_f64() * 1000.0);
     println!("| library: read the log and fold it | {:.1} ms |", load.as_secs_f64() * 1000.0);
-    println!("| `phasegate list` on the same database (process, configuration, database open) | {:.1} ms |", list.as_secs_f64() * 1000.0);
+    println!(
+        "| `phasegate list` on the same database (process, configuration, database open) | {:.1} ms |",
+        list.as_secs_f64() * 1000.0
+    );
 }

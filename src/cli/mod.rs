@@ -104,7 +104,7 @@ pub fn main() -> ExitCode {
 
 /// The incident commands talk to the store, which is asynchronous.
 fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
             Command::Start(args) => start::run(args, templates).await,

@@ -147,7 +147,8 @@ impl<'de> Deserialize<'de> for Text {
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "secret" => secret = Some(map.next_value::<String>()?),
-                        "prefix" => prefix = Some(map.next_value::<String>()?),
+                        // `Serialize` writes a missing prefix as `null` (effects in the outbox).
+                        "prefix" => prefix = map.next_value::<Option<String>>()?,
                         other => return Err(serde::de::Error::unknown_field(other, &["secret", "prefix"])),
                     }
                 }

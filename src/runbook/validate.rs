@@ -21,6 +21,9 @@ mod requests;
 mod steps;
 mod triggers;
 
+/// Most phases a runbook may have.
+pub const MAX_PHASES: usize = 500;
+
 /// Longest duration a runbook may state anywhere.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -157,6 +160,30 @@ impl<'a> Validator<'a> {
         let channels = self.channels(&raw.channels);
         let audiences = self.audiences(&raw.audiences, &declared);
 
+        if raw.phases.value.len() > MAX_PHASES {
+            // The phase graph's checks grow faster than the number of phases; refuse early
+            // rather than let a hostile runbook keep validation busy.
+            self.report(
+                Code::YamlTooComplex,
+                raw.phases.mark,
+                format!("the runbook has {} phases; at most {MAX_PHASES} are allowed", raw.phases.value.len()),
+            )
+            .help = Some("split the response into several runbooks".to_string());
+            return model::Runbook {
+                id: raw.id.value.clone(),
+                title: raw.title.value.clone(),
+                version: None,
+                description: None,
+                inputs,
+                roles,
+                controls,
+                channels,
+                audiences,
+                phases: Vec::new(),
+                status_updates: Vec::new(),
+                triggers: Vec::new(),
+            };
+        }
         let order = self.phase_order(&raw.phases);
         self.ancestors = graph::ancestors(&raw.phases.value, &order);
         self.names = Names {
@@ -276,6 +303,7 @@ impl<'a> Validator<'a> {
         let help = match did_you_mean(&name.value, known.iter().copied()) {
             Some(meant) => format!("did you mean `{meant}`?"),
             None if known.is_empty() => format!("the runbook declares no {what}s"),
+            None if known.len() > 12 => format!("declared {what}s include: {}, ...", known[..12].join(", ")),
             None => format!("declared {what}s: {}", known.join(", ")),
         };
         self.report(code, name.mark, format!("unknown {what} `{}`", name.value)).help = Some(help);

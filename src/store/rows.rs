@@ -3,6 +3,8 @@
 //! here before any backend sees it.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::Error;
 use crate::engine::{Effect, Event, EventKind};
@@ -87,15 +89,14 @@ impl AppendRows {
             if seq > 1 && matches!(event.kind, EventKind::IncidentStarted { .. }) {
                 return Err(invalid(format!("event {seq} would be a second `incident_started`")));
             }
-            let json = serde_json::to_string(event)
-                .map_err(|error| invalid(format!("event {seq} cannot be encoded as JSON: {error}")))?;
+            let json =
+                encode(event).map_err(|problem| invalid(format!("event {seq} (`{}`) {problem}", event.kind.name())))?;
             rows.push(EventRow { seq, kind: event.kind.name(), at: timestamp(event.at), json });
         }
         let effects = effects
             .iter()
             .map(|effect| {
-                let json = serde_json::to_string(effect)
-                    .map_err(|error| invalid(format!("effect `{}` cannot be encoded as JSON: {error}", effect.id)))?;
+                let json = encode(effect).map_err(|problem| invalid(format!("effect `{}` {problem}", effect.id)))?;
                 Ok(EffectRow { id: effect.id.clone(), json })
             })
             .collect::<Result<_, Error>>()?;
@@ -112,6 +113,18 @@ impl AppendRows {
     /// The incident's version once the append is stored.
     pub fn version(&self) -> u64 {
         self.expected + self.events.len() as u64
+    }
+}
+
+/// Encodes `value` as JSON, and checks that the JSON reads back as the same value. What the log
+/// could not give back must not be stored: one unreadable event would make its incident unreadable
+/// for good, and one unreadable effect would stop the outbox.
+fn encode<T: Serialize + DeserializeOwned + PartialEq>(value: &T) -> Result<String, String> {
+    let json = serde_json::to_string(value).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+    match serde_json::from_str::<T>(&json) {
+        Ok(back) if back == *value => Ok(json),
+        Ok(_) => Err("does not read back from JSON as it was written".to_string()),
+        Err(error) => Err(format!("does not read back from JSON: {error}")),
     }
 }
 
@@ -212,6 +225,29 @@ mod tests {
         assert!(later.start.is_none());
         assert_eq!((later.events[0].seq, later.version()), (8, 8));
         assert_eq!(later.completes.as_deref(), Some("effect-1"));
+    }
+
+    /// Regression: a secret header without a prefix was written as `"prefix": null`, which the
+    /// reader refused, so the outbox held an effect that nothing could read back.
+    #[test]
+    fn what_would_not_read_back_is_not_stored() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Lossy {
+            kept: u32,
+            #[serde(skip_deserializing)]
+            lost: u32,
+        }
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Strict {
+            #[serde(deserialize_with = "refuse")]
+            field: Option<String>,
+        }
+        fn refuse<'de, D: serde::Deserializer<'de>>(_: D) -> Result<Option<String>, D::Error> {
+            Err(serde::de::Error::custom("no"))
+        }
+        assert_eq!(encode(&Lossy { kept: 1, lost: 0 }).unwrap(), r#"{"kept":1,"lost":0}"#);
+        assert_eq!(encode(&Lossy { kept: 1, lost: 2 }).unwrap_err(), "does not read back from JSON as it was written");
+        assert!(encode(&Strict { field: None }).unwrap_err().starts_with("does not read back from JSON: no"));
     }
 
     #[test]

@@ -204,6 +204,9 @@ pub fn cases() -> Vec<Case> {
         ),
         case("needs-chain", needs_chain(300, false), Accepted),
         case("needs-cycle", needs_chain(300, true), Refused(&[Code::DependencyCycle])),
+        // Regression: a 12,000-phase chain (under the size limit) kept validation busy for 82 s.
+        case("too-many-phases", needs_chain(10_000, false), Refused(&[Code::YamlTooComplex])),
+        case("phases-at-the-limit", needs_chain(phasegate::runbook::validate::MAX_PHASES, false), Accepted),
         case("unknown-needs-suggested", unknown_needs(100, true), RefusedTimes(Code::UnknownPhase, 100)),
         case("unknown-needs-listed", unknown_needs(100, false), RefusedTimes(Code::UnknownPhase, 100)),
         case("many-documents", "---\na: 1\n".repeat(50_000), RefusedAt(Code::YamlUnsupported, 3, 1)),

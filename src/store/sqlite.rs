@@ -230,6 +230,7 @@ fn unsigned(number: i64) -> Result<u64, Error> {
 async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Append>, commits: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let t0 = std::time::Instant::now();
         let answers = match commit(&mut connection, &batch).await {
             Ok(answers) => {
                 commits.fetch_add(1, Ordering::Relaxed);
@@ -244,6 +245,7 @@ async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Appen
                 batch.iter().map(|_| Err(Error::Database(Arc::clone(&error)))).collect()
             }
         };
+        if std::env::var_os("TIMING").is_some() { eprintln!("commit {:?} batch {}", t0.elapsed(), batch.len()); }
         for (append, answer) in batch.drain(..).zip(answers) {
             // A caller that stopped waiting learns the outcome by reading the incident again.
             let _ = append.answer.send(answer);
@@ -258,7 +260,9 @@ async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Appen
 async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<Vec<Result<u64, Error>>, sqlx::Error> {
     // IMMEDIATE takes the write lock now, so that another process writing the same file makes
     // this wait (up to the busy timeout) instead of failing halfway through.
+    let t = std::time::Instant::now();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+    if std::env::var_os("TIMING").is_some() { eprintln!("begin {:?}", t.elapsed()); }
     let now = rows::timestamp(Utc::now());
     // An append alone in its batch (one incident appending, nothing else waiting) needs no
     // savepoint: if it fails, the whole transaction is rolled back. Savepoints are never released:
@@ -284,7 +288,9 @@ async fn commit(connection: &mut SqliteConnection, batch: &[Append]) -> Result<V
         let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
         return Ok(answers);
     }
+    let t = std::time::Instant::now();
     sqlx::query("COMMIT").execute(&mut *connection).await?;
+    if std::env::var_os("TIMING").is_some() { eprintln!("commit-stmt {:?}", t.elapsed()); }
     Ok(answers)
 }
 

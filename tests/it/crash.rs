@@ -15,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use phasegate::engine::{EventKind, Incident};
 use phasegate::store::{SqliteStore, Store};
 use serde_json::{Value, json};
@@ -107,6 +108,8 @@ struct Ledger {
     random: Option<Lcg>,
     /// Every delivery of every key, counted.
     deliveries: BTreeMap<String, u32>,
+    /// When each key was last delivered.
+    last_delivery: BTreeMap<String, DateTime<Utc>>,
     /// The keys whose effect happened, each once, in the order they happened.
     effects: Vec<String>,
     /// Requests that came without a key.
@@ -125,6 +128,7 @@ fn answer(ledger: &Mutex<Ledger>, request: &Received) -> Reply {
         *count += 1;
         *count
     };
+    ledger.last_delivery.insert(key.clone(), Utc::now());
     // Every third key (by its bytes) fails its first delivery, before its effect happens.
     let unlucky = key.bytes().map(u64::from).sum::<u64>() % 3 == 0;
     if unlucky && delivery == 1 {
@@ -239,13 +243,15 @@ fn killing_the_runner_at_random_loses_nothing_and_repeats_no_effect() {
     }
     eprintln!("crash drill: {kills} kills in {:?}", began.elapsed());
 
-    check_store(&drill, &incidents, &acknowledged);
-    check_ledger(&ledger.lock().unwrap(), &incidents, kills);
+    let ledger = ledger.lock().unwrap();
+    check_store(&drill, &incidents, &acknowledged, &ledger);
+    check_ledger(&ledger, &incidents, kills);
 }
 
 /// Every log is gap-free, folds into a finished incident whose steps carried their keys, and
-/// holds every command that was acknowledged.
-fn check_store(drill: &Drill, incidents: &[String], acknowledged: &[(String, String, String)]) {
+/// holds every command that was acknowledged; no step's request went out again once its result
+/// was recorded.
+fn check_store(drill: &Drill, incidents: &[String], acknowledged: &[(String, String, String)], ledger: &Ledger) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let store = SqliteStore::open(drill.dir.path().join("phasegate.db")).await.unwrap();
@@ -268,13 +274,22 @@ fn check_store(drill: &Drill, incidents: &[String], acknowledged: &[(String, Str
                 let state = incident.step(phase, step);
                 let key = format!("{}/{phase}/{step}", summary.id);
                 assert_eq!(state.idempotency_key.as_deref(), Some(key.as_str()));
-                let done = events
+                let done: Vec<DateTime<Utc>> = events
                     .iter()
                     .filter(
                         |e| matches!(&e.kind, EventKind::StepDone { phase: p, step: s, .. } if p == phase && s == step),
                     )
-                    .count();
-                assert_eq!(done, 1, "`{key}` is recorded done once");
+                    .map(|e| e.at)
+                    .collect();
+                assert_eq!(done.len(), 1, "`{key}` is recorded done once");
+                // A result is recorded after the answer it records; a delivery after that would be
+                // an effect carried out again although its result was stored.
+                let last = ledger.last_delivery[&key];
+                assert!(
+                    last <= done[0],
+                    "`{key}` was delivered at {last}, after its result was recorded at {}",
+                    done[0]
+                );
                 for event in &events {
                     if let EventKind::StepStarted { phase: p, step: s, idempotency_key, .. } = &event.kind
                         && p == phase

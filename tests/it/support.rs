@@ -135,6 +135,9 @@ impl Reply {
 
 type Answer = dyn Fn(&Received) -> Reply + Send + Sync;
 
+/// What the stub's handler shares: the requests so far, and what to answer.
+type StubState = (Arc<Mutex<Vec<Received>>>, Arc<Answer>);
+
 /// A stub HTTP server on `127.0.0.1:0`, on a runtime of its own so that tests that block on the
 /// `phasegate` binary can use it. It records every request as it arrives, then asks `answer`
 /// what to reply (so what the answer does to the stub's own state happens even if the client
@@ -155,7 +158,7 @@ impl Stub {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("a bound address"));
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let state = (Arc::clone(&received), Arc::new(answer) as Arc<Answer>);
+        let state: StubState = (Arc::clone(&received), Arc::new(answer));
         let app = axum::Router::new().fallback(stub_answer).with_state(state);
         runtime.spawn(async move { axum::serve(listener, app).await.expect("the stub serves") });
         Stub { base, received, runtime: Some(runtime) }
@@ -181,7 +184,7 @@ impl Drop for Stub {
 }
 
 async fn stub_answer(
-    axum::extract::State((received, answer)): axum::extract::State<(Arc<Mutex<Vec<Received>>>, Arc<Answer>)>,
+    axum::extract::State((received, answer)): axum::extract::State<StubState>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;

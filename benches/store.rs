@@ -148,14 +148,6 @@ fn main() {
         let mut raw = raw_connection(&dir.path().join("raw.db")).await;
         let (one, mut one_version) = store_with(&dir.path().join("one.db"), 1).await;
         let (many, mut many_versions) = store_with(&dir.path().join("many.db"), INCIDENTS).await;
-        if std::env::var_os("TIMING").is_some() {
-            for number in 0..20 {
-                let t = Instant::now();
-                one_version[0] = one.append("inc-0", one_version[0], &[note(number)], &[], None).await.unwrap();
-                eprintln!("append {:?}", t.elapsed());
-            }
-            return;
-        }
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
             // The order turns each round, so that none of the three always follows the same one.

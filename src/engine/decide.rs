@@ -95,6 +95,10 @@ pub fn decide(
     };
     match &request.command {
         Command::Start { incident, runbook_text, inputs, key } => {
+            // Four-eyes compares approvers with whoever started: that must be someone real.
+            if !directory.knows(&request.actor) && !is_trigger(&request.actor) {
+                return Err(Error::UnknownActor(request.actor.clone()));
+            }
             let inputs = check_inputs(runbook, inputs)?;
             let first = Event::new(
                 request.at,
@@ -283,6 +287,11 @@ impl<'a> Work<'a> {
     fn approve(&mut self, phase_id: &str, gate: Option<&str>, note: &Option<String>) -> Result<(), Error> {
         self.person()?;
         let phase = self.phase_model(phase_id)?;
+        if let Some(id) = gate
+            && !phase.gates().any(|g| g.id == id && matches!(g.kind, GateKind::Approval { .. }))
+        {
+            return Err(Error::UnknownGate { phase: phase_id.to_string(), gate: id.to_string(), kind: "approval" });
+        }
         let status = self.incident.phase(phase_id).status;
         // Entry gates wait while the phase is ready, exit gates while it runs.
         let waiting: Vec<&crate::runbook::model::Gate> = match status {

@@ -346,7 +346,7 @@ triggers:
             inputs: BTreeMap::new(),
             key: None,
         };
-        (0, "alertmanager", command)
+        (0, "trigger:alertmanager", command)
     }
 
     fn complete(minute: i64) -> (i64, &'static str, Command) {
@@ -377,7 +377,7 @@ triggers:
         assert_eq!(context["incident"]["title"], "Till breach");
         assert_eq!(context["incident"]["state"], "open");
         assert_eq!(context["incident"]["started_at"], "2026-11-24T02:00:00Z");
-        assert_eq!(context["incident"]["started_by"], "alertmanager");
+        assert_eq!(context["incident"]["started_by"], "trigger:alertmanager");
         assert_eq!(context["incident"]["inputs"], json!({ "severity": "high" }));
         assert_eq!(context["incident"]["closed_at"], Value::Null);
         assert_eq!(context["runbook"]["version"], "2");

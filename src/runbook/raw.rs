@@ -113,7 +113,7 @@ pub enum Text {
         /// The secret's name; configuration supplies its value.
         secret: String,
         /// Written before the secret's value, for example `"Bearer "`.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
     },
 }

@@ -92,7 +92,7 @@ pub struct PendingEffect {
 }
 
 /// Why the store could not do what it was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Another append got there first: read the incident again and decide again.
     #[error("incident `{incident}` is at version {actual}, not {expected}")]

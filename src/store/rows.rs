@@ -110,6 +110,15 @@ impl AppendRows {
         })
     }
 
+    /// How many rows the append writes: if only one, a refusal of that one write leaves nothing
+    /// of the append to undo.
+    pub fn writes(&self) -> usize {
+        usize::from(self.start.is_some())
+            + self.events.len()
+            + self.effects.len()
+            + usize::from(self.completes.is_some())
+    }
+
     /// The incident's version once the append is stored.
     pub fn version(&self) -> u64 {
         self.expected + self.events.len() as u64
@@ -224,6 +233,7 @@ mod tests {
         let later = AppendRows::new("inc-1", 7, &[note(9)], &[], Some("effect-1")).unwrap();
         assert!(later.start.is_none());
         assert_eq!((later.events[0].seq, later.version()), (8, 8));
+        assert_eq!((rows.writes(), later.writes()), (5, 2));
         assert_eq!(later.completes.as_deref(), Some("effect-1"));
     }
 

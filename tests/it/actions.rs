@@ -174,7 +174,7 @@ impl Fixture {
         let catalog = Arc::new(Catalog::built_in());
         let runbook = phasegate::runbook::parse(&text, catalog.as_ref()).expect("the test runbook is valid");
         let start = Request {
-            actor: "alertmanager".into(),
+            actor: "trigger:alertmanager".into(),
             at: at("2026-11-24T02:14:00Z"),
             command: Command::Start {
                 incident: "inc-1".into(),
@@ -536,7 +536,8 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
         .collect();
     let mut now = at("2026-11-24T02:14:00Z");
     let start = Command::Start { incident: "inc-7".into(), runbook_text: text.into(), inputs, key: None };
-    let first = decide(runbook, &directory, None, &Request { actor: "alertmanager".into(), at: now, command: start });
+    let first =
+        decide(runbook, &directory, None, &Request { actor: "trigger:alertmanager".into(), at: now, command: start });
     let first = first.unwrap_or_else(|error| panic!("{} does not start: {error}", runbook.id));
     let mut events = first.events;
     let mut outbox: Vec<Effect> = first.effects;

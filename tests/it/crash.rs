@@ -140,7 +140,7 @@ fn answer(ledger: &Mutex<Ledger>, request: &Received) -> Reply {
     Reply::json(200, json!({ "done": key, "delivery": delivery })).after(delay)
 }
 
-/// The working directory, the database, and the commands the test ran.
+/// The working directory, with the configuration, the runbook and the database.
 struct Drill {
     dir: tempfile::TempDir,
 }
@@ -155,7 +155,7 @@ impl Drill {
         ])
     }
 
-    fn watcher(&self) -> Child {
+    fn watcher(&self) -> Watcher {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("watch.log")).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
@@ -166,6 +166,7 @@ impl Drill {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Watcher)
             .expect("the phasegate binary starts")
     }
 
@@ -176,6 +177,28 @@ impl Drill {
     fn status(&self, incident: &str) -> Value {
         let mut cli = self.cli(&["status", incident, "--format", "json"]).succeeds();
         serde_json::from_str(&cli.stdout()).unwrap()
+    }
+}
+
+/// A `phasegate run --watch` process, killed with SIGKILL when dropped, so that a failing test
+/// leaves none behind.
+struct Watcher(Child);
+
+impl Watcher {
+    /// SIGKILL (what `Child::kill` sends on Unix), then reap it. Fails if it had stopped by itself.
+    fn kill(&mut self, drill: &Drill) {
+        if let Some(exited) = self.0.try_wait().unwrap() {
+            panic!("seed {SEED:#x}: the watcher stopped by itself ({exited}):\n{}", drill.watch_log());
+        }
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -211,7 +234,7 @@ fn killing_the_runner_at_random_loses_nothing_and_repeats_no_effect() {
             incidents.iter().filter(|id| !finished.contains(*id)).collect::<Vec<_>>(),
             drill.watch_log()
         );
-        let mut child = drill.watcher();
+        let mut watcher = drill.watcher();
         let life = Duration::from_millis(random.between(50, 400));
         std::thread::sleep(life / 2);
         // Manual steps are marked done while the watcher runs: the two processes race to append.
@@ -234,11 +257,7 @@ fn killing_the_runner_at_random_loses_nothing_and_repeats_no_effect() {
             }
         }
         std::thread::sleep(life - life / 2);
-        if let Some(exited) = child.try_wait().unwrap() {
-            panic!("seed {SEED:#x}: the watcher stopped by itself ({exited}):\n{}", drill.watch_log());
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        watcher.kill(&drill);
         kills += 1;
     }
     eprintln!("crash drill: {kills} kills in {:?}", began.elapsed());

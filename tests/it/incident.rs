@@ -595,6 +595,11 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let (status, _, stderr) = desk.exec(&["start", "no-such-runbook", "--as", "dana"]);
     assert_eq!(status, Some(2));
     assert!(stderr.contains("`no-such-runbook` is not a file"), "{stderr}");
+    // Regression: an unknown person could start an incident, and four-eyes compares approvers
+    // with whoever started it.
+    let (status, _, stderr) = desk.exec(&["start", "retail-breach.yaml", "--as", "mallory"]);
+    assert_eq!(status, Some(1));
+    assert!(stderr.contains("`mallory` is not a person phasegate knows"), "{stderr}");
     assert_eq!(desk.ok(&["list", "--all", "--format", "json"]), listed, "no incident was opened");
     assert!(stub.received().iter().all(|r| is_channel(&r.path) || r.path.starts_with("/siem/")), "nothing else ran");
 }

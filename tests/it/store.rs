@@ -92,10 +92,12 @@ async fn appends_in_one_transaction_fail_alone() {
     store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("e1")], None).await.unwrap();
     let commits = store.commits();
 
-    // Spawned together on one thread, the four reach the writer before it runs again, in order.
+    // Spawned together on one thread, they reach the writer before it runs again, in order. The
+    // refused ones write one row (refused as a whole) or several (undone to a savepoint).
     let appends = [
         (1, note(1, "first"), Some("e2"), None),
         (1, note(2, "stale"), Some("e3"), None),
+        (1, note(2, "stale, alone"), None, None),
         (2, note(3, "queues e2 again"), Some("e2"), None),
         (2, note(4, "records e1"), None, Some("e1")),
     ];
@@ -117,8 +119,9 @@ async fn appends_in_one_transaction_fail_alone() {
     assert_eq!(store.commits(), commits + 1, "one transaction: {results:?}");
     assert!(matches!(results[0], Ok(2)), "{results:?}");
     assert!(matches!(results[1], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
-    assert!(matches!(results[2], Err(phasegate::store::Error::Invalid { .. })), "{results:?}");
-    assert!(matches!(results[3], Ok(3)), "{results:?}");
+    assert!(matches!(results[2], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
+    assert!(matches!(results[3], Err(phasegate::store::Error::Invalid { .. })), "{results:?}");
+    assert!(matches!(results[4], Ok(3)), "{results:?}");
     let notes: Vec<_> = store.events("inc-1").await.unwrap().into_iter().filter_map(|event| event.reason).collect();
     assert_eq!(notes, ["first", "records e1"]);
     let pending: Vec<_> =

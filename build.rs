@@ -6,6 +6,8 @@ use std::path::Path;
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     println!("cargo::rerun-if-changed={}", dir.display());
+    // sqlx embeds the migrations at compile time; a new one must rebuild the crate.
+    println!("cargo::rerun-if-changed=migrations");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries

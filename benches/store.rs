@@ -4,19 +4,20 @@
 //! Every commit in a durable SQLite file waits for the disk (WAL, `synchronous=FULL`), so the
 //! yardstick is (a) plain sqlx on the same kind of file, one INSERT and one COMMIT per row. Against
 //! it: (b) one incident appending one event at a time, where group commit cannot help and the
-//! store's own cost shows, and (c) a hundred incidents appending at once, each one event at a
-//! time, where appends waiting together share a commit.
+//! store's own cost shows (and (b') the same with an effect queued by each append, the store's
+//! transaction path), and (c) a hundred incidents appending at once, each one event at a time,
+//! where appends waiting together share a commit.
 //!
-//! The disk and the processor are shared with whatever else the machine does, so the three are
-//! measured in many short rounds, one after the other, and each round's ratios are taken within
-//! the round: a slow second slows all three alike. The table shows the medians of the rounds, of
+//! The disk and the processor are shared with whatever else the machine does, so the measures
+//! run in many short rounds, one after the other, and each round's ratios are taken within
+//! the round: a slow second slows all of them alike. The table shows the medians of the rounds, of
 //! the rates and of the ratios alike; `VERBOSE=1` prints every round.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phasegate::engine::{Event, EventKind};
+use phasegate::engine::{Effect, EffectKind, Event, EventKind};
 use phasegate::store::{SqliteStore, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
@@ -60,7 +61,7 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// (a) Plain sqlx on a file set up as the store sets up its own.
-async fn raw_connection(path: &Path) -> SqliteConnection {
+async fn raw_connection(path: PathBuf) -> SqliteConnection {
     let mut connection = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -77,8 +78,9 @@ async fn raw_connection(path: &Path) -> SqliteConnection {
     connection
 }
 
-/// (a) One INSERT and one COMMIT per row.
-async fn raw_commits(connection: &mut SqliteConnection) -> f64 {
+/// (a) One INSERT and one COMMIT per row. Takes and gives back the connection, so that each
+/// measurement runs as a task of its own on the runtime's workers, as phasegate's callers do.
+async fn raw_commits(mut connection: SqliteConnection) -> (f64, SqliteConnection) {
     let body = serde_json::to_string(&note(0)).unwrap();
     let start = Instant::now();
     for _ in 0..RAW_COMMITS {
@@ -86,11 +88,11 @@ async fn raw_commits(connection: &mut SqliteConnection) -> f64 {
         sqlx::query("INSERT INTO rows (body) VALUES (?)").bind(&body).execute(&mut *transaction).await.unwrap();
         transaction.commit().await.unwrap();
     }
-    rate(RAW_COMMITS, start.elapsed())
+    (rate(RAW_COMMITS, start.elapsed()), connection)
 }
 
 /// A store with `incidents` incidents started, and their versions.
-async fn store_with(path: &Path, incidents: usize) -> (Arc<SqliteStore>, Vec<u64>) {
+async fn store_with(path: PathBuf, incidents: usize) -> (Arc<SqliteStore>, Vec<u64>) {
     let store = SqliteStore::open(path).await.unwrap();
     for number in 0..incidents {
         let incident = format!("inc-{number}");
@@ -99,25 +101,40 @@ async fn store_with(path: &Path, incidents: usize) -> (Arc<SqliteStore>, Vec<u64
     (Arc::new(store), vec![1; incidents])
 }
 
-/// (b) One incident, one event per append, each waiting for the last.
-async fn sequential_appends(store: &SqliteStore, version: &mut u64) -> f64 {
+/// (b) One incident, one event per append, each waiting for the last; with `effect`, each append
+/// also queues an effect, as a step's start does, which takes the store's transaction path (three
+/// statements and a commit rather than one statement). Gives the new version back.
+async fn sequential_appends(store: Arc<SqliteStore>, mut version: u64, effect: bool) -> (f64, u64) {
     let start = Instant::now();
     for number in 0..SEQUENTIAL_APPENDS {
-        *version = store.append("inc-0", *version, &[note(number)], &[], None).await.unwrap();
+        let effects: Vec<Effect> = effect.then(|| notify(&format!("inc-0/status/{version}"))).into_iter().collect();
+        version = store.append("inc-0", version, &[note(number)], &effects, None).await.unwrap();
     }
-    rate(SEQUENTIAL_APPENDS, start.elapsed())
+    (rate(SEQUENTIAL_APPENDS, start.elapsed()), version)
 }
 
-/// (c) A hundred incidents, each a task appending one event at a time. Also returns how many
-/// appends each commit carried on average.
-async fn concurrent_appends(store: &Arc<SqliteStore>, versions: &mut [u64]) -> (f64, f64) {
+fn notify(id: &str) -> Effect {
+    let kind = EffectKind::Notify {
+        audience: "executives".into(),
+        template: "executive-briefing".into(),
+        channels: vec!["board".into()],
+        occasion: "note_added".into(),
+        message: None,
+        step: None,
+    };
+    Effect { id: id.into(), kind }
+}
+
+/// (c) A hundred incidents, each a task appending one event at a time. Also gives how many
+/// appends each commit carried on average, and the new versions.
+async fn concurrent_appends(store: Arc<SqliteStore>, versions: Vec<u64>) -> (f64, f64, Vec<u64>) {
     let commits_before = store.commits();
     let start = Instant::now();
     let tasks: Vec<_> = versions
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(number, version)| {
-            let (store, mut version) = (Arc::clone(store), *version);
+        .map(|(number, mut version)| {
+            let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let incident = format!("inc-{number}");
                 for append in 0..APPENDS_EACH {
@@ -127,12 +144,13 @@ async fn concurrent_appends(store: &Arc<SqliteStore>, versions: &mut [u64]) -> (
             })
         })
         .collect();
-    for (version, task) in versions.iter_mut().zip(tasks) {
-        *version = task.await.unwrap();
+    let mut versions = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        versions.push(task.await.unwrap());
     }
     let elapsed = start.elapsed();
     let appends = INCIDENTS * APPENDS_EACH;
-    (rate(appends, elapsed), appends as f64 / (store.commits() - commits_before) as f64)
+    (rate(appends, elapsed), appends as f64 / (store.commits() - commits_before) as f64, versions)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -144,25 +162,41 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Under the target directory, on the disk the project lives on, not a RAM-backed /tmp.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
     runtime.block_on(async {
-        let mut raw = raw_connection(&dir.path().join("raw.db")).await;
-        let (one, mut one_version) = store_with(&dir.path().join("one.db"), 1).await;
-        let (many, mut many_versions) = store_with(&dir.path().join("many.db"), INCIDENTS).await;
+        let mut raw = Some(raw_connection(path.join("raw.db")).await);
+        let (one, mut one_version) = store_with(path.join("one.db"), 1).await;
+        let (many, mut many_versions) = store_with(path.join("many.db"), INCIDENTS).await;
         let mut rounds = Vec::new();
         for round in 0..ROUNDS {
-            // The order turns each round, so that none of the three always follows the same one.
-            let (mut a, mut b, mut c, mut per_commit) = (0.0, 0.0, 0.0, 0.0);
-            for measure in (0..3).map(|step| (round + step) % 3) {
+            // The order turns each round, so that none of the four always follows the same one.
+            let (mut a, mut b, mut b_effect, mut c, mut per_commit) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for measure in (0..4).map(|step| (round + step) % 4) {
                 match measure {
-                    0 => a = raw_commits(&mut raw).await,
-                    1 => b = sequential_appends(&one, &mut one_version[0]).await,
-                    _ => (c, per_commit) = concurrent_appends(&many, &mut many_versions).await,
+                    0 => {
+                        let connection = raw.take().expect("the connection came back");
+                        let (rate, connection) = tokio::spawn(raw_commits(connection)).await.unwrap();
+                        (a, raw) = (rate, Some(connection));
+                    }
+                    1 | 2 => {
+                        let task = tokio::spawn(sequential_appends(Arc::clone(&one), one_version[0], measure == 2));
+                        let (rate, version) = task.await.unwrap();
+                        one_version[0] = version;
+                        if measure == 1 { b = rate } else { b_effect = rate }
+                    }
+                    _ => {
+                        let versions = std::mem::take(&mut many_versions);
+                        let task = tokio::spawn(concurrent_appends(Arc::clone(&many), versions));
+                        (c, per_commit, many_versions) = task.await.unwrap();
+                    }
                 }
             }
             if std::env::var_os("VERBOSE").is_some() {
-                eprintln!("round {round}: (a) {a:.0}/s (b) {b:.0}/s (c) {c:.0}/s, {per_commit:.1} appends a commit");
+                eprintln!(
+                    "round {round}: (a) {a:.0}/s (b) {b:.0}/s (b') {b_effect:.0}/s (c) {c:.0}/s, {per_commit:.1} appends a commit"
+                );
             }
-            rounds.push([a, b, c, b / a, c / a, per_commit]);
+            rounds.push([a, b, b_effect, c, b / a, b_effect / a, c / a, per_commit]);
         }
         let column = |index: usize| median(rounds.iter().map(|round| round[index]).collect());
         println!("`cargo bench --bench store`: medians of {ROUNDS} rounds, WAL with `synchronous=FULL`\n");
@@ -172,13 +206,18 @@ fn main() {
         println!(
             "| (b) store, 1 incident, sequential appends of one event ({SEQUENTIAL_APPENDS} a round) | {:.0} | {:.2} |",
             column(1),
-            column(3)
+            column(4)
+        );
+        println!(
+            "| (b') the same, each append also queuing an effect | {:.0} | {:.2} |",
+            column(2),
+            column(5)
         );
         println!(
             "| (c) store, {INCIDENTS} incidents at once, {APPENDS_EACH} sequential appends each a round | {:.0} | {:.2} |",
-            column(2),
-            column(4)
+            column(3),
+            column(6)
         );
-        println!("\nIn (c) a commit carried {:.1} appends (median of the rounds' averages).", column(5));
+        println!("\nIn (c) a commit carried {:.1} appends (median of the rounds' averages).", column(7));
     });
 }

@@ -3,11 +3,15 @@
 //! Durability comes first: the file is in WAL mode with `synchronous=FULL`, so an append that has
 //! answered survives a crash or a power loss. That makes every commit wait for the disk, so
 //! commits are shared (group commit): one writer task owns the only connection that writes, takes
-//! every append waiting for it, and stores them all in one transaction, with a savepoint per append
-//! so that one append's conflict leaves the others alone. A hundred incidents appending at once
-//! then wait for a few disk flushes, not a hundred. Reads go through a separate pool of read-only
-//! connections, which WAL lets run beside the writer.
+//! every append waiting for it, and stores them all in one transaction, undoing an append that is
+//! refused (to its savepoint, where it wrote several rows) so that the others are still stored. A
+//! hundred incidents appending at once then wait for a few disk flushes, not a hundred. Reads go
+//! through a separate pool of read-only connections, which WAL lets run beside the writer.
+//!
+//! The schema's triggers make each event insert the compare-and-set of its incident's version and
+//! keep the incident's summary row in step, so the database itself refuses a stale append.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,19 +109,24 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    async fn append(
+    fn append(
         &self,
         incident: &str,
         expected: u64,
         events: &[Event],
         effects: &[Effect],
         completes: Option<&str>,
-    ) -> Result<u64, Error> {
-        // Encoding happens here, in the caller's task, so the one writer only runs SQL.
-        let rows = AppendRows::new(incident, expected, events, effects, completes)?;
-        let (answer, answered) = oneshot::channel();
-        self.appends.send(Append { rows, answer }).await.map_err(|_| sqlx::Error::PoolClosed)?;
-        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        // Encoding happens here, in the caller's task, so the one writer only runs SQL. It happens
+        // before the future is first polled, so the future holds none of the borrowed arguments,
+        // and it is `Send` as declared rather than as inferred from an `async fn` body (which the
+        // compiler cannot always prove for a future spawned with borrowed slices in scope).
+        let rows = AppendRows::new(incident, expected, events, effects, completes);
+        async move {
+            let (answer, answered) = oneshot::channel();
+            self.appends.send(Append { rows: rows?, answer }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        }
     }
 
     async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {

@@ -16,6 +16,9 @@ pub struct Args {
     /// How often `--watch` looks for due work, for example `5s`.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// With `json`, one line per pass that did something: `{"effects": N, "events": M}`.
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    format: super::Format,
     #[command(flatten)]
     common: Common,
 }
@@ -27,8 +30,16 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?.allow_commands(opened.config.commands);
     loop {
         let progress = opened.runtime.run_due(&actions).await?;
-        if progress.effects + progress.events > 0 {
-            eprintln!("carried out {} action(s), recorded {} event(s)", progress.effects, progress.events);
+        if progress.effects + progress.events > 0 || (args.format == super::Format::Json && !args.watch) {
+            match args.format {
+                super::Format::Json => {
+                    let line = serde_json::json!({ "effects": progress.effects, "events": progress.events });
+                    super::print_stdout(&format!("{line}\n"))?;
+                }
+                super::Format::Text => {
+                    eprintln!("carried out {} action(s), recorded {} event(s)", progress.effects, progress.events)
+                }
+            }
         }
         if !args.watch {
             return Ok(super::exit::OK);

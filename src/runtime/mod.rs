@@ -68,11 +68,21 @@ pub struct Runtime<S, T> {
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     /// Runbooks by the SHA-256 of their text: every incident pinned to one shares the parse.
     runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
+    /// Each incident's state as this runtime last saw it; a command reads only the events
+    /// appended since, instead of folding the whole log again.
+    states: Mutex<HashMap<String, Incident>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     pub fn new(store: S, templates: T, directory: Directory) -> Self {
-        Runtime { store, templates, directory, clock: Box::new(Utc::now), runbooks: Mutex::new(HashMap::new()) }
+        Runtime {
+            store,
+            templates,
+            directory,
+            clock: Box::new(Utc::now),
+            runbooks: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the clock (tests drive time by hand).
@@ -127,6 +137,27 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(Loaded { events, incident: state, runbook })
     }
 
+    /// The incident's current state: the cached fold caught up with the events appended since
+    /// (by this process or another), or the whole log folded when nothing is cached.
+    async fn current(&self, incident: &str) -> Result<(Incident, Arc<Runbook>), Error> {
+        let cached = self.states.lock().expect("the cache is never poisoned").get(incident).cloned();
+        let state = match cached {
+            Some(mut state) => {
+                for event in self.store.events_after(incident, state.version).await? {
+                    state.apply(&event);
+                }
+                state
+            }
+            None => {
+                let events = self.store.events(incident).await?;
+                Incident::from_events(&events).map_err(|error| Error::Log { incident: incident.to_string(), error })?
+            }
+        };
+        let runbook =
+            self.pinned(&state.runbook_text).map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
+        Ok((state, runbook))
+    }
+
     /// Opens an incident of `runbook_text` with a new id, and returns the id.
     pub async fn start(
         &self,
@@ -153,9 +184,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             _ => None,
         };
         for _ in 0..RETRIES_ON_CONFLICT {
-            let loaded = self.load(incident).await?;
+            let (state, runbook) = self.current(incident).await?;
             let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
-            let decision = match engine::decide(&loaded.runbook, &self.directory, Some(&loaded.incident), &request) {
+            let decision = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
                 Ok(decision) => decision,
                 // The result of an effect the incident no longer waits for (it was recorded before
                 // a crash, say) only takes the effect out of the outbox.
@@ -167,12 +198,23 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             let appended = self
                 .store
-                .append(incident, loaded.incident.version, &decision.events, &decision.effects, completes.as_deref())
+                .append(incident, state.version, &decision.events, &decision.effects, completes.as_deref())
                 .await;
             match appended {
-                Ok(_) => return Ok(decision),
+                Ok(_) => {
+                    let mut next = state;
+                    for event in &decision.events {
+                        next.apply(event);
+                    }
+                    self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), next);
+                    return Ok(decision);
+                }
                 Err(store::Error::Conflict { .. }) => continue,
-                Err(other) => return Err(other.into()),
+                Err(other) => {
+                    // The append may or may not have happened: read the log again next time.
+                    self.states.lock().expect("the cache is never poisoned").remove(incident);
+                    return Err(other.into());
+                }
             }
         }
         Err(Error::Contended { incident: incident.to_string() })

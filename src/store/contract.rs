@@ -18,6 +18,7 @@ macro_rules! store_contract {
     ($fresh:path) => {
         $crate::store_contract!(@tests $fresh;
             appended_events_read_back,
+            the_events_after_a_version_are_its_tail,
             a_stale_version_conflicts_and_changes_nothing,
             of_two_appends_expecting_the_same_version_one_wins,
             a_new_incident_starts_with_incident_started,
@@ -114,6 +115,15 @@ pub async fn appended_events_read_back(store: Arc<impl Store>) {
     let incident = crate::engine::Incident::from_events(&events).unwrap();
     assert_eq!((incident.id.as_str(), incident.version), ("inc-1", 5));
     assert!(incident.closed.is_some());
+}
+
+pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
+    let events = [started("inc-1", "breach", None), note(1, "shop is down"), note(2, "tills offline")];
+    store.append("inc-1", 0, &events, &[], None).await.unwrap();
+    assert_eq!(store.events_after("inc-1", 1).await.unwrap(), events[1..]);
+    assert_eq!(store.events_after("inc-1", 0).await.unwrap(), events);
+    assert!(store.events_after("inc-1", 3).await.unwrap().is_empty(), "nothing after the last event");
+    assert!(store.events_after("inc-nope", 0).await.unwrap().is_empty());
 }
 
 pub async fn a_stale_version_conflicts_and_changes_nothing(store: Arc<impl Store>) {

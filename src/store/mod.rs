@@ -52,6 +52,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every event of `incident`, in order. [`Error::NotFound`] for an incident never started.
     fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
+    /// The events of `incident` after the first `after`, in order: what a caller that already
+    /// folded `after` events needs to catch up. Empty when there are none (or no such incident).
+    fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
+
     /// A summary of every incident, in the order they started.
     fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send;
 

@@ -153,6 +153,29 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
+        let after = i64::try_from(after).map_err(|_| Error::Corrupt(format!("version {after} is out of range")))?;
+        let rows: Vec<EventRow> =
+            sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq")
+                .bind(incident)
+                .bind(after)
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| {
+                let expected = after + index as i64 + 1;
+                if row.seq != expected {
+                    return Err(Error::Corrupt(format!(
+                        "incident `{incident}` has event {} where event {expected} belongs",
+                        row.seq
+                    )));
+                }
+                rows::decode_event(incident, expected as u64, &row.event)
+            })
+            .collect()
+    }
+
     async fn incidents(&self) -> Result<Vec<IncidentSummary>, Error> {
         let rows: Vec<IncidentRow> = sqlx::query_as(
             "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at FROM incidents

@@ -120,3 +120,20 @@ async fn the_runbook_is_pinned_by_its_text() {
     assert_eq!(loaded.incident.runbook_text, RUNBOOK);
     assert_eq!(loaded.incident.runbook_sha256, phasegate::engine::decide::sha256_hex(RUNBOOK));
 }
+
+#[tokio::test]
+async fn a_runtime_sees_what_another_process_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = runtime(&dir).await;
+    let (id, _) = first.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    first.submit(&id, "dana", Command::Note { text: "from the first".into() }).await.unwrap();
+    // A second runtime on the same file, as `phasegate run` beside a person's `phasegate done`.
+    let second = runtime(&dir).await;
+    second.submit(&id, "dana", done("isolate")).await.unwrap();
+    // The first runtime's cached state catches up before it decides: the step is done already.
+    let refused = first.submit(&id, "dana", done("isolate")).await;
+    assert!(matches!(refused, Err(phasegate::runtime::Error::Refused(_))), "{:?}", refused.map(|d| d.events));
+    first.submit(&id, "dana", Command::Note { text: "after".into() }).await.unwrap();
+    let events = first.store().events(&id).await.unwrap();
+    assert_eq!(Incident::from_events(&events).unwrap().phase("contain").steps["isolate"].status.as_str(), "done");
+}

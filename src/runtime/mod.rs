@@ -137,25 +137,28 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(Loaded { events, incident: state, runbook })
     }
 
-    /// The incident's current state: the cached fold caught up with the events appended since
-    /// (by this process or another), or the whole log folded when nothing is cached.
-    async fn current(&self, incident: &str) -> Result<(Incident, Arc<Runbook>), Error> {
+    /// The incident's state: as cached, or (with `refresh`, or when nothing is cached) caught up
+    /// with the store. The second value says whether it was read from the store just now.
+    async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {
         let cached = self.states.lock().expect("the cache is never poisoned").get(incident).cloned();
-        let state = match cached {
+        let (state, fresh) = match cached {
+            Some(state) if !refresh => (state, false),
             Some(mut state) => {
                 for event in self.store.events_after(incident, state.version).await? {
                     state.apply(&event);
                 }
-                state
+                (state, true)
             }
             None => {
                 let events = self.store.events(incident).await?;
-                Incident::from_events(&events).map_err(|error| Error::Log { incident: incident.to_string(), error })?
+                let state = Incident::from_events(&events)
+                    .map_err(|error| Error::Log { incident: incident.to_string(), error })?;
+                (state, true)
             }
         };
         let runbook =
             self.pinned(&state.runbook_text).map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
-        Ok((state, runbook))
+        Ok((state, runbook, fresh))
     }
 
     /// Opens an incident of `runbook_text` with a new id, and returns the id.
@@ -183,17 +186,27 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             Command::Record { effect, .. } => Some(effect.id.clone()),
             _ => None,
         };
+        // Decide on the cached state first: an append checks the version, so a decision made on a
+        // state that another writer has moved past is refused by the store and made again. A
+        // refusal or a decision to do nothing is not checked that way, so it is confirmed on the
+        // stored state before it is believed.
+        let mut refresh = false;
         for _ in 0..RETRIES_ON_CONFLICT {
-            let (state, runbook) = self.current(incident).await?;
+            let (state, runbook, fresh) = self.current(incident, refresh).await?;
+            refresh = true;
             let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
             let decision = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
                 Ok(decision) => decision,
+                Err(_) if !fresh => continue,
                 // The result of an effect the incident no longer waits for (it was recorded before
                 // a crash, say) only takes the effect out of the outbox.
                 Err(engine::Error::StaleEffect(_)) if completes.is_some() => Decision::default(),
                 Err(refused) => return Err(refused.into()),
             };
             if decision.events.is_empty() && decision.effects.is_empty() && completes.is_none() {
+                if !fresh {
+                    continue;
+                }
                 return Ok(decision);
             }
             let appended = self

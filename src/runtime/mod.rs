@@ -70,7 +70,7 @@ pub struct Runtime<S, T> {
     runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
     /// Each incident's state as this runtime last saw it; a command reads only the events
     /// appended since, instead of folding the whole log again.
-    states: Mutex<HashMap<String, Incident>>,
+    states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -141,24 +141,24 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// with the store. The second value says whether it was read from the store just now.
     async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {
         let cached = self.states.lock().expect("the cache is never poisoned").get(incident).cloned();
-        let (state, fresh) = match cached {
-            Some(state) if !refresh => (state, false),
-            Some(mut state) => {
+        match cached {
+            Some((state, runbook)) if !refresh => Ok((state, runbook, false)),
+            Some((mut state, runbook)) => {
                 for event in self.store.events_after(incident, state.version).await? {
                     state.apply(&event);
                 }
-                (state, true)
+                Ok((state, runbook, true))
             }
             None => {
                 let events = self.store.events(incident).await?;
                 let state = Incident::from_events(&events)
                     .map_err(|error| Error::Log { incident: incident.to_string(), error })?;
-                (state, true)
+                let runbook = self
+                    .pinned(&state.runbook_text)
+                    .map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
+                Ok((state, runbook, true))
             }
-        };
-        let runbook =
-            self.pinned(&state.runbook_text).map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
-        Ok((state, runbook, fresh))
+        }
     }
 
     /// Opens an incident of `runbook_text` with a new id, and returns the id.
@@ -219,7 +219,10 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     for event in &decision.events {
                         next.apply(event);
                     }
-                    self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), next);
+                    self.states
+                        .lock()
+                        .expect("the cache is never poisoned")
+                        .insert(incident.to_string(), (next, runbook));
                     return Ok(decision);
                 }
                 Err(store::Error::Conflict { .. }) => continue,

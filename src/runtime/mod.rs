@@ -67,7 +67,8 @@ pub struct Runtime<S, T> {
     directory: Directory,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     /// Runbooks by the SHA-256 of their text: every incident pinned to one shares the parse.
-    runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
+    /// Each with whether its templates were checked.
+    runbooks: Mutex<HashMap<String, (Arc<Runbook>, bool)>>,
     /// Each incident's state as this runtime last saw it; a command reads only the events
     /// appended since, instead of folding the whole log again.
     states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
@@ -103,27 +104,33 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         (self.clock)()
     }
 
-    /// The parsed runbook for this text, from the cache or parsed now.
+    /// The parsed runbook for this text, checked against the templates, from the cache or parsed
+    /// now.
     pub fn runbook(&self, text: &str) -> Result<Arc<Runbook>, Vec<Diagnostic>> {
-        let hash = engine::decide::sha256_hex(text);
-        if let Some(found) = self.runbooks.lock().expect("the cache is never poisoned").get(&hash) {
-            return Ok(found.clone());
-        }
-        let parsed = Arc::new(runbook::parse(text, &self.templates)?);
-        self.runbooks.lock().expect("the cache is never poisoned").insert(hash, parsed.clone());
-        Ok(parsed)
+        self.parsed(text, true)
     }
 
     /// The runbook an incident pinned. Its templates were checked when the incident started; a
     /// template edited since then is reported when it is rendered, so it does not stop the
     /// incident from being read or moved on.
     fn pinned(&self, text: &str) -> Result<Arc<Runbook>, Vec<Diagnostic>> {
+        self.parsed(text, false)
+    }
+
+    /// Parses `text`, or takes it from the cache. A runbook parsed without its templates checked
+    /// does not answer a request that needs them checked.
+    fn parsed(&self, text: &str, check_templates: bool) -> Result<Arc<Runbook>, Vec<Diagnostic>> {
         let hash = engine::decide::sha256_hex(text);
-        if let Some(found) = self.runbooks.lock().expect("the cache is never poisoned").get(&hash) {
+        let cache = || self.runbooks.lock().expect("the cache is never poisoned");
+        if let Some((found, checked)) = cache().get(&hash)
+            && (*checked || !check_templates)
+        {
             return Ok(found.clone());
         }
-        let parsed = Arc::new(runbook::parse(text, &Checked)?);
-        self.runbooks.lock().expect("the cache is never poisoned").insert(hash, parsed.clone());
+        let parsed =
+            if check_templates { runbook::parse(text, &self.templates)? } else { runbook::parse(text, &Checked)? };
+        let parsed = Arc::new(parsed);
+        cache().insert(hash, (parsed.clone(), check_templates));
         Ok(parsed)
     }
 

@@ -137,3 +137,27 @@ async fn a_runtime_sees_what_another_process_appended() {
     let events = first.store().events(&id).await.unwrap();
     assert_eq!(Incident::from_events(&events).unwrap().phase("contain").steps["isolate"].status.as_str(), "done");
 }
+
+/// Regression: a runbook parsed for reading a pinned incident (templates not checked) was served
+/// from the cache to `start`, which must check the templates.
+#[tokio::test]
+async fn start_checks_templates_even_after_reading_an_incident_of_the_same_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/note.md"), "{{ incident.id }}").unwrap();
+    let text = format!(
+        "{RUNBOOK}channels:\n  out: {{ stdout: {{}} }}\naudiences:\n  team: {{ template: note, channels: [out] }}\n"
+    );
+    let people = Directory::with(&[("dana", &["commander"])]);
+    let with_template = Runtime::new(
+        SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap(),
+        Catalog::with_dir(&dir.path().join("templates")).unwrap(),
+        people.clone(),
+    );
+    let (id, _) = with_template.start(&text, "dana", BTreeMap::new(), None).await.unwrap();
+
+    let without = runtime(&dir).await;
+    without.load(&id).await.unwrap();
+    let refused = without.start(&text, "dana", BTreeMap::new(), None).await;
+    assert!(matches!(refused, Err(phasegate::runtime::Error::InvalidRunbook(_))), "{:?}", refused.map(|(id, _)| id));
+}

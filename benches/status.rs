@@ -52,35 +52,27 @@ fn main() {
         (id, median(samples))
     });
 
-    let binary = env!("CARGO_BIN_EXE_phasegate");
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        let output = std::process::Command::new(binary)
-            .args(["status", &id, "--db"])
-            .arg(&db)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        samples.push(started.elapsed());
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    }
-    let wall = median(samples);
-    let mut samples = Vec::new();
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        let output = std::process::Command::new(binary)
-            .args(["list", "--db"])
-            .arg(&db)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        samples.push(started.elapsed());
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    }
-    let list = median(samples);
+    // The release binary, end to end: process start to exit.
+    let wall_time = |args: &[&str]| {
+        let samples = (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let output = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+                    .args(args)
+                    .arg("--db")
+                    .arg(&db)
+                    .arg("--config")
+                    .arg(&config)
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                started.elapsed()
+            })
+            .collect();
+        median(samples)
+    };
+    let wall = wall_time(&["status", &id]);
+    let list = wall_time(&["list"]);
     println!("| measure (incident with {EVENTS} events, median of {RUNS}) | time |");
     println!("| --- | --- |");
     println!("| `phasegate status` wall time, process start to exit | {:.1} ms |", wall.as_secs_f64() * 1000.0);

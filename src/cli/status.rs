@@ -54,9 +54,13 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     Ok(super::exit::OK)
 }
 
+/// The time from `from` to `to` as a runbook writes durations, at least a second.
+fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format_duration(std::time::Duration::from_secs((to - from).num_seconds().max(1) as u64))
+}
+
 fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let seconds = (now - then).num_seconds().max(0) as u64;
-    format!("{} ago", format_duration(std::time::Duration::from_secs(seconds.max(1))))
+    format!("{} ago", between(then, now))
 }
 
 /// The status board as text.
@@ -135,24 +139,13 @@ pub fn board(
             let title = runbook.control(&relaxation.control).map_or("", |c| c.title.as_str());
             let approvers: Vec<&str> = relaxation.approved_by.iter().map(|a| a.person.as_str()).collect();
             let window = match relaxation.reinstated_at {
-                Some(back) => format!(
-                    "reinstated {} after {}",
-                    back.format("%H:%M"),
-                    format_duration(std::time::Duration::from_secs(
-                        (back - relaxation.relaxed_at).num_seconds().max(1) as u64
-                    ))
-                ),
-                None if now >= relaxation.expires_at => format!(
-                    "OVERDUE by {}",
-                    format_duration(std::time::Duration::from_secs(
-                        (now - relaxation.expires_at).num_seconds().max(1) as u64
-                    ))
-                ),
+                Some(back) => {
+                    format!("reinstated {} after {}", back.format("%H:%M"), between(relaxation.relaxed_at, back))
+                }
+                None if now >= relaxation.expires_at => format!("OVERDUE by {}", between(relaxation.expires_at, now)),
                 None => format!(
                     "{} left (expires {})",
-                    format_duration(std::time::Duration::from_secs(
-                        (relaxation.expires_at - now).num_seconds().max(1) as u64
-                    )),
+                    between(now, relaxation.expires_at),
                     relaxation.expires_at.format("%Y-%m-%d %H:%M UTC")
                 ),
             };

@@ -392,33 +392,32 @@ impl Work<'_> {
                 }
             }
             EffectKind::Notify { audience, step, .. } => {
-                if let Some((phase, step)) = step {
-                    let state = self.incident.step(phase, step);
-                    if state.status != StepStatus::Running {
-                        return Err(stale());
+                // A notify step's own update: the step must still wait for it.
+                let step_models = match step {
+                    Some((phase, step)) => {
+                        if self.incident.step(phase, step).status != StepStatus::Running {
+                            return Err(stale());
+                        }
+                        let phase_model = self.runbook.phase(phase).ok_or_else(stale)?;
+                        Some((phase_model, phase_model.step(step).ok_or_else(stale)?))
                     }
-                }
+                    None => None,
+                };
                 match outcome {
                     Outcome::Sent { channels } => {
                         self.emit(EventKind::StatusUpdateSent {
                             audience: audience.clone(),
                             channels: channels.clone(),
                         });
-                        if let Some((phase, step)) = step
-                            && let Some(phase_model) = self.runbook.phase(phase)
-                            && let Some(step_model) = phase_model.step(step)
-                        {
-                            self.done(phase_model, step_model, Default::default());
+                        if let Some((phase, step)) = step_models {
+                            self.done(phase, step, Default::default());
                         }
                     }
                     Outcome::Failed { error } => {
                         self.emit(EventKind::StatusUpdateFailed { audience: audience.clone(), error: error.clone() });
-                        if let Some((phase, step)) = step
-                            && let Some(phase_model) = self.runbook.phase(phase)
-                            && let Some(step_model) = phase_model.step(step)
-                        {
-                            let attempt = self.incident.step(phase, step).attempt;
-                            self.fail_attempt(phase_model, step_model, attempt, error.clone());
+                        if let Some((phase, step)) = step_models {
+                            let attempt = self.incident.step(&phase.id, &step.id).attempt;
+                            self.fail_attempt(phase, step, attempt, error.clone());
                         }
                     }
                     other => return Err(Error::StaleEffect(format!("{}: unexpected outcome {other:?}", effect.id))),

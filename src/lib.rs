@@ -8,6 +8,7 @@
 //! use. See `ARCHITECTURE.md` for the map.
 
 pub mod actions;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;

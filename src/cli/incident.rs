@@ -38,7 +38,12 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
     let store = SqliteStore::open(&config.database)
         .await
         .with_context(|| format!("cannot open the database `{}`", config.database.display()))?;
-    let runtime = Runtime::new(store, catalog, config.directory.clone());
+    let mut runtime = Runtime::new(store, catalog, config.directory.clone());
+    if let Some(signer) = config.audit.signer()? {
+        let every = chrono::Duration::from_std(config.audit.checkpoint_every)
+            .context("`audit.checkpoint_every` is too long")?;
+        runtime = runtime.with_signer(std::sync::Arc::new(signer), every);
+    }
     Ok(Opened { config, runtime })
 }
 

@@ -9,9 +9,11 @@ use crate::render::Catalog;
 use crate::runbook::{self, Diagnostic};
 
 mod act;
+mod audit;
 mod incident;
 mod list;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod start;
@@ -60,6 +62,13 @@ enum Command {
     Close(act::Close),
     /// Carry out due work for all open incidents (`--watch` to keep going).
     Run(run::Args),
+    /// Verify or export incidents' tamper-evident logs.
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Write a new Ed25519 key pair for signing checkpoints.
+    Keygen(audit::Keygen),
+    /// Write the post-incident report (Markdown or a self-contained HTML page).
+    Report(report::Args),
 }
 
 /// Output for people, or for machines.
@@ -87,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => catalog(templates).and_then(|catalog| validate::run(args, &catalog)),
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
+        Command::Keygen(args) => audit::keygen(args),
         incident => asynchronous(incident, templates),
     };
     match result {
@@ -117,7 +127,11 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Update(args) => act::update(args, templates).await,
             Command::Close(args) => act::close(args, templates).await,
             Command::Run(args) => run::run(args, templates).await,
-            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) => unreachable!("dispatched in main"),
+            Command::Audit(command) => audit::run(command, templates).await,
+            Command::Report(args) => report::run(args, templates).await,
+            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Keygen(_) => {
+                unreachable!("dispatched in main")
+            }
         }
     })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::audit::keys::{PublicKey, Signer};
 use crate::engine::Directory;
 
 /// The configuration file used when none is named and it exists.
@@ -39,6 +40,72 @@ struct File {
     people: BTreeMap<String, Person>,
     #[serde(default)]
     secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    audit: AuditFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    #[serde(default)]
+    signing_key: Option<PathBuf>,
+    #[serde(default)]
+    public_key: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde_option")]
+    checkpoint_every: Option<std::time::Duration>,
+}
+
+/// `checkpoint_every: 10m`, read with humantime.
+mod humantime_serde_option {
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| {
+            humantime::parse_duration(&text).map_err(|error| {
+                serde::de::Error::custom(format!("`checkpoint_every: {text}` is not a duration such as `10m`: {error}"))
+            })
+        })
+        .transpose()
+    }
+}
+
+/// Where the audit keys are and how often open incidents' heads are signed.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// The Ed25519 private key (PKCS#8 PEM) that signs checkpoints. Never in the database.
+    pub signing_key: Option<PathBuf>,
+    /// The public key `audit verify` checks with; by default the signing key's.
+    pub public_key: Option<PathBuf>,
+    pub checkpoint_every: std::time::Duration,
+}
+
+/// How often an open incident's head is signed unless configured otherwise.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+impl Audit {
+    /// The signing key, if one is configured.
+    pub fn signer(&self) -> Result<Option<Signer>, Error> {
+        let Some(path) = &self.signing_key else { return Ok(None) };
+        let text = std::fs::read_to_string(path).map_err(|error| Error::Read { path: path.clone(), error })?;
+        Signer::from_pem(&text).map(Some).map_err(|error| Error::Invalid(format!("`{}`: {error}", path.display())))
+    }
+
+    /// The key checkpoints are verified with: the configured public key, else the signing key's.
+    pub fn public_key(&self) -> Result<Option<PublicKey>, Error> {
+        match &self.public_key {
+            Some(path) => read_public_key(path).map(Some),
+            None => Ok(self.signer()?.map(|signer| signer.public().clone())),
+        }
+    }
+}
+
+/// Reads a public key (PEM) from a file, with an error naming the file.
+pub fn read_public_key(path: &Path) -> Result<PublicKey, Error> {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Read { path: path.to_path_buf(), error })?;
+    PublicKey::from_pem(&text).map_err(|error| Error::Invalid(format!("`{}`: {error}", path.display())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +134,7 @@ pub struct Config {
     pub commands: bool,
     pub directory: Directory,
     pub secrets: Secrets,
+    pub audit: Audit,
 }
 
 /// Overrides from the command line and the environment, applied after the file.
@@ -105,6 +173,11 @@ impl Config {
                     .collect(),
             },
             secrets: Secrets { sources: parsed.secrets },
+            audit: Audit {
+                signing_key: parsed.audit.signing_key.map(relative),
+                public_key: parsed.audit.public_key.map(relative),
+                checkpoint_every: parsed.audit.checkpoint_every.unwrap_or(CHECKPOINT_EVERY),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -118,6 +191,9 @@ impl Config {
             if roles.is_empty() {
                 return Err(Error::Invalid(format!("person `{name}` holds no role")));
             }
+        }
+        if self.audit.checkpoint_every.is_zero() {
+            return Err(Error::Invalid("`audit.checkpoint_every` must be longer than zero".into()));
         }
         for (name, source) in &self.secrets.sources {
             if source.env.is_some() == source.file.is_some() {
@@ -195,6 +271,9 @@ mod tests {
             ("people:\n  dana: { roles: [] }\n", "person `dana` holds no role"),
             ("secrets:\n  token: { vault: x }\n", "unknown field `vault`"),
             ("secrets:\n  token: { env: A, file: b }\n", "secret `token` needs exactly one of `env` and `file`"),
+            ("audit:\n  signing_key: k.pem\n  every: 5m\n", "unknown field `every`"),
+            ("audit:\n  checkpoint_every: soon\n", "`checkpoint_every: soon` is not a duration such as `10m`"),
+            ("audit:\n  checkpoint_every: 0s\n", "`audit.checkpoint_every` must be longer than zero"),
         ];
         for (text, expected) in table {
             let error = load(text).unwrap_err().to_string();

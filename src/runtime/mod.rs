@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{self, Command, Decision, Directory, Effect, Event, Incident, Outcome, Request};
+use crate::audit::keys::Signer;
+use crate::engine::{self, Command, Decision, Directory, Effect, Event, EventKind, Incident, Outcome, Request};
 use crate::runbook::{self, Diagnostic, Runbook, Templates};
 use crate::store::{self, Store};
+
+pub mod audit;
 
 /// How often an append is decided again after losing a race, before giving up.
 const RETRIES_ON_CONFLICT: usize = 8;
@@ -43,6 +46,9 @@ pub enum Error {
     PinnedRunbook { incident: String },
     #[error("incident `{incident}` is changing too fast to record this; try again")]
     Contended { incident: String },
+    /// The log does not verify since its last checkpoint, so its head is not signed.
+    #[error("{0}")]
+    Unsigned(String),
     #[error("incident `{incident}`'s log cannot be read: {error}")]
     Log { incident: String, error: engine::state::Error },
 }
@@ -59,6 +65,8 @@ pub struct Loaded {
 pub struct Progress {
     pub effects: usize,
     pub events: usize,
+    /// Checkpoints signed.
+    pub checkpoints: usize,
 }
 
 pub struct Runtime<S, T> {
@@ -72,6 +80,8 @@ pub struct Runtime<S, T> {
     /// Each incident's state as this runtime last saw it; a command reads only the events
     /// appended since, instead of folding the whole log again.
     states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
+    /// The key that signs checkpoints, and how often an open incident's head is signed.
+    signer: Option<(Arc<Signer>, chrono::Duration)>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -83,7 +93,15 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             clock: Box::new(Utc::now),
             runbooks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            signer: None,
         }
+    }
+
+    /// Signs checkpoints with `signer`: an incident's head when it closes, and an open incident's
+    /// every `every` while it changes (in [`Runtime::run_due`]).
+    pub fn with_signer(mut self, signer: Arc<Signer>, every: chrono::Duration) -> Self {
+        self.signer = Some((signer, every));
+        self
     }
 
     /// Replaces the clock (tests drive time by hand).
@@ -222,6 +240,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 .await;
             match appended {
                 Ok(_) => {
+                    if decision.events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed)) {
+                        // The close is stored whatever happens here; `run` signs what is left.
+                        if let Err(error) = self.sign(incident).await {
+                            tracing::warn!(incident, %error, "the closed incident's head was not signed");
+                        }
+                    }
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
@@ -269,8 +293,46 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             total.effects += pass.effects;
             total.events += pass.events;
             if pass == Progress::default() {
+                total.checkpoints = self.sign_due().await?;
                 return Ok(total);
             }
+        }
+    }
+
+    /// Signs the heads that are due: every incident with events no checkpoint covers, once it is
+    /// closed or its last checkpoint is older than the interval. Returns how many it signed.
+    pub async fn sign_due(&self) -> Result<usize, Error> {
+        let Some((_, every)) = &self.signer else { return Ok(0) };
+        let now = self.now();
+        let mut signed = 0;
+        for summary in self.store.incidents().await? {
+            let due = summary.closed_at.is_some() || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
+            if summary.version > summary.checkpointed && due {
+                match self.sign_summary(&summary).await {
+                    Ok(done) => signed += usize::from(done),
+                    // One incident whose log was tampered with stops no other's checkpoints.
+                    Err(Error::Unsigned(problem)) => tracing::error!(incident = summary.id, problem, "not signed"),
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(signed)
+    }
+
+    /// Signs the head of `incident` now, if it has events no checkpoint covers.
+    pub async fn sign(&self, incident: &str) -> Result<bool, Error> {
+        match self.store.incident(incident).await? {
+            Some(summary) => self.sign_summary(&summary).await,
+            None => Err(store::Error::NotFound { incident: incident.to_string() }.into()),
+        }
+    }
+
+    async fn sign_summary(&self, summary: &store::IncidentSummary) -> Result<bool, Error> {
+        let Some((signer, _)) = &self.signer else { return Ok(false) };
+        match self::audit::sign_head(&self.store, signer, summary, self.now()).await {
+            Ok(signed) => Ok(signed.is_some()),
+            Err(self::audit::SignError::Store(error)) => Err(error.into()),
+            Err(broken @ self::audit::SignError::Broken { .. }) => Err(Error::Unsigned(broken.to_string())),
         }
     }
 }

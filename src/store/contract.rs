@@ -9,6 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Error, IncidentSummary, Store};
+use crate::audit::chain::{self, GENESIS};
+use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
@@ -30,6 +32,8 @@ macro_rules! store_contract {
             open_incidents_are_found_by_key,
             an_open_key_cannot_start_a_second_incident,
             concurrent_appends_to_many_incidents_all_succeed,
+            events_are_chained_as_they_are_appended,
+            checkpoints_are_stored_in_order,
         );
     };
     (@tests $fresh:path; $($check:ident,)*) => {
@@ -273,6 +277,7 @@ pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
     store.append("inc-1", 2, &[note(45, "contained"), closed(50)], &[], None).await.unwrap();
     store.append("inc-1", 4, &[note(55, "post-incident review booked")], &[], None).await.unwrap();
 
+    let summaries = store.incidents().await.unwrap();
     let expected = [
         IncidentSummary {
             id: "inc-1".into(),
@@ -282,6 +287,9 @@ pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
             started_at: at(0),
             updated_at: at(55),
             closed_at: Some(at(50)),
+            head: summaries[0].head.clone(),
+            checkpointed: 0,
+            checkpointed_at: None,
         },
         IncidentSummary {
             id: "inc-2".into(),
@@ -291,9 +299,16 @@ pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
             started_at: at(30),
             updated_at: at(30),
             closed_at: None,
+            head: summaries[1].head.clone(),
+            checkpointed: 0,
+            checkpointed_at: None,
         },
     ];
-    assert_eq!(store.incidents().await.unwrap(), expected, "in the order they started");
+    assert_eq!(summaries, expected, "in the order they started");
+    assert_eq!(store.incident("inc-2").await.unwrap().as_ref(), Some(&expected[1]));
+    assert_eq!(store.incident("inc-9").await.unwrap(), None);
+    let last = store.chain("inc-1", 4, 10).await.unwrap();
+    assert_eq!(summaries[0].head, last[0].hash, "the head is the hash of the latest event");
 }
 
 pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
@@ -376,4 +391,62 @@ pub async fn concurrent_appends_to_many_incidents_all_succeed(store: Arc<impl St
         let expected: Vec<String> = (0..APPENDS).map(|append| format!("{incident} note {append}")).collect();
         assert_eq!(notes, expected, "its own notes, each once, in order");
     }
+}
+
+pub async fn events_are_chained_as_they_are_appended(store: Arc<impl Store>) {
+    let events = [started("inc-1", "breach", None), note(1, "contained"), note(2, "tills \"open\" é"), closed(3)];
+    store.append("inc-1", 0, &events[..2], &[], None).await.unwrap();
+    store.append("inc-1", 2, &events[2..], &[], None).await.unwrap();
+    let stored = store.chain("inc-1", 0, 100).await.unwrap();
+    let mut prev = GENESIS;
+    for (index, (link, event)) in stored.iter().zip(&events).enumerate() {
+        let canonical = chain::canonical(event).unwrap();
+        assert_eq!(link.seq, index as u64 + 1);
+        assert_eq!(link.event, canonical, "stored in the canonical form its hash covers");
+        prev = chain::link(&prev, link.seq, canonical.as_bytes());
+        assert_eq!(link.hash.as_deref(), Some(chain::to_hex(&prev).as_str()), "event {}", link.seq);
+    }
+    assert_eq!(stored.len(), 4);
+    assert_eq!(store.chain("inc-1", 1, 2).await.unwrap(), stored[1..3], "paged");
+    assert!(store.chain("inc-9", 0, 10).await.unwrap().is_empty());
+    let summary = &store.incidents().await.unwrap()[0];
+    assert_eq!(summary.head.as_deref(), Some(chain::to_hex(&prev).as_str()));
+}
+
+pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
+    store.append("inc-1", 0, &[started("inc-1", "breach", None), note(1, "a"), note(2, "b")], &[], None).await.unwrap();
+    let checkpoint = |number: u64, events: u64| SignedCheckpoint {
+        checkpoint: Checkpoint {
+            format: 1,
+            incident: "inc-1".into(),
+            number,
+            events,
+            head: "ab".repeat(32),
+            prev: "00".repeat(32),
+            at: at(number as i64),
+            key: "sha256:test".into(),
+        },
+        signature: "cd".repeat(64),
+    };
+    store.add_checkpoint("inc-1", &checkpoint(1, 2)).await.unwrap();
+    let refused = [
+        ("the same number again", checkpoint(1, 3)),
+        ("a number skipped", checkpoint(3, 3)),
+        ("no more events than the last", checkpoint(2, 2)),
+        ("more events than the incident has", checkpoint(2, 4)),
+    ];
+    for (why, refused) in refused {
+        let result = store.add_checkpoint("inc-1", &refused).await;
+        assert!(matches!(result, Err(Error::Invalid { .. })), "{why}: {result:?}");
+    }
+    store.add_checkpoint("inc-1", &checkpoint(2, 3)).await.unwrap();
+    let stored = store.checkpoints("inc-1").await.unwrap();
+    assert_eq!(stored.iter().map(|stored| stored.number).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(stored[1].body, checkpoint(2, 3).checkpoint.canonical());
+    assert_eq!(stored[1].signature, "cd".repeat(64));
+    let summary = &store.incidents().await.unwrap()[0];
+    assert_eq!((summary.checkpointed, summary.checkpointed_at), (3, Some(at(2))));
+    assert!(store.checkpoints("inc-9").await.unwrap().is_empty());
+    let unknown = store.add_checkpoint("inc-9", &checkpoint(1, 1)).await;
+    assert!(unknown.is_err(), "{unknown:?}");
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::audit::keys::SignedCheckpoint;
 use crate::engine::{Effect, Event};
 
 #[cfg(any(test, feature = "store-contract"))]
@@ -56,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     /// folded `after` events needs to catch up. Empty when there are none (or no such incident).
     fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
+    /// The summary of one incident, if it was started.
+    fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send;
+
     /// A summary of every incident, in the order they started.
     fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send;
 
@@ -69,6 +73,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` effects not yet done, in the order they were put in the outbox.
     fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send;
+
+    /// Up to `limit` events of `incident` after the first `after`, as stored: the canonical JSON
+    /// and the hash recorded with each, for verification and export. Unlike [`Store::events`],
+    /// this never refuses what it finds (a gap, an event that is not JSON): judging it is the
+    /// verifier's job. Empty when there are none (or no such incident).
+    fn chain(
+        &self,
+        incident: &str,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ChainLink>, Error>> + Send;
+
+    /// The signed checkpoints of `incident`, in order, as stored.
+    fn checkpoints(&self, incident: &str) -> impl Future<Output = Result<Vec<StoredCheckpoint>, Error>> + Send;
+
+    /// Stores a signed checkpoint of `incident`. It must be the incident's next (its number one
+    /// more than the last one's) and cover more events than the last one, but no more than the
+    /// incident has; otherwise it is refused with [`Error::Invalid`] and nothing changes (another
+    /// process may have signed the same head first).
+    fn add_checkpoint(
+        &self,
+        incident: &str,
+        checkpoint: &SignedCheckpoint,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// An event as stored: its position, the hash recorded with it (absent only if someone removed
+/// it) and its JSON, exactly as the database holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainLink {
+    pub seq: u64,
+    pub hash: Option<String>,
+    pub event: String,
+}
+
+/// A signed checkpoint as stored: the canonical JSON of its body, which was signed, and the
+/// signature in hex.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    pub number: u64,
+    pub body: String,
+    pub signature: String,
 }
 
 /// What listing incidents shows without folding their logs.
@@ -86,6 +132,12 @@ pub struct IncidentSummary {
     pub updated_at: DateTime<Utc>,
     /// The time of its `incident_closed` event, once there is one.
     pub closed_at: Option<DateTime<Utc>>,
+    /// The hash of its latest event, in hex.
+    pub head: Option<String>,
+    /// How many of its events its latest signed checkpoint covers (0 before the first).
+    pub checkpointed: u64,
+    /// When its latest checkpoint was signed.
+    pub checkpointed_at: Option<DateTime<Utc>>,
 }
 
 /// An effect in the outbox, not yet done, and the incident whose events decided it.

@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::rows::{self, AppendRows};
-use super::{Error, IncidentSummary, PendingEffect, Store};
+use super::{ChainLink, Error, IncidentSummary, PendingEffect, Store, StoredCheckpoint};
+use crate::audit::chain::{self, GENESIS};
+use crate::audit::keys::SignedCheckpoint;
 use crate::engine::{Effect, Event};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
@@ -44,11 +46,22 @@ const QUEUE: usize = 1024;
 /// The most appends one transaction carries, so that a flood of them still gets answers in steps.
 const MAX_BATCH: usize = 512;
 
+/// Selects incidents' summaries, with what follows `FROM incidents`.
+macro_rules! summaries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at, head, checkpointed,
+                    checkpointed_at FROM incidents ",
+            $rest
+        )
+    };
+}
+
 /// The SQLite event store. Share it behind an `Arc`; [`SqliteStore::close`] waits for the writer
 /// to finish what it was given.
 #[derive(Debug)]
 pub struct SqliteStore {
-    appends: mpsc::Sender<Append>,
+    appends: mpsc::Sender<Job>,
     reads: SqlitePool,
     writer: JoinHandle<()>,
     commits: Arc<AtomicU64>,
@@ -58,6 +71,12 @@ pub struct SqliteStore {
 struct Append {
     rows: AppendRows,
     answer: oneshot::Sender<Result<u64, Error>>,
+}
+
+/// What the writer is given: appends, and now and then a checkpoint to store.
+enum Job {
+    Append(Append),
+    Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
 }
 
 impl std::fmt::Debug for Append {
@@ -85,6 +104,7 @@ impl SqliteStore {
             .connect()
             .await?;
         MIGRATOR.run(&mut writer).await?;
+        chain_unhashed(&mut writer).await?;
         let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
         let (appends, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -124,7 +144,8 @@ impl Store for SqliteStore {
         let rows = AppendRows::new(incident, expected, events, effects, completes);
         async move {
             let (answer, answered) = oneshot::channel();
-            self.appends.send(Append { rows: rows?, answer }).await.map_err(|_| sqlx::Error::PoolClosed)?;
+            let job = Job::Append(Append { rows: rows?, answer });
+            self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
             answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
         }
     }
@@ -176,13 +197,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn incident(&self, id: &str) -> Result<Option<IncidentSummary>, Error> {
+        let row: Option<IncidentRow> =
+            sqlx::query_as(summaries!("WHERE id = ?")).bind(id).fetch_optional(&self.reads).await?;
+        row.map(IncidentSummary::try_from).transpose()
+    }
+
     async fn incidents(&self) -> Result<Vec<IncidentSummary>, Error> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(
-            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at FROM incidents
-             ORDER BY started_at, id",
-        )
-        .fetch_all(&self.reads)
-        .await?;
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(summaries!("ORDER BY started_at, id")).fetch_all(&self.reads).await?;
         rows.into_iter().map(IncidentSummary::try_from).collect()
     }
 
@@ -207,6 +230,51 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {
+        let rows: Vec<ChainRow> =
+            sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(incident)
+                .bind(signed(after))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| Ok(ChainLink { seq: unsigned(row.seq)?, hash: row.hash, event: row.event }))
+            .collect()
+    }
+
+    async fn checkpoints(&self, incident: &str) -> Result<Vec<StoredCheckpoint>, Error> {
+        let rows: Vec<CheckpointRow> =
+            sqlx::query_as("SELECT number, body, signature FROM checkpoints WHERE incident = ? ORDER BY number")
+                .bind(incident)
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| Ok(StoredCheckpoint { number: unsigned(row.number)?, body: row.body, signature: row.signature }))
+            .collect()
+    }
+
+    async fn add_checkpoint(&self, incident: &str, checkpoint: &SignedCheckpoint) -> Result<(), Error> {
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
+        self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    seq: i64,
+    hash: Option<String>,
+    event: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    number: i64,
+    body: String,
+    signature: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -230,6 +298,9 @@ struct IncidentRow {
     started_at: String,
     updated_at: String,
     closed_at: Option<String>,
+    head: Option<String>,
+    checkpointed: i64,
+    checkpointed_at: Option<String>,
 }
 
 impl TryFrom<IncidentRow> for IncidentSummary {
@@ -241,6 +312,9 @@ impl TryFrom<IncidentRow> for IncidentSummary {
             started_at: rows::parse_timestamp(&row.started_at)?,
             updated_at: rows::parse_timestamp(&row.updated_at)?,
             closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            checkpointed: unsigned(row.checkpointed)?,
+            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            head: row.head,
             id: row.id,
             runbook_id: row.runbook_id,
             key: row.key,
@@ -259,9 +333,22 @@ fn unsigned(number: i64) -> Result<u64, Error> {
 }
 
 /// The writer task: takes every append waiting, stores them in one transaction, answers each.
-async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Append>, commits: Arc<AtomicU64>) {
+async fn write(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        for job in jobs.drain(..) {
+            match job {
+                Job::Append(append) => batch.push(append),
+                // Rare (one per incident every few minutes): each is a statement of its own.
+                Job::Checkpoint { incident, checkpoint, answer } => {
+                    let _ = answer.send(store_checkpoint(&mut connection, &incident, &checkpoint).await);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let answers = match commit(&mut connection, &batch, &commits).await {
             Ok(answers) => answers,
             Err(error) => {
@@ -357,25 +444,41 @@ async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) 
             Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await),
             other => other?,
         };
-    } else if rows.events.is_empty() {
-        // No event to move the version, but the append must still be at the version it expects.
-        let stored: Option<i64> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?")
+    }
+    // What the first new event chains to. The event at the expected version never changes, so the
+    // head read here is the one the insert below follows, or the insert is refused as out of order.
+    let mut prev = GENESIS;
+    if rows.start.is_none() {
+        let stored: Option<(i64, Option<String>)> = sqlx::query_as("SELECT version, head FROM incidents WHERE id = ?")
             .bind(incident)
             .fetch_optional(&mut *connection)
             .await?;
-        if stored != Some(signed(rows.expected)) {
-            return Err(refusal(connection, rows).await);
+        match stored {
+            Some((version, head)) if version == signed(rows.expected) => {
+                if let Some(head) = head {
+                    prev = chain::from_hex(&head).ok_or_else(|| {
+                        Error::Corrupt(format!("incident `{incident}` has head `{head}`, not a hash"))
+                    })?;
+                } else if !rows.events.is_empty() {
+                    return Err(Error::Corrupt(format!("incident `{incident}` has events but no head hash")));
+                }
+            }
+            _ => return Err(refusal(connection, rows).await),
         }
     }
     for event in &rows.events {
-        let inserted = sqlx::query("INSERT INTO events (incident, seq, type, at, event) VALUES (?, ?, ?, ?, ?)")
-            .bind(incident)
-            .bind(signed(event.seq))
-            .bind(event.kind)
-            .bind(&event.at)
-            .bind(&event.json)
-            .execute(&mut *connection)
-            .await;
+        let hash = chain::link(&prev, event.seq, event.json.as_bytes());
+        prev = hash;
+        let inserted =
+            sqlx::query("INSERT INTO events (incident, seq, type, at, event, hash) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(incident)
+                .bind(signed(event.seq))
+                .bind(event.kind)
+                .bind(&event.at)
+                .bind(&event.json)
+                .bind(chain::to_hex(&hash))
+                .execute(&mut *connection)
+                .await;
         match inserted {
             Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await),
             other => other?,
@@ -462,4 +565,76 @@ fn is_constraint_violation(error: &sqlx::Error) -> bool {
     // byte is the primary code.
     matches!(error, sqlx::Error::Database(database)
         if database.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT))
+}
+
+/// Stores a signed checkpoint; the schema's trigger refuses one that is not the incident's next.
+async fn store_checkpoint(
+    connection: &mut SqliteConnection,
+    incident: &str,
+    signed_checkpoint: &SignedCheckpoint,
+) -> Result<(), Error> {
+    let checkpoint = &signed_checkpoint.checkpoint;
+    let inserted = sqlx::query(
+        "INSERT INTO checkpoints (incident, number, events, at, body, signature) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(incident)
+    .bind(signed(checkpoint.number))
+    .bind(signed(checkpoint.events))
+    .bind(rows::timestamp(checkpoint.at))
+    .bind(checkpoint.canonical())
+    .bind(&signed_checkpoint.signature)
+    .execute(&mut *connection)
+    .await;
+    match inserted {
+        Err(error) if is_constraint_violation(&error) => Err(Error::Invalid {
+            incident: incident.to_string(),
+            problem: format!(
+                "checkpoint {} of events 1 to {} is not its next checkpoint",
+                checkpoint.number, checkpoint.events
+            ),
+        }),
+        other => other.map(|_| ()).map_err(Error::from),
+    }
+}
+
+/// Chains events stored before the hash chain existed (migration 0002): each gets its canonical
+/// JSON and its hash, and its incident its head, one incident per transaction.
+async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<(), Error> {
+    let incidents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT incident FROM events WHERE hash IS NULL")
+        .fetch_all(&mut *connection)
+        .await?;
+    for incident in incidents {
+        let mut transaction = connection.begin().await?;
+        let events: Vec<ChainRow> =
+            sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? ORDER BY seq")
+                .bind(&incident)
+                .fetch_all(&mut *transaction)
+                .await?;
+        let mut prev = GENESIS;
+        for event in events {
+            let seq = unsigned(event.seq)?;
+            if let Some(hash) = event.hash.as_deref().and_then(chain::from_hex) {
+                prev = hash;
+                continue;
+            }
+            let json = chain::canonicalize(&event.event).map_err(|error| {
+                Error::Corrupt(format!("event {seq} of incident `{incident}` is not JSON: {error}"))
+            })?;
+            prev = chain::link(&prev, seq, json.as_bytes());
+            sqlx::query("UPDATE events SET event = ?, hash = ? WHERE incident = ? AND seq = ?")
+                .bind(&json)
+                .bind(chain::to_hex(&prev))
+                .bind(&incident)
+                .bind(event.seq)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        sqlx::query("UPDATE incidents SET head = ? WHERE id = ?")
+            .bind(chain::to_hex(&prev))
+            .bind(&incident)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per feature.
 
 mod actions;
+mod audit;
 mod cli;
 mod crash;
 mod diagnostics;
@@ -9,6 +10,7 @@ mod engine;
 mod examples;
 mod hostile;
 mod incident;
+mod report;
 mod runtime;
 mod store;
 mod support;

@@ -1,0 +1,12 @@
+//! The audit trail: the hash chain over every incident's events, signed checkpoints of its head,
+//! verification (of a database or of an export), exports, and the post-incident report.
+//!
+//! Part of the core: no I/O, no clock, no randomness. The runtime (`runtime::audit`) applies
+//! these rules to a store: it signs heads, verifies and exports stored logs. `docs/audit.md`
+//! states the encoding for anyone who wants to check a log without phasegate.
+
+pub mod chain;
+pub mod export;
+pub mod keys;
+pub mod report;
+pub mod verify;

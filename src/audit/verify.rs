@@ -1,0 +1,327 @@
+//! Verification of one incident's log: the hash chain event by event, then every checkpoint
+//! against the chain, whatever the log came from (the database or an export).
+//!
+//! The verifier is fed events in the order they are stored and the incident's checkpoints, and
+//! reports every problem it finds with the event it is about, in the order of the log, so the
+//! first one is where the log stops being what was written.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::chain::{self, GENESIS, Hash};
+use super::keys::{FORMAT, PublicKey, SignedCheckpoint};
+use crate::engine::{Event, EventKind};
+
+/// The most problems an outcome lists; the rest are counted.
+const MAX_PROBLEMS: usize = 20;
+
+/// Something in the log that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The first event it concerns.
+    pub event: u64,
+    /// The checkpoint it concerns, if it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
+    pub what: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.checkpoint {
+            Some(number) => write!(formatter, "checkpoint {number} (event {}): {}", self.event, self.what),
+            None => write!(formatter, "event {}: {}", self.event, self.what),
+        }
+    }
+}
+
+/// What verifying an incident's log found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub incident: String,
+    /// Events read.
+    pub events: u64,
+    pub checkpoints: u64,
+    /// The events covered by the last checkpoint that verified, if all before it did too.
+    pub signed_through: u64,
+    /// The log ends with `incident_closed`.
+    pub closed: bool,
+    /// The fingerprint of the key the signatures were checked with.
+    pub fingerprint: Option<String>,
+    /// In the order of the log; at most [`MAX_PROBLEMS`].
+    pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    pub more_problems: usize,
+}
+
+impl Outcome {
+    /// Adds a problem found outside the log itself, in its place among the others.
+    pub fn add(&mut self, problem: Problem) {
+        self.problems.push(problem);
+        self.problems.sort_by_key(|problem| (problem.event, problem.checkpoint));
+    }
+
+    /// Everything verifies.
+    pub fn verified(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Events after the last checkpoint: chained, but not yet signed.
+    pub fn unsigned(&self) -> u64 {
+        self.events.saturating_sub(self.signed_through)
+    }
+
+    /// The outcome as the report shows it.
+    pub fn integrity(&self) -> super::report::Integrity {
+        super::report::Integrity {
+            verified: self.verified(),
+            events: self.events,
+            checkpoints: self.checkpoints,
+            signed_through: self.signed_through,
+            fingerprint: self.fingerprint.clone(),
+            problem: self.problems.first().map(Problem::to_string),
+        }
+    }
+}
+
+/// Checks an incident's log as it is read.
+pub struct Verifier<'k> {
+    incident: String,
+    key: Option<&'k PublicKey>,
+    /// The hash of every event read so far, computed from its content.
+    hashes: Vec<Hash>,
+    /// The hash recorded with the latest event, to check each link on its own once one is broken.
+    recorded_prev: Hash,
+    /// The log is out of order from this event on; nothing after it is checked.
+    broken: bool,
+    /// Events read, including any after a break.
+    read: u64,
+    last: Option<String>,
+    checkpoints: Vec<Result<SignedCheckpoint, String>>,
+    problems: Vec<Problem>,
+}
+
+impl<'k> Verifier<'k> {
+    /// A verifier of `incident`'s log; without `key`, checkpoints cannot verify.
+    pub fn new(incident: &str, key: Option<&'k PublicKey>) -> Verifier<'k> {
+        Verifier {
+            incident: incident.to_string(),
+            key,
+            hashes: Vec::new(),
+            recorded_prev: GENESIS,
+            broken: false,
+            read: 0,
+            last: None,
+            checkpoints: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The next event as stored: its position, the hash recorded with it, its JSON.
+    pub fn event(&mut self, seq: u64, recorded: Option<&str>, json: String) {
+        self.read += 1;
+        if self.broken {
+            return;
+        }
+        let expected = self.hashes.len() as u64 + 1;
+        if seq != expected {
+            let what = if seq > expected {
+                format!("missing: the log goes from event {} to event {seq}", expected - 1)
+            } else {
+                format!("out of order: event {seq} comes again after event {}", expected - 1)
+            };
+            self.problem(expected, None, what);
+            self.broken = true;
+            return;
+        }
+        let true_prev = self.hashes.last().copied().unwrap_or(GENESIS);
+        let recorded = recorded.and_then(chain::from_hex);
+        let Some(computed) = content_hash(&true_prev, seq, &json, recorded) else {
+            self.problem(seq, None, "is not JSON".to_string());
+            self.broken = true;
+            return;
+        };
+        match recorded {
+            Some(recorded) if recorded == computed => {}
+            None => self.problem(seq, None, "has no hash recorded, or not one of 64 hex digits".to_string()),
+            Some(recorded) => {
+                // After an earlier problem, check this link on its own: does the event chain to
+                // the hash recorded before it? If so, only an earlier event was changed.
+                let linked = true_prev != self.recorded_prev
+                    && content_hash(&self.recorded_prev, seq, &json, Some(recorded)) == Some(recorded);
+                if !linked {
+                    let what = "does not match its recorded hash: it was changed, moved or inserted, or the event \
+                                before it removed";
+                    self.problem(seq, None, what.to_string());
+                }
+            }
+        }
+        self.recorded_prev = recorded.unwrap_or(computed);
+        if seq == 1 {
+            self.check_first(&json);
+        }
+        self.hashes.push(computed);
+        self.last = Some(json);
+    }
+
+    /// Something where the next event belongs that is not one (a line of an export that does not
+    /// read): the log cannot be followed past it.
+    pub fn unreadable(&mut self, what: String) {
+        if !self.broken {
+            self.problem(self.hashes.len() as u64 + 1, None, what);
+            self.broken = true;
+        }
+    }
+
+    /// One of the incident's checkpoints, in order, or why it could not be read.
+    pub fn checkpoint(&mut self, checkpoint: Result<SignedCheckpoint, String>) {
+        self.checkpoints.push(checkpoint);
+    }
+
+    /// The verdict. `claimed` is the number of events the incident's summary (or an export's
+    /// header) says it has: fewer events in the log means some were cut off its end.
+    pub fn finish(mut self, claimed: Option<u64>) -> Outcome {
+        let events = self.hashes.len() as u64;
+        let closed = self
+            .last
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Event>(json).ok())
+            .is_some_and(|event| matches!(event.kind, EventKind::IncidentClosed));
+        if let Some(claimed) = claimed
+            && claimed > self.read
+        {
+            let what = format!("missing: the log says it has {claimed} events but ends at event {}", self.read);
+            self.problem(self.read + 1, None, what);
+        }
+        let signed_through = self.check_checkpoints();
+        if closed && !self.broken && signed_through < events && self.problems.is_empty() {
+            let what = "the incident is closed but no checkpoint covers its end: events may have been cut off";
+            self.problem(events, None, what.to_string());
+        }
+        self.problems.sort_by_key(|problem| (problem.event, problem.checkpoint));
+        let more_problems = self.problems.len().saturating_sub(MAX_PROBLEMS);
+        self.problems.truncate(MAX_PROBLEMS);
+        Outcome {
+            incident: self.incident,
+            events,
+            checkpoints: self.checkpoints.len() as u64,
+            signed_through,
+            closed,
+            fingerprint: self.key.map(|key| key.fingerprint().to_string()),
+            problems: self.problems,
+            more_problems,
+        }
+    }
+
+    /// Checks each checkpoint against the ones before it, its signature and the chain; returns the
+    /// events covered by the last one that verified while every one before it did.
+    fn check_checkpoints(&mut self) -> u64 {
+        let mut prev = GENESIS;
+        let mut covered = 0;
+        let mut signed_through = Some(0);
+        let checkpoints = std::mem::take(&mut self.checkpoints);
+        for (index, checkpoint) in checkpoints.iter().enumerate() {
+            let number = index as u64 + 1;
+            let signed = match checkpoint {
+                Ok(signed) => signed,
+                Err(error) => {
+                    self.problem(covered + 1, Some(number), format!("cannot be read: {error}"));
+                    signed_through = None;
+                    continue;
+                }
+            };
+            let checkpoint = &signed.checkpoint;
+            let at = checkpoint.events;
+            let problems = self.problems.len();
+            let fail = |verifier: &mut Verifier, what: String| verifier.problem(at.max(1), Some(number), what);
+            if checkpoint.format != FORMAT || checkpoint.incident != self.incident || checkpoint.number != number {
+                let what = format!(
+                    "claims to be checkpoint {} (format {}) of incident `{}`",
+                    checkpoint.number, checkpoint.format, checkpoint.incident
+                );
+                fail(self, what);
+            }
+            if chain::from_hex(&checkpoint.prev) != Some(prev) {
+                fail(
+                    self,
+                    "does not follow the checkpoint before it: a checkpoint was removed, added or replaced".into(),
+                );
+            }
+            match self.key {
+                Some(key) if key.verifies(signed) => {}
+                Some(key) => fail(self, format!("its signature does not verify with key {}", key.fingerprint())),
+                None => fail(self, "cannot be checked: no public key was given".into()),
+            }
+            if at <= covered {
+                fail(self, format!("covers events 1 to {at}, no more than the checkpoint before it ({covered})"));
+            }
+            match self.hashes.get(at.wrapping_sub(1) as usize) {
+                _ if self.broken => {}
+                Some(hash) if chain::from_hex(&checkpoint.head) == Some(*hash) => {}
+                Some(_) => fail(
+                    self,
+                    format!(
+                        "signed a different event {at}: an event up to {at} was changed and the hashes computed again"
+                    ),
+                ),
+                None => {
+                    let end = self.hashes.len() as u64;
+                    self.problem(
+                        end + 1,
+                        Some(number),
+                        format!("covers events 1 to {at}, but the log ends at event {end}: events were cut off"),
+                    );
+                }
+            }
+            if self.problems.len() > problems {
+                signed_through = None;
+            } else if let Some(through) = signed_through.as_mut() {
+                *through = at;
+            }
+            covered = covered.max(at);
+            prev = checkpoint.hash();
+        }
+        self.checkpoints = checkpoints;
+        signed_through.unwrap_or_else(|| self.last_good_checkpoint())
+    }
+
+    /// When a checkpoint failed: the events covered by the last one before the first failure.
+    fn last_good_checkpoint(&self) -> u64 {
+        let first_bad = self.problems.iter().filter_map(|problem| problem.checkpoint).min().unwrap_or(1);
+        self.checkpoints[..(first_bad as usize).saturating_sub(1)]
+            .iter()
+            .filter_map(|checkpoint| checkpoint.as_ref().ok())
+            .map(|signed| signed.checkpoint.events)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn check_first(&mut self, json: &str) {
+        let started = serde_json::from_str::<Event>(json).ok().and_then(|event| match event.kind {
+            EventKind::IncidentStarted { incident, .. } => Some(incident),
+            _ => None,
+        });
+        if started.as_deref() != Some(self.incident.as_str()) {
+            let what = format!("is not the `incident_started` event of incident `{}`", self.incident);
+            self.problem(1, None, what);
+        }
+    }
+
+    fn problem(&mut self, event: u64, checkpoint: Option<u64>, what: String) {
+        self.problems.push(Problem { event, checkpoint, what });
+    }
+}
+
+/// The hash of an event whose JSON is `json`, chained to `prev`. The hash covers the event's
+/// canonical form, which is how phasegate stores and exports events: the bytes are hashed as they
+/// are first, and encoded canonically only when that does not give the `recorded` hash (JSON
+/// reformatted by some tool, or an event that was changed). `None` when `json` is not JSON.
+fn content_hash(prev: &Hash, seq: u64, json: &str, recorded: Option<Hash>) -> Option<Hash> {
+    let hash = chain::link(prev, seq, json.as_bytes());
+    if Some(hash) == recorded {
+        return Some(hash);
+    }
+    let canonical = chain::canonicalize(json).ok()?;
+    Some(chain::link(prev, seq, canonical.as_bytes()))
+}

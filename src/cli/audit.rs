@@ -1,0 +1,184 @@
+//! `phasegate keygen`, `phasegate audit verify` and `phasegate audit export`: the key that signs
+//! checkpoints, and checking an incident's log against its hashes and signatures, in the database
+//! or offline in an export.
+
+use std::io::{BufReader, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use super::Format;
+use super::incident::{Common, open};
+use crate::audit::export;
+use crate::audit::keys::PublicKey;
+use crate::audit::verify::Outcome;
+use crate::runtime::audit;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Keygen {
+    /// Where to write the private key (PKCS#8 PEM); the public key goes to the same path plus `.pub`.
+    path: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check incidents' hash chains and signed checkpoints; exit 0 only if everything verifies.
+    Verify(Verify),
+    /// Write an incident's events, hashes and checkpoints as JSON Lines.
+    Export(Export),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Verify {
+    /// The incident to check (in the database).
+    #[arg(required_unless_present_any = ["all", "file"], conflicts_with_all = ["all", "file"])]
+    incident: Option<String>,
+    /// Check every incident in the database.
+    #[arg(long)]
+    all: bool,
+    /// Check an export instead of the database; needs nothing but the file and `--public-key`.
+    #[arg(long, value_name = "EXPORT")]
+    file: Option<PathBuf>,
+    /// The public key (PEM) checkpoints must be signed with (default: the configuration's).
+    #[arg(long, value_name = "KEY")]
+    public_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Export {
+    incident: String,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Writes a new key pair, refusing to overwrite either file.
+pub fn keygen(args: Keygen) -> anyhow::Result<u8> {
+    let public_path = PathBuf::from(format!("{}.pub", args.path.display()));
+    for path in [&args.path, &public_path] {
+        if path.exists() {
+            bail!("`{}` exists; phasegate does not overwrite keys", path.display());
+        }
+    }
+    let signer = audit::new_signer();
+    write_new(&args.path, signer.to_pem()?.as_bytes(), 0o600)?;
+    write_new(&public_path, signer.public().to_pem()?.as_bytes(), 0o644)?;
+    super::print_stdout(&format!(
+        "private key: {}\npublic key:  {}\nfingerprint: {}\n\nIn the configuration:\n  audit:\n    signing_key: {}\n",
+        args.path.display(),
+        public_path.display(),
+        signer.public().fingerprint(),
+        args.path.display(),
+    ))?;
+    Ok(super::exit::OK)
+}
+
+/// Creates `path` with `mode` (on Unix), failing if it exists.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).with_context(|| format!("cannot create `{}`", path.display()))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+pub async fn run(command: Command, templates: Option<&Path>) -> anyhow::Result<u8> {
+    match command {
+        Command::Verify(args) => verify(args, templates).await,
+        Command::Export(args) => export(args, templates).await,
+    }
+}
+
+async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
+    let given = args.public_key.as_deref().map(crate::config::read_public_key).transpose()?;
+    let outcomes = match &args.file {
+        Some(path) => {
+            // Offline: no configuration, no database.
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+            vec![export::verify(BufReader::new(file), given.as_ref()).with_context(|| path.display().to_string())?]
+        }
+        None => {
+            let opened = open(&args.common, templates).await?;
+            let key = match given {
+                Some(key) => Some(key),
+                None => opened.config.audit.public_key()?,
+            };
+            let store = opened.runtime.store();
+            let incidents = match &args.incident {
+                Some(id) => vec![store.incident(id).await?.with_context(|| format!("no incident `{id}`"))?],
+                None => store.incidents().await?,
+            };
+            let mut outcomes = Vec::with_capacity(incidents.len());
+            for incident in &incidents {
+                outcomes.push(audit::verify_stored(store, incident, key.as_ref()).await?);
+            }
+            outcomes
+        }
+    };
+    match args.format {
+        Format::Json => super::print_stdout(&(serde_json::to_string_pretty(&outcomes)? + "\n"))?,
+        Format::Text => super::print_stdout(&outcomes.iter().map(describe).collect::<String>())?,
+    }
+    Ok(if outcomes.iter().all(Outcome::verified) { super::exit::OK } else { super::exit::INVALID })
+}
+
+/// What a person reads: one line when all is well, each problem on its own line when not.
+pub fn describe(outcome: &Outcome) -> String {
+    let key = outcome.fingerprint.as_deref().map(|key| format!(", key {key}")).unwrap_or_default();
+    let counts = format!("{} events, {} checkpoints", outcome.events, outcome.checkpoints);
+    if !outcome.verified() {
+        let mut text = format!("{}: NOT VERIFIED ({counts}{key})\n", outcome.incident);
+        for problem in &outcome.problems {
+            text.push_str(&format!("  {problem}\n"));
+        }
+        if outcome.more_problems > 0 {
+            text.push_str(&format!("  and {} more problems\n", outcome.more_problems));
+        }
+        return text;
+    }
+    let tail = match outcome.unsigned() {
+        0 => String::new(),
+        n => format!("; the last {n} events are chained but not yet signed (the incident is open)"),
+    };
+    format!("{}: verified ({counts}, signed through event {}{key}){tail}\n", outcome.incident, outcome.signed_through)
+}
+
+async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
+    let opened = open(&args.common, templates).await?;
+    let store = opened.runtime.store();
+    let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
+    match &args.output {
+        Some(path) => {
+            // Written beside the target and renamed, so a failed export leaves no half a file.
+            let partial = path.with_extension("partial");
+            let file =
+                std::fs::File::create(&partial).with_context(|| format!("cannot create `{}`", partial.display()))?;
+            audit::export_stored(store, &incident, std::io::BufWriter::new(file)).await?;
+            std::fs::rename(&partial, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
+        None => {
+            let mut out = Vec::new();
+            audit::export_stored(store, &incident, &mut out).await?;
+            super::print_stdout(&String::from_utf8(out)?)?;
+        }
+    }
+    Ok(super::exit::OK)
+}
+
+/// The public key for a report or a verification: the one given, else the configuration's.
+pub fn public_key(given: Option<&Path>, config: &crate::config::Config) -> anyhow::Result<Option<PublicKey>> {
+    match given {
+        Some(path) => Ok(Some(crate::config::read_public_key(path)?)),
+        None => Ok(config.audit.public_key()?),
+    }
+}

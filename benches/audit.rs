@@ -4,7 +4,8 @@
 //! A database of 1,000,000 events (10 incidents of 100,000, a mix of the events a real incident
 //! records, a checkpoint every 10,000 events) is verified from the database and from an export,
 //! and set beside the yardstick: SHA-256 over the same events' stored JSON, one digest per event,
-//! in memory. The measures take turns in each round and the table shows the medians of the
+//! in memory. Reading the chain from the database without checking it is measured too, to show
+//! what the database path spends on reading. The measures take turns in each round and the table shows the medians of the
 //! rates and of the per-round ratios; `VERBOSE=1` prints every round.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use phasegate::audit::export;
+use phasegate::audit::keys::Signer;
 use phasegate::engine::event::Approver;
 use phasegate::engine::{Event, EventKind};
 use phasegate::runtime::audit;
@@ -101,10 +103,18 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
-        let signer = audit::new_signer();
+        // `AUDIT_BENCH_DB=PATH` keeps the database (and its key) to measure again without building it.
+        let path = std::env::var_os("AUDIT_BENCH_DB").map_or_else(|| dir.path().join("phasegate.db"), Into::into);
+        let reuse = path.exists();
+        let store = SqliteStore::open(&path).await.unwrap();
+        let key_path = path.with_extension("pem");
+        let signer = match std::fs::read_to_string(&key_path) {
+            Ok(pem) if reuse => Signer::from_pem(&pem).unwrap(),
+            _ => audit::new_signer(),
+        };
+        std::fs::write(&key_path, signer.to_pem().unwrap().as_bytes()).unwrap();
         let built = Instant::now();
-        for number in 0..INCIDENTS {
+        for number in (0..INCIDENTS).filter(|_| !reuse) {
             let incident = format!("inc-{number}");
             let mut version = store.append(&incident, 0, &[started(&incident)], &[], None).await.unwrap();
             while (version as usize) < EVENTS_EACH {
@@ -144,7 +154,7 @@ fn main() {
             bytes as f64 / texts.len() as f64
         );
 
-        let (mut raw, mut database, mut file) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut raw, mut database, mut file, mut read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let start = Instant::now();
             let mut sink = 0u8;
@@ -160,6 +170,20 @@ fn main() {
                 assert!(outcome.verified() && outcome.signed_through == incident.version, "{outcome:?}");
             }
             database.push(rate(total, start.elapsed()));
+
+            // What reading the chain from the database costs, without checking anything.
+            let start = Instant::now();
+            let mut rows = 0;
+            for incident in &incidents {
+                let mut after = 0;
+                loop {
+                    let page = store.chain(&incident.id, after, 8192).await.unwrap();
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    rows += page.len();
+                }
+            }
+            read.push(rate(rows, start.elapsed()));
 
             let start = Instant::now();
             for bytes in &exports {
@@ -183,6 +207,11 @@ fn main() {
             "| `audit verify --file` from an export (in memory) | {:.0} | {:.2} |",
             median(file.clone()),
             ratio(&file)
+        );
+        println!(
+            "| reading the chain from the database, nothing checked | {:.0} | {:.2} |",
+            median(read.clone()),
+            ratio(&read)
         );
         store.close().await;
     });

@@ -28,6 +28,13 @@ pub fn canonical(event: &Event) -> Result<String, serde_json::Error> {
     serde_json_canonicalizer::to_string(event)
 }
 
+/// The event as it reads back from its canonical form, which writes numbers as RFC 8785 does
+/// (`2.0` as `2`, `-0.0` as `0`, integers beyond 2^53 rounded to a double). The runtime appends
+/// events in this form, so that what it keeps in memory is what reading the log gives.
+pub fn normalize(event: &Event) -> Result<Event, serde_json::Error> {
+    serde_json::from_str(&canonical(event)?)
+}
+
 /// The canonical form of an event given as JSON text from anywhere (an export, a database edited
 /// by hand): equal to the stored text whenever that text is what phasegate wrote.
 pub fn canonicalize(json: &str) -> Result<String, serde_json::Error> {
@@ -46,6 +53,16 @@ pub fn link(prev: &Hash, seq: u64, canonical: &[u8]) -> Hash {
 /// A hash as it is written down: 64 lowercase hex digits.
 pub fn to_hex(hash: &Hash) -> String {
     hex::encode(hash)
+}
+
+/// Whether `text` is `hash` written down (64 lowercase hex digits), without decoding `text`.
+pub fn is_hex_of(text: &str, hash: &Hash) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let text = text.as_bytes();
+    text.len() == 64
+        && hash.iter().enumerate().all(|(index, byte)| {
+            text[2 * index] == DIGITS[usize::from(byte >> 4)] && text[2 * index + 1] == DIGITS[usize::from(byte & 15)]
+        })
 }
 
 /// A hash written down, or `None` when it is not 64 hex digits.
@@ -101,6 +118,9 @@ mod tests {
         assert_ne!(link(&first, 1, b"{}"), first);
         assert_ne!(link(&GENESIS, 1, b"{ }"), first);
         assert_eq!(from_hex(&to_hex(&first)), Some(first));
+        assert!(is_hex_of(&to_hex(&first), &first));
+        assert!(!is_hex_of(&to_hex(&first).to_uppercase(), &first) && !is_hex_of(&to_hex(&first)[1..], &first));
+        assert!(!is_hex_of(&to_hex(&GENESIS), &first));
         assert_eq!(from_hex("00"), None);
     }
 }

@@ -33,17 +33,18 @@ pub async fn verify_stored<S: Store>(
     for stored in store.checkpoints(&incident.id).await? {
         verifier.checkpoint(read_checkpoint(&stored));
     }
-    let mut after = 0;
-    loop {
-        let page = store.chain(&incident.id, after, PAGE).await?;
-        let full = page.len() == PAGE;
-        for link in page {
-            after = link.seq;
-            verifier.event(link.seq, link.hash.as_deref(), link.event);
-        }
-        if !full {
-            break;
-        }
+    // The next page is read (by the database's own thread) while this one is checked.
+    let mut page = store.chain(&incident.id, 0, PAGE).await?;
+    while let Some(last) = page.last().map(|link| link.seq) {
+        let next =
+            async { if page.len() == PAGE { store.chain(&incident.id, last, PAGE).await } else { Ok(Vec::new()) } };
+        let check = async {
+            for link in &page {
+                verifier.event(link.seq, link.hash.as_deref(), &link.event);
+            }
+        };
+        let (next, ()) = tokio::join!(biased; next, check);
+        page = next?;
     }
     Ok(verifier.finish(Some(incident.version)))
 }

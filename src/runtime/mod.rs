@@ -82,6 +82,9 @@ pub struct Runtime<S, T> {
     states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
     /// The key that signs checkpoints, and how often an open incident's head is signed.
     signer: Option<(Arc<Signer>, chrono::Duration)>,
+    /// When each incident's head was last signed, as this runtime knows: a command asks the
+    /// store whether a checkpoint is due only when the interval may have passed.
+    signed_at: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -94,6 +97,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             runbooks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
             signer: None,
+            signed_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -199,8 +203,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let id = new_incident_id(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
         let request = Request { actor: actor.to_string(), at, command };
-        let decision = engine::decide(&runbook, &self.directory, None, &request)?;
+        let decision = normalized(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
         self.store.append(&id, 0, &decision.events, &decision.effects, None).await?;
+        self.sign_if_due(&id, false).await;
         Ok((id, decision))
     }
 
@@ -221,7 +226,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             refresh = true;
             let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
             let decision = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
-                Ok(decision) => decision,
+                Ok(decision) => normalized(incident, decision)?,
                 Err(_) if !fresh => continue,
                 // The result of an effect the incident no longer waits for (it was recorded before
                 // a crash, say) only takes the effect out of the outbox.
@@ -240,12 +245,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 .await;
             match appended {
                 Ok(_) => {
-                    if decision.events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed)) {
-                        // The close is stored whatever happens here; `run` signs what is left.
-                        if let Err(error) = self.sign(incident).await {
-                            tracing::warn!(incident, %error, "the closed incident's head was not signed");
-                        }
-                    }
+                    let closed = decision.events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
+                    self.sign_if_due(incident, closed).await;
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
@@ -319,6 +320,34 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(signed)
     }
 
+    /// After an append: signs the incident's head if it closed, or if its last checkpoint is older
+    /// than the interval (or it has none), so checkpoints are made even where `run` is not
+    /// running. The append stands whatever happens here; what fails is logged, and `run` signs
+    /// what is left.
+    async fn sign_if_due(&self, incident: &str, closed: bool) {
+        let Some((_, every)) = &self.signer else { return };
+        let now = self.now();
+        let known = self.signed_at.lock().expect("the cache is never poisoned").get(incident).copied();
+        if !closed && known.is_some_and(|at| now - at < *every) {
+            return;
+        }
+        let signed = async {
+            let Some(summary) = self.store.incident(incident).await? else { return Ok(None) };
+            let due = closed || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
+            if due && self.sign_summary(&summary).await? {
+                return Ok(Some(now));
+            }
+            Ok::<_, Error>(summary.checkpointed_at)
+        };
+        match signed.await {
+            Ok(Some(at)) => {
+                self.signed_at.lock().expect("the cache is never poisoned").insert(incident.to_string(), at);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(incident, %error, "the incident's head was not signed"),
+        }
+    }
+
     /// Signs the head of `incident` now, if it has events no checkpoint covers.
     pub async fn sign(&self, incident: &str) -> Result<bool, Error> {
         match self.store.incident(incident).await? {
@@ -349,6 +378,18 @@ impl Executor for crate::actions::Actions {
         let view = crate::actions::IncidentView { runbook, incident, events, now };
         crate::actions::Actions::carry_out(self, effect, &view).await
     }
+}
+
+/// The decision with its events as the log will give them back (`audit::chain::normalize`), so
+/// the state kept in memory is the state a reload folds.
+fn normalized(incident: &str, mut decision: Decision) -> Result<Decision, Error> {
+    for event in &mut decision.events {
+        *event = crate::audit::chain::normalize(event).map_err(|error| store::Error::Invalid {
+            incident: incident.to_string(),
+            problem: format!("an `{}` event cannot be encoded: {error}", event.kind.name()),
+        })?;
+    }
+    Ok(decision)
 }
 
 /// Templates as they were when an incident's runbook was validated at its start.

@@ -89,7 +89,7 @@ impl AppendRows {
             if seq > 1 && matches!(event.kind, EventKind::IncidentStarted { .. }) {
                 return Err(invalid(format!("event {seq} would be a second `incident_started`")));
             }
-            let json = encode_with(event, crate::audit::chain::canonical)
+            let json = encode_event(event)
                 .map_err(|problem| invalid(format!("event {seq} (`{}`) {problem}", event.kind.name())))?;
             rows.push(EventRow { seq, kind: event.kind.name(), at: timestamp(event.at), json });
         }
@@ -129,18 +129,22 @@ impl AppendRows {
 /// could not give back must not be stored: one unreadable event would make its incident unreadable
 /// for good, and one unreadable effect would stop the outbox.
 fn encode<T: Serialize + DeserializeOwned + PartialEq>(value: &T) -> Result<String, String> {
-    encode_with(value, serde_json::to_string)
-}
-
-/// [`encode`] with the JSON written by `to_json`: events are stored in the canonical form their
-/// hashes cover (`audit::chain::canonical`).
-fn encode_with<T: Serialize + DeserializeOwned + PartialEq>(
-    value: &T,
-    to_json: impl Fn(&T) -> Result<String, serde_json::Error>,
-) -> Result<String, String> {
-    let json = to_json(value).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+    let json = serde_json::to_string(value).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
     match serde_json::from_str::<T>(&json) {
         Ok(back) if back == *value => Ok(json),
+        Ok(_) => Err("does not read back from JSON as it was written".to_string()),
+        Err(error) => Err(format!("does not read back from JSON: {error}")),
+    }
+}
+
+/// An event in the canonical form its hash covers (`audit::chain::canonical`), checked the same
+/// way, except that numbers may read back as the canonical form writes them (`2.0` as `2`): what
+/// must hold is that the event read back encodes to the same bytes, so its hash never changes.
+fn encode_event(event: &Event) -> Result<String, String> {
+    use crate::audit::chain::canonical;
+    let json = canonical(event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+    match serde_json::from_str::<Event>(&json) {
+        Ok(back) if canonical(&back).is_ok_and(|again| again == json) => Ok(json),
         Ok(_) => Err("does not read back from JSON as it was written".to_string()),
         Err(error) => Err(format!("does not read back from JSON: {error}")),
     }

@@ -411,3 +411,56 @@ async fn the_command_line_verifies_exports_and_reports_offline() {
         .status(2)
         .stderr_has("cannot open `/nonexistent.jsonl`");
 }
+
+/// docs/audit.md is enough to check a log: `scripts/verify-export.py`, written from it in Python
+/// (hashlib, json and the `cryptography` package), agrees with phasegate on an untouched export
+/// and on a tampered one. The events carry what canonical JSON is hard about: non-ASCII text,
+/// escapes, and numbers in every ECMAScript form.
+#[tokio::test]
+async fn a_verifier_written_from_the_documentation_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = audit::new_signer();
+    let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    let mut start = started(INCIDENT, "breach", None);
+    if let EventKind::IncidentStarted { inputs, .. } = &mut start.kind {
+        let numbers = serde_json::json!([1e21, 1e-7, 0.1, -0.0, 123456789012.5, 1e300, 5e-324, 100, -7, 0.000001]);
+        inputs.insert("numbers".into(), numbers);
+        inputs.insert("\u{e9}t\u{e9} \u{1f600}".into(), serde_json::json!({"\u{20ac}": 1, "\r": 2, "\u{fb33}": 3}));
+    }
+    let events = [
+        start,
+        note(1, "tills \"open\" \\ caf\u{e9} \u{2028} \u{1f6d2}\ttab\u{7}bell"),
+        Event::new(at(2), "dana", EventKind::IncidentClosed),
+    ];
+    store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+    sign(&store, &signer, 3).await;
+    let summary = store.incident(INCIDENT).await.unwrap().unwrap();
+    let export = dir.path().join("export.jsonl");
+    audit::export_stored(&store, &summary, std::fs::File::create(&export).unwrap()).await.unwrap();
+    store.close().await;
+    let public = dir.path().join("key.pub");
+    std::fs::write(&public, signer.public().to_pem().unwrap()).unwrap();
+
+    let python = |export: &Path| {
+        let output = std::process::Command::new("python3")
+            .arg(crate::support::root().join("scripts/verify-export.py"))
+            .args([export, &public])
+            .output()
+            .expect("python3 runs (.ci/run installs it and the `cryptography` package)");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("ModuleNotFoundError"), "{stderr}");
+        (output.status.code(), format!("{}{stderr}", String::from_utf8_lossy(&output.stdout)))
+    };
+    let (status, stdout) = python(&export);
+    assert_eq!(status, Some(0), "{stdout}");
+    assert!(stdout.starts_with("verified"), "{stdout}");
+
+    let text = std::fs::read_to_string(&export).unwrap();
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, text.replace("caf\u{e9}", "cafe")).unwrap();
+    let (status, stdout) = python(&tampered);
+    assert_eq!((status, stdout.as_str()), (Some(1), "event 2: does not match its recorded hash\n"));
+    let outcome =
+        export::verify(std::io::BufReader::new(std::fs::File::open(&tampered).unwrap()), Some(signer.public()));
+    assert_eq!(first(&outcome.unwrap()).0, 2, "phasegate agrees");
+}

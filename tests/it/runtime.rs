@@ -161,3 +161,76 @@ async fn start_checks_templates_even_after_reading_an_incident_of_the_same_text(
     let refused = without.start(&text, "dana", BTreeMap::new(), None).await;
     assert!(matches!(refused, Err(phasegate::runtime::Error::InvalidRunbook(_))), "{:?}", refused.map(|(id, _)| id));
 }
+
+#[tokio::test]
+async fn heads_are_signed_at_the_start_every_interval_and_at_the_close() {
+    use phasegate::runtime::audit;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(Mutex::new(DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").unwrap().to_utc()));
+    let clock = Arc::clone(&now);
+    let signer = Arc::new(audit::new_signer());
+    let runtime = runtime(&dir)
+        .await
+        .with_clock(move || *clock.lock().unwrap())
+        .with_signer(Arc::clone(&signer), chrono::Duration::minutes(10));
+    let advance = |minutes: i64| *now.lock().unwrap() += chrono::Duration::minutes(minutes);
+    let checkpoints = |id: String| {
+        let store = runtime.store();
+        async move {
+            let summary = store.incident(&id).await.unwrap().unwrap();
+            (store.checkpoints(&id).await.unwrap().len(), summary.checkpointed, summary.version)
+        }
+    };
+    let note = |text: &str| Command::Note { text: text.into() };
+
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    let (count, covered, version) = checkpoints(id.clone()).await;
+    assert_eq!((count, covered), (1, version), "signed as it starts");
+    advance(1);
+    runtime.submit(&id, "dana", note("one minute in")).await.unwrap();
+    assert_eq!(checkpoints(id.clone()).await.0, 1, "not again within the interval");
+    advance(10);
+    runtime.submit(&id, "dana", note("eleven minutes in")).await.unwrap();
+    let (count, covered, version) = checkpoints(id.clone()).await;
+    assert_eq!((count, covered), (2, version), "again once the interval has passed");
+    advance(1);
+    runtime.submit(&id, "dana", note("twelve minutes in")).await.unwrap();
+    runtime.submit(&id, "dana", Command::Close { note: Some("contained".into()) }).await.unwrap();
+    let (count, covered, version) = checkpoints(id.clone()).await;
+    assert_eq!((count, covered), (3, version), "the close is signed at once");
+
+    let summary = runtime.store().incident(&id).await.unwrap().unwrap();
+    let outcome = audit::verify_stored(runtime.store(), &summary, Some(signer.public())).await.unwrap();
+    assert!(outcome.verified() && outcome.closed && outcome.signed_through == summary.version, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn run_signs_what_commands_left_unsigned() {
+    use phasegate::runtime::audit;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = runtime(&dir).await;
+    let (id, _) = plain.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    plain.submit(&id, "dana", Command::Note { text: "no key configured here".into() }).await.unwrap();
+    drop(plain);
+    let signer = Arc::new(audit::new_signer());
+    let runtime = runtime(&dir).await.with_signer(Arc::clone(&signer), chrono::Duration::minutes(10));
+    let fake = Fake { status: 200, seen: Mutex::new(Vec::new()) };
+    assert_eq!(runtime.run_due(&fake).await.unwrap().checkpoints, 1);
+    let summary = runtime.store().incident(&id).await.unwrap().unwrap();
+    assert_eq!(summary.checkpointed, summary.version);
+    assert_eq!(runtime.run_due(&fake).await.unwrap().checkpoints, 0, "nothing new to sign");
+}
+
+/// Regression: events are stored in canonical JSON, which writes `2.0` as `2`; an input of `2.0`
+/// was refused by the store as "does not read back as it was written".
+#[tokio::test]
+async fn numbers_are_kept_as_the_log_gives_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let runbook = RUNBOOK.replace("phases:", "inputs:\n  score: { type: number }\n  ratio: { type: number }\nphases:");
+    let inputs = BTreeMap::from([("score".to_string(), json!(2.0)), ("ratio".to_string(), json!(-0.0))]);
+    let (id, decision) = runtime.start(&runbook, "dana", inputs, None).await.unwrap();
+    let phasegate::engine::EventKind::IncidentStarted { inputs, .. } = &decision.events[0].kind else { panic!() };
+    assert_eq!((inputs["score"].clone(), inputs["ratio"].clone()), (json!(2), json!(0)));
+    assert_eq!(runtime.store().events(&id).await.unwrap()[0], decision.events[0], "as decided, so as cached");
+}

@@ -135,7 +135,8 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
 /// What a person reads: one line when all is well, each problem on its own line when not.
 pub fn describe(outcome: &Outcome) -> String {
     let key = outcome.fingerprint.as_deref().map(|key| format!(", key {key}")).unwrap_or_default();
-    let counts = format!("{} events, {} checkpoints", outcome.events, outcome.checkpoints);
+    let plural = |count: u64, word: &str| format!("{count} {word}{}", if count == 1 { "" } else { "s" });
+    let counts = format!("{}, {}", plural(outcome.events, "event"), plural(outcome.checkpoints, "checkpoint"));
     if !outcome.verified() {
         let mut text = format!("{}: NOT VERIFIED ({counts}{key})\n", outcome.incident);
         for problem in &outcome.problems {
@@ -148,6 +149,7 @@ pub fn describe(outcome: &Outcome) -> String {
     }
     let tail = match outcome.unsigned() {
         0 => String::new(),
+        1 => "; the last event is chained but not yet signed (the incident is open)".to_string(),
         n => format!("; the last {n} events are chained but not yet signed (the incident is open)"),
     };
     format!("{}: verified ({counts}, signed through event {}{key}){tail}\n", outcome.incident, outcome.signed_through)

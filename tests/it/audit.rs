@@ -398,7 +398,21 @@ async fn the_command_line_verifies_exports_and_reports_offline() {
         .stdout_has("inc-1: NOT VERIFIED")
         .stdout_has("checkpoint 1 (event 10): its signature does not verify with key sha256:");
 
+    let report = dir.join("report.html");
+    Cli::new()
+        .args(["report", INCIDENT, "--format", "html", "-o", report.to_str().unwrap()])
+        .args(["--public-key", public.to_str().unwrap()])
+        .args(common)
+        .succeeds();
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains(fixture.signer.public().fingerprint()), "{html}");
+
     fixture.tamper(&["UPDATE events SET event = replace(event, 'note 4', 'note X') WHERE seq = 5"]).await;
+    Cli::new()
+        .args(["report", INCIDENT, "--public-key", public.to_str().unwrap()])
+        .args(common)
+        .succeeds()
+        .stdout_has("- First problem: **event 5: does not match its recorded hash");
     Cli::new()
         .args(["audit", "verify", "--all", "--public-key", public.to_str().unwrap(), "--format", "json"])
         .args(common)

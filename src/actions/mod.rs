@@ -203,7 +203,7 @@ impl Actions {
                     match &outcome {
                         Outcome::Http { status, .. } => tracing::info!(status, "answered"),
                         Outcome::Command { exit_code, .. } => tracing::info!(exit_code, "finished"),
-                        Outcome::Sent { channels } => tracing::info!(channels = ?channels, "sent"),
+                        Outcome::Sent { channels, .. } => tracing::info!(channels = ?channels, "sent"),
                         Outcome::Failed { error } => tracing::warn!(%error, "failed"),
                     }
                     outcome

@@ -81,7 +81,25 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
             }
         }
     }
-    if failed.is_empty() { Ok(Outcome::Sent { channels: sent }) } else { Err(Error::Undelivered { failed, sent }) }
+    if !failed.is_empty() {
+        return Err(Error::Undelivered { failed, sent });
+    }
+    // What the update said, for the log: the variant a person reads most easily. It rendered
+    // once already for a channel, so this is the cache.
+    let text = renders.variant(&["txt", "md", "html"]).ok().flatten().map(|text| recorded(&text));
+    Ok(Outcome::Sent { channels: sent, text })
+}
+
+/// The most of an update's text the log keeps.
+const MAX_RECORDED_TEXT: usize = 32 * 1024;
+
+/// An update's text as the log keeps it: whole, or cut at a character boundary and marked.
+fn recorded(text: &str) -> String {
+    if text.len() <= MAX_RECORDED_TEXT {
+        return text.to_string();
+    }
+    let cut = (0..=MAX_RECORDED_TEXT).rev().find(|&index| text.is_char_boundary(index)).unwrap_or(0);
+    format!("{}\n[... cut at {} KiB of {} bytes]", &text[..cut], MAX_RECORDED_TEXT / 1024, text.len())
 }
 
 fn kind(kind: &ChannelKind) -> &'static str {

@@ -391,7 +391,7 @@ impl Work<'_> {
                     self.emit(EventKind::GatePassed { phase: phase.clone(), gate: gate.clone(), why });
                 }
             }
-            EffectKind::Notify { audience, step, .. } => {
+            EffectKind::Notify { audience, step, occasion, .. } => {
                 // A notify step's own update: the step must still wait for it.
                 let step_models = match step {
                     Some((phase, step)) => {
@@ -404,10 +404,12 @@ impl Work<'_> {
                     None => None,
                 };
                 match outcome {
-                    Outcome::Sent { channels } => {
+                    Outcome::Sent { channels, text } => {
                         self.emit(EventKind::StatusUpdateSent {
                             audience: audience.clone(),
                             channels: channels.clone(),
+                            occasion: Some(occasion.clone()),
+                            text: text.clone(),
                         });
                         if let Some((phase, step)) = step_models {
                             self.done(phase, step, Default::default());

@@ -66,8 +66,13 @@ pub enum Outcome {
     Http { status: u16, headers: BTreeMap<String, String>, body: serde_json::Value },
     /// A command finished.
     Command { exit_code: i32, stdout: String, stderr: String },
-    /// A status update went out to these channels.
-    Sent { channels: Vec<String> },
+    /// A status update went out to these channels; `text` is what it said (its plain-text
+    /// variant, else Markdown, else HTML), for the log.
+    Sent {
+        channels: Vec<String>,
+        #[serde(default)]
+        text: Option<String>,
+    },
     /// It could not be carried out (refused, unreachable, timed out); `error` says why.
     Failed { error: String },
 }

@@ -181,10 +181,15 @@ pub enum EventKind {
         audience: String,
         occasion: String,
     },
-    /// A status update was rendered and delivered to these channels.
+    /// A status update was rendered and delivered to these channels: why it was sent (the
+    /// `occasion` of its request) and what it said, so the log shows what each audience was told.
     StatusUpdateSent {
         audience: String,
         channels: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        occasion: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
     /// A status update could not be delivered.
     StatusUpdateFailed {
@@ -277,7 +282,7 @@ impl Event {
             EventKind::StatusUpdateRequested { audience, occasion } => {
                 format!("status update for `{audience}` ({occasion})")
             }
-            EventKind::StatusUpdateSent { audience, channels } => {
+            EventKind::StatusUpdateSent { audience, channels, .. } => {
                 format!("status update for `{audience}` sent to {}", channels.join(", "))
             }
             EventKind::StatusUpdateFailed { audience, error } => {

@@ -232,7 +232,7 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
             };
             format!("{} reinstated{strengthened}", control(id))
         }
-        EventKind::StatusUpdateSent { audience, channels } => {
+        EventKind::StatusUpdateSent { audience, channels, .. } => {
             format!("Status update for {audience} sent to {}", channels.join(", "))
         }
         EventKind::StatusUpdateFailed { audience, error } => format!("Status update for {audience} failed: {error}"),

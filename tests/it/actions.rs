@@ -435,7 +435,9 @@ async fn commands_are_refused_unless_enabled() {
 async fn an_update_goes_to_stdout_a_file_a_webhook_and_slack() {
     let fixture = Fixture::new().await;
     let outcome = fixture.notify("internal", "internal-update", &["out", "log", "hook", "soc"]).await;
-    assert_eq!(outcome, Outcome::Sent { channels: vec!["out".into(), "log".into(), "hook".into(), "soc".into()] });
+    let Outcome::Sent { channels, text: Some(text) } = &outcome else { panic!("sent, with its text: {outcome:?}") };
+    assert_eq!(channels, &["out", "log", "hook", "soc"]);
+    assert!(text.contains("Tills are trading again"), "the log keeps what was said: {text}");
 
     let printed = fixture.stdout.text();
     let banner = "===== phasegate: update for Incident team, incident inc-1 (requested), 2026-11-24T06:00:00Z =====";
@@ -472,7 +474,9 @@ async fn an_update_goes_to_stdout_a_file_a_webhook_and_slack() {
 async fn a_webhook_gets_the_html_variant_when_there_is_one() {
     let fixture = Fixture::new().await;
     let outcome = fixture.notify("executives", "executive-briefing", &["hook"]).await;
-    assert_eq!(outcome, Outcome::Sent { channels: vec!["hook".into()] });
+    let Outcome::Sent { channels, text: Some(text) } = &outcome else { panic!("sent, with its text: {outcome:?}") };
+    assert_eq!(channels, &["hook"]);
+    assert!(text.contains("Till breach") && !text.starts_with("<!DOCTYPE"), "the text variant is kept: {text}");
     let payload: Value = serde_json::from_str(&fixture.stub.received("/hook")[0].body).unwrap();
     assert!(payload["html"].as_str().unwrap().starts_with("<!DOCTYPE html>"));
     assert!(payload["text"].as_str().unwrap().contains("Till breach"));
@@ -654,7 +658,7 @@ fn record(
         EffectKind::Command { .. } => {
             vec![Outcome::Command { exit_code: 0, stdout: String::new(), stderr: String::new() }]
         }
-        EffectKind::Notify { channels, .. } => vec![Outcome::Sent { channels: channels.clone() }],
+        EffectKind::Notify { channels, .. } => vec![Outcome::Sent { channels: channels.clone(), text: None }],
     };
     let mut chosen = None;
     for outcome in answers {

@@ -126,7 +126,14 @@ impl Harness {
     fn deliver(&mut self, time: &str) {
         while let Some(effect) = self.outbox.pop_front() {
             let outcome = match &effect.kind {
-                EffectKind::Notify { channels, .. } => Outcome::Sent { channels: channels.clone() },
+                EffectKind::Notify { audience, channels, .. } => {
+                    // What a delivery records: the update's text, here with a line break and markup
+                    // for the report to keep as text; the internal updates' as a log written before
+                    // phasegate recorded texts has them: without it.
+                    let text = (audience != "internal")
+                        .then(|| format!("Update for {audience}:\nTills <b>trading</b> again."));
+                    Outcome::Sent { channels: channels.clone(), text }
+                }
                 EffectKind::Check { .. } => {
                     let status = self.health.pop_front().expect("a health answer left");
                     Outcome::Http { status, headers: BTreeMap::new(), body: serde_json::json!({}) }
@@ -234,7 +241,8 @@ fn the_markdown_report_of_a_closed_incident() {
     assert!(markdown.contains("relaxation_overdue recorded at 2026-11-24 04:40:00 UTC"), "{markdown}");
     assert!(markdown.contains("| Duration | 3h 02m 00s |"), "{markdown}");
     assert!(markdown.contains("| `relax/approval` | 2 of ciso | sam, lee | yes | no | required; met |"));
-    assert!(markdown.contains("text not recorded in the log"));
+    assert!(markdown.contains("Update for executives:<br>Tills &lt;b>trading&lt;/b> again."), "{markdown}");
+    assert!(markdown.contains("text not recorded in the log (template `internal-update`)"), "{markdown}");
     assert!(markdown.contains("routine events not shown"));
     insta::assert_snapshot!("report_closed_md", markdown);
 }

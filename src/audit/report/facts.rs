@@ -115,6 +115,9 @@ pub(super) struct Update {
     pub template: Option<String>,
     /// The message the notify step adds, from the pinned runbook.
     pub message: Option<String>,
+    /// The text that went out, as the log recorded it (logs written before phasegate recorded
+    /// it have none).
+    pub said: Option<String>,
 }
 
 impl Facts {
@@ -231,8 +234,14 @@ impl Facts {
 
 impl Update {
     /// What the report can say about the update's text, with `text` and `code` escaping for the
-    /// layout: the log does not record the rendered text.
+    /// layout: the text the log recorded, or where it came from when the log has none.
     pub fn text(&self, text: fn(&str) -> String, code: fn(&str) -> String) -> String {
+        if let Some(said) = &self.said {
+            return text(said);
+        }
+        if self.error.is_some() {
+            return "nothing was delivered".to_string();
+        }
         let mut said = "text not recorded in the log".to_string();
         if let Some(template) = &self.template {
             said.push_str(&format!(" (template {})", code(template)));
@@ -439,7 +448,7 @@ fn updates(runbook: Option<&Runbook>, events: &[Event]) -> Vec<Update> {
             requested.entry(audience).or_default().push_back(why);
         }
         let (audience, channels, error) = match &event.kind {
-            EventKind::StatusUpdateSent { audience, channels } => (audience, channels.clone(), None),
+            EventKind::StatusUpdateSent { audience, channels, .. } => (audience, channels.clone(), None),
             EventKind::StatusUpdateFailed { audience, error } => (audience, Vec::new(), Some(error.clone())),
             _ => continue,
         };
@@ -460,7 +469,11 @@ fn updates(runbook: Option<&Runbook>, events: &[Event]) -> Vec<Update> {
             Some((step, template, message)) => (format!("notify step `{step}`"), template, message),
             None => {
                 let oldest = requested.get_mut(audience.as_str()).and_then(|queue| queue.pop_front());
-                (oldest.unwrap_or_else(|| "not recorded".to_string()), None, None)
+                let recorded = match &event.kind {
+                    EventKind::StatusUpdateSent { occasion: Some(occasion), .. } => Some(format!("on {occasion}")),
+                    _ => None,
+                };
+                (oldest.or(recorded).unwrap_or_else(|| "not recorded".to_string()), None, None)
             }
         };
         found.push(Update {
@@ -473,6 +486,10 @@ fn updates(runbook: Option<&Runbook>, events: &[Event]) -> Vec<Update> {
             occasion,
             template: template.or_else(|| model.map(|a| a.template.clone())),
             message,
+            said: match &event.kind {
+                EventKind::StatusUpdateSent { text, .. } => text.clone(),
+                _ => None,
+            },
         });
     }
     found

@@ -14,6 +14,8 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; border-bottom: 1px solid #c8c8c8; padding-bottom: 4px; margin-top: 28px; }
 h3 { font-size: 15px; margin: 16px 0 6px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
+.said { white-space: pre-wrap; max-height: 24em; overflow: auto; }
+@media print { .said { max-height: none; overflow: visible; } }
 th, td { border: 1px solid #d0d0d0; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 td.n { text-align: right; }
@@ -312,7 +314,7 @@ fn updates(out: &mut String, facts: &Facts) {
         let _ = writeln!(
             out,
             "<tr><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{audience}</td><td>{delivered}</td><td>{}</td>\
-             <td>{}</td></tr>",
+             <td><div class=\"said\">{}</div></td></tr>",
             update.number,
             time(update.at),
             with_code(&update.occasion),
@@ -321,9 +323,9 @@ fn updates(out: &mut String, facts: &Facts) {
     }
     let _ = writeln!(
         out,
-        "</tbody>\n</table>\n<p class=\"muted\">The log records when each update went out, to whom and on which \
-         channels, but not the text that was rendered; rendering the template again now would not show what was \
-         sent.</p>\n</section>"
+        "</tbody>\n</table>\n<p class=\"muted\">The text is as the log recorded it when the update went out (its \
+         plain-text variant where the template has one). Where a log has no text for an update, rendering the \
+         template again now would not show what was sent.</p>\n</section>"
     );
 }
 

@@ -225,8 +225,9 @@ fn updates(out: &mut String, facts: &Facts) {
     }
     let _ = writeln!(
         out,
-        "\nThe log records when each update went out, to whom and on which channels, but not the text that \
-         was rendered; rendering the template again now would not show what was sent."
+        "\nThe text is as the log recorded it when the update went out (its plain-text variant where the \
+         template has one). Where a log has no text for an update, rendering the template again now would not \
+         show what was sent."
     );
 }
 

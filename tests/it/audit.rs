@@ -478,3 +478,32 @@ async fn a_verifier_written_from_the_documentation_agrees() {
         export::verify(std::io::BufReader::new(std::fs::File::open(&tampered).unwrap()), Some(signer.public()));
     assert_eq!(first(&outcome.unwrap()).0, 2, "phasegate agrees");
 }
+
+/// A database written before the chain existed (migration 0002) has events without hashes, in
+/// whatever JSON was written then; opening it chains them, in canonical form.
+#[tokio::test]
+async fn events_stored_before_the_chain_are_chained_when_the_database_opens() {
+    let fixture = Fixture::new().await;
+    let pretty = serde_json::to_string_pretty(&note(3, "written before the chain")).unwrap().replace('\'', "''");
+    fixture
+        .tamper(&[
+            "DELETE FROM checkpoints",
+            "UPDATE incidents SET head = NULL, checkpointed = 0, checkpointed_at = NULL",
+            "UPDATE events SET hash = NULL",
+            &format!("UPDATE events SET event = '{pretty}' WHERE seq = 4"),
+        ])
+        .await;
+    let store = SqliteStore::open(fixture.db()).await.unwrap();
+    let links = store.chain(INCIDENT, 0, 100).await.unwrap();
+    assert!(links.iter().all(|link| link.hash.is_some()), "every event has its hash");
+    assert_eq!(links[3].event, chain::canonical(&note(3, "written before the chain")).unwrap());
+    let summary = store.incident(INCIDENT).await.unwrap().unwrap();
+    assert_eq!(summary.head, links[15].hash);
+    // Nothing was signed back then, so the closed incident is not vouched for until it is signed.
+    let outcome = audit::verify_stored(&store, &summary, Some(fixture.signer.public())).await.unwrap();
+    assert_eq!(first(&outcome).2, "the incident is closed but no checkpoint covers its end: events may have been cut off");
+    audit::sign_head(&store, &fixture.signer, &summary, at(40)).await.unwrap().unwrap();
+    let summary = store.incident(INCIDENT).await.unwrap().unwrap();
+    assert!(audit::verify_stored(&store, &summary, Some(fixture.signer.public())).await.unwrap().verified());
+    store.close().await;
+}

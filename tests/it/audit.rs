@@ -501,7 +501,10 @@ async fn events_stored_before_the_chain_are_chained_when_the_database_opens() {
     assert_eq!(summary.head, links[15].hash);
     // Nothing was signed back then, so the closed incident is not vouched for until it is signed.
     let outcome = audit::verify_stored(&store, &summary, Some(fixture.signer.public())).await.unwrap();
-    assert_eq!(first(&outcome).2, "the incident is closed but no checkpoint covers its end: events may have been cut off");
+    assert_eq!(
+        first(&outcome).2,
+        "the incident is closed but no checkpoint covers its end: events may have been cut off"
+    );
     audit::sign_head(&store, &fixture.signer, &summary, at(40)).await.unwrap().unwrap();
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     assert!(audit::verify_stored(&store, &summary, Some(fixture.signer.public())).await.unwrap().verified());

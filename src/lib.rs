@@ -16,4 +16,5 @@ pub mod expr;
 pub mod render;
 pub mod runbook;
 pub mod runtime;
+pub mod server;
 pub mod store;

@@ -2,9 +2,15 @@
 //!
 //! A request is sent as the engine built it, with secret header values filled in at the last
 //! moment. What comes back is an [`Outcome::Http`] whatever the status: whether a 500 (or a
-//! redirect, which is never followed) fails the step is the runbook's `expect` to say, in the
-//! engine. Only a request that got no complete answer (refused, unreachable, timed out) is
+//! redirect, unless configuration follows them) fails the step is the runbook's `expect` to say,
+//! in the engine. Only a request that got no complete answer (refused, unreachable, timed out) is
 //! `Failed`.
+//!
+//! Where a request may go is the outbound policy's to say (`outbound.rs`): the URL's host is
+//! checked before anything is sent, names are checked as they resolve, and, when redirects are
+//! followed, every hop is checked again. Redirects are followed here, hop by hop, rather than by
+//! the client, so that a hop to another origin loses the request's credentials: the client would
+//! drop only the headers it knows (`Authorization`, `Cookie`), not a secret `X-Api-Key`.
 //!
 //! Secrets cannot leak through what is kept: header values marked as secret are flagged
 //! sensitive, the answer is scrubbed of every secret value sent (an echo server would otherwise
@@ -13,18 +19,23 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method, Url};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION,
+    PROXY_AUTHORIZATION,
+};
+use reqwest::{Client, Method, Response, StatusCode, Url};
 
+use super::outbound::{self, MAX_REDIRECTS, Policy, Refusal};
 use super::{Error, MAX_BODY, Revealed, SecretSource, TRUNCATED_HEADER, scrubbed_text};
 use crate::engine::Outcome;
 use crate::engine::effect::HttpRequest;
 use crate::runbook::model::{Text, format_duration};
 
-/// Sends `request`; step requests carry their `idempotency_key` so that a server seeing a retry
-/// of a request it already carried out can answer without doing it twice.
+/// Sends `request` where `policy` allows; step requests carry their `idempotency_key` so that a
+/// server seeing a retry of a request it already carried out can answer without doing it twice.
 pub(super) async fn send(
     client: &Client,
+    policy: &Policy,
     secrets: &dyn SecretSource,
     request: &HttpRequest,
     idempotency_key: Option<&str>,
@@ -38,18 +49,21 @@ pub(super) async fn send(
         let value = HeaderValue::from_str(key).map_err(|_| Error::HeaderValue("Idempotency-Key".to_string()))?;
         headers.insert(HeaderName::from_static("idempotency-key"), value);
     }
-    let mut builder = client.request(method, url);
-    if let Some(body) = &request.body {
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        builder = builder.body(serde_json::to_vec(body).expect("a JSON value serializes"));
+    let body = request.body.as_ref().map(|body| serde_json::to_vec(body).expect("a JSON value serializes"));
+    if body.is_some() && !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    let builder = builder.headers(headers);
+    let outgoing = Outgoing { method, url, headers, body };
     // Reading the body counts against the timeout too: a server that trickles an answer must not
     // hold a step beyond its limit.
     let exchange = async {
-        let response = builder.send().await.map_err(|error| request_error(&target, error))?;
+        let response = exchange(client, policy, outgoing).await.map_err(|failure| match failure {
+            Failure::Refused { refusal, redirected } => Error::Refused { target: target.clone(), refusal, redirected },
+            Failure::Redirects => {
+                Error::Request { target: target.clone(), reason: format!("more than {MAX_REDIRECTS} redirects") }
+            }
+            Failure::Client(error) => request_error(&target, error),
+        })?;
         let status = response.status().as_u16();
         let headers = response_headers(response.headers(), &revealed);
         let (bytes, truncated) =
@@ -71,28 +85,142 @@ pub(super) async fn send(
     Ok(Outcome::Http { status, headers, body })
 }
 
-/// Posts a notify channel's JSON. The error says why it did not get through in a few fixed words,
-/// without the URL (a Slack webhook's URL is its secret) and without the client's own message
-/// (which may quote the URL).
+/// Posts a notify channel's JSON where `policy` allows. Nothing of the answer but its status is
+/// read. The error says why it did not get through in a few fixed words, without the URL (a Slack
+/// webhook's URL is its secret) and without the client's own message (which may quote the URL);
+/// a refusal names the host only.
 pub(super) async fn post_json(
     client: &Client,
+    policy: &Policy,
     url: Url,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: &serde_json::Value,
 ) -> Result<(), String> {
-    let request = client
-        .post(url)
-        .headers(headers)
-        .header(CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body).expect("a JSON value serializes"))
-        .send();
-    match tokio::time::timeout(super::DELIVERY_TIMEOUT, request).await {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = Some(serde_json::to_vec(body).expect("a JSON value serializes"));
+    let outgoing = Outgoing { method: Method::POST, url, headers, body };
+    match tokio::time::timeout(super::DELIVERY_TIMEOUT, exchange(client, policy, outgoing)).await {
         Err(_) => Err(format!("delivery failed: no answer within {}", format_duration(super::DELIVERY_TIMEOUT))),
-        Ok(Err(error)) if error.is_connect() => Err("delivery failed: could not connect".to_string()),
-        Ok(Err(error)) if error.is_timeout() => Err("delivery failed: timed out".to_string()),
-        Ok(Err(_)) => Err("delivery failed: the request could not be sent".to_string()),
+        Ok(Err(Failure::Refused { refusal, redirected: false })) => Err(format!("delivery refused: {refusal}")),
+        Ok(Err(Failure::Refused { refusal, redirected: true })) => {
+            Err(format!("delivery refused at a redirect: {refusal}"))
+        }
+        Ok(Err(Failure::Redirects)) => Err(format!("delivery failed: more than {MAX_REDIRECTS} redirects")),
+        Ok(Err(Failure::Client(error))) if error.is_connect() => Err("delivery failed: could not connect".to_string()),
+        Ok(Err(Failure::Client(error))) if error.is_timeout() => Err("delivery failed: timed out".to_string()),
+        Ok(Err(Failure::Client(_))) => Err("delivery failed: the request could not be sent".to_string()),
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("delivery failed: status {}", response.status().as_u16())),
+    }
+}
+
+/// A request as it goes out, hop after hop when redirects are followed.
+struct Outgoing {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+}
+
+/// Why no answer came back.
+enum Failure {
+    /// The policy refused the request's host, or, `redirected`, a redirect's.
+    Refused {
+        refusal: Refusal,
+        redirected: bool,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects.
+    Redirects,
+    Client(reqwest::Error),
+}
+
+/// Sends `outgoing` where the policy allows, following redirects if it says so, each hop checked
+/// like the first; the answer is the first that is not a redirect to follow.
+async fn exchange(client: &Client, policy: &Policy, mut outgoing: Outgoing) -> Result<Response, Failure> {
+    let mut redirects = 0;
+    loop {
+        let redirected = redirects > 0;
+        let refused = |refusal: Refusal| Failure::Refused { refusal, redirected };
+        // A host that is an address is connected to without resolution, so it is checked here;
+        // names are checked by the client's resolver as they resolve.
+        policy.check_url(&outgoing.url).map_err(refused)?;
+        let mut builder =
+            client.request(outgoing.method.clone(), outgoing.url.clone()).headers(outgoing.headers.clone());
+        if let Some(body) = &outgoing.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder.send().await.map_err(|error| match outbound::refusal_in(&error) {
+            Some(refusal) => refused(refusal.clone()),
+            None => Failure::Client(error),
+        })?;
+        // The resolver made sure of it; this is a second look at where the answer came from.
+        if let Some(remote) = response.remote_addr() {
+            policy.check_connected(&outgoing.url, remote.ip()).map_err(refused)?;
+        }
+        if !policy.follows_redirects() {
+            return Ok(response);
+        }
+        let Some(next) = redirect_target(&response) else { return Ok(response) };
+        if redirects == MAX_REDIRECTS {
+            return Err(Failure::Redirects);
+        }
+        redirects += 1;
+        outgoing = outgoing.redirected(response.status(), next);
+    }
+}
+
+/// Where a redirect points, when it is one that is followed and points to an http or https URL.
+fn redirect_target(response: &Response) -> Option<Url> {
+    let redirect = [
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+    ];
+    if !redirect.contains(&response.status()) {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    let next = response.url().join(location).ok()?;
+    matches!(next.scheme(), "http" | "https").then_some(next)
+}
+
+impl Outgoing {
+    /// The request that follows a redirect to `next`. A 303, and a 301 or 302 after a POST, becomes
+    /// a GET without a body, as clients do. A hop to another origin (other than the same host moving
+    /// up from http to https) carries no credentials: no secret header, no header whose name says it
+    /// holds one, no user and password from the URL.
+    fn redirected(mut self, status: StatusCode, mut next: Url) -> Outgoing {
+        let same_host = next.host_str() == self.url.host_str();
+        let upgraded = self.url.scheme() == "http"
+            && next.scheme() == "https"
+            && self.url.port().is_none()
+            && next.port().is_none();
+        if !(same_host && (next.origin() == self.url.origin() || upgraded)) {
+            let mut kept = HeaderMap::new();
+            for (name, value) in &self.headers {
+                let credential = value.is_sensitive()
+                    || [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION].contains(name)
+                    || is_sensitive(name.as_str());
+                if !credential {
+                    kept.append(name.clone(), value.clone());
+                }
+            }
+            self.headers = kept;
+            let _ = next.set_username("");
+            let _ = next.set_password(None);
+        }
+        let to_get = status == StatusCode::SEE_OTHER && self.method != Method::HEAD
+            || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && self.method == Method::POST;
+        if to_get {
+            self.method = Method::GET;
+            self.body = None;
+            self.headers.remove(CONTENT_TYPE);
+            self.headers.remove(CONTENT_LENGTH);
+        }
+        self.url = next;
+        self
     }
 }
 
@@ -234,6 +362,65 @@ mod tests {
         }
         for name in ["content-type", "location", "retry-after", "etag"] {
             assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_to_another_origin_carries_no_credentials() {
+        let mut headers = HeaderMap::new();
+        let mut secret = HeaderValue::from_static("s3cr3t");
+        secret.set_sensitive(true);
+        headers.insert("x-edr-key", secret);
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer literal"));
+        headers.insert("x-api-token", HeaderValue::from_static("literal-token"));
+        headers.insert("x-team", HeaderValue::from_static("soc"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let outgoing = || Outgoing {
+            method: Method::POST,
+            url: Url::parse("http://user:pw@api.example/holds").unwrap(),
+            headers: headers.clone(),
+            body: Some(b"{}".to_vec()),
+        };
+        let names = |outgoing: &Outgoing| {
+            let mut names: Vec<&str> = outgoing.headers.keys().map(HeaderName::as_str).collect();
+            names.sort();
+            names.join(" ")
+        };
+        let table = [
+            // (status, next, method after, body kept, headers kept, user kept)
+            (
+                307,
+                "http://api.example/v2/holds",
+                "POST",
+                true,
+                "authorization content-type x-api-token x-edr-key x-team",
+                true,
+            ),
+            (
+                308,
+                "https://api.example/holds",
+                "POST",
+                true,
+                "authorization content-type x-api-token x-edr-key x-team",
+                false,
+            ),
+            (307, "http://api.example:8080/holds", "POST", true, "content-type x-team", false),
+            (307, "http://elsewhere.example/holds", "POST", true, "content-type x-team", false),
+            (302, "http://api.example/done", "GET", false, "authorization x-api-token x-edr-key x-team", true),
+            (303, "https://elsewhere.example/done", "GET", false, "x-team", false),
+        ];
+        for (status, next, method, body, kept, user) in table {
+            let next = if next.starts_with("http://api.example/") {
+                // A relative `Location` keeps the URL's user, as joining does.
+                outgoing().url.join(next.trim_start_matches("http://api.example")).unwrap()
+            } else {
+                Url::parse(next).unwrap()
+            };
+            let redirected = outgoing().redirected(StatusCode::from_u16(status).unwrap(), next.clone());
+            assert_eq!(redirected.method.as_str(), method, "{status} {next}");
+            assert_eq!(redirected.body.is_some(), body, "{status} {next}");
+            assert_eq!(names(&redirected), kept, "{status} {next}");
+            assert_eq!(redirected.url.username() == "user", user, "{status} {next}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! them, and this adapter does them: HTTP requests for steps and checks (`http`), commands
 //! (`command`), status updates rendered and delivered to channels (`notify`). Every result,
 //! success or not, comes back as an [`Outcome`] for the engine to record; nothing here panics on
-//! what the outside world answers.
+//! what the outside world answers. HTTP goes only where the outbound policy (`outbound`) allows.
 //!
 //! Secrets reach this module by name only. [`SecretSource`] gives their values at the last moment,
 //! and `Revealed` remembers the values it gave for one effect so that whatever comes back (a
@@ -12,6 +12,7 @@
 mod command;
 mod http;
 mod notify;
+pub mod outbound;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +82,8 @@ pub enum Error {
     Timeout { target: String, after: String },
     #[error("{target}: {reason}")]
     Request { target: String, reason: String },
+    #[error("{target}: {}: {refusal}", if *.redirected { "redirect not followed" } else { "not sent" })]
+    Refused { target: String, refusal: outbound::Refusal, redirected: bool },
     #[error("commands are disabled; enable them with `commands: true` in the configuration")]
     CommandsDisabled,
     #[error("the command has no program to run")]
@@ -126,6 +129,7 @@ fn undelivered_text(failed: &[Error], sent: &[String]) -> String {
 /// Carries out effects. Cheap to share: wrap it in an `Arc` and call it from many tasks.
 pub struct Actions {
     client: reqwest::Client,
+    outbound: Arc<outbound::Policy>,
     secrets: Arc<dyn SecretSource>,
     catalog: Arc<Catalog>,
     commands: bool,
@@ -135,25 +139,25 @@ pub struct Actions {
 impl Actions {
     /// Actions rendering with `catalog` and reading secrets from `secrets`. Commands are refused
     /// until [`Actions::allow_commands`] says otherwise: running programs on the host is a
-    /// decision for whoever configures phasegate, not for whoever writes a runbook.
+    /// decision for whoever configures phasegate, not for whoever writes a runbook. Likewise HTTP
+    /// goes only to public addresses until [`Actions::with_outbound`] allows more.
     pub fn new(catalog: Arc<Catalog>, secrets: Arc<dyn SecretSource>) -> Result<Actions, Error> {
-        let client = reqwest::Client::builder()
-            // A redirect is an answer: the step's `expect` decides about it, and following it
-            // would send the step's headers (credentials among them) to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            // No proxy from the environment: where a request goes must not change with a
-            // variable that happens to be set for the process.
-            .no_proxy()
-            .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| Error::Client(error.to_string()))?;
+        let outbound = Arc::new(outbound::Policy::default());
         Ok(Actions {
-            client,
+            client: client(&outbound)?,
+            outbound,
             secrets,
             catalog,
             commands: false,
             stdout: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
         })
+    }
+
+    /// Where HTTP steps, checks and notify channels may go (configuration's `outbound`).
+    pub fn with_outbound(mut self, policy: outbound::Policy) -> Result<Actions, Error> {
+        self.outbound = Arc::new(policy);
+        self.client = client(&self.outbound)?;
+        Ok(self)
     }
 
     /// Whether command steps may run programs (configuration's `commands: true`).
@@ -181,10 +185,11 @@ impl Actions {
         async {
             let result = match &effect.kind {
                 EffectKind::Http { idempotency_key, request, .. } => {
-                    http::send(&self.client, self.secrets.as_ref(), request, Some(idempotency_key)).await
+                    let key = Some(idempotency_key.as_str());
+                    http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, key).await
                 }
                 EffectKind::Check { request, .. } => {
-                    http::send(&self.client, self.secrets.as_ref(), request, None).await
+                    http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, None).await
                 }
                 EffectKind::Command { argv, env, timeout, .. } => {
                     if self.commands {
@@ -218,6 +223,25 @@ impl Actions {
         .instrument(span)
         .await
     }
+}
+
+/// The HTTP client for steps, checks and notify channels, resolving names through the policy.
+fn client(policy: &Arc<outbound::Policy>) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        // The client follows no redirect itself: a redirect is an answer for the step's `expect`
+        // unless the policy says to follow it, and then `http` follows it hop by hop, checking
+        // each and keeping the step's credentials from other origins.
+        .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment: where a request goes must not change with a
+        // variable that happens to be set for the process (and a proxy would connect for us,
+        // out of the policy's sight).
+        .no_proxy()
+        // Every name is resolved through the policy, so the address checked is the address
+        // connected to.
+        .dns_resolver(Arc::new(outbound::Resolver::new(Arc::clone(policy))))
+        .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| Error::Client(error.to_string()))
 }
 
 /// The secret values revealed for one effect, by name, so that what comes back can be scrubbed.

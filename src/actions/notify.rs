@@ -159,14 +159,14 @@ async fn deliver(
             if let Some(html) = html {
                 body["html"] = Value::String(html);
             }
-            http::post_json(&actions.client, url, headers, &body).await
+            http::post_json(&actions.client, &actions.outbound, url, headers, &body).await
         }
         ChannelKind::Slack { url_secret } => {
             let text = renders.text(&["md", "txt"])?;
             let mut revealed = Revealed::new(actions.secrets.as_ref());
             let url = revealed.secret(url_secret, || "the channel's URL".to_string()).map_err(|e| e.to_string())?;
             let url = http::url(&url).map_err(|_| format!("secret `{url_secret}` is not an http or https URL"))?;
-            http::post_json(&actions.client, url, HeaderMap::new(), &json!({ "text": text })).await
+            http::post_json(&actions.client, &actions.outbound, url, HeaderMap::new(), &json!({ "text": text })).await
         }
         ChannelKind::Email { .. } => Err("email delivery is not built yet".to_string()),
     }

@@ -16,6 +16,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod serve;
 mod start;
 mod status;
 mod validate;
@@ -69,6 +70,10 @@ enum Command {
     Keygen(audit::Keygen),
     /// Write the post-incident report (Markdown or a self-contained HTML page).
     Report(report::Args),
+    /// Serve the REST API and webhooks, with the runtime loop in the same process.
+    Serve(serve::Args),
+    /// Make an API token for a person; prints it once, and the configuration that accepts it.
+    Token(serve::Token),
 }
 
 /// Output for people, or for machines.
@@ -97,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
         Command::Keygen(args) => audit::keygen(args),
+        Command::Token(args) => serve::token(args),
         incident => asynchronous(incident, templates),
     };
     match result {
@@ -129,7 +135,8 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Run(args) => run::run(args, templates).await,
             Command::Audit(command) => audit::run(command, templates).await,
             Command::Report(args) => report::run(args, templates).await,
-            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Keygen(_) => {
+            Command::Serve(args) => serve::run(args, templates).await,
+            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Keygen(_) | Command::Token(_) => {
                 unreachable!("dispatched in main")
             }
         }

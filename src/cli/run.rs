@@ -26,8 +26,9 @@ pub struct Args {
 pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let opened = open(&args.common, templates).await?;
     let catalog = Arc::new(super::catalog(opened.config.templates.as_deref())?);
-    let actions =
-        Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?.allow_commands(opened.config.commands);
+    let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
+        .allow_commands(opened.config.commands)
+        .with_outbound(opened.config.outbound.clone())?;
     loop {
         let progress = opened.runtime.run_due(&actions).await?;
         if progress.effects + progress.events > 0 || (args.format == super::Format::Json && !args.watch) {

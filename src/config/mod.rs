@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::audit::keys::{PublicKey, Signer};
 use crate::engine::Directory;
 
+mod outbound;
+pub mod server;
+
 /// The configuration file used when none is named and it exists.
 pub const DEFAULT_FILE: &str = "phasegate.yaml";
 
@@ -42,6 +45,10 @@ struct File {
     secrets: BTreeMap<String, SecretSource>,
     #[serde(default)]
     audit: AuditFile,
+    #[serde(default)]
+    outbound: outbound::File,
+    #[serde(default)]
+    server: server::File,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +142,9 @@ pub struct Config {
     pub directory: Directory,
     pub secrets: Secrets,
     pub audit: Audit,
+    /// Where HTTP steps, checks and notify channels may go beyond public addresses.
+    pub outbound: crate::actions::outbound::Policy,
+    pub server: server::Server,
 }
 
 /// Overrides from the command line and the environment, applied after the file.
@@ -157,6 +167,14 @@ impl Config {
         let base = path.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         // Paths in a configuration file are relative to the file, not to where phasegate runs.
         let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let directory = Directory {
+            people: parsed
+                .people
+                .into_iter()
+                .map(|(name, person)| (name, person.roles.into_iter().collect()))
+                .collect(),
+        };
+        let server = parsed.server.build(&directory)?;
         let config = Config {
             database: overrides
                 .database
@@ -165,19 +183,15 @@ impl Config {
             runbooks: parsed.runbooks.map(relative).unwrap_or_else(|| PathBuf::from("runbooks")),
             templates: overrides.templates.clone().or_else(|| parsed.templates.map(relative)),
             commands: parsed.commands.unwrap_or(false),
-            directory: Directory {
-                people: parsed
-                    .people
-                    .into_iter()
-                    .map(|(name, person)| (name, person.roles.into_iter().collect()))
-                    .collect(),
-            },
+            directory,
             secrets: Secrets { sources: parsed.secrets },
+            outbound: outbound::policy(parsed.outbound)?,
             audit: Audit {
                 signing_key: parsed.audit.signing_key.map(relative),
                 public_key: parsed.audit.public_key.map(relative),
                 checkpoint_every: parsed.audit.checkpoint_every.unwrap_or(CHECKPOINT_EVERY),
             },
+            server,
         };
         config.validate()?;
         Ok(config)

@@ -118,6 +118,10 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         &self.store
     }
 
+    pub fn templates(&self) -> &T {
+        &self.templates
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.directory
     }
@@ -198,13 +202,29 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         inputs: BTreeMap<String, serde_json::Value>,
         key: Option<String>,
     ) -> Result<(String, Decision), Error> {
+        self.start_delivered(runbook_text, actor, inputs, key, None).await
+    }
+
+    /// [`Runtime::start`] for a webhook delivery, recorded in the same transaction (a delivery
+    /// already taken is [`store::Error::Duplicate`] and starts nothing).
+    pub async fn start_delivered(
+        &self,
+        runbook_text: &str,
+        actor: &str,
+        inputs: BTreeMap<String, serde_json::Value>,
+        key: Option<String>,
+        delivery: Option<&store::Delivery>,
+    ) -> Result<(String, Decision), Error> {
         let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
         let at = self.now();
         let id = new_incident_id(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
         let request = Request { actor: actor.to_string(), at, command };
         let decision = normalized(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
-        self.store.append(&id, 0, &decision.events, &decision.effects, None).await?;
+        match delivery {
+            Some(delivery) => self.store.append_delivery(&id, 0, &decision.events, &decision.effects, delivery).await?,
+            None => self.store.append(&id, 0, &decision.events, &decision.effects, None).await?,
+        };
         self.sign_if_due(&id, false).await;
         Ok((id, decision))
     }
@@ -212,6 +232,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// Decides a command on the incident's current state and stores the result. `completes`
     /// names the outbox effect whose result this records.
     pub async fn submit(&self, incident: &str, actor: &str, command: Command) -> Result<Decision, Error> {
+        self.submit_delivered(incident, actor, command, None).await
+    }
+
+    /// [`Runtime::submit`] for a webhook delivery, recorded in the same transaction as the events
+    /// it causes (a delivery already taken is [`store::Error::Duplicate`] and changes nothing).
+    pub async fn submit_delivered(
+        &self,
+        incident: &str,
+        actor: &str,
+        command: Command,
+        delivery: Option<&store::Delivery>,
+    ) -> Result<Decision, Error> {
         let completes = match &command {
             Command::Record { effect, .. } => Some(effect.id.clone()),
             _ => None,
@@ -239,10 +271,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 }
                 return Ok(decision);
             }
-            let appended = self
-                .store
-                .append(incident, state.version, &decision.events, &decision.effects, completes.as_deref())
-                .await;
+            let appended = match delivery {
+                Some(delivery) => {
+                    self.store
+                        .append_delivery(incident, state.version, &decision.events, &decision.effects, delivery)
+                        .await
+                }
+                None => {
+                    self.store
+                        .append(incident, state.version, &decision.events, &decision.effects, completes.as_deref())
+                        .await
+                }
+            };
             match appended {
                 Ok(_) => {
                     let closed = decision.events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Error, IncidentSummary, Store};
+use super::{Delivery, Error, IncidentSummary, Store};
 use crate::audit::chain::{self, GENESIS};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
@@ -34,6 +34,7 @@ macro_rules! store_contract {
             concurrent_appends_to_many_incidents_all_succeed,
             events_are_chained_as_they_are_appended,
             checkpoints_are_stored_in_order,
+            a_delivery_is_taken_once,
         );
     };
     (@tests $fresh:path; $($check:ident,)*) => {
@@ -449,4 +450,23 @@ pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
     assert!(store.checkpoints("inc-9").await.unwrap().is_empty());
     let unknown = store.add_checkpoint("inc-9", &checkpoint(1, 1)).await;
     assert!(unknown.is_err(), "{unknown:?}");
+}
+
+pub async fn a_delivery_is_taken_once(store: Arc<impl Store>) {
+    let delivery = |source: &str, id: &str| Delivery { source: source.into(), id: id.into(), received_at: at(1) };
+    let first = delivery("alertmanager", "d-1");
+    store.append_delivery("inc-1", 0, &[started("inc-1", "breach", Some("k"))], &[], &first).await.unwrap();
+    assert_eq!(store.delivery("alertmanager", "d-1").await.unwrap().as_deref(), Some("inc-1"));
+    assert_eq!(store.delivery("alertmanager", "d-2").await.unwrap(), None);
+
+    let again = store.append_delivery("inc-1", 1, &[note(2, "the same alert")], &[], &first).await;
+    assert!(matches!(&again, Err(Error::Duplicate { incident, .. }) if incident == "inc-1"), "{again:?}");
+    let elsewhere = store.append_delivery("inc-2", 0, &[started("inc-2", "other", None)], &[], &first).await;
+    assert!(matches!(&elsewhere, Err(Error::Duplicate { .. })), "{elsewhere:?}");
+    assert!(matches!(store.events("inc-2").await, Err(Error::NotFound { .. })), "nothing of it was stored");
+    assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 1);
+
+    // The same id from another source is another delivery.
+    store.append_delivery("inc-1", 1, &[note(3, "from GitHub")], &[], &delivery("github", "d-1")).await.unwrap();
+    assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 2);
 }

@@ -50,6 +50,21 @@ pub trait Store: Send + Sync + 'static {
         completes: Option<&str>,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 
+    /// [`Store::append`], recording that `delivery` was taken in the same transaction: a delivery
+    /// already recorded is [`Error::Duplicate`] and the append changes nothing, so a webhook's
+    /// retry or replay is never applied twice.
+    fn append_delivery(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// The incident a delivery was recorded with, if it was.
+    fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+
     /// Every event of `incident`, in order. [`Error::NotFound`] for an incident never started.
     fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
@@ -97,6 +112,14 @@ pub trait Store: Send + Sync + 'static {
         incident: &str,
         checkpoint: &SignedCheckpoint,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A webhook delivery: the configured source it came from and its id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub source: String,
+    pub id: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// An event as stored: its position, the hash recorded with it (absent only if someone removed
@@ -155,6 +178,9 @@ pub enum Error {
     Conflict { incident: String, expected: u64, actual: u64 },
     #[error("no incident `{incident}`")]
     NotFound { incident: String },
+    /// The webhook delivery was already taken (with `incident`); nothing was stored.
+    #[error("delivery `{id}` from `{origin}` was already taken (incident `{incident}`)")]
+    Duplicate { origin: String, id: String, incident: String },
     /// A trigger's deduplication key is taken by an incident that is still open.
     #[error("runbook `{runbook_id}` already has incident `{open}` open with key `{key}`")]
     DuplicateKey { runbook_id: String, key: String, open: String },

@@ -54,6 +54,8 @@ pub(crate) struct AppendRows {
     pub effects: Vec<EffectRow>,
     /// The id of the effect whose result this append records.
     pub completes: Option<String>,
+    /// The webhook delivery the append records, as (source, id, received at).
+    pub delivery: Option<(String, String, String)>,
 }
 
 impl AppendRows {
@@ -107,6 +109,7 @@ impl AppendRows {
             events: rows,
             effects,
             completes: completes.map(str::to_string),
+            delivery: None,
         })
     }
 
@@ -117,6 +120,7 @@ impl AppendRows {
             + self.events.len()
             + self.effects.len()
             + usize::from(self.completes.is_some())
+            + usize::from(self.delivery.is_some())
     }
 
     /// The incident's version once the append is stored.

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::rows::{self, AppendRows};
-use super::{ChainLink, Error, IncidentSummary, PendingEffect, Store, StoredCheckpoint};
+use super::{ChainLink, Delivery, Error, IncidentSummary, PendingEffect, Store, StoredCheckpoint};
 use crate::audit::chain::{self, GENESIS};
 use crate::audit::keys::SignedCheckpoint;
 use crate::engine::{Effect, Event};
@@ -148,6 +148,35 @@ impl Store for SqliteStore {
             self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
             answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
         }
+    }
+
+    fn append_delivery(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        let rows = AppendRows::new(incident, expected, events, effects, None).map(|mut rows| {
+            rows.delivery = Some((delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)));
+            rows
+        });
+        async move {
+            let (answer, answered) = oneshot::channel();
+            let job = Job::Append(Append { rows: rows?, answer });
+            self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        }
+    }
+
+    async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
+        let incident = sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
+            .bind(source)
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(incident)
     }
 
     async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
@@ -465,6 +494,28 @@ async fn store(connection: &mut SqliteConnection, rows: &AppendRows, now: &str) 
             }
             _ => return Err(refusal(connection, rows).await),
         }
+    }
+    if let Some((source, id, received_at)) = &rows.delivery {
+        let inserted = sqlx::query("INSERT INTO deliveries (source, id, incident, received_at) VALUES (?, ?, ?, ?)")
+            .bind(source)
+            .bind(id)
+            .bind(incident)
+            .bind(received_at)
+            .execute(&mut *connection)
+            .await;
+        match inserted {
+            Err(error) if is_constraint_violation(&error) => {
+                let taken: Option<String> =
+                    sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
+                        .bind(source)
+                        .bind(id)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                let Some(taken) = taken else { return Err(error.into()) };
+                return Err(Error::Duplicate { origin: source.clone(), id: id.clone(), incident: taken });
+            }
+            other => other?,
+        };
     }
     for event in &rows.events {
         let hash = chain::link(&prev, event.seq, event.json.as_bytes());

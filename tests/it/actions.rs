@@ -1,6 +1,8 @@
 //! Carrying out effects against stub servers on 127.0.0.1 and real programs: HTTP steps and
-//! checks, commands, and status updates to every kind of channel; secrets never come back; and
-//! every shipped status template renders with the context built from real incidents.
+//! checks, commands, and status updates to every kind of channel; secrets never come back; the
+//! outbound policy refuses loopback (the stubs' address) until it is allowed, however the address
+//! is written or reached; and every shipped status template renders with the context built from
+//! real incidents.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use phasegate::actions::outbound::Policy;
 use phasegate::actions::{Actions, IncidentView, MAX_BODY, TRUNCATED_HEADER};
 use phasegate::engine::effect::HttpRequest;
 use phasegate::engine::state::{PhaseStatus, StepStatus};
@@ -85,7 +88,16 @@ async fn answer(State(stub): State<Stub>, request: axum::extract::Request) -> Re
             tokio::time::sleep(Duration::from_secs(5)).await;
             "late".into_response()
         }
-        "/redirect" => (StatusCode::FOUND, [("location", "/echo")]).into_response(),
+        "/redirect" => (StatusCode::FOUND, [("location", "/echo".to_string())]).into_response(),
+        "/to-metadata" => {
+            (StatusCode::FOUND, [("location", "http://169.254.169.254/latest/meta-data/".to_string())]).into_response()
+        }
+        // The same server by another name: another origin, so credentials stay behind.
+        "/to-localhost" => {
+            let location = format!("{}/echo", stub.base.replace("127.0.0.1", "localhost"));
+            (StatusCode::TEMPORARY_REDIRECT, [("location", location)]).into_response()
+        }
+        "/loop" => (StatusCode::FOUND, [("location", "/loop".to_string())]).into_response(),
         path if path.starts_with("/down/") => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         _ => StatusCode::OK.into_response(),
     }
@@ -162,11 +174,16 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 impl Fixture {
+    /// Loopback allowed (the stubs are there), commands refused.
     async fn new() -> Fixture {
-        Fixture::with_commands(false).await
+        Fixture::with(false, loopback()).await
     }
 
     async fn with_commands(commands: bool) -> Fixture {
+        Fixture::with(commands, loopback()).await
+    }
+
+    async fn with(commands: bool, outbound: Policy) -> Fixture {
         let stub = Stub::start().await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("status/internal.md");
@@ -198,8 +215,12 @@ impl Fixture {
             ("soc-gone-url".into(), slack_urls[2].clone()),
         ]);
         let stdout = Captured::default();
-        let actions =
-            Actions::new(catalog, Arc::new(secrets)).unwrap().allow_commands(commands).with_stdout(stdout.clone());
+        let actions = Actions::new(catalog, Arc::new(secrets))
+            .unwrap()
+            .allow_commands(commands)
+            .with_outbound(outbound)
+            .unwrap()
+            .with_stdout(stdout.clone());
         Fixture { stub, dir, runbook, events, incident, stdout, actions, slack_urls }
     }
 
@@ -250,6 +271,15 @@ impl Fixture {
         })
         .await
     }
+}
+
+/// The policy that lets the tests reach their stubs: `127.0.0.1/32` allowed, and nothing else.
+fn loopback() -> Policy {
+    allowing(&["127.0.0.1/32"])
+}
+
+fn allowing(entries: &[&str]) -> Policy {
+    Policy::new(entries.iter().map(|entry| entry.parse().unwrap()).collect())
 }
 
 fn request(method: &str, url: String, timeout: u64) -> HttpRequest {
@@ -375,6 +405,145 @@ async fn redirects_are_answers_not_followed() {
     assert_eq!(status, 302);
     assert_eq!(headers["location"], "/echo");
     assert!(fixture.stub.received("/echo").is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
+async fn loopback_is_refused_until_it_is_allowed() {
+    let fixture = Fixture::with(false, Policy::default()).await;
+    let port = fixture.stub.base.rsplit(':').next().unwrap().to_string();
+    let url = fixture.stub.url("/hold?token=abc");
+    let refused = fixture.http(request("POST", url.clone(), 5), 1).await;
+    assert_eq!(
+        failure(&refused),
+        format!(
+            "POST http://127.0.0.1:{port}/hold: not sent: `127.0.0.1` is a loopback address; \
+             allow it under `outbound.allow` to call it"
+        )
+    );
+    let check =
+        EffectKind::Check { phase: "contain".into(), gate: "up".into(), poll: 1, request: request("GET", url, 5) };
+    assert!(failure(&fixture.carry_out(check).await).contains("not sent: `127.0.0.1` is a loopback address"));
+    assert!(fixture.stub.received("/hold").is_empty(), "nothing reached the stub");
+
+    let allowed = Fixture::new().await;
+    let outcome = allowed.http(request("POST", allowed.stub.url("/hold"), 5), 1).await;
+    assert!(matches!(outcome, Outcome::Http { status: 200, .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_refused() {
+    // `localhost` passes the check of the URL (it is a name, not an address); the resolver
+    // refuses what it resolves to, and so nothing is sent.
+    let fixture = Fixture::with(false, Policy::default()).await;
+    let url = fixture.stub.url("/hold").replace("127.0.0.1", "localhost");
+    let error = failure(&fixture.http(request("GET", url.clone(), 5), 1).await).to_string();
+    assert!(error.contains(": not sent: `localhost` resolves to `"), "{error}");
+    assert!(error.contains("which is a loopback address; allow it under `outbound.allow`"), "{error}");
+    assert!(fixture.stub.received("/hold").is_empty(), "nothing reached the stub");
+
+    // Allowed by its address, or by its name, it goes through.
+    for policy in [loopback(), allowing(&["localhost"])] {
+        let fixture = Fixture::with(false, policy).await;
+        let url = fixture.stub.url("/hold").replace("127.0.0.1", "localhost");
+        let outcome = fixture.http(request("GET", url, 5), 1).await;
+        assert!(matches!(outcome, Outcome::Http { status: 200, .. }), "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_way_of_writing_loopback_is_loopback() {
+    // The URL parser reads each of these as 127.0.0.1 (or its IPv6 form), the connector connects to
+    // that, and the check sees that.
+    let refusing = Fixture::with(false, Policy::default()).await;
+    let allowing = Fixture::new().await;
+    for fixture in [&refusing, &allowing] {
+        let port = fixture.stub.base.rsplit(':').next().unwrap().to_string();
+        for host in ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "[::ffff:127.0.0.1]"] {
+            let url = format!("http://{host}:{port}/literal");
+            let outcome = fixture.http(request("GET", url, 5), 1).await;
+            if std::ptr::eq(fixture, &refusing) {
+                let error = failure(&outcome);
+                assert!(error.contains("not sent: `"), "{host}: {error}");
+                assert!(error.contains("127.0.0.1` is") || error.contains("IPv4 `127.0.0.1` in IPv6 form"), "{error}");
+            } else if host.starts_with('[') {
+                // Allowed as the IPv4 address it carries. A dual-stack socket (Linux's default)
+                // delivers it to the stub's IPv4 listener, which is why it is classified by the
+                // address it carries; a host without IPv6 cannot connect at all.
+                let reached = matches!(outcome, Outcome::Http { status: 200, .. });
+                assert!(reached || failure(&outcome).contains("could not connect"), "{host}: {outcome:?}");
+            } else {
+                assert!(matches!(outcome, Outcome::Http { status: 200, .. }), "{host}: {outcome:?}");
+            }
+        }
+    }
+    assert!(refusing.stub.received("/literal").is_empty(), "nothing reached the refusing fixture's stub");
+    assert!(allowing.stub.received("/literal").len() >= 5);
+    // Addresses that stand for this host, and the metadata service.
+    for url in ["http://0.0.0.0:9/", "http://0/", "http://[::]:9/", "http://169.254.169.254/latest/meta-data/"] {
+        let error = failure(&allowing.http(request("GET", url.to_string(), 5), 1).await).to_string();
+        assert!(error.contains(": not sent: `"), "{url}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_when_allowed_and_each_hop_is_checked() {
+    // Followed: the step gets the answer at the end, its credentials kept within the origin.
+    let fixture = Fixture::with(false, loopback().follow_redirects(true)).await;
+    let mut call = request("GET", fixture.stub.url("/redirect"), 5);
+    call.headers = vec![bearer()];
+    let outcome = fixture.http(call.clone(), 1).await;
+    let Outcome::Http { status: 200, body, .. } = &outcome else { panic!("followed: {outcome:?}") };
+    assert_eq!(body["ok"], true);
+    assert_eq!(fixture.stub.received("/echo")[0].headers["authorization"], format!("Bearer {TOKEN}"));
+
+    // To another origin (the same server by another name), credentials stay behind.
+    call.url = fixture.stub.url("/to-localhost");
+    let outcome = fixture.http(call.clone(), 1).await;
+    assert!(matches!(outcome, Outcome::Http { status: 200, .. }), "{outcome:?}");
+    let echoed = &fixture.stub.received("/echo")[1];
+    assert!(!echoed.headers.contains_key("authorization"), "{:?}", echoed.headers);
+    assert_eq!(echoed.headers["idempotency-key"], "inc-1/contain/call");
+
+    // A hop to a refused address is refused, and says it was a redirect.
+    call.url = fixture.stub.url("/to-metadata");
+    let error = failure(&fixture.http(call.clone(), 1).await).to_string();
+    assert_eq!(
+        error,
+        format!(
+            "GET {}: redirect not followed: `169.254.169.254` is a link-local address (cloud metadata); \
+             allow it under `outbound.allow` to call it",
+            fixture.stub.url("/to-metadata")
+        )
+    );
+
+    // A loop ends.
+    call.url = fixture.stub.url("/loop");
+    assert!(failure(&fixture.http(call.clone(), 1).await).ends_with("/loop: more than 5 redirects"));
+    assert_eq!(fixture.stub.received("/loop").len(), 6);
+
+    // Not followed by default: the redirect is the answer, and the metadata service is not called.
+    let default = Fixture::new().await;
+    call.url = default.stub.url("/to-metadata");
+    let Outcome::Http { status, headers, .. } = default.http(call, 1).await else { panic!("an answer") };
+    assert_eq!(status, 302);
+    assert_eq!(headers["location"], "http://169.254.169.254/latest/meta-data/");
+}
+
+#[tokio::test]
+async fn notify_channels_are_held_to_the_policy_without_quoting_the_slack_url() {
+    let fixture = Fixture::with(false, Policy::default()).await;
+    let outcome = fixture.notify("internal", "internal-update", &["out", "hook", "soc"]).await;
+    let error = failure(&outcome);
+    for expected in [
+        "webhook channel `hook`: delivery refused: `127.0.0.1` is a loopback address; allow it under `outbound.allow`",
+        "slack channel `soc`: delivery refused: `127.0.0.1` is a loopback address",
+        "(delivered to `out`)",
+    ] {
+        assert!(error.contains(expected), "{expected:?} not in {error}");
+    }
+    assert!(!error.contains("SLACKSECRETPATH") && !error.contains("/hook"), "{error}");
+    assert!(fixture.stub.received("/hook").is_empty());
+    assert!(fixture.stub.received(&format!("/slack/{SLACK_PATH}")).is_empty());
 }
 
 #[tokio::test]

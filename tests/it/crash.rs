@@ -210,7 +210,9 @@ fn killing_the_runner_at_random_loses_nothing_and_repeats_no_effect() {
         move |request| answer(&ledger, request)
     });
     let drill = Drill { dir: tempfile::tempdir().unwrap() };
-    std::fs::write(drill.dir.path().join("phasegate.yaml"), "people:\n  riley: { roles: [responder] }\n").unwrap();
+    // The stub is on loopback, which the outbound policy refuses unless it is allowed.
+    let config = "people:\n  riley: { roles: [responder] }\noutbound:\n  allow: [127.0.0.1/32]\n";
+    std::fs::write(drill.dir.path().join("phasegate.yaml"), config).unwrap();
     std::fs::write(drill.dir.path().join("drill.yaml"), RUNBOOK.replace("STUB", stub.base())).unwrap();
 
     // Every command acknowledged (exit 0): the incidents started, and each step marked done with

@@ -69,10 +69,11 @@ impl Desk {
     }
 
     /// A desk for the reference runbook: `retail-breach.yaml` in the directory, its hosts and
-    /// channels pointed at `stub`, its secrets configured, commands allowed.
+    /// channels pointed at `stub`, its secrets configured, commands allowed, and the stub's
+    /// loopback address allowed (the outbound policy refuses it otherwise).
     fn retail(stub: &Stub) -> Desk {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from("commands: true\nsecrets:\n");
+        let mut config = String::from("commands: true\noutbound:\n  allow: [127.0.0.1/32]\nsecrets:\n");
         let mut env = Vec::new();
         let mut secrets = vec![SLACK_PATH.to_string()];
         std::fs::create_dir(dir.path().join("secrets")).unwrap();
@@ -678,4 +679,50 @@ fn a_running_incident_keeps_the_runbook_it_started_with() {
 
     let later = desk.start("lost-laptop.yaml", "dana");
     assert_eq!(desk.status(&later)["incident"]["runbook_sha256"], sha256(&edited), "a new incident takes the edit");
+}
+
+/// One automated HTTP step, to a stub on loopback.
+const CALL_OUT: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: call-out
+title: Call out
+roles:
+  soc-analyst: {}
+phases:
+  - id: contain
+    title: Contain
+    steps:
+      - id: isolate
+        timeout: 5s
+        http: { method: POST, url: "STUB/edr/isolate" }
+"#;
+
+#[test]
+fn http_steps_reach_loopback_only_when_configuration_allows_it() {
+    let stub = Stub::start(|_| Reply::json(200, json!({ "ok": true })));
+    let runbook = CALL_OUT.replace("STUB", stub.base());
+    // By default the stub's address is refused: the step fails, saying why, and nothing is sent.
+    let refusing = Desk::new("");
+    std::fs::write(refusing.path("call-out.yaml"), &runbook).unwrap();
+    let id = refusing.start("call-out.yaml", "dana");
+    refusing.ok(&["run"]);
+    let status = refusing.status(&id);
+    let failed = events(&status).iter().map(what).find(|e| e["type"] == "step_failed").expect("the step failed");
+    let error = failed["error"].as_str().unwrap();
+    assert_eq!(
+        error,
+        format!(
+            "POST {}/edr/isolate: not sent: `127.0.0.1` is a loopback address; allow it under `outbound.allow` to call it",
+            stub.base()
+        )
+    );
+    assert!(stub.received().is_empty(), "nothing was sent: {:?}", stub.received());
+
+    // Allowed explicitly, the same step goes through.
+    let allowing = Desk::new("outbound:\n  allow: [127.0.0.1/32]\n");
+    std::fs::write(allowing.path("call-out.yaml"), &runbook).unwrap();
+    let id = allowing.start("call-out.yaml", "dana");
+    allowing.ok(&["run"]);
+    assert!(events(&allowing.status(&id)).iter().map(what).any(|e| e["type"] == "step_done"));
+    assert_eq!(stub.received().len(), 1);
 }

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per feature.
 
 mod actions;
+mod alertmanager;
 mod audit;
 mod cli;
 mod crash;
@@ -12,6 +13,9 @@ mod hostile;
 mod incident;
 mod report;
 mod runtime;
+mod server;
 mod store;
 mod support;
 mod tidy;
+mod webhook_auth;
+mod webhooks;

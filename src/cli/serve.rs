@@ -1,0 +1,90 @@
+//! `phasegate serve`: the REST API, webhooks, health and metrics, with the runtime loop in the
+//! same process; `phasegate token PERSON`: a new API token and the line that configures it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::incident::{Common, open};
+use crate::actions::Actions;
+use crate::server::{self, App};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The address to listen on (default: the configuration's `server.listen`, else 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// How often the runtime loop looks for due work.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Logs as text for people, or as JSON lines for a log pipeline (`RUST_LOG` sets the level).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Token {
+    /// The person the token acts as (one of the configuration's people).
+    person: String,
+    /// A name for the token in the configuration and the logs.
+    #[arg(long, default_value = "api")]
+    name: String,
+}
+
+pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    let opened = open(&args.common, templates).await?;
+    let catalog = Arc::new(super::catalog(opened.config.templates.as_deref())?);
+    let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
+        .allow_commands(opened.config.commands)
+        .with_outbound(opened.config.outbound.clone())?;
+    let listen = args.listen.unwrap_or(opened.config.server.listen);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let app = Arc::new(App::new(opened.runtime, opened.config)?);
+    server::serve(app, Arc::new(actions), listener, args.interval, shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(super::exit::OK)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: answering the requests in flight");
+}
+
+/// Prints a new token once, and the configuration that accepts it (its hash only).
+pub fn token(args: Token) -> anyhow::Result<u8> {
+    let (token, hash) = server::auth::new_token();
+    super::print_stdout(&format!(
+        "token: {token}\n\nShown once; the configuration keeps only its hash:\n  server:\n    tokens:\n      {}: {{ person: {}, sha256: {hash} }}\n",
+        args.name, args.person
+    ))?;
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,124 @@
+//! The server's part of the configuration: where `phasegate serve` listens and who may call it.
+//! API tokens are stored only as their SHA-256 (`phasegate token PERSON` makes one), each mapped
+//! to a person the configuration knows, whose roles are the token's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::Error;
+
+/// Where the server listens unless configured otherwise: loopback only.
+pub const LISTEN: &str = "127.0.0.1:8080";
+
+/// The largest request body the server reads, unless configured otherwise.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    max_body: Option<usize>,
+    #[serde(default)]
+    tokens: BTreeMap<String, TokenFile>,
+    #[serde(default)]
+    sources: BTreeMap<String, Source>,
+}
+
+/// A webhook source: how its deliveries are authenticated, and the names of its secrets in the
+/// configuration's `secrets` (several for key rotation).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub scheme: SchemeName,
+    pub secrets: Vec<String>,
+    /// For `hmac`: the header carrying the signature.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// For `hmac`: the header carrying the delivery's id, if the sender gives one.
+    #[serde(default)]
+    pub id_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemeName {
+    StandardWebhooks,
+    Github,
+    Hmac,
+    Bearer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    person: String,
+    sha256: String,
+}
+
+/// An API token as configured: its name (for logs), the person it acts as, and its hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    pub name: String,
+    pub person: String,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Token").field("name", &self.name).field("person", &self.person).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub max_body: usize,
+    pub tokens: Vec<Token>,
+    /// Webhook sources by name, as `POST /hooks/{source}` names them.
+    pub sources: BTreeMap<String, Source>,
+}
+
+impl File {
+    pub(super) fn build(self, people: &crate::engine::Directory) -> Result<Server, Error> {
+        let listen = self.listen.as_deref().unwrap_or(LISTEN);
+        let listen = listen.parse().map_err(|_| {
+            Error::Invalid(format!("`server.listen: {listen}` is not an address such as `127.0.0.1:8080`"))
+        })?;
+        let mut tokens = Vec::with_capacity(self.tokens.len());
+        for (name, token) in self.tokens {
+            if !people.knows(&token.person) {
+                return Err(Error::Invalid(format!(
+                    "token `{name}` acts as `{}`, who is not among the configuration's people",
+                    token.person
+                )));
+            }
+            let mut sha256 = [0; 32];
+            hex::decode_to_slice(&token.sha256, &mut sha256).map_err(|_| {
+                Error::Invalid(format!("token `{name}`: `sha256` must be 64 hex digits (`phasegate token` prints it)"))
+            })?;
+            if tokens.iter().any(|other: &Token| other.sha256 == sha256) {
+                return Err(Error::Invalid(format!("token `{name}` has the same hash as another token")));
+            }
+            tokens.push(Token { name, person: token.person, sha256 });
+        }
+        let max_body = self.max_body.unwrap_or(MAX_BODY);
+        if max_body == 0 {
+            return Err(Error::Invalid("`server.max_body` must be more than zero".into()));
+        }
+        for (name, source) in &self.sources {
+            if source.secrets.is_empty() {
+                return Err(Error::Invalid(format!("webhook source `{name}` names no secret")));
+            }
+            if (source.scheme == SchemeName::Hmac) != source.header.is_some() {
+                return Err(Error::Invalid(format!(
+                    "webhook source `{name}`: `header` is needed with `scheme: hmac`, and only with it"
+                )));
+            }
+        }
+        Ok(Server { listen, max_body, tokens, sources: self.sources })
+    }
+}

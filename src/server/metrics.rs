@@ -1,0 +1,84 @@
+//! `/metrics` in the Prometheus text format: requests by route and status, webhook deliveries
+//! accepted and refused by reason, incidents by state, the outbox's depth, and how long effects
+//! (automated steps, checks, updates) take.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The route's pattern (`/api/v1/incidents/{id}`), never the path itself, so that ids do not
+    /// become label values.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub source: String,
+    /// `accepted`, `duplicate` or `refused`.
+    pub result: String,
+    /// Why it was refused (`bad_signature`, `stale`, ...), or empty.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EffectLabels {
+    /// `http`, `command`, `check` or `notify`.
+    pub kind: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub incidents: Family<StateLabels, Gauge>,
+    pub outbox: Gauge,
+    pub effect_seconds: Family<EffectLabels, Histogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("phasegate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register("webhook_deliveries", "Webhook deliveries, by source and result", webhooks.clone());
+        let incidents = Family::<StateLabels, Gauge>::default();
+        registry.register("incidents", "Incidents by state", incidents.clone());
+        let outbox = Gauge::default();
+        registry.register("outbox_depth", "Effects waiting in the outbox", outbox.clone());
+        let effect_seconds = Family::<EffectLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register("effect_seconds", "Time to carry out an effect, by kind", effect_seconds.clone());
+        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, effect_seconds }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().expect("the registry is never poisoned");
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,256 @@
+//! `phasegate serve`: the engine as a service. Automation triggers incidents and satisfies gates
+//! by webhook, tools and people use the REST API, and the runtime loop runs in the same process.
+//! Wire types (what goes over HTTP) live only here.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod webhooks;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::{Effect, EffectKind, Event, Incident, Outcome};
+use crate::render::Catalog;
+use crate::runbook::Runbook;
+use crate::runtime::{Executor, Runtime};
+use crate::store::{SqliteStore, Store};
+use error::ApiError;
+use metrics::{EffectLabels, Metrics, RequestLabels, StateLabels};
+
+/// Everything a request may need.
+pub struct App {
+    pub runtime: Runtime<SqliteStore, Catalog>,
+    pub config: Config,
+    pub metrics: Metrics,
+    /// Whether the runtime loop has made its first pass (and the server is not shutting down).
+    pub ready: AtomicBool,
+    /// Webhook sources by name, their secrets read at start.
+    pub sources: BTreeMap<String, webhooks::signature::Scheme>,
+    /// The configured runbooks that validate, for their triggers.
+    pub armed: Vec<webhooks::Armed>,
+    /// Deliveries in flight; past [`webhooks::IN_FLIGHT`] the answer is 503.
+    pub hooks: tokio::sync::Semaphore,
+}
+
+impl App {
+    /// The app over `runtime`: reads the webhook sources' secrets and the runbooks whose triggers
+    /// act on deliveries. A runbook that does not validate is left out, with a warning.
+    pub fn new(runtime: Runtime<SqliteStore, Catalog>, config: Config) -> anyhow::Result<App> {
+        let sources = webhooks::schemes(&config.server.sources, &config.secrets)?;
+        let mut app = App {
+            runtime,
+            config,
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+            sources,
+            armed: Vec::new(),
+            hooks: tokio::sync::Semaphore::new(webhooks::IN_FLIGHT),
+        };
+        let files = app.runbook_files().map_err(|error| anyhow::anyhow!("{}", error.message))?;
+        for (path, text) in files {
+            match app.runtime.runbook(&text) {
+                Ok(runbook) => app.armed.push(webhooks::Armed { text, runbook }),
+                Err(problems) => tracing::warn!(
+                    file = %path.display(),
+                    problems = problems.len(),
+                    "the runbook does not validate; its triggers are off"
+                ),
+            }
+        }
+        Ok(app)
+    }
+}
+
+/// Every route: method and path, as the router serves them and `/openapi.json` documents them
+/// (a test holds the two to this list).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/api/v1/runbooks"),
+    ("POST", "/api/v1/runbooks/validate"),
+    ("GET", "/api/v1/runbooks/{id}"),
+    ("GET", "/api/v1/incidents"),
+    ("POST", "/api/v1/incidents"),
+    ("GET", "/api/v1/incidents/{id}"),
+    ("GET", "/api/v1/incidents/{id}/timeline"),
+    ("POST", "/api/v1/incidents/{id}/approvals"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
+    ("POST", "/api/v1/incidents/{id}/signals"),
+    ("POST", "/api/v1/incidents/{id}/notes"),
+    ("POST", "/api/v1/incidents/{id}/close"),
+    ("GET", "/api/v1/incidents/{id}/updates/{audience}"),
+    ("POST", "/api/v1/incidents/{id}/updates/{audience}"),
+    ("POST", "/hooks/{source}"),
+];
+
+pub fn router(app: Arc<App>) -> Router {
+    let max_body = app.config.server.max_body;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi::document))
+        .route("/api/v1/runbooks", get(api::runbooks))
+        .route("/api/v1/runbooks/validate", post(api::validate))
+        .route("/api/v1/runbooks/{id}", get(api::runbook))
+        .route("/api/v1/incidents", get(api::incidents).post(api::start))
+        .route("/api/v1/incidents/{id}", get(api::incident))
+        .route("/api/v1/incidents/{id}/timeline", get(api::timeline))
+        .route("/api/v1/incidents/{id}/approvals", post(api::approve))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done))
+        .route("/api/v1/incidents/{id}/signals", post(api::signal))
+        .route("/api/v1/incidents/{id}/notes", post(api::note))
+        .route("/api/v1/incidents/{id}/close", post(api::close))
+        .route("/api/v1/incidents/{id}/updates/{audience}", get(api::render_update).post(api::send_update))
+        .route("/hooks/{source}", post(webhooks::receive))
+        .fallback(|| async { ApiError::not_found("no such route; `/openapi.json` lists them") })
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    // Incidents by state and the outbox's depth are read when scraped.
+    let incidents = app.runtime.store().incidents().await?;
+    let open = incidents.iter().filter(|incident| incident.closed_at.is_none()).count();
+    app.metrics.incidents.get_or_create(&StateLabels { state: "open".into() }).set(open as i64);
+    app.metrics.incidents.get_or_create(&StateLabels { state: "closed".into() }).set((incidents.len() - open) as i64);
+    let pending = app.runtime.store().pending_effects(100_000).await?;
+    app.metrics.outbox.set(pending.len() as i64);
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response())
+}
+
+async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    app.metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+    response
+}
+
+impl App {
+    /// The runbook files of the configured directory, with their text.
+    pub fn runbook_files(&self) -> Result<Vec<(PathBuf, String)>, ApiError> {
+        let dir = &self.config.runbooks;
+        let entries = std::fs::read_dir(dir).map_err(|error| ApiError::internal(&error))?;
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        Ok(files.into_iter().filter_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text))).collect())
+    }
+
+    /// The text of the runbook with this id among the configured runbooks. Never a path: the API
+    /// reads no file it is named.
+    pub fn runbook_text(&self, id: &str) -> Result<String, ApiError> {
+        for (_, text) in self.runbook_files()? {
+            if let Ok(runbook) = crate::runbook::load(text.as_bytes(), self.runtime.templates())
+                && runbook.id == id
+            {
+                return Ok(text);
+            }
+        }
+        Err(ApiError::not_found(format!("no runbook `{id}` among the configured runbooks")))
+    }
+}
+
+/// Times each effect for `/metrics`, around the executor that carries it out.
+struct Timed<E> {
+    inner: Arc<E>,
+    app: Arc<App>,
+}
+
+impl<E: Executor> Executor for Timed<E> {
+    async fn carry_out(
+        &self,
+        effect: &Effect,
+        runbook: &Runbook,
+        incident: &Incident,
+        events: &[Event],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Outcome {
+        let started = Instant::now();
+        let outcome = self.inner.carry_out(effect, runbook, incident, events, now).await;
+        let kind = match &effect.kind {
+            EffectKind::Http { .. } => "http",
+            EffectKind::Command { .. } => "command",
+            EffectKind::Check { .. } => "check",
+            EffectKind::Notify { .. } => "notify",
+        };
+        self.app
+            .metrics
+            .effect_seconds
+            .get_or_create(&EffectLabels { kind: kind.into() })
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+}
+
+/// Serves until `shutdown` resolves: the API and webhooks on `listener`, and the runtime loop
+/// every `interval`. On shutdown the server stops taking connections and answers the requests it
+/// has, the loop finishes its pass (effects it did not reach stay in the outbox for the next
+/// start), and the database is closed.
+pub async fn serve(
+    app: Arc<App>,
+    executor: Arc<impl Executor>,
+    listener: tokio::net::TcpListener,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, mut stopped) = watch::channel(false);
+    let looping = Arc::clone(&app);
+    let timed = Timed { inner: executor, app: Arc::clone(&app) };
+    let runtime_loop = tokio::spawn(async move {
+        loop {
+            match looping.runtime.run_due(&timed).await {
+                Ok(_) => looping.ready.store(true, Ordering::Relaxed),
+                Err(error) => tracing::error!(%error, "the runtime loop's pass failed; it tries again"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+    let serving = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(async move {
+        shutdown.await;
+    });
+    let result = serving.await;
+    app.ready.store(false, Ordering::Relaxed);
+    let _ = stop.send(true);
+    let _ = runtime_loop.await;
+    result.map_err(Into::into)
+}

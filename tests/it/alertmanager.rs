@@ -1,0 +1,118 @@
+//! End to end with a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`, which
+//! `.ci/run` installs): `amtool` fires an alert, Alertmanager posts it to the server with its
+//! bearer token, and one incident opens; Alertmanager's repeats open no second one; `amtool`
+//! resolves the alert and the resolution is recorded on the incident.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::webhooks::{Hooks, TOKEN};
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+const AMTOOL: &str = "/usr/bin/amtool";
+
+/// A port free now, for a process that binds it itself.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the Alertmanager when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn amtool(url: &str, args: &[&str]) {
+    let output = Command::new(AMTOOL)
+        .args(args)
+        .arg(format!("--alertmanager.url={url}"))
+        .output()
+        .expect("amtool runs (.ci/run installs prometheus-alertmanager)");
+    assert!(output.status.success(), "amtool {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Waits until `check` holds, for up to `limit`.
+async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_opens_one_incident_and_records_the_resolution() {
+    assert!(std::path::Path::new(ALERTMANAGER).exists(), "{ALERTMANAGER} is missing; .ci/run installs it");
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = hooks.dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: phasegate\n  group_by: [alertname, estate]\n  group_wait: 1s\n  group_interval: 1s\n  \
+             repeat_interval: 2s\nreceivers:\n  - name: phasegate\n    webhook_configs:\n      - url: {}/hooks/alertmanager\n        \
+             send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            \
+             credentials: {TOKEN}\n",
+            hooks.base
+        ),
+    )
+    .unwrap();
+    let storage = hooks.dir.path().join("alertmanager-data");
+    let _alertmanager = Running(
+        Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", storage.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the Alertmanager starts"),
+    );
+    let client = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(30), || {
+        let request = client.get(format!("{url}/-/ready")).send();
+        async move { request.await.is_ok_and(|response| response.status().is_success()) }
+    })
+    .await;
+    assert!(ready, "the Alertmanager came up on {url}");
+
+    let labels = ["alertname=LoyaltyDbBulkRead", "estate=uk-retail", "severity=critical"];
+    amtool(&url, &[&["alert", "add"][..], &labels[..], &["--annotation=summary=bulk read"]].concat());
+    let opened = eventually(Duration::from_secs(30), || async { !hooks.incidents().await.is_empty() }).await;
+    assert!(opened, "an incident opened from the alert");
+
+    // The same alert again, and Alertmanager's own repeats (every 2s): still one incident.
+    amtool(&url, &[&["alert", "add"][..], &labels[..]].concat());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(hooks.incidents().await.len(), 1, "a repeat opens no second incident");
+
+    // Resolve it: an end time in the past.
+    let ended = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    amtool(&url, &[&["alert", "add"][..], &labels[..], &[format!("--end={ended}").as_str()]].concat());
+    let resolved = eventually(Duration::from_secs(30), || async {
+        let incidents = hooks.incidents().await;
+        incidents[0]
+            .1
+            .iter()
+            .any(|event| event.reason.as_deref().is_some_and(|r| r.starts_with("LoyaltyDbBulkRead resolved")))
+    })
+    .await;
+    let incidents = hooks.incidents().await;
+    assert!(
+        resolved,
+        "the resolution is recorded: {:?}",
+        incidents[0].1.iter().map(|e| e.summary()).collect::<Vec<_>>()
+    );
+    assert_eq!(incidents.len(), 1);
+    assert!(incidents[0].1[0].actor.starts_with("trigger:"));
+    hooks.stop().await;
+}

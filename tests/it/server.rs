@@ -1,0 +1,250 @@
+//! `phasegate serve`: the REST API over HTTP with tokens, the errors it answers, health and
+//! metrics, and the OpenAPI document held to the routes that exist.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use phasegate::config::{Config, Overrides};
+use phasegate::engine::{Effect, Event, Incident, Outcome};
+use phasegate::render::Catalog;
+use phasegate::runbook::Runbook;
+use phasegate::runtime::{Executor, Runtime};
+use phasegate::server::{self, App, ROUTES};
+use phasegate::store::SqliteStore;
+use serde_json::{Value, json};
+
+use crate::support::root;
+
+/// Carries out nothing: every effect fails, as it would with the retailer's systems out of reach.
+struct Unreachable;
+
+impl Executor for Unreachable {
+    async fn carry_out(&self, _: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
+        Outcome::Failed { error: "no network in tests".into() }
+    }
+}
+
+const DANA: &str = "pg_dana-test-token";
+const TOM: &str = "pg_tom-test-token";
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
+        let config = format!(
+            "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
+             tom.reyes: {{ roles: [communications] }}\nserver:\n  max_body: 65536\n  tokens:\n    \
+             dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n",
+            db = dir.path().join("phasegate.db").display(),
+            runbooks = root().join("runbooks").display(),
+            dana = sha(DANA),
+            tom = sha(TOM),
+        );
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(&path, config).unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let store = SqliteStore::open(&config.database).await.unwrap();
+        let runtime = Runtime::new(store, Catalog::built_in(), config.directory.clone());
+        let app = Arc::new(App::new(runtime, config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            server::serve(app, Arc::new(Unreachable), listener, Duration::from_millis(50), shutdown).await.unwrap();
+        });
+        Server { base, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir }
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
+        let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
+    let server = Server::start().await;
+    let (status, started) = server
+        .call(
+            "POST",
+            "/api/v1/incidents",
+            Some(DANA),
+            Some(json!({"runbook": "retail-breach", "inputs": {"severity": "critical"}}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["incident"].as_str().unwrap().to_string();
+    assert_eq!(started["events"][0]["actor"], "dana.ito", "recorded as the token's person");
+
+    let (status, board) = server.call("GET", &format!("/api/v1/incidents/{id}"), Some(TOM), None).await;
+    assert_eq!(status, 200, "{board}");
+    assert!(!board["blocking"].as_array().unwrap().is_empty(), "{board}");
+
+    // Tom holds no role that may do the step: 403, naming the role.
+    let done = format!("/api/v1/incidents/{id}/phases/triage/steps/mobilise/done");
+    let (status, refused) =
+        server.call("POST", &done, Some(TOM), Some(json!({"evidence": "bridge open"}).to_string())).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("missing_role")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("incident-commander"), "{refused}");
+    let (status, _) =
+        server.call("POST", &done, Some(DANA), Some(json!({"evidence": "bridge open"}).to_string())).await;
+    assert_eq!(status, 200);
+    let (status, again) = server.call("POST", &done, Some(DANA), Some("{}".into())).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("conflict")), "{again}");
+
+    let (status, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/incidents/{id}/notes"),
+            Some(DANA),
+            Some(json!({"text": "EDR alert"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, timeline) = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await;
+    let summaries: Vec<&str> =
+        timeline["events"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap()).collect();
+    assert!(summaries.contains(&"note: EDR alert"), "{summaries:?}");
+
+    let (status, update) =
+        server.call("GET", &format!("/api/v1/incidents/{id}/updates/internal?variant=md"), Some(DANA), None).await;
+    assert_eq!(status, 200, "{update}");
+    assert!(update["text"].as_str().unwrap().contains(&id), "{update}");
+
+    let (status, list) = server.call("GET", "/api/v1/incidents", Some(DANA), None).await;
+    assert_eq!((status, list["incidents"].as_array().unwrap().len()), (200, 1));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let server = Server::start().await;
+    // Method, path, token, body; the status and error code expected.
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<String>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("GET", "/api/v1/incidents", None, None, 401, "unauthorized"),
+        ("GET", "/api/v1/incidents", Some("pg_wrong"), None, 401, "unauthorized"),
+        ("GET", "/api/v1/incidents/inc-404", Some(DANA), None, 404, "not_found"),
+        ("GET", "/api/v1/runbooks/nope", Some(DANA), None, 404, "not_found"),
+        (
+            "POST",
+            "/api/v1/incidents",
+            Some(DANA),
+            Some(json!({"runbook": "retail-breach", "inputs": {"nope": 1}}).to_string()),
+            422,
+            "invalid_input",
+        ),
+        ("POST", "/api/v1/incidents", Some(DANA), Some(r#"{"runbook": "#.into()), 400, "invalid_json"),
+        (
+            "POST",
+            "/api/v1/incidents",
+            Some(DANA),
+            Some(json!({"runbook": "retail-breach", "extra": 1}).to_string()),
+            422,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/api/v1/incidents",
+            Some(DANA),
+            Some(format!(r#"{{"runbook": "{}"}}"#, "x".repeat(70_000))),
+            413,
+            "too_large",
+        ),
+        ("GET", "/api/v1/nothing-here", Some(DANA), None, 404, "not_found"),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let (answered, error) = server.call(method, path, token, body).await;
+        assert_eq!(answered, status, "{method} {path}: {error}");
+        assert_eq!(error["error"]["code"], code, "{method} {path}: {error}");
+        assert!(!error.to_string().contains("pg_"), "no token in an answer: {error}");
+    }
+    let (_, list) = server.call("GET", "/api/v1/incidents", Some(DANA), None).await;
+    assert!(list["incidents"].as_array().unwrap().is_empty(), "nothing was started");
+
+    let (status, invalid) = server
+        .client
+        .post(format!("{}/api/v1/runbooks/validate", server.base))
+        .header("authorization", format!("Bearer {DANA}"))
+        .body("apiVersion: phasegate/v1\nkind: Runbook\nid: x\n")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    let invalid: Value = serde_json::from_str(&invalid.text().await.unwrap()).unwrap();
+    assert_eq!((status, &invalid["valid"]), (422, &json!(false)));
+    assert!(invalid["diagnostics"][0]["code"].as_str().unwrap().starts_with("RB"), "{invalid}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_the_openapi_document_cover_every_route() {
+    let server = Server::start().await;
+    assert_eq!(server.call("GET", "/healthz", None, None).await.0, 200);
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = server.call("GET", "/readyz", None, None).await.0;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 200, "ready once the runtime loop has made a pass");
+
+    let (_, spec) = server.call("GET", "/openapi.json", None, None).await;
+    let documented: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations.as_object().unwrap().keys().map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let routes: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, routes, "the document describes exactly the routes");
+    // And every route is served: whatever it answers, it is not the fallback for unknown routes.
+    for (method, path) in ROUTES {
+        let concrete =
+            path.replace("{id}", "inc-1").replace("{phase}", "p").replace("{step}", "s").replace("{audience}", "a");
+        let (status, answer) = server.call(method, &concrete, Some(DANA), Some("{}".into())).await;
+        let fallback = answer["error"]["message"].as_str().is_some_and(|m| m.starts_with("no such route"));
+        assert!(!fallback && status != 405, "{method} {path} is not served: {status} {answer}");
+    }
+
+    let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("phasegate_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("phasegate_incidents{state=\"open\"} 0"), "{metrics}");
+    assert!(metrics.contains("phasegate_outbox_depth"), "{metrics}");
+    assert!(!metrics.contains("inc-1"), "ids never become labels");
+    server.stop().await;
+}

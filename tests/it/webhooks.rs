@@ -1,0 +1,192 @@
+//! Webhook deliveries through the server: authenticated before anything is read, deduplicated,
+//! stored before they are answered, and acted on as the runbooks' triggers say.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use phasegate::config::{Config, Overrides};
+use phasegate::engine::{Effect, Event, Incident, Outcome};
+use phasegate::render::Catalog;
+use phasegate::runbook::Runbook;
+use phasegate::runtime::{Executor, Runtime};
+use phasegate::server::{self, App};
+use phasegate::store::{SqliteStore, Store};
+use serde_json::{Value, json};
+
+use crate::support::root;
+
+pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
+
+struct Unreachable;
+
+impl Executor for Unreachable {
+    async fn carry_out(&self, _: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
+        Outcome::Failed { error: "no network in tests".into() }
+    }
+}
+
+/// A running server with an `alertmanager` source (bearer token) and the repository's runbooks.
+pub struct Hooks {
+    pub base: String,
+    pub db: std::path::PathBuf,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Hooks {
+    pub async fn start(listen: &str) -> Hooks {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
+        let db = dir.path().join("phasegate.db");
+        let config = format!(
+            "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
+             secrets:\n  am-token: {{ file: {token} }}\n\
+             server:\n  max_body: 65536\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n",
+            db = db.display(),
+            runbooks = root().join("runbooks").display(),
+            token = dir.path().join("am-token").display(),
+        );
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(&path, config).unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let store = SqliteStore::open(&config.database).await.unwrap();
+        let runtime = Runtime::new(store, Catalog::built_in(), config.directory.clone());
+        let app = Arc::new(App::new(runtime, config).unwrap());
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            server::serve(app, Arc::new(Unreachable), listener, Duration::from_millis(200), shutdown).await.unwrap();
+        });
+        Hooks { base, db, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), dir }
+    }
+
+    pub async fn post(&self, source: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}/hooks/{source}", self.base)).body(body.to_string());
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Every incident and its events, read from the database.
+    pub async fn incidents(&self) -> Vec<(String, Vec<Event>)> {
+        let store = SqliteStore::open(&self.db).await.unwrap();
+        let mut found = Vec::new();
+        for incident in store.incidents().await.unwrap() {
+            found.push((incident.id.clone(), store.events(&incident.id).await.unwrap()));
+        }
+        store.close().await;
+        found
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+/// An Alertmanager notification (webhook version 4) of one alert the reference runbook starts on.
+pub fn notification(status: &str, starts_at: &str) -> String {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"LoyaltyDbBulkRead\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "phasegate",
+        "groupLabels": { "alertname": "LoyaltyDbBulkRead" },
+        "commonLabels": { "alertname": "LoyaltyDbBulkRead", "estate": "uk-retail", "severity": "critical" },
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{
+            "status": status,
+            "labels": { "alertname": "LoyaltyDbBulkRead", "estate": "uk-retail", "severity": "critical" },
+            "annotations": { "summary": "bulk read of the loyalty database" },
+            "startsAt": starts_at,
+            "endsAt": if status == "resolved" { "2026-11-24T03:00:00Z" } else { "0001-01-01T00:00:00Z" },
+            "generatorURL": "http://prometheus.example/graph",
+            "fingerprint": "c0ffee0123456789",
+        }],
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_opens_one_incident_a_repeat_joins_it_and_its_resolution_is_recorded() {
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let firing = notification("firing", "2026-11-24T02:14:00Z");
+    let (status, answer) = hooks.post("alertmanager", Some(TOKEN), &firing).await;
+    assert_eq!(status, 202, "{answer}");
+    let started = answer["done"].as_array().unwrap().iter().find(|done| done["did"] == "started").expect("started");
+    let id = started["incident"].as_str().unwrap().to_string();
+
+    // Alertmanager's retry of the same notification changes nothing.
+    let (status, answer) = hooks.post("alertmanager", Some(TOKEN), &firing).await;
+    assert_eq!(status, 200, "{answer}");
+    let did: Vec<&str> = answer["done"].as_array().unwrap().iter().map(|done| done["did"].as_str().unwrap()).collect();
+    assert!(did.contains(&"duplicate") && did.iter().all(|d| *d == "duplicate" || *d == "ignored"), "{answer}");
+    // The alert again (a new notification for the same alert): it joins the open incident.
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:19:00Z")).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(
+        answer["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|done| done["did"] == "attached" && done["incident"] == id.as_str()),
+        "{answer}"
+    );
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("resolved", "2026-11-24T02:14:00Z")).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer["done"].as_array().unwrap().iter().any(|done| done["did"] == "resolved"), "{answer}");
+    hooks.stop_and_check(&id).await;
+}
+
+impl Hooks {
+    async fn stop_and_check(self, id: &str) {
+        let incidents = self.incidents().await;
+        assert_eq!(incidents.len(), 1, "one incident: {:?}", incidents.iter().map(|(id, _)| id).collect::<Vec<_>>());
+        let (found, events) = &incidents[0];
+        assert_eq!(found, id);
+        assert!(events[0].actor.starts_with("trigger:"), "started by the trigger: {}", events[0].actor);
+        let notes: Vec<&str> = events.iter().filter_map(|event| event.reason.as_deref()).collect();
+        assert!(notes.iter().any(|n| n.starts_with("LoyaltyDbBulkRead fired again")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("LoyaltyDbBulkRead resolved")), "{notes:?}");
+        self.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_are_refused_and_store_nothing() {
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let firing = notification("firing", "2026-11-24T02:14:00Z");
+    let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
+        ("alertmanager", None, firing.clone(), 401, "missing_header"),
+        ("alertmanager", Some("forged"), firing.clone(), 401, "bad_token"),
+        ("nowhere", Some(TOKEN), firing.clone(), 404, "not_found"),
+        ("alertmanager", Some(TOKEN), "{\"version\": \"3\"}".into(), 400, "invalid_payload"),
+        ("alertmanager", Some(TOKEN), "not json".into(), 400, "invalid_payload"),
+        ("alertmanager", Some(TOKEN), format!("{{\"x\": \"{}\"}}", "a".repeat(70_000)), 413, ""),
+    ];
+    for (source, token, body, status, code) in cases {
+        let (answered, answer) = hooks.post(source, token, &body).await;
+        assert_eq!(answered, status, "{source} {token:?}: {answer}");
+        if !code.is_empty() {
+            assert_eq!(answer["error"]["code"], code, "{answer}");
+        }
+        assert!(!answer.to_string().contains(TOKEN), "no secret in an answer");
+    }
+    assert!(hooks.incidents().await.is_empty(), "nothing was stored");
+    hooks.stop().await;
+}

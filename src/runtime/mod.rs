@@ -85,6 +85,11 @@ pub struct Runtime<S, T> {
     /// When each incident's head was last signed, as this runtime knows: a command asks the
     /// store whether a checkpoint is due only when the interval may have passed.
     signed_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// One lock per incident with commands in flight: commands to the same incident take turns in
+    /// this process instead of racing to append and deciding again (a webhook storm on one
+    /// incident would otherwise exhaust the retries). Other processes are still caught by the
+    /// store's version check.
+    turns: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -98,6 +103,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             states: Mutex::new(HashMap::new()),
             signer: None,
             signed_at: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -244,6 +250,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         command: Command,
         delivery: Option<&store::Delivery>,
     ) -> Result<Decision, Error> {
+        let turn = self.turn(incident);
+        let _turn = turn.lock().await;
         let completes = match &command {
             Command::Record { effect, .. } => Some(effect.id.clone()),
             _ => None,
@@ -358,6 +366,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
         }
         Ok(signed)
+    }
+
+    /// The lock commands to `incident` take turns on; dropped with the last command holding it.
+    fn turn(&self, incident: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().expect("the locks are never poisoned");
+        if let Some(turn) = turns.get(incident).and_then(std::sync::Weak::upgrade) {
+            return turn;
+        }
+        turns.retain(|_, turn| turn.strong_count() > 0);
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        turns.insert(incident.to_string(), Arc::downgrade(&turn));
+        turn
     }
 
     /// After an append: signs the incident's head if it closed, or if its last checkpoint is older

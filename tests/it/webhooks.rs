@@ -190,3 +190,32 @@ async fn bad_deliveries_are_refused_and_store_nothing() {
     assert!(hooks.incidents().await.is_empty(), "nothing was stored");
     hooks.stop().await;
 }
+
+/// A storm: forty notifications of the same alert at once (each a delivery of its own). One
+/// incident opens; every other delivery is recorded on it; none is lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_storm_opens_one_incident_and_loses_nothing() {
+    let hooks = Arc::new(Hooks::start("127.0.0.1:0").await);
+    let deliveries: Vec<_> = (0..40)
+        .map(|n| {
+            let hooks = Arc::clone(&hooks);
+            tokio::spawn(async move {
+                let body = notification("firing", &format!("2026-11-24T02:{:02}:00Z", n % 60));
+                let body = body.replace("c0ffee0123456789", &format!("c0ffee{n:010}"));
+                hooks.post("alertmanager", Some(TOKEN), &body).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for delivery in deliveries {
+        answers.push(delivery.await.unwrap());
+    }
+    assert!(answers.iter().all(|(status, _)| *status == 202), "{answers:?}");
+    let incidents = hooks.incidents().await;
+    assert_eq!(incidents.len(), 1, "one incident");
+    let events = &incidents[0].1;
+    let repeats = events.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.contains("fired again"))).count();
+    assert_eq!(repeats, 39, "every other delivery is on the incident, once");
+    let hooks = Arc::into_inner(hooks).expect("the tasks are done");
+    hooks.stop().await;
+}

@@ -20,7 +20,7 @@ enum LogFormat {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The address to listen on (default: the configuration's `server.listen`, else 127.0.0.1:8080).
-    #[arg(long)]
+    #[arg(long, env = "PHASEGATE_LISTEN")]
     listen: Option<SocketAddr>,
     /// How often the runtime loop looks for due work.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]

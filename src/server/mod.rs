@@ -153,8 +153,13 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError>
 async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    // The route's pattern, never the path, the query, a header or the body: nothing a secret or a
+    // token could be in.
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(method, route, status, elapsed_ms, "request");
     app.metrics.requests.get_or_create(&RequestLabels { method, route, status }).inc();
     response
 }

@@ -248,3 +248,52 @@ async fn health_metrics_and_the_openapi_document_cover_every_route() {
     assert!(!metrics.contains("inc-1"), "ids never become labels");
     server.stop().await;
 }
+
+/// The binary: `phasegate serve` logs JSON lines with `--log-format json` (never a token), and
+/// stops cleanly on SIGTERM, as a service manager stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_logs_json_without_secrets_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phasegate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "database: {}\nrunbooks: {}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\nserver:\n  tokens:\n    \
+             dana: {{ person: dana.ito, sha256: {} }}\n",
+            dir.path().join("phasegate.db").display(),
+            root().join("runbooks").display(),
+            phasegate::engine::decide::sha256_hex(DANA)
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .args(["serve", "--log-format", "json", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server came up");
+    for token in [DANA, "pg_not-a-token"] {
+        client.get(format!("{base}/api/v1/incidents")).bearer_auth(token).send().await.unwrap();
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "a clean stop");
+    let logs = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = logs.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
+    assert!(lines.iter().any(|line| line["fields"]["route"] == "/api/v1/incidents" && line["fields"]["status"] == 401));
+    assert!(lines.iter().any(|line| line["fields"]["message"] == "stopped"), "{logs}");
+    assert!(!logs.contains(DANA) && !logs.contains("pg_not-a-token"), "no token in the logs");
+}

@@ -267,7 +267,7 @@ async fn the_binary_serves_logs_json_without_secrets_and_stops_on_sigterm() {
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
         .args(["serve", "--log-format", "json", "--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())

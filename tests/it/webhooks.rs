@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use crate::support::root;
 
 pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
+/// The EDR's Standard Webhooks secret (`whsec_` and base64).
+const EDR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Unreachable;
 
@@ -40,14 +42,17 @@ impl Hooks {
     pub async fn start(listen: &str) -> Hooks {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
+        std::fs::write(dir.path().join("edr-secret"), EDR_SECRET).unwrap();
         let db = dir.path().join("phasegate.db");
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
-             secrets:\n  am-token: {{ file: {token} }}\n\
-             server:\n  max_body: 65536\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n",
+             secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n\
+             server:\n  max_body: 65536\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
+             edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n",
             db = db.display(),
             runbooks = root().join("runbooks").display(),
             token = dir.path().join("am-token").display(),
+            edr = dir.path().join("edr-secret").display(),
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
@@ -68,7 +73,20 @@ impl Hooks {
     }
 
     pub async fn post(&self, source: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        self.post_with(source, token, &[], body).await
+    }
+
+    pub async fn post_with(
+        &self,
+        source: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (u16, Value) {
         let mut request = self.client.post(format!("{}/hooks/{source}", self.base)).body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -217,5 +235,78 @@ async fn a_webhook_storm_opens_one_incident_and_loses_nothing() {
     let repeats = events.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.contains("fired again"))).count();
     assert_eq!(repeats, 39, "every other delivery is on the incident, once");
     let hooks = Arc::into_inner(hooks).expect("the tasks are done");
+    hooks.stop().await;
+}
+
+/// Standard Webhooks deliveries from the EDR, through the server: the reference runbook's trigger
+/// adds the EDR's finding to the open incident; a replay, a forgery, a tampered body, a stale or
+/// future-dated timestamp and a malformed signature header change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
+    use phasegate::server::webhooks::signature::{Secret, sign_standard_webhooks};
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let (status, _) = hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
+    assert_eq!(status, 202);
+    let secret = Secret::standard_webhooks(EDR_SECRET).unwrap();
+    let body = json!({
+        "event_type": "device.contained", "occurred_at": "2026-11-24T02:40:00Z",
+        "device_group": { "name": "retail-breach-suspect", "tags": { "estate": "uk-retail" } },
+        "device": { "hostname": "shop-web-03" },
+    })
+    .to_string();
+    let signed = |id: &str, timestamp: i64, body: &str| {
+        vec![
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", sign_standard_webhooks(&secret, id, timestamp, body.as_bytes())),
+        ]
+    };
+    let now = Utc::now().timestamp();
+    let (status, answer) = hooks.post_with("edr", None, &signed("msg_1", now, &body), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer["done"].as_array().unwrap().iter().any(|done| done["did"] == "noted"), "{answer}");
+
+    let mut tampered = signed("msg_2", now, &body);
+    tampered[2].1 =
+        sign_standard_webhooks(&Secret::new(b"not the secret".to_vec()).unwrap(), "msg_2", now, body.as_bytes());
+    let refusals: Vec<(Vec<(&str, String)>, String, u16, &str)> = vec![
+        (signed("msg_1", now, &body), body.clone(), 200, ""),
+        (tampered, body.clone(), 401, "bad_signature"),
+        (signed("msg_3", now, &body), body.replace("shop-web-03", "shop-web-04"), 401, "bad_signature"),
+        (signed("msg_4", now - 301, &body), body.clone(), 401, "timestamp_too_old"),
+        (signed("msg_5", now + 301, &body), body.clone(), 401, "timestamp_too_new"),
+        (
+            vec![
+                ("webhook-id", "msg_6".into()),
+                ("webhook-timestamp", now.to_string()),
+                ("webhook-signature", "v1,!!".into()),
+            ],
+            body.clone(),
+            400,
+            "malformed_header",
+        ),
+        (
+            vec![
+                ("webhook-id", "msg_7".into()),
+                ("webhook-timestamp", "soon".into()),
+                ("webhook-signature", "v1,AAAA".into()),
+            ],
+            body.clone(),
+            400,
+            "malformed_header",
+        ),
+        (signed("msg_8", now, &body)[..2].to_vec(), body.clone(), 401, "missing_header"),
+    ];
+    for (headers, body, status, code) in refusals {
+        let (answered, answer) = hooks.post_with("edr", None, &headers, &body).await;
+        assert_eq!(answered, status, "{headers:?}: {answer}");
+        if !code.is_empty() {
+            assert_eq!(answer["error"]["code"], code, "{answer}");
+        }
+    }
+    let incidents = hooks.incidents().await;
+    let notes =
+        incidents[0].1.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("EDR: shop-web"))).count();
+    assert_eq!(notes, 1, "the EDR's finding is on the incident once, and nothing else got in");
     hooks.stop().await;
 }

@@ -269,7 +269,9 @@ async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
     let mut tampered = signed("msg_2", now, &body);
     tampered[2].1 =
         sign_standard_webhooks(&Secret::new(b"not the secret".to_vec()).unwrap(), "msg_2", now, body.as_bytes());
-    let refusals: Vec<(Vec<(&str, String)>, String, u16, &str)> = vec![
+    // Headers and body; the status and error code expected.
+    type Case<'a> = (Vec<(&'a str, String)>, String, u16, &'a str);
+    let refusals: Vec<Case> = vec![
         (signed("msg_1", now, &body), body.clone(), 200, ""),
         (tampered, body.clone(), 401, "bad_signature"),
         (signed("msg_3", now, &body), body.replace("shop-web-03", "shop-web-04"), 401, "bad_signature"),

@@ -19,6 +19,8 @@ use crate::support::root;
 pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
 /// The EDR's Standard Webhooks secret (`whsec_` and base64).
 const EDR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The SIEM's GitHub-style HMAC secret.
+const SIEM_SECRET: &str = "siem-hmac-secret-for-tests";
 
 struct Unreachable;
 
@@ -43,16 +45,18 @@ impl Hooks {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
         std::fs::write(dir.path().join("edr-secret"), EDR_SECRET).unwrap();
+        std::fs::write(dir.path().join("siem-secret"), SIEM_SECRET).unwrap();
         let db = dir.path().join("phasegate.db");
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
-             secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n\
+             secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n  siem-secret: {{ file: {siem} }}\n\
              server:\n  max_body: 65536\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
-             edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n",
+             edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n    siem: {{ scheme: github, secrets: [siem-secret] }}\n",
             db = db.display(),
             runbooks = root().join("runbooks").display(),
             token = dir.path().join("am-token").display(),
             edr = dir.path().join("edr-secret").display(),
+            siem = dir.path().join("siem-secret").display(),
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
@@ -310,5 +314,34 @@ async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
     let notes =
         incidents[0].1.iter().filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("EDR: shop-web"))).count();
     assert_eq!(notes, 1, "the EDR's finding is on the incident once, and nothing else got in");
+    hooks.stop().await;
+}
+
+/// A GitHub-style delivery is deduplicated, and a captured one replayed with a new
+/// `X-GitHub-Delivery` (which the signature does not cover) is the same delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_delivery_replayed_with_a_new_delivery_header_is_still_a_duplicate() {
+    use phasegate::server::webhooks::signature::{Secret, sign_hex};
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let (status, _) = hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
+    assert_eq!(status, 202);
+    let body = json!({"type": "notable", "case_tag": "retail-breach", "estate": "uk-retail",
+                      "rule_name": "LoyaltyExport", "summary": "export to unknown host", "id": "N-1"})
+    .to_string();
+    let signature =
+        format!("sha256={}", sign_hex(&Secret::new(SIEM_SECRET.as_bytes().to_vec()).unwrap(), body.as_bytes()));
+    let headers =
+        |delivery: &str| vec![("x-hub-signature-256", signature.clone()), ("x-github-delivery", delivery.to_string())];
+    let (status, answer) = hooks.post_with("siem", None, &headers("d-1"), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    for delivery in ["d-1", "d-2-replayed"] {
+        let (status, answer) = hooks.post_with("siem", None, &headers(delivery), &body).await;
+        assert_eq!(status, 200, "{delivery}: {answer}");
+    }
+    let (status, answer) = hooks.post_with("siem", None, &headers("d-3"), &body.replace("N-1", "N-2")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("bad_signature")), "{answer}");
+    let incidents = hooks.incidents().await;
+    let siem_notes = incidents[0].1.iter().filter(|e| e.actor == "trigger:siem-notable-evidence").count();
+    assert_eq!(siem_notes, 1, "taken once");
     hooks.stop().await;
 }

@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::App;
 use super::error::ApiError;
@@ -117,14 +118,22 @@ pub async fn receive(
             return ApiError::new(status, refusal.code(), refusal.to_string()).into_response();
         }
     };
-    match handle(&app, &source, &verified.delivery_id, &body).await {
+    // An id the sender signed (Standard Webhooks) is the delivery's. An id in a header the
+    // signature does not cover (GitHub's X-GitHub-Delivery) could be changed on a captured
+    // delivery to replay it, so those deliveries are known by the SHA-256 of their signed body:
+    // GitHub's redeliveries (the same body) are still the same delivery, and a replay is too.
+    let delivery_id = match verified.id_source {
+        signature::IdSource::Header => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+        _ => verified.delivery_id.clone(),
+    };
+    match handle(&app, &source, &delivery_id, &body).await {
         Ok(done) => {
             // A retry: something was taken before, and nothing new was done now.
             let duplicate = done.iter().any(|done| done.did == "duplicate")
                 && done.iter().all(|done| matches!(done.did, "duplicate" | "ignored"));
             count(if duplicate { "duplicate" } else { "accepted" }, "");
             let status = if duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
-            (status, Json(json!({ "delivery": verified.delivery_id, "done": done }))).into_response()
+            (status, Json(json!({ "delivery": delivery_id, "done": done }))).into_response()
         }
         Err(error) => {
             count("refused", error.code);

@@ -1,6 +1,7 @@
 //! What conditions see: the incident's inputs, phases, steps and controls as CEL values.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
@@ -66,9 +67,13 @@ pub fn holds(condition: &Condition, variables: &BTreeMap<&'static str, Value>) -
     }
 }
 
+/// CEL's standard library, built once: `Context::default()` builds it for every context, which
+/// cost more than most evaluations themselves.
+static STANDARD_LIBRARY: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
 /// Evaluates an expression to JSON.
 pub fn evaluate(condition: &Condition, variables: &BTreeMap<&'static str, Value>) -> Result<Value, String> {
-    let mut context = cel::Context::default();
+    let mut context = cel::Context::with_env(Arc::clone(&STANDARD_LIBRARY));
     for (name, value) in variables {
         let value = cel::to_value(value).map_err(|error| format!("`{name}` cannot be given to CEL: {error}"))?;
         context.add_variable_from_value(*name, value);

@@ -64,7 +64,17 @@ impl App {
         let files = app.runbook_files().map_err(|error| anyhow::anyhow!("{}", error.message))?;
         for (path, text) in files {
             match app.runtime.runbook(&text) {
-                Ok(runbook) => app.armed.push(webhooks::Armed { text, runbook }),
+                Ok(runbook) => {
+                    for trigger in runbook.triggers.iter().filter(|t| !app.sources.contains_key(&t.source)) {
+                        tracing::warn!(
+                            runbook = runbook.id,
+                            trigger = trigger.id,
+                            source = trigger.source,
+                            "the trigger listens to a webhook source the configuration does not have; it cannot fire"
+                        );
+                    }
+                    app.armed.push(webhooks::Armed { text, runbook });
+                }
                 Err(problems) => tracing::warn!(
                     file = %path.display(),
                     problems = problems.len(),

@@ -210,6 +210,10 @@ async fn bad_deliveries_are_refused_and_store_nothing() {
         assert!(!answer.to_string().contains(TOKEN), "no secret in an answer");
     }
     assert!(hooks.incidents().await.is_empty(), "nothing was stored");
+    let metrics = reqwest::get(format!("{}/metrics", hooks.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"source="(unknown)",result="refused",reason="unknown_source""#), "{metrics}");
+    assert!(!metrics.contains("nowhere"), "a made-up source name never becomes a label");
+    assert!(metrics.contains(r#"source="alertmanager",result="refused",reason="bad_token""#), "{metrics}");
     hooks.stop().await;
 }
 

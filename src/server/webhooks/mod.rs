@@ -101,7 +101,10 @@ pub async fn receive(
         app.metrics.webhooks.get_or_create(&labels).inc();
     };
     let Some(scheme) = app.sources.get(&source) else {
-        count("refused", "unknown_source");
+        // Not the path's name as a label: anyone could make up names by the million.
+        let labels =
+            WebhookLabels { source: "(unknown)".into(), result: "refused".into(), reason: "unknown_source".into() };
+        app.metrics.webhooks.get_or_create(&labels).inc();
         return ApiError::not_found(format!("no webhook source `{source}` is configured")).into_response();
     };
     let Ok(_permit) = app.hooks.try_acquire() else {

@@ -161,7 +161,11 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError>
 }
 
 async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    // Known methods only: a client may send any token as a method, and labels must stay few.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known.to_string(),
+        _ => "other".to_string(),
+    };
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
     let started = Instant::now();
     let response = next.run(request).await;

@@ -116,6 +116,15 @@ impl SqliteStore {
         Ok(SqliteStore { appends, reads, writer, commits })
     }
 
+    /// Hands encoded rows to the writer and waits for its answer. The rows are encoded before
+    /// this future exists (see `append`), so it borrows nothing but the store.
+    async fn write(&self, rows: Result<AppendRows, Error>) -> Result<u64, Error> {
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Append(Append { rows: rows?, answer });
+        self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
     /// How many transactions the writer has committed since the store was opened. With appends
     /// arriving together this is far fewer than the appends stored.
     pub fn commits(&self) -> u64 {
@@ -145,13 +154,7 @@ impl Store for SqliteStore {
         // before the future is first polled, so the future holds none of the borrowed arguments,
         // and it is `Send` as declared rather than as inferred from an `async fn` body (which the
         // compiler cannot always prove for a future spawned with borrowed slices in scope).
-        let rows = AppendRows::new(incident, expected, events, effects, completes);
-        async move {
-            let (answer, answered) = oneshot::channel();
-            let job = Job::Append(Append { rows: rows?, answer });
-            self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
-            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
-        }
+        self.write(AppendRows::new(incident, expected, events, effects, completes))
     }
 
     fn append_delivery(
@@ -166,12 +169,7 @@ impl Store for SqliteStore {
             rows.delivery = Some((delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)));
             rows
         });
-        async move {
-            let (answer, answered) = oneshot::channel();
-            let job = Job::Append(Append { rows: rows?, answer });
-            self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
-            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
-        }
+        self.write(rows)
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {

@@ -96,15 +96,16 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A source the configuration lacks is counted as `(unknown)`, not by the path's name: anyone
+    // could make up names by the million, and every label value is kept for good.
+    let scheme = app.sources.get(&source);
+    let label = if scheme.is_some() { source.as_str() } else { "(unknown)" };
     let count = |result: &str, reason: &str| {
-        let labels = WebhookLabels { source: source.clone(), result: result.into(), reason: reason.into() };
+        let labels = WebhookLabels { source: label.into(), result: result.into(), reason: reason.into() };
         app.metrics.webhooks.get_or_create(&labels).inc();
     };
-    let Some(scheme) = app.sources.get(&source) else {
-        // Not the path's name as a label: anyone could make up names by the million.
-        let labels =
-            WebhookLabels { source: "(unknown)".into(), result: "refused".into(), reason: "unknown_source".into() };
-        app.metrics.webhooks.get_or_create(&labels).inc();
+    let Some(scheme) = scheme else {
+        count("refused", "unknown_source");
         return ApiError::not_found(format!("no webhook source `{source}` is configured")).into_response();
     };
     let Ok(_permit) = app.hooks.try_acquire() else {
@@ -307,12 +308,10 @@ async fn act(
     match result {
         Ok(done) => Ok(done),
         Err(runtime::Error::Store(store::Error::Duplicate { incident, .. })) => {
-            Ok(Done { trigger: trigger.id.clone(), did: "duplicate", incident: Some(incident), why: None })
+            Ok(done("duplicate", Some(incident), None))
         }
         // A gate already passed, an incident closed meanwhile: nothing to do, and nothing lost.
-        Err(runtime::Error::Refused(refused)) => {
-            Ok(Done { trigger: trigger.id.clone(), did: "ignored", incident: None, why: Some(refused.to_string()) })
-        }
+        Err(runtime::Error::Refused(refused)) => Ok(done("ignored", None, Some(refused.to_string()))),
         Err(error) => {
             tracing::error!(%error, trigger = trigger.id, "a delivery could not be stored");
             Err(ApiError::new(

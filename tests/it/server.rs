@@ -2,38 +2,20 @@
 //! metrics, and the OpenAPI document held to the routes that exist.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use phasegate::config::{Config, Overrides};
-use phasegate::engine::{Effect, Event, Incident, Outcome};
-use phasegate::render::Catalog;
-use phasegate::runbook::Runbook;
-use phasegate::runtime::{Executor, Runtime};
-use phasegate::server::{self, App, ROUTES};
-use phasegate::store::SqliteStore;
+use phasegate::server::ROUTES;
 use serde_json::{Value, json};
 
-use crate::support::root;
-
-/// Carries out nothing: every effect fails, as it would with the retailer's systems out of reach.
-struct Unreachable;
-
-impl Executor for Unreachable {
-    async fn carry_out(&self, _: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
-        Outcome::Failed { error: "no network in tests".into() }
-    }
-}
+use crate::support::{Serving, answer, root};
 
 const DANA: &str = "pg_dana-test-token";
 const TOM: &str = "pg_tom-test-token";
 
 struct Server {
     base: String,
+    serving: Serving,
     client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,20 +34,8 @@ impl Server {
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
-        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
-        let store = SqliteStore::open(&config.database).await.unwrap();
-        let runtime = Runtime::new(store, Catalog::built_in(), config.directory.clone());
-        let app = Arc::new(App::new(runtime, config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            server::serve(app, Arc::new(Unreachable), listener, Duration::from_millis(50), shutdown).await.unwrap();
-        });
-        Server { base, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir }
+        let serving = Serving::start(&path, "127.0.0.1:0", Duration::from_millis(50)).await;
+        Server { base: serving.base.clone(), serving, client: reqwest::Client::new(), _dir: dir }
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
@@ -76,15 +46,11 @@ impl Server {
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        answer(request.send().await.unwrap()).await
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
+    async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 

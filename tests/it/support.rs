@@ -211,3 +211,60 @@ async fn stub_answer(
         None => status.into_response(),
     }
 }
+
+/// Carries out nothing: every effect fails, as it would with the retailer's systems out of reach.
+pub struct Unreachable;
+
+impl phasegate::runtime::Executor for Unreachable {
+    async fn carry_out(
+        &self,
+        _: &phasegate::engine::Effect,
+        _: &phasegate::runbook::Runbook,
+        _: &phasegate::engine::Incident,
+        _: &[phasegate::engine::Event],
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> phasegate::engine::Outcome {
+        phasegate::engine::Outcome::Failed { error: "no network in tests".into() }
+    }
+}
+
+/// `phasegate serve` in this process, with the configuration file `config`, on `listen`, its
+/// runtime loop passing every `interval` and its effects reaching nothing.
+pub struct Serving {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    pub async fn start(config: &Path, listen: &str, interval: Duration) -> Serving {
+        let config = phasegate::config::Config::load(Some(config), &Default::default()).unwrap();
+        let store = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
+        let catalog = phasegate::render::Catalog::built_in();
+        let runtime = phasegate::runtime::Runtime::new(store, catalog, config.directory.clone());
+        let app = Arc::new(phasegate::server::App::new(runtime, config).unwrap());
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            phasegate::server::serve(app, Arc::new(Unreachable), listener, interval, shutdown).await.unwrap();
+        });
+        Serving { base, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops the server as a signal would, and waits until it has.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        self.task.take().expect("stopped once").await.unwrap();
+    }
+}
+
+/// A response's status and body: JSON, or the text as a JSON string when it is not JSON.
+pub async fn answer(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}

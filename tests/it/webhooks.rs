@@ -4,17 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use phasegate::config::{Config, Overrides};
-use phasegate::engine::{Effect, Event, Incident, Outcome};
-use phasegate::render::Catalog;
-use phasegate::runbook::Runbook;
-use phasegate::runtime::{Executor, Runtime};
-use phasegate::server::{self, App};
+use chrono::Utc;
+use phasegate::engine::Event;
 use phasegate::store::{SqliteStore, Store};
 use serde_json::{Value, json};
 
-use crate::support::root;
+use crate::support::{Serving, answer, root};
 
 pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
 /// The EDR's Standard Webhooks secret (`whsec_` and base64).
@@ -22,21 +17,12 @@ const EDR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The SIEM's GitHub-style HMAC secret.
 const SIEM_SECRET: &str = "siem-hmac-secret-for-tests";
 
-struct Unreachable;
-
-impl Executor for Unreachable {
-    async fn carry_out(&self, _: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
-        Outcome::Failed { error: "no network in tests".into() }
-    }
-}
-
 /// A running server with an `alertmanager` source (bearer token) and the repository's runbooks.
 pub struct Hooks {
     pub base: String,
     pub db: std::path::PathBuf,
+    serving: Serving,
     client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -60,20 +46,8 @@ impl Hooks {
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
-        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
-        let store = SqliteStore::open(&config.database).await.unwrap();
-        let runtime = Runtime::new(store, Catalog::built_in(), config.directory.clone());
-        let app = Arc::new(App::new(runtime, config).unwrap());
-        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            server::serve(app, Arc::new(Unreachable), listener, Duration::from_millis(200), shutdown).await.unwrap();
-        });
-        Hooks { base, db, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), dir }
+        let serving = Serving::start(&path, listen, Duration::from_millis(200)).await;
+        Hooks { base: serving.base.clone(), db, serving, client: reqwest::Client::new(), dir }
     }
 
     pub async fn post(&self, source: &str, token: Option<&str>, body: &str) -> (u16, Value) {
@@ -94,10 +68,7 @@ impl Hooks {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        answer(request.send().await.unwrap()).await
     }
 
     /// Every incident and its events, read from the database.
@@ -111,9 +82,8 @@ impl Hooks {
         found
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
+    pub async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 

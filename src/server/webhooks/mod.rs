@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::App;
 use super::error::ApiError;
@@ -127,7 +126,7 @@ pub async fn receive(
     // delivery to replay it, so those deliveries are known by the SHA-256 of their signed body:
     // GitHub's redeliveries (the same body) are still the same delivery, and a replay is too.
     let delivery_id = match verified.id_source {
-        signature::IdSource::Header => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+        signature::IdSource::Header => signature::body_id(&body),
         _ => verified.delivery_id.clone(),
     };
     match handle(&app, &source, &delivery_id, &body).await {

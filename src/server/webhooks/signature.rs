@@ -392,7 +392,12 @@ fn hex_digest(text: &str) -> Option<[u8; 32]> {
 }
 
 fn body_hash(body: &[u8]) -> Verified {
-    Verified { delivery_id: format!("sha256:{}", hex::encode(Sha256::digest(body))), id_source: IdSource::BodyHash }
+    Verified { delivery_id: body_id(body), id_source: IdSource::BodyHash }
+}
+
+/// The id a delivery has by its bytes alone: `sha256:` and the body's hash in hex.
+pub fn body_id(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 #[cfg(test)]

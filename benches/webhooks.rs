@@ -27,7 +27,7 @@ use phasegate::runbook::Runbook;
 use phasegate::runtime::{Executor, Runtime};
 use phasegate::server::webhooks::signature::{self, Scheme, Secret};
 use phasegate::server::{self, App};
-use phasegate::store::SqliteStore;
+use phasegate::store::{SqliteStore, Store};
 
 const CONNECTIONS: usize = 64;
 const DELIVERIES: usize = 6_400;
@@ -163,7 +163,7 @@ fn main() {
         let app = Arc::new(App::new(engine, config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let full_url = format!("http://{}/hooks/bench", listener.local_addr().unwrap());
-        tokio::spawn(server::serve(app, Arc::new(Nothing), listener, Duration::from_secs(3600), std::future::pending()));
+        tokio::spawn(server::serve(Arc::clone(&app), Arc::new(Nothing), listener, Duration::from_secs(3600), std::future::pending()));
 
         let scheme = Arc::new(Scheme::Hmac {
             header: "X-Signature".into(),
@@ -181,8 +181,18 @@ fn main() {
         let (mut bare_p50, mut bare_p99, mut full_p50, mut full_p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let (bare_rate, mut bare_latencies) = load(bare_url.clone(), &bare_clients, deliveries(round)).await;
+            let started = Instant::now();
             let (full_rate, mut full_latencies) = load(full_url.clone(), &full_clients, deliveries(round)).await;
-            eprintln!("round {round}: bare {bare_rate:.0}/s, phasegate {full_rate:.0}/s");
+            let acked = started.elapsed();
+            while app.runtime.store().inbox_depth().await.unwrap() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let applied = DELIVERIES as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "round {round}: bare {bare_rate:.0}/s, phasegate {full_rate:.0}/s stored, all applied {:.2}s after the first: {applied:.0}/s",
+                started.elapsed().as_secs_f64()
+            );
+            let _ = acked;
             bare_rates.push(bare_rate);
             full_rates.push(full_rate);
             ratios.push(full_rate / bare_rate);

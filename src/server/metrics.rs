@@ -1,5 +1,5 @@
 //! `/metrics` in the Prometheus text format: requests by route and status, webhook deliveries
-//! accepted and refused by reason, incidents by state, the outbox's depth, and how long effects
+//! accepted and refused by reason, incidents by state, the outbox's and the inbox's depth, and how long effects
 //! (automated steps, checks, updates) take.
 
 use std::sync::Mutex;
@@ -46,6 +46,7 @@ pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
     pub incidents: Family<StateLabels, Gauge>,
     pub outbox: Gauge,
+    pub inbox: Gauge,
     pub effect_seconds: Family<EffectLabels, Histogram>,
 }
 
@@ -60,11 +61,13 @@ impl Metrics {
         registry.register("incidents", "Incidents by state", incidents.clone());
         let outbox = Gauge::default();
         registry.register("outbox_depth", "Effects waiting in the outbox", outbox.clone());
+        let inbox = Gauge::default();
+        registry.register("inbox_depth", "Webhook deliveries received and not yet applied", inbox.clone());
         let effect_seconds = Family::<EffectLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         registry.register("effect_seconds", "Time to carry out an effect, by kind", effect_seconds.clone());
-        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, effect_seconds }
+        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, inbox, effect_seconds }
     }
 
     /// The text exposition.

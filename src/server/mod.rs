@@ -45,6 +45,8 @@ pub struct App {
     pub armed: Vec<webhooks::Armed>,
     /// Deliveries in flight; past [`webhooks::IN_FLIGHT`] the answer is 503.
     pub hooks: tokio::sync::Semaphore,
+    /// Received deliveries waiting to be applied.
+    pub inbox: webhooks::inbox::Inbox,
 }
 
 impl App {
@@ -60,6 +62,7 @@ impl App {
             sources,
             armed: Vec::new(),
             hooks: tokio::sync::Semaphore::new(webhooks::IN_FLIGHT),
+            inbox: webhooks::inbox::Inbox::default(),
         };
         let files = app.runbook_files().map_err(|error| anyhow::anyhow!("{}", error.message))?;
         for (path, text) in files {
@@ -107,6 +110,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/close"),
     ("GET", "/api/v1/incidents/{id}/updates/{audience}"),
     ("POST", "/api/v1/incidents/{id}/updates/{audience}"),
+    ("GET", "/api/v1/webhooks/{source}/deliveries/{id}"),
     ("POST", "/hooks/{source}"),
 ];
 
@@ -129,6 +133,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents/{id}/notes", post(api::note))
         .route("/api/v1/incidents/{id}/close", post(api::close))
         .route("/api/v1/incidents/{id}/updates/{audience}", get(api::render_update).post(api::send_update))
+        .route("/api/v1/webhooks/{source}/deliveries/{id}", get(webhooks::receipt))
         .route("/hooks/{source}", post(webhooks::receive))
         .fallback(|| async { ApiError::not_found("no such route; `/openapi.json` lists them") })
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests))
@@ -156,6 +161,8 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError>
     app.metrics.incidents.get_or_create(&StateLabels { state: "closed".into() }).set((incidents.len() - open) as i64);
     let pending = app.runtime.store().pending_effects(100_000).await?;
     app.metrics.outbox.set(pending.len() as i64);
+    let waiting = app.runtime.store().inbox_depth().await?;
+    app.metrics.inbox.set(i64::try_from(waiting).unwrap_or(i64::MAX));
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response())
 }
@@ -238,10 +245,11 @@ impl<E: Executor> Executor for Timed<E> {
     }
 }
 
-/// Serves until `shutdown` resolves: the API and webhooks on `listener`, and the runtime loop
-/// every `interval`. On shutdown the server stops taking connections and answers the requests it
-/// has, the loop finishes its pass (effects it did not reach stay in the outbox for the next
-/// start), and the database is closed.
+/// Serves until `shutdown` resolves: the API and webhooks on `listener`, the runtime loop every
+/// `interval`, and the inbox task whenever a delivery arrives (and every `interval`). On shutdown
+/// the server stops taking connections and answers the requests it has, the loop finishes its pass
+/// and the inbox task its page (effects and deliveries they did not reach wait for the next
+/// start).
 pub async fn serve(
     app: Arc<App>,
     executor: Arc<impl Executor>,
@@ -264,6 +272,8 @@ pub async fn serve(
             }
         }
     });
+    app.inbox.found(app.runtime.store().inbox_depth().await?);
+    let inbox = tokio::spawn(webhooks::inbox::run(Arc::clone(&app), interval, stop.subscribe()));
     let serving = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(async move {
         shutdown.await;
     });
@@ -271,5 +281,6 @@ pub async fn serve(
     app.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     let _ = runtime_loop.await;
+    let _ = inbox.await;
     result.map_err(Into::into)
 }

@@ -32,17 +32,19 @@ fn operation(summary: &str, authenticated: bool, body: Option<Value>, ok: &str) 
 }
 
 /// A webhook delivery: authenticated by the source's scheme (not an API token), answered 202 when
-/// stored, 200 when it was already taken, 503 when the server cannot take it now (retry).
+/// stored in the inbox, 200 when it was received before, 503 when the server cannot take it now
+/// (retry).
 fn hook() -> Value {
     let mut hook = operation(
         "A webhook delivery from a configured source, authenticated by the source's scheme (Standard Webhooks, \
-         GitHub, HMAC or a bearer token); its triggers start incidents, satisfy gates or add to the timeline",
+         GitHub, HMAC or a bearer token), stored before it is answered; its triggers then start incidents, \
+         satisfy gates or add to the timeline",
         false,
         Some(json!({ "description": "the sender's payload: Alertmanager's webhook (version 4) or any JSON" })),
         "202",
     );
     hook["requestBody"]["content"]["application/json"]["schema"] = json!({});
-    for status in ["200", "401", "413", "431", "503"] {
+    for status in ["200", "400", "401", "413", "431", "503"] {
         hook["responses"][status] = json!({ "$ref": "#/components/responses/Error" });
     }
     hook
@@ -160,6 +162,17 @@ pub fn spec() -> Value {
             "POST",
             "/api/v1/incidents/{id}/updates/{audience}",
             operation("Send the audience a status update now", true, None, "200"),
+        ),
+        (
+            "GET",
+            "/api/v1/webhooks/{source}/deliveries/{id}",
+            operation(
+                "A received webhook delivery: `waiting`, or `applied` with what each trigger did (`done`) or why \
+                 nothing could be (`error`)",
+                true,
+                None,
+                "200",
+            ),
         ),
         ("POST", "/hooks/{source}", hook()),
     ];

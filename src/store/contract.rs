@@ -35,6 +35,8 @@ macro_rules! store_contract {
             events_are_chained_as_they_are_appended,
             checkpoints_are_stored_in_order,
             a_delivery_is_taken_once,
+            received_deliveries_wait_in_the_inbox_until_applied,
+            deliveries_received_together_are_each_answered,
         );
     };
     (@tests $fresh:path; $($check:ident,)*) => {
@@ -469,4 +471,72 @@ pub async fn a_delivery_is_taken_once(store: Arc<impl Store>) {
     // The same id from another source is another delivery.
     store.append_delivery("inc-1", 1, &[note(3, "from GitHub")], &[], &delivery("github", "d-1")).await.unwrap();
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 2);
+}
+
+pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl Store>) {
+    let delivery =
+        |id: &str, minutes| Delivery { source: "alertmanager".into(), id: id.into(), received_at: at(minutes) };
+    assert!(store.receive(&delivery("d-1", 1), b"{\"first\": true}").await.unwrap());
+    assert!(store.receive(&delivery("d-2", 2), b"\xff not text").await.unwrap());
+    // A retry, even with another body, is the delivery already received.
+    assert!(!store.receive(&delivery("d-1", 3), b"{\"changed\": true}").await.unwrap());
+    let other = Delivery { source: "github".into(), ..delivery("d-1", 4) };
+    assert!(store.receive(&other, b"{}").await.unwrap(), "the same id from another source is another delivery");
+
+    let waiting = store.inbox(10).await.unwrap();
+    let seen: Vec<(&str, &str, &[u8])> = waiting
+        .iter()
+        .map(|inbound| (inbound.delivery.source.as_str(), inbound.delivery.id.as_str(), inbound.body.as_slice()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alertmanager", "d-1", &b"{\"first\": true}"[..]),
+            ("alertmanager", "d-2", &b"\xff not text"[..]),
+            ("github", "d-1", &b"{}"[..]),
+        ]
+    );
+    assert_eq!(waiting[0].delivery.received_at, at(1));
+    assert!(waiting[0].seq < waiting[1].seq && waiting[1].seq < waiting[2].seq);
+    assert_eq!(store.inbox(1).await.unwrap().len(), 1);
+    assert_eq!(store.inbox_depth().await.unwrap(), 3);
+    assert_eq!(store.receipt("alertmanager", "d-2").await.unwrap().unwrap().applied, None);
+
+    store.applied(&[(waiting[0].seq, "[\"first\"]".into()), (waiting[2].seq, "[]".into())]).await.unwrap();
+    // Marking again keeps the first outcome.
+    store.applied(&[(waiting[0].seq, "[\"again\"]".into())]).await.unwrap();
+    let left = store.inbox(10).await.unwrap();
+    assert_eq!(left.iter().map(|inbound| inbound.delivery.id.as_str()).collect::<Vec<_>>(), ["d-2"]);
+    assert_eq!(store.inbox_depth().await.unwrap(), 1);
+    let receipt = store.receipt("alertmanager", "d-1").await.unwrap().unwrap();
+    assert_eq!(receipt.received_at, at(1));
+    assert_eq!(receipt.applied.map(|(_, outcome)| outcome).as_deref(), Some("[\"first\"]"));
+    assert!(!store.receive(&delivery("d-1", 5), b"{}").await.unwrap(), "an applied delivery is still known");
+    assert_eq!(store.receipt("alertmanager", "d-9").await.unwrap(), None);
+}
+
+pub async fn deliveries_received_together_are_each_answered(store: Arc<impl Store>) {
+    // Sent at once, they share commits with each other and with appends.
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let receiving = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let delivery = Delivery { source: "storm".into(), id: format!("d-{}", n % 100), received_at: at(1) };
+            receiving.receive(&delivery, format!("{n}").as_bytes()).await.unwrap()
+        }));
+        let appending = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("inc-{n}");
+            appending.append(&id, 0, &[started(&id, "breach", None)], &[], None).await.is_ok()
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let new = answers.iter().step_by(2).filter(|new| **new).count();
+    assert_eq!(new, 100, "each id is new once");
+    assert!(answers.iter().skip(1).step_by(2).all(|stored| *stored), "every append was stored");
+    assert_eq!(store.inbox_depth().await.unwrap(), 100);
+    assert_eq!(store.incidents().await.unwrap().len(), 200);
 }

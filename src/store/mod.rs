@@ -65,6 +65,25 @@ pub trait Store: Send + Sync + 'static {
     /// The incident a delivery was recorded with, if it was.
     fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
 
+    /// Keeps a webhook delivery as received, with its raw body, before anything acts on it, so
+    /// that its sender can be answered once it is durable. `true` when it is new; `false` when a
+    /// delivery with the same source and id was received before, which changes nothing.
+    /// Deliveries received together share a commit.
+    fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Up to `limit` received deliveries not yet applied, in the order they were received.
+    fn inbox(&self, limit: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send;
+
+    /// Marks received deliveries applied, each (by its `seq`) with what it did, as JSON, and lets
+    /// go of their bodies. One already applied keeps what it was first marked with.
+    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// How many received deliveries are not yet applied.
+    fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// A received delivery: when it came and, once applied, when and what it did.
+    fn receipt(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<Receipt>, Error>> + Send;
+
     /// Every event of `incident`, in order. [`Error::NotFound`] for an incident never started.
     fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
@@ -120,6 +139,22 @@ pub struct Delivery {
     pub source: String,
     pub id: String,
     pub received_at: DateTime<Utc>,
+}
+
+/// A received delivery waiting to be applied, with its raw body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub seq: u64,
+    pub delivery: Delivery,
+    pub body: Vec<u8>,
+}
+
+/// What became of a received delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub received_at: DateTime<Utc>,
+    /// When it was applied, and what it did (JSON); `None` while it waits.
+    pub applied: Option<(DateTime<Utc>, String)>,
 }
 
 /// An event as stored: its position, the hash recorded with it (absent only if someone removed

@@ -123,6 +123,29 @@ impl AppendRows {
             + usize::from(self.delivery.is_some())
     }
 
+    /// The statements the writer runs for the append (its events are one).
+    pub fn statements(&self) -> usize {
+        usize::from(self.start.is_some())
+            + usize::from(!self.events.is_empty())
+            + self.effects.len()
+            + usize::from(self.completes.is_some())
+            + usize::from(self.delivery.is_some())
+    }
+
+    /// Whether the append could be refused after it has written something, so that the batch
+    /// must be able to undo it alone (a savepoint). The writer checks the incident's version
+    /// before it writes anything, so the events that follow are never refused; the start of an
+    /// incident, a delivery already taken, an effect already queued and an unknown effect to
+    /// complete are. The order here is the order the writer writes in.
+    pub fn may_fail_halfway(&self) -> bool {
+        let refusable =
+            [(self.start.is_some(), true), (self.delivery.is_some(), true), (!self.events.is_empty(), false)]
+                .into_iter()
+                .chain(self.effects.iter().map(|_| (true, true)))
+                .chain([(self.completes.is_some(), true)]);
+        refusable.filter(|(written, _)| *written).skip(1).any(|(_, refusable)| refusable)
+    }
+
     /// The incident's version once the append is stored.
     pub fn version(&self) -> u64 {
         self.expected + self.events.len() as u64
@@ -252,6 +275,30 @@ mod tests {
         assert_eq!((later.events[0].seq, later.version()), (8, 8));
         assert_eq!((rows.writes(), later.writes()), (5, 2));
         assert_eq!(later.completes.as_deref(), Some("effect-1"));
+    }
+
+    /// Where a refusal can come after a write, the writer takes a savepoint; nowhere else.
+    #[test]
+    fn an_append_that_may_be_refused_halfway_is_known() {
+        let delivered = |mut rows: AppendRows| {
+            rows.delivery = Some(("alertmanager".into(), "d-1".into(), "2026-11-24T02:14:00Z".into()));
+            rows
+        };
+        let noting = || AppendRows::new("inc-1", 3, &[note(4)], &[], None).unwrap();
+        let start = || AppendRows::new("inc-1", 0, &[started("inc-1"), note(1)], &[], None).unwrap();
+        let completing = || AppendRows::new("inc-1", 3, &[note(4)], &[], Some("effect-1")).unwrap();
+        let cases = [
+            ("events only: checked before anything is written", noting(), false),
+            ("a delivery, then events: the delivery is written first", delivered(noting()), false),
+            ("a start alone", start(), false),
+            ("a start, then its delivery", delivered(start()), true),
+            ("events, then a completion", completing(), true),
+            ("only a completion", AppendRows::new("inc-1", 3, &[], &[], Some("effect-1")).unwrap(), false),
+        ];
+        for (what, rows, halfway) in cases {
+            assert_eq!(rows.may_fail_halfway(), halfway, "{what}");
+        }
+        assert_eq!((noting().statements(), delivered(start()).statements(), completing().statements()), (1, 3, 2));
     }
 
     /// Regression: a secret header without a prefix was written as `"prefix": null`, which the

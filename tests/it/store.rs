@@ -59,7 +59,7 @@ async fn the_file_is_in_wal_mode_with_the_schema_in_place() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(tables, ["checkpoints", "deliveries", "events", "incidents", "outbox"]);
+    assert_eq!(tables, ["checkpoints", "deliveries", "events", "inbox", "incidents", "outbox"]);
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
 const EDR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The SIEM's GitHub-style HMAC secret.
 const SIEM_SECRET: &str = "siem-hmac-secret-for-tests";
+/// The API token of the person who reads what deliveries did.
+const READER: &str = "reader-token-for-webhook-tests";
 
 /// A running server with an `alertmanager` source (bearer token) and the repository's runbooks.
 pub struct Hooks {
@@ -36,13 +38,14 @@ impl Hooks {
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
              secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n  siem-secret: {{ file: {siem} }}\n\
-             server:\n  max_body: 65536\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
+             server:\n  max_body: 65536\n  tokens:\n    reader: {{ person: dana.ito, sha256: {reader} }}\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
              edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n    siem: {{ scheme: github, secrets: [siem-secret] }}\n",
             db = db.display(),
             runbooks = root().join("runbooks").display(),
             token = dir.path().join("am-token").display(),
             edr = dir.path().join("edr-secret").display(),
             siem = dir.path().join("siem-secret").display(),
+            reader = phasegate::engine::decide::sha256_hex(READER),
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
@@ -69,6 +72,23 @@ impl Hooks {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         answer(request.send().await.unwrap()).await
+    }
+
+    /// What each trigger did with a delivery, once the inbox task has applied it (read through the
+    /// API, waiting up to ten seconds).
+    pub async fn applied(&self, source: &str, received: &Value) -> Vec<Value> {
+        let id = received["delivery"].as_str().unwrap_or_else(|| panic!("a delivery id in {received}"));
+        let url = format!("{}/api/v1/webhooks/{source}/deliveries/{id}", self.base);
+        let start = std::time::Instant::now();
+        loop {
+            let (status, receipt) = answer(self.client.get(&url).bearer_auth(READER).send().await.unwrap()).await;
+            assert_eq!(status, 200, "{receipt}");
+            if receipt["state"] == "applied" {
+                return receipt["done"].as_array().unwrap_or_else(|| panic!("what it did: {receipt}")).clone();
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "not applied in ten seconds: {receipt}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Every incident and its events, read from the database.
@@ -117,31 +137,25 @@ async fn an_alert_opens_one_incident_a_repeat_joins_it_and_its_resolution_is_rec
     let hooks = Hooks::start("127.0.0.1:0").await;
     let firing = notification("firing", "2026-11-24T02:14:00Z");
     let (status, answer) = hooks.post("alertmanager", Some(TOKEN), &firing).await;
-    assert_eq!(status, 202, "{answer}");
-    let started = answer["done"].as_array().unwrap().iter().find(|done| done["did"] == "started").expect("started");
+    assert_eq!((status, &answer["state"]), (202, &json!("received")), "{answer}");
+    let done = hooks.applied("alertmanager", &answer).await;
+    let started = done.iter().find(|done| done["did"] == "started").expect("started");
     let id = started["incident"].as_str().unwrap().to_string();
 
     // Alertmanager's retry of the same notification changes nothing.
-    let (status, answer) = hooks.post("alertmanager", Some(TOKEN), &firing).await;
-    assert_eq!(status, 200, "{answer}");
-    let did: Vec<&str> = answer["done"].as_array().unwrap().iter().map(|done| done["did"].as_str().unwrap()).collect();
-    assert!(did.contains(&"duplicate") && did.iter().all(|d| *d == "duplicate" || *d == "ignored"), "{answer}");
+    let (status, again) = hooks.post("alertmanager", Some(TOKEN), &firing).await;
+    assert_eq!((status, &again["state"], &again["delivery"]), (200, &json!("duplicate"), &answer["delivery"]));
     // The alert again (a new notification for the same alert): it joins the open incident.
     let (status, answer) =
         hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:19:00Z")).await;
     assert_eq!(status, 202, "{answer}");
-    assert!(
-        answer["done"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|done| done["did"] == "attached" && done["incident"] == id.as_str()),
-        "{answer}"
-    );
+    let done = hooks.applied("alertmanager", &answer).await;
+    assert!(done.iter().any(|done| done["did"] == "attached" && done["incident"] == id.as_str()), "{done:?}");
     let (status, answer) =
         hooks.post("alertmanager", Some(TOKEN), &notification("resolved", "2026-11-24T02:14:00Z")).await;
     assert_eq!(status, 202, "{answer}");
-    assert!(answer["done"].as_array().unwrap().iter().any(|done| done["did"] == "resolved"), "{answer}");
+    let done = hooks.applied("alertmanager", &answer).await;
+    assert!(done.iter().any(|done| done["did"] == "resolved"), "{done:?}");
     hooks.stop_and_check(&id).await;
 }
 
@@ -207,6 +221,9 @@ async fn a_webhook_storm_opens_one_incident_and_loses_nothing() {
         answers.push(delivery.await.unwrap());
     }
     assert!(answers.iter().all(|(status, _)| *status == 202), "{answers:?}");
+    for (_, answer) in &answers {
+        hooks.applied("alertmanager", answer).await;
+    }
     let incidents = hooks.incidents().await;
     assert_eq!(incidents.len(), 1, "one incident");
     let events = &incidents[0].1;
@@ -223,8 +240,10 @@ async fn a_webhook_storm_opens_one_incident_and_loses_nothing() {
 async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
     use phasegate::server::webhooks::signature::{Secret, sign_standard_webhooks};
     let hooks = Hooks::start("127.0.0.1:0").await;
-    let (status, _) = hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
     assert_eq!(status, 202);
+    hooks.applied("alertmanager", &answer).await;
     let secret = Secret::standard_webhooks(EDR_SECRET).unwrap();
     let body = json!({
         "event_type": "device.contained", "occurred_at": "2026-11-24T02:40:00Z",
@@ -241,8 +260,9 @@ async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
     };
     let now = Utc::now().timestamp();
     let (status, answer) = hooks.post_with("edr", None, &signed("msg_1", now, &body), &body).await;
-    assert_eq!(status, 202, "{answer}");
-    assert!(answer["done"].as_array().unwrap().iter().any(|done| done["did"] == "noted"), "{answer}");
+    assert_eq!((status, &answer["delivery"]), (202, &json!("msg_1")), "{answer}");
+    let done = hooks.applied("edr", &answer).await;
+    assert!(done.iter().any(|done| done["did"] == "noted"), "{done:?}");
 
     let mut tampered = signed("msg_2", now, &body);
     tampered[2].1 =
@@ -297,8 +317,10 @@ async fn standard_webhooks_deliveries_are_checked_and_taken_once() {
 async fn a_github_delivery_replayed_with_a_new_delivery_header_is_still_a_duplicate() {
     use phasegate::server::webhooks::signature::{Secret, sign_hex};
     let hooks = Hooks::start("127.0.0.1:0").await;
-    let (status, _) = hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
     assert_eq!(status, 202);
+    hooks.applied("alertmanager", &answer).await;
     let body = json!({"type": "notable", "case_tag": "retail-breach", "estate": "uk-retail",
                       "rule_name": "LoyaltyExport", "summary": "export to unknown host", "id": "N-1"})
     .to_string();
@@ -308,6 +330,8 @@ async fn a_github_delivery_replayed_with_a_new_delivery_header_is_still_a_duplic
         |delivery: &str| vec![("x-hub-signature-256", signature.clone()), ("x-github-delivery", delivery.to_string())];
     let (status, answer) = hooks.post_with("siem", None, &headers("d-1"), &body).await;
     assert_eq!(status, 202, "{answer}");
+    let done = hooks.applied("siem", &answer).await;
+    assert!(done.iter().any(|done| done["did"] == "noted"), "{done:?}");
     for delivery in ["d-1", "d-2-replayed"] {
         let (status, answer) = hooks.post_with("siem", None, &headers(delivery), &body).await;
         assert_eq!(status, 200, "{delivery}: {answer}");

@@ -1,0 +1,451 @@
+//! The inbox task: applies received deliveries to incidents, as the runbooks' triggers say.
+//!
+//! A delivery is answered once it is stored in the inbox (`store::Store::receive`); this task
+//! takes the waiting ones in the order received, a page at a time. Each delivery is decoded into
+//! what it asks of each trigger listening to its source ([`subjects`]); each trigger's condition
+//! and key are evaluated; then the actions are grouped by runbook and key, since one key is one
+//! incident: actions on different incidents run side by side, and those on one incident run in
+//! the order received, so a resolution never overtakes the alert that fired it. Each action is
+//! stored with a delivery id of its own (`{delivery}/{n}`) in the transaction of its events, so
+//! applying a delivery again after a crash halfway through does the rest and nothing twice. A
+//! delivery is marked applied, with what it did, once all its actions are stored; one whose action
+//! failed (the database) waits and is tried again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::alertmanager;
+use crate::engine::directory::TRIGGER_PREFIX;
+use crate::engine::{Command, scope};
+use crate::runbook::model::{PayloadFormat, Trigger, TriggerAction};
+use crate::runtime;
+use crate::server::App;
+use crate::server::error::ApiError;
+use crate::store::{self, Delivery, Inbound, Store};
+
+/// Deliveries taken from the inbox at once.
+const PAGE: usize = 256;
+
+/// Incidents whose actions are applied at once. Few, so that during a storm most of the machine
+/// is left to taking deliveries in (what senders wait for); the rest is applied once it passes.
+const LANES: usize = 8;
+
+/// The longest wait before a delivery whose action failed is tried again.
+const MOST_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What one trigger did with a delivery, kept with the delivery once it is applied.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Done {
+    pub trigger: String,
+    /// `started`, `attached`, `satisfied`, `noted`, `resolved`, `duplicate` or `ignored`.
+    pub did: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// What a delivery asks of one trigger: which (by its runbook's place in `App::armed` and its
+/// own in the runbook) and the variables its conditions read.
+pub struct Subject {
+    armed: usize,
+    trigger: usize,
+    variables: BTreeMap<&'static str, Value>,
+}
+
+/// Decodes a delivery for every trigger listening to `source`: Alertmanager's format once per
+/// alert, generic JSON once. A body a listening trigger's format cannot read is refused (400).
+pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, ApiError> {
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", message);
+    let mut subjects = Vec::new();
+    let mut alerts: Option<(Value, Vec<Value>)> = None;
+    let mut payload: Option<Value> = None;
+    for (armed, runbook) in app.armed.iter().enumerate() {
+        for (number, trigger) in runbook.runbook.triggers.iter().enumerate() {
+            if trigger.source != source {
+                continue;
+            }
+            match trigger.format {
+                PayloadFormat::Alertmanager => {
+                    if alerts.is_none() {
+                        let notification = alertmanager::decode(body).map_err(|error| invalid(error.to_string()))?;
+                        // The group as sent, for `payload`: it decoded, so it is JSON.
+                        let group: Value = serde_json::from_slice(body).unwrap_or_default();
+                        alerts = Some((group, notification.alerts.iter().map(alertmanager_alert).collect()));
+                    }
+                    for alert in alerts.iter().flat_map(|(_, alerts)| alerts) {
+                        let group = alerts.as_ref().map(|(group, _)| group.clone()).unwrap_or_default();
+                        let variables = BTreeMap::from([("alert", alert.clone()), ("payload", group)]);
+                        subjects.push(Subject { armed, trigger: number, variables });
+                    }
+                }
+                PayloadFormat::Json => {
+                    if payload.is_none() {
+                        let value = serde_json::from_slice(body)
+                            .map_err(|error| invalid(format!("the body is not JSON: {error}")))?;
+                        payload = Some(value);
+                    }
+                    let variables = BTreeMap::from([("payload", payload.clone().unwrap_or_default())]);
+                    subjects.push(Subject { armed, trigger: number, variables });
+                }
+            }
+        }
+    }
+    Ok(subjects)
+}
+
+/// An alert as a trigger's conditions read it: Alertmanager's own field names.
+fn alertmanager_alert(alert: &alertmanager::Alert) -> Value {
+    json!({
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
+        "generatorURL": alert.generator_url,
+        "fingerprint": alert.fingerprint,
+    })
+}
+
+/// Applies waiting deliveries until `stopped` says so: whenever woken (a delivery was received),
+/// and every `interval` in any case (deliveries received before a restart, or by another process).
+/// A page under way when the stop comes is finished; what waits stays for the next start.
+pub async fn run(app: Arc<App>, interval: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let waiting = match app.runtime.store().inbox(PAGE).await {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                tracing::error!(%error, "the webhook inbox cannot be read; trying again");
+                Vec::new()
+            }
+        };
+        let full = waiting.len() == PAGE;
+        let progress = match apply_page(&app, waiting).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::error!(%error, "applied deliveries could not be marked; they will be applied again");
+                0
+            }
+        };
+        app.inbox.taken(progress);
+        let failed = app.inbox.depth() > 0 && progress == 0;
+        backoff = if failed { (backoff * 2).clamp(Duration::from_millis(100), MOST_BACKOFF) } else { Duration::ZERO };
+        if full && !failed {
+            continue;
+        }
+        let wait = if failed { backoff } else { interval };
+        tokio::select! {
+            _ = app.inbox.wake.notified(), if !failed => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Applies a page of deliveries and marks those done; returns how many were.
+async fn apply_page(app: &Arc<App>, waiting: Vec<Inbound>) -> Result<usize, store::Error> {
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    // What each delivery did, trigger by trigger; an action's place is filled when it is stored.
+    let mut outcomes: Vec<Result<Vec<Option<Done>>, ApiError>> = Vec::with_capacity(waiting.len());
+    let mut groups: HashMap<(usize, String), Vec<Action>> = HashMap::new();
+    let mut order: Vec<(usize, String)> = Vec::new();
+    for (entry, inbound) in waiting.iter().enumerate() {
+        let subjects = match subjects(app, &inbound.delivery.source, &inbound.body) {
+            Ok(subjects) => subjects,
+            // The triggers changed since it was received (a restart with other runbooks).
+            Err(error) => {
+                outcomes.push(Err(error));
+                continue;
+            }
+        };
+        let mut done = Vec::with_capacity(subjects.len());
+        for (number, subject) in subjects.into_iter().enumerate() {
+            match plan(app, subject) {
+                Planned::Settled(settled) => done.push(Some(settled)),
+                Planned::Act { subject, key } => {
+                    done.push(None);
+                    // Each action has an id of its own, the same every time the delivery is applied.
+                    let delivery = Delivery {
+                        source: inbound.delivery.source.clone(),
+                        id: format!("{}/{number}", inbound.delivery.id),
+                        received_at: inbound.delivery.received_at,
+                    };
+                    let group = (subject.armed, key.clone());
+                    if !groups.contains_key(&group) {
+                        order.push(group.clone());
+                    }
+                    groups.entry(group).or_default().push(Action { entry, number, subject, key, delivery });
+                }
+            }
+        }
+        outcomes.push(Ok(done));
+    }
+    let mut tasks = JoinSet::new();
+    let lanes = Arc::new(Semaphore::new(LANES));
+    for group in order {
+        let actions = groups.remove(&group).unwrap_or_default();
+        let app = Arc::clone(app);
+        let lanes = Arc::clone(&lanes);
+        tasks.spawn(async move {
+            let _lane = lanes.acquire().await;
+            let mut results = Vec::with_capacity(actions.len());
+            // The group's incident, once known: read before its first action, then followed.
+            let mut open = None;
+            for action in actions {
+                let result = apply(&app, &action, &mut open).await;
+                let failed = result.is_err();
+                results.push((action.entry, action.number, result));
+                // Later actions on this incident wait for this one, to keep their order.
+                if failed {
+                    break;
+                }
+            }
+            results
+        });
+    }
+    let mut failed = vec![false; waiting.len()];
+    while let Some(results) = tasks.join_next().await {
+        let results = match results {
+            Ok(results) => results,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Cancelled: the runtime is shutting down, and the deliveries wait for the next start.
+            Err(_) => return Ok(0),
+        };
+        for (entry, number, result) in results {
+            match (result, &mut outcomes[entry]) {
+                (Ok(done), Ok(dones)) => dones[number] = Some(done),
+                _ => failed[entry] = true,
+            }
+        }
+    }
+    let mut applied = Vec::with_capacity(waiting.len());
+    for ((inbound, outcome), failed) in waiting.iter().zip(outcomes).zip(failed) {
+        let record = match outcome {
+            Err(error) => json!({ "error": { "code": error.code, "message": error.message } }),
+            Ok(dones) if !failed && dones.iter().all(Option::is_some) => json!({ "done": dones }),
+            // An action failed, or one before it on its incident did: it waits to be tried again.
+            Ok(_) => continue,
+        };
+        applied.push((inbound.seq, record.to_string()));
+    }
+    app.runtime.store().applied(&applied).await?;
+    Ok(applied.len())
+}
+
+/// An action a delivery asks of a trigger once its condition holds and its key is known.
+struct Action {
+    /// The delivery's place in the page and the action's among the delivery's.
+    entry: usize,
+    number: usize,
+    subject: Subject,
+    key: String,
+    delivery: Delivery,
+}
+
+enum Planned {
+    /// The trigger does nothing with it, and says why.
+    Settled(Done),
+    Act {
+        subject: Subject,
+        key: String,
+    },
+}
+
+/// Evaluates a trigger's condition and key for a subject, which reads no incident.
+fn plan(app: &App, subject: Subject) -> Planned {
+    let trigger = trigger(app, &subject);
+    let ignored = |why: String| Planned::Settled(done(trigger, "ignored", None, Some(why)));
+    let asked = asked(trigger, &subject.variables);
+    if let Some(when) = &trigger.when {
+        match scope::holds(when, &asked) {
+            Ok(true) => {}
+            Ok(false) => return ignored(format!("`{}` is false", when.source())),
+            Err(why) => return ignored(why),
+        }
+    }
+    match scope::evaluate(&trigger.key, &asked) {
+        Ok(Value::String(key)) => Planned::Act { subject, key },
+        Ok(other) => Planned::Act { subject, key: other.to_string() },
+        Err(why) => ignored(format!("its key: {why}")),
+    }
+}
+
+fn trigger<'a>(app: &'a App, subject: &Subject) -> &'a Trigger {
+    &app.armed[subject.armed].runbook.triggers[subject.trigger]
+}
+
+fn done(trigger: &Trigger, did: &'static str, incident: Option<String>, why: Option<String>) -> Done {
+    Done { trigger: trigger.id.clone(), did, incident, why }
+}
+
+fn is_resolved(variables: &BTreeMap<&'static str, Value>) -> bool {
+    variables.get("alert").is_some_and(|alert| alert["status"] == "resolved")
+}
+
+/// The variables a trigger's condition and key are asked with. A resolved alert belongs to the
+/// incident its firing started: a start trigger is asked whether it would have started on the
+/// alert as it fired.
+fn asked(trigger: &Trigger, variables: &BTreeMap<&'static str, Value>) -> BTreeMap<&'static str, Value> {
+    let mut asked = variables.clone();
+    if is_resolved(variables)
+        && matches!(trigger.action, TriggerAction::Start { .. })
+        && let Some(alert) = asked.get_mut("alert")
+    {
+        alert["status"] = json!("firing");
+    }
+    asked
+}
+
+/// Carries out an action on the incident its key names. `known` is the open incident with that
+/// key as the group's earlier actions left it (`None` when not known): the store is read only
+/// when it is not, or when the incident known turned the action away (a person closed it
+/// meanwhile, say). `Err` only when the action could not be stored (and may be tried again);
+/// everything else is what the trigger did.
+async fn apply(app: &App, action: &Action, known: &mut Option<Option<String>>) -> Result<Done, ApiError> {
+    let runbook = &app.armed[action.subject.armed].runbook.id;
+    let read = || app.runtime.store().open_incident_by_key(runbook, &action.key);
+    let done = match known.take() {
+        Some(open) => match act(app, action, open).await? {
+            done if done.did == "ignored" => act(app, action, read().await?).await?,
+            done => done,
+        },
+        None => act(app, action, read().await?).await?,
+    };
+    if matches!(done.did, "started" | "attached" | "resolved" | "noted" | "satisfied" | "duplicate") {
+        *known = Some(done.incident.clone());
+    }
+    Ok(done)
+}
+
+async fn act(app: &App, action: &Action, open: Option<String>) -> Result<Done, ApiError> {
+    let trigger = trigger(app, &action.subject);
+    let armed = &app.armed[action.subject.armed];
+    let variables = &action.subject.variables;
+    let (key, delivery) = (&action.key, &action.delivery);
+    let done = |did: &'static str, incident: Option<String>, why: Option<String>| done(trigger, did, incident, why);
+    let resolved = is_resolved(variables);
+    let actor = format!("{TRIGGER_PREFIX}{}", trigger.id);
+    let result = match (&trigger.action, open) {
+        (TriggerAction::Start { inputs }, None) if !resolved => {
+            let mut values = BTreeMap::new();
+            for (name, expression) in inputs {
+                match scope::evaluate(expression, variables) {
+                    Ok(value) => values.insert(name.clone(), value),
+                    Err(why) => return Ok(done("ignored", None, Some(format!("input `{name}`: {why}")))),
+                };
+            }
+            let started =
+                app.runtime.start_delivered(&armed.text, &actor, values, Some(key.clone()), Some(delivery)).await;
+            match started {
+                Ok((id, _)) => Ok(done("started", Some(id), None)),
+                // Another process opened it first: this one joins it.
+                Err(runtime::Error::Store(store::Error::DuplicateKey { open, .. })) => {
+                    attach(app, &open, &actor, "repeated", variables, delivery)
+                        .await
+                        .map(|_| done("attached", Some(open), None))
+                }
+                Err(error) => Err(error),
+            }
+        }
+        (TriggerAction::Start { .. }, Some(open)) => {
+            let what = if resolved { "resolved" } else { "attached" };
+            attach(app, &open, &actor, what, variables, delivery).await.map(|_| done(what, Some(open), None))
+        }
+        (TriggerAction::Start { .. }, None) => {
+            Ok(done("ignored", None, Some("resolved, and no incident is open for it".into())))
+        }
+        (_, None) => Ok(done("ignored", None, Some(format!("no open incident has key `{key}`")))),
+        (TriggerAction::Satisfy { phase, gate }, Some(open)) => {
+            let command = Command::Signal { phase: phase.clone(), gate: gate.clone(), note: None };
+            app.runtime
+                .submit_delivered(&open, &actor, command, Some(delivery))
+                .await
+                .map(|_| done("satisfied", Some(open), None))
+        }
+        (TriggerAction::Evidence { note }, Some(open)) => match scope::evaluate(note, variables) {
+            Ok(text) => {
+                let text = text.as_str().map_or_else(|| text.to_string(), str::to_string);
+                app.runtime
+                    .submit_delivered(&open, &actor, Command::Note { text }, Some(delivery))
+                    .await
+                    .map(|_| done("noted", Some(open), None))
+            }
+            Err(why) => Ok(done("ignored", Some(open), Some(format!("its note: {why}")))),
+        },
+    };
+    match result {
+        Ok(done) => Ok(done),
+        // Applied before, by a pass that stopped before marking the delivery applied.
+        Err(runtime::Error::Store(store::Error::Duplicate { incident, .. })) => {
+            Ok(done("duplicate", Some(incident), None))
+        }
+        // A gate already passed, an incident closed meanwhile: nothing to do, and nothing lost.
+        Err(runtime::Error::Refused(refused)) => Ok(done("ignored", None, Some(refused.to_string()))),
+        Err(error) => {
+            tracing::error!(%error, trigger = trigger.id, "a delivery could not be applied; it will be tried again");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored"))
+        }
+    }
+}
+
+/// Records a repeated or resolved alert on the incident it already opened.
+async fn attach(
+    app: &App,
+    incident: &str,
+    actor: &str,
+    what: &str,
+    variables: &BTreeMap<&'static str, Value>,
+    delivery: &Delivery,
+) -> Result<(), runtime::Error> {
+    let alert = variables.get("alert").or_else(|| variables.get("payload")).cloned().unwrap_or_default();
+    let name = alert["labels"]["alertname"].as_str().unwrap_or("the alert");
+    let fingerprint = alert["fingerprint"].as_str().unwrap_or("?");
+    let text = match what {
+        "resolved" => format!("{name} resolved (fingerprint {fingerprint})"),
+        _ => format!("{name} fired again (fingerprint {fingerprint})"),
+    };
+    app.runtime.submit_delivered(incident, actor, Command::Note { text }, Some(delivery)).await.map(|_| ())
+}
+
+/// How many received deliveries wait, as the server counts them, and the bell that wakes the task.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    depth: AtomicU64,
+    pub wake: Notify,
+}
+
+impl Inbox {
+    /// Counts the waiting deliveries found in the store (at start).
+    pub fn found(&self, depth: u64) {
+        self.depth.store(depth, Ordering::Relaxed);
+    }
+
+    /// A new delivery was received: count it and wake the task.
+    pub fn received(&self) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn taken(&self, applied: usize) {
+        let _ = self
+            .depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| Some(depth.saturating_sub(applied as u64)));
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,420 @@
+//! The embedded store: one SQLite file, nothing to set up.
+//!
+//! Durability comes first: the file is in WAL mode with `synchronous=FULL`, so an append that has
+//! answered survives a crash or a power loss. That makes every commit wait for the disk, so
+//! commits are shared (group commit): one writer task owns the only connection that writes, takes
+//! every append waiting for it, and stores them all in one transaction, undoing an append that is
+//! refused (to its savepoint, where it wrote several rows) so that the others are still stored. A
+//! hundred incidents appending at once then wait for a few disk flushes, not a hundred. Received
+//! webhook deliveries share those commits (one insert for all of a batch's). `writer.rs` is that
+//! task. Reads go through a separate pool of read-only connections, which WAL lets run beside the
+//! writer.
+//!
+//! The schema's triggers make each event insert the compare-and-set of its incident's version and
+//! keep the incident's summary row in step, so the database itself refuses a stale append.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+mod writer;
+
+use super::rows::{self, AppendRows};
+use super::{ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint};
+use crate::audit::keys::SignedCheckpoint;
+use crate::engine::{Effect, Event};
+use writer::{Append, Job, Receive, chain_unhashed};
+
+/// The schema, embedded in the binary and brought up to date whenever a store is opened.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another process's lock on the file before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read-only connections. SQLite readers do not block each other or the writer in WAL mode.
+const READERS: u32 = 4;
+
+/// Appends waiting for the writer before callers are made to wait to send theirs.
+const QUEUE: usize = 1024;
+
+/// The most appends one transaction carries, so that a flood of them still gets answers in steps.
+const MAX_BATCH: usize = 512;
+
+/// Selects incidents' summaries, with what follows `FROM incidents`.
+macro_rules! summaries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at, head, checkpointed,
+                    checkpointed_at FROM incidents ",
+            $rest
+        )
+    };
+}
+
+/// The SQLite event store. Share it behind an `Arc`; [`SqliteStore::close`] waits for the writer
+/// to finish what it was given.
+#[derive(Debug)]
+pub struct SqliteStore {
+    appends: mpsc::Sender<Job>,
+    reads: SqlitePool,
+    writer: JoinHandle<()>,
+    commits: Arc<AtomicU64>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file if it is missing and bringing its schema up to
+    /// date. Must be called inside a tokio runtime, which runs the writer task.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            // sqlx would log every statement, and every commit as slow whenever the disk is; the
+            // caller logs what fails, once, with the incident it was about.
+            .disable_statement_logging();
+        let mut writer = options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            // Savepoints (one per append of several rows in a shared transaction) journal the
+            // pages they change; in memory rather than in a temporary file, which cost a write
+            // system call per page (found with `perf` under a webhook storm).
+            .pragma("temp_store", "memory")
+            .connect()
+            .await?;
+        MIGRATOR.run(&mut writer).await?;
+        chain_unhashed(&mut writer).await?;
+        let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
+        let (appends, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(writer::write(writer, queue, Arc::clone(&commits)));
+        Ok(SqliteStore { appends, reads, writer, commits })
+    }
+
+    /// Hands encoded rows to the writer and waits for its answer. The rows are encoded before
+    /// this future exists (see `append`), so it borrows nothing but the store.
+    async fn write(&self, rows: Result<AppendRows, Error>) -> Result<u64, Error> {
+        let (answer, answered) = oneshot::channel();
+        self.ask(Job::Append(Append { rows: rows?, answer }), answered).await
+    }
+
+    /// Gives the writer a job and waits for its answer.
+    async fn ask<T>(&self, job: Job, answered: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+        self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    /// How many transactions the writer has committed since the store was opened. With appends
+    /// arriving together this is far fewer than the appends stored.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking appends, waits for the writer to answer those it has, and closes the file.
+    pub async fn close(self) {
+        drop(self.appends);
+        // The writer only ends by running out of appends; if it panicked, its callers have
+        // already been told, as their answers were dropped.
+        let _ = self.writer.await;
+        self.reads.close().await;
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        completes: Option<&str>,
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        // Encoding happens here, in the caller's task, so the one writer only runs SQL. It happens
+        // before the future is first polled, so the future holds none of the borrowed arguments,
+        // and it is `Send` as declared rather than as inferred from an `async fn` body (which the
+        // compiler cannot always prove for a future spawned with borrowed slices in scope).
+        self.write(AppendRows::new(incident, expected, events, effects, completes))
+    }
+
+    fn append_delivery(
+        &self,
+        incident: &str,
+        expected: u64,
+        events: &[Event],
+        effects: &[Effect],
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<u64, Error>> + Send {
+        let rows = AppendRows::new(incident, expected, events, effects, None).map(|mut rows| {
+            rows.delivery = Some((delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)));
+            rows
+        });
+        self.write(rows)
+    }
+
+    async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
+        let incident = sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
+            .bind(source)
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(incident)
+    }
+
+    fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Receive(Receive {
+            source: delivery.source.clone(),
+            id: delivery.id.clone(),
+            received_at: rows::timestamp(delivery.received_at),
+            body: body.to_vec(),
+            answer,
+        });
+        self.ask(job, answered)
+    }
+
+    async fn inbox(&self, limit: usize) -> Result<Vec<Inbound>, Error> {
+        let rows: Vec<InboundRow> = sqlx::query_as(
+            "SELECT seq, source, id, received_at, body FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let body = row.body.ok_or_else(|| {
+                    Error::Corrupt(format!("delivery `{}` from `{}` waits without its body", row.id, row.source))
+                })?;
+                let received_at = rows::parse_timestamp(&row.received_at)?;
+                let delivery = Delivery { source: row.source, id: row.id, received_at };
+                Ok(Inbound { seq: unsigned(row.seq)?, delivery, body })
+            })
+            .collect()
+    }
+
+    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        self.ask(Job::Applied { outcomes: outcomes.to_vec(), answer }, answered)
+    }
+
+    async fn inbox_depth(&self) -> Result<u64, Error> {
+        let depth: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM inbox WHERE applied_at IS NULL").fetch_one(&self.reads).await?;
+        unsigned(depth)
+    }
+
+    async fn receipt(&self, source: &str, id: &str) -> Result<Option<Receipt>, Error> {
+        let row: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT received_at, applied_at, outcome FROM inbox WHERE source = ? AND id = ?")
+                .bind(source)
+                .bind(id)
+                .fetch_optional(&self.reads)
+                .await?;
+        let Some((received_at, applied_at, outcome)) = row else { return Ok(None) };
+        let applied = match (applied_at, outcome) {
+            (Some(at), Some(outcome)) => Some((rows::parse_timestamp(&at)?, outcome)),
+            _ => None,
+        };
+        Ok(Some(Receipt { received_at: rows::parse_timestamp(&received_at)?, applied }))
+    }
+
+    async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
+        let rows: Vec<EventRow> = sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? ORDER BY seq")
+            .bind(incident)
+            .fetch_all(&self.reads)
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::NotFound { incident: incident.to_string() });
+        }
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| {
+                // A gap would mean a lost event: say so rather than fold a log with a hole.
+                if row.seq != index as i64 + 1 {
+                    return Err(Error::Corrupt(format!(
+                        "incident `{incident}` has event {} where event {} belongs",
+                        row.seq,
+                        index + 1
+                    )));
+                }
+                rows::decode_event(incident, index as u64 + 1, &row.event)
+            })
+            .collect()
+    }
+
+    async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
+        let after = i64::try_from(after).map_err(|_| Error::Corrupt(format!("version {after} is out of range")))?;
+        let rows: Vec<EventRow> =
+            sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq")
+                .bind(incident)
+                .bind(after)
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, row)| {
+                let expected = after + index as i64 + 1;
+                if row.seq != expected {
+                    return Err(Error::Corrupt(format!(
+                        "incident `{incident}` has event {} where event {expected} belongs",
+                        row.seq
+                    )));
+                }
+                rows::decode_event(incident, expected as u64, &row.event)
+            })
+            .collect()
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentSummary>, Error> {
+        let row: Option<IncidentRow> =
+            sqlx::query_as(summaries!("WHERE id = ?")).bind(id).fetch_optional(&self.reads).await?;
+        row.map(IncidentSummary::try_from).transpose()
+    }
+
+    async fn incidents(&self) -> Result<Vec<IncidentSummary>, Error> {
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(summaries!("ORDER BY started_at, id")).fetch_all(&self.reads).await?;
+        rows.into_iter().map(IncidentSummary::try_from).collect()
+    }
+
+    async fn open_incident_by_key(&self, runbook_id: &str, key: &str) -> Result<Option<String>, Error> {
+        let id = sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
+            .bind(runbook_id)
+            .bind(key)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(id)
+    }
+
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<PendingEffect>, Error> {
+        let rows: Vec<EffectRow> =
+            sqlx::query_as("SELECT incident, effect FROM outbox WHERE done_at IS NULL ORDER BY seq LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingEffect { effect: rows::decode_effect(&row.incident, &row.effect)?, incident: row.incident })
+            })
+            .collect()
+    }
+
+    async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {
+        let rows: Vec<ChainRow> =
+            sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(incident)
+                .bind(signed(after))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| Ok(ChainLink { seq: unsigned(row.seq)?, hash: row.hash, event: row.event }))
+            .collect()
+    }
+
+    async fn checkpoints(&self, incident: &str) -> Result<Vec<StoredCheckpoint>, Error> {
+        let rows: Vec<CheckpointRow> =
+            sqlx::query_as("SELECT number, body, signature FROM checkpoints WHERE incident = ? ORDER BY number")
+                .bind(incident)
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|row| Ok(StoredCheckpoint { number: unsigned(row.number)?, body: row.body, signature: row.signature }))
+            .collect()
+    }
+
+    fn add_checkpoint(
+        &self,
+        incident: &str,
+        checkpoint: &SignedCheckpoint,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
+        self.ask(job, answered)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    seq: i64,
+    hash: Option<String>,
+    event: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct InboundRow {
+    seq: i64,
+    source: String,
+    id: String,
+    received_at: String,
+    body: Option<Vec<u8>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    number: i64,
+    body: String,
+    signature: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EffectRow {
+    incident: String,
+    effect: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    id: String,
+    runbook_id: String,
+    key: Option<String>,
+    version: i64,
+    started_at: String,
+    updated_at: String,
+    closed_at: Option<String>,
+    head: Option<String>,
+    checkpointed: i64,
+    checkpointed_at: Option<String>,
+}
+
+impl TryFrom<IncidentRow> for IncidentSummary {
+    type Error = Error;
+
+    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
+        Ok(IncidentSummary {
+            version: unsigned(row.version)?,
+            started_at: rows::parse_timestamp(&row.started_at)?,
+            updated_at: rows::parse_timestamp(&row.updated_at)?,
+            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            checkpointed: unsigned(row.checkpointed)?,
+            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            head: row.head,
+            id: row.id,
+            runbook_id: row.runbook_id,
+            key: row.key,
+        })
+    }
+}
+
+/// SQLite integers are signed; versions and sequence numbers never are.
+fn signed(number: u64) -> i64 {
+    // No version reaches 2^63; one that claimed to would simply never match a stored version.
+    i64::try_from(number).unwrap_or(i64::MAX)
+}
+
+fn unsigned(number: i64) -> Result<u64, Error> {
+    u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
+}

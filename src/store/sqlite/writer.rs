@@ -1,0 +1,542 @@
+//! The writer: the one connection that writes, and what it stores in each transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::Error;
+use super::super::rows::{self, AppendRows};
+use super::{ChainRow, MAX_BATCH, signed, unsigned};
+use crate::audit::chain::{self, GENESIS, Hash};
+use crate::audit::keys::SignedCheckpoint;
+
+/// One append on its way to the writer, with where its answer goes.
+pub(super) struct Append {
+    pub(super) rows: AppendRows,
+    pub(super) answer: oneshot::Sender<Result<u64, Error>>,
+}
+
+/// A webhook delivery to keep as received, with where its answer (new or not) goes.
+pub(super) struct Receive {
+    pub(super) source: String,
+    pub(super) id: String,
+    pub(super) received_at: String,
+    pub(super) body: Vec<u8>,
+    pub(super) answer: oneshot::Sender<Result<bool, Error>>,
+}
+
+/// What the writer is given: appends and received deliveries, which share commits, and now and
+/// then a checkpoint to store or applied deliveries to mark.
+pub(super) enum Job {
+    Append(Append),
+    Receive(Receive),
+    Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
+    Applied { outcomes: Vec<(u64, String)>, answer: oneshot::Sender<Result<(), Error>> },
+}
+
+impl std::fmt::Debug for Append {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Append").field("incident", &self.rows.incident).finish_non_exhaustive()
+    }
+}
+
+/// The writer task: takes every append and received delivery waiting, stores them in one
+/// transaction, answers each.
+pub(super) async fn write(connection: SqliteConnection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    let mut writer = Writer { connection, heads: HashMap::new(), commits };
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut receives = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        for job in jobs.drain(..) {
+            match job {
+                Job::Append(append) => batch.push(append),
+                Job::Receive(receive) => receives.push(receive),
+                // Rare (one per incident every few minutes, one per page of applied deliveries):
+                // each is a transaction of its own.
+                Job::Checkpoint { incident, checkpoint, answer } => {
+                    let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
+                }
+                Job::Applied { outcomes, answer } => {
+                    let _ = answer.send(mark_applied(&mut writer.connection, &outcomes).await);
+                }
+            }
+        }
+        if batch.is_empty() && receives.is_empty() {
+            continue;
+        }
+        let mut committed = writer.commit(&batch, &receives, false).await;
+        if matches!(committed, Err(Failed::Halfway)) {
+            // An append was refused where that cannot happen unless the database was changed
+            // under phasegate: the batch again, with every append able to be undone alone.
+            writer.rollback().await;
+            committed = writer.commit(&batch, &receives, true).await;
+        }
+        let (answers, received) = match committed {
+            Ok(answers) => answers,
+            Err(failed) => {
+                // Nothing of the batch is stored.
+                writer.rollback().await;
+                let error = match failed {
+                    Failed::Database(error) => error,
+                    Failed::Halfway => Error::Corrupt("an append was refused after writing part of it".into()),
+                };
+                (
+                    batch.iter().map(|_| Err(error.clone())).collect(),
+                    receives.iter().map(|_| Err(error.clone())).collect(),
+                )
+            }
+        };
+        // A caller that stopped waiting learns the outcome by reading again.
+        for (append, answer) in batch.drain(..).zip(answers) {
+            let _ = append.answer.send(answer);
+        }
+        for (receive, answer) in receives.drain(..).zip(received) {
+            let _ = receive.answer.send(answer);
+        }
+    }
+    let _ = writer.connection.close().await;
+}
+
+/// What a batch's appends and received deliveries are answered.
+type Answers = (Vec<Result<u64, Error>>, Vec<Result<bool, Error>>);
+
+/// Why a batch stored nothing.
+enum Failed {
+    /// The database failed; SQLite may have ended the transaction with it.
+    Database(Error),
+    /// An append without a savepoint was refused after it had written rows.
+    Halfway,
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(error: sqlx::Error) -> Failed {
+        Failed::Database(error.into())
+    }
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Failed {
+        Failed::Database(error)
+    }
+}
+
+/// Why one append was not stored, and whether it had written rows before it was refused.
+struct Refused {
+    error: Error,
+    halfway: bool,
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(error: sqlx::Error) -> Refused {
+        Refused { error: error.into(), halfway: false }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Refused {
+        Refused { error, halfway: false }
+    }
+}
+
+/// The incidents' versions and head hashes as this writer last stored them, so that an append
+/// need not read them first. Only this writer's own commits enter it; an entry another process
+/// has moved past is caught by the events' order check (the version differs), which refuses the
+/// append as a conflict and drops the entry.
+type Heads = HashMap<String, (u64, Hash)>;
+
+/// Heads kept before the cache starts over.
+const MOST_HEADS: usize = 10_000;
+
+struct Writer {
+    connection: SqliteConnection,
+    heads: Heads,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Ends a failed transaction and forgets the heads it may have cached. If the rollback fails
+    /// too, SQLite has already rolled the transaction back, or the connection is gone and the
+    /// next batch will say so.
+    async fn rollback(&mut self) {
+        let _ = sqlx::query("ROLLBACK").execute(&mut self.connection).await;
+        self.heads.clear();
+    }
+
+    /// Stores a batch in one transaction and counts the commit. An append that is refused (a
+    /// conflict, a rule of the log) is undone and answered with why, and the others are stored;
+    /// a database failure fails the batch. With `careful`, every append of several writes gets a
+    /// savepoint, not only those that may be refused halfway.
+    async fn commit(&mut self, batch: &[Append], receives: &[Receive], careful: bool) -> Result<Answers, Failed> {
+        let now = rows::timestamp(Utc::now());
+        // One statement alone runs as a transaction of its own (the triggers' checks included)
+        // and commits, as durably as any, when it ends: the most common batches thus cost one
+        // round trip to SQLite's thread rather than three.
+        if batch.is_empty() {
+            let received = receive(&mut self.connection, receives).await?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok((Vec::new(), received));
+        }
+        if let [append] = batch
+            && receives.is_empty()
+            && append.rows.statements() == 1
+        {
+            let answer = self.store(&append.rows, &now).await;
+            if answer.is_ok() {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            return match answer {
+                Err(Refused { error: error @ Error::Database(_), .. }) => Err(Failed::Database(error)),
+                answer => Ok((vec![answer.map_err(|refused| refused.error)], Vec::new())),
+            };
+        }
+        // IMMEDIATE takes the write lock now, so that another process writing the same file makes
+        // this wait (up to the busy timeout) instead of failing halfway through.
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.connection).await?;
+        let received = if receives.is_empty() { Vec::new() } else { receive(&mut self.connection, receives).await? };
+        let alone = batch.len() == 1 && receives.is_empty();
+        let mut answers = Vec::with_capacity(batch.len());
+        for append in batch {
+            // An append alone in its transaction needs no savepoint (the rollback undoes it), nor
+            // does one whose only refusable write comes first. Savepoints are never released:
+            // `ROLLBACK TO` goes back to the latest, taken just before the append that was
+            // refused, and COMMIT keeps the rest.
+            let rows = &append.rows;
+            let savepoint = !alone && if careful { rows.writes() > 1 } else { rows.may_fail_halfway() };
+            if savepoint {
+                sqlx::query("SAVEPOINT append").execute(&mut self.connection).await?;
+            }
+            match self.store(rows, &now).await {
+                Ok(version) => answers.push(Ok(version)),
+                Err(Refused { error: error @ Error::Database(_), .. }) => return Err(Failed::Database(error)),
+                Err(Refused { error, halfway }) => {
+                    if savepoint {
+                        sqlx::query("ROLLBACK TO append").execute(&mut self.connection).await?;
+                    } else if halfway && !alone {
+                        return Err(Failed::Halfway);
+                    }
+                    answers.push(Err(error));
+                }
+            }
+        }
+        if alone && answers[0].is_err() {
+            sqlx::query("ROLLBACK").execute(&mut self.connection).await?;
+            return Ok((answers, received));
+        }
+        sqlx::query("COMMIT").execute(&mut self.connection).await?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok((answers, received))
+    }
+
+    /// One append inside the batch's transaction: the incident's row for a new incident (or the
+    /// check of its version), the delivery it records, its events in one statement, the new
+    /// effects and the completed one. The events' insert is the compare-and-set of the incident's
+    /// version (the schema's triggers refuse an event out of order and move the summary), so the
+    /// usual append is one or two statements and the usual refusal writes nothing.
+    async fn store(&mut self, rows: &AppendRows, now: &str) -> Result<u64, Refused> {
+        let connection = &mut self.connection;
+        let incident = rows.incident.as_str();
+        let mut wrote = false;
+        let refused = |error: Error, wrote: bool| Refused { error, halfway: wrote };
+        if let Some(start) = &rows.start {
+            // The primary key refuses a second start of the incident, the partial unique index a
+            // second open incident with the same key. The events set the version and the times.
+            let inserted = sqlx::query(
+                "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(incident)
+            .bind(&start.runbook_id)
+            .bind(&start.key)
+            .bind(&start.started_at)
+            .bind(&start.started_at)
+            .execute(&mut *connection)
+            .await;
+            match inserted {
+                Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await.into()),
+                other => other?,
+            };
+            wrote = true;
+        }
+        // What the first new event chains to. The event at the expected version never changes, so
+        // the head known here is the one the events follow, or their insert is refused as out of
+        // order.
+        let mut prev = GENESIS;
+        if rows.start.is_none() {
+            match self.heads.get(incident) {
+                Some((version, head)) if *version == rows.expected => prev = *head,
+                _ => {
+                    self.heads.remove(incident);
+                    let stored: Option<(i64, Option<String>)> =
+                        sqlx::query_as("SELECT version, head FROM incidents WHERE id = ?")
+                            .bind(incident)
+                            .fetch_optional(&mut *connection)
+                            .await?;
+                    match stored {
+                        Some((version, head)) if version == signed(rows.expected) => {
+                            if let Some(head) = head {
+                                prev = chain::from_hex(&head).ok_or_else(|| {
+                                    Error::Corrupt(format!("incident `{incident}` has head `{head}`, not a hash"))
+                                })?;
+                            } else if !rows.events.is_empty() {
+                                let problem = format!("incident `{incident}` has events but no head hash");
+                                return Err(Error::Corrupt(problem).into());
+                            }
+                        }
+                        _ => return Err(refusal(connection, rows).await.into()),
+                    }
+                }
+            }
+        }
+        if let Some((source, id, received_at)) = &rows.delivery {
+            let inserted =
+                sqlx::query("INSERT INTO deliveries (source, id, incident, received_at) VALUES (?, ?, ?, ?)")
+                    .bind(source)
+                    .bind(id)
+                    .bind(incident)
+                    .bind(received_at)
+                    .execute(&mut *connection)
+                    .await;
+            match inserted {
+                Err(error) if is_constraint_violation(&error) => {
+                    let taken: Option<String> =
+                        sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
+                            .bind(source)
+                            .bind(id)
+                            .fetch_optional(&mut *connection)
+                            .await?;
+                    let Some(taken) = taken else { return Err(Refused::from(error)) };
+                    let duplicate = Error::Duplicate { origin: source.clone(), id: id.clone(), incident: taken };
+                    return Err(refused(duplicate, wrote));
+                }
+                other => other?,
+            };
+            wrote = true;
+        }
+        if !rows.events.is_empty() {
+            let hashes: Vec<String> = rows
+                .events
+                .iter()
+                .map(|event| {
+                    prev = chain::link(&prev, event.seq, event.json.as_bytes());
+                    chain::to_hex(&prev)
+                })
+                .collect();
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO events (incident, seq, type, at, event, hash) ");
+            insert.push_values(rows.events.iter().zip(&hashes), |mut row, (event, hash)| {
+                row.push_bind(incident)
+                    .push_bind(signed(event.seq))
+                    .push_bind(event.kind)
+                    .push_bind(&event.at)
+                    .push_bind(&event.json)
+                    .push_bind(hash);
+            });
+            match insert.build().execute(&mut *connection).await {
+                Err(error) if is_constraint_violation(&error) => {
+                    self.heads.remove(incident);
+                    return Err(refused(refusal(connection, rows).await, wrote));
+                }
+                other => other?,
+            };
+            wrote = true;
+        }
+        for effect in &rows.effects {
+            let inserted = sqlx::query("INSERT INTO outbox (id, incident, effect, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&effect.id)
+                .bind(incident)
+                .bind(&effect.json)
+                .bind(now)
+                .execute(&mut *connection)
+                .await;
+            match inserted {
+                Err(error) if is_constraint_violation(&error) => {
+                    let problem = format!("effect `{}` is already in the outbox", effect.id);
+                    return Err(refused(Error::Invalid { incident: incident.to_string(), problem }, wrote));
+                }
+                other => other?,
+            };
+            wrote = true;
+        }
+        if let Some(id) = &rows.completes {
+            // Already done is fine: the answer to the first completion may have been lost.
+            let completed =
+                sqlx::query("UPDATE outbox SET done_at = coalesce(done_at, ?) WHERE id = ? AND incident = ?")
+                    .bind(now)
+                    .bind(id)
+                    .bind(incident)
+                    .execute(&mut *connection)
+                    .await?;
+            if completed.rows_affected() == 0 {
+                let problem = format!("it has no effect `{id}` in the outbox to complete");
+                return Err(refused(Error::Invalid { incident: incident.to_string(), problem }, wrote));
+            }
+        }
+        if !rows.events.is_empty() {
+            if self.heads.len() >= MOST_HEADS {
+                self.heads.clear();
+            }
+            self.heads.insert(incident.to_string(), (rows.version(), prev));
+        }
+        Ok(rows.version())
+    }
+}
+
+/// Inserts received deliveries, all in one statement; the unique key skips those received before
+/// (or twice in the batch), and what the insert returns says which were new.
+async fn receive(connection: &mut SqliteConnection, receives: &[Receive]) -> Result<Vec<Result<bool, Error>>, Error> {
+    let mut insert = sqlx::QueryBuilder::new("INSERT INTO inbox (source, id, received_at, body) ");
+    insert.push_values(receives, |mut row, receive| {
+        row.push_bind(&receive.source).push_bind(&receive.id).push_bind(&receive.received_at).push_bind(&receive.body);
+    });
+    insert.push(" ON CONFLICT (source, id) DO NOTHING RETURNING source, id");
+    let inserted: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *connection).await?;
+    let mut inserted: std::collections::HashSet<(String, String)> = inserted.into_iter().collect();
+    Ok(receives
+        .iter()
+        // The first of two with one id in the batch took the row; the second finds it taken.
+        .map(|receive| Ok(inserted.remove(&(receive.source.clone(), receive.id.clone()))))
+        .collect())
+}
+
+/// Marks deliveries applied and lets go of their bodies, in one transaction.
+async fn mark_applied(connection: &mut SqliteConnection, outcomes: &[(u64, String)]) -> Result<(), Error> {
+    let now = rows::timestamp(Utc::now());
+    let mut transaction = connection.begin().await?;
+    for (seq, outcome) in outcomes {
+        sqlx::query("UPDATE inbox SET applied_at = ?, outcome = ?, body = NULL WHERE seq = ? AND applied_at IS NULL")
+            .bind(&now)
+            .bind(outcome)
+            .bind(signed(*seq))
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Why the incident's row refused an append: the incident is at another version, it does not
+/// exist, or the trigger's key of a new incident is taken by an open one.
+async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error {
+    let incident = rows.incident.clone();
+    let stored: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?")
+        .bind(&incident)
+        .fetch_optional(&mut *connection)
+        .await;
+    match stored {
+        Err(error) => Error::from(error),
+        Ok(Some(actual)) if actual == signed(rows.expected) => {
+            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
+        }
+        Ok(Some(actual)) => match unsigned(actual) {
+            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
+            Err(error) => error,
+        },
+        Ok(None) => match &rows.start {
+            None => Error::NotFound { incident },
+            Some(start) => {
+                let open: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                    "SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL",
+                )
+                .bind(&start.runbook_id)
+                .bind(&start.key)
+                .fetch_optional(&mut *connection)
+                .await;
+                match (open, &start.key) {
+                    (Ok(Some(open)), Some(key)) => {
+                        Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
+                    }
+                    (Err(error), _) => Error::from(error),
+                    (Ok(_), _) => {
+                        Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
+                    }
+                }
+            }
+        },
+    }
+}
+
+/// A constraint refused the statement (a unique key, or the triggers' order of events): the
+/// statement changed nothing and the transaction goes on.
+fn is_constraint_violation(error: &sqlx::Error) -> bool {
+    const SQLITE_CONSTRAINT: i32 = 19;
+    // SQLite reports extended codes (2067 for a unique key, 1811 for a trigger's RAISE); the low
+    // byte is the primary code.
+    matches!(error, sqlx::Error::Database(database)
+        if database.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT))
+}
+
+/// Stores a signed checkpoint; the schema's trigger refuses one that is not the incident's next.
+async fn store_checkpoint(
+    connection: &mut SqliteConnection,
+    incident: &str,
+    signed_checkpoint: &SignedCheckpoint,
+) -> Result<(), Error> {
+    let checkpoint = &signed_checkpoint.checkpoint;
+    let inserted = sqlx::query(
+        "INSERT INTO checkpoints (incident, number, events, at, body, signature) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(incident)
+    .bind(signed(checkpoint.number))
+    .bind(signed(checkpoint.events))
+    .bind(rows::timestamp(checkpoint.at))
+    .bind(checkpoint.canonical())
+    .bind(&signed_checkpoint.signature)
+    .execute(&mut *connection)
+    .await;
+    match inserted {
+        Err(error) if is_constraint_violation(&error) => Err(Error::Invalid {
+            incident: incident.to_string(),
+            problem: format!(
+                "checkpoint {} of events 1 to {} is not its next checkpoint",
+                checkpoint.number, checkpoint.events
+            ),
+        }),
+        other => other.map(|_| ()).map_err(Error::from),
+    }
+}
+
+/// Chains events stored before the hash chain existed (migration 0002): each gets its canonical
+/// JSON and its hash, and its incident its head, one incident per transaction.
+pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<(), Error> {
+    let incidents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT incident FROM events WHERE hash IS NULL")
+        .fetch_all(&mut *connection)
+        .await?;
+    for incident in incidents {
+        let mut transaction = connection.begin().await?;
+        let events: Vec<ChainRow> =
+            sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? ORDER BY seq")
+                .bind(&incident)
+                .fetch_all(&mut *transaction)
+                .await?;
+        let mut prev = GENESIS;
+        for event in events {
+            let seq = unsigned(event.seq)?;
+            if let Some(hash) = event.hash.as_deref().and_then(chain::from_hex) {
+                prev = hash;
+                continue;
+            }
+            let json = chain::canonicalize(&event.event).map_err(|error| {
+                Error::Corrupt(format!("event {seq} of incident `{incident}` is not JSON: {error}"))
+            })?;
+            prev = chain::link(&prev, seq, json.as_bytes());
+            sqlx::query("UPDATE events SET event = ?, hash = ? WHERE incident = ? AND seq = ?")
+                .bind(&json)
+                .bind(chain::to_hex(&prev))
+                .bind(&incident)
+                .bind(event.seq)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        sqlx::query("UPDATE incidents SET head = ? WHERE id = ?")
+            .bind(chain::to_hex(&prev))
+            .bind(&incident)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+    }
+    Ok(())
+}

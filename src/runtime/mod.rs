@@ -228,7 +228,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let request = Request { actor: actor.to_string(), at, command };
         let decision = normalized(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
         match delivery {
-            Some(delivery) => self.store.append_delivery(&id, 0, &decision.events, &decision.effects, delivery).await?,
+            Some(delivery) => {
+                self.store
+                    .append_delivered(&id, 0, &decision.events, &decision.effects, std::slice::from_ref(delivery))
+                    .await?
+            }
             None => self.store.append(&id, 0, &decision.events, &decision.effects, None).await?,
         };
         self.sign_if_due(&id, false).await;
@@ -252,6 +256,87 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     ) -> Result<Decision, Error> {
         let turn = self.turn(incident);
         let _turn = turn.lock().await;
+        self.submit_in_turn(incident, actor, command, delivery).await
+    }
+
+    /// Several webhook deliveries' commands to one incident, decided in order (each on the state
+    /// the ones before it leave) and stored in one append with the deliveries: what a storm of
+    /// alerts on one incident costs is then one commit, not one each. Each command is answered as
+    /// [`Runtime::submit_delivered`] would answer it: a refusal leaves the state as it was for
+    /// the next. If one of the deliveries was taken before, they are submitted one by one, so the
+    /// others are still taken. `Err` when nothing could be stored.
+    pub async fn submit_all_delivered(
+        &self,
+        incident: &str,
+        commands: &[(String, Command, store::Delivery)],
+    ) -> Result<Vec<Result<Decision, Error>>, Error> {
+        let turn = self.turn(incident);
+        let _turn = turn.lock().await;
+        let mut refresh = false;
+        'attempt: for _ in 0..RETRIES_ON_CONFLICT {
+            let (state, runbook, fresh) = self.current(incident, refresh).await?;
+            refresh = true;
+            let mut next = state.clone();
+            let (mut events, mut effects, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+            let mut answers = Vec::with_capacity(commands.len());
+            for (actor, command, delivery) in commands {
+                let request = Request { actor: actor.clone(), at: self.now(), command: command.clone() };
+                match engine::decide(&runbook, &self.directory, Some(&next), &request) {
+                    Ok(decision) => {
+                        let decision = normalized(incident, decision)?;
+                        if !decision.events.is_empty() || !decision.effects.is_empty() {
+                            for event in &decision.events {
+                                next.apply(event);
+                            }
+                            events.extend(decision.events.iter().cloned());
+                            effects.extend(decision.effects.iter().cloned());
+                            deliveries.push(delivery.clone());
+                        }
+                        answers.push(Ok(decision));
+                    }
+                    // A refusal on a cached state is confirmed on the stored one.
+                    Err(_) if !fresh => continue 'attempt,
+                    Err(refused) => answers.push(Err(refused.into())),
+                }
+            }
+            if deliveries.is_empty() {
+                return Ok(answers);
+            }
+            match self.store.append_delivered(incident, state.version, &events, &effects, &deliveries).await {
+                Ok(_) => {
+                    let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
+                    self.sign_if_due(incident, closed).await;
+                    self.states
+                        .lock()
+                        .expect("the cache is never poisoned")
+                        .insert(incident.to_string(), (next, runbook));
+                    return Ok(answers);
+                }
+                Err(store::Error::Conflict { .. }) => continue,
+                Err(store::Error::Duplicate { .. }) => {
+                    let mut answers = Vec::with_capacity(commands.len());
+                    for (actor, command, delivery) in commands {
+                        answers.push(self.submit_in_turn(incident, actor, command.clone(), Some(delivery)).await);
+                    }
+                    return Ok(answers);
+                }
+                Err(other) => {
+                    self.states.lock().expect("the cache is never poisoned").remove(incident);
+                    return Err(other.into());
+                }
+            }
+        }
+        Err(Error::Contended { incident: incident.to_string() })
+    }
+
+    /// [`Runtime::submit_delivered`] by a caller that holds the incident's turn.
+    async fn submit_in_turn(
+        &self,
+        incident: &str,
+        actor: &str,
+        command: Command,
+        delivery: Option<&store::Delivery>,
+    ) -> Result<Decision, Error> {
         let completes = match &command {
             Command::Record { effect, .. } => Some(effect.id.clone()),
             _ => None,
@@ -281,8 +366,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             let appended = match delivery {
                 Some(delivery) => {
+                    let delivered = std::slice::from_ref(delivery);
                     self.store
-                        .append_delivery(incident, state.version, &decision.events, &decision.effects, delivery)
+                        .append_delivered(incident, state.version, &decision.events, &decision.effects, delivered)
                         .await
                 }
                 None => {

@@ -457,20 +457,38 @@ pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
 pub async fn a_delivery_is_taken_once(store: Arc<impl Store>) {
     let delivery = |source: &str, id: &str| Delivery { source: source.into(), id: id.into(), received_at: at(1) };
     let first = delivery("alertmanager", "d-1");
-    store.append_delivery("inc-1", 0, &[started("inc-1", "breach", Some("k"))], &[], &first).await.unwrap();
+    store
+        .append_delivered("inc-1", 0, &[started("inc-1", "breach", Some("k"))], &[], std::slice::from_ref(&first))
+        .await
+        .unwrap();
     assert_eq!(store.delivery("alertmanager", "d-1").await.unwrap().as_deref(), Some("inc-1"));
     assert_eq!(store.delivery("alertmanager", "d-2").await.unwrap(), None);
 
-    let again = store.append_delivery("inc-1", 1, &[note(2, "the same alert")], &[], &first).await;
+    let again =
+        store.append_delivered("inc-1", 1, &[note(2, "the same alert")], &[], std::slice::from_ref(&first)).await;
     assert!(matches!(&again, Err(Error::Duplicate { incident, .. }) if incident == "inc-1"), "{again:?}");
-    let elsewhere = store.append_delivery("inc-2", 0, &[started("inc-2", "other", None)], &[], &first).await;
+    let elsewhere =
+        store.append_delivered("inc-2", 0, &[started("inc-2", "other", None)], &[], std::slice::from_ref(&first)).await;
     assert!(matches!(&elsewhere, Err(Error::Duplicate { .. })), "{elsewhere:?}");
     assert!(matches!(store.events("inc-2").await, Err(Error::NotFound { .. })), "nothing of it was stored");
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 1);
 
     // The same id from another source is another delivery.
-    store.append_delivery("inc-1", 1, &[note(3, "from GitHub")], &[], &delivery("github", "d-1")).await.unwrap();
+    store.append_delivered("inc-1", 1, &[note(3, "from GitHub")], &[], &[delivery("github", "d-1")]).await.unwrap();
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 2);
+
+    // Several in one append: stored together, or (one taken before) none of them.
+    let several = [delivery("alertmanager", "d-3"), delivery("alertmanager", "d-1")];
+    let refused = store.append_delivered("inc-1", 2, &[note(4, "a"), note(5, "b")], &[], &several).await;
+    assert!(matches!(&refused, Err(Error::Duplicate { id, .. }) if id == "d-1"), "{refused:?}");
+    assert_eq!(store.delivery("alertmanager", "d-3").await.unwrap(), None, "nothing of it was stored");
+    let twice = [delivery("alertmanager", "d-4"), delivery("alertmanager", "d-4")];
+    let refused = store.append_delivered("inc-1", 2, &[note(4, "a")], &[], &twice).await;
+    assert!(matches!(&refused, Err(Error::Invalid { .. })), "{refused:?}");
+    let several = [delivery("alertmanager", "d-3"), delivery("alertmanager", "d-5")];
+    store.append_delivered("inc-1", 2, &[note(4, "a"), note(5, "b")], &[], &several).await.unwrap();
+    assert_eq!(store.delivery("alertmanager", "d-5").await.unwrap().as_deref(), Some("inc-1"));
+    assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 4);
 }
 
 pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl Store>) {
@@ -483,7 +501,7 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
     let other = Delivery { source: "github".into(), ..delivery("d-1", 4) };
     assert!(store.receive(&other, b"{}").await.unwrap(), "the same id from another source is another delivery");
 
-    let waiting = store.inbox(10).await.unwrap();
+    let waiting = store.inbox(10, 1 << 20).await.unwrap();
     let seen: Vec<(&str, &str, &[u8])> = waiting
         .iter()
         .map(|inbound| (inbound.delivery.source.as_str(), inbound.delivery.id.as_str(), inbound.body.as_slice()))
@@ -498,14 +516,20 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
     );
     assert_eq!(waiting[0].delivery.received_at, at(1));
     assert!(waiting[0].seq < waiting[1].seq && waiting[1].seq < waiting[2].seq);
-    assert_eq!(store.inbox(1).await.unwrap().len(), 1);
+    assert_eq!(store.inbox(1, 1 << 20).await.unwrap().len(), 1);
+    // Bodies of 15, 10 and 2 bytes: a page stops once they reach its bytes, but always has one.
+    assert_eq!(store.inbox(10, 15).await.unwrap().len(), 1);
+    assert_eq!(store.inbox(10, 16).await.unwrap().len(), 2);
+    assert_eq!(store.inbox(10, 25).await.unwrap().len(), 2);
+    assert_eq!(store.inbox(10, 26).await.unwrap().len(), 3);
+    assert_eq!(store.inbox(10, 0).await.unwrap().len(), 1);
     assert_eq!(store.inbox_depth().await.unwrap(), 3);
     assert_eq!(store.receipt("alertmanager", "d-2").await.unwrap().unwrap().applied, None);
 
     store.applied(&[(waiting[0].seq, "[\"first\"]".into()), (waiting[2].seq, "[]".into())]).await.unwrap();
     // Marking again keeps the first outcome.
     store.applied(&[(waiting[0].seq, "[\"again\"]".into())]).await.unwrap();
-    let left = store.inbox(10).await.unwrap();
+    let left = store.inbox(10, 1 << 20).await.unwrap();
     assert_eq!(left.iter().map(|inbound| inbound.delivery.id.as_str()).collect::<Vec<_>>(), ["d-2"]);
     assert_eq!(store.inbox_depth().await.unwrap(), 1);
     let receipt = store.receipt("alertmanager", "d-1").await.unwrap().unwrap();

@@ -50,16 +50,16 @@ pub trait Store: Send + Sync + 'static {
         completes: Option<&str>,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 
-    /// [`Store::append`], recording that `delivery` was taken in the same transaction: a delivery
-    /// already recorded is [`Error::Duplicate`] and the append changes nothing, so a webhook's
-    /// retry or replay is never applied twice.
-    fn append_delivery(
+    /// [`Store::append`], recording that `deliveries` were taken in the same transaction: if one
+    /// was already recorded, the append is [`Error::Duplicate`] (naming it) and changes nothing,
+    /// so a webhook's retry or replay is never applied twice.
+    fn append_delivered(
         &self,
         incident: &str,
         expected: u64,
         events: &[Event],
         effects: &[Effect],
-        delivery: &Delivery,
+        deliveries: &[Delivery],
     ) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// The incident a delivery was recorded with, if it was.
@@ -71,8 +71,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries received together share a commit.
     fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send;
 
-    /// Up to `limit` received deliveries not yet applied, in the order they were received.
-    fn inbox(&self, limit: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send;
+    /// Received deliveries not yet applied, in the order they were received: up to `limit` of
+    /// them, and no more after their bodies reach `bytes` (the first is always given).
+    fn inbox(&self, limit: usize, bytes: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send;
 
     /// Marks received deliveries applied, each (by its `seq`) with what it did, as JSON, and lets
     /// go of their bodies. One already applied keeps what it was first marked with.

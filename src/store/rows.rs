@@ -54,8 +54,8 @@ pub(crate) struct AppendRows {
     pub effects: Vec<EffectRow>,
     /// The id of the effect whose result this append records.
     pub completes: Option<String>,
-    /// The webhook delivery the append records, as (source, id, received at).
-    pub delivery: Option<(String, String, String)>,
+    /// The webhook deliveries the append records, as (source, id, received at).
+    pub deliveries: Vec<(String, String, String)>,
 }
 
 impl AppendRows {
@@ -109,7 +109,7 @@ impl AppendRows {
             events: rows,
             effects,
             completes: completes.map(str::to_string),
-            delivery: None,
+            deliveries: Vec::new(),
         })
     }
 
@@ -120,7 +120,7 @@ impl AppendRows {
             + self.events.len()
             + self.effects.len()
             + usize::from(self.completes.is_some())
-            + usize::from(self.delivery.is_some())
+            + self.deliveries.len()
     }
 
     /// The statements the writer runs for the append (its events are one).
@@ -129,7 +129,7 @@ impl AppendRows {
             + usize::from(!self.events.is_empty())
             + self.effects.len()
             + usize::from(self.completes.is_some())
-            + usize::from(self.delivery.is_some())
+            + usize::from(!self.deliveries.is_empty())
     }
 
     /// Whether the append could be refused after it has written something, so that the batch
@@ -139,7 +139,7 @@ impl AppendRows {
     /// complete are. The order here is the order the writer writes in.
     pub fn may_fail_halfway(&self) -> bool {
         let refusable =
-            [(self.start.is_some(), true), (self.delivery.is_some(), true), (!self.events.is_empty(), false)]
+            [(self.start.is_some(), true), (!self.deliveries.is_empty(), true), (!self.events.is_empty(), false)]
                 .into_iter()
                 .chain(self.effects.iter().map(|_| (true, true)))
                 .chain([(self.completes.is_some(), true)]);
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn an_append_that_may_be_refused_halfway_is_known() {
         let delivered = |mut rows: AppendRows| {
-            rows.delivery = Some(("alertmanager".into(), "d-1".into(), "2026-11-24T02:14:00Z".into()));
+            rows.deliveries = vec![("alertmanager".into(), "d-1".into(), "2026-11-24T02:14:00Z".into())];
             rows
         };
         let noting = || AppendRows::new("inc-1", 3, &[note(4)], &[], None).unwrap();

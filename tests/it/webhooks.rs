@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use phasegate::engine::Event;
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Delivery, SqliteStore, Store};
 use serde_json::{Value, json};
 
 use crate::support::{Serving, answer, root};
@@ -28,14 +28,27 @@ pub struct Hooks {
     pub dir: tempfile::TempDir,
 }
 
+/// A server's configuration and database, written but not yet served: what a test stores in the
+/// database before any server runs.
+pub struct Prepared {
+    pub config: std::path::PathBuf,
+    pub db: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
 impl Hooks {
     pub async fn start(listen: &str) -> Hooks {
+        Hooks::serve(Hooks::prepare(), listen).await
+    }
+
+    /// Writes the secrets and the configuration in a new directory; nothing opens the database.
+    pub fn prepare() -> Prepared {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
         std::fs::write(dir.path().join("edr-secret"), EDR_SECRET).unwrap();
         std::fs::write(dir.path().join("siem-secret"), SIEM_SECRET).unwrap();
         let db = dir.path().join("phasegate.db");
-        let config = format!(
+        let text = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
              secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n  siem-secret: {{ file: {siem} }}\n\
              server:\n  max_body: 65536\n  tokens:\n    reader: {{ person: dana.ito, sha256: {reader} }}\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
@@ -47,9 +60,15 @@ impl Hooks {
             siem = dir.path().join("siem-secret").display(),
             reader = phasegate::engine::decide::sha256_hex(READER),
         );
-        let path = dir.path().join("phasegate.yaml");
-        std::fs::write(&path, config).unwrap();
-        let serving = Serving::start(&path, listen, Duration::from_millis(200)).await;
+        let config = dir.path().join("phasegate.yaml");
+        std::fs::write(&config, text).unwrap();
+        Prepared { config, db, dir }
+    }
+
+    /// Starts a server on a prepared configuration and database.
+    pub async fn serve(prepared: Prepared, listen: &str) -> Hooks {
+        let Prepared { config, db, dir } = prepared;
+        let serving = Serving::start(&config, listen, Duration::from_millis(200)).await;
         Hooks { base: serving.base.clone(), db, serving, client: reqwest::Client::new(), dir }
     }
 
@@ -77,18 +96,33 @@ impl Hooks {
     /// What each trigger did with a delivery, once the inbox task has applied it (read through the
     /// API, waiting up to ten seconds).
     pub async fn applied(&self, source: &str, received: &Value) -> Vec<Value> {
+        let receipt = self.settled(source, received).await;
+        receipt["done"].as_array().unwrap_or_else(|| panic!("what it did: {receipt}")).clone()
+    }
+
+    /// A delivery's receipt once the inbox task has applied it, whatever it did (waiting up to ten
+    /// seconds).
+    async fn settled(&self, source: &str, received: &Value) -> Value {
         let id = received["delivery"].as_str().unwrap_or_else(|| panic!("a delivery id in {received}"));
-        let url = format!("{}/api/v1/webhooks/{source}/deliveries/{id}", self.base);
         let start = std::time::Instant::now();
         loop {
-            let (status, receipt) = answer(self.client.get(&url).bearer_auth(READER).send().await.unwrap()).await;
+            let (status, receipt) = self.receipt(source, id, Some(READER)).await;
             assert_eq!(status, 200, "{receipt}");
             if receipt["state"] == "applied" {
-                return receipt["done"].as_array().unwrap_or_else(|| panic!("what it did: {receipt}")).clone();
+                return receipt;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "not applied in ten seconds: {receipt}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `GET /api/v1/webhooks/{source}/deliveries/{id}` with an API token, or none.
+    async fn receipt(&self, source: &str, id: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}/api/v1/webhooks/{source}/deliveries/{id}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.unwrap()).await
     }
 
     /// Every incident and its events, read from the database.
@@ -341,5 +375,79 @@ async fn a_github_delivery_replayed_with_a_new_delivery_header_is_still_a_duplic
     let incidents = hooks.incidents().await;
     let siem_notes = incidents[0].1.iter().filter(|e| e.actor == "trigger:siem-notable-evidence").count();
     assert_eq!(siem_notes, 1, "taken once");
+    hooks.stop().await;
+}
+
+/// Stores deliveries in a prepared database's inbox as the server would have before answering
+/// them, with no server running: what a server that stopped before applying them leaves behind.
+async fn leave_in_inbox(prepared: &Prepared, deliveries: &[(&str, &[u8])]) {
+    let store = SqliteStore::open(&prepared.db).await.unwrap();
+    for (id, body) in deliveries {
+        let delivery = Delivery { source: "alertmanager".into(), id: id.to_string(), received_at: Utc::now() };
+        assert!(store.receive(&delivery, body).await.unwrap(), "{id} is new");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_left_unapplied_when_the_server_stopped_are_applied_in_order_when_it_starts() {
+    let prepared = Hooks::prepare();
+    let firing = notification("firing", "2026-11-24T02:14:00Z");
+    let resolved = notification("resolved", "2026-11-24T02:14:00Z");
+    leave_in_inbox(&prepared, &[("am-1", firing.as_bytes()), ("am-2", resolved.as_bytes())]).await;
+    let hooks = Hooks::serve(prepared, "127.0.0.1:0").await;
+    let done = hooks.applied("alertmanager", &json!({"delivery": "am-1"})).await;
+    let started = done.iter().find(|done| done["did"] == "started").unwrap_or_else(|| panic!("started: {done:?}"));
+    let id = started["incident"].as_str().unwrap().to_string();
+    // Applied the other way round, the resolution would find no incident and be `ignored`.
+    let done = hooks.applied("alertmanager", &json!({"delivery": "am-2"})).await;
+    assert!(done.iter().any(|done| done["did"] == "resolved" && done["incident"] == id.as_str()), "{done:?}");
+    let incidents = hooks.incidents().await;
+    assert_eq!(incidents.len(), 1, "one incident");
+    let (found, events) = &incidents[0];
+    assert_eq!(found, &id);
+    let resolutions = events
+        .iter()
+        .filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with("LoyaltyDbBulkRead resolved")))
+        .count();
+    assert_eq!(resolutions, 1, "the resolution is on the incident once");
+    hooks.stop().await;
+}
+
+/// The server refuses a body its triggers cannot read, but one may still be in the inbox (stored
+/// before the runbooks changed, say): it is settled with an error, not tried forever, and what
+/// was received after it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_stored_delivery_is_settled_with_an_error_and_blocks_nothing_after_it() {
+    let prepared = Hooks::prepare();
+    let firing = notification("firing", "2026-11-24T02:14:00Z");
+    leave_in_inbox(&prepared, &[("am-bad", b"not json"), ("am-good", firing.as_bytes())]).await;
+    let hooks = Hooks::serve(prepared, "127.0.0.1:0").await;
+    let done = hooks.applied("alertmanager", &json!({"delivery": "am-good"})).await;
+    assert!(done.iter().any(|done| done["did"] == "started"), "{done:?}");
+    let receipt = hooks.settled("alertmanager", &json!({"delivery": "am-bad"})).await;
+    assert_eq!(receipt["error"]["code"], "invalid_payload", "{receipt}");
+    assert!(receipt.get("done").is_none(), "it did nothing: {receipt}");
+    // Settled, so nothing waits: a delivery posted now is applied as well.
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("resolved", "2026-11-24T02:14:00Z")).await;
+    assert_eq!(status, 202, "{answer}");
+    let done = hooks.applied("alertmanager", &answer).await;
+    assert!(done.iter().any(|done| done["did"] == "resolved"), "{done:?}");
+    hooks.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_needs_a_token_and_one_never_received_is_not_found() {
+    let hooks = Hooks::start("127.0.0.1:0").await;
+    let (status, answer) =
+        hooks.post("alertmanager", Some(TOKEN), &notification("firing", "2026-11-24T02:14:00Z")).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["delivery"].as_str().unwrap();
+    // Even a delivery that was received says nothing without a token.
+    let (status, refused) = hooks.receipt("alertmanager", id, None).await;
+    assert_eq!(status, 401, "{refused}");
+    let (status, missing) = hooks.receipt("alertmanager", "never-sent", Some(READER)).await;
+    assert_eq!((status, &missing["error"]["code"]), (404, &json!("not_found")), "{missing}");
     hooks.stop().await;
 }

@@ -30,12 +30,14 @@ use crate::server::App;
 use crate::server::error::ApiError;
 use crate::store::{self, Delivery, Inbound, Store};
 
-/// Deliveries taken from the inbox at once.
-const PAGE: usize = 256;
+/// Deliveries taken from the inbox at once, and about the most bytes of bodies. A long page
+/// makes long groups, and a group on an open incident is one append.
+const PAGE: usize = 1024;
+const PAGE_BYTES: usize = 16 << 20;
 
 /// Incidents whose actions are applied at once. Few, so that during a storm most of the machine
 /// is left to taking deliveries in (what senders wait for); the rest is applied once it passes.
-const LANES: usize = 8;
+const LANES: usize = 4;
 
 /// The longest wait before a delivery whose action failed is tried again.
 const MOST_BACKOFF: Duration = Duration::from_secs(30);
@@ -63,7 +65,6 @@ pub struct Subject {
 /// Decodes a delivery for every trigger listening to `source`: Alertmanager's format once per
 /// alert, generic JSON once. A body a listening trigger's format cannot read is refused (400).
 pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, ApiError> {
-    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", message);
     let mut subjects = Vec::new();
     let mut alerts: Option<(Value, Vec<Value>)> = None;
     let mut payload: Option<Value> = None;
@@ -88,8 +89,7 @@ pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, Ap
                 }
                 PayloadFormat::Json => {
                     if payload.is_none() {
-                        let value = serde_json::from_slice(body)
-                            .map_err(|error| invalid(format!("the body is not JSON: {error}")))?;
+                        let value = serde_json::from_slice(body).map_err(not_json)?;
                         payload = Some(value);
                     }
                     let variables = BTreeMap::from([("payload", payload.clone().unwrap_or_default())]);
@@ -99,6 +99,33 @@ pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, Ap
         }
     }
     Ok(subjects)
+}
+
+/// Whether the triggers listening to `source` can read the body, checked without building what
+/// they would read: what a delivery must pass before it is stored. [`subjects`] reads it when it
+/// is applied.
+pub fn readable(app: &App, source: &str, body: &[u8]) -> Result<(), ApiError> {
+    let formats: Vec<&PayloadFormat> = app
+        .armed
+        .iter()
+        .flat_map(|armed| &armed.runbook.triggers)
+        .filter(|trigger| trigger.source == source)
+        .map(|trigger| &trigger.format)
+        .collect();
+    if formats.iter().any(|format| matches!(format, PayloadFormat::Alertmanager)) {
+        alertmanager::decode(body).map_err(|error| invalid(error.to_string()))?;
+    } else if !formats.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(not_json)?;
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", message)
+}
+
+fn not_json(error: serde_json::Error) -> ApiError {
+    invalid(format!("the body is not JSON: {error}"))
 }
 
 /// An alert as a trigger's conditions read it: Alertmanager's own field names.
@@ -123,14 +150,15 @@ pub async fn run(app: Arc<App>, interval: Duration, mut stopped: watch::Receiver
         if *stopped.borrow() {
             return;
         }
-        let waiting = match app.runtime.store().inbox(PAGE).await {
+        let waiting = match app.runtime.store().inbox(PAGE, PAGE_BYTES).await {
             Ok(waiting) => waiting,
             Err(error) => {
                 tracing::error!(%error, "the webhook inbox cannot be read; trying again");
                 Vec::new()
             }
         };
-        let full = waiting.len() == PAGE;
+        // A page cut short by its bytes leaves more: read until a page comes back empty.
+        let more = !waiting.is_empty();
         let progress = match apply_page(&app, waiting).await {
             Ok(applied) => applied,
             Err(error) => {
@@ -141,7 +169,7 @@ pub async fn run(app: Arc<App>, interval: Duration, mut stopped: watch::Receiver
         app.inbox.taken(progress);
         let failed = app.inbox.depth() > 0 && progress == 0;
         backoff = if failed { (backoff * 2).clamp(Duration::from_millis(100), MOST_BACKOFF) } else { Duration::ZERO };
-        if full && !failed {
+        if more && !failed {
             continue;
         }
         let wait = if failed { backoff } else { interval };
@@ -202,15 +230,26 @@ async fn apply_page(app: &Arc<App>, waiting: Vec<Inbound>) -> Result<usize, stor
         tasks.spawn(async move {
             let _lane = lanes.acquire().await;
             let mut results = Vec::with_capacity(actions.len());
-            // The group's incident, once known: read before its first action, then followed.
-            let mut open = None;
-            for action in actions {
-                let result = apply(&app, &action, &mut open).await;
-                let failed = result.is_err();
-                results.push((action.entry, action.number, result));
-                // Later actions on this incident wait for this one, to keep their order.
-                if failed {
-                    break;
+            // The group's incident, once known: read before its first action, then followed. Once
+            // it is known to be open, the rest of the group goes to it in one append.
+            let mut open: Option<Option<String>> = None;
+            let mut index = 0;
+            while index < actions.len() {
+                let answers = match open.clone() {
+                    Some(Some(incident)) if actions.len() - index > 1 => {
+                        apply_all(&app, &actions[index..], &incident).await
+                    }
+                    _ => vec![apply(&app, &actions[index], &mut open).await],
+                };
+                for answer in answers {
+                    let action = &actions[index];
+                    index += 1;
+                    let failed = answer.is_err();
+                    results.push((action.entry, action.number, answer));
+                    // Later actions on this incident wait for this one, to keep their order.
+                    if failed {
+                        return results;
+                    }
                 }
             }
             results
@@ -336,10 +375,9 @@ async fn act(app: &App, action: &Action, open: Option<String>) -> Result<Done, A
     let variables = &action.subject.variables;
     let (key, delivery) = (&action.key, &action.delivery);
     let done = |did: &'static str, incident: Option<String>, why: Option<String>| done(trigger, did, incident, why);
-    let resolved = is_resolved(variables);
-    let actor = format!("{TRIGGER_PREFIX}{}", trigger.id);
+    let actor = actor(trigger);
     let result = match (&trigger.action, open) {
-        (TriggerAction::Start { inputs }, None) if !resolved => {
+        (TriggerAction::Start { inputs }, None) if !is_resolved(variables) => {
             let mut values = BTreeMap::new();
             for (name, expression) in inputs {
                 match scope::evaluate(expression, variables) {
@@ -352,64 +390,123 @@ async fn act(app: &App, action: &Action, open: Option<String>) -> Result<Done, A
             match started {
                 Ok((id, _)) => Ok(done("started", Some(id), None)),
                 // Another process opened it first: this one joins it.
-                Err(runtime::Error::Store(store::Error::DuplicateKey { open, .. })) => {
-                    attach(app, &open, &actor, "repeated", variables, delivery)
-                        .await
-                        .map(|_| done("attached", Some(open), None))
-                }
+                Err(runtime::Error::Store(store::Error::DuplicateKey { open, .. })) => app
+                    .runtime
+                    .submit_delivered(&open, &actor, attach_note("attached", variables), Some(delivery))
+                    .await
+                    .map(|_| done("attached", Some(open), None)),
                 Err(error) => Err(error),
             }
-        }
-        (TriggerAction::Start { .. }, Some(open)) => {
-            let what = if resolved { "resolved" } else { "attached" };
-            attach(app, &open, &actor, what, variables, delivery).await.map(|_| done(what, Some(open), None))
         }
         (TriggerAction::Start { .. }, None) => {
             Ok(done("ignored", None, Some("resolved, and no incident is open for it".into())))
         }
         (_, None) => Ok(done("ignored", None, Some(format!("no open incident has key `{key}`")))),
-        (TriggerAction::Satisfy { phase, gate }, Some(open)) => {
-            let command = Command::Signal { phase: phase.clone(), gate: gate.clone(), note: None };
-            app.runtime
+        (_, Some(open)) => match command(app, action, &open) {
+            Ok((command, did)) => app
+                .runtime
                 .submit_delivered(&open, &actor, command, Some(delivery))
                 .await
-                .map(|_| done("satisfied", Some(open), None))
-        }
-        (TriggerAction::Evidence { note }, Some(open)) => match scope::evaluate(note, variables) {
-            Ok(text) => {
-                let text = text.as_str().map_or_else(|| text.to_string(), str::to_string);
-                app.runtime
-                    .submit_delivered(&open, &actor, Command::Note { text }, Some(delivery))
-                    .await
-                    .map(|_| done("noted", Some(open), None))
-            }
-            Err(why) => Ok(done("ignored", Some(open), Some(format!("its note: {why}")))),
+                .map(|_| done(did, Some(open), None)),
+            Err(settled) => return Ok(settled),
         },
     };
+    settle(trigger, result)
+}
+
+/// Applies actions to the open incident they all name, in one append (see
+/// `Runtime::submit_all_delivered`). An action the incident turned away is applied again on its
+/// own, as [`apply`] does, after the others.
+async fn apply_all(app: &App, actions: &[Action], open: &str) -> Vec<Result<Done, ApiError>> {
+    let mut dones: Vec<Option<Result<Done, ApiError>>> = actions.iter().map(|_| None).collect();
+    let mut asked = Vec::new();
+    let mut commands = Vec::new();
+    for (index, action) in actions.iter().enumerate() {
+        match command(app, action, open) {
+            Ok((command, did)) => {
+                commands.push((actor(trigger(app, &action.subject)), command, action.delivery.clone()));
+                asked.push((index, did));
+            }
+            Err(settled) => dones[index] = Some(Ok(settled)),
+        }
+    }
+    let mut again = Vec::new();
+    match app.runtime.submit_all_delivered(open, &commands).await {
+        Ok(answers) => {
+            for ((index, did), answer) in asked.into_iter().zip(answers) {
+                let trigger = trigger(app, &actions[index].subject);
+                match answer {
+                    Err(runtime::Error::Refused(_)) => again.push(index),
+                    answer => {
+                        let result = answer.map(|_| done(trigger, did, Some(open.to_string()), None));
+                        dones[index] = Some(settle(trigger, result));
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, incident = open, "deliveries could not be applied; they will be tried again");
+            for (index, _) in asked {
+                dones[index] = Some(Err(unavailable()));
+            }
+        }
+    }
+    for index in again {
+        dones[index] = Some(apply(app, &actions[index], &mut None).await);
+    }
+    dones.into_iter().map(|done| done.expect("every action is answered")).collect()
+}
+
+/// What an action asks of the open incident `open`, and what doing it is called; or, when the
+/// trigger cannot say (its note does not evaluate), what it did instead.
+fn command(app: &App, action: &Action, open: &str) -> Result<(Command, &'static str), Done> {
+    let trigger = trigger(app, &action.subject);
+    let variables = &action.subject.variables;
+    match &trigger.action {
+        TriggerAction::Start { .. } => {
+            let what = if is_resolved(variables) { "resolved" } else { "attached" };
+            Ok((attach_note(what, variables), what))
+        }
+        TriggerAction::Satisfy { phase, gate } => {
+            Ok((Command::Signal { phase: phase.clone(), gate: gate.clone(), note: None }, "satisfied"))
+        }
+        TriggerAction::Evidence { note } => match scope::evaluate(note, variables) {
+            Ok(text) => {
+                let text = text.as_str().map_or_else(|| text.to_string(), str::to_string);
+                Ok((Command::Note { text }, "noted"))
+            }
+            Err(why) => Err(done(trigger, "ignored", Some(open.to_string()), Some(format!("its note: {why}")))),
+        },
+    }
+}
+
+/// What became of an action the runtime was asked to do.
+fn settle(trigger: &Trigger, result: Result<Done, runtime::Error>) -> Result<Done, ApiError> {
     match result {
         Ok(done) => Ok(done),
         // Applied before, by a pass that stopped before marking the delivery applied.
         Err(runtime::Error::Store(store::Error::Duplicate { incident, .. })) => {
-            Ok(done("duplicate", Some(incident), None))
+            Ok(done(trigger, "duplicate", Some(incident), None))
         }
         // A gate already passed, an incident closed meanwhile: nothing to do, and nothing lost.
-        Err(runtime::Error::Refused(refused)) => Ok(done("ignored", None, Some(refused.to_string()))),
+        Err(runtime::Error::Refused(refused)) => Ok(done(trigger, "ignored", None, Some(refused.to_string()))),
         Err(error) => {
             tracing::error!(%error, trigger = trigger.id, "a delivery could not be applied; it will be tried again");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored"))
+            Err(unavailable())
         }
     }
 }
 
-/// Records a repeated or resolved alert on the incident it already opened.
-async fn attach(
-    app: &App,
-    incident: &str,
-    actor: &str,
-    what: &str,
-    variables: &BTreeMap<&'static str, Value>,
-    delivery: &Delivery,
-) -> Result<(), runtime::Error> {
+fn unavailable() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the delivery could not be stored")
+}
+
+fn actor(trigger: &Trigger) -> String {
+    format!("{TRIGGER_PREFIX}{}", trigger.id)
+}
+
+/// The note that records a repeated or resolved alert on the incident it already opened.
+fn attach_note(what: &str, variables: &BTreeMap<&'static str, Value>) -> Command {
     let alert = variables.get("alert").or_else(|| variables.get("payload")).cloned().unwrap_or_default();
     let name = alert["labels"]["alertname"].as_str().unwrap_or("the alert");
     let fingerprint = alert["fingerprint"].as_str().unwrap_or("?");
@@ -417,7 +514,7 @@ async fn attach(
         "resolved" => format!("{name} resolved (fingerprint {fingerprint})"),
         _ => format!("{name} fired again (fingerprint {fingerprint})"),
     };
-    app.runtime.submit_delivered(incident, actor, Command::Note { text }, Some(delivery)).await.map(|_| ())
+    Command::Note { text }
 }
 
 /// How many received deliveries wait, as the server counts them, and the bell that wakes the task.

@@ -117,9 +117,9 @@ pub async fn receive(
     if app.inbox.depth() >= INBOX_LIMIT {
         return overloaded();
     }
-    // Decoded now only to refuse what the triggers could never read; the inbox task decodes it
-    // again when it applies it, with the triggers of that moment.
-    if let Err(error) = inbox::subjects(&app, &source, &body) {
+    // Checked now only to refuse what the triggers could never read; the inbox task decodes it
+    // when it applies it, with the triggers of that moment.
+    if let Err(error) = inbox::readable(&app, &source, &body) {
         count("refused", error.code);
         return error.into_response();
     }

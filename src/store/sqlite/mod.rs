@@ -144,16 +144,19 @@ impl Store for SqliteStore {
         self.write(AppendRows::new(incident, expected, events, effects, completes))
     }
 
-    fn append_delivery(
+    fn append_delivered(
         &self,
         incident: &str,
         expected: u64,
         events: &[Event],
         effects: &[Effect],
-        delivery: &Delivery,
+        deliveries: &[Delivery],
     ) -> impl Future<Output = Result<u64, Error>> + Send {
         let rows = AppendRows::new(incident, expected, events, effects, None).map(|mut rows| {
-            rows.delivery = Some((delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)));
+            rows.deliveries = deliveries
+                .iter()
+                .map(|delivery| (delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)))
+                .collect();
             rows
         });
         self.write(rows)
@@ -180,11 +183,15 @@ impl Store for SqliteStore {
         self.ask(job, answered)
     }
 
-    async fn inbox(&self, limit: usize) -> Result<Vec<Inbound>, Error> {
+    async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
         let rows: Vec<InboundRow> = sqlx::query_as(
-            "SELECT seq, source, id, received_at, body FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT ?",
+            "SELECT seq, source, id, received_at, body FROM (
+                 SELECT seq, source, id, received_at, body, sum(length(body)) OVER (ORDER BY seq) AS through
+                 FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT ?
+             ) WHERE through - length(body) < ? ORDER BY seq",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(bytes.max(1)).unwrap_or(i64::MAX))
         .fetch_all(&self.reads)
         .await?;
         rows.into_iter()

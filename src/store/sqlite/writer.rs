@@ -292,26 +292,30 @@ impl Writer {
                 }
             }
         }
-        if let Some((source, id, received_at)) = &rows.delivery {
-            let inserted =
-                sqlx::query("INSERT INTO deliveries (source, id, incident, received_at) VALUES (?, ?, ?, ?)")
-                    .bind(source)
-                    .bind(id)
-                    .bind(incident)
-                    .bind(received_at)
-                    .execute(&mut *connection)
-                    .await;
-            match inserted {
+        if !rows.deliveries.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO deliveries (source, id, incident, received_at) ");
+            insert.push_values(&rows.deliveries, |mut row, (source, id, received_at)| {
+                row.push_bind(source).push_bind(id).push_bind(incident).push_bind(received_at);
+            });
+            match insert.build().execute(&mut *connection).await {
                 Err(error) if is_constraint_violation(&error) => {
-                    let taken: Option<String> =
-                        sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
-                            .bind(source)
-                            .bind(id)
-                            .fetch_optional(&mut *connection)
-                            .await?;
-                    let Some(taken) = taken else { return Err(Refused::from(error)) };
-                    let duplicate = Error::Duplicate { origin: source.clone(), id: id.clone(), incident: taken };
-                    return Err(refused(duplicate, wrote));
+                    // The statement stored none of them; say which was taken before.
+                    for (source, id, _) in &rows.deliveries {
+                        let taken: Option<String> =
+                            sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = ? AND id = ?")
+                                .bind(source)
+                                .bind(id)
+                                .fetch_optional(&mut *connection)
+                                .await?;
+                        if let Some(taken) = taken {
+                            let duplicate =
+                                Error::Duplicate { origin: source.clone(), id: id.clone(), incident: taken };
+                            return Err(refused(duplicate, wrote));
+                        }
+                    }
+                    // Twice in this append: the caller's mistake, refused as the rule it breaks.
+                    let problem = "it records one delivery twice".to_string();
+                    return Err(refused(Error::Invalid { incident: incident.to_string(), problem }, wrote));
                 }
                 other => other?,
             };
@@ -402,17 +406,19 @@ async fn receive(connection: &mut SqliteConnection, receives: &[Receive]) -> Res
         .collect())
 }
 
-/// Marks deliveries applied and lets go of their bodies, in one transaction.
+/// Marks deliveries applied and lets go of their bodies: one statement for up to a few hundred
+/// at a time, all in one transaction.
 async fn mark_applied(connection: &mut SqliteConnection, outcomes: &[(u64, String)]) -> Result<(), Error> {
     let now = rows::timestamp(Utc::now());
     let mut transaction = connection.begin().await?;
-    for (seq, outcome) in outcomes {
-        sqlx::query("UPDATE inbox SET applied_at = ?, outcome = ?, body = NULL WHERE seq = ? AND applied_at IS NULL")
-            .bind(&now)
-            .bind(outcome)
-            .bind(signed(*seq))
-            .execute(&mut *transaction)
-            .await?;
+    for chunk in outcomes.chunks(500) {
+        let mut update = sqlx::QueryBuilder::new("UPDATE inbox SET applied_at = ");
+        update.push_bind(&now).push(", outcome = done.column2, body = NULL FROM (");
+        update.push_values(chunk, |mut row, (seq, outcome)| {
+            row.push_bind(signed(*seq)).push_bind(outcome);
+        });
+        update.push(") AS done WHERE inbox.seq = done.column1 AND inbox.applied_at IS NULL");
+        update.build().execute(&mut *transaction).await?;
     }
     transaction.commit().await?;
     Ok(())

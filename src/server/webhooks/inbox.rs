@@ -4,8 +4,12 @@
 //! takes the waiting ones in the order received, a page at a time. Each delivery is decoded into
 //! what it asks of each trigger listening to its source ([`subjects`]); each trigger's condition
 //! and key are evaluated; then the actions are grouped by runbook and key, since one key is one
-//! incident: actions on different incidents run side by side, and those on one incident run in
-//! the order received, so a resolution never overtakes the alert that fired it. Each action is
+//! incident, and the groups are applied one after another (in the order their first delivery
+//! came): one incident's actions in the order received, so a resolution never overtakes the alert
+//! that fired it, and those waiting for an incident already open in one append, so a storm on one
+//! incident costs a commit a page. One group at a time leaves most of the machine, during a
+//! storm, to taking deliveries in, which is what senders wait for (measured in BENCHMARKS.md:
+//! with several groups at once, deliveries were taken in markedly slower). Each action is
 //! stored with a delivery id of its own (`{delivery}/{n}`) in the transaction of its events, so
 //! applying a delivery again after a crash halfway through does the rest and nothing twice. A
 //! delivery is marked applied, with what it did, once all its actions are stored; one whose action
@@ -18,8 +22,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 
 use super::alertmanager;
 use crate::engine::directory::TRIGGER_PREFIX;
@@ -34,10 +37,6 @@ use crate::store::{self, Delivery, Inbound, Store};
 /// makes long groups, and a group on an open incident is one append.
 const PAGE: usize = 1024;
 const PAGE_BYTES: usize = 16 << 20;
-
-/// Incidents whose actions are applied at once. Few, so that during a storm most of the machine
-/// is left to taking deliveries in (what senders wait for); the rest is applied once it passes.
-const LANES: usize = 4;
 
 /// The longest wait before a delivery whose action failed is tried again.
 const MOST_BACKOFF: Duration = Duration::from_secs(30);
@@ -221,52 +220,13 @@ async fn apply_page(app: &Arc<App>, waiting: Vec<Inbound>) -> Result<usize, stor
         }
         outcomes.push(Ok(done));
     }
-    let mut tasks = JoinSet::new();
-    let lanes = Arc::new(Semaphore::new(LANES));
+    let mut failed = vec![false; waiting.len()];
     for group in order {
         let actions = groups.remove(&group).unwrap_or_default();
-        let app = Arc::clone(app);
-        let lanes = Arc::clone(&lanes);
-        tasks.spawn(async move {
-            let _lane = lanes.acquire().await;
-            let mut results = Vec::with_capacity(actions.len());
-            // The group's incident, once known: read before its first action, then followed. Once
-            // it is known to be open, the rest of the group goes to it in one append.
-            let mut open: Option<Option<String>> = None;
-            let mut index = 0;
-            while index < actions.len() {
-                let answers = match open.clone() {
-                    Some(Some(incident)) if actions.len() - index > 1 => {
-                        apply_all(&app, &actions[index..], &incident).await
-                    }
-                    _ => vec![apply(&app, &actions[index], &mut open).await],
-                };
-                for answer in answers {
-                    let action = &actions[index];
-                    index += 1;
-                    let failed = answer.is_err();
-                    results.push((action.entry, action.number, answer));
-                    // Later actions on this incident wait for this one, to keep their order.
-                    if failed {
-                        return results;
-                    }
-                }
-            }
-            results
-        });
-    }
-    let mut failed = vec![false; waiting.len()];
-    while let Some(results) = tasks.join_next().await {
-        let results = match results {
-            Ok(results) => results,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            // Cancelled: the runtime is shutting down, and the deliveries wait for the next start.
-            Err(_) => return Ok(0),
-        };
-        for (entry, number, result) in results {
-            match (result, &mut outcomes[entry]) {
-                (Ok(done), Ok(dones)) => dones[number] = Some(done),
-                _ => failed[entry] = true,
+        for (action, result) in actions.iter().zip(apply_group(app, &actions).await) {
+            match (result, &mut outcomes[action.entry]) {
+                (Ok(done), Ok(dones)) => dones[action.number] = Some(done),
+                _ => failed[action.entry] = true,
             }
         }
     }
@@ -282,6 +242,29 @@ async fn apply_page(app: &Arc<App>, waiting: Vec<Inbound>) -> Result<usize, stor
     }
     app.runtime.store().applied(&applied).await?;
     Ok(applied.len())
+}
+
+/// Applies one incident's actions, in order; stops at the first that could not be stored (the
+/// ones after it wait, to keep their order). The incident is read before the first action, then
+/// followed; once it is known to be open, the rest of the group goes to it in one append.
+async fn apply_group(app: &App, actions: &[Action]) -> Vec<Result<Done, ApiError>> {
+    let mut results = Vec::with_capacity(actions.len());
+    let mut open: Option<Option<String>> = None;
+    while results.len() < actions.len() {
+        let rest = &actions[results.len()..];
+        let answers = match open.clone() {
+            Some(Some(incident)) if rest.len() > 1 => apply_all(app, rest, &incident).await,
+            _ => vec![apply(app, &rest[0], &mut open).await],
+        };
+        for answer in answers {
+            let failed = answer.is_err();
+            results.push(answer);
+            if failed {
+                return results;
+            }
+        }
+    }
+    results
 }
 
 /// An action a delivery asks of a trigger once its condition holds and its key is known.

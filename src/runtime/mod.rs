@@ -304,12 +304,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             match self.store.append_delivered(incident, state.version, &events, &effects, &deliveries).await {
                 Ok(_) => {
-                    let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
-                    self.sign_if_due(incident, closed).await;
-                    self.states
-                        .lock()
-                        .expect("the cache is never poisoned")
-                        .insert(incident.to_string(), (next, runbook));
+                    self.appended(incident, &events, next, runbook).await;
                     return Ok(answers);
                 }
                 Err(store::Error::Conflict { .. }) => continue,
@@ -327,6 +322,14 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
         }
         Err(Error::Contended { incident: incident.to_string() })
+    }
+
+    /// After an append of `events`: signs the incident's head if that is due, and keeps the state
+    /// they led to.
+    async fn appended(&self, incident: &str, events: &[Event], next: Incident, runbook: Arc<Runbook>) {
+        let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
+        self.sign_if_due(incident, closed).await;
+        self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), (next, runbook));
     }
 
     /// [`Runtime::submit_delivered`] by a caller that holds the incident's turn.
@@ -379,16 +382,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             };
             match appended {
                 Ok(_) => {
-                    let closed = decision.events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
-                    self.sign_if_due(incident, closed).await;
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
                     }
-                    self.states
-                        .lock()
-                        .expect("the cache is never poisoned")
-                        .insert(incident.to_string(), (next, runbook));
+                    self.appended(incident, &decision.events, next, runbook).await;
                     return Ok(decision);
                 }
                 Err(store::Error::Conflict { .. }) => continue,

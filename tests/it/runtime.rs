@@ -234,3 +234,42 @@ async fn numbers_are_kept_as_the_log_gives_them_back() {
     assert_eq!((inputs["score"].clone(), inputs["ratio"].clone()), (json!(2), json!(0)));
     assert_eq!(runtime.store().events(&id).await.unwrap()[0], decision.events[0], "as decided, so as cached");
 }
+
+/// Several deliveries' commands to one incident are decided in order and stored in one append; a
+/// command the engine refuses is answered with why and the others are still taken; when one of
+/// the deliveries was taken before, each is submitted on its own, so the rest are still taken.
+#[tokio::test]
+async fn deliveries_to_one_incident_are_stored_in_one_append() {
+    use phasegate::runtime::Error;
+    use phasegate::store::Delivery;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    let delivery = |n: u32| Delivery { source: "siem".into(), id: format!("d-{n}"), received_at: Utc::now() };
+    let note = |text: &str| Command::Note { text: text.into() };
+    let asked = |items: &[(u32, Command)]| -> Vec<(String, Command, Delivery)> {
+        items.iter().map(|(n, command)| ("dana".to_string(), command.clone(), delivery(*n))).collect()
+    };
+
+    let before = (version(&runtime, &id).await, runtime.store().commits());
+    let items = asked(&[(1, note("first")), (2, done("no-such-step")), (3, note("second"))]);
+    let answers = runtime.submit_all_delivered(&id, &items).await.unwrap();
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert!(matches!(answers[1], Err(Error::Refused(_))), "{answers:?}");
+    assert_eq!(version(&runtime, &id).await, before.0 + 2, "the two notes, and nothing of the refused command");
+    assert_eq!(runtime.store().commits(), before.1 + 1, "in one commit");
+    assert_eq!(runtime.store().delivery("siem", "d-2").await.unwrap(), None, "a refused command takes no delivery");
+
+    // d-3 was taken: each is submitted on its own, and d-4 is still taken, once.
+    let answers = runtime.submit_all_delivered(&id, &asked(&[(3, note("second")), (4, note("third"))])).await.unwrap();
+    assert!(matches!(&answers[0], Err(Error::Store(phasegate::store::Error::Duplicate { .. }))), "{answers:?}");
+    assert!(answers[1].is_ok(), "{answers:?}");
+    let events = runtime.store().events(&id).await.unwrap();
+    let notes: Vec<&str> = events.iter().filter_map(|event| event.reason.as_deref()).collect();
+    assert_eq!(notes.iter().filter(|note| ["first", "second", "third"].contains(note)).count(), 3, "{notes:?}");
+    assert_eq!(runtime.store().delivery("siem", "d-4").await.unwrap().as_deref(), Some(id.as_str()));
+}
+
+async fn version(runtime: &Runtime<SqliteStore, Catalog>, id: &str) -> u64 {
+    runtime.store().incident(id).await.unwrap().unwrap().version
+}

@@ -128,3 +128,44 @@ async fn appends_in_one_transaction_fail_alone() {
         store.pending_effects(10).await.unwrap().into_iter().map(|pending| pending.effect.id).collect();
     assert_eq!(pending, ["e2"]);
 }
+
+/// Another process appends behind this writer's back (the CLI beside the server): the head this
+/// writer remembers is stale. An append that trusted it, and wrote its delivery before its event
+/// was refused, is undone alone and answered as a conflict; the next append reads the head from
+/// the file, and the chain stays whole.
+#[tokio::test(flavor = "current_thread")]
+async fn a_head_another_process_moved_is_caught_and_undone_alone() {
+    use phasegate::audit::chain::{GENESIS, from_hex, link};
+    use phasegate::store::{Delivery, Error};
+    let (store, dir) = fresh().await;
+    let store = Arc::new(store);
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    let other = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    other.append("inc-1", 1, &[note(1, "from the other process")], &[], None).await.unwrap();
+    other.close().await;
+
+    let delivery = |id: &str| Delivery { source: "siem".into(), id: id.into(), received_at: contract::at(2) };
+    let stale = {
+        let store = Arc::clone(&store);
+        tokio::spawn(
+            async move { store.append_delivered("inc-1", 1, &[note(2, "stale")], &[], &[delivery("d-1")]).await },
+        )
+    };
+    let beside = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[], None).await })
+    };
+    let (stale, beside) = (stale.await.unwrap(), beside.await.unwrap());
+    assert!(matches!(stale, Err(Error::Conflict { actual: 2, .. })), "{stale:?}");
+    assert!(matches!(beside, Ok(1)), "{beside:?}");
+    assert_eq!(store.delivery("siem", "d-1").await.unwrap(), None, "the delivery was undone with its event");
+
+    store.append_delivered("inc-1", 2, &[note(3, "caught up")], &[], &[delivery("d-1")]).await.unwrap();
+    let links = store.chain("inc-1", 0, 10).await.unwrap();
+    let mut prev = GENESIS;
+    for stored in &links {
+        prev = link(&prev, stored.seq, stored.event.as_bytes());
+        assert_eq!(from_hex(stored.hash.as_deref().unwrap()), Some(prev), "event {}", stored.seq);
+    }
+    assert_eq!(links.len(), 3);
+}

@@ -58,25 +58,30 @@ struct AuditFile {
     signing_key: Option<PathBuf>,
     #[serde(default)]
     public_key: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde_option")]
+    #[serde(default, deserialize_with = "checkpoint_every")]
     checkpoint_every: Option<std::time::Duration>,
 }
 
-/// `checkpoint_every: 10m`, read with humantime.
-mod humantime_serde_option {
+/// A duration such as `10m`, read with humantime, for the field `name` (which the error names:
+/// the YAML reader gives only the section and the line).
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
+    name: &str,
+    deserializer: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
     use serde::Deserialize;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<std::time::Duration>, D::Error> {
-        let text = Option::<String>::deserialize(deserializer)?;
-        text.map(|text| {
-            humantime::parse_duration(&text).map_err(|error| {
-                serde::de::Error::custom(format!("`checkpoint_every: {text}` is not a duration such as `10m`: {error}"))
-            })
+    let text = Option::<String>::deserialize(deserializer)?;
+    text.map(|text| {
+        humantime::parse_duration(&text).map_err(|error| {
+            serde::de::Error::custom(format!("`{name}: {text}` is not a duration such as `10m`: {error}"))
         })
-        .transpose()
-    }
+    })
+    .transpose()
+}
+
+fn checkpoint_every<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    duration("checkpoint_every", deserializer)
 }
 
 /// Where the audit keys are and how often open incidents' heads are signed.
@@ -288,6 +293,8 @@ mod tests {
             ("audit:\n  signing_key: k.pem\n  every: 5m\n", "unknown field `every`"),
             ("audit:\n  checkpoint_every: soon\n", "`checkpoint_every: soon` is not a duration such as `10m`"),
             ("audit:\n  checkpoint_every: 0s\n", "`audit.checkpoint_every` must be longer than zero"),
+            ("server:\n  header_timeout: soon\n", "`header_timeout: soon` is not a duration such as `10m`"),
+            ("server:\n  request_timeout: 0s\n", "`server.request_timeout` must be more than zero"),
         ];
         for (text, expected) in table {
             let error = load(text).unwrap_err().to_string();

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -15,6 +16,11 @@ pub const LISTEN: &str = "127.0.0.1:8080";
 /// The largest request body the server reads, unless configured otherwise.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// How long a client may take to send a request's head, and then to have it answered (its body
+/// read included), unless configured otherwise.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
@@ -22,10 +28,22 @@ pub(super) struct File {
     listen: Option<String>,
     #[serde(default)]
     max_body: Option<usize>,
+    #[serde(default, deserialize_with = "header_timeout")]
+    header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "request_timeout")]
+    request_timeout: Option<Duration>,
     #[serde(default)]
     tokens: BTreeMap<String, TokenFile>,
     #[serde(default)]
     sources: BTreeMap<String, Source>,
+}
+
+fn header_timeout<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("header_timeout", deserializer)
+}
+
+fn request_timeout<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("request_timeout", deserializer)
 }
 
 /// A webhook source: how its deliveries are authenticated, and the names of its secrets in the
@@ -77,6 +95,10 @@ impl std::fmt::Debug for Token {
 pub struct Server {
     pub listen: SocketAddr,
     pub max_body: usize,
+    /// A connection that has not sent a whole request head within this is closed.
+    pub header_timeout: Duration,
+    /// A request not answered within this (its body read included) is answered 408.
+    pub request_timeout: Duration,
     pub tokens: Vec<Token>,
     /// Webhook sources by name, as `POST /hooks/{source}` names them.
     pub sources: BTreeMap<String, Source>,
@@ -119,6 +141,13 @@ impl File {
                 )));
             }
         }
-        Ok(Server { listen, max_body, tokens, sources: self.sources })
+        let header_timeout = self.header_timeout.unwrap_or(HEADER_TIMEOUT);
+        let request_timeout = self.request_timeout.unwrap_or(REQUEST_TIMEOUT);
+        if header_timeout.is_zero() || request_timeout.is_zero() {
+            return Err(Error::Invalid(
+                "`server.header_timeout` and `server.request_timeout` must be more than zero".into(),
+            ));
+        }
+        Ok(Server { listen, max_body, header_timeout, request_timeout, tokens, sources: self.sources })
     }
 }

@@ -175,7 +175,13 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
     };
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let limit = app.config.server.request_timeout;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long").into_response()
+        }
+    };
     let status = response.status().as_u16();
     // The route's pattern, never the path, the query, a header or the body: nothing a secret or a
     // token could be in.
@@ -274,13 +280,47 @@ pub async fn serve(
     });
     app.inbox.found(app.runtime.store().inbox_depth().await?);
     let inbox = tokio::spawn(webhooks::inbox::run(Arc::clone(&app), interval, stop.subscribe()));
-    let serving = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(async move {
-        shutdown.await;
-    });
-    let result = serving.await;
+    accept(listener, router(Arc::clone(&app)), app.config.server.header_timeout, shutdown).await;
     app.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     let _ = runtime_loop.await;
     let _ = inbox.await;
-    result.map_err(Into::into)
+    Ok(())
+}
+
+/// Serves HTTP/1 connections until `shutdown`, then waits for the requests under way. Each
+/// connection must send a request's head within `header_timeout` (hyper's own limit, which needs
+/// the timer set here: without it a client could hold a connection open by sending nothing).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, say: the next accept may succeed once some close.
+                Err(error) => {
+                    tracing::warn!(%error, "a connection could not be accepted");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that goes away or sends garbage ends its own connection, nothing else.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -21,12 +21,17 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with("").await
+    }
+
+    /// With `extra` lines in the configuration's `server:` section.
+    async fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
              tom.reyes: {{ roles: [communications] }}\nserver:\n  max_body: 65536\n  tokens:\n    \
-             dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n",
+             dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n{extra}",
             db = dir.path().join("phasegate.db").display(),
             runbooks = root().join("runbooks").display(),
             dana = sha(DANA),
@@ -262,4 +267,64 @@ async fn the_binary_serves_logs_json_without_secrets_and_stops_on_sigterm() {
     assert!(lines.iter().any(|line| line["fields"]["route"] == "/api/v1/incidents" && line["fields"]["status"] == 401));
     assert!(lines.iter().any(|line| line["fields"]["message"] == "stopped"), "{logs}");
     assert!(!logs.contains(DANA) && !logs.contains("pg_not-a-token"), "no token in the logs");
+}
+
+/// Sends `head` (and whatever of a body it carries) on a raw connection, waits `pause`, sends
+/// `rest`, then reads until the server closes the connection (at most ten seconds).
+async fn raw(base: &str, head: &str, pause: Duration, rest: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(pause).await;
+    // The server may have closed the connection already: that is what some tests expect.
+    let _ = stream.write_all(rest.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server closed the connection: {}", String::from_utf8_lossy(&answer));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that sends its request head too slowly loses the connection, and one that sends
+/// its body too slowly is answered 408 with the usual JSON error; neither holds the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_timed_out() {
+    let server = Server::start_with("  header_timeout: 300ms\n  request_timeout: 300ms\n").await;
+    let head = "GET /healthz HTTP/1.1\r\nHost: phasegate\r\n";
+    let answer = raw(&server.base, head, Duration::from_secs(2), "\r\n").await;
+    assert!(!answer.contains("200 OK"), "a head that came too late is not served: {answer}");
+
+    let body = r#"{"text": "the body never comes"}"#;
+    let head = format!(
+        "POST /api/v1/incidents/inc-1/notes HTTP/1.1\r\nHost: phasegate\r\nConnection: close\r\n\
+         Authorization: Bearer {DANA}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        body.len()
+    );
+    let answer = raw(&server.base, &head, Duration::from_secs(2), &body[1..]).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    // And the server still serves everyone else.
+    let (status, _) = server.call("GET", "/api/v1/incidents", Some(DANA), None).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// A request under way when the server is told to stop is still answered before it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_under_way_at_shutdown_is_answered() {
+    let server = Server::start().await;
+    let base = server.base.clone();
+    let body = r#"{"text": "sent as the server stops"}"#;
+    let head = format!(
+        "POST /api/v1/incidents/inc-1/notes HTTP/1.1\r\nHost: phasegate\r\nConnection: close\r\n\
+         Authorization: Bearer {DANA}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        body.len()
+    );
+    let request = tokio::spawn(async move { raw(&base, &head, Duration::from_millis(500), &body[1..]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The head is in and the body half sent when the stop comes.
+    let stopping = tokio::spawn(server.stop());
+    let answer = request.await.unwrap();
+    stopping.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "answered (no incident `inc-1`): {answer}");
+    assert!(answer.contains(r#""code":"not_found""#), "{answer}");
 }

@@ -181,7 +181,7 @@ pub async fn run(app: Arc<App>, interval: Duration, mut stopped: watch::Receiver
 }
 
 /// Applies a page of deliveries and marks those done; returns how many were.
-async fn apply_page(app: &Arc<App>, waiting: Vec<Inbound>) -> Result<usize, store::Error> {
+async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Error> {
     if waiting.is_empty() {
         return Ok(0);
     }

@@ -331,6 +331,14 @@ pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
     assert_eq!(by_key("breach", "alert-7").await, None, "a closed incident is not returned");
     store.append("inc-4", 0, &[started("inc-4", "breach", Some("alert-7"))], &[], None).await.unwrap();
     assert_eq!(by_key("breach", "alert-7").await.as_deref(), Some("inc-4"), "the same alert after the close");
+    store.append("inc-5", 0, &[started("inc-5", "breach", None)], &[], None).await.unwrap();
+    let open = store.open_keys().await.unwrap();
+    let triple = |runbook: &str, key: &str, id: &str| (runbook.to_string(), key.to_string(), id.to_string());
+    assert_eq!(
+        open,
+        [triple("breach", "alert-8", "inc-2"), triple("ransomware", "alert-7", "inc-3"), triple("breach", "alert-7", "inc-4")],
+        "open incidents with a key, and only those"
+    );
 }
 
 pub async fn an_open_key_cannot_start_a_second_incident(store: Arc<impl Store>) {

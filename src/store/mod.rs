@@ -106,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
 
+    /// Every open incident that a trigger started, as (runbook id, key, incident): what the
+    /// webhook inbox reads once a page instead of [`Store::open_incident_by_key`] per delivery.
+    fn open_keys(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send;
+
     /// Up to `limit` effects not yet done, in the order they were put in the outbox.
     fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send;
 

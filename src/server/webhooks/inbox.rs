@@ -220,10 +220,21 @@ async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Er
         }
         outcomes.push(Ok(done));
     }
+    // The open incidents as the page starts, read once; an action they turn away (one closed
+    // meanwhile) reads its incident again (`apply`).
+    let open: HashMap<(String, String), String> = match app.runtime.store().open_keys().await {
+        Ok(open) => open.into_iter().map(|(runbook, key, incident)| ((runbook, key), incident)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "open incidents could not be read at once; each is read in turn");
+            HashMap::new()
+        }
+    };
     let mut failed = vec![false; waiting.len()];
     for group in order {
         let actions = groups.remove(&group).unwrap_or_default();
-        for (action, result) in actions.iter().zip(apply_group(app, &actions).await) {
+        let runbook = &app.armed[group.0].runbook.id;
+        let known = open.get(&(runbook.clone(), group.1.clone())).cloned();
+        for (action, result) in actions.iter().zip(apply_group(app, &actions, known).await) {
             match (result, &mut outcomes[action.entry]) {
                 (Ok(done), Ok(dones)) => dones[action.number] = Some(done),
                 _ => failed[action.entry] = true,
@@ -245,15 +256,16 @@ async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Er
 }
 
 /// Applies one incident's actions, in order; stops at the first that could not be stored (the
-/// ones after it wait, to keep their order). The incident is read before the first action, then
-/// followed; once it is known to be open, the rest of the group goes to it in one append.
-async fn apply_group(app: &App, actions: &[Action]) -> Vec<Result<Done, ApiError>> {
+/// ones after it wait, to keep their order). `known` is the incident open with the group's key
+/// when the page began, and is followed from there; while it is known to be open, the group's
+/// actions go to it in one append.
+async fn apply_group(app: &App, actions: &[Action], known: Option<String>) -> Vec<Result<Done, ApiError>> {
     let mut results = Vec::with_capacity(actions.len());
-    let mut open: Option<Option<String>> = None;
+    let mut open: Option<Option<String>> = Some(known);
     while results.len() < actions.len() {
         let rest = &actions[results.len()..];
         let answers = match open.clone() {
-            Some(Some(incident)) if rest.len() > 1 => apply_all(app, rest, &incident).await,
+            Some(Some(incident)) => apply_all(app, rest, &incident).await,
             _ => vec![apply(app, &rest[0], &mut open).await],
         };
         for answer in answers {

@@ -300,6 +300,15 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    async fn open_keys(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let open = sqlx::query_as(
+            "SELECT runbook_id, key, id FROM incidents WHERE closed_at IS NULL AND key IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(open)
+    }
+
     async fn pending_effects(&self, limit: usize) -> Result<Vec<PendingEffect>, Error> {
         let rows: Vec<EffectRow> =
             sqlx::query_as("SELECT incident, effect FROM outbox WHERE done_at IS NULL ORDER BY seq LIMIT ?")

@@ -336,7 +336,11 @@ pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
     let triple = |runbook: &str, key: &str, id: &str| (runbook.to_string(), key.to_string(), id.to_string());
     assert_eq!(
         open,
-        [triple("breach", "alert-8", "inc-2"), triple("ransomware", "alert-7", "inc-3"), triple("breach", "alert-7", "inc-4")],
+        [
+            triple("breach", "alert-8", "inc-2"),
+            triple("ransomware", "alert-7", "inc-3"),
+            triple("breach", "alert-7", "inc-4")
+        ],
         "open incidents with a key, and only those"
     );
 }

@@ -74,25 +74,30 @@ pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, Ap
             }
             match trigger.format {
                 PayloadFormat::Alertmanager => {
-                    if alerts.is_none() {
-                        let notification = alertmanager::decode(body).map_err(|error| invalid(error.to_string()))?;
-                        // The group as sent, for `payload`: it decoded, so it is JSON.
-                        let group: Value = serde_json::from_slice(body).unwrap_or_default();
-                        alerts = Some((group, notification.alerts.iter().map(alertmanager_alert).collect()));
-                    }
-                    for alert in alerts.iter().flat_map(|(_, alerts)| alerts) {
-                        let group = alerts.as_ref().map(|(group, _)| group.clone()).unwrap_or_default();
-                        let variables = BTreeMap::from([("alert", alert.clone()), ("payload", group)]);
+                    let (group, decoded) = match alerts.take() {
+                        Some(decoded) => decoded,
+                        None => {
+                            let notification =
+                                alertmanager::decode(body).map_err(|error| invalid(error.to_string()))?;
+                            // The group as sent, for `payload`: it decoded, so it is JSON.
+                            let group: Value = serde_json::from_slice(body).unwrap_or_default();
+                            (group, notification.alerts.iter().map(alertmanager_alert).collect())
+                        }
+                    };
+                    for alert in &decoded {
+                        let variables = BTreeMap::from([("alert", alert.clone()), ("payload", group.clone())]);
                         subjects.push(Subject { armed, trigger: number, variables });
                     }
+                    alerts = Some((group, decoded));
                 }
                 PayloadFormat::Json => {
-                    if payload.is_none() {
-                        let value = serde_json::from_slice(body).map_err(not_json)?;
-                        payload = Some(value);
-                    }
-                    let variables = BTreeMap::from([("payload", payload.clone().unwrap_or_default())]);
+                    let value = match payload.take() {
+                        Some(value) => value,
+                        None => serde_json::from_slice(body).map_err(not_json)?,
+                    };
+                    let variables = BTreeMap::from([("payload", value.clone())]);
                     subjects.push(Subject { armed, trigger: number, variables });
+                    payload = Some(value);
                 }
             }
         }
@@ -229,23 +234,22 @@ async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Er
             HashMap::new()
         }
     };
-    let mut failed = vec![false; waiting.len()];
     for group in order {
         let actions = groups.remove(&group).unwrap_or_default();
         let runbook = &app.armed[group.0].runbook.id;
         let known = open.get(&(runbook.clone(), group.1.clone())).cloned();
         for (action, result) in actions.iter().zip(apply_group(app, &actions, known).await) {
-            match (result, &mut outcomes[action.entry]) {
-                (Ok(done), Ok(dones)) => dones[action.number] = Some(done),
-                _ => failed[action.entry] = true,
+            // An action that failed leaves its place empty: its delivery waits.
+            if let (Ok(done), Ok(dones)) = (result, &mut outcomes[action.entry]) {
+                dones[action.number] = Some(done);
             }
         }
     }
     let mut applied = Vec::with_capacity(waiting.len());
-    for ((inbound, outcome), failed) in waiting.iter().zip(outcomes).zip(failed) {
+    for (inbound, outcome) in waiting.iter().zip(outcomes) {
         let record = match outcome {
             Err(error) => json!({ "error": { "code": error.code, "message": error.message } }),
-            Ok(dones) if !failed && dones.iter().all(Option::is_some) => json!({ "done": dones }),
+            Ok(dones) if dones.iter().all(Option::is_some) => json!({ "done": dones }),
             // An action failed, or one before it on its incident did: it waits to be tried again.
             Ok(_) => continue,
         };

@@ -44,7 +44,7 @@ pub(crate) struct StartRow {
 }
 
 /// An append that follows the log's rules, encoded: what a backend writes, owned so that it can
-/// travel to a writer task.
+/// travel to a writer.
 pub(crate) struct AppendRows {
     pub incident: String,
     pub expected: u64,

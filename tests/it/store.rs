@@ -69,10 +69,20 @@ async fn opening_an_unwritable_path_is_an_error() {
     assert!(matches!(result, Err(phasegate::store::Error::Database(_))), "{result:?}");
 }
 
+/// Holds the file's write lock from a connection of the test's own, as another process writing
+/// would, so that the store's writer waits at its next transaction and appends queue behind it.
+async fn hold_the_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+    let url = format!("sqlite://{}", path.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut connection).await.unwrap();
+    connection
+}
+
 /// Regression guard for group commit: appends that arrive together share one transaction.
 ///
-/// On a current-thread runtime every task sends its append before the writer task runs again, so
-/// each round of a hundred appends is one commit; one commit per append would make this fail.
+/// On a current-thread runtime the hundred tasks of a round send their appends one after another
+/// while the writer's thread commits what it took first, so a round costs a commit or two; one
+/// commit per append would make this fail.
 #[tokio::test(flavor = "current_thread")]
 async fn appends_that_arrive_together_share_a_commit() {
     let (store, _dir) = fresh().await;
@@ -87,13 +97,22 @@ async fn appends_that_arrive_together_share_a_commit() {
 /// already written its events, leave the others of the transaction stored.
 #[tokio::test(flavor = "current_thread")]
 async fn appends_in_one_transaction_fail_alone() {
-    let (store, _dir) = fresh().await;
+    let (store, dir) = fresh().await;
     let store = Arc::new(store);
     store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("e1")], None).await.unwrap();
     let commits = store.commits();
 
-    // Spawned together on one thread, they reach the writer before it runs again, in order. The
-    // refused ones write one row (refused as a whole) or several (undone to a savepoint).
+    // The writer takes another incident's start and waits for the lock with it; meanwhile the
+    // appends below queue, in order, and go together once the lock is released. The refused ones
+    // write one row (refused as a whole) or several (undone to a savepoint).
+    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
+    let blocker = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.append("inc-0", 0, &[started("inc-0", "breach", None)], &[], None).await })
+    };
+    // Long enough for the writer's thread to take it; it then waits for the lock for up to its
+    // busy timeout of seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let appends = [
         (1, note(1, "first"), Some("e2"), None),
         (1, note(2, "stale"), Some("e3"), None),
@@ -111,12 +130,19 @@ async fn appends_in_one_transaction_fail_alone() {
             })
         })
         .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    lock.close().await.unwrap();
     let mut results = Vec::new();
     for task in tasks {
         results.push(task.await.unwrap());
     }
 
-    assert_eq!(store.commits(), commits + 1, "one transaction: {results:?}");
+    assert!(matches!(blocker.await.unwrap(), Ok(1)));
+    // The start alone, then the five together (or, had the writer's thread been slow to take the
+    // start, all six together). Refused appends commit nothing of their own, but the two stored
+    // ones would be two more commits had they not shared one.
+    let commits = store.commits() - commits;
+    assert!(commits <= 2, "{commits} commits rather than one for the five appends: {results:?}");
     assert!(matches!(results[0], Ok(2)), "{results:?}");
     assert!(matches!(results[1], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
     assert!(matches!(results[2], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");

@@ -45,7 +45,7 @@ impl std::fmt::Debug for Append {
     }
 }
 
-/// The writer task: takes every append and received delivery waiting, stores them in one
+/// The writer: takes every append and received delivery waiting, stores them in one
 /// transaction, answers each.
 pub(super) async fn write(connection: SqliteConnection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
     let mut writer = Writer { connection, heads: HashMap::new(), commits };

@@ -69,6 +69,25 @@ async fn opening_an_unwritable_path_is_an_error() {
     assert!(matches!(result, Err(phasegate::store::Error::Database(_))), "{result:?}");
 }
 
+/// The WAL is copied back into the database file beside the writer (the checkpointer), long
+/// before the writer's own checkpoint would come, many thousand pages later: a note appended
+/// reaches the file while the store is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    let (store, dir) = fresh().await;
+    let marker = "a note only a checkpoint copies into the database file";
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    store.append("inc-1", 1, &[note(1, marker)], &[], None).await.unwrap();
+    let path = dir.path().join("phasegate.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read(&path).unwrap().windows(marker.len()).any(|bytes| bytes == marker.as_bytes()) {
+        assert!(std::time::Instant::now() < deadline, "the note is still only in the WAL after 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Closing checkpoints too, so the file is read before.
+    store.close().await;
+}
+
 /// Holds the file's write lock from a connection of the test's own, as another process writing
 /// would, so that the store's writer waits at its next transaction and appends queue behind it.
 async fn hold_the_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {

@@ -23,6 +23,7 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
+mod checkpointer;
 mod writer;
 
 use super::rows::{self, AppendRows};
@@ -37,12 +38,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// How long a connection waits for another process's lock on the file before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// WAL pages written before the writer copies them back into the database (SQLite's default is
-/// 1,000). Commits rewrite the same hot pages (the inbox's newest page, incidents' summary rows,
-/// the upper levels of every index) over and over; a checkpoint copies each page once however
-/// often the WAL holds it, so a longer WAL copies far fewer pages per commit. The price is a WAL
-/// file of up to about 40 MiB and a longer pause at each checkpoint (measured in BENCHMARKS.md:
-/// webhook deliveries taken in about 10% faster, p99 latency higher).
+/// WAL pages written before the writer checkpoints by itself (SQLite's default is 1,000), behind
+/// the checkpointer (`checkpointer.rs`), which usually has copied them by then. Commits rewrite
+/// the same hot pages (the inbox's newest page, incidents' summary rows, the upper levels of every
+/// index) over and over; a checkpoint copies each page once however often the WAL holds it, so a
+/// longer WAL copies fewer pages per commit (measured in BENCHMARKS.md: webhook deliveries taken
+/// in about 10% faster than with 1,000). The WAL file grows to about 40 MiB.
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Read-only connections. SQLite readers do not block each other or the writer in WAL mode.
@@ -73,6 +74,8 @@ pub struct SqliteStore {
     reads: SqlitePool,
     /// Closed when the writer's thread ends.
     writer: oneshot::Receiver<()>,
+    /// Stops the checkpointer, and says when its thread has ended.
+    checkpointer: (oneshot::Sender<()>, oneshot::Receiver<()>),
     commits: Arc<AtomicU64>,
 }
 
@@ -101,11 +104,17 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&mut writer).await?;
         chain_unhashed(&mut writer).await?;
+        let checkpoints = options.clone().connect().await?;
         let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
         let (appends, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = spawn_writer(writer, queue, Arc::clone(&commits))?;
-        Ok(SqliteStore { appends, reads, writer, commits })
+        let writer = on_a_thread("phasegate-writer", writer::write(writer, queue, Arc::clone(&commits)))?;
+        let (stop, stopped) = oneshot::channel();
+        let checkpointer = (
+            stop,
+            on_a_thread("phasegate-checkpointer", checkpointer::run(checkpoints, Arc::clone(&commits), stopped))?,
+        );
+        Ok(SqliteStore { appends, reads, writer, checkpointer, commits })
     }
 
     /// Hands encoded rows to the writer and waits for its answer. The rows are encoded before
@@ -133,25 +142,28 @@ impl SqliteStore {
         // The writer only ends by running out of appends; if it panicked, its callers have
         // already been told, as their answers were dropped.
         let _ = self.writer.await;
+        let (stop, stopped) = self.checkpointer;
+        let _ = stop.send(());
+        let _ = stopped.await;
         self.reads.close().await;
     }
 }
 
-/// Runs the writer on a thread of its own, with a runtime of its own. Every caller waits for its
-/// commits, so the writer's turn must come as soon as SQLite answers it; as one task among the
-/// server's connections it waited behind them for a worker thread at every statement, and a
-/// webhook storm's deliveries waited 20% longer for their commits (measured in BENCHMARKS.md).
-fn spawn_writer(
-    connection: sqlx::sqlite::SqliteConnection,
-    queue: mpsc::Receiver<Job>,
-    commits: Arc<AtomicU64>,
+/// Runs `work` on a thread of its own, with a runtime of its own; the receiver is closed when it
+/// ends. The writer runs so because every caller waits for its commits, so its turn must come as
+/// soon as SQLite answers it: as one task among the server's connections it waited behind them
+/// for a worker thread at every statement, and a webhook storm's deliveries waited about 20%
+/// longer for their commits (measured in BENCHMARKS.md).
+fn on_a_thread(
+    name: &str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<oneshot::Receiver<()>, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(sqlx::Error::Io)?;
     let (finished, ended) = oneshot::channel();
     std::thread::Builder::new()
-        .name("phasegate-writer".into())
+        .name(name.into())
         .spawn(move || {
-            runtime.block_on(writer::write(connection, queue, commits));
+            runtime.block_on(work);
             let _ = finished.send(());
         })
         .map_err(sqlx::Error::Io)?;

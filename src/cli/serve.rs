@@ -57,7 +57,13 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let app = Arc::new(App::new(opened.runtime, opened.config)?);
-    server::serve(app, Arc::new(actions), listener, args.interval, shutdown()).await?;
+    server::serve(Arc::clone(&app), Arc::new(actions), listener, args.interval, shutdown()).await?;
+    // Every request is answered and the loops have stopped, so nothing else holds the app: the
+    // writer finishes what it was given and the database is closed (its WAL copied back).
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.runtime.into_store().close().await,
+        Err(_) => tracing::warn!("the database was left open: something still holds the server"),
+    }
     tracing::info!("stopped");
     Ok(super::exit::OK)
 }

@@ -124,6 +124,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         &self.store
     }
 
+    /// The store, for closing it once nothing else will use the runtime.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     pub fn templates(&self) -> &T {
         &self.templates
     }

@@ -267,6 +267,9 @@ async fn the_binary_serves_logs_json_without_secrets_and_stops_on_sigterm() {
     assert!(lines.iter().any(|line| line["fields"]["route"] == "/api/v1/incidents" && line["fields"]["status"] == 401));
     assert!(lines.iter().any(|line| line["fields"]["message"] == "stopped"), "{logs}");
     assert!(!logs.contains(DANA) && !logs.contains("pg_not-a-token"), "no token in the logs");
+    // Closed, not abandoned: the writer copied the WAL back into the file and emptied it.
+    let wal = std::fs::metadata(dir.path().join("phasegate.db-wal")).map(|wal| wal.len()).unwrap_or(0);
+    assert_eq!(wal, 0, "the database was closed with its WAL copied back");
 }
 
 /// Sends `head` (and whatever of a body it carries) on a raw connection, waits `pause`, sends

@@ -137,15 +137,16 @@ impl SqliteStore {
     }
 
     /// Stops taking appends, waits for the writer to answer those it has, and closes the file.
+    /// The writer's connection closes last, so SQLite copies the WAL back and removes it.
     pub async fn close(self) {
         drop(self.appends);
-        // The writer only ends by running out of appends; if it panicked, its callers have
-        // already been told, as their answers were dropped.
-        let _ = self.writer.await;
+        self.reads.close().await;
         let (stop, stopped) = self.checkpointer;
         let _ = stop.send(());
         let _ = stopped.await;
-        self.reads.close().await;
+        // The writer only ends by running out of appends; if it panicked, its callers have
+        // already been told, as their answers were dropped.
+        let _ = self.writer.await;
     }
 }
 

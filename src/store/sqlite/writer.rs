@@ -100,6 +100,10 @@ pub(super) async fn write(connection: SqliteConnection, mut queue: mpsc::Receive
             let _ = receive.answer.send(answer);
         }
     }
+    // Everything given is answered: copy the WAL back into the file and empty it, so that a
+    // stopped store leaves one file to back up. Readers still closing may keep SQLite from doing
+    // this itself when the last connection closes; if the copy fails, the next open finds the WAL.
+    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut writer.connection).await;
     let _ = writer.connection.close().await;
 }
 

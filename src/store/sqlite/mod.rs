@@ -137,7 +137,7 @@ impl SqliteStore {
     }
 
     /// Stops taking appends, waits for the writer to answer those it has, and closes the file.
-    /// The writer's connection closes last, so SQLite copies the WAL back and removes it.
+    /// The writer closes last: its final act copies the WAL back into the file and empties it.
     pub async fn close(self) {
         drop(self.appends);
         self.reads.close().await;

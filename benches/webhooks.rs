@@ -388,24 +388,22 @@ fn main() {
         for load in loads {
             let mut rounds = Rounds { bare: Vec::new(), full: Vec::new(), applied: Vec::new() };
             for round in 0..ROUNDS {
-                let (bare, full) = if *load == "wrk" {
+                let from_wrk_load = *load == "wrk";
+                let bare = if from_wrk_load {
                     let counted = Arc::clone(&bare_state);
-                    let bare = from_wrk(&bare_url, dir.path(), deliveries("bare", round), move || {
-                        counted.accepted.load(Ordering::Relaxed)
-                    })
-                    .await;
+                    from_wrk(&bare_url, dir.path(), deliveries("bare", round), move || counted.accepted.load(Ordering::Relaxed))
+                        .await
+                } else {
+                    in_process(&bare_url, &bare_clients, deliveries("bare", round)).await
+                };
+                let started = Instant::now();
+                let full = if from_wrk_load {
                     let labels = WebhookLabels { source: "bench".into(), result: "accepted".into(), reason: String::new() };
                     let accepted = app.metrics.webhooks.get_or_create(&labels).clone();
-                    let started = Instant::now();
-                    let full = from_wrk(&full_url, dir.path(), deliveries(load, round), move || accepted.get()).await;
-                    (bare, (full, started))
+                    from_wrk(&full_url, dir.path(), deliveries(load, round), move || accepted.get()).await
                 } else {
-                    let bare = in_process(&bare_url, &bare_clients, deliveries("bare", round)).await;
-                    let started = Instant::now();
-                    let full = in_process(&full_url, &full_clients, deliveries(load, round)).await;
-                    (bare, (full, started))
+                    in_process(&full_url, &full_clients, deliveries(load, round)).await
                 };
-                let (full, started) = full;
                 // Stored is what senders wait for; applied (triggers acted on) follows from the inbox.
                 while app.runtime.store().inbox_depth().await.unwrap() > 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -132,13 +132,8 @@ fn campaign_context() -> serde_json::Value {
 #[test]
 fn every_template_renders_with_the_context_the_engine_provides() {
     let catalog = Catalog::built_in();
-    let campaign_templates: BTreeSet<String> = examples()
-        .iter()
-        .flat_map(|(_, runbook)| runbook.phases.iter().flat_map(|phase| phase.steps.iter()))
-        .filter_map(
-            |step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None },
-        )
-        .collect();
+    let examples = examples();
+    let campaign_templates = crate::support::campaign_templates(examples.iter().map(|(_, runbook)| runbook));
     let mut files: Vec<String> = std::fs::read_dir(root().join("templates"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())

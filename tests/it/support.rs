@@ -1,13 +1,25 @@
 //! Helpers shared by the integration tests: a builder for running the `phasegate` binary, and a
 //! stub HTTP server for the binary to call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The repository root, where `runbooks/` and `templates/` live.
+/// The templates the runbooks' customer campaigns render: rendered per recipient, with a context
+/// of their own, not as status updates.
+pub fn campaign_templates<'a>(runbooks: impl Iterator<Item = &'a phasegate::runbook::Runbook>) -> BTreeSet<String> {
+    use phasegate::runbook::model::Action;
+    runbooks
+        .flat_map(|runbook| runbook.phases.iter().flat_map(|phase| phase.steps.iter()))
+        .filter_map(
+            |step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None },
+        )
+        .collect()
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

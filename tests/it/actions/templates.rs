@@ -177,13 +177,7 @@ fn every_status_template_renders_with_the_context_of_real_incidents() {
         let text = std::fs::read_to_string(&path).unwrap();
         runbooks.push((phasegate::runbook::parse(&text, &catalog).expect("the example is valid"), text));
     }
-    let campaign_templates: BTreeSet<String> = runbooks
-        .iter()
-        .flat_map(|(runbook, _)| runbook.phases.iter().flat_map(|phase| phase.steps.iter()))
-        .filter_map(
-            |step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None },
-        )
-        .collect();
+    let campaign_templates = crate::support::campaign_templates(runbooks.iter().map(|(runbook, _)| runbook));
     let mut files: Vec<String> = std::fs::read_dir(root().join("templates"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())

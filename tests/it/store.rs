@@ -59,7 +59,7 @@ async fn the_file_is_in_wal_mode_with_the_schema_in_place() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(tables, ["checkpoints", "deliveries", "events", "inbox", "incidents", "outbox"]);
+    assert_eq!(tables, ["checkpoints", "deliveries", "events", "inbox", "incidents", "outbox", "received"]);
 }
 
 #[tokio::test]
@@ -213,4 +213,112 @@ async fn a_head_another_process_moved_is_caught_and_undone_alone() {
         assert_eq!(from_hex(stored.hash.as_deref().unwrap()), Some(prev), "event {}", stored.seq);
     }
     assert_eq!(links.len(), 3);
+}
+
+fn delivery(id: &str) -> phasegate::store::Delivery {
+    phasegate::store::Delivery { source: "siem".into(), id: id.into(), received_at: contract::at(1) }
+}
+
+/// The inbox has no index on delivery ids (migration 0005): the writer knows which deliveries
+/// wait, and `received` keeps the ids of those applied. Both hold across a restart, and
+/// deliveries another process received are known too.
+#[tokio::test(flavor = "current_thread")]
+async fn deliveries_are_known_after_a_restart_and_from_another_process() {
+    let (store, dir) = fresh().await;
+    let path = dir.path().join("phasegate.db");
+    assert!(store.receive(&delivery("waits"), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("applied"), b"{}").await.unwrap());
+    let waiting = store.inbox(10, 1 << 20).await.unwrap();
+    store.applied(&[(waiting[1].seq, "[]".into())]).await.unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(!store.receive(&delivery("waits"), b"{}").await.unwrap(), "waiting before the restart");
+    assert!(!store.receive(&delivery("applied"), b"{}").await.unwrap(), "applied before the restart");
+    let other = SqliteStore::open(&path).await.unwrap();
+    assert!(other.receive(&delivery("elsewhere"), b"{}").await.unwrap());
+    assert!(!other.receive(&delivery("waits"), b"{}").await.unwrap());
+    assert!(!store.receive(&delivery("elsewhere"), b"{}").await.unwrap(), "received by the other process");
+    assert!(store.receive(&delivery("here"), b"{}").await.unwrap());
+    assert!(!other.receive(&delivery("here"), b"{}").await.unwrap(), "received by the first process");
+    other.close().await;
+    assert_eq!(store.inbox_depth().await.unwrap(), 3);
+    assert!(store.receipt("siem", "elsewhere").await.unwrap().is_some());
+    assert!(store.receipt("siem", "applied").await.unwrap().unwrap().applied.is_some());
+    store.close().await;
+}
+
+/// One commit's deliveries, some new, one applied before, one waiting, one twice: the insert
+/// stores the new ones once and the answers say which they were.
+#[tokio::test(flavor = "current_thread")]
+async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
+    let (store, dir) = fresh().await;
+    let store = Arc::new(store);
+    assert!(store.receive(&delivery("applied"), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("waiting"), b"{}").await.unwrap());
+    let first = store.inbox(1, 1 << 20).await.unwrap();
+    store.applied(&[(first[0].seq, "[]".into())]).await.unwrap();
+
+    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
+    let receive = |id: &'static str| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.receive(&delivery(id), id.as_bytes()).await.unwrap() })
+    };
+    // The writer takes this one alone and waits for the lock; the others queue behind it.
+    let blocker = receive("blocker");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let commits = store.commits();
+    let together: Vec<_> = ["new-1", "applied", "new-2", "waiting", "new-1"].into_iter().map(receive).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    lock.close().await.unwrap();
+    assert!(blocker.await.unwrap());
+    let mut answers = Vec::new();
+    for task in together {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(answers, [true, false, true, false, false]);
+    assert_eq!(store.commits() - commits, 2, "the blocker's commit, then one for the five");
+    let waiting = store.inbox(10, 1 << 20).await.unwrap();
+    let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
+    assert_eq!(ids, ["waiting", "blocker", "new-1", "new-2"]);
+}
+
+/// A database from before migration 0005 (the inbox with a unique key on ids) keeps its
+/// deliveries: waiting ones wait, applied ones are still known.
+#[tokio::test]
+async fn the_inbox_from_before_migration_5_is_carried_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    for entry in std::fs::read_dir("migrations/sqlite").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0005" {
+            std::fs::copy(&path, migrations.join(name)).unwrap();
+        }
+    }
+    let path = dir.path().join("phasegate.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(migrations.as_path()).await.unwrap().run(&mut connection).await.unwrap();
+    sqlx::query(
+        "INSERT INTO inbox (source, id, received_at, body, applied_at, outcome) VALUES
+             ('siem', 'old-applied', '2026-12-01T00:00:00Z', NULL, '2026-12-01T00:00:01Z', '[]'),
+             ('siem', 'old-waiting', '2026-12-01T00:00:02Z', X'7B7D', NULL, NULL)",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(!store.receive(&delivery("old-applied"), b"{}").await.unwrap());
+    assert!(!store.receive(&delivery("old-waiting"), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("new"), b"{}").await.unwrap());
+    let waiting = store.inbox(10, 1 << 20).await.unwrap();
+    let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
+    assert_eq!(ids, ["old-waiting", "new"]);
+    assert_eq!(waiting[0].seq, 2, "rows keep their place");
+    assert!(store.receipt("siem", "old-applied").await.unwrap().unwrap().applied.is_some());
+    store.close().await;
 }

@@ -30,7 +30,7 @@ use super::rows::{self, AppendRows};
 use super::{ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint};
 use crate::audit::keys::SignedCheckpoint;
 use crate::engine::{Effect, Event};
-use writer::{Append, Job, Receive, chain_unhashed};
+use writer::{Append, Job, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -104,11 +104,12 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&mut writer).await?;
         chain_unhashed(&mut writer).await?;
+        let waiting = Waiting::read(&mut writer).await?;
         let checkpoints = options.clone().connect().await?;
         let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
         let (appends, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = on_a_thread("phasegate-writer", writer::write(writer, queue, Arc::clone(&commits)))?;
+        let writer = on_a_thread("phasegate-writer", writer::write(writer, waiting, queue, Arc::clone(&commits)))?;
         let (stop, stopped) = oneshot::channel();
         let checkpointer = (
             stop,
@@ -261,12 +262,21 @@ impl Store for SqliteStore {
     }
 
     async fn receipt(&self, source: &str, id: &str) -> Result<Option<Receipt>, Error> {
-        let row: Option<(String, Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT received_at, applied_at, outcome FROM inbox WHERE source = ? AND id = ?")
-                .bind(source)
-                .bind(id)
-                .fetch_optional(&self.reads)
-                .await?;
+        // An applied delivery is found by its id in `received`; one still waiting among the few
+        // waiting (the inbox has no index on ids: see migration 0005). One statement, so that a
+        // delivery applied meanwhile is found in one place or the other.
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT received_at, applied_at, outcome FROM inbox
+                 WHERE seq = (SELECT seq FROM received WHERE source = ?1 AND id = ?2)
+             UNION ALL
+             SELECT received_at, applied_at, outcome FROM inbox
+                 WHERE applied_at IS NULL AND source = ?1 AND id = ?2
+             LIMIT 1",
+        )
+        .bind(source)
+        .bind(id)
+        .fetch_optional(&self.reads)
+        .await?;
         let Some((received_at, applied_at, outcome)) = row else { return Ok(None) };
         let applied = match (applied_at, outcome) {
             (Some(at), Some(outcome)) => Some((rows::parse_timestamp(&at)?, outcome)),

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::Connection;
@@ -14,6 +15,10 @@ use super::super::rows::{self, AppendRows};
 use super::{ChainRow, MAX_BATCH, signed, unsigned};
 use crate::audit::chain::{self, GENESIS, Hash};
 use crate::audit::keys::SignedCheckpoint;
+use inbox::Added;
+pub(super) use inbox::Waiting;
+
+mod inbox;
 
 /// One append on its way to the writer, with where its answer goes.
 pub(super) struct Append {
@@ -45,14 +50,40 @@ impl std::fmt::Debug for Append {
     }
 }
 
+/// The longest appends are held back behind received deliveries. While both wait, the deliveries
+/// are committed first, by themselves: their senders wait for that commit (a webhook storm's
+/// senders are answered at the rate of these commits), and the appends waiting then are mostly the
+/// inbox task applying deliveries already answered. An append held this long goes into the next
+/// commit with whatever deliveries share it, so a person's approval during a storm is not kept
+/// waiting for the storm to end.
+const APPENDS_HELD: Duration = Duration::from_millis(20);
+
 /// The writer: takes every append and received delivery waiting, stores them in one
-/// transaction, answers each.
-pub(super) async fn write(connection: SqliteConnection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
-    let mut writer = Writer { connection, heads: HashMap::new(), commits };
+/// transaction (received deliveries first, see [`APPENDS_HELD`]), answers each.
+pub(super) async fn write(
+    connection: SqliteConnection,
+    waiting: Waiting,
+    mut queue: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut writer = Writer { connection, heads: HashMap::new(), waiting, commits };
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut receives = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    let mut held_since: Option<Instant> = None;
+    loop {
+        if batch.is_empty() {
+            if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+                break;
+            }
+        } else {
+            // Appends are held: take whatever else is waiting, without waiting for more.
+            while jobs.len() < MAX_BATCH
+                && let Ok(job) = queue.try_recv()
+            {
+                jobs.push(job);
+            }
+        }
         for job in jobs.drain(..) {
             match job {
                 Job::Append(append) => batch.push(append),
@@ -63,41 +94,21 @@ pub(super) async fn write(connection: SqliteConnection, mut queue: mpsc::Receive
                     let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
                 }
                 Job::Applied { outcomes, answer } => {
-                    let _ = answer.send(mark_applied(&mut writer.connection, &outcomes).await);
+                    let _ = answer.send(writer.mark_applied(&outcomes).await);
                 }
             }
         }
         if batch.is_empty() && receives.is_empty() {
             continue;
         }
-        let mut committed = writer.commit(&batch, &receives, false).await;
-        if matches!(committed, Err(Failed::Halfway)) {
-            // An append was refused where that cannot happen unless the database was changed
-            // under phasegate: the batch again, with every append able to be undone alone.
-            writer.rollback().await;
-            committed = writer.commit(&batch, &receives, true).await;
-        }
-        let (answers, received) = match committed {
-            Ok(answers) => answers,
-            Err(failed) => {
-                // Nothing of the batch is stored.
-                writer.rollback().await;
-                let error = match failed {
-                    Failed::Database(error) => error,
-                    Failed::Halfway => Error::Corrupt("an append was refused after writing part of it".into()),
-                };
-                (
-                    batch.iter().map(|_| Err(error.clone())).collect(),
-                    receives.iter().map(|_| Err(error.clone())).collect(),
-                )
-            }
-        };
-        // A caller that stopped waiting learns the outcome by reading again.
-        for (append, answer) in batch.drain(..).zip(answers) {
-            let _ = append.answer.send(answer);
-        }
-        for (receive, answer) in receives.drain(..).zip(received) {
-            let _ = receive.answer.send(answer);
+        let hold = !receives.is_empty()
+            && !batch.is_empty()
+            && held_since.get_or_insert_with(Instant::now).elapsed() < APPENDS_HELD;
+        if hold {
+            writer.commit_and_answer(&mut Vec::new(), &mut receives).await;
+        } else {
+            held_since = None;
+            writer.commit_and_answer(&mut batch, &mut receives).await;
         }
     }
     // Everything given is answered: copy the WAL back into the file and empty it, so that a
@@ -160,10 +171,44 @@ const MOST_HEADS: usize = 10_000;
 struct Writer {
     connection: SqliteConnection,
     heads: Heads,
+    waiting: Waiting,
     commits: Arc<AtomicU64>,
 }
 
 impl Writer {
+    /// Stores a batch and answers each of its appends and deliveries; drains both.
+    async fn commit_and_answer(&mut self, batch: &mut Vec<Append>, receives: &mut Vec<Receive>) {
+        let mut committed = self.commit(batch, receives, false).await;
+        if matches!(committed, Err(Failed::Halfway)) {
+            // An append was refused where that cannot happen unless the database was changed
+            // under phasegate: the batch again, with every append able to be undone alone.
+            self.rollback().await;
+            committed = self.commit(batch, receives, true).await;
+        }
+        let (answers, received) = match committed {
+            Ok(answers) => answers,
+            Err(failed) => {
+                // Nothing of the batch is stored.
+                self.rollback().await;
+                let error = match failed {
+                    Failed::Database(error) => error,
+                    Failed::Halfway => Error::Corrupt("an append was refused after writing part of it".into()),
+                };
+                (
+                    batch.iter().map(|_| Err(error.clone())).collect(),
+                    receives.iter().map(|_| Err(error.clone())).collect(),
+                )
+            }
+        };
+        // A caller that stopped waiting learns the outcome by reading again.
+        for (append, answer) in batch.drain(..).zip(answers) {
+            let _ = append.answer.send(answer);
+        }
+        for (receive, answer) in receives.drain(..).zip(received) {
+            let _ = receive.answer.send(answer);
+        }
+    }
+
     /// Ends a failed transaction and forgets the heads it may have cached. If the rollback fails
     /// too, SQLite has already rolled the transaction back, or the connection is gone and the
     /// next batch will say so.
@@ -182,7 +227,8 @@ impl Writer {
         // and commits, as durably as any, when it ends: the most common batches thus cost one
         // round trip to SQLite's thread rather than three.
         if batch.is_empty() {
-            let received = receive(&mut self.connection, receives).await?;
+            let (received, added) = self.receive(receives, false).await?;
+            self.waiting.keep(added);
             self.commits.fetch_add(1, Ordering::Relaxed);
             return Ok((Vec::new(), received));
         }
@@ -202,7 +248,8 @@ impl Writer {
         // IMMEDIATE takes the write lock now, so that another process writing the same file makes
         // this wait (up to the busy timeout) instead of failing halfway through.
         sqlx::query("BEGIN IMMEDIATE").execute(&mut self.connection).await?;
-        let received = if receives.is_empty() { Vec::new() } else { receive(&mut self.connection, receives).await? };
+        let (received, added) =
+            if receives.is_empty() { (Vec::new(), Added::default()) } else { self.receive(receives, true).await? };
         let alone = batch.len() == 1 && receives.is_empty();
         let mut answers = Vec::with_capacity(batch.len());
         for append in batch {
@@ -233,6 +280,7 @@ impl Writer {
             return Ok((answers, received));
         }
         sqlx::query("COMMIT").execute(&mut self.connection).await?;
+        self.waiting.keep(added);
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok((answers, received))
     }
@@ -391,41 +439,6 @@ impl Writer {
         }
         Ok(rows.version())
     }
-}
-
-/// Inserts received deliveries, all in one statement; the unique key skips those received before
-/// (or twice in the batch), and what the insert returns says which were new.
-async fn receive(connection: &mut SqliteConnection, receives: &[Receive]) -> Result<Vec<Result<bool, Error>>, Error> {
-    let mut insert = sqlx::QueryBuilder::new("INSERT INTO inbox (source, id, received_at, body) ");
-    insert.push_values(receives, |mut row, receive| {
-        row.push_bind(&receive.source).push_bind(&receive.id).push_bind(&receive.received_at).push_bind(&receive.body);
-    });
-    insert.push(" ON CONFLICT (source, id) DO NOTHING RETURNING source, id");
-    let inserted: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *connection).await?;
-    let mut inserted: std::collections::HashSet<(String, String)> = inserted.into_iter().collect();
-    Ok(receives
-        .iter()
-        // The first of two with one id in the batch took the row; the second finds it taken.
-        .map(|receive| Ok(inserted.remove(&(receive.source.clone(), receive.id.clone()))))
-        .collect())
-}
-
-/// Marks deliveries applied and lets go of their bodies: one statement for up to a few hundred
-/// at a time, all in one transaction.
-async fn mark_applied(connection: &mut SqliteConnection, outcomes: &[(u64, String)]) -> Result<(), Error> {
-    let now = rows::timestamp(Utc::now());
-    let mut transaction = connection.begin().await?;
-    for chunk in outcomes.chunks(500) {
-        let mut update = sqlx::QueryBuilder::new("UPDATE inbox SET applied_at = ");
-        update.push_bind(&now).push(", outcome = done.column2, body = NULL FROM (");
-        update.push_values(chunk, |mut row, (seq, outcome)| {
-            row.push_bind(signed(*seq)).push_bind(outcome);
-        });
-        update.push(") AS done WHERE inbox.seq = done.column1 AND inbox.applied_at IS NULL");
-        update.build().execute(&mut *transaction).await?;
-    }
-    transaction.commit().await?;
-    Ok(())
 }
 
 /// Why the incident's row refused an append: the incident is at another version, it does not

@@ -50,12 +50,12 @@ impl std::fmt::Debug for Append {
     }
 }
 
-/// The longest appends are held back behind received deliveries. While both wait, the deliveries
-/// are committed first, by themselves: their senders wait for that commit (a webhook storm's
-/// senders are answered at the rate of these commits), and the appends waiting then are mostly the
-/// inbox task applying deliveries already answered. An append held this long goes into the next
-/// commit with whatever deliveries share it, so a person's approval during a storm is not kept
-/// waiting for the storm to end.
+/// The longest appends (and marks of applied deliveries) are held back behind received
+/// deliveries. While both wait, the deliveries are committed first, by themselves: their senders
+/// wait for that commit (a webhook storm's senders are answered at the rate of these commits), and
+/// the appends waiting then are mostly the inbox task applying deliveries already answered. An
+/// append held this long goes into the next commit with whatever deliveries share it, so a
+/// person's approval during a storm is not kept waiting for the storm to end.
 const APPENDS_HELD: Duration = Duration::from_millis(20);
 
 /// The writer: takes every append and received delivery waiting, stores them in one
@@ -70,9 +70,11 @@ pub(super) async fn write(
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut receives = Vec::with_capacity(MAX_BATCH);
+    // Applied deliveries to mark, held like appends: they are the inbox task's too.
+    let mut applied = Vec::new();
     let mut held_since: Option<Instant> = None;
     loop {
-        if batch.is_empty() {
+        if batch.is_empty() && applied.is_empty() {
             if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
                 break;
             }
@@ -88,28 +90,27 @@ pub(super) async fn write(
             match job {
                 Job::Append(append) => batch.push(append),
                 Job::Receive(receive) => receives.push(receive),
-                // Rare (one per incident every few minutes, one per page of applied deliveries):
-                // each is a transaction of its own.
+                Job::Applied { outcomes, answer } => applied.push((outcomes, answer)),
+                // Rare (one per incident every few minutes): a transaction of its own.
                 Job::Checkpoint { incident, checkpoint, answer } => {
                     let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
                 }
-                Job::Applied { outcomes, answer } => {
-                    let _ = answer.send(writer.mark_applied(&outcomes).await);
-                }
             }
+        }
+        let held = !batch.is_empty() || !applied.is_empty();
+        if !receives.is_empty() && held && held_since.get_or_insert_with(Instant::now).elapsed() < APPENDS_HELD {
+            writer.commit_and_answer(&mut Vec::new(), &mut receives).await;
+            continue;
+        }
+        held_since = None;
+        // One page of applied deliveries each: a transaction of its own.
+        for (outcomes, answer) in applied.drain(..) {
+            let _ = answer.send(writer.mark_applied(&outcomes).await);
         }
         if batch.is_empty() && receives.is_empty() {
             continue;
         }
-        let hold = !receives.is_empty()
-            && !batch.is_empty()
-            && held_since.get_or_insert_with(Instant::now).elapsed() < APPENDS_HELD;
-        if hold {
-            writer.commit_and_answer(&mut Vec::new(), &mut receives).await;
-        } else {
-            held_since = None;
-            writer.commit_and_answer(&mut batch, &mut receives).await;
-        }
+        writer.commit_and_answer(&mut batch, &mut receives).await;
     }
     // Everything given is answered: copy the WAL back into the file and empty it, so that a
     // stopped store leaves one file to back up. Readers still closing may keep SQLite from doing

@@ -6,7 +6,8 @@
 //! that writes, takes every append waiting for it, and stores them all in one transaction, undoing
 //! an append that is refused (to its savepoint, where it wrote several rows) so that the others
 //! are still stored. A hundred incidents appending at once then wait for a few disk flushes, not a
-//! hundred. Received webhook deliveries share those commits (one insert for all of a batch's).
+//! hundred. Received webhook deliveries take commits of their own ahead of waiting appends (one
+//! insert for all of a batch's), since their senders wait for them (`writer.rs`).
 //! `writer.rs` is that writer. Reads go through a separate pool of read-only connections, which
 //! WAL lets run beside the writer.
 //!

@@ -38,3 +38,16 @@ ALTER TABLE inbox_in_order RENAME TO inbox;
 
 -- The deliveries still to apply, in order.
 CREATE INDEX inbox_waiting ON inbox (seq) WHERE applied_at IS NULL;
+
+-- Each action a delivery asks for is stored with an id of its own in `deliveries`, so that
+-- applying it again after a crash does nothing twice. Those ids were the delivery's id and the
+-- action's number (`ID/N`), random like the ids, one index page written per action; from here on
+-- they are its place in the inbox (`#SEQ/N`, zero-padded so that they sort in order). A delivery
+-- received before keeps its old ids, so that one applied halfway before the upgrade does the rest
+-- and nothing twice.
+CREATE TABLE inbox_numbered (
+    -- The first `seq` whose actions are numbered by it.
+    since  INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO inbox_numbered (since) SELECT coalesce(max(seq), 0) + 1 FROM inbox;

@@ -528,6 +528,10 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
     );
     assert_eq!(waiting[0].delivery.received_at, at(1));
     assert!(waiting[0].seq < waiting[1].seq && waiting[1].seq < waiting[2].seq);
+    // Each delivery's actions have ids of their own, in the order received (so that storing them
+    // writes in order), the same when the delivery is read again.
+    assert!(waiting[0].actions < waiting[1].actions && waiting[1].actions < waiting[2].actions);
+    assert_eq!(store.inbox(10, 1 << 20).await.unwrap(), waiting);
     assert_eq!(store.inbox(1, 1 << 20).await.unwrap().len(), 1);
     // Bodies of 15, 10 and 2 bytes: a page stops once they reach its bytes, but always has one.
     assert_eq!(store.inbox(10, 15).await.unwrap().len(), 1);

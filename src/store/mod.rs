@@ -152,6 +152,11 @@ pub struct Inbound {
     pub seq: u64,
     pub delivery: Delivery,
     pub body: Vec<u8>,
+    /// What the ids of its actions begin with: the Nth action is stored as delivery
+    /// `{actions}/{N}` of the delivery's source, the same every time it is applied. Each delivery
+    /// has its own, and they sort in the order received, so that storing them writes the index
+    /// of deliveries in order (deliveries received before that scheme keep their own id).
+    pub actions: String,
 }
 
 /// What became of a received delivery.

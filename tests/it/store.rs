@@ -59,7 +59,10 @@ async fn the_file_is_in_wal_mode_with_the_schema_in_place() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(tables, ["checkpoints", "deliveries", "events", "inbox", "incidents", "outbox", "received"]);
+    assert_eq!(
+        tables,
+        ["checkpoints", "deliveries", "events", "inbox", "inbox_numbered", "incidents", "outbox", "received"]
+    );
 }
 
 #[tokio::test]
@@ -319,6 +322,10 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
     let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
     assert_eq!(ids, ["old-waiting", "new"]);
     assert_eq!(waiting[0].seq, 2, "rows keep their place");
+    // A delivery received before keeps the ids its actions had, in case it was applied halfway;
+    // one received after is numbered by its place.
+    assert_eq!(waiting[0].actions, "old-waiting");
+    assert_eq!(waiting[1].actions, "#00000000000000000003");
     assert!(store.receipt("siem", "old-applied").await.unwrap().unwrap().applied.is_some());
     store.close().await;
 }

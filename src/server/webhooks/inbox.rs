@@ -10,7 +10,7 @@
 //! incident costs a commit a page. One group at a time leaves most of the machine, during a
 //! storm, to taking deliveries in, which is what senders wait for (measured in BENCHMARKS.md:
 //! with several groups at once, deliveries were taken in markedly slower). Each action is
-//! stored with a delivery id of its own (`{delivery}/{n}`) in the transaction of its events, so
+//! stored with a delivery id of its own (`{actions}/{n}`: `store::Inbound::actions`) in the transaction of its events, so
 //! applying a delivery again after a crash halfway through does the rest and nothing twice. A
 //! delivery is marked applied, with what it did, once all its actions are stored; one whose action
 //! failed (the database) waits and is tried again.
@@ -212,7 +212,7 @@ async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Er
                     // Each action has an id of its own, the same every time the delivery is applied.
                     let delivery = Delivery {
                         source: inbound.delivery.source.clone(),
-                        id: format!("{}/{number}", inbound.delivery.id),
+                        id: format!("{}/{number}", inbound.actions),
                         received_at: inbound.delivery.received_at,
                     };
                     let group = (subject.armed, key.clone());

@@ -230,7 +230,7 @@ impl Store for SqliteStore {
 
     async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
         let rows: Vec<InboundRow> = sqlx::query_as(
-            "SELECT seq, source, id, received_at, body FROM (
+            "SELECT seq, source, id, received_at, body, seq >= (SELECT since FROM inbox_numbered) AS numbered FROM (
                  SELECT seq, source, id, received_at, body, sum(length(body)) OVER (ORDER BY seq) AS through
                  FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT ?
              ) WHERE through - length(body) < ? ORDER BY seq",
@@ -245,8 +245,11 @@ impl Store for SqliteStore {
                     Error::Corrupt(format!("delivery `{}` from `{}` waits without its body", row.id, row.source))
                 })?;
                 let received_at = rows::parse_timestamp(&row.received_at)?;
+                let seq = unsigned(row.seq)?;
+                // Zero-padded, so that they sort as the numbers do (migration 0005).
+                let actions = if row.numbered { format!("#{seq:020}") } else { row.id.clone() };
                 let delivery = Delivery { source: row.source, id: row.id, received_at };
-                Ok(Inbound { seq: unsigned(row.seq)?, delivery, body })
+                Ok(Inbound { seq, delivery, body, actions })
             })
             .collect()
     }
@@ -425,6 +428,7 @@ struct InboundRow {
     id: String,
     received_at: String,
     body: Option<Vec<u8>>,
+    numbered: bool,
 }
 
 #[derive(sqlx::FromRow)]

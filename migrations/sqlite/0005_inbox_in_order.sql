@@ -17,7 +17,8 @@ INSERT INTO received (source, id, seq) SELECT source, id, seq FROM inbox WHERE a
 
 -- SQLite drops no constraint in place: the table is rebuilt, its rows and their `seq` kept.
 CREATE TABLE inbox_in_order (
-    seq          INTEGER PRIMARY KEY,
+    -- Never given twice, even if rows are deleted: actions are stored under it (below).
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     -- The configured source and the delivery's id there (or the SHA-256 of the signed body).
     source       TEXT NOT NULL,
     id           TEXT NOT NULL,

@@ -329,3 +329,33 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
     assert!(store.receipt("siem", "old-applied").await.unwrap().unwrap().applied.is_some());
     store.close().await;
 }
+
+/// Deliveries waiting to be stored are committed ahead of an append waiting with them, in a commit
+/// of their own (their senders wait for it), and the append follows in the next.
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
+    let (store, dir) = fresh().await;
+    let store = Arc::new(store);
+    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
+    let receive = |id: &'static str| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.receive(&delivery(id), b"{}").await.unwrap() })
+    };
+    let blocker = receive("blocker");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let commits = store.commits();
+    let append = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.append("inc-1", 1, &[note(1, "during a storm")], &[], None).await })
+    };
+    let deliveries: Vec<_> = ["d-1", "d-2", "d-3"].into_iter().map(receive).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    lock.close().await.unwrap();
+    assert!(blocker.await.unwrap());
+    for delivery in deliveries {
+        assert!(delivery.await.unwrap());
+    }
+    assert_eq!(append.await.unwrap().unwrap(), 2);
+    assert_eq!(store.commits() - commits, 3, "the blocker's commit, the deliveries', then the append's");
+}

@@ -251,6 +251,26 @@ async fn deliveries_are_known_after_a_restart_and_from_another_process() {
     store.close().await;
 }
 
+fn spawn_receive(store: &Arc<SqliteStore>, id: &'static str) -> tokio::task::JoinHandle<bool> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.receive(&delivery(id), id.as_bytes()).await.unwrap() })
+}
+
+/// Runs `send` while the writer waits for the file's write lock at a delivery of its own, so that
+/// what `send` spawns reaches the writer together, then lets the writer go. Gives what `send`
+/// returned and the writer's commits before the waiting delivery's.
+async fn sent_together<T>(store: &Arc<SqliteStore>, dir: &TempDir, send: impl FnOnce() -> T) -> (T, u64) {
+    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
+    let blocker = spawn_receive(store, "blocker");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let commits = store.commits();
+    let sent = send();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    lock.close().await.unwrap();
+    assert!(blocker.await.unwrap());
+    (sent, commits)
+}
+
 /// One commit's deliveries, some new, one applied before, one waiting, one twice: the insert
 /// stores the new ones once and the answers say which they were.
 #[tokio::test(flavor = "current_thread")]
@@ -262,19 +282,11 @@ async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
     let first = store.inbox(1, 1 << 20).await.unwrap();
     store.applied(&[(first[0].seq, "[]".into())]).await.unwrap();
 
-    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
-    let receive = |id: &'static str| {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.receive(&delivery(id), id.as_bytes()).await.unwrap() })
-    };
-    // The writer takes this one alone and waits for the lock; the others queue behind it.
-    let blocker = receive("blocker");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let commits = store.commits();
-    let together: Vec<_> = ["new-1", "applied", "new-2", "waiting", "new-1"].into_iter().map(receive).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    lock.close().await.unwrap();
-    assert!(blocker.await.unwrap());
+    let (together, commits) = sent_together(&store, &dir, || {
+        let ids = ["new-1", "applied", "new-2", "waiting", "new-1"];
+        ids.map(|id| spawn_receive(&store, id))
+    })
+    .await;
     let mut answers = Vec::new();
     for task in together {
         answers.push(task.await.unwrap());
@@ -337,22 +349,13 @@ async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
     let (store, dir) = fresh().await;
     let store = Arc::new(store);
     store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
-    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
-    let receive = |id: &'static str| {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.receive(&delivery(id), b"{}").await.unwrap() })
-    };
-    let blocker = receive("blocker");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let commits = store.commits();
-    let append = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append("inc-1", 1, &[note(1, "during a storm")], &[], None).await })
-    };
-    let deliveries: Vec<_> = ["d-1", "d-2", "d-3"].into_iter().map(receive).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    lock.close().await.unwrap();
-    assert!(blocker.await.unwrap());
+    let ((append, deliveries), commits) = sent_together(&store, &dir, || {
+        let appending = Arc::clone(&store);
+        let append =
+            tokio::spawn(async move { appending.append("inc-1", 1, &[note(1, "during a storm")], &[], None).await });
+        (append, ["d-1", "d-2", "d-3"].map(|id| spawn_receive(&store, id)))
+    })
+    .await;
     for delivery in deliveries {
         assert!(delivery.await.unwrap());
     }

@@ -78,11 +78,13 @@ impl Writer {
     /// One try of [`Writer::receive`]; `None` when another connection added to the inbox.
     async fn try_receive(&mut self, receives: &[Receive]) -> Result<Option<(Vec<Result<bool, Error>>, Added)>, Error> {
         let key = |receive: &Receive| (receive.source.clone(), receive.id.clone());
+        // The first of two with one id in the batch may be new; the second finds it taken.
         let mut in_batch = HashSet::new();
-        let candidates: Vec<&Receive> = receives
-            .iter()
-            // The first of two with one id in the batch may be new; the second finds it taken.
-            .filter(|receive| !self.waiting.keys.contains(&key(receive)) && in_batch.insert(key(receive)))
+        let candidates: Vec<usize> = (0..receives.len())
+            .filter(|&at| {
+                let key = key(&receives[at]);
+                !self.waiting.keys.contains(&key) && in_batch.insert(key)
+            })
             .collect();
         let mut added = Added::default();
         if !candidates.is_empty() {
@@ -90,7 +92,7 @@ impl Writer {
                 "INSERT INTO inbox (source, id, received_at, body) \
                  SELECT column1, column2, column3, column4 FROM (",
             );
-            insert.push_values(&candidates, |mut row, receive| {
+            insert.push_values(candidates.iter().map(|&at| &receives[at]), |mut row, receive| {
                 row.push_bind(&receive.source)
                     .push_bind(&receive.id)
                     .push_bind(&receive.received_at)
@@ -105,7 +107,7 @@ impl Writer {
             let done = insert.build().execute(&mut self.connection).await?;
             let inserted = usize::try_from(done.rows_affected()).unwrap_or(usize::MAX);
             added.keys = if inserted == candidates.len() {
-                candidates.iter().map(|receive| key(receive)).collect()
+                in_batch.into_iter().collect()
             } else if inserted == 0 {
                 // Every one was applied before, unless the check failed.
                 let newest: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM inbox")
@@ -128,15 +130,11 @@ impl Writer {
             }
         }
         let new: HashSet<&(String, String)> = added.keys.iter().collect();
-        let mut answered = HashSet::new();
-        let answers = receives
-            .iter()
-            .map(|receive| {
-                let key = key(receive);
-                Ok(new.contains(&key) && answered.insert(key))
-            })
-            .collect();
-        Ok(Some((answers, added)))
+        let mut answers = vec![false; receives.len()];
+        for at in candidates {
+            answers[at] = new.contains(&key(&receives[at]));
+        }
+        Ok(Some((answers.into_iter().map(Ok).collect(), added)))
     }
 
     /// Marks deliveries applied and lets go of their bodies, and keeps their ids in `received`:

@@ -11,6 +11,7 @@ pub mod decide;
 pub mod directory;
 pub mod effect;
 pub mod event;
+mod rights;
 pub mod scope;
 pub mod state;
 

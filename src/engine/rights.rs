@@ -76,7 +76,8 @@ impl<'a> Work<'a> {
             "finish them (the runbook lets nobody abandon an incident early)".to_string()
         } else {
             format!(
-                "finish them, or abandon the incident with `phasegate close INCIDENT --abandon --reason TEXT` ({})",
+                "finish them, or abandon the incident with `phasegate close {} --abandon --reason TEXT` ({})",
+                self.incident.id,
                 roles_text(&right.roles)
             )
         }

@@ -476,7 +476,7 @@ fn closing_needs_the_close_role_and_every_phase_done_or_an_abandonment_with_a_re
     );
     assert!(
         refused.ends_with(
-            "finish them, or abandon the incident with `phasegate close INCIDENT --abandon --reason TEXT` (role `ciso`)"
+            "finish them, or abandon the incident with `phasegate close inc-1 --abandon --reason TEXT` (role `ciso`)"
         ),
         "{refused}"
     );

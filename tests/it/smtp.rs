@@ -68,16 +68,21 @@ impl Sink {
         Sink::with(test, Options::default())
     }
 
+    /// A sink with `options`, or `None` when it cannot run, said loudly as the skip of `test`.
     pub fn with(test: &str, options: Options<'_>) -> Option<Sink> {
+        Sink::launch(options).map_err(|why| skipped(&format!("{test}: {why}"))).ok()
+    }
+
+    /// A sink with `options`, or why it cannot run (for the caller to say).
+    pub fn launch(options: Options<'_>) -> Result<Sink, String> {
         let python = std::env::var("PHASEGATE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
         let probe = Command::new(&python).args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status();
         if !probe.is_ok_and(|status| status.success()) {
-            skipped(&format!(
-                "{test}: it needs a real SMTP server, `scripts/smtp-sink.py`, which needs `{python}` with the PyPI \
-                 package `aiosmtpd` (install it with `{python} -m pip install aiosmtpd==1.4.6`, or point \
+            return Err(format!(
+                "it needs a real SMTP server, `scripts/smtp-sink.py`, which needs `{python}` with the PyPI package \
+                 `aiosmtpd` (install it with `{python} -m pip install aiosmtpd==1.4.6`, or point \
                  PHASEGATE_TEST_PYTHON at an interpreter that has it)"
             ));
-            return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let host = options.host.unwrap_or("127.0.0.1").to_string();
@@ -103,7 +108,7 @@ impl Sink {
             .strip_prefix("port ")
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("the SMTP sink did not say its port: {first:?}"));
-        Some(Sink { child, _stdin: stdin, dir, host, port })
+        Ok(Sink { child, _stdin: stdin, dir, host, port })
     }
 
     /// `smtp://[LOGIN@]HOST:PORT`, the relay URL of this sink.

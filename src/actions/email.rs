@@ -228,19 +228,48 @@ pub fn compose(draft: Draft<'_>) -> Result<Letter, String> {
     Ok(Letter { envelope: message.envelope().clone(), message_id, bytes: message.formatted() })
 }
 
-/// Sends `letter` through `relay`, within [`DELIVERY_TIMEOUT`]. The error says what failed and
-/// where (host and port), and may quote the relay's answer, which the caller scrubs.
-pub async fn send(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(), String> {
-    let target = relay.target();
-    match tokio::time::timeout(DELIVERY_TIMEOUT, exchange(policy, relay, letter)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("relay `{target}`: no complete answer within {}s", DELIVERY_TIMEOUT.as_secs())),
+/// Why a message was not sent: what failed and where (host and port), in phasegate's words, and
+/// what the relay or the network answered, which may quote anything the client sent and so is
+/// for the caller to scrub of the credentials. Kept apart so that the scrubbing never touches
+/// phasegate's own words (a user called `relay` would otherwise turn every "relay" into a marker).
+#[derive(Debug)]
+pub struct Failure {
+    pub context: String,
+    pub answer: Option<String>,
+}
+
+impl Failure {
+    fn said(context: String) -> Failure {
+        Failure { context, answer: None }
+    }
+
+    fn answered(context: String, answer: impl fmt::Display) -> Failure {
+        Failure { context, answer: Some(answer.to_string()) }
+    }
+
+    /// The message, with `scrub` applied to the answer.
+    pub fn scrubbed(&self, scrub: impl Fn(&str) -> String) -> String {
+        match &self.answer {
+            Some(answer) => format!("{}: {}", self.context, scrub(answer)),
+            None => self.context.clone(),
+        }
     }
 }
 
-async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(), String> {
+/// Sends `letter` through `relay`, within [`DELIVERY_TIMEOUT`].
+pub async fn send(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(), Failure> {
     let target = relay.target();
-    let smtp = |error: lettre::transport::smtp::Error| format!("relay `{target}`: {error}");
+    match tokio::time::timeout(DELIVERY_TIMEOUT, exchange(policy, relay, letter)).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(Failure::said(format!("relay `{target}`: no complete answer within {}s", DELIVERY_TIMEOUT.as_secs())))
+        }
+    }
+}
+
+async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(), Failure> {
+    let target = relay.target();
+    let smtp = |error: lettre::transport::smtp::Error| Failure::answered(format!("relay `{target}`"), error);
     let addresses = addresses(policy, relay).await?;
     let tls = || TlsParameters::new(relay.host.clone()).map_err(smtp);
     let mut connection = match relay.security {
@@ -262,12 +291,13 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
             match (connected, last) {
                 (Some(connection), _) => connection,
                 (None, Some(error)) => return Err(smtp(error)),
-                (None, None) => return Err(format!("relay `{target}` has no address")),
+                (None, None) => return Err(Failure::said(format!("relay `{target}` has no address"))),
             }
         }
         Security::StartTls | Security::Plain => {
-            let stream =
-                connect(&addresses).await.map_err(|error| format!("cannot connect to relay `{target}`: {error}"))?;
+            let stream = connect(&addresses)
+                .await
+                .map_err(|error| Failure::answered(format!("cannot connect to relay `{target}`"), error))?;
             let hello = match stream.local_addr().map(|local| local.ip()) {
                 Ok(IpAddr::V4(address)) => ClientId::Ipv4(address),
                 Ok(IpAddr::V6(address)) => ClientId::Ipv6(address),
@@ -278,10 +308,10 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
             if relay.security == Security::StartTls {
                 if !connection.can_starttls() {
                     connection.abort().await;
-                    return Err(format!(
+                    return Err(Failure::said(format!(
                         "relay `{target}` does not offer STARTTLS, which phasegate requires of a relay that is not on \
                          this host; use a relay that offers it, or `smtps://`"
-                    ));
+                    )));
                 }
                 connection.starttls(tls()?, &hello).await.map_err(smtp)?;
             }
@@ -302,9 +332,9 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
 
 /// The relay's addresses that the policy allows: an address written as the host is checked as
 /// it is; a name is checked, resolved, and each address it resolves to checked.
-async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, String> {
+async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, Failure> {
     let target = relay.target();
-    let refused = |refusal: super::outbound::Refusal| format!("relay `{target}` refused: {refusal}");
+    let refused = |refusal: super::outbound::Refusal| Failure::said(format!("relay `{target}` refused: {refusal}"));
     if let Ok(address) = relay.host.parse::<IpAddr>() {
         policy.check_address(&relay.host, address).map_err(refused)?;
         return Ok(vec![SocketAddr::new(address, relay.port)]);
@@ -312,7 +342,7 @@ async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, St
     policy.check_name(&relay.host).map_err(refused)?;
     let found: Vec<SocketAddr> = tokio::net::lookup_host((relay.host.as_str(), relay.port))
         .await
-        .map_err(|error| format!("cannot resolve relay `{target}`: {error}"))?
+        .map_err(|error| Failure::answered(format!("cannot resolve relay `{target}`"), error))?
         .collect();
     let mut refusal = None;
     let kept: Vec<SocketAddr> = found
@@ -327,7 +357,7 @@ async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, St
         .collect();
     match refusal {
         Some(refusal) if kept.is_empty() => Err(refused(refusal)),
-        _ if kept.is_empty() => Err(format!("relay `{target}` has no address")),
+        _ if kept.is_empty() => Err(Failure::said(format!("relay `{target}` has no address"))),
         _ => Ok(kept),
     }
 }

@@ -195,7 +195,10 @@ async fn deliver(
                 key: notice.key,
                 date: view.now,
             })?;
-            email::send(&actions.outbound, &relay, &letter).await.map_err(|error| revealed.scrub(&error))?;
+            // Only what the relay answered is scrubbed: it may quote the login phasegate sent.
+            email::send(&actions.outbound, &relay, &letter)
+                .await
+                .map_err(|failure| failure.scrubbed(|answer| revealed.scrub(answer)))?;
             tracing::info!(channel = %channel.id, message_id = %letter.message_id, "email accepted by the relay");
             Ok(())
         }

@@ -266,8 +266,10 @@ async fn relays_unreachable_malformed_unset_or_refused_by_policy_fail_clearly() 
     let room = Mailroom::new().await;
     let port = closed_port().await;
     let table: Vec<(Option<String>, Policy, String)> = vec![
+        // Regression: the relay's user was scrubbed from phasegate's own words too, so a user
+        // called `relay` made this "cannot connect to [secret `smtp`] ...".
         (
-            Some(format!("smtp://127.0.0.1:{port}")),
+            Some(format!("smtp://relay:hunter2@127.0.0.1:{port}")),
             loopback(),
             format!("email channel `board-mail`: cannot connect to relay `127.0.0.1:{port}`: Connection refused"),
         ),

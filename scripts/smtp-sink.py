@@ -2,16 +2,17 @@
 """A real SMTP server for phasegate's tests (aiosmtpd), keeping every message it accepts.
 
     python3 scripts/smtp-sink.py DIR [--host 127.0.0.1] [--user USER --password PASSWORD]
-                                     [--reject-rcpt ADDRESS]
+                                     [--reject-rcpt ADDRESS] [--tls-cert PEM --tls-key PEM [--implicit-tls]]
 
 It listens on HOST at a port of its choosing and prints `port N` on its first line once it is
 ready. Each message it accepts is written to DIR/NNNN.json (written whole, then renamed, so a
 reader never sees half a file): the envelope (`mail_from`, `rcpt_tos`), the raw `data`, the
 `headers` as the message has them, and its `parts` (content type and decoded text of each leaf).
-With --user and --password it offers AUTH (PLAIN, LOGIN) over plain text and refuses mail from a
-client that has not authenticated; --reject-rcpt answers 550 to that recipient. It offers no
-STARTTLS. It stops when its standard input closes (the test that started it has gone) or on
-SIGTERM.
+With --user and --password it offers AUTH (PLAIN, LOGIN) and refuses mail from a client that has
+not authenticated; --reject-rcpt answers 550 to that recipient. Without --tls-cert it offers no
+STARTTLS and takes AUTH in plain text; with it, it offers STARTTLS and requires it before
+anything else (AUTH included), or with --implicit-tls speaks TLS from the first byte. It stops
+when its standard input closes (the test that started it has gone) or on SIGTERM.
 
 Needs the PyPI package `aiosmtpd` (`python3 -m pip install aiosmtpd`).
 """
@@ -23,6 +24,7 @@ import email.policy
 import json
 import logging
 import os
+import ssl
 import sys
 import warnings
 
@@ -90,17 +92,28 @@ async def main():
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--reject-rcpt")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--implicit-tls", action="store_true")
     args = parser.parse_args()
     sink = Sink(args.directory, args.reject_rcpt)
     options = {}
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if not args.implicit_tls:
+            options.update({"tls_context": context, "require_starttls": True})
     if args.user is not None:
-        options = {
+        options.update({
             "authenticator": authenticator(args.user, args.password or ""),
             "auth_required": True,
-            "auth_require_tls": False,
-        }
+            # With implicit TLS aiosmtpd does not see the connection as encrypted: it is.
+            "auth_require_tls": args.tls_cert is not None and not args.implicit_tls,
+        })
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(sink, hostname="sink.test", **options), args.host, 0)
+    implicit = context if args.implicit_tls else None
+    server = await loop.create_server(lambda: SMTP(sink, hostname="sink.test", **options), args.host, 0, ssl=implicit)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     # Stop when the test that started this is gone: its end of standard input closes.
     await loop.run_in_executor(None, sys.stdin.read)

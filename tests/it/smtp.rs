@@ -60,6 +60,10 @@ pub struct Options<'a> {
     pub host: Option<&'a str>,
     pub login: Option<(&'a str, &'a str)>,
     pub reject_rcpt: Option<&'a str>,
+    /// The server's certificate chain and key (PEM files): STARTTLS offered and required, or
+    /// with `implicit_tls` TLS from the first byte.
+    pub tls: Option<(&'a std::path::Path, &'a std::path::Path)>,
+    pub implicit_tls: bool,
 }
 
 impl Sink {
@@ -93,6 +97,12 @@ impl Sink {
         }
         if let Some(address) = options.reject_rcpt {
             command.args(["--reject-rcpt", address]);
+        }
+        if let Some((cert, key)) = options.tls {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if options.implicit_tls {
+            command.arg("--implicit-tls");
         }
         let mut child = command
             .stdin(Stdio::piped())

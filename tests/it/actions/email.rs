@@ -1,8 +1,10 @@
 //! Email channels against a real SMTP server (`crate::smtp`): recipients in the envelope and the
 //! headers, `From`, `Subject`, `Date`, text and HTML parts, a `Message-ID` that a retry keeps,
 //! credentials that reach the relay and nothing else, relays that refuse or cannot be reached,
-//! the outbound policy, and STARTTLS required of a relay off this host. The tests that need the
-//! server skip loudly when `aiosmtpd` is missing; those that need none always run.
+//! the outbound policy, STARTTLS required of a relay off this host, and TLS relays (STARTTLS and
+//! `smtps://`) whose certificate is checked, through the binary with `SSL_CERT_FILE` naming a test
+//! authority made with `openssl`. The tests that need the server (or `openssl`) skip loudly when
+//! it is missing; those that need none always run.
 
 use super::*;
 use crate::smtp::{Options, Sink};
@@ -349,4 +351,152 @@ async fn a_relay_off_this_host_must_offer_starttls() {
     assert!(error.starts_with(&expected), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
     assert!(sink.received().is_empty(), "nothing was sent in plain text");
+}
+
+/// A runbook whose start sends the executives an update by mail, for the binary to run.
+const TLS_RUNBOOK: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: tls-mail
+title: TLS mail
+roles:
+  ops: {}
+channels:
+  mail: { email: { to: [ciso@example.com], from: phasegate@till.example, relay_secret: SMTP_RELAY_URL } }
+audiences:
+  executives: { title: Executive team, template: executive-briefing, channels: [mail] }
+status_updates:
+  - on: [incident_started]
+    audiences: [executives]
+phases:
+  - id: contain
+    title: Contain
+    steps:
+      - id: isolate
+        manual: { instructions: Isolate the tills, assignee: ops }
+"#;
+
+/// A certificate authority, and a server certificate it signed for `addresses`, made with the
+/// `openssl` program in `dir`: (the authority's PEM, the server's PEM, the server's key). `None`,
+/// said loudly, when `openssl` is missing.
+fn certificates(test: &str, dir: &std::path::Path, name: &str, addresses: &[&str]) -> Option<[std::path::PathBuf; 3]> {
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    let alt_names: Vec<String> = addresses.iter().map(|address| format!("IP:{address}")).collect();
+    let extensions = path("server.ext");
+    let text =
+        format!("subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n", alt_names.join(","));
+    std::fs::write(&extensions, text).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let subject = format!("/CN=phasegate test CA {name}");
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        [&["req", "-x509"][..], &ec, &["-days", "2", "-subj", &subject, "-keyout"]]
+            .concat()
+            .iter()
+            .map(Into::into)
+            .chain([path("ca.key").into(), "-out".into(), path("ca.pem").into()])
+            .collect(),
+        [&["req"][..], &ec, &["-subj", "/CN=sink.test", "-keyout"]]
+            .concat()
+            .iter()
+            .map(Into::into)
+            .chain([path("server.key").into(), "-out".into(), path("server.csr").into()])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-in"]
+            .iter()
+            .map(Into::into)
+            .chain([path("server.csr").into(), "-CA".into(), path("ca.pem").into(), "-CAkey".into()])
+            .chain([path("ca.key").into(), "-CAcreateserial".into(), "-extfile".into(), extensions.into()])
+            .chain(["-out".into(), path("server.pem").into()])
+            .collect(),
+    ];
+    for args in steps {
+        let made = std::process::Command::new("openssl").args(&args).output();
+        match made {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => panic!("openssl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr)),
+            Err(error) => {
+                crate::smtp::skipped(&format!(
+                    "{test}: it makes certificates with the `openssl` program ({error}); install Debian's `openssl`"
+                ));
+                return None;
+            }
+        }
+    }
+    Some([path("ca.pem"), path("server.pem"), path("server.key")])
+}
+
+/// The errors of the executives' status updates that failed, as `status --format json` has them.
+fn update_errors(cli: impl Fn(&[&str]) -> crate::support::Cli, incident: &str) -> Vec<String> {
+    let status: Value =
+        serde_json::from_str(&cli(&["status", incident, "--format", "json"]).succeeds().stdout()).unwrap();
+    status["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| if event["event"].is_object() { &event["event"] } else { event })
+        .filter(|event| event["type"] == "status_update_failed")
+        .map(|event| event["error"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn tls_relays_are_verified_and_logged_into_over_tls() {
+    let test = "tls_relays_are_verified_and_logged_into_over_tls";
+    let Some(address) = address_off_loopback() else {
+        crate::smtp::skipped(&format!(
+            "{test}: this host has no address but loopback to start a relay \"elsewhere\" on"
+        ));
+        return;
+    };
+    let address = address.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let Some([ca, cert, key]) = certificates(test, dir.path(), "trusted", &["127.0.0.1", &address]) else { return };
+    let Some([other_ca, ..]) = certificates(test, dir.path(), "other", &["127.0.0.1", &address]) else { return };
+    let login = Some((RELAY_USER, RELAY_PASSWORD));
+    let tls = Some((cert.as_path(), key.as_path()));
+    let starttls = Options { host: Some(&address), login, tls, implicit_tls: false, ..Options::default() };
+    let Some(starttls) = Sink::with(test, starttls) else { return };
+    let Some(implicit) = Sink::with(test, Options { login, tls, implicit_tls: true, ..Options::default() }) else {
+        return;
+    };
+    std::fs::write(dir.path().join("tls-mail.yaml"), TLS_RUNBOOK).unwrap();
+    let config = format!(
+        "people:\n  dana: {{ roles: [ops] }}\noutbound:\n  allow: [127.0.0.1/32, {address}/32]\nsecrets:\n  SMTP_RELAY_URL: {{ env: PGTEST_SMTP_RELAY_URL }}\n"
+    );
+    std::fs::write(dir.path().join("phasegate.yaml"), config).unwrap();
+    let login = format!("{RELAY_USER_ENCODED}:{RELAY_PASSWORD_ENCODED}@");
+    let cases = [
+        (format!("smtp://{login}{address}:{}", starttls.port), &starttls),
+        (format!("smtps://{login}127.0.0.1:{}", implicit.port), &implicit),
+    ];
+    for (url, sink) in cases {
+        let secrets = [url.as_str(), RELAY_USER, RELAY_PASSWORD, RELAY_PASSWORD_ENCODED];
+        for (trusted, delivered) in [(&other_ca, 0), (&ca, 1)] {
+            let cli = |args: &[&str]| {
+                crate::support::Cli::new()
+                    .current_dir(dir.path())
+                    .args(args)
+                    .args(["--config", "phasegate.yaml", "--db", "phasegate.db"])
+                    .env("PGTEST_SMTP_RELAY_URL", &url)
+                    .env("SSL_CERT_FILE", trusted)
+                    .env("SSL_CERT_DIR", dir.path().join("no-such-dir"))
+            };
+            let incident = cli(&["start", "tls-mail.yaml", "--as", "dana"]).succeeds().stdout().trim().to_string();
+            let mut run = cli(&["run"]).succeeds();
+            let output = format!("{}{}", run.stdout(), run.stderr());
+            let errors = update_errors(cli, &incident);
+            for secret in secrets {
+                assert!(!output.contains(secret) && !errors.join("\n").contains(secret), "{url}: {secret:?} shows");
+            }
+            if delivered == 0 {
+                assert_eq!(errors.len(), 1, "{url}: the update failed: {errors:?}");
+                assert!(errors[0].contains("invalid peer certificate: UnknownIssuer"), "{url}: {}", errors[0]);
+            } else {
+                assert!(errors.is_empty(), "{url}: {errors:?}");
+            }
+            assert_eq!(sink.received().len(), delivered, "{url}, trusting {}", trusted.display());
+        }
+        let mail = &sink.received()[0];
+        assert_eq!(mail.rcpt_tos, ["ciso@example.com"]);
+        assert!(mail.header("Subject").unwrap().contains("update for Executive team (incident_started)"));
+    }
 }

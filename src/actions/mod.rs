@@ -1,6 +1,7 @@
 //! Carrying out side effects: the engine decides them as data ([`Effect`]), the runtime stores
 //! them, and this adapter does them: HTTP requests for steps and checks (`http`), commands
-//! (`command`), status updates rendered and delivered to channels (`notify`). Every result,
+//! (`command`), status updates rendered and delivered to channels (`notify`; email through an
+//! SMTP relay in `email`). Every result,
 //! success or not, comes back as an [`Outcome`] for the engine to record; nothing here panics on
 //! what the outside world answers. HTTP goes only where the outbound policy (`outbound`) allows.
 //!
@@ -10,6 +11,7 @@
 //! messages name secrets, never their values.
 
 mod command;
+mod email;
 mod http;
 mod notify;
 pub mod outbound;
@@ -199,7 +201,9 @@ impl Actions {
                     }
                 }
                 EffectKind::Notify { audience, template, channels, occasion, message, .. } => {
-                    let notice = notify::Notice { audience, template, channels, occasion, message: message.as_deref() };
+                    let key = notice_key(effect);
+                    let notice =
+                        notify::Notice { audience, template, channels, occasion, message: message.as_deref(), key };
                     notify::send(self, &notice, view).await
                 }
             };
@@ -222,6 +226,18 @@ impl Actions {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// What stays the same across every attempt of one notify effect, for the email `Message-ID`: a
+/// notify step's effects are `KEY/attempt-N`, all with the step's idempotency key `KEY`; a status
+/// update is one effect, carried out again only after a crash, and its id is its key.
+fn notice_key(effect: &Effect) -> &str {
+    match &effect.kind {
+        EffectKind::Notify { step: Some(_), .. } => {
+            effect.id.rsplit_once("/attempt-").map_or(&effect.id, |(key, _)| key)
+        }
+        _ => &effect.id,
     }
 }
 
@@ -281,6 +297,14 @@ impl<'s> Revealed<'s> {
             self.values.push((name.to_string(), value.clone()));
         }
         Ok(value)
+    }
+
+    /// Also scrubs `value` as part of secret `name`: what a revealed value holds that could come
+    /// back on its own (a relay URL's user and password, which the relay may quote).
+    fn part(&mut self, name: &str, value: &str) {
+        if !self.values.iter().any(|(_, known)| known == value) {
+            self.values.push((name.to_string(), value.to_string()));
+        }
     }
 
     /// The length of the longest value revealed: how far past a cut a value may reach.

@@ -4,7 +4,9 @@
 //! Every channel is tried, and the outcome is `Sent` only when every one took the update;
 //! otherwise `Failed` names each channel that did not and why, and which ones did. Which variant
 //! of a template a channel sends: plain text first for standard output, by the file's extension
-//! for a file, Markdown first for Slack, and the text and HTML variants both for a webhook.
+//! for a file, Markdown first for Slack, and the text and HTML variants both for a webhook and for
+//! email (`email.rs`: plain text first, then Markdown, as the text part; the subject is the
+//! banner's words without the time).
 //!
 //! A Slack channel's URL is a secret (whoever has it can post to the channel), so nothing about a
 //! failed Slack delivery quotes it: the message says what kind of failure it was and names the
@@ -18,7 +20,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::{Actions, Error, IncidentView, Revealed, http};
+use super::{Actions, Error, IncidentView, Revealed, email, http};
 use crate::engine::Outcome;
 use crate::render::context::{status_context, time};
 use crate::runbook::model::{Channel, ChannelKind, Text};
@@ -30,6 +32,8 @@ pub(super) struct Notice<'a> {
     pub channels: &'a [String],
     pub occasion: &'a str,
     pub message: Option<&'a str>,
+    /// The same for every attempt of this update (see `notice_key`): email's `Message-ID`.
+    pub key: &'a str,
 }
 
 pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &IncidentView<'_>) -> Result<Outcome, Error> {
@@ -71,10 +75,12 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
         notice.occasion,
         time(view.now)
     );
+    // An email's subject says the same, without the time (its `Date` says it).
+    let subject = format!("[{}] {}: update for {title} ({})", view.incident.id, view.runbook.title, notice.occasion);
     let mut sent = Vec::new();
     let mut failed = Vec::new();
     for channel in channels {
-        match deliver(actions, channel, &mut renders, &banner, notice, view).await {
+        match deliver(actions, channel, &mut renders, (&banner, &subject), notice, view).await {
             Ok(()) => sent.push(channel.id.clone()),
             Err(reason) => {
                 failed.push(Error::Channel { kind: kind(&channel.kind), channel: channel.id.clone(), reason })
@@ -117,7 +123,7 @@ async fn deliver(
     actions: &Actions,
     channel: &Channel,
     renders: &mut Renders<'_>,
-    banner: &str,
+    (banner, subject): (&str, &str),
     notice: &Notice<'_>,
     view: &IncidentView<'_>,
 ) -> Result<(), String> {
@@ -168,7 +174,34 @@ async fn deliver(
             let url = http::url(&url).map_err(|_| format!("secret `{url_secret}` is not an http or https URL"))?;
             http::post_json(&actions.client, &actions.outbound, url, HeaderMap::new(), &json!({ "text": text })).await
         }
-        ChannelKind::Email { .. } => Err("email delivery is not built yet".to_string()),
+        ChannelKind::Email { to, from, relay_secret } => {
+            let mut revealed = Revealed::new(actions.secrets.as_ref());
+            let url =
+                revealed.secret(relay_secret, || "the channel's SMTP relay".to_string()).map_err(|e| e.to_string())?;
+            let relay = email::Relay::parse(&url)
+                .map_err(|why| format!("secret `{relay_secret}` is not an SMTP relay URL: {why}"))?;
+            for part in relay.credentials() {
+                revealed.part(relay_secret, part);
+            }
+            let text = renders.variant(&["txt", "md"])?;
+            let html = renders.variant(&["html"])?;
+            let letter = email::compose(email::Draft {
+                channel: &channel.id,
+                to,
+                from: from.as_deref(),
+                subject: subject.to_string(),
+                text,
+                html,
+                key: notice.key,
+                date: view.now,
+            })?;
+            // Only what the relay answered is scrubbed: it may quote the login phasegate sent.
+            email::send(&actions.outbound, &relay, &letter)
+                .await
+                .map_err(|failure| failure.scrubbed(|answer| revealed.scrub(answer)))?;
+            tracing::info!(channel = %channel.id, message_id = %letter.message_id, "email accepted by the relay");
+            Ok(())
+        }
     }
 }
 

@@ -233,9 +233,12 @@ pub struct EmailChannel {
     /// Fixed recipients, for audiences; a campaign sends to each recipient's own address instead.
     #[serde(default)]
     pub to: List<String>,
+    /// The sender, `address` or `Name <address>`; `phasegate@localhost` when omitted.
     #[serde(default)]
     pub from: Option<String>,
-    /// The SMTP relay URL with its credentials, for example `smtps://user:pass@relay:465`.
+    /// The name of the secret holding the SMTP relay URL with its credentials:
+    /// `smtp://user:pass@relay:587` (STARTTLS, required unless the relay is on loopback) or
+    /// `smtps://user:pass@relay:465` (TLS).
     pub relay_secret: Spanned<String>,
 }
 

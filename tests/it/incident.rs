@@ -1,12 +1,13 @@
 //! The incident commands through the binary, as responders use them: the reference runbook
 //! (`runbooks/retail-breach.yaml`) driven from `start` to `close` against stub servers on
-//! 127.0.0.1, bad input that must change nothing, `list`, `note`, `update`, and the pinning of the
-//! runbook an incident started with.
+//! 127.0.0.1 and a real SMTP server (`crate::smtp`), bad input that must change nothing, `list`,
+//! `note`, `update`, and the pinning of the runbook an incident started with.
 //!
 //! Every command runs in a temporary directory with a configuration file and `--db` there. The
-//! runbook is copied there with its `*.internal.example` hosts pointed at the stub, and secrets
-//! come from the configuration (environment variables and files); no secret value may show in
-//! anything phasegate prints, records or sends as a status update.
+//! runbook is copied there with its `*.internal.example` hosts pointed at the stub (its email
+//! channels unchanged: their relay is the SMTP server, which wants a login), and secrets come from
+//! the configuration (environment variables and files); no secret value may show in anything
+//! phasegate prints, records or sends as a status update.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt as _;
@@ -17,11 +18,12 @@ use phasegate::runbook::model::Action;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::smtp::{Options, Sink, skipped};
 use crate::support::{Cli, Received, Reply, Stub, root};
 
 /// The secrets of the reference runbook's steps and channels, each read from the environment
-/// (`true`) or from a file (`false`). Email channels are rewritten to webhooks, so the SMTP relay
-/// is not needed.
+/// (`true`) or from a file (`false`). The SMTP relay's URL, `SMTP_RELAY_URL`, is added by
+/// [`Desk::retail`], which knows the relay's port.
 const SECRETS: &[(&str, bool)] = &[
     ("SIEM_API_TOKEN", true),
     ("EDR_API_TOKEN", true),
@@ -39,6 +41,11 @@ const SECRETS: &[(&str, bool)] = &[
     ("EVIDENCE_ARCHIVE_TOKEN", false),
     ("SOC_SLACK_WEBHOOK", true),
 ];
+
+/// The login the SMTP relay of the reference runbook's email channels wants (the user is a secret
+/// too: it must not show either).
+const RELAY_USER: &str = "relay-user-5f1c9e2a";
+const RELAY_PASSWORD: &str = "relay-pw-5f1c9e2a";
 
 /// The path of the Slack webhook URL: whoever knows it can post to the channel.
 const SLACK_PATH: &str = "/slack/services/T024BE7LD/B01ABCDEF/xoxslackpath93ab";
@@ -58,6 +65,8 @@ struct Desk {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     secrets: Vec<String>,
+    /// The SMTP relay of a reference runbook's desk, or why it cannot run (`aiosmtpd` missing).
+    sink: Result<Sink, String>,
 }
 
 impl Desk {
@@ -65,17 +74,26 @@ impl Desk {
     fn new(extra: &str) -> Desk {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("phasegate.yaml"), format!("{PEOPLE}{extra}")).unwrap();
-        Desk { dir, env: Vec::new(), secrets: Vec::new() }
+        Desk { dir, env: Vec::new(), secrets: Vec::new(), sink: Err("no relay on this desk".into()) }
     }
 
     /// A desk for the reference runbook: `retail-breach.yaml` in the directory, its hosts and
-    /// channels pointed at `stub`, its secrets configured, commands allowed, and the stub's
-    /// loopback address allowed (the outbound policy refuses it otherwise).
+    /// channels pointed at `stub`, its email channels' relay a real SMTP server on 127.0.0.1
+    /// (when `aiosmtpd` is missing, a closed port, and `sink` says why), its secrets configured,
+    /// commands allowed, and the loopback address allowed (the outbound policy refuses it otherwise).
     fn retail(stub: &Stub) -> Desk {
         let dir = tempfile::tempdir().unwrap();
         let mut config = String::from("commands: true\noutbound:\n  allow: [127.0.0.1/32]\nsecrets:\n");
         let mut env = Vec::new();
         let mut secrets = vec![SLACK_PATH.to_string()];
+        let sink = Sink::launch(Options { login: Some((RELAY_USER, RELAY_PASSWORD)), ..Options::default() });
+        let relay = match &sink {
+            Ok(sink) => sink.url(&format!("{RELAY_USER}:{RELAY_PASSWORD}@")),
+            Err(_) => format!("smtp://{RELAY_USER}:{RELAY_PASSWORD}@127.0.0.1:1"),
+        };
+        config.push_str("  SMTP_RELAY_URL: { env: PGTEST_SMTP_RELAY_URL }\n");
+        env.push(("PGTEST_SMTP_RELAY_URL".to_string(), relay.clone()));
+        secrets.extend([relay, RELAY_USER.to_string(), RELAY_PASSWORD.to_string()]);
         std::fs::create_dir(dir.path().join("secrets")).unwrap();
         for (name, from_env) in SECRETS {
             let value = if *name == "SOC_SLACK_WEBHOOK" {
@@ -104,7 +122,7 @@ impl Desk {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let original = std::fs::read_to_string(root().join("runbooks/retail-breach.yaml")).unwrap();
         std::fs::write(dir.path().join("retail-breach.yaml"), localised(&original, stub.base(), &script)).unwrap();
-        Desk { dir, env, secrets }
+        Desk { dir, env, secrets, sink }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -184,9 +202,8 @@ impl Desk {
     }
 }
 
-/// The runbook with every `https://NAME.internal.example` as `BASE/NAME`, its email channels
-/// (which phasegate cannot deliver yet) as webhooks to `BASE/mail/CHANNEL`, and its evidence
-/// archiver as `script`.
+/// The runbook with every `https://NAME.internal.example` as `BASE/NAME` and its evidence
+/// archiver as `script`; its email channels are left as they are.
 fn localised(text: &str, base: &str, script: &Path) -> String {
     let mut hosts = String::new();
     let mut rest = text;
@@ -197,30 +214,12 @@ fn localised(text: &str, base: &str, script: &Path) -> String {
         rest = &rest[at + ".internal.example".len()..];
     }
     hosts.push_str(rest);
-    let mut out = String::new();
-    let mut channel = "";
-    let mut skipping = false;
-    let mut emails = 0;
-    for line in hosts.lines() {
-        if skipping && line.starts_with("      ") {
-            continue;
-        }
-        skipping = false;
-        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
-            && !name.starts_with(' ')
-        {
-            channel = name;
-        }
-        if line == "    email:" {
-            out.push_str(&format!("    webhook:\n      url: {base}/mail/{channel}\n"));
-            skipping = true;
-            emails += 1;
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    assert_eq!(emails, 3, "the reference runbook's email channels changed; update this test");
+    let out = hosts;
+    assert_eq!(
+        out.matches("relay_secret: SMTP_RELAY_URL").count(),
+        3,
+        "the reference runbook's email channels changed"
+    );
     let archiver = "/opt/ir-tools/bin/archive-evidence";
     assert!(out.contains(archiver), "the reference runbook's archive command changed; update this test");
     out.replace(archiver, &script.display().to_string())
@@ -268,7 +267,7 @@ fn retail_answer(request: &Received) -> Reply {
 
 /// Whether a request is a status update delivered to a notify channel.
 fn is_channel(path: &str) -> bool {
-    ["/slack/", "/mail/", "/paging/", "/status-admin/", "/mailer/"].iter().any(|prefix| path.starts_with(prefix))
+    ["/slack/", "/paging/", "/status-admin/", "/mailer/"].iter().any(|prefix| path.starts_with(prefix))
 }
 
 fn phase_status(status: &Value, phase: &str) -> String {
@@ -303,6 +302,10 @@ fn unblockers(status: &Value, what: &str) -> Vec<String> {
 fn the_reference_runbook_runs_from_start_to_close() {
     let stub = Stub::start(retail_answer);
     let desk = Desk::retail(&stub);
+    if let Err(why) = &desk.sink {
+        skipped(&format!("the_reference_runbook_runs_from_start_to_close: its email channels' relay: {why}"));
+        return;
+    }
     let runbook_text = std::fs::read_to_string(desk.path("retail-breach.yaml")).unwrap();
     Cli::new().current_dir(desk.dir.path()).args(["validate", "retail-breach.yaml"]).succeeds();
     let id = desk.start("retail-breach.yaml", "dana");
@@ -486,7 +489,7 @@ fn check_log(status: &Value) {
 }
 
 /// What the stub received: each http step once per idempotency key, with its secret in its
-/// header; status updates on the Slack and webhook channels, none with a secret in it.
+/// header; status updates on the Slack and webhook channels, and by mail, none with a secret in it.
 fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     desk.no_secret_in(&serde_json::to_string(&desk.status(id)).unwrap(), "the incident's state and events");
     let runbook = phasegate::runbook::parse(runbook_text, &Catalog::built_in()).unwrap();
@@ -519,9 +522,7 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     let updates: Vec<&Received> = received.iter().filter(|r| is_channel(&r.path)).collect();
     let slack = updates.iter().filter(|r| r.path == SLACK_PATH).count();
     let statuspage: Vec<&&Received> = updates.iter().filter(|r| r.path.starts_with("/status-admin/")).collect();
-    let executives = updates.iter().filter(|r| r.path == "/mail/exec-email").count();
     assert!(slack >= 10, "the incident team's Slack got {slack} updates");
-    assert!(executives >= 3, "the executives got {executives} updates");
     assert!(statuspage.len() >= 3, "the public status page got {} updates", statuspage.len());
     assert_eq!(statuspage[0].header("authorization"), Some("Bearer tok-statuspage-api-token-5f1c9e2a"));
     for update in &updates {
@@ -529,6 +530,7 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
         assert!(body["text"].as_str().is_some_and(|t| t.contains("Harbour") || t.contains(id)), "{body}");
         desk.no_secret_in(&update.body, &format!("the status update sent to {}", update.path));
     }
+    check_mail(desk, id);
     for file in ["status/retail-breach-public.md", "status/retail-breach-customer-faq.html"] {
         let text = std::fs::read_to_string(desk.path(file)).unwrap();
         desk.no_secret_in(&text, file);
@@ -628,6 +630,38 @@ fn a_step_that_failed_for_good_is_recovered_and_only_rights_close_or_abandon() {
     }
     let html = desk.ok(&["report", &id, "--format", "html"]);
     assert!(html.contains("<p class=\"abandoned\"><strong>ABANDONED.</strong>"), "the HTML report's banner");
+}
+
+/// What the SMTP server received: the executives' briefings (text and HTML) and the stores'
+/// updates (text), each from its channel's sender to its recipients, none with a secret in it.
+fn check_mail(desk: &Desk, id: &str) {
+    let mails = desk.sink.as_ref().expect("the test skips without the SMTP server").received();
+    let to = |address: &str| -> Vec<&crate::smtp::Mail> {
+        mails.iter().filter(|mail| mail.rcpt_tos.iter().any(|rcpt| rcpt == address)).collect()
+    };
+    let executives = to("exec-incident@harbourandhale.example");
+    assert!(executives.len() >= 3, "the executives got {} updates by mail", executives.len());
+    let stores = to("all-store-managers@harbourandhale.example");
+    assert_eq!(stores.len(), 2, "the stores were briefed, then told MFA is back");
+    for mail in &executives {
+        assert_eq!(mail.rcpt_tos, ["exec-incident@harbourandhale.example", "board-secretary@harbourandhale.example"]);
+        assert_eq!(mail.mail_from, "phasegate@harbourandhale.example");
+        let subject = mail.header("Subject").unwrap();
+        assert!(subject.starts_with(&format!("[{id}] ")) && subject.contains(": update for Executive committee ("));
+        let html = mail.part("text/html").expect("the briefing's HTML variant");
+        assert!(html.starts_with("<!DOCTYPE html>") && html.contains(id), "{html}");
+        assert!(mail.part("text/plain").is_some_and(|text| text.contains(id)), "{mail:#?}");
+    }
+    for mail in &stores {
+        assert_eq!(mail.mail_from, "store-operations@harbourandhale.example");
+        assert!(mail.header("Subject").unwrap().contains(": update for Store and regional managers (step)"));
+        assert!(mail.part("text/plain").is_some_and(|text| text.contains(id)) && mail.part("text/html").is_none());
+    }
+    let message_ids: BTreeSet<&str> = mails.iter().map(|mail| mail.header("Message-ID").unwrap()).collect();
+    assert_eq!(message_ids.len(), mails.len(), "every update is a message of its own");
+    for mail in &mails {
+        desk.no_secret_in(&mail.data, &format!("the mail to {:?}", mail.rcpt_tos));
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod incident;
 mod report;
 mod runtime;
 mod server;
+mod smtp;
 mod store;
 mod support;
 mod tidy;

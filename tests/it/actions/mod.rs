@@ -1,13 +1,14 @@
 //! Carrying out effects against stub servers on 127.0.0.1 and real programs: HTTP steps and
 //! checks, commands, and status updates to every kind of channel; secrets never come back; the
 //! outbound policy refuses loopback (the stubs' address) until it is allowed, however the address
-//! is written or reached; and every shipped status template renders with the context built from
-//! real incidents.
+//! is written or reached; email reaches a real SMTP server; and every shipped status template
+//! renders with the context built from real incidents.
 //!
 //! This file holds what they share (the stubs, the fixture, the policies); the tests are in the
 //! modules below, one per kind of action.
 
 mod commands;
+mod email;
 mod http;
 mod notify;
 mod templates;

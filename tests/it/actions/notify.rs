@@ -79,7 +79,7 @@ async fn failed_channels_are_named_without_the_slack_url() {
         .await;
     let error = failure(&outcome);
     for expected in [
-        "email channel `mail`: email delivery is not built yet",
+        "email channel `mail`: secret `smtp` is not configured (needed for the channel's SMTP relay)",
         "slack channel `soc-down`: delivery failed: status 500",
         "slack channel `soc-gone`: delivery failed: could not connect",
         "slack channel `soc-unset`: secret `soc-unset-url` is not configured (needed for the channel's URL)",

@@ -89,7 +89,11 @@ pub struct Cli {
 impl Cli {
     pub fn new() -> Cli {
         let mut command = Command::new(env!("CARGO_BIN_EXE_phasegate"));
-        command.current_dir(root()).env_remove("PHASEGATE_TEMPLATES");
+        // What the person running the tests has set for their own use does not reach the tests.
+        for variable in ["PHASEGATE_TEMPLATES", "PHASEGATE_CONFIG", "PHASEGATE_DB"] {
+            command.env_remove(variable);
+        }
+        command.current_dir(root());
         Cli { command, output: None }
     }
 

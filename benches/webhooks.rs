@@ -386,6 +386,9 @@ fn main() {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
         let wrk = std::process::Command::new("wrk").arg("--version").output().is_ok();
+        if !wrk {
+            eprintln!("SKIPPED the wrk load: `wrk` is missing; install it with `apt-get install wrk`");
+        }
         let bare_clients: Vec<reqwest::Client> = (0..CONNECTIONS).map(|_| reqwest::Client::new()).collect();
         let full_clients: Vec<reqwest::Client> = (0..CONNECTIONS).map(|_| reqwest::Client::new()).collect();
         let loads: &[&str] = if wrk { &["in-process", "wrk"] } else { &["in-process"] };

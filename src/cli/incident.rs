@@ -34,7 +34,10 @@ pub struct Opened {
 pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<Opened> {
     let overrides = Overrides { database: common.db.clone(), templates: templates.map(Path::to_path_buf) };
     let config = Config::load(common.config.as_deref(), &overrides)?;
-    let catalog = super::catalog(config.templates.as_deref())?;
+    let catalog = super::catalog(config.templates.as_deref()).context(
+        "the templates come from `--templates`, PHASEGATE_TEMPLATES or the configuration's `templates` \
+         (relative to the configuration file); create that directory or name another",
+    )?;
     let store = SqliteStore::open(&config.database)
         .await
         .with_context(|| format!("cannot open the database `{}`", config.database.display()))?;

@@ -1,4 +1,6 @@
-//! `phasegate start RUNBOOK --as ACTOR [--input KEY=VALUE]...`: open an incident and print its id.
+//! `phasegate start RUNBOOK --as ACTOR [--input KEY=VALUE]... [--strict]`: open an incident and
+//! print its id. Before it opens, what the configuration lacks for the runbook is said on standard
+//! error (`config::fit`); `--strict` refuses to start instead.
 
 use super::Format;
 use super::incident::{Common, open, pairs, print_decision, runbook_text};
@@ -16,6 +18,10 @@ pub struct Args {
     /// A deduplication key, as a trigger would give.
     #[arg(long)]
     key: Option<String>,
+    /// Refuse to start when the configuration does not fit the runbook (a role nobody holds, a
+    /// secret without a value, a channel that cannot deliver), instead of warning.
+    #[arg(long)]
+    strict: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
@@ -26,6 +32,27 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let opened = open(&args.common, templates).await?;
     let (path, text) = runbook_text(&args.runbook, &opened.config)?;
     let inputs = pairs(&args.inputs, "input")?;
+    let runbook = match opened.runtime.runbook(&text) {
+        Ok(runbook) => runbook,
+        Err(diagnostics) => {
+            super::print_diagnostics(&path, &diagnostics);
+            return Ok(super::exit::INVALID);
+        }
+    };
+    let misfits = crate::config::fit::misfits(&opened.config, &runbook, Some(&args.actor));
+    let level = if args.strict { "error" } else { "warning" };
+    for misfit in &misfits {
+        eprintln!("{level}: {misfit}");
+    }
+    if args.strict && !misfits.is_empty() {
+        eprintln!(
+            "error: `start --strict` refuses: the configuration does not fit runbook `{}` ({} problem(s) above); \
+             fix them, or start without `--strict`",
+            runbook.id,
+            misfits.len()
+        );
+        return Ok(super::exit::INVALID);
+    }
     let (id, decision) = match opened.runtime.start(&text, &args.actor, inputs, args.key).await {
         Err(crate::runtime::Error::InvalidRunbook(diagnostics)) => {
             super::print_diagnostics(&path, &diagnostics);

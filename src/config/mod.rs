@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::audit::keys::{PublicKey, Signer};
 use crate::engine::Directory;
 
+pub mod fit;
 mod outbound;
 pub mod server;
 
@@ -136,6 +137,17 @@ pub struct SecretSource {
     file: Option<PathBuf>,
 }
 
+impl SecretSource {
+    /// What is wrong when this source gives no value, and the fix, in words.
+    pub fn absent(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(variable), _) => format!("environment variable `{variable}` is unset or empty; set it"),
+            (None, Some(path)) => format!("file `{}` is missing or empty; write the value to it", path.display()),
+            (None, None) => "it has no source; give it `env` or `file`".to_string(),
+        }
+    }
+}
+
 /// Everything phasegate needs to know that is not in a runbook.
 #[derive(Debug)]
 pub struct Config {
@@ -189,7 +201,13 @@ impl Config {
             templates: overrides.templates.clone().or_else(|| parsed.templates.map(relative)),
             commands: parsed.commands.unwrap_or(false),
             directory,
-            secrets: Secrets { sources: parsed.secrets },
+            secrets: Secrets {
+                sources: parsed
+                    .secrets
+                    .into_iter()
+                    .map(|(name, source)| (name, SecretSource { file: source.file.map(relative), ..source }))
+                    .collect(),
+            },
             outbound: outbound::policy(parsed.outbound)?,
             audit: Audit {
                 signing_key: parsed.audit.signing_key.map(relative),
@@ -245,6 +263,11 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
+    /// Where the secret's value comes from, if it is declared.
+    pub fn source(&self, name: &str) -> Option<&SecretSource> {
+        self.sources.get(name)
+    }
+
     /// The secret's value, or `None` when it is not configured or its source is empty or missing.
     pub fn get(&self, name: &str) -> Option<String> {
         let source = self.sources.get(name)?;
@@ -281,6 +304,25 @@ mod tests {
         assert!(config.database.ends_with("state/pg.db") && config.database.is_absolute());
         assert!(config.directory.knows("dana"));
         assert!(config.commands);
+    }
+
+    /// Relative paths in the file resolve beside it, whatever the current directory; defaults
+    /// (a key left out) stay relative to the current directory.
+    #[test]
+    fn relative_paths_resolve_against_the_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relay-url"), "smtp://127.0.0.1:2525\n").unwrap();
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(
+            &path,
+            "runbooks: books\ntemplates: ../shared/templates\nsecrets:\n  RELAY: { file: relay-url }\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.runbooks, dir.path().join("books"));
+        assert_eq!(config.templates, Some(dir.path().join("../shared/templates")));
+        assert_eq!(config.secrets.get("RELAY").as_deref(), Some("smtp://127.0.0.1:2525"));
+        assert_eq!(config.database, PathBuf::from("phasegate.db"));
     }
 
     #[test]

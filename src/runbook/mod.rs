@@ -6,6 +6,7 @@
 pub mod de;
 pub mod diagnostic;
 pub mod model;
+pub mod needs;
 pub mod raw;
 pub mod spanned;
 pub mod validate;

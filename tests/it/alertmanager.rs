@@ -1,15 +1,19 @@
 //! End to end with a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`, which
-//! `.ci/run` installs): `amtool` fires an alert, Alertmanager posts it to the server with its
+//! `scripts/test` installs; without it the test skips, saying so): `amtool` fires an alert, Alertmanager posts it to the server with its
 //! bearer token, and one incident opens; Alertmanager's repeats open no second one; `amtool`
 //! resolves the alert and the resolution is recorded on the incident.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::program_or_skip;
 use crate::webhooks::{Hooks, TOKEN};
 
-const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
-const AMTOOL: &str = "/usr/bin/amtool";
+/// Where Alertmanager's programs are: on `PATH`, or where Debian's package puts them.
+const ALERTMANAGER: &[&str] = &["prometheus-alertmanager", "alertmanager", "/usr/bin/prometheus-alertmanager"];
+const AMTOOL: &[&str] = &["amtool", "/usr/bin/amtool"];
+const INSTALL: &str = "`apt-get install prometheus-alertmanager`";
 
 /// A port free now, for a process that binds it itself.
 fn free_port() -> u16 {
@@ -26,12 +30,9 @@ impl Drop for Running {
     }
 }
 
-fn amtool(url: &str, args: &[&str]) {
-    let output = Command::new(AMTOOL)
-        .args(args)
-        .arg(format!("--alertmanager.url={url}"))
-        .output()
-        .expect("amtool runs (.ci/run installs prometheus-alertmanager)");
+fn run_amtool(amtool: &Path, url: &str, args: &[&str]) {
+    let output =
+        Command::new(amtool).args(args).arg(format!("--alertmanager.url={url}")).output().expect("amtool runs");
     assert!(output.status.success(), "amtool {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
@@ -49,7 +50,9 @@ async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_opens_one_incident_and_records_the_resolution() {
-    assert!(std::path::Path::new(ALERTMANAGER).exists(), "{ALERTMANAGER} is missing; .ci/run installs it");
+    let Some(alertmanager) = program_or_skip(ALERTMANAGER, "Prometheus Alertmanager", INSTALL) else { return };
+    let Some(amtool_path) = program_or_skip(AMTOOL, "Alertmanager's `amtool`", INSTALL) else { return };
+    let amtool = |url: &str, args: &[&str]| run_amtool(&amtool_path, url, args);
     let hooks = Hooks::start("127.0.0.1:0").await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -67,7 +70,7 @@ async fn alertmanager_opens_one_incident_and_records_the_resolution() {
     .unwrap();
     let storage = hooks.dir.path().join("alertmanager-data");
     let _alertmanager = Running(
-        Command::new(ALERTMANAGER)
+        Command::new(&alertmanager)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", storage.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -161,3 +161,42 @@ fn schema_is_json_schema_of_the_format() {
     }
     assert_eq!(schema["additionalProperties"], false);
 }
+
+/// `start` says, before it opens an incident, what the configuration lacks for the runbook: here
+/// the second CISO that the four-eyes gate of `relax` needs besides whoever starts it.
+#[test]
+fn start_warns_about_a_role_held_by_too_few_and_strict_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "small.yaml", SMALL);
+    write(dir.path(), "phasegate.yaml", "database: phasegate.db\npeople:\n  dana: { roles: [ciso] }\n");
+    let config = dir.path().join("phasegate.yaml");
+    let start = |strict: bool| {
+        let mut args = vec!["start", "small.yaml", "--as", "dana", "--config", config.to_str().unwrap()];
+        if strict {
+            args.push("--strict");
+        }
+        Cli::new().current_dir(dir.path()).args(args)
+    };
+    let warning = "approval gate `approval` of phase `relax` needs 2 people holding `ciso` other than `dana`, who \
+                   starts the incident (four-eyes), and nobody in the configuration can; give `ciso` to someone \
+                   under `people:` in the configuration";
+
+    let mut refused = start(true).fails().stderr_has(&format!("error: {warning}"));
+    assert!(refused.stdout().is_empty(), "no incident id: {}", refused.stdout());
+    refused.stderr_has("error: `start --strict` refuses: the configuration does not fit runbook `small`");
+    let list = || Cli::new().current_dir(dir.path()).args(["list", "--all", "--config", config.to_str().unwrap()]);
+    assert!(!list().succeeds().stdout().contains("inc-"), "nothing was stored");
+
+    let mut started = start(false).succeeds().stderr_has(&format!("warning: {warning}"));
+    let incident = started.stdout().trim().to_string();
+    list().succeeds().stdout_has(&incident);
+
+    // With a second CISO the configuration fits, and `--strict` starts it without a word.
+    write(
+        dir.path(),
+        "phasegate.yaml",
+        "database: phasegate.db\npeople:\n  dana: { roles: [ciso] }\n  sam: { roles: [ciso] }\n  lee: { roles: [ciso] }\n",
+    );
+    let mut quiet = start(true).succeeds();
+    assert!(!quiet.stderr().contains("warning") && !quiet.stderr().contains("error"), "{}", quiet.stderr());
+}

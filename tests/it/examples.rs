@@ -1,4 +1,5 @@
-//! Every runbook under `runbooks/` and every template under `templates/`, as shipped.
+//! Every runbook under `runbooks/` and every template under `templates/`, as shipped, and the
+//! example configuration `examples/phasegate.yaml` that fits them.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -6,6 +7,8 @@ use std::path::PathBuf;
 use phasegate::render::Catalog;
 use phasegate::runbook::model::{Action, GateKind, Runbook};
 use serde_json::json;
+
+use phasegate::config::{Config, Overrides, fit};
 
 use crate::support::{Cli, root};
 
@@ -83,6 +86,71 @@ fn every_example_validates_and_plans_through_the_cli() {
             Cli::new().args(["plan".as_ref(), path.as_os_str(), "--format".as_ref(), format.as_ref()]).succeeds();
         }
     }
+}
+
+/// The example configuration holds someone for every role the runbooks need (and, for four-eyes
+/// gates, one person more, whoever starts the incident), declares every secret they name and
+/// every webhook source their triggers listen to, and each source's secrets.
+#[test]
+fn the_example_configuration_fits_every_runbook() {
+    let path = root().join("examples/phasegate.yaml");
+    let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+    let mut problems = Vec::new();
+    for (file, runbook) in examples() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for misfit in fit::misfits(&config, &runbook, None) {
+            match misfit {
+                // The example reads secrets from the environment, which tests do not set.
+                fit::Misfit::SecretEmpty { .. } => {}
+                misfit => problems.push(format!("{name}: {misfit}")),
+            }
+        }
+        for role in runbook.roles.iter().map(|role| &role.id) {
+            if !config.directory.people.values().any(|roles| roles.contains(role)) {
+                problems.push(format!("{name}: role `{role}` is declared and nobody in the example holds it"));
+            }
+        }
+        for source in runbook.trigger_sources() {
+            if !config.server.sources.contains_key(&source) {
+                problems.push(format!("{name}: webhook source `{source}` is not under `server.sources`"));
+            }
+        }
+    }
+    for (name, source) in &config.server.sources {
+        for secret in &source.secrets {
+            if config.secrets.source(secret).is_none() {
+                problems.push(format!("webhook source `{name}` names secret `{secret}`, not under `secrets:`"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "examples/phasegate.yaml does not fit runbooks/:\n{}", problems.join("\n"));
+}
+
+/// Copied next to the runbooks, as its first lines say, the example opens the reference scenario
+/// and finds its database, runbooks and templates beside itself.
+#[test]
+fn the_example_copied_next_to_the_runbooks_starts_the_reference_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["runbooks", "templates"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(root().join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(folder).join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(root().join("examples/phasegate.yaml"), dir.path().join("phasegate.yaml")).unwrap();
+    let mut started =
+        Cli::new().current_dir(dir.path()).args(["start", "retail-breach", "--as", "dana.ito"]).succeeds();
+    let incident = started.stdout().trim().to_string();
+    assert!(incident.starts_with("inc-"), "{incident}");
+    // Warned about secrets without values, and nothing about people or undeclared secrets.
+    let stderr = started.stderr();
+    assert!(stderr.contains("warning: secret `SOC_SLACK_WEBHOOK`"), "{stderr}");
+    assert!(!stderr.contains("holding") && !stderr.contains("not configured"), "{stderr}");
+    assert!(dir.path().join("phasegate.db").is_file(), "the database is beside the configuration");
+    // From another directory, the same configuration finds the same database.
+    let config = dir.path().join("phasegate.yaml");
+    Cli::new().args(["list".as_ref(), "--config".as_ref(), config.as_os_str()]).succeeds().stdout_has(&incident);
 }
 
 /// A status-update context of the shape the engine provides (see `runbook::STATUS_CONTEXT`).

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: a builder for running the `phasegate` binary, and a
-//! stub HTTP server for the binary to call.
+//! Helpers shared by the integration tests: a builder for running the `phasegate` binary, a
+//! stub HTTP server for the binary to call, and finding the outside programs some tests need
+//! (or skipping those tests loudly when they are missing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,6 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The repository root, where `runbooks/` and `templates/` live.
 /// The templates the runbooks' customer campaigns render: rendered per recipient, with a context
 /// of their own, not as status updates.
 pub fn campaign_templates<'a>(runbooks: impl Iterator<Item = &'a phasegate::runbook::Runbook>) -> BTreeSet<String> {
@@ -20,8 +20,64 @@ pub fn campaign_templates<'a>(runbooks: impl Iterator<Item = &'a phasegate::runb
         .collect()
 }
 
+/// The repository root, where `runbooks/` and `templates/` live.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The environment variable that names the Python interpreter the tests run (`scripts/test` sets
+/// it to its virtual environment's); `python3` on `PATH` when it is not set.
+pub const PYTHON_VARIABLE: &str = "PHASEGATE_TEST_PYTHON";
+
+/// How to install what the tests need: the test command does it all.
+const INSTALL: &str = "run `./scripts/test` (as root it installs what the tests need)";
+
+/// Says on the terminal, past the test harness's capture, that the running test skips and why.
+/// A skipped test passes, so this line is all that tells it apart from one that ran.
+fn skip(reason: &str, install: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    // `eprintln!` is captured by the harness and shown only for a failing test; the standard
+    // error handle itself is not captured, so the reader sees this whatever the test does.
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {reason}\n  to run it: {install}, or {INSTALL}");
+}
+
+/// The first of `candidates` that exists: a path (with a `/`), or a name found on `PATH`. `None`
+/// after saying that the test skips, naming `what` is missing and the command that installs it.
+pub fn program_or_skip(candidates: &[&str], what: &str, install: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = candidates.iter().find_map(|candidate| {
+        if candidate.contains('/') {
+            return Path::new(candidate).is_file().then(|| PathBuf::from(candidate));
+        }
+        std::env::split_paths(&path).map(|dir| dir.join(candidate)).find(|full| full.is_file())
+    });
+    if found.is_none() {
+        skip(&format!("{what} is missing (looked for {})", candidates.join(", ")), install);
+    }
+    found
+}
+
+/// A Python interpreter that imports every one of `modules` (PyPI packages the tests use): the
+/// one `PHASEGATE_TEST_PYTHON` names, else `python3`. `None` after saying that the test skips,
+/// naming what is missing and how to install it.
+pub fn python_or_skip(modules: &[&str]) -> Option<PathBuf> {
+    let python = std::env::var_os(PYTHON_VARIABLE).map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let install = "`python3 -m pip install -r scripts/requirements-test.txt`";
+    let imports = format!("import {}", modules.join(", "));
+    match Command::new(&python).args(["-c", &imports]).output() {
+        Ok(output) if output.status.success() => Some(python),
+        Ok(output) => {
+            let error = String::from_utf8_lossy(&output.stderr);
+            let why = error.lines().last().unwrap_or("the import failed");
+            skip(&format!("`{}` cannot `{imports}`: {why}", python.display()), install);
+            None
+        }
+        Err(error) => {
+            skip(&format!("the Python interpreter `{}` does not run: {error}", python.display()), install);
+            None
+        }
+    }
 }
 
 /// Runs `phasegate` with arguments and checks its output: `Cli::new().args([..]).stdout_has(..).fails()`.
@@ -33,7 +89,11 @@ pub struct Cli {
 impl Cli {
     pub fn new() -> Cli {
         let mut command = Command::new(env!("CARGO_BIN_EXE_phasegate"));
-        command.current_dir(root()).env_remove("PHASEGATE_TEMPLATES");
+        // What the person running the tests has set for their own use does not reach the tests.
+        for variable in ["PHASEGATE_TEMPLATES", "PHASEGATE_CONFIG", "PHASEGATE_DB"] {
+            command.env_remove(variable);
+        }
+        command.current_dir(root());
         Cli { command, output: None }
     }
 

@@ -424,7 +424,12 @@ fn the_reference_runbook_runs_from_start_to_close() {
     assert!(desk.ok(&["status", &id]).contains("reinstated "), "the board shows the exposure windows");
 
     // The customers: two four-eyes approvals, named because both wait.
-    desk.refused(&id, &["approve", &id, "notify-customers", "--as", "lee"], 1, &["name the one to approve"]);
+    desk.refused(
+        &id,
+        &["approve", &id, "notify-customers", "--as", "lee"],
+        1,
+        &["several approvals waiting (`legal-approval`, `dpo-approval`)", "name the one to approve with `--gate GATE`"],
+    );
     let approve_legal = ["approve", &id, "notify-customers", "--gate", "legal-approval"];
     desk.refused(&id, &[&approve_legal[..], &["--as", "dana"]].concat(), 1, &["four-eyes"]);
     desk.ok(&[&approve_legal[..], &["--as", "lee"]].concat());

@@ -29,7 +29,9 @@ pub struct SecretUse {
 
 impl Runbook {
     /// Who must act for the incident to move on: approvers of every approval gate, the assignee
-    /// of every manual step that names one, and the role of every signal gate that names one.
+    /// of every manual step that names one, the role of every signal gate that names one, the
+    /// holders of the rights to close, abandon and recover, and the senders of every audience
+    /// that names them.
     /// Control owners are not here: the engine never asks them to act.
     pub fn role_needs(&self) -> Vec<RoleNeed> {
         let mut needs = Vec::new();
@@ -51,6 +53,20 @@ impl Runbook {
                     let needed_by = format!("manual step `{}/{}`", phase.id, step.id);
                     needs.push(RoleNeed { roles: vec![role.clone()], count: 1, four_eyes: false, needed_by });
                 }
+            }
+        }
+        let rights =
+            [("close", &self.rights.close), ("abandon", &self.rights.abandon), ("recover", &self.rights.recover)];
+        for (right, holders) in rights {
+            if !holders.roles.is_empty() {
+                let needed_by = format!("the right to {right} (`rights.{right}`)");
+                needs.push(RoleNeed { roles: holders.roles.clone(), count: 1, four_eyes: false, needed_by });
+            }
+        }
+        for audience in &self.audiences {
+            if let Some(senders) = audience.senders.as_ref().filter(|senders| !senders.roles.is_empty()) {
+                let needed_by = format!("updates by hand to audience `{}` (its `senders`)", audience.id);
+                needs.push(RoleNeed { roles: senders.roles.clone(), count: 1, four_eyes: false, needed_by });
             }
         }
         needs

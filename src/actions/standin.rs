@@ -177,10 +177,13 @@ impl DrillStandIn {
 
 impl StandIn for DrillStandIn {
     fn http(&self, request: &Sent) -> (Answer, Duration) {
-        let url = request.url.split(['?', '#']).next().unwrap_or_default();
+        let with_query = request.url.split('#').next().unwrap_or_default();
+        let url = with_query.split('?').next().unwrap_or_default();
+        // A stand-in whose URL has a query is matched with the query; others without it.
         let found = self.http.iter().enumerate().find(|(_, stand_in)| {
+            let compared = if stand_in.url.contains('?') { with_query } else { url };
             stand_in.method.as_ref().is_none_or(|method| *method == request.method)
-                && if stand_in.prefix { url.starts_with(&stand_in.url) } else { url == stand_in.url }
+                && if stand_in.prefix { compared.starts_with(&stand_in.url) } else { compared == stand_in.url }
         });
         let answer = match found {
             Some((place, stand_in)) => {

@@ -69,7 +69,8 @@ pub struct HttpStandIn {
     /// `GET`, `POST`, ... (any method when left out).
     #[serde(default)]
     pub method: Option<Spanned<String>>,
-    /// The URL, exactly as the runbook sends it, without its query; `*` at the end matches any rest.
+    /// The URL as the runbook sends it, compared without its query unless this has one; `*` at
+    /// the end matches any rest.
     pub url: Spanned<String>,
     /// One answer for the whole drill (or use `answers`).
     #[serde(default)]

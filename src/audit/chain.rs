@@ -85,9 +85,9 @@ mod tests {
         let text = canonical(&event).unwrap();
         assert_eq!(
             text,
-            r#"{"actor":"dana","at":"2026-11-24T02:14:00Z","event":{"type":"note_added"},"format":1,"reason":"tills \"open\" é"}"#
+            r#"{"actor":"dana","at":"2026-11-24T02:14:00Z","event":{"type":"note_added"},"format":2,"reason":"tills \"open\" é"}"#
         );
-        let reordered = r#"{ "format": 1, "reason": "tills \"open\" \u00e9", "event": {"type": "note_added"},
+        let reordered = r#"{ "format": 2, "reason": "tills \"open\" \u00e9", "event": {"type": "note_added"},
             "at": "2026-11-24T02:14:00Z", "actor": "dana" }"#;
         assert_eq!(canonicalize(reordered).unwrap(), text);
     }

@@ -199,7 +199,7 @@ impl<'k> Verifier<'k> {
     pub fn finish(mut self, claimed: Option<u64>) -> Outcome {
         let events = self.hashes.len() as u64;
         let closed = serde_json::from_str::<Event>(&self.last)
-            .is_ok_and(|event| matches!(event.kind, EventKind::IncidentClosed));
+            .is_ok_and(|event| matches!(event.kind, EventKind::IncidentClosed { .. }));
         if let Some(claimed) = claimed
             && claimed > self.read
         {

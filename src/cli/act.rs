@@ -1,4 +1,5 @@
-//! The commands people give an incident: `approve`, `done`, `signal`, `note`, `update`, `close`.
+//! The commands people give an incident: `approve`, `done`, `signal`, `note`, `update`, `close`,
+//! and for a step that failed for good, `retry` and `skip`.
 //! Each is decided on the stored state and recorded, or refused with the reason and nothing
 //! recorded.
 
@@ -31,7 +32,8 @@ pub struct Done {
     step: String,
     #[arg(long = "as", value_name = "ACTOR")]
     actor: String,
-    /// What shows the step was done: a ticket, a log excerpt, a link.
+    /// What shows the step was done: a ticket, a log excerpt, a link. Required to mark an
+    /// automated step that failed for good done by hand (the runbook's `recover` roles).
     #[arg(long)]
     evidence: Option<String>,
     /// An output the step declares; repeat for several.
@@ -88,8 +90,48 @@ pub struct Close {
     incident: String,
     #[arg(long = "as", value_name = "ACTOR")]
     actor: String,
-    #[arg(long)]
+    /// A closing note, recorded with the close.
+    #[arg(long, conflicts_with = "abandon")]
     note: Option<String>,
+    /// Close before every phase is done or skipped, recorded as abandoned (the runbook's
+    /// `abandon` roles; needs `--reason`).
+    #[arg(long, requires = "reason")]
+    abandon: bool,
+    /// Why the incident is abandoned: recorded, and shown in the report and the close update.
+    #[arg(long, requires = "abandon")]
+    reason: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Retry {
+    incident: String,
+    /// The step that failed for good, as `PHASE/STEP`.
+    step: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// Why another attempt should do better: recorded with it.
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Skip {
+    incident: String,
+    /// The step that failed for good, as `PHASE/STEP`.
+    step: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// Why the step may be left undone: recorded with the skip.
+    #[arg(long)]
+    reason: String,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
@@ -146,5 +188,21 @@ pub async fn update(args: Update, templates: Option<&std::path::Path>) -> anyhow
 }
 
 pub async fn close(args: Close, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    submit(&args.common, templates, &args.incident, &args.actor, Command::Close { note: args.note }, args.format).await
+    let command = match args.reason {
+        Some(reason) if args.abandon => Command::Abandon { reason },
+        _ => Command::Close { note: args.note },
+    };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn retry(args: Retry, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, step) = split(&args.step, "STEP")?;
+    let command = Command::Retry { phase, step, reason: args.reason };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn skip(args: Skip, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, step) = split(&args.step, "STEP")?;
+    let command = Command::Skip { phase, step, reason: args.reason };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
 }

@@ -52,15 +52,19 @@ enum Command {
     Status(status::Args),
     /// Approve an approval gate of a phase.
     Approve(act::Approve),
-    /// Mark a manual step done, with evidence and outputs.
+    /// Mark a manual step done, with evidence and outputs (or a step that failed for good, by hand).
     Done(act::Done),
+    /// Start another attempt of a step that failed for good, with the same idempotency key.
+    Retry(act::Retry),
+    /// Skip a step that failed for good, with a reason: it counts as skipped, not done.
+    Skip(act::Skip),
     /// Give a signal gate its signal.
     Signal(act::Signal),
     /// Add a note to an incident's timeline.
     Note(act::Note),
     /// Send a status update to an audience now.
     Update(act::Update),
-    /// Close an incident (refused while a control is relaxed).
+    /// Close an incident once every phase is done or skipped, or abandon it (`--abandon --reason`).
     Close(act::Close),
     /// Carry out due work for all open incidents (`--watch` to keep going).
     Run(run::Args),
@@ -112,10 +116,20 @@ pub fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("error: {error:#}");
-            // A refused command is the user's input being wrong, like an invalid runbook.
-            let refused = error
-                .downcast_ref::<crate::runtime::Error>()
-                .is_some_and(|e| matches!(e, crate::runtime::Error::Refused(_)));
+            // A refused command, like an unknown incident, is the user's input being wrong (as an
+            // invalid runbook is), not something that could not be read.
+            let unknown = |e: &crate::store::Error| matches!(e, crate::store::Error::NotFound { .. });
+            let not_found = error.downcast_ref::<crate::store::Error>().is_some_and(unknown)
+                || error
+                    .downcast_ref::<crate::runtime::Error>()
+                    .is_some_and(|e| matches!(e, crate::runtime::Error::Store(e) if unknown(e)));
+            if not_found {
+                eprintln!("  help: `phasegate list --all` lists the incidents in this database");
+            }
+            let refused = not_found
+                || error
+                    .downcast_ref::<crate::runtime::Error>()
+                    .is_some_and(|e| matches!(e, crate::runtime::Error::Refused(_)));
             ExitCode::from(if refused { exit::INVALID } else { exit::USAGE })
         }
     }
@@ -131,6 +145,8 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Status(args) => status::run(args, templates).await,
             Command::Approve(args) => act::approve(args, templates).await,
             Command::Done(args) => act::done(args, templates).await,
+            Command::Retry(args) => act::retry(args, templates).await,
+            Command::Skip(args) => act::skip(args, templates).await,
             Command::Signal(args) => act::signal(args, templates).await,
             Command::Note(args) => act::note(args, templates).await,
             Command::Update(args) => act::update(args, templates).await,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Format;
 use super::incident::{Common, open};
-use crate::engine::blocking::{blockers, who_can_approve};
+use crate::engine::blocking::{Blocker, blockers, who_can_approve};
 use crate::engine::state::PhaseStatus;
 use crate::engine::{Directory, Event, Incident};
 use crate::runbook::Runbook;
@@ -41,7 +41,8 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
                 .map(|blocker| {
                     let people =
                         who_can_approve(&loaded.runbook, &loaded.incident, opened.runtime.directory(), &blocker);
-                    json!({ "blocker": blocker, "people": people })
+                    let commands = unblocking_commands(&loaded.incident, &blocker, &people);
+                    json!({ "blocker": blocker, "people": people, "commands": commands })
                 })
                 .collect();
             let recent: Vec<&Event> = loaded.events.iter().rev().take(args.events).rev().collect();
@@ -52,6 +53,34 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     };
     super::print_stdout(&output)?;
     Ok(super::exit::OK)
+}
+
+/// Whether a phase failed: something waits for a person to retry, skip or abandon.
+pub fn failed(incident: &Incident) -> bool {
+    incident.phases.values().any(|phase| phase.status == PhaseStatus::Failed)
+}
+
+/// The commands that unblock a failed step (or, for a phase that failed otherwise, abandon the
+/// incident), as someone who may run them: the first person holding a role, else a placeholder.
+pub fn unblocking_commands(incident: &Incident, blocker: &Blocker, people: &[String]) -> Vec<String> {
+    if blocker.kind != "failed" {
+        return Vec::new();
+    }
+    let actor = people.first().cloned().unwrap_or_else(|| match blocker.roles.as_slice() {
+        [] => "<nobody: the runbook gives this right to no role>".to_string(),
+        roles => format!("<someone holding {}>", roles.join(" or ")),
+    });
+    let id = &incident.id;
+    let what = &blocker.what;
+    if what.contains('/') {
+        vec![
+            format!("phasegate retry {id} {what} --as {actor}"),
+            format!("phasegate skip {id} {what} --reason TEXT --as {actor}"),
+            format!("phasegate done {id} {what} --evidence TEXT --as {actor}"),
+        ]
+    } else {
+        vec![format!("phasegate close {id} --abandon --reason TEXT --as {actor}")]
+    }
 }
 
 /// The time from `from` to `to` as a runbook writes durations, at least a second.
@@ -74,7 +103,14 @@ pub fn board(
 ) -> String {
     let mut out = String::new();
     let state = match &incident.closed {
+        Some(closed) if closed.abandoned => format!(
+            "ABANDONED {} by {}: {}",
+            closed.at.format("%Y-%m-%d %H:%M UTC"),
+            closed.by,
+            closed.reason.as_deref().unwrap_or_default()
+        ),
         Some(closed) => format!("CLOSED {} by {}", closed.at.format("%Y-%m-%d %H:%M UTC"), closed.by),
+        None if failed(incident) => "OPEN, FAILED: see BLOCKING".to_string(),
         None => "OPEN".to_string(),
     };
     let _ = writeln!(out, "{}  {}  [{state}]", incident.id, runbook.title);
@@ -113,7 +149,15 @@ pub fn board(
             PhaseStatus::Ready => ("WAITING", "for its entry gates".to_string()),
             PhaseStatus::Skipped => ("skipped", "its condition was false".to_string()),
             PhaseStatus::Failed => ("FAILED ", state.error.clone().unwrap_or_default()),
-            PhaseStatus::Pending => ("pending", format!("needs {}", phase.needs.join(", "))),
+            PhaseStatus::Pending => {
+                let waiting: Vec<&str> = phase
+                    .needs
+                    .iter()
+                    .filter(|need| !incident.phase(need).status.is_finished())
+                    .map(String::as_str)
+                    .collect();
+                ("pending", format!("needs {}", waiting.join(", ")))
+            }
         };
         let _ = writeln!(out, "  {mark}  {:<24} {detail}", phase.id);
     }
@@ -123,11 +167,14 @@ pub fn board(
         let _ = writeln!(out, "\nBLOCKING");
         for blocker in &blocking {
             let _ = writeln!(out, "  {} [{}]: {}", blocker.phase, blocker.what, blocker.waiting_for);
+            let people = who_can_approve(runbook, incident, directory, blocker);
             if !blocker.roles.is_empty() {
-                let people = who_can_approve(runbook, incident, directory, blocker);
                 let people =
                     if people.is_empty() { "nobody configured holds it".to_string() } else { people.join(", ") };
                 let _ = writeln!(out, "      can unblock: {} ({people})", blocker.roles.join(" or "));
+            }
+            for command in unblocking_commands(incident, blocker, &people) {
+                let _ = writeln!(out, "      run: {command}");
             }
         }
     }

@@ -516,7 +516,7 @@ fn occasion(kind: &EventKind) -> Option<(Occasion, Option<&str>)> {
         EventKind::ControlReinstated { phase, .. } => (Occasion::ControlReinstated, Some(phase)),
         EventKind::RelaxationOverdue { .. } => (Occasion::RelaxationOverdue, None),
         EventKind::NoteAdded => (Occasion::NoteAdded, None),
-        EventKind::IncidentClosed => (Occasion::IncidentClosed, None),
+        EventKind::IncidentClosed { .. } => (Occasion::IncidentClosed, None),
         _ => return None,
     })
 }

@@ -14,7 +14,9 @@ pub struct Blocker {
     pub phase: String,
     /// The gate's id, or `PHASE/STEP` for a step.
     pub what: String,
-    /// `approval`, `signal`, `check`, `timer`, `condition`, `step` or `steps`.
+    /// `approval`, `signal`, `check`, `timer`, `condition`, `step`, `steps`, or `failed` (a step
+    /// that failed for good, which the `recover` roles can retry, skip or mark done; or a phase
+    /// that failed otherwise, which only abandoning closes).
     pub kind: &'static str,
     /// For a person: what it waits for.
     pub waiting_for: String,
@@ -37,10 +39,71 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
                     phase.exit.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })).cloned().collect();
                 gates(phase, &exit, incident, &mut found);
             }
+            PhaseStatus::Failed => failed(runbook, phase, incident, &mut found),
             _ => {}
         }
     }
     found
+}
+
+/// Each phase that is not done or skipped, and what it waits for, for a refused close.
+pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
+    let blocking = blockers(runbook, incident);
+    runbook
+        .phases
+        .iter()
+        .filter_map(|phase| {
+            let status = incident.phase(&phase.id).status;
+            if status.is_finished() {
+                return None;
+            }
+            let waits: Vec<String> = blocking
+                .iter()
+                .filter(|blocker| blocker.phase == phase.id)
+                .map(|blocker| format!("{} ({})", blocker.what, blocker.waiting_for))
+                .collect();
+            let detail = match status {
+                PhaseStatus::Pending => format!("needs {}", phase.needs.join(", ")),
+                _ if waits.is_empty() => "waits for nothing a person can give".to_string(),
+                _ => format!("waits for {}", waits.join(", ")),
+            };
+            Some(format!("`{}` is {}: {detail}", phase.id, status.as_str()))
+        })
+        .collect()
+}
+
+/// A failed phase waits for its failed steps to be recovered, or (failed otherwise) for nothing
+/// but abandoning.
+fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
+    let before = found.len();
+    for step in &phase.steps {
+        let state = incident.step(&phase.id, &step.id);
+        if step.optional || state.status != StepStatus::Failed {
+            continue;
+        }
+        found.push(Blocker {
+            phase: phase.id.clone(),
+            what: format!("{}/{}", phase.id, step.id),
+            kind: "failed",
+            waiting_for: format!(
+                "{} step failed for good after {} attempt(s): {}; retry, skip or mark it done by hand",
+                step.action.kind(),
+                state.attempt,
+                state.error.unwrap_or_default()
+            ),
+            roles: runbook.rights.recover.roles.clone(),
+        });
+    }
+    if found.len() == before {
+        let error = incident.phase(&phase.id).error.unwrap_or_default();
+        found.push(Blocker {
+            phase: phase.id.clone(),
+            what: phase.id.clone(),
+            kind: "failed",
+            waiting_for: format!("phase failed: {error}; no command recovers it, only abandoning closes the incident"),
+            roles: runbook.rights.abandon.roles.clone(),
+        });
+    }
 }
 
 /// The people who could give an approval that is still missing: they hold a role, have not

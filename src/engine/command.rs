@@ -21,16 +21,25 @@ pub enum Command {
     /// Approve an approval gate of a phase; `gate` may be left out when the phase has only one
     /// approval gate waiting.
     Approve { phase: String, gate: Option<String>, note: Option<String> },
-    /// Mark a manual step done, with evidence and the outputs it declares.
+    /// Mark a manual step done, with evidence and the outputs it declares. On an automated step
+    /// that failed for good it is an override, for the runbook's `recover` roles, evidence required.
     CompleteStep { phase: String, step: String, evidence: Option<String>, outputs: BTreeMap<String, serde_json::Value> },
     /// Give a signal gate its signal (from a trigger, or by a person holding the gate's role).
     Signal { phase: String, gate: String, note: Option<String> },
     /// Add a note to the timeline.
     Note { text: String },
-    /// Send a status update to an audience now.
+    /// Send a status update to an audience now, by hand: for the audience's `senders`.
     StatusUpdate { audience: String },
-    /// Close the incident.
+    /// Close the incident: for the runbook's `close` roles, once every phase is done or skipped.
     Close { note: Option<String> },
+    /// Close the incident early, as abandoned: for the runbook's `abandon` roles, reason required.
+    Abandon { reason: String },
+    /// Another attempt of an automated step that failed for good, with the same idempotency key:
+    /// for the runbook's `recover` roles.
+    Retry { phase: String, step: String, reason: Option<String> },
+    /// Skip a step that failed for good (it counts as skipped, not done): for the runbook's
+    /// `recover` roles, reason required.
+    Skip { phase: String, step: String, reason: String },
     /// Time has passed: timers, retries, check polls, overdue relaxations, regular updates.
     Tick,
     /// The runtime carried out this effect (as taken from the outbox) with this outcome.

@@ -55,7 +55,7 @@ pub enum Error {
     WrongPhaseState { phase: String, status: &'static str, what: String },
     #[error("phase `{phase}` has no approval waiting")]
     NothingToApprove { phase: String },
-    #[error("phase `{phase}` has several approvals waiting ({gates}); name the one to approve")]
+    #[error("phase `{phase}` has several approvals waiting ({gates}); name the one to approve with `--gate GATE`")]
     WhichApproval { phase: String, gates: String },
     #[error("`{actor}` already approved gate `{gate}` of phase `{phase}`; each approver counts once")]
     AlreadyApproved { actor: String, phase: String, gate: String },
@@ -63,16 +63,28 @@ pub enum Error {
     FourEyes { actor: String, phase: String, gate: String },
     #[error("gate `{gate}` of phase `{phase}` has already passed")]
     AlreadyPassed { phase: String, gate: String },
-    #[error("step `{phase}/{step}` is {kind}, not a step a person marks done")]
+    #[error(
+        "step `{phase}/{step}` is {kind}, not a step a person marks done (only once it has failed for good, by the runbook's `recover` roles, with evidence)"
+    )]
     NotManual { phase: String, step: String, kind: &'static str },
     #[error("step `{phase}/{step}` is already {status}")]
     StepFinished { phase: String, step: String, status: &'static str },
-    #[error("step `{phase}/{step}` declares no output `{output}`")]
-    UnknownOutput { phase: String, step: String, output: String },
-    #[error("audience `{0}` does not exist")]
-    UnknownAudience(String),
-    #[error("the incident cannot close while controls are relaxed: {0}; reinstate them first")]
+    #[error("step `{phase}/{step}` declares no output `{output}`; {declared}")]
+    UnknownOutput { phase: String, step: String, output: String, declared: String },
+    #[error("audience `{audience}` does not exist; {declared}")]
+    UnknownAudience { audience: String, declared: String },
+    #[error("the incident cannot close while controls are relaxed: {0}")]
     RelaxationsOpen(String),
+    #[error("{what} is a right the runbook gives nobody; {fix}")]
+    NobodyMay { what: String, fix: String },
+    #[error("step `{phase}/{step}` is {status}, not failed, so it cannot be {what}")]
+    NotFailed { phase: String, step: String, status: String, what: &'static str },
+    #[error("{what} needs {needs} on record; give it with `{flag}`")]
+    Unexplained { what: String, needs: &'static str, flag: &'static str },
+    #[error("the incident cannot close before every phase is done or skipped: {phases}; {otherwise}")]
+    PhasesNotDone { phases: String, otherwise: String },
+    #[error("every phase is done or skipped, so the incident is not abandoned: close it with `phasegate close`")]
+    NothingToAbandon,
     #[error("effect `{0}` does not belong to this incident's current work")]
     StaleEffect(String),
 }
@@ -233,7 +245,7 @@ impl<'a> Work<'a> {
     }
 
     /// A person the configuration knows, or a trigger.
-    fn known_actor(&self) -> Result<(), Error> {
+    pub(super) fn known_actor(&self) -> Result<(), Error> {
         if self.directory.knows(&self.actor) || is_trigger(&self.actor) {
             Ok(())
         } else {
@@ -241,7 +253,7 @@ impl<'a> Work<'a> {
         }
     }
 
-    fn person(&self) -> Result<(), Error> {
+    pub(super) fn person(&self) -> Result<(), Error> {
         if self.directory.knows(&self.actor) { Ok(()) } else { Err(Error::UnknownActor(self.actor.clone())) }
     }
 
@@ -258,29 +270,17 @@ impl<'a> Work<'a> {
                 self.emit_because(EventKind::NoteAdded, Some(text.clone()));
                 Ok(())
             }
-            Command::StatusUpdate { audience } => {
-                self.person()?;
-                if !self.runbook.audiences.iter().any(|a| &a.id == audience) {
-                    return Err(Error::UnknownAudience(audience.clone()));
-                }
-                self.request_update(audience, "requested", None, None);
-                Ok(())
-            }
-            Command::Close { note } => {
-                self.person()?;
-                let open: Vec<String> = self.incident.open_relaxations().map(|r| format!("`{}`", r.control)).collect();
-                if !open.is_empty() {
-                    return Err(Error::RelaxationsOpen(open.join(", ")));
-                }
-                self.emit_because(EventKind::IncidentClosed, note.clone());
-                Ok(())
-            }
+            Command::StatusUpdate { audience } => self.update_by_hand(audience),
+            Command::Close { note } => self.close(note),
+            Command::Abandon { reason } => self.abandon(reason),
+            Command::Retry { phase, step, reason } => self.retry(phase, step, reason),
+            Command::Skip { phase, step, reason } => self.skip(phase, step, reason),
             Command::Tick => Ok(()),
             Command::Record { effect, outcome } => self.record(effect, outcome),
         }
     }
 
-    fn phase_model(&self, phase: &str) -> Result<&'a crate::runbook::model::Phase, Error> {
+    pub(super) fn phase_model(&self, phase: &str) -> Result<&'a crate::runbook::model::Phase, Error> {
         self.runbook.phase(phase).ok_or_else(|| Error::UnknownPhase(phase.to_string()))
     }
 
@@ -386,6 +386,9 @@ impl<'a> Work<'a> {
         let (assignee, declared) = match &step.action {
             Action::Manual { assignee, outputs, .. } => (assignee.clone(), outputs.clone()),
             Action::Campaign { .. } => (None, Vec::new()),
+            _ if self.incident.step(phase_id, step_id).status == StepStatus::Failed => {
+                return self.override_step(phase_id, step_id, evidence, outputs);
+            }
             other => {
                 return Err(Error::NotManual {
                     phase: phase_id.to_string(),
@@ -419,13 +422,7 @@ impl<'a> Work<'a> {
                 what: format!("marking step `{phase_id}/{step_id}` done"),
             });
         }
-        if let Some(unknown) = outputs.keys().find(|name| !declared.contains(name)) {
-            return Err(Error::UnknownOutput {
-                phase: phase_id.to_string(),
-                step: step_id.to_string(),
-                output: unknown.clone(),
-            });
-        }
+        check_outputs(phase_id, step_id, outputs, &declared)?;
         let event =
             EventKind::StepDone { phase: phase_id.to_string(), step: step_id.to_string(), outputs: outputs.clone() };
         self.emit_because(event, evidence.clone());
@@ -462,7 +459,37 @@ impl<'a> Work<'a> {
     }
 }
 
-fn roles_text(roles: &[String]) -> String {
+/// Refuses an output the step does not declare, naming the nearest and those it declares.
+pub(super) fn check_outputs(
+    phase: &str,
+    step: &str,
+    outputs: &BTreeMap<String, serde_json::Value>,
+    declared: &[String],
+) -> Result<(), Error> {
+    let Some(unknown) = outputs.keys().find(|name| !declared.contains(name)) else { return Ok(()) };
+    Err(Error::UnknownOutput {
+        phase: phase.to_string(),
+        step: step.to_string(),
+        output: unknown.clone(),
+        declared: declared_text(unknown, declared.iter().map(String::as_str), "output"),
+    })
+}
+
+/// `did you mean `x`? declared outputs: a, b`: what a misspelt name could have been.
+pub(super) fn declared_text<'n>(word: &str, names: impl IntoIterator<Item = &'n str> + Clone, what: &str) -> String {
+    let all: Vec<String> = names.clone().into_iter().map(|name| format!("`{name}`")).collect();
+    let listed = if all.is_empty() {
+        format!("it declares no {what}s")
+    } else {
+        format!("declared {what}s: {}", all.join(", "))
+    };
+    match crate::runbook::diagnostic::did_you_mean(word, names) {
+        Some(meant) => format!("did you mean `{meant}`? {listed}"),
+        None => listed,
+    }
+}
+
+pub(super) fn roles_text(roles: &[String]) -> String {
     match roles {
         [one] => format!("role `{one}`"),
         many => format!("any of the roles {}", many.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")),

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The version of the event shape that this phasegate writes.
-pub const FORMAT: u32 = 1;
+/// The version of the event shape that this phasegate writes. Version 2 added what people do
+/// about failed steps (`step_retried`, `step_skipped_by_hand`, `step_overridden`,
+/// `phase_resumed`) and `abandoned` on `incident_closed`; a version 1 log reads as it always did.
+pub const FORMAT: u32 = 2;
 
 /// The actor for what the engine does by itself (a timer fired, a step was started).
 pub const SYSTEM: &str = "phasegate";
@@ -68,92 +70,36 @@ pub enum EventKind {
         key: Option<String>,
     },
     /// Every phase the phase needs is done or skipped; its entry gates are checked from now on.
-    PhaseReady {
-        phase: String,
-    },
+    PhaseReady { phase: String },
     /// The phase's `when` was false. `values` are the inputs, phases, steps and controls it saw.
-    PhaseSkipped {
-        phase: String,
-        condition: String,
-        values: serde_json::Value,
-    },
+    PhaseSkipped { phase: String, condition: String, values: serde_json::Value },
     /// The entry gates passed; the phase's steps run.
-    PhaseStarted {
-        phase: String,
-    },
+    PhaseStarted { phase: String },
     /// Every exit gate passed.
-    PhaseDone {
-        phase: String,
-    },
+    PhaseDone { phase: String },
     /// A step failed for good or a check gate missed its deadline.
-    PhaseFailed {
-        phase: String,
-        error: String,
-    },
+    PhaseFailed { phase: String, error: String },
     /// A person holding `role` approved an approval gate (the actor is the approver).
-    ApprovalGiven {
-        phase: String,
-        gate: String,
-        role: String,
-    },
+    ApprovalGiven { phase: String, gate: String, role: String },
     /// A trigger, or a person allowed to, gave a signal gate its signal.
-    SignalGiven {
-        phase: String,
-        gate: String,
-    },
+    SignalGiven { phase: String, gate: String },
     /// A check gate's poll was sent (its effect is in the outbox).
-    CheckPolled {
-        phase: String,
-        gate: String,
-        poll: u32,
-    },
+    CheckPolled { phase: String, gate: String, poll: u32 },
     /// An HTTP check was answered (or not); `ok` says whether the answer was as expected.
-    CheckAnswered {
-        phase: String,
-        gate: String,
-        ok: bool,
-        status: Option<u16>,
-        error: Option<String>,
-    },
+    CheckAnswered { phase: String, gate: String, ok: bool, status: Option<u16>, error: Option<String> },
     /// A gate holds; `why` records what made it pass (approvers, the check's answer, the values
     /// a condition saw, the time).
-    GatePassed {
-        phase: String,
-        gate: String,
-        why: serde_json::Value,
-    },
+    GatePassed { phase: String, gate: String, why: serde_json::Value },
     /// A timer gate's `not_later_than`, or a relaxation's expiry, passed.
-    DeadlineMissed {
-        phase: String,
-        gate: String,
-    },
+    DeadlineMissed { phase: String, gate: String },
     /// The step's `when` was false.
-    StepSkipped {
-        phase: String,
-        step: String,
-        condition: String,
-    },
+    StepSkipped { phase: String, step: String, condition: String },
     /// An automated step's attempt begins; its effect is in the outbox with this idempotency key.
-    StepStarted {
-        phase: String,
-        step: String,
-        attempt: u32,
-        idempotency_key: String,
-    },
+    StepStarted { phase: String, step: String, attempt: u32, idempotency_key: String },
     /// The step is done: by a person (with evidence as the event's reason) or by its effect.
-    StepDone {
-        phase: String,
-        step: String,
-        outputs: BTreeMap<String, serde_json::Value>,
-    },
+    StepDone { phase: String, step: String, outputs: BTreeMap<String, serde_json::Value> },
     /// An attempt failed; `retry_at` is when the next one starts, if there is one.
-    StepFailed {
-        phase: String,
-        step: String,
-        attempt: u32,
-        error: String,
-        retry_at: Option<DateTime<Utc>>,
-    },
+    StepFailed { phase: String, step: String, attempt: u32, error: String, retry_at: Option<DateTime<Utc>> },
     /// A security control was switched off or weakened, approved by the phase's approvers.
     ControlRelaxed {
         control: String,
@@ -165,22 +111,12 @@ pub enum EventKind {
         compensating: Vec<String>,
     },
     /// The relaxation is past its expiry and the control is still relaxed.
-    RelaxationOverdue {
-        control: String,
-    },
+    RelaxationOverdue { control: String },
     /// The control is back, possibly stronger.
-    ControlReinstated {
-        control: String,
-        phase: String,
-        step: String,
-        strengthened: Vec<String>,
-    },
+    ControlReinstated { control: String, phase: String, step: String, strengthened: Vec<String> },
     /// A status update for an audience is due (its effect is in the outbox); `occasion` is the
     /// event that caused it, `scheduled` or `requested`.
-    StatusUpdateRequested {
-        audience: String,
-        occasion: String,
-    },
+    StatusUpdateRequested { audience: String, occasion: String },
     /// A status update was rendered and delivered to these channels: why it was sent (the
     /// `occasion` of its request) and what it said, so the log shows what each audience was told.
     StatusUpdateSent {
@@ -192,13 +128,31 @@ pub enum EventKind {
         text: Option<String>,
     },
     /// A status update could not be delivered.
-    StatusUpdateFailed {
-        audience: String,
-        error: String,
-    },
+    StatusUpdateFailed { audience: String, error: String },
+    /// A person holding a `recover` right asked for another attempt of a step that failed for
+    /// good (why is the event's reason); the attempt starts at once, with the same idempotency key.
+    StepRetried { phase: String, step: String },
+    /// A person holding a `recover` right skipped a step that failed for good (why is the event's
+    /// reason): it counts as skipped, not done.
+    StepSkippedByHand { phase: String, step: String },
+    /// A person holding a `recover` right marked a step that failed for good as done by hand, with
+    /// evidence (the event's reason) and the outputs they give.
+    StepOverridden { phase: String, step: String, outputs: BTreeMap<String, serde_json::Value> },
+    /// Nothing failed is left in a failed phase (its failed step was retried, skipped or
+    /// overridden): it runs again.
+    PhaseResumed { phase: String },
     /// A note for the timeline (the text is the event's reason).
     NoteAdded,
-    IncidentClosed,
+    /// The incident is closed; `abandoned` when a person holding the `abandon` right closed it
+    /// before every phase was done (why is the event's reason).
+    IncidentClosed {
+        #[serde(default, skip_serializing_if = "is_false")]
+        abandoned: bool,
+    },
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl EventKind {
@@ -227,8 +181,12 @@ impl EventKind {
             EventKind::StatusUpdateRequested { .. } => "status_update_requested",
             EventKind::StatusUpdateSent { .. } => "status_update_sent",
             EventKind::StatusUpdateFailed { .. } => "status_update_failed",
+            EventKind::StepRetried { .. } => "step_retried",
+            EventKind::StepSkippedByHand { .. } => "step_skipped_by_hand",
+            EventKind::StepOverridden { .. } => "step_overridden",
+            EventKind::PhaseResumed { .. } => "phase_resumed",
             EventKind::NoteAdded => "note_added",
-            EventKind::IncidentClosed => "incident_closed",
+            EventKind::IncidentClosed { .. } => "incident_closed",
         }
     }
 }
@@ -288,8 +246,15 @@ impl Event {
             EventKind::StatusUpdateFailed { audience, error } => {
                 format!("status update for `{audience}` failed: {error}")
             }
+            EventKind::StepRetried { phase, step } => format!("step `{phase}/{step}` retried by hand{reason}"),
+            EventKind::StepSkippedByHand { phase, step } => format!("step `{phase}/{step}` skipped by hand{reason}"),
+            EventKind::StepOverridden { phase, step, .. } => {
+                format!("step `{phase}/{step}` marked done by hand after it failed{reason}")
+            }
+            EventKind::PhaseResumed { phase } => format!("phase `{phase}` resumed: nothing failed is left in it"),
             EventKind::NoteAdded => format!("note{reason}"),
-            EventKind::IncidentClosed => format!("incident closed{reason}"),
+            EventKind::IncidentClosed { abandoned: false } => format!("incident closed{reason}"),
+            EventKind::IncidentClosed { abandoned: true } => format!("incident ABANDONED{reason}"),
         }
     }
 }
@@ -311,5 +276,21 @@ mod tests {
         assert_eq!(json["event"]["type"], "approval_given");
         assert_eq!(json["reason"], "tills must trade");
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+
+    /// Format 1 wrote `incident_closed` without `abandoned`; format 2 writes a plain close the same way.
+    #[test]
+    fn a_format_1_close_reads_as_a_close_that_was_not_abandoned() {
+        let written = r#"{"actor":"dana","at":"2026-11-24T02:14:00Z","event":{"type":"incident_closed"},"format":1}"#;
+        let event: Event = serde_json::from_str(written).unwrap();
+        assert_eq!(event.kind, EventKind::IncidentClosed { abandoned: false });
+        let again = serde_json::to_value(Event { format: 1, ..event }).unwrap();
+        assert_eq!(again, serde_json::from_str::<serde_json::Value>(written).unwrap());
+        let abandoned = Event::new(event_time(), "ciso", EventKind::IncidentClosed { abandoned: true });
+        assert_eq!(serde_json::to_value(&abandoned).unwrap()["event"]["abandoned"], true);
+    }
+
+    fn event_time() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").unwrap().with_timezone(&Utc)
     }
 }

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod due;
 pub mod effect;
 pub mod event;
+mod rights;
 pub mod scope;
 pub mod state;
 

@@ -36,6 +36,10 @@ pub struct Incident {
 pub struct Closed {
     pub at: DateTime<Utc>,
     pub by: String,
+    /// Closed before every phase was done or skipped, by someone holding the `abandon` right.
+    pub abandoned: bool,
+    /// The closing note, or why it was abandoned.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -134,6 +138,38 @@ pub struct StepState {
     pub done_at: Option<DateTime<Utc>>,
     pub done_by: Option<String>,
     pub evidence: Option<String>,
+    /// What a person last did about the step after it failed for good.
+    pub recovery: Option<Recovery>,
+}
+
+/// What a person did about a step that failed for good: who, when, why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    pub kind: RecoveryKind,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryKind {
+    /// Another attempt, with the same idempotency key.
+    Retried,
+    /// Skipped: the step counts as not done.
+    Skipped,
+    /// Marked done by hand, with evidence.
+    Overridden,
+}
+
+impl RecoveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryKind::Retried => "retried",
+            RecoveryKind::Skipped => "skipped",
+            RecoveryKind::Overridden => "overridden",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,6 +276,10 @@ impl Incident {
 
     fn step_mut(&mut self, phase: &str, step: &str) -> &mut StepState {
         self.phase_mut(phase).steps.entry(step.to_string()).or_default()
+    }
+
+    fn recovery(kind: RecoveryKind, event: &Event) -> Recovery {
+        Recovery { kind, by: event.actor.clone(), at: event.at, reason: event.reason.clone() }
     }
 
     fn gate_mut(&mut self, phase: &str, gate: &str) -> &mut GateState {
@@ -355,8 +395,43 @@ impl Incident {
                 self.last_update.insert(audience.clone(), at);
             }
             EventKind::StatusUpdateSent { .. } | EventKind::StatusUpdateFailed { .. } => {}
+            EventKind::StepRetried { phase, step } => {
+                let recovery = Self::recovery(RecoveryKind::Retried, event);
+                let state = self.step_mut(phase, step);
+                // The next attempt is due now; `advance` starts it.
+                state.status = StepStatus::Retrying;
+                state.retry_at = Some(at);
+                state.recovery = Some(recovery);
+            }
+            EventKind::StepSkippedByHand { phase, step } => {
+                let recovery = Self::recovery(RecoveryKind::Skipped, event);
+                let state = self.step_mut(phase, step);
+                state.status = StepStatus::Skipped;
+                state.retry_at = None;
+                state.recovery = Some(recovery);
+            }
+            EventKind::StepOverridden { phase, step, outputs } => {
+                let recovery = Self::recovery(RecoveryKind::Overridden, event);
+                let state = self.step_mut(phase, step);
+                state.status = StepStatus::Done;
+                state.retry_at = None;
+                state.outputs = outputs.clone();
+                state.done_at = Some(at);
+                state.done_by = Some(event.actor.clone());
+                state.evidence = event.reason.clone();
+                state.recovery = Some(recovery);
+            }
+            EventKind::PhaseResumed { phase } => {
+                let state = self.phase_mut(phase);
+                state.status = PhaseStatus::Running;
+                state.ended_at = None;
+                state.error = None;
+            }
             EventKind::NoteAdded => {}
-            EventKind::IncidentClosed => self.closed = Some(Closed { at, by: event.actor.clone() }),
+            EventKind::IncidentClosed { abandoned } => {
+                self.closed =
+                    Some(Closed { at, by: event.actor.clone(), abandoned: *abandoned, reason: event.reason.clone() })
+            }
         }
     }
 }

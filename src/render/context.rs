@@ -49,6 +49,10 @@ pub fn status_context(
             "started_by": incident.started_by,
             "inputs": incident.inputs,
             "closed_at": incident.closed.as_ref().map(|closed| time(closed.at)),
+            "closed_by": incident.closed.as_ref().map(|closed| closed.by.clone()),
+            // Closed before every phase was done or skipped; `close_reason` says why.
+            "abandoned": incident.closed.as_ref().is_some_and(|closed| closed.abandoned),
+            "close_reason": incident.closed.as_ref().and_then(|closed| closed.reason.clone()),
         },
         "runbook": {
             "id": runbook.id,
@@ -242,7 +246,18 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         EventKind::StatusUpdateFailed { audience, error } => format!("Status update for {audience} failed: {error}"),
         // A note is its text.
         EventKind::NoteAdded => return Some(one_line(event.reason.as_deref().unwrap_or("(empty note)"))),
-        EventKind::IncidentClosed => "Incident closed".to_string(),
+        EventKind::StepRetried { phase: id, step: step_id } => {
+            format!("{} retried failed step {}", event.actor, step(id, step_id))
+        }
+        EventKind::StepSkippedByHand { phase: id, step: step_id } => {
+            format!("{} skipped failed step {}", event.actor, step(id, step_id))
+        }
+        EventKind::StepOverridden { phase: id, step: step_id, .. } => {
+            format!("{} marked failed step {} done by hand", event.actor, step(id, step_id))
+        }
+        EventKind::PhaseResumed { phase: id } => format!("Phase resumed: {}", phase(id)),
+        EventKind::IncidentClosed { abandoned: false } => "Incident closed".to_string(),
+        EventKind::IncidentClosed { abandoned: true } => format!("Incident abandoned by {}", event.actor),
     };
     // A person's reason (an approval's note, a step's evidence, the closing note) belongs with it.
     let text = match &event.reason {

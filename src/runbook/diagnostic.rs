@@ -80,6 +80,7 @@ codes! {
     RelaxationTooLong = "RB0044": "a relaxation's expiry is longer than the control allows",
     UnknownRole = "RB0050": "an approval or assignment names a role the runbook does not declare",
     ImpossibleApproval = "RB0051": "an approval can never be given: it names no role or asks for no approver",
+    UnknownRightsRole = "RB0052": "`rights` or an audience's `senders` names a role the runbook does not declare",
     MissingTemplate = "RB0060": "a template does not exist",
     TemplateSyntax = "RB0061": "a template does not parse",
     TemplateVariable = "RB0062": "a template uses a variable the engine does not provide",

@@ -26,6 +26,7 @@ pub struct Runbook {
     pub phases: Vec<Phase>,
     pub status_updates: Vec<StatusUpdate>,
     pub triggers: Vec<Trigger>,
+    pub rights: Rights,
 }
 
 impl Runbook {
@@ -39,6 +40,50 @@ impl Runbook {
 
     pub fn input(&self, name: &str) -> Option<&Input> {
         self.inputs.iter().find(|input| input.name == name)
+    }
+
+    pub fn audience(&self, id: &str) -> Option<&Audience> {
+        self.audiences.iter().find(|audience| audience.id == id)
+    }
+}
+
+/// The role a right goes to when the runbook does not say who holds it.
+pub const DEFAULT_RIGHTS_ROLE: &str = "incident-commander";
+
+/// Audiences outside the company: nobody sends them an update by hand unless the runbook names
+/// their `senders`.
+pub const OUTSIDE_AUDIENCES: &[&str] = &["public", "customers"];
+
+/// Who may close or abandon an incident and recover its failed steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rights {
+    pub close: Right,
+    pub abandon: Right,
+    pub recover: Right,
+}
+
+/// The roles that hold a right. Empty means nobody holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Right {
+    pub roles: Vec<String>,
+    /// Whether the runbook says so, or it is the default.
+    pub declared: bool,
+}
+
+impl Right {
+    /// What the runbook declares, or the default: `incident-commander` if it declares that role,
+    /// nobody otherwise.
+    pub fn or_default(declared: Option<Vec<String>>, roles: &[Role]) -> Right {
+        match declared {
+            Some(roles) => Right { roles, declared: true },
+            None => {
+                let default = roles.iter().any(|role| role.id == DEFAULT_RIGHTS_ROLE);
+                Right {
+                    roles: if default { vec![DEFAULT_RIGHTS_ROLE.to_string()] } else { Vec::new() },
+                    declared: false,
+                }
+            }
+        }
     }
 }
 
@@ -91,6 +136,20 @@ pub struct Audience {
     pub title: Option<String>,
     pub template: String,
     pub channels: Vec<String>,
+    /// Who may send it an update by hand; `None` is anyone configured.
+    pub senders: Option<Right>,
+}
+
+impl Audience {
+    /// The roles that may send this audience an update by hand: those the runbook names, else
+    /// nobody for an audience outside the company, else anyone configured (`None`).
+    pub fn senders(id: &str, declared: Option<Vec<String>>) -> Option<Right> {
+        match declared {
+            Some(roles) => Some(Right { roles, declared: true }),
+            None if OUTSIDE_AUDIENCES.contains(&id) => Some(Right { roles: Vec::new(), declared: false }),
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -51,6 +51,25 @@ pub struct Runbook {
     /// How webhooks start incidents, satisfy gates or add evidence.
     #[serde(default)]
     pub triggers: List<Trigger>,
+    /// Which roles may close or abandon an incident and recover its failed steps.
+    #[serde(default)]
+    pub rights: Option<Rights>,
+}
+
+/// Who may do what only some people may. A right left out goes to `incident-commander` when the
+/// runbook declares that role, and to nobody otherwise.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rights {
+    /// Roles that may close an incident once every phase is done or skipped.
+    #[serde(default)]
+    pub close: Option<Spanned<List<String>>>,
+    /// Roles that may close an incident early, as abandoned, with a reason on record.
+    #[serde(default)]
+    pub abandon: Option<Spanned<List<String>>>,
+    /// Roles that may retry, skip or mark done by hand a step that failed for good.
+    #[serde(default)]
+    pub recover: Option<Spanned<List<String>>>,
 }
 
 /// The type of an input's value.
@@ -229,6 +248,11 @@ pub struct Audience {
     /// The template's name, without extension: `templates/NAME.md`, `.txt` or `.html`.
     pub template: Spanned<String>,
     pub channels: Spanned<List<String>>,
+    /// Roles that may send this audience an update by hand (`phasegate update`). When left out,
+    /// anyone configured may, except for the audiences `public` and `customers`, which nobody may
+    /// until the runbook names their senders. Updates the runbook sends itself are not affected.
+    #[serde(default)]
+    pub senders: Option<Spanned<List<String>>>,
 }
 
 /// A stage of the response.

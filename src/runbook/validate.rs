@@ -159,6 +159,7 @@ impl<'a> Validator<'a> {
             .collect();
         let channels = self.channels(&raw.channels);
         let audiences = self.audiences(&raw.audiences, &declared);
+        let rights = self.rights(raw.rights.as_ref(), &roles, &declared);
 
         if raw.phases.value.len() > MAX_PHASES {
             // The phase graph's checks grow faster than the number of phases; refuse early
@@ -182,6 +183,7 @@ impl<'a> Validator<'a> {
                 phases: Vec::new(),
                 status_updates: Vec::new(),
                 triggers: Vec::new(),
+                rights,
             };
         }
         let order = self.phase_order(&raw.phases);
@@ -223,6 +225,7 @@ impl<'a> Validator<'a> {
             phases,
             status_updates,
             triggers,
+            rights,
         }
     }
 

@@ -349,7 +349,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// After an append of `events`: signs the incident's head if that is due, and keeps the state
     /// they led to.
     async fn appended(&self, incident: &str, events: &[Event], next: Incident, runbook: Arc<Runbook>) {
-        let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed));
+        let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed { .. }));
         self.sign_if_due(incident, closed).await;
         self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), (next, runbook));
     }

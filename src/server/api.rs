@@ -183,10 +183,55 @@ pub async fn note(app: State<Arc<App>>, caller: Caller, Path(id): Path<String>, 
 pub struct Close {
     #[serde(default)]
     note: Option<String>,
+    /// Close before every phase is done, as abandoned, with `reason` on record.
+    #[serde(default)]
+    abandon: bool,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
+/// Closes the incident (the runbook's `close` roles, every phase done or skipped), or abandons it
+/// (`abandon: true`, the runbook's `abandon` roles, a `reason`).
 pub async fn close(app: State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(body): Body<Close>) -> Answer {
-    submit(&app, &caller, &id, Command::Close { note: body.note }).await
+    let command = if body.abandon {
+        Command::Abandon { reason: body.reason.unwrap_or_default() }
+    } else if body.reason.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "`reason` is for abandoning: send `abandon: true` with it, or give a closing `note` instead",
+        ));
+    } else {
+        Command::Close { note: body.note }
+    };
+    submit(&app, &caller, &id, command).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Another attempt of a step that failed for good (the runbook's `recover` roles).
+pub async fn retry(
+    app: State<Arc<App>>,
+    caller: Caller,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    Body(body): Body<Recovery>,
+) -> Answer {
+    submit(&app, &caller, &id, Command::Retry { phase, step, reason: body.reason }).await
+}
+
+/// Skips a step that failed for good (the runbook's `recover` roles, a `reason`).
+pub async fn skip(
+    app: State<Arc<App>>,
+    caller: Caller,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    Body(body): Body<Recovery>,
+) -> Answer {
+    submit(&app, &caller, &id, Command::Skip { phase, step, reason: body.reason.unwrap_or_default() }).await
 }
 
 /// Sends a status update to an audience now (queued; the runtime loop delivers it).

@@ -70,16 +70,18 @@ impl From<store::Error> for ApiError {
 fn refusal(error: &engine::Error, message: String) -> ApiError {
     use engine::Error as E;
     let (status, code) = match error {
-        E::MissingRole { .. } => (StatusCode::FORBIDDEN, "missing_role"),
+        E::MissingRole { .. } | E::NobodyMay { .. } => (StatusCode::FORBIDDEN, "missing_role"),
         E::FourEyes { .. } => (StatusCode::FORBIDDEN, "four_eyes"),
         E::UnknownActor(_) => (StatusCode::FORBIDDEN, "unknown_person"),
-        E::UnknownPhase(_) | E::UnknownGate { .. } | E::UnknownStep { .. } | E::UnknownAudience(_) => {
+        E::UnknownPhase(_) | E::UnknownGate { .. } | E::UnknownStep { .. } | E::UnknownAudience { .. } => {
             (StatusCode::NOT_FOUND, "not_found")
         }
         E::UnknownInput(_) | E::MissingInput { .. } | E::BadInput { .. } | E::UnknownOutput { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
         }
-        E::NotManual { .. } | E::WhichApproval { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        E::NotManual { .. } | E::WhichApproval { .. } | E::Unexplained { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+        }
         _ => (StatusCode::CONFLICT, "conflict"),
     };
     ApiError::new(status, code, message)

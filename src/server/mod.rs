@@ -105,6 +105,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/incidents/{id}/timeline"),
     ("POST", "/api/v1/incidents/{id}/approvals"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip"),
     ("POST", "/api/v1/incidents/{id}/signals"),
     ("POST", "/api/v1/incidents/{id}/notes"),
     ("POST", "/api/v1/incidents/{id}/close"),
@@ -129,6 +131,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents/{id}/timeline", get(api::timeline))
         .route("/api/v1/incidents/{id}/approvals", post(api::approve))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip))
         .route("/api/v1/incidents/{id}/signals", post(api::signal))
         .route("/api/v1/incidents/{id}/notes", post(api::note))
         .route("/api/v1/incidents/{id}/close", post(api::close))

@@ -70,7 +70,6 @@ fn parameters(path: &str) -> Value {
 }
 
 pub fn spec() -> Value {
-    let note = object(json!({ "note": text() }), &[]);
     let operations: Vec<(&str, &str, Value)> = vec![
         ("GET", "/healthz", operation("The process is up", false, None, "200")),
         (
@@ -122,9 +121,31 @@ pub fn spec() -> Value {
             "POST",
             "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done",
             operation(
-                "Mark a manual step done, with evidence and outputs",
+                "Mark a manual step done, with evidence and outputs; on an automated step that failed for good, \
+                 mark it done by hand (the runbook's `recover` roles, evidence required)",
                 true,
                 Some(object(json!({ "evidence": text(), "outputs": { "type": "object" } }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry",
+            operation(
+                "Another attempt of an automated step that failed for good, with the same idempotency key \
+                 (the runbook's `recover` roles; 409 when the step has not failed)",
+                true,
+                Some(object(json!({ "reason": text() }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip",
+            operation(
+                "Skip a step that failed for good: it counts as skipped, not done (the runbook's `recover` roles)",
+                true,
+                Some(object(json!({ "reason": text() }), &["reason"])),
                 "200",
             ),
         ),
@@ -146,7 +167,14 @@ pub fn spec() -> Value {
         (
             "POST",
             "/api/v1/incidents/{id}/close",
-            operation("Close the incident (refused while a control is relaxed)", true, Some(note), "200"),
+            operation(
+                "Close the incident: the runbook's `close` roles, once every phase is done or skipped; or, with \
+                 `abandon: true` and a `reason`, abandon it early (the runbook's `abandon` roles). Refused while \
+                 a control is relaxed",
+                true,
+                Some(object(json!({ "note": text(), "abandon": { "type": "boolean" }, "reason": text() }), &[])),
+                "200",
+            ),
         ),
         (
             "GET",
@@ -161,7 +189,13 @@ pub fn spec() -> Value {
         (
             "POST",
             "/api/v1/incidents/{id}/updates/{audience}",
-            operation("Send the audience a status update now", true, None, "200"),
+            operation(
+                "Send the audience a status update now (403 unless the caller holds a role of the audience's \
+                 `senders`, where the runbook names them or the audience is `public` or `customers`)",
+                true,
+                None,
+                "200",
+            ),
         ),
         (
             "GET",

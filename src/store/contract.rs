@@ -79,7 +79,7 @@ pub fn note(minutes: i64, text: &str) -> Event {
 }
 
 fn closed(minutes: i64) -> Event {
-    Event::new(at(minutes), "dana", EventKind::IncidentClosed)
+    Event::new(at(minutes), "dana", EventKind::IncidentClosed { abandoned: false })
 }
 
 /// A status update effect with the id `id`.

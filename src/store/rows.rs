@@ -216,7 +216,7 @@ mod tests {
     }
 
     fn closed(second: u32) -> Event {
-        Event::new(at(second), "dana", EventKind::IncidentClosed)
+        Event::new(at(second), "dana", EventKind::IncidentClosed { abandoned: false })
     }
 
     /// The problem an append is refused with, or `None` when it is accepted.

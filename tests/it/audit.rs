@@ -34,7 +34,7 @@ impl Fixture {
         store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
         sign(&store, &signer, 5).await;
         let mut more: Vec<Event> = (10..=14).map(|n| note(n, &format!("note {n}"))).collect();
-        more.push(Event::new(at(15), "dana", EventKind::IncidentClosed));
+        more.push(Event::new(at(15), "dana", EventKind::IncidentClosed { abandoned: false }));
         store.append(INCIDENT, 10, &more, &[], None).await.unwrap();
         sign(&store, &signer, 20).await;
         store.close().await;
@@ -444,7 +444,7 @@ async fn a_verifier_written_from_the_documentation_agrees() {
     let events = [
         start,
         note(1, "tills \"open\" \\ caf\u{e9} \u{2028} \u{1f6d2}\ttab\u{7}bell"),
-        Event::new(at(2), "dana", EventKind::IncidentClosed),
+        Event::new(at(2), "dana", EventKind::IncidentClosed { abandoned: false }),
     ];
     store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
     sign(&store, &signer, 3).await;

@@ -399,7 +399,13 @@ fn the_reference_runbook_runs_from_start_to_close() {
     desk.done(&id, "restore/rotate-partner-keys", "olly", &[]);
     desk.done(&id, "restore/smoke-test", "olly", &[]);
     desk.done(&id, "restore/heightened-monitoring", "dana", &[]);
-    desk.ok(&["update", &id, "public", "--as", "dana"]);
+    desk.refused(
+        &id,
+        &["update", &id, "public", "--as", "dana"],
+        1,
+        &["`dana` does not hold role `comms-lead` (held by pat)"],
+    );
+    desk.ok(&["update", &id, "public", "--as", "pat"]);
     desk.ok(&["run"]);
     assert_eq!(phase_status(&desk.status(&id), "restore"), "done");
 
@@ -539,8 +545,14 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     desk.done(&id, "triage/mobilise", "dana", &[]);
     let listed = desk.ok(&["list", "--all", "--format", "json"]);
     let table: &[(&[&str], i32, &[&str])] = &[
-        (&["done", "inc-20260101-000000", "triage/mobilise", "--as", "dana"], 2, &["`inc-20260101-000000`"]),
-        (&["note", "inc-20260101-000000", "hello", "--as", "dana"], 2, &["`inc-20260101-000000`"]),
+        // Regression: an unknown incident exited 2 (unreadable) where the docs say 1 (refused).
+        (
+            &["done", "inc-20260101-000000", "triage/mobilise", "--as", "dana"],
+            1,
+            &["`inc-20260101-000000`", "list --all"],
+        ),
+        (&["note", "inc-20260101-000000", "hello", "--as", "dana"], 1, &["`inc-20260101-000000`"]),
+        (&["status", "inc-20260101-000000"], 1, &["no incident `inc-20260101-000000`"]),
         (&["done", &id, "triage/scope-assessment", "--as", "mallory"], 1, &["`mallory` is not a person"]),
         (&["note", &id, "hello", "--as", "mallory"], 1, &["`mallory` is not a person"]),
         (&["approve", &id, "relax-controls", "--as", "mallory"], 1, &["`mallory` is not a person"]),
@@ -611,6 +623,7 @@ id: lost-laptop
 title: Lost laptop
 roles:
   soc-analyst: {}
+rights: { close: [soc-analyst] }
 channels:
   log: { file: { path: updates/log.md } }
 audiences:

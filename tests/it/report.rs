@@ -22,6 +22,7 @@ inputs:
 roles:
   commander: {}
   ciso: {}
+rights: { close: [commander], abandon: [ciso] }
 controls:
   till-mfa: { title: MFA on store tills }
 channels:

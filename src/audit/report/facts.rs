@@ -36,8 +36,12 @@ pub(super) struct Facts {
     pub inputs: Vec<(String, String)>,
     /// The last event's time: what the report knows ends there.
     pub as_of: DateTime<Utc>,
-    /// When, by whom, with what note.
+    /// When, by whom, with what note (for an abandoned incident, why).
     pub closed: Option<(DateTime<Utc>, String, Option<String>)>,
+    /// Closed before every phase was done or skipped.
+    pub abandoned: bool,
+    /// Every retry, skip and override of a failed step, and the abandonment, in order.
+    pub recoveries: Vec<Recovery>,
     pub events: usize,
     pub phases: Vec<super::phases::Phase>,
     pub timeline: Vec<Entry>,
@@ -54,6 +58,19 @@ pub(super) struct Entry {
     pub number: usize,
     pub at: DateTime<Utc>,
     pub actor: String,
+    pub what: String,
+    pub reason: Option<String>,
+}
+
+/// What a person did that only a right allows, beyond approvals: a failed step retried, skipped
+/// or marked done by hand, or the incident abandoned.
+pub(super) struct Recovery {
+    pub number: usize,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `retried`, `skipped`, `marked done by hand`, `abandoned`.
+    pub action: &'static str,
+    /// `PHASE/STEP`, or `the incident`.
     pub what: String,
     pub reason: Option<String>,
 }
@@ -145,7 +162,7 @@ impl Facts {
         let runbook = runbook.as_ref();
         let as_of = incident.updated_at;
         let closed = incident.closed.as_ref().map(|closed| {
-            let note = events.iter().rev().find(|e| matches!(e.kind, EventKind::IncidentClosed));
+            let note = events.iter().rev().find(|e| matches!(e.kind, EventKind::IncidentClosed { .. }));
             (closed.at, closed.by.clone(), note.and_then(|e| e.reason.clone()))
         });
         let (timeline, left_out) = timeline(events);
@@ -162,7 +179,9 @@ impl Facts {
             key: incident.key.clone(),
             inputs: incident.inputs.iter().map(|(name, value)| (name.clone(), input(value))).collect(),
             as_of,
+            abandoned: incident.closed.as_ref().is_some_and(|closed| closed.abandoned),
             closed,
+            recoveries: recoveries(events),
             events: events.len(),
             phases: super::phases::phases(runbook, &incident, events),
             timeline,
@@ -185,6 +204,7 @@ impl Facts {
     /// Closed or open, and how the phases ended.
     pub fn outcome(&self) -> String {
         let state = match &self.closed {
+            Some((at, by, _)) if self.abandoned => format!("ABANDONED at {} by {by}", time(*at)),
             Some((at, by, _)) => format!("closed at {} by {by}", time(*at)),
             None => format!("open as of {}", time(self.as_of)),
         };
@@ -330,6 +350,28 @@ fn timeline(events: &[Event]) -> (Vec<Entry>, BTreeMap<&'static str, usize>) {
         });
     }
     (entries, left_out)
+}
+
+fn recoveries(events: &[Event]) -> Vec<Recovery> {
+    let mut found = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let (action, what) = match &event.kind {
+            EventKind::StepRetried { phase, step } => ("retried", format!("{phase}/{step}")),
+            EventKind::StepSkippedByHand { phase, step } => ("skipped", format!("{phase}/{step}")),
+            EventKind::StepOverridden { phase, step, .. } => ("marked done by hand", format!("{phase}/{step}")),
+            EventKind::IncidentClosed { abandoned: true } => ("abandoned", "the incident".to_string()),
+            _ => continue,
+        };
+        found.push(Recovery {
+            number: index + 1,
+            at: event.at,
+            actor: event.actor.clone(),
+            action,
+            what,
+            reason: event.reason.clone(),
+        });
+    }
+    found
 }
 
 fn approvals(events: &[Event]) -> Vec<Approval> {

@@ -25,6 +25,7 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
 .good { color: #1b7f3b; font-weight: bold; }
 .muted { color: #666666; }
 .note { border-left: 4px solid #b3261e; padding: 4px 10px; background: #fdf0ef; }
+.abandoned { border: 2px solid #b3261e; padding: 6px 12px; background: #fdf0ef; font-size: 15px; }
 .exposure { border: 1px solid #d0d0d0; border-left: 4px solid #e8a317; padding: 4px 12px; margin: 10px 0; }
 .exposure.open { border-left-color: #b3261e; }
 .chart svg { width: 100%; height: auto; }
@@ -52,6 +53,7 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
     timeline(&mut out, facts);
     phases(&mut out, facts);
     approvals(&mut out, facts);
+    recoveries(&mut out, facts);
     exposure(&mut out, facts);
     updates(&mut out, facts);
     verification(&mut out, facts, integrity);
@@ -66,6 +68,16 @@ fn summary(out: &mut String, facts: &Facts) {
         "<p class=\"muted\">Generated from the incident's log alone, as of {} (its last event).</p>",
         time(facts.as_of)
     );
+    if let (true, Some((at, by, reason))) = (facts.abandoned, &facts.closed) {
+        let _ = writeln!(
+            out,
+            "<p class=\"abandoned\"><strong>ABANDONED.</strong> The incident was closed at {} by {} before every \
+             phase was done or skipped. Reason on record: {}</p>",
+            time(*at),
+            escape(by),
+            reason.as_deref().map(escape).unwrap_or_else(|| "none".to_string())
+        );
+    }
     if let Some(problem) = &facts.runbook_problem {
         let _ = writeln!(out, "<p class=\"note\">{}.</p>", escape(problem));
     }
@@ -94,7 +106,7 @@ fn summary(out: &mut String, facts: &Facts) {
     row(out, "Duration", &facts.duration());
     row(out, "Outcome", &escape(&facts.outcome()));
     if let Some((_, _, Some(note))) = &facts.closed {
-        row(out, "Closing note", &escape(note));
+        row(out, if facts.abandoned { "Why abandoned" } else { "Closing note" }, &escape(note));
     }
     row(out, "Events", &facts.events.to_string());
     let _ = writeln!(out, "</table>\n</section>");
@@ -176,6 +188,40 @@ fn phases(out: &mut String, facts: &Facts) {
                 with_code(&gate.by),
             );
         }
+    }
+    let _ = writeln!(out, "</tbody>\n</table>\n</section>");
+}
+
+fn recoveries(out: &mut String, facts: &Facts) {
+    let _ = writeln!(out, "<section>\n<h2>Recoveries and abandonment</h2>");
+    if facts.recoveries.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>No failed step was retried, skipped or marked done by hand, and the incident was not abandoned.</p>\n\
+             </section>"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<table>\n<thead><tr><th>#</th><th>Time</th><th>Who</th><th>Did</th><th>What</th>\
+         <th>Reason or evidence</th></tr></thead>\n<tbody>"
+    );
+    for recovery in &facts.recoveries {
+        let what = if recovery.what.contains('/') {
+            format!("<code>{}</code>", escape(&recovery.what))
+        } else {
+            escape(&recovery.what)
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{what}</td><td>{}</td></tr>",
+            recovery.number,
+            time(recovery.at),
+            escape(&recovery.actor),
+            recovery.action,
+            recovery.reason.as_deref().map(escape).unwrap_or_default(),
+        );
     }
     let _ = writeln!(out, "</tbody>\n</table>\n</section>");
 }

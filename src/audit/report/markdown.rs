@@ -12,6 +12,7 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
     timeline(&mut out, facts);
     phases(&mut out, facts);
     approvals(&mut out, facts);
+    recoveries(&mut out, facts);
     exposure(&mut out, facts);
     updates(&mut out, facts);
     verification(&mut out, facts, integrity);
@@ -21,6 +22,16 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
 fn summary(out: &mut String, facts: &Facts) {
     let _ = writeln!(out, "# Post-incident report: {}\n", text(&facts.incident));
     let _ = writeln!(out, "Generated from the incident's log alone, as of {} (its last event).\n", time(facts.as_of));
+    if let (true, Some((at, by, reason))) = (facts.abandoned, &facts.closed) {
+        let _ = writeln!(
+            out,
+            "> **ABANDONED.** The incident was closed at {} by {} before every phase was done or skipped. \
+             Reason on record: {}\n",
+            time(*at),
+            text(by),
+            reason.as_deref().map(text).unwrap_or_else(|| "none".to_string())
+        );
+    }
     if let Some(problem) = &facts.runbook_problem {
         let _ = writeln!(out, "> **Note:** {}.\n", text(problem));
     }
@@ -42,7 +53,8 @@ fn summary(out: &mut String, facts: &Facts) {
     let _ = writeln!(out, "| Duration | {} |", facts.duration());
     let _ = writeln!(out, "| Outcome | {} |", text(&facts.outcome()));
     if let Some((_, _, Some(note))) = &facts.closed {
-        let _ = writeln!(out, "| Closing note | {} |", text(note));
+        let label = if facts.abandoned { "Why abandoned" } else { "Closing note" };
+        let _ = writeln!(out, "| {label} | {} |", text(note));
     }
     let _ = writeln!(out, "| Events | {} |", facts.events);
 }
@@ -105,6 +117,30 @@ fn phases(out: &mut String, facts: &Facts) {
                 text(&gate.by),
             );
         }
+    }
+}
+
+fn recoveries(out: &mut String, facts: &Facts) {
+    let _ = writeln!(out, "\n## Recoveries and abandonment\n");
+    if facts.recoveries.is_empty() {
+        let _ = writeln!(
+            out,
+            "No failed step was retried, skipped or marked done by hand, and the incident was not abandoned."
+        );
+        return;
+    }
+    let _ = writeln!(out, "| # | Time | Who | Did | What | Reason or evidence |\n|---:|---|---|---|---|---|");
+    for recovery in &facts.recoveries {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            recovery.number,
+            time(recovery.at),
+            text(&recovery.actor),
+            recovery.action,
+            if recovery.what.contains('/') { code(&recovery.what) } else { text(&recovery.what) },
+            recovery.reason.as_deref().map(text).unwrap_or_default(),
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! Validation of what a runbook declares before its phases: inputs, controls, channels, audiences.
 
-use super::{Code, Declared, Spanned, Table, Validator, texts};
+use super::{Code, Declared, List, Spanned, Table, Validator, texts};
 use crate::runbook::STATUS_CONTEXT;
 use crate::runbook::model::{self, ChannelKind};
 use crate::runbook::raw;
@@ -147,14 +147,64 @@ impl Validator<'_> {
                 for channel in audience.channels.value.iter() {
                     self.audience_channel(channel, declared);
                 }
+                let senders = audience.senders.as_ref().map(|senders| {
+                    self.rights_roles(senders, &format!("`senders` of audience `{}`", id.value), declared)
+                });
                 model::Audience {
                     id: id.value.clone(),
                     title: audience.title.clone(),
                     template: audience.template.value.clone(),
                     channels: audience.channels.value.iter().map(|c| c.value.clone()).collect(),
+                    senders: model::Audience::senders(&id.value, senders),
                 }
             })
             .collect()
+    }
+
+    /// Who may close, abandon and recover: declared roles, and someone who may close.
+    pub(super) fn rights(
+        &mut self,
+        rights: Option<&raw::Rights>,
+        roles: &[model::Role],
+        declared: &Declared,
+    ) -> model::Rights {
+        let mut right = |list: Option<&Spanned<List<String>>>, key: &str| {
+            list.map(|list| self.rights_roles(list, &format!("`rights.{key}`"), declared))
+        };
+        let close = right(rights.and_then(|r| r.close.as_ref()), "close");
+        let abandon = right(rights.and_then(|r| r.abandon.as_ref()), "abandon");
+        let recover = right(rights.and_then(|r| r.recover.as_ref()), "recover");
+        if let (Some(list), Some(written)) = (&close, rights.and_then(|r| r.close.as_ref()))
+            && list.is_empty()
+        {
+            self.report(
+                Code::EmptyList,
+                written.mark,
+                "`rights.close` names no role, so no incident could ever close",
+            )
+            .help = Some(
+                "name the roles that may close, for example `close: [incident-commander]`; to forbid early \
+                 closing, leave `abandon` empty instead"
+                    .to_string(),
+            );
+        }
+        model::Rights {
+            close: model::Right::or_default(close, roles),
+            abandon: model::Right::or_default(abandon, roles),
+            recover: model::Right::or_default(recover, roles),
+        }
+    }
+
+    /// The roles a right or an audience's `senders` names, each one the runbook declares.
+    fn rights_roles(&mut self, list: &Spanned<List<String>>, what: &str, declared: &Declared) -> Vec<String> {
+        for role in list.value.iter() {
+            if !self.reference(Code::UnknownRightsRole, role, "role", &declared.roles)
+                && let Some(last) = self.problems.last_mut()
+            {
+                last.message = format!("{what} names unknown role `{}`", role.value);
+            }
+        }
+        list.value.iter().map(|role| role.value.clone()).collect()
     }
 
     /// A channel that messages for an audience go to: declared, and with somewhere to send them.

@@ -108,6 +108,9 @@ pub enum Act {
     Note(String),
     Update(String),
     Close(Option<String>),
+    Abandon(String),
+    Retry { phase: String, step: String, reason: Option<String> },
+    Skip { phase: String, step: String, reason: String },
     Webhook { source: String, payload: Value },
 }
 
@@ -120,6 +123,9 @@ impl Act {
             Act::Note(_) => "note",
             Act::Update(_) => "update",
             Act::Close(_) => "close",
+            Act::Abandon(_) => "abandon",
+            Act::Retry { .. } => "retry",
+            Act::Skip { .. } => "skip",
             Act::Webhook { .. } => "webhook",
         }
     }

@@ -173,6 +173,18 @@ pub struct Action {
     /// A webhook delivery.
     #[serde(default)]
     pub webhook: Option<Spanned<Webhook>>,
+    /// `PHASE/STEP`: another attempt of a step that failed for good.
+    #[serde(default)]
+    pub retry: Option<Spanned<String>>,
+    /// `PHASE/STEP`: skip a step that failed for good (with `reason`).
+    #[serde(default)]
+    pub skip: Option<Spanned<String>>,
+    /// Close the incident early, as abandoned, with this reason.
+    #[serde(default)]
+    pub abandon: Option<Spanned<String>>,
+    /// Why, for `retry` and `skip`.
+    #[serde(default)]
+    pub reason: Option<Spanned<String>>,
     /// `true`: the engine must refuse this action (a rehearsal of a right being enforced).
     #[serde(default)]
     pub refused: Option<Spanned<bool>>,

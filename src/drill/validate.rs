@@ -342,6 +342,24 @@ fn scripted(
         };
         acts.push(Some(Act::Close(note)));
     }
+    let reason = raw.reason.as_ref().map(|reason| reason.value.clone());
+    if let Some(retry) = &raw.retry {
+        acts.push(pair(retry, "STEP", checker).map(|(phase, step)| Act::Retry { phase, step, reason: reason.clone() }));
+    }
+    if let Some(skip) = &raw.skip {
+        let Some(reason) = reason.clone() else {
+            checker.report(
+                Code::ActionShape,
+                skip.mark,
+                "`skip` needs `reason`: why the step is skipped goes on record",
+            );
+            return None;
+        };
+        acts.push(pair(skip, "STEP", checker).map(|(phase, step)| Act::Skip { phase, step, reason }));
+    }
+    if let Some(abandon) = &raw.abandon {
+        acts.push(Some(Act::Abandon(abandon.value.clone())));
+    }
     if let Some(webhook) = &raw.webhook {
         acts.push(Some(Act::Webhook {
             source: webhook.value.source.value.clone(),
@@ -360,7 +378,7 @@ fn scripted(
             checker.report(
                 Code::ActionShape,
                 mark,
-                "the action does nothing: give one of `approve`, `done`, `signal`, `note`, `update`, `close`, `webhook`",
+                "the action does nothing: give one of `approve`, `done`, `signal`, `note`, `update`, `close`, `abandon`, `retry`, `skip`, `webhook`",
             );
             return None;
         }
@@ -368,7 +386,7 @@ fn scripted(
             checker.report(
                 Code::ActionShape,
                 mark,
-                "an action does one thing: `approve`, `done`, `signal`, `note`, `update`, `close` or `webhook`; write one action per thing",
+                "an action does one thing (`approve`, `done`, `signal`, `note`, `update`, `close`, `abandon`, `retry`, `skip` or `webhook`); write one action per thing",
             );
             return None;
         }
@@ -478,7 +496,10 @@ pub fn check(scenario: &Scenario, runbook: &Runbook) -> Vec<Diagnostic> {
         }
         match &scripted.act {
             Act::Approve { phase, gate, .. } => refs.reference(mark, phase, gate.as_deref(), Kind::Approval),
-            Act::Done { phase, step, .. } => refs.reference(mark, phase, Some(step), Kind::Manual),
+            // A manual step done, or any step that failed for good overridden.
+            Act::Done { phase, step, .. } | Act::Retry { phase, step, .. } | Act::Skip { phase, step, .. } => {
+                refs.reference(mark, phase, Some(step), Kind::Step)
+            }
             Act::Signal { phase, gate, .. } => refs.reference(mark, phase, Some(gate), Kind::Signal),
             Act::Update(audience) if !audiences.contains(&audience.as_str()) => {
                 refs.unknown(mark, format!("audience `{audience}`"), &audiences, audience);

@@ -265,6 +265,13 @@ async fn act(
         Act::Note(text) => vec![(by.clone(), Command::Note { text: text.clone() })],
         Act::Update(audience) => vec![(by.clone(), Command::StatusUpdate { audience: audience.clone() })],
         Act::Close(note) => vec![(by.clone(), Command::Close { note: note.clone() })],
+        Act::Abandon(reason) => vec![(by.clone(), Command::Abandon { reason: reason.clone() })],
+        Act::Retry { phase, step, reason } => {
+            vec![(by.clone(), Command::Retry { phase: phase.clone(), step: step.clone(), reason: reason.clone() })]
+        }
+        Act::Skip { phase, step, reason } => {
+            vec![(by.clone(), Command::Skip { phase: phase.clone(), step: step.clone(), reason: reason.clone() })]
+        }
         Act::Webhook { source, payload } => {
             let incident = timeline.incident.as_ref().expect("the incident started");
             let mut commands = Vec::new();

@@ -139,6 +139,9 @@ title: Tiny
 roles:
   lead: {}
   ciso: {}
+rights:
+  close: [lead]
+  abandon: [ciso]
 controls:
   mfa: { title: MFA, max_relaxation: 1d }
 channels:
@@ -227,10 +230,8 @@ expect:
     let mut cli = Cli::new().args(["drill"]).arg_path(&path).status(2);
     let stderr = cli.stderr();
     assert!(
-        stderr.contains(&format!(
-            "{}:11:5: error[DR0021]: manual step `triage/nope` is not in runbook `tiny`",
-            path.display()
-        )),
+        stderr
+            .contains(&format!("{}:11:5: error[DR0021]: step `triage/nope` is not in runbook `tiny`", path.display())),
         "{stderr}"
     );
 }
@@ -290,6 +291,28 @@ fn an_action_without_the_right_is_refused_and_fails_the_drill_unless_the_script_
     let mut cli = Cli::new().args(["drill"]).arg_path(&dir.path().join("drill.yaml")).succeeds();
     let stdout = cli.stdout();
     assert!(stdout.contains("PASS  every scripted action was accepted or refused as written"), "{stdout}");
+}
+
+#[test]
+fn an_abandon_by_someone_without_the_right_is_refused_and_by_the_ciso_closes_the_incident() {
+    let dir = scenario_dir(&format!(
+        "{HEAD}script:
+  - at: 10m
+    as: dana
+    abandon: False alarm.
+    refused: true
+  - at: 20m
+    as: priya
+    abandon: False alarm; the alert was a load test.
+expect:
+  - closed: true
+    by: 1h
+"
+    ));
+    let mut cli = Cli::new().args(["drill"]).arg_path(&dir.path().join("drill.yaml")).succeeds();
+    let stdout = cli.stdout();
+    assert!(stdout.contains("refused: abandon by `dana`: `dana` does not hold role `ciso`"), "{stdout}");
+    assert!(stdout.contains("PASS  the incident closed by 1h: closed at +20m by priya"), "{stdout}");
 }
 
 /// Where a path argument is used as given.

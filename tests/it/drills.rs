@@ -315,6 +315,59 @@ expect:
     assert!(stdout.contains("PASS  the incident closed by 1h: closed at +20m by priya"), "{stdout}");
 }
 
+/// The first keys of the complete scenario in `docs/drill.md`, which the other examples follow.
+const DOC_HEADER: &str = "apiVersion: phasegate/v1
+kind: Drill
+name: example
+runbook: ../runbooks/retail-breach.yaml
+start: { at: 2026-11-24T02:14:00Z, as: dana }
+people:
+  dana: [incident-commander]
+  priya: [ciso]
+  sam: [soc-analyst]
+  rita: [retail-ops]
+  tom.reyes: [comms-lead]
+";
+
+#[test]
+fn every_example_in_the_drill_docs_is_valid_or_refused_with_its_code() {
+    let text = std::fs::read_to_string(root().join("docs/drill.md")).unwrap();
+    let catalog = phasegate::render::Catalog::with_dir(&root().join("templates")).unwrap();
+    let runbook_text = std::fs::read_to_string(root().join("runbooks/retail-breach.yaml")).unwrap();
+    let runbook = phasegate::runbook::parse(&runbook_text, &catalog).expect("the reference runbook validates");
+    let mut examples = 0;
+    let mut previous = "";
+    let mut lines = text.lines().enumerate();
+    while let Some((number, line)) = lines.next() {
+        if line == "```yaml" {
+            let block: Vec<&str> = lines.by_ref().map(|(_, line)| line).take_while(|line| *line != "```").collect();
+            let block = block.join("\n") + "\n";
+            let scenario = if block.contains("kind: Drill") { block.clone() } else { format!("{DOC_HEADER}{block}") };
+            let parsed = phasegate::drill::parse(&scenario);
+            let problems: Vec<phasegate::drill::Diagnostic> = match &parsed {
+                Ok(scenario) => phasegate::drill::validate::check(scenario, &runbook),
+                Err(problems) => problems.clone(),
+            };
+            match previous.strip_prefix("<!-- invalid: ").and_then(|rest| rest.strip_suffix(" -->")) {
+                Some(code) => assert!(
+                    problems.iter().any(|problem| problem.code.as_str() == code),
+                    "docs/drill.md:{}: the example is not refused with {code}: {problems:?}",
+                    number + 1
+                ),
+                None => assert!(problems.is_empty(), "docs/drill.md:{}: {problems:?}\n{scenario}", number + 1),
+            }
+            examples += 1;
+        }
+        if !line.trim().is_empty() {
+            previous = line;
+        }
+    }
+    assert!(examples >= 10, "docs/drill.md has only {examples} examples");
+    for code in phasegate::drill::Code::ALL {
+        assert!(text.contains(&format!("| {} |", code.as_str())), "docs/drill.md does not list {}", code.as_str());
+    }
+}
+
 /// Where a path argument is used as given.
 trait PathArg {
     fn arg_path(self, path: &Path) -> Self;

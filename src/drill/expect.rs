@@ -195,3 +195,17 @@ fn verdict(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_read_from_the_start() {
+        let start = DateTime::parse_from_rfc3339("2026-11-24T02:14:00Z").unwrap().with_timezone(&Utc);
+        let table = [(0, "+0s"), (90, "+1m 30s"), (86_400 + 3_600, "+1d 1h"), (-5, "+0s")];
+        for (seconds, expected) in table {
+            assert_eq!(offset(start, start + chrono::Duration::seconds(seconds)), expected, "{seconds}");
+        }
+    }
+}

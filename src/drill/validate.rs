@@ -591,3 +591,30 @@ impl References<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_read_as_people_write_them() {
+        let approval = |phase: &str, gate: Option<&str>| {
+            Ok(Waiting::Approval { phase: phase.into(), gate: gate.map(str::to_string) })
+        };
+        let table: &[(&str, Result<Waiting, String>)] = &[
+            ("approval of relax", approval("relax", None)),
+            ("waiting for approval of relax/ciso", approval("relax", Some("ciso"))),
+            ("approval relax/ciso", approval("relax", Some("ciso"))),
+            ("step triage/look", Ok(Waiting::Step { phase: "triage".into(), step: "look".into() })),
+            ("signal contain/sweep", Ok(Waiting::Signal { phase: "contain".into(), gate: "sweep".into() })),
+            ("failed contain/isolate", Ok(Waiting::Failed { phase: "contain".into(), step: "isolate".into() })),
+            ("closable", Ok(Waiting::Closable)),
+            ("step triage", Err("`step` needs `PHASE/STEP`, not `triage`".into())),
+            ("approval of two words", Err("`approval` needs `PHASE` or `PHASE/GATE`, not `two words`".into())),
+        ];
+        for (text, expected) in table {
+            assert_eq!(&parse_waiting(text), expected, "{text}");
+        }
+        assert!(parse_waiting("lunch").unwrap_err().contains("is not something an incident waits for"));
+    }
+}

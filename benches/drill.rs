@@ -23,9 +23,10 @@ fn main() {
     let scenario_text = std::fs::read_to_string(format!("{root}/drills/retail-breach.yaml")).unwrap();
     // Close-out twenty days later: the incident stays open for about thirty simulated days.
     let scenario_text = scenario_text
-        .replace("after: 7d\n", "after: 27d\n")
-        .replace("after: 8d\n", "after: 28d\n")
-        .replace("after: 8d 2h\n", "after: 28d 2h\n")
+        .replace("after: 7d\n", "after: 26d\n")
+        .replace("after: 8d\n", "after: 27d\n")
+        .replace("after: 8d 2h\n", "after: 27d 2h\n")
+        .replace("runbook: ../runbooks/retail-breach.yaml\n", "runbook: ../runbooks/retail-breach.yaml\nuntil: 40d\n")
         .replace("    by: 14d\n", "    by: 31d\n")
         .replace("name: retail-breach\n", "name: retail-breach-30-days\n");
     let scenario = phasegate::drill::parse(&scenario_text).unwrap();

@@ -26,8 +26,8 @@ use crate::runbook::Runbook;
 use crate::runtime::{self, Logs, Runtime};
 use crate::store::{SqliteStore, Store};
 
-/// How often the drill's incident head is signed, in simulated time.
-const CHECKPOINT_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// How often the drill's incident head is signed, in simulated time (and at its close).
+const CHECKPOINT_EVERY: chrono::Duration = chrono::Duration::hours(24);
 
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]

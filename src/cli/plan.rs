@@ -87,7 +87,39 @@ pub fn text(runbook: &Runbook) -> String {
             phase_text(&mut out, phase);
         }
     }
+    rights_text(&mut out, runbook);
     out
+}
+
+/// Who may close, abandon and recover, and send which audience an update by hand.
+fn rights_text(out: &mut String, runbook: &Runbook) {
+    let _ = writeln!(out, "rights");
+    let right = |right: &crate::runbook::model::Right, key: &str| {
+        let roles = if right.roles.is_empty() { "nobody".to_string() } else { right.roles.join(" or ") };
+        match (right.declared, right.roles.is_empty()) {
+            (true, _) => roles,
+            (false, false) => format!("{roles} (the default)"),
+            (false, true) => format!("nobody (the default: declare `rights.{key}`)"),
+        }
+    };
+    let rights = &runbook.rights;
+    let _ = writeln!(out, "  close    {}", right(&rights.close, "close"));
+    let _ = writeln!(out, "  abandon  {}", right(&rights.abandon, "abandon"));
+    let _ = writeln!(out, "  recover  {}", right(&rights.recover, "recover"));
+    if !runbook.audiences.is_empty() {
+        let _ = writeln!(out, "  updates by hand");
+    }
+    for audience in &runbook.audiences {
+        let senders = match &audience.senders {
+            None => "anyone configured".to_string(),
+            Some(senders) if senders.roles.is_empty() && !senders.declared => {
+                "nobody (outside the company: declare its `senders`)".to_string()
+            }
+            Some(senders) if senders.roles.is_empty() => "nobody".to_string(),
+            Some(senders) => senders.roles.join(" or "),
+        };
+        let _ = writeln!(out, "    {:<12} {senders}", audience.id);
+    }
 }
 
 fn count(n: usize, noun: &str) -> String {

@@ -63,7 +63,15 @@ pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
                 .map(|blocker| format!("{} ({})", blocker.what, blocker.waiting_for))
                 .collect();
             let detail = match status {
-                PhaseStatus::Pending => format!("needs {}", phase.needs.join(", ")),
+                PhaseStatus::Pending => {
+                    let waiting: Vec<&str> = phase
+                        .needs
+                        .iter()
+                        .filter(|need| !incident.phase(need).status.is_finished())
+                        .map(String::as_str)
+                        .collect();
+                    format!("needs {}", waiting.join(", "))
+                }
                 _ if waits.is_empty() => "waits for nothing a person can give".to_string(),
                 _ => format!("waits for {}", waits.join(", ")),
             };

@@ -19,10 +19,11 @@ enum Key<'k> {
 }
 
 impl Key<'_> {
-    fn written(self, name: &str) -> String {
+    /// The key as a refusal quotes it (inside backticks).
+    fn written(self) -> String {
         match self {
-            Key::Rights(_) => format!("rights.{name}"),
-            Key::Senders(_) => format!("senders` of audience `{name}"),
+            Key::Rights(name) => format!("rights.{name}"),
+            Key::Senders(audience) => format!("senders` of audience `{audience}"),
         }
     }
 }
@@ -34,9 +35,7 @@ impl<'a> Work<'a> {
         self.person()?;
         if right.roles.is_empty() {
             let fix = match (key, right.declared) {
-                (Key::Rights(name), true) | (Key::Senders(name), true) => {
-                    format!("`{}` lists no role; add the roles that may to it", key.written(name))
-                }
+                (_, true) => format!("`{}` lists no role; add the roles that may to it", key.written()),
                 (Key::Rights(name), false) => format!(
                     "the runbook declares neither `rights.{name}` nor a role `{}`; add `rights: {{ {name}: [ROLE] }}` to it",
                     crate::runbook::model::DEFAULT_RIGHTS_ROLE
@@ -76,7 +75,8 @@ impl<'a> Work<'a> {
             "finish them (the runbook lets nobody abandon an incident early)".to_string()
         } else {
             format!(
-                "finish them, or abandon the incident with `phasegate close INCIDENT --abandon --reason TEXT` ({})",
+                "finish them, or abandon the incident with `phasegate close {} --abandon --reason TEXT` ({})",
+                self.incident.id,
                 roles_text(&right.roles)
             )
         }

@@ -476,7 +476,7 @@ fn closing_needs_the_close_role_and_every_phase_done_or_an_abandonment_with_a_re
     );
     assert!(
         refused.ends_with(
-            "finish them, or abandon the incident with `phasegate close INCIDENT --abandon --reason TEXT` (role `ciso`)"
+            "finish them, or abandon the incident with `phasegate close inc-1 --abandon --reason TEXT` (role `ciso`)"
         ),
         "{refused}"
     );
@@ -529,6 +529,50 @@ fn an_update_by_hand_to_an_outside_audience_needs_a_sender_role() {
         refused,
         "audience `publc` does not exist; did you mean `public`? declared audiences: `internal`, `public`, `customers`"
     );
+}
+
+/// Without `rights:`, closing, abandoning and recovering go to `incident-commander` when the
+/// runbook declares that role, and to nobody otherwise; the refusal says what to declare.
+#[test]
+fn undeclared_rights_go_to_the_incident_commander_or_to_nobody() {
+    let text = |roles: &str| {
+        format!(
+            "apiVersion: phasegate/v1\nkind: Runbook\nid: small\ntitle: Small\nroles: {{ {roles} }}\nphases:\n  - id: respond\n    steps:\n      - id: look\n        manual: {{ instructions: Look }}\n"
+        )
+    };
+    let directory = Directory::with(&[("dana", &["incident-commander", "commander"]), ("sam", &["ciso"])]);
+    let decide_on = |runbook_text: &str, actor: &str, command: Command, state: Option<&Incident>| {
+        let runbook = phasegate::runbook::parse(runbook_text, &Catalog::built_in()).unwrap();
+        decide(&runbook, &directory, state, &Request { actor: actor.into(), at: t0(), command })
+    };
+    for (roles, closer, refused) in [
+        (
+            "incident-commander: {}, ciso: {}",
+            Some("dana"),
+            "`sam` does not hold role `incident-commander` (held by dana), which abandoning the incident needs",
+        ),
+        (
+            "commander: {}, ciso: {}",
+            None,
+            "abandoning the incident is a right the runbook gives nobody; the runbook declares neither \
+             `rights.abandon` nor a role `incident-commander`; add `rights: { abandon: [ROLE] }` to it",
+        ),
+    ] {
+        let runbook_text = text(roles);
+        let start = Command::Start {
+            incident: "s".into(),
+            runbook_text: runbook_text.clone(),
+            inputs: BTreeMap::new(),
+            key: None,
+        };
+        let events = decide_on(&runbook_text, "dana", start, None).unwrap().events;
+        let state = Incident::from_events(&events).unwrap();
+        let abandon = || Command::Abandon { reason: "false alarm".into() };
+        let error = decide_on(&runbook_text, "sam", abandon(), Some(&state)).unwrap_err().to_string();
+        assert_eq!(error, refused);
+        let by_dana = decide_on(&runbook_text, "dana", abandon(), Some(&state));
+        assert_eq!(by_dana.is_ok(), closer.is_some(), "{roles}: {by_dana:?}");
+    }
 }
 
 /// One step of a random walk through an incident.

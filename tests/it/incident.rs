@@ -421,7 +421,12 @@ fn the_reference_runbook_runs_from_start_to_close() {
     assert!(desk.ok(&["status", &id]).contains("reinstated "), "the board shows the exposure windows");
 
     // The customers: two four-eyes approvals, named because both wait.
-    desk.refused(&id, &["approve", &id, "notify-customers", "--as", "lee"], 1, &["name the one to approve"]);
+    desk.refused(
+        &id,
+        &["approve", &id, "notify-customers", "--as", "lee"],
+        1,
+        &["several approvals waiting (`legal-approval`, `dpo-approval`)", "name the one to approve with `--gate GATE`"],
+    );
     let approve_legal = ["approve", &id, "notify-customers", "--gate", "legal-approval"];
     desk.refused(&id, &[&approve_legal[..], &["--as", "dana"]].concat(), 1, &["four-eyes"]);
     desk.ok(&[&approve_legal[..], &["--as", "lee"]].concat());
@@ -535,6 +540,99 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     }
     let seen = std::fs::read_to_string(desk.path("archive-token-seen")).unwrap();
     assert_eq!(seen, "tok-evidence-archive-token-5f1c9e2a", "the command got its secret");
+}
+
+/// The reference runbook with its legal hold failing for good at the first attempt, while the
+/// SIEM is down: the board says what blocks and the command that unblocks it; only the runbook's
+/// `recover` roles retry (same idempotency key) or skip; only `close` roles close, and only once
+/// every phase is done; an `abandon` role closes early with a reason, which the report, the list,
+/// the board and the public status page show.
+#[test]
+fn a_step_that_failed_for_good_is_recovered_and_only_rights_close_or_abandon() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let siem_down = Arc::new(AtomicBool::new(true));
+    let down = Arc::clone(&siem_down);
+    let stub = Stub::start(move |request| {
+        if request.path.starts_with("/siem/") && down.load(Ordering::SeqCst) {
+            Reply::json(503, json!({ "error": "maintenance" }))
+        } else {
+            retail_answer(request)
+        }
+    });
+    let desk = Desk::retail(&stub);
+    let runbook = std::fs::read_to_string(desk.path("retail-breach.yaml")).unwrap();
+    let retries = "retry: { attempts: 5, backoff: 2s, max_backoff: 1m }";
+    assert!(runbook.find(retries) < runbook.find("id: isolate-hosts"), "the legal hold's retries changed");
+    std::fs::write(desk.path("retail-breach.yaml"), runbook.replacen(retries, "retry: { attempts: 1 }", 1)).unwrap();
+    let id = desk.start("retail-breach.yaml", "dana");
+    desk.done(&id, "triage/mobilise", "dana", &[]);
+    desk.ok(&["run"]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "triage"), "failed");
+    let board = desk.ok(&["status", &id]);
+    for line in [
+        "[OPEN, FAILED: see BLOCKING]".to_string(),
+        "triage [triage/legal-hold]: http step failed for good after 1 attempt(s)".to_string(),
+        "can unblock: incident-commander or soc-analyst (dana)".to_string(),
+        format!("run: phasegate retry {id} triage/legal-hold --as dana"),
+        format!("run: phasegate skip {id} triage/legal-hold --reason TEXT --as dana"),
+        format!("run: phasegate done {id} triage/legal-hold --evidence TEXT --as dana"),
+    ] {
+        assert!(board.contains(&line), "the board lacks {line:?}:\n{board}");
+    }
+    assert!(desk.ok(&["list"]).lines().any(|l| l.starts_with(&id) && l.contains(" failed ")));
+
+    let retry = ["retry", &id, "triage/legal-hold"];
+    desk.refused(
+        &id,
+        &[&retry[..], &["--as", "pat"]].concat(),
+        1,
+        &["`pat` does not hold any of the roles `incident-commander`, `soc-analyst` (held by dana)"],
+    );
+    desk.refused(&id, &["retry", &id, "triage/mobilise", "--as", "dana"], 1, &["is done, not failed"]);
+    desk.refused(&id, &["skip", &id, "triage/legal-hold", "--as", "dana"], 2, &["--reason"]);
+    desk.refused(&id, &["close", &id, "--as", "pat"], 1, &["role `incident-commander` (held by dana)"]);
+    desk.refused(&id, &["close", &id, "--as", "dana"], 1, &["`triage` is failed", "`close-out` is pending"]);
+    desk.refused(&id, &["update", &id, "public", "--as", "dana"], 1, &["role `comms-lead` (held by pat)"]);
+
+    // A retry while the SIEM is still down fails again; once it is back, the same key goes through.
+    desk.ok(&[&retry[..], &["--as", "dana", "--reason", "SIEM restarted"]].concat());
+    desk.ok(&["run"]);
+    assert_eq!(phase_status(&desk.status(&id), "triage"), "failed");
+    siem_down.store(false, Ordering::SeqCst);
+    desk.ok(&[&retry[..], &["--as", "dana", "--reason", "SIEM vendor confirms it is up"]].concat());
+    desk.ok(&["run"]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "triage"), "running", "the incident goes on");
+    assert_eq!(status["incident"]["phases"]["triage"]["steps"]["legal-hold"]["outputs"]["hold_id"], "hold-7731");
+    let keys: Vec<String> = stub
+        .received()
+        .iter()
+        .filter(|r| r.path.starts_with("/siem/"))
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(keys, vec![format!("{id}/triage/legal-hold"); 3], "three attempts, one key");
+
+    // Abandoned early, with a reason, by the runbook's `abandon` role (ciso) only.
+    let abandon = ["close", &id, "--abandon", "--reason", "false positive: scheduled loyalty migration"];
+    desk.refused(&id, &[&abandon[..], &["--as", "pat"]].concat(), 1, &["role `ciso` (held by dana, sam)"]);
+    desk.ok(&[&abandon[..], &["--as", "sam"]].concat());
+    desk.ok(&["run"]);
+    let board = desk.ok(&["status", &id]);
+    assert!(board.contains("[ABANDONED ") && board.contains("by sam: false positive"), "{board}");
+    assert!(desk.ok(&["list", "--all"]).lines().any(|l| l.starts_with(&id) && l.contains(" abandoned ")));
+    let public = std::fs::read_to_string(desk.path("status/retail-breach-public.md")).unwrap();
+    let last = public.rsplit("===== phasegate:").next().unwrap();
+    assert!(last.contains("(incident_closed)") && last.contains("## Closed — "), "{last}");
+    assert!(!last.contains("Resolved"), "an abandoned incident is not resolved: {last}");
+    let report = desk.ok(&["report", &id]);
+    assert!(report.contains("> **ABANDONED.** The incident was closed at "), "{report}");
+    for row in ["| dana | retried | `triage/legal-hold` | SIEM restarted |", "| sam | abandoned | the incident |"] {
+        assert!(report.contains(row), "the report lacks {row:?}");
+    }
+    let html = desk.ok(&["report", &id, "--format", "html"]);
+    assert!(html.contains("<p class=\"abandoned\"><strong>ABANDONED.</strong>"), "the HTML report's banner");
 }
 
 #[test]

@@ -114,6 +114,76 @@ async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
     server.stop().await;
 }
 
+/// Closing, abandoning, recovering and sending to an outside audience need the runbook's rights
+/// through the API as through the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_hold_through_the_api() {
+    let server = Server::start().await;
+    let (status, started) = server
+        .call("POST", "/api/v1/incidents", Some(DANA), Some(json!({"runbook": "retail-breach"}).to_string()))
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let id = started["incident"].as_str().unwrap().to_string();
+    let before = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await.1;
+    let incident = |rest: &str| format!("/api/v1/incidents/{id}{rest}");
+    let cases: Vec<(&str, String, &str, Value, u16, &str, &str)> = vec![
+        (
+            "POST",
+            incident("/close"),
+            TOM,
+            json!({}),
+            403,
+            "missing_role",
+            "role `incident-commander` (held by dana.ito)",
+        ),
+        ("POST", incident("/close"), DANA, json!({}), 409, "conflict", "`triage` is running"),
+        (
+            "POST",
+            incident("/close"),
+            DANA,
+            json!({"abandon": true, "reason": "drill"}),
+            403,
+            "missing_role",
+            "role `ciso`",
+        ),
+        ("POST", incident("/close"), DANA, json!({"reason": "drill"}), 422, "invalid_request", "`abandon: true`"),
+        ("POST", incident("/updates/public"), DANA, json!(null), 403, "missing_role", "role `comms-lead`"),
+        (
+            "POST",
+            incident("/phases/triage/steps/mobilise/retry"),
+            DANA,
+            json!({}),
+            409,
+            "conflict",
+            "step `triage/mobilise` is pending, not failed, so it cannot be retried",
+        ),
+        (
+            "POST",
+            incident("/phases/triage/steps/legal-hold/skip"),
+            TOM,
+            json!({"reason": "by phone"}),
+            409,
+            "conflict",
+            "not failed, so it cannot be skipped",
+        ),
+    ];
+    for (method, path, token, body, status, code, message) in cases {
+        let body = (!body.is_null()).then(|| body.to_string());
+        let (answered, error) = server.call(method, &path, Some(token), body).await;
+        assert_eq!((answered, error["error"]["code"].as_str()), (status, Some(code)), "{method} {path}: {error}");
+        let text = error["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{method} {path}: {text}");
+    }
+    // The runtime loop may record deliveries meanwhile; nothing a person asked was recorded.
+    let by_people = |timeline: &Value| -> Vec<Value> {
+        let events = timeline["events"].as_array().unwrap();
+        events.iter().filter(|e| e["event"]["actor"] != "phasegate").cloned().collect()
+    };
+    let after = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await.1;
+    assert_eq!(by_people(&before), by_people(&after), "nothing refused was recorded");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let server = Server::start().await;

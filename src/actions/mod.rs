@@ -15,6 +15,7 @@ mod email;
 mod http;
 mod notify;
 pub mod outbound;
+pub mod standin;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -136,6 +137,8 @@ pub struct Actions {
     catalog: Arc<Catalog>,
     commands: bool,
     stdout: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Replaces the outside edge (a drill's stand-ins): nothing is sent, delivered or run.
+    stand_in: Option<Arc<dyn standin::StandIn>>,
 }
 
 impl Actions {
@@ -152,6 +155,7 @@ impl Actions {
             catalog,
             commands: false,
             stdout: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+            stand_in: None,
         })
     }
 
@@ -174,6 +178,13 @@ impl Actions {
         self
     }
 
+    /// Replaces the outside edge with `stand_in`: requests are answered by it, messages given to
+    /// it and commands answered by it; nothing leaves the process.
+    pub fn with_stand_in(mut self, stand_in: Arc<dyn standin::StandIn>) -> Actions {
+        self.stand_in = Some(stand_in);
+        self
+    }
+
     /// Carries out one effect and says how it went. Never fails: what goes wrong is the outcome.
     pub async fn carry_out(&self, effect: &Effect, view: &IncidentView<'_>) -> Outcome {
         let kind = match &effect.kind {
@@ -185,22 +196,32 @@ impl Actions {
         let span =
             tracing::info_span!("effect", incident.id = %view.incident.id, effect.id = %effect.id, effect.kind = kind);
         async {
-            let result = match &effect.kind {
-                EffectKind::Http { idempotency_key, request, .. } => {
+            let result = match (&effect.kind, &self.stand_in) {
+                (EffectKind::Http { idempotency_key, request, .. }, Some(stand_in)) => {
+                    let key = Some(idempotency_key.as_str());
+                    standin::send(stand_in.as_ref(), self.secrets.as_ref(), request, key, view.now)
+                }
+                (EffectKind::Check { request, .. }, Some(stand_in)) => {
+                    standin::send(stand_in.as_ref(), self.secrets.as_ref(), request, None, view.now)
+                }
+                (EffectKind::Command { argv, env, .. }, Some(stand_in)) => {
+                    standin::command(stand_in.as_ref(), self.secrets.as_ref(), argv, env)
+                }
+                (EffectKind::Http { idempotency_key, request, .. }, None) => {
                     let key = Some(idempotency_key.as_str());
                     http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, key).await
                 }
-                EffectKind::Check { request, .. } => {
+                (EffectKind::Check { request, .. }, None) => {
                     http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, None).await
                 }
-                EffectKind::Command { argv, env, timeout, .. } => {
+                (EffectKind::Command { argv, env, timeout, .. }, None) => {
                     if self.commands {
                         command::run(self.secrets.as_ref(), argv, env, *timeout).await
                     } else {
                         Err(Error::CommandsDisabled)
                     }
                 }
-                EffectKind::Notify { audience, template, channels, occasion, message, .. } => {
+                (EffectKind::Notify { audience, template, channels, occasion, message, .. }, _) => {
                     let key = notice_key(effect);
                     let notice =
                         notify::Notice { audience, template, channels, occasion, message: message.as_deref(), key };

@@ -20,6 +20,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use super::standin::Captured;
 use super::{Actions, Error, IncidentView, Revealed, email, http};
 use crate::engine::Outcome;
 use crate::render::context::{status_context, time};
@@ -127,6 +128,9 @@ async fn deliver(
     notice: &Notice<'_>,
     view: &IncidentView<'_>,
 ) -> Result<(), String> {
+    if let Some(stand_in) = &actions.stand_in {
+        return stand_in.deliver(captured(channel, renders, subject, notice, view)?);
+    }
     match &channel.kind {
         ChannelKind::Stdout => {
             let text = renders.text(&["txt", "md"])?;
@@ -203,6 +207,72 @@ async fn deliver(
             Ok(())
         }
     }
+}
+
+/// What `channel` would have been given, for a stand-in (a drill) to take instead.
+fn captured(
+    channel: &Channel,
+    renders: &mut Renders<'_>,
+    subject: &str,
+    notice: &Notice<'_>,
+    view: &IncidentView<'_>,
+) -> Result<Captured, String> {
+    let shown = |text: &Text| match text {
+        Text::Literal(literal) => literal.clone(),
+        Text::Secret { secret, .. } => format!("secret `{secret}`"),
+    };
+    let mut message = Captured {
+        at: view.now,
+        incident: view.incident.id.clone(),
+        audience: notice.audience.to_string(),
+        occasion: notice.occasion.to_string(),
+        channel: channel.id.clone(),
+        kind: kind(&channel.kind),
+        to: Vec::new(),
+        from: None,
+        subject: None,
+        text: None,
+        html: None,
+        body: None,
+    };
+    match &channel.kind {
+        ChannelKind::Stdout => message.text = Some(renders.text(&["txt", "md"])?),
+        ChannelKind::File { path } => {
+            let order: &[&str] = if path.ends_with(".txt") { &["txt", "md"] } else { &["md", "txt"] };
+            message.text = Some(renders.text(order)?);
+            message.to = vec![path.clone()];
+        }
+        ChannelKind::Webhook { url, .. } => {
+            message.text = renders.variant(&["md", "txt"])?;
+            message.html = renders.variant(&["html"])?;
+            message.to = vec![shown(url)];
+            let mut body = json!({
+                "incident": view.incident.id,
+                "runbook": view.runbook.id,
+                "audience": notice.audience,
+                "occasion": notice.occasion,
+                "text": message.text,
+            });
+            if let Some(html) = &message.html {
+                body["html"] = Value::String(html.clone());
+            }
+            message.body = Some(body);
+        }
+        ChannelKind::Slack { url_secret } => {
+            let text = renders.text(&["md", "txt"])?;
+            message.to = vec![format!("secret `{url_secret}`")];
+            message.body = Some(json!({ "text": text }));
+            message.text = Some(text);
+        }
+        ChannelKind::Email { to, from, .. } => {
+            message.text = renders.variant(&["txt", "md"])?;
+            message.html = renders.variant(&["html"])?;
+            message.to = to.clone();
+            message.from = from.clone();
+            message.subject = Some(subject.to_string());
+        }
+    }
+    Ok(message)
 }
 
 /// Appends `entry` to the file at `path`, creating it and its directories, with a blank line

@@ -10,6 +10,7 @@ use crate::runbook::{self, Diagnostic};
 
 mod act;
 mod audit;
+mod drill;
 mod incident;
 mod list;
 mod plan;
@@ -72,6 +73,8 @@ enum Command {
     Audit(audit::Command),
     /// Write a new Ed25519 key pair for signing checkpoints.
     Keygen(audit::Keygen),
+    /// Rehearse a runbook start to close on a simulated clock, with stand-ins for the outside systems.
+    Drill(drill::Args),
     /// Write the post-incident report (Markdown or a self-contained HTML page).
     Report(report::Args),
     /// Serve the REST API and webhooks, with the runtime loop in the same process.
@@ -151,6 +154,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Run(args) => run::run(args, templates).await,
             Command::Audit(command) => audit::run(command, templates).await,
             Command::Report(args) => report::run(args, templates).await,
+            Command::Drill(args) => drill::run(args, templates).await,
             Command::Serve(args) => serve::run(args, templates).await,
             Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Keygen(_) | Command::Token(_) => {
                 unreachable!("dispatched in main")

@@ -9,6 +9,7 @@ pub mod blocking;
 pub mod command;
 pub mod decide;
 pub mod directory;
+pub mod due;
 pub mod effect;
 pub mod event;
 mod rights;

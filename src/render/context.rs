@@ -166,11 +166,15 @@ pub fn span(duration: chrono::Duration) -> String {
 
 /// The last [`TIMELINE_LENGTH`] events worth telling, oldest first.
 fn timeline(runbook: &Runbook, events: &[Event]) -> Vec<Value> {
-    let told: Vec<(&Event, String)> =
-        events.iter().filter_map(|event| summary(runbook, event).map(|summary| (event, summary))).collect();
-    let skip = told.len().saturating_sub(TIMELINE_LENGTH);
+    // From the end: a long log costs no more than its last events worth telling.
+    let mut told: Vec<(&Event, String)> = events
+        .iter()
+        .rev()
+        .filter_map(|event| summary(runbook, event).map(|summary| (event, summary)))
+        .take(TIMELINE_LENGTH)
+        .collect();
+    told.reverse();
     told.into_iter()
-        .skip(skip)
         .map(|(event, summary)| {
             json!({ "at": time(event.at), "actor": event.actor, "kind": event.kind.name(), "summary": summary })
         })

@@ -41,6 +41,13 @@ pub trait Templates {
     fn lookup(&self, name: &str) -> TemplateInfo;
 }
 
+/// Shared templates answer as the templates they share.
+impl<T: Templates + ?Sized> Templates for std::sync::Arc<T> {
+    fn lookup(&self, name: &str) -> TemplateInfo {
+        (**self).lookup(name)
+    }
+}
+
 /// Loads a runbook from the bytes of a file: refuses oversized, non-UTF-8 and empty files, then
 /// parses and validates.
 pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {

@@ -18,6 +18,7 @@ use crate::runbook::{self, Diagnostic, Runbook, Templates};
 use crate::store::{self, Store};
 
 pub mod audit;
+pub mod drill;
 
 /// How often an append is decided again after losing a race, before giving up.
 const RETRIES_ON_CONFLICT: usize = 8;
@@ -60,6 +61,12 @@ pub struct Loaded {
     pub runbook: Arc<Runbook>,
 }
 
+/// Incidents' logs as [`Runtime::run_due_with`] last read them.
+#[derive(Default)]
+pub struct Logs {
+    loaded: HashMap<String, Loaded>,
+}
+
 /// What one pass of [`Runtime::run_due`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -74,6 +81,8 @@ pub struct Runtime<S, T> {
     templates: T,
     directory: Directory,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Makes a new incident's id from its start time ([`new_incident_id`] unless replaced).
+    ids: Box<dyn Fn(DateTime<Utc>) -> String + Send + Sync>,
     /// Runbooks by the SHA-256 of their text: every incident pinned to one shares the parse.
     /// Each with whether its templates were checked.
     runbooks: Mutex<HashMap<String, (Arc<Runbook>, bool)>>,
@@ -99,6 +108,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             templates,
             directory,
             clock: Box::new(Utc::now),
+            ids: Box::new(new_incident_id),
             runbooks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
             signer: None,
@@ -117,6 +127,13 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// Replaces the clock (tests drive time by hand).
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
         self.clock = Box::new(clock);
+        self
+    }
+
+    /// Replaces how new incidents' ids are made (a drill makes them from its scenario, so that
+    /// the same scenario gives the same log).
+    pub fn with_incident_ids(mut self, ids: impl Fn(DateTime<Utc>) -> String + Send + Sync + 'static) -> Self {
+        self.ids = Box::new(ids);
         self
     }
 
@@ -228,7 +245,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     ) -> Result<(String, Decision), Error> {
         let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
         let at = self.now();
-        let id = new_incident_id(at);
+        let id = (self.ids)(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
         let request = Request { actor: actor.to_string(), at, command };
         let decision = normalized(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
@@ -408,11 +425,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// Carries out the effects in the outbox and moves every open incident on, until nothing
     /// more is due now. Returns what it did.
     pub async fn run_due(&self, executor: &impl Executor) -> Result<Progress, Error> {
+        self.run_due_with(executor, &mut Logs::default()).await
+    }
+
+    /// [`Runtime::run_due`], keeping the logs it reads in `logs` for the next call: a caller that
+    /// runs it again and again (a drill, every simulated instant) has each log caught up with
+    /// what was appended since, rather than read whole for every effect.
+    pub async fn run_due_with(&self, executor: &impl Executor, logs: &mut Logs) -> Result<Progress, Error> {
         let mut total = Progress::default();
         loop {
             let mut pass = Progress::default();
             for pending in self.store.pending_effects(256).await? {
-                let loaded = self.load(&pending.incident).await?;
+                let loaded = self.caught_up(&pending.incident, logs).await?;
                 let outcome = executor
                     .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
                     .await;
@@ -435,6 +459,21 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 return Ok(total);
             }
         }
+    }
+
+    /// The incident's log and state from `logs`, caught up with the store.
+    async fn caught_up<'l>(&self, incident: &str, logs: &'l mut Logs) -> Result<&'l Loaded, Error> {
+        let loaded = match logs.loaded.remove(incident) {
+            Some(mut loaded) => {
+                for event in self.store.events_after(incident, loaded.incident.version).await? {
+                    loaded.incident.apply(&event);
+                    loaded.events.push(event);
+                }
+                loaded
+            }
+            None => self.load(incident).await?,
+        };
+        Ok(logs.loaded.entry(incident.to_string()).or_insert(loaded))
     }
 
     /// Signs the heads that are due: every incident with events no checkpoint covers, once it is

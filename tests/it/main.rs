@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod diagnostics;
 mod docs;
+mod drills;
 mod engine;
 mod examples;
 mod hostile;

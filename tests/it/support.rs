@@ -34,7 +34,7 @@ const INSTALL: &str = "run `./scripts/test` (as root it installs what the tests 
 
 /// Says on the terminal, past the test harness's capture, that the running test skips and why.
 /// A skipped test passes, so this line is all that tells it apart from one that ran.
-fn skip(reason: &str, install: &str) {
+pub fn skip(reason: &str, install: &str) {
     use std::io::Write as _;
     let test = std::thread::current().name().unwrap_or("a test").to_string();
     // `eprintln!` is captured by the harness and shown only for a failing test; the standard

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::support::root;
 
 /// The functional core: no I/O, no clock, no randomness, no adapters or shell.
-const CORE: &[&str] = &["src/runbook", "src/expr", "src/engine", "src/audit"];
+const CORE: &[&str] = &["src/runbook", "src/expr", "src/engine", "src/audit", "src/drill"];
 
 /// What the core may not name. Built with `concat!` so this file does not match itself.
 const FORBIDDEN_IN_CORE: &[&str] = &[

@@ -84,6 +84,16 @@ impl SqliteStore {
     /// Opens the store at `path`, creating the file if it is missing and bringing its schema up to
     /// date. Must be called inside a tokio runtime; the writer runs on a thread of its own.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        SqliteStore::open_synchronous(path, SqliteSynchronous::Full).await
+    }
+
+    /// [`SqliteStore::open`] for a drill's database: a rehearsal's record, so commits do not wait
+    /// for the disk (`synchronous=OFF`); a crash loses the drill, which is run again.
+    pub async fn open_for_drill(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        SqliteStore::open_synchronous(path, SqliteSynchronous::Off).await
+    }
+
+    async fn open_synchronous(path: impl AsRef<Path>, synchronous: SqliteSynchronous) -> Result<SqliteStore, Error> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -95,7 +105,7 @@ impl SqliteStore {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             // Savepoints (one per append of several rows in a shared transaction) journal the
             // pages they change; in memory rather than in a temporary file, which cost a write
             // system call per page (found with `perf` under a webhook storm).

@@ -359,7 +359,7 @@ impl Work<'_> {
                 }
                 let phase_model = self.runbook.phase(phase).ok_or_else(stale)?;
                 let step_model = phase_model.step(step).ok_or_else(stale)?;
-                match step_result(step_model, outcome, &self.incident.inputs) {
+                match step_result(step_model, outcome, scope::inputs(self.runbook, &self.incident)) {
                     Ok(outputs) => self.done(phase_model, step_model, outputs),
                     Err(error) => self.fail_attempt(phase_model, step_model, *attempt, error),
                 }
@@ -376,7 +376,7 @@ impl Work<'_> {
                 };
                 let (ok, status, error) = match outcome {
                     Outcome::Http { status, .. } => {
-                        let response = response_variables(outcome, &self.incident.inputs);
+                        let response = response_variables(outcome, scope::inputs(self.runbook, &self.incident));
                         match scope::holds(&check.expect, &response) {
                             Ok(ok) => (ok, Some(*status), None),
                             Err(error) => (false, Some(*status), Some(error)),
@@ -536,22 +536,19 @@ fn saw(condition: &crate::expr::Condition, variables: &std::collections::BTreeMa
 }
 
 /// `response` and `inputs`, for a step's or check's `expect` and outputs.
-fn response_variables(
-    outcome: &Outcome,
-    inputs: &std::collections::BTreeMap<String, Value>,
-) -> std::collections::BTreeMap<&'static str, Value> {
+fn response_variables(outcome: &Outcome, inputs: Value) -> std::collections::BTreeMap<&'static str, Value> {
     let response = match outcome {
         Outcome::Http { status, headers, body } => json!({ "status": status, "headers": headers, "body": body }),
         _ => Value::Null,
     };
-    std::collections::BTreeMap::from([("response", response), ("inputs", json!(inputs))])
+    std::collections::BTreeMap::from([("response", response), ("inputs", inputs)])
 }
 
 /// Whether an automated step's outcome is a success, and its outputs.
 fn step_result(
     step: &Step,
     outcome: &Outcome,
-    inputs: &std::collections::BTreeMap<String, Value>,
+    inputs: Value,
 ) -> Result<std::collections::BTreeMap<String, Value>, String> {
     match (&step.action, outcome) {
         (Action::Http { expect, outputs, .. }, Outcome::Http { status, .. }) => {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::state::Incident;
 use crate::expr::{Condition, Names, Part};
 use crate::runbook::Runbook;
-use crate::runbook::model::Action;
+use crate::runbook::model::{Action, InputType};
 
 /// The variables of a runbook condition, as JSON: `inputs`, `phases`, `steps`, `controls`,
 /// `incident`.
@@ -32,7 +32,7 @@ pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static st
         .map(|control| (control.id.clone(), json!(control_state(incident, &control.id))))
         .collect();
     BTreeMap::from([
-        ("inputs", json!(incident.inputs)),
+        ("inputs", inputs(runbook, incident)),
         ("phases", Value::Object(phases)),
         ("steps", Value::Object(steps)),
         ("controls", Value::Object(controls)),
@@ -46,6 +46,25 @@ pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static st
             }),
         ),
     ])
+}
+
+/// The incident's inputs, each a number where the runbook declares it `number`. The log keeps
+/// values in canonical JSON, where `40.0` is written `40` and reads back as a whole number, and
+/// CEL does no arithmetic between whole and floating numbers: `inputs.threshold / 4.0` would fail.
+pub fn inputs(runbook: &Runbook, incident: &Incident) -> Value {
+    let inputs = incident
+        .inputs
+        .iter()
+        .map(|(name, value)| {
+            let number = runbook.input(name).is_some_and(|input| input.kind == InputType::Number);
+            let value = match value.as_f64().and_then(serde_json::Number::from_f64) {
+                Some(float) if number => Value::Number(float),
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    Value::Object(inputs)
 }
 
 /// `in_force`, `relaxed`, `overdue` or `reinstated`.
@@ -148,4 +167,44 @@ pub fn interpolate_json(
         ),
         other => other.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a `number` input given as `40.0` was logged as `40`, read back as a whole
+    /// number, and `inputs.threshold / 4.0` failed in CEL, so a check comparing against it never
+    /// passed (the account-takeover runbook's reinstate check).
+    #[test]
+    fn number_inputs_stay_numbers_after_the_logs_canonical_round_trip() {
+        struct Any;
+        impl crate::runbook::Templates for Any {
+            fn lookup(&self, _name: &str) -> crate::runbook::TemplateInfo {
+                crate::runbook::TemplateInfo::Found { variables: Vec::new() }
+            }
+        }
+        let runbook = crate::runbook::parse(
+            "apiVersion: phasegate/v1\nkind: Runbook\nid: rates\ntitle: Rates\ninputs:\n  threshold: { type: number, default: 40.0 }\n  hosts: { type: integer, default: 3 }\nphases:\n  - id: watch\n    when: inputs.threshold / 4.0 == 10.0 && inputs.hosts == 3\n    steps:\n      - id: look\n        manual: { instructions: Look }\n",
+            &Any,
+        )
+        .expect("the runbook is valid");
+        // As canonical JSON gives them back: `40.0` is `40`.
+        let started = crate::engine::Event::new(
+            chrono::DateTime::UNIX_EPOCH,
+            "dana",
+            crate::engine::EventKind::IncidentStarted {
+                incident: "inc-1".into(),
+                runbook_id: "rates".into(),
+                runbook_version: None,
+                runbook_sha256: String::new(),
+                runbook_text: String::new(),
+                inputs: serde_json::from_str(r#"{"threshold": 40, "hosts": 3}"#).unwrap(),
+                key: None,
+            },
+        );
+        let incident = Incident::start(&started).unwrap();
+        let condition = runbook.phases[0].when.as_ref().expect("the phase has a condition");
+        assert_eq!(holds(condition, &variables(&runbook, &incident)), Ok(true));
+    }
 }

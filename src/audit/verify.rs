@@ -286,10 +286,13 @@ impl<'k> Verifier<'k> {
     /// The run of events without a hash that ended, as one problem.
     fn report_unchained(&mut self) {
         let Some((first, last)) = self.unchained_run.take() else { return };
-        let which =
-            if first == last { "is".to_string() } else { format!("and the {} events after it are", last - first) };
+        let which = match last - first {
+            0 => String::new(),
+            1 => ", nor is the event after it".to_string(),
+            after => format!(", nor are the {after} events after it"),
+        };
         let what = format!(
-            "{which} not chained: no hash was recorded (events stored before phasegate chained its events get \
+            "is not chained{which}: no hash was recorded (events stored before phasegate chained its events get \
              their hashes when a command that writes opens the database; see docs/audit.md)"
         );
         self.problem(first, None, what);

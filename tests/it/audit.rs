@@ -604,7 +604,7 @@ async fn audit_verify_leaves_the_database_as_it_found_it_and_names_unchained_eve
         .args(verify)
         .status(1)
         .stdout_has("inc-1: NOT VERIFIED (16 events, 0 checkpoints")
-        .stdout_has("event 13: and the 3 events after it are not chained: no hash was recorded");
+        .stdout_has("event 13: is not chained, nor are the 3 events after it: no hash was recorded");
     Cli::new().args(verify).args(["--format", "json"]).status(1).stdout_has(r#""unchained": 4"#);
     Cli::new().args(["audit", "verify", "--all", "--db", db.to_str().unwrap()]).status(1);
     Cli::new()

@@ -52,6 +52,9 @@ pub struct Outcome {
     pub signed_through: u64,
     /// The log ends with `incident_closed`.
     pub closed: bool,
+    /// Checked without a key, and it has no checkpoint: an unsigned deployment's log. Only its
+    /// hash chain is checked, and nothing vouches for its end or for the chain as a whole.
+    pub unsigned_log: bool,
     /// The fingerprint of the key the signatures were checked with.
     pub fingerprint: Option<String>,
     /// The fingerprints the checkpoints name as their signers, each once, in the order they
@@ -342,7 +345,11 @@ impl<'k> Verifier<'k> {
             self.problem(self.read + 1, None, what);
         }
         let signed_through = self.check_checkpoints();
-        if closed && !self.broken && signed_through < chained && self.problems.is_empty() {
+        // Without a key and without checkpoints there is nothing that could cover the end: the
+        // verdict says the log is unsigned instead (an unsigned deployment's every closed
+        // incident failed here).
+        let unsigned_log = self.key.is_none() && self.checkpoints.is_empty();
+        if closed && !self.broken && signed_through < chained && self.problems.is_empty() && !unsigned_log {
             let what = "the incident is closed but no checkpoint covers its end: events may have been cut off";
             self.problem(chained, None, what.to_string());
         }
@@ -363,6 +370,7 @@ impl<'k> Verifier<'k> {
             unchained: self.unchained,
             signed_through,
             closed,
+            unsigned_log,
             fingerprint: self.key.map(|key| key.fingerprint().to_string()),
             signers,
             problems: self.problems,

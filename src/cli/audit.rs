@@ -158,6 +158,15 @@ pub fn describe(outcome: &Outcome) -> String {
         }
         return text;
     }
+    if outcome.unsigned_log {
+        // Said plainly: the chain holds, and that is all that holds.
+        return format!(
+            "{}: UNSIGNED, chain intact ({counts}): no key signed this log, so nothing vouches for its end; \
+             whoever can write the database could cut it or rewrite it whole unseen (configure \
+             `audit.signing_key`, see docs/audit.md)\n",
+            outcome.incident
+        );
+    }
     let tail = match outcome.unsigned() {
         0 => String::new(),
         1 => "; the last event is chained but not yet signed (the incident is open)".to_string(),

@@ -665,3 +665,31 @@ async fn keygen_writes_a_key_that_openssl_and_python_read() {
     assert!(read.status.success(), "python: {}", String::from_utf8_lossy(&read.stderr));
     assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), fingerprint);
 }
+
+/// An unsigned deployment (no key, so no checkpoint): every closed incident failed verification
+/// ("no checkpoint covers its end"). Without a key and without checkpoints, verification checks
+/// the hash chain and says plainly that nothing vouches for the log; an edit is still caught.
+#[tokio::test]
+async fn an_unsigned_log_verifies_as_a_chain_and_says_it_is_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phasegate.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let events = [
+        started(INCIDENT, "breach", None),
+        note(1, "a"),
+        Event::new(at(2), "dana", EventKind::IncidentClosed { abandoned: false }),
+    ];
+    store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+    let summary = store.incident(INCIDENT).await.unwrap().unwrap();
+    let outcome = audit::verify_stored(&store, &summary, None).await.unwrap();
+    store.close().await;
+    assert!(outcome.verified() && outcome.unsigned_log && outcome.closed, "{outcome:?}");
+    let verify = ["audit", "verify", INCIDENT, "--db", db.to_str().unwrap()];
+    Cli::new()
+        .args(verify)
+        .succeeds()
+        .stdout_has("inc-1: UNSIGNED, chain intact (3 events, 0 checkpoints): no key signed this log");
+    let fixture = Fixture { dir, signer: audit::new_signer() };
+    fixture.tamper(&["UPDATE events SET event = replace(event, '\"a\"', '\"b\"') WHERE seq = 2"]).await;
+    Cli::new().args(verify).status(1).stdout_has("event 2: does not match its recorded hash");
+}

@@ -689,6 +689,10 @@ async fn an_unsigned_log_verifies_as_a_chain_and_says_it_is_unsigned() {
         .args(verify)
         .succeeds()
         .stdout_has("inc-1: UNSIGNED, chain intact (3 events, 0 checkpoints): no key signed this log");
+    Cli::new()
+        .args(["report", INCIDENT, "--db", db.to_str().unwrap()])
+        .succeeds()
+        .stdout_has("- Result: **UNSIGNED**: the hash chain verifies, but no key signed the log");
     let fixture = Fixture { dir, signer: audit::new_signer() };
     fixture.tamper(&["UPDATE events SET event = replace(event, '\"a\"', '\"b\"') WHERE seq = 2"]).await;
     Cli::new().args(verify).status(1).stdout_has("event 2: does not match its recorded hash");

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::spki::{DecodePublicKey, EncodePublicKey};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,9 +97,13 @@ impl Signer {
         Signer { key, public }
     }
 
-    /// The private key as PKCS#8 PEM; wiped from memory when dropped.
+    /// The private key as PKCS#8 PEM; wiped from memory when dropped. Version 1 (RFC 8410's
+    /// `PrivateKeyInfo`, the secret key alone): OpenSSL 3 and Python's `cryptography` read it,
+    /// and neither reads the version 2 that ed25519-dalek writes (the public key embedded).
+    /// Keys written that way are still read (`from_pem`).
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<String>, KeyError> {
-        self.key.to_pkcs8_pem(LineEnding::LF).map_err(|error| KeyError::Private(error.to_string()))
+        let bytes = KeypairBytes { secret_key: self.key.to_bytes(), public_key: None };
+        bytes.to_pkcs8_pem(LineEnding::LF).map_err(|error| KeyError::Private(error.to_string()))
     }
 
     pub fn public(&self) -> &PublicKey {
@@ -244,5 +248,20 @@ mod tests {
         assert!(!debug.contains(&secret) && !debug.contains("PRIVATE"));
         assert!(matches!(Signer::from_pem(&public.to_pem().unwrap()), Err(KeyError::Private(_))));
         assert!(matches!(PublicKey::from_pem("garbage"), Err(KeyError::Public(_))));
+    }
+
+    /// `keygen` wrote PKCS#8 version 2 (the public key embedded), which OpenSSL 3 and Python's
+    /// `cryptography` refuse; it writes version 1 now, and keys already written still read.
+    #[test]
+    fn keys_are_written_in_pkcs8_version_1_and_version_2_keys_still_read() {
+        let signer = Signer::from_seed(&[4; 32]);
+        let pem = signer.to_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // Version 1 holds the secret key alone: 48 bytes of DER, 64 characters of base64.
+        assert!(KeypairBytes::from_pkcs8_pem(&pem).unwrap().public_key.is_none());
+        assert_eq!(pem.lines().nth(1).map(str::len), Some(64));
+        let version_2 = signer.key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert!(KeypairBytes::from_pkcs8_pem(&version_2).unwrap().public_key.is_some());
+        assert_eq!(Signer::from_pem(&version_2).unwrap().public(), signer.public());
     }
 }

@@ -16,6 +16,9 @@ use crate::engine::{Event, EventKind};
 /// The most problems an outcome lists; the rest are counted.
 const MAX_PROBLEMS: usize = 20;
 
+/// The most events held while waiting for an earlier one that has not come yet.
+const MAX_AHEAD: usize = 64;
+
 /// Something in the log that does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -40,15 +43,23 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     pub incident: String,
-    /// Events read.
+    /// Events read, all of them, including any past a gap.
     pub events: u64,
     pub checkpoints: u64,
+    /// Events without a hash: stored before the hash chain existed, and not chained since.
+    pub unchained: u64,
     /// The events covered by the last checkpoint that verified, if all before it did too.
     pub signed_through: u64,
     /// The log ends with `incident_closed`.
     pub closed: bool,
+    /// Checked without a key, and it has no checkpoint: an unsigned deployment's log. Only its
+    /// hash chain is checked, and nothing vouches for its end or for the chain as a whole.
+    pub unsigned_log: bool,
     /// The fingerprint of the key the signatures were checked with.
     pub fingerprint: Option<String>,
+    /// The fingerprints the checkpoints name as their signers, each once, in the order they
+    /// first sign.
+    pub signers: Vec<String>,
     /// In the order of the log; at most [`MAX_PROBLEMS`].
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
@@ -97,6 +108,14 @@ pub struct Verifier<'k> {
     broken: bool,
     /// Events read, including any after a break.
     read: u64,
+    /// Events that came before the one due (`seq`, recorded hash, JSON), held until it comes:
+    /// two events swapped in an export come in the wrong order.
+    ahead: Vec<(u64, Option<String>, String)>,
+    /// Events without a hash, and the latest run of them (first and last position) to report.
+    unchained: u64,
+    unchained_run: Option<(u64, u64)>,
+    /// The hash recorded with the latest event, when that event did not match it.
+    mismatched: Option<Hash>,
     /// The latest event's JSON (a buffer used again for each event).
     last: String,
     checkpoints: Vec<Result<SignedCheckpoint, String>>,
@@ -113,6 +132,10 @@ impl<'k> Verifier<'k> {
             recorded_prev: GENESIS,
             broken: false,
             read: 0,
+            ahead: Vec::new(),
+            unchained: 0,
+            unchained_run: None,
+            mismatched: None,
             last: String::new(),
             checkpoints: Vec::new(),
             problems: Vec::new(),
@@ -126,9 +149,15 @@ impl<'k> Verifier<'k> {
             return;
         }
         let expected = self.hashes.len() as u64 + 1;
+        if seq > expected && self.ahead.len() < MAX_AHEAD {
+            // Held: the event due may come after it (two events swapped).
+            self.ahead.push((seq, recorded.map(str::to_string), json.to_string()));
+            return;
+        }
         if seq != expected {
             let what = if seq > expected {
-                format!("missing: the log goes from event {} to event {seq}", expected - 1)
+                let next = self.ahead.first().map_or(seq, |(held, ..)| *held);
+                format!("missing: the log goes from event {} to event {next}", expected - 1)
             } else {
                 format!("out of order: event {seq} comes again after event {}", expected - 1)
             };
@@ -136,12 +165,42 @@ impl<'k> Verifier<'k> {
             self.broken = true;
             return;
         }
+        if !self.ahead.is_empty() {
+            let after = match self.ahead.as_slice() {
+                [(one, ..)] => format!("event {one}"),
+                ahead => {
+                    format!("events {}", ahead.iter().map(|(seq, ..)| seq.to_string()).collect::<Vec<_>>().join(", "))
+                }
+            };
+            let swapped = match self.ahead.as_slice() {
+                [(one, ..)] if *one == seq + 1 => format!(": events {seq} and {one} are swapped"),
+                _ => String::new(),
+            };
+            self.problem(seq, None, format!("out of order: event {seq} comes after {after}{swapped}"));
+        }
+        self.in_order(seq, recorded, json);
+        // The events held, if they follow now.
+        while let Some(index) = self.ahead.iter().position(|(held, ..)| *held == self.hashes.len() as u64 + 1) {
+            let (held, recorded, json) = self.ahead.remove(index);
+            self.in_order(held, recorded.as_deref(), &json);
+        }
+    }
+
+    /// An event at the position due.
+    fn in_order(&mut self, seq: u64, recorded: Option<&str>, json: &str) {
+        let Some(recorded) = recorded else {
+            self.without_hash(seq, json);
+            return;
+        };
+        self.report_unchained();
+        let recorded = Some(recorded);
         let true_prev = self.hashes.last().copied().unwrap_or(GENESIS);
         // Almost every event chains as recorded: compare hex text with hex text first, which costs
         // far less than decoding the recorded hash (a verification is mostly this line and SHA-256).
         let fast = chain::link(&true_prev, seq, json.as_bytes());
         if recorded.is_some_and(|recorded| chain::is_hex_of(recorded, &fast)) {
             self.recorded_prev = fast;
+            self.mismatched = None;
             self.accept(seq, json, fast);
             return;
         }
@@ -151,9 +210,25 @@ impl<'k> Verifier<'k> {
             self.broken = true;
             return;
         };
+        let mismatched = self.mismatched.take();
         match recorded {
             Some(recorded) if recorded == computed => {}
-            None => self.problem(seq, None, "has no hash recorded, or not one of 64 hex digits".to_string()),
+            None => self.problem(seq, None, "has a hash recorded that is not one of 64 hex digits".to_string()),
+            Some(recorded) if self.swapped(seq, json, recorded, mismatched).is_some() => {
+                let (before, here) = self.swapped(seq, json, recorded, mismatched).unwrap_or_default();
+                // The event before was reported as not matching: it was this swap.
+                if self.problems.last().is_some_and(|problem| problem.event == seq - 1 && problem.checkpoint.is_none())
+                {
+                    self.problems.pop();
+                }
+                let what = format!("swapped with event {seq}: each is where the other was written");
+                self.problem(seq - 1, None, what);
+                // Both hashes as first written are proven: the chain goes on from them.
+                self.hashes[seq as usize - 2] = before;
+                self.recorded_prev = here;
+                self.accept(seq, json, here);
+                return;
+            }
             Some(recorded) => {
                 // After an earlier problem, check this link on its own: does the event chain to
                 // the hash recorded before it? If so, only an earlier event was changed.
@@ -163,11 +238,67 @@ impl<'k> Verifier<'k> {
                     let what = "does not match its recorded hash: it was changed, moved or inserted, or the event \
                                 before it removed";
                     self.problem(seq, None, what.to_string());
+                    self.mismatched = Some(recorded);
                 }
             }
         }
         self.recorded_prev = recorded.unwrap_or(computed);
         self.accept(seq, json, computed);
+    }
+
+    /// Whether the event at `seq` and the one before it (which did not match its `mismatched`
+    /// hash) are two events of the log swapped, their hashes moved with them or not. If so, the
+    /// hashes of positions `seq - 1` and `seq` as first written.
+    fn swapped(&self, seq: u64, json: &str, recorded: Hash, mismatched: Option<Hash>) -> Option<(Hash, Hash)> {
+        let mismatched = mismatched?;
+        let before = self.hashes.len().checked_sub(2).map_or(GENESIS, |index| self.hashes[index]);
+        let chains =
+            |prev: &Hash, at: u64, json: &str, hash: Hash| content_hash(prev, at, json, Some(hash)) == Some(hash);
+        // Rows moved with their hashes: this one is the event written at `seq - 1`, with its hash.
+        if chains(&before, seq - 1, json, recorded) && chains(&recorded, seq, &self.last, mismatched) {
+            return Some((recorded, mismatched));
+        }
+        // Contents swapped, hashes left in place.
+        if chains(&before, seq - 1, json, mismatched) && chains(&mismatched, seq, &self.last, recorded) {
+            return Some((mismatched, recorded));
+        }
+        None
+    }
+
+    /// An event without a hash: reported with the run of them it belongs to.
+    fn without_hash(&mut self, seq: u64, json: &str) {
+        self.unchained += 1;
+        self.unchained_run = match self.unchained_run {
+            Some((first, last)) if last + 1 == seq => Some((first, seq)),
+            _ => {
+                self.report_unchained();
+                Some((seq, seq))
+            }
+        };
+        let true_prev = self.hashes.last().copied().unwrap_or(GENESIS);
+        let Some(computed) = content_hash(&true_prev, seq, json, None) else {
+            self.problem(seq, None, "is not JSON".to_string());
+            self.broken = true;
+            return;
+        };
+        self.recorded_prev = computed;
+        self.mismatched = None;
+        self.accept(seq, json, computed);
+    }
+
+    /// The run of events without a hash that ended, as one problem.
+    fn report_unchained(&mut self) {
+        let Some((first, last)) = self.unchained_run.take() else { return };
+        let which = match last - first {
+            0 => String::new(),
+            1 => ", nor is the event after it".to_string(),
+            after => format!(", nor are the {after} events after it"),
+        };
+        let what = format!(
+            "is not chained{which}: no hash was recorded (events stored before phasegate chained its events get \
+             their hashes when a command that writes opens the database; see docs/audit.md)"
+        );
+        self.problem(first, None, what);
     }
 
     /// Keeps what is needed of an event once read: its hash, and its JSON until the next one.
@@ -197,7 +328,14 @@ impl<'k> Verifier<'k> {
     /// The verdict. `claimed` is the number of events the incident's summary (or an export's
     /// header) says it has: fewer events in the log means some were cut off its end.
     pub fn finish(mut self, claimed: Option<u64>) -> Outcome {
-        let events = self.hashes.len() as u64;
+        self.report_unchained();
+        if let Some((seq, ..)) = self.ahead.first() {
+            // Held for an event that never came.
+            let what = format!("missing: the log goes from event {} to event {seq}", self.hashes.len());
+            self.problem(self.hashes.len() as u64 + 1, None, what);
+            self.broken = true;
+        }
+        let chained = self.hashes.len() as u64;
         let closed = serde_json::from_str::<Event>(&self.last)
             .is_ok_and(|event| matches!(event.kind, EventKind::IncidentClosed { .. }));
         if let Some(claimed) = claimed
@@ -207,20 +345,34 @@ impl<'k> Verifier<'k> {
             self.problem(self.read + 1, None, what);
         }
         let signed_through = self.check_checkpoints();
-        if closed && !self.broken && signed_through < events && self.problems.is_empty() {
+        // Without a key and without checkpoints there is nothing that could cover the end: the
+        // verdict says the log is unsigned instead (an unsigned deployment's every closed
+        // incident failed here).
+        let unsigned_log = self.key.is_none() && self.checkpoints.is_empty();
+        if closed && !self.broken && signed_through < chained && self.problems.is_empty() && !unsigned_log {
             let what = "the incident is closed but no checkpoint covers its end: events may have been cut off";
-            self.problem(events, None, what.to_string());
+            self.problem(chained, None, what.to_string());
+        }
+        let mut signers: Vec<String> = Vec::new();
+        for signed in self.checkpoints.iter().flatten() {
+            if !signers.contains(&signed.checkpoint.key) {
+                signers.push(signed.checkpoint.key.clone());
+            }
         }
         self.problems.sort_by_key(|problem| (problem.event, problem.checkpoint));
         let more_problems = self.problems.len().saturating_sub(MAX_PROBLEMS);
         self.problems.truncate(MAX_PROBLEMS);
         Outcome {
             incident: self.incident,
-            events,
+            // What the log holds, all of it, even past a gap where checking stopped.
+            events: self.read,
             checkpoints: self.checkpoints.len() as u64,
+            unchained: self.unchained,
             signed_through,
             closed,
+            unsigned_log,
             fingerprint: self.key.map(|key| key.fingerprint().to_string()),
+            signers,
             problems: self.problems,
             more_problems,
         }
@@ -261,9 +413,21 @@ impl<'k> Verifier<'k> {
                 );
             }
             match self.key {
+                // The key it names is checked first: a checkpoint signed by another key says so.
+                Some(key) if checkpoint.key != key.fingerprint() => fail(
+                    self,
+                    format!(
+                        "is signed by key {}, not by the key trusted here ({}); `--public-key` names the key to \
+                         check with",
+                        checkpoint.key,
+                        key.fingerprint()
+                    ),
+                ),
                 Some(key) if key.verifies(signed) => {}
                 Some(key) => fail(self, format!("its signature does not verify with key {}", key.fingerprint())),
-                None => fail(self, "cannot be checked: no public key was given".into()),
+                None => {
+                    fail(self, format!("cannot be checked: no public key was given (it names key {})", checkpoint.key))
+                }
             }
             if at <= covered {
                 fail(self, format!("covers events 1 to {at}, no more than the checkpoint before it ({covered})"));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::Format;
-use super::incident::{Common, open};
+use super::incident::{Common, open_read_only};
 use crate::audit::export;
 use crate::audit::keys::PublicKey;
 use crate::audit::verify::Outcome;
@@ -108,21 +108,15 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
             vec![export::verify(BufReader::new(file), given.as_ref()).with_context(|| path.display().to_string())?]
         }
         None => {
-            let opened = open(&args.common, templates).await?;
+            // Read-only: verification changes nothing, not even to chain old events.
+            let (config, store) = open_read_only(&args.common, templates).await?;
             let key = match given {
                 Some(key) => Some(key),
-                None => opened.config.audit.public_key()?,
+                None => config.audit.public_key()?,
             };
-            let store = opened.runtime.store();
-            let incidents = match &args.incident {
-                Some(id) => vec![store.incident(id).await?.with_context(|| format!("no incident `{id}`"))?],
-                None => store.incidents().await?,
-            };
-            let mut outcomes = Vec::with_capacity(incidents.len());
-            for incident in &incidents {
-                outcomes.push(audit::verify_stored(store, incident, key.as_ref()).await?);
-            }
-            outcomes
+            let outcomes = verify_all(&store, args.incident.as_deref(), key.as_ref()).await;
+            store.close().await;
+            outcomes?
         }
     };
     match args.format {
@@ -132,9 +126,26 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
     Ok(if outcomes.iter().all(Outcome::verified) { super::exit::OK } else { super::exit::INVALID })
 }
 
+/// Verifies the incident named, or every incident.
+async fn verify_all(
+    store: &crate::store::SqliteStore,
+    incident: Option<&str>,
+    key: Option<&PublicKey>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let incidents = match incident {
+        Some(id) => vec![store.incident(id).await?.with_context(|| format!("no incident `{id}`"))?],
+        None => store.incidents().await?,
+    };
+    let mut outcomes = Vec::with_capacity(incidents.len());
+    for incident in &incidents {
+        outcomes.push(audit::verify_stored(store, incident, key).await?);
+    }
+    Ok(outcomes)
+}
+
 /// What a person reads: one line when all is well, each problem on its own line when not.
 pub fn describe(outcome: &Outcome) -> String {
-    let key = outcome.fingerprint.as_deref().map(|key| format!(", key {key}")).unwrap_or_default();
+    let key = outcome.fingerprint.as_deref().map(|key| format!(", checked with key {key}")).unwrap_or_default();
     let plural = |count: u64, word: &str| format!("{count} {word}{}", if count == 1 { "" } else { "s" });
     let counts = format!("{}, {}", plural(outcome.events, "event"), plural(outcome.checkpoints, "checkpoint"));
     if !outcome.verified() {
@@ -147,17 +158,32 @@ pub fn describe(outcome: &Outcome) -> String {
         }
         return text;
     }
+    if outcome.unsigned_log {
+        // Said plainly: the chain holds, and that is all that holds.
+        return format!(
+            "{}: UNSIGNED, chain intact ({counts}): no key signed this log, so nothing vouches for its end; \
+             whoever can write the database could cut it or rewrite it whole unseen (configure \
+             `audit.signing_key`, see docs/audit.md)\n",
+            outcome.incident
+        );
+    }
     let tail = match outcome.unsigned() {
         0 => String::new(),
         1 => "; the last event is chained but not yet signed (the incident is open)".to_string(),
         n => format!("; the last {n} events are chained but not yet signed (the incident is open)"),
     };
-    format!("{}: verified ({counts}, signed through event {}{key}){tail}\n", outcome.incident, outcome.signed_through)
+    // Who signed: every checkpoint verified with the key trusted here, and names it.
+    let signed = match (outcome.signers.as_slice(), outcome.fingerprint.as_deref()) {
+        ([signer], _) => format!("signed through event {} by key {signer}", outcome.signed_through),
+        (_, Some(key)) => format!("signed through event {}, checked with key {key}", outcome.signed_through),
+        (_, None) => format!("signed through event {}", outcome.signed_through),
+    };
+    format!("{}: verified ({counts}, {signed}){tail}\n", outcome.incident)
 }
 
 async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
-    let opened = open(&args.common, templates).await?;
-    let store = opened.runtime.store();
+    let (_, store) = open_read_only(&args.common, templates).await?;
+    let store = &store;
     let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
     match &args.output {
         Some(path) => {

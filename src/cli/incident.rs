@@ -41,6 +41,17 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
     let store = SqliteStore::open(&config.database)
         .await
         .with_context(|| format!("cannot open the database `{}`", config.database.display()))?;
+    let chained = store.chained();
+    if chained.events > 0 {
+        // A step that changes stored events (it adds their hashes), so it is said where it is seen.
+        let message = format!(
+            "chained {} events of {} incident(s) stored before the hash chain existed (migration 0002): \
+             from now on they are tamper-evident, but nothing vouches for them as first written",
+            chained.events, chained.incidents
+        );
+        tracing::warn!(events = chained.events, incidents = chained.incidents, "{message}");
+        eprintln!("note: {message}");
+    }
     let mut runtime = Runtime::new(store, catalog, config.directory.clone());
     if let Some(signer) = config.audit.signer()? {
         let every = chrono::Duration::from_std(config.audit.checkpoint_every)
@@ -48,6 +59,18 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
         runtime = runtime.with_signer(std::sync::Arc::new(signer), every);
     }
     Ok(Opened { config, runtime })
+}
+
+/// The configuration and the store opened read-only, for the commands that check what the
+/// database holds (`audit verify`, `audit export`, `report`): they must not change the evidence
+/// they check, so they neither bring the schema up to date nor chain old events.
+pub async fn open_read_only(common: &Common, templates: Option<&Path>) -> anyhow::Result<(Config, SqliteStore)> {
+    let overrides = Overrides { database: common.db.clone(), templates: templates.map(Path::to_path_buf) };
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    let store = SqliteStore::open_read_only(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database `{}` to read it", config.database.display()))?;
+    Ok((config, store))
 }
 
 /// A runbook named by its file, or by its id among the configured runbooks directory's files.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::incident::{Common, open};
+use super::incident::{Common, open_read_only};
 use crate::audit::report;
 use crate::runtime::audit;
 use crate::store::Store;
@@ -32,10 +32,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
-    let opened = open(&args.common, templates).await?;
-    let store = opened.runtime.store();
+    // Read-only: the report verifies the log, and that changes nothing.
+    let (config, store) = open_read_only(&args.common, templates).await?;
+    let store = &store;
     let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
-    let key = super::audit::public_key(args.public_key.as_deref(), &opened.config)?;
+    let key = super::audit::public_key(args.public_key.as_deref(), &config)?;
     let outcome = audit::verify_stored(store, &incident, key.as_ref()).await?;
     let events = store.events(&incident.id).await.with_context(|| {
         format!("the log of `{}` cannot be read for a report; `phasegate audit verify` says why", incident.id)

@@ -22,7 +22,7 @@ pub mod contract;
 mod rows;
 pub mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{Chained, SqliteStore};
 
 /// The durable log of every incident, and the outbox of effects still to carry out.
 ///
@@ -239,6 +239,15 @@ pub enum Error {
     /// A stored row cannot be read back as what phasegate wrote.
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    /// The store was opened only to read it (to verify or export what it holds).
+    #[error("the database is open read-only, to check it without changing it")]
+    ReadOnly,
+    /// The database is older than what reading it needs, and opening it read-only does not bring
+    /// it up to date.
+    #[error(
+        "the database was written by an older phasegate: {0}; a command that writes (`phasegate run`) brings it up to date"
+    )]
+    Outdated(String),
 }
 
 impl From<sqlx::Error> for Error {

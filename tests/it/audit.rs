@@ -18,6 +18,16 @@ use crate::support::Cli;
 
 const INCIDENT: &str = "inc-1";
 
+/// The triggers that keep events and checkpoints from being changed or deleted, and the migration
+/// that makes them.
+const APPEND_ONLY: [&str; 4] = [
+    "events_are_never_changed",
+    "events_are_never_deleted",
+    "checkpoints_are_never_changed",
+    "checkpoints_are_never_deleted",
+];
+const APPEND_ONLY_MIGRATION: &str = include_str!("../../migrations/sqlite/0006_append_only.sql");
+
 /// A closed incident of 16 events: checkpoint 1 covers events 1 to 10, checkpoint 2 all 16.
 struct Fixture {
     dir: TempDir,
@@ -45,9 +55,14 @@ impl Fixture {
         self.dir.path().join("phasegate.db")
     }
 
-    /// Runs SQL on the database, as someone with the file and no key could.
+    /// Runs SQL on the database, as someone with the file and no key could: the schema refuses to
+    /// change or delete events and checkpoints, so they drop its triggers first (and this puts
+    /// them back after, so that what follows runs on the schema as phasegate made it).
     async fn tamper(&self, statements: &[&str]) {
         let mut connection = SqliteConnection::connect(&format!("sqlite://{}", self.db().display())).await.unwrap();
+        for trigger in APPEND_ONLY {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {trigger}"))).execute(&mut connection).await.unwrap();
+        }
         for statement in statements {
             // The test writes these statements itself: tampering is the point.
             sqlx::query(sqlx::AssertSqlSafe(*statement))
@@ -55,6 +70,7 @@ impl Fixture {
                 .await
                 .unwrap_or_else(|e| panic!("{statement}: {e}"));
         }
+        sqlx::raw_sql(APPEND_ONLY_MIGRATION).execute(&mut connection).await.unwrap();
         connection.close().await.unwrap();
     }
 
@@ -117,7 +133,7 @@ async fn an_untouched_log_verifies_in_the_database_and_in_its_export() {
     let text = lines.join("\n");
     let outcome = export::verify(text.as_bytes(), Some(other.public())).unwrap();
     assert_eq!(first(&outcome).1, Some(1));
-    assert!(first(&outcome).2.contains("signature does not verify"), "{outcome:?}");
+    assert!(first(&outcome).2.contains("not by the key trusted here"), "{outcome:?}");
     let unkeyed = export::verify(text.as_bytes(), None).unwrap();
     assert!(first(&unkeyed).2.contains("no public key"), "{unkeyed:?}");
 }
@@ -165,9 +181,12 @@ async fn a_deleted_event_is_reported_where_it_is_missing() {
     let fixture = Fixture::new().await;
     let lines = fixture.export().await;
     fixture.tamper(&["DELETE FROM events WHERE seq = 7"]).await;
-    let (event, _, what) = first(&fixture.verify().await);
+    let outcome = fixture.verify().await;
+    let (event, _, what) = first(&outcome);
     assert_eq!(event, 7, "{what}");
     assert!(what.contains("missing: the log goes from event 6 to event 8"), "{what}");
+    // The verdict counts what the log holds, not where checking stopped (it said 6 events).
+    assert_eq!(outcome.events, 15, "{outcome:?}");
 
     // Deleted, and the events after it moved up to close the gap.
     fixture
@@ -228,19 +247,31 @@ async fn two_swapped_events_are_reported_at_the_first() {
             "UPDATE events SET seq = 6 WHERE seq = 1005",
         ])
         .await;
-    assert_eq!(first(&fixture.verify().await).0, 5);
+    // Reported as a swap, and only that: the events after them and the checkpoints still hold.
+    let outcome = fixture.verify().await;
+    assert_eq!(first(&outcome), (5, None, "swapped with event 6: each is where the other was written".into()));
+    assert_eq!((outcome.problems.len(), outcome.events, outcome.signed_through), (1, 16, 16), "{outcome:?}");
 
     let mut swapped = lines.clone();
     let (five, six) = (event_line(&swapped, 5), event_line(&swapped, 6));
     swapped.swap(five, six);
-    assert_eq!(first(&fixture.verify_export(&swapped)).0, 5, "lines swapped");
+    // Lines swapped: event 6 comes first (this was reported as event 5 missing).
+    let outcome = fixture.verify_export(&swapped);
+    assert_eq!(
+        first(&outcome),
+        (5, None, "out of order: event 5 comes after event 6: events 5 and 6 are swapped".into()),
+        "lines swapped"
+    );
+    assert_eq!((outcome.problems.len(), outcome.events), (1, 16), "{outcome:?}");
     // Their contents swapped, positions kept.
     let mut contents = lines.clone();
     let take = |line: &str| line.split_once(r#","event":"#).unwrap().1.to_string();
     let (a, b) = (take(&contents[five]), take(&contents[six]));
     contents[five] = contents[five].replace(&a, &b);
     contents[six] = contents[six].replace(&b, &a);
-    assert_eq!(first(&fixture.verify_export(&contents)).0, 5, "contents swapped");
+    let outcome = fixture.verify_export(&contents);
+    assert_eq!(first(&outcome), (5, None, "swapped with event 6: each is where the other was written".into()));
+    assert_eq!(outcome.problems.len(), 1, "contents swapped: {outcome:?}");
 }
 
 #[tokio::test]
@@ -311,7 +342,14 @@ async fn a_replaced_checkpoint_is_reported() {
     let outcome = fixture.verify_export(&replaced);
     let (event, checkpoint, what) = first(&outcome);
     assert_eq!((event, checkpoint), (10, Some(1)), "{what}");
-    assert!(what.contains(&format!("does not verify with key {}", fixture.signer.public().fingerprint())), "{what}");
+    // The key it names is not the one trusted: said with both fingerprints.
+    let named = format!(
+        "is signed by key {}, not by the key trusted here ({})",
+        other.public().fingerprint(),
+        fixture.signer.public().fingerprint()
+    );
+    assert!(what.contains(&named), "{what}");
+    assert_eq!(outcome.signers, [other.public().fingerprint(), fixture.signer.public().fingerprint()]);
     // The next checkpoint chains to the original, so it names the break too.
     assert!(
         outcome.problems.iter().any(|p| p.checkpoint == Some(2) && p.what.contains("does not follow")),
@@ -386,7 +424,10 @@ async fn the_command_line_verifies_exports_and_reports_offline() {
         .args(["audit", "verify", INCIDENT, "--public-key", public.to_str().unwrap()])
         .args(common)
         .succeeds()
-        .stdout_has("inc-1: verified (16 events, 2 checkpoints, signed through event 16, key sha256:");
+        .stdout_has(&format!(
+            "inc-1: verified (16 events, 2 checkpoints, signed through event 16 by key {})",
+            fixture.signer.public().fingerprint()
+        ));
     let export = dir.join("inc-1.jsonl");
     Cli::new().args(["audit", "export", INCIDENT, "-o", export.to_str().unwrap()]).args(common).succeeds();
     let offline = ["audit", "verify", "--file", export.to_str().unwrap(), "--public-key", public.to_str().unwrap()];
@@ -396,7 +437,10 @@ async fn the_command_line_verifies_exports_and_reports_offline() {
         .args(["audit", "verify", "--file", export.to_str().unwrap(), "--public-key", wrong.to_str().unwrap()])
         .status(1)
         .stdout_has("inc-1: NOT VERIFIED")
-        .stdout_has("checkpoint 1 (event 10): its signature does not verify with key sha256:");
+        .stdout_has(&format!(
+            "checkpoint 1 (event 10): is signed by key {}, not by the key trusted here (sha256:",
+            fixture.signer.public().fingerprint()
+        ));
 
     let report = dir.join("report.html");
     Cli::new()
@@ -510,4 +554,146 @@ async fn events_stored_before_the_chain_are_chained_when_the_database_opens() {
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     assert!(audit::verify_stored(&store, &summary, Some(fixture.signer.public())).await.unwrap().verified());
     store.close().await;
+}
+
+/// The schema refuses to change or delete a stored event or checkpoint (only inserts were
+/// guarded): an `UPDATE` or a `DELETE` through a plain connection is refused, and the log still
+/// verifies. Inserting out of order stays refused too.
+#[tokio::test]
+async fn the_schema_refuses_to_change_or_delete_events_and_checkpoints() {
+    let fixture = Fixture::new().await;
+    let mut connection = SqliteConnection::connect(&format!("sqlite://{}", fixture.db().display())).await.unwrap();
+    let refused = [
+        ("UPDATE events SET event = replace(event, 'note 4', 'note X') WHERE seq = 5", "never changed"),
+        ("UPDATE events SET hash = NULL WHERE seq = 5", "never changed"),
+        ("UPDATE events SET seq = seq + 1000 WHERE seq = 16", "never changed"),
+        ("DELETE FROM events WHERE seq = 16", "never deleted"),
+        ("DELETE FROM events", "never deleted"),
+        ("UPDATE checkpoints SET signature = '00' WHERE number = 1", "never changed"),
+        ("DELETE FROM checkpoints WHERE number = 2", "never deleted"),
+    ];
+    for (statement, why) in refused {
+        let error = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.unwrap_err().to_string();
+        assert!(error.contains("append-only") && error.contains(why), "{statement}: {error}");
+    }
+    connection.close().await.unwrap();
+    let outcome = fixture.verify().await;
+    assert!(outcome.verified() && outcome.events == 16, "{outcome:?}");
+}
+
+/// `audit verify` changes nothing. It opened the database for writing, and opening chained the
+/// events that had no hash: it rewrote the evidence it was checking, then vouched for the
+/// rewrite. Now it reads the file without changing a byte and reports those events as not
+/// chained.
+#[tokio::test]
+async fn audit_verify_leaves_the_database_as_it_found_it_and_names_unchained_events() {
+    let fixture = Fixture::new().await;
+    fixture
+        .tamper(&[
+            "DELETE FROM checkpoints",
+            "UPDATE incidents SET head = NULL, checkpointed = 0, checkpointed_at = NULL",
+            "UPDATE events SET hash = NULL WHERE seq > 12",
+        ])
+        .await;
+    let public = fixture.dir.path().join("fixture.pub");
+    std::fs::write(&public, fixture.signer.public().to_pem().unwrap()).unwrap();
+    let before = std::fs::read(fixture.db()).unwrap();
+    let db = fixture.db();
+    let verify = ["audit", "verify", INCIDENT, "--db", db.to_str().unwrap(), "--public-key", public.to_str().unwrap()];
+    Cli::new()
+        .args(verify)
+        .status(1)
+        .stdout_has("inc-1: NOT VERIFIED (16 events, 0 checkpoints")
+        .stdout_has("event 13: is not chained, nor are the 3 events after it: no hash was recorded");
+    Cli::new().args(verify).args(["--format", "json"]).status(1).stdout_has(r#""unchained": 4"#);
+    Cli::new().args(["audit", "verify", "--all", "--db", db.to_str().unwrap()]).status(1);
+    Cli::new()
+        .args(["audit", "export", INCIDENT, "--db", db.to_str().unwrap()])
+        .succeeds()
+        .stdout_has(r#""hash":null"#);
+    Cli::new().args(["report", INCIDENT, "--db", db.to_str().unwrap()]).succeeds().stdout_has("not chained");
+    assert!(std::fs::read(fixture.db()).unwrap() == before, "the database file changed");
+    // A store opened read-only refuses to write.
+    let store = SqliteStore::open_read_only(fixture.db()).await.unwrap();
+    let refused = store.append(INCIDENT, 16, &[note(30, "x")], &[], None).await.unwrap_err();
+    assert!(matches!(refused, phasegate::store::Error::ReadOnly), "{refused}");
+    store.close().await;
+    assert!(std::fs::read(fixture.db()).unwrap() == before, "the database file changed");
+
+    // A command that writes chains them, and says so.
+    Cli::new()
+        .args(["run", "--db", db.to_str().unwrap()])
+        .succeeds()
+        .stderr_has("note: chained 4 events of 1 incident(s) stored before the hash chain existed");
+    let outcome = fixture.verify().await;
+    assert_eq!((outcome.unchained, outcome.events), (0, 16), "{outcome:?}");
+    let store = SqliteStore::open(fixture.db()).await.unwrap();
+    assert_eq!(store.chained(), phasegate::store::Chained::default(), "nothing is left to chain");
+    store.close().await;
+}
+
+/// `phasegate keygen` writes a private key that OpenSSL 3 and Python's `cryptography` read, as
+/// docs/audit.md promises: it wrote PKCS#8 version 2 (the public key embedded), which neither
+/// reads. Both find the same public key as phasegate's fingerprint.
+#[tokio::test]
+async fn keygen_writes_a_key_that_openssl_and_python_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    let output = Cli::new().args(["keygen", key.to_str().unwrap()]).succeeds().stdout();
+    let fingerprint = output.lines().find_map(|line| line.strip_prefix("fingerprint: ")).unwrap().to_string();
+    let public = std::fs::read_to_string(dir.path().join("signing.pem.pub")).unwrap();
+    if let Some(openssl) = crate::support::program_or_skip(&["openssl"], "OpenSSL", "`apt-get install openssl`") {
+        let read = std::process::Command::new(&openssl)
+            .args(["pkey", "-in"])
+            .arg(&key)
+            .args(["-noout", "-text"])
+            .output()
+            .unwrap();
+        assert!(read.status.success(), "openssl pkey: {}", String::from_utf8_lossy(&read.stderr));
+        assert!(String::from_utf8_lossy(&read.stdout).contains("ED25519 Private-Key"), "{read:?}");
+        let derived =
+            std::process::Command::new(&openssl).args(["pkey", "-in"]).arg(&key).arg("-pubout").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&derived.stdout), public, "openssl derives the same public key");
+    }
+    let Some(python) = crate::support::python_or_skip(&["cryptography"]) else { return };
+    let script = "import sys, hashlib\n\
+        from cryptography.hazmat.primitives import serialization as s\n\
+        key = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
+        raw = key.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)\n\
+        print('sha256:' + hashlib.sha256(raw).hexdigest())\n";
+    let read = std::process::Command::new(&python).args(["-c", script]).arg(&key).output().unwrap();
+    assert!(read.status.success(), "python: {}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), fingerprint);
+}
+
+/// An unsigned deployment (no key, so no checkpoint): every closed incident failed verification
+/// ("no checkpoint covers its end"). Without a key and without checkpoints, verification checks
+/// the hash chain and says plainly that nothing vouches for the log; an edit is still caught.
+#[tokio::test]
+async fn an_unsigned_log_verifies_as_a_chain_and_says_it_is_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("phasegate.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let events = [
+        started(INCIDENT, "breach", None),
+        note(1, "a"),
+        Event::new(at(2), "dana", EventKind::IncidentClosed { abandoned: false }),
+    ];
+    store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+    let summary = store.incident(INCIDENT).await.unwrap().unwrap();
+    let outcome = audit::verify_stored(&store, &summary, None).await.unwrap();
+    store.close().await;
+    assert!(outcome.verified() && outcome.unsigned_log && outcome.closed, "{outcome:?}");
+    let verify = ["audit", "verify", INCIDENT, "--db", db.to_str().unwrap()];
+    Cli::new()
+        .args(verify)
+        .succeeds()
+        .stdout_has("inc-1: UNSIGNED, chain intact (3 events, 0 checkpoints): no key signed this log");
+    Cli::new()
+        .args(["report", INCIDENT, "--db", db.to_str().unwrap()])
+        .succeeds()
+        .stdout_has("- Result: **UNSIGNED**: the hash chain verifies, but no key signed the log");
+    let fixture = Fixture { dir, signer: audit::new_signer() };
+    fixture.tamper(&["UPDATE events SET event = replace(event, '\"a\"', '\"b\"') WHERE seq = 2"]).await;
+    Cli::new().args(verify).status(1).stdout_has("event 2: does not match its recorded hash");
 }

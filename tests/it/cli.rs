@@ -191,11 +191,15 @@ fn start_warns_about_a_role_held_by_too_few_and_strict_refuses() {
     let incident = started.stdout().trim().to_string();
     list().succeeds().stdout_has(&incident);
 
-    // With a second CISO the configuration fits, and `--strict` starts it without a word.
+    started.stderr_has("warning: no `audit.signing_key` is configured");
+    // With a second CISO (and a signing key) the configuration fits, and `--strict` starts it
+    // without a word.
+    Cli::new().current_dir(dir.path()).args(["keygen", "signing.pem"]).succeeds();
     write(
         dir.path(),
         "phasegate.yaml",
-        "database: phasegate.db\npeople:\n  dana: { roles: [ciso] }\n  sam: { roles: [ciso] }\n  lee: { roles: [ciso] }\n",
+        "database: phasegate.db\npeople:\n  dana: { roles: [ciso] }\n  sam: { roles: [ciso] }\n  lee: { roles: [ciso] }\n\
+         audit: { signing_key: signing.pem }\n",
     );
     let mut quiet = start(true).succeeds();
     assert!(!quiet.stderr().contains("warning") && !quiet.stderr().contains("error"), "{}", quiet.stderr());

@@ -377,7 +377,10 @@ fn updates(out: &mut String, facts: &Facts) {
 
 fn verification(out: &mut String, facts: &Facts, integrity: &Integrity) {
     let _ = writeln!(out, "<section class=\"keep\">\n<h2>Verification</h2>\n<table>");
-    let verdict = if integrity.verified {
+    let verdict = if integrity.unsigned() {
+        "<span class=\"bad\">UNSIGNED</span>: the hash chain verifies, but no key signed the log, so nothing vouches \
+         for its end"
+    } else if integrity.verified {
         "<span class=\"good\">verified</span>: the hash chain and every checkpoint verify"
     } else {
         "<span class=\"bad\">NOT verified</span>: the log or its checkpoints do not verify"

@@ -269,7 +269,9 @@ fn updates(out: &mut String, facts: &Facts) {
 
 fn verification(out: &mut String, facts: &Facts, integrity: &Integrity) {
     let _ = writeln!(out, "\n## Verification\n");
-    let verdict = if integrity.verified {
+    let verdict = if integrity.unsigned() {
+        "**UNSIGNED**: the hash chain verifies, but no key signed the log, so nothing vouches for its end"
+    } else if integrity.verified {
         "the hash chain and every checkpoint verify"
     } else {
         "**NOT verified**: the log or its checkpoints do not verify"

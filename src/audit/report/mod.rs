@@ -36,6 +36,14 @@ pub struct Integrity {
     pub problem: Option<String>,
 }
 
+impl Integrity {
+    /// A log that verifies as a chain, checked without a key and with no checkpoint: an unsigned
+    /// deployment's. Nothing vouches for it.
+    pub fn unsigned(&self) -> bool {
+        self.verified && self.checkpoints == 0 && self.fingerprint.is_none()
+    }
+}
+
 /// The report's layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -78,6 +78,17 @@ pub struct SqliteStore {
     /// Stops the checkpointer, and says when its thread has ended.
     checkpointer: (oneshot::Sender<()>, oneshot::Receiver<()>),
     commits: Arc<AtomicU64>,
+    /// Opened by [`SqliteStore::open_read_only`]: there is no writer.
+    read_only: bool,
+    /// What opening chained (events stored before the hash chain existed).
+    chained: Chained,
+}
+
+/// Events stored before the hash chain existed (migration 0002) that opening the store chained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chained {
+    pub events: u64,
+    pub incidents: u64,
 }
 
 impl SqliteStore {
@@ -114,7 +125,7 @@ impl SqliteStore {
             .connect()
             .await?;
         MIGRATOR.run(&mut writer).await?;
-        chain_unhashed(&mut writer).await?;
+        let chained = chain_unhashed(&mut writer).await?;
         let waiting = Waiting::read(&mut writer).await?;
         let checkpoints = options.clone().connect().await?;
         let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
@@ -126,7 +137,49 @@ impl SqliteStore {
             stop,
             on_a_thread("phasegate-checkpointer", checkpointer::run(checkpoints, Arc::clone(&commits), stopped))?,
         );
-        Ok(SqliteStore { appends, reads, writer, checkpointer, commits })
+        Ok(SqliteStore { appends, reads, writer, checkpointer, commits, read_only: false, chained })
+    }
+
+    /// Opens an existing store to read it and nothing else: no migration, no chaining, no writer,
+    /// so the file is left exactly as it was (what `audit verify` and `audit export` need: the
+    /// evidence they check must not change under them). Every write answers
+    /// [`Error::ReadOnly`]. The schema must have the hash chain (migration 0002); events stored
+    /// before it and not chained yet read without a hash.
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .read_only(true)
+            .disable_statement_logging();
+        let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
+        let chain: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_table_info('events') WHERE name = 'hash'")
+            .fetch_one(&reads)
+            .await?;
+        if chain == 0 {
+            reads.close().await;
+            return Err(Error::Outdated("it has no hash chain (migration 0002)".into()));
+        }
+        // No writer and no checkpointer: their channels are closed from the start.
+        let (appends, _) = mpsc::channel(1);
+        let (_, writer) = oneshot::channel();
+        let (stop, _) = oneshot::channel();
+        let (_, stopped) = oneshot::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        Ok(SqliteStore {
+            appends,
+            reads,
+            writer,
+            checkpointer: (stop, stopped),
+            commits,
+            read_only: true,
+            chained: Chained::default(),
+        })
+    }
+
+    /// The events stored before the hash chain existed that opening the store chained: each got
+    /// its hash then, so no checkpoint vouches for them as they were first written.
+    pub fn chained(&self) -> Chained {
+        self.chained
     }
 
     /// Hands encoded rows to the writer and waits for its answer. The rows are encoded before
@@ -138,6 +191,9 @@ impl SqliteStore {
 
     /// Gives the writer a job and waits for its answer.
     async fn ask<T>(&self, job: Job, answered: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }

@@ -524,11 +524,13 @@ async fn store_checkpoint(
 }
 
 /// Chains events stored before the hash chain existed (migration 0002): each gets its canonical
-/// JSON and its hash, and its incident its head, one incident per transaction.
-pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<(), Error> {
+/// JSON and its hash, and its incident its head, one incident per transaction. Migration 0006
+/// lets an event be updated only so: from no hash to its hash. Returns what it chained.
+pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<super::Chained, Error> {
     let incidents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT incident FROM events WHERE hash IS NULL")
         .fetch_all(&mut *connection)
         .await?;
+    let mut chained = super::Chained { events: 0, incidents: incidents.len() as u64 };
     for incident in incidents {
         let mut transaction = connection.begin().await?;
         let events: Vec<ChainRow> =
@@ -554,6 +556,7 @@ pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<
                 .bind(event.seq)
                 .execute(&mut *transaction)
                 .await?;
+            chained.events += 1;
         }
         sqlx::query("UPDATE incidents SET head = ? WHERE id = ?")
             .bind(chain::to_hex(&prev))
@@ -562,5 +565,5 @@ pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<
             .await?;
         transaction.commit().await?;
     }
-    Ok(())
+    Ok(chained)
 }

@@ -5,8 +5,9 @@
 //! one Markdown or one self-contained HTML document. It is a pure function: "as of" is the last
 //! event's time, never the clock, so the same log always gives the same report.
 //!
-//! `facts.rs` gathers what the report says (`phases.rs` each phase and its gates); `markdown.rs` and `html.rs` (with `chart.rs`, the
-//! phases drawn as an SVG timeline) only lay it out. Text from the log is written by people and
+//! `facts.rs` gathers what the report says (`phases.rs` each phase and its gates); `markdown.rs`
+//! and `html.rs` (with `chart.rs`, the phases and relaxations drawn as an SVG timeline, and
+//! `text.rs`, escaping and fitting text for both) only lay it out. Text from the log is written by people and
 //! by the systems a runbook calls, so both layouts escape every piece of it.
 
 mod chart;
@@ -14,6 +15,7 @@ mod facts;
 mod html;
 mod markdown;
 mod phases;
+mod text;
 
 use chrono::{DateTime, Utc};
 

@@ -9,9 +9,9 @@ use super::text::escape;
 use super::{Integrity, chart, span, time};
 
 /// An update longer than this many lines or characters is shown as its first lines (the browser
-/// shows three of them) until it is opened.
-const PREVIEW_LINES: usize = 3;
-const PREVIEW_CHARS: usize = 400;
+/// shows two of them) until it is opened.
+const PREVIEW_LINES: usize = 2;
+const PREVIEW_CHARS: usize = 200;
 
 const STYLE: &str = "
 body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
@@ -24,16 +24,16 @@ table { border-collapse: collapse; width: 100%; margin: 8px 0; }
 details.said { white-space: normal; }
 details.said > summary { cursor: pointer; list-style: none; }
 details.said > summary::-webkit-details-marker { display: none; }
-.first { white-space: pre-wrap; display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 3;
+.first { white-space: pre-wrap; display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2;
          overflow: hidden; }
 .more { color: #0b5cad; font-size: 12px; }
 .more::after { content: \" \\25B8  show the whole text\"; }
 details[open] .more::after { content: \" \\25BE  hide it\"; }
 details[open] .first { display: none; }
-td code { overflow-wrap: anywhere; }
+td { overflow-wrap: anywhere; }  /* a long condition or id wraps instead of widening the page */
 th, td { border: 1px solid #d0d0d0; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td.n { text-align: right; }
+td.n { text-align: right; white-space: nowrap; }
 .t { white-space: nowrap; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f2f2f2; padding: 0 2px; }
 .bad { color: #b3261e; font-weight: bold; }

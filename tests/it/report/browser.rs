@@ -207,6 +207,6 @@ fn the_html_report_has_no_overlapping_labels_in_a_browser() {
     assert!(sent >= 3, "the rules sent updates as controls were relaxed and reinstated");
     assert_eq!(number("update rows "), sent as f64, "a row for each update ({look})");
     // Forty lines of text each, shown as their first lines until opened.
-    assert!(number("tallest update row ") <= 120.0, "an update takes a few lines ({look}):\n{measured}");
+    assert!(number("tallest update row ") <= 100.0, "an update takes a few lines ({look}):\n{measured}");
     assert!(number("page width ") <= 1280.0, "nothing is wider than the window ({look}):\n{measured}");
 }

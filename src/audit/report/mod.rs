@@ -7,8 +7,8 @@
 //!
 //! `facts.rs` gathers what the report says (`phases.rs` each phase and its gates); `markdown.rs`
 //! and `html.rs` (with `chart.rs`, the phases and relaxations drawn as an SVG timeline, and
-//! `text.rs`, escaping and fitting text for both) only lay it out. Text from the log is written by people and
-//! by the systems a runbook calls, so both layouts escape every piece of it.
+//! `text.rs`, escaping and fitting text for the two) only lay it out. Text from the log is written
+//! by people and by the systems a runbook calls, so both layouts escape every piece of it.
 
 mod chart;
 mod facts;

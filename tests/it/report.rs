@@ -12,6 +12,8 @@ use phasegate::engine::{Command, Directory, Effect, EffectKind, Event, EventKind
 use phasegate::render::Catalog;
 use phasegate::runbook::Runbook;
 
+mod browser;
+
 const RUNBOOK: &str = r#"apiVersion: phasegate/v1
 kind: Runbook
 id: till-breach
@@ -93,18 +95,29 @@ struct Harness {
     now: DateTime<Utc>,
     /// What the shop's health check answers, poll by poll.
     health: VecDeque<u16>,
+    /// The text every update is recorded with, when set.
+    said: Option<String>,
 }
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with(
+            RUNBOOK,
+            Directory::with(&[("dana", &["commander", "ciso"]), ("sam", &["ciso"]), ("lee", &["ciso"])]),
+        )
+    }
+
+    /// An incident of `runbook` among the people of `directory`, before it starts.
+    fn with(runbook: &str, directory: Directory) -> Harness {
         Harness {
-            runbook: phasegate::runbook::parse(RUNBOOK, &Catalog::built_in()).expect("the test runbook is valid"),
-            directory: Directory::with(&[("dana", &["commander", "ciso"]), ("sam", &["ciso"]), ("lee", &["ciso"])]),
+            runbook: phasegate::runbook::parse(runbook, &Catalog::built_in()).expect("the test runbook is valid"),
+            directory,
             events: Vec::new(),
             live: None,
             outbox: VecDeque::new(),
             now: at("02:00:00"),
             health: VecDeque::from([503, 200]),
+            said: None,
         }
     }
 
@@ -132,7 +145,8 @@ impl Harness {
                     // for the report to keep as text; the internal updates' as a log written before
                     // phasegate recorded texts has them: without it.
                     let text = (audience != "internal")
-                        .then(|| format!("Update for {audience}:\nTills <b>trading</b> again."));
+                        .then(|| format!("Update for {audience}:\nTills <b>trading</b> again."))
+                        .or_else(|| self.said.clone());
                     Outcome::Sent { channels: channels.clone(), text }
                 }
                 EffectKind::Check { .. } => {

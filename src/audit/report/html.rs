@@ -4,8 +4,14 @@
 
 use std::fmt::Write as _;
 
-use super::facts::Facts;
+use super::facts::{Facts, Update};
+use super::text::escape;
 use super::{Integrity, chart, span, time};
+
+/// An update longer than this many lines or characters is shown as its first lines (the browser
+/// shows two of them) until it is opened.
+const PREVIEW_LINES: usize = 2;
+const PREVIEW_CHARS: usize = 200;
 
 const STYLE: &str = "
 body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
@@ -14,11 +20,20 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; border-bottom: 1px solid #c8c8c8; padding-bottom: 4px; margin-top: 28px; }
 h3 { font-size: 15px; margin: 16px 0 6px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
-.said { white-space: pre-wrap; max-height: 24em; overflow: auto; }
-@media print { .said { max-height: none; overflow: visible; } }
+.said { white-space: pre-wrap; }
+details.said { white-space: normal; }
+details.said > summary { cursor: pointer; list-style: none; }
+details.said > summary::-webkit-details-marker { display: none; }
+.first { white-space: pre-wrap; display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2;
+         overflow: hidden; }
+.more { color: #0b5cad; font-size: 12px; }
+.more::after { content: \" \\25B8  show the whole text\"; }
+details[open] .more::after { content: \" \\25BE  hide it\"; }
+details[open] .first { display: none; }
+td { overflow-wrap: anywhere; }  /* a long condition or id wraps instead of widening the page */
 th, td { border: 1px solid #d0d0d0; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td.n { text-align: right; }
+td.n { text-align: right; white-space: nowrap; }
 .t { white-space: nowrap; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f2f2f2; padding: 0 2px; }
 .bad { color: #b3261e; font-weight: bold; }
@@ -37,7 +52,10 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
   tr { break-inside: avoid; page-break-inside: avoid; }
   thead { display: table-header-group; }
   section.break { break-before: page; page-break-before: always; }
+  details.said::details-content { content-visibility: visible; display: block; }
+  .more { display: none; }
 }
+@supports selector(::details-content) { @media print { .first { display: none; } } }
 ";
 
 pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
@@ -360,11 +378,11 @@ fn updates(out: &mut String, facts: &Facts) {
         let _ = writeln!(
             out,
             "<tr><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{audience}</td><td>{delivered}</td><td>{}</td>\
-             <td><div class=\"said\">{}</div></td></tr>",
+             <td>{}</td></tr>",
             update.number,
             time(update.at),
             with_code(&update.occasion),
-            update.text(escape, |raw| format!("<code>{}</code>", escape(raw))),
+            said(update),
         );
     }
     let _ = writeln!(
@@ -373,6 +391,31 @@ fn updates(out: &mut String, facts: &Facts) {
          plain-text variant where the template has one). Where a log has no text for an update, rendering the \
          template again now would not show what was sent.</p>\n</section>"
     );
+}
+
+/// An update's text: a short one whole; a longer one as its first lines, with the whole text a
+/// click away (`<details>`, no script) and printed whole.
+fn said(update: &Update) -> String {
+    let whole = update.text(escape, |raw| format!("<code>{}</code>", escape(raw)));
+    let Some(said) = &update.said else { return format!("<div class=\"said\">{whole}</div>") };
+    let lines: Vec<&str> = said.lines().collect();
+    if lines.len() <= PREVIEW_LINES && said.chars().count() <= PREVIEW_CHARS {
+        return format!("<div class=\"said\">{whole}</div>");
+    }
+    let mut first: String = lines.iter().take(PREVIEW_LINES).copied().collect::<Vec<_>>().join("\n");
+    if first.chars().count() > PREVIEW_CHARS {
+        first = first.chars().take(PREVIEW_CHARS).collect();
+    }
+    let count = if lines.len() == 1 {
+        format!("{} characters", said.chars().count())
+    } else {
+        format!("{} lines", lines.len())
+    };
+    format!(
+        "<details class=\"said\"><summary><span class=\"first\">{}</span><span class=\"more\">({count})</span>\
+         </summary><div class=\"said\">{whole}</div></details>",
+        escape(&first)
+    )
 }
 
 fn verification(out: &mut String, facts: &Facts, integrity: &Integrity) {
@@ -407,22 +450,6 @@ fn list(items: &[String]) -> String {
     items.iter().map(|item| escape(item)).collect::<Vec<_>>().join("<br>")
 }
 
-/// Text for HTML: element content or a quoted attribute value.
-pub(super) fn escape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Escaped text whose `backticked` parts (ids and conditions in summaries) are shown as code.
 fn with_code(raw: &str) -> String {
     let escaped = escape(raw);
@@ -441,11 +468,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_is_escaped_and_backticks_become_code() {
-        assert_eq!(
-            escape("<script>\"x\" & 'y'</script>"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
-        );
+    fn backticks_become_code() {
         assert_eq!(with_code("phase `a<b` done"), "phase <code>a&lt;b</code> done");
         assert_eq!(with_code("odd ` tick"), "odd ` tick");
     }

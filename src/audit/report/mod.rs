@@ -5,15 +5,17 @@
 //! one Markdown or one self-contained HTML document. It is a pure function: "as of" is the last
 //! event's time, never the clock, so the same log always gives the same report.
 //!
-//! `facts.rs` gathers what the report says (`phases.rs` each phase and its gates); `markdown.rs` and `html.rs` (with `chart.rs`, the
-//! phases drawn as an SVG timeline) only lay it out. Text from the log is written by people and
-//! by the systems a runbook calls, so both layouts escape every piece of it.
+//! `facts.rs` gathers what the report says (`phases.rs` each phase and its gates); `markdown.rs`
+//! and `html.rs` (with `chart.rs`, the phases and relaxations drawn as an SVG timeline, and
+//! `text.rs`, escaping and fitting text for the two) only lay it out. Text from the log is written
+//! by people and by the systems a runbook calls, so both layouts escape every piece of it.
 
 mod chart;
 mod facts;
 mod html;
 mod markdown;
 mod phases;
+mod text;
 
 use chrono::{DateTime, Utc};
 

@@ -285,7 +285,7 @@ async fn relays_unreachable_malformed_unset_or_refused_by_policy_fail_clearly() 
             loopback(),
             "email channel `board-mail`: secret `smtp` is not an SMTP relay URL: it has a path".into(),
         ),
-        (None, loopback(), "email channel `board-mail`: secret `smtp` is not configured (needed for the channel's SMTP relay)".into()),
+        (None, loopback(), "email channel `board-mail`: secret `smtp` has no value (needed for the channel's SMTP relay); declare it under `secrets:` in the configuration, with an environment variable or file that holds it".into()),
         (
             Some(format!("smtp://user:hunter2@127.0.0.1:{port}")),
             Policy::default(),

@@ -79,10 +79,10 @@ async fn failed_channels_are_named_without_the_slack_url() {
         .await;
     let error = failure(&outcome);
     for expected in [
-        "email channel `mail`: secret `smtp` is not configured (needed for the channel's SMTP relay)",
+        "email channel `mail`: secret `smtp` has no value (needed for the channel's SMTP relay); declare it under `secrets:` in the configuration, with an environment variable or file that holds it",
         "slack channel `soc-down`: delivery failed: status 500",
         "slack channel `soc-gone`: delivery failed: could not connect",
-        "slack channel `soc-unset`: secret `soc-unset-url` is not configured (needed for the channel's URL)",
+        "slack channel `soc-unset`: secret `soc-unset-url` has no value (needed for the channel's URL); declare it under `secrets:` in the configuration, with an environment variable or file that holds it",
         "(delivered to `hook`)",
     ] {
         assert!(error.contains(expected), "{expected:?} not in {error}");

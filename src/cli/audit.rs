@@ -115,7 +115,7 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
             };
             let store = opened.runtime.store();
             let incidents = match &args.incident {
-                Some(id) => vec![store.incident(id).await?.with_context(|| format!("no incident `{id}`"))?],
+                Some(id) => vec![super::stored_incident(store, id).await?],
                 None => store.incidents().await?,
             };
             let mut outcomes = Vec::with_capacity(incidents.len());
@@ -158,7 +158,7 @@ pub fn describe(outcome: &Outcome) -> String {
 async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
     let opened = open(&args.common, templates).await?;
     let store = opened.runtime.store();
-    let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
+    let incident = super::stored_incident(store, &args.incident).await?;
     match &args.output {
         Some(path) => {
             // Written beside the target and renamed, so a failed export leaves no half a file.

@@ -34,7 +34,7 @@ pub struct Args {
 pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
     let opened = open(&args.common, templates).await?;
     let store = opened.runtime.store();
-    let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
+    let incident = super::stored_incident(store, &args.incident).await?;
     let key = super::audit::public_key(args.public_key.as_deref(), &opened.config)?;
     let outcome = audit::verify_stored(store, &incident, key.as_ref()).await?;
     let events = store.events(&incident.id).await.with_context(|| {

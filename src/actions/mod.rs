@@ -406,7 +406,11 @@ mod tests {
         let source = secrets();
         let mut revealed = Revealed::new(&source);
         let error = revealed.secret("edr-key", || "header `Authorization`".into()).unwrap_err();
-        assert_eq!(error.to_string(), "secret `edr-key` is not configured (needed for header `Authorization`)");
+        assert_eq!(
+            error.to_string(),
+            "secret `edr-key` has no value (needed for header `Authorization`); declare it under `secrets:` in the \
+             configuration, with an environment variable or file that holds it"
+        );
     }
 
     #[test]

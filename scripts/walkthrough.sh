@@ -17,7 +17,7 @@
 # stand-ins for those systems.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-printf '\033[1mwalkthrough:\033[0m cargo build --release (the first build takes a few minutes)\n'
+printf '\033[1mwalkthrough:\033[0m cargo build --release (the first build compiles about 240 crates: many minutes on a small machine)\n'
 cargo build --release --manifest-path "$root/Cargo.toml"
 pg="$root/target/release/phasegate"
 out="$root/walkthrough-out"

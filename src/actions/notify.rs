@@ -125,6 +125,7 @@ fn occasion_words(occasion: &str) -> &str {
         "incident_closed" => "incident closed",
         "scheduled" => "scheduled",
         "requested" => "requested by a responder",
+        "step" => "a message from the response team",
         other => other,
     }
 }

@@ -659,7 +659,11 @@ fn check_mail(desk: &Desk, id: &str) {
     }
     for mail in &stores {
         assert_eq!(mail.mail_from, "store-operations@harbourandhale.example");
-        assert!(mail.header("Subject").unwrap().contains(": update for Store and regional managers (step)"));
+        assert!(
+            mail.header("Subject")
+                .unwrap()
+                .contains(": update for Store and regional managers (a message from the response team)")
+        );
         assert!(mail.part("text/plain").is_some_and(|text| text.contains(id)) && mail.part("text/html").is_none());
     }
     let message_ids: BTreeSet<&str> = mails.iter().map(|mail| mail.header("Message-ID").unwrap()).collect();

@@ -104,3 +104,24 @@ async fn unknown_templates_audiences_and_channels_send_nothing() {
     assert_eq!(failure(&unknown_audience), "audience `board` does not exist in the runbook");
     assert!(fixture.stdout.text().is_empty(), "nothing was printed");
 }
+
+/// A notify step's update read "INTERNAL UPDATE: step" (issue 12's user test, the reference
+/// drill's kick-off update): its occasion is now said in words.
+#[tokio::test]
+async fn a_notify_steps_update_says_its_occasion_in_words() {
+    let fixture = Fixture::new().await;
+    let outcome = fixture
+        .carry_out(EffectKind::Notify {
+            audience: "internal".into(),
+            template: "internal-update".into(),
+            channels: vec!["out".into()],
+            occasion: "step".into(),
+            message: Some("Tills are trading again".into()),
+            step: None,
+        })
+        .await;
+    assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome:?}");
+    let printed = fixture.stdout.text();
+    assert!(printed.contains("INTERNAL UPDATE: a message from the response team ("), "{printed}");
+    assert!(!printed.contains("UPDATE: step"), "{printed}");
+}

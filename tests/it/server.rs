@@ -424,3 +424,14 @@ fn serve_names_the_unset_variable_of_a_webhook_source_secret() {
              `PHASEGATE_TEST_UNSET_EDR_HOOK` is unset or empty; set it (or remove the source from `server.sources`)",
         );
 }
+
+/// `phasegate token` named every token `api`, so the lines printed for two people could not be
+/// pasted into one configuration (issue 12's user test): a token is named after its person.
+#[test]
+fn a_new_token_is_named_after_its_person_unless_named() {
+    Cli::new().args(["token", "dana.ito"]).succeeds().stdout_has("      dana.ito: { person: dana.ito, sha256: ");
+    Cli::new()
+        .args(["token", "dana.ito", "--name", "dana-laptop"])
+        .succeeds()
+        .stdout_has("      dana-laptop: { person: dana.ito, sha256: ");
+}

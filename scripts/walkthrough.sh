@@ -1,42 +1,70 @@
 #!/usr/bin/env bash
-# A short walk through the reference scenario (runbooks/retail-breach.yaml) on the embedded
-# SQLite store, in a fresh directory: open the incident, read the status board, record the first
-# manual step, try approvals the way a CISO's team would, and add a note; then verify the
-# incident's tamper-evident log, export it, verify the export offline, and write the report.
+# A walk through the commands people use on a real incident of the reference scenario
+# (runbooks/retail-breach.yaml), with the example configuration (examples/phasegate.yaml) on the
+# embedded SQLite store: open the incident, read the status board, record the first manual step
+# (someone without the step's role is refused first), try the CISO's approval before its phase
+# waits for it, add a note, try a close and a public update without the right to (both refused,
+# naming the role that may); then verify the incident's tamper-evident log, export it, verify the
+# export offline, and write the report.
+#
+# Everything it writes stays in walkthrough-out/ at the repository's root (git-ignored), emptied
+# at the start of each run: the configuration, the database, the signing key, the export and the
+# report. The last lines say where they are.
 #
 # The runbook's automated steps call the retailer's own systems (`*.internal.example`), which do
-# not exist here, so this walk stops before `phasegate run` would need them; tests/it/incident.rs
-# drives the whole runbook, start to close, against local stand-ins for those systems.
+# not exist here, so this walk does not call `phasegate run`. The README's main command,
+# `phasegate drill drills/retail-breach.yaml`, takes the whole runbook start to close against
+# stand-ins for those systems.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+printf '\033[1mwalkthrough:\033[0m cargo build --release (the first build compiles about 240 crates: many minutes on a small machine)\n'
+cargo build --release --manifest-path "$root/Cargo.toml"
 pg="$root/target/release/phasegate"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cp "$root/examples/phasegate.yaml" "$work/phasegate.yaml"
-sed -i "s|^database: .*|database: $work/phasegate.db|; s|^runbooks: .*|runbooks: $root/runbooks|" "$work/phasegate.yaml"
-export PHASEGATE_CONFIG="$work/phasegate.yaml" PHASEGATE_TEMPLATES="$root/templates"
+out="$root/walkthrough-out"
+rm -rf "$out"
+mkdir -p "$out"
+cd "$out"
+# The example configuration as a user copies it; its relative paths resolve against its own
+# directory, so only the runbooks' place changes.
+cp "$root/examples/phasegate.yaml" phasegate.yaml
+sed -i "s|^runbooks: .*|runbooks: $root/runbooks|; s|^templates: .*|templates: $root/templates|" phasegate.yaml
+export PHASEGATE_CONFIG="$out/phasegate.yaml"
 # A key that signs the log's checkpoints, named in the configuration.
-"$pg" keygen "$work/audit.pem" > /dev/null
-printf 'audit:\n  signing_key: %s\n' "$work/audit.pem" >> "$work/phasegate.yaml"
+"$pg" keygen audit.pem > /dev/null
+printf 'audit:\n  signing_key: audit.pem\n' >> phasegate.yaml
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@" || true; }
+# step COMMAND...: shows the command, runs it, and goes on whether it was recorded or refused.
+step() {
+    printf '\n\033[1m$ phasegate %s\033[0m\n' "$*"
+    local status=0
+    "$pg" "$@" || status=$?
+    [ "$status" = 0 ] || printf '\033[2m(exit status %s)\033[0m\n' "$status"
+}
 
-"$pg" validate "$root/runbooks"
-step "$pg" plan "$root/runbooks/retail-breach.yaml"
+step validate "$root/runbooks"
+step plan "$root/runbooks/retail-breach.yaml"
 printf '\n\033[1m$ phasegate start retail-breach --as dana.ito --input severity=critical\033[0m\n'
 incident="$("$pg" start retail-breach --as dana.ito --input severity=critical)"
 echo "$incident"
-step "$pg" status "$incident"
-step "$pg" done "$incident" triage/mobilise --as tom.reyes --evidence "bridge open"
-step "$pg" done "$incident" triage/mobilise --as dana.ito --evidence "Bridge #inc-retail-breach open, roles assigned"
-step "$pg" approve "$incident" relax-controls --as sam.okafor --note "tills must trade"
-step "$pg" note "$incident" "EDR shows lateral movement from the shop web tier" --as dana.ito
-step "$pg" status "$incident"
-step "$pg" list
-step "$pg" audit verify "$incident"
-step "$pg" audit export "$incident" -o "$work/$incident.jsonl"
-step "$pg" audit verify --file "$work/$incident.jsonl" --public-key "$work/audit.pem.pub"
-step "$pg" report "$incident" --format html -o "$work/report.html"
-printf '\n\033[1m$ phasegate report %s | head -n 30\033[0m\n' "$incident"
-"$pg" report "$incident" | head -n 30
+step status "$incident"
+step done "$incident" triage/mobilise --as tom.reyes --evidence "bridge open"
+step done "$incident" triage/mobilise --as dana.ito --evidence "Bridge #inc-retail-breach open, roles assigned"
+step approve "$incident" relax-controls --as sam.okafor --note "tills must trade"
+step note "$incident" "EDR shows lateral movement from the shop web tier" --as dana.ito
+step close "$incident" --as tom.reyes
+step update "$incident" public --as chris.doyle
+step status "$incident"
+step list
+step audit verify "$incident"
+step audit export "$incident" -o "$out/$incident.jsonl"
+step audit verify --file "$out/$incident.jsonl" --public-key "$out/audit.pem.pub"
+step report "$incident" --format html -o "$out/report.html"
+step report "$incident" -o "$out/report.md"
+printf '\n\033[1m$ head -n 30 %s\033[0m\n' "$out/report.md"
+head -n 30 "$out/report.md"
+
+printf '\n\033[1mwalkthrough:\033[0m done; everything it wrote is in %s:\n' "$out"
+printf '  %-14s %s\n' \
+    "report" "$out/report.html (open it in a browser) and $out/report.md" \
+    "export" "$out/$incident.jsonl (verify it: phasegate audit verify --file ... --public-key $out/audit.pem.pub)" \
+    "database" "$out/phasegate.db (PHASEGATE_CONFIG=$out/phasegate.yaml $pg status $incident)"

@@ -71,7 +71,9 @@ pub struct IncidentView<'a> {
 pub enum Error {
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
-    #[error("secret `{name}` is not configured (needed for {purpose})")]
+    #[error(
+        "secret `{name}` has no value (needed for {purpose}); declare it under `secrets:` in the configuration, with an environment variable or file that holds it"
+    )]
     MissingSecret { name: String, purpose: String },
     #[error("`{0}` is not an HTTP method")]
     Method(String),
@@ -404,7 +406,11 @@ mod tests {
         let source = secrets();
         let mut revealed = Revealed::new(&source);
         let error = revealed.secret("edr-key", || "header `Authorization`".into()).unwrap_err();
-        assert_eq!(error.to_string(), "secret `edr-key` is not configured (needed for header `Authorization`)");
+        assert_eq!(
+            error.to_string(),
+            "secret `edr-key` has no value (needed for header `Authorization`); declare it under `secrets:` in the \
+             configuration, with an environment variable or file that holds it"
+        );
     }
 
     #[test]

@@ -77,7 +77,12 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
         time(view.now)
     );
     // An email's subject says the same, without the time (its `Date` says it).
-    let subject = format!("[{}] {}: update for {title} ({})", view.incident.id, view.runbook.title, notice.occasion);
+    let subject = format!(
+        "[{}] {}: update for {title} ({})",
+        view.incident.id,
+        view.runbook.title,
+        occasion_words(notice.occasion)
+    );
     let mut sent = Vec::new();
     let mut failed = Vec::new();
     for channel in channels {
@@ -95,6 +100,34 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
     // once already for a channel, so this is the cache.
     let text = renders.variant(&["txt", "md", "html"]).ok().flatten().map(|text| recorded(&text));
     Ok(Outcome::Sent { channels: sent, text })
+}
+
+/// An update's occasion as a subject line says it to a person (`incident declared`, not
+/// `incident_started`), in the words the built-in templates use (shorter where the subject already says "update"); an occasion without words is
+/// shown as it is.
+fn occasion_words(occasion: &str) -> &str {
+    match occasion {
+        "incident_started" => "incident declared",
+        "phase_started" => "a phase started",
+        "phase_done" => "a phase finished",
+        "phase_skipped" => "a phase was skipped",
+        "phase_failed" => "a phase FAILED",
+        "gate_passed" => "a gate passed",
+        "gate_waiting" => "a gate is waiting",
+        "approval_given" => "an approval was given",
+        "step_done" => "a step was completed",
+        "step_failed" => "a step FAILED",
+        "control_relaxed" => "a security control was relaxed",
+        "control_reinstated" => "a security control was reinstated",
+        "relaxation_overdue" => "a control relaxation is OVERDUE",
+        "deadline_missed" => "a deadline was MISSED",
+        "note_added" => "a note was added",
+        "incident_closed" => "incident closed",
+        "scheduled" => "scheduled",
+        "requested" => "requested by a responder",
+        "step" => "a message from the response team",
+        other => other,
+    }
 }
 
 /// The most of an update's text the log keeps.

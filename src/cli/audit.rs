@@ -133,7 +133,7 @@ async fn verify_all(
     key: Option<&PublicKey>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let incidents = match incident {
-        Some(id) => vec![store.incident(id).await?.with_context(|| format!("no incident `{id}`"))?],
+        Some(id) => vec![super::stored_incident(store, id).await?],
         None => store.incidents().await?,
     };
     let mut outcomes = Vec::with_capacity(incidents.len());
@@ -184,7 +184,7 @@ pub fn describe(outcome: &Outcome) -> String {
 async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
     let (_, store) = open_read_only(&args.common, templates).await?;
     let store = &store;
-    let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
+    let incident = super::stored_incident(store, &args.incident).await?;
     match &args.output {
         Some(path) => {
             // Written beside the target and renamed, so a failed export leaves no half a file.

@@ -135,6 +135,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The stored incident `id`; one never started is the store's `NotFound`, which `main` answers
+/// as the refusal it is (exit 1, with the hint), as every incident command does.
+async fn stored_incident<S: crate::store::Store>(store: &S, id: &str) -> anyhow::Result<crate::store::IncidentSummary> {
+    Ok(store.incident(id).await?.ok_or_else(|| crate::store::Error::NotFound { incident: id.to_string() })?)
+}
+
 /// The incident commands talk to the store, which is asynchronous.
 fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

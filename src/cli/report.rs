@@ -35,7 +35,7 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
     // Read-only: the report verifies the log, and that changes nothing.
     let (config, store) = open_read_only(&args.common, templates).await?;
     let store = &store;
-    let incident = store.incident(&args.incident).await?.with_context(|| format!("no incident `{}`", args.incident))?;
+    let incident = super::stored_incident(store, &args.incident).await?;
     let key = super::audit::public_key(args.public_key.as_deref(), &config)?;
     let outcome = audit::verify_stored(store, &incident, key.as_ref()).await?;
     let events = store.events(&incident.id).await.with_context(|| {

@@ -36,9 +36,10 @@ pub struct Args {
 pub struct Token {
     /// The person the token acts as (one of the configuration's people).
     person: String,
-    /// A name for the token in the configuration and the logs.
-    #[arg(long, default_value = "api")]
-    name: String,
+    /// A name for the token in the configuration and the logs (default: the person's name, so
+    /// that lines printed for several people can be pasted together).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
@@ -90,7 +91,8 @@ pub fn token(args: Token) -> anyhow::Result<u8> {
     let (token, hash) = server::auth::new_token();
     super::print_stdout(&format!(
         "token: {token}\n\nShown once; the configuration keeps only its hash:\n  server:\n    tokens:\n      {}: {{ person: {}, sha256: {hash} }}\n",
-        args.name, args.person
+        args.name.as_deref().unwrap_or(&args.person),
+        args.person
     ))?;
     Ok(super::exit::OK)
 }

@@ -47,8 +47,8 @@ pub enum Error {
     BadInput { name: String, value: String, problem: String },
     #[error("phase `{0}` does not exist")]
     UnknownPhase(String),
-    #[error("phase `{phase}` has no {kind} gate `{gate}`")]
-    UnknownGate { phase: String, gate: String, kind: &'static str },
+    #[error("phase `{phase}` has no {kind} gate `{gate}`; {declared}")]
+    UnknownGate { phase: String, gate: String, kind: &'static str, declared: String },
     #[error("phase `{phase}` has no step `{step}`")]
     UnknownStep { phase: String, step: String },
     #[error("phase `{phase}` is {status}, so {what}")]
@@ -59,8 +59,10 @@ pub enum Error {
     WhichApproval { phase: String, gates: String },
     #[error("`{actor}` already approved gate `{gate}` of phase `{phase}`; each approver counts once")]
     AlreadyApproved { actor: String, phase: String, gate: String },
-    #[error("gate `{gate}` of phase `{phase}` is four-eyes: `{actor}` started the incident and cannot approve it")]
-    FourEyes { actor: String, phase: String, gate: String },
+    #[error(
+        "gate `{gate}` of phase `{phase}` is four-eyes: `{actor}` started the incident and cannot approve it; {others}"
+    )]
+    FourEyes { actor: String, phase: String, gate: String, others: String },
     #[error("gate `{gate}` of phase `{phase}` has already passed")]
     AlreadyPassed { phase: String, gate: String },
     #[error(
@@ -290,7 +292,7 @@ impl<'a> Work<'a> {
         if let Some(id) = gate
             && !phase.gates().any(|g| g.id == id && matches!(g.kind, GateKind::Approval { .. }))
         {
-            return Err(Error::UnknownGate { phase: phase_id.to_string(), gate: id.to_string(), kind: "approval" });
+            return Err(unknown_gate(phase, id, APPROVAL));
         }
         let status = self.incident.phase(phase_id).status;
         // Entry gates wait while the phase is ready, exit gates while it runs.
@@ -301,7 +303,7 @@ impl<'a> Work<'a> {
                 return Err(Error::WrongPhaseState {
                     phase: phase_id.to_string(),
                     status: other.as_str(),
-                    what: "none of its gates is waiting for approval".to_string(),
+                    what: format!("none of its gates is waiting for approval{}", self.waits_for(phase)),
                 });
             }
         };
@@ -314,11 +316,7 @@ impl<'a> Work<'a> {
             Some(id) => {
                 let Some(found) = phase.gates().find(|g| g.id == id && matches!(g.kind, GateKind::Approval { .. }))
                 else {
-                    return Err(Error::UnknownGate {
-                        phase: phase_id.to_string(),
-                        gate: id.to_string(),
-                        kind: "approval",
-                    });
+                    return Err(unknown_gate(phase, id, APPROVAL));
                 };
                 if self.incident.gate(phase_id, id).passed_at.is_some() {
                     return Err(Error::AlreadyPassed { phase: phase_id.to_string(), gate: id.to_string() });
@@ -345,7 +343,7 @@ impl<'a> Work<'a> {
         let Some(role) = self.directory.role_among(&self.actor, roles) else {
             return Err(Error::MissingRole {
                 actor: self.actor.clone(),
-                roles: roles_text(roles),
+                roles: held_roles_text(self.directory, roles),
                 what: format!("approving gate `{}` of phase `{phase_id}`", target.id),
             });
         };
@@ -358,16 +356,43 @@ impl<'a> Work<'a> {
             });
         }
         if *four_eyes && self.incident.started_by == self.actor {
+            let others: Vec<&str> = self
+                .directory
+                .holders(roles)
+                .filter(|person| *person != self.actor && !state.approvals.iter().any(|a| a.person == *person))
+                .collect();
+            let others = if others.is_empty() {
+                format!("nobody else configured holds {}; give it to someone under `people:`", roles_text(roles))
+            } else {
+                format!("another holder of {} must: {}", roles_text(roles), others.join(", "))
+            };
             return Err(Error::FourEyes {
                 actor: self.actor.clone(),
                 phase: phase_id.to_string(),
                 gate: target.id.clone(),
+                others,
             });
         }
         let event =
             EventKind::ApprovalGiven { phase: phase_id.to_string(), gate: target.id.clone(), role: role.clone() };
         self.emit_because(event, note.clone());
         Ok(())
+    }
+
+    /// `: it waits for `triage` (running)`: the phases a pending phase needs that are not
+    /// finished, for refusals of what it cannot do yet; empty when it is not pending.
+    fn waits_for(&self, phase: &crate::runbook::model::Phase) -> String {
+        if self.incident.phase(&phase.id).status != PhaseStatus::Pending {
+            return String::new();
+        }
+        let unfinished: Vec<String> = phase
+            .needs
+            .iter()
+            .map(|needed| (needed, self.incident.phase(needed).status))
+            .filter(|(_, status)| !matches!(status, PhaseStatus::Done | PhaseStatus::Skipped))
+            .map(|(needed, status)| format!("`{needed}` ({})", status.as_str()))
+            .collect();
+        if unfinished.is_empty() { String::new() } else { format!(": it waits for {}", unfinished.join(", ")) }
     }
 
     fn complete_step(
@@ -402,7 +427,7 @@ impl<'a> Work<'a> {
             return Err(Error::WrongPhaseState {
                 phase: phase_id.to_string(),
                 status: status.as_str(),
-                what: "its steps cannot be done yet".to_string(),
+                what: format!("its steps cannot be done yet{}", self.waits_for(phase)),
             });
         }
         let current = self.incident.step(phase_id, step_id).status;
@@ -418,7 +443,7 @@ impl<'a> Work<'a> {
         {
             return Err(Error::MissingRole {
                 actor: self.actor.clone(),
-                roles: format!("role `{role}`"),
+                roles: held_roles_text(self.directory, std::slice::from_ref(role)),
                 what: format!("marking step `{phase_id}/{step_id}` done"),
             });
         }
@@ -432,7 +457,7 @@ impl<'a> Work<'a> {
     fn signal(&mut self, phase_id: &str, gate_id: &str, note: &Option<String>) -> Result<(), Error> {
         let phase = self.phase_model(phase_id)?;
         let Some(gate) = phase.gates().find(|g| g.id == gate_id && matches!(g.kind, GateKind::Signal { .. })) else {
-            return Err(Error::UnknownGate { phase: phase_id.to_string(), gate: gate_id.to_string(), kind: "signal" });
+            return Err(unknown_gate(phase, gate_id, SIGNAL));
         };
         let GateKind::Signal { role } = &gate.kind else { unreachable!("found a signal gate") };
         if !is_trigger(&self.actor) {
@@ -443,7 +468,10 @@ impl<'a> Work<'a> {
             if !allowed {
                 return Err(Error::MissingRole {
                     actor: self.actor.clone(),
-                    roles: role.as_ref().map_or_else(|| "a trigger's authority".to_string(), |r| format!("role `{r}`")),
+                    roles: role.as_ref().map_or_else(
+                        || "a trigger's authority".to_string(),
+                        |r| held_roles_text(self.directory, std::slice::from_ref(r)),
+                    ),
                     what: format!("signalling gate `{gate_id}` of phase `{phase_id}`"),
                 });
             }
@@ -456,6 +484,26 @@ impl<'a> Work<'a> {
             note.clone(),
         );
         Ok(())
+    }
+}
+
+/// The kinds of gate a person names on the command line, as refusals call them.
+const APPROVAL: &str = "approval";
+const SIGNAL: &str = "signal";
+
+/// A gate the phase does not have, with the nearest and the phase's gates of that kind.
+fn unknown_gate(phase: &crate::runbook::model::Phase, gate: &str, kind: &'static str) -> Error {
+    let of_kind = |g: &&crate::runbook::model::Gate| match g.kind {
+        GateKind::Approval { .. } => kind == APPROVAL,
+        GateKind::Signal { .. } => kind == SIGNAL,
+        _ => false,
+    };
+    let names: Vec<&str> = phase.gates().filter(of_kind).map(|g| g.id.as_str()).collect();
+    Error::UnknownGate {
+        phase: phase.id.clone(),
+        gate: gate.to_string(),
+        kind,
+        declared: declared_text(gate, names.iter().copied(), &format!("{kind} gate")),
     }
 }
 
@@ -487,6 +535,17 @@ pub(super) fn declared_text<'n>(word: &str, names: impl IntoIterator<Item = &'n 
         Some(meant) => format!("did you mean `{meant}`? {listed}"),
         None => listed,
     }
+}
+
+/// `role `x` (held by a, b)`: the roles, and who holds them, for a refusal that names who may.
+pub(super) fn held_roles_text(directory: &Directory, roles: &[String]) -> String {
+    let holders: Vec<&str> = directory.holders(roles).collect();
+    let held = if holders.is_empty() {
+        "held by nobody configured".to_string()
+    } else {
+        format!("held by {}", holders.join(", "))
+    };
+    format!("{} ({held})", roles_text(roles))
 }
 
 pub(super) fn roles_text(roles: &[String]) -> String {

@@ -24,6 +24,14 @@ impl Directory {
         self.people.contains_key(actor)
     }
 
+    /// The people holding any of `roles`, by name.
+    pub fn holders<'d>(&'d self, roles: &'d [String]) -> impl Iterator<Item = &'d str> + 'd {
+        self.people
+            .iter()
+            .filter(|(_, held)| roles.iter().any(|role| held.contains(role)))
+            .map(|(person, _)| person.as_str())
+    }
+
     /// The first of `roles` that `person` holds.
     pub fn role_among<'r>(&self, person: &str, roles: &'r [String]) -> Option<&'r String> {
         let held = self.people.get(person)?;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::blocking;
-use super::decide::{Error, Work, check_outputs, declared_text, roles_text};
+use super::decide::{Error, Work, check_outputs, declared_text, held_roles_text, roles_text};
 use super::event::EventKind;
 use super::state::{PhaseStatus, StepStatus};
 use crate::runbook::model::{Action, Phase, Right, Step};
@@ -49,21 +49,9 @@ impl<'a> Work<'a> {
         if self.directory.role_among(&self.actor, &right.roles).is_some() {
             return Ok(());
         }
-        let holders: Vec<&str> = self
-            .directory
-            .people
-            .iter()
-            .filter(|(_, held)| right.roles.iter().any(|role| held.contains(role)))
-            .map(|(person, _)| person.as_str())
-            .collect();
-        let held = if holders.is_empty() {
-            "held by nobody configured".to_string()
-        } else {
-            format!("held by {}", holders.join(", "))
-        };
         Err(Error::MissingRole {
             actor: self.actor.clone(),
-            roles: format!("{} ({held})", roles_text(&right.roles)),
+            roles: held_roles_text(self.directory, &right.roles),
             what: what.to_string(),
         })
     }

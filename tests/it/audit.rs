@@ -463,7 +463,8 @@ async fn the_command_line_verifies_exports_and_reports_offline() {
         .status(1)
         .stdout_has(r#""event": 5"#);
     Cli::new().args(offline).succeeds();
-    Cli::new().args(["audit", "verify", "inc-404"]).args(common).status(2).stderr_has("no incident `inc-404`");
+    // Regression (issue 12's user test): an unknown incident exited 2 here, 1 for `status`.
+    Cli::new().args(["audit", "verify", "inc-404"]).args(common).status(1).stderr_has("no incident `inc-404`");
     Cli::new()
         .args(["audit", "verify", "--file", "/nonexistent.jsonl"])
         .status(2)

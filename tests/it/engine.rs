@@ -458,6 +458,39 @@ fn a_misspelt_output_names_the_nearest_and_the_declared_ones() {
     );
 }
 
+/// A new user's refusals named no fix (issue 12's user test): an approval before its phase waits
+/// did not say what it waits for, a role refusal did not say who holds the role, a four-eyes
+/// refusal did not say who else may approve, and a misspelt gate had no nearest.
+#[test]
+fn refusals_of_approvals_and_steps_name_who_can_and_what_is_awaited() {
+    let mut h = Harness::new();
+    h.start();
+    let refused = |h: &mut Harness, actor: &str, command: Command| h.run(actor, command).unwrap_err().to_string();
+    assert_eq!(
+        refused(&mut h, "sam", approve("relax")),
+        "phase `relax` is pending, so none of its gates is waiting for approval: it waits for `contain` (running)"
+    );
+    assert_eq!(
+        refused(&mut h, "tom", complete("contain", "isolate", None, BTreeMap::new())),
+        "`tom` does not hold role `commander` (held by dana), which marking step `contain/isolate` done needs"
+    );
+    h.contain();
+    let misspelt = Command::Approve { phase: "relax".into(), gate: Some("aproval".into()), note: None };
+    assert_eq!(
+        refused(&mut h, "sam", misspelt),
+        "phase `relax` has no approval gate `aproval`; did you mean `approval`? declared approval gates: `approval`"
+    );
+    assert_eq!(
+        refused(&mut h, "tom", approve("relax")),
+        "`tom` does not hold role `ciso` (held by dana, lee, sam), which approving gate `approval` of phase `relax` needs"
+    );
+    h.run("sam", approve("relax")).unwrap();
+    assert_eq!(
+        refused(&mut h, "dana", approve("relax")),
+        "gate `approval` of phase `relax` is four-eyes: `dana` started the incident and cannot approve it; another holder of role `ciso` must: lee"
+    );
+}
+
 #[test]
 fn closing_needs_the_close_role_and_every_phase_done_or_an_abandonment_with_a_reason() {
     let mut h = Harness::new();

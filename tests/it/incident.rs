@@ -659,7 +659,11 @@ fn check_mail(desk: &Desk, id: &str) {
     }
     for mail in &stores {
         assert_eq!(mail.mail_from, "store-operations@harbourandhale.example");
-        assert!(mail.header("Subject").unwrap().contains(": update for Store and regional managers (step)"));
+        assert!(
+            mail.header("Subject")
+                .unwrap()
+                .contains(": update for Store and regional managers (a message from the response team)")
+        );
         assert!(mail.part("text/plain").is_some_and(|text| text.contains(id)) && mail.part("text/html").is_none());
     }
     let message_ids: BTreeSet<&str> = mails.iter().map(|mail| mail.header("Message-ID").unwrap()).collect();
@@ -685,6 +689,10 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         ),
         (&["note", "inc-20260101-000000", "hello", "--as", "dana"], 1, &["`inc-20260101-000000`"]),
         (&["status", "inc-20260101-000000"], 1, &["no incident `inc-20260101-000000`"]),
+        // The same for `report` and `audit`, which exited 2 (issue 12's user test).
+        (&["report", "inc-20260101-000000"], 1, &["no incident `inc-20260101-000000`", "list --all"]),
+        (&["audit", "export", "inc-20260101-000000"], 1, &["no incident `inc-20260101-000000`", "list --all"]),
+        (&["audit", "verify", "inc-20260101-000000"], 1, &["no incident `inc-20260101-000000`", "list --all"]),
         (&["done", &id, "triage/scope-assessment", "--as", "mallory"], 1, &["`mallory` is not a person"]),
         (&["note", &id, "hello", "--as", "mallory"], 1, &["`mallory` is not a person"]),
         (&["approve", &id, "relax-controls", "--as", "mallory"], 1, &["`mallory` is not a person"]),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use phasegate::server::ROUTES;
 use serde_json::{Value, json};
 
-use crate::support::{Serving, answer, root};
+use crate::support::{Cli, Serving, answer, root};
 
 const DANA: &str = "pg_dana-test-token";
 const TOM: &str = "pg_tom-test-token";
@@ -400,4 +400,38 @@ async fn a_request_under_way_at_shutdown_is_answered() {
     stopping.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 404"), "answered (no incident `inc-1`): {answer}");
     assert!(answer.contains(r#""code":"not_found""#), "{answer}");
+}
+
+/// `serve` with the example configuration and no webhook secrets set stopped with "has no value in
+/// the configuration's `secrets`" for a secret that was declared there (issue 12's user test): it
+/// now names the unset variable and the two fixes.
+#[test]
+fn serve_names_the_unset_variable_of_a_webhook_source_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phasegate.yaml");
+    std::fs::write(
+        &config,
+        "secrets:\n  EDR_HOOK: { env: PHASEGATE_TEST_UNSET_EDR_HOOK }\nserver:\n  sources:\n    edr: { scheme: bearer, secrets: [EDR_HOOK] }\n",
+    )
+    .unwrap();
+    Cli::new()
+        .current_dir(dir.path())
+        .env("PHASEGATE_CONFIG", &config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .status(2)
+        .stderr_has(
+            "webhook source `edr` names secret `EDR_HOOK`, which has no value: environment variable \
+             `PHASEGATE_TEST_UNSET_EDR_HOOK` is unset or empty; set it (or remove the source from `server.sources`)",
+        );
+}
+
+/// `phasegate token` named every token `api`, so the lines printed for two people could not be
+/// pasted into one configuration (issue 12's user test): a token is named after its person.
+#[test]
+fn a_new_token_is_named_after_its_person_unless_named() {
+    Cli::new().args(["token", "dana.ito"]).succeeds().stdout_has("      dana.ito: { person: dana.ito, sha256: ");
+    Cli::new()
+        .args(["token", "dana.ito", "--name", "dana-laptop"])
+        .succeeds()
+        .stdout_has("      dana-laptop: { person: dana.ito, sha256: ");
 }

@@ -51,7 +51,13 @@ pub fn schemes(
         let mut values = Vec::with_capacity(source.secrets.len());
         for secret in &source.secrets {
             let value = secrets.get(secret).ok_or_else(|| {
-                anyhow::anyhow!("webhook source `{name}` names secret `{secret}`, which has no value in the configuration's `secrets`")
+                let why = match secrets.source(secret) {
+                    Some(source) => source.absent(),
+                    None => format!("it is not declared; declare it under `secrets:`, for example `{secret}: {{ env: {secret} }}`"),
+                };
+                anyhow::anyhow!(
+                    "webhook source `{name}` names secret `{secret}`, which has no value: {why} (or remove the source from `server.sources`)"
+                )
             })?;
             let value = match source.scheme {
                 SchemeName::StandardWebhooks => Secret::standard_webhooks(&value),

@@ -39,7 +39,10 @@ async fn commands_get_secrets_in_their_environment_but_never_give_them_back() {
     );
     let env = vec![("EDR_TOKEN".to_string(), Text::Secret { secret: "edr".into(), prefix: None })];
     let outcome = fixture.command(&["true"], env, Duration::from_secs(10)).await;
-    assert_eq!(failure(&outcome), "secret `edr` is not configured (needed for environment variable `EDR_TOKEN`)");
+    assert_eq!(
+        failure(&outcome),
+        "secret `edr` has no value (needed for environment variable `EDR_TOKEN`); declare it under `secrets:` in the configuration, with an environment variable or file that holds it"
+    );
 }
 
 #[tokio::test]

@@ -151,7 +151,10 @@ async fn an_update_arrives_by_mail_with_its_recipients_headers_and_both_parts() 
     assert_eq!(mail.rcpt_tos, ["ciso@example.com", "board@example.com"]);
     assert_eq!(mail.header("From"), Some("Phasegate <phasegate@till.example>"));
     assert_eq!(mail.header("To"), Some("ciso@example.com, Board <board@example.com>"));
-    assert_eq!(mail.header("Subject"), Some("[inc-1] Till breach: update for Executive team (requested)"));
+    assert_eq!(
+        mail.header("Subject"),
+        Some("[inc-1] Till breach: update for Executive team (requested by a responder)")
+    );
     assert_eq!(mail.header("Date"), Some("Tue, 24 Nov 2026 06:00:00 +0000"));
     let message_id = mail.header("Message-ID").expect("a Message-ID");
     assert!(message_id.starts_with('<') && message_id.ends_with("@till.example>"), "{message_id}");
@@ -285,7 +288,7 @@ async fn relays_unreachable_malformed_unset_or_refused_by_policy_fail_clearly() 
             loopback(),
             "email channel `board-mail`: secret `smtp` is not an SMTP relay URL: it has a path".into(),
         ),
-        (None, loopback(), "email channel `board-mail`: secret `smtp` is not configured (needed for the channel's SMTP relay)".into()),
+        (None, loopback(), "email channel `board-mail`: secret `smtp` has no value (needed for the channel's SMTP relay); declare it under `secrets:` in the configuration, with an environment variable or file that holds it".into()),
         (
             Some(format!("smtp://user:hunter2@127.0.0.1:{port}")),
             Policy::default(),
@@ -497,6 +500,6 @@ fn tls_relays_are_verified_and_logged_into_over_tls() {
         }
         let mail = &sink.received()[0];
         assert_eq!(mail.rcpt_tos, ["ciso@example.com"]);
-        assert!(mail.header("Subject").unwrap().contains("update for Executive team (incident_started)"));
+        assert!(mail.header("Subject").unwrap().contains("update for Executive team (incident declared)"));
     }
 }

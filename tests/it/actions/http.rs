@@ -60,7 +60,10 @@ async fn a_missing_secret_is_named_and_nothing_is_sent() {
     let mut call = request("GET", fixture.stub.url("/never"), 5);
     call.headers = vec![("Authorization".into(), Text::Secret { secret: "edr-key".into(), prefix: None })];
     let outcome = fixture.http(call, 1).await;
-    assert_eq!(failure(&outcome), "secret `edr-key` is not configured (needed for header `Authorization`)");
+    assert_eq!(
+        failure(&outcome),
+        "secret `edr-key` has no value (needed for header `Authorization`); declare it under `secrets:` in the configuration, with an environment variable or file that holds it"
+    );
     assert!(fixture.stub.received("/never").is_empty());
 }
 

@@ -79,10 +79,10 @@ async fn failed_channels_are_named_without_the_slack_url() {
         .await;
     let error = failure(&outcome);
     for expected in [
-        "email channel `mail`: secret `smtp` is not configured (needed for the channel's SMTP relay)",
+        "email channel `mail`: secret `smtp` has no value (needed for the channel's SMTP relay); declare it under `secrets:` in the configuration, with an environment variable or file that holds it",
         "slack channel `soc-down`: delivery failed: status 500",
         "slack channel `soc-gone`: delivery failed: could not connect",
-        "slack channel `soc-unset`: secret `soc-unset-url` is not configured (needed for the channel's URL)",
+        "slack channel `soc-unset`: secret `soc-unset-url` has no value (needed for the channel's URL); declare it under `secrets:` in the configuration, with an environment variable or file that holds it",
         "(delivered to `hook`)",
     ] {
         assert!(error.contains(expected), "{expected:?} not in {error}");
@@ -103,4 +103,25 @@ async fn unknown_templates_audiences_and_channels_send_nothing() {
     let unknown_audience = fixture.notify("board", "internal-update", &["out"]).await;
     assert_eq!(failure(&unknown_audience), "audience `board` does not exist in the runbook");
     assert!(fixture.stdout.text().is_empty(), "nothing was printed");
+}
+
+/// A notify step's update read "INTERNAL UPDATE: step" (issue 12's user test, the reference
+/// drill's kick-off update): its occasion is now said in words.
+#[tokio::test]
+async fn a_notify_steps_update_says_its_occasion_in_words() {
+    let fixture = Fixture::new().await;
+    let outcome = fixture
+        .carry_out(EffectKind::Notify {
+            audience: "internal".into(),
+            template: "internal-update".into(),
+            channels: vec!["out".into()],
+            occasion: "step".into(),
+            message: Some("Tills are trading again".into()),
+            step: None,
+        })
+        .await;
+    assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome:?}");
+    let printed = fixture.stdout.text();
+    assert!(printed.contains("INTERNAL UPDATE: a message from the response team ("), "{printed}");
+    assert!(!printed.contains("UPDATE: step"), "{printed}");
 }

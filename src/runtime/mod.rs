@@ -99,6 +99,17 @@ pub struct Runtime<S, T> {
     /// incident would otherwise exhaust the retries). Other processes are still caught by the
     /// store's version check.
     turns: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    /// What this runtime appended, when it owns its store ([`Runtime::owning_the_store`]).
+    owned: Option<Mutex<Owned>>,
+}
+
+/// What a runtime that owns its store appended to it: all the store holds.
+#[derive(Default)]
+struct Owned {
+    /// Every incident's log, as appended.
+    logs: HashMap<String, Vec<Event>>,
+    /// Effects appended and not recorded yet, in the order they were appended (the outbox's).
+    outbox: Vec<store::PendingEffect>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -114,7 +125,58 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             signer: None,
             signed_at: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            owned: None,
         }
+    }
+
+    /// Tells the runtime that its store was empty when it was made and that nothing else writes
+    /// to it (a drill's database). What the runtime appended is then all the store holds: it
+    /// reads logs, the outbox and the open incidents from its own record of its appends, and
+    /// believes a refusal or a decision to do nothing on the state it keeps, instead of asking the
+    /// store again each time. Everything is still stored, signed and read back as usual by
+    /// whoever opens the store.
+    pub fn owning_the_store(mut self) -> Self {
+        self.owned = Some(Mutex::new(Owned::default()));
+        self
+    }
+
+    fn owned(&self) -> Option<std::sync::MutexGuard<'_, Owned>> {
+        self.owned.as_ref().map(|owned| owned.lock().expect("the record is never poisoned"))
+    }
+
+    /// Notes an append in the record of a runtime that owns its store.
+    fn remember(&self, incident: &str, events: &[Event], effects: &[Effect], completes: Option<&str>) {
+        let Some(mut owned) = self.owned() else { return };
+        owned.logs.entry(incident.to_string()).or_default().extend(events.iter().cloned());
+        if let Some(done) = completes {
+            owned.outbox.retain(|pending| pending.incident != incident || pending.effect.id != done);
+        }
+        owned.outbox.extend(
+            effects
+                .iter()
+                .map(|effect| store::PendingEffect { incident: incident.to_string(), effect: effect.clone() }),
+        );
+    }
+
+    /// The incident's events after the first `after`: from the store, or from the runtime's
+    /// record when it owns the store.
+    pub async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
+        if let Some(owned) = self.owned() {
+            let log = owned.logs.get(incident).map(Vec::as_slice).unwrap_or_default();
+            return Ok(log.get(usize::try_from(after).unwrap_or(usize::MAX)..).unwrap_or_default().to_vec());
+        }
+        Ok(self.store.events_after(incident, after).await?)
+    }
+
+    /// The incident's whole log (see [`Runtime::events_after`]).
+    async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
+        if let Some(owned) = self.owned() {
+            return match owned.logs.get(incident) {
+                Some(log) if !log.is_empty() => Ok(log.clone()),
+                _ => Err(store::Error::NotFound { incident: incident.to_string() }.into()),
+            };
+        }
+        Ok(self.store.events(incident).await?)
     }
 
     /// Signs checkpoints with `signer`: an incident's head when it closes, and an open incident's
@@ -190,7 +252,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     /// Reads an incident's log and folds it.
     pub async fn load(&self, incident: &str) -> Result<Loaded, Error> {
-        let events = self.store.events(incident).await?;
+        let events = self.events(incident).await?;
         let state =
             Incident::from_events(&events).map_err(|error| Error::Log { incident: incident.to_string(), error })?;
         let runbook =
@@ -203,6 +265,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {
         let cached = self.states.lock().expect("the cache is never poisoned").get(incident).cloned();
         match cached {
+            // A runtime that owns its store appended every event it holds.
+            Some((state, runbook)) if self.owned.is_some() => Ok((state, runbook, true)),
             Some((state, runbook)) if !refresh => Ok((state, runbook, false)),
             Some((mut state, runbook)) => {
                 for event in self.store.events_after(incident, state.version).await? {
@@ -211,7 +275,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 Ok((state, runbook, true))
             }
             None => {
-                let events = self.store.events(incident).await?;
+                let events = self.events(incident).await?;
                 let state = Incident::from_events(&events)
                     .map_err(|error| Error::Log { incident: incident.to_string(), error })?;
                 let runbook = self
@@ -257,6 +321,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             None => self.store.append(&id, 0, &decision.events, &decision.effects, None).await?,
         };
+        if self.owned.is_some() {
+            self.remember(&id, &decision.events, &decision.effects, None);
+            let state =
+                Incident::from_events(&decision.events).map_err(|error| Error::Log { incident: id.clone(), error })?;
+            self.states.lock().expect("the cache is never poisoned").insert(id.clone(), (state, runbook));
+        }
         self.sign_if_due(&id, false).await;
         Ok((id, decision))
     }
@@ -326,6 +396,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             match self.store.append_delivered(incident, state.version, &events, &effects, &deliveries).await {
                 Ok(_) => {
+                    self.remember(incident, &events, &effects, None);
                     self.appended(incident, &events, next, runbook).await;
                     return Ok(answers);
                 }
@@ -404,6 +475,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             };
             match appended {
                 Ok(_) => {
+                    self.remember(incident, &decision.events, &decision.effects, completes.as_deref());
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
@@ -435,7 +507,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut total = Progress::default();
         loop {
             let mut pass = Progress::default();
-            for pending in self.store.pending_effects(256).await? {
+            for pending in self.pending_effects().await? {
                 let loaded = self.caught_up(&pending.incident, logs).await?;
                 let outcome = executor
                     .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
@@ -445,11 +517,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 pass.effects += 1;
                 pass.events += decision.events.len();
             }
-            for summary in self.store.incidents().await? {
-                if summary.closed_at.is_some() {
-                    continue;
-                }
-                let decision = self.submit(&summary.id, engine::event::SYSTEM, Command::Tick).await?;
+            for id in self.open_incidents().await? {
+                let decision = self.submit(&id, engine::event::SYSTEM, Command::Tick).await?;
                 pass.events += decision.events.len();
             }
             total.effects += pass.effects;
@@ -461,11 +530,37 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         }
     }
 
+    /// The outbox's first effects: from the store, or from the runtime's record when it owns the
+    /// store.
+    async fn pending_effects(&self) -> Result<Vec<store::PendingEffect>, Error> {
+        const PAGE: usize = 256;
+        if let Some(owned) = self.owned() {
+            return Ok(owned.outbox.iter().take(PAGE).cloned().collect());
+        }
+        Ok(self.store.pending_effects(PAGE).await?)
+    }
+
+    /// The open incidents' ids, in the order they started.
+    async fn open_incidents(&self) -> Result<Vec<String>, Error> {
+        if self.owned.is_some() {
+            let states = self.states.lock().expect("the cache is never poisoned");
+            let mut open: Vec<_> = states
+                .values()
+                .filter(|(state, _)| state.closed.is_none())
+                .map(|(state, _)| (state.started_at, state.id.clone()))
+                .collect();
+            open.sort();
+            return Ok(open.into_iter().map(|(_, id)| id).collect());
+        }
+        let summaries = self.store.incidents().await?;
+        Ok(summaries.into_iter().filter(|summary| summary.closed_at.is_none()).map(|summary| summary.id).collect())
+    }
+
     /// The incident's log and state from `logs`, caught up with the store.
     async fn caught_up<'l>(&self, incident: &str, logs: &'l mut Logs) -> Result<&'l Loaded, Error> {
         let loaded = match logs.loaded.remove(incident) {
             Some(mut loaded) => {
-                for event in self.store.events_after(incident, loaded.incident.version).await? {
+                for event in self.events_after(incident, loaded.incident.version).await? {
                     loaded.incident.apply(&event);
                     loaded.events.push(event);
                 }
@@ -482,7 +577,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let Some((_, every)) = &self.signer else { return Ok(0) };
         let now = self.now();
         let mut signed = 0;
-        for summary in self.store.incidents().await? {
+        for summary in self.summaries_to_sign(now, *every).await? {
             let due = summary.closed_at.is_some() || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
             if summary.version > summary.checkpointed && due {
                 match self.sign_summary(&summary).await {
@@ -494,6 +589,41 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
         }
         Ok(signed)
+    }
+
+    /// The incidents' summaries [`Runtime::sign_due`] looks at: every incident's, or, in a runtime
+    /// that owns its store, those of the incidents whose head it has not signed since it closed or
+    /// within the interval.
+    async fn summaries_to_sign(
+        &self,
+        now: DateTime<Utc>,
+        every: chrono::Duration,
+    ) -> Result<Vec<store::IncidentSummary>, Error> {
+        if self.owned.is_none() {
+            return Ok(self.store.incidents().await?);
+        }
+        let maybe: Vec<String> = {
+            let states = self.states.lock().expect("the cache is never poisoned");
+            let signed_at = self.signed_at.lock().expect("the cache is never poisoned");
+            let mut maybe: Vec<_> = states
+                .values()
+                .filter(|(state, _)| {
+                    let signed = signed_at.get(&state.id).copied();
+                    match &state.closed {
+                        Some(closed) => signed.is_none_or(|at| at < closed.at),
+                        None => signed.is_none_or(|at| now - at >= every),
+                    }
+                })
+                .map(|(state, _)| (state.started_at, state.id.clone()))
+                .collect();
+            maybe.sort();
+            maybe.into_iter().map(|(_, id)| id).collect()
+        };
+        let mut summaries = Vec::with_capacity(maybe.len());
+        for id in maybe {
+            summaries.extend(self.store.incident(&id).await?);
+        }
+        Ok(summaries)
     }
 
     /// The lock commands to `incident` take turns on; dropped with the last command holding it.

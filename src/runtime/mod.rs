@@ -517,13 +517,19 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 pass.effects += 1;
                 pass.events += decision.events.len();
             }
+            let mut ticked = 0;
             for id in self.open_incidents().await? {
                 let decision = self.submit(&id, engine::event::SYSTEM, Command::Tick).await?;
                 pass.events += decision.events.len();
+                ticked += decision.events.len() + decision.effects.len();
             }
             total.effects += pass.effects;
             total.events += pass.events;
-            if pass == Progress::default() {
+            // The ticks came after this pass's effects were recorded: when they decided nothing
+            // and (as a runtime that owns its store knows) no effect waits, another pass would
+            // find nothing either.
+            let settled = ticked == 0 && self.owned().is_some_and(|owned| owned.outbox.is_empty());
+            if pass == Progress::default() || settled {
                 total.checkpoints = self.sign_due().await?;
                 return Ok(total);
             }

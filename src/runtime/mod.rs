@@ -598,8 +598,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     }
 
     /// The incidents' summaries [`Runtime::sign_due`] looks at: every incident's, or, in a runtime
-    /// that owns its store, those of the incidents whose head it has not signed since it closed or
-    /// within the interval.
+    /// that owns its store, those of the closed incidents and of the open ones whose head it has
+    /// not signed within the interval.
     async fn summaries_to_sign(
         &self,
         now: DateTime<Utc>,
@@ -615,10 +615,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 .values()
                 .filter(|(state, _)| {
                     let signed = signed_at.get(&state.id).copied();
-                    match &state.closed {
-                        Some(closed) => signed.is_none_or(|at| at < closed.at),
-                        None => signed.is_none_or(|at| now - at >= every),
-                    }
+                    // A closed incident's head is signed whatever the interval: events (the
+                    // results of its last effects) may follow the close.
+                    state.closed.is_some() || signed.is_none_or(|at| now - at >= every)
                 })
                 .map(|(state, _)| (state.started_at, state.id.clone()))
                 .collect();

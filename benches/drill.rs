@@ -1,7 +1,7 @@
 //! A 30-simulated-day drill: the reference drill (`drills/retail-breach.yaml`) with its close-out
 //! moved twenty days later, so the incident stays open for 30 simulated days of hourly, four-hourly
 //! and twelve-hourly status updates, every one rendered and captured, its log signed every
-//! simulated hour. Timed through the library, as `phasegate drill` runs it, each run in a fresh
+//! simulated day. Timed through the library, as `phasegate drill` runs it, each run in a fresh
 //! database; beside it, the yardstick: the same events appended to a fresh drill database one
 //! append each, which is what storing the log costs without deciding, rendering or signing.
 //!

@@ -68,7 +68,7 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
         notice.message,
         view.now,
     );
-    let mut renders = Renders { actions, template: notice.template, context, done: BTreeMap::new() };
+    let mut renders = Renders { actions, template: notice.template, context, prepared: None, done: BTreeMap::new() };
     let title = audience.title.as_deref().unwrap_or(&audience.id);
     let banner = format!(
         "===== phasegate: update for {title}, incident {} ({}), {} =====",
@@ -326,6 +326,8 @@ struct Renders<'a> {
     actions: &'a Actions,
     template: &'a str,
     context: Value,
+    /// The context as templates read it, converted for the first file rendered.
+    prepared: Option<Result<crate::render::Prepared, String>>,
     done: BTreeMap<String, Result<String, String>>,
 }
 
@@ -338,11 +340,19 @@ impl Renders<'_> {
         else {
             return Ok(None);
         };
-        let rendered = self
-            .done
-            .entry(file.clone())
-            .or_insert_with(|| self.actions.catalog.render(&file, &self.context).map_err(|error| error.to_string()));
-        rendered.clone().map(Some)
+        if let Some(rendered) = self.done.get(&file) {
+            return rendered.clone().map(Some);
+        }
+        let catalog = &self.actions.catalog;
+        let prepared = self
+            .prepared
+            .get_or_insert_with(|| catalog.prepare(&file, &self.context).map_err(|error| error.to_string()));
+        let rendered = match prepared {
+            Ok(prepared) => catalog.render_prepared(&file, prepared).map_err(|error| error.to_string()),
+            Err(error) => Err(error.clone()),
+        };
+        self.done.insert(file, rendered.clone());
+        rendered.map(Some)
     }
 
     /// The first of the text `variants`; a template with only HTML cannot go to a text channel.

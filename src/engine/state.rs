@@ -13,9 +13,10 @@ pub struct Incident {
     pub runbook_id: String,
     pub runbook_version: Option<String>,
     pub runbook_sha256: String,
-    /// The runbook text the incident runs, as it was when the incident started.
+    /// The runbook text the incident runs, as it was when the incident started. Shared: a state
+    /// is cloned for every command decided on it, and the text is often tens of kilobytes.
     #[serde(skip)]
-    pub runbook_text: String,
+    pub runbook_text: std::sync::Arc<str>,
     pub key: Option<String>,
     pub inputs: BTreeMap<String, serde_json::Value>,
     pub started_at: DateTime<Utc>,
@@ -240,7 +241,7 @@ impl Incident {
             runbook_id: runbook_id.clone(),
             runbook_version: runbook_version.clone(),
             runbook_sha256: runbook_sha256.clone(),
-            runbook_text: runbook_text.clone(),
+            runbook_text: runbook_text.as_str().into(),
             key: key.clone(),
             inputs: inputs.clone(),
             started_at: event.at,

@@ -154,14 +154,32 @@ impl Catalog {
         if !self.sources.contains_key(file) {
             return Err(Error::Missing { name: file.to_string() });
         }
-        let context = tera::Context::from_serialize(context)
-            .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })?;
+        self.render_prepared(file, &self.prepare(file, context)?)
+    }
+
+    /// `context` as templates read it, for rendering several files with it
+    /// ([`Catalog::render_prepared`]) without converting it again for each. `file` names the
+    /// file in the error.
+    pub fn prepare(&self, file: &str, context: &serde_json::Value) -> Result<Prepared, Error> {
+        tera::Context::from_serialize(context)
+            .map(Prepared)
+            .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })
+    }
+
+    /// Renders one file of a template with a context from [`Catalog::prepare`].
+    pub fn render_prepared(&self, file: &str, context: &Prepared) -> Result<String, Error> {
+        if !self.sources.contains_key(file) {
+            return Err(Error::Missing { name: file.to_string() });
+        }
         self.parsed()
             .tera
-            .render(file, &context)
+            .render(file, &context.0)
             .map_err(|error| Error::Render { file: file.to_string(), message: error_text(&error) })
     }
 }
+
+/// A context converted for the templates once ([`Catalog::prepare`]).
+pub struct Prepared(tera::Context);
 
 impl Templates for Catalog {
     fn lookup(&self, name: &str) -> TemplateInfo {

@@ -124,7 +124,8 @@ pub async fn run(
             let id = id.clone();
             move |_| id.clone()
         })
-        .with_signer(Arc::new(signer), CHECKPOINT_EVERY);
+        .with_signer(Arc::new(signer), CHECKPOINT_EVERY)
+        .owning_the_store();
     let mut timeline = Timeline { start: scenario.start_at, seen: 0, incident: None };
     let mut captured = Vec::new();
     let mut refusals: Vec<String> = Vec::new();
@@ -140,8 +141,8 @@ pub async fn run(
             line(&timeline.line(now(), format!("stand-in: {request}"), "drill"));
         }
         captured.extend(stand_in.take_captured());
-        let incident = timeline.incident.clone().expect("started above");
-        let due = script::due(scenario, runbook, &incident, now(), &mut progress);
+        let incident = timeline.incident.as_ref().expect("started above");
+        let due = script::due(scenario, runbook, incident, now(), &mut progress);
         if !due.is_empty() {
             for scripted in due {
                 progress.fired(scripted.index);
@@ -153,7 +154,7 @@ pub async fn run(
         if incident.closed.is_some() {
             break Ending::Closed;
         }
-        let next = [engine::due::next_due(runbook, &incident, now()), script::next_at(scenario, &progress, now())]
+        let next = [engine::due::next_due(runbook, incident, now()), script::next_at(scenario, &progress, now())]
             .into_iter()
             .flatten()
             .min();
@@ -215,7 +216,7 @@ impl Timeline {
         id: &str,
         line: &mut impl FnMut(&Line),
     ) -> Result<(), runtime::Error> {
-        let events = runtime.store().events_after(id, self.seen).await?;
+        let events = runtime.events_after(id, self.seen).await?;
         for event in &events {
             line(&self.line(event.at, event.summary(), &event.actor));
             match &mut self.incident {

@@ -19,6 +19,9 @@ use crate::store::{self, Store};
 
 pub mod audit;
 pub mod drill;
+mod owned;
+
+use owned::Owned;
 
 /// How often an append is decided again after losing a race, before giving up.
 const RETRIES_ON_CONFLICT: usize = 8;
@@ -99,6 +102,8 @@ pub struct Runtime<S, T> {
     /// incident would otherwise exhaust the retries). Other processes are still caught by the
     /// store's version check.
     turns: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+    /// What this runtime appended, when it owns its store ([`Runtime::owning_the_store`]).
+    owned: Option<Mutex<Owned>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -114,6 +119,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             signer: None,
             signed_at: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            owned: None,
         }
     }
 
@@ -190,7 +196,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     /// Reads an incident's log and folds it.
     pub async fn load(&self, incident: &str) -> Result<Loaded, Error> {
-        let events = self.store.events(incident).await?;
+        let events = self.events(incident).await?;
         let state =
             Incident::from_events(&events).map_err(|error| Error::Log { incident: incident.to_string(), error })?;
         let runbook =
@@ -203,6 +209,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {
         let cached = self.states.lock().expect("the cache is never poisoned").get(incident).cloned();
         match cached {
+            // A runtime that owns its store appended every event it holds.
+            Some((state, runbook)) if self.owned.is_some() => Ok((state, runbook, true)),
             Some((state, runbook)) if !refresh => Ok((state, runbook, false)),
             Some((mut state, runbook)) => {
                 for event in self.store.events_after(incident, state.version).await? {
@@ -211,7 +219,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 Ok((state, runbook, true))
             }
             None => {
-                let events = self.store.events(incident).await?;
+                let events = self.events(incident).await?;
                 let state = Incident::from_events(&events)
                     .map_err(|error| Error::Log { incident: incident.to_string(), error })?;
                 let runbook = self
@@ -257,6 +265,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             None => self.store.append(&id, 0, &decision.events, &decision.effects, None).await?,
         };
+        if self.owned.is_some() {
+            self.remember(&id, &decision.events, &decision.effects, None);
+            let state =
+                Incident::from_events(&decision.events).map_err(|error| Error::Log { incident: id.clone(), error })?;
+            self.states.lock().expect("the cache is never poisoned").insert(id.clone(), (state, runbook));
+        }
         self.sign_if_due(&id, false).await;
         Ok((id, decision))
     }
@@ -326,6 +340,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             match self.store.append_delivered(incident, state.version, &events, &effects, &deliveries).await {
                 Ok(_) => {
+                    self.remember(incident, &events, &effects, None);
                     self.appended(incident, &events, next, runbook).await;
                     return Ok(answers);
                 }
@@ -404,6 +419,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             };
             match appended {
                 Ok(_) => {
+                    self.remember(incident, &decision.events, &decision.effects, completes.as_deref());
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
@@ -435,7 +451,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut total = Progress::default();
         loop {
             let mut pass = Progress::default();
-            for pending in self.store.pending_effects(256).await? {
+            for pending in self.pending_effects().await? {
                 let loaded = self.caught_up(&pending.incident, logs).await?;
                 let outcome = executor
                     .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
@@ -445,16 +461,19 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 pass.effects += 1;
                 pass.events += decision.events.len();
             }
-            for summary in self.store.incidents().await? {
-                if summary.closed_at.is_some() {
-                    continue;
-                }
-                let decision = self.submit(&summary.id, engine::event::SYSTEM, Command::Tick).await?;
+            let mut ticked = 0;
+            for id in self.open_incidents().await? {
+                let decision = self.submit(&id, engine::event::SYSTEM, Command::Tick).await?;
                 pass.events += decision.events.len();
+                ticked += decision.events.len() + decision.effects.len();
             }
             total.effects += pass.effects;
             total.events += pass.events;
-            if pass == Progress::default() {
+            // The ticks came after this pass's effects were recorded: when they decided nothing
+            // and (as a runtime that owns its store knows) no effect waits, another pass would
+            // find nothing either.
+            let settled = ticked == 0 && self.owned().is_some_and(|owned| owned.outbox.is_empty());
+            if pass == Progress::default() || settled {
                 total.checkpoints = self.sign_due().await?;
                 return Ok(total);
             }
@@ -465,7 +484,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     async fn caught_up<'l>(&self, incident: &str, logs: &'l mut Logs) -> Result<&'l Loaded, Error> {
         let loaded = match logs.loaded.remove(incident) {
             Some(mut loaded) => {
-                for event in self.store.events_after(incident, loaded.incident.version).await? {
+                for event in self.events_after(incident, loaded.incident.version).await? {
                     loaded.incident.apply(&event);
                     loaded.events.push(event);
                 }
@@ -482,7 +501,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let Some((_, every)) = &self.signer else { return Ok(0) };
         let now = self.now();
         let mut signed = 0;
-        for summary in self.store.incidents().await? {
+        for summary in self.summaries_to_sign(now, *every).await? {
             let due = summary.closed_at.is_some() || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
             if summary.version > summary.checkpointed && due {
                 match self.sign_summary(&summary).await {

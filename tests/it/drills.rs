@@ -77,6 +77,14 @@ fn the_reference_drill_goes_start_to_close_with_the_containment_check_pending_th
     // No secret value: only the drill's placeholders, and those never in the log.
     let export = std::fs::read_to_string(out.path().join("export.jsonl")).unwrap();
     assert!(!export.contains("drill-placeholder-"), "a placeholder secret reached the log");
+    // The closed incident's head is signed through its last event, the results of the updates
+    // that follow the close included.
+    let verification = std::fs::read_to_string(out.path().join("export-verification.txt")).unwrap();
+    let number_after = |marker: &str| -> String {
+        let at = verification.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {verification}"));
+        verification[at + marker.len()..].chars().take_while(char::is_ascii_digit).collect()
+    };
+    assert_eq!(number_after("signed through event "), number_after("verified ("), "{verification}");
 }
 
 #[test]

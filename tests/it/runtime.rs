@@ -118,7 +118,7 @@ async fn the_runbook_is_pinned_by_its_text() {
     let runtime = runtime(&dir).await;
     let (id, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
     let loaded = runtime.load(&id).await.unwrap();
-    assert_eq!(loaded.incident.runbook_text, RUNBOOK);
+    assert_eq!(&*loaded.incident.runbook_text, RUNBOOK);
     assert_eq!(loaded.incident.runbook_sha256, phasegate::engine::decide::sha256_hex(RUNBOOK));
 }
 

@@ -198,17 +198,7 @@ fn find_runbook(scenario: &Path, name: &str) -> Option<PathBuf> {
 /// `PATH:LINE:COL: error[DRnnnn]: message`, with the hint on the next line.
 fn print(path: &Path, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
-        eprintln!(
-            "{}:{}:{}: error[{}]: {}",
-            path.display(),
-            diagnostic.mark.line,
-            diagnostic.mark.column,
-            diagnostic.code,
-            diagnostic.message
-        );
-        if let Some(help) = &diagnostic.help {
-            eprintln!("  help: {help}");
-        }
+        super::print_located(path, &diagnostic.mark, &diagnostic.code, &diagnostic.message, diagnostic.help.as_deref());
     }
 }
 

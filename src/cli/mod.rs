@@ -212,16 +212,21 @@ pub(crate) fn load_runbook(
 /// `PATH:LINE:COL: error[CODE]: message`, with the hint on the next line.
 pub(crate) fn print_diagnostics(path: &Path, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
-        eprintln!(
-            "{}:{}:{}: error[{}]: {}",
-            path.display(),
-            diagnostic.mark.line,
-            diagnostic.mark.column,
-            diagnostic.code,
-            diagnostic.message
-        );
-        if let Some(help) = &diagnostic.help {
-            eprintln!("  help: {help}");
-        }
+        print_located(path, &diagnostic.mark, &diagnostic.code, &diagnostic.message, diagnostic.help.as_deref());
+    }
+}
+
+/// One problem as `PATH:LINE:COL: error[CODE]: message`, with the hint on the next line: the
+/// format of runbook and drill diagnostics alike.
+pub(crate) fn print_located(
+    path: &Path,
+    mark: &crate::runbook::Mark,
+    code: &dyn std::fmt::Display,
+    message: &str,
+    help: Option<&str>,
+) {
+    eprintln!("{}:{}:{}: error[{code}]: {message}", path.display(), mark.line, mark.column);
+    if let Some(help) = help {
+        eprintln!("  help: {help}");
     }
 }

@@ -103,7 +103,7 @@ fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec
         });
     }
     if found.len() == before {
-        let error = incident.phase(&phase.id).error.unwrap_or_default();
+        let error = incident.phase(&phase.id).error.clone().unwrap_or_default();
         found.push(Blocker {
             phase: phase.id.clone(),
             what: phase.id.clone(),

@@ -1,9 +1,10 @@
 //! An incident's state: the fold of its events, and nothing else.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::event::{Approver, Event, EventKind};
 
@@ -25,12 +26,20 @@ pub struct Incident {
     pub version: u64,
     /// When the last event happened.
     pub updated_at: DateTime<Utc>,
-    pub phases: BTreeMap<String, PhaseState>,
+    /// Each phase's state behind an `Arc`: a state is cloned for every command decided on it,
+    /// and a decision changes one or two phases, so the others are shared, not copied.
+    #[serde(serialize_with = "shared_phases")]
+    pub phases: BTreeMap<String, Arc<PhaseState>>,
     /// By control: its latest relaxation.
     pub relaxations: BTreeMap<String, Relaxation>,
     /// When each audience's last status update was decided.
     pub last_update: BTreeMap<String, DateTime<Utc>>,
     pub closed: Option<Closed>,
+}
+
+/// Serializes the phases as if they were not shared (serde's `rc` feature is not needed).
+fn shared_phases<S: Serializer>(phases: &BTreeMap<String, Arc<PhaseState>>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(phases.iter().map(|(id, phase)| (id, phase.as_ref())))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,7 +264,7 @@ impl Incident {
         })
     }
 
-    pub fn phase(&self, id: &str) -> PhaseState {
+    pub fn phase(&self, id: &str) -> Arc<PhaseState> {
         self.phases.get(id).cloned().unwrap_or_default()
     }
 
@@ -271,8 +280,9 @@ impl Incident {
         self.relaxations.values().filter(|relaxation| relaxation.is_open())
     }
 
+    /// The phase's own state, copied first if another clone of the incident shares it.
     fn phase_mut(&mut self, id: &str) -> &mut PhaseState {
-        self.phases.entry(id.to_string()).or_default()
+        Arc::make_mut(self.phases.entry(id.to_string()).or_default())
     }
 
     fn step_mut(&mut self, phase: &str, step: &str) -> &mut StepState {

@@ -18,4 +18,5 @@ pub mod render;
 pub mod runbook;
 pub mod runtime;
 pub mod server;
+pub mod spelling;
 pub mod store;

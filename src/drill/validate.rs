@@ -11,10 +11,10 @@ use super::model::{
     Act, Answer, CommandStandIn, Expectation, Expected, HttpStandIn, Scenario, Scripted, Waiting, When,
 };
 use super::{Code, Diagnostic, raw};
-use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::model::{Action, GateKind};
 use crate::runbook::spanned::Spanned;
 use crate::runbook::{Mark, Runbook};
+use crate::spelling::did_you_mean;
 
 /// How long a drill runs when the scenario does not say.
 pub const DEFAULT_UNTIL: Duration = Duration::from_secs(30 * 86_400);

@@ -531,7 +531,7 @@ pub(super) fn declared_text<'n>(word: &str, names: impl IntoIterator<Item = &'n 
     } else {
         format!("declared {what}s: {}", all.join(", "))
     };
-    match crate::runbook::diagnostic::did_you_mean(word, names) {
+    match crate::spelling::did_you_mean(word, names) {
         Some(meant) => format!("did you mean `{meant}`? {listed}"),
         None => listed,
     }

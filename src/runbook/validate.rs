@@ -7,12 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, Mark};
 use super::model::{self, Action, GateKind};
 use super::raw;
 use super::spanned::{List, Spanned, Table};
 use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
+use crate::spelling::did_you_mean;
 
 mod declarations;
 mod gates;

@@ -12,8 +12,8 @@ use super::effect::{Effect, EffectKind, HttpRequest, Outcome};
 use super::event::EventKind;
 use super::scope;
 use super::state::{PhaseStatus, StepStatus};
+use crate::runbook::model::EventKind as Occasion;
 use crate::runbook::model::{Action, Gate, GateKind, Phase, Request, Step, TimerAnchor};
-use crate::runbook::raw::EventKind as Occasion;
 
 /// A step's attempt without a `timeout` may take this long.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -59,7 +59,7 @@ const JSON_TRIGGER_VARIABLES: &[&str] = &["payload", "headers"];
 const ALERT_TRIGGER_VARIABLES: &[&str] = &["payload", "headers", "alert"];
 
 /// Validates a raw runbook into the model, or returns every problem found.
-pub fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
+pub(super) fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
     let mut validator = Validator {
         problems: Vec::new(),
         templates,

@@ -65,7 +65,7 @@ pub fn stages(runbook: &Runbook) -> Vec<usize> {
 
 pub fn text(runbook: &Runbook) -> String {
     let mut out = String::new();
-    let version = runbook.version().as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
+    let version = runbook.version().map(|v| format!(" (version {v})")).unwrap_or_default();
     let steps: usize = runbook.phases().iter().map(|p| p.steps.len()).sum();
     let _ = writeln!(out, "{}: {}{version}", runbook.id(), runbook.title());
     let _ = writeln!(

@@ -29,7 +29,7 @@ pub enum Applied {
 /// What every trigger listening to `source` does with `payload` for `incident`.
 pub fn apply(runbook: &Runbook, incident: &Incident, source: &str, payload: &Value) -> Vec<Applied> {
     let mut applied = Vec::new();
-    for trigger in runbook.triggers.iter().filter(|trigger| trigger.source == source) {
+    for trigger in runbook.triggers().iter().filter(|trigger| trigger.source == source) {
         let subjects: Vec<BTreeMap<&'static str, Value>> = match trigger.format {
             PayloadFormat::Alertmanager => payload["alerts"]
                 .as_array()

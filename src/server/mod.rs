@@ -68,9 +68,9 @@ impl App {
         for (path, text) in files {
             match app.runtime.runbook(&text) {
                 Ok(runbook) => {
-                    for trigger in runbook.triggers.iter().filter(|t| !app.sources.contains_key(&t.source)) {
+                    for trigger in runbook.triggers().iter().filter(|t| !app.sources.contains_key(&t.source)) {
                         tracing::warn!(
-                            runbook = runbook.id,
+                            runbook = runbook.id(),
                             trigger = trigger.id,
                             source = trigger.source,
                             "the trigger listens to a webhook source the configuration does not have; it cannot fire"
@@ -214,7 +214,7 @@ impl App {
     pub fn runbook_text(&self, id: &str) -> Result<String, ApiError> {
         for (_, text) in self.runbook_files()? {
             if let Ok(runbook) = crate::runbook::load(text.as_bytes(), self.runtime.templates())
-                && runbook.id == id
+                && runbook.id() == id
             {
                 return Ok(text);
             }

@@ -68,7 +68,7 @@ pub fn subjects(app: &App, source: &str, body: &[u8]) -> Result<Vec<Subject>, Ap
     let mut alerts: Option<(Value, Vec<Value>)> = None;
     let mut payload: Option<Value> = None;
     for (armed, runbook) in app.armed.iter().enumerate() {
-        for (number, trigger) in runbook.runbook.triggers.iter().enumerate() {
+        for (number, trigger) in runbook.runbook.triggers().iter().enumerate() {
             if trigger.source != source {
                 continue;
             }
@@ -112,7 +112,7 @@ pub fn readable(app: &App, source: &str, body: &[u8]) -> Result<(), ApiError> {
     let formats: Vec<&PayloadFormat> = app
         .armed
         .iter()
-        .flat_map(|armed| &armed.runbook.triggers)
+        .flat_map(|armed| armed.runbook.triggers())
         .filter(|trigger| trigger.source == source)
         .map(|trigger| &trigger.format)
         .collect();
@@ -236,8 +236,8 @@ async fn apply_page(app: &App, waiting: Vec<Inbound>) -> Result<usize, store::Er
     };
     for group in order {
         let actions = groups.remove(&group).unwrap_or_default();
-        let runbook = &app.armed[group.0].runbook.id;
-        let known = open.get(&(runbook.clone(), group.1.clone())).cloned();
+        let runbook = app.armed[group.0].runbook.id();
+        let known = open.get(&(runbook.to_owned(), group.1.clone())).cloned();
         for (action, result) in actions.iter().zip(apply_group(app, &actions, known).await) {
             // An action that failed leaves its place empty: its delivery waits.
             if let (Ok(done), Ok(dones)) = (result, &mut outcomes[action.entry]) {
@@ -322,7 +322,7 @@ fn plan(app: &App, subject: Subject) -> Planned {
 }
 
 fn trigger<'a>(app: &'a App, subject: &Subject) -> &'a Trigger {
-    &app.armed[subject.armed].runbook.triggers[subject.trigger]
+    &app.armed[subject.armed].runbook.triggers()[subject.trigger]
 }
 
 fn done(trigger: &Trigger, did: &'static str, incident: Option<String>, why: Option<String>) -> Done {
@@ -353,7 +353,7 @@ fn asked(trigger: &Trigger, variables: &BTreeMap<&'static str, Value>) -> BTreeM
 /// meanwhile, say). `Err` only when the action could not be stored (and may be tried again);
 /// everything else is what the trigger did.
 async fn apply(app: &App, action: &Action, known: &mut Option<Option<String>>) -> Result<Done, ApiError> {
-    let runbook = &app.armed[action.subject.armed].runbook.id;
+    let runbook = &app.armed[action.subject.armed].runbook.id();
     let read = || app.runtime.store().open_incident_by_key(runbook, &action.key);
     let done = match known.take() {
         Some(open) => match act(app, action, open).await? {

@@ -9,18 +9,22 @@ use serde_json::{Value, json};
 
 use crate::support::{Cli, Serving, answer, root};
 
-const DANA: &str = "pg_dana-test-token";
-const TOM: &str = "pg_tom-test-token";
+pub const DANA: &str = "pg_dana-test-token";
+pub const TOM: &str = "pg_tom-test-token";
+/// Lee holds `ciso`, the retail breach's `abandon` right.
+pub const LEE: &str = "pg_lee-test-token";
 
-struct Server {
-    base: String,
+/// `phasegate serve` in the test's process, over the repository's runbooks, with three people
+/// and their tokens.
+pub struct Server {
+    pub base: String,
     serving: Serving,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub async fn start() -> Server {
         Server::start_with("").await
     }
 
@@ -30,12 +34,14 @@ impl Server {
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
-             tom.reyes: {{ roles: [communications] }}\nserver:\n  max_body: 65536\n  tokens:\n    \
-             dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n{extra}",
+             tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [ciso] }}\nserver:\n  max_body: 65536\n  \
+             tokens:\n    dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n    \
+             lee: {{ person: lee.chen, sha256: {lee} }}\n{extra}",
             db = dir.path().join("phasegate.db").display(),
             runbooks = root().join("runbooks").display(),
             dana = sha(DANA),
             tom = sha(TOM),
+            lee = sha(LEE),
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
@@ -43,7 +49,7 @@ impl Server {
         Server { base: serving.base.clone(), serving, client: reqwest::Client::new(), _dir: dir }
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
         let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -54,7 +60,7 @@ impl Server {
         answer(request.send().await.unwrap()).await
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.serving.stop().await;
     }
 }
@@ -71,8 +77,9 @@ async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
         )
         .await;
     assert_eq!(status, 201, "{started}");
-    let id = started["incident"].as_str().unwrap().to_string();
-    assert_eq!(started["events"][0]["actor"], "dana.ito", "recorded as the token's person");
+    let id = started["id"].as_str().unwrap().to_string();
+    let (_, first) = server.call("GET", &format!("/api/v1/incidents/{id}/timeline?limit=1"), Some(TOM), None).await;
+    assert_eq!(first["events"][0]["event"]["actor"], "dana.ito", "recorded as the token's person");
 
     let (status, board) = server.call("GET", &format!("/api/v1/incidents/{id}"), Some(TOM), None).await;
     assert_eq!(status, 200, "{board}");
@@ -123,7 +130,7 @@ async fn rights_hold_through_the_api() {
         .call("POST", "/api/v1/incidents", Some(DANA), Some(json!({"runbook": "retail-breach"}).to_string()))
         .await;
     assert_eq!(status, 201, "{started}");
-    let id = started["incident"].as_str().unwrap().to_string();
+    let id = started["id"].as_str().unwrap().to_string();
     let before = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await.1;
     let incident = |rest: &str| format!("/api/v1/incidents/{id}{rest}");
     let cases: Vec<(&str, String, &str, Value, u16, &str, &str)> = vec![

@@ -433,12 +433,50 @@ fn serve_names_the_unset_variable_of_a_webhook_source_secret() {
 }
 
 /// `phasegate token` named every token `api`, so the lines printed for two people could not be
-/// pasted into one configuration (issue 12's user test): a token is named after its person.
+/// pasted into one configuration (issue 12's user test): a token is named after its person. It
+/// also made tokens for people the configuration did not have, and under names it already used
+/// (issue 13): those are refused, naming the nearest person and a free name.
 #[test]
-fn a_new_token_is_named_after_its_person_unless_named() {
-    Cli::new().args(["token", "dana.ito"]).succeeds().stdout_has("      dana.ito: { person: dana.ito, sha256: ");
-    Cli::new()
-        .args(["token", "dana.ito", "--name", "dana-laptop"])
+fn a_new_token_is_for_a_configured_person_under_a_name_not_yet_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phasegate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "people:\n  dana.ito: {{ roles: [incident-commander] }}\n  tom.reyes: {{ roles: [communications] }}\n\
+             server:\n  tokens:\n    dana.ito: {{ person: dana.ito, sha256: {} }}\n",
+            phasegate::engine::decide::sha256_hex(DANA)
+        ),
+    )
+    .unwrap();
+    let token = || Cli::new().current_dir(dir.path()).args(["token"]);
+    token().args(["tom.reyes"]).succeeds().stdout_has("      tom.reyes: { person: tom.reyes, sha256: ");
+    token()
+        .args(["dana.ito"])
+        .succeeds()
+        .stdout_has("      dana.ito-2: { person: dana.ito, sha256: ")
+        .stderr_has("the configuration has a token named `dana.ito`; this one is named `dana.ito-2`");
+    token()
+        .args(["dana.ito", "--name", "dana-laptop"])
         .succeeds()
         .stdout_has("      dana-laptop: { person: dana.ito, sha256: ");
+    let refused = token()
+        .args(["dana.itoo"])
+        .fails()
+        .stderr_has("error: `dana.itoo` is not among the people of the configuration `phasegate.yaml`")
+        .stderr_has("help: did you mean `dana.ito`?")
+        .stdout();
+    assert!(refused.is_empty(), "no token for a person the configuration lacks: {refused}");
+    token()
+        .args(["tom.reyes", "--name", "dana.ito"])
+        .fails()
+        .stderr_has("the configuration already has a token named `dana.ito`")
+        .stderr_has("help: `--name dana.ito-2` is free");
+    // The configuration named by `--config` (or PHASEGATE_CONFIG), from anywhere.
+    Cli::new().args(["token", "tom.reyes", "--config"]).args([&config]).succeeds();
+    Cli::new()
+        .env("PHASEGATE_CONFIG", &config)
+        .args(["token", "nobody"])
+        .fails()
+        .stderr_has("help: the configuration's people: `dana.ito`, `tom.reyes`");
 }

@@ -105,19 +105,24 @@ fn schemas() -> Value {
     let any_object = || json!({ "type": "object" });
     let gate = json!({
         "type": "object",
-        "description": "A gate in the runbook's order (entry gates, then exit gates) and its state: \
-                        `passed_at`, `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`",
+        "description": "A gate in the runbook's order (entry gates, then exit gates) and the fields of its state \
+                        that are set (unset ones, null, false, 0 or empty, are left out): `passed_at`, \
+                        `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`",
         "properties": { "id": text(), "stage": { "type": "string", "enum": ["entry", "exit"] },
                         "kind": { "type": "string",
                                   "enum": ["approval", "condition", "check", "timer", "steps_done", "signal"] },
-                        "passed_at": nullable(time()) },
-        "required": ["id", "stage", "kind", "passed_at"],
+                        "passed_at": time() },
+        "required": ["id", "stage", "kind"],
     });
     let step = json!({
         "type": "object",
-        "description": "A step in the runbook's order and its state: `status` (`pending`, `running`, `retrying`, \
-                        `done`, `skipped`, `failed`), `attempt`, `outputs`, `done_at`, `done_by`, `evidence`, ...",
-        "properties": { "id": text(), "title": nullable(text()), "kind": text(), "status": text() },
+        "description": "A step in the runbook's order, its `status` (`pending`, `running`, `retrying`, `done`, \
+                        `skipped`, `failed`) and the other fields of its state that are set (unset ones are left \
+                        out): `attempt`, `idempotency_key`, `retry_at`, `error`, `outputs`, `done_at`, `done_by`, \
+                        `evidence`, `recovery`",
+        "properties": { "id": text(), "title": nullable(text()), "kind": text(),
+                        "status": { "type": "string",
+                                    "enum": ["pending", "running", "retrying", "done", "skipped", "failed"] } },
         "required": ["id", "title", "kind", "status"],
     });
     json!({

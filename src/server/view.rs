@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::blocking::Blocker;
-use crate::engine::state::{Closed, GateState, PhaseState, PhaseStatus, Relaxation, StepState};
+use crate::engine::state::{Closed, PhaseState, PhaseStatus, Relaxation};
 use crate::engine::{Event, EventKind, Incident};
 use crate::runbook::Runbook;
 use crate::runbook::model::{Gate, GateKind};
@@ -168,7 +168,7 @@ pub struct PhaseView<'a> {
     pub steps: Vec<StepView<'a>>,
 }
 
-/// A gate of a phase: where it sits, its kind, and its state.
+/// A gate of a phase: where it sits, its kind, and what is set of its state ([`set`]).
 #[derive(Debug, Serialize)]
 pub struct GateView<'a> {
     pub id: &'a str,
@@ -176,17 +176,35 @@ pub struct GateView<'a> {
     pub stage: &'static str,
     pub kind: &'static str,
     #[serde(flatten)]
-    pub state: GateState,
+    pub state: serde_json::Map<String, Value>,
 }
 
-/// A step of a phase: its kind and its state.
+/// A step of a phase: its kind, its status, and what else is set of its state ([`set`]).
 #[derive(Debug, Serialize)]
 pub struct StepView<'a> {
     pub id: &'a str,
     pub title: Option<&'a str>,
     pub kind: &'static str,
     #[serde(flatten)]
-    pub state: StepState,
+    pub state: serde_json::Map<String, Value>,
+}
+
+/// The fields of a gate's or a step's state that are set: a runbook has dozens of gates and steps,
+/// most of them not reached, and listing every unset field of each (`null`, `false`, `0`, `[]`,
+/// `{}`) made an incident's answer ten times longer for nothing.
+fn set(state: &impl Serialize) -> serde_json::Map<String, Value> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(state) else {
+        unreachable!("a gate's and a step's state are structs of JSON values")
+    };
+    let unset = |value: &Value| match value {
+        Value::Null => true,
+        Value::Bool(set) => !set,
+        Value::Number(number) => number.as_u64() == Some(0),
+        Value::String(_) => false,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+    };
+    fields.into_iter().filter(|(_, value)| !unset(value)).collect()
 }
 
 /// Every phase of the runbook in its order (the order written, wherever `needs` allows it).
@@ -201,7 +219,7 @@ pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a
                 id: &gate.id,
                 stage,
                 kind: gate_kind(&gate.kind),
-                state: incident.gate(&phase.id, &gate.id),
+                state: set(&incident.gate(&phase.id, &gate.id)),
             };
             let mut gates: Vec<GateView> = phase.entry.iter().map(|g| gate(g, "entry")).collect();
             gates.extend(phase.exit.iter().map(|g| gate(g, "exit")));
@@ -212,7 +230,7 @@ pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a
                     id: &step.id,
                     title: step.title.as_deref(),
                     kind: step.action.kind(),
-                    state: incident.step(&phase.id, &step.id),
+                    state: set(&incident.step(&phase.id, &step.id)),
                 })
                 .collect();
             PhaseView {
@@ -299,6 +317,24 @@ mod tests {
             assert_eq!(admits, expected, "`{value}`");
         }
         assert!(StateFilter::ALLOWED.iter().all(|value| StateFilter::parse(value).is_some()));
+    }
+
+    #[test]
+    fn only_the_set_fields_of_a_step_are_shown() {
+        use crate::engine::state::{StepState, StepStatus};
+        let pending = StepState::default();
+        assert_eq!(Value::Object(set(&pending)), serde_json::json!({ "status": "pending" }));
+        let failed = StepState {
+            status: StepStatus::Failed,
+            attempt: 3,
+            error: Some("status 503".into()),
+            outputs: BTreeMap::from([("ticket".to_string(), Value::from(0))]),
+            ..StepState::default()
+        };
+        let shown = serde_json::json!({
+            "status": "failed", "attempt": 3, "error": "status 503", "outputs": { "ticket": 0 },
+        });
+        assert_eq!(Value::Object(set(&failed)), shown, "a zero inside a set field stays");
     }
 
     #[test]

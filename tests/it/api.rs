@@ -284,6 +284,21 @@ async fn phases_come_in_the_runbooks_order_with_the_unreached_ones() {
         })
         .collect();
     insta::assert_json_snapshot!(outline);
+
+    // Once a step is done, what is set of its state is shown with it.
+    let done = format!("/api/v1/incidents/{id}/phases/triage/steps/mobilise/done");
+    let (status, _) =
+        server.call("POST", &done, Some(DANA), Some(json!({"evidence": "bridge open"}).to_string())).await;
+    assert_eq!(status, 200);
+    let (_, board) = server.call("GET", &format!("/api/v1/incidents/{id}"), Some(TOM), None).await;
+    let mobilise = &board["incident"]["phases"][0]["steps"][0];
+    assert_eq!(
+        (&mobilise["id"], &mobilise["status"], &mobilise["done_by"], &mobilise["evidence"]),
+        (&json!("mobilise"), &json!("done"), &json!("dana.ito"), &json!("bridge open")),
+        "{mobilise}"
+    );
+    assert!(mobilise["done_at"].is_string(), "{mobilise}");
+    documented(&server, "GET", "/api/v1/incidents/{id}", "200", &board).await;
     server.stop().await;
 }
 

@@ -20,6 +20,7 @@ mod schema;
 mod serve;
 mod start;
 mod status;
+mod token;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -80,7 +81,7 @@ enum Command {
     /// Serve the REST API and webhooks, with the runtime loop in the same process.
     Serve(serve::Args),
     /// Make an API token for a person; prints it once, and the configuration that accepts it.
-    Token(serve::Token),
+    Token(token::Args),
 }
 
 /// Output for people, or for machines.
@@ -109,7 +110,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
         Command::Keygen(args) => audit::keygen(args),
-        Command::Token(args) => serve::token(args),
+        Command::Token(args) => token::run(args),
         incident => asynchronous(incident, templates),
     };
     match result {

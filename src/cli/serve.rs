@@ -1,5 +1,5 @@
 //! `phasegate serve`: the REST API, webhooks, health and metrics, with the runtime loop in the
-//! same process; `phasegate token PERSON`: a new API token and the line that configures it.
+//! same process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,16 +30,6 @@ pub struct Args {
     log_format: LogFormat,
     #[command(flatten)]
     common: Common,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct Token {
-    /// The person the token acts as (one of the configuration's people).
-    person: String,
-    /// A name for the token in the configuration and the logs (default: the person's name, so
-    /// that lines printed for several people can be pasted together).
-    #[arg(long)]
-    name: Option<String>,
 }
 
 pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
@@ -84,15 +74,4 @@ async fn shutdown() {
         _ = terminate => {}
     }
     tracing::info!("shutting down: answering the requests in flight");
-}
-
-/// Prints a new token once, and the configuration that accepts it (its hash only).
-pub fn token(args: Token) -> anyhow::Result<u8> {
-    let (token, hash) = server::auth::new_token();
-    super::print_stdout(&format!(
-        "token: {token}\n\nShown once; the configuration keeps only its hash:\n  server:\n    tokens:\n      {}: {{ person: {}, sha256: {hash} }}\n",
-        args.name.as_deref().unwrap_or(&args.person),
-        args.person
-    ))?;
-    Ok(super::exit::OK)
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
@@ -15,12 +15,13 @@ use serde_json::{Value, json};
 
 use super::App;
 use super::auth::Caller;
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Params};
+use super::view::{Blocking, Board, Entry, PAGE_DEFAULT, PAGE_MAX, Standing, StateFilter, Summary, Timeline};
 use crate::engine::blocking::{blockers, who_can_approve};
 use crate::engine::{Command, Decision};
 use crate::render::context::status_context;
 use crate::runbook;
-use crate::store::Store;
+use crate::store::{self, Store};
 
 type Answer = Result<Response, ApiError>;
 
@@ -73,8 +74,20 @@ pub async fn validate(State(app): State<Arc<App>>, _: Caller, body: String) -> A
     }
 }
 
-pub async fn incidents(State(app): State<Arc<App>>, _: Caller) -> Answer {
-    let incidents = app.runtime.store().incidents().await?;
+/// Incidents, in the order they started: the open ones unless `?state=closed|all` says otherwise.
+pub async fn incidents(State(app): State<Arc<App>>, _: Caller, params: Params) -> Answer {
+    let params = params.only(&["state"])?;
+    let filter = params.choice("state", StateFilter::ALLOWED, "open")?;
+    let filter = StateFilter::parse(filter).expect("one of the allowed values");
+    let incidents: Vec<Summary> = app
+        .runtime
+        .store()
+        .incidents()
+        .await?
+        .into_iter()
+        .map(Summary::from)
+        .filter(|summary| filter.admits(summary.state))
+        .collect();
     Ok(Json(json!({ "incidents": incidents })).into_response())
 }
 
@@ -88,33 +101,68 @@ pub struct Start {
     key: Option<String>,
 }
 
+/// Starts an incident as the token's person; answers with its summary, as the list shows it, and
+/// where it is (`Location`).
 pub async fn start(State(app): State<Arc<App>>, caller: Caller, Body(start): Body<Start>) -> Answer {
     let text = app.runbook_text(&start.runbook)?;
-    let (id, decision) = app.runtime.start(&text, &caller.person, start.inputs, start.key).await?;
-    Ok((StatusCode::CREATED, Json(decided(&id, &decision))).into_response())
+    let (id, _) = app.runtime.start(&text, &caller.person, start.inputs, start.key).await?;
+    let summary = app.runtime.store().incident(&id).await?.ok_or_else(|| {
+        ApiError::internal(&format!("incident `{id}` was started but the store has no summary of it"))
+    })?;
+    let location = [(header::LOCATION, format!("/api/v1/incidents/{id}"))];
+    Ok((StatusCode::CREATED, location, Json(Summary::from(summary))).into_response())
 }
 
-/// Where an incident stands: its state, what blocks it and who can unblock it.
+/// Where an incident stands: its state, its phases in the runbook's order, what blocks it and who
+/// can unblock it.
 pub async fn incident(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
     let loaded = app.runtime.load(&id).await?;
-    let blocking: Vec<Value> = blockers(&loaded.runbook, &loaded.incident)
-        .into_iter()
-        .map(|blocker| {
-            let people = who_can_approve(&loaded.runbook, &loaded.incident, app.runtime.directory(), &blocker);
-            json!({ "blocker": blocker, "people": people })
+    let blockers = blockers(&loaded.runbook, &loaded.incident);
+    let blocking = blockers
+        .iter()
+        .map(|blocker| Blocking {
+            blocker,
+            people: who_can_approve(&loaded.runbook, &loaded.incident, app.runtime.directory(), blocker),
         })
         .collect();
-    Ok(Json(json!({ "incident": loaded.incident, "blocking": blocking })).into_response())
+    let board = Board { incident: Standing::new(&loaded.runbook, &loaded.incident), blocking };
+    Ok(Json(board).into_response())
 }
 
-pub async fn timeline(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
-    let events = app.runtime.store().events(&id).await?;
-    let events: Vec<Value> = events
+/// The runbook text the incident runs, pinned when it started: what the timeline leaves out of
+/// `incident_started`.
+pub async fn pinned_runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
+    let loaded = app.runtime.load(&id).await?;
+    let incident = &loaded.incident;
+    Ok(Json(json!({
+        "incident": incident.id, "runbook_id": incident.runbook_id, "runbook_version": incident.runbook_version,
+        "sha256": incident.runbook_sha256, "text": &*incident.runbook_text,
+    }))
+    .into_response())
+}
+
+/// A page of the incident's events after `?after=SEQ` (default 0: from the start), at most
+/// `?limit=N` of them (default [`PAGE_DEFAULT`], at most [`PAGE_MAX`]).
+pub async fn timeline(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>, params: Params) -> Answer {
+    let params = params.only(&["after", "limit"])?;
+    let after = params.number("after", 0, u64::MAX, 0)?;
+    let limit = params.number("limit", 1, PAGE_MAX as u64, PAGE_DEFAULT as u64)? as usize;
+    let store = app.runtime.store();
+    if store.incident(&id).await?.is_none() {
+        return Err(store::Error::NotFound { incident: id }.into());
+    }
+    // One more than the page holds: whether there is a next page, without counting the log.
+    let mut events = store.events_page(&id, after, limit + 1).await?;
+    let more = events.len() > limit;
+    events.truncate(limit);
+    let events = events
         .iter()
-        .enumerate()
-        .map(|(index, event)| json!({ "seq": index + 1, "summary": event.summary(), "event": event }))
-        .collect();
-    Ok(Json(json!({ "incident": id, "events": events })).into_response())
+        .zip(after + 1..)
+        .map(|(event, seq)| Entry::new(seq, event))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ApiError::internal(&error))?;
+    let next = more.then(|| events.last().map_or(after, |entry| entry.seq));
+    Ok(Json(Timeline { incident: &id, events, next }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,28 +287,22 @@ pub async fn send_update(app: State<Arc<App>>, caller: Caller, Path((id, audienc
     submit(&app, &caller, &id, Command::StatusUpdate { audience }).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    /// `md`, `txt` or `html`: the template variant to render (default: the first it has).
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-/// The status update for an audience as it would be rendered now, without sending it.
+/// The status update for an audience as it would be rendered now, without sending it;
+/// `?variant=md|txt|html` names the template's variant (default: the first it has).
 pub async fn render_update(
     State(app): State<Arc<App>>,
     _: Caller,
     Path((id, audience)): Path<(String, String)>,
-    Query(query): Query<Variant>,
+    params: Params,
 ) -> Answer {
+    let params = params.only(&["variant"])?;
     let loaded = app.runtime.load(&id).await?;
     let model = loaded.runbook.audiences().iter().find(|a| a.id == audience).ok_or_else(|| {
         ApiError::not_found(format!("runbook `{}` has no audience `{audience}`", loaded.runbook.id()))
     })?;
     let catalog = app.runtime.templates();
     let files = catalog.files(&model.template);
-    let file = match &query.variant {
+    let file = match params.get("variant") {
         Some(variant) => {
             let file = format!("{}.{variant}", model.template);
             files.contains(&file).then_some(file).ok_or_else(|| {

@@ -110,3 +110,65 @@ where
         }
     }
 }
+
+/// A request's query parameters, refused as an [`ApiError`] rather than axum's plain-text
+/// rejection. Each route names the parameters it takes ([`Params::only`]) and checks their values
+/// itself, so every error names the parameter and what it may be: 400 `invalid_query`.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// The parameters, once every one is among `allowed` and none is given twice.
+    pub fn only(self, allowed: &[&str]) -> Result<Params, ApiError> {
+        let names = || allowed.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ");
+        for (index, (name, _)) in self.0.iter().enumerate() {
+            if !allowed.contains(&name.as_str()) {
+                let name: String = name.chars().take(40).collect();
+                let takes = if allowed.is_empty() { "no query parameters".to_string() } else { names() };
+                return Err(Params::invalid(format!("unknown query parameter `{name}`: this route takes {takes}")));
+            }
+            if self.0[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(Params::invalid(format!("query parameter `{name}` is given twice")));
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(given, _)| given == name).map(|(_, value)| value.as_str())
+    }
+
+    /// A whole number from `min` to `max`, or `default` when the parameter is absent.
+    pub fn number(&self, name: &str, min: u64, max: u64, default: u64) -> Result<u64, ApiError> {
+        let Some(value) = self.get(name) else { return Ok(default) };
+        value.parse::<u64>().ok().filter(|number| (min..=max).contains(number)).ok_or_else(|| {
+            let value: String = value.chars().take(40).collect();
+            let range = if max == u64::MAX { format!("{min} or more") } else { format!("from {min} to {max}") };
+            Params::invalid(format!("query parameter `{name}` must be a whole number {range}, not `{value}`"))
+        })
+    }
+
+    /// One of `allowed`, or `default` when the parameter is absent.
+    pub fn choice<'a>(&self, name: &str, allowed: &[&'a str], default: &'a str) -> Result<&'a str, ApiError> {
+        let Some(value) = self.get(name) else { return Ok(default) };
+        allowed.iter().find(|choice| **choice == value).copied().ok_or_else(|| {
+            let choices = allowed.iter().map(|choice| format!("`{choice}`")).collect::<Vec<_>>().join(", ");
+            let value: String = value.chars().take(40).collect();
+            Params::invalid(format!("query parameter `{name}` must be one of {choices}, not `{value}`"))
+        })
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Params, ApiError> {
+        match axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(pairs)) => Ok(Params(pairs)),
+            Err(rejection) => Err(Params::invalid(rejection.body_text())),
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod view;
 pub mod webhooks;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents"),
     ("GET", "/api/v1/incidents/{id}"),
     ("GET", "/api/v1/incidents/{id}/timeline"),
+    ("GET", "/api/v1/incidents/{id}/runbook"),
     ("POST", "/api/v1/incidents/{id}/approvals"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
@@ -129,6 +131,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/incidents", get(api::incidents).post(api::start))
         .route("/api/v1/incidents/{id}", get(api::incident))
         .route("/api/v1/incidents/{id}/timeline", get(api::timeline))
+        .route("/api/v1/incidents/{id}/runbook", get(api::pinned_runbook))
         .route("/api/v1/incidents/{id}/approvals", post(api::approve))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry))

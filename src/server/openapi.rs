@@ -4,6 +4,8 @@
 use axum::Json;
 use serde_json::{Value, json};
 
+use super::view::{PAGE_DEFAULT, PAGE_MAX, StateFilter};
+
 pub async fn document() -> Json<Value> {
     Json(spec())
 }
@@ -58,6 +60,126 @@ fn text() -> Value {
     json!({ "type": "string" })
 }
 
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({ "oneOf": [schema, { "type": "null" }] })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+/// `operation` answering `schema` (a JSON object) when it succeeds, and taking the query
+/// parameters `query` (an unknown or malformed one is 400 `invalid_query`).
+fn answering(mut operation: Value, schema: Value, query: &[Value]) -> Value {
+    let ok = operation["responses"]
+        .as_object_mut()
+        .and_then(|responses| responses.iter_mut().find(|(status, _)| status.starts_with('2')))
+        .map(|(_, ok)| ok)
+        .expect("every operation has a success status");
+    ok["content"]["application/json"]["schema"] = schema;
+    operation["query"] = json!(query);
+    operation
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+}
+
+fn schemas_with_error() -> Value {
+    let mut schemas = schemas();
+    schemas["Error"] = object(
+        json!({ "error": object(json!({ "code": text(), "message": text() }), &["code", "message"]) }),
+        &["error"],
+    );
+    schemas
+}
+
+/// The shapes of the answers about incidents (`server::view`).
+fn schemas() -> Value {
+    let count = || json!({ "type": "integer", "minimum": 0 });
+    let state = || json!({ "type": "string", "enum": ["open", "closed"] });
+    let any_object = || json!({ "type": "object" });
+    let gate = json!({
+        "type": "object",
+        "description": "A gate in the runbook's order (entry gates, then exit gates) and the fields of its state \
+                        that are set (unset ones, null, false, 0 or empty, are left out): `passed_at`, \
+                        `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`",
+        "properties": { "id": text(), "stage": { "type": "string", "enum": ["entry", "exit"] },
+                        "kind": { "type": "string",
+                                  "enum": ["approval", "condition", "check", "timer", "steps_done", "signal"] },
+                        "passed_at": time() },
+        "required": ["id", "stage", "kind"],
+    });
+    let step = json!({
+        "type": "object",
+        "description": "A step in the runbook's order, its `status` (`pending`, `running`, `retrying`, `done`, \
+                        `skipped`, `failed`) and the other fields of its state that are set (unset ones are left \
+                        out): `attempt`, `idempotency_key`, `retry_at`, `error`, `outputs`, `done_at`, `done_by`, \
+                        `evidence`, `recovery`",
+        "properties": { "id": text(), "title": nullable(text()), "kind": text(),
+                        "status": { "type": "string",
+                                    "enum": ["pending", "running", "retrying", "done", "skipped", "failed"] } },
+        "required": ["id", "title", "kind", "status"],
+    });
+    json!({
+        "IncidentSummary": object(json!({
+            "id": text(), "state": state(), "runbook_id": text(), "key": nullable(text()),
+            "version": { "type": "integer", "minimum": 1, "description": "how many events it has" },
+            "started_at": time(), "updated_at": time(), "closed_at": nullable(time()),
+            "head": nullable(text()), "checkpointed": count(), "checkpointed_at": nullable(time()),
+        }), &["id", "state", "runbook_id", "key", "version", "started_at", "updated_at", "closed_at", "head",
+              "checkpointed", "checkpointed_at"]),
+        "IncidentList": object(
+            json!({ "incidents": { "type": "array", "items": reference("IncidentSummary") } }),
+            &["incidents"],
+        ),
+        "Phase": object(json!({
+            "id": text(), "title": nullable(text()), "needs": { "type": "array", "items": text() },
+            "state": { "type": "string", "enum": ["pending", "ready", "running", "done", "skipped", "failed"] },
+            "ready_at": nullable(time()), "started_at": nullable(time()), "ended_at": nullable(time()),
+            "error": nullable(text()),
+            "gates": { "type": "array", "items": gate }, "steps": { "type": "array", "items": step },
+        }), &["id", "title", "needs", "state", "ready_at", "started_at", "ended_at", "error", "gates", "steps"]),
+        "Incident": object(json!({
+            "incident": object(json!({
+                "id": text(), "state": state(), "runbook_id": text(), "runbook_version": nullable(text()),
+                "runbook_sha256": text(), "key": nullable(text()), "inputs": any_object(),
+                "started_at": time(), "started_by": text(), "version": count(), "updated_at": time(),
+                "closed": nullable(any_object()),
+                "phases": { "type": "array", "items": reference("Phase"),
+                            "description": "every phase of the runbook, in its order, unreached ones `pending`" },
+                "relaxations": { "type": "object", "description": "by control: its latest relaxation" },
+                "last_update": { "type": "object", "description": "by audience: when its last update was decided" },
+            }), &["id", "state", "runbook_id", "runbook_version", "runbook_sha256", "key", "inputs", "started_at",
+                  "started_by", "version", "updated_at", "closed", "phases", "relaxations", "last_update"]),
+            "blocking": { "type": "array", "items": object(
+                json!({ "blocker": any_object(), "people": { "type": "array", "items": text() } }),
+                &["blocker", "people"],
+            ) },
+        }), &["incident", "blocking"]),
+        "Timeline": object(json!({
+            "incident": text(),
+            "events": { "type": "array", "items": object(json!({
+                "seq": { "type": "integer", "minimum": 1 }, "summary": text(),
+                "event": { "type": "object", "description": "the event as stored, except that \
+                           `incident_started` leaves out `runbook_text` (its `runbook_sha256` names it; \
+                           `GET /api/v1/incidents/{id}/runbook` gives it)" },
+            }), &["seq", "summary", "event"]) },
+            "next": { "oneOf": [count(), { "type": "null" }],
+                      "description": "the `after` of the following page; null once this page reaches the end of \
+                                      the log" },
+        }), &["incident", "events", "next"]),
+        "PinnedRunbook": object(json!({
+            "incident": text(), "runbook_id": text(), "runbook_version": nullable(text()), "sha256": text(),
+            "text": text(),
+        }), &["incident", "runbook_id", "runbook_version", "sha256", "text"]),
+    })
+}
+
 fn parameters(path: &str) -> Value {
     let names: Vec<&str> =
         path.split('/').filter_map(|part| part.strip_prefix('{').and_then(|part| part.strip_suffix('}'))).collect();
@@ -90,23 +212,96 @@ pub fn spec() -> Value {
             operation("Validate a runbook sent as the body (YAML); 422 lists every problem", true, None, "200"),
         ),
         ("GET", "/api/v1/runbooks/{id}", operation("One runbook: its text, hash and phases", true, None, "200")),
-        ("GET", "/api/v1/incidents", operation("Every incident's summary", true, None, "200")),
+        (
+            "GET",
+            "/api/v1/incidents",
+            answering(
+                operation(
+                    "The incidents' summaries, in the order they started: the open ones by default",
+                    true,
+                    None,
+                    "200",
+                ),
+                reference("IncidentList"),
+                &[query(
+                    "state",
+                    "which incidents: `open` (the default), `closed` or `all`",
+                    json!({ "type": "string", "enum": StateFilter::ALLOWED, "default": "open" }),
+                )],
+            ),
+        ),
         (
             "POST",
             "/api/v1/incidents",
-            operation(
-                "Start an incident from a configured runbook, as the token's person",
-                true,
-                Some(object(json!({ "runbook": text(), "inputs": { "type": "object" }, "key": text() }), &["runbook"])),
-                "201",
+            answering(
+                operation(
+                    "Start an incident from a configured runbook, as the token's person; answers with its summary \
+                     (`Location` is its URL)",
+                    true,
+                    Some(object(
+                        json!({ "runbook": text(), "inputs": { "type": "object" }, "key": text() }),
+                        &["runbook"],
+                    )),
+                    "201",
+                ),
+                reference("IncidentSummary"),
+                &[],
             ),
         ),
         (
             "GET",
             "/api/v1/incidents/{id}",
-            operation("Where the incident stands, what blocks it and who can unblock it", true, None, "200"),
+            answering(
+                operation(
+                    "Where the incident stands (its phases in the runbook's order, with their gates and steps), \
+                     what blocks it and who can unblock it",
+                    true,
+                    None,
+                    "200",
+                ),
+                reference("Incident"),
+                &[],
+            ),
         ),
-        ("GET", "/api/v1/incidents/{id}/timeline", operation("Every event, in order", true, None, "200")),
+        (
+            "GET",
+            "/api/v1/incidents/{id}/timeline",
+            answering(
+                operation(
+                    "A page of the incident's events, in order, each with a line for a person",
+                    true,
+                    None,
+                    "200",
+                ),
+                reference("Timeline"),
+                &[
+                    query(
+                        "after",
+                        "the events after this `seq` (the answer's `next` for the following page)",
+                        json!({ "type": "integer", "minimum": 0, "default": 0 }),
+                    ),
+                    query(
+                        "limit",
+                        "the most events the page holds",
+                        json!({ "type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/incidents/{id}/runbook",
+            answering(
+                operation(
+                    "The runbook text the incident runs, as pinned when it started (by its SHA-256)",
+                    true,
+                    None,
+                    "200",
+                ),
+                reference("PinnedRunbook"),
+                &[],
+            ),
+        ),
         (
             "POST",
             "/api/v1/incidents/{id}/approvals",
@@ -179,11 +374,17 @@ pub fn spec() -> Value {
         (
             "GET",
             "/api/v1/incidents/{id}/updates/{audience}",
-            operation(
-                "Render the audience's status update now, without sending it (`?variant=md|txt|html`)",
-                true,
-                None,
-                "200",
+            answering(
+                operation("Render the audience's status update now, without sending it", true, None, "200"),
+                object(
+                    json!({ "incident": text(), "audience": text(), "template": text(), "text": text() }),
+                    &["incident", "audience", "template", "text"],
+                ),
+                &[query(
+                    "variant",
+                    "the template's variant: `md`, `txt` or `html` (default: the first it has)",
+                    text(),
+                )],
             ),
         ),
         (
@@ -212,7 +413,11 @@ pub fn spec() -> Value {
     ];
     let mut paths = serde_json::Map::new();
     for (method, path, mut operation) in operations {
-        operation["parameters"] = parameters(path);
+        let mut all = parameters(path);
+        if let Some(query) = operation.as_object_mut().and_then(|operation| operation.remove("query")) {
+            all.as_array_mut().expect("a list").extend(query.as_array().cloned().unwrap_or_default());
+        }
+        operation["parameters"] = all;
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[method.to_lowercase()] = operation;
     }
@@ -226,10 +431,7 @@ pub fn spec() -> Value {
                 "description": "An API token from the configuration (`phasegate token PERSON` makes one)." } },
             "responses": { "Error": { "description": "The request was not done; `code` is stable, `message` says why.",
                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } },
-            "schemas": { "Error": object(
-                json!({ "error": object(json!({ "code": text(), "message": text() }), &["code", "message"]) }),
-                &["error"],
-            ) },
+            "schemas": schemas_with_error(),
         },
     })
 }

@@ -21,6 +21,7 @@ macro_rules! store_contract {
         $crate::store_contract!(@tests $fresh;
             appended_events_read_back,
             the_events_after_a_version_are_its_tail,
+            a_page_of_events_is_a_slice_of_the_log,
             a_stale_version_conflicts_and_changes_nothing,
             of_two_appends_expecting_the_same_version_one_wins,
             a_new_incident_starts_with_incident_started,
@@ -132,6 +133,24 @@ pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
     assert_eq!(store.events_after("inc-1", 0).await.unwrap(), events);
     assert!(store.events_after("inc-1", 3).await.unwrap().is_empty(), "nothing after the last event");
     assert!(store.events_after("inc-nope", 0).await.unwrap().is_empty());
+}
+
+pub async fn a_page_of_events_is_a_slice_of_the_log(store: Arc<impl Store>) {
+    let events = [started("inc-1", "breach", None), note(1, "shop is down"), note(2, "tills offline"), note(3, "back")];
+    store.append("inc-1", 0, &events, &[], None).await.unwrap();
+    // After, limit: the slice of the log expected.
+    let cases: [(u64, usize, &[Event]); 6] = [
+        (0, 2, &events[..2]),
+        (2, 2, &events[2..]),
+        (1, 100, &events[1..]),
+        (3, 1, &events[3..]),
+        (4, 10, &[]),
+        (0, 0, &[]),
+    ];
+    for (after, limit, expected) in cases {
+        assert_eq!(store.events_page("inc-1", after, limit).await.unwrap(), expected, "after {after}, limit {limit}");
+    }
+    assert!(store.events_page("inc-nope", 0, 10).await.unwrap().is_empty());
 }
 
 pub async fn a_stale_version_conflicts_and_changes_nothing(store: Arc<impl Store>) {

@@ -80,6 +80,16 @@ pub trait Store: Send + Sync + 'static {
     /// folded `after` events needs to catch up. Empty when there are none (or no such incident).
     fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
+    /// Up to `limit` events of `incident` after the first `after`, in order: one page of its log,
+    /// for a reader that pages through it rather than folding it. Empty when there are none (or
+    /// no such incident).
+    fn events_page(
+        &self,
+        incident: &str,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
+
     /// The summary of one incident, if it was started.
     fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send;
 

@@ -2,6 +2,7 @@
 
 mod actions;
 mod alertmanager;
+mod api;
 mod audit;
 mod cli;
 mod crash;

@@ -9,18 +9,22 @@ use serde_json::{Value, json};
 
 use crate::support::{Cli, Serving, answer, root};
 
-const DANA: &str = "pg_dana-test-token";
-const TOM: &str = "pg_tom-test-token";
+pub const DANA: &str = "pg_dana-test-token";
+pub const TOM: &str = "pg_tom-test-token";
+/// Lee holds `ciso`, the retail breach's `abandon` right.
+pub const LEE: &str = "pg_lee-test-token";
 
-struct Server {
-    base: String,
+/// `phasegate serve` in the test's process, over the repository's runbooks, with three people
+/// and their tokens.
+pub struct Server {
+    pub base: String,
     serving: Serving,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub async fn start() -> Server {
         Server::start_with("").await
     }
 
@@ -30,12 +34,14 @@ impl Server {
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
-             tom.reyes: {{ roles: [communications] }}\nserver:\n  max_body: 65536\n  tokens:\n    \
-             dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n{extra}",
+             tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [ciso] }}\nserver:\n  max_body: 65536\n  \
+             tokens:\n    dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n    \
+             lee: {{ person: lee.chen, sha256: {lee} }}\n{extra}",
             db = dir.path().join("phasegate.db").display(),
             runbooks = root().join("runbooks").display(),
             dana = sha(DANA),
             tom = sha(TOM),
+            lee = sha(LEE),
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
@@ -43,7 +49,7 @@ impl Server {
         Server { base: serving.base.clone(), serving, client: reqwest::Client::new(), _dir: dir }
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
         let mut request = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -54,7 +60,7 @@ impl Server {
         answer(request.send().await.unwrap()).await
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.serving.stop().await;
     }
 }
@@ -71,8 +77,9 @@ async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
         )
         .await;
     assert_eq!(status, 201, "{started}");
-    let id = started["incident"].as_str().unwrap().to_string();
-    assert_eq!(started["events"][0]["actor"], "dana.ito", "recorded as the token's person");
+    let id = started["id"].as_str().unwrap().to_string();
+    let (_, first) = server.call("GET", &format!("/api/v1/incidents/{id}/timeline?limit=1"), Some(TOM), None).await;
+    assert_eq!(first["events"][0]["event"]["actor"], "dana.ito", "recorded as the token's person");
 
     let (status, board) = server.call("GET", &format!("/api/v1/incidents/{id}"), Some(TOM), None).await;
     assert_eq!(status, 200, "{board}");
@@ -123,7 +130,7 @@ async fn rights_hold_through_the_api() {
         .call("POST", "/api/v1/incidents", Some(DANA), Some(json!({"runbook": "retail-breach"}).to_string()))
         .await;
     assert_eq!(status, 201, "{started}");
-    let id = started["incident"].as_str().unwrap().to_string();
+    let id = started["id"].as_str().unwrap().to_string();
     let before = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await.1;
     let incident = |rest: &str| format!("/api/v1/incidents/{id}{rest}");
     let cases: Vec<(&str, String, &str, Value, u16, &str, &str)> = vec![
@@ -426,12 +433,50 @@ fn serve_names_the_unset_variable_of_a_webhook_source_secret() {
 }
 
 /// `phasegate token` named every token `api`, so the lines printed for two people could not be
-/// pasted into one configuration (issue 12's user test): a token is named after its person.
+/// pasted into one configuration (issue 12's user test): a token is named after its person. It
+/// also made tokens for people the configuration did not have, and under names it already used
+/// (issue 13): those are refused, naming the nearest person and a free name.
 #[test]
-fn a_new_token_is_named_after_its_person_unless_named() {
-    Cli::new().args(["token", "dana.ito"]).succeeds().stdout_has("      dana.ito: { person: dana.ito, sha256: ");
-    Cli::new()
-        .args(["token", "dana.ito", "--name", "dana-laptop"])
+fn a_new_token_is_for_a_configured_person_under_a_name_not_yet_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("phasegate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "people:\n  dana.ito: {{ roles: [incident-commander] }}\n  tom.reyes: {{ roles: [communications] }}\n\
+             server:\n  tokens:\n    dana.ito: {{ person: dana.ito, sha256: {} }}\n",
+            phasegate::engine::decide::sha256_hex(DANA)
+        ),
+    )
+    .unwrap();
+    let token = || Cli::new().current_dir(dir.path()).args(["token"]);
+    token().args(["tom.reyes"]).succeeds().stdout_has("      tom.reyes: { person: tom.reyes, sha256: ");
+    token()
+        .args(["dana.ito"])
+        .succeeds()
+        .stdout_has("      dana.ito-2: { person: dana.ito, sha256: ")
+        .stderr_has("the configuration has a token named `dana.ito`; this one is named `dana.ito-2`");
+    token()
+        .args(["dana.ito", "--name", "dana-laptop"])
         .succeeds()
         .stdout_has("      dana-laptop: { person: dana.ito, sha256: ");
+    let refused = token()
+        .args(["dana.itoo"])
+        .fails()
+        .stderr_has("error: `dana.itoo` is not among the people of the configuration `phasegate.yaml`")
+        .stderr_has("help: did you mean `dana.ito`?")
+        .stdout();
+    assert!(refused.is_empty(), "no token for a person the configuration lacks: {refused}");
+    token()
+        .args(["tom.reyes", "--name", "dana.ito"])
+        .fails()
+        .stderr_has("the configuration already has a token named `dana.ito`")
+        .stderr_has("help: `--name dana.ito-2` is free");
+    // The configuration named by `--config` (or PHASEGATE_CONFIG), from anywhere.
+    Cli::new().args(["token", "tom.reyes", "--config"]).args([&config]).succeeds();
+    Cli::new()
+        .env("PHASEGATE_CONFIG", &config)
+        .args(["token", "nobody"])
+        .fails()
+        .stderr_has("help: the configuration's people: `dana.ito`, `tom.reyes`");
 }

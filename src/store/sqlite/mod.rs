@@ -374,11 +374,16 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
+        self.events_page(incident, after, usize::MAX).await
+    }
+
+    async fn events_page(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<Event>, Error> {
         let after = i64::try_from(after).map_err(|_| Error::Corrupt(format!("version {after} is out of range")))?;
         let rows: Vec<EventRow> =
-            sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq")
+            sqlx::query_as("SELECT seq, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq LIMIT ?")
                 .bind(incident)
                 .bind(after)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&self.reads)
                 .await?;
         rows.into_iter()

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, Overrides};
-use crate::runbook::diagnostic::did_you_mean;
 use crate::server;
+use crate::spelling::did_you_mean;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -210,7 +210,7 @@ fn set(state: &impl Serialize) -> serde_json::Map<String, Value> {
 /// Every phase of the runbook in its order (the order written, wherever `needs` allows it).
 pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a>> {
     runbook
-        .phases
+        .phases()
         .iter()
         .map(|phase| {
             let state = incident.phase(&phase.id);

@@ -137,7 +137,7 @@ pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
 
 pub async fn a_page_of_events_is_a_slice_of_the_log(store: Arc<impl Store>) {
     let events = [started("inc-1", "breach", None), note(1, "shop is down"), note(2, "tills offline"), note(3, "back")];
-    store.append("inc-1", 0, &events, &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &events)).await.unwrap();
     // After, limit: the slice of the log expected.
     let cases: [(u64, usize, &[Event]); 6] = [
         (0, 2, &events[..2]),

@@ -19,6 +19,7 @@ use crate::store::{self, Store};
 
 pub mod audit;
 pub mod drill;
+pub mod inbox;
 mod owned;
 
 use owned::Owned;

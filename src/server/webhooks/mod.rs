@@ -126,7 +126,7 @@ pub async fn receive(
     if app.inbox.depth() >= INBOX_LIMIT {
         return overloaded();
     }
-    // Checked now only to refuse what the triggers could never read; the inbox task decodes it
+    // Checked now only to refuse what the triggers could never read; the runtime's inbox reads it
     // when it applies it, with the triggers of that moment.
     if let Err(error) = readable(&app, &source, &body) {
         count("refused", error.code);

@@ -228,7 +228,9 @@ pub fn decide(trigger: &Trigger, variables: &Variables, key: &str, open: Option<
     match &trigger.action {
         TriggerAction::Start { .. } if resolved => Decision::Resolve { incident, note: alert_note(variables, true) },
         TriggerAction::Start { .. } => Decision::Attach { incident, note: alert_note(variables, false) },
-        TriggerAction::Satisfy { phase, gate } => Decision::Satisfy { incident, phase: phase.clone(), gate: gate.clone() },
+        TriggerAction::Satisfy { phase, gate } => {
+            Decision::Satisfy { incident, phase: phase.clone(), gate: gate.clone() }
+        }
         TriggerAction::Evidence { note } => match scope::evaluate(note, variables) {
             Ok(Value::String(note)) => Decision::Evidence { incident, note },
             Ok(other) => Decision::Evidence { incident, note: other.to_string() },
@@ -334,8 +336,9 @@ triggers:
     #[test]
     fn each_delivery_is_decided_by_its_trigger_and_the_open_incident() {
         let note = |text: &str| text.to_string();
-        let inputs =
-            |severity: Value| BTreeMap::from([("alert_name".to_string(), json!("DbRead")), ("severity".into(), severity)]);
+        let inputs = |severity: Value| {
+            BTreeMap::from([("alert_name".to_string(), json!("DbRead")), ("severity".into(), severity)])
+        };
         let table: Vec<(&str, &str, Value, Option<&str>, Decision)> = vec![
             (
                 "a firing alert with nothing open starts an incident",

@@ -100,15 +100,21 @@ impl Inbox {
         triggers.filter(|trigger| trigger.source == source).map(|trigger| &trigger.format).collect()
     }
 
-    /// Counts the waiting deliveries found in the store (at start).
-    pub fn found(&self, depth: u64) {
-        self.depth.store(depth, Ordering::Relaxed);
-    }
-
-    /// A new delivery was received: count it and wake the loop.
-    pub fn received(&self) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
+    /// Stores a delivery in the inbox, before its sender is answered; a new one is counted and
+    /// wakes the loop. `false` when it was received before (a retry or a replay, which changes
+    /// nothing).
+    pub async fn receive<S: Store, T: Templates + Send + Sync>(
+        &self,
+        runtime: &Runtime<S, T>,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Result<bool, Error> {
+        let new = runtime.store().receive(delivery, body).await?;
+        if new {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+        Ok(new)
     }
 
     fn taken(&self, applied: usize) {
@@ -154,6 +160,11 @@ impl Inbox {
         interval: Duration,
         mut stopped: watch::Receiver<bool>,
     ) {
+        // What waits from before (a restart), as the count past which the server sheds load.
+        match runtime.store().inbox_depth().await {
+            Ok(depth) => self.depth.store(depth, Ordering::Relaxed),
+            Err(error) => tracing::error!(%error, "the webhook inbox's depth cannot be read"),
+        }
         let mut backoff = Duration::ZERO;
         loop {
             if *stopped.borrow() {
@@ -166,7 +177,8 @@ impl Inbox {
                     true
                 }
             };
-            backoff = if failed { (backoff * 2).clamp(Duration::from_millis(100), MOST_BACKOFF) } else { Duration::ZERO };
+            backoff =
+                if failed { (backoff * 2).clamp(Duration::from_millis(100), MOST_BACKOFF) } else { Duration::ZERO };
             let wait = if failed { backoff } else { interval };
             tokio::select! {
                 _ = self.wake.notified(), if !failed => {}
@@ -270,8 +282,9 @@ impl Inbox {
                 }
                 let payload = match &payload {
                     Some(payload) => payload,
-                    None => payload
-                        .insert(serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?),
+                    None => payload.insert(
+                        serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?,
+                    ),
                 };
                 for variables in trigger::read(&trigger.format, payload).map_err(|error| error.to_string())? {
                     subjects.push(Subject { armed, trigger: number, variables });

@@ -265,7 +265,6 @@ pub async fn serve(
             }
         }
     });
-    app.inbox.found(app.runtime.store().inbox_depth().await?);
     let applying = Arc::clone(&app);
     let stopped = stop.subscribe();
     let inbox = tokio::spawn(async move { applying.inbox.run(&applying.runtime, interval, stopped).await });

@@ -319,11 +319,15 @@ async fn phasegate_run_applies_the_deliveries_waiting_in_the_inbox() {
     std::fs::create_dir(dir.path().join("runbooks")).unwrap();
     std::fs::write(dir.path().join("runbooks/paged.yaml"), PAGED).unwrap();
     let config = dir.path().join("phasegate.yaml");
-    std::fs::write(&config, "database: phasegate.db
+    std::fs::write(
+        &config,
+        "database: phasegate.db
 runbooks: runbooks
 people:
   dana: { roles: [lead] }
-").unwrap();
+",
+    )
+    .unwrap();
     let db = dir.path().join("phasegate.db");
     let store = SqliteStore::open(&db).await.unwrap();
     let mut other = notification("resolved", "2026-11-24T01:00:00Z");

@@ -141,9 +141,8 @@ pub async fn receive(
         _ => verified.delivery_id,
     };
     let delivery = Delivery { source: source.clone(), id, received_at: Utc::now() };
-    match app.runtime.store().receive(&delivery, &body).await {
+    match app.inbox.receive(&app.runtime, &delivery, &body).await {
         Ok(true) => {
-            app.inbox.received();
             count("accepted", "");
             (StatusCode::ACCEPTED, Json(json!({ "delivery": delivery.id, "state": "received" }))).into_response()
         }

@@ -136,24 +136,35 @@ impl Inbox {
         runtime: &Runtime<S, T>,
     ) -> Result<usize, Error> {
         let mut total = 0;
-        loop {
-            let waiting = runtime.store().inbox(PAGE, PAGE_BYTES).await?;
-            if waiting.is_empty() {
-                return Ok(total);
-            }
-            let applied = self.apply_page(runtime, waiting).await?;
-            self.taken(applied);
+        while let Some(applied) = self.apply_next_page(runtime).await? {
             if applied == 0 {
-                return Ok(total);
+                break;
             }
             total += applied;
         }
+        Ok(total)
     }
 
-    /// Applies waiting deliveries until `stopped` says so: whenever woken (a delivery was
-    /// received), and every `interval` in any case (deliveries received before a restart, or by
-    /// another process). A page under way when the stop comes is finished; what waits stays for
-    /// the next start.
+    /// Applies the next page of waiting deliveries: how many were applied, or `None` when none
+    /// waits.
+    async fn apply_next_page<S: Store, T: Templates + Send + Sync>(
+        &self,
+        runtime: &Runtime<S, T>,
+    ) -> Result<Option<usize>, Error> {
+        let waiting = runtime.store().inbox(PAGE, PAGE_BYTES).await?;
+        if waiting.is_empty() {
+            return Ok(None);
+        }
+        let applied = self.apply_page(runtime, waiting).await?;
+        self.taken(applied);
+        Ok(Some(applied))
+    }
+
+    /// Applies waiting deliveries, a page at a time, until `stopped` says so: whenever woken (a
+    /// delivery was received), and every `interval` in any case (deliveries received before a
+    /// restart, or by another process). A page under way when the stop comes is finished; what
+    /// waits stays for the next start. After a page that could apply nothing, it waits longer
+    /// each time, up to [`MOST_BACKOFF`].
     pub async fn run<S: Store, T: Templates + Send + Sync>(
         &self,
         runtime: &Runtime<S, T>,
@@ -170,15 +181,19 @@ impl Inbox {
             if *stopped.borrow() {
                 return;
             }
-            let failed = match self.apply_waiting(runtime).await {
-                Ok(applied) => applied == 0 && self.depth() > 0,
+            let (more, failed) = match self.apply_next_page(runtime).await {
+                Ok(None) => (false, false),
+                Ok(Some(applied)) => (true, applied == 0),
                 Err(error) => {
                     tracing::error!(%error, "the webhook inbox could not be read or marked; trying again");
-                    true
+                    (false, true)
                 }
             };
             backoff =
                 if failed { (backoff * 2).clamp(Duration::from_millis(100), MOST_BACKOFF) } else { Duration::ZERO };
+            if more && !failed {
+                continue;
+            }
             let wait = if failed { backoff } else { interval };
             tokio::select! {
                 _ = self.wake.notified(), if !failed => {}

@@ -17,7 +17,7 @@ use phasegate::audit::keys::Signer;
 use phasegate::engine::event::Approver;
 use phasegate::engine::{Event, EventKind};
 use phasegate::runtime::audit;
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 
 const INCIDENTS: usize = 10;
@@ -123,11 +123,11 @@ fn main() {
         let built = Instant::now();
         for number in (0..INCIDENTS).filter(|_| !reuse) {
             let incident = format!("inc-{number}");
-            let mut version = store.append(&incident, 0, &[started(&incident)], &[], None).await.unwrap();
+            let mut version = store.append(Append::new(&incident, 0, &[started(&incident)])).await.unwrap();
             while (version as usize) < EVENTS_EACH {
                 let count = BATCH.min(EVENTS_EACH - version as usize);
                 let events: Vec<Event> = (0..count).map(|n| event(version as usize + n)).collect();
-                version = store.append(&incident, version, &events, &[], None).await.unwrap();
+                version = store.append(Append::new(&incident, version, &events)).await.unwrap();
                 if (version as usize).is_multiple_of(CHECKPOINT_EVERY) || version as usize == EVENTS_EACH {
                     let summary = store.incident(&incident).await.unwrap().unwrap();
                     audit::sign_head(&store, &signer, &summary, at(version as usize)).await.unwrap();

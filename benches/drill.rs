@@ -11,11 +11,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phasegate::render::Catalog;
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Context switches (voluntary and not) of the threads of this process alive now: a count that
+/// does not depend on the machine's load as much as time does. The store's threads live from its
+/// opening to its closing, so a difference taken inside that span counts theirs.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 fn main() {
@@ -38,27 +56,33 @@ fn main() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let (mut drills, mut yardsticks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut shape = (0, 0, chrono::Duration::zero());
+    let mut switches = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let dir = tempfile::tempdir().unwrap();
         let (drill, yardstick) = tokio.block_on(async {
             let store = SqliteStore::open_for_drill(dir.path().join("drill.db")).await.unwrap();
-            let started = Instant::now();
+            let (started, switched) = (Instant::now(), context_switches());
             let finished =
                 phasegate::runtime::drill::run(&scenario, &runbook, &runbook_text, Arc::clone(&catalog), store, |_| {})
                     .await
                     .unwrap();
             let drill = started.elapsed();
+            switches.0.push(context_switches() - switched);
             assert!(finished.passed(), "the drill did not pass: {:?}", finished.verdicts);
             shape = (finished.events.len(), finished.captured.len(), finished.ended_at - scenario.start_at);
             let events = finished.events.clone();
             finished.runtime.into_store().close().await;
 
             let store = SqliteStore::open_for_drill(dir.path().join("yardstick.db")).await.unwrap();
-            let started = Instant::now();
+            let (started, switched) = (Instant::now(), context_switches());
             for (version, event) in events.iter().enumerate() {
-                store.append(&finished.incident, version as u64, std::slice::from_ref(event), &[], None).await.unwrap();
+                store
+                    .append(Append::new(&finished.incident, version as u64, std::slice::from_ref(event)))
+                    .await
+                    .unwrap();
             }
             let yardstick = started.elapsed();
+            switches.1.push(context_switches() - switched);
             store.close().await;
             (drill, yardstick)
         });
@@ -84,8 +108,13 @@ fn main() {
         "| yardstick: the same events appended one by one to a fresh drill database | {:.0} ms | 1.00 |",
         yardstick.as_secs_f64() * 1000.0
     );
+    let middle = |mut counts: Vec<u64>| {
+        counts.sort();
+        counts[counts.len() / 2]
+    };
+    println!("\ncontext switches (median): the drill {}, the yardstick {}", middle(switches.0), middle(switches.1));
     println!(
-        "\n{:.0} simulated days per second of wall time",
+        "{:.0} simulated days per second of wall time",
         simulated.num_seconds() as f64 / 86_400.0 / drill.as_secs_f64()
     );
 }

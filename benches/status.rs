@@ -10,7 +10,7 @@ use chrono::Utc;
 use phasegate::engine::{Directory, Event, EventKind};
 use phasegate::render::Catalog;
 use phasegate::runtime::Runtime;
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 
 const EVENTS: usize = 10_000;
 const RUNS: usize = 15;
@@ -40,7 +40,7 @@ fn main() {
                         .because(Some(format!("note {}", version as usize + n)))
                 })
                 .collect();
-            version = runtime.store().append(&id, version, &batch, &[], None).await.unwrap();
+            version = runtime.store().append(Append::new(&id, version, &batch)).await.unwrap();
         }
         let mut samples = Vec::new();
         for _ in 0..RUNS {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phasegate::engine::{Effect, EffectKind, Event, EventKind};
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
@@ -96,7 +96,7 @@ async fn store_with(path: PathBuf, incidents: usize) -> (Arc<SqliteStore>, Vec<u
     let store = SqliteStore::open(path).await.unwrap();
     for number in 0..incidents {
         let incident = format!("inc-{number}");
-        store.append(&incident, 0, &[started(&incident)], &[], None).await.unwrap();
+        store.append(Append::new(&incident, 0, &[started(&incident)])).await.unwrap();
     }
     (Arc::new(store), vec![1; incidents])
 }
@@ -108,7 +108,7 @@ async fn sequential_appends(store: Arc<SqliteStore>, mut version: u64, effect: b
     let start = Instant::now();
     for number in 0..SEQUENTIAL_APPENDS {
         let effects: Vec<Effect> = effect.then(|| notify(&format!("inc-0/status/{version}"))).into_iter().collect();
-        version = store.append("inc-0", version, &[note(number)], &effects, None).await.unwrap();
+        version = store.append(Append::new("inc-0", version, &[note(number)]).effects(&effects)).await.unwrap();
     }
     (rate(SEQUENTIAL_APPENDS, start.elapsed()), version)
 }
@@ -138,7 +138,7 @@ async fn concurrent_appends(store: Arc<SqliteStore>, versions: Vec<u64>) -> (f64
             tokio::spawn(async move {
                 let incident = format!("inc-{number}");
                 for append in 0..APPENDS_EACH {
-                    version = store.append(&incident, version, &[note(append)], &[], None).await.unwrap();
+                    version = store.append(Append::new(&incident, version, &[note(append)])).await.unwrap();
                 }
                 version
             })

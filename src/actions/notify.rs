@@ -40,7 +40,7 @@ pub(super) struct Notice<'a> {
 pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &IncidentView<'_>) -> Result<Outcome, Error> {
     let audience = view
         .runbook
-        .audiences
+        .audiences()
         .iter()
         .find(|audience| audience.id == notice.audience)
         .ok_or_else(|| Error::UnknownAudience(notice.audience.to_string()))?;
@@ -51,7 +51,7 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
     let mut channels: Vec<&Channel> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
     for id in notice.channels {
-        match view.runbook.channels.iter().find(|channel| &channel.id == id) {
+        match view.runbook.channels().iter().find(|channel| &channel.id == id) {
             Some(channel) => channels.push(channel),
             None => unknown.push(id.clone()),
         }
@@ -80,7 +80,7 @@ pub(super) async fn send(actions: &Actions, notice: &Notice<'_>, view: &Incident
     let subject = format!(
         "[{}] {}: update for {title} ({})",
         view.incident.id,
-        view.runbook.title,
+        view.runbook.title(),
         occasion_words(notice.occasion)
     );
     let mut sent = Vec::new();
@@ -194,7 +194,7 @@ async fn deliver(
             let headers = http::headers(headers, &mut revealed).map_err(|error| error.to_string())?;
             let mut body = json!({
                 "incident": view.incident.id,
-                "runbook": view.runbook.id,
+                "runbook": view.runbook.id(),
                 "audience": notice.audience,
                 "occasion": notice.occasion,
                 "text": text,
@@ -281,7 +281,7 @@ fn captured(
             message.to = vec![shown(url)];
             let mut body = json!({
                 "incident": view.incident.id,
-                "runbook": view.runbook.id,
+                "runbook": view.runbook.id(),
                 "audience": notice.audience,
                 "occasion": notice.occasion,
                 "text": message.text,

@@ -28,11 +28,44 @@ pub fn canonical(event: &Event) -> Result<String, serde_json::Error> {
     serde_json_canonicalizer::to_string(event)
 }
 
-/// The event as it reads back from its canonical form, which writes numbers as RFC 8785 does
-/// (`2.0` as `2`, `-0.0` as `0`, integers beyond 2^53 rounded to a double). The runtime appends
-/// events in this form, so that what it keeps in memory is what reading the log gives.
-pub fn normalize(event: &Event) -> Result<Event, serde_json::Error> {
-    serde_json::from_str(&canonical(event)?)
+/// An event in the form the log gives it back, with the canonical JSON its hash covers: what an
+/// append stores, encoded once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canonical {
+    event: Event,
+    json: String,
+}
+
+impl Canonical {
+    /// Encodes `event` and checks that it reads back: what the log could not give back must not
+    /// be stored, since one unreadable event would make its incident unreadable for good. The
+    /// canonical form writes numbers as RFC 8785 does (`2.0` as `2`, `-0.0` as `0`, integers
+    /// beyond 2^53 rounded to a double), so the event kept is the one that reads back, which
+    /// must encode to the same bytes (its hash never changes).
+    pub fn of(event: Event) -> Result<Canonical, String> {
+        let json = canonical(&event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+        let back: Event =
+            serde_json::from_str(&json).map_err(|error| format!("does not read back from JSON: {error}"))?;
+        // Equal events encode alike, so the usual case needs no second encoding.
+        if back == event || canonical(&back).is_ok_and(|again| again == json) {
+            return Ok(Canonical { event: back, json });
+        }
+        Err("does not read back from JSON as it was written".to_string())
+    }
+
+    /// The event as the log gives it back.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Its canonical JSON.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn into_json(self) -> String {
+        self.json
+    }
 }
 
 /// The canonical form of an event given as JSON text from anywhere (an export, a database edited

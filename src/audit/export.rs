@@ -17,7 +17,6 @@ use serde_json::value::RawValue;
 
 use super::keys::{Checkpoint, PublicKey, SignedCheckpoint};
 use super::verify::{Outcome, Problem, Verifier};
-use crate::store::{ChainLink, StoredCheckpoint};
 
 /// The version of the export shape that this phasegate writes.
 pub const FORMAT: u32 = 1;
@@ -69,22 +68,25 @@ impl<W: Write> Writer<W> {
         Ok(Writer { out })
     }
 
-    /// An event as stored. JSON that is not JSON any more (someone edited the database) is
-    /// written as a string, so the export still reads and the verifier reports it.
-    pub fn event(&mut self, link: &ChainLink) -> io::Result<()> {
-        let hash = serde_json::to_string(&link.hash)?;
-        match RawValue::from_string(link.event.clone()) {
-            Ok(event) => writeln!(self.out, r#"{{"type":"event","seq":{},"hash":{hash},"event":{event}}}"#, link.seq),
+    /// An event as stored: its position, the hash recorded with it and its JSON. JSON that is
+    /// not JSON any more (someone edited the database) is written as a string, so the export
+    /// still reads and the verifier reports it.
+    pub fn event(&mut self, seq: u64, hash: Option<&str>, event: &str) -> io::Result<()> {
+        let hash = serde_json::to_string(&hash)?;
+        match RawValue::from_string(event.to_owned()) {
+            Ok(event) => writeln!(self.out, r#"{{"type":"event","seq":{seq},"hash":{hash},"event":{event}}}"#),
             Err(_) => {
-                let event = serde_json::to_string(&link.event)?;
-                writeln!(self.out, r#"{{"type":"event","seq":{},"hash":{hash},"event":{event}}}"#, link.seq)
+                let event = serde_json::to_string(event)?;
+                writeln!(self.out, r#"{{"type":"event","seq":{seq},"hash":{hash},"event":{event}}}"#)
             }
         }
     }
 
-    pub fn checkpoint(&mut self, stored: &StoredCheckpoint) -> io::Result<()> {
-        let body = RawValue::from_string(stored.body.clone()).map_err(io::Error::other)?;
-        let signature = serde_json::to_string(&stored.signature)?;
+    /// A signed checkpoint as stored: the canonical JSON of its body, which was signed, and the
+    /// signature in hex.
+    pub fn checkpoint(&mut self, body: &str, signature: &str) -> io::Result<()> {
+        let body = RawValue::from_string(body.to_owned()).map_err(io::Error::other)?;
+        let signature = serde_json::to_string(signature)?;
         writeln!(self.out, r#"{{"type":"checkpoint","checkpoint":{body},"signature":{signature}}}"#)
     }
 

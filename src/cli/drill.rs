@@ -62,7 +62,7 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
     println!(
         "drill `{}`: runbook `{}` ({}) from {}",
         scenario.name,
-        runbook.id,
+        runbook.id(),
         runbook_path.display(),
         scenario.start_at.format("%Y-%m-%d %H:%M:%S UTC")
     );

@@ -49,12 +49,12 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
 /// Each phase's stage: phases in the same stage do not depend on each other and may run in
 /// parallel. Phases are in dependency order, so one pass suffices.
 pub fn stages(runbook: &Runbook) -> Vec<usize> {
-    let mut stage_of: Vec<usize> = Vec::with_capacity(runbook.phases.len());
-    for phase in &runbook.phases {
+    let mut stage_of: Vec<usize> = Vec::with_capacity(runbook.phases().len());
+    for phase in runbook.phases() {
         let stage = phase
             .needs
             .iter()
-            .filter_map(|need| runbook.phases.iter().position(|p| &p.id == need))
+            .filter_map(|need| runbook.phases().iter().position(|p| &p.id == need))
             .map(|index| stage_of[index] + 1)
             .max()
             .unwrap_or(1);
@@ -65,22 +65,22 @@ pub fn stages(runbook: &Runbook) -> Vec<usize> {
 
 pub fn text(runbook: &Runbook) -> String {
     let mut out = String::new();
-    let version = runbook.version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
-    let steps: usize = runbook.phases.iter().map(|p| p.steps.len()).sum();
-    let _ = writeln!(out, "{}: {}{version}", runbook.id, runbook.title);
+    let version = runbook.version().map(|v| format!(" (version {v})")).unwrap_or_default();
+    let steps: usize = runbook.phases().iter().map(|p| p.steps.len()).sum();
+    let _ = writeln!(out, "{}: {}{version}", runbook.id(), runbook.title());
     let _ = writeln!(
         out,
         "{}, {}, {} that may be relaxed, {}\n",
-        count(runbook.phases.len(), "phase"),
+        count(runbook.phases().len(), "phase"),
         count(steps, "step"),
-        count(runbook.controls.len(), "control"),
-        count(runbook.triggers.len(), "trigger")
+        count(runbook.controls().len(), "control"),
+        count(runbook.triggers().len(), "trigger")
     );
     let stages = stages(runbook);
     let last_stage = stages.iter().copied().max().unwrap_or(0);
     for stage in 1..=last_stage {
         let members: Vec<&Phase> =
-            runbook.phases.iter().zip(&stages).filter(|(_, s)| **s == stage).map(|(p, _)| p).collect();
+            runbook.phases().iter().zip(&stages).filter(|(_, s)| **s == stage).map(|(p, _)| p).collect();
         let parallel = if members.len() > 1 { "  (these phases may run in parallel)" } else { "" };
         let _ = writeln!(out, "stage {stage}{parallel}");
         for phase in members {
@@ -102,14 +102,14 @@ fn rights_text(out: &mut String, runbook: &Runbook) {
             (false, true) => format!("nobody (the default: declare `rights.{key}`)"),
         }
     };
-    let rights = &runbook.rights;
+    let rights = runbook.rights();
     let _ = writeln!(out, "  close    {}", right(&rights.close, "close"));
     let _ = writeln!(out, "  abandon  {}", right(&rights.abandon, "abandon"));
     let _ = writeln!(out, "  recover  {}", right(&rights.recover, "recover"));
-    if !runbook.audiences.is_empty() {
+    if !runbook.audiences().is_empty() {
         let _ = writeln!(out, "  updates by hand");
     }
-    for audience in &runbook.audiences {
+    for audience in runbook.audiences() {
         let senders = match &audience.senders {
             None => "anyone configured".to_string(),
             Some(senders) if senders.roles.is_empty() && !senders.declared => {
@@ -228,7 +228,7 @@ fn mermaid_label(text: &str) -> String {
 
 pub fn mermaid(runbook: &Runbook) -> String {
     let mut out = String::from("flowchart TD\n");
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         let mut label = mermaid_label(&phase.id);
         if let Some(title) = &phase.title {
             let _ = write!(label, "<br/>{}", mermaid_label(title));
@@ -244,7 +244,7 @@ pub fn mermaid(runbook: &Runbook) -> String {
             let _ = writeln!(out, "    class {} conditional", mermaid_id(&phase.id));
         }
     }
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         for need in &phase.needs {
             let _ = writeln!(out, "    {} --> {}", mermaid_id(need), mermaid_id(&phase.id));
         }
@@ -260,9 +260,9 @@ fn dot_escape(text: &str) -> String {
 pub fn dot(runbook: &Runbook) -> String {
     let mut out = format!(
         "digraph \"{}\" {{\n    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];\n",
-        dot_escape(&runbook.id)
+        dot_escape(runbook.id())
     );
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         let mut label = phase.id.clone();
         if let Some(title) = &phase.title {
             label = format!("{label}\n{title}");
@@ -276,7 +276,7 @@ pub fn dot(runbook: &Runbook) -> String {
         let style = if phase.when.is_some() { ", style=dashed" } else { "" };
         let _ = writeln!(out, "    \"{}\" [label=\"{}\"{style}];", dot_escape(&phase.id), dot_escape(&label));
     }
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         for need in &phase.needs {
             let _ = writeln!(out, "    \"{}\" -> \"{}\";", dot_escape(need), dot_escape(&phase.id));
         }

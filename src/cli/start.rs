@@ -55,7 +55,7 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         eprintln!(
             "error: `start --strict` refuses: the configuration does not fit runbook `{}` ({} problem(s) above); \
              fix them, or start without `--strict`",
-            runbook.id,
+            runbook.id(),
             misfits.len()
         );
         return Ok(super::exit::INVALID);

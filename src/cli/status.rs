@@ -113,7 +113,7 @@ pub fn board(
         None if failed(incident) => "OPEN, FAILED: see BLOCKING".to_string(),
         None => "OPEN".to_string(),
     };
-    let _ = writeln!(out, "{}  {}  [{state}]", incident.id, runbook.title);
+    let _ = writeln!(out, "{}  {}  [{state}]", incident.id, runbook.title());
     let version = incident.runbook_version.as_deref().map(|v| format!(" v{v}")).unwrap_or_default();
     let _ = writeln!(out, "runbook {}{version}, sha256 {}", incident.runbook_id, &incident.runbook_sha256[..12]);
     let _ = writeln!(
@@ -137,7 +137,7 @@ pub fn board(
     }
 
     let _ = writeln!(out, "\nPHASES");
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         let state = incident.phase(&phase.id);
         let (mark, detail) = match state.status {
             PhaseStatus::Done => {

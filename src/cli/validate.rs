@@ -53,20 +53,20 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
             Err(error) => unreadable.push((path, format!("cannot read: {error}"))),
             Ok(Ok(runbook)) => {
                 let mut diagnostics = Vec::new();
-                if let Some(first) = seen_ids.get(&runbook.id) {
+                if let Some(first) = seen_ids.get(runbook.id()) {
                     // Runbook ids are unique among runbooks: triggers and incidents name them.
                     diagnostics.push(Diagnostic::new(
                         Code::DuplicateId,
                         id_mark(&path),
-                        format!("runbook id `{}` is also used by `{}`", runbook.id, first.display()),
+                        format!("runbook id `{}` is also used by `{}`", runbook.id(), first.display()),
                     ));
                 } else {
-                    seen_ids.insert(runbook.id.clone(), path.clone());
+                    seen_ids.insert(runbook.id().to_owned(), path.clone());
                 }
                 reports.push(FileReport {
                     path: path.display().to_string(),
                     valid: diagnostics.is_empty(),
-                    runbook: Some(runbook.id),
+                    runbook: Some(runbook.id().to_owned()),
                     error: None,
                     diagnostics,
                 });

@@ -46,7 +46,7 @@ pub enum Misfit {
 pub fn misfits(config: &Config, runbook: &Runbook, starter: Option<&str>) -> Vec<Misfit> {
     let mut found = role_misfits(config, &runbook.role_needs(), starter);
     found.extend(secret_misfits(config, runbook));
-    found.extend(runbook.channels.iter().filter_map(|channel| {
+    found.extend(runbook.channels().iter().filter_map(|channel| {
         channel_problem(config, &channel.kind).map(|reason| Misfit::Channel { channel: channel.id.clone(), reason })
     }));
     found

@@ -165,7 +165,7 @@ fn verdict(
             };
             let limit = chrono::Duration::from_std(*at_most).unwrap_or(chrono::Duration::MAX);
             let mut longest: Option<(String, chrono::Duration, bool)> = None;
-            for phase in &runbook.phases {
+            for phase in runbook.phases() {
                 let state = incident.phase(&phase.id);
                 for (gates, since) in [(&phase.entry, state.ready_at), (&phase.exit, state.started_at)] {
                     let Some(since) = since else { continue };

@@ -113,7 +113,7 @@ pub fn waits(runbook: &Runbook, incident: &Incident, wait: &Waiting) -> bool {
         Waiting::Failed { phase, step } => incident.step(phase, step).status == StepStatus::Failed,
         Waiting::Closable => {
             incident.open_relaxations().next().is_none()
-                && runbook.phases.iter().all(|phase| incident.phase(&phase.id).status.is_finished())
+                && runbook.phases().iter().all(|phase| incident.phase(&phase.id).status.is_finished())
         }
     }
 }

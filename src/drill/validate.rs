@@ -11,10 +11,10 @@ use super::model::{
     Act, Answer, CommandStandIn, Expectation, Expected, HttpStandIn, Scenario, Scripted, Waiting, When,
 };
 use super::{Code, Diagnostic, raw};
-use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::model::{Action, GateKind};
 use crate::runbook::spanned::Spanned;
 use crate::runbook::{Mark, Runbook};
+use crate::spelling::did_you_mean;
 
 /// How long a drill runs when the scenario does not say.
 pub const DEFAULT_UNTIL: Duration = Duration::from_secs(30 * 86_400);
@@ -466,7 +466,7 @@ fn expectation_of(checker: &mut Checker, expectation: &Spanned<raw::Expectation>
 /// Every reference of the scenario checked against the runbook it drills.
 pub fn check(scenario: &Scenario, runbook: &Runbook) -> Vec<Diagnostic> {
     let mut refs = References { runbook, problems: Vec::new() };
-    let roles: Vec<&str> = runbook.roles.iter().map(|role| role.id.as_str()).collect();
+    let roles: Vec<&str> = runbook.roles().iter().map(|role| role.id.as_str()).collect();
     for (person, held) in &scenario.people {
         for role in held {
             if !roles.contains(&role.as_str()) {
@@ -474,15 +474,15 @@ pub fn check(scenario: &Scenario, runbook: &Runbook) -> Vec<Diagnostic> {
             }
         }
     }
-    let inputs: Vec<&str> = runbook.inputs.iter().map(|input| input.name.as_str()).collect();
+    let inputs: Vec<&str> = runbook.inputs().iter().map(|input| input.name.as_str()).collect();
     for name in scenario.inputs.keys() {
         if runbook.input(name).is_none() {
             refs.unknown(scenario.runbook_mark, format!("input `{name}`"), &inputs, name);
         }
     }
-    let audiences: Vec<&str> = runbook.audiences.iter().map(|audience| audience.id.as_str()).collect();
-    let sources: Vec<&str> = runbook.triggers.iter().map(|trigger| trigger.source.as_str()).collect();
-    let controls: Vec<&str> = runbook.controls.iter().map(|control| control.id.as_str()).collect();
+    let audiences: Vec<&str> = runbook.audiences().iter().map(|audience| audience.id.as_str()).collect();
+    let sources: Vec<&str> = runbook.triggers().iter().map(|trigger| trigger.source.as_str()).collect();
+    let controls: Vec<&str> = runbook.controls().iter().map(|control| control.id.as_str()).collect();
     for scripted in &scenario.script {
         let mark = scripted.mark;
         if let When::Waiting { wait, .. } = &scripted.when {
@@ -544,7 +544,7 @@ struct References<'r> {
 impl References<'_> {
     fn unknown(&mut self, mark: Mark, what: String, candidates: &[&str], word: &str) {
         let mut diagnostic =
-            Diagnostic::new(Code::UnknownReference, mark, format!("{what} is not in runbook `{}`", self.runbook.id));
+            Diagnostic::new(Code::UnknownReference, mark, format!("{what} is not in runbook `{}`", self.runbook.id()));
         if let Some(near) = did_you_mean(word, candidates.iter().copied()) {
             diagnostic.help = Some(format!("did you mean `{near}`?"));
         }
@@ -553,7 +553,7 @@ impl References<'_> {
 
     fn reference(&mut self, mark: Mark, phase: &str, name: Option<&str>, kind: Kind) {
         let Some(model) = self.runbook.phase(phase) else {
-            let phases: Vec<&str> = self.runbook.phases.iter().map(|phase| phase.id.as_str()).collect();
+            let phases: Vec<&str> = self.runbook.phases().iter().map(|phase| phase.id.as_str()).collect();
             self.unknown(mark, format!("phase `{phase}`"), &phases, phase);
             return;
         };

@@ -24,7 +24,7 @@ pub enum Applied {
 /// What every trigger listening to `source` does with `payload` for `incident`.
 pub fn apply(runbook: &Runbook, incident: &Incident, source: &str, payload: &Value) -> Vec<Applied> {
     let mut applied = Vec::new();
-    for trigger in runbook.triggers.iter().filter(|trigger| trigger.source == source) {
+    for trigger in runbook.triggers().iter().filter(|trigger| trigger.source == source) {
         let ignored = |why: String| Applied::Ignored { trigger: trigger.id.clone(), why };
         let subjects = match trigger::read(&trigger.format, payload) {
             Ok(subjects) => subjects,

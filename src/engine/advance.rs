@@ -12,8 +12,8 @@ use super::effect::{Effect, EffectKind, HttpRequest, Outcome};
 use super::event::EventKind;
 use super::scope;
 use super::state::{PhaseStatus, StepStatus};
+use crate::runbook::model::EventKind as Occasion;
 use crate::runbook::model::{Action, Gate, GateKind, Phase, Request, Step, TimerAnchor};
-use crate::runbook::raw::EventKind as Occasion;
 
 /// A step's attempt without a `timeout` may take this long.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ impl Work<'_> {
                 return;
             }
             let before = (self.events.len(), self.effects.len());
-            for phase in &self.runbook.phases {
+            for phase in self.runbook.phases() {
                 self.advance_phase(phase);
             }
             self.overdue_relaxations();
@@ -290,7 +290,7 @@ impl Work<'_> {
             }
             Action::Notify { audience, template, channels, message } => {
                 let audience_model =
-                    self.runbook.audiences.iter().find(|a| &a.id == audience).expect("validated audience");
+                    self.runbook.audiences().iter().find(|a| &a.id == audience).expect("validated audience");
                 Ok(EffectKind::Notify {
                     audience: audience.clone(),
                     template: template.clone().unwrap_or_else(|| audience_model.template.clone()),
@@ -447,7 +447,7 @@ impl Work<'_> {
         message: Option<String>,
         step: Option<(String, String)>,
     ) {
-        let Some(model) = self.runbook.audiences.iter().find(|a| a.id == audience) else { return };
+        let Some(model) = self.runbook.audiences().iter().find(|a| a.id == audience) else { return };
         self.emit(EventKind::StatusUpdateRequested { audience: audience.to_string(), occasion: occasion.to_string() });
         let id = format!("{}/update/{}/{}", self.incident.id, audience, self.incident.version);
         let kind = EffectKind::Notify {
@@ -466,7 +466,7 @@ impl Work<'_> {
         let mut due: Vec<(String, String)> = Vec::new();
         for event in &self.events {
             let Some((occasion, phase)) = occasion(&event.kind) else { continue };
-            for rule in &self.runbook.status_updates {
+            for rule in self.runbook.status_updates() {
                 let phase_matches = match (&rule.phases, phase) {
                     (Some(phases), Some(phase)) => phases.iter().any(|p| p == phase),
                     (Some(_), None) => false,
@@ -482,7 +482,7 @@ impl Work<'_> {
             }
         }
         if self.incident.closed.is_none() {
-            for rule in &self.runbook.status_updates {
+            for rule in self.runbook.status_updates() {
                 let Some(every) = rule.every else { continue };
                 for audience in &rule.audiences {
                     let last = self.incident.last_update.get(audience).copied().unwrap_or(self.incident.started_at);

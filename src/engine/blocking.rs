@@ -30,7 +30,7 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
     if incident.closed.is_some() {
         return found;
     }
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         match incident.phase(&phase.id).status {
             PhaseStatus::Ready => gates(phase, &phase.entry, incident, &mut found),
             PhaseStatus::Running => {
@@ -50,7 +50,7 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
 pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
     let blocking = blockers(runbook, incident);
     runbook
-        .phases
+        .phases()
         .iter()
         .filter_map(|phase| {
             let status = incident.phase(&phase.id).status;
@@ -99,7 +99,7 @@ fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec
                 state.attempt,
                 state.error.unwrap_or_default()
             ),
-            roles: runbook.rights.recover.roles.clone(),
+            roles: runbook.rights().recover.roles.clone(),
         });
     }
     if found.len() == before {
@@ -109,7 +109,7 @@ fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec
             what: phase.id.clone(),
             kind: "failed",
             waiting_for: format!("phase failed: {error}; no command recovers it, only abandoning closes the incident"),
-            roles: runbook.rights.abandon.roles.clone(),
+            roles: runbook.rights().abandon.roles.clone(),
         });
     }
 }

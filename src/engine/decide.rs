@@ -119,8 +119,8 @@ pub fn decide(
                 &request.actor,
                 EventKind::IncidentStarted {
                     incident: incident.clone(),
-                    runbook_id: runbook.id.clone(),
-                    runbook_version: runbook.version.clone(),
+                    runbook_id: runbook.id().to_owned(),
+                    runbook_version: runbook.version().map(str::to_owned),
                     runbook_sha256: sha256_hex(runbook_text),
                     runbook_text: runbook_text.clone(),
                     inputs,
@@ -153,7 +153,7 @@ fn check_inputs(
         return Err(Error::UnknownInput(unknown.clone()));
     }
     let mut inputs = BTreeMap::new();
-    for input in &runbook.inputs {
+    for input in runbook.inputs() {
         let value = match (given.get(&input.name), &input.default) {
             (Some(value), _) => coerce(input.kind, value).ok_or_else(|| Error::BadInput {
                 name: input.name.clone(),
@@ -531,7 +531,7 @@ pub(super) fn declared_text<'n>(word: &str, names: impl IntoIterator<Item = &'n 
     } else {
         format!("declared {what}s: {}", all.join(", "))
     };
-    match crate::runbook::diagnostic::did_you_mean(word, names) {
+    match crate::spelling::did_you_mean(word, names) {
         Some(meant) => format!("did you mean `{meant}`? {listed}"),
         None => listed,
     }

@@ -15,7 +15,7 @@ pub fn next_due(runbook: &Runbook, incident: &Incident, now: DateTime<Utc>) -> O
         return None;
     }
     let mut due: Vec<DateTime<Utc>> = Vec::new();
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         let state = incident.phase(&phase.id);
         match state.status {
             PhaseStatus::Ready => gates(phase, &phase.entry, incident, &mut due),
@@ -39,7 +39,7 @@ pub fn next_due(runbook: &Runbook, incident: &Incident, now: DateTime<Utc>) -> O
             due.push(relaxation.expires_at);
         }
     }
-    for rule in &runbook.status_updates {
+    for rule in runbook.status_updates() {
         let Some(every) = rule.every else { continue };
         for audience in &rule.audiences {
             let last = incident.last_update.get(audience).copied().unwrap_or(incident.started_at);

@@ -58,7 +58,7 @@ impl<'a> Work<'a> {
 
     /// Who may abandon, for refusals that suggest it.
     fn abandon_hint(&self) -> String {
-        let right = &self.runbook.rights.abandon;
+        let right = &self.runbook.rights().abandon;
         if right.roles.is_empty() {
             "finish them (the runbook lets nobody abandon an incident early)".to_string()
         } else {
@@ -79,7 +79,7 @@ impl<'a> Work<'a> {
             .map(|relaxation| {
                 let steps: Vec<String> = self
                     .runbook
-                    .phases
+                    .phases()
                     .iter()
                     .flat_map(|phase| phase.steps.iter().map(move |step| (phase, step)))
                     .filter(|(_, step)| {
@@ -102,7 +102,7 @@ impl<'a> Work<'a> {
     }
 
     pub(super) fn close(&mut self, note: &Option<String>) -> Result<(), Error> {
-        self.holds(&self.runbook.rights.close, Key::Rights("close"), "closing the incident")?;
+        self.holds(&self.runbook.rights().close, Key::Rights("close"), "closing the incident")?;
         self.no_relaxation_open()?;
         let unfinished = blocking::unfinished(self.runbook, &self.incident);
         if !unfinished.is_empty() {
@@ -113,7 +113,7 @@ impl<'a> Work<'a> {
     }
 
     pub(super) fn abandon(&mut self, reason: &str) -> Result<(), Error> {
-        self.holds(&self.runbook.rights.abandon, Key::Rights("abandon"), "abandoning the incident")?;
+        self.holds(&self.runbook.rights().abandon, Key::Rights("abandon"), "abandoning the incident")?;
         if reason.trim().is_empty() {
             return Err(Error::Unexplained {
                 what: "abandoning the incident".to_string(),
@@ -133,7 +133,7 @@ impl<'a> Work<'a> {
     pub(super) fn update_by_hand(&mut self, audience: &str) -> Result<(), Error> {
         self.person()?;
         let Some(model) = self.runbook.audience(audience) else {
-            let names = self.runbook.audiences.iter().map(|a| a.id.as_str());
+            let names = self.runbook.audiences().iter().map(|a| a.id.as_str());
             return Err(Error::UnknownAudience {
                 audience: audience.to_string(),
                 declared: declared_text(audience, names, "audience"),
@@ -174,7 +174,7 @@ impl<'a> Work<'a> {
             });
         }
         self.holds(
-            &runbook.rights.recover,
+            &runbook.rights().recover,
             Key::Rights("recover"),
             &format!("recovering failed step `{phase_id}/{step_id}`"),
         )?;

@@ -15,7 +15,7 @@ use crate::runbook::model::{Action, InputType};
 pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static str, Value> {
     let mut phases = serde_json::Map::new();
     let mut steps = serde_json::Map::new();
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         let state = incident.phase(&phase.id);
         phases.insert(phase.id.clone(), json!(state.status.as_str()));
         for step in &phase.steps {
@@ -27,7 +27,7 @@ pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static st
         }
     }
     let controls: serde_json::Map<String, Value> = runbook
-        .controls
+        .controls()
         .iter()
         .map(|control| (control.id.clone(), json!(control_state(incident, &control.id))))
         .collect();
@@ -40,7 +40,7 @@ pub fn variables(runbook: &Runbook, incident: &Incident) -> BTreeMap<&'static st
             "incident",
             json!({
                 "id": incident.id,
-                "title": runbook.title,
+                "title": runbook.title(),
                 "started_by": incident.started_by,
                 "started_at": incident.started_at.to_rfc3339(),
             }),
@@ -106,16 +106,16 @@ pub fn evaluate(condition: &Condition, variables: &BTreeMap<&'static str, Value>
 pub fn names(runbook: &Runbook) -> Names {
     Names {
         variables: variables_names(),
-        inputs: runbook.inputs.iter().map(|input| input.name.clone()).collect(),
-        phases: runbook.phases.iter().map(|phase| phase.id.clone()).collect(),
+        inputs: runbook.inputs().iter().map(|input| input.name.clone()).collect(),
+        phases: runbook.phases().iter().map(|phase| phase.id.clone()).collect(),
         steps: runbook
-            .phases
+            .phases()
             .iter()
             .flat_map(|phase| {
                 phase.steps.iter().map(move |step| (format!("{}/{}", phase.id, step.id), step_outputs(step)))
             })
             .collect(),
-        controls: runbook.controls.iter().map(|control| control.id.clone()).collect(),
+        controls: runbook.controls().iter().map(|control| control.id.clone()).collect(),
     }
 }
 
@@ -204,7 +204,7 @@ mod tests {
             },
         );
         let incident = Incident::start(&started).unwrap();
-        let condition = runbook.phases[0].when.as_ref().expect("the phase has a condition");
+        let condition = runbook.phases()[0].when.as_ref().expect("the phase has a condition");
         assert_eq!(holds(condition, &variables(&runbook, &incident)), Ok(true));
     }
 }

@@ -325,7 +325,7 @@ triggers:
     /// open with its key: the decision, or why it did not act.
     fn decided(id: &str, payload: Value, open: Option<&str>) -> Decision {
         let runbook = crate::runbook::parse(RUNBOOK, &Templates).unwrap();
-        let trigger = runbook.triggers.iter().find(|trigger| trigger.id == id).unwrap();
+        let trigger = runbook.triggers().iter().find(|trigger| trigger.id == id).unwrap();
         let variables = read(&trigger.format, &payload).unwrap().remove(0);
         match key(trigger, &variables) {
             Ok(key) => decide(trigger, &variables, &key, open),

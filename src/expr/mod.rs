@@ -236,7 +236,7 @@ impl Checker<'_> {
     }
 
     fn unknown(&mut self, kind: &str, name: &str, known: &[String]) {
-        let help = crate::runbook::diagnostic::did_you_mean(name, known.iter().map(String::as_str))
+        let help = crate::spelling::did_you_mean(name, known.iter().map(String::as_str))
             .map(|meant| format!("did you mean `{meant}`?"))
             .unwrap_or_else(|| {
                 if known.is_empty() {
@@ -343,11 +343,10 @@ impl Checker<'_> {
             Expr::Select(select) => self.check(&select.operand),
             Expr::Call(call) => {
                 if !is_operator(&call.func_name) && !FUNCTIONS.contains(&call.func_name.as_str()) {
-                    let help = crate::runbook::diagnostic::did_you_mean(&call.func_name, FUNCTIONS.iter().copied())
-                        .map_or_else(
-                            || format!("the functions are: {}", FUNCTIONS.join(", ")),
-                            |meant| format!("did you mean `{meant}`?"),
-                        );
+                    let help = crate::spelling::did_you_mean(&call.func_name, FUNCTIONS.iter().copied()).map_or_else(
+                        || format!("the functions are: {}", FUNCTIONS.join(", ")),
+                        |meant| format!("did you mean `{meant}`?"),
+                    );
                     self.errors.push(Error::Reference {
                         message: format!("condition calls unknown function `{}`", call.func_name),
                         help: Some(help),

@@ -39,11 +39,11 @@ pub fn status_context(
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> Value {
-    let audience = runbook.audiences.iter().find(|audience| audience.id == audience_id);
+    let audience = runbook.audiences().iter().find(|audience| audience.id == audience_id);
     json!({
         "incident": {
             "id": incident.id,
-            "title": runbook.title,
+            "title": runbook.title(),
             "state": if incident.closed.is_some() { "closed" } else { "open" },
             "started_at": time(incident.started_at),
             "started_by": incident.started_by,
@@ -55,9 +55,9 @@ pub fn status_context(
             "close_reason": incident.closed.as_ref().and_then(|closed| closed.reason.clone()),
         },
         "runbook": {
-            "id": runbook.id,
-            "title": runbook.title,
-            "version": runbook.version,
+            "id": runbook.id(),
+            "title": runbook.title(),
+            "version": runbook.version(),
             "hash": format!("sha256:{}", incident.runbook_sha256),
         },
         "phases": phases(runbook, incident),
@@ -81,7 +81,7 @@ pub fn time(at: DateTime<Utc>) -> String {
 
 fn phases(runbook: &Runbook, incident: &Incident) -> Vec<Value> {
     runbook
-        .phases
+        .phases()
         .iter()
         .map(|phase| {
             let state = incident.phase(&phase.id);

@@ -11,15 +11,14 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, Mark};
 use super::yaml::{Node, Value};
+use crate::spelling::did_you_mean;
+
+use super::spanned::{REPORTED, SPANNED};
 
 #[cfg(doc)]
 use super::spanned::{List, Spanned, Table};
-
-/// The struct name by which [`Spanned`] asks for its position.
-pub(super) const SPANNED: &str = "$phasegate::Spanned";
-const REPORTED: &str = "$phasegate::reported";
 
 /// Where problems go while a runbook is deserialized.
 #[derive(Default)]
@@ -131,11 +130,6 @@ impl de::Error for Error {
     fn duplicate_field(field: &'static str) -> Error {
         Error::new(Code::DuplicateKey, format!("key `{field}` appears twice"))
     }
-}
-
-/// Whether an error was already reported where it happened (so callers drop the value quietly).
-pub(super) fn is_reported(error: &impl fmt::Display) -> bool {
-    error.to_string() == REPORTED
 }
 
 struct NodeDeserializer<'a> {

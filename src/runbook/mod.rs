@@ -7,13 +7,25 @@ pub mod de;
 pub mod diagnostic;
 pub mod model;
 pub mod needs;
-pub mod raw;
+mod raw;
 pub mod spanned;
 pub mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Mark};
 pub use model::Runbook;
+
+/// The JSON Schema of the runbook format (`phasegate/v1`), derived from the YAML shape. The shape
+/// itself (`raw.rs`) stays inside this module: this is the one thing the rest of the crate needs
+/// from it.
+pub fn schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(raw::Runbook)).expect("a schema always serializes");
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("$id".to_string(), "https://phasegate.dev/schema/runbook-v1.json".into());
+        object.insert("title".to_string(), "phasegate runbook (phasegate/v1)".into());
+    }
+    schema
+}
 
 /// Largest runbook file accepted, in bytes.
 pub const MAX_FILE_SIZE: usize = 1024 * 1024;

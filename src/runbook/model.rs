@@ -1,8 +1,9 @@
 //! The validated runbook: the only form the engine accepts.
 //!
-//! Values here can only be built by [`super::validate`], so every reference in them resolves,
-//! every duration is parsed, every condition compiles and the phases form a DAG, listed in an
-//! order where each phase comes after the phases it needs.
+//! A [`Runbook`] can only be built by [`super::validate`] (its fields are private to
+//! `src/runbook/`), so in the one the engine gets every reference resolves, every duration is
+//! parsed, every condition compiles and the phases form a DAG, listed in an order where each
+//! phase comes after the phases it needs.
 
 use std::time::Duration;
 
@@ -11,25 +12,80 @@ use serde::Serialize;
 pub use super::raw::{EventKind, InputType, PayloadFormat, Text, TimerAnchor};
 use crate::expr::Condition;
 
+/// A validated runbook. Its fields are private to `src/runbook/`, where only validation builds
+/// one, so that an invalid runbook cannot reach the engine; everyone else reads it through the
+/// accessors below.
 #[derive(Debug, Clone, Serialize)]
 pub struct Runbook {
-    pub id: String,
-    pub title: String,
-    pub version: Option<String>,
-    pub description: Option<String>,
-    pub inputs: Vec<Input>,
-    pub roles: Vec<Role>,
-    pub controls: Vec<Control>,
-    pub channels: Vec<Channel>,
-    pub audiences: Vec<Audience>,
-    /// In dependency order: every phase comes after all the phases it needs.
-    pub phases: Vec<Phase>,
-    pub status_updates: Vec<StatusUpdate>,
-    pub triggers: Vec<Trigger>,
-    pub rights: Rights,
+    pub(super) id: String,
+    pub(super) title: String,
+    pub(super) version: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) inputs: Vec<Input>,
+    pub(super) roles: Vec<Role>,
+    pub(super) controls: Vec<Control>,
+    pub(super) channels: Vec<Channel>,
+    pub(super) audiences: Vec<Audience>,
+    pub(super) phases: Vec<Phase>,
+    pub(super) status_updates: Vec<StatusUpdate>,
+    pub(super) triggers: Vec<Trigger>,
+    pub(super) rights: Rights,
 }
 
 impl Runbook {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
+
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    pub fn controls(&self) -> &[Control] {
+        &self.controls
+    }
+
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    pub fn audiences(&self) -> &[Audience] {
+        &self.audiences
+    }
+
+    /// In dependency order: every phase comes after all the phases it needs.
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    pub fn status_updates(&self) -> &[StatusUpdate] {
+        &self.status_updates
+    }
+
+    pub fn triggers(&self) -> &[Trigger] {
+        &self.triggers
+    }
+
+    pub fn rights(&self) -> &Rights {
+        &self.rights
+    }
+
     pub fn phase(&self, id: &str) -> Option<&Phase> {
         self.phases.iter().find(|phase| phase.id == id)
     }

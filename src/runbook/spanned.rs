@@ -1,8 +1,9 @@
 //! Values that remember where they were written, and lists and tables that survive broken entries.
 //!
-//! These are the building blocks of the raw runbook types. They deserialize only from
-//! [`super::de`]'s deserializer, which hands a [`Spanned`] its line and column and lets a [`List`]
-//! or [`Table`] skip an entry whose problem was already reported.
+//! These are the building blocks of the raw runbook types. They deserialize only from the
+//! runbook's deserializer (`de.rs`), which answers the protocol this file defines: it hands a
+//! [`Spanned`] its line and column and lets a [`List`] or [`Table`] skip an entry whose problem was
+//! already reported. This file names nothing of `de.rs`; `de.rs` imports the protocol from here.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,8 +13,18 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::de::{SPANNED, is_reported};
 use super::diagnostic::Mark;
+
+/// The struct name by which [`Spanned`] asks the deserializer for its position: the deserializer
+/// answers a struct of this name with the line, the column and the value.
+pub(super) const SPANNED: &str = "$phasegate::Spanned";
+/// The message of an error the deserializer has already reported where it happened.
+pub(super) const REPORTED: &str = "$phasegate::reported";
+
+/// Whether an error was already reported where it happened (so callers drop the value quietly).
+fn is_reported(error: &impl fmt::Display) -> bool {
+    error.to_string() == REPORTED
+}
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -7,12 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::diagnostic::{Code, Diagnostic, Mark, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, Mark};
 use super::model::{self, Action, GateKind};
 use super::raw;
 use super::spanned::{List, Spanned, Table};
 use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
+use crate::spelling::did_you_mean;
 
 mod declarations;
 mod gates;
@@ -58,7 +59,7 @@ const JSON_TRIGGER_VARIABLES: &[&str] = &["payload", "headers"];
 const ALERT_TRIGGER_VARIABLES: &[&str] = &["payload", "headers", "alert"];
 
 /// Validates a raw runbook into the model, or returns every problem found.
-pub fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
+pub(super) fn validate(raw: &raw::Runbook, templates: &dyn Templates) -> Result<model::Runbook, Vec<Diagnostic>> {
     let mut validator = Validator {
         problems: Vec::new(),
         templates,

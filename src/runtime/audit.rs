@@ -69,9 +69,9 @@ pub async fn export_stored<S: Store>(store: &S, incident: &IncidentSummary, out:
         let full = page.len() == PAGE;
         for link in &page {
             after = link.seq;
-            writer.event(link)?;
+            writer.event(link.seq, link.hash.as_deref(), &link.event)?;
             while let Some(stored) = pending.next_if(|stored| covers(stored).is_none_or(|events| events <= link.seq)) {
-                writer.checkpoint(stored)?;
+                writer.checkpoint(&stored.body, &stored.signature)?;
             }
         }
         if !full {
@@ -79,7 +79,7 @@ pub async fn export_stored<S: Store>(store: &S, incident: &IncidentSummary, out:
         }
     }
     for stored in pending {
-        writer.checkpoint(stored)?;
+        writer.checkpoint(&stored.body, &stored.signature)?;
     }
     writer.finish()?;
     Ok(())

@@ -176,6 +176,7 @@ pub async fn run(
         Ending::Stuck => line(&timeline.line(ended_at, "nothing more is due: the drill stops".into(), "drill")),
         Ending::Horizon => line(&timeline.line(ended_at, "the drill's `until` came: it stops".into(), "drill")),
     }
+    runtime.settle().await?;
     let events = runtime.store().events(&id).await?;
     let mut verdicts = expect::judge(&scenario.expect, runbook, &events, scenario.start_at, ended_at);
     let left: Vec<String> = scenario

@@ -96,7 +96,7 @@ impl Inbox {
     /// The formats of the triggers listening to `source`: what a delivery from it must be
     /// readable as.
     pub fn formats(&self, source: &str) -> Vec<&PayloadFormat> {
-        let triggers = self.armed.iter().flat_map(|armed| &armed.runbook.triggers);
+        let triggers = self.armed.iter().flat_map(|armed| armed.runbook.triggers());
         triggers.filter(|trigger| trigger.source == source).map(|trigger| &trigger.format).collect()
     }
 
@@ -260,8 +260,8 @@ impl Inbox {
         };
         for group in order {
             let actions = groups.remove(&group).unwrap_or_default();
-            let runbook = &self.armed[group.0].runbook.id;
-            let known = open.get(&(runbook.clone(), group.1.clone())).cloned();
+            let runbook = self.armed[group.0].runbook.id();
+            let known = open.get(&(runbook.to_owned(), group.1.clone())).cloned();
             for (action, result) in actions.iter().zip(self.apply_group(runtime, &actions, known).await) {
                 // An action that failed leaves its place empty: its delivery waits.
                 if let (Ok(done), Ok(dones)) = (result, &mut outcomes[action.entry]) {
@@ -291,7 +291,7 @@ impl Inbox {
         let mut subjects = Vec::new();
         let mut payload: Option<Value> = None;
         for (armed, runbook) in self.armed.iter().enumerate() {
-            for (number, trigger) in runbook.runbook.triggers.iter().enumerate() {
+            for (number, trigger) in runbook.runbook.triggers().iter().enumerate() {
                 if trigger.source != source {
                     continue;
                 }
@@ -310,7 +310,7 @@ impl Inbox {
     }
 
     fn trigger(&self, subject: &Subject) -> &Trigger {
-        &self.armed[subject.armed].runbook.triggers[subject.trigger]
+        &self.armed[subject.armed].runbook.triggers()[subject.trigger]
     }
 
     /// Applies one incident's actions, in order; stops at the first that could not be stored
@@ -353,7 +353,7 @@ impl Inbox {
         action: &Action,
         known: &mut Option<Option<String>>,
     ) -> Result<Done, Unstored> {
-        let runbook = &self.armed[action.subject.armed].runbook.id;
+        let runbook = self.armed[action.subject.armed].runbook.id();
         let trigger = &self.trigger(&action.subject).id;
         let read = || async {
             let open = runtime.store().open_incident_by_key(runbook, &action.key).await;

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::chain::Canonical;
 use crate::audit::keys::Signer;
 use crate::engine::{self, Command, Decision, Directory, Effect, Event, EventKind, Incident, Outcome, Request};
 use crate::runbook::{self, Diagnostic, Runbook, Templates};
-use crate::store::{self, Store};
+use crate::store::{self, Append, Store};
 
 pub mod audit;
 pub mod drill;
@@ -148,7 +149,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         &self.store
     }
 
-    /// The store, for closing it once nothing else will use the runtime.
+    /// The store, for closing it once nothing else will use the runtime (a runtime that owns
+    /// its store stores what it kept back when asked: [`Runtime::settle`] first).
     pub fn into_store(self) -> S {
         self.store
     }
@@ -252,22 +254,16 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         key: Option<String>,
         delivery: Option<&store::Delivery>,
     ) -> Result<(String, Decision), Error> {
+        let delivery: Vec<store::Delivery> = delivery.into_iter().cloned().collect();
         let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
         let at = self.now();
         let id = (self.ids)(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
         let request = Request { actor: actor.to_string(), at, command };
-        let decision = normalized(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
-        match delivery {
-            Some(delivery) => {
-                self.store
-                    .append_delivered(&id, 0, &decision.events, &decision.effects, std::slice::from_ref(delivery))
-                    .await?
-            }
-            None => self.store.append(&id, 0, &decision.events, &decision.effects, None).await?,
-        };
+        let (decision, canonical) = encoded(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
+        let append = Append::canonical(&id, 0, canonical).effects(&decision.effects).delivered(delivery.as_slice());
+        self.store_append(append, &decision, None).await?;
         if self.owned.is_some() {
-            self.remember(&id, &decision.events, &decision.effects, None);
             let state =
                 Incident::from_events(&decision.events).map_err(|error| Error::Log { incident: id.clone(), error })?;
             self.states.lock().expect("the cache is never poisoned").insert(id.clone(), (state, runbook));
@@ -315,17 +311,19 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             refresh = true;
             let mut next = state.clone();
             let (mut events, mut effects, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+            let mut encoded_events = Vec::new();
             let mut answers = Vec::with_capacity(commands.len());
             for (actor, command, delivery) in commands {
                 let request = Request { actor: actor.clone(), at: self.now(), command: command.clone() };
                 match engine::decide(&runbook, &self.directory, Some(&next), &request) {
                     Ok(decision) => {
-                        let decision = normalized(incident, decision)?;
+                        let (decision, canonical) = encoded(incident, decision)?;
                         if !decision.events.is_empty() || !decision.effects.is_empty() {
                             for event in &decision.events {
                                 next.apply(event);
                             }
                             events.extend(decision.events.iter().cloned());
+                            encoded_events.extend(canonical);
                             effects.extend(decision.effects.iter().cloned());
                             deliveries.push(delivery.clone());
                         }
@@ -339,10 +337,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             if deliveries.is_empty() {
                 return Ok(answers);
             }
-            match self.store.append_delivered(incident, state.version, &events, &effects, &deliveries).await {
+            let append =
+                Append::canonical(incident, state.version, encoded_events).effects(&effects).delivered(&deliveries);
+            let decided = Decision { events, effects };
+            match self.store_append(append, &decided, None).await {
                 Ok(_) => {
-                    self.remember(incident, &events, &effects, None);
-                    self.appended(incident, &events, next, runbook).await;
+                    self.appended(incident, &decided.events, next, runbook).await;
                     return Ok(answers);
                 }
                 Err(store::Error::Conflict { .. }) => continue,
@@ -378,6 +378,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         command: Command,
         delivery: Option<&store::Delivery>,
     ) -> Result<Decision, Error> {
+        let delivery: Vec<store::Delivery> = delivery.into_iter().cloned().collect();
         let completes = match &command {
             Command::Record { effect, .. } => Some(effect.id.clone()),
             _ => None,
@@ -391,12 +392,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             let (state, runbook, fresh) = self.current(incident, refresh).await?;
             refresh = true;
             let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
-            let decision = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
-                Ok(decision) => normalized(incident, decision)?,
+            let (decision, canonical) = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
+                Ok(decision) => encoded(incident, decision)?,
                 Err(_) if !fresh => continue,
                 // The result of an effect the incident no longer waits for (it was recorded before
                 // a crash, say) only takes the effect out of the outbox.
-                Err(engine::Error::StaleEffect(_)) if completes.is_some() => Decision::default(),
+                Err(engine::Error::StaleEffect(_)) if completes.is_some() => (Decision::default(), Vec::new()),
                 Err(refused) => return Err(refused.into()),
             };
             if decision.events.is_empty() && decision.effects.is_empty() && completes.is_none() {
@@ -405,22 +406,13 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 }
                 return Ok(decision);
             }
-            let appended = match delivery {
-                Some(delivery) => {
-                    let delivered = std::slice::from_ref(delivery);
-                    self.store
-                        .append_delivered(incident, state.version, &decision.events, &decision.effects, delivered)
-                        .await
-                }
-                None => {
-                    self.store
-                        .append(incident, state.version, &decision.events, &decision.effects, completes.as_deref())
-                        .await
-                }
-            };
+            let append = Append::canonical(incident, state.version, canonical)
+                .effects(&decision.effects)
+                .completes(completes.as_deref())
+                .delivered(delivery.as_slice());
+            let appended = self.store_append(append, &decision, completes.as_deref()).await;
             match appended {
                 Ok(_) => {
-                    self.remember(incident, &decision.events, &decision.effects, completes.as_deref());
                     let mut next = state;
                     for event in &decision.events {
                         next.apply(event);
@@ -500,6 +492,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// closed or its last checkpoint is older than the interval. Returns how many it signed.
     pub async fn sign_due(&self) -> Result<usize, Error> {
         let Some((_, every)) = &self.signer else { return Ok(0) };
+        self.settle().await?;
         let now = self.now();
         let mut signed = 0;
         for summary in self.summaries_to_sign(now, *every).await? {
@@ -540,6 +533,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             return;
         }
         let signed = async {
+            self.settle().await?;
             let Some(summary) = self.store.incident(incident).await? else { return Ok(None) };
             let due = closed || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
             if due && self.sign_summary(&summary).await? {
@@ -558,6 +552,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     /// Signs the head of `incident` now, if it has events no checkpoint covers.
     pub async fn sign(&self, incident: &str) -> Result<bool, Error> {
+        self.settle().await?;
         match self.store.incident(incident).await? {
             Some(summary) => self.sign_summary(&summary).await,
             None => Err(store::Error::NotFound { incident: incident.to_string() }.into()),
@@ -588,16 +583,22 @@ impl Executor for crate::actions::Actions {
     }
 }
 
-/// The decision with its events as the log will give them back (`audit::chain::normalize`), so
-/// the state kept in memory is the state a reload folds.
-fn normalized(incident: &str, mut decision: Decision) -> Result<Decision, Error> {
-    for event in &mut decision.events {
-        *event = crate::audit::chain::normalize(event).map_err(|error| store::Error::Invalid {
-            incident: incident.to_string(),
-            problem: format!("an `{}` event cannot be encoded: {error}", event.kind.name()),
-        })?;
-    }
-    Ok(decision)
+/// The decision with its events as the log will give them back, so that the state kept in memory
+/// is the state a reload folds, and the same events encoded, as they are stored: each is encoded
+/// once, here.
+fn encoded(incident: &str, mut decision: Decision) -> Result<(Decision, Vec<Canonical>), Error> {
+    let canonical = std::mem::take(&mut decision.events)
+        .into_iter()
+        .map(|event| {
+            let kind = event.kind.name();
+            Canonical::of(event).map_err(|problem| store::Error::Invalid {
+                incident: incident.to_string(),
+                problem: format!("an `{kind}` event {problem}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    decision.events = canonical.iter().map(|canonical| canonical.event().clone()).collect();
+    Ok((decision, canonical))
 }
 
 /// Templates as they were when an incident's runbook was validated at its start.

@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{Error, Runtime};
-use crate::engine::{Effect, Event};
+use crate::engine::Decision;
+use crate::engine::Event;
 use crate::runbook::Templates;
-use crate::store::{self, Store};
+use crate::store::{self, Append, Store};
 
 /// What a runtime that owns its store appended to it: all the store holds.
 #[derive(Default)]
@@ -18,6 +19,28 @@ pub(super) struct Owned {
     pub(super) logs: HashMap<String, Vec<Event>>,
     /// Effects appended and not recorded yet, in the order they were appended (the outbox's).
     pub(super) outbox: Vec<store::PendingEffect>,
+    /// Appends not given to the store yet, in order ([`Runtime::settle`]).
+    unstored: Vec<Append>,
+}
+
+/// Appends a runtime that owns its store keeps before it stores them together: enough for one
+/// transaction to carry most of a busy simulated day, and well within the store's queue.
+const UNSTORED: usize = 256;
+
+impl Owned {
+    /// Notes an append in the record.
+    fn note(&mut self, incident: &str, decided: &Decision, completes: Option<&str>) {
+        self.logs.entry(incident.to_string()).or_default().extend(decided.events.iter().cloned());
+        if let Some(done) = completes {
+            self.outbox.retain(|pending| pending.incident != incident || pending.effect.id != done);
+        }
+        self.outbox.extend(
+            decided
+                .effects
+                .iter()
+                .map(|effect| store::PendingEffect { incident: incident.to_string(), effect: effect.clone() }),
+        );
+    }
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -36,20 +59,55 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         self.owned.as_ref().map(|owned| owned.lock().expect("the record is never poisoned"))
     }
 
-    /// Notes an append in the record of a runtime that owns its store.
-    pub(super) fn remember(&self, incident: &str, events: &[Event], effects: &[Effect], completes: Option<&str>) {
-        let Some(mut owned) = self.owned() else { return };
-        owned.logs.entry(incident.to_string()).or_default().extend(events.iter().cloned());
-        if let Some(done) = completes {
-            owned.outbox.retain(|pending| pending.incident != incident || pending.effect.id != done);
+    /// Stores an append: the one place the runtime appends. `decided` is what the append holds,
+    /// and `completes` the effect whose result it records, for the record of a runtime that owns
+    /// its store. Such a runtime keeps appends without deliveries and stores them together when
+    /// it must ([`Runtime::settle`]), answering each with the version it will have: nothing else
+    /// writes to its store, so its record says what the store would answer.
+    pub(super) async fn store_append(
+        &self,
+        append: Append,
+        decided: &Decision,
+        completes: Option<&str>,
+    ) -> Result<u64, store::Error> {
+        let incident = append.incident().to_string();
+        if self.owned.is_none() || append.delivers() {
+            self.settle().await?;
+            let version = self.store.append(append).await?;
+            if let Some(mut owned) = self.owned() {
+                owned.note(&incident, decided, completes);
+            }
+            return Ok(version);
         }
-        owned.outbox.extend(
-            effects
-                .iter()
-                .map(|effect| store::PendingEffect { incident: incident.to_string(), effect: effect.clone() }),
-        );
+        let version = append.version();
+        let full = {
+            let mut owned = self.owned().expect("the runtime owns its store");
+            owned.note(&incident, decided, completes);
+            owned.unstored.push(append);
+            owned.unstored.len() >= UNSTORED
+        };
+        if full {
+            self.settle().await?;
+        }
+        Ok(version)
     }
 
+    /// Stores what a runtime that owns its store has kept back: every append, in one go (the
+    /// store takes them in order and commits them together). Called before anything reads the
+    /// store, and by whoever is done with the runtime; nothing to do in another runtime. An
+    /// append the store refuses means the record was wrong: an error, and the rest are dropped.
+    pub async fn settle(&self) -> Result<(), store::Error> {
+        let unstored = match self.owned() {
+            Some(mut owned) if !owned.unstored.is_empty() => std::mem::take(&mut owned.unstored),
+            _ => return Ok(()),
+        };
+        // Every call sends its append before any answer is awaited.
+        let answers: Vec<_> = unstored.into_iter().map(|append| self.store.append(append)).collect();
+        for answer in answers {
+            answer.await?;
+        }
+        Ok(())
+    }
     /// The incident's events after the first `after`: from the store, or from the runtime's
     /// record when it owns the store.
     pub async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {

@@ -32,7 +32,7 @@ pub async fn runbooks(State(app): State<Arc<App>>, _: Caller) -> Answer {
         let file = path.file_name().map(|name| name.to_string_lossy().into_owned());
         found.push(match checked {
             Ok(runbook) => json!({
-                "id": runbook.id, "title": runbook.title, "version": runbook.version, "file": file, "valid": true,
+                "id": runbook.id(), "title": runbook.title(), "version": runbook.version(), "file": file, "valid": true,
             }),
             Err(diagnostics) => json!({ "file": file, "valid": false, "problems": diagnostics.len() }),
         });
@@ -51,12 +51,12 @@ pub async fn runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<Stri
         )
     })?;
     let phases: Vec<Value> = parsed
-        .phases
+        .phases()
         .iter()
         .map(|phase| json!({ "id": phase.id, "title": phase.title, "needs": phase.needs }))
         .collect();
     Ok(Json(json!({
-        "id": parsed.id, "title": parsed.title, "version": parsed.version,
+        "id": parsed.id(), "title": parsed.title(), "version": parsed.version(),
         "sha256": crate::engine::decide::sha256_hex(&text), "phases": phases, "text": text,
     }))
     .into_response())
@@ -65,7 +65,7 @@ pub async fn runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<Stri
 /// Validates a runbook sent as the body (YAML): every problem with its code and position.
 pub async fn validate(State(app): State<Arc<App>>, _: Caller, body: String) -> Answer {
     match runbook::load(body.as_bytes(), app.runtime.templates()) {
-        Ok(parsed) => Ok(Json(json!({ "valid": true, "id": parsed.id, "diagnostics": [] })).into_response()),
+        Ok(parsed) => Ok(Json(json!({ "valid": true, "id": parsed.id(), "diagnostics": [] })).into_response()),
         Err(diagnostics) => {
             let answer = json!({ "valid": false, "diagnostics": diagnostics });
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(answer)).into_response())
@@ -255,10 +255,9 @@ pub async fn render_update(
     Query(query): Query<Variant>,
 ) -> Answer {
     let loaded = app.runtime.load(&id).await?;
-    let model =
-        loaded.runbook.audiences.iter().find(|a| a.id == audience).ok_or_else(|| {
-            ApiError::not_found(format!("runbook `{}` has no audience `{audience}`", loaded.runbook.id))
-        })?;
+    let model = loaded.runbook.audiences().iter().find(|a| a.id == audience).ok_or_else(|| {
+        ApiError::not_found(format!("runbook `{}` has no audience `{audience}`", loaded.runbook.id()))
+    })?;
     let catalog = app.runtime.templates();
     let files = catalog.files(&model.template);
     let file = match &query.variant {

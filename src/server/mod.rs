@@ -59,9 +59,9 @@ impl App {
         })?;
         let inbox = Inbox::arm(&runtime, files);
         for armed in inbox.armed() {
-            for trigger in armed.runbook.triggers.iter().filter(|t| !sources.contains_key(&t.source)) {
+            for trigger in armed.runbook.triggers().iter().filter(|t| !sources.contains_key(&t.source)) {
                 tracing::warn!(
-                    runbook = armed.runbook.id,
+                    runbook = armed.runbook.id(),
                     trigger = trigger.id,
                     source = trigger.source,
                     "the trigger listens to a webhook source the configuration does not have; it cannot fire"
@@ -197,7 +197,7 @@ impl App {
     pub fn runbook_text(&self, id: &str) -> Result<String, ApiError> {
         for (_, text) in self.runbook_files()? {
             if let Ok(runbook) = crate::runbook::load(text.as_bytes(), self.runtime.templates())
-                && runbook.id == id
+                && runbook.id() == id
             {
                 return Ok(text);
             }

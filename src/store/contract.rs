@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Delivery, Error, IncidentSummary, Store};
+use super::{Append, Delivery, Error, IncidentSummary, Store};
 use crate::audit::chain::{self, GENESIS};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
@@ -33,6 +33,7 @@ macro_rules! store_contract {
             an_open_key_cannot_start_a_second_incident,
             concurrent_appends_to_many_incidents_all_succeed,
             events_are_chained_as_they_are_appended,
+            appends_made_in_turn_are_stored_in_turn,
             checkpoints_are_stored_in_order,
             a_delivery_is_taken_once,
             received_deliveries_wait_in_the_inbox_until_applied,
@@ -113,9 +114,9 @@ fn is_conflict(result: &Result<u64, Error>, expected: u64, actual: u64) -> bool 
 
 pub async fn appended_events_read_back(store: Arc<impl Store>) {
     let first = [started("inc-1", "breach", None), note(1, "shop is down")];
-    assert_eq!(store.append("inc-1", 0, &first, &[], None).await.unwrap(), 2);
+    assert_eq!(store.append(Append::new("inc-1", 0, &first)).await.unwrap(), 2);
     let second = [note(2, "tills offline"), note(3, "idp quarantined"), closed(4)];
-    assert_eq!(store.append("inc-1", 2, &second, &[], None).await.unwrap(), 5);
+    assert_eq!(store.append(Append::new("inc-1", 2, &second)).await.unwrap(), 5);
 
     let events = store.events("inc-1").await.unwrap();
     assert_eq!(events, [&first[..], &second[..]].concat(), "every event, in order, as appended");
@@ -126,7 +127,7 @@ pub async fn appended_events_read_back(store: Arc<impl Store>) {
 
 pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
     let events = [started("inc-1", "breach", None), note(1, "shop is down"), note(2, "tills offline")];
-    store.append("inc-1", 0, &events, &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &events)).await.unwrap();
     assert_eq!(store.events_after("inc-1", 1).await.unwrap(), events[1..]);
     assert_eq!(store.events_after("inc-1", 0).await.unwrap(), events);
     assert!(store.events_after("inc-1", 3).await.unwrap().is_empty(), "nothing after the last event");
@@ -134,11 +135,16 @@ pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
 }
 
 pub async fn a_stale_version_conflicts_and_changes_nothing(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
-    store.append("inc-1", 1, &[note(1, "first")], &[], None).await.unwrap();
+    store
+        .append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("page-ciso")]))
+        .await
+        .unwrap();
+    store.append(Append::new("inc-1", 1, &[note(1, "first")])).await.unwrap();
 
     for (stale, event) in [(0, started("inc-1", "breach", None)), (1, note(2, "late")), (3, note(2, "early"))] {
-        let result = store.append("inc-1", stale, &[event], &[notify("late")], Some("page-ciso")).await;
+        let result = store
+            .append(Append::new("inc-1", stale, &[event]).effects(&[notify("late")]).completes(Some("page-ciso")))
+            .await;
         assert!(is_conflict(&result, stale, 2), "expected {stale}: {result:?}");
     }
     assert_eq!(store.events("inc-1").await.unwrap().len(), 2, "no event was added");
@@ -162,7 +168,7 @@ pub async fn of_two_appends_expecting_the_same_version_one_wins(store: Arc<impl 
                             note(1, &format!("racer {racer}"))
                         };
                         let effect = notify(&format!("{incident}/{expected}/racer-{racer}"));
-                        store.append(&incident, expected, &[event], &[effect], None).await
+                        store.append(Append::new(&incident, expected, &[event]).effects(&[effect])).await
                     })
                 })
                 .collect();
@@ -187,23 +193,26 @@ pub async fn a_new_incident_starts_with_incident_started(store: Arc<impl Store>)
         (vec![started("inc-2", "breach", None)], "another incident's start"),
     ];
     for (events, why) in refused {
-        let result = store.append("inc-1", 0, &events, &[notify("page")], None).await;
+        let result = store.append(Append::new("inc-1", 0, &events).effects(&[notify("page")])).await;
         assert!(matches!(result, Err(Error::Invalid { .. })), "{why}: {result:?}");
     }
     assert!(matches!(store.events("inc-1").await, Err(Error::NotFound { .. })));
     assert!(store.incidents().await.unwrap().is_empty());
     assert!(pending(&*store).await.is_empty());
 
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
-    let again = store.append("inc-1", 1, &[started("inc-1", "breach", None)], &[], None).await;
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
+    let again = store.append(Append::new("inc-1", 1, &[started("inc-1", "breach", None)])).await;
     assert!(matches!(again, Err(Error::Invalid { .. })), "a second start: {again:?}");
     assert_eq!(store.events("inc-1").await.unwrap().len(), 1);
 }
 
 pub async fn effects_wait_in_the_outbox_until_their_result_is_appended(store: Arc<impl Store>) {
     let effects = [notify("inc-1/isolate-hosts/1"), notify("inc-1/page-ciso"), notify("inc-1/status/1")];
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &effects, None).await.unwrap();
-    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[notify("inc-2/page-ciso")], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&effects)).await.unwrap();
+    store
+        .append(Append::new("inc-2", 0, &[started("inc-2", "breach", None)]).effects(&[notify("inc-2/page-ciso")]))
+        .await
+        .unwrap();
     let stored = store.pending_effects(10).await.unwrap();
     assert_eq!(stored[0].effect, effects[0], "an effect reads back as it was put in");
     assert_eq!(
@@ -221,7 +230,10 @@ pub async fn effects_wait_in_the_outbox_until_their_result_is_appended(store: Ar
     // The result and the completion are one append: both or neither.
     let result = note(5, "hosts isolated");
     assert_eq!(
-        store.append("inc-1", 1, std::slice::from_ref(&result), &[], Some("inc-1/isolate-hosts/1")).await.unwrap(),
+        store
+            .append(Append::new("inc-1", 1, std::slice::from_ref(&result)).completes(Some("inc-1/isolate-hosts/1")))
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
@@ -231,18 +243,21 @@ pub async fn effects_wait_in_the_outbox_until_their_result_is_appended(store: Ar
     assert_eq!(store.events("inc-1").await.unwrap()[1], result);
 
     // A second completion of the same effect (an answer lost, the result recorded again) is fine.
-    assert_eq!(store.append("inc-1", 2, &[], &[], Some("inc-1/isolate-hosts/1")).await.unwrap(), 2);
+    assert_eq!(store.append(Append::new("inc-1", 2, &[]).completes(Some("inc-1/isolate-hosts/1"))).await.unwrap(), 2);
 }
 
 pub async fn an_effect_is_queued_once(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
-    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[], None).await.unwrap();
+    store
+        .append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("page-ciso")]))
+        .await
+        .unwrap();
+    store.append(Append::new("inc-2", 0, &[started("inc-2", "breach", None)])).await.unwrap();
     for (incident, effects) in [
         ("inc-1", vec![notify("page-ciso")]),
         ("inc-2", vec![notify("page-ciso")]),
         ("inc-2", vec![notify("x"), notify("x")]),
     ] {
-        let result = store.append(incident, 1, &[note(1, "again")], &effects, None).await;
+        let result = store.append(Append::new(incident, 1, &[note(1, "again")]).effects(&effects)).await;
         assert!(matches!(result, Err(Error::Invalid { .. })), "{incident}: {result:?}");
     }
     assert_eq!(store.incidents().await.unwrap().iter().map(|summary| summary.version).collect::<Vec<_>>(), [1, 1]);
@@ -250,11 +265,19 @@ pub async fn an_effect_is_queued_once(store: Arc<impl Store>) {
 }
 
 pub async fn completing_an_unknown_effect_is_refused(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("page-ciso")], None).await.unwrap();
-    store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[notify("status/1")], None).await.unwrap();
+    store
+        .append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("page-ciso")]))
+        .await
+        .unwrap();
+    store
+        .append(Append::new("inc-2", 0, &[started("inc-2", "breach", None)]).effects(&[notify("status/1")]))
+        .await
+        .unwrap();
     // The second id is in the outbox, but for another incident.
     for id in ["never-decided", "status/1"] {
-        let result = store.append("inc-1", 1, &[note(1, "result")], &[notify("next")], Some(id)).await;
+        let result = store
+            .append(Append::new("inc-1", 1, &[note(1, "result")]).effects(&[notify("next")]).completes(Some(id)))
+            .await;
         assert!(matches!(result, Err(Error::Invalid { .. })), "`{id}`: {result:?}");
     }
     assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing appended");
@@ -263,7 +286,7 @@ pub async fn completing_an_unknown_effect_is_refused(store: Arc<impl Store>) {
 
 pub async fn an_unknown_incident_is_not_found(store: Arc<impl Store>) {
     assert!(matches!(store.events("nope").await, Err(Error::NotFound { incident }) if incident == "nope"));
-    let result = store.append("nope", 3, &[note(1, "hello")], &[], None).await;
+    let result = store.append(Append::new("nope", 3, &[note(1, "hello")])).await;
     assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
     assert!(store.incidents().await.unwrap().is_empty());
     assert_eq!(store.open_incident_by_key("breach", "nope").await.unwrap(), None);
@@ -272,13 +295,13 @@ pub async fn an_unknown_incident_is_not_found(store: Arc<impl Store>) {
 pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
     let mut later = started("inc-2", "ransomware", None);
     later.at = at(30);
-    store.append("inc-2", 0, &[later], &[], None).await.unwrap();
+    store.append(Append::new("inc-2", 0, &[later])).await.unwrap();
     store
-        .append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7")), note(1, "hello")], &[], None)
+        .append(Append::new("inc-1", 0, &[started("inc-1", "breach", Some("alert-7")), note(1, "hello")]))
         .await
         .unwrap();
-    store.append("inc-1", 2, &[note(45, "contained"), closed(50)], &[], None).await.unwrap();
-    store.append("inc-1", 4, &[note(55, "post-incident review booked")], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 2, &[note(45, "contained"), closed(50)])).await.unwrap();
+    store.append(Append::new("inc-1", 4, &[note(55, "post-incident review booked")])).await.unwrap();
 
     let summaries = store.incidents().await.unwrap();
     let expected = [
@@ -315,9 +338,9 @@ pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {
 }
 
 pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))], &[], None).await.unwrap();
-    store.append("inc-2", 0, &[started("inc-2", "breach", Some("alert-8"))], &[], None).await.unwrap();
-    store.append("inc-3", 0, &[started("inc-3", "ransomware", Some("alert-7"))], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))])).await.unwrap();
+    store.append(Append::new("inc-2", 0, &[started("inc-2", "breach", Some("alert-8"))])).await.unwrap();
+    store.append(Append::new("inc-3", 0, &[started("inc-3", "ransomware", Some("alert-7"))])).await.unwrap();
     let by_key = |runbook: &'static str, key: &'static str| {
         let store = Arc::clone(&store);
         async move { store.open_incident_by_key(runbook, key).await.unwrap() }
@@ -327,11 +350,11 @@ pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
     assert_eq!(by_key("ransomware", "alert-7").await.as_deref(), Some("inc-3"), "keys are per runbook");
     assert_eq!(by_key("breach", "alert-9").await, None);
 
-    store.append("inc-1", 1, &[closed(9)], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 1, &[closed(9)])).await.unwrap();
     assert_eq!(by_key("breach", "alert-7").await, None, "a closed incident is not returned");
-    store.append("inc-4", 0, &[started("inc-4", "breach", Some("alert-7"))], &[], None).await.unwrap();
+    store.append(Append::new("inc-4", 0, &[started("inc-4", "breach", Some("alert-7"))])).await.unwrap();
     assert_eq!(by_key("breach", "alert-7").await.as_deref(), Some("inc-4"), "the same alert after the close");
-    store.append("inc-5", 0, &[started("inc-5", "breach", None)], &[], None).await.unwrap();
+    store.append(Append::new("inc-5", 0, &[started("inc-5", "breach", None)])).await.unwrap();
     let open = store.open_keys().await.unwrap();
     let triple = |runbook: &str, key: &str, id: &str| (runbook.to_string(), key.to_string(), id.to_string());
     assert_eq!(
@@ -346,8 +369,8 @@ pub async fn open_incidents_are_found_by_key(store: Arc<impl Store>) {
 }
 
 pub async fn an_open_key_cannot_start_a_second_incident(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))], &[], None).await.unwrap();
-    let second = store.append("inc-2", 0, &[started("inc-2", "breach", Some("alert-7"))], &[], None).await;
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", Some("alert-7"))])).await.unwrap();
+    let second = store.append(Append::new("inc-2", 0, &[started("inc-2", "breach", Some("alert-7"))])).await;
     assert!(
         matches!(&second, Err(Error::DuplicateKey { open, .. }) if open == "inc-1"),
         "the error names the open incident: {second:?}"
@@ -360,7 +383,7 @@ pub async fn an_open_key_cannot_start_a_second_incident(store: Arc<impl Store>) 
         .map(|incident| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                store.append(incident, 0, &[started(incident, "breach", Some("alert-8"))], &[], None).await
+                store.append(Append::new(incident, 0, &[started(incident, "breach", Some("alert-8"))])).await
             })
         })
         .collect();
@@ -384,10 +407,11 @@ pub async fn concurrent_appends_to_many_incidents_all_succeed(store: Arc<impl St
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let incident = format!("inc-{number}");
-                let mut version = store.append(&incident, 0, &[started(&incident, "breach", None)], &[], None).await?;
+                let mut version =
+                    store.append(Append::new(&incident, 0, &[started(&incident, "breach", None)])).await?;
                 for append in 0..APPENDS {
                     let event = note(append as i64, &format!("{incident} note {append}"));
-                    version = store.append(&incident, version, &[event], &[], None).await?;
+                    version = store.append(Append::new(&incident, version, &[event])).await?;
                 }
                 Ok::<u64, Error>(version)
             })
@@ -410,8 +434,8 @@ pub async fn concurrent_appends_to_many_incidents_all_succeed(store: Arc<impl St
 
 pub async fn events_are_chained_as_they_are_appended(store: Arc<impl Store>) {
     let events = [started("inc-1", "breach", None), note(1, "contained"), note(2, "tills \"open\" é"), closed(3)];
-    store.append("inc-1", 0, &events[..2], &[], None).await.unwrap();
-    store.append("inc-1", 2, &events[2..], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &events[..2])).await.unwrap();
+    store.append(Append::new("inc-1", 2, &events[2..])).await.unwrap();
     let stored = store.chain("inc-1", 0, 100).await.unwrap();
     let mut prev = GENESIS;
     for (index, (link, event)) in stored.iter().zip(&events).enumerate() {
@@ -428,8 +452,75 @@ pub async fn events_are_chained_as_they_are_appended(store: Arc<impl Store>) {
     assert_eq!(summary.head.as_deref(), Some(chain::to_hex(&prev).as_str()));
 }
 
+/// Whether `incident`'s stored chain is its events' canonical JSON, each hashed onto the last, and
+/// its summary's head the last hash; its events' reasons, in order.
+async fn chained_notes(store: &impl Store, incident: &str) -> Vec<Option<String>> {
+    let stored = store.chain(incident, 0, 100).await.unwrap();
+    let mut prev = GENESIS;
+    for link in &stored {
+        prev = chain::link(&prev, link.seq, link.event.as_bytes());
+        assert_eq!(link.hash.as_deref(), Some(chain::to_hex(&prev).as_str()), "{incident} event {}", link.seq);
+    }
+    let summary = store.incident(incident).await.unwrap().unwrap();
+    assert_eq!(summary.head.as_deref(), Some(chain::to_hex(&prev).as_str()), "{incident}'s head");
+    store.events(incident).await.unwrap().into_iter().map(|event| event.reason).collect()
+}
+
+/// Appends made in turn and awaited together (as a drill's runtime does) are taken in the order
+/// of the calls and stored as one by one: new incidents, events, effects, and completions of
+/// effects queued by an earlier append of the same lot. One that does not follow its incident's
+/// version is refused, and the others are still stored.
+pub async fn appends_made_in_turn_are_stored_in_turn(store: Arc<impl Store>) {
+    let together = |appends: Vec<Append>| {
+        let answers: Vec<_> = appends.into_iter().map(|append| store.append(append)).collect();
+        async move {
+            let mut versions = Vec::new();
+            for answer in answers {
+                versions.push(answer.await);
+            }
+            versions
+        }
+    };
+    let first = together(vec![
+        Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("inc-1/a")]),
+        Append::new("inc-2", 0, &[started("inc-2", "breach", Some("alert-7"))]),
+        Append::new("inc-1", 1, &[note(1, "one")]).effects(&[notify("inc-1/b"), notify("inc-1/c")]),
+        Append::new("inc-1", 2, &[note(2, "two")]).completes(Some("inc-1/a")),
+        Append::new("inc-2", 1, &[note(3, "three"), note(4, "four")]),
+        Append::new("inc-1", 3, &[]).completes(Some("inc-1/b")),
+    ])
+    .await;
+    let first: Vec<u64> = first.into_iter().map(Result::unwrap).collect();
+    assert_eq!(first, [1, 1, 2, 3, 3, 3]);
+    assert_eq!(pending(store.as_ref()).await, [pair("inc-1", "inc-1/c")]);
+
+    let second = together(vec![
+        Append::new("inc-1", 3, &[note(5, "five")]).completes(Some("inc-1/c")),
+        Append::new("inc-2", 9, &[note(6, "stale")]),
+        Append::new("inc-2", 3, &[note(7, "seven")]),
+        Append::new("inc-1", 4, &[note(8, "eight")]).completes(Some("inc-1/unknown")),
+        Append::new("inc-1", 4, &[note(9, "nine")]),
+    ])
+    .await;
+    assert_eq!(second[0].as_ref().ok(), Some(&4));
+    assert!(is_conflict(&second[1], 9, 3), "{:?}", second[1]);
+    assert_eq!(second[2].as_ref().ok(), Some(&4));
+    assert!(matches!(second[3], Err(Error::Invalid { .. })), "{:?}", second[3]);
+    assert_eq!(second[4].as_ref().ok(), Some(&5));
+
+    let notes = |texts: &[&str]| -> Vec<Option<String>> {
+        std::iter::once(None).chain(texts.iter().map(|text| Some(text.to_string()))).collect()
+    };
+    assert_eq!(chained_notes(store.as_ref(), "inc-1").await, notes(&["one", "two", "five", "nine"]));
+    assert_eq!(chained_notes(store.as_ref(), "inc-2").await, notes(&["three", "four", "seven"]));
+    assert!(pending(store.as_ref()).await.is_empty());
+}
+
 pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
-    store.append("inc-1", 0, &[started("inc-1", "breach", None), note(1, "a"), note(2, "b")], &[], None).await.unwrap();
+    store
+        .append(Append::new("inc-1", 0, &[started("inc-1", "breach", None), note(1, "a"), note(2, "b")]))
+        .await
+        .unwrap();
     let checkpoint = |number: u64, events: u64| SignedCheckpoint {
         checkpoint: Checkpoint {
             format: 1,
@@ -470,35 +561,42 @@ pub async fn a_delivery_is_taken_once(store: Arc<impl Store>) {
     let delivery = |source: &str, id: &str| Delivery { source: source.into(), id: id.into(), received_at: at(1) };
     let first = delivery("alertmanager", "d-1");
     store
-        .append_delivered("inc-1", 0, &[started("inc-1", "breach", Some("k"))], &[], std::slice::from_ref(&first))
+        .append(
+            Append::new("inc-1", 0, &[started("inc-1", "breach", Some("k"))]).delivered(std::slice::from_ref(&first)),
+        )
         .await
         .unwrap();
     assert_eq!(store.delivery("alertmanager", "d-1").await.unwrap().as_deref(), Some("inc-1"));
     assert_eq!(store.delivery("alertmanager", "d-2").await.unwrap(), None);
 
-    let again =
-        store.append_delivered("inc-1", 1, &[note(2, "the same alert")], &[], std::slice::from_ref(&first)).await;
+    let again = store
+        .append(Append::new("inc-1", 1, &[note(2, "the same alert")]).delivered(std::slice::from_ref(&first)))
+        .await;
     assert!(matches!(&again, Err(Error::Duplicate { incident, .. }) if incident == "inc-1"), "{again:?}");
-    let elsewhere =
-        store.append_delivered("inc-2", 0, &[started("inc-2", "other", None)], &[], std::slice::from_ref(&first)).await;
+    let elsewhere = store
+        .append(Append::new("inc-2", 0, &[started("inc-2", "other", None)]).delivered(std::slice::from_ref(&first)))
+        .await;
     assert!(matches!(&elsewhere, Err(Error::Duplicate { .. })), "{elsewhere:?}");
     assert!(matches!(store.events("inc-2").await, Err(Error::NotFound { .. })), "nothing of it was stored");
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 1);
 
     // The same id from another source is another delivery.
-    store.append_delivered("inc-1", 1, &[note(3, "from GitHub")], &[], &[delivery("github", "d-1")]).await.unwrap();
+    store
+        .append(Append::new("inc-1", 1, &[note(3, "from GitHub")]).delivered(&[delivery("github", "d-1")]))
+        .await
+        .unwrap();
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 2);
 
     // Several in one append: stored together, or (one taken before) none of them.
     let several = [delivery("alertmanager", "d-3"), delivery("alertmanager", "d-1")];
-    let refused = store.append_delivered("inc-1", 2, &[note(4, "a"), note(5, "b")], &[], &several).await;
+    let refused = store.append(Append::new("inc-1", 2, &[note(4, "a"), note(5, "b")]).delivered(&several)).await;
     assert!(matches!(&refused, Err(Error::Duplicate { id, .. }) if id == "d-1"), "{refused:?}");
     assert_eq!(store.delivery("alertmanager", "d-3").await.unwrap(), None, "nothing of it was stored");
     let twice = [delivery("alertmanager", "d-4"), delivery("alertmanager", "d-4")];
-    let refused = store.append_delivered("inc-1", 2, &[note(4, "a")], &[], &twice).await;
+    let refused = store.append(Append::new("inc-1", 2, &[note(4, "a")]).delivered(&twice)).await;
     assert!(matches!(&refused, Err(Error::Invalid { .. })), "{refused:?}");
     let several = [delivery("alertmanager", "d-3"), delivery("alertmanager", "d-5")];
-    store.append_delivered("inc-1", 2, &[note(4, "a"), note(5, "b")], &[], &several).await.unwrap();
+    store.append(Append::new("inc-1", 2, &[note(4, "a"), note(5, "b")]).delivered(&several)).await.unwrap();
     assert_eq!(store.delivery("alertmanager", "d-5").await.unwrap().as_deref(), Some("inc-1"));
     assert_eq!(store.incident("inc-1").await.unwrap().unwrap().version, 4);
 }
@@ -567,7 +665,7 @@ pub async fn deliveries_received_together_are_each_answered(store: Arc<impl Stor
         let appending = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let id = format!("inc-{n}");
-            appending.append(&id, 0, &[started(&id, "breach", None)], &[], None).await.is_ok()
+            appending.append(Append::new(&id, 0, &[started(&id, "breach", None)])).await.is_ok()
         }));
     }
     let mut answers = Vec::new();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::audit::chain::Canonical;
 use crate::audit::keys::SignedCheckpoint;
 use crate::engine::{Effect, Event};
 
@@ -30,37 +31,24 @@ pub use sqlite::{Chained, SqliteStore};
 /// it records are stored together or not at all. If the future of a call is dropped before it
 /// answers, the append may or may not have happened; read the incident again to find out.
 pub trait Store: Send + Sync + 'static {
-    /// Appends `events` to `incident` if the incident's version (the number of events it has) is
-    /// `expected`, puts `effects` in the outbox, and marks the incident's effect with the id
-    /// `completes` done, all in one transaction. Returns the new version.
+    /// Stores an [`Append`] if the incident's version (the number of events it has) is the one it
+    /// expects: its events, its new effects, the completion of the effect whose result it records
+    /// and the webhook deliveries it takes, all in one transaction. Returns the new version. This
+    /// is the one way anything is appended.
     ///
     /// A new incident has version 0 and its first event must be `incident_started`, naming it; no
-    /// later event may be another `incident_started`. A version that is not `expected` is
+    /// later event may be another `incident_started`. A version that is not the expected one is
     /// [`Error::Conflict`] and changes nothing, so of two writers that read the same version,
     /// exactly one wins. An effect id is unique among all incidents: one already in the outbox is
     /// refused. Completing an effect that is already done is allowed (a retry after a lost
-    /// answer); completing one that the incident never put in the outbox is refused. Every refusal
-    /// changes nothing.
-    fn append(
-        &self,
-        incident: &str,
-        expected: u64,
-        events: &[Event],
-        effects: &[Effect],
-        completes: Option<&str>,
-    ) -> impl Future<Output = Result<u64, Error>> + Send;
-
-    /// [`Store::append`], recording that `deliveries` were taken in the same transaction: if one
-    /// was already recorded, the append is [`Error::Duplicate`] (naming it) and changes nothing,
-    /// so a webhook's retry or replay is never applied twice.
-    fn append_delivered(
-        &self,
-        incident: &str,
-        expected: u64,
-        events: &[Event],
-        effects: &[Effect],
-        deliveries: &[Delivery],
-    ) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// answer); completing one that the incident never put in the outbox is refused. A delivery
+    /// already recorded is [`Error::Duplicate`] (naming it), so a webhook's retry or replay is
+    /// never applied twice. Every refusal changes nothing.
+    ///
+    /// Appends are taken in the order of the calls, before their futures are first polled: a
+    /// caller may make several calls in turn and await the answers together (the store's queue
+    /// holds 1,024 appends; beyond that, an append waits for room when its future is polled).
+    fn append(&self, append: Append) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// The incident a delivery was recorded with, if it was.
     fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
@@ -136,6 +124,87 @@ pub trait Store: Send + Sync + 'static {
         incident: &str,
         checkpoint: &SignedCheckpoint,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// What one append stores (see [`Store::append`]): events to add to an incident at the version
+/// it expects, effects to put in the outbox, the effect whose result it records and the webhook
+/// deliveries it takes.
+#[derive(Debug, Clone)]
+pub struct Append {
+    incident: String,
+    expected: u64,
+    events: Events,
+    effects: Vec<Effect>,
+    completes: Option<String>,
+    deliveries: Vec<Delivery>,
+}
+
+/// An append's events: as given, to be encoded by the store, or encoded already.
+#[derive(Debug, Clone)]
+enum Events {
+    Given(Vec<Event>),
+    Canonical(Vec<Canonical>),
+}
+
+impl Append {
+    /// `events` for `incident` at version `expected`; the store encodes them (and refuses one
+    /// that does not read back).
+    pub fn new(incident: &str, expected: u64, events: &[Event]) -> Append {
+        Append::with_events(incident, expected, Events::Given(events.to_vec()))
+    }
+
+    /// Events encoded already ([`Canonical::of`]), which the store takes as they are: what the
+    /// runtime appends, having encoded each event once to keep it as the log gives it back.
+    pub fn canonical(incident: &str, expected: u64, events: Vec<Canonical>) -> Append {
+        Append::with_events(incident, expected, Events::Canonical(events))
+    }
+
+    fn with_events(incident: &str, expected: u64, events: Events) -> Append {
+        Append {
+            incident: incident.to_string(),
+            expected,
+            events,
+            effects: Vec::new(),
+            completes: None,
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Puts `effects` in the outbox too.
+    pub fn effects(mut self, effects: &[Effect]) -> Append {
+        self.effects.extend_from_slice(effects);
+        self
+    }
+
+    /// Records the result of the effect `id`: marks it done.
+    pub fn completes(mut self, id: Option<&str>) -> Append {
+        self.completes = id.map(str::to_string);
+        self
+    }
+
+    /// Records that `deliveries` were taken.
+    pub fn delivered(mut self, deliveries: &[Delivery]) -> Append {
+        self.deliveries.extend_from_slice(deliveries);
+        self
+    }
+
+    pub fn incident(&self) -> &str {
+        &self.incident
+    }
+
+    /// Whether it takes webhook deliveries (which the store may refuse as taken before).
+    pub fn delivers(&self) -> bool {
+        !self.deliveries.is_empty()
+    }
+
+    /// The incident's version once the append is stored.
+    pub fn version(&self) -> u64 {
+        self.expected
+            + match &self.events {
+                Events::Given(events) => events.len(),
+                Events::Canonical(events) => events.len(),
+            } as u64
+    }
 }
 
 /// A webhook delivery: the configured source it came from and its id there.

@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
+use super::{Append, Events};
+use crate::audit::chain::Canonical;
 use crate::engine::{Effect, Event, EventKind};
 
 /// A time as stored: RFC 3339 in UTC with nanoseconds. Every such string has the same width, so
@@ -60,40 +62,46 @@ pub(crate) struct AppendRows {
 
 impl AppendRows {
     /// Checks the shape of an append (a new incident starts with `incident_started` naming it, and
-    /// no other event starts one) and encodes it.
-    pub fn new(
-        incident: &str,
-        expected: u64,
-        events: &[Event],
-        effects: &[Effect],
-        completes: Option<&str>,
-    ) -> Result<AppendRows, Error> {
-        let invalid = |problem: String| Error::Invalid { incident: incident.to_string(), problem };
+    /// no other event starts one) and encodes what is not encoded yet.
+    pub fn new(append: Append) -> Result<AppendRows, Error> {
+        let Append { incident, expected, events, effects, completes, deliveries } = append;
+        let invalid = |problem: String| Error::Invalid { incident: incident.clone(), problem };
+        let events: Vec<Canonical> = match events {
+            Events::Canonical(events) => events,
+            Events::Given(events) => events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    let (seq, kind) = (expected + 1 + index as u64, event.kind.name());
+                    Canonical::of(event).map_err(|problem| invalid(format!("event {seq} (`{kind}`) {problem}")))
+                })
+                .collect::<Result<_, Error>>()?,
+        };
         let start = if expected == 0 {
             let first =
                 events.first().ok_or_else(|| invalid("a new incident needs an `incident_started` event".into()))?;
-            let EventKind::IncidentStarted { incident: named, runbook_id, key, .. } = &first.kind else {
+            let EventKind::IncidentStarted { incident: named, runbook_id, key, .. } = &first.event().kind else {
                 return Err(invalid(format!(
                     "a new incident begins with `incident_started`, not `{}`",
-                    first.kind.name()
+                    first.event().kind.name()
                 )));
             };
-            if named != incident {
+            if *named != incident {
                 return Err(invalid(format!("its `incident_started` event names incident `{named}`")));
             }
-            Some(StartRow { runbook_id: runbook_id.clone(), key: key.clone(), started_at: timestamp(first.at) })
+            Some(StartRow { runbook_id: runbook_id.clone(), key: key.clone(), started_at: timestamp(first.event().at) })
         } else {
             None
         };
         let mut rows = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
+        for (index, canonical) in events.into_iter().enumerate() {
             let seq = expected + 1 + index as u64;
+            let event = canonical.event();
             if seq > 1 && matches!(event.kind, EventKind::IncidentStarted { .. }) {
                 return Err(invalid(format!("event {seq} would be a second `incident_started`")));
             }
-            let json = encode_event(event)
-                .map_err(|problem| invalid(format!("event {seq} (`{}`) {problem}", event.kind.name())))?;
-            rows.push(EventRow { seq, kind: event.kind.name(), at: timestamp(event.at), json });
+            let (kind, at) = (event.kind.name(), timestamp(event.at));
+            rows.push(EventRow { seq, kind, at, json: canonical.into_json() });
         }
         let effects = effects
             .iter()
@@ -102,15 +110,11 @@ impl AppendRows {
                 Ok(EffectRow { id: effect.id.clone(), json })
             })
             .collect::<Result<_, Error>>()?;
-        Ok(AppendRows {
-            incident: incident.to_string(),
-            expected,
-            start,
-            events: rows,
-            effects,
-            completes: completes.map(str::to_string),
-            deliveries: Vec::new(),
-        })
+        let deliveries = deliveries
+            .into_iter()
+            .map(|delivery| (delivery.source, delivery.id, timestamp(delivery.received_at)))
+            .collect();
+        Ok(AppendRows { incident, expected, start, events: rows, effects, completes, deliveries })
     }
 
     /// How many rows the append writes: if only one, a refusal of that one write leaves nothing
@@ -164,19 +168,6 @@ fn encode<T: Serialize + DeserializeOwned + PartialEq>(value: &T) -> Result<Stri
     }
 }
 
-/// An event in the canonical form its hash covers (`audit::chain::canonical`), checked the same
-/// way, except that numbers may read back as the canonical form writes them (`2.0` as `2`): what
-/// must hold is that the event read back encodes to the same bytes, so its hash never changes.
-fn encode_event(event: &Event) -> Result<String, String> {
-    use crate::audit::chain::canonical;
-    let json = canonical(event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
-    match serde_json::from_str::<Event>(&json) {
-        Ok(back) if canonical(&back).is_ok_and(|again| again == json) => Ok(json),
-        Ok(_) => Err("does not read back from JSON as it was written".to_string()),
-        Err(error) => Err(format!("does not read back from JSON: {error}")),
-    }
-}
-
 pub(crate) fn decode_event(incident: &str, seq: u64, json: &str) -> Result<Event, Error> {
     serde_json::from_str(json)
         .map_err(|error| Error::Corrupt(format!("event {seq} of incident `{incident}` is not an event: {error}")))
@@ -190,6 +181,7 @@ pub(crate) fn decode_effect(incident: &str, json: &str) -> Result<Effect, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Append;
 
     fn at(second: u32) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(&format!("2026-11-24T02:14:{second:02}Z")).unwrap().with_timezone(&Utc)
@@ -221,7 +213,7 @@ mod tests {
 
     /// The problem an append is refused with, or `None` when it is accepted.
     fn problem(expected: u64, events: &[Event]) -> Option<String> {
-        match AppendRows::new("inc-1", expected, events, &[], None) {
+        match AppendRows::new(Append::new("inc-1", expected, events)) {
             Ok(_) => None,
             Err(Error::Invalid { problem, .. }) => Some(problem),
             Err(other) => panic!("unexpected error {other}"),
@@ -261,7 +253,8 @@ mod tests {
 
     #[test]
     fn an_append_knows_its_summary_and_numbers_its_events() {
-        let rows = AppendRows::new("inc-1", 0, &[started("inc-1"), note(1), closed(2), closed(3)], &[], None).unwrap();
+        let rows =
+            AppendRows::new(Append::new("inc-1", 0, &[started("inc-1"), note(1), closed(2), closed(3)])).unwrap();
         let start = rows.start.as_ref().unwrap();
         assert_eq!((start.runbook_id.as_str(), start.key.as_deref()), ("breach", Some("alert-1")));
         assert_eq!(start.started_at, "2026-11-24T02:14:00.000000000Z");
@@ -270,7 +263,7 @@ mod tests {
         assert_eq!(rows.events[3].at, "2026-11-24T02:14:03.000000000Z");
         assert_eq!(rows.version(), 4);
 
-        let later = AppendRows::new("inc-1", 7, &[note(9)], &[], Some("effect-1")).unwrap();
+        let later = AppendRows::new(Append::new("inc-1", 7, &[note(9)]).completes(Some("effect-1"))).unwrap();
         assert!(later.start.is_none());
         assert_eq!((later.events[0].seq, later.version()), (8, 8));
         assert_eq!((rows.writes(), later.writes()), (5, 2));
@@ -284,16 +277,20 @@ mod tests {
             rows.deliveries = vec![("alertmanager".into(), "d-1".into(), "2026-11-24T02:14:00Z".into())];
             rows
         };
-        let noting = || AppendRows::new("inc-1", 3, &[note(4)], &[], None).unwrap();
-        let start = || AppendRows::new("inc-1", 0, &[started("inc-1"), note(1)], &[], None).unwrap();
-        let completing = || AppendRows::new("inc-1", 3, &[note(4)], &[], Some("effect-1")).unwrap();
+        let noting = || AppendRows::new(Append::new("inc-1", 3, &[note(4)])).unwrap();
+        let start = || AppendRows::new(Append::new("inc-1", 0, &[started("inc-1"), note(1)])).unwrap();
+        let completing = || AppendRows::new(Append::new("inc-1", 3, &[note(4)]).completes(Some("effect-1"))).unwrap();
         let cases = [
             ("events only: checked before anything is written", noting(), false),
             ("a delivery, then events: the delivery is written first", delivered(noting()), false),
             ("a start alone", start(), false),
             ("a start, then its delivery", delivered(start()), true),
             ("events, then a completion", completing(), true),
-            ("only a completion", AppendRows::new("inc-1", 3, &[], &[], Some("effect-1")).unwrap(), false),
+            (
+                "only a completion",
+                AppendRows::new(Append::new("inc-1", 3, &[]).completes(Some("effect-1"))).unwrap(),
+                false,
+            ),
         ];
         for (what, rows, halfway) in cases {
             assert_eq!(rows.may_fail_halfway(), halfway, "{what}");

@@ -10,7 +10,7 @@ use phasegate::audit::verify::Outcome;
 use phasegate::engine::{Event, EventKind};
 use phasegate::runtime::audit;
 use phasegate::store::contract::{at, note, started};
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 use sqlx::{Connection, SqliteConnection};
 use tempfile::TempDir;
 
@@ -41,11 +41,11 @@ impl Fixture {
         let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
         let mut events = vec![started(INCIDENT, "breach", None)];
         events.extend((1..=9).map(|n| note(n, &format!("note {n}"))));
-        store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+        store.append(Append::new(INCIDENT, 0, &events)).await.unwrap();
         sign(&store, &signer, 5).await;
         let mut more: Vec<Event> = (10..=14).map(|n| note(n, &format!("note {n}"))).collect();
         more.push(Event::new(at(15), "dana", EventKind::IncidentClosed { abandoned: false }));
-        store.append(INCIDENT, 10, &more, &[], None).await.unwrap();
+        store.append(Append::new(INCIDENT, 10, &more)).await.unwrap();
         sign(&store, &signer, 20).await;
         store.close().await;
         Fixture { dir, signer }
@@ -375,11 +375,11 @@ async fn an_open_incident_verifies_with_its_unsigned_tail_named() {
     let dir = tempfile::tempdir().unwrap();
     let signer = audit::new_signer();
     let store = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
-    store.append(INCIDENT, 0, &[started(INCIDENT, "breach", None), note(1, "a")], &[], None).await.unwrap();
+    store.append(Append::new(INCIDENT, 0, &[started(INCIDENT, "breach", None), note(1, "a")])).await.unwrap();
     sign(&store, &signer, 2).await;
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     assert!(audit::sign_head(&store, &signer, &summary, at(3)).await.unwrap().is_none(), "nothing new to sign");
-    store.append(INCIDENT, 2, &[note(4, "b"), note(5, "c")], &[], None).await.unwrap();
+    store.append(Append::new(INCIDENT, 2, &[note(4, "b"), note(5, "c")])).await.unwrap();
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     let outcome = audit::verify_stored(&store, &summary, Some(signer.public())).await.unwrap();
     assert!(outcome.verified() && !outcome.closed, "{outcome:?}");
@@ -492,7 +492,7 @@ async fn a_verifier_written_from_the_documentation_agrees() {
         note(1, "tills \"open\" \\ caf\u{e9} \u{2028} \u{1f6d2}\ttab\u{7}bell"),
         Event::new(at(2), "dana", EventKind::IncidentClosed { abandoned: false }),
     ];
-    store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+    store.append(Append::new(INCIDENT, 0, &events)).await.unwrap();
     sign(&store, &signer, 3).await;
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     let export = dir.path().join("export.jsonl");
@@ -616,7 +616,7 @@ async fn audit_verify_leaves_the_database_as_it_found_it_and_names_unchained_eve
     assert!(std::fs::read(fixture.db()).unwrap() == before, "the database file changed");
     // A store opened read-only refuses to write.
     let store = SqliteStore::open_read_only(fixture.db()).await.unwrap();
-    let refused = store.append(INCIDENT, 16, &[note(30, "x")], &[], None).await.unwrap_err();
+    let refused = store.append(Append::new(INCIDENT, 16, &[note(30, "x")])).await.unwrap_err();
     assert!(matches!(refused, phasegate::store::Error::ReadOnly), "{refused}");
     store.close().await;
     assert!(std::fs::read(fixture.db()).unwrap() == before, "the database file changed");
@@ -680,7 +680,7 @@ async fn an_unsigned_log_verifies_as_a_chain_and_says_it_is_unsigned() {
         note(1, "a"),
         Event::new(at(2), "dana", EventKind::IncidentClosed { abandoned: false }),
     ];
-    store.append(INCIDENT, 0, &events, &[], None).await.unwrap();
+    store.append(Append::new(INCIDENT, 0, &events)).await.unwrap();
     let summary = store.incident(INCIDENT).await.unwrap().unwrap();
     let outcome = audit::verify_stored(&store, &summary, None).await.unwrap();
     store.close().await;

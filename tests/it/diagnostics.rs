@@ -119,7 +119,7 @@ fn all_cases() -> Vec<Case> {
 /// The problems found in `case`; a case that validates is a failure of the corpus.
 fn problems(case: &Case, catalog: &Catalog) -> Vec<Diagnostic> {
     match runbook::load(&case.bytes, catalog) {
-        Ok(runbook) => panic!("{}: validates as runbook `{}`, but should not", case.path, runbook.id),
+        Ok(runbook) => panic!("{}: validates as runbook `{}`, but should not", case.path, runbook.id()),
         Err(diagnostics) => diagnostics,
     }
 }

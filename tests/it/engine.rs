@@ -742,7 +742,7 @@ proptest! {
                         EventKind::IncidentClosed { abandoned: false } => {
                             prop_assert!(holds(&event.actor, &["commander"]), "{step:?}");
                             prop_assert!(state.phases.values().all(|p| p.status.is_finished()), "{step:?}");
-                            prop_assert_eq!(h.runbook.phases.len(), state.phases.len());
+                            prop_assert_eq!(h.runbook.phases().len(), state.phases.len());
                         }
                         EventKind::IncidentClosed { abandoned: true } => {
                             prop_assert!(holds(&event.actor, &["ciso"]), "{step:?}");

@@ -38,7 +38,7 @@ fn examples() -> Vec<(PathBuf, Runbook)> {
 
 #[test]
 fn the_examples_cover_the_four_scenarios() {
-    let ids: BTreeSet<String> = examples().into_iter().map(|(_, runbook)| runbook.id).collect();
+    let ids: BTreeSet<String> = examples().into_iter().map(|(_, runbook)| runbook.id().to_owned()).collect();
     for expected in ["retail-breach", "ransomware", "account-takeover", "cloud-bucket-exposure"] {
         assert!(ids.contains(expected), "no `{expected}` runbook among {ids:?}");
     }
@@ -47,20 +47,20 @@ fn the_examples_cover_the_four_scenarios() {
 #[test]
 fn every_example_uses_gates_approvals_and_status_updates() {
     for (path, runbook) in examples() {
-        let gates = runbook.phases.iter().flat_map(|phase| phase.gates());
+        let gates = runbook.phases().iter().flat_map(|phase| phase.gates());
         let approvals = gates.filter(|gate| matches!(gate.kind, GateKind::Approval { .. })).count();
         assert!(approvals > 0, "{} has no approval gate", path.display());
-        assert!(!runbook.status_updates.is_empty(), "{} sends no status updates", path.display());
-        assert!(!runbook.triggers.is_empty(), "{} has no trigger", path.display());
+        assert!(!runbook.status_updates().is_empty(), "{} sends no status updates", path.display());
+        assert!(!runbook.triggers().is_empty(), "{} has no trigger", path.display());
     }
 }
 
 #[test]
 fn the_reference_scenario_relaxes_reinstates_and_notifies_customers() {
     let (_, runbook) =
-        examples().into_iter().find(|(_, runbook)| runbook.id == "retail-breach").expect("retail-breach exists");
+        examples().into_iter().find(|(_, runbook)| runbook.id() == "retail-breach").expect("retail-breach exists");
     let actions: Vec<&Action> =
-        runbook.phases.iter().flat_map(|phase| phase.steps.iter().map(|step| &step.action)).collect();
+        runbook.phases().iter().flat_map(|phase| phase.steps.iter().map(|step| &step.action)).collect();
     let relaxed: BTreeSet<&str> = actions
         .iter()
         .filter_map(|a| if let Action::Relax { control, .. } = a { Some(control.as_str()) } else { None })
@@ -72,7 +72,7 @@ fn the_reference_scenario_relaxes_reinstates_and_notifies_customers() {
     assert!(relaxed.len() >= 2, "the reference scenario relaxes several controls: {relaxed:?}");
     assert!(relaxed.is_subset(&reinstated), "every relaxed control comes back: {relaxed:?} vs {reinstated:?}");
     assert!(actions.iter().any(|a| matches!(a, Action::Campaign { .. })), "customers are notified by a campaign");
-    let phase_ids: Vec<&str> = runbook.phases.iter().map(|phase| phase.id.as_str()).collect();
+    let phase_ids: Vec<&str> = runbook.phases().iter().map(|phase| phase.id.as_str()).collect();
     for expected in ["contain", "relax-controls", "restore", "reinstate-mfa", "notify-customers"] {
         assert!(phase_ids.contains(&expected), "no phase `{expected}` in {phase_ids:?}");
     }
@@ -105,7 +105,7 @@ fn the_example_configuration_fits_every_runbook() {
                 misfit => problems.push(format!("{name}: {misfit}")),
             }
         }
-        for role in runbook.roles.iter().map(|role| &role.id) {
+        for role in runbook.roles().iter().map(|role| &role.id) {
             if !config.directory.people.values().any(|roles| roles.contains(role)) {
                 problems.push(format!("{name}: role `{role}` is declared and nobody in the example holds it"));
             }

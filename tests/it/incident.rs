@@ -499,7 +499,7 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     desk.no_secret_in(&serde_json::to_string(&desk.status(id)).unwrap(), "the incident's state and events");
     let runbook = phasegate::runbook::parse(runbook_text, &Catalog::built_in()).unwrap();
     let mut expected = BTreeMap::new();
-    for phase in &runbook.phases {
+    for phase in runbook.phases() {
         for step in &phase.steps {
             if let Action::Http { request, .. } = &step.action {
                 expected.insert(format!("{id}/{}/{}", phase.id, step.id), request.url.clone());

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use phasegate::store::contract::{self, note, notify, started};
-use phasegate::store::{SqliteStore, Store};
+use phasegate::store::{Append, SqliteStore, Store};
 use sqlx::Connection;
 use tempfile::TempDir;
 
@@ -25,7 +25,7 @@ async fn an_acknowledged_append_is_there_after_reopening() {
     let events = [started("inc-1", "breach", Some("alert-7")), note(1, "shop is down")];
     let (summaries, pending) = {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.append("inc-1", 0, &events, std::slice::from_ref(&effect), None).await.unwrap();
+        store.append(Append::new("inc-1", 0, &events).effects(std::slice::from_ref(&effect))).await.unwrap();
         (store.incidents().await.unwrap(), store.pending_effects(10).await.unwrap())
         // Dropped without `close`, as a crash after the answer would leave it.
     };
@@ -39,7 +39,10 @@ async fn an_acknowledged_append_is_there_after_reopening() {
     assert_eq!(store.open_incident_by_key("breach", "alert-7").await.unwrap().as_deref(), Some("inc-1"));
     // And the reopened store carries on from the stored version.
     assert_eq!(
-        store.append("inc-1", 2, &[note(2, "after the restart")], &[], Some("inc-1/status/1")).await.unwrap(),
+        store
+            .append(Append::new("inc-1", 2, &[note(2, "after the restart")]).completes(Some("inc-1/status/1")))
+            .await
+            .unwrap(),
         3
     );
     store.close().await;
@@ -79,8 +82,8 @@ async fn opening_an_unwritable_path_is_an_error() {
 async fn the_wal_is_checkpointed_beside_the_writer() {
     let (store, dir) = fresh().await;
     let marker = "a note only a checkpoint copies into the database file";
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
-    store.append("inc-1", 1, &[note(1, marker)], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
+    store.append(Append::new("inc-1", 1, &[note(1, marker)])).await.unwrap();
     let path = dir.path().join("phasegate.db");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !std::fs::read(&path).unwrap().windows(marker.len()).any(|bytes| bytes == marker.as_bytes()) {
@@ -121,7 +124,7 @@ async fn appends_that_arrive_together_share_a_commit() {
 async fn appends_in_one_transaction_fail_alone() {
     let (store, dir) = fresh().await;
     let store = Arc::new(store);
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[notify("e1")], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("e1")])).await.unwrap();
     let commits = store.commits();
 
     // The writer takes another incident's start and waits for the lock with it; meanwhile the
@@ -130,7 +133,7 @@ async fn appends_in_one_transaction_fail_alone() {
     let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
     let blocker = {
         let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append("inc-0", 0, &[started("inc-0", "breach", None)], &[], None).await })
+        tokio::spawn(async move { store.append(Append::new("inc-0", 0, &[started("inc-0", "breach", None)])).await })
     };
     // Long enough for the writer's thread to take it; it then waits for the lock for up to its
     // busy timeout of seconds.
@@ -148,7 +151,7 @@ async fn appends_in_one_transaction_fail_alone() {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let effects: Vec<_> = effect.into_iter().map(notify).collect();
-                store.append("inc-1", expected, &[event], &effects, completes).await
+                store.append(Append::new("inc-1", expected, &[event]).effects(&effects).completes(completes)).await
             })
         })
         .collect();
@@ -187,28 +190,28 @@ async fn a_head_another_process_moved_is_caught_and_undone_alone() {
     use phasegate::store::{Delivery, Error};
     let (store, dir) = fresh().await;
     let store = Arc::new(store);
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
     let other = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
-    other.append("inc-1", 1, &[note(1, "from the other process")], &[], None).await.unwrap();
+    other.append(Append::new("inc-1", 1, &[note(1, "from the other process")])).await.unwrap();
     other.close().await;
 
     let delivery = |id: &str| Delivery { source: "siem".into(), id: id.into(), received_at: contract::at(2) };
     let stale = {
         let store = Arc::clone(&store);
-        tokio::spawn(
-            async move { store.append_delivered("inc-1", 1, &[note(2, "stale")], &[], &[delivery("d-1")]).await },
-        )
+        tokio::spawn(async move {
+            store.append(Append::new("inc-1", 1, &[note(2, "stale")]).delivered(&[delivery("d-1")])).await
+        })
     };
     let beside = {
         let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append("inc-2", 0, &[started("inc-2", "breach", None)], &[], None).await })
+        tokio::spawn(async move { store.append(Append::new("inc-2", 0, &[started("inc-2", "breach", None)])).await })
     };
     let (stale, beside) = (stale.await.unwrap(), beside.await.unwrap());
     assert!(matches!(stale, Err(Error::Conflict { actual: 2, .. })), "{stale:?}");
     assert!(matches!(beside, Ok(1)), "{beside:?}");
     assert_eq!(store.delivery("siem", "d-1").await.unwrap(), None, "the delivery was undone with its event");
 
-    store.append_delivered("inc-1", 2, &[note(3, "caught up")], &[], &[delivery("d-1")]).await.unwrap();
+    store.append(Append::new("inc-1", 2, &[note(3, "caught up")]).delivered(&[delivery("d-1")])).await.unwrap();
     let links = store.chain("inc-1", 0, 10).await.unwrap();
     let mut prev = GENESIS;
     for stored in &links {
@@ -348,11 +351,11 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
 async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
     let (store, dir) = fresh().await;
     let store = Arc::new(store);
-    store.append("inc-1", 0, &[started("inc-1", "breach", None)], &[], None).await.unwrap();
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
     let ((append, deliveries), commits) = sent_together(&store, &dir, || {
         let appending = Arc::clone(&store);
         let append =
-            tokio::spawn(async move { appending.append("inc-1", 1, &[note(1, "during a storm")], &[], None).await });
+            tokio::spawn(async move { appending.append(Append::new("inc-1", 1, &[note(1, "during a storm")])).await });
         (append, ["d-1", "d-2", "d-3"].map(|id| spawn_receive(&store, id)))
     })
     .await;

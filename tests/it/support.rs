@@ -13,7 +13,7 @@ use std::time::Duration;
 pub fn campaign_templates<'a>(runbooks: impl Iterator<Item = &'a phasegate::runbook::Runbook>) -> BTreeSet<String> {
     use phasegate::runbook::model::Action;
     runbooks
-        .flat_map(|runbook| runbook.phases.iter().flat_map(|phase| phase.steps.iter()))
+        .flat_map(|runbook| runbook.phases().iter().flat_map(|phase| phase.steps.iter()))
         .filter_map(
             |step| if let Action::Campaign { template, .. } = &step.action { Some(template.clone()) } else { None },
         )

@@ -169,7 +169,7 @@ impl Facts {
         Ok(Facts {
             incident: incident.id.clone(),
             runbook_id: incident.runbook_id.clone(),
-            runbook_title: runbook.map(|r| r.title.clone()),
+            runbook_title: runbook.map(|r| r.title().to_owned()),
             runbook_version: incident.runbook_version.clone(),
             runbook_sha256: incident.runbook_sha256.clone(),
             hash_matches: crate::engine::decide::sha256_hex(&incident.runbook_text) == incident.runbook_sha256,
@@ -494,7 +494,7 @@ fn updates(runbook: Option<&Runbook>, events: &[Event]) -> Vec<Update> {
             EventKind::StatusUpdateFailed { audience, error } => (audience, Vec::new(), Some(error.clone())),
             _ => continue,
         };
-        let model = runbook.and_then(|r| r.audiences.iter().find(|a| &a.id == audience));
+        let model = runbook.and_then(|r| r.audiences().iter().find(|a| &a.id == audience));
         // A notify step's update is recorded, then the step's result right after it.
         let step = events.get(index + 1).and_then(|next| match &next.kind {
             EventKind::StepDone { phase, step, .. } | EventKind::StepFailed { phase, step, .. } => {

@@ -59,7 +59,7 @@ impl Gate {
 
 pub(super) fn phases(runbook: Option<&Runbook>, incident: &Incident, events: &[Event]) -> Vec<Phase> {
     // Runbook order when it parses, else the order phases first appear in the log.
-    let mut ids: Vec<String> = runbook.map(|r| r.phases.iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
+    let mut ids: Vec<String> = runbook.map(|r| r.phases().iter().map(|p| p.id.clone()).collect()).unwrap_or_default();
     for event in events {
         if let Some(phase) = phase_of(&event.kind)
             && !ids.iter().any(|id| id == phase)

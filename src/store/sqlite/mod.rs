@@ -28,10 +28,12 @@ mod checkpointer;
 mod writer;
 
 use super::rows::{self, AppendRows};
-use super::{ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint};
+use super::{
+    Append, ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+};
 use crate::audit::keys::SignedCheckpoint;
-use crate::engine::{Effect, Event};
-use writer::{Append, Job, Receive, Waiting, chain_unhashed};
+use crate::engine::Event;
+use writer::{Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -184,18 +186,36 @@ impl SqliteStore {
 
     /// Hands encoded rows to the writer and waits for its answer. The rows are encoded before
     /// this future exists (see `append`), so it borrows nothing but the store.
-    async fn write(&self, rows: Result<AppendRows, Error>) -> Result<u64, Error> {
-        let (answer, answered) = oneshot::channel();
-        self.ask(Job::Append(Append { rows: rows?, answer }), answered).await
+    fn write(&self, rows: Result<AppendRows, Error>) -> impl Future<Output = Result<u64, Error>> + Send + '_ {
+        let asked = rows.map(|rows| {
+            let (answer, answered) = oneshot::channel();
+            self.ask(Job::Append(Queued { rows, answer }), answered)
+        });
+        async move { asked?.await }
     }
 
-    /// Gives the writer a job and waits for its answer.
-    async fn ask<T>(&self, job: Job, answered: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
+    /// Gives the writer a job, now if its queue has room (so that jobs are taken in the order of
+    /// the calls), and waits for its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        job: Job,
+        answered: oneshot::Receiver<Result<T, Error>>,
+    ) -> impl Future<Output = Result<T, Error>> + Send + '_ {
+        let waiting = match self.read_only {
+            true => Some(job),
+            false => self.appends.try_send(job).err().map(|refused| match refused {
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
+            }),
+        };
+        async move {
+            if self.read_only {
+                return Err(Error::ReadOnly);
+            }
+            if let Some(job) = waiting {
+                self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+            }
+            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
         }
-        self.appends.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
-        answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// How many transactions the writer has committed since the store was opened. With appends
@@ -240,37 +260,11 @@ fn on_a_thread(
 }
 
 impl Store for SqliteStore {
-    fn append(
-        &self,
-        incident: &str,
-        expected: u64,
-        events: &[Event],
-        effects: &[Effect],
-        completes: Option<&str>,
-    ) -> impl Future<Output = Result<u64, Error>> + Send {
-        // Encoding happens here, in the caller's task, so the one writer only runs SQL. It happens
-        // before the future is first polled, so the future holds none of the borrowed arguments,
-        // and it is `Send` as declared rather than as inferred from an `async fn` body (which the
-        // compiler cannot always prove for a future spawned with borrowed slices in scope).
-        self.write(AppendRows::new(incident, expected, events, effects, completes))
-    }
-
-    fn append_delivered(
-        &self,
-        incident: &str,
-        expected: u64,
-        events: &[Event],
-        effects: &[Effect],
-        deliveries: &[Delivery],
-    ) -> impl Future<Output = Result<u64, Error>> + Send {
-        let rows = AppendRows::new(incident, expected, events, effects, None).map(|mut rows| {
-            rows.deliveries = deliveries
-                .iter()
-                .map(|delivery| (delivery.source.clone(), delivery.id.clone(), rows::timestamp(delivery.received_at)))
-                .collect();
-            rows
-        });
-        self.write(rows)
+    fn append(&self, append: Append) -> impl Future<Output = Result<u64, Error>> + Send {
+        // Encoding (of what is not encoded yet) happens here, in the caller's task, so the one
+        // writer only runs SQL; and the append is sent to the writer here, before the future is
+        // first polled, so appends are taken in the order of the calls (see `Store::append`).
+        self.write(AppendRows::new(append))
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {

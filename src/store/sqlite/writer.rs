@@ -19,9 +19,10 @@ use inbox::Added;
 pub(super) use inbox::Waiting;
 
 mod inbox;
+mod together;
 
 /// One append on its way to the writer, with where its answer goes.
-pub(super) struct Append {
+pub(super) struct Queued {
     pub(super) rows: AppendRows,
     pub(super) answer: oneshot::Sender<Result<u64, Error>>,
 }
@@ -38,13 +39,13 @@ pub(super) struct Receive {
 /// What the writer is given: appends and received deliveries, which share commits, and now and
 /// then a checkpoint to store or applied deliveries to mark.
 pub(super) enum Job {
-    Append(Append),
+    Append(Queued),
     Receive(Receive),
     Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
     Applied { outcomes: Vec<(u64, String)>, answer: oneshot::Sender<Result<(), Error>> },
 }
 
-impl std::fmt::Debug for Append {
+impl std::fmt::Debug for Queued {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("Append").field("incident", &self.rows.incident).finish_non_exhaustive()
     }
@@ -178,7 +179,7 @@ struct Writer {
 
 impl Writer {
     /// Stores a batch and answers each of its appends and deliveries; drains both.
-    async fn commit_and_answer(&mut self, batch: &mut Vec<Append>, receives: &mut Vec<Receive>) {
+    async fn commit_and_answer(&mut self, batch: &mut Vec<Queued>, receives: &mut Vec<Receive>) {
         let mut committed = self.commit(batch, receives, false).await;
         if matches!(committed, Err(Failed::Halfway)) {
             // An append was refused where that cannot happen unless the database was changed
@@ -222,7 +223,7 @@ impl Writer {
     /// conflict, a rule of the log) is undone and answered with why, and the others are stored;
     /// a database failure fails the batch. With `careful`, every append of several writes gets a
     /// savepoint, not only those that may be refused halfway.
-    async fn commit(&mut self, batch: &[Append], receives: &[Receive], careful: bool) -> Result<Answers, Failed> {
+    async fn commit(&mut self, batch: &[Queued], receives: &[Receive], careful: bool) -> Result<Answers, Failed> {
         let now = rows::timestamp(Utc::now());
         // One statement alone runs as a transaction of its own (the triggers' checks included)
         // and commits, as durably as any, when it ends: the most common batches thus cost one
@@ -245,6 +246,15 @@ impl Writer {
                 Err(Refused { error: error @ Error::Database(_), .. }) => Err(Failed::Database(error)),
                 answer => Ok((vec![answer.map_err(|refused| refused.error)], Vec::new())),
             };
+        }
+        // Several statements: the batch together first, a statement per table; append by
+        // append, with savepoints, only if something in it was refused.
+        if !careful
+            && receives.is_empty()
+            && let Some(versions) = self.commit_together(batch, &now).await?
+        {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok((versions.into_iter().map(Ok).collect(), Vec::new()));
         }
         // IMMEDIATE takes the write lock now, so that another process writing the same file makes
         // this wait (up to the busy timeout) instead of failing halfway through.
@@ -433,12 +443,17 @@ impl Writer {
             }
         }
         if !rows.events.is_empty() {
-            if self.heads.len() >= MOST_HEADS {
-                self.heads.clear();
-            }
-            self.heads.insert(incident.to_string(), (rows.version(), prev));
+            self.remember_head(incident.to_string(), (rows.version(), prev));
         }
         Ok(rows.version())
+    }
+
+    /// Keeps an incident's version and head as this writer stored them.
+    fn remember_head(&mut self, incident: String, head: (u64, Hash)) {
+        if self.heads.len() >= MOST_HEADS {
+            self.heads.clear();
+        }
+        self.heads.insert(incident, head);
     }
 }
 

@@ -7,11 +7,11 @@ use super::*;
 /// approval given, every signal sent, every manual step done, every effect answered with success.
 /// Returns the log after each round, so that templates see the incident at many stages.
 fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
-    let roles: Vec<&str> = runbook.roles.iter().map(|role| role.id.as_str()).collect();
+    let roles: Vec<&str> = runbook.roles().iter().map(|role| role.id.as_str()).collect();
     let people = ["ann", "ben", "cat", "dev"];
     let directory = Directory::with(&people.iter().map(|p| (*p, roles.as_slice())).collect::<Vec<_>>());
     let inputs = runbook
-        .inputs
+        .inputs()
         .iter()
         .filter(|input| input.default.is_none())
         .map(|input| {
@@ -29,7 +29,7 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
     let start = Command::Start { incident: "inc-7".into(), runbook_text: text.into(), inputs, key: None };
     let first =
         decide(runbook, &directory, None, &Request { actor: "trigger:alertmanager".into(), at: now, command: start });
-    let first = first.unwrap_or_else(|error| panic!("{} does not start: {error}", runbook.id));
+    let first = first.unwrap_or_else(|error| panic!("{} does not start: {error}", runbook.id()));
     let mut events = first.events;
     let mut outbox: Vec<Effect> = first.effects;
     let mut logs = vec![events.clone()];
@@ -48,7 +48,7 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
         }
         let incident = Incident::from_events(&events).unwrap();
         let mut commands: Vec<(String, Command)> = Vec::new();
-        for phase in &runbook.phases {
+        for phase in runbook.phases() {
             let state = incident.phase(&phase.id);
             let gates = match state.status {
                 PhaseStatus::Ready => &phase.entry,
@@ -93,7 +93,7 @@ fn drive(runbook: &Runbook, text: &str) -> Vec<Vec<Event>> {
         }
         // With nothing left to do and nothing under way, the commander closes the incident.
         let under_way = runbook
-            .phases
+            .phases()
             .iter()
             .any(|phase| matches!(incident.phase(&phase.id).status, PhaseStatus::Ready | PhaseStatus::Running));
         if commands.is_empty() && outbox.is_empty() && !under_way {
@@ -194,13 +194,13 @@ fn every_status_template_renders_with_the_context_of_real_incidents() {
             relaxed |= !incident.relaxations.is_empty();
             closed |= incident.closed.is_some();
             let now = incident.updated_at + chrono::Duration::minutes(5);
-            let audience = &runbook.audiences[round % runbook.audiences.len()].id;
+            let audience = &runbook.audiences()[round % runbook.audiences().len()].id;
             let context =
                 status_context(runbook, &incident, events, audience, "scheduled", Some("Next update at 10:00"), now);
             for file in &files {
                 let rendered = catalog
                     .render(file, &context)
-                    .unwrap_or_else(|error| panic!("{} round {round}: {error}\n{context:#}", runbook.id));
+                    .unwrap_or_else(|error| panic!("{} round {round}: {error}\n{context:#}", runbook.id()));
                 assert!(!rendered.trim().is_empty(), "{file} renders nothing");
             }
         }

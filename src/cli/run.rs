@@ -1,12 +1,17 @@
-//! `phasegate run [--watch]`: carry out due work for every open incident: automated steps, check
-//! polls, timers, retries, overdue relaxations and status updates. Without `--watch` it stops
-//! when nothing more is due now; with it, it keeps going until interrupted.
+//! `phasegate run [--watch]`: apply the webhook deliveries waiting in the inbox (as `serve` does),
+//! then carry out due work for every open incident: automated steps, check polls, timers,
+//! retries, overdue relaxations and status updates. Without `--watch` it stops when nothing more
+//! is due now; with it, it keeps going until interrupted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use super::incident::{Common, open};
 use crate::actions::Actions;
+use crate::runtime::inbox::{Inbox, runbook_files};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +21,8 @@ pub struct Args {
     /// How often `--watch` looks for due work, for example `5s`.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// With `json`, one line per pass that did something: `{"effects": N, "events": M}`.
+    /// With `json`, one line per pass that did something:
+    /// `{"deliveries": D, "effects": N, "events": M}`.
     #[arg(long, value_enum, default_value_t = super::Format::Text)]
     format: super::Format,
     #[command(flatten)]
@@ -29,15 +35,25 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
         .allow_commands(opened.config.commands)
         .with_outbound(opened.config.outbound.clone())?;
+    let inbox = arm(&opened).await?;
     loop {
+        let deliveries = inbox.apply_waiting(&opened.runtime).await.context("the webhook inbox cannot be applied")?;
         let progress = opened.runtime.run_due(&actions).await?;
-        if progress.effects + progress.events > 0 || (args.format == super::Format::Json && !args.watch) {
+        let did = deliveries + progress.effects + progress.events > 0;
+        if did || (args.format == super::Format::Json && !args.watch) {
             match args.format {
                 super::Format::Json => {
-                    let line = serde_json::json!({ "effects": progress.effects, "events": progress.events });
+                    let line = serde_json::json!({
+                        "deliveries": deliveries,
+                        "effects": progress.effects,
+                        "events": progress.events,
+                    });
                     super::print_stdout(&format!("{line}\n"))?;
                 }
                 super::Format::Text => {
+                    if deliveries > 0 {
+                        eprintln!("applied {deliveries} webhook delivery(ies)");
+                    }
                     eprintln!("carried out {} action(s), recorded {} event(s)", progress.effects, progress.events)
                 }
             }
@@ -48,6 +64,27 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         tokio::select! {
             _ = tokio::time::sleep(args.interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(super::exit::OK),
+        }
+    }
+}
+
+/// The inbox with the configured runbooks' triggers. Without a readable runbooks directory there
+/// are no triggers, which is refused only when deliveries wait: applied with no trigger, they
+/// would be marked as doing nothing.
+async fn arm(opened: &super::incident::Opened) -> anyhow::Result<Inbox> {
+    let dir = &opened.config.runbooks;
+    match runbook_files(dir) {
+        Ok(files) => Ok(Inbox::arm(&opened.runtime, files)),
+        Err(error) => {
+            let waiting = opened.runtime.store().inbox_depth().await?;
+            if waiting > 0 {
+                anyhow::bail!(
+                    "{waiting} webhook delivery(ies) wait in the inbox, and the runbooks directory `{}` whose \
+                     triggers apply them cannot be read: {error}",
+                    dir.display()
+                );
+            }
+            Ok(Inbox::default())
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod event;
 mod rights;
 pub mod scope;
 pub mod state;
+pub mod trigger;
 
 pub use command::{Command, Request};
 pub use decide::{Decision, Error, decide};

@@ -20,6 +20,7 @@ use crate::store::{self, Append, Store};
 
 pub mod audit;
 pub mod drill;
+pub mod inbox;
 mod owned;
 
 use owned::Owned;

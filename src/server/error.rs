@@ -30,6 +30,21 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// A body past what the server reads (`server.max_body`), or past what its reader takes.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    /// A body that could not be read: `too_large` past `server.max_body`, else `bad_request`
+    /// (the client went away, say).
+    pub fn unread_body(rejection: &axum::extract::rejection::BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("the body is larger than the server reads (`server.max_body`)")
+        } else {
+            ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+        }
+    }
+
     /// Something failed on our side: the details go to the log, not to the caller.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "request failed");

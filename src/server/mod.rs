@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::engine::{Effect, EffectKind, Event, Incident, Outcome};
 use crate::render::Catalog;
 use crate::runbook::Runbook;
+use crate::runtime::inbox::{Inbox, runbook_files};
 use crate::runtime::{Executor, Runtime};
 use crate::store::{SqliteStore, Store};
 use error::ApiError;
@@ -42,12 +43,11 @@ pub struct App {
     pub ready: AtomicBool,
     /// Webhook sources by name, their secrets read at start.
     pub sources: BTreeMap<String, webhooks::signature::Scheme>,
-    /// The configured runbooks that validate, for their triggers.
-    pub armed: Vec<webhooks::Armed>,
     /// Deliveries in flight; past [`webhooks::IN_FLIGHT`] the answer is 503.
     pub hooks: tokio::sync::Semaphore,
-    /// Received deliveries waiting to be applied.
-    pub inbox: webhooks::inbox::Inbox,
+    /// The runbooks whose triggers are armed, and the received deliveries waiting for them: the
+    /// server stores deliveries and rings its bell, the runtime applies them.
+    pub inbox: Inbox,
 }
 
 impl App {
@@ -55,38 +55,29 @@ impl App {
     /// act on deliveries. A runbook that does not validate is left out, with a warning.
     pub fn new(runtime: Runtime<SqliteStore, Catalog>, config: Config) -> anyhow::Result<App> {
         let sources = webhooks::schemes(&config.server.sources, &config.secrets)?;
-        let mut app = App {
+        let files = runbook_files(&config.runbooks).map_err(|error| {
+            anyhow::anyhow!("the runbooks directory `{}` cannot be read: {error}", config.runbooks.display())
+        })?;
+        let inbox = Inbox::arm(&runtime, files);
+        for armed in inbox.armed() {
+            for trigger in armed.runbook.triggers().iter().filter(|t| !sources.contains_key(&t.source)) {
+                tracing::warn!(
+                    runbook = armed.runbook.id(),
+                    trigger = trigger.id,
+                    source = trigger.source,
+                    "the trigger listens to a webhook source the configuration does not have; it cannot fire"
+                );
+            }
+        }
+        Ok(App {
             runtime,
             config,
             metrics: Metrics::new(),
             ready: AtomicBool::new(false),
             sources,
-            armed: Vec::new(),
             hooks: tokio::sync::Semaphore::new(webhooks::IN_FLIGHT),
-            inbox: webhooks::inbox::Inbox::default(),
-        };
-        let files = app.runbook_files().map_err(|error| anyhow::anyhow!("{}", error.message))?;
-        for (path, text) in files {
-            match app.runtime.runbook(&text) {
-                Ok(runbook) => {
-                    for trigger in runbook.triggers().iter().filter(|t| !app.sources.contains_key(&t.source)) {
-                        tracing::warn!(
-                            runbook = runbook.id(),
-                            trigger = trigger.id,
-                            source = trigger.source,
-                            "the trigger listens to a webhook source the configuration does not have; it cannot fire"
-                        );
-                    }
-                    app.armed.push(webhooks::Armed { text, runbook });
-                }
-                Err(problems) => tracing::warn!(
-                    file = %path.display(),
-                    problems = problems.len(),
-                    "the runbook does not validate; its triggers are off"
-                ),
-            }
-        }
-        Ok(app)
+            inbox,
+        })
     }
 }
 
@@ -201,15 +192,7 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
 impl App {
     /// The runbook files of the configured directory, with their text.
     pub fn runbook_files(&self) -> Result<Vec<(PathBuf, String)>, ApiError> {
-        let dir = &self.config.runbooks;
-        let entries = std::fs::read_dir(dir).map_err(|error| ApiError::internal(&error))?;
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
-        files.sort();
-        Ok(files.into_iter().filter_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text))).collect())
+        runbook_files(&self.config.runbooks).map_err(|error| ApiError::internal(&error))
     }
 
     /// The text of the runbook with this id among the configured runbooks. Never a path: the API
@@ -285,8 +268,9 @@ pub async fn serve(
             }
         }
     });
-    app.inbox.found(app.runtime.store().inbox_depth().await?);
-    let inbox = tokio::spawn(webhooks::inbox::run(Arc::clone(&app), interval, stop.subscribe()));
+    let applying = Arc::clone(&app);
+    let stopped = stop.subscribe();
+    let inbox = tokio::spawn(async move { applying.inbox.run(&applying.runtime, interval, stopped).await });
     accept(listener, router(Arc::clone(&app)), app.config.server.header_timeout, shutdown).await;
     app.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);

@@ -34,13 +34,13 @@ fn operation(summary: &str, authenticated: bool, body: Option<Value>, ok: &str) 
 }
 
 /// A webhook delivery: authenticated by the source's scheme (not an API token), answered 202 when
-/// stored in the inbox, 200 when it was received before, 503 when the server cannot take it now
-/// (retry).
+/// stored in the inbox, 200 when it was received before, 413 `too_large` past `server.max_body`,
+/// 503 when the server cannot take it now (retry).
 fn hook() -> Value {
     let mut hook = operation(
         "A webhook delivery from a configured source, authenticated by the source's scheme (Standard Webhooks, \
-         GitHub, HMAC or a bearer token), stored before it is answered; its triggers then start incidents, \
-         satisfy gates or add to the timeline",
+         GitHub, HMAC or a bearer token), stored before it is answered (413 `too_large` past `server.max_body`); \
+         its triggers then start incidents, satisfy gates or add to the timeline",
         false,
         Some(json!({ "description": "the sender's payload: Alertmanager's webhook (version 4) or any JSON" })),
         "202",

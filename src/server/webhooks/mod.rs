@@ -4,14 +4,14 @@
 //! `POST /hooks/{source}`: the signature is checked over the raw body before anything is parsed;
 //! then the body is decoded for the triggers listening to the source (a body they cannot read is
 //! refused), and the delivery is stored in the inbox, group-committed, before the answer: 202 when
-//! new, 200 when it was received before (a retry or a replay, which changes nothing). The inbox
-//! task (`inbox`) applies it to incidents afterwards, in the order received; what it did is read
-//! at `GET /api/v1/webhooks/{source}/deliveries/{id}`. Nothing is acknowledged before it is
-//! stored, and a crash after the answer loses nothing. Answers follow what senders do with them:
-//! Alertmanager retries only on 5xx, so overload and storage failures are 503, never 429.
+//! new, 200 when it was received before (a retry or a replay, which changes nothing). The
+//! runtime's inbox loop (`runtime::inbox`) applies it to incidents afterwards, in the order
+//! received; what it did is read at `GET /api/v1/webhooks/{source}/deliveries/{id}`. Nothing is
+//! acknowledged before it is stored, and a crash after the answer loses nothing. Answers follow
+//! what senders do with them: Alertmanager retries only on 5xx, so overload and storage failures
+//! are 503, never 429. A body past `server.max_body` is 413 `too_large`, as in the API.
 
 pub mod alertmanager;
-pub mod inbox;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +31,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::metrics::WebhookLabels;
 use crate::config::server::{SchemeName, Source};
-use crate::runbook::Runbook;
+use crate::runbook::model::PayloadFormat;
 use crate::store::{Delivery, Store};
 use signature::{Scheme, Secret};
 
@@ -81,17 +82,11 @@ pub fn schemes(
     Ok(schemes)
 }
 
-/// A runbook whose triggers may act on deliveries, with the text incidents pin.
-pub struct Armed {
-    pub text: String,
-    pub runbook: Arc<Runbook>,
-}
-
 pub async fn receive(
     State(app): State<Arc<App>>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // A source the configuration lacks is counted as `(unknown)`, not by the path's name: anyone
     // could make up names by the million, and every label value is kept for good.
@@ -104,6 +99,14 @@ pub async fn receive(
     let Some(scheme) = scheme else {
         count("refused", "unknown_source");
         return ApiError::not_found(format!("no webhook source `{source}` is configured")).into_response();
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let error = ApiError::unread_body(&rejection);
+            count("refused", error.code);
+            return error.into_response();
+        }
     };
     let overloaded = || {
         count("refused", "overloaded");
@@ -123,9 +126,9 @@ pub async fn receive(
     if app.inbox.depth() >= INBOX_LIMIT {
         return overloaded();
     }
-    // Checked now only to refuse what the triggers could never read; the inbox task decodes it
+    // Checked now only to refuse what the triggers could never read; the runtime's inbox reads it
     // when it applies it, with the triggers of that moment.
-    if let Err(error) = inbox::readable(&app, &source, &body) {
+    if let Err(error) = readable(&app, &source, &body) {
         count("refused", error.code);
         return error.into_response();
     }
@@ -138,9 +141,8 @@ pub async fn receive(
         _ => verified.delivery_id,
     };
     let delivery = Delivery { source: source.clone(), id, received_at: Utc::now() };
-    match app.runtime.store().receive(&delivery, &body).await {
+    match app.inbox.receive(&app.runtime, &delivery, &body).await {
         Ok(true) => {
-            app.inbox.received();
             count("accepted", "");
             (StatusCode::ACCEPTED, Json(json!({ "delivery": delivery.id, "state": "received" }))).into_response()
         }
@@ -155,6 +157,27 @@ pub async fn receive(
                 .into_response()
         }
     }
+}
+
+/// Whether the triggers listening to `source` can read the body, checked without building what
+/// they would read: what a delivery must pass before it is stored. The runtime's inbox reads it
+/// when it applies it.
+fn readable(app: &App, source: &str, body: &[u8]) -> Result<(), ApiError> {
+    let formats = app.inbox.formats(source);
+    if formats.iter().any(|format| matches!(format, PayloadFormat::Alertmanager)) {
+        alertmanager::decode(body).map_err(|error| match error {
+            alertmanager::Error::TooLarge { .. } => ApiError::too_large(error.to_string()),
+            error => invalid(error.to_string()),
+        })?;
+    } else if !formats.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map_err(|error| invalid(format!("the body is not JSON: {error}")))?;
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", message)
 }
 
 /// `GET /api/v1/webhooks/{source}/deliveries/{id}`: whether a delivery was received and, once
@@ -175,7 +198,7 @@ pub async fn receipt(
     });
     if let Some((at, outcome)) = receipt.applied {
         answer["applied_at"] = json!(at);
-        // Written by the inbox task as a JSON object (`done` or `error`).
+        // Written by the runtime's inbox as a JSON object (`done` or `error`).
         let outcome: Value = serde_json::from_str(&outcome)
             .map_err(|error| ApiError::internal(&format!("a stored delivery outcome is not JSON: {error}")))?;
         if let Value::Object(fields) = outcome {

@@ -21,3 +21,4 @@ mod support;
 mod tidy;
 mod webhook_auth;
 mod webhooks;
+mod witness;

@@ -212,7 +212,7 @@ impl Config {
                 .map(|(name, source)| (name, SecretSource { file: source.file.map(relative), ..source }))
                 .collect(),
         };
-        let witness = witness::build(parsed.audit.witness, &relative, &outbound, &secrets)?;
+        let witness = witness::build(parsed.audit.witness, relative, &outbound, &secrets)?;
         let config = Config {
             database: overrides
                 .database

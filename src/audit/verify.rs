@@ -522,10 +522,10 @@ impl<'k> Verifier<'k> {
                          event{} and {in_log} checkpoint{}: it was cut back{}",
                         if end == 1 { "" } else { "s" },
                         if in_log == 1 { "" } else { "s" },
-                        if events > end {
-                            format!(", events {} to {events} are missing", end + 1)
-                        } else {
-                            String::new()
+                        match events.checked_sub(end) {
+                            Some(0) | None => String::new(),
+                            Some(1) => format!(", event {events} is missing"),
+                            Some(_) => format!(", events {} to {events} are missing", end + 1),
                         }
                     );
                     self.problem(if events > end { end + 1 } else { at }, Some(number), what);
@@ -533,7 +533,8 @@ impl<'k> Verifier<'k> {
                 Some(Ok(logged)) if logged == signed => {}
                 Some(Ok(logged)) => {
                     let what = format!(
-                        "is not the one witnessed (witness line {line}): the log's covers events 1 to {} with head                          {}, the witnessed one events 1 to {events} with head {}",
+                        "is not the one witnessed (witness line {line}): the log's covers events 1 to {} with head \
+                         {}, the witnessed one events 1 to {events} with head {}",
                         logged.checkpoint.events,
                         short(&logged.checkpoint.head),
                         short(&checkpoint.head)

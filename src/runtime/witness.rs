@@ -171,7 +171,7 @@ fn run(sinks: Vec<Sink>, receiver: &mpsc::Receiver<SignedCheckpoint>, shared: &S
     };
     let mut queue: Vec<Queued> = Vec::new();
     let mut pause = FIRST_PAUSE;
-    let mut failing = vec![false; sinks.len()];
+    let mut failing: Vec<Option<String>> = vec![None; sinks.len()];
     let mut closing: Option<Instant> = None;
     loop {
         let next = match closing {
@@ -222,12 +222,13 @@ fn waiting(queue: &[Queued]) -> u64 {
 }
 
 /// Writes what is queued, each sink in order, stopping a sink at its first failure. Returns
-/// whether any sink failed.
+/// whether any sink failed. `failing` holds each sink's failure while it lasts: a failure is said
+/// when it begins or changes, not at every try.
 fn write_queued(
     sinks: &[Sink],
     writers: &Writers,
     queue: &mut Vec<Queued>,
-    failing: &mut [bool],
+    failing: &mut [Option<String>],
     shared: &Shared,
 ) -> bool {
     let mut failed = false;
@@ -240,20 +241,25 @@ fn write_queued(
                         progress.written += 1;
                         progress.behind = progress.behind.saturating_sub(1);
                     });
-                    if std::mem::take(&mut failing[index]) {
+                    if failing[index].take().is_some() {
                         loudly_recovered(&sink.name());
                     }
                 }
                 Err(error) => {
                     let checkpoint = &queued.signed.checkpoint;
-                    loudly(&format!(
+                    let message = format!(
                         "cannot write checkpoint {} of incident `{}` to the {}: {error}; it is kept and tried \
                          again",
                         checkpoint.number,
                         checkpoint.incident,
                         sink.name()
-                    ));
-                    failing[index] = true;
+                    );
+                    if failing[index].as_ref() != Some(&message) {
+                        loudly(&message);
+                    } else {
+                        tracing::debug!("{message}");
+                    }
+                    failing[index] = Some(message);
                     failed = true;
                     update(shared, |progress| progress.failures += 1);
                     break;

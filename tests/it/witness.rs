@@ -237,6 +237,7 @@ async fn a_witnessed_checkpoint_unlike_the_logs_is_reported() {
     store.close().await;
     let problems: Vec<String> = outcome.problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().all(|problem| !problem.contains("  ")), "{problems:?}");
     assert!(
         problems.iter().any(|p| p.starts_with(
             "checkpoint 1 (event 3): is not the one witnessed (witness line 2): the log's \

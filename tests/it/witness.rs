@@ -298,3 +298,49 @@ fn a_webhook_witness_that_fails_is_tried_again_and_the_command_goes_on() {
         .succeeds()
         .stdout_has("the witness saw checkpoints through 1");
 }
+
+/// `serve` says in its log what the audit configuration leaves open: no key (nothing vouches
+/// for a log's end), or a key and no witness (a log can be cut back unseen); with both, neither.
+#[test]
+fn serve_warns_when_the_log_is_unsigned_or_unwitnessed() {
+    use std::io::BufRead as _;
+    let serve_log = |desk: &Desk| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+            .current_dir(desk.dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config", "phasegate.yaml"])
+            .env_remove("PHASEGATE_CONFIG")
+            .env_remove("PHASEGATE_DB")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut log = String::new();
+        // Up to the line that says it listens (or the end, if it stopped): the warnings come first.
+        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("listening") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(log.contains("listening"), "{log}");
+        log
+    };
+    let witnessed = Desk::new("  witness:\n    file: witness.jsonl\n");
+    let log = serve_log(&witnessed);
+    assert!(!log.contains("WARN"), "{log}");
+    let unwitnessed = Desk::new("");
+    let log = serve_log(&unwitnessed);
+    assert!(log.contains("no `audit.witness` is configured: whoever can write the database can cut"), "{log}");
+    let unsigned = Desk::new("");
+    let config = std::fs::read_to_string(unsigned.path("phasegate.yaml")).unwrap();
+    std::fs::write(unsigned.path("phasegate.yaml"), config.replace("audit:\n  signing_key: keys/phasegate.pem\n", ""))
+        .unwrap();
+    let log = serve_log(&unsigned);
+    assert!(log.contains("no `audit.signing_key` is configured, so nothing signs incidents' logs"), "{log}");
+    assert!(!log.contains("audit.witness"), "{log}");
+}

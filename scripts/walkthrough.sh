@@ -8,8 +8,8 @@
 # export offline, and write the report.
 #
 # Everything it writes stays in walkthrough-out/ at the repository's root (git-ignored), emptied
-# at the start of each run: the configuration, the database, the signing key, the export and the
-# report. The last lines say where they are.
+# at the start of each run: the configuration, the database, the signing key, the witness file,
+# the export and the report. The last lines say where they are.
 #
 # The runbook's automated steps call the retailer's own systems (`*.internal.example`), which do
 # not exist here, so this walk does not call `phasegate run`. The README's main command,
@@ -29,9 +29,6 @@ cd "$out"
 cp "$root/examples/phasegate.yaml" phasegate.yaml
 sed -i "s|^runbooks: .*|runbooks: $root/runbooks|; s|^templates: .*|templates: $root/templates|" phasegate.yaml
 export PHASEGATE_CONFIG="$out/phasegate.yaml"
-# A key that signs the log's checkpoints, named in the configuration.
-"$pg" keygen audit.pem > /dev/null
-printf 'audit:\n  signing_key: audit.pem\n' >> phasegate.yaml
 
 # step COMMAND...: shows the command, runs it, and goes on whether it was recorded or refused.
 step() {
@@ -41,6 +38,9 @@ step() {
     [ "$status" = 0 ] || printf '\033[2m(exit status %s)\033[0m\n' "$status"
 }
 
+# The key that signs the log's checkpoints, where the example configuration names it; each
+# checkpoint is also copied to the witness file it names (phasegate-witness.jsonl).
+step keygen keys/phasegate.pem
 step validate "$root/runbooks"
 step plan "$root/runbooks/retail-breach.yaml"
 printf '\n\033[1m$ phasegate start retail-breach --as dana.ito --input severity=critical\033[0m\n'
@@ -55,9 +55,9 @@ step close "$incident" --as tom.reyes
 step update "$incident" public --as chris.doyle
 step status "$incident"
 step list
-step audit verify "$incident"
+step audit verify "$incident" --witness "$out/phasegate-witness.jsonl"
 step audit export "$incident" -o "$out/$incident.jsonl"
-step audit verify --file "$out/$incident.jsonl" --public-key "$out/audit.pem.pub"
+step audit verify --file "$out/$incident.jsonl" --public-key "$out/keys/phasegate.pem.pub" --witness "$out/phasegate-witness.jsonl"
 step report "$incident" --format html -o "$out/report.html"
 step report "$incident" -o "$out/report.md"
 printf '\n\033[1m$ head -n 30 %s\033[0m\n' "$out/report.md"
@@ -66,5 +66,6 @@ head -n 30 "$out/report.md"
 printf '\n\033[1mwalkthrough:\033[0m done; everything it wrote is in %s:\n' "$out"
 printf '  %-14s %s\n' \
     "report" "$out/report.html (open it in a browser) and $out/report.md" \
-    "export" "$out/$incident.jsonl (verify it: phasegate audit verify --file ... --public-key $out/audit.pem.pub)" \
+    "export" "$out/$incident.jsonl (verify it: phasegate audit verify --file ... --public-key $out/keys/phasegate.pem.pub)" \
+    "witness" "$out/phasegate-witness.jsonl (a copy of every checkpoint: audit verify --witness ...)" \
     "database" "$out/phasegate.db (PHASEGATE_CONFIG=$out/phasegate.yaml $pg status $incident)"

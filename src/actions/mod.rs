@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use crate::engine::effect::HttpRequest;
 use crate::engine::{Effect, EffectKind, Event, Incident, Outcome};
 use crate::render::{self, Catalog};
 use crate::runbook::Runbook;
@@ -185,6 +186,13 @@ impl Actions {
     pub fn with_stand_in(mut self, stand_in: Arc<dyn standin::StandIn>) -> Actions {
         self.stand_in = Some(stand_in);
         self
+    }
+
+    /// Sends a request that no runbook asked for (the audit witness's posts of checkpoints) as
+    /// http steps are sent: where the outbound policy allows, secrets filled in by name, and
+    /// `idempotency_key` in its header. The answer, whatever its status, or why there was none.
+    pub async fn send_request(&self, request: &HttpRequest, idempotency_key: Option<&str>) -> Result<Outcome, Error> {
+        http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, idempotency_key).await
     }
 
     /// Carries out one effect and says how it went. Never fails: what goes wrong is the outcome.

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use super::keys::{Checkpoint, PublicKey, SignedCheckpoint};
 use super::verify::{Outcome, Problem, Verifier};
+use super::witness::Witness;
 
 /// The version of the export shape that this phasegate writes.
 pub const FORMAT: u32 = 1;
@@ -106,13 +107,25 @@ pub enum Error {
 }
 
 /// Verifies an export read from `input` with `key`.
-pub fn verify(mut input: impl BufRead, key: Option<&PublicKey>) -> Result<Outcome, Error> {
+pub fn verify(input: impl BufRead, key: Option<&PublicKey>) -> Result<Outcome, Error> {
+    verify_witnessed(input, key, None)
+}
+
+/// [`verify`], and the export compared with what `witness` holds of its incident.
+pub fn verify_witnessed(
+    mut input: impl BufRead,
+    key: Option<&PublicKey>,
+    witness: Option<&Witness>,
+) -> Result<Outcome, Error> {
     let mut first = String::new();
     if input.read_line(&mut first)? == 0 {
         return Err(Error::Header("the file is empty".into()));
     }
     let header = header(first.trim_end()).map_err(Error::Header)?;
     let mut verifier = Verifier::new(&header.incident, key);
+    if let Some(witness) = witness {
+        verifier.witnessed(witness.of(&header.incident));
+    }
     let mut checkpoints = 0;
     let mut line = String::new();
     let mut number = 1;

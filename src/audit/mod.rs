@@ -1,5 +1,6 @@
 //! The audit trail: the hash chain over every incident's events, signed checkpoints of its head,
-//! verification (of a database or of an export), exports, and the post-incident report.
+//! verification (of a database or of an export), exports, the witness that keeps copies of the
+//! checkpoints outside the database, and the post-incident report.
 //!
 //! Part of the core: no I/O, no clock, no randomness. The runtime (`runtime::audit`) applies
 //! these rules to a store: it signs heads, verifies and exports stored logs. `docs/audit.md`
@@ -10,3 +11,4 @@ pub mod export;
 pub mod keys;
 pub mod report;
 pub mod verify;
+pub mod witness;

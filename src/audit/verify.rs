@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::chain::{self, GENESIS, Hash};
 use super::keys::{FORMAT, PublicKey, SignedCheckpoint};
+use super::witness::Witnessed;
 use crate::engine::{Event, EventKind};
 
 /// The most problems an outcome lists; the rest are counted.
@@ -60,6 +61,9 @@ pub struct Outcome {
     /// The fingerprints the checkpoints name as their signers, each once, in the order they
     /// first sign.
     pub signers: Vec<String>,
+    /// What a witness held of this incident, when the log was checked against one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<Witnessing>,
     /// In the order of the log; at most [`MAX_PROBLEMS`].
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
@@ -96,6 +100,16 @@ impl Outcome {
     }
 }
 
+/// What a witness held of an incident's checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Witnessing {
+    /// The witness's lines about this incident.
+    pub lines: u64,
+    /// The highest checkpoint number witnessed, and the events it covers (0 when none).
+    pub checkpoint: u64,
+    pub events: u64,
+}
+
 /// Checks an incident's log as it is read.
 pub struct Verifier<'k> {
     incident: String,
@@ -119,6 +133,8 @@ pub struct Verifier<'k> {
     /// The latest event's JSON (a buffer used again for each event).
     last: String,
     checkpoints: Vec<Result<SignedCheckpoint, String>>,
+    /// The incident's checkpoints as a witness outside the log holds them, if one was given.
+    witnessed: Option<Vec<Witnessed>>,
     problems: Vec<Problem>,
 }
 
@@ -138,8 +154,15 @@ impl<'k> Verifier<'k> {
             mismatched: None,
             last: String::new(),
             checkpoints: Vec::new(),
+            witnessed: None,
             problems: Vec::new(),
         }
+    }
+
+    /// The incident's checkpoints as a witness holds them (`audit::witness`): each must be in
+    /// the log, the same. A log with fewer checkpoints or events than were witnessed was cut back.
+    pub fn witnessed(&mut self, witnessed: Vec<Witnessed>) {
+        self.witnessed = Some(witnessed);
     }
 
     /// The next event as stored: its position, the hash recorded with it, its JSON.
@@ -345,6 +368,7 @@ impl<'k> Verifier<'k> {
             self.problem(self.read + 1, None, what);
         }
         let signed_through = self.check_checkpoints();
+        let witness = self.check_witnessed();
         // Without a key and without checkpoints there is nothing that could cover the end: the
         // verdict says the log is unsigned instead (an unsigned deployment's every closed
         // incident failed here).
@@ -373,6 +397,7 @@ impl<'k> Verifier<'k> {
             unsigned_log,
             fingerprint: self.key.map(|key| key.fingerprint().to_string()),
             signers,
+            witness,
             problems: self.problems,
             more_problems,
         }
@@ -462,6 +487,70 @@ impl<'k> Verifier<'k> {
         signed_through.unwrap_or_else(|| self.last_good_checkpoint())
     }
 
+    /// Compares the log's checkpoints with those witnessed, and says what the witness held.
+    fn check_witnessed(&mut self) -> Option<Witnessing> {
+        let witnessed = self.witnessed.take()?;
+        let mut summary = Witnessing { lines: witnessed.len() as u64, checkpoint: 0, events: 0 };
+        let end = self.read;
+        let in_log = self.checkpoints.len() as u64;
+        for Witnessed { line, signed } in &witnessed {
+            let checkpoint = &signed.checkpoint;
+            let (number, events) = (checkpoint.number, checkpoint.events);
+            let at = events.max(1);
+            if checkpoint.incident != self.incident {
+                continue;
+            }
+            match self.key {
+                Some(key) if checkpoint.key != key.fingerprint() || !key.verifies(signed) => {
+                    let what = format!(
+                        "witness line {line}: its signature does not verify with key {}, so it proves nothing",
+                        key.fingerprint()
+                    );
+                    self.problem(at, Some(number), what);
+                    continue;
+                }
+                _ => {}
+            }
+            if (number, events) > (summary.checkpoint, summary.events) {
+                (summary.checkpoint, summary.events) = (number, events);
+            }
+            let logged = number.checked_sub(1).and_then(|index| self.checkpoints.get(index as usize));
+            match logged {
+                None => {
+                    let what = format!(
+                        "was witnessed (witness line {line}) covering events 1 to {events}, but the log has {end} \
+                         event{} and {in_log} checkpoint{}: it was cut back{}",
+                        if end == 1 { "" } else { "s" },
+                        if in_log == 1 { "" } else { "s" },
+                        match events.checked_sub(end) {
+                            Some(0) | None => String::new(),
+                            Some(1) => format!(", event {events} is missing"),
+                            Some(_) => format!(", events {} to {events} are missing", end + 1),
+                        }
+                    );
+                    self.problem(if events > end { end + 1 } else { at }, Some(number), what);
+                }
+                Some(Ok(logged)) if logged == signed => {}
+                Some(Ok(logged)) => {
+                    let what = format!(
+                        "is not the one witnessed (witness line {line}): the log's covers events 1 to {} with head \
+                         {}, the witnessed one events 1 to {events} with head {}",
+                        logged.checkpoint.events,
+                        short(&logged.checkpoint.head),
+                        short(&checkpoint.head)
+                    );
+                    self.problem(at, Some(number), what);
+                }
+                Some(Err(_)) => {
+                    let what =
+                        format!("cannot be compared with the one witnessed (witness line {line}): it cannot be read");
+                    self.problem(at, Some(number), what);
+                }
+            }
+        }
+        Some(summary)
+    }
+
     /// When a checkpoint failed: the events covered by the last one before the first failure.
     fn last_good_checkpoint(&self) -> u64 {
         let first_bad = self.problems.iter().filter_map(|problem| problem.checkpoint).min().unwrap_or(1);
@@ -487,6 +576,11 @@ impl<'k> Verifier<'k> {
     fn problem(&mut self, event: u64, checkpoint: Option<u64>, what: String) {
         self.problems.push(Problem { event, checkpoint, what });
     }
+}
+
+/// The first 12 digits of a hash written down, enough to tell two apart in a message.
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }
 
 /// The hash of an event whose JSON is `json`, chained to `prev`. The hash covers the event's

@@ -11,7 +11,8 @@ use super::Format;
 use super::incident::{Common, open_read_only};
 use crate::audit::export;
 use crate::audit::keys::PublicKey;
-use crate::audit::verify::Outcome;
+use crate::audit::verify::{Outcome, Verifier};
+use crate::audit::witness::{self, Witness, Witnessed};
 use crate::runtime::audit;
 use crate::store::Store;
 
@@ -43,6 +44,10 @@ pub struct Verify {
     /// The public key (PEM) checkpoints must be signed with (default: the configuration's).
     #[arg(long, value_name = "KEY")]
     public_key: Option<PathBuf>,
+    /// A witness file (`audit.witness.file`, or what a webhook witness received, one checkpoint
+    /// line each): a log shorter than what it saw, or a checkpoint unlike the one it saw, fails.
+    #[arg(long, value_name = "FILE")]
+    witness: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
@@ -66,6 +71,14 @@ pub fn keygen(args: Keygen) -> anyhow::Result<u8> {
         if path.exists() {
             bail!("`{}` exists; phasegate does not overwrite keys", path.display());
         }
+    }
+    if let Some(parent) = args.path.parent().filter(|parent| !parent.as_os_str().is_empty() && !parent.exists()) {
+        // `keygen keys/phasegate.pem`, as the example configuration names it, makes `keys/`.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
     }
     let signer = audit::new_signer();
     write_new(&args.path, signer.to_pem()?.as_bytes(), 0o600)?;
@@ -101,11 +114,27 @@ pub async fn run(command: Command, templates: Option<&Path>) -> anyhow::Result<u
 
 async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
     let given = args.public_key.as_deref().map(crate::config::read_public_key).transpose()?;
+    let witness = match &args.witness {
+        Some(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+            let witness =
+                witness::read(BufReader::new(file)).with_context(|| format!("cannot read `{}`", path.display()))?;
+            // A witness with lines that do not read cannot be trusted to be whole: each is named.
+            for bad in &witness.bad_lines {
+                eprintln!("error: witness `{}` line {}: {}", path.display(), bad.line, bad.what);
+            }
+            Some(witness)
+        }
+        None => None,
+    };
     let outcomes = match &args.file {
         Some(path) => {
             // Offline: no configuration, no database.
             let file = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-            vec![export::verify(BufReader::new(file), given.as_ref()).with_context(|| path.display().to_string())?]
+            vec![
+                export::verify_witnessed(BufReader::new(file), given.as_ref(), witness.as_ref())
+                    .with_context(|| path.display().to_string())?,
+            ]
         }
         None => {
             // Read-only: verification changes nothing, not even to chain old events.
@@ -114,7 +143,7 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
                 Some(key) => Some(key),
                 None => config.audit.public_key()?,
             };
-            let outcomes = verify_all(&store, args.incident.as_deref(), key.as_ref()).await;
+            let outcomes = verify_all(&store, args.incident.as_deref(), key.as_ref(), witness.as_ref()).await;
             store.close().await;
             outcomes?
         }
@@ -123,24 +152,49 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
         Format::Json => super::print_stdout(&(serde_json::to_string_pretty(&outcomes)? + "\n"))?,
         Format::Text => super::print_stdout(&outcomes.iter().map(describe).collect::<String>())?,
     }
-    Ok(if outcomes.iter().all(Outcome::verified) { super::exit::OK } else { super::exit::INVALID })
+    let witness_whole = witness.is_none_or(|witness| witness.bad_lines.is_empty());
+    Ok(if outcomes.iter().all(Outcome::verified) && witness_whole { super::exit::OK } else { super::exit::INVALID })
 }
 
-/// Verifies the incident named, or every incident.
+/// Verifies the incident named, or every incident; with a witness, each against what it holds
+/// of it, and an incident the witness saw that the database no longer has as a log cut to
+/// nothing.
 async fn verify_all(
     store: &crate::store::SqliteStore,
     incident: Option<&str>,
     key: Option<&PublicKey>,
+    witness: Option<&Witness>,
 ) -> anyhow::Result<Vec<Outcome>> {
+    let witnessed = |id: &str| witness.map(|witness| witness.of(id));
     let incidents = match incident {
-        Some(id) => vec![super::stored_incident(store, id).await?],
+        Some(id) => match store.incident(id).await? {
+            Some(summary) => vec![summary],
+            None if witness.is_some_and(|witness| !witness.of(id).is_empty()) => {
+                return Ok(vec![gone(id, key, witnessed(id).unwrap_or_default())]);
+            }
+            None => vec![super::stored_incident(store, id).await?],
+        },
         None => store.incidents().await?,
     };
     let mut outcomes = Vec::with_capacity(incidents.len());
     for incident in &incidents {
-        outcomes.push(audit::verify_stored(store, incident, key).await?);
+        outcomes.push(audit::verify_stored_witnessed(store, incident, key, witnessed(&incident.id)).await?);
+    }
+    if let (None, Some(witness)) = (incident, witness) {
+        for id in witness.incidents() {
+            if !incidents.iter().any(|stored| stored.id == id) {
+                outcomes.push(gone(id, key, witness.of(id)));
+            }
+        }
     }
     Ok(outcomes)
+}
+
+/// The verdict on an incident a witness saw and the database does not have at all.
+fn gone(incident: &str, key: Option<&PublicKey>, witnessed: Vec<Witnessed>) -> Outcome {
+    let mut verifier = Verifier::new(incident, key);
+    verifier.witnessed(witnessed);
+    verifier.finish(None)
 }
 
 /// What a person reads: one line when all is well, each problem on its own line when not.
@@ -167,6 +221,13 @@ pub fn describe(outcome: &Outcome) -> String {
             outcome.incident
         );
     }
+    let witnessed = match &outcome.witness {
+        None => String::new(),
+        Some(witness) if witness.lines == 0 => "; the witness has no checkpoint of it".to_string(),
+        Some(witness) => {
+            format!("; the witness saw checkpoints through {} (events 1 to {})", witness.checkpoint, witness.events)
+        }
+    };
     let tail = match outcome.unsigned() {
         0 => String::new(),
         1 => "; the last event is chained but not yet signed (the incident is open)".to_string(),
@@ -178,7 +239,7 @@ pub fn describe(outcome: &Outcome) -> String {
         (_, Some(key)) => format!("signed through event {}, checked with key {key}", outcome.signed_through),
         (_, None) => format!("signed through event {}", outcome.signed_through),
     };
-    format!("{}: verified ({counts}, {signed}){tail}\n", outcome.incident)
+    format!("{}: verified ({counts}, {signed}){witnessed}{tail}\n", outcome.incident)
 }
 
 async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
@@ -201,6 +262,25 @@ async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
         }
     }
     Ok(super::exit::OK)
+}
+
+/// What `start` and `serve` warn of in the audit configuration: signing is the normal case, and
+/// an unsigned log verifies only as a chain (docs/audit.md).
+pub fn audit_warnings(config: &crate::config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.audit.signing_key.is_none() {
+        warnings.push(
+            "no `audit.signing_key` is configured, so nothing signs incidents' logs and nothing vouches for their \
+             end: `audit verify` can say only that each chain is intact (UNSIGNED); `phasegate keygen \
+             keys/phasegate.pem` makes a key"
+                .to_string(),
+        );
+        if config.audit.witness.is_configured() {
+            warnings
+                .push("`audit.witness` is configured, but without a signing key there is nothing to witness".into());
+        }
+    }
+    warnings
 }
 
 /// The public key for a report or a verification: the one given, else the configuration's.

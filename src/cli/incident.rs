@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 use crate::engine::{Decision, Event};
 use crate::render::Catalog;
 use crate::runtime::Runtime;
+use crate::runtime::witness::{self, Sink, Witness};
 use crate::store::SqliteStore;
 
 /// Options every incident command takes.
@@ -57,8 +58,28 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
         let every = chrono::Duration::from_std(config.audit.checkpoint_every)
             .context("`audit.checkpoint_every` is too long")?;
         runtime = runtime.with_signer(std::sync::Arc::new(signer), every);
+        if let Some(witness) = witness(&config)? {
+            runtime = runtime.with_witness(std::sync::Arc::new(witness));
+        }
     }
     Ok(Opened { config, runtime })
+}
+
+/// The witness the configuration names, started (`runtime::witness`), if it names one.
+fn witness(config: &Config) -> anyhow::Result<Option<Witness>> {
+    let configured = &config.audit.witness;
+    let mut sinks = Vec::new();
+    if let Some(path) = &configured.file {
+        sinks.push(Sink::File(path.clone()));
+    }
+    if let Some(webhook) = &configured.webhook {
+        let secrets = std::sync::Arc::new(config.secrets.clone());
+        sinks.push(Sink::Webhook { webhook: webhook.clone(), outbound: config.outbound.clone(), secrets });
+    }
+    if sinks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Witness::start(sinks, witness::GRACE).context("cannot start the witness")?))
 }
 
 /// The configuration and the store opened read-only, for the commands that check what the

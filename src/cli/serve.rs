@@ -40,6 +40,15 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         LogFormat::Text => logs.init(),
     }
     let opened = open(&args.common, templates).await?;
+    for warning in super::audit::audit_warnings(&opened.config) {
+        tracing::warn!("{warning}");
+    }
+    if opened.config.audit.signing_key.is_some() && !opened.config.audit.witness.is_configured() {
+        tracing::warn!(
+            "no `audit.witness` is configured: whoever can write the database can cut an incident back to an earlier \
+             checkpoint unseen (docs/audit.md, \"The witness\")"
+        );
+    }
     let catalog = Arc::new(super::catalog(opened.config.templates.as_deref())?);
     let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
         .allow_commands(opened.config.commands)

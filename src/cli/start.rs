@@ -44,12 +44,8 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     for misfit in &misfits {
         eprintln!("{level}: {misfit}");
     }
-    if opened.config.audit.signing_key.is_none() {
-        // Signing is the normal case; an unsigned log verifies only as a chain (docs/audit.md).
-        eprintln!(
-            "warning: no `audit.signing_key` is configured, so nothing signs this incident's log and nothing \
-             vouches for its end; `phasegate keygen keys/phasegate.pem` makes a key"
-        );
+    for warning in super::audit::audit_warnings(&opened.config) {
+        eprintln!("warning: {warning}");
     }
     if args.strict && !misfits.is_empty() {
         eprintln!(

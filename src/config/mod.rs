@@ -14,6 +14,7 @@ use crate::engine::Directory;
 pub mod fit;
 mod outbound;
 pub mod server;
+pub mod witness;
 
 /// The configuration file used when none is named and it exists.
 pub const DEFAULT_FILE: &str = "phasegate.yaml";
@@ -61,6 +62,8 @@ struct AuditFile {
     public_key: Option<PathBuf>,
     #[serde(default, deserialize_with = "checkpoint_every")]
     checkpoint_every: Option<std::time::Duration>,
+    #[serde(default)]
+    witness: witness::File,
 }
 
 /// A duration such as `10m`, read with humantime, for the field `name` (which the error names:
@@ -93,6 +96,8 @@ pub struct Audit {
     /// The public key `audit verify` checks with; by default the signing key's.
     pub public_key: Option<PathBuf>,
     pub checkpoint_every: std::time::Duration,
+    /// Where each signed checkpoint is also copied, outside the database.
+    pub witness: witness::Witness,
 }
 
 /// How often an open incident's head is signed unless configured otherwise.
@@ -102,7 +107,14 @@ impl Audit {
     /// The signing key, if one is configured.
     pub fn signer(&self) -> Result<Option<Signer>, Error> {
         let Some(path) = &self.signing_key else { return Ok(None) };
-        let text = std::fs::read_to_string(path).map_err(|error| Error::Read { path: path.clone(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => Error::Invalid(format!(
+                "`audit.signing_key` names `{}`, which does not exist; `phasegate keygen {}` writes a new key pair there",
+                path.display(),
+                path.display()
+            )),
+            _ => Error::Read { path: path.clone(), error },
+        })?;
         Signer::from_pem(&text).map(Some).map_err(|error| Error::Invalid(format!("`{}`: {error}", path.display())))
     }
 
@@ -192,6 +204,15 @@ impl Config {
                 .collect(),
         };
         let server = parsed.server.build(&directory)?;
+        let outbound = outbound::policy(parsed.outbound)?;
+        let secrets = Secrets {
+            sources: parsed
+                .secrets
+                .into_iter()
+                .map(|(name, source)| (name, SecretSource { file: source.file.map(relative), ..source }))
+                .collect(),
+        };
+        let witness = witness::build(parsed.audit.witness, relative, &outbound, &secrets)?;
         let config = Config {
             database: overrides
                 .database
@@ -201,18 +222,13 @@ impl Config {
             templates: overrides.templates.clone().or_else(|| parsed.templates.map(relative)),
             commands: parsed.commands.unwrap_or(false),
             directory,
-            secrets: Secrets {
-                sources: parsed
-                    .secrets
-                    .into_iter()
-                    .map(|(name, source)| (name, SecretSource { file: source.file.map(relative), ..source }))
-                    .collect(),
-            },
-            outbound: outbound::policy(parsed.outbound)?,
+            secrets,
+            outbound,
             audit: Audit {
                 signing_key: parsed.audit.signing_key.map(relative),
                 public_key: parsed.audit.public_key.map(relative),
                 checkpoint_every: parsed.audit.checkpoint_every.unwrap_or(CHECKPOINT_EVERY),
+                witness,
             },
             server,
         };
@@ -326,6 +342,20 @@ mod tests {
     }
 
     #[test]
+    fn a_witness_file_resolves_beside_the_configuration_and_a_webhook_keeps_its_settings() {
+        let text = "secrets:\n  W: { env: W }\noutbound:\n  allow: [127.0.0.1]\naudit:\n  witness:\n    file: w/checkpoints.jsonl\n    webhook:\n      url: http://127.0.0.1:9/w\n      headers: { Authorization: { secret: W, prefix: \"Bearer \" } }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(&path, text).unwrap();
+        let witness = Config::load(Some(&path), &Overrides::default()).unwrap().audit.witness;
+        assert_eq!(witness.file, Some(dir.path().join("w/checkpoints.jsonl")));
+        let webhook = witness.webhook.unwrap();
+        assert_eq!((webhook.url.as_str(), webhook.timeout), ("http://127.0.0.1:9/w", witness::TIMEOUT));
+        assert_eq!(webhook.headers[0].0, "Authorization");
+        assert!(!load("").unwrap().audit.witness.is_configured());
+    }
+
+    #[test]
     fn refusals_name_what_is_wrong() {
         let table = [
             ("peeple: {}\n", "unknown field `peeple`"),
@@ -335,6 +365,21 @@ mod tests {
             ("audit:\n  signing_key: k.pem\n  every: 5m\n", "unknown field `every`"),
             ("audit:\n  checkpoint_every: soon\n", "`checkpoint_every: soon` is not a duration such as `10m`"),
             ("audit:\n  checkpoint_every: 0s\n", "`audit.checkpoint_every` must be longer than zero"),
+            ("audit:\n  witness:\n    fil: w.jsonl\n", "unknown field `fil`"),
+            ("audit:\n  witness:\n    webhook: { url: not a url }\n", "`url: not a url` is not a URL"),
+            ("audit:\n  witness:\n    webhook: { url: \"ftp://w.example/\" }\n", "is not an http or https URL"),
+            (
+                "audit:\n  witness:\n    webhook: { url: \"http://127.0.0.1:9/\" }\n",
+                "`audit.witness.webhook`: the outbound policy refuses it: `127.0.0.1`",
+            ),
+            (
+                "audit:\n  witness:\n    webhook: { url: \"https://w.example/\", headers: { X-Key: { secret: K } } }\n",
+                "header `X-Key` names secret `K`, which `secrets` does not declare",
+            ),
+            (
+                "audit:\n  witness:\n    webhook: { url: \"https://w.example/\", timeout: 0s }\n",
+                "must be longer than zero",
+            ),
             ("server:\n  header_timeout: soon\n", "`header_timeout: soon` is not a duration such as `10m`"),
             ("server:\n  request_timeout: 0s\n", "`server.request_timeout` must be more than zero"),
         ];

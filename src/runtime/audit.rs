@@ -10,6 +10,7 @@ use crate::audit::chain::{self, GENESIS, Hash};
 use crate::audit::export;
 use crate::audit::keys::{self, Checkpoint, PublicKey, SignedCheckpoint, Signer};
 use crate::audit::verify::{Outcome, Verifier};
+use crate::audit::witness::Witnessed;
 use crate::store::{self, IncidentSummary, Store, StoredCheckpoint};
 
 /// A new signing key from the operating system's random numbers.
@@ -29,7 +30,21 @@ pub async fn verify_stored<S: Store>(
     incident: &IncidentSummary,
     key: Option<&PublicKey>,
 ) -> Result<Outcome, store::Error> {
+    verify_stored_witnessed(store, incident, key, None).await
+}
+
+/// [`verify_stored`], and the log compared with the checkpoints a witness holds of it
+/// (`audit::witness`), when `witnessed` is given.
+pub async fn verify_stored_witnessed<S: Store>(
+    store: &S,
+    incident: &IncidentSummary,
+    key: Option<&PublicKey>,
+    witnessed: Option<Vec<Witnessed>>,
+) -> Result<Outcome, store::Error> {
     let mut verifier = Verifier::new(&incident.id, key);
+    if let Some(witnessed) = witnessed {
+        verifier.witnessed(witnessed);
+    }
     for stored in store.checkpoints(&incident.id).await? {
         verifier.checkpoint(read_checkpoint(&stored));
     }

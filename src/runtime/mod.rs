@@ -22,6 +22,7 @@ pub mod audit;
 pub mod drill;
 pub mod inbox;
 mod owned;
+pub mod witness;
 
 use owned::Owned;
 
@@ -96,6 +97,8 @@ pub struct Runtime<S, T> {
     states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
     /// The key that signs checkpoints, and how often an open incident's head is signed.
     signer: Option<(Arc<Signer>, chrono::Duration)>,
+    /// Where each checkpoint signed is also copied, outside the database.
+    witness: Option<Arc<witness::Witness>>,
     /// When each incident's head was last signed, as this runtime knows: a command asks the
     /// store whether a checkpoint is due only when the interval may have passed.
     signed_at: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -119,6 +122,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             runbooks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
             signer: None,
+            witness: None,
             signed_at: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
             owned: None,
@@ -129,6 +133,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// every `every` while it changes (in [`Runtime::run_due`]).
     pub fn with_signer(mut self, signer: Arc<Signer>, every: chrono::Duration) -> Self {
         self.signer = Some((signer, every));
+        self
+    }
+
+    /// Copies each checkpoint signed to `witness` as well (after it is stored; never waiting).
+    pub fn with_witness(mut self, witness: Arc<witness::Witness>) -> Self {
+        self.witness = Some(witness);
         self
     }
 
@@ -562,7 +572,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     async fn sign_summary(&self, summary: &store::IncidentSummary) -> Result<bool, Error> {
         let Some((signer, _)) = &self.signer else { return Ok(false) };
         match self::audit::sign_head(&self.store, signer, summary, self.now()).await {
-            Ok(signed) => Ok(signed.is_some()),
+            Ok(signed) => {
+                if let (Some(signed), Some(witness)) = (&signed, &self.witness) {
+                    witness.record(signed);
+                }
+                Ok(signed.is_some())
+            }
             Err(self::audit::SignError::Store(error)) => Err(error.into()),
             Err(broken @ self::audit::SignError::Broken { .. }) => Err(Error::Unsigned(broken.to_string())),
         }

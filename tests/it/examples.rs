@@ -139,8 +139,14 @@ fn the_example_copied_next_to_the_runbooks_starts_the_reference_scenario() {
         }
     }
     std::fs::copy(root().join("examples/phasegate.yaml"), dir.path().join("phasegate.yaml")).unwrap();
-    let mut started =
-        Cli::new().current_dir(dir.path()).args(["start", "retail-breach", "--as", "dana.ito"]).succeeds();
+    // The example names a signing key: without it, `start` says how to make it and starts nothing.
+    let start = || Cli::new().current_dir(dir.path()).args(["start", "retail-breach", "--as", "dana.ito"]);
+    start().status(2).stderr_has(
+        "`audit.signing_key` names `keys/phasegate.pem`, which does not exist; `phasegate keygen keys/phasegate.pem` \
+         writes a new key pair there",
+    );
+    Cli::new().current_dir(dir.path()).args(["keygen", "keys/phasegate.pem"]).succeeds();
+    let mut started = start().succeeds();
     let incident = started.stdout().trim().to_string();
     assert!(incident.starts_with("inc-"), "{incident}");
     // Warned about secrets without values, and nothing about people or undeclared secrets.
@@ -148,6 +154,10 @@ fn the_example_copied_next_to_the_runbooks_starts_the_reference_scenario() {
     assert!(stderr.contains("warning: secret `SOC_SLACK_WEBHOOK`"), "{stderr}");
     assert!(!stderr.contains("holding") && !stderr.contains("not configured"), "{stderr}");
     assert!(dir.path().join("phasegate.db").is_file(), "the database is beside the configuration");
+    // Signed and witnessed: no warning about either, and the start's checkpoint is in the witness.
+    assert!(!stderr.contains("audit."), "{stderr}");
+    let witness = std::fs::read_to_string(dir.path().join("phasegate-witness.jsonl")).unwrap();
+    assert!(witness.contains(&format!(r#""incident":"{incident}","key""#)), "{witness}");
     // From another directory, the same configuration finds the same database.
     let config = dir.path().join("phasegate.yaml");
     Cli::new().args(["list".as_ref(), "--config".as_ref(), config.as_os_str()]).succeeds().stdout_has(&incident);

@@ -22,3 +22,4 @@ mod support;
 mod tidy;
 mod webhook_auth;
 mod webhooks;
+mod witness;

@@ -1,12 +1,13 @@
 //! The loop around the engine: load an incident's state, decide, store the events and effects
 //! together, then carry the effects out and record their results.
 //!
-//! Every change goes through [`Runtime::submit`]: it folds the stored log, asks the engine, and
-//! appends with the version it read, deciding again if another writer got there first. Effects are
-//! carried out only after they are stored, and a crash between carrying one out and recording its
-//! result leaves it in the outbox, to be carried out again with the same idempotency key.
+//! Every change goes through one submission (`submit.rs`): it decides the commands on the
+//! incident's state, appends with the version it read, and decides again if another writer got
+//! there first; when a head is signed is `signing.rs`'s. Effects are carried out only after they
+//! are stored, and a crash between carrying one out and recording its result leaves it in the
+//! outbox, to be carried out again with the same idempotency key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -14,14 +15,16 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::chain::Canonical;
 use crate::audit::keys::Signer;
-use crate::engine::{self, Command, Decision, Directory, Effect, Event, EventKind, Incident, Outcome, Request};
+use crate::engine::{self, Command, Decision, Directory, Effect, Event, Incident, Outcome};
 use crate::runbook::{self, Diagnostic, Runbook, Templates};
-use crate::store::{self, Append, Store};
+use crate::store::{self, Store};
 
 pub mod audit;
 pub mod drill;
 pub mod inbox;
 mod owned;
+mod signing;
+mod submit;
 pub mod witness;
 
 use owned::Owned;
@@ -243,204 +246,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         }
     }
 
-    /// Opens an incident of `runbook_text` with a new id, and returns the id.
-    pub async fn start(
-        &self,
-        runbook_text: &str,
-        actor: &str,
-        inputs: BTreeMap<String, serde_json::Value>,
-        key: Option<String>,
-    ) -> Result<(String, Decision), Error> {
-        self.start_delivered(runbook_text, actor, inputs, key, None).await
-    }
-
-    /// [`Runtime::start`] for a webhook delivery, recorded in the same transaction (a delivery
-    /// already taken is [`store::Error::Duplicate`] and starts nothing).
-    pub async fn start_delivered(
-        &self,
-        runbook_text: &str,
-        actor: &str,
-        inputs: BTreeMap<String, serde_json::Value>,
-        key: Option<String>,
-        delivery: Option<&store::Delivery>,
-    ) -> Result<(String, Decision), Error> {
-        let delivery: Vec<store::Delivery> = delivery.into_iter().cloned().collect();
-        let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
-        let at = self.now();
-        let id = (self.ids)(at);
-        let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
-        let request = Request { actor: actor.to_string(), at, command };
-        let (decision, canonical) = encoded(&id, engine::decide(&runbook, &self.directory, None, &request)?)?;
-        let append = Append::canonical(&id, 0, canonical).effects(&decision.effects).delivered(delivery.as_slice());
-        self.store_append(append, &decision, None).await?;
-        if self.owned.is_some() {
-            let state =
-                Incident::from_events(&decision.events).map_err(|error| Error::Log { incident: id.clone(), error })?;
-            self.states.lock().expect("the cache is never poisoned").insert(id.clone(), (state, runbook));
-        }
-        self.sign_if_due(&id, false).await;
-        Ok((id, decision))
-    }
-
-    /// Decides a command on the incident's current state and stores the result. `completes`
-    /// names the outbox effect whose result this records.
-    pub async fn submit(&self, incident: &str, actor: &str, command: Command) -> Result<Decision, Error> {
-        self.submit_delivered(incident, actor, command, None).await
-    }
-
-    /// [`Runtime::submit`] for a webhook delivery, recorded in the same transaction as the events
-    /// it causes (a delivery already taken is [`store::Error::Duplicate`] and changes nothing).
-    pub async fn submit_delivered(
-        &self,
-        incident: &str,
-        actor: &str,
-        command: Command,
-        delivery: Option<&store::Delivery>,
-    ) -> Result<Decision, Error> {
-        let turn = self.turn(incident);
-        let _turn = turn.lock().await;
-        self.submit_in_turn(incident, actor, command, delivery).await
-    }
-
-    /// Several webhook deliveries' commands to one incident, decided in order (each on the state
-    /// the ones before it leave) and stored in one append with the deliveries: what a storm of
-    /// alerts on one incident costs is then one commit, not one each. Each command is answered as
-    /// [`Runtime::submit_delivered`] would answer it: a refusal leaves the state as it was for
-    /// the next. If one of the deliveries was taken before, they are submitted one by one, so the
-    /// others are still taken. `Err` when nothing could be stored.
-    pub async fn submit_all_delivered(
-        &self,
-        incident: &str,
-        commands: &[(String, Command, store::Delivery)],
-    ) -> Result<Vec<Result<Decision, Error>>, Error> {
-        let turn = self.turn(incident);
-        let _turn = turn.lock().await;
-        let mut refresh = false;
-        'attempt: for _ in 0..RETRIES_ON_CONFLICT {
-            let (state, runbook, fresh) = self.current(incident, refresh).await?;
-            refresh = true;
-            let mut next = state.clone();
-            let (mut events, mut effects, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
-            let mut encoded_events = Vec::new();
-            let mut answers = Vec::with_capacity(commands.len());
-            for (actor, command, delivery) in commands {
-                let request = Request { actor: actor.clone(), at: self.now(), command: command.clone() };
-                match engine::decide(&runbook, &self.directory, Some(&next), &request) {
-                    Ok(decision) => {
-                        let (decision, canonical) = encoded(incident, decision)?;
-                        if !decision.events.is_empty() || !decision.effects.is_empty() {
-                            for event in &decision.events {
-                                next.apply(event);
-                            }
-                            events.extend(decision.events.iter().cloned());
-                            encoded_events.extend(canonical);
-                            effects.extend(decision.effects.iter().cloned());
-                            deliveries.push(delivery.clone());
-                        }
-                        answers.push(Ok(decision));
-                    }
-                    // A refusal on a cached state is confirmed on the stored one.
-                    Err(_) if !fresh => continue 'attempt,
-                    Err(refused) => answers.push(Err(refused.into())),
-                }
-            }
-            if deliveries.is_empty() {
-                return Ok(answers);
-            }
-            let append =
-                Append::canonical(incident, state.version, encoded_events).effects(&effects).delivered(&deliveries);
-            let decided = Decision { events, effects };
-            match self.store_append(append, &decided, None).await {
-                Ok(_) => {
-                    self.appended(incident, &decided.events, next, runbook).await;
-                    return Ok(answers);
-                }
-                Err(store::Error::Conflict { .. }) => continue,
-                Err(store::Error::Duplicate { .. }) => {
-                    let mut answers = Vec::with_capacity(commands.len());
-                    for (actor, command, delivery) in commands {
-                        answers.push(self.submit_in_turn(incident, actor, command.clone(), Some(delivery)).await);
-                    }
-                    return Ok(answers);
-                }
-                Err(other) => {
-                    self.states.lock().expect("the cache is never poisoned").remove(incident);
-                    return Err(other.into());
-                }
-            }
-        }
-        Err(Error::Contended { incident: incident.to_string() })
-    }
-
-    /// After an append of `events`: signs the incident's head if that is due, and keeps the state
-    /// they led to.
-    async fn appended(&self, incident: &str, events: &[Event], next: Incident, runbook: Arc<Runbook>) {
-        let closed = events.iter().any(|event| matches!(event.kind, EventKind::IncidentClosed { .. }));
-        self.sign_if_due(incident, closed).await;
-        self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), (next, runbook));
-    }
-
-    /// [`Runtime::submit_delivered`] by a caller that holds the incident's turn.
-    async fn submit_in_turn(
-        &self,
-        incident: &str,
-        actor: &str,
-        command: Command,
-        delivery: Option<&store::Delivery>,
-    ) -> Result<Decision, Error> {
-        let delivery: Vec<store::Delivery> = delivery.into_iter().cloned().collect();
-        let completes = match &command {
-            Command::Record { effect, .. } => Some(effect.id.clone()),
-            _ => None,
-        };
-        // Decide on the cached state first: an append checks the version, so a decision made on a
-        // state that another writer has moved past is refused by the store and made again. A
-        // refusal or a decision to do nothing is not checked that way, so it is confirmed on the
-        // stored state before it is believed.
-        let mut refresh = false;
-        for _ in 0..RETRIES_ON_CONFLICT {
-            let (state, runbook, fresh) = self.current(incident, refresh).await?;
-            refresh = true;
-            let request = Request { actor: actor.to_string(), at: self.now(), command: command.clone() };
-            let (decision, canonical) = match engine::decide(&runbook, &self.directory, Some(&state), &request) {
-                Ok(decision) => encoded(incident, decision)?,
-                Err(_) if !fresh => continue,
-                // The result of an effect the incident no longer waits for (it was recorded before
-                // a crash, say) only takes the effect out of the outbox.
-                Err(engine::Error::StaleEffect(_)) if completes.is_some() => (Decision::default(), Vec::new()),
-                Err(refused) => return Err(refused.into()),
-            };
-            if decision.events.is_empty() && decision.effects.is_empty() && completes.is_none() {
-                if !fresh {
-                    continue;
-                }
-                return Ok(decision);
-            }
-            let append = Append::canonical(incident, state.version, canonical)
-                .effects(&decision.effects)
-                .completes(completes.as_deref())
-                .delivered(delivery.as_slice());
-            let appended = self.store_append(append, &decision, completes.as_deref()).await;
-            match appended {
-                Ok(_) => {
-                    let mut next = state;
-                    for event in &decision.events {
-                        next.apply(event);
-                    }
-                    self.appended(incident, &decision.events, next, runbook).await;
-                    return Ok(decision);
-                }
-                Err(store::Error::Conflict { .. }) => continue,
-                Err(other) => {
-                    // The append may or may not have happened: read the log again next time.
-                    self.states.lock().expect("the cache is never poisoned").remove(incident);
-                    return Err(other.into());
-                }
-            }
-        }
-        Err(Error::Contended { incident: incident.to_string() })
-    }
-
     /// Carries out the effects in the outbox and moves every open incident on, until nothing
     /// more is due now. Returns what it did.
     pub async fn run_due(&self, executor: &impl Executor) -> Result<Progress, Error> {
@@ -498,27 +303,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(logs.loaded.entry(incident.to_string()).or_insert(loaded))
     }
 
-    /// Signs the heads that are due: every incident with events no checkpoint covers, once it is
-    /// closed or its last checkpoint is older than the interval. Returns how many it signed.
-    pub async fn sign_due(&self) -> Result<usize, Error> {
-        let Some((_, every)) = &self.signer else { return Ok(0) };
-        self.settle().await?;
-        let now = self.now();
-        let mut signed = 0;
-        for summary in self.summaries_to_sign(now, *every).await? {
-            let due = summary.closed_at.is_some() || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
-            if summary.version > summary.checkpointed && due {
-                match self.sign_summary(&summary).await {
-                    Ok(done) => signed += usize::from(done),
-                    // One incident whose log was tampered with stops no other's checkpoints.
-                    Err(Error::Unsigned(problem)) => tracing::error!(incident = summary.id, problem, "not signed"),
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        Ok(signed)
-    }
-
     /// The lock commands to `incident` take turns on; dropped with the last command holding it.
     fn turn(&self, incident: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut turns = self.turns.lock().expect("the locks are never poisoned");
@@ -529,58 +313,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         turns.insert(incident.to_string(), Arc::downgrade(&turn));
         turn
-    }
-
-    /// After an append: signs the incident's head if it closed, or if its last checkpoint is older
-    /// than the interval (or it has none), so checkpoints are made even where `run` is not
-    /// running. The append stands whatever happens here; what fails is logged, and `run` signs
-    /// what is left.
-    async fn sign_if_due(&self, incident: &str, closed: bool) {
-        let Some((_, every)) = &self.signer else { return };
-        let now = self.now();
-        let known = self.signed_at.lock().expect("the cache is never poisoned").get(incident).copied();
-        if !closed && known.is_some_and(|at| now - at < *every) {
-            return;
-        }
-        let signed = async {
-            self.settle().await?;
-            let Some(summary) = self.store.incident(incident).await? else { return Ok(None) };
-            let due = closed || summary.checkpointed_at.is_none_or(|at| now - at >= *every);
-            if due && self.sign_summary(&summary).await? {
-                return Ok(Some(now));
-            }
-            Ok::<_, Error>(summary.checkpointed_at)
-        };
-        match signed.await {
-            Ok(Some(at)) => {
-                self.signed_at.lock().expect("the cache is never poisoned").insert(incident.to_string(), at);
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(incident, %error, "the incident's head was not signed"),
-        }
-    }
-
-    /// Signs the head of `incident` now, if it has events no checkpoint covers.
-    pub async fn sign(&self, incident: &str) -> Result<bool, Error> {
-        self.settle().await?;
-        match self.store.incident(incident).await? {
-            Some(summary) => self.sign_summary(&summary).await,
-            None => Err(store::Error::NotFound { incident: incident.to_string() }.into()),
-        }
-    }
-
-    async fn sign_summary(&self, summary: &store::IncidentSummary) -> Result<bool, Error> {
-        let Some((signer, _)) = &self.signer else { return Ok(false) };
-        match self::audit::sign_head(&self.store, signer, summary, self.now()).await {
-            Ok(signed) => {
-                if let (Some(signed), Some(witness)) = (&signed, &self.witness) {
-                    witness.record(signed);
-                }
-                Ok(signed.is_some())
-            }
-            Err(self::audit::SignError::Store(error)) => Err(error.into()),
-            Err(broken @ self::audit::SignError::Broken { .. }) => Err(Error::Unsigned(broken.to_string())),
-        }
     }
 }
 

@@ -175,7 +175,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     let signed = signed_at.get(&state.id).copied();
                     // A closed incident's head is signed whatever the interval: events (the
                     // results of its last effects) may follow the close.
-                    state.closed.is_some() || signed.is_none_or(|at| now - at >= every)
+                    super::signing::due(state.closed.is_some(), signed, now, every)
                 })
                 .map(|(state, _)| (state.started_at, state.id.clone()))
                 .collect();

@@ -275,3 +275,94 @@ async fn deliveries_to_one_incident_are_stored_in_one_append() {
 async fn version(runtime: &Runtime<SqliteStore, Catalog>, id: &str) -> u64 {
     runtime.store().incident(id).await.unwrap().unwrap().version
 }
+
+/// Two phases, the second after the first: completing `recover`'s step is refused until `contain`
+/// is done.
+const TWO_PHASES: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: two-phases
+title: Contain, then recover
+roles:
+  commander: {}
+phases:
+  - id: contain
+    steps:
+      - id: isolate
+        manual: { instructions: Isolate the hosts }
+  - id: recover
+    needs: [contain]
+    steps:
+      - id: restore
+        manual: { instructions: Restore the service }
+"#;
+
+fn done_in(phase: &str, step: &str) -> Command {
+    Command::CompleteStep { phase: phase.into(), step: step.into(), evidence: None, outputs: BTreeMap::new() }
+}
+
+/// A command refused on the state a runtime cached is decided again on the stored state, where
+/// another process has made it possible: alone, and among several deliveries (which are then all
+/// decided again and stored in one append).
+#[tokio::test]
+async fn a_refusal_on_a_cached_state_is_confirmed_on_the_stored_one() {
+    use phasegate::store::Delivery;
+    let dir = tempfile::tempdir().unwrap();
+    let first = runtime(&dir).await;
+    let (id, _) = first.start(TWO_PHASES, "dana", BTreeMap::new(), None).await.unwrap();
+    let second = runtime(&dir).await;
+    second.submit(&id, "dana", done_in("contain", "isolate")).await.unwrap();
+    // The first runtime still holds the state of its start, where `recover` has not begun.
+    let decision = first.submit(&id, "dana", done_in("recover", "restore")).await.unwrap();
+    assert!(!decision.events.is_empty(), "accepted on the stored state");
+
+    let (id, _) = first.start(TWO_PHASES, "dana", BTreeMap::new(), None).await.unwrap();
+    second.submit(&id, "dana", done_in("contain", "isolate")).await.unwrap();
+    let delivery = |n: u32| Delivery { source: "siem".into(), id: format!("r-{n}"), received_at: Utc::now() };
+    let items = vec![
+        ("dana".to_string(), Command::Note { text: "before".into() }, delivery(1)),
+        ("dana".to_string(), done_in("recover", "restore"), delivery(2)),
+    ];
+    let commits = first.store().commits();
+    let answers = first.submit_all_delivered(&id, &items).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(first.store().commits(), commits + 1, "both in one append");
+    for n in [1, 2] {
+        let taken = first.store().delivery("siem", &format!("r-{n}")).await.unwrap();
+        assert_eq!(taken.as_deref(), Some(id.as_str()), "delivery r-{n}");
+    }
+    let loaded = first.load(&id).await.unwrap();
+    assert_eq!(loaded.incident.phase("recover").steps["restore"].status.as_str(), "done");
+}
+
+/// Results of effects submitted together take their effects out of the outbox: an append records
+/// one result, so they are stored one by one. Recorded again, a result only answers.
+#[tokio::test]
+async fn results_submitted_together_each_take_their_effect_out_of_the_outbox() {
+    use phasegate::store::Delivery;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let runbook = RUNBOOK.replace(
+        "        http: { url: \"https://idp.example/rotate\" }\n",
+        "        http: { url: \"https://idp.example/rotate\" }\n  - id: notify\n    steps:\n      - id: page\n        http: { url: \"https://pager.example/page\" }\n",
+    );
+    let (id, _) = runtime.start(&runbook, "dana", BTreeMap::new(), None).await.unwrap();
+    runtime.submit(&id, "dana", done("isolate")).await.unwrap();
+    let pending = runtime.store().pending_effects(10).await.unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    let ok = Outcome::Http { status: 200, headers: BTreeMap::new(), body: json!({}) };
+    let items: Vec<(String, Command, Delivery)> = pending
+        .iter()
+        .enumerate()
+        .map(|(n, pending)| {
+            let record = Command::Record { effect: pending.effect.clone(), outcome: ok.clone() };
+            let delivery = Delivery { source: "relay".into(), id: format!("result-{n}"), received_at: Utc::now() };
+            (phasegate::engine::event::SYSTEM.to_string(), record, delivery)
+        })
+        .collect();
+    let answers = runtime.submit_all_delivered(&id, &items).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert!(runtime.store().pending_effects(10).await.unwrap().is_empty(), "both results recorded");
+    let loaded = runtime.load(&id).await.unwrap();
+    assert_eq!(loaded.incident.phase("contain").status.as_str(), "done");
+    assert_eq!(loaded.incident.phase("notify").status.as_str(), "done");
+}

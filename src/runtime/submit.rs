@@ -124,9 +124,10 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         answers.pop().expect("one answer for one command")
     }
 
-    /// The submission every entry point makes: `asked` decided in order on `on`, taking the
-    /// incident's turn, and stored in one append. A delivery taken before, or results of more
-    /// than one effect (an append records one), and the commands are submitted one by one.
+    /// The submission every entry point makes, in the incident's turn: `asked` decided in order
+    /// on `on` and stored in one append. When one of the deliveries was taken before, or the
+    /// commands record the results of more than one effect (an append records one), they are
+    /// submitted one by one instead, so that the others are still taken.
     async fn submit_all(
         &self,
         incident: &str,

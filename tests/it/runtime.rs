@@ -366,3 +366,27 @@ async fn results_submitted_together_each_take_their_effect_out_of_the_outbox() {
     assert_eq!(loaded.incident.phase("contain").status.as_str(), "done");
     assert_eq!(loaded.incident.phase("notify").status.as_str(), "done");
 }
+
+/// A delivery taken before changes nothing whichever way it comes again: as a start, as a single
+/// command, or alone in a batch (answered, not failed: the batch was stored as far as it could be).
+#[tokio::test]
+async fn a_delivery_taken_before_changes_nothing_however_it_comes_again() {
+    use phasegate::runtime::Error;
+    use phasegate::store::{Delivery, Error::Duplicate};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(&dir).await;
+    let taken = Delivery { source: "siem".into(), id: "d-1".into(), received_at: Utc::now() };
+    let (id, _) = runtime.start_delivered(RUNBOOK, "dana", BTreeMap::new(), None, Some(&taken)).await.unwrap();
+    let before = (runtime.store().incidents().await.unwrap().len(), version(&runtime, &id).await);
+
+    let again = runtime.start_delivered(RUNBOOK, "dana", BTreeMap::new(), None, Some(&taken)).await;
+    assert!(matches!(again, Err(Error::Store(Duplicate { .. }))), "{:?}", again.map(|(id, _)| id));
+    let note = Command::Note { text: "again".into() };
+    let again = runtime.submit_delivered(&id, "dana", note.clone(), Some(&taken)).await;
+    assert!(matches!(again, Err(Error::Store(Duplicate { .. }))), "{:?}", again.map(|decision| decision.events));
+    let answers = runtime.submit_all_delivered(&id, &[("dana".to_string(), note, taken.clone())]).await.unwrap();
+    assert!(matches!(answers[..], [Err(Error::Store(Duplicate { .. }))]), "{answers:?}");
+
+    let after = (runtime.store().incidents().await.unwrap().len(), version(&runtime, &id).await);
+    assert_eq!(after, before, "no incident started and no event appended");
+}

@@ -43,6 +43,11 @@ pub(super) enum Job {
     Receive(Receive),
     Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
     Applied { outcomes: Vec<(u64, String)>, answer: oneshot::Sender<Result<(), Error>> },
+    /// A test's hold on the writer ([`super::SqliteStore::pause`]): the writer says it has
+    /// stopped, then takes nothing more until `resume` is sent or dropped, so that the jobs the
+    /// test sends meanwhile wait in the queue and are taken together.
+    #[cfg(any(test, feature = "store-contract"))]
+    Pause { paused: oneshot::Sender<()>, resume: oneshot::Receiver<()> },
 }
 
 impl std::fmt::Debug for Queued {
@@ -95,6 +100,11 @@ pub(super) async fn write(
                 // Rare (one per incident every few minutes): a transaction of its own.
                 Job::Checkpoint { incident, checkpoint, answer } => {
                     let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
+                }
+                #[cfg(any(test, feature = "store-contract"))]
+                Job::Pause { paused, resume } => {
+                    let _ = paused.send(());
+                    let _ = resume.await;
                 }
             }
         }

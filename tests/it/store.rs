@@ -151,14 +151,13 @@ async fn appends_in_one_transaction_fail_alone() {
         (2, note(4, "records e1"), None, Some("e1")),
     ];
     let (tasks, commits) = sent_together(&store, appends.len(), || {
-        appends
-            .map(|(expected, event, effect, completes)| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    let effects: Vec<_> = effect.into_iter().map(notify).collect();
-                    store.append(Append::new("inc-1", expected, &[event]).effects(&effects).completes(completes)).await
-                })
+        appends.map(|(expected, event, effect, completes)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let effects: Vec<_> = effect.into_iter().map(notify).collect();
+                store.append(Append::new("inc-1", expected, &[event]).effects(&effects).completes(completes)).await
             })
+        })
     })
     .await;
     let mut results = Vec::new();

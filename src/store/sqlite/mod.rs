@@ -243,7 +243,7 @@ impl SqliteStore {
     pub async fn pause(&self) -> Paused {
         let (paused, stopped) = oneshot::channel();
         let (resume, resumed) = oneshot::channel();
-        self.appends.send(Job::Pause { paused, resume: resumed }).await.expect("the store has a writer");
+        self.appends.send(Job::Pause(writer::Hold { paused, resume: resumed })).await.expect("the store has a writer");
         stopped.await.expect("the writer stops when asked");
         Paused { _resume: resume }
     }

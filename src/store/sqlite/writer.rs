@@ -41,13 +41,26 @@ pub(super) struct Receive {
 pub(super) enum Job {
     Append(Queued),
     Receive(Receive),
-    Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
-    Applied { outcomes: Vec<(u64, String)>, answer: oneshot::Sender<Result<(), Error>> },
-    /// A test's hold on the writer ([`super::SqliteStore::pause`]): the writer says it has
-    /// stopped, then takes nothing more until `resume` is sent or dropped, so that the jobs the
-    /// test sends meanwhile wait in the queue and are taken together.
+    Checkpoint {
+        incident: String,
+        checkpoint: SignedCheckpoint,
+        answer: oneshot::Sender<Result<(), Error>>,
+    },
+    Applied {
+        outcomes: Vec<(u64, String)>,
+        answer: oneshot::Sender<Result<(), Error>>,
+    },
     #[cfg(any(test, feature = "store-contract"))]
-    Pause { paused: oneshot::Sender<()>, resume: oneshot::Receiver<()> },
+    Pause(Hold),
+}
+
+/// A test's hold on the writer ([`super::SqliteStore::pause`]): the writer says it has stopped,
+/// then takes nothing more until `resume` is sent or dropped, so that the jobs the test sends
+/// meanwhile wait in the queue and are taken together.
+#[cfg(any(test, feature = "store-contract"))]
+pub(super) struct Hold {
+    pub(super) paused: oneshot::Sender<()>,
+    pub(super) resume: oneshot::Receiver<()>,
 }
 
 impl std::fmt::Debug for Queued {
@@ -102,7 +115,7 @@ pub(super) async fn write(
                     let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
                 }
                 #[cfg(any(test, feature = "store-contract"))]
-                Job::Pause { paused, resume } => {
+                Job::Pause(Hold { paused, resume }) => {
                     let _ = paused.send(());
                     let _ = resume.await;
                 }

@@ -391,3 +391,25 @@ pub async fn wait_until<A: Awaited>(what: &str, limit: Duration, mut check: impl
         tokio::time::sleep(POLL_EVERY).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiting_gives_the_value_once_the_condition_holds() {
+        let mut looks = 0;
+        let value = wait_until("the third look", Duration::from_secs(10), async || {
+            looks += 1;
+            (looks == 3).then_some(looks)
+        })
+        .await;
+        assert_eq!(value, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "for the door to open; last seen: closed")]
+    async fn waiting_past_the_limit_names_what_was_awaited_and_what_was_seen() {
+        wait_until("the door to open", Duration::from_millis(50), async || Err::<(), _>("closed".to_string())).await;
+    }
+}

@@ -140,9 +140,12 @@ impl Registry {
             }
             let others: Vec<PathBuf> = paths.iter().filter(|path| **path != entry.path).cloned().collect();
             let mark = declared_id(&entry.text).map_or(Mark::START, |(_, mark)| mark);
-            let diagnostic =
-                Diagnostic::new(Code::DuplicateId, mark, format!("runbook id `{id}` is also used by {}", list(&others)))
-                    .with_help("runbook ids are unique among the runbooks: give one of the files another `id`");
+            let diagnostic = Diagnostic::new(
+                Code::DuplicateId,
+                mark,
+                format!("runbook id `{id}` is also used by {}", list(&others)),
+            )
+            .with_help("runbook ids are unique among the runbooks: give one of the files another `id`");
             rejected.push(Rejected { path: entry.path, id: Some(id), diagnostics: vec![diagnostic], unreadable: None });
         }
         rejected.sort_by(|a, b| a.path.cmp(&b.path));
@@ -181,7 +184,9 @@ impl Registry {
             [file] if !duplicated => {
                 Err(Error::Invalid { id: id.to_string(), path: file.path.clone(), problems: file.diagnostics.len() })
             }
-            files => Err(Error::Duplicate { id: id.to_string(), paths: files.iter().map(|f| f.path.clone()).collect() }),
+            files => {
+                Err(Error::Duplicate { id: id.to_string(), paths: files.iter().map(|f| f.path.clone()).collect() })
+            }
         }
     }
 
@@ -258,12 +263,16 @@ mod tests {
             ("banana", Err("no runbook `banana` in `books`")),
             (
                 "ransomware",
-                Err("runbook id `ransomware` is used by several files (`books/b.yaml`, `books/c.yaml`); ids must be unique"),
+                Err(
+                    "runbook id `ransomware` is used by several files (`books/b.yaml`, `books/c.yaml`); ids must be unique",
+                ),
             ),
             ("ransomwar", Err("no runbook `ransomwar` in `books`; did you mean `ransomware`?")),
             (
                 "invalid",
-                Err("runbook `invalid` does not validate (1 problem(s) in `books/e.yaml`; `phasegate validate` lists them)"),
+                Err(
+                    "runbook `invalid` does not validate (1 problem(s) in `books/e.yaml`; `phasegate validate` lists them)",
+                ),
             ),
         ];
         for (id, expected) in cases {
@@ -307,7 +316,8 @@ mod tests {
 
     #[test]
     fn a_duplicate_id_rejects_both_files_each_naming_the_other_at_its_id() {
-        let registry = registry(&[("books/b.yaml", Ok(runbook("ransomware"))), ("books/c.yaml", Ok(runbook("ransomware")))]);
+        let registry =
+            registry(&[("books/b.yaml", Ok(runbook("ransomware"))), ("books/c.yaml", Ok(runbook("ransomware")))]);
         assert!(registry.entries().is_empty());
         let told: Vec<(String, String, u32, u32)> = registry
             .rejected()
@@ -315,7 +325,12 @@ mod tests {
             .map(|file| {
                 let [diagnostic] = file.diagnostics.as_slice() else { panic!("one problem each: {file:?}") };
                 assert_eq!(diagnostic.code, Code::DuplicateId);
-                (file.path.display().to_string(), diagnostic.message.clone(), diagnostic.mark.line, diagnostic.mark.column)
+                (
+                    file.path.display().to_string(),
+                    diagnostic.message.clone(),
+                    diagnostic.mark.line,
+                    diagnostic.mark.column,
+                )
             })
             .collect();
         assert_eq!(

@@ -22,6 +22,7 @@ pub mod audit;
 pub mod drill;
 pub mod inbox;
 mod owned;
+pub mod runbooks;
 pub mod witness;
 
 use owned::Owned;

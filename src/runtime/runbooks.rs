@@ -89,3 +89,35 @@ fn log_rejected(registry: &Registry) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `read` gives for each kind of entry: file names and what was read of each.
+    #[test]
+    fn reading_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yml"), "id: b\n").unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "id: a\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a runbook").unwrap();
+        std::fs::create_dir(dir.path().join("folder.yaml")).unwrap();
+        // Past the limit without writing a megabyte: the size alone refuses it, unread.
+        let huge = std::fs::File::create(dir.path().join("huge.yaml")).unwrap();
+        huge.set_len(MAX_FILE_SIZE as u64 + 10).unwrap();
+        let read: Vec<(String, Result<Vec<u8>, Unread>)> = read(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|source| (source.path.file_name().unwrap().to_string_lossy().into_owned(), source.read))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("a.yaml".to_string(), Ok(b"id: a\n".to_vec())),
+                ("b.yml".to_string(), Ok(b"id: b\n".to_vec())),
+                ("huge.yaml".to_string(), Err(Unread::TooLarge(MAX_FILE_SIZE as u64 + 10))),
+            ]
+        );
+        assert!(super::read(&dir.path().join("missing")).is_err(), "a directory that is not there is an error");
+    }
+}

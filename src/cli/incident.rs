@@ -97,24 +97,29 @@ pub async fn open_read_only(common: &Common, templates: Option<&Path>) -> anyhow
 
 /// A runbook named by its file, or by its id among the configured runbooks (the directory loaded
 /// into the registry, parsed by `runtime` so that starting from it parses nothing again). An id
-/// whose file does not validate gives that file, for its problems to be printed.
-pub fn runbook_text(name: &str, opened: &Opened) -> anyhow::Result<(PathBuf, String)> {
+/// whose file does not validate gives that file, for its problems to be printed; an id several
+/// files share is `None`, each file's problem printed.
+pub fn runbook_text(name: &str, opened: &Opened) -> anyhow::Result<Option<(PathBuf, String)>> {
     let path = Path::new(name);
     if path.is_file() {
-        return Ok((
-            path.to_path_buf(),
-            std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?,
-        ));
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?;
+        return Ok(Some((path.to_path_buf(), text)));
     }
     let dir = &opened.config.runbooks;
     let registry = crate::runtime::runbooks::load(&opened.runtime, dir).with_context(|| {
         format!("`{name}` is not a file, and the runbooks directory `{}` cannot be read", dir.display())
     })?;
     match registry.find(name) {
-        Ok(entry) => Ok((entry.path().to_path_buf(), entry.text().to_string())),
+        Ok(entry) => Ok(Some((entry.path().to_path_buf(), entry.text().to_string()))),
         Err(registry::Error::Invalid { path, .. }) => {
             let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            Ok((path, text))
+            Ok(Some((path, text)))
+        }
+        Err(registry::Error::Duplicate { paths, .. }) => {
+            for file in registry.rejected().iter().filter(|file| paths.contains(&file.path)) {
+                super::print_diagnostics(&file.path, &file.diagnostics);
+            }
+            Ok(None)
         }
         Err(error) => bail!("`{name}` is not a file, and {error}"),
     }

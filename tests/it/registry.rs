@@ -159,6 +159,6 @@ fn the_cli_starts_by_id_and_suggests_the_nearest() {
     start("lost-laptop").succeeds();
     start("lost-lapotp").status(2).stderr_has("`lost-lapotp` is not a file, and no runbook `lost-lapotp` in `");
     start("lost-lapotp").status(2).stderr_has("; did you mean `lost-laptop`?");
-    start("shared").status(2).stderr_has("runbook id `shared` is used by several files (");
+    start("shared").status(1).stderr_has("shared-a.yaml:3:5: error[RB0020]: runbook id `shared` is also used by");
     start("broken").status(1).stderr_has("broken.yaml:5:9: error[RB0024]");
 }

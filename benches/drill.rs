@@ -57,6 +57,7 @@ fn main() {
     let (mut drills, mut yardsticks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut shape = (0, 0, chrono::Duration::zero());
     let mut switches = (Vec::new(), Vec::new());
+    let mut commits = Vec::new();
     for _ in 0..runs {
         let dir = tempfile::tempdir().unwrap();
         let (drill, yardstick) = tokio.block_on(async {
@@ -71,6 +72,7 @@ fn main() {
             assert!(finished.passed(), "the drill did not pass: {:?}", finished.verdicts);
             shape = (finished.events.len(), finished.captured.len(), finished.ended_at - scenario.start_at);
             let events = finished.events.clone();
+            commits.push(finished.runtime.store().commits());
             finished.runtime.into_store().close().await;
 
             let store = SqliteStore::open_for_drill(dir.path().join("yardstick.db")).await.unwrap();
@@ -112,7 +114,12 @@ fn main() {
         counts.sort();
         counts[counts.len() / 2]
     };
-    println!("\ncontext switches (median): the drill {}, the yardstick {}", middle(switches.0), middle(switches.1));
+    println!(
+        "\ncontext switches (median): the drill {}, the yardstick {}; the drill's store committed {} transactions",
+        middle(switches.0),
+        middle(switches.1),
+        middle(commits)
+    );
     println!(
         "{:.0} simulated days per second of wall time",
         simulated.num_seconds() as f64 / 86_400.0 / drill.as_secs_f64()

@@ -503,7 +503,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// closed or its last checkpoint is older than the interval. Returns how many it signed.
     pub async fn sign_due(&self) -> Result<usize, Error> {
         let Some((_, every)) = &self.signer else { return Ok(0) };
-        self.settle().await?;
         let now = self.now();
         let mut signed = 0;
         for summary in self.summaries_to_sign(now, *every).await? {

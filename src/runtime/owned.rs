@@ -182,6 +182,10 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             maybe.sort();
             maybe.into_iter().map(|(_, id)| id).collect()
         };
+        if maybe.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.settle().await?;
         let mut summaries = Vec::with_capacity(maybe.len());
         for id in maybe {
             summaries.extend(self.store.incident(&id).await?);

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::program_or_skip;
+use crate::support::{program_or_skip, wait_until};
 use crate::webhooks::{Hooks, TOKEN};
 
 /// Where Alertmanager's programs are: on `PATH`, or where Debian's package puts them.
@@ -34,18 +34,6 @@ fn run_amtool(amtool: &Path, url: &str, args: &[&str]) {
     let output =
         Command::new(amtool).args(args).arg(format!("--alertmanager.url={url}")).output().expect("amtool runs");
     assert!(output.status.success(), "amtool {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// Waits until `check` holds, for up to `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,17 +69,17 @@ async fn alertmanager_opens_one_incident_and_records_the_resolution() {
             .expect("the Alertmanager starts"),
     );
     let client = reqwest::Client::new();
-    let ready = eventually(Duration::from_secs(30), || {
-        let request = client.get(format!("{url}/-/ready")).send();
-        async move { request.await.is_ok_and(|response| response.status().is_success()) }
+    wait_until(&format!("the Alertmanager up on {url}"), Duration::from_secs(30), async || {
+        client.get(format!("{url}/-/ready")).send().await.is_ok_and(|response| response.status().is_success())
     })
     .await;
-    assert!(ready, "the Alertmanager came up on {url}");
 
     let labels = ["alertname=LoyaltyDbBulkRead", "estate=uk-retail", "severity=critical"];
     amtool(&url, &[&["alert", "add"][..], &labels[..], &["--annotation=summary=bulk read"]].concat());
-    let opened = eventually(Duration::from_secs(30), || async { !hooks.incidents().await.is_empty() }).await;
-    assert!(opened, "an incident opened from the alert");
+    wait_until("an incident opened from the alert", Duration::from_secs(30), async || {
+        !hooks.incidents().await.is_empty()
+    })
+    .await;
 
     // The same alert again, and Alertmanager's own repeats (every 2s): still one incident.
     amtool(&url, &[&["alert", "add"][..], &labels[..]].concat());
@@ -101,20 +89,19 @@ async fn alertmanager_opens_one_incident_and_records_the_resolution() {
     // Resolve it: an end time in the past.
     let ended = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
     amtool(&url, &[&["alert", "add"][..], &labels[..], &[format!("--end={ended}").as_str()]].concat());
-    let resolved = eventually(Duration::from_secs(30), || async {
+    wait_until("the resolution recorded on the incident", Duration::from_secs(30), async || {
         let incidents = hooks.incidents().await;
-        incidents[0]
-            .1
+        let log = &incidents[0].1;
+        match log
             .iter()
             .any(|event| event.reason.as_deref().is_some_and(|r| r.starts_with("LoyaltyDbBulkRead resolved")))
+        {
+            true => Ok(()),
+            false => Err(format!("{:?}", log.iter().map(|e| e.summary()).collect::<Vec<_>>())),
+        }
     })
     .await;
     let incidents = hooks.incidents().await;
-    assert!(
-        resolved,
-        "the resolution is recorded: {:?}",
-        incidents[0].1.iter().map(|e| e.summary()).collect::<Vec<_>>()
-    );
     assert_eq!(incidents.len(), 1);
     assert!(incidents[0].1[0].actor.starts_with("trigger:"));
     hooks.stop().await;

@@ -1,16 +1,18 @@
-//! The engine driven with a manual clock: a scenario end to end, and properties that must hold
-//! for any sequence of commands.
+//! The engine driven with a manual clock (`support::harness`): a scenario end to end, and
+//! properties that must hold for any sequence of commands, among them that the log as stored
+//! folds into the state the engine decided with.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use phasegate::engine::{
-    Command, Decision, Directory, Effect, EffectKind, Error, Event, EventKind, Incident, Outcome, Request, decide,
+    Command, Decision, Directory, EffectKind, Error, EventKind, Incident, Outcome, Request, decide,
 };
 use phasegate::render::Catalog;
-use phasegate::runbook::Runbook;
 use proptest::prelude::*;
 use serde_json::json;
+
+use crate::support::harness::Harness;
 
 const RUNBOOK: &str = r#"apiVersion: phasegate/v1
 kind: Runbook
@@ -71,10 +73,6 @@ status_updates:
     audiences: [internal]
 "#;
 
-fn runbook() -> Runbook {
-    phasegate::runbook::parse(RUNBOOK, &Catalog::built_in()).expect("the test runbook is valid")
-}
-
 fn directory() -> Directory {
     Directory::with(&[
         ("dana", &["commander", "ciso"]),
@@ -89,42 +87,12 @@ fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().with_timezone(&Utc)
 }
 
-/// An incident's log, an outbox and a manual clock.
-struct Harness {
-    runbook: Runbook,
-    directory: Directory,
-    events: Vec<Event>,
-    live: Option<Incident>,
-    outbox: Vec<Effect>,
-    now: DateTime<Utc>,
+fn harness() -> Harness {
+    Harness::new(RUNBOOK, directory(), t0())
 }
 
+/// What the engine's tests do with an incident of the test runbook.
 impl Harness {
-    fn new() -> Harness {
-        Harness {
-            runbook: runbook(),
-            directory: directory(),
-            events: Vec::new(),
-            live: None,
-            outbox: Vec::new(),
-            now: t0(),
-        }
-    }
-
-    fn run(&mut self, actor: &str, command: Command) -> Result<Decision, Error> {
-        let request = Request { actor: actor.to_string(), at: self.now, command };
-        let decision = decide(&self.runbook, &self.directory, self.live.as_ref(), &request)?;
-        for event in &decision.events {
-            match &mut self.live {
-                None => self.live = Some(Incident::start(event).unwrap()),
-                Some(live) => live.apply(event),
-            }
-        }
-        self.events.extend(decision.events.clone());
-        self.outbox.extend(decision.effects.clone());
-        Ok(decision)
-    }
-
     fn start(&mut self) {
         let command = Command::Start {
             incident: "inc-1".into(),
@@ -138,7 +106,7 @@ impl Harness {
     /// Started, with the first phase done and the relaxation's approval waiting: where random
     /// walks begin, so that most of them get to the relaxation and to closing.
     fn contained() -> Harness {
-        let mut h = Harness::new();
+        let mut h = harness();
         h.start();
         h.contain();
         h
@@ -150,7 +118,7 @@ impl Harness {
         match start % 3 {
             0 => Harness::contained(),
             1 => {
-                let mut h = Harness::new();
+                let mut h = harness();
                 h.start();
                 h.run("dana", complete("contain", "isolate", None, BTreeMap::new())).unwrap();
                 h
@@ -175,29 +143,6 @@ impl Harness {
         let effect = h.take(|k| matches!(k, EffectKind::Http { .. }));
         h.record(effect, http(200, json!({}))).unwrap();
     }
-
-    fn state(&self) -> &Incident {
-        self.live.as_ref().unwrap()
-    }
-
-    fn types(decision: &Decision) -> Vec<&'static str> {
-        decision.events.iter().map(|event| event.kind.name()).collect()
-    }
-
-    /// Takes the oldest effect of the outbox matching `pick`.
-    fn take(&mut self, pick: impl Fn(&EffectKind) -> bool) -> Effect {
-        let index = self.outbox.iter().position(|effect| pick(&effect.kind)).expect("such an effect is queued");
-        self.outbox.remove(index)
-    }
-
-    fn record(&mut self, effect: Effect, outcome: Outcome) -> Result<Decision, Error> {
-        self.run("phasegate", Command::Record { effect, outcome })
-    }
-
-    fn later(&mut self, minutes: i64) -> Result<Decision, Error> {
-        self.now += Duration::minutes(minutes);
-        self.run("phasegate", Command::Tick)
-    }
 }
 
 fn http(status: u16, body: serde_json::Value) -> Outcome {
@@ -210,7 +155,7 @@ fn approve(phase: &str) -> Command {
 
 #[test]
 fn the_reference_path_from_start_to_close() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     assert_eq!(h.state().phase("contain").status.as_str(), "running");
     assert_eq!(h.state().runbook_sha256.len(), 64);
@@ -304,12 +249,12 @@ fn the_reference_path_from_start_to_close() {
     let closed = h.run("dana", Command::Close { note: Some("all clear".into()) }).unwrap();
     assert_eq!(Harness::types(&closed), ["incident_closed"]);
     assert!(matches!(h.run("dana", Command::Note { text: "late".into() }), Err(Error::Closed(_))));
-    assert_eq!(Incident::from_events(&h.events).unwrap(), *h.state());
+    assert_eq!(h.folded(), *h.state());
 }
 
 #[test]
 fn a_false_condition_skips_the_phase_and_says_what_it_saw() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let inputs = BTreeMap::from([("severity".to_string(), json!("low"))]);
     h.run("dana", Command::Start { incident: "inc-2".into(), runbook_text: RUNBOOK.into(), inputs, key: None })
         .unwrap();
@@ -327,7 +272,7 @@ fn a_false_condition_skips_the_phase_and_says_what_it_saw() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let table: Vec<(BTreeMap<String, serde_json::Value>, &str)> = vec![
         (
             BTreeMap::from([("severity".into(), json!("medium"))]),
@@ -347,7 +292,7 @@ fn bad_input_changes_nothing() {
 
 /// Starts an incident and fails the first phase's http step for good: three attempts, each 502.
 fn failed_for_good() -> Harness {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     h.run("dana", complete("contain", "isolate", None, BTreeMap::new())).unwrap();
     for minutes in [0, 2, 5] {
@@ -405,7 +350,7 @@ fn a_step_failed_for_good_is_retried_with_the_same_key_by_a_recover_role_and_the
     let done = h.record(attempt, http(200, json!({}))).unwrap();
     assert_eq!(Harness::types(&done), ["step_done", "gate_passed", "phase_done", "phase_ready"]);
     assert_eq!(h.state().step("contain", "rotate").recovery.as_ref().unwrap().by, "sam");
-    assert_eq!(Incident::from_events(&h.events).unwrap(), *h.state());
+    assert_eq!(h.folded(), *h.state());
 }
 
 #[test]
@@ -448,7 +393,7 @@ fn a_step_failed_for_good_is_marked_done_by_hand_with_evidence() {
 
 #[test]
 fn a_misspelt_output_names_the_nearest_and_the_declared_ones() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     let outputs = BTreeMap::from([("host".to_string(), json!("12"))]);
     let refused = h.run("dana", complete("contain", "isolate", None, outputs)).unwrap_err().to_string();
@@ -463,7 +408,7 @@ fn a_misspelt_output_names_the_nearest_and_the_declared_ones() {
 /// refusal did not say who else may approve, and a misspelt gate had no nearest.
 #[test]
 fn refusals_of_approvals_and_steps_name_who_can_and_what_is_awaited() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     let refused = |h: &mut Harness, actor: &str, command: Command| h.run(actor, command).unwrap_err().to_string();
     assert_eq!(
@@ -493,7 +438,7 @@ fn refusals_of_approvals_and_steps_name_who_can_and_what_is_awaited() {
 
 #[test]
 fn closing_needs_the_close_role_and_every_phase_done_or_an_abandonment_with_a_reason() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     let close = || Command::Close { note: None };
     let refused = h.run("tom", close()).unwrap_err().to_string();
@@ -540,7 +485,7 @@ fn an_abandonment_waits_for_open_relaxations_and_names_the_step_that_reinstates_
 
 #[test]
 fn an_update_by_hand_to_an_outside_audience_needs_a_sender_role() {
-    let mut h = Harness::new();
+    let mut h = harness();
     h.start();
     let update = |audience: &str| Command::StatusUpdate { audience: audience.into() };
     let refused = h.run("tom", update("public")).unwrap_err().to_string();
@@ -653,7 +598,7 @@ fn play(h: &mut Harness, step: Move) -> Result<Decision, Error> {
             Command::CompleteStep { phase: phase.into(), step: step.into(), evidence: None, outputs: BTreeMap::new() },
         ),
         Move::Record(i, status, healthy) if !h.outbox.is_empty() => {
-            let effect = h.outbox.remove(i % h.outbox.len());
+            let effect = h.outbox.remove(i % h.outbox.len()).expect("an effect at that place");
             h.record(effect, http(status, json!({ "healthy": healthy })))
         }
         Move::Record(..) => Ok(Decision::default()),
@@ -764,8 +709,9 @@ proptest! {
                 }
             }
 
-            // Rebuilding the state from the log gives the live state.
-            prop_assert_eq!(&Incident::from_events(&h.events).unwrap(), state);
+            // Folding the log as it was stored (each event through its JSON and back) gives the
+            // state the engine decided with.
+            prop_assert_eq!(&h.folded(), state);
             // No incident closes while a control relaxation is open.
             if state.closed.is_some() {
                 prop_assert_eq!(state.open_relaxations().count(), 0);

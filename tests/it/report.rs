@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, VecDeque};
 use chrono::{DateTime, Duration, Utc};
 use phasegate::audit::report::{self, Format, Integrity};
 use phasegate::engine::event::SYSTEM;
-use phasegate::engine::{Command, Directory, Effect, EffectKind, Event, EventKind, Incident, Outcome, Request, decide};
-use phasegate::render::Catalog;
-use phasegate::runbook::Runbook;
+use phasegate::engine::{Command, Directory, EffectKind, Event, EventKind, Outcome};
+
+use crate::support::harness::Harness;
 
 mod browser;
 
@@ -85,60 +85,47 @@ status_updates:
     audiences: [internal]
 "#;
 
-/// An incident's log, its outbox and a manual clock, driven through the pure engine.
-struct Harness {
-    runbook: Runbook,
-    directory: Directory,
-    events: Vec<Event>,
-    live: Option<Incident>,
-    outbox: VecDeque<Effect>,
-    now: DateTime<Utc>,
+/// An incident driven through the pure engine (`support::harness`), with a script's answers
+/// to what it asks of the world.
+struct Scripted {
+    engine: Harness,
     /// What the shop's health check answers, poll by poll.
     health: VecDeque<u16>,
     /// The text every update is recorded with, when set.
     said: Option<String>,
 }
 
-impl Harness {
-    fn new() -> Harness {
-        Harness::with(
+impl Scripted {
+    fn new() -> Scripted {
+        Scripted::with(
             RUNBOOK,
             Directory::with(&[("dana", &["commander", "ciso"]), ("sam", &["ciso"]), ("lee", &["ciso"])]),
         )
     }
 
     /// An incident of `runbook` among the people of `directory`, before it starts.
-    fn with(runbook: &str, directory: Directory) -> Harness {
-        Harness {
-            runbook: phasegate::runbook::parse(runbook, &Catalog::built_in()).expect("the test runbook is valid"),
-            directory,
-            events: Vec::new(),
-            live: None,
-            outbox: VecDeque::new(),
-            now: at("02:00:00"),
+    fn with(runbook: &str, directory: Directory) -> Scripted {
+        Scripted {
+            engine: Harness::new(runbook, directory, at("02:00:00")),
             health: VecDeque::from([503, 200]),
             said: None,
         }
     }
 
+    /// The log as stored.
+    fn events(&self) -> &[Event] {
+        &self.engine.events
+    }
+
+    /// `actor` gives `command` at `time`, which the script expects to be accepted.
     fn run(&mut self, time: &str, actor: &str, command: Command) {
-        self.now = at(time);
-        let request = Request { actor: actor.to_string(), at: self.now, command };
-        let decision = decide(&self.runbook, &self.directory, self.live.as_ref(), &request)
-            .unwrap_or_else(|error| panic!("{actor} at {time}: {error}"));
-        for event in &decision.events {
-            match &mut self.live {
-                None => self.live = Some(Incident::start(event).unwrap()),
-                Some(live) => live.apply(event),
-            }
-        }
-        self.events.extend(decision.events);
-        self.outbox.extend(decision.effects);
+        self.engine.now = at(time);
+        self.engine.run(actor, command).unwrap_or_else(|error| panic!("{actor} at {time}: {error}"));
     }
 
     /// Carries out everything in the outbox at `time`: updates are delivered, checks answered.
     fn deliver(&mut self, time: &str) {
-        while let Some(effect) = self.outbox.pop_front() {
+        while let Some(effect) = self.engine.outbox.pop_front() {
             let outcome = match &effect.kind {
                 EffectKind::Notify { audience, channels, .. } => {
                     // What a delivery records: the update's text, here with a line break and markup
@@ -178,8 +165,8 @@ fn approve(note: &str) -> Command {
 }
 
 /// The incident up to the last event before the reinstatement: MFA is still relaxed, overdue.
-fn still_relaxed() -> Harness {
-    let mut incident = Harness::new();
+fn still_relaxed() -> Scripted {
+    let mut incident = Scripted::new();
     let start = Command::Start {
         incident: "inc-20261124-0001".into(),
         runbook_text: RUNBOOK.into(),
@@ -202,7 +189,7 @@ fn still_relaxed() -> Harness {
 }
 
 /// The whole incident: MFA comes back at 04:45:12, then the incident closes.
-fn closed() -> Harness {
+fn closed() -> Scripted {
     let mut incident = still_relaxed();
     let signal = Command::Signal {
         phase: "reinstate".into(),
@@ -229,7 +216,7 @@ fn verified(events: &[Event]) -> Integrity {
 #[test]
 fn the_script_went_as_planned() {
     let incident = closed();
-    let kinds: Vec<&str> = incident.events.iter().map(|e| e.kind.name()).collect();
+    let kinds: Vec<&str> = incident.events().iter().map(|e| e.kind.name()).collect();
     for expected in [
         "approval_given",
         "control_relaxed",
@@ -243,13 +230,13 @@ fn the_script_went_as_planned() {
     ] {
         assert!(kinds.contains(&expected), "no {expected} in {kinds:?}");
     }
-    assert!(incident.outbox.is_empty() && incident.health.is_empty());
+    assert!(incident.engine.outbox.is_empty() && incident.health.is_empty());
 }
 
 #[test]
 fn the_markdown_report_of_a_closed_incident() {
     let incident = closed();
-    let markdown = report::render(&incident.events, &verified(&incident.events), Format::Markdown).unwrap();
+    let markdown = report::render(incident.events(), &verified(incident.events()), Format::Markdown).unwrap();
     // Relaxed at 02:31:07 (the second approval), reinstated at 04:45:12 (the signal).
     assert!(markdown.contains("- **Exposure window: 2h 14m 05s**\n"), "{markdown}");
     assert!(markdown.contains("reinstated 14m 05s after it expired"), "{markdown}");
@@ -265,7 +252,7 @@ fn the_markdown_report_of_a_closed_incident() {
 #[test]
 fn the_html_report_is_self_contained_and_printable() {
     let incident = closed();
-    let html = report::render(&incident.events, &verified(&incident.events), Format::Html).unwrap();
+    let html = report::render(incident.events(), &verified(incident.events()), Format::Html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("<style>") && html.contains("@media print"), "inline style with print rules");
     assert!(html.contains("<svg") && html.contains("</svg>"), "the phases are drawn inline");
@@ -280,7 +267,7 @@ fn the_html_report_is_self_contained_and_printable() {
 #[test]
 fn an_open_incident_measures_open_relaxations_to_its_last_event_and_shows_a_failed_verification() {
     let incident = still_relaxed();
-    let events = &incident.events;
+    let events = incident.events();
     let integrity = Integrity {
         verified: false,
         events: events.len() as u64,
@@ -307,10 +294,10 @@ fn an_open_incident_measures_open_relaxations_to_its_last_event_and_shows_a_fail
 #[test]
 fn the_report_is_the_same_whenever_it_is_made() {
     let incident = closed();
-    let integrity = verified(&incident.events);
+    let integrity = verified(incident.events());
     for format in [Format::Markdown, Format::Html] {
-        let first = report::render(&incident.events, &integrity, format).unwrap();
-        assert_eq!(report::render(&incident.events, &integrity, format).unwrap(), first);
+        let first = report::render(incident.events(), &integrity, format).unwrap();
+        assert_eq!(report::render(incident.events(), &integrity, format).unwrap(), first);
     }
 }
 

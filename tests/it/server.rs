@@ -7,7 +7,7 @@ use std::time::Duration;
 use phasegate::server::ROUTES;
 use serde_json::{Value, json};
 
-use crate::support::{Cli, Serving, answer, root};
+use crate::support::{Cli, Serving, answer, root, wait_until};
 
 pub const DANA: &str = "pg_dana-test-token";
 pub const TOM: &str = "pg_tom-test-token";
@@ -256,15 +256,11 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 async fn health_metrics_and_the_openapi_document_cover_every_route() {
     let server = Server::start().await;
     assert_eq!(server.call("GET", "/healthz", None, None).await.0, 200);
-    let mut ready = 0;
-    for _ in 0..100 {
-        ready = server.call("GET", "/readyz", None, None).await.0;
-        if ready == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(ready, 200, "ready once the runtime loop has made a pass");
+    wait_until("ready once the runtime loop has made a pass", Duration::from_secs(2), async || {
+        let (status, body) = server.call("GET", "/readyz", None, None).await;
+        if status == 200 { Ok(()) } else { Err(format!("{status} {body}")) }
+    })
+    .await;
 
     let (_, spec) = server.call("GET", "/openapi.json", None, None).await;
     let documented: BTreeSet<(String, String)> = spec["paths"]
@@ -324,15 +320,10 @@ async fn the_binary_serves_logs_json_without_secrets_and_stops_on_sigterm() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server came up");
+    wait_until("the server up", Duration::from_secs(10), async || {
+        client.get(format!("{base}/healthz")).send().await.map_err(|error| error.to_string())
+    })
+    .await;
     for token in [DANA, "pg_not-a-token"] {
         client.get(format!("{base}/api/v1/incidents")).bearer_auth(token).send().await.unwrap();
     }

@@ -3,10 +3,14 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use phasegate::store::contract::{self, note, notify, started};
 use phasegate::store::{Append, SqliteStore, Store};
 use sqlx::Connection;
 use tempfile::TempDir;
+
+use crate::support::wait_until;
 
 /// A fresh store in a file of its own; the directory goes when the guard does.
 async fn fresh() -> (SqliteStore, TempDir) {
@@ -85,22 +89,33 @@ async fn the_wal_is_checkpointed_beside_the_writer() {
     store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
     store.append(Append::new("inc-1", 1, &[note(1, marker)])).await.unwrap();
     let path = dir.path().join("phasegate.db");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !std::fs::read(&path).unwrap().windows(marker.len()).any(|bytes| bytes == marker.as_bytes()) {
-        assert!(std::time::Instant::now() < deadline, "the note is still only in the WAL after 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until("the note copied from the WAL into the database file", Duration::from_secs(10), async || {
+        std::fs::read(&path).unwrap().windows(marker.len()).any(|bytes| bytes == marker.as_bytes())
+    })
+    .await;
     // Closing checkpoints too, so the file is read before.
     store.close().await;
 }
 
-/// Holds the file's write lock from a connection of the test's own, as another process writing
-/// would, so that the store's writer waits at its next transaction and appends queue behind it.
-async fn hold_the_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
-    let url = format!("sqlite://{}", path.display());
-    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut connection).await.unwrap();
-    connection
+/// Waits until `count` jobs wait in the queue of the held writer ([`SqliteStore::pause`]).
+async fn queued(store: &SqliteStore, count: usize) {
+    wait_until(&format!("{count} jobs queued for the held writer"), Duration::from_secs(10), async || {
+        let queued = store.queued();
+        if queued == count { Ok(()) } else { Err(format!("{queued} queued")) }
+    })
+    .await;
+}
+
+/// Runs `send`, which sends `jobs` jobs to the writer from tasks of its own, while the writer is
+/// held; once they are all queued, lets the writer go, so that they reach it together. Gives what
+/// `send` returned and the writer's commits before.
+async fn sent_together<T>(store: &SqliteStore, jobs: usize, send: impl FnOnce() -> T) -> (T, u64) {
+    let paused = store.pause().await;
+    let commits = store.commits();
+    let sent = send();
+    queued(store, jobs).await;
+    drop(paused);
+    (sent, commits)
 }
 
 /// Regression guard for group commit: appends that arrive together share one transaction.
@@ -122,22 +137,12 @@ async fn appends_that_arrive_together_share_a_commit() {
 /// already written its events, leave the others of the transaction stored.
 #[tokio::test(flavor = "current_thread")]
 async fn appends_in_one_transaction_fail_alone() {
-    let (store, dir) = fresh().await;
+    let (store, _dir) = fresh().await;
     let store = Arc::new(store);
     store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)]).effects(&[notify("e1")])).await.unwrap();
-    let commits = store.commits();
 
-    // The writer takes another incident's start and waits for the lock with it; meanwhile the
-    // appends below queue, in order, and go together once the lock is released. The refused ones
-    // write one row (refused as a whole) or several (undone to a savepoint).
-    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
-    let blocker = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.append(Append::new("inc-0", 0, &[started("inc-0", "breach", None)])).await })
-    };
-    // Long enough for the writer's thread to take it; it then waits for the lock for up to its
-    // busy timeout of seconds.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The appends below queue, in order, while the writer is held, and go together when it goes
+    // on. The refused ones write one row (refused as a whole) or several (undone to a savepoint).
     let appends = [
         (1, note(1, "first"), Some("e2"), None),
         (1, note(2, "stale"), Some("e3"), None),
@@ -145,29 +150,25 @@ async fn appends_in_one_transaction_fail_alone() {
         (2, note(3, "queues e2 again"), Some("e2"), None),
         (2, note(4, "records e1"), None, Some("e1")),
     ];
-    let tasks: Vec<_> = appends
-        .into_iter()
-        .map(|(expected, event, effect, completes)| {
+    let (tasks, commits) = sent_together(&store, appends.len(), || {
+        appends.map(|(expected, event, effect, completes)| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let effects: Vec<_> = effect.into_iter().map(notify).collect();
                 store.append(Append::new("inc-1", expected, &[event]).effects(&effects).completes(completes)).await
             })
         })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    lock.close().await.unwrap();
+    })
+    .await;
     let mut results = Vec::new();
     for task in tasks {
         results.push(task.await.unwrap());
     }
 
-    assert!(matches!(blocker.await.unwrap(), Ok(1)));
-    // The start alone, then the five together (or, had the writer's thread been slow to take the
-    // start, all six together). Refused appends commit nothing of their own, but the two stored
-    // ones would be two more commits had they not shared one.
+    // Refused appends commit nothing of their own, but the two stored ones would be two commits
+    // had they not shared one.
     let commits = store.commits() - commits;
-    assert!(commits <= 2, "{commits} commits rather than one for the five appends: {results:?}");
+    assert_eq!(commits, 1, "one commit for the five appends: {results:?}");
     assert!(matches!(results[0], Ok(2)), "{results:?}");
     assert!(matches!(results[1], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
     assert!(matches!(results[2], Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{results:?}");
@@ -259,46 +260,28 @@ fn spawn_receive(store: &Arc<SqliteStore>, id: &'static str) -> tokio::task::Joi
     tokio::spawn(async move { store.receive(&delivery(id), id.as_bytes()).await.unwrap() })
 }
 
-/// Runs `send` while the writer waits for the file's write lock at a delivery of its own, so that
-/// what `send` spawns reaches the writer together, then lets the writer go. Gives what `send`
-/// returned and the writer's commits before the waiting delivery's.
-async fn sent_together<T>(store: &Arc<SqliteStore>, dir: &TempDir, send: impl FnOnce() -> T) -> (T, u64) {
-    let lock = hold_the_write_lock(&dir.path().join("phasegate.db")).await;
-    let blocker = spawn_receive(store, "blocker");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let commits = store.commits();
-    let sent = send();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    lock.close().await.unwrap();
-    assert!(blocker.await.unwrap());
-    (sent, commits)
-}
-
 /// One commit's deliveries, some new, one applied before, one waiting, one twice: the insert
 /// stores the new ones once and the answers say which they were.
 #[tokio::test(flavor = "current_thread")]
 async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
-    let (store, dir) = fresh().await;
+    let (store, _dir) = fresh().await;
     let store = Arc::new(store);
     assert!(store.receive(&delivery("applied"), b"{}").await.unwrap());
     assert!(store.receive(&delivery("waiting"), b"{}").await.unwrap());
     let first = store.inbox(1, 1 << 20).await.unwrap();
     store.applied(&[(first[0].seq, "[]".into())]).await.unwrap();
 
-    let (together, commits) = sent_together(&store, &dir, || {
-        let ids = ["new-1", "applied", "new-2", "waiting", "new-1"];
-        ids.map(|id| spawn_receive(&store, id))
-    })
-    .await;
+    let ids = ["new-1", "applied", "new-2", "waiting", "new-1"];
+    let (together, commits) = sent_together(&store, ids.len(), || ids.map(|id| spawn_receive(&store, id))).await;
     let mut answers = Vec::new();
     for task in together {
         answers.push(task.await.unwrap());
     }
     assert_eq!(answers, [true, false, true, false, false]);
-    assert_eq!(store.commits() - commits, 2, "the blocker's commit, then one for the five");
+    assert_eq!(store.commits() - commits, 1, "one commit for the five");
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
     let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
-    assert_eq!(ids, ["waiting", "blocker", "new-1", "new-2"]);
+    assert_eq!(ids, ["waiting", "new-1", "new-2"]);
 }
 
 /// A database from before migration 0005 (the inbox with a unique key on ids) keeps its
@@ -349,10 +332,10 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
 /// of their own (their senders wait for it), and the append follows in the next.
 #[tokio::test(flavor = "current_thread")]
 async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
-    let (store, dir) = fresh().await;
+    let (store, _dir) = fresh().await;
     let store = Arc::new(store);
     store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
-    let ((append, deliveries), commits) = sent_together(&store, &dir, || {
+    let ((append, deliveries), commits) = sent_together(&store, 4, || {
         let appending = Arc::clone(&store);
         let append =
             tokio::spawn(async move { appending.append(Append::new("inc-1", 1, &[note(1, "during a storm")])).await });
@@ -363,5 +346,5 @@ async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
         assert!(delivery.await.unwrap());
     }
     assert_eq!(append.await.unwrap().unwrap(), 2);
-    assert_eq!(store.commits() - commits, 3, "the blocker's commit, the deliveries', then the append's");
+    assert_eq!(store.commits() - commits, 2, "the deliveries' commit, then the append's");
 }

@@ -1,12 +1,15 @@
 //! Helpers shared by the integration tests: a builder for running the `phasegate` binary, a
-//! stub HTTP server for the binary to call, and finding the outside programs some tests need
-//! (or skipping those tests loudly when they are missing).
+//! stub HTTP server for the binary to call, finding the outside programs some tests need (or
+//! skipping those tests loudly when they are missing), waiting for something to happen
+//! elsewhere ([`wait_until`]), and the engine's test harness ([`harness`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub mod harness;
 
 /// The templates the runbooks' customer campaigns render: rendered per recipient, with a context
 /// of their own, not as status updates.
@@ -339,4 +342,74 @@ pub async fn answer(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// What a condition that [`wait_until`] polls gives: whether it holds, and its value once it does.
+pub trait Awaited {
+    type Value;
+    /// The value once the condition holds, or what was seen instead (for the failure's message).
+    fn settled(self) -> Result<Self::Value, String>;
+}
+
+impl Awaited for bool {
+    type Value = ();
+    fn settled(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err("not yet".to_string()) }
+    }
+}
+
+impl<T> Awaited for Option<T> {
+    type Value = T;
+    fn settled(self) -> Result<T, String> {
+        self.ok_or_else(|| "nothing yet".to_string())
+    }
+}
+
+/// `Err` says what was seen instead.
+impl<T> Awaited for Result<T, String> {
+    type Value = T;
+    fn settled(self) -> Result<T, String> {
+        self
+    }
+}
+
+/// How often [`wait_until`] looks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Waits until `check` holds (another thread, task or process has done what the test waits for)
+/// and gives its value: looks every 20 ms, and past `limit` fails naming `what` was awaited and
+/// what `check` saw last. The one way these tests wait for something to happen elsewhere; a test
+/// never sleeps for a while and then assumes it has.
+pub async fn wait_until<A: Awaited>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> A) -> A::Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let seen = match check().await.settled() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(std::time::Instant::now() < deadline, "waited {limit:?} for {what}; last seen: {seen}");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiting_gives_the_value_once_the_condition_holds() {
+        let mut looks = 0;
+        let value = wait_until("the third look", Duration::from_secs(10), async || {
+            looks += 1;
+            (looks == 3).then_some(looks)
+        })
+        .await;
+        assert_eq!(value, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "for the door to open; last seen: closed")]
+    async fn waiting_past_the_limit_names_what_was_awaited_and_what_was_seen() {
+        wait_until("the door to open", Duration::from_millis(50), async || Err::<(), _>("closed".to_string())).await;
+    }
 }

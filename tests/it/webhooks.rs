@@ -9,7 +9,7 @@ use phasegate::engine::Event;
 use phasegate::store::{Delivery, SqliteStore, Store};
 use serde_json::{Value, json};
 
-use crate::support::{Cli, Serving, answer, root};
+use crate::support::{Cli, Serving, answer, root, wait_until};
 
 pub const TOKEN: &str = "alertmanager-bearer-token-for-tests";
 /// The EDR's Standard Webhooks secret (`whsec_` and base64).
@@ -129,16 +129,12 @@ impl Hooks {
     /// seconds).
     async fn settled(&self, source: &str, received: &Value) -> Value {
         let id = received["delivery"].as_str().unwrap_or_else(|| panic!("a delivery id in {received}"));
-        let start = std::time::Instant::now();
-        loop {
+        wait_until(&format!("delivery `{id}` applied"), Duration::from_secs(10), async || {
             let (status, receipt) = self.receipt(source, id, Some(READER)).await;
             assert_eq!(status, 200, "{receipt}");
-            if receipt["state"] == "applied" {
-                return receipt;
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "not applied in ten seconds: {receipt}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if receipt["state"] == "applied" { Ok(receipt) } else { Err(receipt.to_string()) }
+        })
+        .await
     }
 
     /// `GET /api/v1/webhooks/{source}/deliveries/{id}` with an API token, or none.

@@ -86,6 +86,14 @@ pub struct SqliteStore {
     chained: Chained,
 }
 
+/// The writer held by [`SqliteStore::pause`]; it goes on when this is dropped.
+#[cfg(any(test, feature = "store-contract"))]
+#[derive(Debug)]
+#[must_use = "the writer goes on as soon as this is dropped"]
+pub struct Paused {
+    _resume: oneshot::Sender<()>,
+}
+
 /// Events stored before the hash chain existed (migration 0002) that opening the store chained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Chained {
@@ -222,6 +230,30 @@ impl SqliteStore {
     /// arriving together this is far fewer than the appends stored.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Holds the writer, for tests that need jobs to reach it together: returns once the writer
+    /// has stopped, and from then on jobs wait in its queue ([`SqliteStore::queued`] counts them)
+    /// until the guard is dropped; the writer then takes them all at once, as it takes whatever
+    /// waits when a commit ends. Jobs sent before the hold and taken with it are stored after it,
+    /// so hold a writer with nothing in flight. Nothing but tests sends this: the writer's path is
+    /// the one production runs.
+    #[cfg(any(test, feature = "store-contract"))]
+    #[doc(hidden)]
+    pub async fn pause(&self) -> Paused {
+        let (paused, stopped) = oneshot::channel();
+        let (resume, resumed) = oneshot::channel();
+        self.appends.send(Job::Pause(writer::Hold { paused, resume: resumed })).await.expect("the store has a writer");
+        stopped.await.expect("the writer stops when asked");
+        Paused { _resume: resume }
+    }
+
+    /// Jobs sent to the writer and not yet taken: what a test waits on, while the writer is held
+    /// ([`SqliteStore::pause`]), to know that everything it sent is queued.
+    #[cfg(any(test, feature = "store-contract"))]
+    #[doc(hidden)]
+    pub fn queued(&self) -> usize {
+        self.appends.max_capacity() - self.appends.capacity()
     }
 
     /// Stops taking appends, waits for the writer to answer those it has, and closes the file.

@@ -41,8 +41,26 @@ pub(super) struct Receive {
 pub(super) enum Job {
     Append(Queued),
     Receive(Receive),
-    Checkpoint { incident: String, checkpoint: SignedCheckpoint, answer: oneshot::Sender<Result<(), Error>> },
-    Applied { outcomes: Vec<(u64, String)>, answer: oneshot::Sender<Result<(), Error>> },
+    Checkpoint {
+        incident: String,
+        checkpoint: SignedCheckpoint,
+        answer: oneshot::Sender<Result<(), Error>>,
+    },
+    Applied {
+        outcomes: Vec<(u64, String)>,
+        answer: oneshot::Sender<Result<(), Error>>,
+    },
+    #[cfg(any(test, feature = "store-contract"))]
+    Pause(Hold),
+}
+
+/// A test's hold on the writer ([`super::SqliteStore::pause`]): the writer says it has stopped,
+/// then takes nothing more until `resume` is sent or dropped, so that the jobs the test sends
+/// meanwhile wait in the queue and are taken together.
+#[cfg(any(test, feature = "store-contract"))]
+pub(super) struct Hold {
+    pub(super) paused: oneshot::Sender<()>,
+    pub(super) resume: oneshot::Receiver<()>,
 }
 
 impl std::fmt::Debug for Queued {
@@ -95,6 +113,11 @@ pub(super) async fn write(
                 // Rare (one per incident every few minutes): a transaction of its own.
                 Job::Checkpoint { incident, checkpoint, answer } => {
                     let _ = answer.send(store_checkpoint(&mut writer.connection, &incident, &checkpoint).await);
+                }
+                #[cfg(any(test, feature = "store-contract"))]
+                Job::Pause(Hold { paused, resume }) => {
+                    let _ = paused.send(());
+                    let _ = resume.await;
                 }
             }
         }

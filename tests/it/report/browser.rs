@@ -10,7 +10,7 @@ use phasegate::audit::report::{self, Format};
 use phasegate::engine::event::SYSTEM;
 use phasegate::engine::{Command, Directory};
 
-use super::{Harness, verified};
+use super::{Scripted, verified};
 use crate::support::program_or_skip;
 
 const CROWDED: &str = r#"apiVersion: phasegate/v1
@@ -80,8 +80,8 @@ status_updates:
 /// The last line of every update's text: the report must keep it, to be shown on request.
 const LAST_LINE: &str = "Line 40 of 40: the end of the update.";
 
-fn crowded() -> Harness {
-    let mut incident = Harness::with(CROWDED, Directory::with(&[("dana", &["commander"]), ("sam", &["ciso"])]));
+fn crowded() -> Scripted {
+    let mut incident = Scripted::with(CROWDED, Directory::with(&[("dana", &["commander"]), ("sam", &["ciso"])]));
     let lines: Vec<String> = (1..=40)
         .map(|n| match n {
             40 => LAST_LINE.to_string(),
@@ -172,9 +172,9 @@ fn the_html_report_has_no_overlapping_labels_in_a_browser() {
         return;
     };
     let incident = crowded();
-    let relaxed = incident.events.iter().filter(|e| e.kind.name() == "control_relaxed").count();
+    let relaxed = incident.events().iter().filter(|e| e.kind.name() == "control_relaxed").count();
     assert_eq!(relaxed, 8, "the script relaxes eight controls");
-    let html = report::render(&incident.events, &verified(&incident.events), Format::Html).unwrap();
+    let html = report::render(incident.events(), &verified(incident.events()), Format::Html).unwrap();
     assert!(html.contains(LAST_LINE), "every update's whole text is in the report");
 
     // Kept under target/tmp to be looked at: the report, and a screenshot of it.
@@ -203,7 +203,7 @@ fn the_html_report_has_no_overlapping_labels_in_a_browser() {
         measured.lines().filter(|line| line.starts_with("overlap") || line.starts_with("cut off")).collect();
     assert!(problems.is_empty(), "{} problems in the chart ({look}):\n{}", problems.len(), problems.join("\n"));
     assert!(number("labels ") >= 20.0, "the chart has its labels ({look}):\n{measured}");
-    let sent = incident.events.iter().filter(|e| e.kind.name() == "status_update_sent").count();
+    let sent = incident.events().iter().filter(|e| e.kind.name() == "status_update_sent").count();
     assert!(sent >= 3, "the rules sent updates as controls were relaxed and reinstated");
     assert_eq!(number("update rows "), sent as f64, "a row for each update ({look})");
     // Forty lines of text each, shown as their first lines until opened.

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use crate::actions::standin::Captured;
 use crate::audit::{export, report};
 use crate::drill::{self, Diagnostic, Scenario};
-use crate::runbook::Mark;
+use crate::runbook::{Mark, registry};
 use crate::runtime::drill::{Ending, Finished, Line};
 use crate::store::{SqliteStore, Store};
 
@@ -132,18 +132,21 @@ fn load(path: &Path, templates: Option<&Path>) -> anyhow::Result<Option<Loaded>>
         }
     };
     let catalog = Arc::new(super::catalog(templates)?);
-    let Some(runbook_path) = find_runbook(path, &scenario.runbook) else {
-        let mut diagnostic = Diagnostic::new(
-            drill::Code::Runbook,
-            scenario.runbook_mark,
-            format!("runbook `{}` is not a file next to the scenario, nor the id of a runbook found", scenario.runbook),
-        );
-        diagnostic.help = Some(
-            "give the runbook's path relative to the scenario file, or the id of a runbook in the scenario's folder or `./runbooks`"
-                .to_string(),
-        );
-        print(path, &[diagnostic]);
-        return Ok(None);
+    let runbook_path = match find_runbook(path, &scenario.runbook, catalog.as_ref()) {
+        Ok(found) => found,
+        Err(why) => {
+            let mut diagnostic = Diagnostic::new(
+                drill::Code::Runbook,
+                scenario.runbook_mark,
+                format!("runbook `{}` is not a file next to the scenario, and {why}", scenario.runbook),
+            );
+            diagnostic.help = Some(
+                "give the runbook's path relative to the scenario file, or the id of a runbook in the scenario's folder or `./runbooks`"
+                    .to_string(),
+            );
+            print(path, &[diagnostic]);
+            return Ok(None);
+        }
     };
     let runbook_text =
         std::fs::read_to_string(&runbook_path).with_context(|| format!("cannot read `{}`", runbook_path.display()))?;
@@ -169,30 +172,25 @@ fn load(path: &Path, templates: Option<&Path>) -> anyhow::Result<Option<Loaded>>
 }
 
 /// The runbook a scenario names: a path relative to the scenario's folder, else the id of a
-/// runbook in that folder, its `../runbooks`, or `./runbooks`.
-fn find_runbook(scenario: &Path, name: &str) -> Option<PathBuf> {
+/// runbook in that folder, its `../runbooks`, or `./runbooks` (each loaded as a registry, the
+/// first that knows the id answering; one whose file does not validate gives that file, for its
+/// problems to be printed). `Err` says why none was found, with the nearest id if one is close.
+fn find_runbook(scenario: &Path, name: &str, catalog: &crate::render::Catalog) -> Result<PathBuf, String> {
     let folder = scenario.parent().map(Path::to_path_buf).unwrap_or_default();
     let relative = folder.join(name);
     if relative.is_file() {
-        return Some(relative);
+        return Ok(relative);
     }
+    let mut why = Vec::new();
     for dir in [folder.clone(), folder.join("../runbooks"), PathBuf::from("runbooks")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut candidates: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
-        candidates.sort();
-        for candidate in candidates {
-            if !candidate.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&candidate) else { continue };
-            let id =
-                text.lines().find_map(|line| line.strip_prefix("id:")).map(|id| id.trim().trim_matches(['"', '\'']));
-            if id == Some(name) && text.lines().any(|line| line.trim() == "kind: Runbook") {
-                return Some(candidate);
-            }
+        let Ok(registry) = crate::runtime::runbooks::load_with(catalog, &dir) else { continue };
+        match registry.find(name) {
+            Ok(entry) => return Ok(entry.path().to_path_buf()),
+            Err(registry::Error::Invalid { path, .. }) => return Ok(path),
+            Err(error) => why.push(error.to_string()),
         }
     }
-    None
+    Err(if why.is_empty() { "no runbooks directory could be read".to_string() } else { why.join(", and ") })
 }
 
 /// `PATH:LINE:COL: error[DRnnnn]: message`, with the hint on the next line.

@@ -11,6 +11,7 @@ use super::{Format, print_stdout};
 use crate::config::{Config, Overrides};
 use crate::engine::{Decision, Event};
 use crate::render::Catalog;
+use crate::runbook::registry;
 use crate::runtime::Runtime;
 use crate::runtime::witness::{self, Sink, Witness};
 use crate::store::SqliteStore;
@@ -94,31 +95,34 @@ pub async fn open_read_only(common: &Common, templates: Option<&Path>) -> anyhow
     Ok((config, store))
 }
 
-/// A runbook named by its file, or by its id among the configured runbooks directory's files.
-pub fn runbook_text(name: &str, config: &Config) -> anyhow::Result<(PathBuf, String)> {
+/// A runbook named by its file, or by its id among the configured runbooks (the directory loaded
+/// into the registry, parsed by `runtime` so that starting from it parses nothing again). An id
+/// whose file does not validate gives that file, for its problems to be printed; an id several
+/// files share is `None`, each file's problem printed.
+pub fn runbook_text(name: &str, opened: &Opened) -> anyhow::Result<Option<(PathBuf, String)>> {
     let path = Path::new(name);
     if path.is_file() {
-        return Ok((
-            path.to_path_buf(),
-            std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?,
-        ));
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{name}`"))?;
+        return Ok(Some((path.to_path_buf(), text)));
     }
-    let dir = &config.runbooks;
-    let entries = std::fs::read_dir(dir).with_context(|| {
+    let dir = &opened.config.runbooks;
+    let registry = crate::runtime::runbooks::load(&opened.runtime, dir).with_context(|| {
         format!("`{name}` is not a file, and the runbooks directory `{}` cannot be read", dir.display())
     })?;
-    for entry in entries.flatten() {
-        let candidate = entry.path();
-        if !candidate.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            continue;
+    match registry.find(name) {
+        Ok(entry) => Ok(Some((entry.path().to_path_buf(), entry.text().to_string()))),
+        Err(registry::Error::Invalid { path, .. }) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            Ok(Some((path, text)))
         }
-        let Ok(text) = std::fs::read_to_string(&candidate) else { continue };
-        let id = text.lines().find_map(|line| line.strip_prefix("id:")).map(|id| id.trim().trim_matches(['"', '\'']));
-        if id == Some(name) {
-            return Ok((candidate, text));
+        Err(registry::Error::Duplicate { paths, .. }) => {
+            for file in registry.rejected().iter().filter(|file| paths.contains(&file.path)) {
+                super::print_diagnostics(&file.path, &file.diagnostics);
+            }
+            Ok(None)
         }
+        Err(error) => bail!("`{name}` is not a file, and {error}"),
     }
-    bail!("no runbook `{name}`: not a file, and no runbook in `{}` has that id", dir.display())
 }
 
 /// `KEY=VALUE` pairs; each value is taken as JSON when it parses (`3`, `true`), else as text.

@@ -196,15 +196,7 @@ pub(crate) fn load_runbook(
     let metadata = std::fs::metadata(path)?;
     if metadata.len() > runbook::MAX_FILE_SIZE as u64 {
         // Refuse before reading, so a huge file costs nothing.
-        let oversized = vec![0u8; runbook::MAX_FILE_SIZE + 1];
-        return Ok(runbook::load(&oversized, catalog).map_err(|mut diagnostics| {
-            diagnostics[0].message = format!(
-                "the file is {} bytes, runbooks may be at most {} bytes",
-                metadata.len(),
-                runbook::MAX_FILE_SIZE
-            );
-            diagnostics
-        }));
+        return Ok(Err(vec![runbook::too_large(metadata.len())]));
     }
     let bytes = std::fs::read(path)?;
     Ok(runbook::load(&bytes, catalog))

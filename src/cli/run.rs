@@ -10,7 +10,8 @@ use anyhow::Context as _;
 
 use super::incident::{Common, open};
 use crate::actions::Actions;
-use crate::runtime::inbox::{Inbox, runbook_files};
+use crate::runtime::inbox::Inbox;
+use crate::runtime::runbooks;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -73,8 +74,8 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
 /// would be marked as doing nothing.
 async fn arm(opened: &super::incident::Opened) -> anyhow::Result<Inbox> {
     let dir = &opened.config.runbooks;
-    match runbook_files(dir) {
-        Ok(files) => Ok(Inbox::arm(&opened.runtime, files)),
+    match runbooks::load(&opened.runtime, dir) {
+        Ok(registry) => Ok(Inbox::new(registry)),
         Err(error) => {
             let waiting = opened.runtime.store().inbox_depth().await?;
             if waiting > 0 {

@@ -30,7 +30,9 @@ pub struct Args {
 
 pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let opened = open(&args.common, templates).await?;
-    let (path, text) = runbook_text(&args.runbook, &opened.config)?;
+    let Some((path, text)) = runbook_text(&args.runbook, &opened)? else {
+        return Ok(super::exit::INVALID);
+    };
     let inputs = pairs(&args.inputs, "input")?;
     let runbook = match opened.runtime.runbook(&text) {
         Ok(runbook) => runbook,

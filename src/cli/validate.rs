@@ -1,13 +1,15 @@
 //! `phasegate validate PATH...`: check runbooks, print every problem, exit 0, 1 or 2.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Format, exit, load_runbook, print_diagnostics};
+use super::{Format, exit, print_diagnostics};
 use crate::render::Catalog;
-use crate::runbook::{Code, Diagnostic, Mark, yaml};
+use crate::runbook::registry::Registry;
+use crate::runbook::{self, Diagnostic};
+use crate::runtime::runbooks;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,37 +48,32 @@ pub fn run(args: Args, catalog: &Catalog) -> anyhow::Result<u8> {
     // The same file named twice (or a file and its directory) is checked once.
     let mut seen_files = std::collections::HashSet::new();
     files.retain(|path| seen_files.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
+    // One registry over every file named: runbook ids are unique among them as among the
+    // configured runbooks (triggers and incidents name them), and a shared id is reported on each
+    // file that has it, as `serve` would refuse it.
+    let sources = files.iter().map(|path| runbooks::read_file(path)).collect();
+    let registry = Registry::build(Path::new("."), sources, |text| runbook::parse(text, catalog).map(Arc::new));
     let mut reports = Vec::new();
-    let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
     for path in files {
-        match load_runbook(&path, catalog) {
-            Err(error) => unreadable.push((path, format!("cannot read: {error}"))),
-            Ok(Ok(runbook)) => {
-                let mut diagnostics = Vec::new();
-                if let Some(first) = seen_ids.get(runbook.id()) {
-                    // Runbook ids are unique among runbooks: triggers and incidents name them.
-                    diagnostics.push(Diagnostic::new(
-                        Code::DuplicateId,
-                        id_mark(&path),
-                        format!("runbook id `{}` is also used by `{}`", runbook.id(), first.display()),
-                    ));
-                } else {
-                    seen_ids.insert(runbook.id().to_owned(), path.clone());
-                }
-                reports.push(FileReport {
-                    path: path.display().to_string(),
-                    valid: diagnostics.is_empty(),
-                    runbook: Some(runbook.id().to_owned()),
-                    error: None,
-                    diagnostics,
-                });
-            }
-            Ok(Err(diagnostics)) => reports.push(FileReport {
+        if let Some(entry) = registry.entries().iter().find(|entry| entry.path() == path) {
+            reports.push(FileReport {
+                path: path.display().to_string(),
+                valid: true,
+                runbook: Some(entry.runbook().id().to_owned()),
+                error: None,
+                diagnostics: Vec::new(),
+            });
+            continue;
+        }
+        let Some(rejected) = registry.rejected().iter().find(|file| file.path == path) else { continue };
+        match &rejected.unreadable {
+            Some(why) => unreadable.push((path, format!("cannot read: {why}"))),
+            None => reports.push(FileReport {
                 path: path.display().to_string(),
                 valid: false,
-                runbook: None,
+                runbook: rejected.id.clone(),
                 error: None,
-                diagnostics,
+                diagnostics: rejected.diagnostics.clone(),
             }),
         }
     }
@@ -140,15 +137,4 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Where a runbook file's `id` value is, for reporting a duplicate id.
-fn id_mark(path: &Path) -> Mark {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let (Some(root), _) = yaml::parse(&text, yaml::Limits::default()) else { return Mark::START };
-    let yaml::Value::Map(entries) = root.value else { return Mark::START };
-    entries
-        .iter()
-        .find(|(key, _)| matches!(&key.value, yaml::Value::Scalar { text, .. } if text == "id"))
-        .map_or(Mark::START, |(_, value)| value.mark)
 }

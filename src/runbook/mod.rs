@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod needs;
 mod raw;
+pub mod registry;
 pub mod spanned;
 pub mod validate;
 pub mod yaml;
@@ -63,14 +64,25 @@ impl<T: Templates + ?Sized> Templates for std::sync::Arc<T> {
 /// Loads a runbook from the bytes of a file: refuses oversized, non-UTF-8 and empty files, then
 /// parses and validates.
 pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diagnostic>> {
+    parse(decode(bytes)?, templates)
+}
+
+/// The problem with a file of `size` bytes, past [`MAX_FILE_SIZE`]: for a reader that checks the
+/// size before reading, so that a huge file costs nothing.
+pub fn too_large(size: u64) -> Diagnostic {
+    Diagnostic::new(
+        Code::FileTooLarge,
+        Mark::START,
+        format!("the file is {size} bytes, runbooks may be at most {MAX_FILE_SIZE} bytes"),
+    )
+}
+
+/// The text of a runbook file's bytes: refuses an oversized file and one that is not UTF-8.
+pub fn decode(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
     if bytes.len() > MAX_FILE_SIZE {
-        return Err(vec![Diagnostic::new(
-            Code::FileTooLarge,
-            Mark::START,
-            format!("the file is {} bytes, runbooks may be at most {MAX_FILE_SIZE} bytes", bytes.len()),
-        )]);
+        return Err(vec![too_large(bytes.len() as u64)]);
     }
-    let text = std::str::from_utf8(bytes).map_err(|error| {
+    std::str::from_utf8(bytes).map_err(|error| {
         let before = &bytes[..error.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -83,8 +95,7 @@ pub fn load(bytes: &[u8], templates: &dyn Templates) -> Result<Runbook, Vec<Diag
             )
             .with_help("save the runbook as UTF-8"),
         ]
-    })?;
-    parse(text, templates)
+    })
 }
 
 /// Parses and validates runbook text.

@@ -19,7 +19,6 @@
 //! waits and is tried again.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,8 +29,9 @@ use tokio::sync::{Notify, watch};
 
 use super::{Error, Runtime};
 use crate::engine::trigger::{self, Decision, Did, Variables};
+use crate::runbook::Templates;
 use crate::runbook::model::{PayloadFormat, Trigger};
-use crate::runbook::{Runbook, Templates};
+use crate::runbook::registry::Registry;
 use crate::store::{self, Delivery, Inbound, Store};
 
 /// Deliveries taken from the inbox at once, and about the most bytes of bodies. A long page
@@ -45,12 +45,6 @@ const MOST_BACKOFF: Duration = Duration::from_secs(30);
 /// The code a receipt gives a delivery the triggers of the moment cannot read.
 const UNREADABLE: &str = "invalid_payload";
 
-/// A runbook whose triggers act on deliveries, with the text incidents pin.
-pub struct Armed {
-    pub text: String,
-    pub runbook: Arc<Runbook>,
-}
-
 /// What one trigger did with a delivery, kept with the delivery once it is applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct Done {
@@ -62,41 +56,31 @@ pub struct Done {
     pub why: Option<String>,
 }
 
-/// The armed runbooks, how many received deliveries wait, and the bell that wakes the loop.
+/// The runbooks whose triggers are armed, how many received deliveries wait, and the bell that
+/// wakes the loop.
 #[derive(Default)]
 pub struct Inbox {
-    armed: Vec<Armed>,
+    runbooks: Arc<Registry>,
     depth: AtomicU64,
     wake: Notify,
 }
 
 impl Inbox {
-    /// An inbox applying the triggers of the runbooks among `files` (path and text, as
-    /// [`runbook_files`] reads them) that validate; one that does not is left out, with a warning.
-    pub fn arm<S: Store, T: Templates + Send + Sync>(runtime: &Runtime<S, T>, files: Vec<(PathBuf, String)>) -> Inbox {
-        let mut armed = Vec::new();
-        for (path, text) in files {
-            match runtime.runbook(&text) {
-                Ok(runbook) => armed.push(Armed { text, runbook }),
-                Err(problems) => tracing::warn!(
-                    file = %path.display(),
-                    problems = problems.len(),
-                    "the runbook does not validate; its triggers are off"
-                ),
-            }
-        }
-        Inbox { armed, ..Inbox::default() }
+    /// An inbox applying the triggers of the runbooks `runbooks` loaded (the registry the server
+    /// and the CLI find runbooks in: one, shared).
+    pub fn new(runbooks: Arc<Registry>) -> Inbox {
+        Inbox { runbooks, ..Inbox::default() }
     }
 
     /// The runbooks whose triggers act on deliveries.
-    pub fn armed(&self) -> &[Armed] {
-        &self.armed
+    pub fn runbooks(&self) -> &Arc<Registry> {
+        &self.runbooks
     }
 
     /// The formats of the triggers listening to `source`: what a delivery from it must be
     /// readable as.
     pub fn formats(&self, source: &str) -> Vec<&PayloadFormat> {
-        let triggers = self.armed.iter().flat_map(|armed| armed.runbook.triggers());
+        let triggers = self.runbooks.triggers().map(|(_, trigger)| trigger);
         triggers.filter(|trigger| trigger.source == source).map(|trigger| &trigger.format).collect()
     }
 
@@ -235,7 +219,7 @@ impl Inbox {
                             id: format!("{}/{number}", inbound.actions),
                             received_at: inbound.delivery.received_at,
                         };
-                        let group = (subject.armed, key.clone());
+                        let group = (subject.runbook, key.clone());
                         if !groups.contains_key(&group) {
                             order.push(group.clone());
                         }
@@ -260,7 +244,7 @@ impl Inbox {
         };
         for group in order {
             let actions = groups.remove(&group).unwrap_or_default();
-            let runbook = self.armed[group.0].runbook.id();
+            let runbook = self.runbooks.entries()[group.0].runbook().id();
             let known = open.get(&(runbook.to_owned(), group.1.clone())).cloned();
             for (action, result) in actions.iter().zip(self.apply_group(runtime, &actions, known).await) {
                 // An action that failed leaves its place empty: its delivery waits.
@@ -286,12 +270,12 @@ impl Inbox {
     }
 
     /// What a delivery from `source` asks of each trigger listening to it: which trigger (by its
-    /// runbook's place among the armed and its own in the runbook) and the variables it reads.
+    /// runbook's place among the registry's and its own in the runbook) and the variables it reads.
     fn subjects(&self, source: &str, body: &[u8]) -> Result<Vec<Subject>, String> {
         let mut subjects = Vec::new();
         let mut payload: Option<Value> = None;
-        for (armed, runbook) in self.armed.iter().enumerate() {
-            for (number, trigger) in runbook.runbook.triggers().iter().enumerate() {
+        for (runbook, entry) in self.runbooks.entries().iter().enumerate() {
+            for (number, trigger) in entry.runbook().triggers().iter().enumerate() {
                 if trigger.source != source {
                     continue;
                 }
@@ -302,7 +286,7 @@ impl Inbox {
                     ),
                 };
                 for variables in trigger::read(&trigger.format, payload).map_err(|error| error.to_string())? {
-                    subjects.push(Subject { armed, trigger: number, variables });
+                    subjects.push(Subject { runbook, trigger: number, variables });
                 }
             }
         }
@@ -310,7 +294,7 @@ impl Inbox {
     }
 
     fn trigger(&self, subject: &Subject) -> &Trigger {
-        &self.armed[subject.armed].runbook.triggers()[subject.trigger]
+        &self.runbooks.entries()[subject.runbook].runbook().triggers()[subject.trigger]
     }
 
     /// Applies one incident's actions, in order; stops at the first that could not be stored
@@ -353,7 +337,7 @@ impl Inbox {
         action: &Action,
         known: &mut Option<Option<String>>,
     ) -> Result<Done, Unstored> {
-        let runbook = self.armed[action.subject.armed].runbook.id();
+        let runbook = self.runbooks.entries()[action.subject.runbook].runbook().id();
         let trigger = &self.trigger(&action.subject).id;
         let read = || async {
             let open = runtime.store().open_incident_by_key(runbook, &action.key).await;
@@ -388,7 +372,7 @@ impl Inbox {
         let Decision::Start { key, inputs } = &decision else {
             return self.submit(runtime, trigger, &decision, delivery).await;
         };
-        let text = &self.armed[action.subject.armed].text;
+        let text = self.runbooks.entries()[action.subject.runbook].text();
         let actor = trigger::actor(trigger);
         match runtime.start_delivered(text, &actor, inputs.clone(), Some(key.clone()), delivery).await {
             Ok((id, _)) => Ok(Done::of(trigger, Did::Started, Some(id), None)),
@@ -472,22 +456,10 @@ impl Inbox {
     }
 }
 
-/// The runbook files of a directory (`*.yaml`, `*.yml`), in the order of their names, with their
-/// text; a file that cannot be read is left out.
-pub fn runbook_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    Ok(files.into_iter().filter_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text))).collect())
-}
-
-/// What a delivery asks of one trigger: which (by its runbook's place among the armed and its own
+/// What a delivery asks of one trigger: which (by its runbook's place among the registry's and its own
 /// in the runbook) and the variables its expressions read.
 struct Subject {
-    armed: usize,
+    runbook: usize,
     trigger: usize,
     variables: Variables,
 }

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod drill;
 pub mod inbox;
 mod owned;
+pub mod runbooks;
 mod signing;
 mod submit;
 pub mod witness;

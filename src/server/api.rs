@@ -25,32 +25,41 @@ use crate::store::{self, Store};
 
 type Answer = Result<Response, ApiError>;
 
-/// The runbooks in the configured directory, each with whether it validates.
-pub async fn runbooks(State(app): State<Arc<App>>, _: Caller) -> Answer {
-    let mut found = Vec::new();
-    for (path, text) in app.runbook_files()? {
-        let checked = runbook::load(text.as_bytes(), app.runtime.templates());
-        let file = path.file_name().map(|name| name.to_string_lossy().into_owned());
-        found.push(match checked {
-            Ok(runbook) => json!({
-                "id": runbook.id(), "title": runbook.title(), "version": runbook.version(), "file": file, "valid": true,
-            }),
-            Err(diagnostics) => json!({ "file": file, "valid": false, "problems": diagnostics.len() }),
+/// The runbooks loaded at start, each with its file, and the files left out with their problems,
+/// in the order of their paths.
+pub async fn runbooks<S: Store>(State(app): State<Arc<App<S>>>, _: Caller) -> Answer {
+    let name = |path: &std::path::Path| path.file_name().map(|name| name.to_string_lossy().into_owned());
+    let mut found: Vec<(&std::path::Path, Value)> = Vec::new();
+    for entry in app.runbooks.entries() {
+        let runbook = entry.runbook();
+        let listed = json!({
+            "id": runbook.id(), "title": runbook.title(), "version": runbook.version(), "file": name(entry.path()),
+            "valid": true,
         });
+        found.push((entry.path(), listed));
     }
+    for file in app.runbooks.rejected() {
+        let mut listed = json!({
+            "file": name(&file.path), "valid": false, "problems": file.diagnostics.len(),
+            "diagnostics": file.diagnostics,
+        });
+        if let Some(id) = &file.id {
+            listed["id"] = json!(id);
+        }
+        if let Some(why) = &file.unreadable {
+            listed["error"] = json!(format!("the file cannot be read: {why}"));
+        }
+        found.push((&file.path, listed));
+    }
+    found.sort_by(|a, b| a.0.cmp(b.0));
+    let found: Vec<Value> = found.into_iter().map(|(_, listed)| listed).collect();
     Ok(Json(json!({ "runbooks": found })).into_response())
 }
 
 /// One runbook by id: its text, hash and phases.
-pub async fn runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
-    let text = app.runbook_text(&id)?;
-    let parsed = runbook::load(text.as_bytes(), app.runtime.templates()).map_err(|d| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_runbook",
-            format!("runbook `{id}` has {} problems", d.len()),
-        )
-    })?;
+pub async fn runbook<S: Store>(State(app): State<Arc<App<S>>>, _: Caller, Path(id): Path<String>) -> Answer {
+    let entry = app.runbook(&id)?;
+    let (parsed, text) = (entry.runbook(), entry.text());
     let phases: Vec<Value> = parsed
         .phases()
         .iter()
@@ -58,13 +67,13 @@ pub async fn runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<Stri
         .collect();
     Ok(Json(json!({
         "id": parsed.id(), "title": parsed.title(), "version": parsed.version(),
-        "sha256": crate::engine::decide::sha256_hex(&text), "phases": phases, "text": text,
+        "sha256": crate::engine::decide::sha256_hex(text), "phases": phases, "text": text,
     }))
     .into_response())
 }
 
 /// Validates a runbook sent as the body (YAML): every problem with its code and position.
-pub async fn validate(State(app): State<Arc<App>>, _: Caller, body: String) -> Answer {
+pub async fn validate<S: Store>(State(app): State<Arc<App<S>>>, _: Caller, body: String) -> Answer {
     match runbook::load(body.as_bytes(), app.runtime.templates()) {
         Ok(parsed) => Ok(Json(json!({ "valid": true, "id": parsed.id(), "diagnostics": [] })).into_response()),
         Err(diagnostics) => {
@@ -75,7 +84,7 @@ pub async fn validate(State(app): State<Arc<App>>, _: Caller, body: String) -> A
 }
 
 /// Incidents, in the order they started: the open ones unless `?state=closed|all` says otherwise.
-pub async fn incidents(State(app): State<Arc<App>>, _: Caller, params: Params) -> Answer {
+pub async fn incidents<S: Store>(State(app): State<Arc<App<S>>>, _: Caller, params: Params) -> Answer {
     let params = params.only(&["state"])?;
     let filter = params.choice("state", StateFilter::ALLOWED, "open")?;
     let filter = StateFilter::parse(filter).expect("one of the allowed values");
@@ -103,9 +112,9 @@ pub struct Start {
 
 /// Starts an incident as the token's person; answers with its summary, as the list shows it, and
 /// where it is (`Location`).
-pub async fn start(State(app): State<Arc<App>>, caller: Caller, Body(start): Body<Start>) -> Answer {
-    let text = app.runbook_text(&start.runbook)?;
-    let (id, _) = app.runtime.start(&text, &caller.person, start.inputs, start.key).await?;
+pub async fn start<S: Store>(State(app): State<Arc<App<S>>>, caller: Caller, Body(start): Body<Start>) -> Answer {
+    let text = app.runbook(&start.runbook)?.text();
+    let (id, _) = app.runtime.start(text, &caller.person, start.inputs, start.key).await?;
     let summary = app.runtime.store().incident(&id).await?.ok_or_else(|| {
         ApiError::internal(&format!("incident `{id}` was started but the store has no summary of it"))
     })?;
@@ -115,7 +124,7 @@ pub async fn start(State(app): State<Arc<App>>, caller: Caller, Body(start): Bod
 
 /// Where an incident stands: its state, its phases in the runbook's order, what blocks it and who
 /// can unblock it.
-pub async fn incident(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
+pub async fn incident<S: Store>(State(app): State<Arc<App<S>>>, _: Caller, Path(id): Path<String>) -> Answer {
     let loaded = app.runtime.load(&id).await?;
     let blockers = blockers(&loaded.runbook, &loaded.incident);
     let blocking = blockers
@@ -131,7 +140,7 @@ pub async fn incident(State(app): State<Arc<App>>, _: Caller, Path(id): Path<Str
 
 /// The runbook text the incident runs, pinned when it started: what the timeline leaves out of
 /// `incident_started`.
-pub async fn pinned_runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>) -> Answer {
+pub async fn pinned_runbook<S: Store>(State(app): State<Arc<App<S>>>, _: Caller, Path(id): Path<String>) -> Answer {
     let loaded = app.runtime.load(&id).await?;
     let incident = &loaded.incident;
     Ok(Json(json!({
@@ -143,7 +152,12 @@ pub async fn pinned_runbook(State(app): State<Arc<App>>, _: Caller, Path(id): Pa
 
 /// A page of the incident's events after `?after=SEQ` (default 0: from the start), at most
 /// `?limit=N` of them (default [`PAGE_DEFAULT`], at most [`PAGE_MAX`]).
-pub async fn timeline(State(app): State<Arc<App>>, _: Caller, Path(id): Path<String>, params: Params) -> Answer {
+pub async fn timeline<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    _: Caller,
+    Path(id): Path<String>,
+    params: Params,
+) -> Answer {
     let params = params.only(&["after", "limit"])?;
     let after = params.number("after", 0, u64::MAX, 0)?;
     let limit = params.number("limit", 1, PAGE_MAX as u64, PAGE_DEFAULT as u64)? as usize;
@@ -175,8 +189,8 @@ pub struct Approve {
     note: Option<String>,
 }
 
-pub async fn approve(
-    app: State<Arc<App>>,
+pub async fn approve<S: Store>(
+    app: State<Arc<App<S>>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<Approve>,
@@ -193,8 +207,8 @@ pub struct Done {
     outputs: BTreeMap<String, Value>,
 }
 
-pub async fn done(
-    app: State<Arc<App>>,
+pub async fn done<S: Store>(
+    app: State<Arc<App<S>>>,
     caller: Caller,
     Path((id, phase, step)): Path<(String, String, String)>,
     Body(body): Body<Done>,
@@ -212,7 +226,12 @@ pub struct Signal {
     note: Option<String>,
 }
 
-pub async fn signal(app: State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(body): Body<Signal>) -> Answer {
+pub async fn signal<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Signal>,
+) -> Answer {
     submit(&app, &caller, &id, Command::Signal { phase: body.phase, gate: body.gate, note: body.note }).await
 }
 
@@ -222,7 +241,12 @@ pub struct Note {
     text: String,
 }
 
-pub async fn note(app: State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(body): Body<Note>) -> Answer {
+pub async fn note<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Note>,
+) -> Answer {
     submit(&app, &caller, &id, Command::Note { text: body.text }).await
 }
 
@@ -240,7 +264,12 @@ pub struct Close {
 
 /// Closes the incident (the runbook's `close` roles, every phase done or skipped), or abandons it
 /// (`abandon: true`, the runbook's `abandon` roles, a `reason`).
-pub async fn close(app: State<Arc<App>>, caller: Caller, Path(id): Path<String>, Body(body): Body<Close>) -> Answer {
+pub async fn close<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Close>,
+) -> Answer {
     let command = if body.abandon {
         Command::Abandon { reason: body.reason.unwrap_or_default() }
     } else if body.reason.is_some() {
@@ -263,8 +292,8 @@ pub struct Recovery {
 }
 
 /// Another attempt of a step that failed for good (the runbook's `recover` roles).
-pub async fn retry(
-    app: State<Arc<App>>,
+pub async fn retry<S: Store>(
+    app: State<Arc<App<S>>>,
     caller: Caller,
     Path((id, phase, step)): Path<(String, String, String)>,
     Body(body): Body<Recovery>,
@@ -273,8 +302,8 @@ pub async fn retry(
 }
 
 /// Skips a step that failed for good (the runbook's `recover` roles, a `reason`).
-pub async fn skip(
-    app: State<Arc<App>>,
+pub async fn skip<S: Store>(
+    app: State<Arc<App<S>>>,
     caller: Caller,
     Path((id, phase, step)): Path<(String, String, String)>,
     Body(body): Body<Recovery>,
@@ -283,14 +312,18 @@ pub async fn skip(
 }
 
 /// Sends a status update to an audience now (queued; the runtime loop delivers it).
-pub async fn send_update(app: State<Arc<App>>, caller: Caller, Path((id, audience)): Path<(String, String)>) -> Answer {
+pub async fn send_update<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path((id, audience)): Path<(String, String)>,
+) -> Answer {
     submit(&app, &caller, &id, Command::StatusUpdate { audience }).await
 }
 
 /// The status update for an audience as it would be rendered now, without sending it;
 /// `?variant=md|txt|html` names the template's variant (default: the first it has).
-pub async fn render_update(
-    State(app): State<Arc<App>>,
+pub async fn render_update<S: Store>(
+    State(app): State<Arc<App<S>>>,
     _: Caller,
     Path((id, audience)): Path<(String, String)>,
     params: Params,
@@ -319,7 +352,7 @@ pub async fn render_update(
     Ok(Json(json!({ "incident": id, "audience": audience, "template": file, "text": text })).into_response())
 }
 
-async fn submit(app: &App, caller: &Caller, id: &str, command: Command) -> Answer {
+async fn submit<S: Store>(app: &App<S>, caller: &Caller, id: &str, command: Command) -> Answer {
     let decision = app.runtime.submit(id, &caller.person, command).await?;
     Ok(Json(decided(id, &decision)).into_response())
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::App;
 use super::error::ApiError;
 use crate::config::server::Token;
+use crate::store::Store;
 
 /// The person a request acts as, from its token.
 #[derive(Debug, Clone)]
@@ -20,10 +21,10 @@ pub struct Caller {
     pub person: String,
 }
 
-impl FromRequestParts<Arc<App>> for Caller {
+impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Caller, ApiError> {
         let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let header = parts
             .headers

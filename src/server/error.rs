@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::engine;
+use crate::runbook::registry;
 use crate::runtime;
 use crate::store;
 
@@ -70,6 +71,32 @@ impl From<runtime::Error> for ApiError {
             }
             runtime::Error::Contended { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contended", message),
             other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// The registry's refusals, naming files by their name only: where the server keeps its runbooks
+/// is not the caller's business.
+impl From<registry::Error> for ApiError {
+    fn from(error: registry::Error) -> ApiError {
+        let name = |path: &std::path::Path| path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let invalid = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_runbook", message);
+        match error {
+            registry::Error::Unknown { id, suggestion, .. } => ApiError::not_found(format!(
+                "no runbook `{id}` among the configured runbooks{}",
+                suggestion.map(|meant| format!("; did you mean `{meant}`?")).unwrap_or_default()
+            )),
+            registry::Error::Invalid { id, path, problems } => invalid(format!(
+                "runbook `{id}` does not validate ({problems} problem(s) in `{}`; `GET /api/v1/runbooks` lists them)",
+                name(&path)
+            )),
+            registry::Error::Duplicate { id, paths } => {
+                let files: Vec<String> = paths.iter().map(|path| format!("`{}`", name(path))).collect();
+                invalid(format!(
+                    "runbook id `{id}` is used by several files ({}); ids must be unique",
+                    files.join(", ")
+                ))
+            }
         }
     }
 }

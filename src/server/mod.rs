@@ -11,7 +11,6 @@ pub mod view;
 pub mod webhooks;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,15 +27,16 @@ use crate::config::Config;
 use crate::engine::{Effect, EffectKind, Event, Incident, Outcome};
 use crate::render::Catalog;
 use crate::runbook::Runbook;
-use crate::runtime::inbox::{Inbox, runbook_files};
+use crate::runbook::registry::{self, Entry, Registry};
+use crate::runtime::inbox::Inbox;
 use crate::runtime::{Executor, Runtime};
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use error::ApiError;
 use metrics::{EffectLabels, Metrics, RequestLabels, StateLabels};
 
-/// Everything a request may need.
-pub struct App {
-    pub runtime: Runtime<SqliteStore, Catalog>,
+/// Everything a request may need, over any store (`serve` picks SQLite).
+pub struct App<S> {
+    pub runtime: Runtime<S, Catalog>,
     pub config: Config,
     pub metrics: Metrics,
     /// Whether the runtime loop has made its first pass (and the server is not shutting down).
@@ -45,30 +45,32 @@ pub struct App {
     pub sources: BTreeMap<String, webhooks::signature::Scheme>,
     /// Deliveries in flight; past [`webhooks::IN_FLIGHT`] the answer is 503.
     pub hooks: tokio::sync::Semaphore,
-    /// The runbooks whose triggers are armed, and the received deliveries waiting for them: the
-    /// server stores deliveries and rings its bell, the runtime applies them.
+    /// The configured runbooks, loaded once at start: what the API lists and starts incidents
+    /// from, and (the same registry, shared) what the inbox's triggers are.
+    pub runbooks: Arc<Registry>,
+    /// The received deliveries waiting for the runbooks' triggers: the server stores deliveries
+    /// and rings its bell, the runtime applies them.
     pub inbox: Inbox,
 }
 
-impl App {
-    /// The app over `runtime`: reads the webhook sources' secrets and the runbooks whose triggers
-    /// act on deliveries. A runbook that does not validate is left out, with a warning.
-    pub fn new(runtime: Runtime<SqliteStore, Catalog>, config: Config) -> anyhow::Result<App> {
+impl<S: Store> App<S> {
+    /// The app over `runtime`: reads the webhook sources' secrets and loads the runbooks
+    /// directory once (`runtime::runbooks`; a file that does not validate is left out, each of
+    /// its problems logged). A runbook edited while the server runs is seen at its next start.
+    pub fn new(runtime: Runtime<S, Catalog>, config: Config) -> anyhow::Result<App<S>> {
         let sources = webhooks::schemes(&config.server.sources, &config.secrets)?;
-        let files = runbook_files(&config.runbooks).map_err(|error| {
+        let runbooks = crate::runtime::runbooks::load(&runtime, &config.runbooks).map_err(|error| {
             anyhow::anyhow!("the runbooks directory `{}` cannot be read: {error}", config.runbooks.display())
         })?;
-        let inbox = Inbox::arm(&runtime, files);
-        for armed in inbox.armed() {
-            for trigger in armed.runbook.triggers().iter().filter(|t| !sources.contains_key(&t.source)) {
-                tracing::warn!(
-                    runbook = armed.runbook.id(),
-                    trigger = trigger.id,
-                    source = trigger.source,
-                    "the trigger listens to a webhook source the configuration does not have; it cannot fire"
-                );
-            }
+        for (entry, trigger) in runbooks.triggers().filter(|(_, t)| !sources.contains_key(&t.source)) {
+            tracing::warn!(
+                runbook = entry.runbook().id(),
+                trigger = trigger.id,
+                source = trigger.source,
+                "the trigger listens to a webhook source the configuration does not have; it cannot fire"
+            );
         }
+        let inbox = Inbox::new(Arc::clone(&runbooks));
         Ok(App {
             runtime,
             config,
@@ -76,6 +78,7 @@ impl App {
             ready: AtomicBool::new(false),
             sources,
             hooks: tokio::sync::Semaphore::new(webhooks::IN_FLIGHT),
+            runbooks,
             inbox,
         })
     }
@@ -109,32 +112,32 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/hooks/{source}"),
 ];
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     let max_body = app.config.server.max_body;
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics_text::<S>))
         .route("/openapi.json", get(openapi::document))
-        .route("/api/v1/runbooks", get(api::runbooks))
-        .route("/api/v1/runbooks/validate", post(api::validate))
-        .route("/api/v1/runbooks/{id}", get(api::runbook))
-        .route("/api/v1/incidents", get(api::incidents).post(api::start))
-        .route("/api/v1/incidents/{id}", get(api::incident))
-        .route("/api/v1/incidents/{id}/timeline", get(api::timeline))
-        .route("/api/v1/incidents/{id}/runbook", get(api::pinned_runbook))
-        .route("/api/v1/incidents/{id}/approvals", post(api::approve))
-        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done))
-        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry))
-        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip))
-        .route("/api/v1/incidents/{id}/signals", post(api::signal))
-        .route("/api/v1/incidents/{id}/notes", post(api::note))
-        .route("/api/v1/incidents/{id}/close", post(api::close))
-        .route("/api/v1/incidents/{id}/updates/{audience}", get(api::render_update).post(api::send_update))
-        .route("/api/v1/webhooks/{source}/deliveries/{id}", get(webhooks::receipt))
-        .route("/hooks/{source}", post(webhooks::receive))
+        .route("/api/v1/runbooks", get(api::runbooks::<S>))
+        .route("/api/v1/runbooks/validate", post(api::validate::<S>))
+        .route("/api/v1/runbooks/{id}", get(api::runbook::<S>))
+        .route("/api/v1/incidents", get(api::incidents::<S>).post(api::start::<S>))
+        .route("/api/v1/incidents/{id}", get(api::incident::<S>))
+        .route("/api/v1/incidents/{id}/timeline", get(api::timeline::<S>))
+        .route("/api/v1/incidents/{id}/runbook", get(api::pinned_runbook::<S>))
+        .route("/api/v1/incidents/{id}/approvals", post(api::approve::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip::<S>))
+        .route("/api/v1/incidents/{id}/signals", post(api::signal::<S>))
+        .route("/api/v1/incidents/{id}/notes", post(api::note::<S>))
+        .route("/api/v1/incidents/{id}/close", post(api::close::<S>))
+        .route("/api/v1/incidents/{id}/updates/{audience}", get(api::render_update::<S>).post(api::send_update::<S>))
+        .route("/api/v1/webhooks/{source}/deliveries/{id}", get(webhooks::receipt::<S>))
+        .route("/hooks/{source}", post(webhooks::receive::<S>))
         .fallback(|| async { ApiError::not_found("no such route; `/openapi.json` lists them") })
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests::<S>))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
@@ -143,7 +146,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Response {
+async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     if app.ready.load(Ordering::Relaxed) {
         "ready\n".into_response()
     } else {
@@ -151,7 +154,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+async fn metrics_text<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Response, ApiError> {
     // Incidents by state and the outbox's depth are read when scraped.
     let incidents = app.runtime.store().incidents().await?;
     let open = incidents.iter().filter(|incident| incident.closed_at.is_none()).count();
@@ -165,7 +168,7 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Result<Response, ApiError>
     Ok(([(header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response())
 }
 
-async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+async fn count_requests<S: Store>(State(app): State<Arc<App<S>>>, request: Request, next: Next) -> Response {
     // Known methods only: a client may send any token as a method, and labels must stay few.
     let method = match request.method().as_str() {
         known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known.to_string(),
@@ -189,33 +192,21 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
     response
 }
 
-impl App {
-    /// The runbook files of the configured directory, with their text.
-    pub fn runbook_files(&self) -> Result<Vec<(PathBuf, String)>, ApiError> {
-        runbook_files(&self.config.runbooks).map_err(|error| ApiError::internal(&error))
-    }
-
-    /// The text of the runbook with this id among the configured runbooks. Never a path: the API
-    /// reads no file it is named.
-    pub fn runbook_text(&self, id: &str) -> Result<String, ApiError> {
-        for (_, text) in self.runbook_files()? {
-            if let Ok(runbook) = crate::runbook::load(text.as_bytes(), self.runtime.templates())
-                && runbook.id() == id
-            {
-                return Ok(text);
-            }
-        }
-        Err(ApiError::not_found(format!("no runbook `{id}` among the configured runbooks")))
+impl<S: Store> App<S> {
+    /// The runbook with this id among those loaded at start. Never a path: the API reads no file
+    /// it is named, and no file at all after start.
+    pub fn runbook(&self, id: &str) -> Result<&Entry, registry::Error> {
+        self.runbooks.find(id)
     }
 }
 
 /// Times each effect for `/metrics`, around the executor that carries it out.
-struct Timed<E> {
+struct Timed<E, S> {
     inner: Arc<E>,
-    app: Arc<App>,
+    app: Arc<App<S>>,
 }
 
-impl<E: Executor> Executor for Timed<E> {
+impl<E: Executor, S: Store> Executor for Timed<E, S> {
     async fn carry_out(
         &self,
         effect: &Effect,
@@ -246,8 +237,8 @@ impl<E: Executor> Executor for Timed<E> {
 /// the server stops taking connections and answers the requests it has, the loop finishes its pass
 /// and the inbox task its page (effects and deliveries they did not reach wait for the next
 /// start).
-pub async fn serve(
-    app: Arc<App>,
+pub async fn serve<S: Store>(
+    app: Arc<App<S>>,
     executor: Arc<impl Executor>,
     listener: tokio::net::TcpListener,
     interval: Duration,

@@ -204,14 +204,29 @@ pub fn spec() -> Value {
         (
             "GET",
             "/api/v1/runbooks",
-            operation("The configured runbooks, each with whether it validates", true, None, "200"),
+            operation(
+                "The runbooks loaded at start, and the files left out with their diagnostics (line and column)",
+                true,
+                None,
+                "200",
+            ),
         ),
         (
             "POST",
             "/api/v1/runbooks/validate",
             operation("Validate a runbook sent as the body (YAML); 422 lists every problem", true, None, "200"),
         ),
-        ("GET", "/api/v1/runbooks/{id}", operation("One runbook: its text, hash and phases", true, None, "200")),
+        (
+            "GET",
+            "/api/v1/runbooks/{id}",
+            operation(
+                "One runbook by id: its text, hash and phases (404 names the nearest id; 422 when its file does \
+                 not validate or shares its id)",
+                true,
+                None,
+                "200",
+            ),
+        ),
         (
             "GET",
             "/api/v1/incidents",

@@ -77,9 +77,9 @@ fn validate_walks_directories_and_finds_duplicate_ids() {
     Cli::new()
         .args(["validate".as_ref(), dir.path().as_os_str()])
         .fails()
-        .stdout_has("one.yaml: ok (small)")
+        .stderr_has("one.yaml:3:5: error[RB0020]: runbook id `small` is also used by")
         .stderr_has("two.yml:3:5: error[RB0020]: runbook id `small` is also used by")
-        .stderr_has("2 file(s) checked, 1 invalid");
+        .stderr_has("2 file(s) checked, 2 invalid");
 }
 
 #[test]

@@ -471,3 +471,146 @@ fn a_new_token_is_for_a_configured_person_under_a_name_not_yet_used() {
         .fails()
         .stderr_has("help: the configuration's people: `dana.ito`, `tom.reyes`");
 }
+
+/// A second store: SQLite behind a wrapper that counts the appends, standing in for another
+/// backend. The server is written against the `Store` trait, so it serves over this one as
+/// `serve` does over SQLite.
+struct Counting {
+    inner: phasegate::store::SqliteStore,
+    appends: std::sync::atomic::AtomicUsize,
+}
+
+mod counting {
+    use std::future::Future;
+
+    use phasegate::audit::keys::SignedCheckpoint;
+    use phasegate::engine::Event;
+    use phasegate::store::{
+        Append, ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    };
+
+    impl Store for super::Counting {
+        fn append(&self, append: Append) -> impl Future<Output = Result<u64, Error>> + Send {
+            self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.append(append)
+        }
+        fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send {
+            self.inner.delivery(source, id)
+        }
+        fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send {
+            self.inner.receive(delivery, body)
+        }
+        fn inbox(&self, limit: usize, bytes: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send {
+            self.inner.inbox(limit, bytes)
+        }
+        fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.applied(outcomes)
+        }
+        fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send {
+            self.inner.inbox_depth()
+        }
+        fn receipt(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<Receipt>, Error>> + Send {
+            self.inner.receipt(source, id)
+        }
+        fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+            self.inner.events(incident)
+        }
+        fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+            self.inner.events_after(incident, after)
+        }
+        fn events_page(
+            &self,
+            incident: &str,
+            after: u64,
+            limit: usize,
+        ) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+            self.inner.events_page(incident, after, limit)
+        }
+        fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send {
+            self.inner.incident(id)
+        }
+        fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send {
+            self.inner.incidents()
+        }
+        fn open_incident_by_key(
+            &self,
+            runbook_id: &str,
+            key: &str,
+        ) -> impl Future<Output = Result<Option<String>, Error>> + Send {
+            self.inner.open_incident_by_key(runbook_id, key)
+        }
+        fn open_keys(&self) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send {
+            self.inner.open_keys()
+        }
+        fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send {
+            self.inner.pending_effects(limit)
+        }
+        fn chain(
+            &self,
+            incident: &str,
+            after: u64,
+            limit: usize,
+        ) -> impl Future<Output = Result<Vec<ChainLink>, Error>> + Send {
+            self.inner.chain(incident, after, limit)
+        }
+        fn checkpoints(&self, incident: &str) -> impl Future<Output = Result<Vec<StoredCheckpoint>, Error>> + Send {
+            self.inner.checkpoints(incident)
+        }
+        fn add_checkpoint(
+            &self,
+            incident: &str,
+            checkpoint: &SignedCheckpoint,
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.add_checkpoint(incident, checkpoint)
+        }
+    }
+}
+
+/// The server over a store other than SQLite: the API starts an incident through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_serves_over_any_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phasegate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "database: phasegate.db\nrunbooks: {}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
+             server:\n  tokens:\n    dana: {{ person: dana.ito, sha256: {} }}\n",
+            root().join("runbooks").display(),
+            phasegate::engine::decide::sha256_hex(DANA)
+        ),
+    )
+    .unwrap();
+    let config = phasegate::config::Config::load(Some(&path), &Default::default()).unwrap();
+    let inner = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
+    let store = Counting { inner, appends: Default::default() };
+    let runtime =
+        phasegate::runtime::Runtime::new(store, phasegate::render::Catalog::built_in(), config.directory.clone());
+    let app = std::sync::Arc::new(phasegate::server::App::new(runtime, config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = std::sync::Arc::clone(&app);
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let executor = std::sync::Arc::new(crate::support::Unreachable);
+        phasegate::server::serve(serving, executor, listener, Duration::from_millis(50), shutdown).await.unwrap();
+    });
+    let before = app.runtime.store().appends.load(std::sync::atomic::Ordering::SeqCst);
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/incidents"))
+        .bearer_auth(DANA)
+        .header("content-type", "application/json")
+        .body(json!({ "runbook": "retail-breach", "inputs": { "severity": "critical" } }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!((status, &body["runbook_id"]), (201, &json!("retail-breach")), "{body}");
+    let after = app.runtime.store().appends.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after > before, "the start was appended through the wrapping store");
+    let _ = stop.send(());
+    task.await.unwrap();
+}

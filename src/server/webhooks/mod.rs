@@ -82,8 +82,8 @@ pub fn schemes(
     Ok(schemes)
 }
 
-pub async fn receive(
-    State(app): State<Arc<App>>,
+pub async fn receive<S: Store>(
+    State(app): State<Arc<App<S>>>,
     Path(source): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -162,7 +162,7 @@ pub async fn receive(
 /// Whether the triggers listening to `source` can read the body, checked without building what
 /// they would read: what a delivery must pass before it is stored. The runtime's inbox reads it
 /// when it applies it.
-fn readable(app: &App, source: &str, body: &[u8]) -> Result<(), ApiError> {
+fn readable<S: Store>(app: &App<S>, source: &str, body: &[u8]) -> Result<(), ApiError> {
     let formats = app.inbox.formats(source);
     if formats.iter().any(|format| matches!(format, PayloadFormat::Alertmanager)) {
         alertmanager::decode(body).map_err(|error| match error {
@@ -182,8 +182,8 @@ fn invalid(message: String) -> ApiError {
 
 /// `GET /api/v1/webhooks/{source}/deliveries/{id}`: whether a delivery was received and, once
 /// applied, what each trigger did with it.
-pub async fn receipt(
-    State(app): State<Arc<App>>,
+pub async fn receipt<S: Store>(
+    State(app): State<Arc<App<S>>>,
     _: Caller,
     Path((source, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

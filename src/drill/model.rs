@@ -102,16 +102,42 @@ pub enum Waiting {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Act {
-    Approve { phase: String, gate: Option<String>, note: Option<String> },
-    Done { phase: String, step: String, evidence: Option<String>, outputs: BTreeMap<String, Value> },
-    Signal { phase: String, gate: String, note: Option<String> },
+    Approve {
+        phase: String,
+        gate: Option<String>,
+        note: Option<String>,
+    },
+    Done {
+        phase: String,
+        step: String,
+        evidence: Option<String>,
+        outputs: BTreeMap<String, Value>,
+    },
+    Signal {
+        phase: String,
+        gate: String,
+        note: Option<String>,
+    },
     Note(String),
     Update(String),
     Close(Option<String>),
     Abandon(String),
-    Retry { phase: String, step: String, reason: Option<String> },
-    Skip { phase: String, step: String, reason: String },
-    Webhook { source: String, payload: Value },
+    Retry {
+        phase: String,
+        step: String,
+        reason: Option<String>,
+    },
+    Skip {
+        phase: String,
+        step: String,
+        reason: String,
+    },
+    /// A delivery; its headers by lowercase name (a name given in two cases, values joined by `, `).
+    Webhook {
+        source: String,
+        headers: BTreeMap<String, String>,
+        payload: Value,
+    },
 }
 
 impl Act {

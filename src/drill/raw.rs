@@ -196,6 +196,9 @@ pub struct Webhook {
     /// The source as the runbook's triggers name it.
     pub source: Spanned<String>,
     pub payload: Spanned<serde_json::Value>,
+    /// The request's headers, by name (in any case), as the triggers read them in `headers`.
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One thing that must hold at the end: exactly one of the keys that name what.

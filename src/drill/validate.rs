@@ -361,8 +361,17 @@ fn scripted(
         acts.push(Some(Act::Abandon(abandon.value.clone())));
     }
     if let Some(webhook) = &raw.webhook {
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in webhook.value.headers.iter().flatten() {
+            // As a server combines a header sent twice; HTTP names have no case.
+            headers
+                .entry(name.to_ascii_lowercase())
+                .and_modify(|joined| *joined = format!("{joined}, {value}"))
+                .or_insert_with(|| value.clone());
+        }
         acts.push(Some(Act::Webhook {
             source: webhook.value.source.value.clone(),
+            headers,
             payload: webhook.value.payload.value.clone(),
         }));
     }

@@ -4,7 +4,10 @@
 //! received deliveries; a drill has one incident and no server, so every trigger listening to the
 //! source reads the payload and is decided with the drill's incident as the open one when its key
 //! is the incident's. A delivery that would start another incident starts none: the drill
-//! rehearses one. The signature check is not rehearsed.
+//! rehearses one. The signature check is not rehearsed; the scripted headers are read as the
+//! server keeps a delivery's, without credentials.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -21,12 +24,22 @@ pub enum Applied {
     Ignored { trigger: String, why: String },
 }
 
-/// What every trigger listening to `source` does with `payload` for `incident`.
-pub fn apply(runbook: &Runbook, incident: &Incident, source: &str, payload: &Value) -> Vec<Applied> {
+/// What every trigger listening to `source` does with a delivery of `payload` with `headers`
+/// (lowercase names) for `incident`. Credentials are left out of the headers, as the server leaves
+/// them out of what it stores.
+pub fn apply(
+    runbook: &Runbook,
+    incident: &Incident,
+    source: &str,
+    headers: &BTreeMap<String, String>,
+    payload: &Value,
+) -> Vec<Applied> {
+    let mut headers = headers.clone();
+    headers.retain(|name, _| !trigger::CREDENTIAL_HEADERS.contains(&name.as_str()));
     let mut applied = Vec::new();
     for trigger in runbook.triggers().iter().filter(|trigger| trigger.source == source) {
         let ignored = |why: String| Applied::Ignored { trigger: trigger.id.clone(), why };
-        let subjects = match trigger::read(&trigger.format, payload) {
+        let subjects = match trigger::read(&trigger.format, payload, &headers) {
             Ok(subjects) => subjects,
             Err(error) => {
                 applied.push(ignored(error.to_string()));

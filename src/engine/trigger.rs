@@ -21,8 +21,14 @@ use super::scope;
 use crate::expr::Condition;
 use crate::runbook::model::{PayloadFormat, Trigger, TriggerAction};
 
-/// What a trigger's expressions read: `payload`, and `alert` with `format: alertmanager`.
+/// What a trigger's expressions read: `payload` and `headers`, and `alert` with `format:
+/// alertmanager`.
 pub type Variables = BTreeMap<&'static str, Value>;
+
+/// Request headers never kept with a delivery, whatever its source, so that no trigger reads them:
+/// they carry credentials. The server also leaves out its source's signature header, and a drill
+/// leaves these out of a scripted delivery as the server would.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 /// Go's zero time, which Alertmanager sends as `endsAt` for an alert that has not ended.
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -131,17 +137,27 @@ pub fn actor(trigger: &Trigger) -> String {
     format!("{TRIGGER_PREFIX}{}", trigger.id)
 }
 
-/// What a payload gives a trigger of `format` to read: one set of variables per alert of an
-/// Alertmanager notification (none when it has no alert), one for any other JSON.
-pub fn read(format: &PayloadFormat, payload: &Value) -> Result<Vec<Variables>, Error> {
+/// What a delivery gives a trigger of `format` to read: one set of variables per alert of an
+/// Alertmanager notification (none when it has no alert), one for any other JSON. `headers` are the
+/// delivery's request headers as kept (lowercase names), the same in every set.
+pub fn read(
+    format: &PayloadFormat,
+    payload: &Value,
+    headers: &BTreeMap<String, String>,
+) -> Result<Vec<Variables>, Error> {
+    let headers = json!(headers);
     match format {
-        PayloadFormat::Json => Ok(vec![BTreeMap::from([("payload", payload.clone())])]),
+        PayloadFormat::Json => Ok(vec![BTreeMap::from([("payload", payload.clone()), ("headers", headers)])]),
         PayloadFormat::Alertmanager => {
             let alerts = payload.get("alerts").and_then(Value::as_array).ok_or(Error::NoAlerts)?;
             let mut read = Vec::with_capacity(alerts.len());
             for (index, alert) in alerts.iter().enumerate() {
                 let alert = alert_variable(alert).ok_or(Error::NotAnAlert { index })?;
-                read.push(BTreeMap::from([("alert", alert), ("payload", payload.clone())]));
+                read.push(BTreeMap::from([
+                    ("alert", alert),
+                    ("payload", payload.clone()),
+                    ("headers", headers.clone()),
+                ]));
             }
             Ok(read)
         }
@@ -303,6 +319,13 @@ triggers:
     key: payload.case
     evidence:
       note: '"EDR: " + payload.finding'
+  - id: prod-only
+    source: siem
+    when: headers["x-siem-env"] == "prod"
+    key: payload.case
+    start:
+      inputs:
+        alert_name: '"from " + headers["user-agent"]'
 "#;
 
     struct Templates;
@@ -324,9 +347,15 @@ triggers:
     /// What trigger `id` decides for the first thing `payload` gives it, with `open` the incident
     /// open with its key: the decision, or why it did not act.
     fn decided(id: &str, payload: Value, open: Option<&str>) -> Decision {
+        decided_with(id, payload, &[], open)
+    }
+
+    /// [`decided`], for a delivery with these headers.
+    fn decided_with(id: &str, payload: Value, headers: &[(&str, &str)], open: Option<&str>) -> Decision {
         let runbook = crate::runbook::parse(RUNBOOK, &Templates).unwrap();
         let trigger = runbook.triggers().iter().find(|trigger| trigger.id == id).unwrap();
-        let variables = read(&trigger.format, &payload).unwrap().remove(0);
+        let headers = headers.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        let variables = read(&trigger.format, &payload, &headers).unwrap().remove(0);
         match key(trigger, &variables) {
             Ok(key) => decide(trigger, &variables, &key, open),
             Err(why) => Decision::Ignore { incident: None, why },
@@ -444,6 +473,30 @@ triggers:
     }
 
     #[test]
+    fn a_trigger_reads_the_delivery_headers() {
+        let payload = || json!({ "case": "c-1" });
+        let prod = [("x-siem-env", "prod"), ("user-agent", "siem/7")];
+        let inputs = BTreeMap::from([("alert_name".to_string(), json!("from siem/7"))]);
+        assert_eq!(
+            decided_with("prod-only", payload(), &prod, None),
+            Decision::Start { key: "c-1".into(), inputs },
+            "a delivery with the header starts an incident"
+        );
+        let unmet = Ignored::Unmet { condition: r#"headers["x-siem-env"] == "prod""#.into() };
+        assert_eq!(
+            decided_with("prod-only", payload(), &[("x-siem-env", "staging")], None),
+            Decision::Ignore { incident: None, why: unmet },
+            "another value turns it away"
+        );
+        let Decision::Ignore { why: Ignored::Condition(why), .. } = decided("prod-only", payload(), None) else {
+            panic!("a delivery without the header is ignored")
+        };
+        assert!(why.contains("x-siem-env"), "{why}");
+        let variables = read(&PayloadFormat::Alertmanager, &alert("firing", "page", json!({})), &BTreeMap::new());
+        assert_eq!(variables.unwrap()[0]["headers"], json!({}), "an alert's expressions read headers too");
+    }
+
+    #[test]
     fn decisions_name_what_they_did_and_what_they_ask() {
         let resolve = Decision::Resolve { incident: "i".into(), note: "n".into() };
         assert_eq!((resolve.did(), resolve.incident()), (Did::Resolved, Some("i")));
@@ -456,7 +509,7 @@ triggers:
     #[test]
     fn an_alertmanager_payload_is_read_alert_by_alert_with_its_times_in_utc() {
         let payload = alert("firing", "page", json!({}));
-        let alerts = read(&PayloadFormat::Alertmanager, &payload).unwrap();
+        let alerts = read(&PayloadFormat::Alertmanager, &payload, &BTreeMap::new()).unwrap();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0]["alert"]["startsAt"], json!("2026-11-24T02:14:00Z"));
         assert_eq!(alerts[0]["alert"]["endsAt"], Value::Null, "Go's zero time is no end");
@@ -466,8 +519,12 @@ triggers:
             (json!({ "alerts": [{}, 3] }), Error::NotAnAlert { index: 1 }),
         ];
         for (payload, expected) in table {
-            assert_eq!(read(&PayloadFormat::Alertmanager, &payload), Err(expected), "{payload}");
+            assert_eq!(read(&PayloadFormat::Alertmanager, &payload, &BTreeMap::new()), Err(expected), "{payload}");
         }
-        assert_eq!(read(&PayloadFormat::Json, &json!([1])).unwrap(), vec![BTreeMap::from([("payload", json!([1]))])]);
+        let headers = BTreeMap::from([("x-env".to_string(), "prod".to_string())]);
+        assert_eq!(
+            read(&PayloadFormat::Json, &json!([1]), &headers).unwrap(),
+            vec![BTreeMap::from([("payload", json!([1])), ("headers", json!({ "x-env": "prod" }))])]
+        );
     }
 }

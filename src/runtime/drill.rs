@@ -274,10 +274,10 @@ async fn act(
         Act::Skip { phase, step, reason } => {
             vec![(by.clone(), Command::Skip { phase: phase.clone(), step: step.clone(), reason: reason.clone() })]
         }
-        Act::Webhook { source, payload } => {
+        Act::Webhook { source, headers, payload } => {
             let incident = timeline.incident.as_ref().expect("the incident started");
             let mut commands = Vec::new();
-            for applied in webhook::apply(runbook, incident, source, payload) {
+            for applied in webhook::apply(runbook, incident, source, headers, payload) {
                 match applied {
                     Applied::Command { actor, command, .. } => commands.push((actor, command)),
                     Applied::Ignored { trigger, why } => line(&timeline.line(

@@ -32,7 +32,7 @@ use crate::engine::trigger::{self, Decision, Did, Variables};
 use crate::runbook::Templates;
 use crate::runbook::model::{PayloadFormat, Trigger};
 use crate::runbook::registry::Registry;
-use crate::store::{self, Delivery, Inbound, Store};
+use crate::store::{self, Delivery, Headers, Inbound, Store};
 
 /// Deliveries taken from the inbox at once, and about the most bytes of bodies. A long page
 /// makes long groups, and a group on an open incident is one append.
@@ -84,16 +84,18 @@ impl Inbox {
         triggers.filter(|trigger| trigger.source == source).map(|trigger| &trigger.format).collect()
     }
 
-    /// Stores a delivery in the inbox, before its sender is answered; a new one is counted and
+    /// Stores a delivery in the inbox, with the headers its triggers may read (the server keeps
+    /// none that authenticates it), before its sender is answered; a new one is counted and
     /// wakes the loop. `false` when it was received before (a retry or a replay, which changes
     /// nothing).
     pub async fn receive<S: Store, T: Templates + Send + Sync>(
         &self,
         runtime: &Runtime<S, T>,
         delivery: &Delivery,
+        headers: &Headers,
         body: &[u8],
     ) -> Result<bool, Error> {
-        let new = runtime.store().receive(delivery, body).await?;
+        let new = runtime.store().receive(delivery, headers, body).await?;
         if new {
             self.depth.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
@@ -198,7 +200,7 @@ impl Inbox {
         let mut groups: HashMap<(usize, String), Vec<Action>> = HashMap::new();
         let mut order: Vec<(usize, String)> = Vec::new();
         for (entry, inbound) in waiting.iter().enumerate() {
-            let subjects = match self.subjects(&inbound.delivery.source, &inbound.body) {
+            let subjects = match self.subjects(inbound) {
                 Ok(subjects) => subjects,
                 // The triggers changed since it was received (a restart with other runbooks).
                 Err(error) => {
@@ -269,9 +271,11 @@ impl Inbox {
         Ok(applied.len())
     }
 
-    /// What a delivery from `source` asks of each trigger listening to it: which trigger (by its
-    /// runbook's place among the registry's and its own in the runbook) and the variables it reads.
-    fn subjects(&self, source: &str, body: &[u8]) -> Result<Vec<Subject>, String> {
+    /// What a delivery asks of each trigger listening to its source: which trigger (by its
+    /// runbook's place among the registry's and its own in the runbook) and the variables it reads
+    /// (its body and the headers kept with it).
+    fn subjects(&self, inbound: &Inbound) -> Result<Vec<Subject>, String> {
+        let (source, body) = (inbound.delivery.source.as_str(), inbound.body.as_slice());
         let mut subjects = Vec::new();
         let mut payload: Option<Value> = None;
         for (runbook, entry) in self.runbooks.entries().iter().enumerate() {
@@ -285,7 +289,9 @@ impl Inbox {
                         serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?,
                     ),
                 };
-                for variables in trigger::read(&trigger.format, payload).map_err(|error| error.to_string())? {
+                for variables in
+                    trigger::read(&trigger.format, payload, &inbound.headers).map_err(|error| error.to_string())?
+                {
                     subjects.push(Subject { runbook, trigger: number, variables });
                 }
             }

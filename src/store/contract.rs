@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Append, Delivery, Error, IncidentSummary, Store};
+use super::{Append, Delivery, Error, Headers, IncidentSummary, Store};
 use crate::audit::chain::{self, GENESIS};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
@@ -623,12 +623,17 @@ pub async fn a_delivery_is_taken_once(store: Arc<impl Store>) {
 pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl Store>) {
     let delivery =
         |id: &str, minutes| Delivery { source: "alertmanager".into(), id: id.into(), received_at: at(minutes) };
-    assert!(store.receive(&delivery("d-1", 1), b"{\"first\": true}").await.unwrap());
-    assert!(store.receive(&delivery("d-2", 2), b"\xff not text").await.unwrap());
+    assert!(store.receive(&delivery("d-1", 1), &Headers::new(), b"{\"first\": true}").await.unwrap());
+    assert!(store.receive(&delivery("d-2", 2), &Headers::new(), b"\xff not text").await.unwrap());
     // A retry, even with another body, is the delivery already received.
-    assert!(!store.receive(&delivery("d-1", 3), b"{\"changed\": true}").await.unwrap());
+    let changed = Headers::from([("x-env".to_string(), "test".to_string())]);
+    assert!(!store.receive(&delivery("d-1", 3), &changed, b"{\"changed\": true}").await.unwrap());
     let other = Delivery { source: "github".into(), ..delivery("d-1", 4) };
-    assert!(store.receive(&other, b"{}").await.unwrap(), "the same id from another source is another delivery");
+    let headers = Headers::from([("x-env".to_string(), "prod".to_string()), ("user-agent".into(), "GitHub".into())]);
+    assert!(
+        store.receive(&other, &headers, b"{}").await.unwrap(),
+        "the same id from another source is another delivery"
+    );
 
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
     let seen: Vec<(&str, &str, &[u8])> = waiting
@@ -644,6 +649,11 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
         ]
     );
     assert_eq!(waiting[0].delivery.received_at, at(1));
+    // Headers come back as given; none given reads as none, and a retry's do not replace them.
+    assert_eq!(
+        [&waiting[0].headers, &waiting[1].headers, &waiting[2].headers],
+        [&Headers::new(), &Headers::new(), &headers]
+    );
     assert!(waiting[0].seq < waiting[1].seq && waiting[1].seq < waiting[2].seq);
     // Each delivery's actions have ids of their own, in the order received (so that storing them
     // writes in order), the same when the delivery is read again.
@@ -668,7 +678,10 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
     let receipt = store.receipt("alertmanager", "d-1").await.unwrap().unwrap();
     assert_eq!(receipt.received_at, at(1));
     assert_eq!(receipt.applied.map(|(_, outcome)| outcome).as_deref(), Some("[\"first\"]"));
-    assert!(!store.receive(&delivery("d-1", 5), b"{}").await.unwrap(), "an applied delivery is still known");
+    assert!(
+        !store.receive(&delivery("d-1", 5), &Headers::new(), b"{}").await.unwrap(),
+        "an applied delivery is still known"
+    );
     assert_eq!(store.receipt("alertmanager", "d-9").await.unwrap(), None);
 }
 
@@ -679,7 +692,7 @@ pub async fn deliveries_received_together_are_each_answered(store: Arc<impl Stor
         let receiving = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let delivery = Delivery { source: "storm".into(), id: format!("d-{}", n % 100), received_at: at(1) };
-            receiving.receive(&delivery, format!("{n}").as_bytes()).await.unwrap()
+            receiving.receive(&delivery, &Headers::new(), format!("{n}").as_bytes()).await.unwrap()
         }));
         let appending = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {

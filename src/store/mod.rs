@@ -8,6 +8,7 @@
 //! of an append once for every backend, and each backend maps its rows through small wrapper
 //! types, so the engine's types never know SQL.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -53,18 +54,24 @@ pub trait Store: Send + Sync + 'static {
     /// The incident a delivery was recorded with, if it was.
     fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
 
-    /// Keeps a webhook delivery as received, with its raw body, before anything acts on it, so
-    /// that its sender can be answered once it is durable. `true` when it is new; `false` when a
-    /// delivery with the same source and id was received before, which changes nothing.
-    /// Deliveries received together share a commit.
-    fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Keeps a webhook delivery as received, with its raw body and the headers given (kept as
+    /// they are: choosing which to keep is the caller's), before anything acts on it, so that its
+    /// sender can be answered once it is durable. `true` when it is new; `false` when a delivery
+    /// with the same source and id was received before, which changes nothing (its first headers
+    /// and body stay). Deliveries received together share a commit.
+    fn receive(
+        &self,
+        delivery: &Delivery,
+        headers: &Headers,
+        body: &[u8],
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Received deliveries not yet applied, in the order they were received: up to `limit` of
-    /// them, and no more after their bodies reach `bytes` (the first is always given).
+    /// them, and no more after their bodies and headers reach `bytes` (the first is always given).
     fn inbox(&self, limit: usize, bytes: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send;
 
     /// Marks received deliveries applied, each (by its `seq`) with what it did, as JSON, and lets
-    /// go of their bodies. One already applied keeps what it was first marked with.
+    /// go of their bodies and headers. One already applied keeps what it was first marked with.
     fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// How many received deliveries are not yet applied.
@@ -225,11 +232,16 @@ pub struct Delivery {
     pub received_at: DateTime<Utc>,
 }
 
-/// A received delivery waiting to be applied, with its raw body.
+/// A received delivery's request headers as kept with it: lowercase names and their values.
+pub type Headers = BTreeMap<String, String>;
+
+/// A received delivery waiting to be applied, with its raw body and the headers kept with it
+/// (none for a delivery received before headers were kept).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
     pub seq: u64,
     pub delivery: Delivery,
+    pub headers: Headers,
     pub body: Vec<u8>,
     /// What the ids of its actions begin with: the Nth action is stored as delivery
     /// `{actions}/{N}` of the delivery's source, the same every time it is applied. Each delivery

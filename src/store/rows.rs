@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::{Append, Events};
+use super::{Append, Events, Headers};
 use crate::audit::chain::Canonical;
 use crate::engine::{Effect, Event, EventKind};
 
@@ -21,6 +21,22 @@ pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| Error::Corrupt(format!("`{text}` is not a time: {error}")))
+}
+
+/// A delivery's headers as stored: a JSON object, or nothing when there are none.
+pub(crate) fn encode_headers(headers: &Headers) -> Option<String> {
+    (!headers.is_empty()).then(|| serde_json::to_string(headers).expect("a map of text encodes"))
+}
+
+/// A delivery's headers read back; nothing stored (none kept, or received before headers were
+/// kept) is no headers.
+pub(crate) fn decode_headers(source: &str, id: &str, json: Option<&str>) -> Result<Headers, Error> {
+    match json {
+        None => Ok(Headers::new()),
+        Some(json) => serde_json::from_str(json).map_err(|error| {
+            Error::Corrupt(format!("the headers of delivery `{id}` from `{source}` are not what was written: {error}"))
+        }),
+    }
 }
 
 /// An event ready to be stored.

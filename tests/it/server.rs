@@ -486,7 +486,8 @@ mod counting {
     use phasegate::audit::keys::SignedCheckpoint;
     use phasegate::engine::Event;
     use phasegate::store::{
-        Append, ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+        Append, ChainLink, Delivery, Error, Headers, Inbound, IncidentSummary, PendingEffect, Receipt, Store,
+        StoredCheckpoint,
     };
 
     impl Store for super::Counting {
@@ -497,8 +498,13 @@ mod counting {
         fn delivery(&self, source: &str, id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send {
             self.inner.delivery(source, id)
         }
-        fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send {
-            self.inner.receive(delivery, body)
+        fn receive(
+            &self,
+            delivery: &Delivery,
+            headers: &Headers,
+            body: &[u8],
+        ) -> impl Future<Output = Result<bool, Error>> + Send {
+            self.inner.receive(delivery, headers, body)
         }
         fn inbox(&self, limit: usize, bytes: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send {
             self.inner.inbox(limit, bytes)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phasegate::store::contract::{self, note, notify, started};
-use phasegate::store::{Append, SqliteStore, Store};
+use phasegate::store::{Append, Headers, SqliteStore, Store};
 use sqlx::Connection;
 use tempfile::TempDir;
 
@@ -233,21 +233,24 @@ fn delivery(id: &str) -> phasegate::store::Delivery {
 async fn deliveries_are_known_after_a_restart_and_from_another_process() {
     let (store, dir) = fresh().await;
     let path = dir.path().join("phasegate.db");
-    assert!(store.receive(&delivery("waits"), b"{}").await.unwrap());
-    assert!(store.receive(&delivery("applied"), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("waits"), &Headers::new(), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("applied"), &Headers::new(), b"{}").await.unwrap());
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
     store.applied(&[(waiting[1].seq, "[]".into())]).await.unwrap();
     store.close().await;
 
     let store = SqliteStore::open(&path).await.unwrap();
-    assert!(!store.receive(&delivery("waits"), b"{}").await.unwrap(), "waiting before the restart");
-    assert!(!store.receive(&delivery("applied"), b"{}").await.unwrap(), "applied before the restart");
+    assert!(!store.receive(&delivery("waits"), &Headers::new(), b"{}").await.unwrap(), "waiting before the restart");
+    assert!(!store.receive(&delivery("applied"), &Headers::new(), b"{}").await.unwrap(), "applied before the restart");
     let other = SqliteStore::open(&path).await.unwrap();
-    assert!(other.receive(&delivery("elsewhere"), b"{}").await.unwrap());
-    assert!(!other.receive(&delivery("waits"), b"{}").await.unwrap());
-    assert!(!store.receive(&delivery("elsewhere"), b"{}").await.unwrap(), "received by the other process");
-    assert!(store.receive(&delivery("here"), b"{}").await.unwrap());
-    assert!(!other.receive(&delivery("here"), b"{}").await.unwrap(), "received by the first process");
+    assert!(other.receive(&delivery("elsewhere"), &Headers::new(), b"{}").await.unwrap());
+    assert!(!other.receive(&delivery("waits"), &Headers::new(), b"{}").await.unwrap());
+    assert!(
+        !store.receive(&delivery("elsewhere"), &Headers::new(), b"{}").await.unwrap(),
+        "received by the other process"
+    );
+    assert!(store.receive(&delivery("here"), &Headers::new(), b"{}").await.unwrap());
+    assert!(!other.receive(&delivery("here"), &Headers::new(), b"{}").await.unwrap(), "received by the first process");
     other.close().await;
     assert_eq!(store.inbox_depth().await.unwrap(), 3);
     assert!(store.receipt("siem", "elsewhere").await.unwrap().is_some());
@@ -257,7 +260,7 @@ async fn deliveries_are_known_after_a_restart_and_from_another_process() {
 
 fn spawn_receive(store: &Arc<SqliteStore>, id: &'static str) -> tokio::task::JoinHandle<bool> {
     let store = Arc::clone(store);
-    tokio::spawn(async move { store.receive(&delivery(id), id.as_bytes()).await.unwrap() })
+    tokio::spawn(async move { store.receive(&delivery(id), &Headers::new(), id.as_bytes()).await.unwrap() })
 }
 
 /// One commit's deliveries, some new, one applied before, one waiting, one twice: the insert
@@ -266,8 +269,8 @@ fn spawn_receive(store: &Arc<SqliteStore>, id: &'static str) -> tokio::task::Joi
 async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
     let (store, _dir) = fresh().await;
     let store = Arc::new(store);
-    assert!(store.receive(&delivery("applied"), b"{}").await.unwrap());
-    assert!(store.receive(&delivery("waiting"), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("applied"), &Headers::new(), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("waiting"), &Headers::new(), b"{}").await.unwrap());
     let first = store.inbox(1, 1 << 20).await.unwrap();
     store.applied(&[(first[0].seq, "[]".into())]).await.unwrap();
 
@@ -313,9 +316,9 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
     connection.close().await.unwrap();
 
     let store = SqliteStore::open(&path).await.unwrap();
-    assert!(!store.receive(&delivery("old-applied"), b"{}").await.unwrap());
-    assert!(!store.receive(&delivery("old-waiting"), b"{}").await.unwrap());
-    assert!(store.receive(&delivery("new"), b"{}").await.unwrap());
+    assert!(!store.receive(&delivery("old-applied"), &Headers::new(), b"{}").await.unwrap());
+    assert!(!store.receive(&delivery("old-waiting"), &Headers::new(), b"{}").await.unwrap());
+    assert!(store.receive(&delivery("new"), &Headers::new(), b"{}").await.unwrap());
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
     let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
     assert_eq!(ids, ["old-waiting", "new"]);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use phasegate::engine::Event;
-use phasegate::store::{Delivery, SqliteStore, Store};
+use phasegate::store::{Delivery, Headers, SqliteStore, Store};
 use serde_json::{Value, json};
 
 use crate::support::{Cli, Serving, answer, root, wait_until};
@@ -330,7 +330,7 @@ people:
     other = other.replace("c0ffee0123456789", "0ther").replace("\"LoyaltyDbBulkRead\"", "\"DiskFull\"");
     for (id, body) in [("am-1", notification("firing", "2026-11-24T02:14:00Z")), ("am-2", other)] {
         let delivery = Delivery { source: "alertmanager".into(), id: id.into(), received_at: Utc::now() };
-        assert!(store.receive(&delivery, body.as_bytes()).await.unwrap());
+        assert!(store.receive(&delivery, &Headers::new(), body.as_bytes()).await.unwrap());
     }
     store.close().await;
 
@@ -526,7 +526,7 @@ async fn leave_in_inbox(prepared: &Prepared, deliveries: &[(&str, &[u8])]) {
     let store = SqliteStore::open(&prepared.db).await.unwrap();
     for (id, body) in deliveries {
         let delivery = Delivery { source: "alertmanager".into(), id: id.to_string(), received_at: Utc::now() };
-        assert!(store.receive(&delivery, body).await.unwrap(), "{id} is new");
+        assert!(store.receive(&delivery, &Headers::new(), body).await.unwrap(), "{id} is new");
     }
     store.close().await;
 }

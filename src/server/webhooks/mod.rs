@@ -3,7 +3,8 @@
 //!
 //! `POST /hooks/{source}`: the signature is checked over the raw body before anything is parsed;
 //! then the body is decoded for the triggers listening to the source (a body they cannot read is
-//! refused), and the delivery is stored in the inbox, group-committed, before the answer: 202 when
+//! refused), and the delivery is stored in the inbox with its headers (`headers`: all but those
+//! that authenticate it), group-committed, before the answer: 202 when
 //! new, 200 when it was received before (a retry or a replay, which changes nothing). The
 //! runtime's inbox loop (`runtime::inbox`) applies it to incidents afterwards, in the order
 //! received; what it did is read at `GET /api/v1/webhooks/{source}/deliveries/{id}`. Nothing is
@@ -12,6 +13,7 @@
 //! are 503, never 429. A body past `server.max_body` is 413 `too_large`, as in the API.
 
 pub mod alertmanager;
+pub mod headers;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -141,7 +143,8 @@ pub async fn receive<S: Store>(
         _ => verified.delivery_id,
     };
     let delivery = Delivery { source: source.clone(), id, received_at: Utc::now() };
-    match app.inbox.receive(&app.runtime, &delivery, &body).await {
+    let kept = headers::kept(scheme, &headers);
+    match app.inbox.receive(&app.runtime, &delivery, &kept, &body).await {
         Ok(true) => {
             count("accepted", "");
             (StatusCode::ACCEPTED, Json(json!({ "delivery": delivery.id, "state": "received" }))).into_response()

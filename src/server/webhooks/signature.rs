@@ -62,6 +62,20 @@ pub enum Scheme {
     Bearer { tokens: Vec<Secret> },
 }
 
+impl Scheme {
+    /// The headers that carry this scheme's signature or token (lowercase): a delivery is never
+    /// kept with them. GitHub's older `X-Hub-Signature` (HMAC-SHA1 with the same secret) too,
+    /// though it is not checked.
+    pub fn credential_headers(&self) -> Vec<String> {
+        match self {
+            Scheme::StandardWebhooks { .. } => vec!["webhook-signature".into()],
+            Scheme::GitHub { .. } => vec!["x-hub-signature-256".into(), "x-hub-signature".into()],
+            Scheme::Hmac { header, .. } => vec![header.to_ascii_lowercase()],
+            Scheme::Bearer { .. } => vec!["authorization".into()],
+        }
+    }
+}
+
 /// A secret or a token. Its value never prints (`Debug` shows `<redacted>`, and there is no
 /// `Display`) and is wiped from memory when dropped.
 #[derive(Clone)]

@@ -29,7 +29,8 @@ mod writer;
 
 use super::rows::{self, AppendRows};
 use super::{
-    Append, ChainLink, Delivery, Error, Inbound, IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, ChainLink, Delivery, Error, Headers, Inbound, IncidentSummary, PendingEffect, Receipt, Store,
+    StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::engine::Event;
@@ -308,12 +309,18 @@ impl Store for SqliteStore {
         Ok(incident)
     }
 
-    fn receive(&self, delivery: &Delivery, body: &[u8]) -> impl Future<Output = Result<bool, Error>> + Send {
+    fn receive(
+        &self,
+        delivery: &Delivery,
+        headers: &Headers,
+        body: &[u8],
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
         let (answer, answered) = oneshot::channel();
         let job = Job::Receive(Receive {
             source: delivery.source.clone(),
             id: delivery.id.clone(),
             received_at: rows::timestamp(delivery.received_at),
+            headers: rows::encode_headers(headers),
             body: body.to_vec(),
             answer,
         });
@@ -322,10 +329,12 @@ impl Store for SqliteStore {
 
     async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
         let rows: Vec<InboundRow> = sqlx::query_as(
-            "SELECT seq, source, id, received_at, body, seq >= (SELECT since FROM inbox_numbered) AS numbered FROM (
-                 SELECT seq, source, id, received_at, body, sum(length(body)) OVER (ORDER BY seq) AS through
+            "SELECT seq, source, id, received_at, headers, body,
+                     seq >= (SELECT since FROM inbox_numbered) AS numbered FROM (
+                 SELECT seq, source, id, received_at, headers, body,
+                        sum(length(body) + coalesce(length(headers), 0)) OVER (ORDER BY seq) AS through
                  FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT ?
-             ) WHERE through - length(body) < ? ORDER BY seq",
+             ) WHERE through - length(body) - coalesce(length(headers), 0) < ? ORDER BY seq",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(bytes.max(1)).unwrap_or(i64::MAX))
@@ -340,8 +349,9 @@ impl Store for SqliteStore {
                 let seq = unsigned(row.seq)?;
                 // Zero-padded, so that they sort as the numbers do (migration 0005).
                 let actions = if row.numbered { format!("#{seq:020}") } else { row.id.clone() };
+                let headers = rows::decode_headers(&row.source, &row.id, row.headers.as_deref())?;
                 let delivery = Delivery { source: row.source, id: row.id, received_at };
-                Ok(Inbound { seq, delivery, body, actions })
+                Ok(Inbound { seq, delivery, headers, body, actions })
             })
             .collect()
     }
@@ -524,6 +534,7 @@ struct InboundRow {
     source: String,
     id: String,
     received_at: String,
+    headers: Option<String>,
     body: Option<Vec<u8>>,
     numbered: bool,
 }

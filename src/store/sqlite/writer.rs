@@ -32,6 +32,8 @@ pub(super) struct Receive {
     pub(super) source: String,
     pub(super) id: String,
     pub(super) received_at: String,
+    /// JSON, or `None` when there are none to keep.
+    pub(super) headers: Option<String>,
     pub(super) body: Vec<u8>,
     pub(super) answer: oneshot::Sender<Result<bool, Error>>,
 }

@@ -89,13 +89,14 @@ impl Writer {
         let mut added = Added::default();
         if !candidates.is_empty() {
             let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO inbox (source, id, received_at, body) \
-                 SELECT column1, column2, column3, column4 FROM (",
+                "INSERT INTO inbox (source, id, received_at, headers, body) \
+                 SELECT column1, column2, column3, column4, column5 FROM (",
             );
             insert.push_values(candidates.iter().map(|&at| &receives[at]), |mut row, receive| {
                 row.push_bind(&receive.source)
                     .push_bind(&receive.id)
                     .push_bind(&receive.received_at)
+                    .push_bind(&receive.headers)
                     .push_bind(&receive.body);
             });
             insert.push(
@@ -137,7 +138,7 @@ impl Writer {
         Ok(Some((answers.into_iter().map(Ok).collect(), added)))
     }
 
-    /// Marks deliveries applied and lets go of their bodies, and keeps their ids in `received`:
+    /// Marks deliveries applied and lets go of their bodies and headers, and keeps their ids in `received`:
     /// a few hundred at a time, all in one transaction. They stop waiting once it commits.
     pub(super) async fn mark_applied(&mut self, outcomes: &[(u64, String)]) -> Result<(), Error> {
         let now = rows::timestamp(Utc::now());
@@ -155,7 +156,7 @@ impl Writer {
             keep.push(" ORDER BY source, id ON CONFLICT DO NOTHING");
             keep.build().execute(&mut *transaction).await?;
             let mut update = sqlx::QueryBuilder::new("UPDATE inbox SET applied_at = ");
-            update.push_bind(&now).push(", outcome = done.column2, body = NULL FROM (");
+            update.push_bind(&now).push(", outcome = done.column2, body = NULL, headers = NULL FROM (");
             update.push_values(chunk, |mut row, (seq, outcome)| {
                 row.push_bind(signed(*seq)).push_bind(outcome);
             });

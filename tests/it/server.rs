@@ -474,10 +474,12 @@ fn a_new_token_is_for_a_configured_person_under_a_name_not_yet_used() {
 
 /// A second store: SQLite behind a wrapper that counts the appends, standing in for another
 /// backend. The server is written against the `Store` trait, so it serves over this one as
-/// `serve` does over SQLite.
-struct Counting {
-    inner: phasegate::store::SqliteStore,
-    appends: std::sync::atomic::AtomicUsize,
+/// `serve` does over SQLite. While `holding` is set its inbox shows nothing waiting, so that a
+/// test can look at a delivery stored before anything applies it.
+pub struct Counting {
+    pub inner: phasegate::store::SqliteStore,
+    pub appends: std::sync::atomic::AtomicUsize,
+    pub holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 mod counting {
@@ -506,8 +508,11 @@ mod counting {
         ) -> impl Future<Output = Result<bool, Error>> + Send {
             self.inner.receive(delivery, headers, body)
         }
-        fn inbox(&self, limit: usize, bytes: usize) -> impl Future<Output = Result<Vec<Inbound>, Error>> + Send {
-            self.inner.inbox(limit, bytes)
+        async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
+            if self.holding.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(Vec::new());
+            }
+            self.inner.inbox(limit, bytes).await
         }
         fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
             self.inner.applied(outcomes)
@@ -589,7 +594,7 @@ async fn the_server_serves_over_any_store() {
     .unwrap();
     let config = phasegate::config::Config::load(Some(&path), &Default::default()).unwrap();
     let inner = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
-    let store = Counting { inner, appends: Default::default() };
+    let store = Counting { inner, appends: Default::default(), holding: Default::default() };
     let runtime =
         phasegate::runtime::Runtime::new(store, phasegate::render::Catalog::built_in(), config.directory.clone());
     let app = std::sync::Arc::new(phasegate::server::App::new(runtime, config).unwrap());

@@ -288,7 +288,8 @@ async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
 }
 
 /// A database from before migration 0005 (the inbox with a unique key on ids) keeps its
-/// deliveries: waiting ones wait, applied ones are still known.
+/// deliveries: waiting ones wait (without headers, which migration 0007 added), applied ones are
+/// still known.
 #[tokio::test]
 async fn the_inbox_from_before_migration_5_is_carried_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,10 +319,13 @@ async fn the_inbox_from_before_migration_5_is_carried_over() {
     let store = SqliteStore::open(&path).await.unwrap();
     assert!(!store.receive(&delivery("old-applied"), &Headers::new(), b"{}").await.unwrap());
     assert!(!store.receive(&delivery("old-waiting"), &Headers::new(), b"{}").await.unwrap());
-    assert!(store.receive(&delivery("new"), &Headers::new(), b"{}").await.unwrap());
+    let headers = Headers::from([("x-siem-env".to_string(), "prod".to_string())]);
+    assert!(store.receive(&delivery("new"), &headers, b"{}").await.unwrap());
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
     let ids: Vec<&str> = waiting.iter().map(|inbound| inbound.delivery.id.as_str()).collect();
     assert_eq!(ids, ["old-waiting", "new"]);
+    // Received before headers were kept (migration 0007): it has none.
+    assert_eq!([&waiting[0].headers, &waiting[1].headers], [&Headers::new(), &headers]);
     assert_eq!(waiting[0].seq, 2, "rows keep their place");
     // A delivery received before keeps the ids its actions had, in case it was applied halfway;
     // one received after is numbered by its place.

@@ -315,6 +315,16 @@ impl Serving {
     pub async fn start(config: &Path, listen: &str, interval: Duration) -> Serving {
         let config = phasegate::config::Config::load(Some(config), &Default::default()).unwrap();
         let store = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
+        Serving::start_over(store, config, listen, interval).await
+    }
+
+    /// [`Serving::start`] over any store, with the configuration loaded.
+    pub async fn start_over<S: phasegate::store::Store>(
+        store: S,
+        config: phasegate::config::Config,
+        listen: &str,
+        interval: Duration,
+    ) -> Serving {
         let catalog = phasegate::render::Catalog::built_in();
         let runtime = phasegate::runtime::Runtime::new(store, catalog, config.directory.clone());
         let app = Arc::new(phasegate::server::App::new(runtime, config).unwrap());

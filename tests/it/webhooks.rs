@@ -8,6 +8,7 @@ use chrono::Utc;
 use phasegate::engine::Event;
 use phasegate::store::{Delivery, Headers, SqliteStore, Store};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::support::{Cli, Serving, answer, root, wait_until};
 
@@ -43,6 +44,11 @@ impl Hooks {
 
     /// Writes the secrets and the configuration in a new directory; nothing opens the database.
     pub fn prepare() -> Prepared {
+        Hooks::prepare_with(&root().join("runbooks"))
+    }
+
+    /// [`Hooks::prepare`], with the runbooks of `runbooks`.
+    pub fn prepare_with(runbooks: &std::path::Path) -> Prepared {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
         std::fs::write(dir.path().join("edr-secret"), EDR_SECRET).unwrap();
@@ -54,7 +60,7 @@ impl Hooks {
              server:\n  max_body: 65536\n  tokens:\n    reader: {{ person: dana.ito, sha256: {reader} }}\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
              edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n    siem: {{ scheme: github, secrets: [siem-secret] }}\n",
             db = db.display(),
-            runbooks = root().join("runbooks").display(),
+            runbooks = runbooks.display(),
             token = dir.path().join("am-token").display(),
             edr = dir.path().join("edr-secret").display(),
             siem = dir.path().join("siem-secret").display(),
@@ -70,6 +76,18 @@ impl Hooks {
         let Prepared { config, db, dir } = prepared;
         let serving = Serving::start(&config, listen, Duration::from_millis(200)).await;
         Hooks { base: serving.base.clone(), db, serving, client: reqwest::Client::new(), dir }
+    }
+
+    /// [`Hooks::serve`], over a store whose inbox shows nothing waiting while the flag it returns
+    /// is set (`server::Counting`).
+    pub async fn serve_holding(prepared: Prepared, listen: &str) -> (Hooks, Arc<std::sync::atomic::AtomicBool>) {
+        let Prepared { config, db, dir } = prepared;
+        let config = phasegate::config::Config::load(Some(&config), &Default::default()).unwrap();
+        let holding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let inner = SqliteStore::open(&config.database).await.unwrap();
+        let store = crate::server::Counting { inner, appends: Default::default(), holding: Arc::clone(&holding) };
+        let serving = Serving::start_over(store, config, listen, Duration::from_millis(50)).await;
+        (Hooks { base: serving.base.clone(), db, serving, client: reqwest::Client::new(), dir }, holding)
     }
 
     pub async fn post(&self, source: &str, token: Option<&str>, body: &str) -> (u16, Value) {
@@ -591,5 +609,98 @@ async fn a_receipt_needs_a_token_and_one_never_received_is_not_found() {
     assert_eq!(status, 401, "{refused}");
     let (status, missing) = hooks.receipt("alertmanager", "never-sent", Some(READER)).await;
     assert_eq!((status, &missing["error"]["code"]), (404, &json!("not_found")), "{missing}");
+    hooks.stop().await;
+}
+
+/// A runbook whose trigger starts an incident only for the SIEM's production deliveries, as its
+/// request header says, and records how many credential headers it could read.
+const SIEM_PROD: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: siem-prod
+title: SIEM alert from production
+inputs:
+  rule: { type: string }
+  credentials_seen: { type: integer }
+roles:
+  incident-commander: { description: Leads the response }
+phases:
+  - id: contain
+    exit:
+      - { id: hosts-isolated, signal: { role: incident-commander } }
+triggers:
+  - id: prod-alert
+    source: siem
+    when: headers["x-siem-env"] == "prod"
+    key: payload.case_id
+    start:
+      inputs:
+        rule: payload.rule
+        credentials_seen: '["authorization", "cookie", "x-hub-signature-256"].filter(name, name in headers).size()'
+"#;
+
+/// Regression: triggers were documented to read the request's headers, but deliveries were
+/// stored without them, so a trigger that read `headers` ignored every delivery. Now the headers
+/// are kept with the delivery, all but those that carry credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_reads_the_request_headers_and_never_the_credentials() {
+    use phasegate::server::webhooks::signature::{Secret, sign_hex};
+    let runbooks = tempfile::tempdir().unwrap();
+    std::fs::write(runbooks.path().join("siem-prod.yaml"), SIEM_PROD).unwrap();
+    let (hooks, holding) = Hooks::serve_holding(Hooks::prepare_with(runbooks.path()), "127.0.0.1:0").await;
+    let mut received = Vec::new();
+    for (case, environment) in [("c-prod", Some("prod")), ("c-none", None), ("c-staging", Some("staging"))] {
+        let body = json!({ "case_id": case, "rule": "loyalty-bulk-export" }).to_string();
+        let secret = Secret::new(SIEM_SECRET.as_bytes().to_vec()).unwrap();
+        let mut headers = vec![
+            ("x-hub-signature-256", format!("sha256={}", sign_hex(&secret, body.as_bytes()))),
+            ("x-github-delivery", format!("delivery-{case}")),
+            ("cookie", "session=leaked-session-cookie".to_string()),
+            ("authorization", "Bearer leaked-bearer-token".to_string()),
+        ];
+        if let Some(environment) = environment {
+            headers.push(("X-SIEM-Env", environment.to_string()));
+        }
+        let (status, answer) = hooks.post_with("siem", None, &headers, &body).await;
+        assert_eq!(status, 202, "{answer}");
+        received.push(answer);
+    }
+
+    // Held in the inbox, as stored: the headers without the credentials.
+    let url = format!("sqlite://{}?mode=ro", hooks.db.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let stored: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT headers FROM inbox ORDER BY seq").fetch_all(&mut connection).await.unwrap();
+    connection.close().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    let first: Value = serde_json::from_str(stored[0].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (&first["x-siem-env"], &first["x-github-delivery"]),
+        (&json!("prod"), &json!("delivery-c-prod")),
+        "{first}"
+    );
+    for row in stored.iter().flatten() {
+        for credential in ["authorization", "cookie", "x-hub-signature-256", "leaked-", "sha256="] {
+            assert!(!row.contains(credential), "`{credential}` kept: {row}");
+        }
+    }
+
+    holding.store(false, std::sync::atomic::Ordering::SeqCst);
+    let done = hooks.applied("siem", &received[0]).await;
+    assert_eq!(
+        (done[0]["trigger"].as_str(), done[0]["did"].as_str()),
+        (Some("prod-alert"), Some("started")),
+        "{done:?}"
+    );
+    let done = hooks.applied("siem", &received[1]).await;
+    assert_eq!(done[0]["did"], "ignored", "{done:?}");
+    assert!(done[0]["why"].as_str().unwrap().contains("x-siem-env"), "{done:?}");
+    let done = hooks.applied("siem", &received[2]).await;
+    assert_eq!(done[0]["did"], "ignored", "{done:?}");
+
+    let incidents = hooks.incidents().await;
+    assert_eq!(incidents.len(), 1, "only the production delivery started one");
+    let started = serde_json::to_value(&incidents[0].1[0]).unwrap();
+    let inputs = &started["event"]["inputs"];
+    assert_eq!(inputs, &json!({ "rule": "loyalty-bulk-export", "credentials_seen": 0 }), "{started}");
     hooks.stop().await;
 }

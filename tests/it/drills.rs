@@ -318,6 +318,41 @@ expect:
     assert!(stdout.contains("PASS  the incident closed by 1h: closed at +20m by priya"), "{stdout}");
 }
 
+/// A scripted delivery's headers reach the triggers by lowercase name, without the credentials
+/// the server would not keep either; a delivery without the header a trigger reads is ignored.
+#[test]
+fn a_scripted_delivery_gives_its_headers_to_the_triggers_without_credentials() {
+    let head = HEAD.replace("as: dana }", "as: dana, key: c-1 }");
+    let dir = scenario_dir(&format!(
+        "{head}script:
+  - at: 5m
+    webhook:
+      source: siem
+      headers: {{ X-SIEM-Env: prod, Authorization: Bearer t0ken, Cookie: session=c00kie }}
+      payload: {{ case: c-1 }}
+  - at: 6m
+    webhook:
+      source: siem
+      payload: {{ case: c-1 }}
+"
+    ));
+    let runbook = format!(
+        "{RUNBOOK}triggers:
+  - id: prod-note
+    source: siem
+    when: headers[\"x-siem-env\"] == \"prod\"
+    key: payload.case
+    evidence:
+      note: '\"from \" + headers[\"x-siem-env\"] + \", credentials seen: \" + string([\"authorization\", \"cookie\"].filter(name, name in headers).size())'
+"
+    );
+    std::fs::write(dir.path().join("tiny.yaml"), runbook).unwrap();
+    let mut cli = Cli::new().args(["drill"]).arg_path(&dir.path().join("drill.yaml")).succeeds();
+    let stdout = cli.stdout();
+    assert!(stdout.contains("+5m  note: from prod, credentials seen: 0  [trigger:prod-note]"), "{stdout}");
+    assert!(stdout.contains("+6m  webhook from `siem`: trigger `prod-note` ignored it"), "{stdout}");
+}
+
 /// The first keys of the complete scenario in `docs/drill.md`, which the other examples follow.
 const DOC_HEADER: &str = "apiVersion: phasegate/v1
 kind: Drill

@@ -146,16 +146,7 @@ impl super::model::Gate {
 
 #[cfg(test)]
 mod tests {
-    use crate::runbook::{TemplateInfo, Templates};
-
-    /// Every template exists and uses nothing: this module reads the model, not the templates.
-    struct AnyTemplate;
-
-    impl Templates for AnyTemplate {
-        fn lookup(&self, _name: &str) -> TemplateInfo {
-            TemplateInfo::Found { variables: Vec::new() }
-        }
-    }
+    use crate::runbook::testing::AnyTemplate;
 
     const RUNBOOK: &str = r#"
 apiVersion: phasegate/v1

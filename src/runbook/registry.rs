@@ -211,15 +211,8 @@ fn declared_id(text: &str) -> Option<(String, Mark)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::{TemplateInfo, Templates, parse};
-
-    struct AnyTemplate;
-
-    impl Templates for AnyTemplate {
-        fn lookup(&self, _name: &str) -> TemplateInfo {
-            TemplateInfo::Found { variables: Vec::new() }
-        }
-    }
+    use crate::runbook::parse;
+    use crate::runbook::testing::AnyTemplate;
 
     /// A valid runbook with this id, one trigger on source `am`.
     fn runbook(id: &str) -> Vec<u8> {

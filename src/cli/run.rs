@@ -31,6 +31,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    // Warnings and errors (a runbook file refused, an action that failed, a witness that cannot be
+    // written) go to stderr as `serve` logs them; `RUST_LOG` sets the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let opened = open(&args.common, templates).await?;
     let catalog = Arc::new(super::catalog(opened.config.templates.as_deref())?);
     let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?

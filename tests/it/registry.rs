@@ -162,3 +162,16 @@ fn the_cli_starts_by_id_and_suggests_the_nearest() {
     start("shared").status(1).stderr_has("shared-a.yaml:3:5: error[RB0020]: runbook id `shared` is also used by");
     start("broken").status(1).stderr_has("broken.yaml:5:9: error[RB0024]");
 }
+
+/// Regression: `run` set up no logger, so a runbook file it refused was never shown.
+#[test]
+fn run_names_the_runbook_files_it_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    desk(dir.path());
+    Cli::new()
+        .current_dir(dir.path())
+        .args(["run"])
+        .succeeds()
+        .stderr_has("broken.yaml:5:9: error[RB0024]")
+        .stderr_has("shared-a.yaml:3:5: error[RB0020]");
+}

@@ -10,7 +10,6 @@ pub mod openapi;
 pub mod view;
 pub mod webhooks;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -41,8 +40,8 @@ pub struct App<S> {
     pub metrics: Metrics,
     /// Whether the runtime loop has made its first pass (and the server is not shutting down).
     pub ready: AtomicBool,
-    /// Webhook sources by name, their secrets read at start.
-    pub sources: BTreeMap<String, webhooks::signature::Scheme>,
+    /// Webhook sources by name, their secrets read at start (those without are off).
+    pub sources: webhooks::Sources,
     /// Deliveries in flight; past [`webhooks::IN_FLIGHT`] the answer is 503.
     pub hooks: tokio::sync::Semaphore,
     /// The configured runbooks, loaded once at start: what the API lists and starts incidents
@@ -59,10 +58,18 @@ impl<S: Store> App<S> {
     /// its problems logged). A runbook edited while the server runs is seen at its next start.
     pub fn new(runtime: Runtime<S, Catalog>, config: Config) -> anyhow::Result<App<S>> {
         let sources = webhooks::schemes(&config.server.sources, &config.secrets)?;
+        for why in sources.off.values() {
+            tracing::warn!(
+                "{why}; its deliveries are answered 503 (senders retry) until it is set and the server restarted"
+            );
+        }
         let runbooks = crate::runtime::runbooks::load(&runtime, &config.runbooks).map_err(|error| {
             anyhow::anyhow!("the runbooks directory `{}` cannot be read: {error}", config.runbooks.display())
         })?;
-        for (entry, trigger) in runbooks.triggers().filter(|(_, t)| !sources.contains_key(&t.source)) {
+        for (entry, trigger) in runbooks
+            .triggers()
+            .filter(|(_, t)| !sources.on.contains_key(&t.source) && !sources.off.contains_key(&t.source))
+        {
             tracing::warn!(
                 runbook = entry.runbook().id(),
                 trigger = trigger.id,

@@ -401,26 +401,34 @@ async fn a_request_under_way_at_shutdown_is_answered() {
 }
 
 /// `serve` with the example configuration and no webhook secrets set stopped with "has no value in
-/// the configuration's `secrets`" for a secret that was declared there (issue 12's user test): it
-/// now names the unset variable and the two fixes.
-#[test]
-fn serve_names_the_unset_variable_of_a_webhook_source_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("phasegate.yaml");
-    std::fs::write(
-        &config,
-        "secrets:\n  EDR_HOOK: { env: PHASEGATE_TEST_UNSET_EDR_HOOK }\nserver:\n  sources:\n    edr: { scheme: bearer, secrets: [EDR_HOOK] }\n",
+/// the configuration's `secrets`" for a secret that was declared there (issue 12's user test); it
+/// then named the unset variable but still would not start, taking the API down with one missing
+/// webhook token. Now the source is off: the server serves, the source's deliveries are answered
+/// 503 `source_off` (which senders retry) naming the variable, and counted.
+#[tokio::test]
+async fn a_webhook_source_without_its_secret_is_off_and_the_rest_serves() {
+    let server = Server::start_with(
+        "  sources:\n    edr: { scheme: bearer, secrets: [EDR_HOOK] }\n\
+         secrets:\n  EDR_HOOK: { env: PHASEGATE_TEST_UNSET_EDR_HOOK }\n",
     )
-    .unwrap();
-    Cli::new()
-        .current_dir(dir.path())
-        .env("PHASEGATE_CONFIG", &config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .status(2)
-        .stderr_has(
-            "webhook source `edr` names secret `EDR_HOOK`, which has no value: environment variable \
-             `PHASEGATE_TEST_UNSET_EDR_HOOK` is unset or empty; set it (or remove the source from `server.sources`)",
-        );
+    .await;
+    let (status, body) = server.call("GET", "/api/v1/incidents", Some(DANA), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.call("POST", "/hooks/edr", None, Some("{}".into())).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "source_off");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "webhook source `edr` is off: its secret `EDR_HOOK` has no value: environment variable \
+             `PHASEGATE_TEST_UNSET_EDR_HOOK` is unset or empty; set it"
+        ),
+        "{message}"
+    );
+    let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"source="edr",result="refused",reason="source_off""#), "{metrics}");
+    let (status, _) = server.call("POST", "/hooks/nowhere", None, Some("{}".into())).await;
+    assert_eq!(status, 404, "an unknown source is still unknown");
 }
 
 /// `phasegate token` named every token `api`, so the lines printed for two people could not be

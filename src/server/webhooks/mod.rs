@@ -44,24 +44,36 @@ pub const IN_FLIGHT: usize = 256;
 /// keep up with is held back at its senders rather than piled up here.
 pub const INBOX_LIMIT: u64 = 10_000;
 
-/// The configured sources' schemes, with their secrets read once at start.
-pub fn schemes(
-    sources: &BTreeMap<String, Source>,
-    secrets: &crate::config::Secrets,
-) -> anyhow::Result<BTreeMap<String, Scheme>> {
-    let mut schemes = BTreeMap::new();
-    for (name, source) in sources {
+/// The configured webhook sources, with their secrets read once at start.
+#[derive(Default)]
+pub struct Sources {
+    /// Those whose secrets all have values: deliveries are checked against them.
+    pub on: BTreeMap<String, Scheme>,
+    /// Those with a secret that has no value, and why: their deliveries are answered 503, which
+    /// senders retry, so that nothing sent meanwhile is lost once the secret is set.
+    pub off: BTreeMap<String, String>,
+}
+
+/// Reads the configured sources' secrets. A source whose secret has no value is off (the rest of
+/// the server still serves); a secret whose value is not a key of the source's scheme is an error.
+pub fn schemes(sources: &BTreeMap<String, Source>, secrets: &crate::config::Secrets) -> anyhow::Result<Sources> {
+    let mut read = Sources::default();
+    'sources: for (name, source) in sources {
         let mut values = Vec::with_capacity(source.secrets.len());
         for secret in &source.secrets {
-            let value = secrets.get(secret).ok_or_else(|| {
+            let Some(value) = secrets.get(secret) else {
                 let why = match secrets.source(secret) {
                     Some(source) => source.absent(),
-                    None => format!("it is not declared; declare it under `secrets:`, for example `{secret}: {{ env: {secret} }}`"),
+                    None => format!(
+                        "it is not declared; declare it under `secrets:`, for example `{secret}: {{ env: {secret} }}`"
+                    ),
                 };
-                anyhow::anyhow!(
-                    "webhook source `{name}` names secret `{secret}`, which has no value: {why} (or remove the source from `server.sources`)"
-                )
-            })?;
+                read.off.insert(
+                    name.clone(),
+                    format!("webhook source `{name}` is off: its secret `{secret}` has no value: {why} (or remove the source from `server.sources`)"),
+                );
+                continue 'sources;
+            };
             let value = match source.scheme {
                 SchemeName::StandardWebhooks => Secret::standard_webhooks(&value),
                 _ => Secret::new(value.into_bytes()),
@@ -79,9 +91,9 @@ pub fn schemes(
             },
             SchemeName::Bearer => Scheme::Bearer { tokens: values },
         };
-        schemes.insert(name.clone(), scheme);
+        read.on.insert(name.clone(), scheme);
     }
-    Ok(schemes)
+    Ok(read)
 }
 
 pub async fn receive<S: Store>(
@@ -92,12 +104,18 @@ pub async fn receive<S: Store>(
 ) -> Response {
     // A source the configuration lacks is counted as `(unknown)`, not by the path's name: anyone
     // could make up names by the million, and every label value is kept for good.
-    let scheme = app.sources.get(&source);
-    let label = if scheme.is_some() { source.as_str() } else { "(unknown)" };
+    let scheme = app.sources.on.get(&source);
+    let off = app.sources.off.get(&source);
+    let label = if scheme.is_some() || off.is_some() { source.as_str() } else { "(unknown)" };
     let count = |result: &str, reason: &str| {
         let labels = WebhookLabels { source: label.into(), result: result.into(), reason: reason.into() };
         app.metrics.webhooks.get_or_create(&labels).inc();
     };
+    if let Some(why) = off {
+        count("refused", "source_off");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "source_off", format!("{why}; retry once it is set"))
+            .into_response();
+    }
     let Some(scheme) = scheme else {
         count("refused", "unknown_source");
         return ApiError::not_found(format!("no webhook source `{source}` is configured")).into_response();

@@ -267,6 +267,20 @@ pub enum GateKind {
     },
 }
 
+impl GateKind {
+    /// The key that names the kind in YAML: `approval`, `signal`, `check` ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            GateKind::Approval { .. } => "approval",
+            GateKind::Condition(_) => "condition",
+            GateKind::Check(_) => "check",
+            GateKind::Timer { .. } => "timer",
+            GateKind::StepsDone { .. } => "steps_done",
+            GateKind::Signal { .. } => "signal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub request: Request,

@@ -37,7 +37,7 @@ impl Runbook {
         let mut needs = Vec::new();
         for phase in &self.phases {
             for gate in phase.gates() {
-                let needed_by = format!("{} gate `{}` of phase `{}`", gate.kind_name(), gate.id, phase.id);
+                let needed_by = format!("{} gate `{}` of phase `{}`", gate.kind.name(), gate.id, phase.id);
                 match &gate.kind {
                     GateKind::Approval { roles, count, four_eyes } => {
                         needs.push(RoleNeed { roles: roles.clone(), count: *count, four_eyes: *four_eyes, needed_by })
@@ -127,20 +127,6 @@ impl Runbook {
     /// The webhook sources its triggers listen to (`POST /hooks/SOURCE`).
     pub fn trigger_sources(&self) -> BTreeSet<String> {
         self.triggers.iter().map(|trigger| trigger.source.clone()).collect()
-    }
-}
-
-impl super::model::Gate {
-    /// The gate's kind as the YAML writes it: `approval`, `signal`, `check`.
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            GateKind::Approval { .. } => "approval",
-            GateKind::Condition(_) => "condition",
-            GateKind::Check(_) => "check",
-            GateKind::Timer { .. } => "timer",
-            GateKind::StepsDone { .. } => "steps_done",
-            GateKind::Signal { .. } => "signal",
-        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::engine::blocking::Blocker;
 use crate::engine::state::{Closed, PhaseState, PhaseStatus, Relaxation};
 use crate::engine::{Event, EventKind, Incident};
 use crate::runbook::Runbook;
-use crate::runbook::model::{Gate, GateKind};
+use crate::runbook::model::Gate;
 use crate::store::IncidentSummary;
 
 /// Whether an incident is still being worked.
@@ -218,7 +218,7 @@ pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a
             let gate = |gate: &'a Gate, stage: &'static str| GateView {
                 id: &gate.id,
                 stage,
-                kind: gate_kind(&gate.kind),
+                kind: gate.kind.name(),
                 state: set(&incident.gate(&phase.id, &gate.id)),
             };
             let mut gates: Vec<GateView> = phase.entry.iter().map(|g| gate(g, "entry")).collect();
@@ -247,18 +247,6 @@ pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a
             }
         })
         .collect()
-}
-
-/// The key that names a gate's kind in YAML.
-fn gate_kind(kind: &GateKind) -> &'static str {
-    match kind {
-        GateKind::Approval { .. } => "approval",
-        GateKind::Condition(_) => "condition",
-        GateKind::Check(_) => "check",
-        GateKind::Timer { .. } => "timer",
-        GateKind::StepsDone { .. } => "steps_done",
-        GateKind::Signal { .. } => "signal",
-    }
 }
 
 /// The most events one page of a timeline holds, and how many it holds unless asked.

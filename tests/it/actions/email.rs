@@ -55,16 +55,7 @@ impl Mailroom {
         let stub = Stub::start().await;
         let text = MAIL_RUNBOOK.replace("STUB", &stub.base);
         let runbook = phasegate::runbook::parse(&text, &Catalog::built_in()).expect("the test runbook is valid");
-        let start = Request {
-            actor: "trigger:alertmanager".into(),
-            at: at("2026-11-24T02:14:00Z"),
-            command: Command::Start {
-                incident: "inc-1".into(),
-                runbook_text: text,
-                inputs: BTreeMap::new(),
-                key: None,
-            },
-        };
+        let start = starting(text);
         let decision = decide(&runbook, &Directory::default(), None, &start).unwrap();
         let first_attempt = notify_effect(&decision);
         Mailroom { _stub: stub, runbook, events: decision.events, first_attempt }

@@ -182,6 +182,15 @@ fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
+/// The request that starts incident `inc-1` of the runbook `text`, as an alert does at 02:14.
+fn starting(text: String) -> Request {
+    Request {
+        actor: "trigger:alertmanager".into(),
+        at: at("2026-11-24T02:14:00Z"),
+        command: Command::Start { incident: "inc-1".into(), runbook_text: text, inputs: BTreeMap::new(), key: None },
+    }
+}
+
 impl Fixture {
     /// Loopback allowed (the stubs are there), commands refused.
     async fn new() -> Fixture {
@@ -199,16 +208,7 @@ impl Fixture {
         let text = RUNBOOK.replace("FILE", file.to_str().unwrap()).replace("HOOK", &stub.url("/hook")).to_string();
         let catalog = Arc::new(Catalog::built_in());
         let runbook = phasegate::runbook::parse(&text, catalog.as_ref()).expect("the test runbook is valid");
-        let start = Request {
-            actor: "trigger:alertmanager".into(),
-            at: at("2026-11-24T02:14:00Z"),
-            command: Command::Start {
-                incident: "inc-1".into(),
-                runbook_text: text,
-                inputs: BTreeMap::new(),
-                key: None,
-            },
-        };
+        let start = starting(text);
         let events = decide(&runbook, &Directory::default(), None, &start).unwrap().events;
         let incident = Incident::from_events(&events).unwrap();
         let slack_urls = vec![

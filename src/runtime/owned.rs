@@ -7,8 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{Error, Runtime};
-use crate::engine::Decision;
-use crate::engine::Event;
+use crate::engine::{Decision, Event};
 use crate::runbook::Templates;
 use crate::store::{self, Append, Store};
 
@@ -108,6 +107,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         }
         Ok(())
     }
+
     /// The incident's events after the first `after`: from the store, or from the runtime's
     /// record when it owns the store.
     pub async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {

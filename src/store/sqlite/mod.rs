@@ -210,11 +210,10 @@ impl SqliteStore {
         job: Job,
         answered: oneshot::Receiver<Result<T, Error>>,
     ) -> impl Future<Output = Result<T, Error>> + Send + '_ {
+        // A read-only store has no writer: nothing is sent, and the future says why.
         let waiting = match self.read_only {
-            true => Some(job),
-            false => self.appends.try_send(job).err().map(|refused| match refused {
-                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
-            }),
+            true => None,
+            false => self.appends.try_send(job).err().map(mpsc::error::TrySendError::into_inner),
         };
         async move {
             if self.read_only {

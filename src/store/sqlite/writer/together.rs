@@ -56,16 +56,17 @@ impl Writer {
         for append in batch {
             let rows = &append.rows;
             let incident = rows.incident.as_str();
-            let known = match heads.get(incident).or_else(|| self.heads.get(incident)) {
-                _ if rows.start.is_some() => None,
-                Some(&known) => Some(known),
-                None => self.stored_head(incident).await?,
-            };
-            match (&rows.start, known) {
+            // What the append follows: nothing for a new incident (a second start in the batch is
+            // for the careful path to refuse), else the version and head the batch or the
+            // database has, which must be the version it expects.
+            let known = match (&rows.start, heads.get(incident).or_else(|| self.heads.get(incident))) {
                 (Some(_), _) if heads.contains_key(incident) => return Ok(None),
-                (Some(_), _) => {}
-                (None, Some((version, _))) if version == rows.expected => {}
-                (None, _) => return Ok(None),
+                (Some(_), _) => None,
+                (None, Some(&known)) => Some(known),
+                (None, None) => self.stored_head(incident).await?,
+            };
+            if rows.start.is_none() && known.is_none_or(|(version, _)| version != rows.expected) {
+                return Ok(None);
             }
             let mut head = known.map_or(GENESIS, |(_, head)| head);
             for event in &rows.events {

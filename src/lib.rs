@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod drill;

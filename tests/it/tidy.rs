@@ -11,7 +11,7 @@ const CORE: &[&str] = &["src/runbook", "src/expr", "src/engine", "src/audit", "s
 
 /// The modules the core may not name: the adapters and the shell.
 const ADAPTERS_AND_SHELL: &[&[&str]] =
-    &[&["store"], &["actions"], &["render"], &["runtime"], &["server"], &["config"], &["cli"]];
+    &[&["store"], &["actions"], &["campaign"], &["render"], &["runtime"], &["server"], &["config"], &["cli"]];
 
 /// What the core may not name besides the adapters and the shell (which `imports` finds however
 /// they are written). Built with `concat!` so this file does not match itself.

@@ -1,0 +1,45 @@
+//! Sending a campaign's messages, a batch at a time, through a campaign channel: batch HTTP (the
+//! wire format relays rely on, `batch.rs`), a spool file for another system (`spool.rs`), or
+//! email through a pool of SMTP connections (`smtp.rs`). A batch's answer says which messages
+//! were refused for good; anything else is a failed attempt of the whole batch, which the runtime
+//! retries with the same idempotency key.
+
+use serde::{Deserialize, Serialize};
+
+/// One personal message, rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The recipient's id.
+    pub id: String,
+    /// The recipient's address.
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// Only when the template has an HTML variant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+/// A batch to send: `campaign` is `INCIDENT/PHASE/STEP`; the idempotency key is
+/// `{campaign}/{number}`, the same on every attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub campaign: &'a str,
+    pub number: u32,
+    pub messages: &'a [Message],
+}
+
+impl Batch<'_> {
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.campaign, self.number)
+    }
+}
+
+/// What a channel said about a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// Taken, except these messages (recipient id, reason), refused for good.
+    Accepted { rejected: Vec<(String, String)> },
+    /// Not taken (no answer, or an answer that is not a success): try the whole batch again.
+    Failed { error: String },
+}

@@ -1,0 +1,51 @@
+//! Customer campaigns' recipient lists: reading a list as a stream (CSV with a header, or JSON
+//! Lines), validating each recipient as it is read, setting aside what cannot be sent with its
+//! line number, sending a repeated recipient once, honouring a suppression list, and cutting
+//! the list into numbered batches that can be read again, byte range by byte range, after a
+//! crash. Offer codes (`code`) are derived here too. An adapter: it reads and writes files.
+
+use serde::{Deserialize, Serialize};
+
+/// One recipient as read from the list: where it was, who it is, where to send, and every field
+/// of its line (strings, numbers, booleans as the list gives them), for the template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// 1-based line number in the list file (for CSV, the header is line 1).
+    pub line: u64,
+    pub id: String,
+    pub address: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A numbered part of a campaign's list: the recipients between two byte offsets of the file,
+/// less the lines set aside (duplicates and suppressed recipients; rejected lines are never in
+/// a batch's count). Batch numbers start at 1 and follow the file's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPlan {
+    pub number: u32,
+    /// Byte offset of the batch's first line.
+    pub start: u64,
+    /// Byte offset just past the batch's last line.
+    pub end: u64,
+    /// Line number of the batch's first line.
+    pub first_line: u64,
+    /// Lines in the range that are not sent: repeated recipient ids and suppressed recipients.
+    pub skip: Vec<u64>,
+    /// Recipients the batch sends to.
+    pub recipients: u32,
+}
+
+/// What reading a list found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Lines read (not counting a CSV header or blank lines).
+    pub read: u64,
+    /// Recipients to send to: read less rejected, duplicates and suppressed.
+    pub accepted: u64,
+    /// Lines set aside in the rejects file (unparsable, missing or malformed id or address).
+    pub rejected: u64,
+    /// Lines whose recipient id came earlier in the list.
+    pub duplicates: u64,
+    /// Recipients on the suppression list.
+    pub suppressed: u64,
+}

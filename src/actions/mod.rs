@@ -91,6 +91,8 @@ pub enum Error {
     Request { target: String, reason: String },
     #[error("{target}: {}: {refusal}", if *.redirected { "redirect not followed" } else { "not sent" })]
     Refused { target: String, refusal: outbound::Refusal, redirected: bool },
+    #[error("a campaign is sent by the runtime's campaign sender, not as a single effect")]
+    CampaignElsewhere,
     #[error("commands are disabled; enable them with `commands: true` in the configuration")]
     CommandsDisabled,
     #[error("the command has no program to run")]
@@ -203,6 +205,7 @@ impl Actions {
             EffectKind::Command { .. } => "command",
             EffectKind::Check { .. } => "check",
             EffectKind::Notify { .. } => "notify",
+            EffectKind::Campaign { .. } => "campaign",
         };
         let span =
             tracing::info_span!("effect", incident.id = %view.incident.id, effect.id = %effect.id, effect.kind = kind);
@@ -232,6 +235,9 @@ impl Actions {
                         Err(Error::CommandsDisabled)
                     }
                 }
+                // A campaign runs for hours with its progress in the store: the runtime's campaign
+                // sender carries it out, a batch at a time, with the senders of `campaign`.
+                (EffectKind::Campaign { .. }, _) => Err(Error::CampaignElsewhere),
                 (EffectKind::Notify { audience, template, channels, occasion, message, .. }, _) => {
                     let key = notice_key(effect);
                     let notice =
@@ -246,6 +252,7 @@ impl Actions {
                         Outcome::Command { exit_code, .. } => tracing::info!(exit_code, "finished"),
                         Outcome::Sent { channels, .. } => tracing::info!(channels = ?channels, "sent"),
                         Outcome::Failed { error } => tracing::warn!(%error, "failed"),
+                        Outcome::Campaign(totals) => tracing::info!(sent = totals.sent, "campaign finished"),
                     }
                     outcome
                 }

@@ -219,7 +219,7 @@ impl Work<'_> {
                 }
             }
             match &step.action {
-                Action::Manual { .. } | Action::Campaign { .. } => return,
+                Action::Manual { .. } => return,
                 Action::Relax { control, reason, expires_in, compensating } => {
                     let approved_by = phase
                         .gates()
@@ -249,7 +249,7 @@ impl Work<'_> {
                     }
                     self.done(phase, step, Default::default());
                 }
-                Action::Http { .. } | Action::Command { .. } | Action::Notify { .. } => {
+                Action::Http { .. } | Action::Command { .. } | Action::Notify { .. } | Action::Campaign { .. } => {
                     self.start_attempt(phase, step, 1);
                     return;
                 }
@@ -257,7 +257,7 @@ impl Work<'_> {
         }
     }
 
-    fn done(&mut self, phase: &Phase, step: &Step, outputs: std::collections::BTreeMap<String, Value>) {
+    pub(super) fn done(&mut self, phase: &Phase, step: &Step, outputs: std::collections::BTreeMap<String, Value>) {
         self.emit(EventKind::StepDone { phase: phase.id.clone(), step: step.id.clone(), outputs });
     }
 
@@ -300,6 +300,16 @@ impl Work<'_> {
                     step: Some((phase.id.clone(), step.id.clone())),
                 })
             }
+            Action::Campaign { recipients_input, .. } => match self.incident.inputs.get(recipients_input) {
+                Some(serde_json::Value::String(list)) if !list.trim().is_empty() => Ok(EffectKind::Campaign {
+                    phase: phase.id.clone(),
+                    step: step.id.clone(),
+                    attempt,
+                    campaign: idempotency_key.clone(),
+                    list: list.clone(),
+                }),
+                _ => Err(format!("input `{recipients_input}` names no recipient list; start the incident with it")),
+            },
             _ => unreachable!("only automated steps have attempts"),
         };
         self.emit(EventKind::StepStarted { phase: phase.id.clone(), step: step.id.clone(), attempt, idempotency_key });
@@ -363,6 +373,13 @@ impl Work<'_> {
                     Ok(outputs) => self.done(phase_model, step_model, outputs),
                     Err(error) => self.fail_attempt(phase_model, step_model, *attempt, error),
                 }
+            }
+            EffectKind::Campaign { phase, step, attempt, campaign, .. } => {
+                let state = self.incident.step(phase, step);
+                if state.status != StepStatus::Running || state.attempt != *attempt {
+                    return Err(stale());
+                }
+                self.campaign_finished(phase, step, campaign, *attempt, outcome)?;
             }
             EffectKind::Check { phase, gate, poll, .. } => {
                 let state = self.incident.gate(phase, gate);
@@ -430,7 +447,7 @@ impl Work<'_> {
     }
 
     /// Records a failed attempt, and when the next one starts, if the step may retry.
-    fn fail_attempt(&mut self, phase: &Phase, step: &Step, attempt: u32, error: String) {
+    pub(super) fn fail_attempt(&mut self, phase: &Phase, step: &Step, attempt: u32, error: String) {
         let retry_at = step.retry.as_ref().filter(|retry| attempt < retry.attempts).map(|retry| {
             let doubled = retry.backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
             let wait = doubled.min(retry.max_backoff);

@@ -34,7 +34,7 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
         match incident.phase(&phase.id).status {
             PhaseStatus::Ready => gates(phase, &phase.entry, incident, &mut found),
             PhaseStatus::Running => {
-                steps(phase, incident, &mut found);
+                steps(phase, incident, runbook.rights(), &mut found);
                 let exit: Vec<_> =
                     phase.exit.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })).cloned().collect();
                 gates(phase, &exit, incident, &mut found);
@@ -182,7 +182,7 @@ fn gates(phase: &Phase, gates: &[crate::runbook::model::Gate], incident: &Incide
     }
 }
 
-fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
+fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rights, found: &mut Vec<Blocker>) {
     for step in &phase.steps {
         let state = incident.step(&phase.id, &step.id);
         if matches!(state.status, StepStatus::Done | StepStatus::Skipped)
@@ -196,7 +196,18 @@ fn steps(phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
                 let what = step.title.clone().unwrap_or_else(|| first_line(instructions));
                 (format!("manual step: {what}"), assignee.iter().cloned().collect())
             }
-            (Action::Campaign { .. }, _) => ("campaign to be sent and marked done".to_string(), Vec::new()),
+            (Action::Campaign { .. }, StepStatus::Running) => {
+                let campaign = state.campaign.clone().unwrap_or_default();
+                let sent = format!("{} of {} sent", campaign.sent, campaign.recipients);
+                match (&campaign.paused, &campaign.cancelled) {
+                    (_, Some((by, _))) => (format!("campaign cancelled by {by}, finishing its batches in flight ({sent})"), Vec::new()),
+                    (Some((by, _)), None) => {
+                        (format!("campaign paused by {by} ({sent}); resume it to go on"), rights.campaign.roles.clone())
+                    }
+                    (None, None) if campaign.batches == 0 => ("campaign reading its recipient list".to_string(), Vec::new()),
+                    (None, None) => (format!("campaign sending: {sent}, {} failed", campaign.failed), Vec::new()),
+                }
+            }
             (_, StepStatus::Retrying) => {
                 let error = state.error.unwrap_or_default();
                 (

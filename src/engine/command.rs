@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::effect::{Effect, Outcome};
+use super::event::EventKind;
 
 /// A command, who gives it and when. Time comes in here: the engine never reads a clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +41,54 @@ pub enum Command {
     /// Skip a step that failed for good (it counts as skipped, not done): for the runbook's
     /// `recover` roles, reason required.
     Skip { phase: String, step: String, reason: String },
+    /// Pause, resume or cancel a running campaign: for the runbook's `campaign` roles.
+    Campaign { phase: String, step: String, action: CampaignAction, reason: Option<String> },
+    /// The runtime's campaign sender says how far a campaign has got.
+    CampaignReport { phase: String, step: String, report: CampaignReport },
     /// Time has passed: timers, retries, check polls, overdue relaxations, regular updates.
     Tick,
     /// The runtime carried out this effect (as taken from the outbox) with this outcome.
     Record { effect: Effect, outcome: Outcome },
+}
+
+/// What a person may do to a running campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignAction {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl CampaignAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignAction::Pause => "pause",
+            CampaignAction::Resume => "resume",
+            CampaignAction::Cancel => "cancel",
+        }
+    }
+}
+
+/// A campaign's milestones, as the sender reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CampaignReport {
+    /// The list was read and cut into batches.
+    Started { list: String, list_sha256: String, recipients: u64, rejected: u64, duplicates: u64, suppressed: u64, batches: u32 },
+    /// So many sent and failed so far, so many batches answered.
+    Progress { sent: u64, failed: u64, batches_done: u32, batches: u32 },
+}
+
+impl CampaignReport {
+    /// The event that records it.
+    pub fn event(&self, phase: &str, step: &str) -> EventKind {
+        let (phase, step) = (phase.to_string(), step.to_string());
+        match self.clone() {
+            CampaignReport::Started { list, list_sha256, recipients, rejected, duplicates, suppressed, batches } => {
+                EventKind::CampaignStarted { phase, step, list, list_sha256, recipients, rejected, duplicates, suppressed, batches }
+            }
+            CampaignReport::Progress { sent, failed, batches_done, batches } => {
+                EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches }
+            }
+        }
+    }
 }

@@ -87,6 +87,8 @@ pub enum Error {
     PhasesNotDone { phases: String, otherwise: String },
     #[error("every phase is done or skipped, so the incident is not abandoned: close it with `phasegate close`")]
     NothingToAbandon,
+    #[error("campaign `{phase}/{step}` {problem}")]
+    Campaign { phase: String, step: String, problem: String },
     #[error("effect `{0}` does not belong to this incident's current work")]
     StaleEffect(String),
 }
@@ -277,6 +279,8 @@ impl<'a> Work<'a> {
             Command::Abandon { reason } => self.abandon(reason),
             Command::Retry { phase, step, reason } => self.retry(phase, step, reason),
             Command::Skip { phase, step, reason } => self.skip(phase, step, reason),
+            Command::Campaign { phase, step, action, reason } => self.campaign_action(phase, step, *action, reason),
+            Command::CampaignReport { phase, step, report } => self.campaign_report(phase, step, report),
             Command::Tick => Ok(()),
             Command::Record { effect, outcome } => self.record(effect, outcome),
         }
@@ -407,10 +411,8 @@ impl<'a> Work<'a> {
         let step = phase
             .step(step_id)
             .ok_or_else(|| Error::UnknownStep { phase: phase_id.to_string(), step: step_id.to_string() })?;
-        // A campaign step waits to be marked done by hand until campaigns are built.
         let (assignee, declared) = match &step.action {
             Action::Manual { assignee, outputs, .. } => (assignee.clone(), outputs.clone()),
-            Action::Campaign { .. } => (None, Vec::new()),
             _ if self.incident.step(phase_id, step_id).status == StepStatus::Failed => {
                 return self.override_step(phase_id, step_id, evidence, outputs);
             }

@@ -56,6 +56,10 @@ pub enum EffectKind {
         message: Option<String>,
         step: Option<(String, String)>,
     },
+    /// A campaign step's attempt: send its messages. `campaign` is `INCIDENT/PHASE/STEP`, the
+    /// key its progress is kept under; `list` is the recipient list's path (the input's value).
+    /// The rest of what it needs is the step's model in the incident's runbook.
+    Campaign { phase: String, step: String, attempt: u32, campaign: String, list: String },
 }
 
 /// What carrying out an effect gave.
@@ -75,6 +79,36 @@ pub enum Outcome {
     },
     /// It could not be carried out (refused, unreachable, timed out); `error` says why.
     Failed { error: String },
+    /// A campaign ended: sent to everyone it could, or cancelled.
+    Campaign(CampaignTotals),
+}
+
+/// What a campaign did, as its `campaign_finished` event records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignTotals {
+    /// Recipients the list gave to send to (after rejects, duplicates and suppressions).
+    pub recipients: u64,
+    /// Messages the channel accepted.
+    pub sent: u64,
+    /// Recipients whose message was refused for good (by the channel, or a render that failed).
+    pub failed: u64,
+    /// Lines of the list set aside (see the rejects file), never sent.
+    pub rejected: u64,
+    /// Lines whose recipient id came earlier in the list.
+    pub duplicates: u64,
+    /// Recipients on the suppression list.
+    pub suppressed: u64,
+    pub batches: u32,
+    /// Batches that were in flight when the sender stopped (a crash): sent again with the same
+    /// idempotency key, so their recipients may have got the message twice if the channel does
+    /// not honour the key.
+    pub possible_repeats: Vec<u32>,
+    /// The root of the Merkle tree over every recipient's outcome (`docs/audit.md`), in hex.
+    pub merkle_root: String,
+    /// The tree's leaves: one per recipient the campaign tried.
+    pub leaves: u64,
+    /// Cancelled by a person before every batch was sent.
+    pub cancelled: bool,
 }
 
 mod seconds {

@@ -141,6 +141,38 @@ pub enum EventKind {
     /// Nothing failed is left in a failed phase (its failed step was retried, skipped or
     /// overridden): it runs again.
     PhaseResumed { phase: String },
+    /// A campaign step read its list and will send: the list's path and SHA-256 (so an auditor
+    /// knows exactly which list), what reading it found, and the batches it is cut into.
+    CampaignStarted {
+        phase: String,
+        step: String,
+        list: String,
+        list_sha256: String,
+        recipients: u64,
+        rejected: u64,
+        duplicates: u64,
+        suppressed: u64,
+        batches: u32,
+    },
+    /// How far a campaign has got (recorded every few percent, not per recipient).
+    CampaignProgress { phase: String, step: String, sent: u64, failed: u64, batches_done: u32, batches: u32 },
+    /// A person holding the `campaign` right paused a campaign: batches in flight finish, no new
+    /// one starts.
+    CampaignPaused { phase: String, step: String },
+    /// A paused campaign goes on.
+    CampaignResumed { phase: String, step: String },
+    /// A person holding the `campaign` right cancelled a campaign: batches in flight finish, and
+    /// the step fails for good with what was sent (a retry goes on from there).
+    CampaignCancelled { phase: String, step: String },
+    /// A campaign ended. `campaign` is its key (`INCIDENT/PHASE/STEP`); `merkle_root` covers every
+    /// recipient's outcome, so that one recipient's message can be proved (`audit prove`).
+    CampaignFinished {
+        phase: String,
+        step: String,
+        campaign: String,
+        #[serde(flatten)]
+        totals: super::effect::CampaignTotals,
+    },
     /// A note for the timeline (the text is the event's reason).
     NoteAdded,
     /// The incident is closed; `abandoned` when a person holding the `abandon` right closed it
@@ -185,6 +217,12 @@ impl EventKind {
             EventKind::StepSkippedByHand { .. } => "step_skipped_by_hand",
             EventKind::StepOverridden { .. } => "step_overridden",
             EventKind::PhaseResumed { .. } => "phase_resumed",
+            EventKind::CampaignStarted { .. } => "campaign_started",
+            EventKind::CampaignProgress { .. } => "campaign_progress",
+            EventKind::CampaignPaused { .. } => "campaign_paused",
+            EventKind::CampaignResumed { .. } => "campaign_resumed",
+            EventKind::CampaignCancelled { .. } => "campaign_cancelled",
+            EventKind::CampaignFinished { .. } => "campaign_finished",
             EventKind::NoteAdded => "note_added",
             EventKind::IncidentClosed { .. } => "incident_closed",
         }
@@ -252,6 +290,29 @@ impl Event {
                 format!("step `{phase}/{step}` marked done by hand after it failed{reason}")
             }
             EventKind::PhaseResumed { phase } => format!("phase `{phase}` resumed: nothing failed is left in it"),
+            EventKind::CampaignStarted { phase, step, recipients, rejected, duplicates, suppressed, batches, .. } => {
+                format!(
+                    "campaign `{phase}/{step}` started: {recipients} recipients in {batches} batches \
+                     ({rejected} lines rejected, {duplicates} duplicates, {suppressed} suppressed)"
+                )
+            }
+            EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches } => {
+                format!("campaign `{phase}/{step}`: {sent} sent, {failed} failed, {batches_done} of {batches} batches")
+            }
+            EventKind::CampaignPaused { phase, step } => format!("campaign `{phase}/{step}` paused{reason}"),
+            EventKind::CampaignResumed { phase, step } => format!("campaign `{phase}/{step}` resumed{reason}"),
+            EventKind::CampaignCancelled { phase, step } => format!("campaign `{phase}/{step}` cancelled{reason}"),
+            EventKind::CampaignFinished { phase, step, totals, .. } => {
+                let ended = if totals.cancelled { "ended, cancelled" } else { "finished" };
+                let repeats = match totals.possible_repeats.len() {
+                    0 => String::new(),
+                    n => format!(", {n} batches possibly repeated after a restart"),
+                };
+                format!(
+                    "campaign `{phase}/{step}` {ended}: {} of {} sent, {} failed{repeats}; merkle root {}",
+                    totals.sent, totals.recipients, totals.failed, totals.merkle_root
+                )
+            }
             EventKind::NoteAdded => format!("note{reason}"),
             EventKind::IncidentClosed { abandoned: false } => format!("incident closed{reason}"),
             EventKind::IncidentClosed { abandoned: true } => format!("incident ABANDONED{reason}"),

@@ -6,6 +6,7 @@
 
 mod advance;
 pub mod blocking;
+mod campaign;
 pub mod command;
 pub mod decide;
 pub mod directory;

@@ -13,7 +13,7 @@ use crate::runbook::model::{Action, Phase, Right, Step};
 
 /// Where a runbook declares a right: `rights.NAME`, or `senders` of an audience.
 #[derive(Clone, Copy)]
-enum Key<'k> {
+pub(super) enum Key<'k> {
     Rights(&'k str),
     Senders(&'k str),
 }
@@ -31,7 +31,7 @@ impl Key<'_> {
 impl<'a> Work<'a> {
     /// Checks that the actor holds `right`; `key` is where the runbook declares it, `what` is what
     /// it allows.
-    fn holds(&self, right: &Right, key: Key<'_>, what: &str) -> Result<(), Error> {
+    pub(super) fn holds(&self, right: &Right, key: Key<'_>, what: &str) -> Result<(), Error> {
         self.person()?;
         if right.roles.is_empty() {
             let fix = match (key, right.declared) {

@@ -150,6 +150,28 @@ pub struct StepState {
     pub evidence: Option<String>,
     /// What a person last did about the step after it failed for good.
     pub recovery: Option<Recovery>,
+    /// A campaign step's progress, once it has started sending.
+    pub campaign: Option<CampaignState>,
+}
+
+/// How far a campaign has got, from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CampaignState {
+    pub list: String,
+    pub list_sha256: String,
+    pub recipients: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub suppressed: u64,
+    pub batches: u32,
+    pub sent: u64,
+    pub failed: u64,
+    pub batches_done: u32,
+    /// Paused by this person, at this time.
+    pub paused: Option<(String, DateTime<Utc>)>,
+    /// Cancelled by this person, at this time (until the step is retried).
+    pub cancelled: Option<(String, DateTime<Utc>)>,
+    pub finished: Option<super::effect::CampaignTotals>,
 }
 
 /// What a person did about a step that failed for good: who, when, why.
@@ -406,9 +428,53 @@ impl Incident {
                 self.last_update.insert(audience.clone(), at);
             }
             EventKind::StatusUpdateSent { .. } | EventKind::StatusUpdateFailed { .. } => {}
+            EventKind::CampaignStarted {
+                phase,
+                step,
+                list,
+                list_sha256,
+                recipients,
+                rejected,
+                duplicates,
+                suppressed,
+                batches,
+            } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                campaign.list = list.clone();
+                campaign.list_sha256 = list_sha256.clone();
+                (campaign.recipients, campaign.rejected, campaign.duplicates, campaign.suppressed) =
+                    (*recipients, *rejected, *duplicates, *suppressed);
+                campaign.batches = *batches;
+            }
+            EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                (campaign.sent, campaign.failed, campaign.batches_done, campaign.batches) =
+                    (*sent, *failed, *batches_done, *batches);
+            }
+            EventKind::CampaignPaused { phase, step } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                campaign.paused = Some((event.actor.clone(), at));
+            }
+            EventKind::CampaignResumed { phase, step } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                campaign.paused = None;
+            }
+            EventKind::CampaignCancelled { phase, step } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                campaign.cancelled = Some((event.actor.clone(), at));
+            }
+            EventKind::CampaignFinished { phase, step, totals, .. } => {
+                let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                (campaign.sent, campaign.failed, campaign.batches_done) = (totals.sent, totals.failed, totals.batches);
+                campaign.finished = Some(totals.clone());
+            }
             EventKind::StepRetried { phase, step } => {
                 let recovery = Self::recovery(RecoveryKind::Retried, event);
                 let state = self.step_mut(phase, step);
+                // A retried campaign goes on from where it was cancelled or stopped.
+                if let Some(campaign) = state.campaign.as_mut() {
+                    (campaign.paused, campaign.cancelled, campaign.finished) = (None, None, None);
+                }
                 // The next attempt is due now; `advance` starts it.
                 state.status = StepStatus::Retrying;
                 state.retry_at = Some(at);

@@ -256,6 +256,25 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
             format!("{} marked failed step {} done by hand", event.actor, step(id, step_id))
         }
         EventKind::PhaseResumed { phase: id } => format!("Phase resumed: {}", phase(id)),
+        EventKind::CampaignStarted { phase: id, step: step_id, recipients, .. } => {
+            format!("Campaign started: {}, to {recipients} recipients", step(id, step_id))
+        }
+        EventKind::CampaignProgress { phase: id, step: step_id, sent, batches_done, batches, .. } => {
+            format!("Campaign {}: {sent} sent ({batches_done} of {batches} batches)", step(id, step_id))
+        }
+        EventKind::CampaignPaused { phase: id, step: step_id } => {
+            format!("{} paused campaign {}", event.actor, step(id, step_id))
+        }
+        EventKind::CampaignResumed { phase: id, step: step_id } => {
+            format!("{} resumed campaign {}", event.actor, step(id, step_id))
+        }
+        EventKind::CampaignCancelled { phase: id, step: step_id } => {
+            format!("{} cancelled campaign {}", event.actor, step(id, step_id))
+        }
+        EventKind::CampaignFinished { phase: id, step: step_id, totals, .. } => {
+            let ended = if totals.cancelled { "ended (cancelled)" } else { "finished" };
+            format!("Campaign {ended}: {}: {} of {} sent, {} failed", step(id, step_id), totals.sent, totals.recipients, totals.failed)
+        }
         EventKind::IncidentClosed { abandoned: false } => "Incident closed".to_string(),
         EventKind::IncidentClosed { abandoned: true } => format!("Incident abandoned by {}", event.actor),
     };

@@ -51,7 +51,7 @@ pub const STATUS_CONTEXT: &[&str] =
     &["incident", "runbook", "phases", "blocking", "relaxations", "timeline", "audience", "update", "now"];
 
 /// The variables the engine gives campaign templates, one render per recipient.
-pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "campaign", "incident", "runbook", "now"];
+pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "code", "campaign", "incident", "runbook", "now"];
 
 /// What validation learns about a template it is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]

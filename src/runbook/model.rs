@@ -116,6 +116,7 @@ pub struct Rights {
     pub close: Right,
     pub abandon: Right,
     pub recover: Right,
+    pub campaign: Right,
 }
 
 /// The roles that hold a right. Empty means nobody holds it.
@@ -363,7 +364,20 @@ pub enum Action {
         channel: String,
         batch_size: u32,
         rate_per_second: Option<u32>,
+        concurrency: u32,
+        subject: String,
+        code: Option<OfferCode>,
     },
+}
+
+/// Where a campaign's offer codes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferCode {
+    /// Derived from the secret named `secret` and the recipient: `length` characters and a check.
+    Derived { secret: String, length: u32 },
+    /// Given by this field of the recipient list.
+    Field(String),
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Action, ChannelKind, GateKind, Runbook, Text};
+use super::model::{Action, ChannelKind, GateKind, OfferCode, Runbook, Text};
 
 /// People the runbook needs: `count` distinct people holding any of `roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +55,16 @@ impl Runbook {
                 }
             }
         }
-        let rights =
-            [("close", &self.rights.close), ("abandon", &self.rights.abandon), ("recover", &self.rights.recover)];
+        let rights = [
+            ("close", &self.rights.close),
+            ("abandon", &self.rights.abandon),
+            ("recover", &self.rights.recover),
+            ("campaign", &self.rights.campaign),
+        ];
+        let campaigns = self.phases.iter().flat_map(|p| &p.steps).any(|s| matches!(s.action, Action::Campaign { .. }));
         for (right, holders) in rights {
-            if !holders.roles.is_empty() {
+            // The right to steer campaigns matters only to a runbook that has one.
+            if !holders.roles.is_empty() && (right != "campaign" || campaigns) {
                 let needed_by = format!("the right to {right} (`rights.{right}`)");
                 needs.push(RoleNeed { roles: holders.roles.clone(), count: 1, four_eyes: false, needed_by });
             }
@@ -112,6 +118,9 @@ impl Runbook {
                 match &step.action {
                     Action::Http { request, .. } => add(&mut request.headers.iter().map(|(_, value)| value), &used_by),
                     Action::Command { env, .. } => add(&mut env.iter().map(|(_, value)| value), &used_by),
+                    Action::Campaign { code: Some(OfferCode::Derived { secret, .. }), .. } => {
+                        add(&mut std::iter::once(&Text::Secret { secret: secret.clone(), prefix: None }), &used_by)
+                    }
                     _ => {}
                 }
             }

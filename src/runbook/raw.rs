@@ -70,6 +70,9 @@ pub struct Rights {
     /// Roles that may retry, skip or mark done by hand a step that failed for good.
     #[serde(default)]
     pub recover: Option<Spanned<List<String>>>,
+    /// Roles that may pause, resume and cancel a campaign, and send its test messages.
+    #[serde(default)]
+    pub campaign: Option<Spanned<List<String>>>,
 }
 
 /// The type of an input's value.
@@ -570,6 +573,31 @@ pub struct Campaign {
     /// Most messages per second; unlimited when omitted.
     #[serde(default)]
     pub rate_per_second: Option<Spanned<u32>>,
+    /// Batches in flight at once, 1 to 64; 4 when omitted.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<u32>>,
+    /// The subject of every message; the step's title when omitted.
+    #[serde(default)]
+    pub subject: Option<Spanned<String>>,
+    /// A personal offer code for each recipient, given to the template as `code`.
+    #[serde(default)]
+    pub code: Option<Spanned<OfferCode>>,
+}
+
+/// Where each recipient's offer code comes from. Exactly one of `secret` and `field`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfferCode {
+    /// The name of the secret key codes are derived from (HMAC-SHA256 of the campaign and the
+    /// recipient's id): the same recipient always gets the same code, and nobody can guess another's.
+    #[serde(default)]
+    pub secret: Option<Spanned<String>>,
+    /// Characters of a derived code, 8 to 16, not counting its check character; 10 when omitted.
+    #[serde(default)]
+    pub length: Option<Spanned<u32>>,
+    /// The recipient list's field that holds each recipient's code (issued elsewhere).
+    #[serde(default)]
+    pub field: Option<Spanned<String>>,
 }
 
 /// Where a campaign's recipients come from.

@@ -229,6 +229,7 @@ impl<E: Executor, S: Store> Executor for Timed<E, S> {
             EffectKind::Command { .. } => "command",
             EffectKind::Check { .. } => "check",
             EffectKind::Notify { .. } => "notify",
+            EffectKind::Campaign { .. } => "campaign",
         };
         self.app
             .metrics

@@ -174,6 +174,7 @@ impl Validator<'_> {
         let close = right(rights.and_then(|r| r.close.as_ref()), "close");
         let abandon = right(rights.and_then(|r| r.abandon.as_ref()), "abandon");
         let recover = right(rights.and_then(|r| r.recover.as_ref()), "recover");
+        let campaign = right(rights.and_then(|r| r.campaign.as_ref()), "campaign");
         if let (Some(list), Some(written)) = (&close, rights.and_then(|r| r.close.as_ref()))
             && list.is_empty()
         {
@@ -192,6 +193,7 @@ impl Validator<'_> {
             close: model::Right::or_default(close, roles),
             abandon: model::Right::or_default(abandon, roles),
             recover: model::Right::or_default(recover, roles),
+            campaign: model::Right::or_default(campaign, roles),
         }
     }
 

@@ -79,7 +79,7 @@ impl Validator<'_> {
             }));
         }
         if let Some(campaign) = &step.campaign {
-            actions.push(self.campaign(campaign, declared, inputs));
+            actions.push(self.campaign(campaign, step.title.as_deref(), declared, inputs));
         }
         if actions.len() != 1 {
             self.report(
@@ -217,7 +217,13 @@ impl Validator<'_> {
         })
     }
 
-    fn campaign(&mut self, campaign: &raw::Campaign, declared: &Declared, inputs: &[model::Input]) -> Option<Action> {
+    fn campaign(
+        &mut self,
+        campaign: &raw::Campaign,
+        title: Option<&str>,
+        declared: &Declared,
+        inputs: &[model::Input],
+    ) -> Option<Action> {
         let names: Vec<&str> = inputs.iter().map(|input| input.name.as_str()).collect();
         if self.reference(Code::UnknownInput, &campaign.recipients.input, "input", &names) {
             let input = inputs.iter().find(|input| input.name == campaign.recipients.input.value)?;
@@ -239,6 +245,24 @@ impl Validator<'_> {
         if let Some(rate) = campaign.rate_per_second.as_ref().filter(|r| r.value == 0) {
             self.report(Code::InvalidValue, rate.mark, "`rate_per_second` is 0, so nothing would ever be sent");
         }
+        let concurrency = campaign.concurrency.as_ref().map_or(4, |c| c.value);
+        if let Some(written) = campaign.concurrency.as_ref().filter(|c| !(1..=64).contains(&c.value)) {
+            self.report(Code::InvalidValue, written.mark, format!("`concurrency` is {}; give 1 to 64", written.value));
+        }
+        let subject = match (&campaign.subject, title) {
+            (Some(subject), _) if !subject.value.trim().is_empty() => subject.value.trim().to_string(),
+            (Some(subject), _) => {
+                self.report(Code::InvalidValue, subject.mark, "`subject` is blank");
+                String::new()
+            }
+            (None, Some(title)) => title.to_string(),
+            (None, None) => {
+                self.report(Code::InvalidValue, campaign.template.mark, "a campaign's messages need a subject")
+                    .help = Some("give the campaign a `subject`, or its step a `title`".to_string());
+                String::new()
+            }
+        };
+        let code = campaign.code.as_ref().and_then(|code| self.offer_code(code));
         Some(Action::Campaign {
             recipients_input: campaign.recipients.input.value.clone(),
             id_field: campaign.recipients.id_field.value.clone(),
@@ -251,6 +275,36 @@ impl Validator<'_> {
             channel: campaign.channel.value.clone(),
             batch_size,
             rate_per_second: campaign.rate_per_second.as_ref().map(|r| r.value),
+            concurrency,
+            subject,
+            code,
         })
+    }
+
+    /// Exactly one of a secret to derive codes from (with their length) or a field that holds them.
+    fn offer_code(&mut self, code: &Spanned<raw::OfferCode>) -> Option<model::OfferCode> {
+        let written = &code.value;
+        match (&written.secret, &written.field) {
+            (Some(secret), None) => {
+                let length = written.length.as_ref().map_or(10, |l| l.value);
+                if let Some(l) = written.length.as_ref().filter(|l| !(8..=16).contains(&l.value)) {
+                    self.report(Code::InvalidValue, l.mark, format!("`length` is {}; give 8 to 16", l.value));
+                }
+                self.not_blank(secret, "secret");
+                Some(model::OfferCode::Derived { secret: secret.value.clone(), length })
+            }
+            (None, Some(field)) => {
+                if let Some(l) = &written.length {
+                    self.report(Code::InvalidValue, l.mark, "`length` applies only to codes derived from a `secret`");
+                }
+                self.not_blank(field, "field");
+                Some(model::OfferCode::Field(field.value.clone()))
+            }
+            (Some(_), Some(_)) | (None, None) => {
+                self.report(Code::InvalidValue, code.mark, "`code` takes exactly one of `secret` and `field`")
+                    .help = Some("`code: { secret: OFFER_CODE_KEY }` derives each code; `code: { field: gift_card_code }` reads it from the list".to_string());
+                None
+            }
+        }
     }
 }

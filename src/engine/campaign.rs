@@ -1,0 +1,114 @@
+//! Campaign steps: what people may do to a running campaign (pause, resume, cancel: the
+//! runbook's `campaign` right), the milestones the runtime's sender reports, and the campaign's
+//! end. The sending itself is the runtime's; the engine records where it stands.
+
+use super::command::{CampaignAction, CampaignReport};
+use super::decide::{Error, Work};
+use super::effect::Outcome;
+use super::event::EventKind;
+use super::rights::Key;
+use super::state::{CampaignState, StepStatus};
+use crate::runbook::model::Action;
+
+impl Work<'_> {
+    /// The campaign step `phase/step`, which must be sending (its attempt running).
+    fn sending_campaign(&self, phase: &str, step: &str) -> Result<Option<CampaignState>, Error> {
+        let phase_model = self.phase_model(phase)?;
+        let step_model = phase_model
+            .step(step)
+            .ok_or_else(|| Error::UnknownStep { phase: phase.to_string(), step: step.to_string() })?;
+        if !matches!(step_model.action, Action::Campaign { .. }) {
+            return Err(Error::Campaign {
+                phase: phase.to_string(),
+                step: step.to_string(),
+                problem: format!("is not a campaign: the step is {}", step_model.action.kind()),
+            });
+        }
+        let state = self.incident.step(phase, step);
+        if state.status != StepStatus::Running {
+            return Err(Error::Campaign {
+                phase: phase.to_string(),
+                step: step.to_string(),
+                problem: format!("is not sending: the step is {}", state.status.as_str()),
+            });
+        }
+        Ok(state.campaign)
+    }
+
+    pub(super) fn campaign_action(
+        &mut self,
+        phase: &str,
+        step: &str,
+        action: CampaignAction,
+        reason: &Option<String>,
+    ) -> Result<(), Error> {
+        let what = format!("{}ing campaign `{phase}/{step}`", action.as_str().trim_end_matches('e'));
+        self.holds(&self.runbook.rights().campaign, Key::Rights("campaign"), &what)?;
+        let campaign = self.sending_campaign(phase, step)?.unwrap_or_default();
+        let refuse = |problem: &str| {
+            Err(Error::Campaign { phase: phase.to_string(), step: step.to_string(), problem: problem.to_string() })
+        };
+        let (phase, step) = (phase.to_string(), step.to_string());
+        let event = match action {
+            _ if campaign.cancelled.is_some() => return refuse("is cancelled; it ends once its batches in flight are answered"),
+            CampaignAction::Pause if campaign.paused.is_some() => return refuse("is already paused"),
+            CampaignAction::Resume if campaign.paused.is_none() => return refuse("is not paused"),
+            CampaignAction::Pause => EventKind::CampaignPaused { phase, step },
+            CampaignAction::Resume => EventKind::CampaignResumed { phase, step },
+            CampaignAction::Cancel => {
+                if reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    return Err(Error::Unexplained { what, needs: "a reason", flag: "--reason" });
+                }
+                EventKind::CampaignCancelled { phase, step }
+            }
+        };
+        self.emit_because(event, reason.clone());
+        Ok(())
+    }
+
+    /// A milestone from the sender (the runtime, not a person).
+    pub(super) fn campaign_report(&mut self, phase: &str, step: &str, report: &CampaignReport) -> Result<(), Error> {
+        self.sending_campaign(phase, step)?;
+        self.emit(report.event(phase, step));
+        Ok(())
+    }
+
+    /// The campaign's end: its totals on record, then the step done, or failed for good when a
+    /// person cancelled it (a retry goes on with the batches not sent).
+    pub(super) fn campaign_finished(
+        &mut self,
+        phase: &str,
+        step: &str,
+        campaign: &str,
+        attempt: u32,
+        outcome: &Outcome,
+    ) -> Result<(), Error> {
+        let phase_model = self.phase_model(phase)?;
+        let step_model =
+            phase_model.step(step).ok_or_else(|| Error::StaleEffect(format!("{campaign}/attempt-{attempt}")))?;
+        match outcome {
+            Outcome::Campaign(totals) => {
+                let event = EventKind::CampaignFinished {
+                    phase: phase.to_string(),
+                    step: step.to_string(),
+                    campaign: campaign.to_string(),
+                    totals: totals.clone(),
+                };
+                self.emit(event);
+                if totals.cancelled {
+                    let error = format!(
+                        "campaign cancelled after {} of {} recipients were sent; retry to send the rest",
+                        totals.sent, totals.recipients
+                    );
+                    let (phase, step) = (phase.to_string(), step.to_string());
+                    self.emit(EventKind::StepFailed { phase, step, attempt, error, retry_at: None });
+                } else {
+                    self.done(phase_model, step_model, Default::default());
+                }
+            }
+            Outcome::Failed { error } => self.fail_attempt(phase_model, step_model, attempt, error.clone()),
+            other => return Err(Error::StaleEffect(format!("{campaign}: unexpected outcome {other:?}"))),
+        }
+        Ok(())
+    }
+}

@@ -138,7 +138,7 @@ pub struct Skip {
     common: Common,
 }
 
-fn split(path: &str, what: &str) -> anyhow::Result<(String, String)> {
+pub(super) fn split(path: &str, what: &str) -> anyhow::Result<(String, String)> {
     match path.split_once('/') {
         Some((phase, item)) if !phase.is_empty() && !item.is_empty() => Ok((phase.to_string(), item.to_string())),
         _ => anyhow::bail!("`{path}` is not `PHASE/{what}`"),
@@ -146,7 +146,7 @@ fn split(path: &str, what: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Decides `command` on the incident as `actor`, records it, and prints what happened.
-async fn submit(
+pub(super) async fn submit(
     common: &Common,
     templates: Option<&std::path::Path>,
     incident: &str,

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 
 use super::Format;
 use super::incident::{Common, open_read_only};
-use crate::audit::export;
+use crate::audit::{export, merkle};
 use crate::audit::keys::PublicKey;
 use crate::audit::verify::{Outcome, Verifier};
 use crate::audit::witness::{self, Witness, Witnessed};
@@ -28,6 +28,24 @@ pub enum Command {
     Verify(Verify),
     /// Write an incident's events, hashes and checkpoints as JSON Lines.
     Export(Export),
+    /// Print the proof that a campaign's recipient was told, and what: their outcome's place in
+    /// the Merkle tree whose root the incident's log records (check it offline with the export,
+    /// the public key and `scripts/verify-export.py --proof`).
+    Prove(Prove),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Prove {
+    incident: String,
+    /// The campaign step, as `PHASE/STEP`.
+    step: String,
+    /// The recipient's id, as the list gives it.
+    recipient: String,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +127,7 @@ pub async fn run(command: Command, templates: Option<&Path>) -> anyhow::Result<u
     match command {
         Command::Verify(args) => verify(args, templates).await,
         Command::Export(args) => export(args, templates).await,
+        Command::Prove(args) => prove(args, templates).await,
     }
 }
 
@@ -260,6 +279,57 @@ async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
             audit::export_stored(store, &incident, &mut out).await?;
             super::print_stdout(&String::from_utf8(out)?)?;
         }
+    }
+    Ok(super::exit::OK)
+}
+
+async fn prove(args: Prove, templates: Option<&Path>) -> anyhow::Result<u8> {
+    let (phase, step) = args.step.split_once('/').with_context(|| format!("`{}` is not `PHASE/STEP`", args.step))?;
+    let (_, store) = open_read_only(&args.common, templates).await?;
+    let incident = super::stored_incident(&store, &args.incident).await?;
+    let campaign = format!("{incident}/{phase}/{step}");
+    let events = store.events(&incident).await?;
+    let root = events.iter().rev().find_map(|event| match &event.kind {
+        crate::engine::EventKind::CampaignFinished { campaign: key, totals, .. } if *key == campaign => {
+            Some(totals.merkle_root.clone())
+        }
+        _ => None,
+    });
+    let Some(root) = root else {
+        bail!("campaign `{campaign}` has not finished, so its log records no Merkle root to prove against yet");
+    };
+    let mut hashes = Vec::new();
+    let mut found = None;
+    for (number, blob) in store.campaign_leaves(&campaign).await? {
+        let leaves = merkle::decode_leaves(&blob)
+            .with_context(|| format!("campaign `{campaign}`, batch {number}: its stored leaves do not read"))?;
+        for leaf in leaves {
+            if found.is_none() && leaf.id == args.recipient {
+                found = Some((hashes.len(), leaf.clone()));
+            }
+            hashes.push(leaf.hash());
+        }
+    }
+    let Some((index, leaf)) = found else {
+        bail!(
+            "recipient `{}` is not among the {} recipients campaign `{campaign}` tried (rejected, duplicate and \
+             suppressed lines are not sent; see its rejects file)",
+            args.recipient,
+            hashes.len()
+        );
+    };
+    let proof = merkle::Proof::new(&incident, &campaign, leaf, index, &hashes)
+        .context("the stored leaves do not give a proof for this recipient")?;
+    if hex::encode(proof.root) != root {
+        bail!(
+            "the stored leaves of campaign `{campaign}` give the root {}, but the log records {root}: they were changed",
+            hex::encode(proof.root)
+        );
+    }
+    let json = format!("{}\n", proof.to_json());
+    match &args.output {
+        Some(path) => std::fs::write(path, json).with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => super::print_stdout(&json)?,
     }
     Ok(super::exit::OK)
 }

@@ -17,6 +17,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod campaign;
 mod serve;
 mod start;
 mod status;
@@ -69,6 +70,9 @@ enum Command {
     Close(act::Close),
     /// Carry out due work for all open incidents (`--watch` to keep going).
     Run(run::Args),
+    /// Follow and steer a campaign step: status, pause, resume, cancel.
+    #[command(subcommand)]
+    Campaign(campaign::Command),
     /// Verify or export incidents' tamper-evident logs.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -153,6 +157,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Approve(args) => act::approve(args, templates).await,
             Command::Done(args) => act::done(args, templates).await,
             Command::Retry(args) => act::retry(args, templates).await,
+            Command::Campaign(command) => campaign::run(command, templates).await,
             Command::Skip(args) => act::skip(args, templates).await,
             Command::Signal(args) => act::signal(args, templates).await,
             Command::Note(args) => act::note(args, templates).await,

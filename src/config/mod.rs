@@ -51,6 +51,21 @@ struct File {
     outbound: outbound::File,
     #[serde(default)]
     server: server::File,
+    #[serde(default)]
+    campaigns: CampaignsFile,
+}
+
+/// `campaigns:`: where campaigns keep their rejects files, and whom they never write to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignsFile {
+    /// Rejects files go under `DIR/INCIDENT/PHASE/STEP/`; `campaigns` when omitted.
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    /// A file of recipient ids or addresses (one a line, `#` comments) no campaign writes to:
+    /// opt-outs from the suppression list.
+    #[serde(default)]
+    suppression: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +189,7 @@ pub struct Config {
     /// Where HTTP steps, checks and notify channels may go beyond public addresses.
     pub outbound: crate::actions::outbound::Policy,
     pub server: server::Server,
+    pub campaigns: crate::runtime::campaign::Settings,
 }
 
 /// Overrides from the command line and the environment, applied after the file.
@@ -231,6 +247,10 @@ impl Config {
                 witness,
             },
             server,
+            campaigns: crate::runtime::campaign::Settings {
+                dir: parsed.campaigns.dir.map(relative).unwrap_or_else(|| PathBuf::from("campaigns")),
+                suppression: parsed.campaigns.suppression.map(relative),
+            },
         };
         config.validate()?;
         Ok(config)

@@ -157,6 +157,8 @@ pub struct StepState {
 /// How far a campaign has got, from its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CampaignState {
+    /// When the list was read and sending began.
+    pub started_at: Option<DateTime<Utc>>,
     pub list: String,
     pub list_sha256: String,
     pub recipients: u64,
@@ -440,6 +442,7 @@ impl Incident {
                 batches,
             } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
+                campaign.started_at = Some(at);
                 campaign.list = list.clone();
                 campaign.list_sha256 = list_sha256.clone();
                 (campaign.recipients, campaign.rejected, campaign.duplicates, campaign.suppressed) =

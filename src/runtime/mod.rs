@@ -20,6 +20,7 @@ use crate::runbook::{self, Diagnostic, Runbook, Templates};
 use crate::store::{self, Store};
 
 pub mod audit;
+pub mod campaign;
 pub mod drill;
 pub mod inbox;
 mod owned;
@@ -43,6 +44,19 @@ pub trait Executor: Send + Sync + 'static {
         events: &[Event],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Outcome> + Send;
+
+    /// Renders and sends one batch of a campaign. An executor without campaign channels (a
+    /// test's fake) answers that it cannot.
+    fn send_campaign_batch(
+        &self,
+        job: crate::actions::campaign::BatchJob<'_>,
+    ) -> impl Future<Output = crate::actions::campaign::BatchSent> + Send {
+        let _ = job;
+        std::future::ready(crate::actions::campaign::BatchSent {
+            answer: crate::actions::campaign::Answer::Failed { error: "this executor sends no campaigns".to_string() },
+            leaves: Vec::new(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +74,8 @@ pub enum Error {
     /// The log does not verify since its last checkpoint, so its head is not signed.
     #[error("{0}")]
     Unsigned(String),
+    #[error("{0}")]
+    Campaign(String),
     #[error("incident `{incident}`'s log cannot be read: {error}")]
     Log { incident: String, error: engine::state::Error },
 }
@@ -84,6 +100,8 @@ pub struct Progress {
     pub events: usize,
     /// Checkpoints signed.
     pub checkpoints: usize,
+    /// Slices of campaigns that moved on (a list read, batches sent).
+    pub campaign_slices: usize,
 }
 
 pub struct Runtime<S, T> {
@@ -113,6 +131,10 @@ pub struct Runtime<S, T> {
     turns: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
     /// What this runtime appended, when it owns its store ([`Runtime::owning_the_store`]).
     owned: Option<Mutex<Owned>>,
+    /// Where campaigns keep their files.
+    campaign_settings: campaign::Settings,
+    /// The pace of the campaigns this process is sending.
+    campaigns: campaign::Memory,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -130,7 +152,15 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             signed_at: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
             owned: None,
+            campaign_settings: campaign::Settings::default(),
+            campaigns: campaign::Memory::default(),
         }
+    }
+
+    /// Where campaigns write their rejects files, and the suppression list they honour.
+    pub fn with_campaigns(mut self, settings: campaign::Settings) -> Self {
+        self.campaign_settings = settings;
+        self
     }
 
     /// Signs checkpoints with `signer`: an incident's head when it closes, and an open incident's
@@ -262,9 +292,21 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             let mut pass = Progress::default();
             for pending in self.pending_effects().await? {
                 let loaded = self.caught_up(&pending.incident, logs).await?;
-                let outcome = executor
-                    .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
-                    .await;
+                let outcome = if matches!(pending.effect.kind, engine::EffectKind::Campaign { .. }) {
+                    // A campaign stays in the outbox while it sends, a slice a pass.
+                    match self.campaign_slice(&pending, loaded, executor).await? {
+                        campaign::Slice::Ended(outcome) => outcome,
+                        campaign::Slice::Moved => {
+                            pass.campaign_slices += 1;
+                            continue;
+                        }
+                        campaign::Slice::Waiting => continue,
+                    }
+                } else {
+                    executor
+                        .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
+                        .await
+                };
                 let record = Command::Record { effect: pending.effect.clone(), outcome };
                 let decision = self.submit(&pending.incident, engine::event::SYSTEM, record).await?;
                 pass.effects += 1;
@@ -278,10 +320,13 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             total.effects += pass.effects;
             total.events += pass.events;
+            total.campaign_slices += pass.campaign_slices;
             // The ticks came after this pass's effects were recorded: when they decided nothing
             // and (as a runtime that owns its store knows) no effect waits, another pass would
             // find nothing either.
-            let settled = ticked == 0 && self.owned().is_some_and(|owned| owned.outbox.is_empty());
+            let settled = ticked == 0
+                && pass.campaign_slices == 0
+                && self.owned().is_some_and(|owned| owned.outbox.is_empty());
             if pass == Progress::default() || settled {
                 total.checkpoints = self.sign_due().await?;
                 return Ok(total);

@@ -43,3 +43,26 @@ pub enum Answer {
     /// Not taken (no answer, or an answer that is not a success): try the whole batch again.
     Failed { error: String },
 }
+
+/// One batch of a campaign to render and send: the incident as its log leaves it, the step, and
+/// the batch's recipients as read back from the list.
+pub struct BatchJob<'a> {
+    pub runbook: &'a crate::runbook::Runbook,
+    pub incident: &'a crate::engine::Incident,
+    pub events: &'a [crate::engine::Event],
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub phase: &'a str,
+    pub step: &'a str,
+    /// `INCIDENT/PHASE/STEP`.
+    pub campaign: &'a str,
+    pub number: u32,
+    pub recipients: &'a [crate::campaign::Recipient],
+}
+
+/// What became of a batch: the channel's answer (with the recipients whose message could not
+/// even be rendered among the refused), and one Merkle leaf per recipient, in the batch's order,
+/// with the digest of the message as sent and its outcome.
+pub struct BatchSent {
+    pub answer: Answer,
+    pub leaves: Vec<crate::audit::merkle::Leaf>,
+}

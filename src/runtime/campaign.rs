@@ -1,0 +1,352 @@
+//! Campaigns: sending a campaign step's messages, a slice at a time, with its progress in the
+//! store so that a crash at any instant loses nobody and repeats only the batches in flight.
+//!
+//! A campaign effect stays in the outbox while its campaign runs; each pass of the runtime gives
+//! it a slice: the first reads the list and stores its batches (`campaign::plan::prepare`, then
+//! `Store::campaign_plan`) and records `campaign_started`; the next ones each send up to the
+//! step's `concurrency` batches at once. A batch is marked in flight in the store before it is
+//! sent (`Store::campaign_sending`) and answered after (`Store::campaign_answered`, with each
+//! recipient's Merkle leaf), so the resume point never moves before the channel has answered. A
+//! batch found in flight goes again with the same idempotency key; every batch marked in flight
+//! more than once is a possible repeat, listed at the end. Once every batch is answered (or a
+//! person cancelled and the batches in flight are answered), the leaves give the Merkle root,
+//! recorded in `campaign_finished` with the totals.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{Error, Executor, Loaded, Runtime};
+use crate::actions::campaign::{Answer, BatchJob};
+use crate::audit::merkle;
+use crate::campaign::plan::{self, ListSpec};
+use crate::engine::command::CampaignReport;
+use crate::engine::effect::CampaignTotals;
+use crate::engine::state::CampaignState;
+use crate::engine::{self, Command, EffectKind, Outcome};
+use crate::runbook::Templates;
+use crate::runbook::model::{Action, Step};
+use crate::store::{BatchResult, BatchState, CampaignBatch, PendingEffect, Store};
+
+/// A batch that fails this many attempts in a row is given up: its recipients failed.
+const ATTEMPTS: u32 = 8;
+
+/// A progress event every this many percent of the batches.
+const PROGRESS_EVERY_PERCENT: u32 = 5;
+
+/// Where campaigns keep their files, from configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rejects files go under `DIR/INCIDENT/PHASE/STEP/`.
+    pub dir: PathBuf,
+    /// Recipients never to write to (ids or addresses, one a line).
+    pub suppression: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { dir: PathBuf::from("campaigns"), suppression: None }
+    }
+}
+
+/// What this process remembers of a running campaign between slices (nothing that a crash
+/// could not lose: the store holds the progress).
+#[derive(Default)]
+pub(super) struct Memory {
+    campaigns: Mutex<HashMap<String, Pace>>,
+}
+
+#[derive(Default, Clone)]
+struct Pace {
+    /// When the next messages may go, at the campaign's rate.
+    next: Option<Instant>,
+    /// When a batch that failed may be tried again.
+    retry_at: Option<Instant>,
+    /// The share of batches the last progress event reported, in steps of
+    /// [`PROGRESS_EVERY_PERCENT`].
+    reported: u32,
+}
+
+/// What a slice did.
+pub(super) enum Slice {
+    /// The campaign ended: record this outcome.
+    Ended(Outcome),
+    /// Batches were sent (or the list was read).
+    Moved,
+    /// Nothing to do now: paused, or waiting to retry.
+    Waiting,
+}
+
+impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
+    /// One slice of a campaign effect's work.
+    pub(super) async fn campaign_slice(
+        &self,
+        pending: &PendingEffect,
+        loaded: &Loaded,
+        executor: &impl Executor,
+    ) -> Result<Slice, Error> {
+        let EffectKind::Campaign { phase, step, campaign, list, .. } = &pending.effect.kind else {
+            return Ok(Slice::Waiting);
+        };
+        let Some(step_model) = loaded.runbook.phase(phase).and_then(|p| p.step(step)) else {
+            return Ok(Slice::Ended(Outcome::Failed { error: format!("step `{phase}/{step}` is not in the runbook") }));
+        };
+        let state = loaded.incident.step(phase, step).campaign.unwrap_or_default();
+        let batches = self.store.campaign_batches(campaign).await?;
+        if batches.is_empty() || state.batches == 0 {
+            return self.prepare(pending, step_model, list, batches.is_empty()).await;
+        }
+        let unanswered: Vec<&CampaignBatch> =
+            batches.iter().filter(|b| !matches!(b.state, BatchState::Answered { .. })).collect();
+        if unanswered.is_empty() || state.cancelled.is_some() {
+            return self.finish(campaign, &batches, &state).await.map(Slice::Ended);
+        }
+        if state.paused.is_some() {
+            return Ok(Slice::Waiting);
+        }
+        let Action::Campaign { concurrency, rate_per_second, .. } = &step_model.action else {
+            return Ok(Slice::Waiting);
+        };
+        let mut pace = self.pace(campaign);
+        let now = Instant::now();
+        if pace.retry_at.is_some_and(|at| at > now) {
+            return Ok(Slice::Waiting);
+        }
+        let window: Vec<&CampaignBatch> = unanswered.into_iter().take(*concurrency as usize).collect();
+        // The campaign's rate: the window's messages wait until the previous ones' time is up.
+        if let Some(next) = pace.next.filter(|next| *next > now) {
+            tokio::time::sleep(next - now).await;
+        }
+        if let Some(rate) = rate_per_second {
+            let messages: u32 = window.iter().map(|b| b.plan.recipients).sum();
+            let start = pace.next.map_or(Instant::now(), |next| next.max(Instant::now()));
+            pace.next = Some(start + Duration::from_secs_f64(f64::from(messages) / f64::from(*rate)));
+        }
+        let numbers: Vec<u32> = window.iter().map(|b| b.plan.number).collect();
+        self.store.campaign_sending(campaign, &numbers, self.now()).await?;
+        let spec = list_spec(step_model);
+        let sends = window.iter().map(|batch| {
+            let (spec, list, plan) = (spec.clone(), PathBuf::from(list), batch.plan.clone());
+            let attempts = match batch.state {
+                BatchState::Sending { attempts, .. } => attempts + 1,
+                _ => 1,
+            };
+            async move {
+                let recipients = tokio::task::spawn_blocking(move || plan::read_batch(&list, &spec, &plan))
+                    .await
+                    .map_err(|error| error.to_string())
+                    .and_then(|read| read.map_err(|error| error.to_string()));
+                let recipients = match recipients {
+                    Ok(recipients) => recipients,
+                    Err(error) => return (batch.plan.number, attempts, Err(error)),
+                };
+                let job = BatchJob {
+                    runbook: &loaded.runbook,
+                    incident: &loaded.incident,
+                    events: &loaded.events,
+                    now: self.now(),
+                    phase,
+                    step,
+                    campaign,
+                    number: batch.plan.number,
+                    recipients: &recipients,
+                };
+                (batch.plan.number, attempts, Ok(executor.send_campaign_batch(job).await))
+            }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        let mut results = Vec::new();
+        let mut failed_attempt = None;
+        for (number, attempts, sent) in answers {
+            let at = self.now();
+            match sent {
+                Ok(sent) => match sent.answer {
+                    Answer::Accepted { rejected } => {
+                        let failed = rejected;
+                        let count = sent.leaves.len() as u32 - failed.len() as u32;
+                        results.push(BatchResult {
+                            number,
+                            at,
+                            sent: count,
+                            failed,
+                            leaves: merkle::encode_leaves(&sent.leaves),
+                        });
+                    }
+                    Answer::Failed { error } if attempts >= ATTEMPTS => {
+                        tracing::warn!(%campaign, batch = number, %error, "batch given up");
+                        results.push(given_up(number, at, &sent.leaves, &error, attempts));
+                    }
+                    Answer::Failed { error } => {
+                        tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed; it will be sent again");
+                        failed_attempt = Some(attempts);
+                    }
+                },
+                // The list could not be read back as planned (changed on disk): nothing was sent.
+                Err(error) => {
+                    return Ok(Slice::Ended(Outcome::Failed {
+                        error: format!("campaign `{campaign}`, batch {number}: {error}"),
+                    }));
+                }
+            }
+        }
+        if !results.is_empty() {
+            self.store.campaign_answered(campaign, &results).await?;
+        }
+        if let Some(attempts) = failed_attempt {
+            let wait = Duration::from_millis(500u64.saturating_mul(1 << attempts.min(7)));
+            pace.retry_at = Some(Instant::now() + wait);
+        } else {
+            pace.retry_at = None;
+        }
+        self.report_progress(pending, campaign, &mut pace).await?;
+        self.campaigns.campaigns.lock().expect("never poisoned").insert(campaign.clone(), pace);
+        Ok(Slice::Moved)
+    }
+
+    fn pace(&self, campaign: &str) -> Pace {
+        self.campaigns.campaigns.lock().expect("never poisoned").get(campaign).cloned().unwrap_or_default()
+    }
+
+    /// Reads the list, stores its batches (once) and records `campaign_started`.
+    async fn prepare(&self, pending: &PendingEffect, step: &Step, list: &str, store_plan: bool) -> Result<Slice, Error> {
+        let EffectKind::Campaign { phase, step: step_id, campaign, .. } = &pending.effect.kind else {
+            return Ok(Slice::Waiting);
+        };
+        let spec = list_spec(step);
+        let rejects = self.campaign_settings.dir.join(campaign).join("rejects.csv");
+        let suppression = self.campaign_settings.suppression.clone();
+        let path = PathBuf::from(list);
+        let prepared = tokio::task::spawn_blocking(move || {
+            if let Some(parent) = rejects.parent() {
+                std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            }
+            plan::prepare(&path, &spec, suppression.as_deref(), &rejects).map_err(|error| error.to_string())
+        })
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|prepared| prepared);
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok(Slice::Ended(Outcome::Failed { error })),
+        };
+        if store_plan {
+            self.store.campaign_plan(campaign, &prepared.batches).await?;
+        }
+        let counts = &prepared.counts;
+        let report = CampaignReport::Started {
+            list: list.to_string(),
+            list_sha256: prepared.sha256.clone(),
+            recipients: counts.accepted,
+            rejected: counts.rejected,
+            duplicates: counts.duplicates,
+            suppressed: counts.suppressed,
+            batches: prepared.batches.len() as u32,
+        };
+        let command = Command::CampaignReport { phase: phase.clone(), step: step_id.clone(), report };
+        self.submit(&pending.incident, engine::event::SYSTEM, command).await?;
+        // An empty list ends at the next slice, with nothing to send.
+        Ok(Slice::Moved)
+    }
+
+    /// Records `campaign_progress` when the answered batches have crossed another few percent.
+    async fn report_progress(&self, pending: &PendingEffect, campaign: &str, pace: &mut Pace) -> Result<(), Error> {
+        let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
+        let batches = self.store.campaign_batches(campaign).await?;
+        let totals = totals(&batches);
+        let total = batches.len() as u32;
+        let percent = if total == 0 { 100 } else { totals.done * 100 / total };
+        let step_reached = percent / PROGRESS_EVERY_PERCENT;
+        if step_reached <= pace.reported || totals.done == total {
+            return Ok(());
+        }
+        pace.reported = step_reached;
+        let report = CampaignReport::Progress { sent: totals.sent, failed: totals.failed, batches_done: totals.done, batches: total };
+        let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
+        self.submit(&pending.incident, engine::event::SYSTEM, command).await?;
+        Ok(())
+    }
+
+    /// Every batch answered (or the campaign cancelled): the totals and the Merkle root.
+    async fn finish(&self, campaign: &str, batches: &[CampaignBatch], state: &CampaignState) -> Result<Outcome, Error> {
+        let counted = totals(batches);
+        let mut tree = merkle::Builder::new();
+        for (number, blob) in self.store.campaign_leaves(campaign).await? {
+            let leaves = merkle::decode_leaves(&blob).map_err(|error| {
+                Error::Campaign(format!("campaign `{campaign}`, batch {number}: its stored leaves do not read: {error}"))
+            })?;
+            for leaf in &leaves {
+                tree.push(leaf.hash());
+            }
+        }
+        let recipients: u64 = batches.iter().map(|b| u64::from(b.plan.recipients)).sum();
+        Ok(Outcome::Campaign(CampaignTotals {
+            recipients,
+            sent: counted.sent,
+            failed: counted.failed,
+            rejected: state.rejected,
+            duplicates: state.duplicates,
+            suppressed: state.suppressed,
+            batches: batches.len() as u32,
+            possible_repeats: counted.repeats,
+            merkle_root: hex::encode(tree.root()),
+            leaves: tree.len(),
+            cancelled: state.cancelled.is_some(),
+        }))
+    }
+}
+
+struct Totals {
+    sent: u64,
+    failed: u64,
+    done: u32,
+    repeats: Vec<u32>,
+}
+
+fn totals(batches: &[CampaignBatch]) -> Totals {
+    let mut totals = Totals { sent: 0, failed: 0, done: 0, repeats: Vec::new() };
+    for batch in batches {
+        match batch.state {
+            BatchState::Answered { attempts, sent, failed, .. } => {
+                totals.sent += u64::from(sent);
+                totals.failed += u64::from(failed);
+                totals.done += 1;
+                if attempts > 1 {
+                    totals.repeats.push(batch.plan.number);
+                }
+            }
+            BatchState::Sending { attempts, .. } if attempts > 0 => totals.repeats.push(batch.plan.number),
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// A batch given up after [`ATTEMPTS`]: each recipient failed, with the channel's last error.
+fn given_up(number: u32, at: DateTime<Utc>, leaves: &[merkle::Leaf], error: &str, attempts: u32) -> BatchResult {
+    let reason = format!("not accepted after {attempts} attempts: {error}");
+    let leaves: Vec<merkle::Leaf> = leaves
+        .iter()
+        .map(|leaf| merkle::Leaf { outcome: merkle::LeafOutcome::Failed(reason.clone()), ..leaf.clone() })
+        .collect();
+    BatchResult {
+        number,
+        at,
+        sent: 0,
+        failed: leaves.iter().map(|leaf| (leaf.id.clone(), reason.clone())).collect(),
+        leaves: merkle::encode_leaves(&leaves),
+    }
+}
+
+fn list_spec(step: &Step) -> ListSpec {
+    match &step.action {
+        Action::Campaign { id_field, address_field, batch_size, .. } => ListSpec {
+            id_field: id_field.clone(),
+            address_field: address_field.clone(),
+            batch_size: *batch_size,
+        },
+        _ => ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
+    }
+}

@@ -479,7 +479,9 @@ impl<R: Read> Reader<R> {
                 (fields, id, address)
             }
             None => {
-                let fields = match serde_json::from_slice::<Value>(&self.source.bytes) {
+                let line = self.source.bytes.strip_suffix(b"\n").unwrap_or(&self.source.bytes);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let fields = match serde_json::from_slice::<Value>(line) {
                     Ok(Value::Object(fields)) => fields,
                     Ok(_) => return Err(Reason::NotAnObject),
                     Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
@@ -560,4 +562,218 @@ fn excerpt(bytes: &[u8]) -> String {
     let kept = text.trim_end_matches(['\r', '\n']).len();
     text.truncate(kept);
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ListSpec {
+        ListSpec { id_field: "member_id".into(), address_field: "email".into(), batch_size: 10 }
+    }
+
+    /// Each item of `text` read as `format`: (line, start, end, the recipient's id or the reason).
+    fn read(format: Format, text: &str) -> Vec<(u64, u64, u64, String)> {
+        let reader = Reader::new(text.as_bytes(), format, &spec(), Path::new("list")).unwrap();
+        reader
+            .map(|item| {
+                let item = item.unwrap();
+                let what = match &item.entry {
+                    Entry::Recipient(recipient) => format!("{} <{}>", recipient.id, recipient.address),
+                    Entry::Rejected { reason, .. } => reason.to_string(),
+                };
+                assert!(item.start < item.end && item.end <= text.len() as u64, "{item:?}");
+                (item.line, item.start, item.end, what)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines() {
+        let long_id = "9".repeat(257);
+        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+            (
+                "{\"member_id\": 1, \"email\": \"a@b.example\"}\n".into(),
+                vec![(1, 0, 41, "1 <a@b.example>".into())],
+            ),
+            // Blank lines are skipped, CRLF belongs to its line, the last line needs no ending.
+            (
+                "\n  \r\n{\"member_id\":\"x\",\"email\":\" A@B.example \"}\r\n\n{\"member_id\":\"y\",\"email\":\"c@d.example\"}"
+                    .into(),
+                vec![(3, 5, 48, "x <A@B.example>".into()), (5, 49, 88, "y <c@d.example>".into())],
+            ),
+            (
+                "\u{feff}{\"member_id\":2,\"email\":\"a@b.example\"}\n".into(),
+                vec![(1, 3, 41, "2 <a@b.example>".into())],
+            ),
+            ("{\"member_id\": 1,\n".into(), vec![(1, 0, 17, "unparsable: not JSON: EOF while parsing a value (column 16)".into())]),
+            ("[1, 2]\n\"x\"\n".into(), vec![
+                (1, 0, 7, "unparsable: not a JSON object".into()),
+                (2, 7, 11, "unparsable: not a JSON object".into()),
+            ]),
+            ("{\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 24, "missing id".into())]),
+            ("{\"member_id\":\"  \",\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 41, "missing id".into())]),
+            ("{\"member_id\":null,\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 41, "missing id".into())]),
+            (
+                "{\"member_id\":true,\"email\":\"a@b.example\"}\n".into(),
+                vec![(1, 0, 41, "malformed id: neither a string nor a number".into())],
+            ),
+            (
+                format!("{{\"member_id\":\"{long_id}\",\"email\":\"a@b.example\"}}\n"),
+                vec![(1, 0, 298, "malformed id: 257 bytes, more than 256".into())],
+            ),
+            ("{\"member_id\":1}\n".into(), vec![(1, 0, 16, "missing address".into())]),
+            ("{\"member_id\":1,\"email\":\"\"}\n".into(), vec![(1, 0, 27, "missing address".into())]),
+            (
+                "{\"member_id\":1,\"email\":7}\n".into(),
+                vec![(1, 0, 26, "malformed address: not a string".into())],
+            ),
+            (
+                "{\"member_id\":1,\"email\":\"a.example\"}\n".into(),
+                vec![(1, 0, 36, "malformed address: not exactly one `@`".into())],
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(Format::JsonLines, &text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_keeps_numbers_and_every_field() {
+        let text = "{\"member_id\":7,\"email\":\"a@b.example\",\"offer_points\":1500,\"vip\":true,\"name\":\"Ana\"}\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::JsonLines, &spec(), Path::new("list")).unwrap();
+        let Entry::Recipient(recipient) = reader.next_item().unwrap().unwrap().entry else { panic!("a recipient") };
+        assert_eq!(recipient.fields["offer_points"], serde_json::json!(1500));
+        assert_eq!(recipient.fields["vip"], serde_json::json!(true));
+        assert_eq!(recipient.fields["member_id"], serde_json::json!(7));
+        assert_eq!(recipient.fields.len(), 5);
+        assert!(reader.next_item().unwrap().is_none());
+    }
+
+    #[test]
+    fn csv() {
+        let header = "member_id,email,first_name\n";
+        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+            (format!("{header}1,a@b.example,Ana\n"), vec![(2, 27, 45, "1 <a@b.example>".into())]),
+            // A quoted field with a line break: the record starts on line 2, the next on line 4.
+            (
+                format!("{header}1,a@b.example,\"Ana\nMaria\"\n2,c@d.example,\"Bo \"\"B\"\"\"\n"),
+                vec![(2, 27, 53, "1 <a@b.example>".into()), (4, 53, 78, "2 <c@d.example>".into())],
+            ),
+            // CRLF, and blank lines (empty, or spaces) between records.
+            (
+                "member_id,email,first_name\r\n1,a@b.example,Ana\r\n\r\n   \r\n2,c@d.example,Bo\r\n".into(),
+                vec![(2, 28, 47, "1 <a@b.example>".into()), (5, 54, 72, "2 <c@d.example>".into())],
+            ),
+            (
+                format!("\u{feff}{header}1,a@b.example,Ana"),
+                vec![(2, 30, 47, "1 <a@b.example>".into())],
+            ),
+            (format!("{header}1,a@b.example\n"), vec![(2, 27, 41, "unparsable: 2 fields, the header has 3".into())]),
+            (format!("{header},a@b.example,Ana\n"), vec![(2, 27, 44, "missing id".into())]),
+            (format!("{header}1,,Ana\n"), vec![(2, 27, 34, "missing address".into())]),
+            (
+                format!("{header}1,a b@c.example,Ana\n"),
+                vec![(2, 27, 47, "malformed address: contains a space or a control character".into())],
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(Format::Csv, &text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_strings_by_header_name() {
+        let text = "member_id , email,offer_points\n0042,a@b.example,1500\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv, &spec(), Path::new("list")).unwrap();
+        let Entry::Recipient(recipient) = reader.next_item().unwrap().unwrap().entry else { panic!("a recipient") };
+        assert_eq!(recipient.id, "0042");
+        assert_eq!(recipient.fields["offer_points"], serde_json::json!("1500"));
+        assert_eq!(reader.columns().unwrap().names(), ["member_id", "email", "offer_points"]);
+    }
+
+    #[test]
+    fn csv_header_problems_are_errors() {
+        let cases = [
+            ("", "the header of the recipient list `list` is missing: the file is empty"),
+            ("\n\n", "the header of the recipient list `list` is missing: the file is empty"),
+            ("id,email\n1,a@b.example\n", "the header of the recipient list `list` has no `member_id` column"),
+            ("member_id,mail\n", "the header of the recipient list `list` has no `email` column"),
+            ("member_id,email,email\n", "the header of the recipient list `list` names `email` twice"),
+        ];
+        for (text, expected) in cases {
+            let error = Reader::new(text.as_bytes(), Format::Csv, &spec(), Path::new("list")).err().unwrap();
+            assert_eq!(error.to_string(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_too_long_is_set_aside_without_holding_it() {
+        for format in [Format::JsonLines, Format::Csv] {
+            let header = if format == Format::Csv { "member_id,email\n" } else { "" };
+            let long = "x".repeat(MAX_RECORD_BYTES + 10);
+            let text = match format {
+                Format::Csv => format!("{header}\"{long}\",a@b.example\n2,c@d.example\n"),
+                Format::JsonLines => {
+                    format!("{{\"member_id\":\"{long}\"}}\n{{\"member_id\":2,\"email\":\"c@d.example\"}}\n")
+                }
+            };
+            let items = read(format, &text);
+            assert_eq!(items.len(), 2, "{format:?}");
+            assert_eq!(items[0].3, format!("unparsable: longer than {MAX_RECORD_BYTES} bytes"), "{format:?}");
+            assert_eq!(items[1].3, "2 <c@d.example>", "{format:?}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        let cases = [
+            ("a@b.example", Ok(())),
+            ("first.last+tag@mail.b.example", Ok(())),
+            ("zoë@bücher.example", Ok(())),
+            ("a.example", Err("not exactly one `@`")),
+            ("a@b@c.example", Err("not exactly one `@`")),
+            ("@b.example", Err("nothing before the `@`")),
+            ("a@localhost", Err("the domain has no dot")),
+            ("a@", Err("the domain has no dot")),
+            ("a@.example", Err("the domain has an empty label")),
+            ("a@b.example.", Err("the domain has an empty label")),
+            ("a@b..example", Err("the domain has an empty label")),
+            ("a b@c.example", Err("contains a space or a control character")),
+            ("a\u{7}b@c.example", Err("contains a space or a control character")),
+            ("a@b.example\u{a0}", Err("contains a space or a control character")),
+        ];
+        for (address, expected) in cases {
+            assert_eq!(check_address(address), expected, "{address:?}");
+        }
+        let local = "a".repeat(65);
+        assert_eq!(check_address(&format!("{local}@b.example")), Err("more than 64 bytes before the `@`"));
+        let domain = format!("{}.example", "d".repeat(250));
+        assert_eq!(check_address(&format!("a@{domain}")), Err("longer than 254 bytes"));
+        let longest = format!("a@{}.example", "d".repeat(244));
+        assert_eq!((longest.len(), check_address(&longest)), (254, Ok(())));
+    }
+
+    #[test]
+    fn rejected_text_is_cut_to_a_kibibyte_at_a_character() {
+        let text = format!("{}\r\n", "é".repeat(600));
+        assert_eq!(excerpt(text.as_bytes()), "é".repeat(512));
+        assert_eq!(excerpt(b"{bad\r\n"), "{bad");
+        assert_eq!(excerpt(b"\xff{\n"), "\u{fffd}{");
+    }
+
+    #[test]
+    fn formats_come_from_extensions() {
+        let cases = [
+            ("members.csv", Some(Format::Csv)),
+            ("members.CSV", Some(Format::Csv)),
+            ("members.jsonl", Some(Format::JsonLines)),
+            ("members.ndjson", Some(Format::JsonLines)),
+            ("members.json", None),
+            ("members", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(Format::of(Path::new(name)).ok(), expected, "{name}");
+        }
+    }
 }

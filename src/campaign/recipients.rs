@@ -620,7 +620,7 @@ mod tests {
             ),
             (
                 format!("{{\"member_id\":\"{long_id}\",\"email\":\"a@b.example\"}}\n"),
-                vec![(1, 0, 298, "malformed id: 257 bytes, more than 256".into())],
+                vec![(1, 0, 296, "malformed id: 257 bytes, more than 256".into())],
             ),
             ("{\"member_id\":1}\n".into(), vec![(1, 0, 16, "missing address".into())]),
             ("{\"member_id\":1,\"email\":\"\"}\n".into(), vec![(1, 0, 27, "missing address".into())]),

@@ -371,3 +371,130 @@ impl<R: Read> Read for Hashing<R> {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `cut` over recipient lines (line, suppressed), each line 10 bytes long.
+    fn cut_lines(lines: &[(u64, bool)], duplicates: &[u64], batch_size: u32) -> (Vec<BatchPlan>, Counts) {
+        let mut order = Vec::new();
+        for &(line, suppressed) in lines {
+            let flag = if suppressed { SUPPRESSED } else { 0 };
+            for word in [line | flag, (line - 1) * 10, line * 10] {
+                order.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        let mut counts = Counts::default();
+        let batches = cut(order.as_slice(), duplicates, batch_size, &mut counts).unwrap();
+        (batches, counts)
+    }
+
+    fn batch(number: u32, first_line: u64, last_line: u64, skip: &[u64], recipients: u32) -> BatchPlan {
+        BatchPlan { number, start: (first_line - 1) * 10, end: last_line * 10, first_line, skip: skip.to_vec(), recipients }
+    }
+
+    #[test]
+    fn cutting_batches() {
+        let plain = |lines: &[u64]| lines.iter().map(|&line| (line, false)).collect::<Vec<_>>();
+        let cases: Vec<(&str, Vec<(u64, bool)>, Vec<u64>, u32, Vec<BatchPlan>, (u64, u64, u64))> = vec![
+            ("nothing", vec![], vec![], 2, vec![], (0, 0, 0)),
+            ("one short batch", plain(&[1, 2, 3]), vec![], 5, vec![batch(1, 1, 3, &[], 3)], (3, 0, 0)),
+            (
+                "full batches and a short last one",
+                plain(&[1, 2, 3, 4, 5]),
+                vec![],
+                2,
+                vec![batch(1, 1, 2, &[], 2), batch(2, 3, 4, &[], 2), batch(3, 5, 5, &[], 1)],
+                (5, 0, 0),
+            ),
+            (
+                // Rejected lines (3) are not in the order file: a batch's range covers them.
+                "skips inside a batch are listed; around batches they are not",
+                vec![(1, true), (2, false), (4, false), (5, true), (6, false), (7, false), (8, true), (9, false)],
+                vec![6],
+                2,
+                vec![batch(1, 2, 4, &[], 2), batch(2, 7, 9, &[8], 2)],
+                (4, 1, 3),
+            ),
+            (
+                "skips at the end are in no batch",
+                plain(&[1, 2, 3]),
+                vec![2, 3],
+                5,
+                vec![batch(1, 1, 1, &[], 1)],
+                (1, 2, 0),
+            ),
+        ];
+        for (name, lines, duplicates, batch_size, expected, (accepted, duplicate, suppressed)) in cases {
+            let (batches, counts) = cut_lines(&lines, &duplicates, batch_size);
+            assert_eq!(batches, expected, "{name}");
+            assert_eq!((counts.accepted, counts.duplicates, counts.suppressed), (accepted, duplicate, suppressed), "{name}");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_across_partitions() {
+        let directory = tempfile::tempdir().unwrap();
+        let fingerprint = Fingerprint::new();
+        let mut spill = Spill::create(directory.path(), 16).unwrap();
+        // 20,000 lines of 7,000 ids: each id first on line id + 1, then again every 7,000 lines.
+        let mut expected = Vec::new();
+        for line in 1..=20_000u64 {
+            let id = (line - 1) % 7_000;
+            spill.push(fingerprint.of(id.to_string().as_bytes()), line).unwrap();
+            if line > 7_000 {
+                expected.push(line);
+            }
+        }
+        let used = spill
+            .files
+            .iter()
+            .filter(|file| !file.buffer().is_empty() || file.get_ref().metadata().unwrap().len() > 0)
+            .count();
+        assert!(used > 8, "fingerprints spread over the partitions: {used} of 16");
+        assert_eq!(spill.duplicates().unwrap(), expected);
+        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 0, "partition files removed");
+    }
+
+    #[test]
+    fn one_partition_takes_every_fingerprint() {
+        let directory = tempfile::tempdir().unwrap();
+        let spill = Spill::create(directory.path(), 1).unwrap();
+        assert_eq!((spill.partition(u128::MAX), spill.partition(0)), (0, 0));
+        let spill = Spill::create(directory.path(), 256).unwrap();
+        assert_eq!((spill.partition(u128::MAX), spill.partition(1 << 120), spill.partition(0)), (255, 1, 0));
+    }
+
+    #[test]
+    fn suppression_entries() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("suppression.txt");
+        std::fs::write(&path, "\u{feff}# header comment\n1001\n  Ana@Example.COM \r\n\n#1002\nzoë@bücher.example\n").unwrap();
+        let fingerprint = Fingerprint::new();
+        let suppression = Suppression::read(&path, &fingerprint).unwrap();
+        let recipient = |id: &str, address: &str| Recipient {
+            line: 1,
+            id: id.into(),
+            address: address.into(),
+            fields: serde_json::Map::new(),
+        };
+        let cases = [
+            (recipient("1001", "x@y.example"), true),
+            (recipient("1002", "x@y.example"), false),
+            (recipient("7", "ana@example.com"), true),
+            (recipient("7", "ANA@EXAMPLE.COM"), true),
+            (recipient("7", "ana@example.org"), false),
+            (recipient("Ana@Example.COM", "x@y.example"), true),
+            (recipient("ana@example.com", "x@y.example"), false),
+            (recipient("7", "ZOË@BÜCHER.example"), true),
+        ];
+        for (recipient, expected) in cases {
+            assert_eq!(suppression.contains(&fingerprint, &recipient), expected, "{recipient:?}");
+        }
+
+        std::fs::write(&path, b"ok\n\xff\xfe\n").unwrap();
+        let error = Suppression::read(&path, &fingerprint).err().unwrap();
+        assert_eq!(error.to_string(), format!("the suppression list `{}` is not UTF-8 at line 2", path.display()));
+    }
+}

@@ -15,7 +15,8 @@ use std::time::Instant;
 use phasegate::campaign::ListSpec;
 use phasegate::campaign::plan;
 
-const NAMES: &[&str] = &["Alexandra", "Mohammed", "Siobhan", "Oliver", "Priya", "Jack", "Zoë", "Wei", "Amelia", "Kwame"];
+const NAMES: &[&str] =
+    &["Alexandra", "Mohammed", "Siobhan", "Oliver", "Priya", "Jack", "Zoë", "Wei", "Amelia", "Kwame"];
 const LANGUAGES: &[&str] = &["en-GB", "en-GB", "en-GB", "cy-GB", "pl-PL", "ga-IE"];
 const TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
 
@@ -80,7 +81,12 @@ fn main() {
     let list = directory.join(format!("members-{lines}.jsonl"));
     let started = Instant::now();
     let bytes = generate(&list, lines);
-    println!("list: {} ({lines} lines, {:.0} MB), ready in {:.1} s", list.display(), bytes as f64 / 1e6, started.elapsed().as_secs_f64());
+    println!(
+        "list: {} ({lines} lines, {:.0} MB), ready in {:.1} s",
+        list.display(),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     let suppression = directory.join("suppression.txt");
     let mut out = BufWriter::new(File::create(&suppression).unwrap());
     writeln!(out, "# opted out").unwrap();

@@ -95,10 +95,8 @@ pub fn prepare(list: &Path, spec: &ListSpec, suppression: Option<&Path>, rejects
     };
     let work_error = |source| Error::Work { file: rejects.to_path_buf(), source };
     let work = tempfile::Builder::new().prefix(".campaign-prepare-").tempdir_in(directory).map_err(work_error)?;
-    let rejected_file = tempfile::Builder::new()
-        .prefix(".campaign-rejects-")
-        .tempfile_in(directory)
-        .map_err(rejects_error)?;
+    let rejected_file =
+        tempfile::Builder::new().prefix(".campaign-rejects-").tempfile_in(directory).map_err(rejects_error)?;
     let mut rejected = csv::Writer::from_writer(BufWriter::new(rejected_file));
     let csv_error = |error: csv::Error| rejects_error(io::Error::other(error));
     rejected.write_record(["line", "reason", "text"]).map_err(csv_error)?;
@@ -131,7 +129,8 @@ pub fn prepare(list: &Path, spec: &ListSpec, suppression: Option<&Path>, rejects
     let mut hashing = reader.into_inner();
     // The reader stops at the end of the input, so every byte went through the hash; reading
     // on makes sure of it.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|source| recipients::Error::Read { file: list.to_path_buf(), source })?;
+    io::copy(&mut hashing, &mut io::sink())
+        .map_err(|source| recipients::Error::Read { file: list.to_path_buf(), source })?;
     let sha256 = hex::encode(hashing.sha256.finalize());
 
     order.flush().map_err(work_error)?;
@@ -270,8 +269,8 @@ impl Suppression {
                 break;
             }
             line += 1;
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| Error::SuppressionText { file: file.to_path_buf(), line })?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| Error::SuppressionText { file: file.to_path_buf(), line })?;
             let text = text.trim_start_matches('\u{feff}').trim();
             if text.is_empty() || text.starts_with('#') {
                 continue;
@@ -391,7 +390,14 @@ mod tests {
     }
 
     fn batch(number: u32, first_line: u64, last_line: u64, skip: &[u64], recipients: u32) -> BatchPlan {
-        BatchPlan { number, start: (first_line - 1) * 10, end: last_line * 10, first_line, skip: skip.to_vec(), recipients }
+        BatchPlan {
+            number,
+            start: (first_line - 1) * 10,
+            end: last_line * 10,
+            first_line,
+            skip: skip.to_vec(),
+            recipients,
+        }
     }
 
     #[test]
@@ -429,7 +435,11 @@ mod tests {
         for (name, lines, duplicates, batch_size, expected, (accepted, duplicate, suppressed)) in cases {
             let (batches, counts) = cut_lines(&lines, &duplicates, batch_size);
             assert_eq!(batches, expected, "{name}");
-            assert_eq!((counts.accepted, counts.duplicates, counts.suppressed), (accepted, duplicate, suppressed), "{name}");
+            assert_eq!(
+                (counts.accepted, counts.duplicates, counts.suppressed),
+                (accepted, duplicate, suppressed),
+                "{name}"
+            );
         }
     }
 
@@ -470,7 +480,8 @@ mod tests {
     fn suppression_entries() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("suppression.txt");
-        std::fs::write(&path, "\u{feff}# header comment\n1001\n  Ana@Example.COM \r\n\n#1002\nzoë@bücher.example\n").unwrap();
+        std::fs::write(&path, "\u{feff}# header comment\n1001\n  Ana@Example.COM \r\n\n#1002\nzoë@bücher.example\n")
+            .unwrap();
         let fingerprint = Fingerprint::new();
         let suppression = Suppression::read(&path, &fingerprint).unwrap();
         let recipient = |id: &str, address: &str| Recipient {

@@ -86,7 +86,10 @@ pub struct Item {
 pub enum Entry {
     Recipient(Recipient),
     /// Set aside: why, and the line's text (at most [`MAX_TEXT_BYTES`], without its line ending).
-    Rejected { reason: Reason, text: String },
+    Rejected {
+        reason: Reason,
+        text: String,
+    },
 }
 
 /// Why a line is set aside.
@@ -97,13 +100,18 @@ pub enum Reason {
     /// Valid JSON, but not an object.
     NotAnObject,
     /// A CSV record with a different number of fields than the header.
-    FieldCount { found: usize, expected: usize },
+    FieldCount {
+        found: usize,
+        expected: usize,
+    },
     /// Longer than [`MAX_RECORD_BYTES`].
     TooLong,
     MissingId,
     /// The id is neither a string nor a number.
     IdNotText,
-    IdTooLong { bytes: usize },
+    IdTooLong {
+        bytes: usize,
+    },
     /// No address, or an empty one.
     MissingAddress,
     MalformedAddress(&'static str),
@@ -442,10 +450,10 @@ impl<R: Read> Reader<R> {
             names.push(name);
         }
         let position = |field: &str| {
-            names.iter().position(|name| name == field).ok_or_else(|| Error::MissingColumn {
-                file: self.file.clone(),
-                field: field.to_string(),
-            })
+            names
+                .iter()
+                .position(|name| name == field)
+                .ok_or_else(|| Error::MissingColumn { file: self.file.clone(), field: field.to_string() })
         };
         let id = position(&self.id_field)?;
         let address = position(&self.address_field)?;
@@ -665,10 +673,7 @@ mod tests {
                 "member_id,email,first_name\r\n1,a@b.example,Ana\r\n\r\n   \r\n2,c@d.example,Bo\r\n".into(),
                 vec![(2, 28, 47, "1 <a@b.example>".into()), (5, 54, 72, "2 <c@d.example>".into())],
             ),
-            (
-                format!("\u{feff}{header}1,a@b.example,Ana"),
-                vec![(2, 30, 47, "1 <a@b.example>".into())],
-            ),
+            (format!("\u{feff}{header}1,a@b.example,Ana"), vec![(2, 30, 47, "1 <a@b.example>".into())]),
             (format!("{header}1,a@b.example\n"), vec![(2, 27, 41, "unparsable: 2 fields, the header has 3".into())]),
             (format!("{header},a@b.example,Ana\n"), vec![(2, 27, 44, "missing id".into())]),
             (format!("{header}1,,Ana\n"), vec![(2, 27, 34, "missing address".into())]),

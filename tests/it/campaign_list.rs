@@ -94,7 +94,10 @@ fn a_repeated_id_is_sent_once_from_its_first_line() {
     // line 3 (a repeat of 1) is between them, and line 7 is between batch 2 and 3.
     assert_eq!(summary, vec![(1, vec![], 2), (4, vec![5], 2), (8, vec![], 1)]);
     let batches = list.read_all(&prepared, 2);
-    assert_eq!(batches.iter().map(|batch| ids(batch)).collect::<Vec<_>>(), vec![vec!["1", "2"], vec!["3", "4"], vec!["5"]]);
+    assert_eq!(
+        batches.iter().map(|batch| ids(batch)).collect::<Vec<_>>(),
+        vec![vec!["1", "2"], vec!["3", "4"], vec!["5"]]
+    );
     assert_eq!(batches[1], vec![(4, "3".to_string()), (6, "4".to_string())]);
     assert_eq!(list.rejected(), vec![]);
 }
@@ -120,7 +123,7 @@ fn rejected_lines_go_to_the_rejects_file_with_their_line_numbers() {
     assert_eq!(
         rejected,
         vec![
-            (2, "unparsable: not JSON: EOF while parsing an object (column 45)".to_string()),
+            (2, "unparsable: not JSON: EOF while parsing an object (column 46)".to_string()),
             (3, "unparsable: not a JSON object".to_string()),
             (4, "missing id".to_string()),
             (6, "missing address".to_string()),
@@ -182,16 +185,19 @@ fn csv_quoting_with_line_breaks_keeps_line_numbers_and_byte_ranges() {
     let list = List::new("members.csv", text);
     let prepared = list.prepare(2, None);
     assert_eq!(prepared.counts, counts(5, 4, 1, 0, 0));
-    assert_eq!(list.rejected().into_iter().map(|(line, reason, _)| (line, reason)).collect::<Vec<_>>(), vec![(
-        8,
-        "unparsable: 3 fields, the header has 4".to_string()
-    )]);
+    assert_eq!(
+        list.rejected().into_iter().map(|(line, reason, _)| (line, reason)).collect::<Vec<_>>(),
+        vec![(8, "unparsable: 3 fields, the header has 4".to_string())]
+    );
     let batches = list.read_all(&prepared, 2);
-    assert_eq!(batches, vec![
-        vec![(2, "1".to_string()), (4, "2".to_string())],
-        vec![(5, "3".to_string()), (9, "5".to_string())]
-    ]);
-    assert_eq!(list.range(&prepared.batches[0]), "1,m1@members.example,Ana,\"two\nlines\"\n2,m2@members.example,\"Bo, \"\"the\"\" second\",plain\n");
+    assert_eq!(
+        batches,
+        vec![vec![(2, "1".to_string()), (4, "2".to_string())], vec![(5, "3".to_string()), (9, "5".to_string())]]
+    );
+    assert_eq!(
+        list.range(&prepared.batches[0]),
+        "1,m1@members.example,Ana,\"two\nlines\"\n2,m2@members.example,\"Bo, \"\"the\"\" second\",plain\n"
+    );
     assert_eq!(
         list.range(&prepared.batches[1]),
         "3,m3@members.example,Cy,\"three\n\nlines, one blank\"\n4,m4@members.example,Di\n5,m5@members.example,Ed,\"last\"\n"
@@ -221,10 +227,8 @@ fn a_byte_order_mark_and_crlf_line_endings() {
         let list = List::new(name, text);
         let prepared = list.prepare(2, None);
         assert_eq!(prepared.counts, counts(4, 3, 1, 0, 0), "{name}");
-        let expected: Vec<Vec<(u64, String)>> = expected
-            .chunks(2)
-            .map(|chunk| chunk.iter().map(|&(line, id)| (line, id.to_string())).collect())
-            .collect();
+        let expected: Vec<Vec<(u64, String)>> =
+            expected.chunks(2).map(|chunk| chunk.iter().map(|&(line, id)| (line, id.to_string())).collect()).collect();
         assert_eq!(list.read_all(&prepared, 2), expected, "{name}");
         assert_eq!(list.rejected()[0].0, rejected_line, "{name}");
         // Ranges start at a record and end past its CRLF.
@@ -251,7 +255,8 @@ fn the_rejects_file_is_written_when_nothing_is_rejected() {
     assert_eq!(prepared.counts, counts(1, 1, 0, 0, 0));
     assert_eq!(std::fs::read_to_string(list.rejects()).unwrap(), "line,reason,text\n");
     // Only the rejects file is left: the temporary files are gone.
-    let left: Vec<_> = std::fs::read_dir(list.directory.path().join("out")).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    let left: Vec<_> =
+        std::fs::read_dir(list.directory.path().join("out")).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert_eq!(left, vec!["rejects.csv"]);
 }
 
@@ -279,7 +284,8 @@ fn read_batch_gives_exactly_the_planned_recipients() {
             text.push_str(&member(line));
         }
     }
-    let sent = [1, 2, 3, 4, 6, 8, 11, 12, 13, 15, 16, 17, 18, 19, 22, 23, 24, 26, 27, 29, 31, 32, 33, 34, 36, 37, 38, 39];
+    let sent =
+        [1, 2, 3, 4, 6, 8, 11, 12, 13, 15, 16, 17, 18, 19, 22, 23, 24, 26, 27, 29, 31, 32, 33, 34, 36, 37, 38, 39];
     let expected: Vec<(u64, String)> =
         sent.iter().map(|&line: &u64| (line, if line == 15 { "14".to_string() } else { line.to_string() })).collect();
     let list = List::new("members.jsonl", &text);
@@ -321,12 +327,18 @@ fn what_cannot_be_read_is_an_error_naming_it() {
     let rejects = directory.path().join("rejects.csv");
     let missing = directory.path().join("missing.jsonl");
     let error = plan::prepare(&missing, &spec(10), None, &rejects).unwrap_err();
-    assert!(error.to_string().starts_with(&format!("cannot read the recipient list `{}`", missing.display())), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!("cannot read the recipient list `{}`", missing.display())),
+        "{error}"
+    );
 
     let csv = directory.path().join("members.csv");
     std::fs::write(&csv, "id,email\n1,a@b.example\n").unwrap();
     let error = plan::prepare(&csv, &spec(10), None, &rejects).unwrap_err();
-    assert_eq!(error.to_string(), format!("the header of the recipient list `{}` has no `member_id` column", csv.display()));
+    assert_eq!(
+        error.to_string(),
+        format!("the header of the recipient list `{}` has no `member_id` column", csv.display())
+    );
 
     let other = directory.path().join("members.txt");
     std::fs::write(&other, "1\n").unwrap();
@@ -337,7 +349,10 @@ fn what_cannot_be_read_is_an_error_naming_it() {
     std::fs::write(&list, member(1)).unwrap();
     let suppression = directory.path().join("missing-suppression.txt");
     let error = plan::prepare(&list, &spec(10), Some(&suppression), &rejects).unwrap_err();
-    assert!(error.to_string().starts_with(&format!("cannot read the suppression list `{}`", suppression.display())), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!("cannot read the suppression list `{}`", suppression.display())),
+        "{error}"
+    );
 
     let error = plan::prepare(&list, &spec(0), None, &rejects).unwrap_err();
     assert!(matches!(error, plan::Error::BatchSize), "{error}");

@@ -6,6 +6,19 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod code;
+pub mod plan;
+pub mod recipients;
+
+/// How to read a campaign's list: which field is the recipient's id, which is the address, and
+/// how many recipients a batch sends to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSpec {
+    pub id_field: String,
+    pub address_field: String,
+    pub batch_size: u32,
+}
+
 /// One recipient as read from the list: where it was, who it is, where to send, and every field
 /// of its line (strings, numbers, booleans as the list gives them), for the template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,784 @@
+//! Reading a recipient list as a stream, one item per line (per record, for CSV): a recipient,
+//! or a line set aside with the reason. Each item knows its line number and its byte range in
+//! the file, so a batch can be read again later from its bytes alone.
+//!
+//! The format comes from the file's extension: `.csv` (a header line, then RFC 4180 records; a
+//! quoted field may hold line breaks) or `.jsonl` / `.ndjson` (one JSON object per line). A UTF-8
+//! byte order mark at the start is skipped; lines may end in CRLF; blank lines (nothing but
+//! spaces and tabs) are skipped and not counted. Memory does not grow with the list: one record
+//! is held at a time, and a record longer than [`MAX_RECORD_BYTES`] is set aside without being
+//! held whole.
+//!
+//! CSV is read with `csv-core` (the `csv` crate's own parser) driven here rather than through
+//! `csv::Reader`, whose positions are taken before the blank lines and the `\n` of a CRLF that it
+//! skips ahead of a record: a CRLF file would get wrong line numbers and start offsets.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{ListSpec, Recipient};
+
+/// A recipient id longer than this is set aside.
+pub const MAX_ID_BYTES: usize = 256;
+/// An address longer than this is malformed (RFC 5321's limit on a forward path, less the
+/// angle brackets).
+pub const MAX_ADDRESS_BYTES: usize = 254;
+/// An address whose part before the `@` is longer than this is malformed (RFC 5321).
+pub const MAX_LOCAL_PART_BYTES: usize = 64;
+/// A line (a CSV record) longer than this is set aside unread.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// How much of a set-aside line its [`Entry::Rejected`] text keeps.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
+const BUFFER_BYTES: usize = 64 * 1024;
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reading a list failed as a whole (a line that cannot be used is an [`Entry::Rejected`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the recipient list `{}`: {source}", file.display())]
+    Read { file: PathBuf, source: io::Error },
+    #[error(
+        "the recipient list `{}` is neither CSV (`.csv`) nor JSON Lines (`.jsonl`, `.ndjson`)",
+        file.display()
+    )]
+    Format { file: PathBuf },
+    #[error("the header of the recipient list `{}` {problem}", file.display())]
+    Header { file: PathBuf, problem: String },
+    #[error("the header of the recipient list `{}` has no `{field}` column", file.display())]
+    MissingColumn { file: PathBuf, field: String },
+}
+
+/// A list's format, from its file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    JsonLines,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Result<Format, Error> {
+        let extension = path.extension().and_then(|extension| extension.to_str()).map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("jsonl" | "ndjson") => Ok(Format::JsonLines),
+            _ => Err(Error::Format { file: path.to_path_buf() }),
+        }
+    }
+}
+
+/// One line of the list (one record, which for CSV may span lines), where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// 1-based number of the line the item starts on (for CSV, the header is line 1).
+    pub line: u64,
+    /// Byte offset of the item's first byte.
+    pub start: u64,
+    /// Byte offset just past the item's line ending.
+    pub end: u64,
+    pub entry: Entry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Recipient(Recipient),
+    /// Set aside: why, and the line's text (at most [`MAX_TEXT_BYTES`], without its line ending).
+    Rejected {
+        reason: Reason,
+        text: String,
+    },
+}
+
+/// Why a line is set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Not valid JSON, or not UTF-8.
+    Unparsable(String),
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// A CSV record with a different number of fields than the header.
+    FieldCount {
+        found: usize,
+        expected: usize,
+    },
+    /// Longer than [`MAX_RECORD_BYTES`].
+    TooLong,
+    MissingId,
+    /// The id is neither a string nor a number.
+    IdNotText,
+    IdTooLong {
+        bytes: usize,
+    },
+    /// No address, or an empty one.
+    MissingAddress,
+    MalformedAddress(&'static str),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Unparsable(why) => write!(formatter, "unparsable: {why}"),
+            Reason::NotAnObject => write!(formatter, "unparsable: not a JSON object"),
+            Reason::FieldCount { found, expected } => {
+                write!(formatter, "unparsable: {found} fields, the header has {expected}")
+            }
+            Reason::TooLong => write!(formatter, "unparsable: longer than {MAX_RECORD_BYTES} bytes"),
+            Reason::MissingId => write!(formatter, "missing id"),
+            Reason::IdNotText => write!(formatter, "malformed id: neither a string nor a number"),
+            Reason::IdTooLong { bytes } => write!(formatter, "malformed id: {bytes} bytes, more than {MAX_ID_BYTES}"),
+            Reason::MissingAddress => write!(formatter, "missing address"),
+            Reason::MalformedAddress(why) => write!(formatter, "malformed address: {why}"),
+        }
+    }
+}
+
+/// Whether an address can be sent to, by a deliberately plain check (not RFC 5322's grammar,
+/// which accepts addresses no mail system takes): at most [`MAX_ADDRESS_BYTES`] bytes, no
+/// whitespace or control characters, exactly one `@`, a part before it of 1 to
+/// [`MAX_LOCAL_PART_BYTES`] bytes, and a domain of at least two dot-separated labels, none
+/// empty. Non-ASCII letters are allowed (internationalised addresses).
+pub fn check_address(address: &str) -> Result<(), &'static str> {
+    if address.len() > MAX_ADDRESS_BYTES {
+        return Err("longer than 254 bytes");
+    }
+    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains a space or a control character");
+    }
+    let mut parts = address.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("not exactly one `@`");
+    };
+    if local.is_empty() {
+        return Err("nothing before the `@`");
+    }
+    if local.len() > MAX_LOCAL_PART_BYTES {
+        return Err("more than 64 bytes before the `@`");
+    }
+    if !domain.contains('.') {
+        return Err("the domain has no dot");
+    }
+    if domain.split('.').any(str::is_empty) {
+        return Err("the domain has an empty label");
+    }
+    Ok(())
+}
+
+/// A CSV header: its names, and where the id and the address are.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    names: Vec<String>,
+    id: usize,
+    address: usize,
+}
+
+impl Columns {
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// The raw bytes of one record, and where it was.
+struct Raw {
+    line: u64,
+    start: u64,
+    end: u64,
+    too_long: bool,
+}
+
+/// Splits the input into records and tracks byte offsets and line numbers.
+struct Source<R> {
+    input: BufReader<R>,
+    /// Absolute offset of the next byte `input` gives.
+    offset: u64,
+    /// Line number of the next byte `input` gives.
+    line: u64,
+    /// The record's bytes (up to [`MAX_RECORD_BYTES`]; for CSV, up to [`MAX_TEXT_BYTES`]).
+    bytes: Vec<u8>,
+    /// CSV only: the record's fields, one after the other, and where each ends.
+    csv: Option<CsvState>,
+}
+
+struct CsvState {
+    core: csv_core::Reader,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+    /// How many fields the last record had (`ends[..count]`).
+    count: usize,
+}
+
+impl CsvState {
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let mut previous = 0;
+        self.ends[..self.count].iter().map(move |&end| {
+            let field = &self.fields[previous..end];
+            previous = end;
+            field
+        })
+    }
+}
+
+impl<R: Read> Source<R> {
+    fn new(input: R, format: Format, offset: u64, line: u64) -> Source<R> {
+        let csv = (format == Format::Csv).then(|| CsvState {
+            core: csv_core::Reader::new(),
+            fields: vec![0; 1024],
+            ends: vec![0; 32],
+            count: 0,
+        });
+        Source { input: BufReader::with_capacity(BUFFER_BYTES, input), offset, line, bytes: Vec::new(), csv }
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.input.consume(count);
+        self.offset += count as u64;
+    }
+
+    /// Skips a byte order mark at the very start of the file.
+    fn skip_byte_order_mark(&mut self) -> io::Result<()> {
+        // A buffer of 64 KiB at offset 0 holds the mark whole if the file has one.
+        if self.input.fill_buf()?.starts_with(BYTE_ORDER_MARK) {
+            self.consume(BYTE_ORDER_MARK.len());
+        }
+        Ok(())
+    }
+
+    /// The next record's raw bytes (JSON Lines: one line; CSV: one record, its fields parsed
+    /// into `csv`), or `None` at the end of the input. Blank lines are skipped.
+    fn next_record(&mut self) -> io::Result<Option<Raw>> {
+        loop {
+            // Line endings before a record are blank lines (or a CRLF's second half). csv-core
+            // would skip them too, but as part of the next record's bytes.
+            loop {
+                let buffer = self.input.fill_buf()?;
+                let Some(&byte) = buffer.first() else { return Ok(None) };
+                match byte {
+                    b'\n' => {
+                        self.consume(1);
+                        self.line += 1;
+                    }
+                    b'\r' => self.consume(1),
+                    _ => break,
+                }
+            }
+            let (start, line) = (self.offset, self.line);
+            self.bytes.clear();
+            let too_long = if self.csv.is_some() { self.read_csv_record()? } else { self.read_line()? };
+            let end = self.offset;
+            // A line of spaces and tabs is blank too.
+            let blank = !too_long
+                && end - start <= MAX_TEXT_BYTES as u64
+                && self.bytes.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'));
+            if !blank {
+                return Ok(Some(Raw { line, start, end, too_long }));
+            }
+        }
+    }
+
+    /// Reads up to and including the next `\n` (or to the end), keeping up to
+    /// [`MAX_RECORD_BYTES`] of it; true if the line was longer.
+    fn read_line(&mut self) -> io::Result<bool> {
+        let mut too_long = false;
+        loop {
+            let buffer = self.input.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(too_long);
+            }
+            let (taken, done) = match buffer.iter().position(|&byte| byte == b'\n') {
+                Some(index) => (index + 1, true),
+                None => (buffer.len(), false),
+            };
+            let room = MAX_RECORD_BYTES.saturating_sub(self.bytes.len());
+            if taken > room {
+                too_long = true;
+            }
+            self.bytes.extend_from_slice(&buffer[..taken.min(room)]);
+            self.consume(taken);
+            if done {
+                self.line += 1;
+                return Ok(too_long);
+            }
+        }
+    }
+
+    /// Reads one CSV record into `csv`'s fields, keeping its first [`MAX_TEXT_BYTES`] raw bytes;
+    /// true if its fields were longer than [`MAX_RECORD_BYTES`] (they are then dropped as read).
+    fn read_csv_record(&mut self) -> io::Result<bool> {
+        use csv_core::ReadRecordResult;
+        let csv = self.csv.as_mut().expect("a CSV source");
+        let (mut written, mut ended, mut too_long) = (0, 0, false);
+        loop {
+            let buffer = self.input.fill_buf()?;
+            let (result, read, wrote, ends) =
+                csv.core.read_record(buffer, &mut csv.fields[written..], &mut csv.ends[ended..]);
+            let consumed = &buffer[..read];
+            let room = MAX_TEXT_BYTES.saturating_sub(self.bytes.len());
+            self.bytes.extend_from_slice(&consumed[..read.min(room)]);
+            let newlines = consumed.iter().filter(|&&byte| byte == b'\n').count() as u64;
+            let last = consumed.last().copied();
+            self.input.consume(read);
+            self.offset += read as u64;
+            self.line += newlines;
+            written += wrote;
+            ended += ends;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    if csv.fields.len() >= MAX_RECORD_BYTES {
+                        // Keep parsing to find the record's end, writing over what was read.
+                        too_long = true;
+                        written = 0;
+                    } else {
+                        let length = csv.fields.len() * 2;
+                        csv.fields.resize(length, 0);
+                    }
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    if csv.ends.len() >= MAX_RECORD_BYTES / 8 {
+                        too_long = true;
+                        ended = 0;
+                    } else {
+                        let length = csv.ends.len() * 2;
+                        csv.ends.resize(length, 0);
+                    }
+                }
+                ReadRecordResult::Record | ReadRecordResult::End => {
+                    csv.count = ended;
+                    // A record ends at its terminator's first byte; a CRLF's `\n` belongs to it.
+                    if last == Some(b'\r') {
+                        let buffer = self.input.fill_buf()?;
+                        if buffer.first() == Some(&b'\n') {
+                            self.consume(1);
+                            self.line += 1;
+                        }
+                    }
+                    return Ok(too_long);
+                }
+            }
+        }
+    }
+}
+
+/// A list read as a stream of [`Item`]s.
+pub struct Reader<R> {
+    source: Source<R>,
+    file: PathBuf,
+    id_field: String,
+    address_field: String,
+    /// CSV only.
+    columns: Option<Columns>,
+}
+
+impl Reader<File> {
+    /// Opens the list at `path` and, for CSV, reads its header.
+    pub fn open(path: &Path, spec: &ListSpec) -> Result<Reader<File>, Error> {
+        let format = Format::of(path)?;
+        let file = File::open(path).map_err(|source| Error::Read { file: path.to_path_buf(), source })?;
+        Reader::new(file, format, spec, path)
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the list from `input`, from its start: skips a byte order mark and, for CSV, reads
+    /// the header. `file` names the list in errors.
+    pub fn new(input: R, format: Format, spec: &ListSpec, file: &Path) -> Result<Reader<R>, Error> {
+        let mut reader = Reader::resume(input, format, spec, file, None, 0, 1);
+        reader.source.skip_byte_order_mark().map_err(|source| reader.read_error(source))?;
+        if format == Format::Csv {
+            reader.columns = Some(reader.header()?);
+        }
+        Ok(reader)
+    }
+
+    /// Reads a part of a list: `input` starts at byte `offset`, on line `line`, at a record's
+    /// start. A CSV list's `columns` are those its header gave ([`Reader::columns`]).
+    pub fn resume(
+        input: R,
+        format: Format,
+        spec: &ListSpec,
+        file: &Path,
+        columns: Option<Columns>,
+        offset: u64,
+        line: u64,
+    ) -> Reader<R> {
+        Reader {
+            source: Source::new(input, format, offset, line),
+            file: file.to_path_buf(),
+            id_field: spec.id_field.clone(),
+            address_field: spec.address_field.clone(),
+            columns,
+        }
+    }
+
+    /// A CSV list's header.
+    pub fn columns(&self) -> Option<&Columns> {
+        self.columns.as_ref()
+    }
+
+    /// The input, once read (to hash what was read, for instance).
+    pub fn into_inner(self) -> R {
+        self.source.input.into_inner()
+    }
+
+    fn read_error(&self, source: io::Error) -> Error {
+        Error::Read { file: self.file.clone(), source }
+    }
+
+    fn header_error(&self, problem: impl Into<String>) -> Error {
+        Error::Header { file: self.file.clone(), problem: problem.into() }
+    }
+
+    fn header(&mut self) -> Result<Columns, Error> {
+        let Some(raw) = self.source.next_record().map_err(|source| self.read_error(source))? else {
+            return Err(self.header_error("is missing: the file is empty"));
+        };
+        if raw.too_long {
+            return Err(self.header_error(format!("is longer than {MAX_RECORD_BYTES} bytes")));
+        }
+        let csv = self.source.csv.as_ref().expect("a CSV source");
+        let mut names = Vec::with_capacity(csv.count);
+        for field in csv.fields() {
+            let Ok(name) = std::str::from_utf8(field) else {
+                return Err(self.header_error("is not UTF-8"));
+            };
+            let name = name.trim().to_string();
+            if names.contains(&name) {
+                return Err(self.header_error(format!("names `{name}` twice")));
+            }
+            names.push(name);
+        }
+        let position = |field: &str| {
+            names
+                .iter()
+                .position(|name| name == field)
+                .ok_or_else(|| Error::MissingColumn { file: self.file.clone(), field: field.to_string() })
+        };
+        let id = position(&self.id_field)?;
+        let address = position(&self.address_field)?;
+        Ok(Columns { names, id, address })
+    }
+
+    /// The next item, or `None` at the end of the list.
+    pub fn next_item(&mut self) -> Result<Option<Item>, Error> {
+        let Some(raw) = self.source.next_record().map_err(|source| self.read_error(source))? else {
+            return Ok(None);
+        };
+        let entry = match self.entry(&raw) {
+            Ok(recipient) => Entry::Recipient(recipient),
+            Err(reason) => Entry::Rejected { reason, text: excerpt(&self.source.bytes) },
+        };
+        Ok(Some(Item { line: raw.line, start: raw.start, end: raw.end, entry }))
+    }
+
+    fn entry(&self, raw: &Raw) -> Result<Recipient, Reason> {
+        if raw.too_long {
+            return Err(Reason::TooLong);
+        }
+        let (fields, id, address) = match &self.columns {
+            Some(columns) => {
+                let fields = self.csv_fields(columns)?;
+                let text = |index: usize| match &fields[&columns.names[index]] {
+                    Value::String(text) => text.trim().to_string(),
+                    _ => String::new(),
+                };
+                let (id, address) = (text(columns.id), text(columns.address));
+                (fields, id, address)
+            }
+            None => {
+                let line = self.source.bytes.strip_suffix(b"\n").unwrap_or(&self.source.bytes);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let fields = match serde_json::from_slice::<Value>(line) {
+                    Ok(Value::Object(fields)) => fields,
+                    Ok(_) => return Err(Reason::NotAnObject),
+                    Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
+                };
+                let id = match fields.get(&self.id_field) {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(id)) => id.trim().to_string(),
+                    Some(Value::Number(id)) => id.to_string(),
+                    Some(_) => return Err(Reason::IdNotText),
+                };
+                let address = match fields.get(&self.address_field) {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(address)) => address.trim().to_string(),
+                    Some(_) => return Err(Reason::MalformedAddress("not a string")),
+                };
+                (fields, id, address)
+            }
+        };
+        if id.is_empty() {
+            return Err(Reason::MissingId);
+        }
+        if id.len() > MAX_ID_BYTES {
+            return Err(Reason::IdTooLong { bytes: id.len() });
+        }
+        if address.is_empty() {
+            return Err(Reason::MissingAddress);
+        }
+        check_address(&address).map_err(Reason::MalformedAddress)?;
+        Ok(Recipient { line: raw.line, id, address, fields })
+    }
+
+    fn csv_fields(&self, columns: &Columns) -> Result<Map<String, Value>, Reason> {
+        let csv = self.source.csv.as_ref().expect("a CSV source");
+        if csv.count != columns.names.len() {
+            return Err(Reason::FieldCount { found: csv.count, expected: columns.names.len() });
+        }
+        let mut fields = Map::new();
+        for (name, field) in columns.names.iter().zip(csv.fields()) {
+            let Ok(value) = std::str::from_utf8(field) else {
+                return Err(Reason::Unparsable(format!("field `{name}` is not UTF-8")));
+            };
+            fields.insert(name.clone(), Value::String(value.to_string()));
+        }
+        Ok(fields)
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Item, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+/// What is wrong with a line that is not JSON, without serde_json's "at line 1" (it is always
+/// line 1 of the line).
+fn json_problem(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => format!("not JSON: {} (column {})", &text[..at], error.column()),
+        None => format!("not JSON: {text}"),
+    }
+}
+
+/// The start of a line's text, without its line ending: at most [`MAX_TEXT_BYTES`], cut at a
+/// character boundary, bytes that are not UTF-8 replaced.
+fn excerpt(bytes: &[u8]) -> String {
+    let bytes = &bytes[..bytes.len().min(MAX_TEXT_BYTES)];
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    if text.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    let kept = text.trim_end_matches(['\r', '\n']).len();
+    text.truncate(kept);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ListSpec {
+        ListSpec { id_field: "member_id".into(), address_field: "email".into(), batch_size: 10 }
+    }
+
+    /// Each item of `text` read as `format`: (line, start, end, the recipient's id or the reason).
+    fn read(format: Format, text: &str) -> Vec<(u64, u64, u64, String)> {
+        let reader = Reader::new(text.as_bytes(), format, &spec(), Path::new("list")).unwrap();
+        reader
+            .map(|item| {
+                let item = item.unwrap();
+                let what = match &item.entry {
+                    Entry::Recipient(recipient) => format!("{} <{}>", recipient.id, recipient.address),
+                    Entry::Rejected { reason, .. } => reason.to_string(),
+                };
+                assert!(item.start < item.end && item.end <= text.len() as u64, "{item:?}");
+                (item.line, item.start, item.end, what)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines() {
+        let long_id = "9".repeat(257);
+        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+            (
+                "{\"member_id\": 1, \"email\": \"a@b.example\"}\n".into(),
+                vec![(1, 0, 41, "1 <a@b.example>".into())],
+            ),
+            // Blank lines are skipped, CRLF belongs to its line, the last line needs no ending.
+            (
+                "\n  \r\n{\"member_id\":\"x\",\"email\":\" A@B.example \"}\r\n\n{\"member_id\":\"y\",\"email\":\"c@d.example\"}"
+                    .into(),
+                vec![(3, 5, 48, "x <A@B.example>".into()), (5, 49, 88, "y <c@d.example>".into())],
+            ),
+            (
+                "\u{feff}{\"member_id\":2,\"email\":\"a@b.example\"}\n".into(),
+                vec![(1, 3, 41, "2 <a@b.example>".into())],
+            ),
+            ("{\"member_id\": 1,\n".into(), vec![(1, 0, 17, "unparsable: not JSON: EOF while parsing a value (column 16)".into())]),
+            ("[1, 2]\n\"x\"\n".into(), vec![
+                (1, 0, 7, "unparsable: not a JSON object".into()),
+                (2, 7, 11, "unparsable: not a JSON object".into()),
+            ]),
+            ("{\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 24, "missing id".into())]),
+            ("{\"member_id\":\"  \",\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 41, "missing id".into())]),
+            ("{\"member_id\":null,\"email\":\"a@b.example\"}\n".into(), vec![(1, 0, 41, "missing id".into())]),
+            (
+                "{\"member_id\":true,\"email\":\"a@b.example\"}\n".into(),
+                vec![(1, 0, 41, "malformed id: neither a string nor a number".into())],
+            ),
+            (
+                format!("{{\"member_id\":\"{long_id}\",\"email\":\"a@b.example\"}}\n"),
+                vec![(1, 0, 296, "malformed id: 257 bytes, more than 256".into())],
+            ),
+            ("{\"member_id\":1}\n".into(), vec![(1, 0, 16, "missing address".into())]),
+            ("{\"member_id\":1,\"email\":\"\"}\n".into(), vec![(1, 0, 27, "missing address".into())]),
+            (
+                "{\"member_id\":1,\"email\":7}\n".into(),
+                vec![(1, 0, 26, "malformed address: not a string".into())],
+            ),
+            (
+                "{\"member_id\":1,\"email\":\"a.example\"}\n".into(),
+                vec![(1, 0, 36, "malformed address: not exactly one `@`".into())],
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(Format::JsonLines, &text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_keeps_numbers_and_every_field() {
+        let text = "{\"member_id\":7,\"email\":\"a@b.example\",\"offer_points\":1500,\"vip\":true,\"name\":\"Ana\"}\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::JsonLines, &spec(), Path::new("list")).unwrap();
+        let Entry::Recipient(recipient) = reader.next_item().unwrap().unwrap().entry else { panic!("a recipient") };
+        assert_eq!(recipient.fields["offer_points"], serde_json::json!(1500));
+        assert_eq!(recipient.fields["vip"], serde_json::json!(true));
+        assert_eq!(recipient.fields["member_id"], serde_json::json!(7));
+        assert_eq!(recipient.fields.len(), 5);
+        assert!(reader.next_item().unwrap().is_none());
+    }
+
+    #[test]
+    fn csv() {
+        let header = "member_id,email,first_name\n";
+        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+            (format!("{header}1,a@b.example,Ana\n"), vec![(2, 27, 45, "1 <a@b.example>".into())]),
+            // A quoted field with a line break: the record starts on line 2, the next on line 4.
+            (
+                format!("{header}1,a@b.example,\"Ana\nMaria\"\n2,c@d.example,\"Bo \"\"B\"\"\"\n"),
+                vec![(2, 27, 53, "1 <a@b.example>".into()), (4, 53, 78, "2 <c@d.example>".into())],
+            ),
+            // CRLF, and blank lines (empty, or spaces) between records.
+            (
+                "member_id,email,first_name\r\n1,a@b.example,Ana\r\n\r\n   \r\n2,c@d.example,Bo\r\n".into(),
+                vec![(2, 28, 47, "1 <a@b.example>".into()), (5, 54, 72, "2 <c@d.example>".into())],
+            ),
+            (format!("\u{feff}{header}1,a@b.example,Ana"), vec![(2, 30, 47, "1 <a@b.example>".into())]),
+            (format!("{header}1,a@b.example\n"), vec![(2, 27, 41, "unparsable: 2 fields, the header has 3".into())]),
+            (format!("{header},a@b.example,Ana\n"), vec![(2, 27, 44, "missing id".into())]),
+            (format!("{header}1,,Ana\n"), vec![(2, 27, 34, "missing address".into())]),
+            (
+                format!("{header}1,a b@c.example,Ana\n"),
+                vec![(2, 27, 47, "malformed address: contains a space or a control character".into())],
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(Format::Csv, &text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_strings_by_header_name() {
+        let text = "member_id , email,offer_points\n0042,a@b.example,1500\n";
+        let mut reader = Reader::new(text.as_bytes(), Format::Csv, &spec(), Path::new("list")).unwrap();
+        let Entry::Recipient(recipient) = reader.next_item().unwrap().unwrap().entry else { panic!("a recipient") };
+        assert_eq!(recipient.id, "0042");
+        assert_eq!(recipient.fields["offer_points"], serde_json::json!("1500"));
+        assert_eq!(reader.columns().unwrap().names(), ["member_id", "email", "offer_points"]);
+    }
+
+    #[test]
+    fn csv_header_problems_are_errors() {
+        let cases = [
+            ("", "the header of the recipient list `list` is missing: the file is empty"),
+            ("\n\n", "the header of the recipient list `list` is missing: the file is empty"),
+            ("id,email\n1,a@b.example\n", "the header of the recipient list `list` has no `member_id` column"),
+            ("member_id,mail\n", "the header of the recipient list `list` has no `email` column"),
+            ("member_id,email,email\n", "the header of the recipient list `list` names `email` twice"),
+        ];
+        for (text, expected) in cases {
+            let error = Reader::new(text.as_bytes(), Format::Csv, &spec(), Path::new("list")).err().unwrap();
+            assert_eq!(error.to_string(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_too_long_is_set_aside_without_holding_it() {
+        for format in [Format::JsonLines, Format::Csv] {
+            let header = if format == Format::Csv { "member_id,email\n" } else { "" };
+            let long = "x".repeat(MAX_RECORD_BYTES + 10);
+            let text = match format {
+                Format::Csv => format!("{header}\"{long}\",a@b.example\n2,c@d.example\n"),
+                Format::JsonLines => {
+                    format!("{{\"member_id\":\"{long}\"}}\n{{\"member_id\":2,\"email\":\"c@d.example\"}}\n")
+                }
+            };
+            let items = read(format, &text);
+            assert_eq!(items.len(), 2, "{format:?}");
+            assert_eq!(items[0].3, format!("unparsable: longer than {MAX_RECORD_BYTES} bytes"), "{format:?}");
+            assert_eq!(items[1].3, "2 <c@d.example>", "{format:?}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        let cases = [
+            ("a@b.example", Ok(())),
+            ("first.last+tag@mail.b.example", Ok(())),
+            ("zoë@bücher.example", Ok(())),
+            ("a.example", Err("not exactly one `@`")),
+            ("a@b@c.example", Err("not exactly one `@`")),
+            ("@b.example", Err("nothing before the `@`")),
+            ("a@localhost", Err("the domain has no dot")),
+            ("a@", Err("the domain has no dot")),
+            ("a@.example", Err("the domain has an empty label")),
+            ("a@b.example.", Err("the domain has an empty label")),
+            ("a@b..example", Err("the domain has an empty label")),
+            ("a b@c.example", Err("contains a space or a control character")),
+            ("a\u{7}b@c.example", Err("contains a space or a control character")),
+            ("a@b.example\u{a0}", Err("contains a space or a control character")),
+        ];
+        for (address, expected) in cases {
+            assert_eq!(check_address(address), expected, "{address:?}");
+        }
+        let local = "a".repeat(65);
+        assert_eq!(check_address(&format!("{local}@b.example")), Err("more than 64 bytes before the `@`"));
+        let domain = format!("{}.example", "d".repeat(250));
+        assert_eq!(check_address(&format!("a@{domain}")), Err("longer than 254 bytes"));
+        let longest = format!("a@{}.example", "d".repeat(244));
+        assert_eq!((longest.len(), check_address(&longest)), (254, Ok(())));
+    }
+
+    #[test]
+    fn rejected_text_is_cut_to_a_kibibyte_at_a_character() {
+        let text = format!("{}\r\n", "é".repeat(600));
+        assert_eq!(excerpt(text.as_bytes()), "é".repeat(512));
+        assert_eq!(excerpt(b"{bad\r\n"), "{bad");
+        assert_eq!(excerpt(b"\xff{\n"), "\u{fffd}{");
+    }
+
+    #[test]
+    fn formats_come_from_extensions() {
+        let cases = [
+            ("members.csv", Some(Format::Csv)),
+            ("members.CSV", Some(Format::Csv)),
+            ("members.jsonl", Some(Format::JsonLines)),
+            ("members.ndjson", Some(Format::JsonLines)),
+            ("members.json", None),
+            ("members", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(Format::of(Path::new(name)).ok(), expected, "{name}");
+        }
+    }
+}

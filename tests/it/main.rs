@@ -13,6 +13,7 @@ mod engine;
 mod examples;
 mod hostile;
 mod incident;
+mod merkle;
 mod registry;
 mod report;
 mod runtime;

@@ -370,7 +370,9 @@ pub fn decode_leaves(bytes: &[u8]) -> Result<Vec<Leaf>, Error> {
     }
     if reader.offset != bytes.len() {
         let extra = bytes.len() - reader.offset;
-        return Err(reader.bad(reader.offset, format!("the bytes go on after the last of the {count} leaves ({extra} more)")));
+        return Err(
+            reader.bad(reader.offset, format!("the bytes go on after the last of the {count} leaves ({extra} more)"))
+        );
     }
     Ok(leaves)
 }
@@ -757,13 +759,25 @@ mod tests {
             (vec![2], "the encoded leaves are in version 2, which this phasegate does not read (it reads 1)"),
             (vec![1], "the encoded leaves are bad at byte 1: the number of leaves is cut short"),
             (good[..good.len() - 1].to_vec(), "the encoded leaves are bad at byte 42: leaf 1's time is cut short"),
-            (good[..20].to_vec(), "the encoded leaves are bad at byte 6: leaf 1's digest is cut short (32 bytes needed)"),
+            (
+                good[..20].to_vec(),
+                "the encoded leaves are bad at byte 6: leaf 1's digest is cut short (32 bytes needed)",
+            ),
             (with(3, 0xff), "the encoded leaves are bad at byte 3: leaf 1's id is not UTF-8"),
             (with(38, 3), "the encoded leaves are bad at byte 38: leaf 1's outcome is 3, not 0, 1 or 2"),
             (with(1, 2), "the encoded leaves are bad at byte 47: the length of leaf 2's id is cut short"),
-            ([good.as_slice(), &[0]].concat(), "the encoded leaves are bad at byte 47: the bytes go on after the last of the 1 leaves (1 more)"),
-            (vec![1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], "the encoded leaves are bad at byte 1: the number of leaves is more than 64 bits"),
-            (vec![1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], "the encoded leaves are bad at byte 11: the length of leaf 1's id is cut short"),
+            (
+                [good.as_slice(), &[0]].concat(),
+                "the encoded leaves are bad at byte 47: the bytes go on after the last of the 1 leaves (1 more)",
+            ),
+            (
+                vec![1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                "the encoded leaves are bad at byte 1: the number of leaves is more than 64 bits",
+            ),
+            (
+                vec![1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+                "the encoded leaves are bad at byte 11: the length of leaf 1's id is cut short",
+            ),
         ];
         for (bytes, expected) in cases {
             assert_eq!(decode_leaves(&bytes).unwrap_err().to_string(), expected, "{bytes:?}");
@@ -803,8 +817,43 @@ mod tests {
         for (from, to, expected) in edits {
             assert!(json.contains(from), "{from} in {json}");
             let error = Proof::from_json(&json.replacen(from, to, 1)).unwrap_err().to_string();
-            assert!(error.starts_with("the proof is not a phasegate Merkle proof: ") && error.contains(expected), "{error}");
+            assert!(
+                error.starts_with("the proof is not a phasegate Merkle proof: ") && error.contains(expected),
+                "{error}"
+            );
         }
+    }
+
+    /// docs/audit.md shows a proof of a campaign of three messages, computed from its rules
+    /// with Python's hashlib: phasegate prints exactly that proof.
+    #[test]
+    fn the_proof_docs_audit_md_shows_is_what_phasegate_prints() {
+        let messages = [
+            ("c-1", "ada@example.com", "Hello Ada", None, LeafOutcome::Sent),
+            (
+                "c-2",
+                "bob@example.com",
+                "Hello Bob",
+                Some("<p>Hello Bob</p>"),
+                LeafOutcome::Rejected("550 mailbox unavailable".into()),
+            ),
+            ("c-3", "cy@example.com", "Hello Cy", None, LeafOutcome::Sent),
+        ];
+        let leaves: Vec<Leaf> = messages
+            .into_iter()
+            .map(|(id, to, text, html, outcome)| Leaf {
+                id: id.into(),
+                digest: message_digest(to, "Your card", text, html),
+                outcome,
+                at: at("2026-12-04T21:55:00Z"),
+            })
+            .collect();
+        let hashes: Vec<Hash> = leaves.iter().map(Leaf::hash).collect();
+        let campaign = "inc-20261204-7f3a9c/notify/customers";
+        let proof = Proof::new("inc-20261204-7f3a9c", campaign, leaves[1].clone(), 1, &hashes).unwrap();
+        let docs = include_str!("../../docs/audit.md");
+        let shown = format!("```json\n{}\n```", proof.to_json());
+        assert!(docs.contains(&shown), "docs/audit.md shows another proof than\n{shown}");
     }
 
     fn arbitrary_leaf() -> impl Strategy<Value = Leaf> {

@@ -135,30 +135,62 @@ fn a_proof_checks_against_the_root_a_verified_export_records_and_a_changed_one_d
     };
     type Edit = fn(&mut serde_json::Value, &str);
     let edits: [(&str, Edit, &str); 8] = [
-        ("another outcome", |proof, _| {
-            proof["leaf"]["outcome"] = json!("rejected");
-        }, "the proof's path does not take its leaf (`c-3 \u{e9}\u{2028}`, leaf 3 of 5) to the root"),
-        ("another reason", |proof, _| {
-            proof["leaf"]["reason"] = json!("timeout");
-        }, "does not take its leaf"),
-        ("another recipient", |proof, _| {
-            proof["leaf"]["id"] = json!("c-9");
-        }, "does not take its leaf (`c-9`"),
-        ("a path bit", |proof, flipped| {
-            proof["path"][0] = json!(flipped);
-        }, "does not take its leaf"),
-        ("another index", |proof, _| {
-            proof["index"] = json!(2);
-        }, "does not take its leaf (`c-3 \u{e9}\u{2028}`, leaf 2 of 5)"),
-        ("another size", |proof, _| {
-            proof["size"] = json!(6);
-        }, "is not the root recorded for campaign inc-1/notify/customers (event 2: "),
-        ("another campaign", |proof, _| {
-            proof["campaign"] = json!("inc-1/notify/staff");
-        }, "the export has no `campaign_finished` event of campaign inc-1/notify/staff"),
-        ("a sent leaf with a reason", |proof, _| {
-            proof["leaf"]["outcome"] = json!("sent");
-        }, "the proof's leaf has the fields ['at', 'digest', 'id', 'outcome', 'reason'], not ['at', 'digest', 'id', 'outcome']"),
+        (
+            "another outcome",
+            |proof, _| {
+                proof["leaf"]["outcome"] = json!("rejected");
+            },
+            "the proof's path does not take its leaf (`c-3 \u{e9}\u{2028}`, leaf 3 of 5) to the root",
+        ),
+        (
+            "another reason",
+            |proof, _| {
+                proof["leaf"]["reason"] = json!("timeout");
+            },
+            "does not take its leaf",
+        ),
+        (
+            "another recipient",
+            |proof, _| {
+                proof["leaf"]["id"] = json!("c-9");
+            },
+            "does not take its leaf (`c-9`",
+        ),
+        (
+            "a path bit",
+            |proof, flipped| {
+                proof["path"][0] = json!(flipped);
+            },
+            "does not take its leaf",
+        ),
+        (
+            "another index",
+            |proof, _| {
+                proof["index"] = json!(2);
+            },
+            "does not take its leaf (`c-3 \u{e9}\u{2028}`, leaf 2 of 5)",
+        ),
+        (
+            "another size",
+            |proof, _| {
+                proof["size"] = json!(6);
+            },
+            "is not the root recorded for campaign inc-1/notify/customers (event 2: ",
+        ),
+        (
+            "another campaign",
+            |proof, _| {
+                proof["campaign"] = json!("inc-1/notify/staff");
+            },
+            "the export has no `campaign_finished` event of campaign inc-1/notify/staff",
+        ),
+        (
+            "a sent leaf with a reason",
+            |proof, _| {
+                proof["leaf"]["outcome"] = json!("sent");
+            },
+            "the proof's leaf has the fields ['at', 'digest', 'id', 'outcome', 'reason'], not ['at', 'digest', 'id', 'outcome']",
+        ),
     ];
     for (what, edit, expected) in edits {
         let mut changed = genuine.clone();
@@ -167,7 +199,10 @@ fn a_proof_checks_against_the_root_a_verified_export_records_and_a_changed_one_d
         assert_eq!(status, Some(1), "{what}: {stdout}");
         assert!(stdout.starts_with("verified: ") && stdout.contains(expected), "{what}: {stdout}");
         if let Ok(proof) = Proof::from_json(&changed.to_string()) {
-            assert!(!proof.verifies() || what == "another size" || what == "another campaign", "{what}: phasegate agrees");
+            assert!(
+                !proof.verifies() || what == "another size" || what == "another campaign",
+                "{what}: phasegate agrees"
+            );
         }
     }
 

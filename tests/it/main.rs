@@ -14,6 +14,7 @@ mod engine;
 mod examples;
 mod hostile;
 mod incident;
+mod merkle;
 mod registry;
 mod report;
 mod runtime;

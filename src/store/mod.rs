@@ -184,8 +184,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The recipients of `campaign` not sent, for good, as (batch, recipient id, reason): in batch
     /// order, and in each batch in the order its answer gave them.
-    fn campaign_failures(&self, campaign: &str)
-    -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send;
+    fn campaign_failures(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send;
 
     /// The Merkle leaves of the answered batches of `campaign`, as each answer gave them, in
     /// number order.
@@ -193,8 +195,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every campaign of `incident` (the keys `INCIDENT/...`), in the order they were planned,
     /// with its totals.
-    fn campaigns(&self, incident: &str)
-    -> impl Future<Output = Result<Vec<(String, CampaignProgress)>, Error>> + Send;
+    fn campaigns(&self, incident: &str) -> impl Future<Output = Result<Vec<(String, CampaignProgress)>, Error>> + Send;
 }
 
 /// What one append stores (see [`Store::append`]): events to add to an incident at the version
@@ -374,9 +375,17 @@ pub enum BatchState {
     Planned,
     /// Marked in flight `attempts` times; the last at `since`. After a crash these are the
     /// possible repeats.
-    Sending { attempts: u32, since: DateTime<Utc> },
+    Sending {
+        attempts: u32,
+        since: DateTime<Utc>,
+    },
     /// Answered at `at`, after `attempts` marks in flight: `sent` recipients sent, `failed` not.
-    Answered { attempts: u32, at: DateTime<Utc>, sent: u32, failed: u32 },
+    Answered {
+        attempts: u32,
+        at: DateTime<Utc>,
+        sent: u32,
+        failed: u32,
+    },
 }
 
 /// The answer to one batch of a campaign, to record with [`Store::campaign_answered`].

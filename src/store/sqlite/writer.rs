@@ -308,7 +308,11 @@ impl Writer {
             && let Some((versions, campaigned)) = self.commit_together(batch, campaigns, &now).await?
         {
             self.commits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Answers { appends: versions.into_iter().map(Ok).collect(), campaigns: campaigned, ..Answers::default() });
+            return Ok(Answers {
+                appends: versions.into_iter().map(Ok).collect(),
+                campaigns: campaigned,
+                ..Answers::default()
+            });
         }
         // IMMEDIATE takes the write lock now, so that another process writing the same file makes
         // this wait (up to the busy timeout) instead of failing halfway through.

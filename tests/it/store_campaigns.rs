@@ -214,3 +214,64 @@ async fn child(database: &Path, marked: &Path) {
     std::fs::write(marked, b"marked").unwrap();
     std::future::pending::<()>().await;
 }
+
+/// The schema itself keeps a batch moving forward and an answer's record as it was written, as
+/// it keeps events: each statement below, run at the `sqlite3` prompt, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_refuses_to_move_a_campaign_back() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phasegate.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.campaign_plan(CAMPAIGN, &plan(3, 10)).await.unwrap();
+    store.campaign_sending(CAMPAIGN, &[1, 2], at(1)).await.unwrap();
+    store.campaign_answered(CAMPAIGN, &[answer(1, 2, 10, &[("c-1", "bounced")], vec![1; 64])]).await.unwrap();
+    store.close().await;
+
+    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let refused = [
+        "UPDATE campaign_batches SET state = 'sending', answered_at = NULL, sent = NULL, failed = NULL WHERE number = 1",
+        "UPDATE campaign_batches SET attempts = 5 WHERE number = 1",
+        "UPDATE campaign_batches SET state = 'planned', attempts = 0, since = NULL WHERE number = 2",
+        "UPDATE campaign_batches SET state = 'answered', answered_at = 'now', sent = 10, failed = 0 WHERE number = 3",
+        "UPDATE campaign_batches SET state = 'answered', answered_at = 'now', sent = 9, failed = 0 WHERE number = 2",
+        "UPDATE campaign_batches SET attempts = 3, since = 'now' WHERE number = 2",
+        "UPDATE campaign_batches SET recipients = 11 WHERE number = 3",
+        "DELETE FROM campaign_batches WHERE number = 3",
+        "INSERT INTO campaign_batches (campaign, number, start_byte, end_byte, first_line, skip, recipients)
+             VALUES ('inc-1/notify/customers', 5, 0, 10, 2, '[]', 1)",
+        "INSERT INTO campaign_batches (campaign, number, start_byte, end_byte, first_line, skip, recipients)
+             VALUES ('inc-1/notify/customers', 4, 0, 10, 2, '[]', 1)",
+        "UPDATE campaigns SET batches = 4",
+        "DELETE FROM campaigns",
+        "UPDATE campaign_failures SET reason = 'sent'",
+        "DELETE FROM campaign_failures",
+        "INSERT INTO campaign_failures (campaign, number, recipient, reason) VALUES ('inc-1/notify/customers', 2, 'c-9', 'x')",
+        "UPDATE campaign_leaves SET leaves = X'00'",
+        "DELETE FROM campaign_leaves",
+        "INSERT INTO campaign_leaves (campaign, number, leaves) VALUES ('inc-1/notify/customers', 2, X'00')",
+    ];
+    for statement in refused {
+        let result = sqlx::query(statement).execute(&mut connection).await;
+        assert!(result.is_err(), "not refused: {statement}");
+    }
+    // What a resumed campaign does is still allowed.
+    sqlx::query("UPDATE campaign_batches SET state = 'sending', attempts = 2, since = '2026-11-24T02:20:00.000000000Z' WHERE number = 2")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.campaign_leaves(CAMPAIGN).await.unwrap(), [(1, vec![1; 64])]);
+    assert_eq!(store.campaign_failures(CAMPAIGN).await.unwrap().len(), 1);
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-24T02:20:00Z").unwrap().to_utc();
+    assert_eq!(
+        states(&store, CAMPAIGN).await,
+        [
+            BatchState::Answered { attempts: 1, at: at(2), sent: 9, failed: 1 },
+            BatchState::Sending { attempts: 2, since },
+            BatchState::Planned
+        ]
+    );
+    store.close().await;
+}

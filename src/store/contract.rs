@@ -13,7 +13,13 @@ use crate::audit::chain::{self, GENESIS};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
 
+mod campaign;
 mod inbox;
+pub use campaign::{
+    a_batch_is_marked_sending_then_answered, a_campaign_is_planned_once,
+    an_answered_batch_is_never_sent_or_answered_again, answer, campaign_progress_is_there_after_reopening,
+    campaign_progress_is_totalled, failures_are_listed_in_batch_order, leaves_read_back_in_number_order, plan, states,
+};
 pub use inbox::{deliveries_received_together_are_each_answered, received_deliveries_wait_in_the_inbox_until_applied};
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
@@ -42,6 +48,12 @@ macro_rules! store_contract {
             a_delivery_is_taken_once,
             received_deliveries_wait_in_the_inbox_until_applied,
             deliveries_received_together_are_each_answered,
+            a_campaign_is_planned_once,
+            a_batch_is_marked_sending_then_answered,
+            an_answered_batch_is_never_sent_or_answered_again,
+            failures_are_listed_in_batch_order,
+            leaves_read_back_in_number_order,
+            campaign_progress_is_totalled,
         );
     };
     (@tests $fresh:path; $($check:ident,)*) => {

@@ -4,6 +4,10 @@
 //! backend passes the same contract suite (`contract.rs`), so the runtime can rely on what the
 //! trait's documentation promises whichever backend it is given.
 //!
+//! Customer campaigns keep their progress here too (`campaign.rs` checks and encodes it): which
+//! batches of a campaign's list exist, which were marked in flight, which were answered, and
+//! with what, so that a campaign resumes after a crash and never sends an answered batch again.
+//!
 //! The store knows events and effects only as JSON: `rows.rs` encodes them and checks the shape
 //! of an append once for every backend, and each backend maps its rows through small wrapper
 //! types, so the engine's types never know SQL.
@@ -17,8 +21,10 @@ use serde::Serialize;
 
 use crate::audit::chain::Canonical;
 use crate::audit::keys::SignedCheckpoint;
+use crate::campaign::BatchPlan;
 use crate::engine::{Effect, Event};
 
+mod campaign;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
 mod rows;
@@ -141,6 +147,55 @@ pub trait Store: Send + Sync + 'static {
         incident: &str,
         checkpoint: &SignedCheckpoint,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Stores the plan of `campaign` (its key, `INCIDENT/PHASE/STEP`): its batches, numbered 1 to
+    /// n in order, each [`BatchState::Planned`]. A campaign is planned once: a second plan, even
+    /// the same, is refused ([`CampaignRefusal::Planned`]) and changes nothing. A plan of no
+    /// batches (a list with no one to send to) is stored as such.
+    ///
+    /// Like every campaign write, it is durable when it answers, shares its commit with whatever
+    /// else the store is writing, is taken in the order of the calls (as appends are), and when
+    /// refused changes nothing.
+    fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The batches of `campaign`, in number order, with how far each has come; empty when it was
+    /// never planned.
+    fn campaign_batches(&self, campaign: &str) -> impl Future<Output = Result<Vec<CampaignBatch>, Error>> + Send;
+
+    /// Marks batches in flight at `at`, before they are sent: each planned or sending one becomes
+    /// [`BatchState::Sending`] with one more attempt. An answered batch (never sent again) or one
+    /// not in the plan is refused, and then none of them is marked.
+    fn campaign_sending(
+        &self,
+        campaign: &str,
+        numbers: &[u32],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records the answers of batches marked sending: each becomes [`BatchState::Answered`], with
+    /// its failures and its Merkle leaves. A batch's answer accounts for each of its recipients
+    /// once (`sent` plus its failures is its plan's `recipients`). A batch not marked sending (so
+    /// also one answered already) or not in the plan is refused, and then none is recorded.
+    fn campaign_answered(
+        &self,
+        campaign: &str,
+        results: &[BatchResult],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The recipients of `campaign` not sent, for good, as (batch, recipient id, reason): in batch
+    /// order, and in each batch in the order its answer gave them.
+    fn campaign_failures(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send;
+
+    /// The Merkle leaves of the answered batches of `campaign`, as each answer gave them, in
+    /// number order.
+    fn campaign_leaves(&self, campaign: &str) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, Error>> + Send;
+
+    /// Every campaign of `incident` (the keys `INCIDENT/...`), in the order they were planned,
+    /// with its totals.
+    fn campaigns(&self, incident: &str) -> impl Future<Output = Result<Vec<(String, CampaignProgress)>, Error>> + Send;
 }
 
 /// What one append stores (see [`Store::append`]): events to add to an incident at the version
@@ -306,6 +361,85 @@ pub struct PendingEffect {
     pub effect: Effect,
 }
 
+/// A batch of a campaign as stored: its plan and how far it has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignBatch {
+    pub plan: BatchPlan,
+    pub state: BatchState,
+}
+
+/// How far a campaign's batch has come. It only moves forward: planned, then sending (again, on
+/// each attempt), then answered for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    Planned,
+    /// Marked in flight `attempts` times; the last at `since`. After a crash these are the
+    /// possible repeats.
+    Sending {
+        attempts: u32,
+        since: DateTime<Utc>,
+    },
+    /// Answered at `at`, after `attempts` marks in flight: `sent` recipients sent, `failed` not.
+    Answered {
+        attempts: u32,
+        at: DateTime<Utc>,
+        sent: u32,
+        failed: u32,
+    },
+}
+
+/// The answer to one batch of a campaign, to record with [`Store::campaign_answered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult {
+    pub number: u32,
+    pub at: DateTime<Utc>,
+    pub sent: u32,
+    /// Recipients not sent, for good: (recipient id, reason).
+    pub failed: Vec<(String, String)>,
+    /// The batch's Merkle leaves, encoded: the store keeps them as given.
+    pub leaves: Vec<u8>,
+}
+
+/// A campaign's totals: its batches by state, the recipients its plan sends to, and of those
+/// in answered batches, how many were sent and how many failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CampaignProgress {
+    pub batches: u32,
+    pub planned: u32,
+    pub sending: u32,
+    pub answered: u32,
+    pub recipients: u64,
+    pub sent: u64,
+    pub failed: u64,
+}
+
+/// Why a campaign write was refused (see [`Error::Campaign`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CampaignRefusal {
+    /// The campaign has a plan already.
+    Planned,
+    /// Its plan has no batch with this number (or it has no plan).
+    Unknown(u32),
+    /// The batch was answered: it is never sent or answered again.
+    Answered(u32),
+    /// The batch was never marked sending, so it cannot have an answer.
+    NotSending(u32),
+    /// What was given breaks a rule: the problem, in words.
+    Invalid(String),
+}
+
+impl std::fmt::Display for CampaignRefusal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CampaignRefusal::Planned => write!(formatter, "it is planned already"),
+            CampaignRefusal::Unknown(number) => write!(formatter, "its plan has no batch {number}"),
+            CampaignRefusal::Answered(number) => write!(formatter, "batch {number} is answered already"),
+            CampaignRefusal::NotSending(number) => write!(formatter, "batch {number} was not marked sending"),
+            CampaignRefusal::Invalid(problem) => write!(formatter, "{problem}"),
+        }
+    }
+}
+
 /// Why the store could not do what it was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -324,6 +458,9 @@ pub enum Error {
     /// effect to complete); nothing was stored.
     #[error("cannot append to incident `{incident}`: {problem}")]
     Invalid { incident: String, problem: String },
+    /// A campaign's progress cannot move as asked; nothing was stored.
+    #[error("campaign `{campaign}`: {refusal}")]
+    Campaign { campaign: String, refusal: CampaignRefusal },
     /// The database failed. Shared, because one failed commit answers every append it carried.
     #[error("the database failed")]
     Database(#[source] Arc<sqlx::Error>),

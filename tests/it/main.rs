@@ -21,6 +21,7 @@ mod runtime;
 mod server;
 mod smtp;
 mod store;
+mod store_campaigns;
 mod support;
 mod tidy;
 mod webhook_auth;

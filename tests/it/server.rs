@@ -493,11 +493,13 @@ pub struct Counting {
 mod counting {
     use std::future::Future;
 
+    use chrono::{DateTime, Utc};
     use phasegate::audit::keys::SignedCheckpoint;
+    use phasegate::campaign::BatchPlan;
     use phasegate::engine::Event;
     use phasegate::store::{
-        Append, ChainLink, Delivery, Error, Headers, Inbound, IncidentSummary, PendingEffect, Receipt, Store,
-        StoredCheckpoint,
+        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+        IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
     };
 
     impl Store for super::Counting {
@@ -581,6 +583,46 @@ mod counting {
             checkpoint: &SignedCheckpoint,
         ) -> impl Future<Output = Result<(), Error>> + Send {
             self.inner.add_checkpoint(incident, checkpoint)
+        }
+        fn campaign_plan(
+            &self,
+            campaign: &str,
+            batches: &[BatchPlan],
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.campaign_plan(campaign, batches)
+        }
+        fn campaign_batches(&self, campaign: &str) -> impl Future<Output = Result<Vec<CampaignBatch>, Error>> + Send {
+            self.inner.campaign_batches(campaign)
+        }
+        fn campaign_sending(
+            &self,
+            campaign: &str,
+            numbers: &[u32],
+            at: DateTime<Utc>,
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.campaign_sending(campaign, numbers, at)
+        }
+        fn campaign_answered(
+            &self,
+            campaign: &str,
+            results: &[BatchResult],
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.campaign_answered(campaign, results)
+        }
+        fn campaign_failures(
+            &self,
+            campaign: &str,
+        ) -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send {
+            self.inner.campaign_failures(campaign)
+        }
+        fn campaign_leaves(&self, campaign: &str) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, Error>> + Send {
+            self.inner.campaign_leaves(campaign)
+        }
+        fn campaigns(
+            &self,
+            incident: &str,
+        ) -> impl Future<Output = Result<Vec<(String, CampaignProgress)>, Error>> + Send {
+            self.inner.campaigns(incident)
         }
     }
 }

@@ -68,7 +68,20 @@ async fn the_file_is_in_wal_mode_with_the_schema_in_place() {
     .unwrap();
     assert_eq!(
         tables,
-        ["checkpoints", "deliveries", "events", "inbox", "inbox_numbered", "incidents", "outbox", "received"]
+        [
+            "campaign_batches",
+            "campaign_failures",
+            "campaign_leaves",
+            "campaigns",
+            "checkpoints",
+            "deliveries",
+            "events",
+            "inbox",
+            "inbox_numbered",
+            "incidents",
+            "outbox",
+            "received"
+        ]
     );
 }
 
@@ -109,7 +122,7 @@ async fn queued(store: &SqliteStore, count: usize) {
 /// Runs `send`, which sends `jobs` jobs to the writer from tasks of its own, while the writer is
 /// held; once they are all queued, lets the writer go, so that they reach it together. Gives what
 /// `send` returned and the writer's commits before.
-async fn sent_together<T>(store: &SqliteStore, jobs: usize, send: impl FnOnce() -> T) -> (T, u64) {
+pub async fn sent_together<T>(store: &SqliteStore, jobs: usize, send: impl FnOnce() -> T) -> (T, u64) {
     let paused = store.pause().await;
     let commits = store.commits();
     let sent = send();

@@ -24,17 +24,21 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
+mod campaign;
 mod checkpointer;
 mod writer;
 
+use super::campaign::CampaignRows;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, ChainLink, Delivery, Error, Headers, Inbound, IncidentSummary, PendingEffect, Receipt, Store,
-    StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
+use crate::campaign::BatchPlan;
 use crate::engine::Event;
-use writer::{Job, Queued, Receive, Waiting, chain_unhashed};
+use chrono::{DateTime, Utc};
+use writer::{CampaignJob, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -201,6 +205,23 @@ impl SqliteStore {
             self.ask(Job::Append(Queued { rows, answer }), answered)
         });
         async move { asked?.await }
+    }
+
+    /// Hands a campaign write, checked and encoded before this future exists, to the writer and
+    /// waits for its answer; one that changes nothing is answered here.
+    fn write_campaign(&self, rows: Result<CampaignRows, Error>) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        let asked = rows.map(|rows| {
+            (!rows.is_empty()).then(|| {
+                let (answer, answered) = oneshot::channel();
+                self.ask(Job::Campaign(CampaignJob { rows, answer }), answered)
+            })
+        });
+        async move {
+            match asked? {
+                Some(asked) => asked.await,
+                None => Ok(()),
+            }
+        }
     }
 
     /// Gives the writer a job, now if its queue has room (so that jobs are taken in the order of
@@ -517,6 +538,43 @@ impl Store for SqliteStore {
         let (answer, answered) = oneshot::channel();
         let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
         self.ask(job, answered)
+    }
+
+    fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::plan(campaign, batches))
+    }
+
+    async fn campaign_batches(&self, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
+        campaign::batches(&self.reads, campaign).await
+    }
+
+    fn campaign_sending(
+        &self,
+        campaign: &str,
+        numbers: &[u32],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::sending(campaign, numbers, at))
+    }
+
+    fn campaign_answered(
+        &self,
+        campaign: &str,
+        results: &[BatchResult],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::answered(campaign, results))
+    }
+
+    async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {
+        campaign::failures(&self.reads, campaign).await
+    }
+
+    async fn campaign_leaves(&self, campaign: &str) -> Result<Vec<(u32, Vec<u8>)>, Error> {
+        campaign::leaves(&self.reads, campaign).await
+    }
+
+    async fn campaigns(&self, incident: &str) -> Result<Vec<(String, CampaignProgress)>, Error> {
+        campaign::progress(&self.reads, incident).await
     }
 }
 

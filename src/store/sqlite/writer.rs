@@ -15,9 +15,11 @@ use super::super::rows::{self, AppendRows};
 use super::{ChainRow, MAX_BATCH, signed, unsigned};
 use crate::audit::chain::{self, GENESIS, Hash};
 use crate::audit::keys::SignedCheckpoint;
+pub(super) use campaign::CampaignJob;
 use inbox::Added;
 pub(super) use inbox::Waiting;
 
+mod campaign;
 mod inbox;
 mod together;
 
@@ -38,11 +40,12 @@ pub(super) struct Receive {
     pub(super) answer: oneshot::Sender<Result<bool, Error>>,
 }
 
-/// What the writer is given: appends and received deliveries, which share commits, and now and
-/// then a checkpoint to store or applied deliveries to mark.
+/// What the writer is given: appends, received deliveries and campaign writes, which share
+/// commits, and now and then a checkpoint to store or applied deliveries to mark.
 pub(super) enum Job {
     Append(Queued),
     Receive(Receive),
+    Campaign(CampaignJob),
     Checkpoint {
         incident: String,
         checkpoint: SignedCheckpoint,
@@ -79,8 +82,9 @@ impl std::fmt::Debug for Queued {
 /// person's approval during a storm is not kept waiting for the storm to end.
 const APPENDS_HELD: Duration = Duration::from_millis(20);
 
-/// The writer: takes every append and received delivery waiting, stores them in one
-/// transaction (received deliveries first, see [`APPENDS_HELD`]), answers each.
+/// The writer: takes every append, received delivery and campaign write waiting, stores them in
+/// one transaction (received deliveries first, see [`APPENDS_HELD`]), answers each. Campaign
+/// writes wait as appends do.
 pub(super) async fn write(
     connection: SqliteConnection,
     waiting: Waiting,
@@ -91,11 +95,12 @@ pub(super) async fn write(
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut receives = Vec::with_capacity(MAX_BATCH);
+    let mut campaigns = Vec::new();
     // Applied deliveries to mark, held like appends: they are the inbox task's too.
     let mut applied = Vec::new();
     let mut held_since: Option<Instant> = None;
     loop {
-        if batch.is_empty() && applied.is_empty() {
+        if batch.is_empty() && applied.is_empty() && campaigns.is_empty() {
             if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
                 break;
             }
@@ -111,6 +116,7 @@ pub(super) async fn write(
             match job {
                 Job::Append(append) => batch.push(append),
                 Job::Receive(receive) => receives.push(receive),
+                Job::Campaign(campaign) => campaigns.push(campaign),
                 Job::Applied { outcomes, answer } => applied.push((outcomes, answer)),
                 // Rare (one per incident every few minutes): a transaction of its own.
                 Job::Checkpoint { incident, checkpoint, answer } => {
@@ -123,9 +129,9 @@ pub(super) async fn write(
                 }
             }
         }
-        let held = !batch.is_empty() || !applied.is_empty();
+        let held = !batch.is_empty() || !applied.is_empty() || !campaigns.is_empty();
         if !receives.is_empty() && held && held_since.get_or_insert_with(Instant::now).elapsed() < APPENDS_HELD {
-            writer.commit_and_answer(&mut Vec::new(), &mut receives).await;
+            writer.commit_and_answer(&mut Vec::new(), &mut receives, &mut Vec::new()).await;
             continue;
         }
         held_since = None;
@@ -133,10 +139,10 @@ pub(super) async fn write(
         for (outcomes, answer) in applied.drain(..) {
             let _ = answer.send(writer.mark_applied(&outcomes).await);
         }
-        if batch.is_empty() && receives.is_empty() {
+        if batch.is_empty() && receives.is_empty() && campaigns.is_empty() {
             continue;
         }
-        writer.commit_and_answer(&mut batch, &mut receives).await;
+        writer.commit_and_answer(&mut batch, &mut receives, &mut campaigns).await;
     }
     // Everything given is answered: copy the WAL back into the file and empty it, so that a
     // stopped store leaves one file to back up. Readers still closing may keep SQLite from doing
@@ -145,8 +151,13 @@ pub(super) async fn write(
     let _ = writer.connection.close().await;
 }
 
-/// What a batch's appends and received deliveries are answered.
-type Answers = (Vec<Result<u64, Error>>, Vec<Result<bool, Error>>);
+/// What a batch's appends, received deliveries and campaign writes are answered.
+#[derive(Default)]
+struct Answers {
+    appends: Vec<Result<u64, Error>>,
+    receives: Vec<Result<bool, Error>>,
+    campaigns: Vec<Result<(), Error>>,
+}
 
 /// Why a batch stored nothing.
 enum Failed {
@@ -203,16 +214,22 @@ struct Writer {
 }
 
 impl Writer {
-    /// Stores a batch and answers each of its appends and deliveries; drains both.
-    async fn commit_and_answer(&mut self, batch: &mut Vec<Queued>, receives: &mut Vec<Receive>) {
-        let mut committed = self.commit(batch, receives, false).await;
+    /// Stores a batch and answers each of its appends, deliveries and campaign writes; drains
+    /// them.
+    async fn commit_and_answer(
+        &mut self,
+        batch: &mut Vec<Queued>,
+        receives: &mut Vec<Receive>,
+        campaigns: &mut Vec<CampaignJob>,
+    ) {
+        let mut committed = self.commit(batch, receives, campaigns, false).await;
         if matches!(committed, Err(Failed::Halfway)) {
             // An append was refused where that cannot happen unless the database was changed
             // under phasegate: the batch again, with every append able to be undone alone.
             self.rollback().await;
-            committed = self.commit(batch, receives, true).await;
+            committed = self.commit(batch, receives, campaigns, true).await;
         }
-        let (answers, received) = match committed {
+        let answers = match committed {
             Ok(answers) => answers,
             Err(failed) => {
                 // Nothing of the batch is stored.
@@ -221,18 +238,22 @@ impl Writer {
                     Failed::Database(error) => error,
                     Failed::Halfway => Error::Corrupt("an append was refused after writing part of it".into()),
                 };
-                (
-                    batch.iter().map(|_| Err(error.clone())).collect(),
-                    receives.iter().map(|_| Err(error.clone())).collect(),
-                )
+                Answers {
+                    appends: batch.iter().map(|_| Err(error.clone())).collect(),
+                    receives: receives.iter().map(|_| Err(error.clone())).collect(),
+                    campaigns: campaigns.iter().map(|_| Err(error.clone())).collect(),
+                }
             }
         };
         // A caller that stopped waiting learns the outcome by reading again.
-        for (append, answer) in batch.drain(..).zip(answers) {
+        for (append, answer) in batch.drain(..).zip(answers.appends) {
             let _ = append.answer.send(answer);
         }
-        for (receive, answer) in receives.drain(..).zip(received) {
+        for (receive, answer) in receives.drain(..).zip(answers.receives) {
             let _ = receive.answer.send(answer);
+        }
+        for (campaign, answer) in campaigns.drain(..).zip(answers.campaigns) {
+            let _ = campaign.answer.send(answer);
         }
     }
 
@@ -244,23 +265,31 @@ impl Writer {
         self.heads.clear();
     }
 
-    /// Stores a batch in one transaction and counts the commit. An append that is refused (a
-    /// conflict, a rule of the log) is undone and answered with why, and the others are stored;
-    /// a database failure fails the batch. With `careful`, every append of several writes gets a
-    /// savepoint, not only those that may be refused halfway.
-    async fn commit(&mut self, batch: &[Queued], receives: &[Receive], careful: bool) -> Result<Answers, Failed> {
+    /// Stores a batch in one transaction and counts the commit. An append or a campaign write
+    /// that is refused (a conflict, a rule of the log or of a campaign's progress) is undone and
+    /// answered with why, and the others are stored; a database failure fails the batch. With
+    /// `careful`, every append of several writes gets a savepoint, not only those that may be
+    /// refused halfway.
+    async fn commit(
+        &mut self,
+        batch: &[Queued],
+        receives: &[Receive],
+        campaigns: &[CampaignJob],
+        careful: bool,
+    ) -> Result<Answers, Failed> {
         let now = rows::timestamp(Utc::now());
         // One statement alone runs as a transaction of its own (the triggers' checks included)
         // and commits, as durably as any, when it ends: the most common batches thus cost one
         // round trip to SQLite's thread rather than three.
-        if batch.is_empty() {
+        if batch.is_empty() && campaigns.is_empty() {
             let (received, added) = self.receive(receives, false).await?;
             self.waiting.keep(added);
             self.commits.fetch_add(1, Ordering::Relaxed);
-            return Ok((Vec::new(), received));
+            return Ok(Answers { receives: received, ..Answers::default() });
         }
         if let [append] = batch
             && receives.is_empty()
+            && campaigns.is_empty()
             && append.rows.statements() == 1
         {
             let answer = self.store(&append.rows, &now).await;
@@ -269,24 +298,28 @@ impl Writer {
             }
             return match answer {
                 Err(Refused { error: error @ Error::Database(_), .. }) => Err(Failed::Database(error)),
-                answer => Ok((vec![answer.map_err(|refused| refused.error)], Vec::new())),
+                answer => Ok(Answers { appends: vec![answer.map_err(|refused| refused.error)], ..Answers::default() }),
             };
         }
         // Several statements: the batch together first, a statement per table; append by
         // append, with savepoints, only if something in it was refused.
         if !careful
             && receives.is_empty()
-            && let Some(versions) = self.commit_together(batch, &now).await?
+            && let Some((versions, campaigned)) = self.commit_together(batch, campaigns, &now).await?
         {
             self.commits.fetch_add(1, Ordering::Relaxed);
-            return Ok((versions.into_iter().map(Ok).collect(), Vec::new()));
+            return Ok(Answers {
+                appends: versions.into_iter().map(Ok).collect(),
+                campaigns: campaigned,
+                ..Answers::default()
+            });
         }
         // IMMEDIATE takes the write lock now, so that another process writing the same file makes
         // this wait (up to the busy timeout) instead of failing halfway through.
         sqlx::query("BEGIN IMMEDIATE").execute(&mut self.connection).await?;
         let (received, added) =
             if receives.is_empty() { (Vec::new(), Added::default()) } else { self.receive(receives, true).await? };
-        let alone = batch.len() == 1 && receives.is_empty();
+        let alone = batch.len() == 1 && receives.is_empty() && campaigns.is_empty();
         let mut answers = Vec::with_capacity(batch.len());
         for append in batch {
             // An append alone in its transaction needs no savepoint (the rollback undoes it), nor
@@ -313,12 +346,13 @@ impl Writer {
         }
         if alone && answers[0].is_err() {
             sqlx::query("ROLLBACK").execute(&mut self.connection).await?;
-            return Ok((answers, received));
+            return Ok(Answers { appends: answers, receives: received, ..Answers::default() });
         }
+        let campaigned = self.write_campaigns(campaigns).await?;
         sqlx::query("COMMIT").execute(&mut self.connection).await?;
         self.waiting.keep(added);
         self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok((answers, received))
+        Ok(Answers { appends: answers, receives: received, campaigns: campaigned })
     }
 
     /// One append inside the batch's transaction: the incident's row for a new incident (or the
@@ -525,7 +559,7 @@ async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error 
 
 /// A constraint refused the statement (a unique key, or the triggers' order of events): the
 /// statement changed nothing and the transaction goes on.
-fn is_constraint_violation(error: &sqlx::Error) -> bool {
+pub(super) fn is_constraint_violation(error: &sqlx::Error) -> bool {
     const SQLITE_CONSTRAINT: i32 = 19;
     // SQLite reports extended codes (2067 for a unique key, 1811 for a trigger's RAISE); the low
     // byte is the primary code.

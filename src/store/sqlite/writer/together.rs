@@ -13,8 +13,9 @@ use sqlx::QueryBuilder;
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::Sqlite;
 
+use super::super::super::Error;
 use super::super::signed;
-use super::{Failed, Queued, Writer};
+use super::{CampaignJob, Failed, Queued, Writer};
 use crate::audit::chain::{self, GENESIS, Hash};
 
 /// Rows per statement: well within SQLite's limit on a statement's parameters (32,766) for the
@@ -22,18 +23,25 @@ use crate::audit::chain::{self, GENESIS, Hash};
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 impl Writer {
-    /// Stores `batch` in one transaction, a statement per table, and answers each append's
-    /// version; `None` when something was refused (nothing is stored, and the careful path will
-    /// say what). Only a failure to end the transaction is an error.
-    pub(super) async fn commit_together(&mut self, batch: &[Queued], now: &str) -> Result<Option<Vec<u64>>, Failed> {
+    /// Stores `batch` in one transaction, a statement per table, then the campaign writes (each
+    /// undone alone if refused), and answers each append's version and each campaign write;
+    /// `None` when an append was refused (nothing is stored, and the careful path will say
+    /// what). A database failure of a campaign write, or to end the transaction, is an error.
+    pub(super) async fn commit_together(
+        &mut self,
+        batch: &[Queued],
+        campaigns: &[CampaignJob],
+        now: &str,
+    ) -> Result<Option<(Vec<u64>, Vec<Result<(), Error>>)>, Failed> {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut self.connection).await?;
         match self.write_together(batch, now).await {
             Ok(Some(heads)) => {
+                let campaigned = self.write_campaigns(campaigns).await?;
                 sqlx::query("COMMIT").execute(&mut self.connection).await?;
                 for (incident, head) in heads {
                     self.remember_head(incident, head);
                 }
-                Ok(Some(batch.iter().map(|append| append.rows.version()).collect()))
+                Ok(Some((batch.iter().map(|append| append.rows.version()).collect(), campaigned)))
             }
             Ok(None) | Err(_) => {
                 sqlx::query("ROLLBACK").execute(&mut self.connection).await?;

@@ -1,0 +1,231 @@
+//! How a campaign's progress looks on its way to a database, for every backend: the rules a
+//! campaign write must follow that need no stored row (a key naming its incident, a plan numbered
+//! 1 to n, no batch named twice in one call), checked once here, and the rows it writes, encoded
+//! (times as text, a batch's skipped lines as JSON) and owned, so that they can travel to a
+//! writer.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use super::rows::timestamp;
+use super::{BatchResult, CampaignRefusal, Error};
+use crate::campaign::BatchPlan;
+
+/// A campaign write, checked and encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CampaignRows {
+    pub campaign: String,
+    pub write: CampaignWrite,
+}
+
+/// What a campaign write stores.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CampaignWrite {
+    /// The plan: the campaign's incident and its batches, in number order.
+    Plan { incident: String, batches: Vec<PlanRow> },
+    /// Batches marked in flight, at a time.
+    Sending { numbers: Vec<u32>, at: String },
+    /// Batches' answers.
+    Answered(Vec<AnswerRow>),
+}
+
+/// A planned batch as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlanRow {
+    pub number: u32,
+    pub start: i64,
+    pub end: i64,
+    pub first_line: i64,
+    /// The lines not sent, as a JSON array of numbers.
+    pub skip: String,
+    pub recipients: u32,
+}
+
+/// A batch's answer as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AnswerRow {
+    pub number: u32,
+    pub at: String,
+    pub sent: u32,
+    pub failed: Vec<(String, String)>,
+    pub leaves: Vec<u8>,
+}
+
+impl CampaignRows {
+    /// The plan of `campaign`: its key must name an incident, a phase and a step, and its batches
+    /// run 1 to n in order, each a byte range that does not end before it starts.
+    pub fn plan(campaign: &str, batches: &[BatchPlan]) -> Result<CampaignRows, Error> {
+        let incident = incident_of(campaign)?.to_string();
+        let rows = batches
+            .iter()
+            .enumerate()
+            .map(|(index, batch)| {
+                let expected = index as u64 + 1;
+                if u64::from(batch.number) != expected {
+                    return Err(invalid(
+                        campaign,
+                        format!(
+                            "its batches are numbered 1 to {} in order, and batch {} comes where batch {expected} belongs",
+                            batches.len(),
+                            batch.number
+                        ),
+                    ));
+                }
+                if batch.end < batch.start {
+                    let problem =
+                        format!("batch {} ends (byte {}) before it starts (byte {})", batch.number, batch.end, batch.start);
+                    return Err(invalid(campaign, problem));
+                }
+                let offset = |value: u64, what: &str| {
+                    i64::try_from(value)
+                        .map_err(|_| invalid(campaign, format!("batch {}'s {what} {value} is out of range", batch.number)))
+                };
+                Ok(PlanRow {
+                    number: batch.number,
+                    start: offset(batch.start, "start")?,
+                    end: offset(batch.end, "end")?,
+                    first_line: offset(batch.first_line, "first line")?,
+                    skip: serde_json::to_string(&batch.skip).expect("numbers encode as JSON"),
+                    recipients: batch.recipients,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(CampaignRows { campaign: campaign.to_string(), write: CampaignWrite::Plan { incident, batches: rows } })
+    }
+
+    /// Batches of `campaign` marked sending at `at`, each named once.
+    pub fn sending(campaign: &str, numbers: &[u32], at: DateTime<Utc>) -> Result<CampaignRows, Error> {
+        incident_of(campaign)?;
+        once_each(campaign, numbers.iter().copied())?;
+        let write = CampaignWrite::Sending { numbers: numbers.to_vec(), at: timestamp(at) };
+        Ok(CampaignRows { campaign: campaign.to_string(), write })
+    }
+
+    /// Answers of batches of `campaign`, each batch answered once.
+    pub fn answered(campaign: &str, results: &[BatchResult]) -> Result<CampaignRows, Error> {
+        incident_of(campaign)?;
+        once_each(campaign, results.iter().map(|result| result.number))?;
+        let rows = results
+            .iter()
+            .map(|result| AnswerRow {
+                number: result.number,
+                at: timestamp(result.at),
+                sent: result.sent,
+                failed: result.failed.clone(),
+                leaves: result.leaves.clone(),
+            })
+            .collect();
+        Ok(CampaignRows { campaign: campaign.to_string(), write: CampaignWrite::Answered(rows) })
+    }
+
+    /// Whether the write changes nothing, so that a backend need not be asked.
+    pub fn is_empty(&self) -> bool {
+        match &self.write {
+            CampaignWrite::Plan { .. } => false,
+            CampaignWrite::Sending { numbers, .. } => numbers.is_empty(),
+            CampaignWrite::Answered(rows) => rows.is_empty(),
+        }
+    }
+
+    /// The refusal of this write for `refusal`.
+    pub fn refused(&self, refusal: CampaignRefusal) -> Error {
+        Error::Campaign { campaign: self.campaign.clone(), refusal }
+    }
+}
+
+/// The incident of a campaign key `INCIDENT/PHASE/STEP`: what comes before its last two parts.
+pub(crate) fn incident_of(campaign: &str) -> Result<&str, Error> {
+    let mut parts = campaign.rsplitn(3, '/');
+    let (step, phase, incident) = (parts.next(), parts.next(), parts.next());
+    match (incident, phase, step) {
+        (Some(incident), Some(phase), Some(step)) if !incident.is_empty() && !phase.is_empty() && !step.is_empty() => {
+            Ok(incident)
+        }
+        _ => Err(invalid(campaign, "its key is not `INCIDENT/PHASE/STEP`".into())),
+    }
+}
+
+fn once_each(campaign: &str, numbers: impl Iterator<Item = u32>) -> Result<(), Error> {
+    let mut seen = HashSet::new();
+    for number in numbers {
+        if !seen.insert(number) {
+            return Err(invalid(campaign, format!("batch {number} is named twice")));
+        }
+    }
+    Ok(())
+}
+
+fn invalid(campaign: &str, problem: String) -> Error {
+    Error::Campaign { campaign: campaign.to_string(), refusal: CampaignRefusal::Invalid(problem) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(number: u32, start: u64, end: u64) -> BatchPlan {
+        BatchPlan { number, start, end, first_line: 2, skip: vec![3, 9], recipients: 10 }
+    }
+
+    fn problem(result: Result<CampaignRows, Error>) -> String {
+        match result {
+            Err(Error::Campaign { refusal: CampaignRefusal::Invalid(problem), .. }) => problem,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_campaign_key_names_its_incident() {
+        let cases = [
+            ("inc-1/notify/customers", Some("inc-1")),
+            ("a/b/c/d", Some("a/b")),
+            ("inc-1/notify", None),
+            ("inc-1//customers", None),
+            ("/notify/customers", None),
+            ("inc-1/notify/", None),
+            ("", None),
+        ];
+        for (campaign, expected) in cases {
+            assert_eq!(incident_of(campaign).ok(), expected, "{campaign:?}");
+        }
+    }
+
+    #[test]
+    fn a_plan_is_numbered_one_to_n_in_order() {
+        let campaign = "inc-1/notify/customers";
+        let cases: [(&[BatchPlan], Option<&str>); 6] = [
+            (&[], None),
+            (&[batch(1, 0, 10), batch(2, 10, 20)], None),
+            (&[batch(2, 0, 10)], Some("batch 2 comes where batch 1 belongs")),
+            (&[batch(1, 0, 10), batch(1, 10, 20)], Some("batch 1 comes where batch 2 belongs")),
+            (&[batch(1, 0, 10), batch(3, 10, 20)], Some("batch 3 comes where batch 2 belongs")),
+            (&[batch(1, 10, 9)], Some("batch 1 ends (byte 9) before it starts (byte 10)")),
+        ];
+        for (batches, expected) in cases {
+            match expected {
+                None => {
+                    let rows = CampaignRows::plan(campaign, batches).unwrap();
+                    let CampaignWrite::Plan { incident, batches: rows } = rows.write else { panic!("a plan") };
+                    assert_eq!((incident.as_str(), rows.len()), ("inc-1", batches.len()));
+                    assert!(rows.iter().all(|row| row.skip == "[3,9]"));
+                }
+                Some(expected) => {
+                    let problem = problem(CampaignRows::plan(campaign, batches));
+                    assert!(problem.contains(expected), "{problem}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_named_once_a_call() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let campaign = "inc-1/notify/customers";
+        assert!(CampaignRows::sending(campaign, &[1, 2], at).is_ok());
+        assert_eq!(problem(CampaignRows::sending(campaign, &[1, 2, 1], at)), "batch 1 is named twice");
+        let result = BatchResult { number: 4, at, sent: 1, failed: Vec::new(), leaves: Vec::new() };
+        assert_eq!(problem(CampaignRows::answered(campaign, &[result.clone(), result])), "batch 4 is named twice");
+        assert_eq!(problem(CampaignRows::sending("inc-1", &[1], at)), "its key is not `INCIDENT/PHASE/STEP`");
+    }
+}

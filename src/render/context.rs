@@ -1,4 +1,5 @@
-//! The context that status-update and notify templates are rendered with.
+//! The context that status-update and notify templates are rendered with, and the part of a
+//! campaign's context that all its messages share.
 //!
 //! Templates are written against one JSON shape (the names in `runbook::STATUS_CONTEXT`, described
 //! in `docs/` and exercised by `tests/it/examples.rs`). This file builds that shape from a runbook,
@@ -11,6 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use crate::campaign::Counts;
 use crate::engine::blocking::{Blocker, blockers};
 use crate::engine::event::{Event, EventKind};
 use crate::engine::state::{Incident, PhaseStatus, Relaxation};
@@ -41,25 +43,8 @@ pub fn status_context(
 ) -> Value {
     let audience = runbook.audiences().iter().find(|audience| audience.id == audience_id);
     json!({
-        "incident": {
-            "id": incident.id,
-            "title": runbook.title(),
-            "state": if incident.closed.is_some() { "closed" } else { "open" },
-            "started_at": time(incident.started_at),
-            "started_by": incident.started_by,
-            "inputs": incident.inputs,
-            "closed_at": incident.closed.as_ref().map(|closed| time(closed.at)),
-            "closed_by": incident.closed.as_ref().map(|closed| closed.by.clone()),
-            // Closed before every phase was done or skipped; `close_reason` says why.
-            "abandoned": incident.closed.as_ref().is_some_and(|closed| closed.abandoned),
-            "close_reason": incident.closed.as_ref().and_then(|closed| closed.reason.clone()),
-        },
-        "runbook": {
-            "id": runbook.id(),
-            "title": runbook.title(),
-            "version": runbook.version(),
-            "hash": format!("sha256:{}", incident.runbook_sha256),
-        },
+        "incident": incident_json(runbook, incident),
+        "runbook": runbook_json(runbook, incident),
         "phases": phases(runbook, incident),
         "blocking": blockers(runbook, incident).iter().map(blocking).collect::<Vec<Value>>(),
         "relaxations": relaxations(runbook, incident, now),
@@ -70,6 +55,60 @@ pub fn status_context(
             "title": audience.and_then(|audience| audience.title.clone()).unwrap_or_else(|| audience_id.to_string()),
         },
         "update": { "reason": occasion, "message": message, "at": time(now) },
+        "now": time(now),
+    })
+}
+
+/// What a template knows of the incident: `incident` in every context.
+fn incident_json(runbook: &Runbook, incident: &Incident) -> Value {
+    json!({
+        "id": incident.id,
+        "title": runbook.title(),
+        "state": if incident.closed.is_some() { "closed" } else { "open" },
+        "started_at": time(incident.started_at),
+        "started_by": incident.started_by,
+        "inputs": incident.inputs,
+        "closed_at": incident.closed.as_ref().map(|closed| time(closed.at)),
+        "closed_by": incident.closed.as_ref().map(|closed| closed.by.clone()),
+        // Closed before every phase was done or skipped; `close_reason` says why.
+        "abandoned": incident.closed.as_ref().is_some_and(|closed| closed.abandoned),
+        "close_reason": incident.closed.as_ref().and_then(|closed| closed.reason.clone()),
+    })
+}
+
+/// What a template knows of the runbook: `runbook` in every context.
+fn runbook_json(runbook: &Runbook, incident: &Incident) -> Value {
+    json!({
+        "id": runbook.id(),
+        "title": runbook.title(),
+        "version": runbook.version(),
+        "hash": format!("sha256:{}", incident.runbook_sha256),
+    })
+}
+
+/// What every message of a campaign shares: `incident`, `runbook` and `now` as status updates
+/// have them, and `campaign`: its `key` (`INCIDENT/PHASE/STEP`), `phase`, `step`, `title` (the
+/// step's, or null) and `counts` (what reading the list found). The campaign's renderer
+/// ([`super::campaign::Renderer`]) adds `recipient` and `code` for each message.
+pub fn campaign_base(
+    runbook: &Runbook,
+    incident: &Incident,
+    phase: &str,
+    step: &str,
+    counts: &Counts,
+    now: DateTime<Utc>,
+) -> Value {
+    let title = runbook.phase(phase).and_then(|p| p.step(step)).and_then(|s| s.title.clone());
+    json!({
+        "incident": incident_json(runbook, incident),
+        "runbook": runbook_json(runbook, incident),
+        "campaign": {
+            "key": format!("{}/{phase}/{step}", incident.id),
+            "phase": phase,
+            "step": step,
+            "title": title,
+            "counts": counts,
+        },
         "now": time(now),
     })
 }

@@ -4,8 +4,9 @@
 //! template directory overrides them by file name. A template is named without its extension:
 //! `internal-update` is `internal-update.md`, `internal-update.txt` and `internal-update.html`,
 //! whichever exist, and each channel picks the variant it sends. [`context`] builds what status
-//! updates are rendered with.
+//! updates are rendered with; [`campaign`] renders a campaign's message for each recipient.
 
+pub mod campaign;
 pub mod context;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ pub enum Error {
     Missing { name: String },
     #[error("template `{file}` failed to render: {message}")]
     Render { file: String, message: String },
+    #[error("template `{file}` failed to render for recipient `{id}` (line {line} of the list): {message}")]
+    Recipient { file: String, line: u64, id: String, message: String },
 }
 
 /// Every template available: the built-ins, overridden by a directory's files.
@@ -41,7 +44,8 @@ pub struct Catalog {
     /// File name (`internal-update.md`) to source text.
     sources: BTreeMap<String, String>,
     /// Parsed on first use: commands that render nothing do not pay for parsing every template.
-    parsed: std::sync::OnceLock<Parsed>,
+    /// Shared, so that a campaign's renderer can outlive the catalog it came from.
+    parsed: std::sync::OnceLock<std::sync::Arc<Parsed>>,
 }
 
 struct Parsed {
@@ -83,8 +87,8 @@ impl Catalog {
         Catalog { sources, parsed: std::sync::OnceLock::new() }
     }
 
-    fn parsed(&self) -> &Parsed {
-        self.parsed.get_or_init(|| parse(&self.sources))
+    fn parsed(&self) -> &std::sync::Arc<Parsed> {
+        self.parsed.get_or_init(|| std::sync::Arc::new(parse(&self.sources)))
     }
 }
 

@@ -50,7 +50,8 @@ pub const MAX_FILE_SIZE: usize = 1024 * 1024;
 pub const STATUS_CONTEXT: &[&str] =
     &["incident", "runbook", "phases", "blocking", "relaxations", "timeline", "audience", "update", "now"];
 
-/// The variables the engine gives campaign templates, one render per recipient.
+/// The variables the engine gives campaign templates, one render per recipient. `code` is the
+/// recipient's offer code, given when the campaign has offer codes.
 pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "code", "campaign", "incident", "runbook", "now"];
 
 /// What validation learns about a template it is asked about.

@@ -131,9 +131,9 @@ fn channel_problem(config: &Config, kind: &ChannelKind) -> Option<String> {
         }
         ChannelKind::Webhook { url: Text::Literal(url), .. } | ChannelKind::Batch { url: Text::Literal(url), .. } => {
             Url::parse(url)
-            .ok()
-            .and_then(|url| config.outbound.check_url(&url).err())
-            .map(|refusal| refusal.to_string())
+                .ok()
+                .and_then(|url| config.outbound.check_url(&url).err())
+                .map(|refusal| refusal.to_string())
         }
         ChannelKind::Webhook { url: Text::Secret { secret, .. }, .. }
         | ChannelKind::Batch { url: Text::Secret { secret, .. }, .. }

@@ -180,15 +180,34 @@ pub struct Channel {
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
     Stdout,
-    File { path: String },
-    Webhook { url: Text, headers: Vec<(String, Text)> },
-    Slack { url_secret: String },
+    File {
+        path: String,
+    },
+    Webhook {
+        url: Text,
+        headers: Vec<(String, Text)>,
+    },
+    Slack {
+        url_secret: String,
+    },
     /// `connections`: the SMTP connections a campaign keeps open (audiences use one per update).
-    Email { to: Vec<String>, from: Option<String>, relay_secret: String, connections: u32 },
+    Email {
+        to: Vec<String>,
+        from: Option<String>,
+        relay_secret: String,
+        connections: u32,
+    },
     /// Campaigns only: each batch POSTed as one JSON document.
-    Batch { url: Text, headers: Vec<(String, Text)> },
+    Batch {
+        url: Text,
+        headers: Vec<(String, Text)>,
+    },
     /// Campaigns only: a JSON Lines file, or a directory of `.eml` files sent `from`.
-    Spool { path: String, format: SpoolFormat, from: Option<String> },
+    Spool {
+        path: String,
+        format: SpoolFormat,
+        from: Option<String>,
+    },
 }
 
 impl ChannelKind {

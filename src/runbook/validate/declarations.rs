@@ -111,7 +111,8 @@ impl Validator<'_> {
             }
             if let Some(email) = &channel.email {
                 let connections = email.connections.as_ref().map_or(model::DEFAULT_CONNECTIONS, |c| c.value);
-                if let Some(written) = email.connections.as_ref().filter(|c| !(1..=model::MAX_CONNECTIONS).contains(&c.value))
+                if let Some(written) =
+                    email.connections.as_ref().filter(|c| !(1..=model::MAX_CONNECTIONS).contains(&c.value))
                 {
                     self.report(
                         Code::InvalidValue,
@@ -246,11 +247,16 @@ impl Validator<'_> {
         if !self.reference(Code::UnknownChannel, channel, "channel", &declared.channels) {
             return;
         }
-        if let Some(kind) = declared.kind_of(&channel.value).filter(|kind| raw::CAMPAIGN_ONLY_CHANNEL_KINDS.contains(kind)) {
+        if let Some(kind) =
+            declared.kind_of(&channel.value).filter(|kind| raw::CAMPAIGN_ONLY_CHANNEL_KINDS.contains(kind))
+        {
             self.report(
                 Code::CampaignOnlyChannel,
                 channel.mark,
-                format!("{kind} channel `{}` carries campaign messages only, not updates for an audience", channel.value),
+                format!(
+                    "{kind} channel `{}` carries campaign messages only, not updates for an audience",
+                    channel.value
+                ),
             )
             .help = Some(
                 "send the audience's updates through a stdout, file, webhook, slack or email channel; a batch or \

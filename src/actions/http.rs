@@ -240,7 +240,7 @@ pub(super) fn url(text: &str) -> Result<Url, Error> {
 
 /// A URL as messages show it: without user, password, query or fragment, where credentials and
 /// tokens would sit if anyone put them in a URL.
-fn shown(url: &Url) -> String {
+pub(super) fn shown(url: &Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
@@ -297,7 +297,7 @@ fn response_headers(headers: &HeaderMap, revealed: &Revealed<'_>) -> BTreeMap<St
 
 /// Reads the body up to `cap` bytes plus `slack` (see [`scrubbed_text`]), and whether there was
 /// more than `cap`. Whatever is past that is never read: the connection is dropped instead.
-async fn read_capped(
+pub(super) async fn read_capped(
     mut response: reqwest::Response,
     cap: usize,
     slack: usize,
@@ -317,7 +317,7 @@ async fn read_capped(
 
 /// A request error as a message: what was asked, then why, without the URL that the client's
 /// own message carries (it is in `target` already, shown without credentials).
-fn request_error(target: &str, error: reqwest::Error) -> Error {
+pub(super) fn request_error(target: &str, error: reqwest::Error) -> Error {
     let error = error.without_url();
     let reason = if error.is_connect() {
         format!("could not connect: {}", root_cause(&error))

@@ -198,6 +198,17 @@ impl Actions {
         http::send(&self.client, &self.outbound, self.secrets.as_ref(), request, idempotency_key).await
     }
 
+    /// The sender of a campaign's batches through batch channel `channel`: its URL and headers
+    /// with their secrets' values, through this client, so held to the outbound policy. An error
+    /// names the channel and any secret without a value; see [`campaign::batch::BatchHttp::for_channel`].
+    pub fn batch_http(
+        &self,
+        channel: &crate::runbook::model::Channel,
+        timeout: Duration,
+    ) -> Result<campaign::batch::BatchHttp, Error> {
+        campaign::batch::BatchHttp::with_client(channel, self.secrets.as_ref(), &self.client, &self.outbound, timeout)
+    }
+
     /// Carries out one effect and says how it went. Never fails: what goes wrong is the outcome.
     pub async fn carry_out(&self, effect: &Effect, view: &IncidentView<'_>) -> Outcome {
         let kind = match &effect.kind {

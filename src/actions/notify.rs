@@ -143,13 +143,13 @@ fn recorded(text: &str) -> String {
 }
 
 fn kind(kind: &ChannelKind) -> &'static str {
-    match kind {
-        ChannelKind::Stdout => "stdout",
-        ChannelKind::File { .. } => "file",
-        ChannelKind::Webhook { .. } => "webhook",
-        ChannelKind::Slack { .. } => "slack",
-        ChannelKind::Email { .. } => "email",
-    }
+    kind.name()
+}
+
+/// Why a campaign-only channel (batch, spool) takes no update: validation refuses a runbook that
+/// sends one there (RB0065), so only a runbook built some other way gets here.
+fn campaigns_only(kind: &ChannelKind) -> String {
+    format!("a {} channel carries campaign messages only, not updates for an audience", kind.name())
 }
 
 /// Delivers to one channel; the error is the reason, without the channel's name (added by the caller).
@@ -211,7 +211,7 @@ async fn deliver(
             let url = http::url(&url).map_err(|_| format!("secret `{url_secret}` is not an http or https URL"))?;
             http::post_json(&actions.client, &actions.outbound, url, HeaderMap::new(), &json!({ "text": text })).await
         }
-        ChannelKind::Email { to, from, relay_secret } => {
+        ChannelKind::Email { to, from, relay_secret, .. } => {
             let mut revealed = Revealed::new(actions.secrets.as_ref());
             let url =
                 revealed.secret(relay_secret, || "the channel's SMTP relay".to_string()).map_err(|e| e.to_string())?;
@@ -239,6 +239,7 @@ async fn deliver(
             tracing::info!(channel = %channel.id, message_id = %letter.message_id, "email accepted by the relay");
             Ok(())
         }
+        ChannelKind::Batch { .. } | ChannelKind::Spool { .. } => Err(campaigns_only(&channel.kind)),
     }
 }
 
@@ -304,6 +305,7 @@ fn captured(
             message.from = from.clone();
             message.subject = Some(subject.to_string());
         }
+        ChannelKind::Batch { .. } | ChannelKind::Spool { .. } => return Err(campaigns_only(&channel.kind)),
     }
     Ok(message)
 }

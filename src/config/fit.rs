@@ -2,7 +2,7 @@
 //! runbook names is declared and has a value, and each channel can deliver. `start` warns with
 //! what it finds (and `start --strict` refuses); every message names what is missing and the fix.
 //!
-//! What can be known without calling anyone is checked: a webhook or Slack channel whose URL is an
+//! What can be known without calling anyone is checked: a webhook, batch or Slack channel whose URL is an
 //! address the outbound policy refuses is found here, one whose host name resolves to such an
 //! address only when it is called.
 
@@ -14,7 +14,7 @@ use reqwest::Url;
 
 use super::Config;
 use crate::runbook::Runbook;
-use crate::runbook::model::{ChannelKind, Text};
+use crate::runbook::model::{ChannelKind, SpoolFormat, Text};
 use crate::runbook::needs::RoleNeed;
 
 /// One way the configuration does not fit the runbook.
@@ -117,12 +117,27 @@ fn secret_misfits(config: &Config, runbook: &Runbook) -> Vec<Misfit> {
 fn channel_problem(config: &Config, kind: &ChannelKind) -> Option<String> {
     match kind {
         ChannelKind::Stdout => None,
-        ChannelKind::File { path } => file_problem(Path::new(path)),
-        ChannelKind::Webhook { url: Text::Literal(url), .. } => Url::parse(url)
-            .ok()
-            .and_then(|url| config.outbound.check_url(&url).err())
-            .map(|refusal| refusal.to_string()),
-        ChannelKind::Webhook { url: Text::Secret { secret, .. }, .. } | ChannelKind::Slack { url_secret: secret } => {
+        ChannelKind::File { path } | ChannelKind::Spool { path, format: SpoolFormat::Jsonl, .. } => {
+            file_problem(Path::new(path))
+        }
+        ChannelKind::Spool { path, format: SpoolFormat::Eml, .. } => {
+            let dir = Path::new(path);
+            if dir.is_file() {
+                Some(format!("`{path}` is a file; an `eml` spool writes into a directory, so name one in `path`"))
+            } else {
+                // A file inside is what has to be creatable.
+                file_problem(&dir.join("message.eml"))
+            }
+        }
+        ChannelKind::Webhook { url: Text::Literal(url), .. } | ChannelKind::Batch { url: Text::Literal(url), .. } => {
+            Url::parse(url)
+                .ok()
+                .and_then(|url| config.outbound.check_url(&url).err())
+                .map(|refusal| refusal.to_string())
+        }
+        ChannelKind::Webhook { url: Text::Secret { secret, .. }, .. }
+        | ChannelKind::Batch { url: Text::Secret { secret, .. }, .. }
+        | ChannelKind::Slack { url_secret: secret } => {
             let value = config.secrets.get(secret)?;
             match Url::parse(&value) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => {

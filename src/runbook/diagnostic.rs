@@ -86,6 +86,8 @@ codes! {
     TemplateVariable = "RB0062": "a template uses a variable the engine does not provide",
     UnknownAudience = "RB0063": "a notify step or status update names an undeclared audience",
     UnknownChannel = "RB0064": "an audience or campaign names an undeclared channel",
+    CampaignOnlyChannel = "RB0065": "an audience or notify step names a batch or spool channel, which carry campaign messages only",
+    NotCampaignChannel = "RB0066": "a campaign names a channel that is not an email, batch or spool channel",
     BadInputDefault = "RB0070": "an input's default or allowed value does not fit the input",
     UnknownInput = "RB0071": "a trigger or campaign names an input the runbook does not declare",
     UnknownGate = "RB0072": "a trigger satisfies a gate that does not exist or is not a signal gate",

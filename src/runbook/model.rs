@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use super::raw::{EventKind, InputType, PayloadFormat, Text, TimerAnchor};
+pub use super::raw::{EventKind, InputType, PayloadFormat, SpoolFormat, Text, TimerAnchor};
 use crate::expr::Condition;
 
 /// A validated runbook. Its fields are private to `src/runbook/`, where only validation builds
@@ -181,11 +181,66 @@ pub struct Channel {
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
     Stdout,
-    File { path: String },
-    Webhook { url: Text, headers: Vec<(String, Text)> },
-    Slack { url_secret: String },
-    Email { to: Vec<String>, from: Option<String>, relay_secret: String },
+    File {
+        path: String,
+    },
+    Webhook {
+        url: Text,
+        headers: Vec<(String, Text)>,
+    },
+    Slack {
+        url_secret: String,
+    },
+    /// `connections`: the SMTP connections a campaign keeps open (audiences use one per update).
+    Email {
+        to: Vec<String>,
+        from: Option<String>,
+        relay_secret: String,
+        connections: u32,
+    },
+    /// Campaigns only: each batch POSTed as one JSON document.
+    Batch {
+        url: Text,
+        headers: Vec<(String, Text)>,
+    },
+    /// Campaigns only: a JSON Lines file, or a directory of `.eml` files sent `from`.
+    Spool {
+        path: String,
+        format: SpoolFormat,
+        from: Option<String>,
+    },
 }
+
+impl ChannelKind {
+    /// The kind's key in a runbook (`email`, `batch`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelKind::Stdout => "stdout",
+            ChannelKind::File { .. } => "file",
+            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::Email { .. } => "email",
+            ChannelKind::Batch { .. } => "batch",
+            ChannelKind::Spool { .. } => "spool",
+        }
+    }
+
+    /// Whether a campaign may send through it: email, batch and spool.
+    pub fn carries_campaigns(&self) -> bool {
+        matches!(self, ChannelKind::Email { .. } | ChannelKind::Batch { .. } | ChannelKind::Spool { .. })
+    }
+
+    /// Whether it carries campaign messages only (batch, spool), never an audience's updates.
+    pub fn campaigns_only(&self) -> bool {
+        matches!(self, ChannelKind::Batch { .. } | ChannelKind::Spool { .. })
+    }
+}
+
+/// SMTP connections a campaign keeps open through an email channel that names none.
+pub const DEFAULT_CONNECTIONS: u32 = 8;
+
+/// The most SMTP connections an email channel may ask for.
+pub const MAX_CONNECTIONS: u32 = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Audience {

@@ -83,8 +83,8 @@ impl Runbook {
         self.role_needs().into_iter().flat_map(|need| need.roles).collect()
     }
 
-    /// Every place the runbook names a secret: channels (`url_secret`, `relay_secret`, secret
-    /// URLs and headers), and steps' and check gates' secret headers and command environment.
+    /// Every place the runbook names a secret: channels (`url_secret`, `relay_secret`, webhook and
+    /// batch channels' secret URLs and headers), and steps' and check gates' secret headers and command environment.
     pub fn secret_uses(&self) -> Vec<SecretUse> {
         let mut uses = Vec::new();
         let mut add = |texts: &mut dyn Iterator<Item = &Text>, used_by: &str| {
@@ -97,8 +97,8 @@ impl Runbook {
         for channel in &self.channels {
             let used_by = format!("channel `{}`", channel.id);
             match &channel.kind {
-                ChannelKind::Stdout | ChannelKind::File { .. } => {}
-                ChannelKind::Webhook { url, headers } => {
+                ChannelKind::Stdout | ChannelKind::File { .. } | ChannelKind::Spool { .. } => {}
+                ChannelKind::Webhook { url, headers } | ChannelKind::Batch { url, headers } => {
                     add(&mut std::iter::once(url).chain(headers.iter().map(|(_, value)| value)), &used_by)
                 }
                 ChannelKind::Slack { url_secret: name } | ChannelKind::Email { relay_secret: name, .. } => {
@@ -157,6 +157,11 @@ channels:
     webhook:
       url: https://hooks.example/x
       headers: { Authorization: { secret: HOOK_TOKEN, prefix: "Bearer " } }
+  mailer:
+    batch:
+      url: { secret: MAILER_URL }
+      headers: { Authorization: { secret: MAILER_TOKEN, prefix: "Bearer " }, X-Category: notice }
+  spool: { spool: { path: out/messages.jsonl } }
 audiences:
   staff: { template: internal-update, channels: [slack, hook] }
 phases:
@@ -214,6 +219,8 @@ triggers:
             [
                 ("SLACK_URL".to_string(), "channel `slack`".to_string()),
                 ("HOOK_TOKEN".to_string(), "channel `hook`".to_string()),
+                ("MAILER_URL".to_string(), "channel `mailer`".to_string()),
+                ("MAILER_TOKEN".to_string(), "channel `mailer`".to_string()),
                 ("EDR_KEY".to_string(), "step `contain/call`".to_string()),
             ]
         );

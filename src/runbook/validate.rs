@@ -100,6 +100,8 @@ struct Declared<'r> {
     audiences: Vec<&'r str>,
     /// Email channels without fixed recipients: only campaigns, which address each recipient, may use them.
     email_without_to: Vec<&'r str>,
+    /// Each channel with exactly one kind, and that kind's key (`email`, `batch`).
+    channel_kinds: Vec<(&'r str, &'static str)>,
 }
 
 impl<'a> Validator<'a> {
@@ -147,6 +149,15 @@ impl<'a> Validator<'a> {
                 .iter()
                 .filter(|(_, channel)| channel.email.as_ref().is_some_and(|email| email.to.is_empty()))
                 .map(|(id, _)| id.value.as_str())
+                .collect(),
+            channel_kinds: raw
+                .channels
+                .0
+                .iter()
+                .filter_map(|(id, channel)| match channel.kinds().as_slice() {
+                    [kind] => Some((id.value.as_str(), *kind)),
+                    _ => None,
+                })
                 .collect(),
         };
         let controls = self.controls(&raw.controls, &declared);

@@ -4,6 +4,9 @@
 //! were refused for good; anything else is a failed attempt of the whole batch, which the runtime
 //! retries with the same idempotency key.
 
+pub mod batch;
+pub mod spool;
+
 use serde::{Deserialize, Serialize};
 
 /// One personal message, rendered.

@@ -110,10 +110,44 @@ impl Validator<'_> {
                 kinds.push(ChannelKind::Slack { url_secret: slack.url_secret.value.clone() });
             }
             if let Some(email) = &channel.email {
+                let connections = email.connections.as_ref().map_or(model::DEFAULT_CONNECTIONS, |c| c.value);
+                if let Some(written) =
+                    email.connections.as_ref().filter(|c| !(1..=model::MAX_CONNECTIONS).contains(&c.value))
+                {
+                    self.report(
+                        Code::InvalidValue,
+                        written.mark,
+                        format!(
+                            "`connections` of email channel `{}` is {}, not between 1 and {}",
+                            id.value,
+                            written.value,
+                            model::MAX_CONNECTIONS
+                        ),
+                    )
+                    .help = Some(format!(
+                        "the SMTP connections a campaign keeps open to the relay; {} when omitted",
+                        model::DEFAULT_CONNECTIONS
+                    ));
+                }
                 kinds.push(ChannelKind::Email {
                     to: email.to.iter().map(|to| to.value.clone()).collect(),
                     from: email.from.clone(),
                     relay_secret: email.relay_secret.value.clone(),
+                    connections,
+                });
+            }
+            if let Some(batch) = &channel.batch {
+                if let raw::Text::Literal(url) = &batch.url.value {
+                    self.url(&Spanned::new(batch.url.mark, url.clone()), url);
+                }
+                kinds.push(ChannelKind::Batch { url: batch.url.value.clone(), headers: texts(&batch.headers) });
+            }
+            if let Some(spool) = &channel.spool {
+                self.not_blank(&spool.path, "path");
+                kinds.push(ChannelKind::Spool {
+                    path: spool.path.value.clone(),
+                    format: spool.format.as_ref().map_or(model::SpoolFormat::Jsonl, |f| f.value),
+                    from: spool.from.clone(),
                 });
             }
             if kinds.len() != 1 {
@@ -122,7 +156,7 @@ impl Validator<'_> {
                     id.mark,
                     format!("channel `{}` must have exactly one kind, it has {}", id.value, kinds.len()),
                 )
-                .help = Some("one of: stdout, file, webhook, slack, email".to_string());
+                .help = Some("one of: stdout, file, webhook, slack, email, batch, spool".to_string());
                 continue;
             }
             result.push(model::Channel { id: id.value.clone(), kind: kinds.remove(0) });
@@ -209,11 +243,29 @@ impl Validator<'_> {
         list.value.iter().map(|role| role.value.clone()).collect()
     }
 
-    /// A channel that messages for an audience go to: declared, and with somewhere to send them.
+    /// A channel that messages for an audience go to: declared, one that carries updates, and
+    /// with somewhere to send them.
     pub(super) fn audience_channel(&mut self, channel: &Spanned<String>, declared: &Declared) {
-        if self.reference(Code::UnknownChannel, channel, "channel", &declared.channels)
-            && declared.email_without_to.contains(&channel.value.as_str())
+        if !self.reference(Code::UnknownChannel, channel, "channel", &declared.channels) {
+            return;
+        }
+        if let Some(kind) =
+            declared.kind_of(&channel.value).filter(|kind| raw::CAMPAIGN_ONLY_CHANNEL_KINDS.contains(kind))
         {
+            self.report(
+                Code::CampaignOnlyChannel,
+                channel.mark,
+                format!(
+                    "{kind} channel `{}` carries campaign messages only, not updates for an audience",
+                    channel.value
+                ),
+            )
+            .help = Some(
+                "send the audience's updates through a stdout, file, webhook, slack or email channel; a batch or \
+                 spool channel is for a `campaign` step's `channel`"
+                    .to_string(),
+            );
+        } else if declared.email_without_to.contains(&channel.value.as_str()) {
             self.report(
                 Code::EmptyList,
                 channel.mark,
@@ -224,6 +276,13 @@ impl Validator<'_> {
                     .to_string(),
             );
         }
+    }
+}
+
+impl Declared<'_> {
+    /// The kind of a declared channel with exactly one kind.
+    pub(super) fn kind_of(&self, channel: &str) -> Option<&'static str> {
+        self.channel_kinds.iter().find(|(id, _)| *id == channel).map(|(_, kind)| *kind)
     }
 }
 

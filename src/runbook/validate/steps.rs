@@ -237,7 +237,20 @@ impl Validator<'_> {
         }
         self.not_blank(&campaign.recipients.id_field, "id_field");
         self.template(&campaign.template, CAMPAIGN_CONTEXT);
-        self.reference(Code::UnknownChannel, &campaign.channel, "channel", &declared.channels);
+        if self.reference(Code::UnknownChannel, &campaign.channel, "channel", &declared.channels)
+            && let Some(kind) =
+                declared.kind_of(&campaign.channel.value).filter(|kind| !raw::CAMPAIGN_CHANNEL_KINDS.contains(kind))
+        {
+            self.report(
+                Code::NotCampaignChannel,
+                campaign.channel.mark,
+                format!("a campaign cannot send through {kind} channel `{}`", campaign.channel.value),
+            )
+            .help = Some(format!(
+                "a campaign's channel is an email, batch or spool channel (a {kind} channel carries updates for \
+                 audiences); for a bulk-mail API, declare a `batch` channel with its `url` and `headers`"
+            ));
+        }
         let batch_size = campaign.batch_size.as_ref().map_or(1000, |b| b.value);
         if let (0, Some(mark)) = (batch_size, campaign.batch_size.as_ref().map(|b| b.mark)) {
             self.report(Code::InvalidValue, mark, "`batch_size` is 0");

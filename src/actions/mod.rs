@@ -91,6 +91,8 @@ pub enum Error {
     Request { target: String, reason: String },
     #[error("{target}: {}: {refusal}", if *.redirected { "redirect not followed" } else { "not sent" })]
     Refused { target: String, refusal: outbound::Refusal, redirected: bool },
+    #[error("{0}")]
+    Campaign(String),
     #[error("a campaign is sent by the runtime's campaign sender, not as a single effect")]
     CampaignElsewhere,
     #[error("commands are disabled; enable them with `commands: true` in the configuration")]
@@ -145,6 +147,8 @@ pub struct Actions {
     stdout: Arc<Mutex<Box<dyn Write + Send>>>,
     /// Replaces the outside edge (a drill's stand-ins): nothing is sent, delivered or run.
     stand_in: Option<Arc<dyn standin::StandIn>>,
+    /// Each running campaign's renderer and channel sender, made at its first batch.
+    kept: Arc<campaign::job::Kept>,
 }
 
 impl Actions {
@@ -162,6 +166,7 @@ impl Actions {
             commands: false,
             stdout: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             stand_in: None,
+            kept: Arc::default(),
         })
     }
 

@@ -9,10 +9,10 @@ use anyhow::{Context as _, bail};
 
 use super::Format;
 use super::incident::{Common, open_read_only};
-use crate::audit::{export, merkle};
 use crate::audit::keys::PublicKey;
 use crate::audit::verify::{Outcome, Verifier};
 use crate::audit::witness::{self, Witness, Witnessed};
+use crate::audit::{export, merkle};
 use crate::runtime::audit;
 use crate::store::Store;
 
@@ -286,7 +286,7 @@ async fn export(args: Export, templates: Option<&Path>) -> anyhow::Result<u8> {
 async fn prove(args: Prove, templates: Option<&Path>) -> anyhow::Result<u8> {
     let (phase, step) = args.step.split_once('/').with_context(|| format!("`{}` is not `PHASE/STEP`", args.step))?;
     let (_, store) = open_read_only(&args.common, templates).await?;
-    let incident = super::stored_incident(&store, &args.incident).await?;
+    let incident = super::stored_incident(&store, &args.incident).await?.id;
     let campaign = format!("{incident}/{phase}/{step}");
     let events = store.events(&incident).await?;
     let root = events.iter().rev().find_map(|event| match &event.kind {

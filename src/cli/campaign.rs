@@ -160,18 +160,19 @@ async fn status(args: Status, templates: Option<&std::path::Path>) -> anyhow::Re
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:40}] {pos}/{len} sent {msg}",
-        )
-        .context("the progress bar's template")?
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} sent {msg}")
+            .context("the progress bar's template")?
+            .progress_chars("=> "),
     );
     bar.set_prefix(campaign.clone());
     loop {
         let figures = read().await?;
         bar.set_length(figures.recipients);
         bar.set_position(figures.sent + figures.failed);
-        let left = figures.seconds_left.map(|s| format!(", {} left", humantime::format_duration(Duration::from_secs(s)))).unwrap_or_default();
+        let left = figures
+            .seconds_left
+            .map(|s| format!(", {} left", humantime::format_duration(Duration::from_secs(s))))
+            .unwrap_or_default();
         bar.set_message(format!("({} failed, {:.0}/s{left}; {})", figures.failed, figures.rate, figures.state));
         if matches!(figures.state, "finished" | "cancelled" | "failed" | "done" | "skipped") {
             bar.finish();
@@ -186,10 +187,22 @@ async fn status(args: Status, templates: Option<&std::path::Path>) -> anyhow::Re
 }
 
 fn text(f: &Figures) -> String {
-    let left = f.seconds_left.map(|s| format!(", about {} left", humantime::format_duration(Duration::from_secs(s)))).unwrap_or_default();
+    let left = f
+        .seconds_left
+        .map(|s| format!(", about {} left", humantime::format_duration(Duration::from_secs(s))))
+        .unwrap_or_default();
     let root = f.merkle_root.as_ref().map(|r| format!("merkle root: {r}\n")).unwrap_or_default();
     format!(
         "campaign {}: {}\n{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}",
-        f.campaign, f.state, f.sent, f.recipients, f.failed, f.to_send, f.batches_done, f.batches, f.batches_in_flight, f.rate
+        f.campaign,
+        f.state,
+        f.sent,
+        f.recipients,
+        f.failed,
+        f.to_send,
+        f.batches_done,
+        f.batches,
+        f.batches_in_flight,
+        f.rate
     )
 }

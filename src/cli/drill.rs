@@ -74,7 +74,13 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
         }
         timeline.push_str(&text);
     };
-    let finished = crate::runtime::drill::run(&scenario, &runbook, &runbook_text, catalog, store, tell).await?;
+    // A campaign's rejects file goes beside the drill's database, not where phasegate runs.
+    let campaigns = crate::runtime::campaign::Settings {
+        dir: database.parent().map_or_else(|| PathBuf::from("campaigns"), |dir| dir.join("campaigns")),
+        suppression: None,
+    };
+    let finished =
+        crate::runtime::drill::run(&scenario, &runbook, &runbook_text, catalog, store, campaigns, tell).await?;
     let ending = match finished.ending {
         Ending::Closed => "closed".to_string(),
         Ending::Stuck => "stopped: nothing more was due".to_string(),
@@ -233,7 +239,8 @@ async fn keep(dir: &Path, finished: &Finished, timeline: &str) -> anyhow::Result
     }
     std::fs::create_dir_all(&messages)?;
     for (number, message) in finished.captured.iter().enumerate() {
-        let stem = format!("{:04}-{}-{}", number + 1, message.audience, message.channel);
+        let audience = message.audience.replace(['/', ' '], "-");
+        let stem = format!("{:04}-{audience}-{}", number + 1, message.channel);
         std::fs::write(messages.join(format!("{stem}.txt")), message_text(message))?;
         if let Some(html) = &message.html {
             std::fs::write(messages.join(format!("{stem}.html")), html)?;

@@ -54,8 +54,7 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
         tracing::warn!(events = chained.events, incidents = chained.incidents, "{message}");
         eprintln!("note: {message}");
     }
-    let mut runtime =
-        Runtime::new(store, catalog, config.directory.clone()).with_campaigns(config.campaigns.clone());
+    let mut runtime = Runtime::new(store, catalog, config.directory.clone()).with_campaigns(config.campaigns.clone());
     if let Some(signer) = config.audit.signer()? {
         let every = chrono::Duration::from_std(config.audit.checkpoint_every)
             .context("`audit.checkpoint_every` is too long")?;

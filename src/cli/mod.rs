@@ -10,6 +10,7 @@ use crate::runbook::{self, Diagnostic};
 
 mod act;
 mod audit;
+mod campaign;
 mod drill;
 mod incident;
 mod list;
@@ -17,7 +18,6 @@ mod plan;
 mod report;
 mod run;
 mod schema;
-mod campaign;
 mod serve;
 mod start;
 mod status;

@@ -200,11 +200,15 @@ fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rig
                 let campaign = state.campaign.clone().unwrap_or_default();
                 let sent = format!("{} of {} sent", campaign.sent, campaign.recipients);
                 match (&campaign.paused, &campaign.cancelled) {
-                    (_, Some((by, _))) => (format!("campaign cancelled by {by}, finishing its batches in flight ({sent})"), Vec::new()),
+                    (_, Some((by, _))) => {
+                        (format!("campaign cancelled by {by}, finishing its batches in flight ({sent})"), Vec::new())
+                    }
                     (Some((by, _)), None) => {
                         (format!("campaign paused by {by} ({sent}); resume it to go on"), rights.campaign.roles.clone())
                     }
-                    (None, None) if campaign.batches == 0 => ("campaign reading its recipient list".to_string(), Vec::new()),
+                    (None, None) if campaign.batches == 0 => {
+                        ("campaign reading its recipient list".to_string(), Vec::new())
+                    }
                     (None, None) => (format!("campaign sending: {sent}, {} failed", campaign.failed), Vec::new()),
                 }
             }

@@ -50,7 +50,9 @@ impl Work<'_> {
         };
         let (phase, step) = (phase.to_string(), step.to_string());
         let event = match action {
-            _ if campaign.cancelled.is_some() => return refuse("is cancelled; it ends once its batches in flight are answered"),
+            _ if campaign.cancelled.is_some() => {
+                return refuse("is cancelled; it ends once its batches in flight are answered");
+            }
             CampaignAction::Pause if campaign.paused.is_some() => return refuse("is already paused"),
             CampaignAction::Resume if campaign.paused.is_none() => return refuse("is not paused"),
             CampaignAction::Pause => EventKind::CampaignPaused { phase, step },

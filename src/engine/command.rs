@@ -73,7 +73,15 @@ impl CampaignAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CampaignReport {
     /// The list was read and cut into batches.
-    Started { list: String, list_sha256: String, recipients: u64, rejected: u64, duplicates: u64, suppressed: u64, batches: u32 },
+    Started {
+        list: String,
+        list_sha256: String,
+        recipients: u64,
+        rejected: u64,
+        duplicates: u64,
+        suppressed: u64,
+        batches: u32,
+    },
     /// So many sent and failed so far, so many batches answered.
     Progress { sent: u64, failed: u64, batches_done: u32, batches: u32 },
 }
@@ -84,7 +92,17 @@ impl CampaignReport {
         let (phase, step) = (phase.to_string(), step.to_string());
         match self.clone() {
             CampaignReport::Started { list, list_sha256, recipients, rejected, duplicates, suppressed, batches } => {
-                EventKind::CampaignStarted { phase, step, list, list_sha256, recipients, rejected, duplicates, suppressed, batches }
+                EventKind::CampaignStarted {
+                    phase,
+                    step,
+                    list,
+                    list_sha256,
+                    recipients,
+                    rejected,
+                    duplicates,
+                    suppressed,
+                    batches,
+                }
             }
             CampaignReport::Progress { sent, failed, batches_done, batches } => {
                 EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches }

@@ -290,7 +290,9 @@ impl Event {
                 format!("step `{phase}/{step}` marked done by hand after it failed{reason}")
             }
             EventKind::PhaseResumed { phase } => format!("phase `{phase}` resumed: nothing failed is left in it"),
-            EventKind::CampaignStarted { phase, step, recipients, rejected, duplicates, suppressed, batches, .. } => {
+            EventKind::CampaignStarted {
+                phase, step, recipients, rejected, duplicates, suppressed, batches, ..
+            } => {
                 format!(
                     "campaign `{phase}/{step}` started: {recipients} recipients in {batches} batches \
                      ({rejected} lines rejected, {duplicates} duplicates, {suppressed} suppressed)"

@@ -312,7 +312,13 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         }
         EventKind::CampaignFinished { phase: id, step: step_id, totals, .. } => {
             let ended = if totals.cancelled { "ended (cancelled)" } else { "finished" };
-            format!("Campaign {ended}: {}: {} of {} sent, {} failed", step(id, step_id), totals.sent, totals.recipients, totals.failed)
+            format!(
+                "Campaign {ended}: {}: {} of {} sent, {} failed",
+                step(id, step_id),
+                totals.sent,
+                totals.recipients,
+                totals.failed
+            )
         }
         EventKind::IncidentClosed { abandoned: false } => "Incident closed".to_string(),
         EventKind::IncidentClosed { abandoned: true } => format!("Incident abandoned by {}", event.actor),

@@ -22,7 +22,8 @@ use chrono::{DateTime, Utc};
 use super::{Error, Executor, Loaded, Runtime};
 use crate::actions::campaign::{Answer, BatchJob};
 use crate::audit::merkle;
-use crate::campaign::plan::{self, ListSpec};
+use crate::campaign::ListSpec;
+use crate::campaign::plan;
 use crate::engine::command::CampaignReport;
 use crate::engine::effect::CampaignTotals;
 use crate::engine::state::CampaignState;
@@ -211,7 +212,13 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     }
 
     /// Reads the list, stores its batches (once) and records `campaign_started`.
-    async fn prepare(&self, pending: &PendingEffect, step: &Step, list: &str, store_plan: bool) -> Result<Slice, Error> {
+    async fn prepare(
+        &self,
+        pending: &PendingEffect,
+        step: &Step,
+        list: &str,
+        store_plan: bool,
+    ) -> Result<Slice, Error> {
         let EffectKind::Campaign { phase, step: step_id, campaign, .. } = &pending.effect.kind else {
             return Ok(Slice::Waiting);
         };
@@ -221,7 +228,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let path = PathBuf::from(list);
         let prepared = tokio::task::spawn_blocking(move || {
             if let Some(parent) = rejects.parent() {
-                std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
             }
             plan::prepare(&path, &spec, suppression.as_deref(), &rejects).map_err(|error| error.to_string())
         })
@@ -263,7 +271,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             return Ok(());
         }
         pace.reported = step_reached;
-        let report = CampaignReport::Progress { sent: totals.sent, failed: totals.failed, batches_done: totals.done, batches: total };
+        let report = CampaignReport::Progress {
+            sent: totals.sent,
+            failed: totals.failed,
+            batches_done: totals.done,
+            batches: total,
+        };
         let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
         self.submit(&pending.incident, engine::event::SYSTEM, command).await?;
         Ok(())
@@ -275,7 +288,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut tree = merkle::Builder::new();
         for (number, blob) in self.store.campaign_leaves(campaign).await? {
             let leaves = merkle::decode_leaves(&blob).map_err(|error| {
-                Error::Campaign(format!("campaign `{campaign}`, batch {number}: its stored leaves do not read: {error}"))
+                Error::Campaign(format!(
+                    "campaign `{campaign}`, batch {number}: its stored leaves do not read: {error}"
+                ))
             })?;
             for leaf in &leaves {
                 tree.push(leaf.hash());
@@ -342,11 +357,9 @@ fn given_up(number: u32, at: DateTime<Utc>, leaves: &[merkle::Leaf], error: &str
 
 fn list_spec(step: &Step) -> ListSpec {
     match &step.action {
-        Action::Campaign { id_field, address_field, batch_size, .. } => ListSpec {
-            id_field: id_field.clone(),
-            address_field: address_field.clone(),
-            batch_size: *batch_size,
-        },
+        Action::Campaign { id_field, address_field, batch_size, .. } => {
+            ListSpec { id_field: id_field.clone(), address_field: address_field.clone(), batch_size: *batch_size }
+        }
         _ => ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
     }
 }

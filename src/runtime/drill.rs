@@ -94,6 +94,7 @@ pub async fn run(
     runbook_text: &str,
     catalog: Arc<Catalog>,
     store: SqliteStore,
+    campaigns: super::campaign::Settings,
     mut line: impl FnMut(&Line),
 ) -> anyhow::Result<Finished> {
     let clock = Arc::new(Mutex::new(scenario.start_at));
@@ -125,6 +126,7 @@ pub async fn run(
             move |_| id.clone()
         })
         .with_signer(Arc::new(signer), CHECKPOINT_EVERY)
+        .with_campaigns(campaigns)
         .owning_the_store();
     let mut timeline = Timeline { start: scenario.start_at, seen: 0, incident: None };
     let mut captured = Vec::new();

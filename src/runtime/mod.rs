@@ -324,9 +324,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             // The ticks came after this pass's effects were recorded: when they decided nothing
             // and (as a runtime that owns its store knows) no effect waits, another pass would
             // find nothing either.
-            let settled = ticked == 0
-                && pass.campaign_slices == 0
-                && self.owned().is_some_and(|owned| owned.outbox.is_empty());
+            let settled =
+                ticked == 0 && pass.campaign_slices == 0 && self.owned().is_some_and(|owned| owned.outbox.is_empty());
             if pass == Progress::default() || settled {
                 total.checkpoints = self.sign_due().await?;
                 return Ok(total);
@@ -373,6 +372,13 @@ impl Executor for crate::actions::Actions {
     ) -> Outcome {
         let view = crate::actions::IncidentView { runbook, incident, events, now };
         crate::actions::Actions::carry_out(self, effect, &view).await
+    }
+
+    async fn send_campaign_batch(
+        &self,
+        job: crate::actions::campaign::BatchJob<'_>,
+    ) -> crate::actions::campaign::BatchSent {
+        self.campaign_batch(job).await
     }
 }
 

@@ -270,8 +270,8 @@ impl Validator<'_> {
             }
             (None, Some(title)) => title.to_string(),
             (None, None) => {
-                self.report(Code::InvalidValue, campaign.template.mark, "a campaign's messages need a subject")
-                    .help = Some("give the campaign a `subject`, or its step a `title`".to_string());
+                self.report(Code::InvalidValue, campaign.template.mark, "a campaign's messages need a subject").help =
+                    Some("give the campaign a `subject`, or its step a `title`".to_string());
                 String::new()
             }
         };

@@ -1,0 +1,269 @@
+//! One batch of a campaign, carried out: each recipient's offer code, their message rendered
+//! (on every core), its digest for the Merkle leaf, the batch sent through the campaign's
+//! channel (or handed to a drill's stand-in), and one leaf per recipient with what became of it.
+//! The renderer and the channel's sender (a batch HTTP client, an open spool, a pool of SMTP
+//! connections) are made at the campaign's first batch and kept for the next.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Answer, Batch, BatchJob, BatchSent, Message};
+use crate::actions::standin::Captured;
+use crate::actions::{Actions, Error};
+use crate::audit::chain::Hash;
+use crate::audit::merkle::{self, Leaf, LeafOutcome};
+use crate::campaign::{Counts, Recipient, code};
+use crate::render::campaign::Renderer;
+use crate::runbook::model::{Action, ChannelKind, OfferCode};
+
+/// How long a batch HTTP request may take.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a campaign keeps between its batches, by campaign key.
+#[derive(Default)]
+pub struct Kept {
+    campaigns: Mutex<HashMap<String, Arc<Campaign>>>,
+}
+
+/// A campaign's renderer and sender.
+struct Campaign {
+    renderer: Renderer,
+    channel: String,
+    sender: Sender,
+}
+
+enum Sender {
+    Batch(super::batch::BatchHttp),
+    Spool(super::spool::Spool),
+    // Email(super::smtp::SmtpPool) comes with the SMTP pool.
+    /// A drill's stand-in takes each message.
+    StandIn,
+}
+
+impl Actions {
+    /// Renders and sends one batch of a campaign. Never fails: what goes wrong is the answer.
+    pub async fn campaign_batch(&self, job: BatchJob<'_>) -> BatchSent {
+        let campaign = match self.campaign(&job).await {
+            Ok(campaign) => campaign,
+            Err(error) => return failed(&job, error.to_string()),
+        };
+        let Some(Action::Campaign { subject, code: offer, .. }) =
+            job.runbook.phase(job.phase).and_then(|p| p.step(job.step)).map(|s| &s.action)
+        else {
+            return failed(&job, format!("step `{}/{}` is not a campaign", job.phase, job.step));
+        };
+        let codes = match offer.as_ref().map(|offer| self.codes(offer, job.campaign, job.recipients)).transpose() {
+            Ok(codes) => codes,
+            Err(error) => return failed(&job, error),
+        };
+        // Rendering and hashing take the CPU: off the runtime's threads, on every core.
+        let (recipients, subject, worker) = (job.recipients.to_vec(), subject.clone(), Arc::clone(&campaign));
+        let rendered =
+            tokio::task::spawn_blocking(move || render(&worker.renderer, &recipients, codes, &subject)).await;
+        let rendered = match rendered {
+            Ok(rendered) => rendered,
+            Err(error) => return failed(&job, format!("rendering stopped: {error}")),
+        };
+        let messages: Vec<Message> = rendered.iter().filter_map(|(message, _)| message.clone().ok()).collect();
+        let answer = if messages.is_empty() {
+            Answer::Accepted { rejected: Vec::new() }
+        } else {
+            let batch = Batch { campaign: job.campaign, number: job.number, messages: &messages };
+            match &campaign.sender {
+                Sender::Batch(sender) => sender.send(batch).await,
+                Sender::Spool(sender) => sender.send(batch).await,
+
+                Sender::StandIn => self.hand_over(&job, &campaign.channel, &messages),
+            }
+        };
+        leaves(&job, rendered, answer)
+    }
+
+    /// The campaign's renderer and sender, made at its first batch.
+    async fn campaign(&self, job: &BatchJob<'_>) -> Result<Arc<Campaign>, Error> {
+        if let Some(kept) = self.kept.campaigns.lock().expect("never poisoned").get(job.campaign) {
+            return Ok(Arc::clone(kept));
+        }
+        let step = job.runbook.phase(job.phase).and_then(|p| p.step(job.step));
+        let Some(Action::Campaign { template, channel, .. }) = step.map(|s| &s.action) else {
+            return Err(Error::Campaign(format!("step `{}/{}` is not a campaign", job.phase, job.step)));
+        };
+        let state = job.incident.step(job.phase, job.step).campaign.unwrap_or_default();
+        let counts = Counts {
+            read: state.recipients + state.rejected + state.duplicates + state.suppressed,
+            accepted: state.recipients,
+            rejected: state.rejected,
+            duplicates: state.duplicates,
+            suppressed: state.suppressed,
+        };
+        let base =
+            crate::render::context::campaign_base(job.runbook, job.incident, job.phase, job.step, &counts, job.now);
+        let renderer = Renderer::new(&self.catalog, template, base)
+            .map_err(|error| Error::Campaign(format!("template `{template}`: {error}")))?;
+        let model = job
+            .runbook
+            .channels()
+            .iter()
+            .find(|c| &c.id == channel)
+            .ok_or_else(|| Error::Campaign(format!("channel `{channel}` is not in the runbook")))?;
+        let sender = match (&model.kind, &self.stand_in) {
+            (_, Some(_)) => Sender::StandIn,
+            (ChannelKind::Batch { .. }, None) => Sender::Batch(self.batch_http(model, BATCH_TIMEOUT)?),
+            (ChannelKind::Spool { path, format, from }, None) => {
+                let (path, format, from) = (path.clone(), *format, from.clone().unwrap_or_default());
+                let opened =
+                    tokio::task::spawn_blocking(move || super::spool::Spool::open(path.as_ref(), format, &from))
+                        .await
+                        .map_err(|error| Error::Campaign(error.to_string()))?;
+                Sender::Spool(opened.map_err(|error| Error::Campaign(format!("channel `{channel}`: {error}")))?)
+            }
+            (ChannelKind::Email { .. }, None) => {
+                return Err(Error::Campaign(format!("channel `{channel}`: email campaigns are not wired yet")));
+            }
+            (other, None) => {
+                return Err(Error::Campaign(format!(
+                    "channel `{channel}` is a {} channel, which carries no campaign",
+                    other.name()
+                )));
+            }
+        };
+        let made = Arc::new(Campaign { renderer, channel: channel.clone(), sender });
+        self.kept.campaigns.lock().expect("never poisoned").insert(job.campaign.to_string(), Arc::clone(&made));
+        Ok(made)
+    }
+
+    /// Each recipient's offer code, in order: derived from the secret key, or read from a field
+    /// (empty when the recipient has none).
+    fn codes(&self, offer: &OfferCode, campaign: &str, recipients: &[Recipient]) -> Result<Vec<String>, String> {
+        match offer {
+            OfferCode::Derived { secret, length } => {
+                let key = self
+                    .secrets
+                    .secret(secret)
+                    .ok_or_else(|| format!("secret `{secret}` has no value (needed for the campaign's offer codes)"))?;
+                recipients
+                    .iter()
+                    .map(|r| code::derive(key.as_bytes(), campaign, &r.id, *length as usize))
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| format!("offer codes from secret `{secret}`: {error}"))
+            }
+            OfferCode::Field(field) => Ok(recipients
+                .iter()
+                .map(|r| match r.fields.get(field) {
+                    Some(serde_json::Value::String(code)) => code.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(other) => other.to_string(),
+                })
+                .collect()),
+        }
+    }
+
+    /// A drill's stand-in takes the messages, as a channel would have.
+    fn hand_over(&self, job: &BatchJob<'_>, channel: &str, messages: &[Message]) -> Answer {
+        let Some(stand_in) = &self.stand_in else { return Answer::Failed { error: "no stand-in".into() } };
+        let mut rejected = Vec::new();
+        for message in messages {
+            let captured = Captured {
+                at: job.now,
+                incident: job.incident.id.clone(),
+                audience: format!("campaign {}/{}", job.phase, job.step),
+                occasion: format!("campaign batch {}", job.number),
+                channel: channel.to_string(),
+                kind: "campaign",
+                to: vec![message.to.clone()],
+                from: None,
+                subject: Some(message.subject.clone()),
+                text: Some(message.text.clone()),
+                html: message.html.clone(),
+                body: None,
+            };
+            if let Err(reason) = stand_in.deliver(captured) {
+                rejected.push((message.id.clone(), reason));
+            }
+        }
+        Answer::Accepted { rejected }
+    }
+}
+
+/// Each recipient's message (or why it could not be rendered) with its digest.
+fn render(
+    renderer: &Renderer,
+    recipients: &[Recipient],
+    codes: Option<Vec<String>>,
+    subject: &str,
+) -> Vec<(Result<Message, String>, Hash)> {
+    let rendered = renderer.render_batch(recipients, codes.as_deref());
+    recipients
+        .iter()
+        .zip(rendered)
+        .map(|(recipient, rendered)| match rendered {
+            Ok(rendered) => {
+                let digest =
+                    merkle::message_digest(&recipient.address, subject, &rendered.text, rendered.html.as_deref());
+                let message = Message {
+                    id: recipient.id.clone(),
+                    to: recipient.address.clone(),
+                    subject: subject.to_string(),
+                    text: rendered.text,
+                    html: rendered.html,
+                };
+                (Ok(message), digest)
+            }
+            Err(error) => {
+                let digest = merkle::message_digest(&recipient.address, subject, "", None);
+                (Err(format!("not rendered: {error}")), digest)
+            }
+        })
+        .collect()
+}
+
+/// One leaf per recipient: sent, refused by the channel, or not rendered.
+fn leaves(job: &BatchJob<'_>, rendered: Vec<(Result<Message, String>, Hash)>, answer: Answer) -> BatchSent {
+    let refused: HashMap<String, String> = match &answer {
+        Answer::Accepted { rejected } => rejected.iter().cloned().collect(),
+        Answer::Failed { .. } => HashMap::new(),
+    };
+    let mut not_rendered = Vec::new();
+    let leaves = job
+        .recipients
+        .iter()
+        .zip(rendered)
+        .map(|(recipient, (message, digest))| {
+            let outcome = match message {
+                Err(reason) => {
+                    not_rendered.push((recipient.id.clone(), reason.clone()));
+                    LeafOutcome::Failed(reason)
+                }
+                Ok(_) => match refused.get(&recipient.id) {
+                    Some(reason) => LeafOutcome::Rejected(reason.clone()),
+                    None => LeafOutcome::Sent,
+                },
+            };
+            Leaf { id: recipient.id.clone(), digest, outcome, at: job.now }
+        })
+        .collect();
+    let answer = match answer {
+        Answer::Accepted { mut rejected } => {
+            rejected.extend(not_rendered);
+            Answer::Accepted { rejected }
+        }
+        failed => failed,
+    };
+    BatchSent { answer, leaves }
+}
+
+/// The whole batch failed before anything was sent: every leaf as it would have been.
+fn failed(job: &BatchJob<'_>, error: String) -> BatchSent {
+    let leaves = job
+        .recipients
+        .iter()
+        .map(|r| Leaf {
+            id: r.id.clone(),
+            digest: merkle::message_digest(&r.address, "", "", None),
+            outcome: LeafOutcome::Sent,
+            at: job.now,
+        })
+        .collect();
+    BatchSent { answer: Answer::Failed { error }, leaves }
+}

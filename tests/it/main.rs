@@ -4,6 +4,7 @@ mod actions;
 mod alertmanager;
 mod api;
 mod audit;
+mod campaign_engine;
 mod campaign_list;
 mod cli;
 mod crash;

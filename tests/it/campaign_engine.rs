@@ -1,0 +1,169 @@
+//! Campaign steps in the engine: the step sends as an effect, milestones come from the sender,
+//! and pausing, resuming and cancelling are for the runbook's `campaign` roles only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use phasegate::engine::command::{CampaignAction, CampaignReport};
+use phasegate::engine::effect::CampaignTotals;
+use phasegate::engine::event::SYSTEM;
+use phasegate::engine::{Command, Directory, EffectKind, Error, Outcome};
+
+use crate::support::harness::Harness;
+
+const RUNBOOK: &str = r#"
+apiVersion: phasegate/v1
+kind: Runbook
+id: notices
+title: Notices
+roles:
+  incident-commander: {}
+  comms-lead: {}
+  analyst: {}
+rights:
+  close: [incident-commander]
+  recover: [incident-commander]
+  campaign: [comms-lead]
+inputs:
+  members:
+    type: string
+    default: members.jsonl
+channels:
+  mailer:
+    batch:
+      url: https://mailer.example/batches
+phases:
+  - id: notify
+    steps:
+      - id: send
+        title: Tell every member
+        campaign:
+          recipients: { input: members, id_field: member_id }
+          template: customer-notice
+          channel: mailer
+          batch_size: 100
+"#;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+fn sending() -> Harness {
+    let directory =
+        Directory::with(&[("dana", &["incident-commander"]), ("tom", &["comms-lead"]), ("sam", &["analyst"])]);
+    let mut h = Harness::new(RUNBOOK, directory, t0());
+    let start =
+        Command::Start { incident: "inc-1".into(), runbook_text: RUNBOOK.into(), inputs: BTreeMap::new(), key: None };
+    h.run("dana", start).unwrap();
+    let started = CampaignReport::Started {
+        list: "members.jsonl".into(),
+        list_sha256: "00".repeat(32),
+        recipients: 250,
+        rejected: 1,
+        duplicates: 2,
+        suppressed: 3,
+        batches: 3,
+    };
+    h.run(SYSTEM, report(started)).unwrap();
+    h
+}
+
+fn report(report: CampaignReport) -> Command {
+    Command::CampaignReport { phase: "notify".into(), step: "send".into(), report }
+}
+
+fn act(action: CampaignAction, reason: Option<&str>) -> Command {
+    Command::Campaign { phase: "notify".into(), step: "send".into(), action, reason: reason.map(str::to_string) }
+}
+
+fn totals(cancelled: bool) -> Outcome {
+    Outcome::Campaign(CampaignTotals {
+        recipients: 250,
+        sent: if cancelled { 100 } else { 249 },
+        failed: if cancelled { 0 } else { 1 },
+        rejected: 1,
+        duplicates: 2,
+        suppressed: 3,
+        batches: 3,
+        possible_repeats: vec![2],
+        merkle_root: "ab".repeat(32),
+        leaves: if cancelled { 100 } else { 250 },
+        cancelled,
+    })
+}
+
+#[test]
+fn a_campaign_step_sends_as_an_effect_with_its_list_and_key() {
+    let mut h = sending();
+    let effect = h.take(|kind| matches!(kind, EffectKind::Campaign { .. }));
+    let EffectKind::Campaign { campaign, list, attempt, .. } = &effect.kind else { unreachable!() };
+    assert_eq!((campaign.as_str(), list.as_str(), *attempt), ("inc-1/notify/send", "members.jsonl", 1));
+    let campaign = h.state().step("notify", "send").campaign.unwrap();
+    assert_eq!((campaign.recipients, campaign.batches, campaign.suppressed), (250, 3, 3));
+    // Nobody marks it done by hand while it sends.
+    let done = Command::CompleteStep {
+        phase: "notify".into(),
+        step: "send".into(),
+        evidence: Some("sent".into()),
+        outputs: BTreeMap::new(),
+    };
+    assert!(matches!(h.run("dana", done), Err(Error::NotManual { .. })));
+    h.record(effect, totals(false)).unwrap();
+    let finished = h.events.iter().rev().find(|e| e.kind.name() == "campaign_finished").unwrap();
+    let json = serde_json::to_value(&finished.kind).unwrap();
+    assert_eq!(json["campaign"], "inc-1/notify/send");
+    assert_eq!(json["merkle_root"], "ab".repeat(32));
+    assert_eq!(json["possible_repeats"], serde_json::json!([2]));
+    assert_eq!(h.state().step("notify", "send").status.as_str(), "done");
+    assert_eq!(h.folded(), *h.state(), "the stored log folds to the state decided with");
+}
+
+#[test]
+fn only_the_campaign_roles_pause_resume_and_cancel() {
+    let mut h = sending();
+    let before = h.events.len();
+    for actor in ["dana", "sam"] {
+        let refused = h.run(actor, act(CampaignAction::Pause, None)).unwrap_err();
+        assert!(matches!(refused, Error::MissingRole { .. }), "{actor}: {refused}");
+        assert!(refused.to_string().contains("comms-lead"), "{refused}");
+    }
+    assert!(matches!(h.run("nobody", act(CampaignAction::Pause, None)), Err(Error::UnknownActor(_))));
+    assert_eq!(h.events.len(), before, "refusals record nothing");
+
+    h.run("tom", act(CampaignAction::Pause, Some("complaint rate 0.4 %"))).unwrap();
+    assert_eq!(h.state().step("notify", "send").campaign.unwrap().paused.unwrap().0, "tom");
+    let again = h.run("tom", act(CampaignAction::Pause, None)).unwrap_err();
+    assert!(again.to_string().contains("already paused"), "{again}");
+    h.run("tom", act(CampaignAction::Resume, None)).unwrap();
+    let not_paused = h.run("tom", act(CampaignAction::Resume, None)).unwrap_err();
+    assert!(not_paused.to_string().contains("not paused"), "{not_paused}");
+    let unexplained = h.run("tom", act(CampaignAction::Cancel, None)).unwrap_err();
+    assert!(matches!(unexplained, Error::Unexplained { .. }), "{unexplained}");
+    h.run("tom", act(CampaignAction::Cancel, Some("wrong offer in the template"))).unwrap();
+    let cancelled = h.run("tom", act(CampaignAction::Pause, None)).unwrap_err();
+    assert!(cancelled.to_string().contains("cancelled"), "{cancelled}");
+}
+
+#[test]
+fn a_cancelled_campaign_fails_its_step_and_a_retry_goes_on_with_the_same_key() {
+    let mut h = sending();
+    let effect = h.take(|kind| matches!(kind, EffectKind::Campaign { .. }));
+    h.run("tom", act(CampaignAction::Cancel, Some("wrong offer"))).unwrap();
+    h.record(effect, totals(true)).unwrap();
+    let step = h.state().step("notify", "send");
+    assert_eq!(step.status.as_str(), "failed");
+    assert!(step.error.unwrap().contains("100 of 250"), "the error says how far it got");
+    // The sender's late milestones are refused once the step is not sending.
+    let late = h.run(SYSTEM, report(CampaignReport::Progress { sent: 1, failed: 0, batches_done: 1, batches: 3 }));
+    assert!(matches!(late, Err(Error::Campaign { .. })), "{late:?}");
+    h.run(
+        "dana",
+        Command::Retry { phase: "notify".into(), step: "send".into(), reason: Some("template fixed".into()) },
+    )
+    .unwrap();
+    let again = h.take(|kind| matches!(kind, EffectKind::Campaign { .. }));
+    let EffectKind::Campaign { campaign, attempt, .. } = &again.kind else { unreachable!() };
+    assert_eq!((campaign.as_str(), *attempt), ("inc-1/notify/send", 2));
+    let state = h.state().step("notify", "send").campaign.unwrap();
+    assert!(state.cancelled.is_none() && state.finished.is_none(), "a retry goes on from where it stopped");
+}

@@ -25,6 +25,44 @@ pub enum Command {
     /// Cancel a campaign, with a reason: the batches in flight finish and the step fails for good
     /// with what was sent (`phasegate retry` sends the rest).
     Cancel(Act),
+    /// Render the messages of the list's first recipients without sending anything.
+    Preview(Preview),
+    /// Export the offer codes the campaign issued (recipient id, code), for the system that honours them.
+    Codes(Codes),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Preview {
+    incident: String,
+    /// The campaign step, as `PHASE/STEP`.
+    step: String,
+    /// Who asks: a person holding the runbook's `campaign` right (the messages carry personal
+    /// data and offer codes).
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// How many recipients' messages to render.
+    #[arg(long, default_value_t = 3)]
+    sample: usize,
+    /// Write each message's text and HTML into this directory instead of printing the text.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Codes {
+    incident: String,
+    /// The campaign step, as `PHASE/STEP`.
+    step: String,
+    /// Who asks: a person holding the runbook's `campaign` right.
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// Write the CSV to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +98,8 @@ pub struct Act {
 pub async fn run(command: Command, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let (args, action) = match command {
         Command::Status(args) => return status(args, templates).await,
+        Command::Preview(args) => return preview(args, templates).await,
+        Command::Codes(args) => return codes(args, templates).await,
         Command::Pause(args) => (args, CampaignAction::Pause),
         Command::Resume(args) => (args, CampaignAction::Resume),
         Command::Cancel(args) => (args, CampaignAction::Cancel),
@@ -205,4 +245,163 @@ fn text(f: &Figures) -> String {
         f.batches_in_flight,
         f.rate
     )
+}
+
+/// What `preview` and `codes` read: the incident, its runbook, the campaign step and the list.
+struct Opened {
+    config: crate::config::Config,
+    store: crate::store::sqlite::SqliteStore,
+    incident: Incident,
+    runbook: crate::runbook::Runbook,
+    catalog: crate::render::Catalog,
+    phase: String,
+    step: String,
+    campaign: String,
+    list: std::path::PathBuf,
+}
+
+/// Opens the incident read-only and checks that `actor` holds the runbook's `campaign` right.
+async fn opened(
+    common: &Common,
+    templates: Option<&std::path::Path>,
+    incident: &str,
+    step_path: &str,
+    actor: &str,
+    what: &str,
+) -> anyhow::Result<Opened> {
+    let (phase, step) = split(step_path, "STEP")?;
+    let (config, store) = open_read_only(common, templates).await?;
+    let events = store.events(incident).await?;
+    anyhow::ensure!(!events.is_empty(), "no incident `{incident}` in the database");
+    let state = Incident::from_events(&events).context("the incident's log cannot be read")?;
+    let catalog = super::catalog(config.templates.as_deref())?;
+    let runbook = crate::runbook::parse(&state.runbook_text, &catalog)
+        .map_err(|_| anyhow::anyhow!("the runbook incident `{incident}` pinned no longer validates"))?;
+    let Some(crate::runbook::model::Action::Campaign { recipients_input, .. }) =
+        runbook.phase(&phase).and_then(|p| p.step(&step)).map(|s| &s.action)
+    else {
+        anyhow::bail!("`{phase}/{step}` is not a campaign step of runbook `{}`", runbook.id());
+    };
+    let roles = &runbook.rights().campaign.roles;
+    if config.directory.role_among(actor, roles).is_none() {
+        anyhow::bail!(
+            "`{actor}` does not hold {}, which {what} needs (the runbook's `rights.campaign`)",
+            if roles.is_empty() { "any role (the runbook gives the right to nobody)".to_string() } else { format!("a role among {}", roles.join(", ")) }
+        );
+    }
+    let list = match state.inputs.get(recipients_input) {
+        Some(serde_json::Value::String(list)) => std::path::PathBuf::from(list),
+        _ => anyhow::bail!("input `{recipients_input}` of incident `{incident}` names no recipient list"),
+    };
+    let campaign = format!("{incident}/{phase}/{step}");
+    Ok(Opened { config, store, incident: state, runbook, catalog, phase, step, campaign, list })
+}
+
+fn spec_of(runbook: &crate::runbook::Runbook, phase: &str, step: &str) -> crate::campaign::ListSpec {
+    match runbook.phase(phase).and_then(|p| p.step(step)).map(|s| &s.action) {
+        Some(crate::runbook::model::Action::Campaign { id_field, address_field, batch_size, .. }) => {
+            crate::campaign::ListSpec { id_field: id_field.clone(), address_field: address_field.clone(), batch_size: *batch_size }
+        }
+        _ => crate::campaign::ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
+    }
+}
+
+async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    use crate::campaign::recipients::{Entry, Reader};
+    let o = opened(&args.common, templates, &args.incident, &args.step, &args.actor, "previewing a campaign").await?;
+    let Some(crate::runbook::model::Action::Campaign { template, subject, code, .. }) =
+        o.runbook.phase(&o.phase).and_then(|p| p.step(&o.step)).map(|s| s.action.clone())
+    else {
+        unreachable!("checked by `opened`")
+    };
+    let spec = spec_of(&o.runbook, &o.phase, &o.step);
+    let mut reader = Reader::open(&o.list, &spec)?;
+    let (mut sample, mut rejected) = (Vec::new(), 0u64);
+    while sample.len() < args.sample {
+        match reader.next_item()? {
+            Some(item) => match item.entry {
+                Entry::Recipient(recipient) => sample.push(recipient),
+                Entry::Rejected { .. } => rejected += 1,
+            },
+            None => break,
+        }
+    }
+    let codes = code
+        .as_ref()
+        .map(|offer| crate::actions::campaign::job::offer_codes(offer, &o.config.secrets, &o.campaign, &sample))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let base = crate::render::context::campaign_base(
+        &o.runbook,
+        &o.incident,
+        &o.phase,
+        &o.step,
+        &crate::campaign::Counts::default(),
+        chrono::Utc::now(),
+    );
+    let renderer = crate::render::campaign::Renderer::new(&o.catalog, &template, base)?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let mut out = format!(
+        "campaign {}: {} message(s) from `{}` rendered, nothing sent ({rejected} line(s) before them set aside)\n",
+        o.campaign,
+        sample.len(),
+        o.list.display()
+    );
+    for (index, recipient) in sample.iter().enumerate() {
+        let code = codes.as_ref().map(|codes| codes[index].as_str()).filter(|code| !code.is_empty());
+        let rendered = renderer.render(recipient, code)?;
+        let head = format!("to: {}\nsubject: {subject}\nrecipient: {} (line {})\n", recipient.address, recipient.id, recipient.line);
+        match &args.out {
+            Some(dir) => {
+                let stem = dir.join(format!("{:03}-{}", index + 1, recipient.id.replace(['/', '\\', ' '], "-")));
+                std::fs::write(stem.with_extension("txt"), format!("{head}\n{}", rendered.text))?;
+                if let Some(html) = &rendered.html {
+                    std::fs::write(stem.with_extension("html"), html)?;
+                }
+                out.push_str(&format!("wrote {}.txt{}\n", stem.display(), if rendered.html.is_some() { " and .html" } else { "" }));
+            }
+            None => out.push_str(&format!("\n--- message {} of {}\n{head}\n{}\n", index + 1, sample.len(), rendered.text)),
+        }
+    }
+    super::print_stdout(&out)?;
+    Ok(super::exit::OK)
+}
+
+async fn codes(args: Codes, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    let o = opened(&args.common, templates, &args.incident, &args.step, &args.actor, "exporting a campaign's codes").await?;
+    let Some(crate::runbook::model::Action::Campaign { code: Some(offer), .. }) =
+        o.runbook.phase(&o.phase).and_then(|p| p.step(&o.step)).map(|s| s.action.clone())
+    else {
+        anyhow::bail!("campaign `{}` gives no offer codes (its step has no `code`)", o.campaign);
+    };
+    let spec = spec_of(&o.runbook, &o.phase, &o.step);
+    let leaves: std::collections::HashMap<u32, Vec<u8>> = o.store.campaign_leaves(&o.campaign).await?.into_iter().collect();
+    let mut csv = b"recipient_id,code,outcome\n".to_vec();
+    let mut issued = 0u64;
+    for batch in o.store.campaign_batches(&o.campaign).await? {
+        let Some(blob) = leaves.get(&batch.plan.number) else { continue };
+        let outcomes = crate::audit::merkle::decode_leaves(blob)
+            .with_context(|| format!("batch {}: its stored leaves do not read", batch.plan.number))?;
+        let recipients = crate::campaign::plan::read_batch(&o.list, &spec, &batch.plan)
+            .with_context(|| format!("batch {} cannot be read back from `{}`", batch.plan.number, o.list.display()))?;
+        let codes = crate::actions::campaign::job::offer_codes(&offer, &o.config.secrets, &o.campaign, &recipients)
+            .map_err(anyhow::Error::msg)?;
+        for ((recipient, code), leaf) in recipients.iter().zip(&codes).zip(&outcomes) {
+            if code.is_empty() {
+                continue;
+            }
+            issued += 1;
+            let id = recipient.id.replace('"', "\"\"");
+            csv.extend_from_slice(format!("\"{id}\",{code},{}\n", leaf.outcome.name()).as_bytes());
+        }
+    }
+    match &args.output {
+        Some(path) => std::fs::write(path, &csv).with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => std::io::stdout().write_all(&csv)?,
+    }
+    eprintln!("{issued} code(s) of campaign {} exported", o.campaign);
+    Ok(super::exit::OK)
 }

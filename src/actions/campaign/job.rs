@@ -133,30 +133,8 @@ impl Actions {
         Ok(made)
     }
 
-    /// Each recipient's offer code, in order: derived from the secret key, or read from a field
-    /// (empty when the recipient has none).
     fn codes(&self, offer: &OfferCode, campaign: &str, recipients: &[Recipient]) -> Result<Vec<String>, String> {
-        match offer {
-            OfferCode::Derived { secret, length } => {
-                let key = self
-                    .secrets
-                    .secret(secret)
-                    .ok_or_else(|| format!("secret `{secret}` has no value (needed for the campaign's offer codes)"))?;
-                recipients
-                    .iter()
-                    .map(|r| code::derive(key.as_bytes(), campaign, &r.id, *length as usize))
-                    .collect::<Result<_, _>>()
-                    .map_err(|error| format!("offer codes from secret `{secret}`: {error}"))
-            }
-            OfferCode::Field(field) => Ok(recipients
-                .iter()
-                .map(|r| match r.fields.get(field) {
-                    Some(serde_json::Value::String(code)) => code.clone(),
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(other) => other.to_string(),
-                })
-                .collect()),
-        }
+        offer_codes(offer, self.secrets.as_ref(), campaign, recipients)
     }
 
     /// A drill's stand-in takes the messages, as a channel would have.
@@ -183,6 +161,36 @@ impl Actions {
             }
         }
         Answer::Accepted { rejected }
+    }
+}
+
+/// Each recipient's offer code, in order: derived from the secret key, or read from a field
+/// (empty when the recipient has none).
+pub fn offer_codes(
+    offer: &OfferCode,
+    secrets: &dyn crate::actions::SecretSource,
+    campaign: &str,
+    recipients: &[Recipient],
+) -> Result<Vec<String>, String> {
+    match offer {
+        OfferCode::Derived { secret, length } => {
+            let key = secrets
+                .secret(secret)
+                .ok_or_else(|| format!("secret `{secret}` has no value (needed for the campaign's offer codes)"))?;
+            recipients
+                .iter()
+                .map(|r| code::derive(key.as_bytes(), campaign, &r.id, *length as usize))
+                .collect::<Result<_, _>>()
+                .map_err(|error| format!("offer codes from secret `{secret}`: {error}"))
+        }
+        OfferCode::Field(field) => Ok(recipients
+            .iter()
+            .map(|r| match r.fields.get(field) {
+                Some(serde_json::Value::String(code)) => code.clone(),
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            })
+            .collect()),
     }
 }
 

@@ -5,7 +5,7 @@
 //! retries with the same idempotency key.
 
 pub mod batch;
-pub(crate) mod job;
+pub mod job;
 pub mod spool;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,8 @@
 //! are still stored. A hundred incidents appending at once then wait for a few disk flushes, not a
 //! hundred. Received webhook deliveries take commits of their own ahead of waiting appends (one
 //! insert for all of a batch's), since their senders wait for them (`writer.rs`).
+//! Campaigns' progress (a plan, batches marked in flight, their answers) goes through the same
+//! writer and shares its commits (`writer/campaign.rs`).
 //! `writer.rs` is that writer. Reads go through a separate pool of read-only connections, which
 //! WAL lets run beside the writer.
 //!

@@ -174,7 +174,8 @@ fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches
         batches_done: done,
         batches_in_flight: flying,
         rate,
-        seconds_left: (rate > 0.0 && to_send > 0).then(|| (to_send as f64 / rate).ceil() as u64),
+        seconds_left: (rate > 0.0 && to_send > 0 && matches!(word, "sending" | "paused"))
+            .then(|| (to_send as f64 / rate).ceil() as u64),
         merkle_root: kept.finished.map(|totals| totals.merkle_root),
     }
 }

@@ -42,7 +42,12 @@ impl Work<'_> {
         action: CampaignAction,
         reason: &Option<String>,
     ) -> Result<(), Error> {
-        let what = format!("{}ing campaign `{phase}/{step}`", action.as_str().trim_end_matches('e'));
+        let doing = match action {
+            CampaignAction::Pause => "pausing",
+            CampaignAction::Resume => "resuming",
+            CampaignAction::Cancel => "cancelling",
+        };
+        let what = format!("{doing} campaign `{phase}/{step}`");
         self.holds(&self.runbook.rights().campaign, Key::Rights("campaign"), &what)?;
         let campaign = self.sending_campaign(phase, step)?.unwrap_or_default();
         let refuse = |problem: &str| {

@@ -287,7 +287,11 @@ async fn opened(
     if config.directory.role_among(actor, roles).is_none() {
         anyhow::bail!(
             "`{actor}` does not hold {}, which {what} needs (the runbook's `rights.campaign`)",
-            if roles.is_empty() { "any role (the runbook gives the right to nobody)".to_string() } else { format!("a role among {}", roles.join(", ")) }
+            if roles.is_empty() {
+                "any role (the runbook gives the right to nobody)".to_string()
+            } else {
+                format!("a role among {}", roles.join(", "))
+            }
         );
     }
     let list = match state.inputs.get(recipients_input) {
@@ -301,7 +305,11 @@ async fn opened(
 fn spec_of(runbook: &crate::runbook::Runbook, phase: &str, step: &str) -> crate::campaign::ListSpec {
     match runbook.phase(phase).and_then(|p| p.step(step)).map(|s| &s.action) {
         Some(crate::runbook::model::Action::Campaign { id_field, address_field, batch_size, .. }) => {
-            crate::campaign::ListSpec { id_field: id_field.clone(), address_field: address_field.clone(), batch_size: *batch_size }
+            crate::campaign::ListSpec {
+                id_field: id_field.clone(),
+                address_field: address_field.clone(),
+                batch_size: *batch_size,
+            }
         }
         _ => crate::campaign::ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
     }
@@ -353,7 +361,10 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
     for (index, recipient) in sample.iter().enumerate() {
         let code = codes.as_ref().map(|codes| codes[index].as_str()).filter(|code| !code.is_empty());
         let rendered = renderer.render(recipient, code)?;
-        let head = format!("to: {}\nsubject: {subject}\nrecipient: {} (line {})\n", recipient.address, recipient.id, recipient.line);
+        let head = format!(
+            "to: {}\nsubject: {subject}\nrecipient: {} (line {})\n",
+            recipient.address, recipient.id, recipient.line
+        );
         match &args.out {
             Some(dir) => {
                 let stem = dir.join(format!("{:03}-{}", index + 1, recipient.id.replace(['/', '\\', ' '], "-")));
@@ -361,9 +372,15 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
                 if let Some(html) = &rendered.html {
                     std::fs::write(stem.with_extension("html"), html)?;
                 }
-                out.push_str(&format!("wrote {}.txt{}\n", stem.display(), if rendered.html.is_some() { " and .html" } else { "" }));
+                out.push_str(&format!(
+                    "wrote {}.txt{}\n",
+                    stem.display(),
+                    if rendered.html.is_some() { " and .html" } else { "" }
+                ));
             }
-            None => out.push_str(&format!("\n--- message {} of {}\n{head}\n{}\n", index + 1, sample.len(), rendered.text)),
+            None => {
+                out.push_str(&format!("\n--- message {} of {}\n{head}\n{}\n", index + 1, sample.len(), rendered.text))
+            }
         }
     }
     super::print_stdout(&out)?;
@@ -372,14 +389,16 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
 
 async fn codes(args: Codes, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
     use std::io::Write as _;
-    let o = opened(&args.common, templates, &args.incident, &args.step, &args.actor, "exporting a campaign's codes").await?;
+    let o = opened(&args.common, templates, &args.incident, &args.step, &args.actor, "exporting a campaign's codes")
+        .await?;
     let Some(crate::runbook::model::Action::Campaign { code: Some(offer), .. }) =
         o.runbook.phase(&o.phase).and_then(|p| p.step(&o.step)).map(|s| s.action.clone())
     else {
         anyhow::bail!("campaign `{}` gives no offer codes (its step has no `code`)", o.campaign);
     };
     let spec = spec_of(&o.runbook, &o.phase, &o.step);
-    let leaves: std::collections::HashMap<u32, Vec<u8>> = o.store.campaign_leaves(&o.campaign).await?.into_iter().collect();
+    let leaves: std::collections::HashMap<u32, Vec<u8>> =
+        o.store.campaign_leaves(&o.campaign).await?.into_iter().collect();
     let mut csv = b"recipient_id,code,outcome\n".to_vec();
     let mut issued = 0u64;
     for batch in o.store.campaign_batches(&o.campaign).await? {

@@ -35,6 +35,9 @@ use crate::store::{BatchResult, BatchState, CampaignBatch, PendingEffect, Store}
 /// A batch that fails this many attempts in a row is given up: its recipients failed.
 const ATTEMPTS: u32 = 8;
 
+/// The most common reasons for failures that `campaign_finished` records.
+const REASONS_KEPT: usize = 20;
+
 /// A progress event every this many percent of the batches.
 const PROGRESS_EVERY_PERCENT: u32 = 5;
 
@@ -297,6 +300,13 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
         }
         let recipients: u64 = batches.iter().map(|b| u64::from(b.plan.recipients)).sum();
+        let mut reasons: HashMap<String, u64> = HashMap::new();
+        for (_, _, reason) in self.store.campaign_failures(campaign).await? {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let failed_by_reason = reasons.into_iter().take(REASONS_KEPT).collect();
         Ok(Outcome::Campaign(CampaignTotals {
             recipients,
             sent: counted.sent,
@@ -309,6 +319,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             merkle_root: hex::encode(tree.root()),
             leaves: tree.len(),
             cancelled: state.cancelled.is_some(),
+            failed_by_reason,
         }))
     }
 }

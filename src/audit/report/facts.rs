@@ -51,6 +51,7 @@ pub(super) struct Facts {
     pub approval_gates: Vec<ApprovalGate>,
     pub exposures: Vec<Exposure>,
     pub updates: Vec<Update>,
+    pub campaigns: Vec<super::campaigns::Campaign>,
 }
 
 pub(super) struct Entry {
@@ -190,6 +191,7 @@ impl Facts {
             approval_gates: approval_gates(runbook, &incident, events),
             exposures: exposures(runbook, events),
             updates: updates(runbook, events),
+            campaigns: super::campaigns::gather(events),
         })
     }
 

@@ -74,6 +74,7 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
     recoveries(&mut out, facts);
     exposure(&mut out, facts);
     updates(&mut out, facts);
+    super::campaigns::html(&mut out, &facts.campaigns);
     verification(&mut out, facts, integrity);
     out.push_str("</body>\n</html>\n");
     out

@@ -15,6 +15,7 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
     recoveries(&mut out, facts);
     exposure(&mut out, facts);
     updates(&mut out, facts);
+    super::campaigns::markdown(&mut out, &facts.campaigns, text, code);
     verification(&mut out, facts, integrity);
     out
 }

@@ -10,6 +10,7 @@
 //! `text.rs`, escaping and fitting text for the two) only lay it out. Text from the log is written
 //! by people and by the systems a runbook calls, so both layouts escape every piece of it.
 
+mod campaigns;
 mod chart;
 mod facts;
 mod html;

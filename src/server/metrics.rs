@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests by route and status, webhook deliveries
-//! accepted and refused by reason, incidents by state, the outbox's and the inbox's depth, and how long effects
-//! (automated steps, checks, updates) take.
+//! accepted and refused by reason, incidents by state, the outbox's and the inbox's depth, how long effects
+//! (automated steps, checks, updates) take, and how far open incidents' campaigns have got.
 
 use std::sync::Mutex;
 
@@ -35,6 +35,14 @@ pub struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CampaignLabels {
+    /// `INCIDENT/PHASE/STEP`, for open incidents' campaigns only.
+    pub campaign: String,
+    /// `sent`, `failed` or `to_send`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EffectLabels {
     /// `http`, `command`, `check` or `notify`.
     pub kind: String,
@@ -48,6 +56,7 @@ pub struct Metrics {
     pub outbox: Gauge,
     pub inbox: Gauge,
     pub effect_seconds: Family<EffectLabels, Histogram>,
+    pub campaigns: Family<CampaignLabels, Gauge>,
 }
 
 impl Metrics {
@@ -67,7 +76,13 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         registry.register("effect_seconds", "Time to carry out an effect, by kind", effect_seconds.clone());
-        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, inbox, effect_seconds }
+        let campaigns = Family::<CampaignLabels, Gauge>::default();
+        registry.register(
+            "campaign_recipients",
+            "Open incidents' campaigns: recipients sent, failed and still to send",
+            campaigns.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, inbox, effect_seconds, campaigns }
     }
 
     /// The text exposition.

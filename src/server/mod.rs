@@ -171,6 +171,17 @@ async fn metrics_text<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Respon
     app.metrics.outbox.set(pending.len() as i64);
     let waiting = app.runtime.store().inbox_depth().await?;
     app.metrics.inbox.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    // Campaigns of incidents closed since the last scrape drop out.
+    app.metrics.campaigns.clear();
+    for incident in incidents.iter().filter(|incident| incident.closed_at.is_none()) {
+        for (campaign, progress) in app.runtime.store().campaigns(&incident.id).await? {
+            let to_send = progress.recipients.saturating_sub(progress.sent + progress.failed);
+            for (state, count) in [("sent", progress.sent), ("failed", progress.failed), ("to_send", to_send)] {
+                let labels = metrics::CampaignLabels { campaign: campaign.clone(), state: state.into() };
+                app.metrics.campaigns.get_or_create(&labels).set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response())
 }

@@ -46,9 +46,9 @@ impl Renderer {
     pub fn new(catalog: &Catalog, template: &str, base: Json) -> Result<Renderer, Error> {
         let files = catalog.files(template);
         let has = |variant: &str| files.iter().find(|file| file.strip_suffix(variant) == Some(template)).cloned();
-        let text_file = has(".txt").or_else(|| has(".md")).ok_or_else(|| Error::Missing {
-            name: format!("{template}.txt` or `{template}.md"),
-        })?;
+        let text_file = has(".txt")
+            .or_else(|| has(".md"))
+            .ok_or_else(|| Error::Missing { name: format!("{template}.txt` or `{template}.md") })?;
         let html_file = has(".html");
         let parsed = Arc::clone(catalog.parsed());
         for file in std::iter::once(&text_file).chain(&html_file) {
@@ -319,7 +319,10 @@ mod tests {
         let catalog = catalog(&[("note.txt", "ok"), ("note.html", "{{ code }} {{ recipient.first_name | upper }}")]);
         let renderer = Renderer::new(&catalog, "note", base()).unwrap();
         let error = renderer.render(&recipient(41, "M-41", "Ann"), None).unwrap_err().to_string();
-        assert!(error.starts_with("template `note.html` failed to render for recipient `M-41` (line 41 of the list): "), "{error}");
+        assert!(
+            error.starts_with("template `note.html` failed to render for recipient `M-41` (line 41 of the list): "),
+            "{error}"
+        );
         assert!(renderer.render(&recipient(41, "M-41", "Ann"), Some("C")).is_ok());
         let mut nameless = recipient(42, "M-42", "");
         nameless.fields.remove("first_name");
@@ -343,7 +346,8 @@ mod tests {
                 renderer.render_batch_on(&recipients, Some(&codes), threads).into_iter().map(Result::unwrap).collect();
             assert_eq!(batch, one_by_one, "{threads} threads");
         }
-        let batch: Vec<Rendered> = renderer.render_batch(&recipients, Some(&codes)).into_iter().map(Result::unwrap).collect();
+        let batch: Vec<Rendered> =
+            renderer.render_batch(&recipients, Some(&codes)).into_iter().map(Result::unwrap).collect();
         assert_eq!(batch, one_by_one);
         assert!(renderer.render_batch(&[], None).is_empty());
         // A failure stays with its recipient; the others render.

@@ -238,6 +238,9 @@ mod tests {
 
     use super::*;
 
+    /// Template files as `(name, source)`.
+    type Files = &'static [(&'static str, &'static str)];
+
     fn catalog(files: &[(&str, &str)]) -> Catalog {
         Catalog::from_sources(files.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect())
     }
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn the_text_comes_from_txt_then_md_and_html_only_from_html() {
-        let table: [(&[(&str, &str)], &str, Option<&str>); 3] = [
+        let table: [(Files, &str, Option<&str>); 3] = [
             (&[("n.txt", "txt"), ("n.md", "md"), ("n.html", "html")], "txt", Some("html")),
             (&[("n.md", "md")], "md", None),
             (&[("n.txt", "txt"), ("other.html", "html")], "txt", None),
@@ -302,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_template_that_cannot_be_used_is_refused_up_front() {
-        let table: [(&[(&str, &str)], Json, &str); 4] = [
+        let table: [(Files, Json, &str); 4] = [
             (&[("n.html", "html only")], base(), "template `n.txt` or `n.md` does not exist"),
             (&[("n.txt", "{{ recipient.first_name ")], base(), "template `n.txt` failed to render: "),
             (&[("n.txt", "ok"), ("n.html", "{% if %}")], base(), "template `n.html` failed to render: "),

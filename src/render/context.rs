@@ -558,6 +558,33 @@ triggers:
     }
 
     #[test]
+    fn a_campaign_shares_the_incident_the_runbook_and_its_own_key_and_counts() {
+        let runbook = runbook();
+        let events = run(&runbook, vec![start(), complete(10)]);
+        let incident = Incident::from_events(&events).unwrap();
+        let counts = Counts { read: 12, accepted: 9, rejected: 1, duplicates: 1, suppressed: 1 };
+        let base = campaign_base(&runbook, &incident, "contain", "isolate", &counts, at(30));
+        let status = context(&runbook, &events, 30);
+        for shared in ["incident", "runbook", "now"] {
+            assert_eq!(base[shared], status[shared], "{shared}");
+        }
+        assert_eq!(
+            base["campaign"],
+            json!({
+                "key": "inc-1/contain/isolate", "phase": "contain", "step": "isolate", "title": "Isolate the tills",
+                "counts": { "read": 12, "accepted": 9, "rejected": 1, "duplicates": 1, "suppressed": 1 },
+            })
+        );
+        let mut keys: Vec<&String> = base.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["campaign", "incident", "now", "runbook"]);
+        assert_eq!(
+            campaign_base(&runbook, &incident, "relax", "tills", &counts, at(30))["campaign"]["title"],
+            Value::Null
+        );
+    }
+
+    #[test]
     fn durations_read_as_a_countdown() {
         let table = [(0, "under 1m"), (45, "45m"), (120, "2h"), (71 * 60 + 10, "71h 10m")];
         for (minutes, expected) in table {

@@ -235,8 +235,31 @@ fn missing_reference(error: &tera::Error) -> Option<Reference> {
 fn load(templates: &[(&str, &str)]) -> Result<tera::Tera, tera::Error> {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(vec![".html"]);
+    tera.set_escape_fn(escape_html);
     tera.add_raw_templates(templates.iter().copied())?;
     Ok(tera)
+}
+
+/// HTML escaping as tera's own (`&`, `<`, `>`, `"` and `'`), writing the text between the
+/// characters it replaces in one piece: tera's writes each byte on its own through the writer,
+/// which is most of an HTML campaign message's rendering time.
+fn escape_html(input: &str, output: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let bytes = input.as_bytes();
+    let mut written = 0;
+    for (at, byte) in bytes.iter().enumerate() {
+        let replacement: &[u8] = match byte {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'"' => b"&quot;",
+            b'\'' => b"&#39;",
+            _ => continue,
+        };
+        output.write_all(&bytes[written..at])?;
+        output.write_all(replacement)?;
+        written = at + 1;
+    }
+    output.write_all(&bytes[written..])
 }
 
 /// tera's message on one line: its first line, then where (`at FILE:LINE:COL`), then the causes.
@@ -315,6 +338,17 @@ mod tests {
         let TemplateInfo::Broken { message, .. } = catalog.lookup("orphan") else { panic!("orphan.md is broken") };
         assert_eq!(message, "extends `missing.md`, which does not exist or does not parse");
         assert!(matches!(catalog.lookup("partial"), TemplateInfo::Broken { .. }));
+    }
+
+    #[test]
+    fn html_is_escaped_as_tera_escapes_it() {
+        let table = ["", "plain", "<b>\"Tom\" & 'Jerry'</b>", "&&", "end<", ">start", "café £20 <ü>", "a'b\"c"];
+        for input in table {
+            let (mut ours, mut teras) = (Vec::new(), Vec::new());
+            escape_html(input, &mut ours).unwrap();
+            tera::escape_html(input, &mut teras).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(teras).unwrap(), "{input:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod smtp;
+
 /// One personal message, rendered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

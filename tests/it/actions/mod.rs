@@ -7,6 +7,7 @@
 //! This file holds what they share (the stubs, the fixture, the policies); the tests are in the
 //! modules below, one per kind of action.
 
+mod campaign_smtp;
 mod commands;
 mod email;
 mod http;

@@ -115,7 +115,14 @@ impl Drop for Sink {
 fn start_sink() -> Option<(SocketAddr, Child)> {
     let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].into_iter().find(|path| std::fs::metadata(path).is_ok())?;
     let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    // As root it must be told whom to run as once listening.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|status| status.lines().any(|line| line.split_whitespace().take(3).eq(["Uid:", "0", "0"])));
+    if root {
+        command.args(["-u", "nobody"]);
+    }
+    let child = command
         .arg(format!("{address}"))
         .arg("1024")
         .stdout(Stdio::null())

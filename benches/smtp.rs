@@ -113,7 +113,8 @@ impl Drop for Sink {
 
 /// `smtp-sink` on a free loopback port, once it takes connections; `None` when it is not installed.
 fn start_sink() -> Option<(SocketAddr, Child)> {
-    let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].into_iter().find(|path| std::fs::metadata(path).is_ok())?;
+    let program =
+        ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].into_iter().find(|path| std::fs::metadata(path).is_ok())?;
     let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut command = Command::new(program);
     // As root it must be told whom to run as once listening.

@@ -116,7 +116,9 @@ impl SmtpPool {
             messages: batch.messages.to_vec(),
             key: batch.idempotency_key(),
             date: Utc::now(),
-            queue: Mutex::new((0..batch.messages.len()).map(|index| Pending { index, attempts: 0, at: None }).collect()),
+            queue: Mutex::new(
+                (0..batch.messages.len()).map(|index| Pending { index, attempts: 0, at: None }).collect(),
+            ),
             accepted: AtomicUsize::new(0),
             gave_up: AtomicUsize::new(0),
             rejected: Mutex::new(Vec::new()),
@@ -348,8 +350,9 @@ impl Shared {
 
     /// `text` (what the relay answered) without the relay's user or password.
     fn scrub(&self, text: &str) -> String {
-        self.relay.credentials().filter(|part| !part.is_empty()).fold(text.to_string(), |text, part| {
-            text.replace(part, "[redacted]")
-        })
+        self.relay
+            .credentials()
+            .filter(|part| !part.is_empty())
+            .fold(text.to_string(), |text, part| text.replace(part, "[redacted]"))
     }
 }

@@ -48,8 +48,7 @@ fn pool(url: &str, connections: usize) -> SmtpPool {
 
 #[tokio::test]
 async fn a_batch_of_50_over_4_connections_arrives_whole_each_once_with_its_message_id() {
-    let Some(sink) = Sink::start("a_batch_of_50_over_4_connections_arrives_whole_each_once_with_its_message_id")
-    else {
+    let Some(sink) = Sink::start("a_batch_of_50_over_4_connections_arrives_whole_each_once_with_its_message_id") else {
         return;
     };
     let messages = messages(50);
@@ -64,12 +63,16 @@ async fn a_batch_of_50_over_4_connections_arrives_whole_each_once_with_its_messa
     assert_eq!(recipients.len(), 50, "each recipient once");
     for mail in &received {
         assert_eq!(mail.rcpt_tos.len(), 1);
-        let n: usize = mail.rcpt_tos[0].strip_prefix("member").unwrap().strip_suffix("@members.example").unwrap().parse().unwrap();
+        let n: usize =
+            mail.rcpt_tos[0].strip_prefix("member").unwrap().strip_suffix("@members.example").unwrap().parse().unwrap();
         assert_eq!(mail.mail_from, "care@harbour.example");
         assert_eq!(mail.header("To"), Some(mail.rcpt_tos[0].as_str()));
         assert_eq!(mail.header("Subject"), Some(format!("Your account, member {n}").as_str()));
         assert_eq!(mail.header("Message-ID"), Some(expected_message_id(3, &format!("m{n}")).as_str()));
-        assert_eq!(mail.part("text/plain").map(str::trim), Some(format!("Dear member {n}, here is what happened.").as_str()));
+        assert_eq!(
+            mail.part("text/plain").map(str::trim),
+            Some(format!("Dear member {n}, here is what happened.").as_str())
+        );
         assert_eq!(
             mail.part("text/html").map(str::trim),
             Some(format!("<p>Dear member {n}, here is what happened.</p>").as_str())
@@ -188,11 +191,8 @@ async fn converse(stream: tokio::net::TcpStream, script: &Script, seen: &Mutex<S
                 return Ok(());
             }
             taken += 1;
-            let message_id = data
-                .lines()
-                .find_map(|line| line.strip_prefix("Message-ID: "))
-                .unwrap_or_default()
-                .to_string();
+            let message_id =
+                data.lines().find_map(|line| line.strip_prefix("Message-ID: ")).unwrap_or_default().to_string();
             let mut seen = seen.lock().unwrap();
             seen.accepted.push(std::mem::take(&mut recipient));
             seen.message_ids.push(message_id);
@@ -227,7 +227,12 @@ async fn the_pool_holds_to_its_number_of_connections_and_keeps_them_between_batc
     }
     let seen = relay.seen.lock().unwrap();
     assert_eq!(seen.accepted.len(), 100);
-    assert!(seen.most_open <= 4 && seen.connections <= 4, "{} open at most, {} in all", seen.most_open, seen.connections);
+    assert!(
+        seen.most_open <= 4 && seen.connections <= 4,
+        "{} open at most, {} in all",
+        seen.most_open,
+        seen.connections
+    );
     let expected: Vec<String> =
         (1..=2).flat_map(|number| (1..=50).map(move |n| expected_message_id(number, &format!("m{n}")))).collect();
     assert_eq!(sorted(seen.message_ids.clone()), sorted(expected));
@@ -302,7 +307,12 @@ async fn a_relay_that_cannot_be_reached_fails_the_batch() {
 fn a_pool_is_refused_a_bad_relay_url_sender_or_size_without_quoting_the_url() {
     let policy = Policy::default;
     let table: &[(&str, Option<&str>, usize, &str)] = &[
-        ("smtp://user:hunter2@relay.example", Some("nobody"), 2, "the campaign's sender `nobody` is not an email address"),
+        (
+            "smtp://user:hunter2@relay.example",
+            Some("nobody"),
+            2,
+            "the campaign's sender `nobody` is not an email address",
+        ),
         ("hunter2-not-a-url", None, 2, "the campaign's SMTP relay URL is not one: it is not a URL"),
         ("smtp://relay.example", None, 0, "a pool of SMTP connections needs at least one connection"),
     ];

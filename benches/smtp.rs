@@ -47,7 +47,7 @@ fn main() {
     let (address, _sink) = match std::env::var("SMTP_SINK") {
         Ok(address) => (address.parse::<SocketAddr>().expect("SMTP_SINK is HOST:PORT"), None),
         Err(_) => match start_sink() {
-            Some((address, child)) => (address, Some(Sink(child))),
+            Some((address, sink)) => (address, Some(sink)),
             None => {
                 println!(
                     "SKIPPED: benches/smtp.rs needs Debian postfix's `smtp-sink` (/usr/sbin/smtp-sink), which is \
@@ -112,7 +112,7 @@ impl Drop for Sink {
 }
 
 /// `smtp-sink` on a free loopback port, once it takes connections; `None` when it is not installed.
-fn start_sink() -> Option<(SocketAddr, Child)> {
+fn start_sink() -> Option<(SocketAddr, Sink)> {
     let program =
         ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].into_iter().find(|path| std::fs::metadata(path).is_ok())?;
     let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -123,16 +123,18 @@ fn start_sink() -> Option<(SocketAddr, Child)> {
     if root {
         command.args(["-u", "nobody"]);
     }
-    let child = command
-        .arg(format!("{address}"))
-        .arg("1024")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("smtp-sink starts");
+    let sink = Sink(
+        command
+            .arg(format!("{address}"))
+            .arg("1024")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("smtp-sink starts"),
+    );
     for _ in 0..200 {
         if TcpStream::connect(address).is_ok() {
-            return Some((address, child));
+            return Some((address, sink));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -10,14 +10,15 @@
 //!
 //! The relay is reached like a webhook: its name is resolved here and every address is held to
 //! the outbound policy, so a relay on a private or loopback address needs `outbound.allow`, and
-//! the connection goes to an address that was checked. Over `smtp://` phasegate opens the TCP
-//! connection itself and sets `TCP_NODELAY` (lettre writes a message's closing `.` in a write of
-//! its own, which would otherwise wait for the delayed ACK of the message); over `smtps://`
-//! lettre connects, to the checked address, without it.
+//! the connection goes to an address that was checked. phasegate opens the TCP connection itself
+//! and sets `TCP_NODELAY` (lettre writes a message's closing `.` in a write of its own, which
+//! would otherwise wait for the delayed ACK of the message), then hands it to lettre, for
+//! `smtp://` and `smtps://` alike ([`open`], which campaigns' connection pool uses too).
 //!
 //! A message is built from data alone ([`compose`]): `From` the channel's `from` (else
 //! [`DEFAULT_FROM`]), `To` every address of `to`, the subject the caller gives, `Date` the
-//! effect's time, a `Message-ID` derived from the effect's idempotency key and the channel, so
+//! effect's time, a `Message-ID` derived from the effect's idempotency key and the channel (a
+//! campaign's message: the batch's key and the recipient's id), so
 //! that every attempt of one update is the same message to the recipients' mail programs, and the
 //! text and HTML variants as `multipart/alternative` when the template has both (one part
 //! otherwise), with a boundary derived the same way: the same update gives the same bytes.
@@ -27,13 +28,17 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
@@ -174,8 +179,10 @@ fn percent_decoded(text: &str) -> Option<String> {
 
 /// What a message is made of, before it is built.
 pub struct Draft<'a> {
-    /// The channel's id: one update sent to two channels is two messages.
-    pub channel: &'a str,
+    /// What sets this message apart from the others of its key: the channel's id for a status
+    /// update (one update sent to two channels is two messages), the recipient's id for a
+    /// campaign's message.
+    pub scope: &'a str,
     pub to: &'a [String],
     pub from: Option<&'a str>,
     pub subject: String,
@@ -201,7 +208,7 @@ pub fn compose(draft: Draft<'_>) -> Result<Letter, String> {
     let from_text = draft.from.unwrap_or(DEFAULT_FROM);
     let from: Mailbox = from_text.parse().map_err(|_| format!("`from` `{from_text}` is not an email address"))?;
     let hash: String =
-        Sha256::digest(format!("{}\n{}", draft.key, draft.channel)).iter().map(|byte| format!("{byte:02x}")).collect();
+        Sha256::digest(format!("{}\n{}", draft.key, draft.scope)).iter().map(|byte| format!("{byte:02x}")).collect();
     let message_id = format!("<{}@{}>", &hash[..32], from.email.domain());
     let mut builder = lettre::Message::builder()
         .message_id(Some(message_id.clone()))
@@ -239,11 +246,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn said(context: String) -> Failure {
+    pub(crate) fn said(context: String) -> Failure {
         Failure { context, answer: None }
     }
 
-    fn answered(context: String, answer: impl fmt::Display) -> Failure {
+    pub(crate) fn answered(context: String, answer: impl fmt::Display) -> Failure {
         Failure { context, answer: Some(answer.to_string()) }
     }
 
@@ -268,41 +275,40 @@ pub async fn send(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
 }
 
 async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(), Failure> {
+    let mut connection = open(policy, relay).await?;
+    let target = relay.target();
+    connection
+        .send(&letter.envelope, &letter.bytes)
+        .await
+        .map_err(|error| Failure::answered(format!("relay `{target}`"), error))?;
+    // The relay has taken the message; a failed goodbye changes nothing.
+    let _ = connection.quit().await;
+    Ok(())
+}
+
+/// A connection to `relay` ready for mail: its addresses checked against the policy, the TCP
+/// connection opened here with `TCP_NODELAY` set ([`connect`]) whatever the protocol, TLS from
+/// the first byte (`smtps://`) or STARTTLS (required of a relay off this host), and the login
+/// when the URL has one. No timeout of its own: the caller bounds it.
+pub(crate) async fn open(policy: &Policy, relay: &Relay) -> Result<AsyncSmtpConnection, Failure> {
     let target = relay.target();
     let smtp = |error: lettre::transport::smtp::Error| Failure::answered(format!("relay `{target}`"), error);
     let addresses = addresses(policy, relay).await?;
     let tls = || TlsParameters::new(relay.host.clone()).map_err(smtp);
+    let stream = connect(&addresses)
+        .await
+        .map_err(|error| Failure::answered(format!("cannot connect to relay `{target}`"), error))?;
+    let hello = match stream.local_addr().map(|local| local.ip()) {
+        Ok(IpAddr::V4(address)) => ClientId::Ipv4(address),
+        Ok(IpAddr::V6(address)) => ClientId::Ipv6(address),
+        Err(_) => ClientId::default(),
+    };
     let mut connection = match relay.security {
         Security::Tls => {
-            let hello = ClientId::default();
-            let mut last = None;
-            let mut connected = None;
-            for address in &addresses {
-                match AsyncSmtpConnection::connect_tokio1(*address, Some(DELIVERY_TIMEOUT), &hello, Some(tls()?), None)
-                    .await
-                {
-                    Ok(connection) => {
-                        connected = Some(connection);
-                        break;
-                    }
-                    Err(error) => last = Some(error),
-                }
-            }
-            match (connected, last) {
-                (Some(connection), _) => connection,
-                (None, Some(error)) => return Err(smtp(error)),
-                (None, None) => return Err(Failure::said(format!("relay `{target}` has no address"))),
-            }
+            let stream = Encrypted::handshake(stream, tls()?).await.map_err(smtp)?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await.map_err(smtp)?
         }
         Security::StartTls | Security::Plain => {
-            let stream = connect(&addresses)
-                .await
-                .map_err(|error| Failure::answered(format!("cannot connect to relay `{target}`"), error))?;
-            let hello = match stream.local_addr().map(|local| local.ip()) {
-                Ok(IpAddr::V4(address)) => ClientId::Ipv4(address),
-                Ok(IpAddr::V6(address)) => ClientId::Ipv6(address),
-                Err(_) => ClientId::default(),
-            };
             let mut connection =
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await.map_err(smtp)?;
             if relay.security == Security::StartTls {
@@ -324,10 +330,67 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
         connection.abort().await;
         return Err(smtp(error));
     }
-    connection.send(&letter.envelope, &letter.bytes).await.map_err(smtp)?;
-    // The relay has taken the message; a failed goodbye changes nothing.
-    let _ = connection.quit().await;
-    Ok(())
+    Ok(connection)
+}
+
+/// A TLS session over a TCP connection that phasegate opened (with `TCP_NODELAY`), handed to
+/// lettre as a stream of its own. lettre's own TLS client does the handshake and checks the
+/// certificate (with the same parameters as for STARTTLS); lettre's only way to speak TLS from the
+/// first byte opens the socket itself, without `TCP_NODELAY`, hence this adapter from its stream's
+/// `futures-io` traits to the tokio traits that [`AsyncSmtpConnection::connect_with_transport`]
+/// takes.
+#[allow(deprecated)] // `AsyncNetworkStream` is public but marked as not meant to be; no other type does TLS.
+#[derive(Debug)]
+struct Encrypted(AsyncNetworkStream);
+
+#[allow(deprecated)]
+impl Encrypted {
+    async fn handshake(
+        stream: tokio::net::TcpStream,
+        tls: TlsParameters,
+    ) -> Result<Encrypted, lettre::transport::smtp::Error> {
+        let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(stream));
+        stream.upgrade_tls(tls).await?;
+        Ok(Encrypted(stream))
+    }
+}
+
+impl tokio::io::AsyncRead for Encrypted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let unfilled = buffer.initialize_unfilled();
+        match futures_io::AsyncRead::poll_read(Pin::new(&mut self.get_mut().0), context, unfilled) {
+            Poll::Ready(Ok(read)) => {
+                buffer.advance(read);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Encrypted {
+    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
+        futures_io::AsyncWrite::poll_write(Pin::new(&mut self.get_mut().0), context, bytes)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        futures_io::AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().0), context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        futures_io::AsyncWrite::poll_close(Pin::new(&mut self.get_mut().0), context)
+    }
+}
+
+impl AsyncTokioStream for Encrypted {
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
 }
 
 /// The relay's addresses that the policy allows: an address written as the host is checked as
@@ -363,7 +426,7 @@ async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, Fa
 }
 
 /// A TCP connection to the first of `addresses` that answers, with `TCP_NODELAY` set.
-async fn connect(addresses: &[SocketAddr]) -> std::io::Result<tokio::net::TcpStream> {
+pub(crate) async fn connect(addresses: &[SocketAddr]) -> std::io::Result<tokio::net::TcpStream> {
     let mut last = std::io::Error::other("no address");
     for address in addresses {
         match tokio::net::TcpStream::connect(address).await {
@@ -444,7 +507,7 @@ mod tests {
 
     fn draft<'a>(to: &'a [String], text: Option<&str>, html: Option<&str>) -> Draft<'a> {
         Draft {
-            channel: "exec-email",
+            scope: "exec-email",
             to,
             from: Some("Phasegate <phasegate@harbour.example>"),
             subject: "[inc-1] Till breach: update for Executives (requested)".into(),
@@ -481,7 +544,7 @@ mod tests {
         // The same update gives the same message, byte for byte; another channel, another message.
         let again = compose(draft(&to, Some("Tills are trading"), Some("<p>Tills are trading</p>"))).unwrap();
         assert_eq!(String::from_utf8(again.bytes).unwrap(), text);
-        let other = compose(Draft { channel: "stores-email", ..draft(&to, Some("x"), None) }).unwrap();
+        let other = compose(Draft { scope: "stores-email", ..draft(&to, Some("x"), None) }).unwrap();
         assert_ne!(other.message_id, letter.message_id);
     }
 
@@ -503,5 +566,15 @@ mod tests {
         let error = compose(Draft { from: Some("nobody"), ..draft(&to, Some("x"), None) }).unwrap_err();
         assert_eq!(error, "`from` `nobody` is not an email address");
         assert!(compose(draft(&to, None, None)).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_connection_to_a_relay_has_tcp_nodelay_set() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // The first address answers nothing; the second is taken, with `TCP_NODELAY`.
+        let stream = connect(&[closed, listener.local_addr().unwrap()]).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), listener.local_addr().unwrap());
+        assert!(stream.nodelay().unwrap(), "TCP_NODELAY is set");
     }
 }

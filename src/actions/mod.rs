@@ -12,7 +12,7 @@
 
 pub mod campaign;
 mod command;
-mod email;
+pub mod email;
 mod http;
 mod notify;
 pub mod outbound;

@@ -223,7 +223,7 @@ async fn deliver(
             let text = renders.variant(&["txt", "md"])?;
             let html = renders.variant(&["html"])?;
             let letter = email::compose(email::Draft {
-                channel: &channel.id,
+                scope: &channel.id,
                 to,
                 from: from.as_deref(),
                 subject: subject.to_string(),

@@ -10,6 +10,8 @@ pub mod spool;
 
 use serde::{Deserialize, Serialize};
 
+pub mod smtp;
+
 /// One personal message, rendered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -8,6 +8,7 @@
 //! modules below, one per kind of action.
 
 mod campaign;
+mod campaign_smtp;
 mod commands;
 mod email;
 mod http;

@@ -82,7 +82,16 @@ impl Metrics {
             "Open incidents' campaigns: recipients sent, failed and still to send",
             campaigns.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, webhooks, incidents, outbox, inbox, effect_seconds, campaigns }
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            webhooks,
+            incidents,
+            outbox,
+            inbox,
+            effect_seconds,
+            campaigns,
+        }
     }
 
     /// The text exposition.

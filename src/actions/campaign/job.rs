@@ -36,7 +36,7 @@ struct Campaign {
 enum Sender {
     Batch(super::batch::BatchHttp),
     Spool(super::spool::Spool),
-    // Email(super::smtp::SmtpPool) comes with the SMTP pool.
+    Email(super::smtp::SmtpPool),
     /// A drill's stand-in takes each message.
     StandIn,
 }
@@ -73,6 +73,7 @@ impl Actions {
             match &campaign.sender {
                 Sender::Batch(sender) => sender.send(batch).await,
                 Sender::Spool(sender) => sender.send(batch).await,
+                Sender::Email(sender) => sender.send(batch).await,
 
                 Sender::StandIn => self.hand_over(&job, &campaign.channel, &messages),
             }
@@ -118,8 +119,19 @@ impl Actions {
                         .map_err(|error| Error::Campaign(error.to_string()))?;
                 Sender::Spool(opened.map_err(|error| Error::Campaign(format!("channel `{channel}`: {error}")))?)
             }
-            (ChannelKind::Email { .. }, None) => {
-                return Err(Error::Campaign(format!("channel `{channel}`: email campaigns are not wired yet")));
+            (ChannelKind::Email { relay_secret, from, connections, .. }, None) => {
+                let relay = self.secrets.secret(relay_secret).ok_or_else(|| Error::MissingSecret {
+                    name: relay_secret.clone(),
+                    purpose: format!("the SMTP relay of channel `{channel}`"),
+                })?;
+                let pool = super::smtp::SmtpPool::connect(
+                    &relay,
+                    from.as_deref(),
+                    *connections as usize,
+                    (*self.outbound).clone(),
+                )
+                .map_err(|error| Error::Campaign(format!("channel `{channel}`: {error}")))?;
+                Sender::Email(pool)
             }
             (other, None) => {
                 return Err(Error::Campaign(format!(

@@ -369,6 +369,8 @@ pub struct Reader<R> {
     address_field: String,
     /// CSV only.
     columns: Option<Columns>,
+    /// Whether recipients carry every field of their line (see [`Reader::without_fields`]).
+    keep_fields: bool,
 }
 
 impl Reader<File> {
@@ -409,7 +411,15 @@ impl<R: Read> Reader<R> {
             id_field: spec.id_field.clone(),
             address_field: spec.address_field.clone(),
             columns,
+            keep_fields: true,
         }
+    }
+
+    /// Gives recipients without their fields (an empty map): only what is needed to plan, read
+    /// faster. Lines are checked just the same.
+    pub fn without_fields(mut self) -> Reader<R> {
+        self.keep_fields = false;
+        self
     }
 
     /// A CSV list's header.
@@ -477,36 +487,8 @@ impl<R: Read> Reader<R> {
             return Err(Reason::TooLong);
         }
         let (fields, id, address) = match &self.columns {
-            Some(columns) => {
-                let fields = self.csv_fields(columns)?;
-                let text = |index: usize| match &fields[&columns.names[index]] {
-                    Value::String(text) => text.trim().to_string(),
-                    _ => String::new(),
-                };
-                let (id, address) = (text(columns.id), text(columns.address));
-                (fields, id, address)
-            }
-            None => {
-                let line = self.source.bytes.strip_suffix(b"\n").unwrap_or(&self.source.bytes);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let fields = match serde_json::from_slice::<Value>(line) {
-                    Ok(Value::Object(fields)) => fields,
-                    Ok(_) => return Err(Reason::NotAnObject),
-                    Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
-                };
-                let id = match fields.get(&self.id_field) {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(id)) => id.trim().to_string(),
-                    Some(Value::Number(id)) => id.to_string(),
-                    Some(_) => return Err(Reason::IdNotText),
-                };
-                let address = match fields.get(&self.address_field) {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(address)) => address.trim().to_string(),
-                    Some(_) => return Err(Reason::MalformedAddress("not a string")),
-                };
-                (fields, id, address)
-            }
+            Some(columns) => self.csv_entry(columns)?,
+            None => self.json_entry()?,
         };
         if id.is_empty() {
             return Err(Reason::MissingId);
@@ -521,19 +503,200 @@ impl<R: Read> Reader<R> {
         Ok(Recipient { line: raw.line, id, address, fields })
     }
 
-    fn csv_fields(&self, columns: &Columns) -> Result<Map<String, Value>, Reason> {
+    /// A CSV record's fields (empty without `keep_fields`), id and address.
+    fn csv_entry(&self, columns: &Columns) -> Result<(Map<String, Value>, String, String), Reason> {
         let csv = self.source.csv.as_ref().expect("a CSV source");
         if csv.count != columns.names.len() {
             return Err(Reason::FieldCount { found: csv.count, expected: columns.names.len() });
         }
         let mut fields = Map::new();
-        for (name, field) in columns.names.iter().zip(csv.fields()) {
+        let (mut id, mut address) = (String::new(), String::new());
+        for (index, (name, field)) in columns.names.iter().zip(csv.fields()).enumerate() {
             let Ok(value) = std::str::from_utf8(field) else {
                 return Err(Reason::Unparsable(format!("field `{name}` is not UTF-8")));
             };
-            fields.insert(name.clone(), Value::String(value.to_string()));
+            if index == columns.id {
+                id = value.trim().to_string();
+            }
+            if index == columns.address {
+                address = value.trim().to_string();
+            }
+            if self.keep_fields {
+                fields.insert(name.clone(), Value::String(value.to_string()));
+            }
         }
-        Ok(fields)
+        Ok((fields, id, address))
+    }
+
+    /// A JSON line's fields (empty without `keep_fields`), id and address.
+    fn json_entry(&self) -> Result<(Map<String, Value>, String, String), Reason> {
+        let line = self.source.bytes.strip_suffix(b"\n").unwrap_or(&self.source.bytes);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !self.keep_fields {
+            // Only the id and the address are kept; every other value is checked and dropped.
+            let mut deserializer = serde_json::Deserializer::from_slice(line);
+            let probe = Probe { id_field: &self.id_field, address_field: &self.address_field };
+            let probed = serde::de::DeserializeSeed::deserialize(probe, &mut deserializer)
+                .and_then(|probed| deserializer.end().map(|()| probed));
+            // A line that does not pass is parsed again whole, for the reason.
+            if let Ok((id, address)) = probed {
+                return Ok((Map::new(), id_text(id.as_ref())?, address_text(address.as_ref())?));
+            }
+        }
+        let fields = match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return Err(Reason::NotAnObject),
+            Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
+        };
+        let id = id_text(fields.get(&self.id_field))?;
+        let address = address_text(fields.get(&self.address_field))?;
+        Ok((fields, id, address))
+    }
+}
+
+/// A JSON id as text: a string (trimmed) or a number; empty if absent or null.
+fn id_text(value: Option<&Value>) -> Result<String, Reason> {
+    match value {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(id)) => Ok(id.trim().to_string()),
+        Some(Value::Number(id)) => Ok(id.to_string()),
+        Some(_) => Err(Reason::IdNotText),
+    }
+}
+
+/// A JSON address as text (trimmed); empty if absent or null.
+fn address_text(value: Option<&Value>) -> Result<String, Reason> {
+    match value {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(address)) => Ok(address.trim().to_string()),
+        Some(_) => Err(Reason::MalformedAddress("not a string")),
+    }
+}
+
+/// Reads a JSON object's id and address values, skipping the rest (checked as a `Value` would
+/// be, with [`Skip`]). Anything else than an object is an error. A key given twice counts by its
+/// last value, as in a `Map`.
+struct Probe<'a> {
+    id_field: &'a str,
+    address_field: &'a str,
+}
+
+enum Key {
+    Id,
+    Address,
+    Other,
+}
+
+struct KeySeed<'a>(&'a Probe<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeySeed<'_> {
+    type Value = Key;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+        Ok(if key == self.0.id_field {
+            Key::Id
+        } else if key == self.0.address_field {
+            Key::Address
+        } else {
+            Key::Other
+        })
+    }
+}
+
+/// Reads any JSON value and keeps nothing. Not `serde::de::IgnoredAny`, which lets strings with
+/// a lone surrogate escape through: this reads values exactly as `Value` does, so a line that
+/// passes when planning passes again when its batch is read whole.
+struct Skip;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(Skip)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe<'_> {
+    type Value = (Option<Value>, Option<Value>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe<'_> {
+    type Value = (Option<Value>, Option<Value>);
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut id, mut address) = (None, None);
+        while let Some(key) = map.next_key_seed(KeySeed(&self))? {
+            match key {
+                Key::Id => id = Some(map.next_value::<Value>()?),
+                Key::Address => address = Some(map.next_value::<Value>()?),
+                Key::Other => map.next_value_seed(Skip)?,
+            }
+        }
+        Ok((id, address))
     }
 }
 
@@ -656,6 +819,51 @@ mod tests {
         assert_eq!(recipient.fields["member_id"], serde_json::json!(7));
         assert_eq!(recipient.fields.len(), 5);
         assert!(reader.next_item().unwrap().is_none());
+    }
+
+    #[test]
+    fn planning_without_fields_judges_every_line_alike() {
+        let deep =
+            format!("{{\"member_id\":1,\"email\":\"a@b.example\",\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        let lines: Vec<Vec<u8>> = vec![
+            br#"{"member_id":1,"email":"a@b.example","note":"\ud83d alone"}"#.to_vec(),
+            br#"{"member_id":1,"email":"a@b.example","note":"\ud83d\ude00 paired"}"#.to_vec(),
+            b"{\"member_id\":1,\"email\":\"a@b.example\",\"note\":\"\xff\"}".to_vec(),
+            b"{\"member_id\":1,\"email\":\"a@b.example\",\"note\":\"tab\tinside\"}".to_vec(),
+            br#"{"member_id":1,"email":"a@b.example","nested":{"a":[1,2.5,-3,true,null,{"b":"c"}]}}"#.to_vec(),
+            br#"{"member\u005fid":1,"em\u0061il":"a@b.example"}"#.to_vec(),
+            br#"{"member_id":1,"member_id":2,"email":"x","email":"a@b.example"}"#.to_vec(),
+            br#"{"member_id":1.5e3,"email":"a@b.example"}"#.to_vec(),
+            br#"{"member_id":1,"email":"a@b.example"} trailing"#.to_vec(),
+            br#"{"member_id":1,"email":"a@b.example",}"#.to_vec(),
+            br#"{"member_id":1,"email":"a@b.example","n":01}"#.to_vec(),
+            br#"{"member_id":[1],"email":"a@b.example"}"#.to_vec(),
+            br#"{"member_id":1,"email":{"a":"b"}}"#.to_vec(),
+            br#"{"member_id":"x","email":"a@b.example","x":1e999}"#.to_vec(),
+            br#"[{"member_id":1,"email":"a@b.example"}]"#.to_vec(),
+            br#""text""#.to_vec(),
+            deep.into_bytes(),
+        ];
+        let mut accepted = 0;
+        for line in lines {
+            let mut text = line.clone();
+            text.push(b'\n');
+            let judge = |reader: Reader<&[u8]>| {
+                let mut reader = reader;
+                match reader.next_item().unwrap().unwrap().entry {
+                    Entry::Recipient(recipient) => Ok((recipient.line, recipient.id, recipient.address)),
+                    Entry::Rejected { reason, .. } => Err(reason),
+                }
+            };
+            let whole = judge(Reader::new(text.as_slice(), Format::JsonLines, &spec(), Path::new("list")).unwrap());
+            let probed = judge(
+                Reader::new(text.as_slice(), Format::JsonLines, &spec(), Path::new("list")).unwrap().without_fields(),
+            );
+            assert_eq!(whole, probed, "{}", String::from_utf8_lossy(&line));
+            accepted += usize::from(whole.is_ok());
+        }
+        // A paired surrogate, nesting, escaped keys, a repeated key, a number as the id.
+        assert_eq!(accepted, 5);
     }
 
     #[test]

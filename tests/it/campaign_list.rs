@@ -28,7 +28,7 @@ impl List {
     }
 
     fn prepare(&self, batch_size: u32, suppression: Option<&str>) -> Prepared {
-        std::fs::create_dir_all(self.directory.path().join("out")).unwrap();
+        // `out/` does not exist yet: `prepare` makes it.
         let suppression = suppression.map(|text| {
             let path = self.directory.path().join("suppression.txt");
             std::fs::write(&path, text).unwrap();

@@ -406,7 +406,10 @@ mod tests {
     #[test]
     fn cutting_batches() {
         let plain = |lines: &[u64]| lines.iter().map(|&line| (line, false)).collect::<Vec<_>>();
-        let cases: Vec<(&str, Vec<(u64, bool)>, Vec<u64>, u32, Vec<BatchPlan>, (u64, u64, u64))> = vec![
+        // (name, recipient lines (line, suppressed), duplicate lines, batch size, batches,
+        // (accepted, duplicates, suppressed))
+        type Case<'a> = (&'a str, Vec<(u64, bool)>, Vec<u64>, u32, Vec<BatchPlan>, (u64, u64, u64));
+        let cases: Vec<Case> = vec![
             ("nothing", vec![], vec![], 2, vec![], (0, 0, 0)),
             ("one short batch", plain(&[1, 2, 3]), vec![], 5, vec![batch(1, 1, 3, &[], 3)], (3, 0, 0)),
             (

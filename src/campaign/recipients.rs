@@ -743,8 +743,11 @@ mod tests {
         ListSpec { id_field: "member_id".into(), address_field: "email".into(), batch_size: 10 }
     }
 
-    /// Each item of `text` read as `format`: (line, start, end, the recipient's id or the reason).
-    fn read(format: Format, text: &str) -> Vec<(u64, u64, u64, String)> {
+    /// An item read: (line, start, end, the recipient's id and address, or the reason).
+    type Read = (u64, u64, u64, String);
+
+    /// Each item of `text` read as `format`.
+    fn read(format: Format, text: &str) -> Vec<Read> {
         let reader = Reader::new(text.as_bytes(), format, &spec(), Path::new("list")).unwrap();
         reader
             .map(|item| {
@@ -762,7 +765,7 @@ mod tests {
     #[test]
     fn json_lines() {
         let long_id = "9".repeat(257);
-        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+        let cases: Vec<(String, Vec<Read>)> = vec![
             (
                 "{\"member_id\": 1, \"email\": \"a@b.example\"}\n".into(),
                 vec![(1, 0, 41, "1 <a@b.example>".into())],
@@ -869,7 +872,7 @@ mod tests {
     #[test]
     fn csv() {
         let header = "member_id,email,first_name\n";
-        let cases: Vec<(String, Vec<(u64, u64, u64, String)>)> = vec![
+        let cases: Vec<(String, Vec<Read>)> = vec![
             (format!("{header}1,a@b.example,Ana\n"), vec![(2, 27, 45, "1 <a@b.example>".into())]),
             // A quoted field with a line break: the record starts on line 2, the next on line 4.
             (

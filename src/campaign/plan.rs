@@ -71,9 +71,11 @@ pub struct Prepared {
 }
 
 /// Reads the list at `list` once, writes the lines it sets aside to `rejects` (replaced whole,
-/// written even when there are none), and plans its batches. `suppression` is a file of ids and
-/// addresses not to send to, one a line (blank lines and lines starting with `#` are skipped).
-/// The temporary files go beside `rejects` and are removed.
+/// written even when there are none; its directory is created if need be), and plans its
+/// batches. `suppression` is a file of ids and addresses not to send to, one a line (blank
+/// lines and lines starting with `#` are skipped). The temporary files go beside `rejects` and
+/// are removed. Nothing is written if the list, its header or the suppression list cannot be
+/// read.
 pub fn prepare(list: &Path, spec: &ListSpec, suppression: Option<&Path>, rejects: &Path) -> Result<Prepared, Error> {
     if spec.batch_size == 0 {
         return Err(Error::BatchSize);
@@ -86,7 +88,7 @@ pub fn prepare(list: &Path, spec: &ListSpec, suppression: Option<&Path>, rejects
     let format = Format::of(list)?;
     let file = File::open(list).map_err(|source| recipients::Error::Read { file: list.to_path_buf(), source })?;
     let list_bytes = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
-    let mut reader = Reader::new(Hashing { input: file, sha256: Sha256::new() }, format, spec, list)?;
+    let mut reader = Reader::new(Hashing { input: file, sha256: Sha256::new() }, format, spec, list)?.without_fields();
 
     let rejects_error = |source| Error::Rejects { file: rejects.to_path_buf(), source };
     let directory = match rejects.parent() {
@@ -94,6 +96,7 @@ pub fn prepare(list: &Path, spec: &ListSpec, suppression: Option<&Path>, rejects
         _ => Path::new("."),
     };
     let work_error = |source| Error::Work { file: rejects.to_path_buf(), source };
+    std::fs::create_dir_all(directory).map_err(rejects_error)?;
     let work = tempfile::Builder::new().prefix(".campaign-prepare-").tempdir_in(directory).map_err(work_error)?;
     let rejected_file =
         tempfile::Builder::new().prefix(".campaign-rejects-").tempfile_in(directory).map_err(rejects_error)?;
@@ -403,7 +406,10 @@ mod tests {
     #[test]
     fn cutting_batches() {
         let plain = |lines: &[u64]| lines.iter().map(|&line| (line, false)).collect::<Vec<_>>();
-        let cases: Vec<(&str, Vec<(u64, bool)>, Vec<u64>, u32, Vec<BatchPlan>, (u64, u64, u64))> = vec![
+        // (name, recipient lines (line, suppressed), duplicate lines, batch size, batches,
+        // (accepted, duplicates, suppressed))
+        type Case<'a> = (&'a str, Vec<(u64, bool)>, Vec<u64>, u32, Vec<BatchPlan>, (u64, u64, u64));
+        let cases: Vec<Case> = vec![
             ("nothing", vec![], vec![], 2, vec![], (0, 0, 0)),
             ("one short batch", plain(&[1, 2, 3]), vec![], 5, vec![batch(1, 1, 3, &[], 3)], (3, 0, 0)),
             (

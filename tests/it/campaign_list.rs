@@ -28,7 +28,7 @@ impl List {
     }
 
     fn prepare(&self, batch_size: u32, suppression: Option<&str>) -> Prepared {
-        std::fs::create_dir_all(self.directory.path().join("out")).unwrap();
+        // `out/` does not exist yet: `prepare` makes it.
         let suppression = suppression.map(|text| {
             let path = self.directory.path().join("suppression.txt");
             std::fs::write(&path, text).unwrap();
@@ -131,7 +131,7 @@ fn rejected_lines_go_to_the_rejects_file_with_their_line_numbers() {
             (8, "malformed id: 300 bytes, more than 256".to_string()),
         ]
     );
-    assert_eq!(list.rejected()[2].2, "[\"not\", \"an\", \"object\"]", "the text, without its line ending");
+    assert_eq!(list.rejected()[1].2, "[\"not\", \"an\", \"object\"]", "the text, without its line ending");
     // One batch from line 1 to line 9: the rejected lines inside it are found again on reading.
     assert_eq!(prepared.batches.len(), 1);
     assert_eq!((prepared.batches[0].first_line, prepared.batches[0].skip.clone()), (1, vec![]));

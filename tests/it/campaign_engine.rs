@@ -89,6 +89,7 @@ fn totals(cancelled: bool) -> Outcome {
         merkle_root: "ab".repeat(32),
         leaves: if cancelled { 100 } else { 250 },
         cancelled,
+        failed_by_reason: if cancelled { BTreeMap::new() } else { BTreeMap::from([("mailbox full".to_string(), 1)]) },
     })
 }
 

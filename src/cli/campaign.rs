@@ -323,6 +323,7 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
     else {
         unreachable!("checked by `opened`")
     };
+    let subject = if subject.is_empty() { o.runbook.title().to_string() } else { subject };
     let spec = spec_of(&o.runbook, &o.phase, &o.step);
     let mut reader = Reader::open(&o.list, &spec)?;
     let (mut sample, mut rejected) = (Vec::new(), 0u64);

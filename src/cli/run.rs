@@ -43,7 +43,14 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let inbox = arm(&opened).await?;
     loop {
         let deliveries = inbox.apply_waiting(&opened.runtime).await.context("the webhook inbox cannot be applied")?;
-        let progress = opened.runtime.run_due(&actions).await?;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let work = async {
+            let progress = opened.runtime.run_due(&actions).await;
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            progress
+        };
+        let (progress, ()) = tokio::join!(work, campaign_bars(opened.runtime.store(), &done));
+        let progress = progress?;
         let did = deliveries + progress.effects + progress.events > 0;
         if did || (args.format == super::Format::Json && !args.watch) {
             match args.format {
@@ -91,5 +98,44 @@ async fn arm(opened: &super::incident::Opened) -> anyhow::Result<Inbox> {
             }
             Ok(Inbox::default())
         }
+    }
+}
+
+/// While `done` is false and standard error is a terminal: a progress bar for each campaign of an
+/// open incident that has recipients left to send (sent and failed, the rate, time left).
+async fn campaign_bars(store: &impl Store, done: &std::sync::atomic::AtomicBool) {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bars = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} sent or failed, {per_sec}, {eta} left {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let mut shown: std::collections::HashMap<String, indicatif::ProgressBar> = std::collections::HashMap::new();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let open = store.incidents().await.unwrap_or_default();
+        for incident in open.iter().filter(|incident| incident.closed_at.is_none()) {
+            for (campaign, progress) in store.campaigns(&incident.id).await.unwrap_or_default() {
+                let finished = progress.sent + progress.failed;
+                if finished >= progress.recipients && !shown.contains_key(&campaign) {
+                    continue;
+                }
+                let bar = shown.entry(campaign.clone()).or_insert_with(|| {
+                    let bar = bars.add(indicatif::ProgressBar::new(progress.recipients));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(campaign.clone());
+                    bar
+                });
+                bar.set_position(finished);
+                bar.set_message(format!("({} failed)", progress.failed));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for bar in shown.values() {
+        bar.finish();
     }
 }

@@ -420,6 +420,7 @@ pub enum Action {
         batch_size: u32,
         rate_per_second: Option<u32>,
         concurrency: u32,
+        /// Empty when neither the campaign nor its step says: the runbook's title then.
         subject: String,
         code: Option<OfferCode>,
     },

@@ -268,7 +268,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let batches = self.store.campaign_batches(campaign).await?;
         let totals = totals(&batches);
         let total = batches.len() as u32;
-        let percent = if total == 0 { 100 } else { totals.done * 100 / total };
+        let percent = (totals.done * 100).checked_div(total).unwrap_or(100);
         let step_reached = percent / PROGRESS_EVERY_PERCENT;
         if step_reached <= pace.reported || totals.done == total {
             return Ok(());

@@ -58,7 +58,8 @@ impl Actions {
             Err(error) => return failed(&job, error),
         };
         // Rendering and hashing take the CPU: off the runtime's threads, on every core.
-        let (recipients, subject, worker) = (job.recipients.to_vec(), subject.clone(), Arc::clone(&campaign));
+        let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
+        let (recipients, worker) = (job.recipients.to_vec(), Arc::clone(&campaign));
         let rendered =
             tokio::task::spawn_blocking(move || render(&worker.renderer, &recipients, codes, &subject)).await;
         let rendered = match rendered {

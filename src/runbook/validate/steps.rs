@@ -269,11 +269,8 @@ impl Validator<'_> {
                 String::new()
             }
             (None, Some(title)) => title.to_string(),
-            (None, None) => {
-                self.report(Code::InvalidValue, campaign.template.mark, "a campaign's messages need a subject").help =
-                    Some("give the campaign a `subject`, or its step a `title`".to_string());
-                String::new()
-            }
+            // Then the runbook's title, which the runtime gives.
+            (None, None) => String::new(),
         };
         let code = campaign.code.as_ref().and_then(|code| self.offer_code(code));
         Some(Action::Campaign {

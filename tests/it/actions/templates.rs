@@ -146,6 +146,7 @@ fn record(
             vec![Outcome::Command { exit_code: 0, stdout: String::new(), stderr: String::new() }]
         }
         EffectKind::Notify { channels, .. } => vec![Outcome::Sent { channels: channels.clone(), text: None }],
+        EffectKind::Campaign { .. } => vec![Outcome::Campaign(Default::default())],
     };
     let mut chosen = None;
     for outcome in answers {

@@ -67,7 +67,11 @@ fn main() {
     let mut theirs = Vec::new();
     for run in 1..=runs {
         let measured = naive_pipeline(&base, &list, &templates, naive);
-        eprintln!("naive run {run}: {naive} messages in {:.2} s ({:.0}/s)", measured.wall.as_secs_f64(), measured.rate());
+        eprintln!(
+            "naive run {run}: {naive} messages in {:.2} s ({:.0}/s)",
+            measured.wall.as_secs_f64(),
+            measured.rate()
+        );
         theirs.push(measured);
     }
     let ours = median(ours);
@@ -213,13 +217,20 @@ const CONFIG: &str = "people:\n  riley: { roles: [incident-commander] }\nsecrets
                       outbound:\n  allow: [127.0.0.1/32]\n";
 
 /// A working directory with the configuration and runbook, and the incident started there.
-fn prepare(base: &Path, list: &Path, templates: &Path, sink: &str, batch_size: u64, concurrency: u64) -> tempfile::TempDir {
+fn prepare(
+    base: &Path,
+    list: &Path,
+    templates: &Path,
+    sink: &str,
+    batch_size: u64,
+    concurrency: u64,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir_in(base).unwrap();
     std::fs::write(dir.path().join("phasegate.yaml"), CONFIG).unwrap();
     std::fs::write(dir.path().join("campaign.yaml"), runbook(sink, batch_size, concurrency)).unwrap();
     let input = format!("member_list={}", list.display());
     let output = phasegate(dir.path(), templates)
-        .args(["start", "campaign.yaml", "--as", "riley", "--input", &input])
+        .args(["start", "campaign.yaml", "--as", "riley", "--input", &input, "--db", "phasegate.db"])
         .output()
         .unwrap();
     assert!(output.status.success(), "start: {}", String::from_utf8_lossy(&output.stderr));
@@ -232,13 +243,19 @@ fn phasegate(dir: &Path, templates: &Path) -> Command {
         .current_dir(dir)
         .env("PHASEGATE_TEMPLATES", templates)
         .env("PHASEGATE_CONFIG", dir.join("phasegate.yaml"))
-        .env("OFFER_KEY", OFFER_KEY)
-        .args(["--db".as_ref(), dir.join("phasegate.db").as_os_str()]);
+        .env("OFFER_KEY", OFFER_KEY);
     command
 }
 
 /// `phasegate start`, then `phasegate run` to the campaign's end.
-fn campaign(base: &Path, list: &Path, templates: &Path, recipients: u64, batch_size: u64, concurrency: u64) -> Measured {
+fn campaign(
+    base: &Path,
+    list: &Path,
+    templates: &Path,
+    recipients: u64,
+    batch_size: u64,
+    concurrency: u64,
+) -> Measured {
     let sink = Sink::start();
     let began = Instant::now();
     let dir = prepare(base, list, templates, &sink.base, batch_size, concurrency);
@@ -268,7 +285,13 @@ fn campaign(base: &Path, list: &Path, templates: &Path, recipients: u64, batch_s
         .map_or(polled, |kb| kb.trim().parse().unwrap());
     let stats = sink.stats();
     assert_eq!(stats.messages, recipients, "the sink counted every message once");
-    Measured { messages: recipients, wall, rss_mb: rss_kb as f64 / 1024.0, requests: stats.requests, repeated_keys: stats.repeated }
+    Measured {
+        messages: recipients,
+        wall,
+        rss_mb: rss_kb as f64 / 1024.0,
+        requests: stats.requests,
+        repeated_keys: stats.repeated,
+    }
 }
 
 /// Waits for `child`, reading its standard error; with `poll`, samples its `VmHWM` until it ends.
@@ -287,7 +310,9 @@ fn wait_with_peak(mut child: Child, poll: bool) -> (std::process::ExitStatus, St
         }
         if poll {
             let hwm = std::fs::read_to_string(&status_file).ok().and_then(|status| {
-                status.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()))
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()))
             });
             peak = peak.max(hwm.unwrap_or(0));
         }
@@ -312,8 +337,14 @@ fn naive_pipeline(base: &Path, list: &Path, templates: &Path, count: u64) -> Mea
         let catalog = phasegate::render::Catalog::with_dir(templates).unwrap();
         let runbook = phasegate::runbook::parse(&incident.runbook_text, &catalog).unwrap();
         let counts = Counts { read: count, accepted: count, ..Counts::default() };
-        let context =
-            phasegate::render::context::campaign_base(&runbook, &incident, "notify", "apology", &counts, chrono::Utc::now());
+        let context = phasegate::render::context::campaign_base(
+            &runbook,
+            &incident,
+            "notify",
+            "apology",
+            &counts,
+            chrono::Utc::now(),
+        );
         let renderer = phasegate::render::campaign::Renderer::new(&catalog, "customer-notice", context).unwrap();
         let campaign = format!("{incident_id}/notify/apology");
 
@@ -334,7 +365,9 @@ fn naive_pipeline(base: &Path, list: &Path, templates: &Path, count: u64) -> Mea
         let reader = std::io::BufReader::new(std::fs::File::open(list).unwrap());
         for (n, line) in reader.lines().take(count as usize).enumerate() {
             let line = line.unwrap();
-            let serde_json::Value::Object(fields) = serde_json::from_str(&line).unwrap() else { panic!("not an object") };
+            let serde_json::Value::Object(fields) = serde_json::from_str(&line).unwrap() else {
+                panic!("not an object")
+            };
             let id = fields["member_id"].as_str().unwrap().to_string();
             let address = fields["email"].as_str().unwrap().to_string();
             let recipient = Recipient { line: n as u64 + 1, id, address, fields };
@@ -347,19 +380,24 @@ fn naive_pipeline(base: &Path, list: &Path, templates: &Path, count: u64) -> Mea
                 rendered.html.as_deref(),
             );
             let number = n + 1;
-            let body = serde_json::json!({
-                "campaign": campaign,
-                "batch": number,
-                "messages": [{
-                    "id": recipient.id, "to": recipient.address, "subject": SUBJECT,
-                    "text": rendered.text, "html": rendered.html,
-                }],
-            });
+            // The wire format of the batch channel, with one message.
+            let message = phasegate::actions::campaign::Message {
+                id: recipient.id.clone(),
+                to: recipient.address.clone(),
+                subject: SUBJECT.to_string(),
+                text: rendered.text,
+                html: rendered.html,
+            };
+            let messages = [message];
+            let batch =
+                phasegate::actions::campaign::Batch { campaign: &campaign, number: number as u32, messages: &messages };
+            let body = phasegate::actions::campaign::batch::body(&batch);
+            let key = batch.idempotency_key();
             let response = client
                 .post(&url)
                 .header("content-type", "application/json")
-                .header("idempotency-key", format!("{campaign}/{number}"))
-                .body(serde_json::to_vec(&body).unwrap())
+                .header("idempotency-key", key)
+                .body(body)
                 .send()
                 .await
                 .unwrap();
@@ -407,7 +445,8 @@ impl Sink {
     fn stats(&self) -> Stats {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let stats: serde_json::Value = runtime.block_on(async {
-            reqwest::get(format!("{}/stats", self.base)).await.unwrap().json().await.unwrap()
+            let bytes = reqwest::get(format!("{}/stats", self.base)).await.unwrap().bytes().await.unwrap();
+            serde_json::from_slice(&bytes).unwrap()
         });
         let field = |name: &str| stats[name].as_u64().unwrap();
         Stats { requests: field("requests"), messages: field("messages"), repeated: field("repeated_keys") }
@@ -437,10 +476,7 @@ fn sink() {
         println!("http://{}", listener.local_addr().unwrap());
         std::io::stdout().flush().unwrap();
         let counted: Arc<Mutex<Counted>> = Arc::default();
-        let app = axum::Router::new()
-            .route("/stats", axum::routing::get(stats))
-            .fallback(take)
-            .with_state(counted);
+        let app = axum::Router::new().route("/stats", axum::routing::get(stats)).fallback(take).with_state(counted);
         axum::serve(listener, app).await.unwrap();
     });
 }
@@ -477,7 +513,9 @@ fn count_ids(body: &[u8]) -> u64 {
     count
 }
 
-async fn stats(axum::extract::State(counted): axum::extract::State<Arc<Mutex<Counted>>>) -> axum::Json<serde_json::Value> {
+async fn stats(
+    axum::extract::State(counted): axum::extract::State<Arc<Mutex<Counted>>>,
+) -> axum::Json<serde_json::Value> {
     let counted = counted.lock().unwrap();
     axum::Json(serde_json::json!({
         "requests": counted.requests,

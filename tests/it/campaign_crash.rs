@@ -6,9 +6,13 @@
 //! the batch's one idempotency key, no batch reached the sink more often than the store marked it
 //! in flight, the incident's log verifies, and a recipient's Merkle proof verifies offline.
 //!
-//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 3,000; CI's full size is 100,000) and
-//! `CAMPAIGN_CRASH_KILLS` (default 12). Randomness comes from a fixed seed (or
-//! `CAMPAIGN_CRASH_SEED`), so a failure names the seed and the kill schedule reproduces.
+//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 5,000; the issue's full size is 100,000),
+//! `CAMPAIGN_CRASH_KILLS` (default 12, at least 10), each run killed between
+//! `CAMPAIGN_CRASH_MIN_MS` and `CAMPAIGN_CRASH_MAX_MS` (0 and 400) after the sink saw its first
+//! request; `CAMPAIGN_CRASH_BIN` runs
+//! another build of `phasegate run` (a release one, at the full size). Randomness comes from a
+//! fixed seed (or `CAMPAIGN_CRASH_SEED`), so a failure names the seed and the kill schedule
+//! reproduces.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,6 +28,8 @@ use crate::support::Cli;
 const SEED: u64 = 0xc4a3_9a16_0b5e;
 const BATCH_SIZE: u32 = 50;
 const CONCURRENCY: u32 = 4;
+/// How long a run may take to send its first request before it is killed anyway.
+const STARTING: Duration = Duration::from_secs(30);
 /// How long the last, uninterrupted run may take before the test gives up on it.
 const LAST_RUN: Duration = Duration::from_secs(600);
 
@@ -133,14 +139,20 @@ struct Sink {
 
 impl Sink {
     fn start(seed: u64) -> Sink {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let counted: Shared = Arc::new(Mutex::new(Counted { random: Some(Lcg(seed ^ 0x51_4b)), ..Counted::default() }));
         let app = axum::Router::new().fallback(count).with_state(Arc::clone(&counted));
         runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
         Sink { base, counted, runtime: Some(runtime) }
+    }
+}
+
+impl Sink {
+    /// Requests so far.
+    fn requests(&self) -> u32 {
+        self.counted.lock().unwrap().requests.values().sum()
     }
 }
 
@@ -203,7 +215,7 @@ impl Campaign {
     /// `phasegate run`, its standard error appended to `run.log`.
     fn run(&self) -> Runner {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("run.log")).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        std::process::Command::new(runner_binary())
             .current_dir(self.dir.path())
             .args(["run", "--config", "phasegate.yaml", "--db", "phasegate.db"])
             .env_remove("PHASEGATE_TEMPLATES")
@@ -221,6 +233,12 @@ impl Campaign {
     }
 }
 
+/// The `phasegate` that runs the campaign: this build's, or the one `CAMPAIGN_CRASH_BIN` names (a
+/// release build, for the full size by hand).
+fn runner_binary() -> PathBuf {
+    std::env::var_os("CAMPAIGN_CRASH_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_phasegate")), PathBuf::from)
+}
+
 const OFFER_KEY: &str = "crash-test-offer-key-0f1e2d3c4b5a";
 
 /// A `phasegate run` process, killed with SIGKILL when dropped.
@@ -235,10 +253,10 @@ impl Drop for Runner {
 
 #[test]
 fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight() {
-    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 3_000);
+    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 5_000);
     let wanted_kills = env_number("CAMPAIGN_CRASH_KILLS", 12).max(10) as usize;
     let seed = env_number("CAMPAIGN_CRASH_SEED", SEED);
-    let (shortest, longest) = (env_number("CAMPAIGN_CRASH_MIN_MS", 150), env_number("CAMPAIGN_CRASH_MAX_MS", 900));
+    let (shortest, longest) = (env_number("CAMPAIGN_CRASH_MIN_MS", 0), env_number("CAMPAIGN_CRASH_MAX_MS", 400));
     let sink = Sink::start(seed);
     let campaign = Campaign { dir: tempfile::tempdir().unwrap() };
     let runbook = RUNBOOK
@@ -262,7 +280,14 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
     let mut ended = false;
     let mut stops = 0;
     while kills < wanted_kills {
+        let seen = sink.requests();
         let mut runner = campaign.run();
+        // Each kill lands while the campaign sends: a random instant after this run's first
+        // request reached the sink (a run starting up is not yet sending).
+        let spawned = Instant::now();
+        while sink.requests() == seen && spawned.elapsed() < STARTING && runner.0.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(random.between(shortest, longest)));
         if let Some(exited) = runner.0.try_wait().unwrap() {
             // `run` stops by itself when nothing more is due now: the campaign done, or waiting.
@@ -350,7 +375,12 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
     };
     // Nobody left out, nobody unexpected.
     let never: Vec<&String> = ids.iter().filter(|id| !counted.received.contains_key(*id)).collect();
-    assert!(never.is_empty(), "seed {seed:#x}: {} recipients never received, such as {:?}", never.len(), &never[..never.len().min(5)]);
+    assert!(
+        never.is_empty(),
+        "seed {seed:#x}: {} recipients never received, such as {:?}",
+        never.len(),
+        &never[..never.len().min(5)]
+    );
     assert_eq!(counted.received.len(), ids.len(), "the sink saw recipients the list does not have");
     // Repeats only within a listed batch, always with its one key.
     let mut repeated = 0;
@@ -382,6 +412,7 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
         "seed {seed:#x}: {} possible repeats after {kills} kills of {CONCURRENCY} batches in flight",
         listed.len()
     );
+    assert!(!listed.is_empty(), "seed {seed:#x}: none of {kills} kills landed with a batch in flight");
     let resent = counted.requests.values().filter(|n| **n > 1).count();
     eprintln!(
         "campaign crash: {recipients} recipients, {} batches, {kills} kills in {took:?}; {} possible repeats listed, \

@@ -138,9 +138,9 @@ fn members(base: &Path, count: u64) -> PathBuf {
     let mut out = std::io::BufWriter::new(std::fs::File::create(&part).unwrap());
     for n in 0..count {
         let name = NAMES[n as usize % NAMES.len()];
-        let language = if n % 7 == 0 { "fr-FR" } else { "en-GB" };
+        let language = if n.is_multiple_of(7) { "fr-FR" } else { "en-GB" };
         let tier = TIERS[(n / 3) as usize % TIERS.len()];
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             writeln!(
                 out,
                 r#"{{"member_id": "M{:07}", "email": "{}.{n}@example.com", "first_name": "{name}", "preferred_language": "{language}", "tier": "{tier}", "offer_kind": "gift_card", "offer_points": 0, "gift_card_value": "GBP 10", "gift_card_code": "GC-{:04X}-{:04X}-{:02}"}}"#,

@@ -31,7 +31,7 @@ fn line(number: u64) -> String {
     let name = NAMES[(number % NAMES.len() as u64) as usize];
     let language = LANGUAGES[(number % LANGUAGES.len() as u64) as usize];
     let tier = TIERS[(number / 7 % TIERS.len() as u64) as usize];
-    if number % 3 == 0 {
+    if number.is_multiple_of(3) {
         format!(
             "{{\"member_id\":{member},\"email\":\"{email}\",\"first_name\":\"{name}\",\"preferred_language\":\"{language}\",\
              \"tier\":\"{tier}\",\"offer_kind\":\"gift_card\",\"offer_points\":null,\"gift_card_value\":\"£25\",\

@@ -276,7 +276,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         pace: &mut Pace,
     ) -> Result<(), Error> {
         let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
-        let percent = if total == 0 { 100 } else { totals.done * 100 / total };
+        let percent = (totals.done * 100).checked_div(total).unwrap_or(100);
         let step_reached = percent / PROGRESS_EVERY_PERCENT;
         if step_reached <= pace.reported || totals.done == total {
             return Ok(());

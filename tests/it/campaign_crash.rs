@@ -97,12 +97,12 @@ fn members(path: &Path, count: u64) -> Vec<String> {
             "member_id": id,
             "email": format!("member{n}@example.com"),
             "first_name": NAMES[n as usize % NAMES.len()],
-            "preferred_language": if n % 5 == 0 { "fr-FR" } else { "en-GB" },
+            "preferred_language": if n.is_multiple_of(5) { "fr-FR" } else { "en-GB" },
             "tier": TIERS[n as usize % TIERS.len()],
             "offer_kind": "points",
             "offer_points": 500,
         });
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             member["offer_kind"] = "gift_card".into();
             member["offer_points"] = 0.into();
             member["gift_card_value"] = "GBP 10".into();

@@ -199,13 +199,21 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         if !results.is_empty() {
             self.store.campaign_answered(campaign, &results).await?;
         }
+        // The totals as the store now holds them: what was answered before this slice, and this
+        // slice's answers (its batches were all unanswered), without reading every batch again.
+        let mut counted = totals(&batches);
+        for result in &results {
+            counted.sent += u64::from(result.sent);
+            counted.failed += result.failed.len() as u64;
+            counted.done += 1;
+        }
         if let Some(attempts) = failed_attempt {
             let wait = Duration::from_millis(500u64.saturating_mul(1 << attempts.min(7)));
             pace.retry_at = Some(Instant::now() + wait);
         } else {
             pace.retry_at = None;
         }
-        self.report_progress(pending, campaign, &mut pace).await?;
+        self.report_progress(pending, &counted, batches.len() as u32, &mut pace).await?;
         self.campaigns.campaigns.lock().expect("never poisoned").insert(campaign.clone(), pace);
         Ok(Slice::Moved)
     }
@@ -263,11 +271,14 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     }
 
     /// Records `campaign_progress` when the answered batches have crossed another few percent.
-    async fn report_progress(&self, pending: &PendingEffect, campaign: &str, pace: &mut Pace) -> Result<(), Error> {
+    async fn report_progress(
+        &self,
+        pending: &PendingEffect,
+        totals: &Totals,
+        total: u32,
+        pace: &mut Pace,
+    ) -> Result<(), Error> {
         let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
-        let batches = self.store.campaign_batches(campaign).await?;
-        let totals = totals(&batches);
-        let total = batches.len() as u32;
         let percent = (totals.done * 100).checked_div(total).unwrap_or(100);
         let step_reached = percent / PROGRESS_EVERY_PERCENT;
         if step_reached <= pace.reported || totals.done == total {

@@ -66,7 +66,18 @@ impl Actions {
             Ok(rendered) => rendered,
             Err(error) => return failed(&job, format!("rendering stopped: {error}")),
         };
-        let messages: Vec<Message> = rendered.iter().filter_map(|(message, _)| message.clone().ok()).collect();
+        // The messages move into the batch; each recipient keeps only why theirs was not rendered.
+        let mut messages = Vec::with_capacity(rendered.len());
+        let rendered: Vec<(Result<(), String>, Hash)> = rendered
+            .into_iter()
+            .map(|(message, digest)| match message {
+                Ok(message) => {
+                    messages.push(message);
+                    (Ok(()), digest)
+                }
+                Err(reason) => (Err(reason), digest),
+            })
+            .collect();
         let answer = if messages.is_empty() {
             Answer::Accepted { rejected: Vec::new() }
         } else {
@@ -240,7 +251,7 @@ fn render(
 }
 
 /// One leaf per recipient: sent, refused by the channel, or not rendered.
-fn leaves(job: &BatchJob<'_>, rendered: Vec<(Result<Message, String>, Hash)>, answer: Answer) -> BatchSent {
+fn leaves(job: &BatchJob<'_>, rendered: Vec<(Result<(), String>, Hash)>, answer: Answer) -> BatchSent {
     let refused: HashMap<String, String> = match &answer {
         Answer::Accepted { rejected } => rejected.iter().cloned().collect(),
         Answer::Failed { .. } => HashMap::new(),

@@ -434,8 +434,34 @@ fn the_reference_runbook_runs_from_start_to_close() {
     desk.refused(&id, &[&approve_legal[..], &["--as", "dana"]].concat(), 1, &["four-eyes"]);
     desk.ok(&[&approve_legal[..], &["--as", "lee"]].concat());
     desk.ok(&["approve", &id, "notify-customers", "--gate", "dpo-approval", "--as", "sam"]);
+    // The loyalty team's export: the campaign reads it where the input's default says.
+    let exports = desk.path("exports/retail-breach");
+    std::fs::create_dir_all(&exports).unwrap();
+    let members = [
+        r#"{"member_id": "M1", "email": "ann@example.com", "first_name": "Ann", "offer_kind": "gift_card", "gift_card_value": "GBP 10", "gift_card_code": "GC-1"}"#,
+        r#"{"member_id": "M2", "email": "bo@example.com", "first_name": "Bo", "offer_kind": "points", "offer_points": 500}"#,
+        r#"{"member_id": "M3", "email": "not an address"}"#,
+        r#"{"member_id": "M4", "email": "cy@example.com", "first_name": "Cy", "offer_kind": "points", "offer_points": 500}"#,
+    ];
+    std::fs::write(exports.join("affected-members.jsonl"), members.join("\n") + "\n").unwrap();
     desk.done(&id, "notify-customers/build-recipient-list", "olly", &["--output", "recipient_count=2100000"]);
-    for step in ["brief-contact-centre", "send-apology", "monitor-campaign", "press-briefing"] {
+    desk.done(&id, "notify-customers/brief-contact-centre", "pat", &[]);
+    // The apology campaign is not a person's to mark done: `run` sends it.
+    desk.refused(&id, &["done", &id, "notify-customers/send-apology", "--as", "pat"], 1, &["is campaign"]);
+    desk.ok(&["run"]);
+    let batches: Vec<Received> = stub
+        .received()
+        .into_iter()
+        .filter(|r| r.path.contains("/mailer/") && r.body.contains("\"messages\""))
+        .collect();
+    assert_eq!(batches.len(), 1, "one batch of three, sent once");
+    let key = format!("{id}/notify-customers/send-apology/1");
+    assert_eq!(batches[0].header("idempotency-key"), Some(key.as_str()));
+    let sent: Value = serde_json::from_str(&batches[0].body).unwrap();
+    let ids: Vec<&str> = sent["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["M1", "M2", "M4"], "the malformed address is set aside");
+    assert!(sent["messages"][0]["text"].as_str().unwrap().contains("GC-1"), "the gift card code reaches its member");
+    for step in ["monitor-campaign", "press-briefing"] {
         desk.done(&id, &format!("notify-customers/{step}"), "pat", &[]);
     }
     desk.ok(&["run"]);

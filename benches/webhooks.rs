@@ -144,6 +144,17 @@ impl Executor for Nothing {
     async fn carry_out(&self, _: &Effect, _: &Runbook, _: &Incident, _: &[Event], _: DateTime<Utc>) -> Outcome {
         Outcome::Failed { error: "not in the benchmark".into() }
     }
+
+    async fn send_campaign_batch(
+        &self,
+        _: phasegate::actions::campaign::BatchJob<'_>,
+    ) -> phasegate::actions::campaign::BatchSent {
+        let error = "this test's executor sends no campaigns".to_string();
+        phasegate::actions::campaign::BatchSent {
+            answer: phasegate::actions::campaign::Answer::Failed { error },
+            leaves: Vec::new(),
+        }
+    }
 }
 
 /// One signed delivery: its body, signature and id.

@@ -45,18 +45,12 @@ pub trait Executor: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Outcome> + Send;
 
-    /// Renders and sends one batch of a campaign. An executor without campaign channels (a
-    /// test's fake) answers that it cannot.
+    /// Renders and sends one batch of a campaign. No default: an executor that wraps another
+    /// (the server's, which times effects) must pass campaigns on too.
     fn send_campaign_batch(
         &self,
         job: crate::actions::campaign::BatchJob<'_>,
-    ) -> impl Future<Output = crate::actions::campaign::BatchSent> + Send {
-        let _ = job;
-        std::future::ready(crate::actions::campaign::BatchSent {
-            answer: crate::actions::campaign::Answer::Failed { error: "this executor sends no campaigns".to_string() },
-            leaves: Vec::new(),
-        })
-    }
+    ) -> impl Future<Output = crate::actions::campaign::BatchSent> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -249,6 +249,13 @@ impl<E: Executor, S: Store> Executor for Timed<E, S> {
             .observe(started.elapsed().as_secs_f64());
         outcome
     }
+
+    async fn send_campaign_batch(
+        &self,
+        job: crate::actions::campaign::BatchJob<'_>,
+    ) -> crate::actions::campaign::BatchSent {
+        self.inner.send_campaign_batch(job).await
+    }
 }
 
 /// Serves until `shutdown` resolves: the API and webhooks on `listener`, the runtime loop every

@@ -42,6 +42,17 @@ impl Executor for Fake {
         }
         Outcome::Http { status: self.status, headers: BTreeMap::new(), body: json!({}) }
     }
+
+    async fn send_campaign_batch(
+        &self,
+        _: phasegate::actions::campaign::BatchJob<'_>,
+    ) -> phasegate::actions::campaign::BatchSent {
+        let error = "this test's executor sends no campaigns".to_string();
+        phasegate::actions::campaign::BatchSent {
+            answer: phasegate::actions::campaign::Answer::Failed { error },
+            leaves: Vec::new(),
+        }
+    }
 }
 
 async fn runtime(dir: &tempfile::TempDir) -> Runtime<SqliteStore, Catalog> {

@@ -301,6 +301,17 @@ impl phasegate::runtime::Executor for Unreachable {
     ) -> phasegate::engine::Outcome {
         phasegate::engine::Outcome::Failed { error: "no network in tests".into() }
     }
+
+    async fn send_campaign_batch(
+        &self,
+        _: phasegate::actions::campaign::BatchJob<'_>,
+    ) -> phasegate::actions::campaign::BatchSent {
+        let error = "this test's executor sends no campaigns".to_string();
+        phasegate::actions::campaign::BatchSent {
+            answer: phasegate::actions::campaign::Answer::Failed { error },
+            leaves: Vec::new(),
+        }
+    }
 }
 
 /// `phasegate serve` in this process, with the configuration file `config`, on `listen`, its

@@ -536,6 +536,10 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     let received = stub.received();
     let mut keyed: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
     for request in &received {
+        // Channels' deliveries (the campaign's batch among them) are checked above and below.
+        if is_channel(&request.path) {
+            continue;
+        }
         if let Some(key) = request.header("idempotency-key") {
             keyed.entry(key.to_string()).or_default().push(request);
         }
@@ -558,8 +562,13 @@ fn check_deliveries(desk: &Desk, stub: &Stub, id: &str, runbook_text: &str) {
     assert_eq!(statuspage[0].header("authorization"), Some("Bearer tok-statuspage-api-token-5f1c9e2a"));
     for update in &updates {
         let body: Value = serde_json::from_str(&update.body).unwrap();
-        assert!(body["text"].as_str().is_some_and(|t| t.contains("Harbour") || t.contains(id)), "{body}");
-        desk.no_secret_in(&update.body, &format!("the status update sent to {}", update.path));
+        // A campaign's batch carries its messages; a status update, its text.
+        let text = match body["messages"].as_array() {
+            Some(messages) => messages.iter().filter_map(|m| m["text"].as_str()).collect::<Vec<_>>().join("\n"),
+            None => body["text"].as_str().unwrap_or_default().to_string(),
+        };
+        assert!(text.contains("Harbour") || text.contains(id), "{body}");
+        desk.no_secret_in(&update.body, &format!("the message sent to {}", update.path));
     }
     check_mail(desk, id);
     for file in ["status/retail-breach-public.md", "status/retail-breach-customer-faq.html"] {

@@ -302,17 +302,10 @@ async fn opened(
     Ok(Opened { config, store, incident: state, runbook, catalog, phase, step, campaign, list })
 }
 
-fn spec_of(runbook: &crate::runbook::Runbook, phase: &str, step: &str) -> crate::campaign::ListSpec {
-    match runbook.phase(phase).and_then(|p| p.step(step)).map(|s| &s.action) {
-        Some(crate::runbook::model::Action::Campaign { id_field, address_field, batch_size, .. }) => {
-            crate::campaign::ListSpec {
-                id_field: id_field.clone(),
-                address_field: address_field.clone(),
-                batch_size: *batch_size,
-            }
-        }
-        _ => crate::campaign::ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
-    }
+/// The campaign step's list spec (`opened` checked that it is a campaign step).
+fn spec_of(o: &Opened) -> crate::campaign::ListSpec {
+    let step = o.runbook.phase(&o.phase).and_then(|p| p.step(&o.step)).expect("checked by `opened`");
+    crate::runtime::campaign::list_spec(step)
 }
 
 async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
@@ -324,7 +317,7 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
         unreachable!("checked by `opened`")
     };
     let subject = if subject.is_empty() { o.runbook.title().to_string() } else { subject };
-    let spec = spec_of(&o.runbook, &o.phase, &o.step);
+    let spec = spec_of(&o);
     let mut reader = Reader::open(&o.list, &spec)?;
     let (mut sample, mut rejected) = (Vec::new(), 0u64);
     while sample.len() < args.sample {
@@ -397,7 +390,7 @@ async fn codes(args: Codes, templates: Option<&std::path::Path>) -> anyhow::Resu
     else {
         anyhow::bail!("campaign `{}` gives no offer codes (its step has no `code`)", o.campaign);
     };
-    let spec = spec_of(&o.runbook, &o.phase, &o.step);
+    let spec = spec_of(&o);
     let leaves: std::collections::HashMap<u32, Vec<u8>> =
         o.store.campaign_leaves(&o.campaign).await?.into_iter().collect();
     let mut csv = b"recipient_id,code,outcome\n".to_vec();

@@ -377,7 +377,9 @@ fn given_up(number: u32, at: DateTime<Utc>, leaves: &[merkle::Leaf], error: &str
     }
 }
 
-fn list_spec(step: &Step) -> ListSpec {
+/// How a campaign step reads its list (its id and address fields, its batch size); a step that
+/// is not a campaign reads nothing.
+pub fn list_spec(step: &Step) -> ListSpec {
     match &step.action {
         Action::Campaign { id_field, address_field, batch_size, .. } => {
             ListSpec { id_field: id_field.clone(), address_field: address_field.clone(), batch_size: *batch_size }

@@ -53,7 +53,11 @@ impl Actions {
         else {
             return failed(&job, format!("step `{}/{}` is not a campaign", job.phase, job.step));
         };
-        let codes = match offer.as_ref().map(|offer| self.codes(offer, job.campaign, job.recipients)).transpose() {
+        let codes = match offer
+            .as_ref()
+            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, job.recipients))
+            .transpose()
+        {
             Ok(codes) => codes,
             Err(error) => return failed(&job, error),
         };
@@ -155,10 +159,6 @@ impl Actions {
         let made = Arc::new(Campaign { renderer, channel: channel.clone(), sender });
         self.kept.campaigns.lock().expect("never poisoned").insert(job.campaign.to_string(), Arc::clone(&made));
         Ok(made)
-    }
-
-    fn codes(&self, offer: &OfferCode, campaign: &str, recipients: &[Recipient]) -> Result<Vec<String>, String> {
-        offer_codes(offer, self.secrets.as_ref(), campaign, recipients)
     }
 
     /// A drill's stand-in takes the messages, as a channel would have.

@@ -54,6 +54,9 @@ pub const STATUS_CONTEXT: &[&str] =
 /// recipient's offer code, given when the campaign has offer codes.
 pub const CAMPAIGN_CONTEXT: &[&str] = &["recipient", "code", "campaign", "incident", "runbook", "now"];
 
+/// The variables of a campaign without offer codes: `code` would be undefined at every render.
+pub const CAMPAIGN_CONTEXT_WITHOUT_CODE: &[&str] = &["recipient", "campaign", "incident", "runbook", "now"];
+
 /// What validation learns about a template it is asked about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateInfo {

@@ -11,7 +11,7 @@ use super::diagnostic::{Code, Diagnostic, Mark};
 use super::model::{self, Action, GateKind};
 use super::raw;
 use super::spanned::{List, Spanned, Table};
-use super::{CAMPAIGN_CONTEXT, STATUS_CONTEXT, TemplateInfo, Templates};
+use super::{CAMPAIGN_CONTEXT, CAMPAIGN_CONTEXT_WITHOUT_CODE, STATUS_CONTEXT, TemplateInfo, Templates};
 use crate::expr::{self, Condition, Names};
 use crate::spelling::did_you_mean;
 
@@ -408,9 +408,23 @@ impl<'a> Validator<'a> {
             }
             TemplateInfo::Found { variables } => {
                 // The same template may be fine for an audience and wrong for a campaign: say which.
-                let user = if context == CAMPAIGN_CONTEXT { "campaign" } else { "status-update and notify" };
+                let campaign = context == CAMPAIGN_CONTEXT || context == CAMPAIGN_CONTEXT_WITHOUT_CODE;
+                let user = if campaign { "campaign" } else { "status-update and notify" };
                 for (variable, file) in variables {
                     if !context.contains(&variable.as_str()) {
+                        if variable == "code" && context == CAMPAIGN_CONTEXT_WITHOUT_CODE {
+                            self.report(
+                                Code::TemplateVariable,
+                                name.mark,
+                                format!("template `{file}` uses `code`, but this campaign gives no offer codes"),
+                            )
+                            .help = Some(
+                                "add `code: { secret: SECRET_NAME }` (codes derived per recipient) or `code: { field: \
+                                 FIELD }` (codes from the recipient list) to the campaign, or use another template"
+                                    .to_string(),
+                            );
+                            continue;
+                        }
                         let help = match did_you_mean(&variable, context.iter().copied()) {
                             Some(meant) => {
                                 format!("did you mean `{meant}`? {user} templates get: {}", context.join(", "))

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{CAMPAIGN_CONTEXT, Code, Declared, RESPONSE_VARIABLES, RUNBOOK_VARIABLES, Spanned, Validator, texts};
+use super::{
+    CAMPAIGN_CONTEXT, CAMPAIGN_CONTEXT_WITHOUT_CODE, Code, Declared, RESPONSE_VARIABLES, RUNBOOK_VARIABLES, Spanned,
+    Validator, texts,
+};
 use crate::runbook::model::{self, Action};
 use crate::runbook::raw;
 
@@ -236,7 +239,8 @@ impl Validator<'_> {
             }
         }
         self.not_blank(&campaign.recipients.id_field, "id_field");
-        self.template(&campaign.template, CAMPAIGN_CONTEXT);
+        let context = if campaign.code.is_some() { CAMPAIGN_CONTEXT } else { CAMPAIGN_CONTEXT_WITHOUT_CODE };
+        self.template(&campaign.template, context);
         if self.reference(Code::UnknownChannel, &campaign.channel, "channel", &declared.channels)
             && let Some(kind) =
                 declared.kind_of(&campaign.channel.value).filter(|kind| !raw::CAMPAIGN_CHANNEL_KINDS.contains(kind))

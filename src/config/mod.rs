@@ -250,6 +250,7 @@ impl Config {
             campaigns: crate::runtime::campaign::Settings {
                 dir: parsed.campaigns.dir.map(relative).unwrap_or_else(|| PathBuf::from("campaigns")),
                 suppression: parsed.campaigns.suppression.map(relative),
+                lists_from: None,
             },
         };
         config.validate()?;

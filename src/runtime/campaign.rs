@@ -48,11 +48,25 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Recipients never to write to (ids or addresses, one a line).
     pub suppression: Option<PathBuf>,
+    /// Where a relative recipient-list path starts: the working directory when `None`; a drill's
+    /// own directory, as its runbook path does, so a drill runs from anywhere. The incident records
+    /// the path as given.
+    pub lists_from: Option<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { dir: PathBuf::from("campaigns"), suppression: None }
+        Settings { dir: PathBuf::from("campaigns"), suppression: None, lists_from: None }
+    }
+}
+
+impl Settings {
+    /// The file a campaign's recipient list names.
+    pub fn list_path(&self, list: &str) -> PathBuf {
+        match &self.lists_from {
+            Some(base) => base.join(list),
+            None => PathBuf::from(list),
+        }
     }
 }
 
@@ -133,7 +147,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         self.store.campaign_sending(campaign, &numbers, self.now()).await?;
         let spec = list_spec(step_model);
         let sends = window.iter().map(|batch| {
-            let (spec, list, plan) = (spec.clone(), PathBuf::from(list), batch.plan.clone());
+            let (spec, list, plan) = (spec.clone(), self.campaign_settings.list_path(list), batch.plan.clone());
             let attempts = match batch.state {
                 BatchState::Sending { attempts, .. } => attempts + 1,
                 _ => 1,
@@ -236,7 +250,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let spec = list_spec(step);
         let rejects = self.campaign_settings.dir.join(campaign).join("rejects.csv");
         let suppression = self.campaign_settings.suppression.clone();
-        let path = PathBuf::from(list);
+        let path = self.campaign_settings.list_path(list);
         let prepared = tokio::task::spawn_blocking(move || {
             if let Some(parent) = rejects.parent() {
                 std::fs::create_dir_all(parent)

@@ -36,7 +36,7 @@ use crate::store::{BatchResult, BatchState, CampaignBatch, PendingEffect, Store}
 const ATTEMPTS: u32 = 8;
 
 /// The most common reasons for failures that `campaign_finished` records.
-const REASONS_KEPT: usize = 20;
+const REASONS_KEPT: u32 = 20;
 
 /// A progress event every this many percent of the batches.
 const PROGRESS_EVERY_PERCENT: u32 = 5;
@@ -325,13 +325,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
         }
         let recipients: u64 = batches.iter().map(|b| u64::from(b.plan.recipients)).sum();
-        let mut reasons: HashMap<String, u64> = HashMap::new();
-        for (_, _, reason) in self.store.campaign_failures(campaign).await? {
-            *reasons.entry(reason).or_default() += 1;
-        }
-        let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
-        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let failed_by_reason = reasons.into_iter().take(REASONS_KEPT).collect();
+        let failed_by_reason = self.store.campaign_failure_reasons(campaign, REASONS_KEPT).await?.into_iter().collect();
         Ok(Outcome::Campaign(CampaignTotals {
             recipients,
             sent: counted.sent,

@@ -189,6 +189,15 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
     ) -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send;
 
+    /// The reasons recipients of `campaign` were not sent, each with how many: the `limit` most
+    /// frequent, most frequent first (equal counts by reason). Counted by the store, so that a
+    /// campaign whose every recipient failed is not read into memory to be summed up.
+    fn campaign_failure_reasons(
+        &self,
+        campaign: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, Error>> + Send;
+
     /// The Merkle leaves of the answered batches of `campaign`, as each answer gave them, in
     /// number order.
     fn campaign_leaves(&self, campaign: &str) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, Error>> + Send;

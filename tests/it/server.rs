@@ -615,6 +615,13 @@ mod counting {
         ) -> impl Future<Output = Result<Vec<(u32, String, String)>, Error>> + Send {
             self.inner.campaign_failures(campaign)
         }
+        fn campaign_failure_reasons(
+            &self,
+            campaign: &str,
+            limit: u32,
+        ) -> impl Future<Output = Result<Vec<(String, u64)>, Error>> + Send {
+            self.inner.campaign_failure_reasons(campaign, limit)
+        }
         fn campaign_leaves(&self, campaign: &str) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, Error>> + Send {
             self.inner.campaign_leaves(campaign)
         }

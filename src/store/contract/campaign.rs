@@ -176,6 +176,12 @@ pub async fn failures_are_listed_in_batch_order(store: Arc<impl Store>) {
     .map(|(number, id, reason)| (number, id.to_string(), reason.to_string()));
     assert_eq!(failures, expected, "in batch order, and in each batch as its answer gave them");
     assert!(store.campaign_failures("inc-1/notify/other").await.unwrap().is_empty());
+    let reasons = store.campaign_failure_reasons(CAMPAIGN, 10).await.unwrap();
+    let expected = [("mailbox full", 2), ("no such mailbox", 1), ("suppressed at the provider", 1)];
+    assert_eq!(reasons, expected.map(|(reason, times)| (reason.to_string(), times)), "most frequent first");
+    let reasons = store.campaign_failure_reasons(CAMPAIGN, 2).await.unwrap();
+    assert_eq!(reasons.len(), 2, "no more than asked: {reasons:?}");
+    assert!(store.campaign_failure_reasons("inc-1/notify/other", 10).await.unwrap().is_empty());
 }
 
 pub async fn leaves_read_back_in_number_order(store: Arc<impl Store>) {

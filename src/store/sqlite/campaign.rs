@@ -30,6 +30,22 @@ pub(super) async fn failures(reads: &SqlitePool, campaign: &str) -> Result<Vec<(
     rows.into_iter().map(|(number, recipient, reason)| Ok((count(campaign, number)?, recipient, reason))).collect()
 }
 
+pub(super) async fn failure_reasons(
+    reads: &SqlitePool,
+    campaign: &str,
+    limit: u32,
+) -> Result<Vec<(String, u64)>, Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT reason, count(*) AS times FROM campaign_failures WHERE campaign = ?
+         GROUP BY reason ORDER BY times DESC, reason LIMIT ?",
+    )
+    .bind(campaign)
+    .bind(i64::from(limit))
+    .fetch_all(reads)
+    .await?;
+    Ok(rows.into_iter().map(|(reason, times)| (reason, times.unsigned_abs())).collect())
+}
+
 pub(super) async fn leaves(reads: &SqlitePool, campaign: &str) -> Result<Vec<(u32, Vec<u8>)>, Error> {
     let rows: Vec<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT number, leaves FROM campaign_leaves WHERE campaign = ? ORDER BY number")

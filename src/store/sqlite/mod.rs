@@ -571,6 +571,10 @@ impl Store for SqliteStore {
         campaign::failures(&self.reads, campaign).await
     }
 
+    async fn campaign_failure_reasons(&self, campaign: &str, limit: u32) -> Result<Vec<(String, u64)>, Error> {
+        campaign::failure_reasons(&self.reads, campaign, limit).await
+    }
+
     async fn campaign_leaves(&self, campaign: &str) -> Result<Vec<(u32, Vec<u8>)>, Error> {
         campaign::leaves(&self.reads, campaign).await
     }

@@ -55,9 +55,9 @@ fn write(text: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
         Value::Object(members) => {
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
             if sorted.iter().any(|(key, _)| key.chars().any(|c| c >= '\u{e000}')) {
-                sorted.sort_by(|(a, _), (b, _)| utf16_order(a, b));
+                sorted.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
             } else {
-                sorted.sort_by(|(a, _), (b, _)| a.cmp(b));
+                sorted.sort_unstable_by_key(|(key, _)| *key);
             }
             text.push(b'{');
             for (index, (key, member)) in sorted.into_iter().enumerate() {

@@ -14,6 +14,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::jcs;
 use crate::engine::Event;
 
 /// A SHA-256 hash.
@@ -43,7 +44,9 @@ impl Canonical {
     /// beyond 2^53 rounded to a double), so the event kept is the one that reads back, which
     /// must encode to the same bytes (its hash never changes).
     pub fn of(event: Event) -> Result<Canonical, String> {
-        let json = canonical(&event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+        let json = serde_json::to_value(&event)
+            .and_then(|value| jcs::to_string(&value))
+            .map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
         let back: Event =
             serde_json::from_str(&json).map_err(|error| format!("does not read back from JSON: {error}"))?;
         // Equal events encode alike, so the usual case needs no second encoding.

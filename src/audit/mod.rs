@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod export;
+pub mod jcs;
 pub mod keys;
 pub mod merkle;
 pub mod report;

@@ -235,6 +235,37 @@ async fn a_head_another_process_moved_is_caught_and_undone_alone() {
     assert_eq!(links.len(), 3);
 }
 
+/// The same for an append of events alone, which the writer stores on its direct connection
+/// (`store/sqlite/writer/direct.rs`) when it follows the head the writer remembers: the stale head
+/// makes the schema refuse it there, the writer's usual path answers the conflict, nothing of it
+/// is stored, and the appends that follow go on from the head in the file.
+#[tokio::test(flavor = "current_thread")]
+async fn an_append_of_events_alone_on_a_stale_head_is_a_conflict() {
+    use phasegate::audit::chain::{GENESIS, from_hex, link};
+    use phasegate::store::Error;
+    let (store, dir) = fresh().await;
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
+    assert_eq!(store.append(Append::new("inc-1", 1, &[note(1, "first")])).await.unwrap(), 2);
+    let other = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    other.append(Append::new("inc-1", 2, &[note(2, "from the other process")])).await.unwrap();
+    other.close().await;
+
+    let stale = store.append(Append::new("inc-1", 2, &[note(3, "stale"), note(4, "stale too")])).await;
+    assert!(matches!(stale, Err(Error::Conflict { expected: 2, actual: 3, .. })), "{stale:?}");
+    assert_eq!(store.append(Append::new("inc-1", 3, &[note(5, "caught up")])).await.unwrap(), 4);
+    assert_eq!(store.append(Append::new("inc-1", 4, &[note(6, "and on")])).await.unwrap(), 5);
+    let notes: Vec<_> = store.events("inc-1").await.unwrap().into_iter().filter_map(|event| event.reason).collect();
+    assert_eq!(notes, ["first", "from the other process", "caught up", "and on"]);
+    let links = store.chain("inc-1", 0, 10).await.unwrap();
+    let mut prev = GENESIS;
+    for stored in &links {
+        prev = link(&prev, stored.seq, stored.event.as_bytes());
+        assert_eq!(from_hex(stored.hash.as_deref().unwrap()), Some(prev), "event {}", stored.seq);
+    }
+    assert_eq!(links.len(), 5);
+    store.close().await;
+}
+
 fn delivery(id: &str) -> phasegate::store::Delivery {
     phasegate::store::Delivery { source: "siem".into(), id: id.into(), received_at: contract::at(1) }
 }

@@ -40,7 +40,7 @@ use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
-use writer::{CampaignJob, Job, Queued, Receive, Waiting, chain_unhashed};
+use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -122,6 +122,7 @@ impl SqliteStore {
     }
 
     async fn open_synchronous(path: impl AsRef<Path>, synchronous: SqliteSynchronous) -> Result<SqliteStore, Error> {
+        let path = path.as_ref();
         let options = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -144,11 +145,19 @@ impl SqliteStore {
         MIGRATOR.run(&mut writer).await?;
         let chained = chain_unhashed(&mut writer).await?;
         let waiting = Waiting::read(&mut writer).await?;
+        let synchronous_pragma = match synchronous {
+            SqliteSynchronous::Off => "OFF",
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Extra => "EXTRA",
+        };
+        let direct = Direct::open(path, synchronous_pragma, BUSY_TIMEOUT, WAL_CHECKPOINT_PAGES)?;
         let checkpoints = options.clone().connect().await?;
         let reads = SqlitePoolOptions::new().max_connections(READERS).connect_with(options.read_only(true)).await?;
         let (appends, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = on_a_thread("phasegate-writer", writer::write(writer, waiting, queue, Arc::clone(&commits)))?;
+        let writer =
+            on_a_thread("phasegate-writer", writer::write(writer, direct, waiting, queue, Arc::clone(&commits)))?;
         let (stop, stopped) = oneshot::channel();
         let checkpointer = (
             stop,

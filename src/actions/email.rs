@@ -39,7 +39,9 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 #[allow(deprecated)]
 use lettre::transport::smtp::client::AsyncNetworkStream;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
@@ -291,6 +293,22 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
 /// the first byte (`smtps://`) or STARTTLS (required of a relay off this host), and the login
 /// when the URL has one. No timeout of its own: the caller bounds it.
 pub(crate) async fn open(policy: &Policy, relay: &Relay) -> Result<AsyncSmtpConnection, Failure> {
+    open_asking(policy, relay, false).await.map(|(connection, _)| connection)
+}
+
+/// [`open`], and whether the relay takes pipelined commands (RFC 2920's `PIPELINING`), which
+/// lettre does not keep of the relay's `EHLO` answer: so phasegate says `EHLO` once more, after
+/// TLS and before the login (where RFC 5321 lets a client say it again), and reads the answer
+/// itself. One more round trip a connection, for a campaign's pool, which keeps its connections.
+pub(crate) async fn open_pipelined(policy: &Policy, relay: &Relay) -> Result<(AsyncSmtpConnection, bool), Failure> {
+    open_asking(policy, relay, true).await
+}
+
+async fn open_asking(
+    policy: &Policy,
+    relay: &Relay,
+    ask_pipelining: bool,
+) -> Result<(AsyncSmtpConnection, bool), Failure> {
     let target = relay.target();
     let smtp = |error: lettre::transport::smtp::Error| Failure::answered(format!("relay `{target}`"), error);
     let addresses = addresses(policy, relay).await?;
@@ -324,13 +342,32 @@ pub(crate) async fn open(policy: &Policy, relay: &Relay) -> Result<AsyncSmtpConn
             connection
         }
     };
+    let mut pipelining = false;
+    if ask_pipelining {
+        match connection.command(Ehlo::new(hello.clone())).await {
+            Ok(answer) => pipelining = offers(&answer, "PIPELINING"),
+            Err(error) => {
+                connection.abort().await;
+                return Err(smtp(error));
+            }
+        }
+    }
     if let Some(credentials) = relay.login()
         && let Err(error) = connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials).await
     {
         connection.abort().await;
         return Err(smtp(error));
     }
-    Ok(connection)
+    Ok((connection, pipelining))
+}
+
+/// Whether an `EHLO` answer names the extension `keyword` (a line of its own, perhaps with
+/// parameters after it; the first line is the relay's name).
+fn offers(answer: &Response, keyword: &str) -> bool {
+    answer
+        .message()
+        .skip(1)
+        .any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
 }
 
 /// A TLS session over a TCP connection that phasegate opened (with `TCP_NODELAY`), handed to

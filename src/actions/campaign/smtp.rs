@@ -442,8 +442,11 @@ async fn round(open: &mut Session, end: Option<&str>, envelope: Option<(&Envelop
         commands.push(Data.to_string());
     }
     let mut answers = Vec::new();
+    let mut group = String::new();
+    if let Some(end) = end {
+        push_content(&mut group, end);
+    }
     if open.pipelining {
-        let mut group = end.map(content).unwrap_or_default();
         commands.iter().for_each(|command| group.push_str(command));
         let result = exchange(&mut open.connection, &group, usize::from(end.is_some()) + commands.len(), &mut answers);
         round.broken = result.await.err();
@@ -453,9 +456,9 @@ async fn round(open: &mut Session, end: Option<&str>, envelope: Option<(&Envelop
         }
         answers = read.collect();
     } else {
-        if let Some(end) = end {
+        if end.is_some() {
             let mut read = Vec::new();
-            if let Err(reason) = exchange(&mut open.connection, &content(end), 1, &mut read).await {
+            if let Err(reason) = exchange(&mut open.connection, &group, 1, &mut read).await {
                 round.broken = Some(reason);
                 return round;
             }
@@ -525,21 +528,25 @@ async fn exchange(
     Ok(())
 }
 
-/// A message's content as `DATA` sends it, its end included: every line that starts with `.`
-/// gets another (RFC 5321 4.5.2), and `.` on a line of its own closes it.
-fn content(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 64 + 5);
-    for line in text.split_inclusive('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
+/// Appends a message's content as `DATA` sends it, its end included: every line that starts with
+/// `.` gets another (RFC 5321 4.5.2), and `.` on a line of its own closes it.
+fn push_content(out: &mut String, text: &str) {
+    out.reserve(text.len() + text.len() / 256 + 5);
+    if text.starts_with('.') {
+        out.push('.');
     }
-    if !out.is_empty() && !out.ends_with("\r\n") {
+    let mut rest = text;
+    while let Some(at) = rest.find("\n.") {
+        out.push_str(&rest[..=at]);
+        out.push('.');
+        // The line's own dot goes out with what follows it.
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    if !text.is_empty() && !text.ends_with("\r\n") {
         out.push_str("\r\n");
     }
     out.push_str(".\r\n");
-    out
 }
 
 impl Shared {
@@ -577,5 +584,27 @@ impl Shared {
             .credentials()
             .filter(|part| !part.is_empty())
             .fold(text.to_string(), |text, part| text.replace(part, "[redacted]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_dot_stuffed_and_closed() {
+        // The content, and what `DATA` carries, written by hand.
+        let table = [
+            ("Subject: x\r\n\r\nhello\r\n", "Subject: x\r\n\r\nhello\r\n.\r\n"),
+            (".first\r\n", "..first\r\n.\r\n"),
+            ("a\r\n.\r\n..b\r\nc.d\r\n.", "a\r\n..\r\n...b\r\nc.d\r\n..\r\n.\r\n"),
+            ("no end", "no end\r\n.\r\n"),
+            ("", ".\r\n"),
+        ];
+        for (text, expected) in table {
+            let mut out = String::new();
+            push_content(&mut out, text);
+            assert_eq!(out, expected, "{text:?}");
+        }
     }
 }

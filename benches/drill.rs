@@ -63,8 +63,11 @@ fn main() {
         let (drill, yardstick) = tokio.block_on(async {
             let store = SqliteStore::open_for_drill(dir.path().join("drill.db")).await.unwrap();
             let (started, switched) = (Instant::now(), context_switches());
-            let campaigns =
-                phasegate::runtime::campaign::Settings { dir: dir.path().join("campaigns"), suppression: None };
+            let campaigns = phasegate::runtime::campaign::Settings {
+                dir: dir.path().join("campaigns"),
+                suppression: None,
+                test_recipients: Vec::new(),
+            };
             let catalog = Arc::clone(&catalog);
             let finished =
                 phasegate::runtime::drill::run(&scenario, &runbook, &runbook_text, catalog, store, campaigns, |_| {})

@@ -271,25 +271,38 @@ fn body(text: &str) -> Body {
 /// line) before an encoded line would pass [`LINE`] characters.
 fn quoted_printable(line: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // What goes as it is: printable ASCII but `=`, and a space or tab unless it ends the line.
+    let literal = |byte: u8| byte == b' ' || byte == b'\t' || ((b'!'..=b'~').contains(&byte) && byte != b'=');
     let mut column = 0;
-    for (index, &byte) in line.iter().enumerate() {
-        let literal = match byte {
-            b'=' => false,
-            b' ' | b'\t' => index + 1 < line.len(),
-            _ => (b'!'..=b'~').contains(&byte),
-        };
-        let width = if literal { 1 } else { 3 };
-        // The soft break's `=` counts: what comes before it has at most LINE - 1 characters.
-        if column + width > LINE - 1 {
-            out.extend_from_slice(b"=\r\n");
-            column = 0;
+    let mut index = 0;
+    while index < line.len() {
+        let mut run = line[index..].iter().position(|&byte| !literal(byte)).unwrap_or(line.len() - index);
+        if index + run == line.len() && run > 0 && matches!(line[line.len() - 1], b' ' | b'\t') {
+            run -= 1;
         }
-        if literal {
-            out.push(byte);
-        } else {
+        // A run of literal bytes, cut by soft breaks: what comes before a soft break's `=` has at
+        // most LINE - 1 characters.
+        let mut rest = &line[index..index + run];
+        while !rest.is_empty() {
+            if column == LINE - 1 {
+                out.extend_from_slice(b"=\r\n");
+                column = 0;
+            }
+            let take = rest.len().min(LINE - 1 - column);
+            out.extend_from_slice(&rest[..take]);
+            column += take;
+            rest = &rest[take..];
+        }
+        index += run;
+        if let Some(&byte) = line.get(index) {
+            if column + 3 > LINE - 1 {
+                out.extend_from_slice(b"=\r\n");
+                column = 0;
+            }
             out.extend_from_slice(&[b'=', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+            column += 3;
+            index += 1;
         }
-        column += width;
     }
 }
 

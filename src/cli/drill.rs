@@ -78,6 +78,7 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
     let campaigns = crate::runtime::campaign::Settings {
         dir: database.parent().map_or_else(|| PathBuf::from("campaigns"), |dir| dir.join("campaigns")),
         suppression: None,
+        test_recipients: Vec::new(),
     };
     let finished =
         crate::runtime::drill::run(&scenario, &runbook, &runbook_text, catalog, store, campaigns, tell).await?;

@@ -48,11 +48,13 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Recipients never to write to (ids or addresses, one a line).
     pub suppression: Option<PathBuf>,
+    /// Where a test send may go: addresses, and domains written `@DOMAIN` (`campaign_test`).
+    pub test_recipients: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { dir: PathBuf::from("campaigns"), suppression: None }
+        Settings { dir: PathBuf::from("campaigns"), suppression: None, test_recipients: Vec::new() }
     }
 }
 

@@ -535,14 +535,14 @@ fn push_content(out: &mut String, text: &str) {
     if text.starts_with('.') {
         out.push('.');
     }
-    let mut rest = text;
-    while let Some(at) = rest.find("\n.") {
-        out.push_str(&rest[..=at]);
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(text.as_bytes(), b"\n.") {
+        out.push_str(&text[from..=at]);
         out.push('.');
         // The line's own dot goes out with what follows it.
-        rest = &rest[at + 1..];
+        from = at + 1;
     }
-    out.push_str(rest);
+    out.push_str(&text[from..]);
     if !text.is_empty() && !text.ends_with("\r\n") {
         out.push_str("\r\n");
     }

@@ -103,7 +103,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let list = match state.inputs.get(recipients_input) {
             Some(serde_json::Value::String(list)) => std::path::PathBuf::from(list),
             _ => {
-                return Err(bad(format!("input `{recipients_input}` of incident `{incident}` names no recipient list")));
+                return Err(bad(format!(
+                    "input `{recipients_input}` of incident `{incident}` names no recipient list"
+                )));
             }
         };
         let spec = super::campaign::list_spec(runbook.phase(phase).and_then(|p| p.step(step)).expect("checked"));

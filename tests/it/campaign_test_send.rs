@@ -29,7 +29,7 @@ phases:
     steps:
       - id: check
         title: Check the list
-        manual: { assignee: comms-lead }
+        manual: { assignee: comms-lead, instructions: Count the lines. }
       - id: apology
         campaign:
           recipients: { input: member_list, id_field: member_id }
@@ -54,7 +54,9 @@ impl Fixture {
         std::fs::write(dir.path().join("runbook.yaml"), RUNBOOK).unwrap();
         let members: String = (1..=5)
             .map(|n| {
-                format!("{{\"member_id\":\"m{n}\",\"email\":\"member{n}@members.example\",\"name\":\"Member {n}\"}}\n")
+                format!(
+                    "{{\"member_id\":\"m{n}\",\"email\":\"member{n}@members.example\",\"first_name\":\"Member{n}\"}}\n"
+                )
             })
             .collect();
         std::fs::write(dir.path().join("members.jsonl"), members).unwrap();
@@ -62,7 +64,7 @@ impl Fixture {
         let mut start = fixture.cli(&["start", "runbook.yaml", "--as", "dana", "--input", "member_list=members.jsonl"]);
         let stdout = start.stdout();
         assert_eq!(start.code(), Some(0), "{stdout}\n{}", start.stderr());
-        fixture.incident = stdout.split_whitespace().next().unwrap().trim_end_matches(':').to_string();
+        fixture.incident = stdout.lines().next().unwrap().trim().to_string();
         fixture
     }
 
@@ -85,10 +87,15 @@ impl Fixture {
     }
 
     fn events(&self) -> Vec<Value> {
-        let mut export = self.cli(&["export", self.incident.as_str()]);
+        let mut export = self.cli(&["audit", "export", self.incident.as_str()]);
         let stdout = export.stdout();
         assert_eq!(export.code(), Some(0), "{}", export.stderr());
-        stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        stdout
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["type"] == "event")
+            .map(|line| line["event"].clone())
+            .collect()
     }
 }
 
@@ -111,7 +118,7 @@ fn a_test_send_goes_to_internal_addresses_only_is_recorded_and_leaves_the_campai
         let id = line["id"].as_str().unwrap().to_string();
         // Each message is its recipient's own: their name is in it.
         let n = &id[1..2];
-        assert!(line["text"].as_str().unwrap().contains(&format!("Member {n}")), "{line}");
+        assert!(line["text"].as_str().unwrap().contains(&format!("Dear Member{n},")), "{line}");
         assert!(line["campaign"].as_str().unwrap().ends_with("/notify/apology/test"), "{line}");
         seen.push((id, to));
     }

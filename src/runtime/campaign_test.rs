@@ -8,9 +8,10 @@
 //! domains written `@DOMAIN`): any other address is refused before anything is rendered, so a
 //! test send cannot become a way to mail customers outside the campaign.
 //!
-//! The order: the request is checked (the step is a campaign, the person holds the runbook's
-//! `campaign` right, decided by the engine on the stored state exactly as the record will be;
-//! every address parses and is allowed; the sample is within bounds), then the messages are sent,
+//! The order: the request is checked (its shape: an address at least, the sample within bounds;
+//! then the step is a campaign and the person holds the runbook's `campaign` right, decided by
+//! the engine on the stored state exactly as the record will be; then every address parses and
+//! is allowed), then the messages are sent,
 //! then the send is recorded with what the channel answered. A crash between the send and the
 //! record loses the record of that test (the messages are only ever internal).
 
@@ -69,6 +70,15 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         if sample == 0 || sample > MAX_SAMPLE {
             return Err(bad(format!("the sample is 1 to {MAX_SAMPLE} recipients, not {sample}")));
         }
+        let Loaded { events, incident: state, runbook } = self.load(incident).await?;
+        // The engine decides now, on the stored state, what it will decide when the send is
+        // recorded: the step, the right. Nothing is sent to someone it would refuse.
+        let number = state.step(phase, step).tests + 1;
+        let planned = CampaignTest { to: to.to_vec(), recipients: Vec::new(), messages: 0, refused: 0, error: None };
+        let command = Command::CampaignTest { phase: phase.to_string(), step: step.to_string(), test: planned };
+        let now = chrono::Utc::now();
+        let request = Request { actor: actor.to_string(), at: now, command };
+        engine::decide(&runbook, self.directory(), Some(&state), &request)?;
         let allowed = &self.campaign_settings.test_recipients;
         let mut addresses = Vec::new();
         for address in to {
@@ -85,16 +95,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 addresses.push(address.to_string());
             }
         }
-        let Loaded { events, incident: state, runbook } = self.load(incident).await?;
-        // The engine decides now, on the stored state, what it will decide when the send is
-        // recorded: the step, the right. Nothing is sent to someone it would refuse.
-        let number = state.step(phase, step).tests + 1;
-        let planned =
-            CampaignTest { to: addresses.clone(), recipients: Vec::new(), messages: 0, refused: 0, error: None };
-        let command = Command::CampaignTest { phase: phase.to_string(), step: step.to_string(), test: planned };
-        let now = chrono::Utc::now();
-        let request = Request { actor: actor.to_string(), at: now, command };
-        engine::decide(&runbook, self.directory(), Some(&state), &request)?;
         let Some(Action::Campaign { recipients_input, .. }) =
             runbook.phase(phase).and_then(|p| p.step(step)).map(|s| &s.action)
         else {

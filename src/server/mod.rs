@@ -110,6 +110,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test"),
     ("POST", "/api/v1/incidents/{id}/signals"),
     ("POST", "/api/v1/incidents/{id}/notes"),
     ("POST", "/api/v1/incidents/{id}/close"),

@@ -67,6 +67,7 @@ fn main() {
                 dir: dir.path().join("campaigns"),
                 suppression: None,
                 lists_from: Some(std::path::Path::new(root).join("drills")),
+                test_recipients: Vec::new(),
             };
             let catalog = Arc::clone(&catalog);
             let finished =

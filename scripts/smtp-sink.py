@@ -3,6 +3,7 @@
 
     python3 scripts/smtp-sink.py DIR [--host 127.0.0.1] [--user USER --password PASSWORD]
                                      [--reject-rcpt ADDRESS] [--tls-cert PEM --tls-key PEM [--implicit-tls]]
+                                     [--pipelining]
 
 It listens on HOST at a port of its choosing and prints `port N` on its first line once it is
 ready. Each message it accepts is written to DIR/NNNN.json (written whole, then renamed, so a
@@ -11,7 +12,9 @@ reader never sees half a file): the envelope (`mail_from`, `rcpt_tos`), the raw 
 With --user and --password it offers AUTH (PLAIN, LOGIN) and refuses mail from a client that has
 not authenticated; --reject-rcpt answers 550 to that recipient. Without --tls-cert it offers no
 STARTTLS and takes AUTH in plain text; with it, it offers STARTTLS and requires it before
-anything else (AUTH included), or with --implicit-tls speaks TLS from the first byte. It stops
+anything else (AUTH included), or with --implicit-tls speaks TLS from the first byte. With
+--pipelining its EHLO answer offers PIPELINING (RFC 2920; aiosmtpd reads commands in order from
+what arrived, so a client may send several before reading their answers). It stops
 when its standard input closes (the test that started it has gone) or on SIGTERM.
 
 Needs the PyPI package `aiosmtpd` (`python3 -m pip install aiosmtpd`).
@@ -35,10 +38,18 @@ except ImportError:
 
 
 class Sink:
-    def __init__(self, directory, reject_rcpt):
+    def __init__(self, directory, reject_rcpt, pipelining):
         self.directory = directory
         self.reject_rcpt = reject_rcpt
+        self.pipelining = pipelining
         self.count = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # With this hook aiosmtpd leaves the session's name to it.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address == self.reject_rcpt:
@@ -95,8 +106,9 @@ async def main():
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--implicit-tls", action="store_true")
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
-    sink = Sink(args.directory, args.reject_rcpt)
+    sink = Sink(args.directory, args.reject_rcpt, args.pipelining)
     options = {}
     context = None
     if args.tls_cert:

@@ -39,11 +39,14 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 #[allow(deprecated)]
 use lettre::transport::smtp::client::AsyncNetworkStream;
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
 use super::DELIVERY_TIMEOUT;
+use super::body::body;
 use super::outbound::{Class, Policy, classify};
 
 /// The sender of an email channel that names no `from`. Most relays want a sender in a domain
@@ -207,8 +210,7 @@ pub struct Letter {
 pub fn compose(draft: Draft<'_>) -> Result<Letter, String> {
     let from_text = draft.from.unwrap_or(DEFAULT_FROM);
     let from: Mailbox = from_text.parse().map_err(|_| format!("`from` `{from_text}` is not an email address"))?;
-    let hash: String =
-        Sha256::digest(format!("{}\n{}", draft.key, draft.scope)).iter().map(|byte| format!("{byte:02x}")).collect();
+    let hash = hex::encode(Sha256::digest(format!("{}\n{}", draft.key, draft.scope)));
     let message_id = format!("<{}@{}>", &hash[..32], from.email.domain());
     let mut builder = lettre::Message::builder()
         .message_id(Some(message_id.clone()))
@@ -224,11 +226,11 @@ pub fn compose(draft: Draft<'_>) -> Result<Letter, String> {
         (Some(text), Some(html)) => builder.multipart(
             MultiPart::alternative()
                 .boundary(format!("phasegate-{}", &hash[32..56]))
-                .singlepart(SinglePart::plain(text))
-                .singlepart(SinglePart::html(html)),
+                .singlepart(SinglePart::plain(body(&text)))
+                .singlepart(SinglePart::html(body(&html))),
         ),
-        (Some(text), None) => builder.singlepart(SinglePart::plain(text)),
-        (None, Some(html)) => builder.singlepart(SinglePart::html(html)),
+        (Some(text), None) => builder.singlepart(SinglePart::plain(body(&text))),
+        (None, Some(html)) => builder.singlepart(SinglePart::html(body(&html))),
         (None, None) => return Err("the template has no variant an email can carry (`.txt`, `.md` or `.html`)".into()),
     };
     let message = built.map_err(|error| format!("cannot build the message: {error}"))?;
@@ -291,6 +293,22 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
 /// the first byte (`smtps://`) or STARTTLS (required of a relay off this host), and the login
 /// when the URL has one. No timeout of its own: the caller bounds it.
 pub(crate) async fn open(policy: &Policy, relay: &Relay) -> Result<AsyncSmtpConnection, Failure> {
+    open_asking(policy, relay, false).await.map(|(connection, _)| connection)
+}
+
+/// [`open`], and whether the relay takes pipelined commands (RFC 2920's `PIPELINING`), which
+/// lettre does not keep of the relay's `EHLO` answer: so phasegate says `EHLO` once more, after
+/// TLS and before the login (where RFC 5321 lets a client say it again), and reads the answer
+/// itself. One more round trip a connection, for a campaign's pool, which keeps its connections.
+pub(crate) async fn open_pipelined(policy: &Policy, relay: &Relay) -> Result<(AsyncSmtpConnection, bool), Failure> {
+    open_asking(policy, relay, true).await
+}
+
+async fn open_asking(
+    policy: &Policy,
+    relay: &Relay,
+    ask_pipelining: bool,
+) -> Result<(AsyncSmtpConnection, bool), Failure> {
     let target = relay.target();
     let smtp = |error: lettre::transport::smtp::Error| Failure::answered(format!("relay `{target}`"), error);
     let addresses = addresses(policy, relay).await?;
@@ -324,13 +342,32 @@ pub(crate) async fn open(policy: &Policy, relay: &Relay) -> Result<AsyncSmtpConn
             connection
         }
     };
+    let mut pipelining = false;
+    if ask_pipelining {
+        match connection.command(Ehlo::new(hello.clone())).await {
+            Ok(answer) => pipelining = offers(&answer, "PIPELINING"),
+            Err(error) => {
+                connection.abort().await;
+                return Err(smtp(error));
+            }
+        }
+    }
     if let Some(credentials) = relay.login()
         && let Err(error) = connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials).await
     {
         connection.abort().await;
         return Err(smtp(error));
     }
-    Ok(connection)
+    Ok((connection, pipelining))
+}
+
+/// Whether an `EHLO` answer names the extension `keyword` (a line of its own, perhaps with
+/// parameters after it; the first line is the relay's name).
+fn offers(answer: &Response, keyword: &str) -> bool {
+    answer
+        .message()
+        .skip(1)
+        .any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
 }
 
 /// A TLS session over a TCP connection that phasegate opened (with `TCP_NODELAY`), handed to
@@ -503,6 +540,23 @@ mod tests {
         }
         let relay = Relay::parse("smtp://user:hunter2@relay.example").unwrap();
         assert!(!format!("{relay:?}").contains("hunter2"), "{relay:?}");
+    }
+
+    #[test]
+    fn quoted_printable_parts_read_back_as_their_text_with_another_parser() {
+        let to = vec!["ciso@harbour.example".to_string()];
+        let long = "Nous sommes d\u{e9}sol\u{e9}s \u{2014} ".repeat(12);
+        for text in [long.as_str(), "line  \nwith = signs\tand tabs\t\n.dot\n", "\u{1f512} vault\n\nend"] {
+            let letter = compose(draft(&to, Some(text), Some(&format!("<p>{text}</p>")))).unwrap();
+            assert!(letter.bytes.is_ascii(), "quoted-printable keeps the message ASCII");
+            assert!(
+                String::from_utf8_lossy(&letter.bytes).lines().all(|line| line.len() <= 78),
+                "no line past the limit"
+            );
+            let parsed = mail_parser::MessageParser::default().parse(&letter.bytes).unwrap();
+            assert_eq!(parsed.body_text(0).unwrap().replace("\r\n", "\n"), text);
+            assert_eq!(parsed.body_html(0).unwrap().replace("\r\n", "\n"), format!("<p>{text}</p>"));
+        }
     }
 
     fn draft<'a>(to: &'a [String], text: Option<&str>, html: Option<&str>) -> Draft<'a> {

@@ -10,6 +10,7 @@
 //! response body, a command's output) is scrubbed of them before it becomes an event. Error
 //! messages name secrets, never their values.
 
+mod body;
 pub mod campaign;
 mod command;
 pub mod email;

@@ -1,6 +1,7 @@
 //! `phasegate campaign`: where a campaign stands (`status`, `--watch` with a progress bar), what
 //! people holding the runbook's `campaign` right may do to it (`pause`, `resume`, `cancel`), its
-//! messages rendered for a sample without sending (`preview`), and the offer codes it issued
+//! messages rendered for a sample without sending (`preview`), a test send of a sample's messages
+//! to internal addresses (`test`, `runtime::campaign_test`), and the offer codes it issued
 //! (`codes`), for the system that honours them.
 
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub enum Command {
     Cancel(Act),
     /// Render the messages of the list's first recipients without sending anything.
     Preview(Preview),
+    /// Send the messages of the list's first recipients, as the campaign would, to internal
+    /// addresses only (the configuration's `campaigns.test_recipients`), subject prefixed
+    /// "[TEST] ", through the campaign's channel; recorded in the incident's log.
+    Test(Test),
     /// Export the offer codes the campaign issued (recipient id, code), for the system that honours them.
     Codes(Codes),
 }
@@ -46,6 +51,26 @@ pub struct Preview {
     /// Write each message's text and HTML into this directory instead of printing the text.
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Test {
+    incident: String,
+    /// The campaign step, as `PHASE/STEP`.
+    step: String,
+    /// Who sends it: a person holding the runbook's `campaign` right.
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// The internal addresses to send to, separated by commas (or the flag repeated).
+    #[arg(long, value_name = "ADDRESS,...", value_delimiter = ',')]
+    to: Vec<String>,
+    /// How many of the list's first recipients' messages to send (each to every address).
+    #[arg(long, default_value_t = 1)]
+    sample: usize,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(flatten)]
     common: Common,
 }
@@ -100,6 +125,7 @@ pub async fn run(command: Command, templates: Option<&std::path::Path>) -> anyho
         Command::Status(args) => return status(args, templates).await,
         Command::Preview(args) => return preview(args, templates).await,
         Command::Codes(args) => return codes(args, templates).await,
+        Command::Test(args) => return test(args, templates).await,
         Command::Pause(args) => (args, CampaignAction::Pause),
         Command::Resume(args) => (args, CampaignAction::Resume),
         Command::Cancel(args) => (args, CampaignAction::Cancel),
@@ -126,6 +152,9 @@ struct Figures {
     /// Seconds left at that rate.
     seconds_left: Option<u64>,
     merkle_root: Option<String>,
+    /// How many test sends it had, and the last one.
+    tests: u32,
+    last_test: Option<crate::engine::state::TestSend>,
 }
 
 fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches: &[CampaignBatch]) -> Figures {
@@ -177,6 +206,8 @@ fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches
         seconds_left: (rate > 0.0 && to_send > 0 && matches!(word, "sending" | "paused"))
             .then(|| (to_send as f64 / rate).ceil() as u64),
         merkle_root: kept.finished.map(|totals| totals.merkle_root),
+        tests: state.tests,
+        last_test: state.last_test.clone(),
     }
 }
 
@@ -233,8 +264,25 @@ fn text(f: &Figures) -> String {
         .map(|s| format!(", about {} left", humantime::format_duration(Duration::from_secs(s))))
         .unwrap_or_default();
     let root = f.merkle_root.as_ref().map(|r| format!("merkle root: {r}\n")).unwrap_or_default();
+    let test = match &f.last_test {
+        None => "test sends: none\n".to_string(),
+        Some(last) => format!(
+            "test sends: {}; the last by {} at {}: {} message(s) of {} to {}{}\n",
+            f.tests,
+            last.by,
+            last.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            last.test.messages,
+            last.test.recipients.join(", "),
+            last.test.to.join(", "),
+            match (&last.test.error, last.test.refused) {
+                (Some(error), _) => format!(" (none taken: {error})"),
+                (None, 0) => String::new(),
+                (None, refused) => format!(" ({refused} refused)"),
+            }
+        ),
+    };
     format!(
-        "campaign {}: {}\n{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}",
+        "campaign {}: {}\n{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}{test}",
         f.campaign,
         f.state,
         f.sent,
@@ -379,6 +427,48 @@ async fn preview(args: Preview, templates: Option<&std::path::Path>) -> anyhow::
     }
     super::print_stdout(&out)?;
     Ok(super::exit::OK)
+}
+
+async fn test(args: Test, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, step) = split(&args.step, "STEP")?;
+    let opened = super::incident::open(&args.common, templates).await?;
+    let catalog = std::sync::Arc::new(super::catalog(opened.config.templates.as_deref())?);
+    let actions = crate::actions::Actions::new(catalog, std::sync::Arc::new(opened.config.secrets.clone()))?
+        .with_outbound(opened.config.outbound.clone())?;
+    let request = crate::runtime::campaign_test::TestRequest {
+        incident: &args.incident,
+        phase: &phase,
+        step: &step,
+        actor: &args.actor,
+        to: &args.to,
+        sample: args.sample,
+    };
+    let report = opened.runtime.campaign_test(&actions, request).await?;
+    match args.format {
+        Format::Json => super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+        Format::Text => {
+            let test = &report.test;
+            let mut out = format!(
+                "campaign {}: test send {}: {} message(s) ({} recipient(s): {}) to {}\n",
+                report.campaign,
+                report.number,
+                test.messages,
+                test.recipients.len(),
+                test.recipients.join(", "),
+                test.to.join(", ")
+            );
+            match &test.error {
+                Some(error) => out.push_str(&format!("the channel took none: {error}\n")),
+                None => out.push_str(&format!("{} taken, {} refused\n", test.messages - test.refused, test.refused)),
+            }
+            for (id, why) in &report.problems {
+                out.push_str(&format!("  {id}: {why}\n"));
+            }
+            out.push_str("recorded in the incident's log; the campaign itself is unchanged\n");
+            super::print_stdout(&out)?;
+        }
+    }
+    Ok(if report.test.error.is_some() { super::exit::INVALID } else { super::exit::OK })
 }
 
 async fn codes(args: Codes, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {

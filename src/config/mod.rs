@@ -66,6 +66,11 @@ struct CampaignsFile {
     /// opt-outs from the suppression list.
     #[serde(default)]
     suppression: Option<PathBuf>,
+    /// Where a campaign's test send may go (`phasegate campaign test`): addresses
+    /// (`ciso@corp.example`) and whole domains written with their `@` (`@corp.example`). Empty:
+    /// no test send anywhere.
+    #[serde(default)]
+    test_recipients: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +256,7 @@ impl Config {
                 dir: parsed.campaigns.dir.map(relative).unwrap_or_else(|| PathBuf::from("campaigns")),
                 suppression: parsed.campaigns.suppression.map(relative),
                 lists_from: None,
+                test_recipients: parsed.campaigns.test_recipients,
             },
         };
         config.validate()?;
@@ -258,6 +264,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        for entry in &self.campaigns.test_recipients {
+            let checked = match entry.strip_prefix('@') {
+                Some(domain) => crate::campaign::recipients::check_address(&format!("x@{domain}")),
+                None => crate::campaign::recipients::check_address(entry),
+            };
+            if let Err(problem) = checked {
+                return Err(Error::Invalid(format!(
+                    "`campaigns.test_recipients`: `{entry}` is neither an address nor `@DOMAIN`: {problem}"
+                )));
+            }
+        }
         for (name, roles) in &self.directory.people {
             if name.trim().is_empty() || name.starts_with(crate::engine::directory::TRIGGER_PREFIX) {
                 return Err(Error::Invalid(format!("`{name}` cannot be a person's name")));

@@ -2,7 +2,7 @@
 //! runbook's `campaign` right), the milestones the runtime's sender reports, and the campaign's
 //! end. The sending itself is the runtime's; the engine records where it stands.
 
-use super::command::{CampaignAction, CampaignReport};
+use super::command::{CampaignAction, CampaignReport, CampaignTest};
 use super::decide::{Error, Work};
 use super::effect::Outcome;
 use super::event::EventKind;
@@ -13,6 +13,20 @@ use crate::runbook::model::Action;
 impl Work<'_> {
     /// The campaign step `phase/step`, which must be sending (its attempt running).
     fn sending_campaign(&self, phase: &str, step: &str) -> Result<Option<CampaignState>, Error> {
+        self.campaign_step(phase, step)?;
+        let state = self.incident.step(phase, step);
+        if state.status != StepStatus::Running {
+            return Err(Error::Campaign {
+                phase: phase.to_string(),
+                step: step.to_string(),
+                problem: format!("is not sending: the step is {}", state.status.as_str()),
+            });
+        }
+        Ok(state.campaign)
+    }
+
+    /// Checks that `phase/step` is a step of the runbook and a campaign.
+    fn campaign_step(&self, phase: &str, step: &str) -> Result<(), Error> {
         let phase_model = self.phase_model(phase)?;
         let step_model = phase_model
             .step(step)
@@ -24,15 +38,7 @@ impl Work<'_> {
                 problem: format!("is not a campaign: the step is {}", step_model.action.kind()),
             });
         }
-        let state = self.incident.step(phase, step);
-        if state.status != StepStatus::Running {
-            return Err(Error::Campaign {
-                phase: phase.to_string(),
-                step: step.to_string(),
-                problem: format!("is not sending: the step is {}", state.status.as_str()),
-            });
-        }
-        Ok(state.campaign)
+        Ok(())
     }
 
     pub(super) fn campaign_action(
@@ -70,6 +76,24 @@ impl Work<'_> {
             }
         };
         self.emit_because(event, reason.clone());
+        Ok(())
+    }
+
+    /// A test send, recorded: for the runbook's `campaign` roles, on a campaign step in any state
+    /// (before launching above all). Nothing of the campaign's progress changes.
+    pub(super) fn campaign_test(&mut self, phase: &str, step: &str, test: &CampaignTest) -> Result<(), Error> {
+        let what = format!("sending a test of campaign `{phase}/{step}`");
+        self.holds(&self.runbook.rights().campaign, Key::Rights("campaign"), &what)?;
+        self.campaign_step(phase, step)?;
+        if test.to.is_empty() {
+            return Err(Error::Campaign {
+                phase: phase.to_string(),
+                step: step.to_string(),
+                problem: "cannot record a test send to no address".to_string(),
+            });
+        }
+        let (phase, step) = (phase.to_string(), step.to_string());
+        self.emit(EventKind::CampaignTestSent { phase, step, test: test.clone() });
         Ok(())
     }
 

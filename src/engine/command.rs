@@ -43,6 +43,9 @@ pub enum Command {
     Skip { phase: String, step: String, reason: String },
     /// Pause, resume or cancel a running campaign: for the runbook's `campaign` roles.
     Campaign { phase: String, step: String, action: CampaignAction, reason: Option<String> },
+    /// A test send of a campaign was made (by the shell, before this records it): for the
+    /// runbook's `campaign` roles. It touches nothing of the campaign's progress.
+    CampaignTest { phase: String, step: String, test: CampaignTest },
     /// The runtime's campaign sender says how far a campaign has got.
     CampaignReport { phase: String, step: String, report: CampaignReport },
     /// Time has passed: timers, retries, check polls, overdue relaxations, regular updates.
@@ -67,6 +70,19 @@ impl CampaignAction {
             CampaignAction::Cancel => "cancel",
         }
     }
+}
+
+/// What a campaign's test send did: the internal addresses it went to, the recipients whose
+/// messages were rendered for it, how many messages went out, how many the channel refused, and
+/// the channel's error when it took none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CampaignTest {
+    pub to: Vec<String>,
+    pub recipients: Vec<String>,
+    pub messages: u32,
+    pub refused: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A campaign's milestones, as the sender reports them.

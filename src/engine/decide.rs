@@ -281,6 +281,7 @@ impl<'a> Work<'a> {
             Command::Skip { phase, step, reason } => self.skip(phase, step, reason),
             Command::Campaign { phase, step, action, reason } => self.campaign_action(phase, step, *action, reason),
             Command::CampaignReport { phase, step, report } => self.campaign_report(phase, step, report),
+            Command::CampaignTest { phase, step, test } => self.campaign_test(phase, step, test),
             Command::Tick => Ok(()),
             Command::Record { effect, outcome } => self.record(effect, outcome),
         }

@@ -156,6 +156,14 @@ pub enum EventKind {
     },
     /// How far a campaign has got (recorded every few percent, not per recipient).
     CampaignProgress { phase: String, step: String, sent: u64, failed: u64, batches_done: u32, batches: u32 },
+    /// A person holding the `campaign` right sent a campaign's messages for a sample of its
+    /// recipients to internal addresses, to check them before (or while) the campaign sends.
+    CampaignTestSent {
+        phase: String,
+        step: String,
+        #[serde(flatten)]
+        test: super::command::CampaignTest,
+    },
     /// A person holding the `campaign` right paused a campaign: batches in flight finish, no new
     /// one starts.
     CampaignPaused { phase: String, step: String },
@@ -219,6 +227,7 @@ impl EventKind {
             EventKind::PhaseResumed { .. } => "phase_resumed",
             EventKind::CampaignStarted { .. } => "campaign_started",
             EventKind::CampaignProgress { .. } => "campaign_progress",
+            EventKind::CampaignTestSent { .. } => "campaign_test_sent",
             EventKind::CampaignPaused { .. } => "campaign_paused",
             EventKind::CampaignResumed { .. } => "campaign_resumed",
             EventKind::CampaignCancelled { .. } => "campaign_cancelled",
@@ -300,6 +309,19 @@ impl Event {
             }
             EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches } => {
                 format!("campaign `{phase}/{step}`: {sent} sent, {failed} failed, {batches_done} of {batches} batches")
+            }
+            EventKind::CampaignTestSent { phase, step, test } => {
+                let outcome = match &test.error {
+                    Some(error) => format!("none taken: {error}"),
+                    None if test.refused > 0 => format!("{} refused", test.refused),
+                    None => "all taken".to_string(),
+                };
+                format!(
+                    "campaign `{phase}/{step}` test send: {} message(s) of {} recipient(s) to {} ({outcome})",
+                    test.messages,
+                    test.recipients.len(),
+                    test.to.join(", ")
+                )
             }
             EventKind::CampaignPaused { phase, step } => format!("campaign `{phase}/{step}` paused{reason}"),
             EventKind::CampaignResumed { phase, step } => format!("campaign `{phase}/{step}` resumed{reason}"),

@@ -152,6 +152,19 @@ pub struct StepState {
     pub recovery: Option<Recovery>,
     /// A campaign step's progress, once it has started sending.
     pub campaign: Option<CampaignState>,
+    /// A campaign step's last test send: who, when, and what it did.
+    pub last_test: Option<TestSend>,
+    /// How many test sends the campaign step had.
+    pub tests: u32,
+}
+
+/// A campaign's test send, from its event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestSend {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub test: super::command::CampaignTest,
 }
 
 /// How far a campaign has got, from its events.
@@ -453,6 +466,11 @@ impl Incident {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
                 (campaign.sent, campaign.failed, campaign.batches_done, campaign.batches) =
                     (*sent, *failed, *batches_done, *batches);
+            }
+            EventKind::CampaignTestSent { phase, step, test } => {
+                let state = self.step_mut(phase, step);
+                state.tests += 1;
+                state.last_test = Some(TestSend { by: event.actor.clone(), at, test: test.clone() });
             }
             EventKind::CampaignPaused { phase, step } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);

@@ -301,6 +301,9 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         EventKind::CampaignProgress { phase: id, step: step_id, sent, batches_done, batches, .. } => {
             format!("Campaign {}: {sent} sent ({batches_done} of {batches} batches)", step(id, step_id))
         }
+        EventKind::CampaignTestSent { phase: id, step: step_id, test } => {
+            format!("{} sent a test of campaign {} to {} address(es)", event.actor, step(id, step_id), test.to.len())
+        }
         EventKind::CampaignPaused { phase: id, step: step_id } => {
             format!("{} paused campaign {}", event.actor, step(id, step_id))
         }

@@ -39,7 +39,9 @@ pub enum Error {
     Recipient { file: String, line: u64, id: String, message: String },
 }
 
-/// Every template available: the built-ins, overridden by a directory's files.
+/// Every template available: the built-ins, overridden by a directory's files. A clone shares
+/// the parsed templates once they are parsed.
+#[derive(Clone)]
 pub struct Catalog {
     /// File name (`internal-update.md`) to source text.
     sources: BTreeMap<String, String>,

@@ -52,11 +52,13 @@ pub struct Settings {
     /// own directory, as its runbook path does, so a drill runs from anywhere. The incident records
     /// the path as given.
     pub lists_from: Option<PathBuf>,
+    /// Where a test send may go: addresses, and domains written `@DOMAIN` (`campaign_test`).
+    pub test_recipients: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { dir: PathBuf::from("campaigns"), suppression: None, lists_from: None }
+        Settings { dir: PathBuf::from("campaigns"), suppression: None, lists_from: None, test_recipients: Vec::new() }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::store::{self, Store};
 
 pub mod audit;
 pub mod campaign;
+pub mod campaign_test;
 pub mod drill;
 pub mod inbox;
 mod owned;
@@ -70,6 +71,9 @@ pub enum Error {
     Unsigned(String),
     #[error("{0}")]
     Campaign(String),
+    /// A request that is not one (an address that does not parse, a sample out of bounds).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("incident `{incident}`'s log cannot be read: {error}")]
     Log { incident: String, error: engine::state::Error },
 }

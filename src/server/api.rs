@@ -311,6 +311,43 @@ pub async fn skip<S: Store>(
     submit(&app, &caller, &id, Command::Skip { phase, step, reason: body.reason.unwrap_or_default() }).await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignTest {
+    to: Vec<String>,
+    #[serde(default = "one")]
+    sample: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A campaign's test send to internal addresses (`runtime::campaign_test`): the runbook's
+/// `campaign` roles; the messages go out now, through the campaign's channel, and the answer says
+/// what became of them.
+pub async fn campaign_test<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    caller: Caller,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    Body(body): Body<CampaignTest>,
+) -> Answer {
+    let catalog = Arc::new(app.runtime.templates().clone());
+    let actions = crate::actions::Actions::new(catalog, Arc::new(app.config.secrets.clone()))
+        .and_then(|actions| actions.with_outbound(app.config.outbound.clone()))
+        .map_err(|error| ApiError::internal(&error))?;
+    let request = crate::runtime::campaign_test::TestRequest {
+        incident: &id,
+        phase: &phase,
+        step: &step,
+        actor: &caller.person,
+        to: &body.to,
+        sample: body.sample,
+    };
+    let report = app.runtime.campaign_test(&actions, request).await?;
+    Ok(Json(report).into_response())
+}
+
 /// Sends a status update to an audience now (queued; the runtime loop delivers it).
 pub async fn send_update<S: Store>(
     app: State<Arc<App<S>>>,

@@ -69,6 +69,9 @@ impl From<runtime::Error> for ApiError {
             runtime::Error::InvalidRunbook(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_runbook", message)
             }
+            runtime::Error::BadRequest(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+            }
             runtime::Error::Contended { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contended", message),
             other => ApiError::internal(&other),
         }

@@ -110,6 +110,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test"),
     ("POST", "/api/v1/incidents/{id}/signals"),
     ("POST", "/api/v1/incidents/{id}/notes"),
     ("POST", "/api/v1/incidents/{id}/close"),
@@ -137,6 +138,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test", post(api::campaign_test::<S>))
         .route("/api/v1/incidents/{id}/signals", post(api::signal::<S>))
         .route("/api/v1/incidents/{id}/notes", post(api::note::<S>))
         .route("/api/v1/incidents/{id}/close", post(api::close::<S>))

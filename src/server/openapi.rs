@@ -361,6 +361,24 @@ pub fn spec() -> Value {
         ),
         (
             "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test",
+            operation(
+                "Send a campaign's messages for the list's first `sample` recipients (default 1, at most 20), \
+                 rendered as the campaign renders them, through its channel, to internal addresses only (the \
+                 configuration's `campaigns.test_recipients`: 422 for any other), subject prefixed `[TEST] `; \
+                 recorded in the incident's log (`campaign_test_sent`), the campaign's progress untouched (the \
+                 runbook's `campaign` roles). The answer says what was sent and what the channel refused",
+                true,
+                Some(object(
+                    json!({ "to": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                            "sample": { "type": "integer", "minimum": 1, "maximum": 20 } }),
+                    &["to"],
+                )),
+                "200",
+            ),
+        ),
+        (
+            "POST",
             "/api/v1/incidents/{id}/signals",
             operation(
                 "Give a signal gate its signal",

@@ -405,3 +405,39 @@ async fn the_documented_query_parameters_are_the_ones_taken() {
     assert_eq!(checked, 3, "the list, the timeline and the rendered update take query parameters");
     server.stop().await;
 }
+
+/// `POST .../campaign/test` is for the runbook's `campaign` roles, to the configuration's
+/// `campaigns.test_recipients` only; every refusal leaves the log as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_test_send_is_refused_to_others_and_outside_the_allowed_addresses() {
+    let server = Server::start().await;
+    let id = started(&server).await;
+    let path = format!("/api/v1/incidents/{id}/phases/notify-customers/steps/send-apology/campaign/test");
+    let (_, before) = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await;
+    let body = |to: &str| Some(json!({ "to": [to], "sample": 1 }).to_string());
+    // Tom is in communications, not among the runbook's `campaign` roles.
+    let (status, answer) = server.call("POST", &path, Some(TOM), body("tom.reyes@harbour.example")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("missing_role")), "{answer}");
+    // Dana may, but this configuration allows no test address at all.
+    let (status, answer) = server.call("POST", &path, Some(DANA), body("member1@members.example")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("invalid_request")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("campaigns.test_recipients"), "{answer}");
+    let (status, answer) = server.call("POST", &path, Some(DANA), Some(json!({ "to": [] }).to_string())).await;
+    assert_eq!(status, 422, "{answer}");
+    let unknown = format!("/api/v1/incidents/{id}/phases/notify-customers/steps/nothing/campaign/test");
+    let (status, answer) = server.call("POST", &unknown, Some(DANA), body("x@harbour.example")).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "{answer}");
+    // The runtime loop records what it does meanwhile (status updates); no test send among it.
+    let (_, after) = server.call("GET", &format!("/api/v1/incidents/{id}/timeline"), Some(DANA), None).await;
+    let tests = |timeline: &Value| {
+        timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["event"]["type"] == "campaign_test_sent")
+            .count()
+    };
+    assert!(after["events"].as_array().unwrap().len() >= before["events"].as_array().unwrap().len());
+    assert_eq!(tests(&after), 0, "nothing recorded: {after}");
+    server.stop().await;
+}

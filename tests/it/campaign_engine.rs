@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use phasegate::engine::command::{CampaignAction, CampaignReport};
+use phasegate::engine::command::{CampaignAction, CampaignReport, CampaignTest};
 use phasegate::engine::effect::CampaignTotals;
 use phasegate::engine::event::SYSTEM;
 use phasegate::engine::{Command, Directory, EffectKind, Error, Outcome};
@@ -167,4 +167,47 @@ fn a_cancelled_campaign_fails_its_step_and_a_retry_goes_on_with_the_same_key() {
     assert_eq!((campaign.as_str(), *attempt), ("inc-1/notify/send", 2));
     let state = h.state().step("notify", "send").campaign.unwrap();
     assert!(state.cancelled.is_none() && state.finished.is_none(), "a retry goes on from where it stopped");
+}
+
+fn test_send(to: &[&str]) -> Command {
+    let test = CampaignTest {
+        to: to.iter().map(|address| address.to_string()).collect(),
+        recipients: vec!["m1".into()],
+        messages: to.len() as u32,
+        refused: 0,
+        error: None,
+    };
+    Command::CampaignTest { phase: "notify".into(), step: "send".into(), test }
+}
+
+#[test]
+fn a_test_send_is_recorded_for_the_campaign_right_only_and_leaves_the_campaign_as_it_was() {
+    let mut h = sending();
+    let campaign = h.state().step("notify", "send").campaign;
+    let events = h.events.len();
+    // Someone without the `campaign` right, and an unknown step: refused, nothing recorded.
+    assert!(matches!(h.run("sam", test_send(&["ciso@harbour.example"])), Err(Error::MissingRole { .. })));
+    let unknown = Command::CampaignTest {
+        phase: "notify".into(),
+        step: "nothing".into(),
+        test: CampaignTest {
+            to: vec!["a@harbour.example".into()],
+            recipients: vec![],
+            messages: 0,
+            refused: 0,
+            error: None,
+        },
+    };
+    assert!(matches!(h.run("tom", unknown), Err(Error::UnknownStep { .. })));
+    assert!(h.run("tom", test_send(&[])).is_err(), "a test to nobody is not recorded");
+    assert_eq!(h.events.len(), events);
+    h.run("tom", test_send(&["ciso@harbour.example", "dana@harbour.example"])).unwrap();
+    let recorded = h.events.last().unwrap();
+    assert_eq!((recorded.kind.name(), recorded.actor.as_str()), ("campaign_test_sent", "tom"));
+    let step = h.state().step("notify", "send");
+    assert_eq!(step.campaign, campaign, "the campaign's progress is untouched");
+    assert_eq!(step.tests, 1);
+    let last = step.last_test.unwrap();
+    assert_eq!((last.by.as_str(), last.test.messages), ("tom", 2));
+    assert_eq!(h.folded(), *h.state(), "the stored log folds to the state decided with");
 }

@@ -7,6 +7,7 @@ mod audit;
 mod campaign_crash;
 mod campaign_engine;
 mod campaign_list;
+mod campaign_test_send;
 mod cli;
 mod crash;
 mod diagnostics;

@@ -64,6 +64,8 @@ pub struct Options<'a> {
     /// with `implicit_tls` TLS from the first byte.
     pub tls: Option<(&'a std::path::Path, &'a std::path::Path)>,
     pub implicit_tls: bool,
+    /// Offer PIPELINING in the `EHLO` answer.
+    pub pipelining: bool,
 }
 
 impl Sink {
@@ -103,6 +105,9 @@ impl Sink {
         }
         if options.implicit_tls {
             command.arg("--implicit-tls");
+        }
+        if options.pipelining {
+            command.arg("--pipelining");
         }
         let mut child = command
             .stdin(Stdio::piped())

@@ -33,6 +33,14 @@ struct Campaign {
     sender: Sender,
 }
 
+/// What a test send did: the messages sent, the channel's answer, and the sample's recipients
+/// whose message could not be rendered (with why).
+pub struct TestSent {
+    pub messages: u32,
+    pub answer: Answer,
+    pub not_rendered: Vec<(String, String)>,
+}
+
 enum Sender {
     Batch(super::batch::BatchHttp),
     Spool(super::spool::Spool),
@@ -95,6 +103,58 @@ impl Actions {
             }
         };
         leaves(&job, rendered, answer)
+    }
+
+    /// A test send: the job's recipients' messages rendered as the campaign renders them (their
+    /// own fields and offer codes), each sent to every address of `to` and to nobody else, the
+    /// subject prefixed `[TEST] `, through the campaign's channel as batch `job.number` of the
+    /// campaign `{campaign}/test` (so its idempotency keys and Message-IDs are never the
+    /// campaign's). No leaf and nothing in the store: the campaign's progress is untouched.
+    pub async fn campaign_test(&self, job: BatchJob<'_>, to: &[String]) -> Result<TestSent, Error> {
+        let campaign = self.campaign(&job).await?;
+        let Some(Action::Campaign { subject, code: offer, .. }) =
+            job.runbook.phase(job.phase).and_then(|p| p.step(job.step)).map(|s| &s.action)
+        else {
+            return Err(Error::Campaign(format!("step `{}/{}` is not a campaign", job.phase, job.step)));
+        };
+        let codes = offer
+            .as_ref()
+            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, job.recipients))
+            .transpose()
+            .map_err(Error::Campaign)?;
+        let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
+        let mut messages = Vec::new();
+        let mut not_rendered = Vec::new();
+        for (recipient, (message, _)) in
+            job.recipients.iter().zip(render(&campaign.renderer, job.recipients, codes, &subject))
+        {
+            match message {
+                Ok(message) => {
+                    for (index, address) in to.iter().enumerate() {
+                        messages.push(Message {
+                            id: format!("{}#test-{}", message.id, index + 1),
+                            to: address.clone(),
+                            subject: format!("[TEST] {}", message.subject),
+                            ..message.clone()
+                        });
+                    }
+                }
+                Err(reason) => not_rendered.push((recipient.id.clone(), reason)),
+            }
+        }
+        let key = format!("{}/test", job.campaign);
+        let answer = if messages.is_empty() {
+            Answer::Failed { error: "no message of the sample could be rendered".into() }
+        } else {
+            let batch = Batch { campaign: &key, number: job.number, messages: &messages };
+            match &campaign.sender {
+                Sender::Batch(sender) => sender.send(batch).await,
+                Sender::Spool(sender) => sender.send(batch).await,
+                Sender::Email(sender) => sender.send(batch).await,
+                Sender::StandIn => self.hand_over(&job, &campaign.channel, &messages),
+            }
+        };
+        Ok(TestSent { messages: messages.len() as u32, answer, not_rendered })
     }
 
     /// The campaign's renderer and sender, made at its first batch.

@@ -1,14 +1,23 @@
 //! Email for campaigns: a pool of SMTP connections to one relay, each opened by phasegate with
-//! `TCP_NODELAY` set before lettre gets it (`email::open`, as a status update's email is, so the
-//! relay URL, the outbound policy, STARTTLS and the login follow the same rules), through which a
-//! batch's messages go out concurrently, one SMTP transaction each.
+//! `TCP_NODELAY` set before lettre gets it (`email::open_pipelined`, as a status update's email
+//! is, so the relay URL, the outbound policy, STARTTLS and the login follow the same rules),
+//! through which a batch's messages go out concurrently, one SMTP transaction each.
+//!
+//! lettre opens the connection (greeting, `EHLO`, TLS, login); the transactions are spoken here,
+//! through lettre's connection (so over its TLS too), because lettre has no SMTP pipelining. When
+//! the relay offers `PIPELINING` (RFC 2920), a message costs one write and one round trip: its
+//! content, dot-stuffed and with its closing `.`, followed in the same write by the next
+//! message's `MAIL FROM`, `RCPT TO` and `DATA`; the answers are read in order (the message's
+//! final reply, then one per command), each one for what it answers. A relay that does not offer
+//! it is spoken to one command at a time, the content and its end still in one write.
 //!
 //! Each message is built as a status update's email is (`email::compose`): `To` the recipient's
 //! address, text and HTML as `multipart/alternative`, and a `Message-ID` derived from the batch's
 //! idempotency key and the recipient's id, so a batch sent again repeats the same Message-IDs.
 //!
-//! What a batch's answer says: a message the relay refused for good (a 5xx reply) is rejected,
-//! with the relay's reply and its code, and the connection goes on with the next message (`RSET`).
+//! What a batch's answer says: a message the relay refused for good (a 5xx reply, to its
+//! envelope or its content) is rejected, with the relay's reply and its code, and the connection
+//! goes on with the next message (after `RSET` when the envelope was refused).
 //! A message that failed for a reason that may pass (a 4xx reply, a dropped connection, no answer
 //! in time) is tried again, up to [`ATTEMPTS`] times in all with a short backoff, on a fresh
 //! connection, then rejected with the last reason. A message the relay accepted (its final `250`
@@ -27,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
@@ -73,7 +83,7 @@ struct Shared {
     from: Option<String>,
     /// One permit per connection in use: at most `connections` at once.
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Session, Instant)>>,
     connections: usize,
 }
 
@@ -162,8 +172,16 @@ struct Work {
 }
 
 impl Work {
-    fn next(&self) -> Option<Pending> {
-        self.queue.lock().expect("the queue's lock").pop_front()
+    /// The next message to send; with `waiting` false, only one whose backoff is over.
+    fn next(&self, waiting: bool) -> Option<Pending> {
+        let mut queue = self.queue.lock().expect("the queue's lock");
+        let ready = |pending: &Pending| pending.at.is_none_or(|at| at <= Instant::now());
+        if waiting || queue.front().is_some_and(ready) { queue.pop_front() } else { None }
+    }
+
+    /// A message that was not sent goes back first in line, its attempts unspent.
+    fn put_back(&self, pending: Pending) {
+        self.queue.lock().expect("the queue's lock").push_front(pending);
     }
 
     fn reject(&self, index: usize, reason: String) {
@@ -204,32 +222,77 @@ impl Work {
     }
 }
 
-/// How one transaction went wrong.
-enum Trouble {
-    /// Refused for good (5xx): the connection goes on after `RSET`.
+/// What the relay answered to one message's part of a round: its end (the final reply), or its
+/// envelope (`MAIL`, `RCPT`, `DATA`: taken when `DATA` got its 354).
+enum Reply {
+    Taken,
+    /// Refused for good (5xx).
     Refused(String),
-    /// May pass (4xx, the connection lost, no answer in time): the connection is dropped.
+    /// May pass (4xx): the connection is dropped after the round.
     Again(String),
+}
+
+/// A round: what one write (with PIPELINING; else one command at a time) carried and what came of
+/// it. A message's end is owed once its `DATA` got 354; the next message's envelope rides in the
+/// same write (RFC 2920 lets a message's content open a group), so a message costs one write and
+/// one round trip. `None` where nothing was asked; `broken` when the connection failed (or no
+/// answer came in time) before every answer was read, which leaves the unanswered parts unknown.
+#[derive(Default)]
+struct Round {
+    end: Option<Reply>,
+    envelope: Option<Reply>,
+    broken: Option<String>,
+}
+
+/// A connection ready for mail, and what the worker knows of its state.
+struct Session {
+    connection: AsyncSmtpConnection,
+    pipelining: bool,
+    /// An envelope was refused: a transaction may be open, `RSET` goes first in the next round.
+    reset: bool,
+}
+
+/// A message whose `DATA` the relay answered 354: its end is owed on this connection.
+struct Owed {
+    pending: Pending,
+    letter: Letter,
+}
+
+impl Owed {
+    /// The letter's bytes as text: [`envelope_parameters`] refused a letter that is not UTF-8.
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.letter.bytes).unwrap_or_default()
+    }
 }
 
 /// Takes messages from the batch's queue and sends them over one connection at a time until the
 /// queue is empty, or until it cannot open a connection [`OPENS`] times in a row.
 async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
     let Ok(_permit) = Arc::clone(&shared.permits).acquire_owned().await else { return };
-    let mut connection: Option<AsyncSmtpConnection> = None;
+    let target = shared.relay.target();
+    let mut session: Option<Session> = None;
+    let mut owed: Option<Owed> = None;
     let mut failed_opens = 0;
-    while let Some(pending) = work.next() {
-        if let Some(at) = pending.at {
-            tokio::time::sleep_until(at.into()).await;
-        }
-        let letter = match letter(&shared, &work, &work.messages[pending.index]) {
-            Ok(letter) => letter,
-            Err(reason) => {
-                work.reject(pending.index, reason);
-                continue;
+    loop {
+        // The next message, unless one is owed and the next must still wait its backoff: the
+        // owed end goes out alone rather than wait with it.
+        let next = match work.next(owed.is_none()) {
+            Some(pending) => {
+                if let Some(at) = pending.at {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                match letter(&shared, &work, &work.messages[pending.index]) {
+                    Ok(letter) => Some(Owed { pending, letter }),
+                    Err(reason) => {
+                        work.reject(pending.index, reason);
+                        continue;
+                    }
+                }
             }
+            None if owed.is_none() => break,
+            None => None,
         };
-        let mut open = match connection.take() {
+        let mut open = match session.take() {
             Some(open) => open,
             None => match shared.connection().await {
                 Ok(open) => {
@@ -237,9 +300,12 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
                     open
                 }
                 Err(reason) => {
-                    // Not the message's fault: it goes back first in line, its attempts unspent.
+                    // Not the message's fault: it goes back first in line, its attempts unspent
+                    // (nothing is owed without a connection).
                     work.trouble(&reason);
-                    work.queue.lock().expect("the queue's lock").push_front(pending);
+                    if let Some(next) = next {
+                        work.put_back(next.pending);
+                    }
                     failed_opens += 1;
                     if failed_opens >= OPENS {
                         return;
@@ -249,28 +315,70 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
                 }
             },
         };
-        let target = shared.relay.target();
-        match tokio::time::timeout(DELIVERY_TIMEOUT, transact(&mut open, &letter)).await {
-            Ok(Ok(())) => {
-                work.accepted.fetch_add(1, Ordering::Relaxed);
-                connection = Some(open);
-            }
-            Ok(Err(Trouble::Refused(reason))) => {
-                work.reject(pending.index, format!("relay `{target}` refused it: {}", shared.scrub(&reason)));
-                if matches!(tokio::time::timeout(DELIVERY_TIMEOUT, open.command(Rset)).await, Ok(Ok(_))) {
-                    connection = Some(open);
+        // A message the relay cannot take as it stands is refused before anything is written.
+        let next = match next {
+            Some(next) => match envelope_parameters(&open.connection, &next.letter) {
+                Ok(parameters) => Some((next, parameters)),
+                Err(reason) => {
+                    work.reject(next.pending.index, format!("relay `{target}` refused it: {reason}"));
+                    None
                 }
-            }
-            Ok(Err(Trouble::Again(reason))) => {
-                work.again(pending, format!("relay `{target}`: {}", shared.scrub(&reason)));
-            }
+            },
+            None => None,
+        };
+        if owed.is_none() && next.is_none() {
+            session = Some(open);
+            continue;
+        }
+        let envelope = next.as_ref().map(|(next, parameters)| (&next.letter.envelope, parameters.as_slice()));
+        let end = owed.as_ref().map(|owed| owed.text());
+        let round = match tokio::time::timeout(DELIVERY_TIMEOUT, round(&mut open, end, envelope)).await {
+            Ok(round) => round,
             Err(_) => {
-                let reason = format!("relay `{target}`: no answer within {}s", DELIVERY_TIMEOUT.as_secs());
-                work.again(pending, reason);
+                Round { broken: Some(format!("no answer within {}s", DELIVERY_TIMEOUT.as_secs())), ..Round::default() }
+            }
+        };
+        let mut keep = round.broken.is_none();
+        let broken = round.broken.as_deref().unwrap_or("the connection was lost");
+        if let Some(Owed { pending, .. }) = owed.take() {
+            match round.end {
+                Some(Reply::Taken) => {
+                    work.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Reply::Refused(reason)) => {
+                    work.reject(pending.index, format!("relay `{target}` refused it: {}", shared.scrub(&reason)));
+                }
+                Some(Reply::Again(reason)) => {
+                    keep = false;
+                    work.again(pending, format!("relay `{target}`: {}", shared.scrub(&reason)));
+                }
+                // Its end was written but no answer read: it may have been taken, and is sent
+                // again with the same Message-ID.
+                None => work.again(pending, format!("relay `{target}`: {}", shared.scrub(broken))),
             }
         }
+        if let Some((next, _)) = next {
+            match round.envelope {
+                Some(Reply::Taken) => owed = Some(next),
+                Some(Reply::Refused(reason)) => {
+                    open.reset = true;
+                    work.reject(next.pending.index, format!("relay `{target}` refused it: {}", shared.scrub(&reason)));
+                }
+                Some(Reply::Again(reason)) => {
+                    keep = false;
+                    work.again(next.pending, format!("relay `{target}`: {}", shared.scrub(&reason)));
+                }
+                None => work.again(next.pending, format!("relay `{target}`: {}", shared.scrub(broken))),
+            }
+        }
+        if keep {
+            session = Some(open);
+        } else if let Some(owed) = owed.take() {
+            // Nothing of its content was written: it goes back with its attempts unspent.
+            work.put_back(owed.pending);
+        }
     }
-    if let Some(open) = connection {
+    if let Some(open) = session {
         shared.keep(open);
     }
 }
@@ -290,48 +398,170 @@ fn letter(shared: &Shared, work: &Work, message: &Message) -> Result<Letter, Str
     })
 }
 
-/// One SMTP transaction: `MAIL FROM`, `RCPT TO`, `DATA`, the message. lettre's own `send` would
-/// close the connection on any refusal; a refused recipient should cost only an `RSET`.
-async fn transact(connection: &mut AsyncSmtpConnection, letter: &Letter) -> Result<(), Trouble> {
-    let classify = |error: lettre::transport::smtp::Error| {
-        if error.is_permanent() { Trouble::Refused(error.to_string()) } else { Trouble::Again(error.to_string()) }
-    };
+/// `MAIL FROM`'s parameters for the letter: `SMTPUTF8` for an address that is not ASCII and
+/// `BODY=8BITMIME` for a message that is not, or why the relay cannot take it.
+fn envelope_parameters(connection: &AsyncSmtpConnection, letter: &Letter) -> Result<Vec<MailParameter>, String> {
     let envelope = &letter.envelope;
     let mut parameters = Vec::new();
+    // lettre builds a message from text (`email::compose`), so this holds: the check keeps a
+    // message that is not text from going out mangled.
+    if std::str::from_utf8(&letter.bytes).is_err() {
+        return Err("the message is not UTF-8 text, which the campaign pool sends only".into());
+    }
     if envelope.from().into_iter().chain(envelope.to()).any(|address| !AsRef::<str>::as_ref(address).is_ascii()) {
         if !connection.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Err(Trouble::Refused("the relay takes no address that is not ASCII (no SMTPUTF8)".into()));
+            return Err("the relay takes no address that is not ASCII (no SMTPUTF8)".into());
         }
         parameters.push(MailParameter::SmtpUtfEight);
     }
     if !letter.bytes.is_ascii() {
         if !connection.server_info().supports_feature(Extension::EightBitMime) {
-            return Err(Trouble::Refused("the relay takes no message that is not ASCII (no 8BITMIME)".into()));
+            return Err("the relay takes no message that is not ASCII (no 8BITMIME)".into());
         }
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    connection.command(Mail::new(envelope.from().cloned(), parameters)).await.map_err(classify)?;
-    for to in envelope.to() {
-        connection.command(Rcpt::new(to.clone(), Vec::new())).await.map_err(classify)?;
+    Ok(parameters)
+}
+
+/// One round on the session: the owed message's content and end (`end`), then `RSET` if an
+/// envelope was refused before, then the next message's envelope (`MAIL FROM`, `RCPT TO`,
+/// `DATA`). With PIPELINING all of it is one write and the answers are read in order; without,
+/// each command waits for its answer and the envelope stops at its first refusal. lettre's own
+/// `send` would close the connection on any refusal, and its `message` writes the closing `.` in
+/// a write of its own.
+async fn round(open: &mut Session, end: Option<&str>, envelope: Option<(&Envelope, &[MailParameter])>) -> Round {
+    let mut round = Round::default();
+    let reset = open.reset && envelope.is_some();
+    let mut commands: Vec<String> = Vec::new();
+    if let Some((envelope, parameters)) = envelope {
+        if reset {
+            commands.push(Rset.to_string());
+        }
+        commands.push(Mail::new(envelope.from().cloned(), parameters.to_vec()).to_string());
+        commands.extend(envelope.to().iter().map(|to| Rcpt::new(to.clone(), Vec::new()).to_string()));
+        commands.push(Data.to_string());
     }
-    connection.command(Data).await.map_err(classify)?;
-    connection.message(&letter.bytes).await.map_err(classify)?;
+    let mut answers = Vec::new();
+    let mut group = String::new();
+    if let Some(end) = end {
+        push_content(&mut group, end);
+    }
+    if open.pipelining {
+        commands.iter().for_each(|command| group.push_str(command));
+        let result = exchange(&mut open.connection, &group, usize::from(end.is_some()) + commands.len(), &mut answers);
+        round.broken = result.await.err();
+        let mut read = answers.into_iter();
+        if end.is_some() {
+            round.end = read.next();
+        }
+        answers = read.collect();
+    } else {
+        if end.is_some() {
+            let mut read = Vec::new();
+            if let Err(reason) = exchange(&mut open.connection, &group, 1, &mut read).await {
+                round.broken = Some(reason);
+                return round;
+            }
+            round.end = read.pop();
+        }
+        for command in &commands {
+            if let Err(reason) = exchange(&mut open.connection, command, 1, &mut answers).await {
+                round.broken = Some(reason);
+                break;
+            }
+            if !matches!(answers.last(), Some(Reply::Taken)) {
+                break;
+            }
+        }
+    }
+    if envelope.is_none() {
+        return round;
+    }
+    if reset && !answers.is_empty() {
+        match answers.remove(0) {
+            Reply::Taken => open.reset = false,
+            // Not a refusal of the message: the connection is given up.
+            Reply::Refused(reason) | Reply::Again(reason) => {
+                round.broken.get_or_insert(format!("`RSET` was refused: {reason}"));
+                return round;
+            }
+        }
+    }
+    let asked = commands.len() - usize::from(reset);
+    let data_taken = answers.len() == asked && matches!(answers.last(), Some(Reply::Taken));
+    round.envelope = match answers.into_iter().find(|answer| !matches!(answer, Reply::Taken)) {
+        None if data_taken => Some(Reply::Taken),
+        None => None,
+        Some(refusal) => {
+            // A relay that answers DATA with 354 after refusing the sender or the recipient
+            // waits for a message: an empty one (its end alone) ends the transaction, and
+            // whatever it answers is not kept.
+            if data_taken
+                && round.broken.is_none()
+                && let Err(reason) = exchange(&mut open.connection, ".\r\n", 1, &mut Vec::new()).await
+            {
+                round.broken = Some(reason);
+            }
+            Some(refusal)
+        }
+    };
+    round
+}
+
+/// Writes `text` (in one write) and reads `count` answers into `answers`; an error when the
+/// connection failed or an answer could not be read, which leaves the rest unknown.
+async fn exchange(
+    connection: &mut AsyncSmtpConnection,
+    text: &str,
+    count: usize,
+    answers: &mut Vec<Reply>,
+) -> Result<(), String> {
+    for index in 0..count {
+        let answer = if index == 0 { connection.command(text).await } else { connection.read_response().await };
+        answers.push(match answer {
+            Ok(_) => Reply::Taken,
+            Err(error) if error.is_permanent() => Reply::Refused(error.to_string()),
+            Err(error) if error.is_transient() => Reply::Again(error.to_string()),
+            Err(error) => return Err(error.to_string()),
+        });
+    }
     Ok(())
+}
+
+/// Appends a message's content as `DATA` sends it, its end included: every line that starts with
+/// `.` gets another (RFC 5321 4.5.2), and `.` on a line of its own closes it.
+fn push_content(out: &mut String, text: &str) {
+    out.reserve(text.len() + text.len() / 256 + 5);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(text.as_bytes(), b"\n.") {
+        out.push_str(&text[from..=at]);
+        out.push('.');
+        // The line's own dot goes out with what follows it.
+        from = at + 1;
+    }
+    out.push_str(&text[from..]);
+    if !text.is_empty() && !text.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
 }
 
 impl Shared {
     /// A kept connection that has not idled too long, else a new one.
-    async fn connection(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn connection(&self) -> Result<Session, String> {
         loop {
             let kept = self.idle.lock().expect("the idle connections' lock").pop();
             match kept {
-                Some((connection, since)) if since.elapsed() < IDLE_LIMIT => return Ok(connection),
+                Some((session, since)) if since.elapsed() < IDLE_LIMIT => return Ok(session),
                 Some(_) => continue,
                 None => break,
             }
         }
-        match tokio::time::timeout(DELIVERY_TIMEOUT, email::open(&self.policy, &self.relay)).await {
-            Ok(Ok(connection)) => Ok(connection),
+        match tokio::time::timeout(DELIVERY_TIMEOUT, email::open_pipelined(&self.policy, &self.relay)).await {
+            Ok(Ok((connection, pipelining))) => Ok(Session { connection, pipelining, reset: false }),
             Ok(Err(failure)) => Err(failure.scrubbed(|answer| self.scrub(answer))),
             Err(_) => Err(format!(
                 "relay `{}`: no connection ready within {}s",
@@ -341,10 +571,10 @@ impl Shared {
         }
     }
 
-    fn keep(&self, connection: AsyncSmtpConnection) {
+    fn keep(&self, session: Session) {
         let mut idle = self.idle.lock().expect("the idle connections' lock");
         if idle.len() < self.connections {
-            idle.push((connection, Instant::now()));
+            idle.push((session, Instant::now()));
         }
     }
 
@@ -354,5 +584,27 @@ impl Shared {
             .credentials()
             .filter(|part| !part.is_empty())
             .fold(text.to_string(), |text, part| text.replace(part, "[redacted]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_dot_stuffed_and_closed() {
+        // The content, and what `DATA` carries, written by hand.
+        let table = [
+            ("Subject: x\r\n\r\nhello\r\n", "Subject: x\r\n\r\nhello\r\n.\r\n"),
+            (".first\r\n", "..first\r\n.\r\n"),
+            ("a\r\n.\r\n..b\r\nc.d\r\n.", "a\r\n..\r\n...b\r\nc.d\r\n..\r\n.\r\n"),
+            ("no end", "no end\r\n.\r\n"),
+            ("", ".\r\n"),
+        ];
+        for (text, expected) in table {
+            let mut out = String::new();
+            push_content(&mut out, text);
+            assert_eq!(out, expected, "{text:?}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! again; and against a relay scripted here on a tokio listener, which counts its connections
 //! and can refuse a recipient, delay one for ever, or drop every connection after a few messages:
 //! only the refused recipient is rejected, nothing accepted is sent twice, nothing is lost, and a
-//! relay that cannot be reached gives a failed batch.
+//! relay that cannot be reached gives a failed batch. The scripted relay's cases run twice: with
+//! PIPELINING offered (the pool sends a message's end and the next envelope in one write) and
+//! without (the pool must wait for each answer, which the relay checks).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::loopback;
-use crate::smtp::Sink;
+use crate::smtp::{Options, Sink};
 
 const FROM: &str = "Harbour Retail <care@harbour.example>";
 const CAMPAIGN: &str = "inc-7/notify/members";
@@ -90,6 +92,37 @@ async fn a_batch_of_50_over_4_connections_arrives_whole_each_once_with_its_messa
     assert_eq!(ids(&received[50..]), ids(&received[..50]));
 }
 
+#[tokio::test]
+async fn pipelined_into_a_real_server_every_message_arrives_whole_with_its_dots() {
+    let test = "pipelined_into_a_real_server_every_message_arrives_whole_with_its_dots";
+    let Some(sink) = Sink::with(test, Options { pipelining: true, ..Options::default() }) else { return };
+    let mut messages = messages(30);
+    // Lines that start with a dot, a lone dot among them, which only dot-stuffing carries.
+    for message in &mut messages {
+        message.text = format!(".{}\n.\n..two dots\nthe end\n.", message.id);
+        message.html = None;
+    }
+    let pool = pool(&sink.url(""), 3);
+    let batch = Batch { campaign: CAMPAIGN, number: 5, messages: &messages };
+    assert_eq!(pool.send(batch).await, Answer::Accepted { rejected: vec![] });
+    let received = sink.received();
+    assert_eq!(received.len(), 30);
+    let mut ids: Vec<String> = received
+        .iter()
+        .map(|mail| {
+            let id = mail.header("Message-ID").unwrap().to_string();
+            let n = mail.rcpt_tos[0].strip_prefix("member").unwrap().strip_suffix("@members.example").unwrap();
+            assert_eq!(id, expected_message_id(5, &format!("m{n}")));
+            let text = mail.part("text/plain").unwrap().replace("\r\n", "\n");
+            assert_eq!(text.trim_end(), format!(".m{n}\n.\n..two dots\nthe end\n."));
+            id
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "each message once");
+}
+
 /// What the scripted relay does.
 #[derive(Clone, Default)]
 struct Script {
@@ -100,6 +133,8 @@ struct Script {
     /// Each connection takes this many messages, then closes when the next one's end arrives,
     /// without answering or keeping it.
     drop_after: Option<usize>,
+    /// Offer PIPELINING (RFC 2920) in the `EHLO` answer.
+    pipelining: bool,
 }
 
 /// What the scripted relay saw.
@@ -114,6 +149,25 @@ struct Seen {
     most_open: usize,
     /// The Message-ID header of each message accepted.
     message_ids: Vec<String>,
+    /// `MAIL FROM` commands seen.
+    mails: usize,
+    /// `MAIL FROM` commands that arrived with the rest of their envelope (`RCPT TO`, `DATA`)
+    /// already behind them: sent before their answers were read.
+    pipelined_mails: usize,
+    /// Commands that arrived before the answer to the one before them was written, from a
+    /// client that was not offered PIPELINING: a breach of RFC 2920.
+    unasked_pipelining: usize,
+}
+
+impl Seen {
+    /// The pool pipelined every envelope when the relay offered PIPELINING (so the test did
+    /// exercise it), and never sent a command before the last one's answer when it did not.
+    fn spoke_as_offered(&self, pipelining: bool) {
+        assert_eq!(self.unasked_pipelining, 0, "commands sent ahead of their answers to a relay without PIPELINING");
+        assert!(self.mails > 0);
+        let expected = if pipelining { self.mails } else { 0 };
+        assert_eq!(self.pipelined_mails, expected, "of {} envelopes, pipelined", self.mails);
+    }
 }
 
 struct ScriptedRelay {
@@ -153,16 +207,38 @@ async fn converse(stream: tokio::net::TcpStream, script: &Script, seen: &Mutex<S
     write.write_all(b"220 relay.test ESMTP\r\n").await?;
     let mut taken = 0;
     let mut recipient = String::new();
+    // Whether a transaction is open (`MAIL FROM` taken, no `RSET` or end since).
+    let mut mail = false;
     loop {
         let mut line = String::new();
         if lines.read_line(&mut line).await? == 0 {
             return Ok(());
         }
         let command = line.trim_end().to_ascii_uppercase();
+        let ahead = lines.buffer();
+        if !ahead.is_empty() && !script.pipelining {
+            seen.lock().unwrap().unasked_pipelining += 1;
+        }
+        if command.starts_with("MAIL FROM") {
+            let whole = ahead.windows(6).any(|window| window.eq_ignore_ascii_case(b"DATA\r\n"));
+            let mut seen = seen.lock().unwrap();
+            seen.mails += 1;
+            seen.pipelined_mails += usize::from(whole);
+        }
         let answer: String = if command.starts_with("EHLO") {
-            "250-relay.test\r\n250 8BITMIME\r\n".into()
-        } else if command.starts_with("MAIL FROM") || command == "RSET" || command == "NOOP" {
+            let pipelining = if script.pipelining { "250-PIPELINING\r\n" } else { "" };
+            format!("250-relay.test\r\n{pipelining}250 8BITMIME\r\n")
+        } else if command.starts_with("MAIL FROM") || command == "NOOP" {
+            mail = true;
             "250 2.0.0 OK\r\n".into()
+        } else if command == "RSET" {
+            mail = false;
+            recipient.clear();
+            "250 2.0.0 OK\r\n".into()
+        } else if command == "DATA" && !mail {
+            "503 5.5.1 MAIL first\r\n".into()
+        } else if command == "DATA" && recipient.is_empty() {
+            "554 5.5.1 no valid recipients\r\n".into()
         } else if command.starts_with("RCPT TO") {
             let address = line.trim_end()[8..].trim_matches(|c| c == '<' || c == '>' || c == ':').to_string();
             seen.lock().unwrap().rcpt.push(address.clone());
@@ -191,6 +267,7 @@ async fn converse(stream: tokio::net::TcpStream, script: &Script, seen: &Mutex<S
                 return Ok(());
             }
             taken += 1;
+            mail = false;
             let message_id =
                 data.lines().find_map(|line| line.strip_prefix("Message-ID: ")).unwrap_or_default().to_string();
             let mut seen = seen.lock().unwrap();
@@ -218,67 +295,83 @@ fn all_recipients(count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn the_pool_holds_to_its_number_of_connections_and_keeps_them_between_batches() {
-    let relay = ScriptedRelay::start(Script::default()).await;
-    let messages = messages(50);
-    let pool = pool(&relay.url, 4);
-    for number in [1, 2] {
-        let answer = pool.send(Batch { campaign: CAMPAIGN, number, messages: &messages }).await;
-        assert_eq!(answer, Answer::Accepted { rejected: vec![] });
+    for pipelining in [false, true] {
+        let relay = ScriptedRelay::start(Script { pipelining, ..Script::default() }).await;
+        let messages = messages(50);
+        let pool = pool(&relay.url, 4);
+        for number in [1, 2] {
+            let answer = pool.send(Batch { campaign: CAMPAIGN, number, messages: &messages }).await;
+            assert_eq!(answer, Answer::Accepted { rejected: vec![] });
+        }
+        let seen = relay.seen.lock().unwrap();
+        assert_eq!(seen.accepted.len(), 100);
+        assert!(
+            seen.most_open <= 4 && seen.connections <= 4,
+            "{} open at most, {} in all",
+            seen.most_open,
+            seen.connections
+        );
+        let expected: Vec<String> =
+            (1..=2).flat_map(|number| (1..=50).map(move |n| expected_message_id(number, &format!("m{n}")))).collect();
+        assert_eq!(sorted(seen.message_ids.clone()), sorted(expected));
+        seen.spoke_as_offered(pipelining);
     }
-    let seen = relay.seen.lock().unwrap();
-    assert_eq!(seen.accepted.len(), 100);
-    assert!(
-        seen.most_open <= 4 && seen.connections <= 4,
-        "{} open at most, {} in all",
-        seen.most_open,
-        seen.connections
-    );
-    let expected: Vec<String> =
-        (1..=2).flat_map(|number| (1..=50).map(move |n| expected_message_id(number, &format!("m{n}")))).collect();
-    assert_eq!(sorted(seen.message_ids.clone()), sorted(expected));
 }
 
 #[tokio::test]
 async fn a_550_for_one_recipient_rejects_only_that_one() {
-    let relay = ScriptedRelay::start(Script { refuse: Some("member7@members.example"), ..Script::default() }).await;
-    let messages = messages(50);
-    let answer = pool(&relay.url, 4).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
-    let Answer::Accepted { rejected } = answer else { panic!("accepted with one refused: {answer:?}") };
-    assert_eq!(rejected.len(), 1, "{rejected:?}");
-    assert_eq!(rejected[0].0, "m7");
-    assert!(rejected[0].1.contains("550") && rejected[0].1.contains("no such mailbox here"), "{}", rejected[0].1);
-    let seen = relay.seen.lock().unwrap();
-    let mut expected = all_recipients(50);
-    expected.retain(|address| address != "member7@members.example");
-    assert_eq!(sorted(seen.accepted.clone()), expected);
-    // Refused for good: asked once, and the connection went on (RSET), no new one for it.
-    assert_eq!(seen.rcpt.iter().filter(|address| *address == "member7@members.example").count(), 1);
-    assert!(seen.connections <= 4, "{} connections", seen.connections);
+    for pipelining in [false, true] {
+        let relay =
+            ScriptedRelay::start(Script { refuse: Some("member7@members.example"), pipelining, ..Script::default() })
+                .await;
+        let messages = messages(50);
+        let answer = pool(&relay.url, 4).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
+        let Answer::Accepted { rejected } = answer else { panic!("accepted with one refused: {answer:?}") };
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(rejected[0].0, "m7");
+        assert!(rejected[0].1.contains("550") && rejected[0].1.contains("no such mailbox here"), "{}", rejected[0].1);
+        let seen = relay.seen.lock().unwrap();
+        let mut expected = all_recipients(50);
+        expected.retain(|address| address != "member7@members.example");
+        assert_eq!(sorted(seen.accepted.clone()), expected);
+        // Refused for good: asked once, and the connection went on (RSET), no new one for it.
+        assert_eq!(seen.rcpt.iter().filter(|address| *address == "member7@members.example").count(), 1);
+        assert!(seen.connections <= 4, "{} connections", seen.connections);
+        seen.spoke_as_offered(pipelining);
+    }
 }
 
 #[tokio::test]
 async fn a_recipient_delayed_every_time_is_tried_a_few_times_then_rejected_with_the_reason() {
-    let relay = ScriptedRelay::start(Script { delay: Some("member3@members.example"), ..Script::default() }).await;
-    let messages = messages(10);
-    let answer = pool(&relay.url, 2).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
-    let Answer::Accepted { rejected } = answer else { panic!("accepted with one rejected: {answer:?}") };
-    assert_eq!(rejected.len(), 1, "{rejected:?}");
-    assert_eq!(rejected[0].0, "m3");
-    assert!(rejected[0].1.contains("451") && rejected[0].1.contains("try again later"), "{}", rejected[0].1);
-    let seen = relay.seen.lock().unwrap();
-    assert_eq!(seen.rcpt.iter().filter(|address| *address == "member3@members.example").count(), ATTEMPTS as usize);
-    assert_eq!(seen.accepted.len(), 9);
+    for pipelining in [false, true] {
+        let relay =
+            ScriptedRelay::start(Script { delay: Some("member3@members.example"), pipelining, ..Script::default() })
+                .await;
+        let messages = messages(10);
+        let answer = pool(&relay.url, 2).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
+        let Answer::Accepted { rejected } = answer else { panic!("accepted with one rejected: {answer:?}") };
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(rejected[0].0, "m3");
+        assert!(rejected[0].1.contains("451") && rejected[0].1.contains("try again later"), "{}", rejected[0].1);
+        let seen = relay.seen.lock().unwrap();
+        assert_eq!(seen.rcpt.iter().filter(|address| *address == "member3@members.example").count(), ATTEMPTS as usize);
+        assert_eq!(seen.accepted.len(), 9);
+        seen.spoke_as_offered(pipelining);
+    }
 }
 
 #[tokio::test]
 async fn a_relay_that_drops_the_connection_after_a_few_messages_loses_nothing_and_repeats_nothing() {
-    let relay = ScriptedRelay::start(Script { drop_after: Some(5), ..Script::default() }).await;
-    let messages = messages(50);
-    let answer = pool(&relay.url, 4).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
-    assert_eq!(answer, Answer::Accepted { rejected: vec![] });
-    let seen = relay.seen.lock().unwrap();
-    assert_eq!(sorted(seen.accepted.clone()), all_recipients(50), "each message accepted exactly once");
-    assert!(seen.connections >= 10, "5 messages a connection: {} connections", seen.connections);
+    for pipelining in [false, true] {
+        let relay = ScriptedRelay::start(Script { drop_after: Some(5), pipelining, ..Script::default() }).await;
+        let messages = messages(50);
+        let answer = pool(&relay.url, 4).send(Batch { campaign: CAMPAIGN, number: 1, messages: &messages }).await;
+        assert_eq!(answer, Answer::Accepted { rejected: vec![] });
+        let seen = relay.seen.lock().unwrap();
+        assert_eq!(sorted(seen.accepted.clone()), all_recipients(50), "each message accepted exactly once");
+        assert!(seen.connections >= 10, "5 messages a connection: {} connections", seen.connections);
+        seen.spoke_as_offered(pipelining);
+    }
 }
 
 #[tokio::test]

@@ -132,6 +132,27 @@ async fn a_form_is_filled_and_sent_by_keyboard_alone() {
     browser.screenshot("harness-form-phone").await;
 }
 
+/// Waiting for what never comes fails, naming it, what was seen, and where the page's screenshot is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_what_never_comes_fails_saying_what_it_waited_for() {
+    let Some(browser) = Browser::open_or_skip().await else { return };
+    let base = pages().await;
+    browser.open(&format!("{base}/form")).await;
+    let waiting = tokio::spawn(async move {
+        let limit = std::time::Duration::from_millis(300);
+        browser
+            .wait_for_within("a heading that never comes", "document.querySelectorAll('h1').length === 2", limit)
+            .await;
+    });
+    let failed = waiting.await.expect_err("the wait fails");
+    let payload = failed.into_panic();
+    let message = payload.downcast_ref::<String>().expect("a message");
+    assert!(message.starts_with("waited 300ms for a heading that never comes"), "{message}");
+    assert!(message.contains("last seen: false"), "{message}");
+    assert!(message.contains("timeout-a-heading-that-never-comes.png"), "{message}");
+    assert!(screenshots().join("timeout-a-heading-that-never-comes.png").is_file());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_answers_open_in_the_browser() {
     let Some(browser) = Browser::open_or_skip().await else { return };

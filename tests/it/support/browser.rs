@@ -370,11 +370,16 @@ impl Browser {
     }
 
     /// Waits until the JavaScript expression `condition` is true in the page, looking again every
-    /// 25 ms; after 10 s fails naming `what` was awaited. A page that is being replaced (a form
-    /// submitted, a link followed) counts as not yet.
+    /// 25 ms; after 10 s fails naming `what` was awaited, with a screenshot of the page. A page
+    /// that is being replaced (a form submitted, a link followed) counts as not yet.
     pub async fn wait_for(&self, what: &str, condition: &str) {
+        self.wait_for_within(what, condition, WAIT).await;
+    }
+
+    /// [`Browser::wait_for`], failing after `limit`.
+    pub async fn wait_for_within(&self, what: &str, condition: &str, limit: Duration) {
         let script = format!("return !!({condition});");
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + limit;
         loop {
             let seen = match self.client.execute(&script, Vec::new()).await {
                 Ok(Value::Bool(true)) => return,
@@ -384,7 +389,7 @@ impl Browser {
             if Instant::now() > deadline {
                 let shot = self.screenshot(&format!("timeout-{}", slug(what))).await;
                 panic!(
-                    "waited {WAIT:?} for {what} ({condition}) on {}; last seen: {seen}; the page is in {}",
+                    "waited {limit:?} for {what} ({condition}) on {}; last seen: {seen}; the page is in {}",
                     self.url().await,
                     shot.display()
                 );

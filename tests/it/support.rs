@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod browser;
 pub mod harness;
 
 /// The templates the runbooks' customer campaigns render: rendered per recipient, with a context

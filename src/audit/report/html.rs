@@ -76,7 +76,7 @@ pub(super) fn write(facts: &Facts, integrity: &Integrity) -> String {
     updates(&mut out, facts);
     super::campaigns::html(&mut out, &facts.campaigns);
     verification(&mut out, facts, integrity);
-    out.push_str("</body>\n</html>\n");
+    out.push_str("</main>\n</body>\n</html>\n");
     out
 }
 
@@ -100,7 +100,8 @@ fn summary(out: &mut String, facts: &Facts) {
     if let Some(problem) = &facts.runbook_problem {
         let _ = writeln!(out, "<p class=\"note\">{}.</p>", escape(problem));
     }
-    let _ = writeln!(out, "</header>\n<section class=\"keep\">\n<h2>Summary</h2>\n<table>");
+    // The header is the page's banner; everything after it is its one main landmark.
+    let _ = writeln!(out, "</header>\n<main>\n<section class=\"keep\">\n<h2>Summary</h2>\n<table>");
     let title = facts.runbook_title.as_deref().map(|t| format!("{} ", escape(t))).unwrap_or_default();
     let version = facts.runbook_version.as_deref().map(|v| format!(", version {}", escape(v))).unwrap_or_default();
     row(out, "Runbook", &format!("{title}(<code>{}</code>){version}", escape(&facts.runbook_id)));

@@ -1,17 +1,18 @@
-//! The HTML report in a real browser: a crowded incident (eight relaxations, four of them in the
-//! same minute, long phase names, long status updates) is opened in headless Chromium, which
-//! measures every label of the chart and the status updates' rows. No two labels may overlap, none
-//! may be cut off at the chart's edge, and an update takes a few lines until it is opened.
+//! The HTML report in a real browser (the harness of `support::browser`): a crowded incident (eight
+//! relaxations, four of them in the same minute, long phase names, long status updates) is opened
+//! in headless Chromium, which measures every label of the chart and the status updates' rows. No
+//! two labels may overlap, none may be cut off at the chart's edge, and an update takes a few lines
+//! until it is opened. That report and the reference drill's are held to WCAG 2.2 AA by axe-core.
 
-use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+use std::path::PathBuf;
 
 use phasegate::audit::report::{self, Format};
 use phasegate::engine::event::SYSTEM;
 use phasegate::engine::{Command, Directory};
 
 use super::{Scripted, verified};
-use crate::support::program_or_skip;
+use crate::support::Cli;
+use crate::support::browser::{Browser, WINDOW};
 
 const CROWDED: &str = r#"apiVersion: phasegate/v1
 kind: Runbook
@@ -109,9 +110,8 @@ fn crowded() -> Scripted {
     incident
 }
 
-/// What the browser measured: one line per problem, then the numbers.
-const MEASURE: &str = r#"<script>
-(() => {
+/// What the browser measures: one line per problem, then the numbers.
+const MEASURE: &str = r#"
   const lines = [];
   const svg = document.querySelector('.chart svg');
   const frame = svg.getBoundingClientRect();
@@ -137,68 +137,36 @@ const MEASURE: &str = r#"<script>
   lines.push('update rows ' + rows.length);
   lines.push('tallest update row ' + Math.ceil(Math.max(0, ...rows.map(r => r.getBoundingClientRect().height))));
   lines.push('page width ' + document.documentElement.scrollWidth);
-  const out = document.createElement('pre');
-  out.id = 'measured';
-  out.textContent = lines.join('\n');
-  document.body.append(out);
-})();
-</script>
+  return lines.join('\n');
 "#;
 
-/// Runs headless Chromium on `page` with `args`, in a profile of its own under `dir`.
-fn chromium(program: &Path, dir: &Path, page: &Path, args: &[&str]) -> String {
-    let profile = dir.join("profile");
-    let output = Process::new("timeout")
-        .arg("120")
-        .arg(program)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--window-size=1280,1600")
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs");
-    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("chromium writes UTF-8")
+/// Writes `html` as `NAME.html` under target/tmp, to be looked at, and gives its `file://` address.
+fn kept(name: &str, html: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-in-a-browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join(format!("{name}.html"));
+    std::fs::write(&page, html).unwrap();
+    format!("file://{}", page.display())
 }
 
-#[test]
-fn the_html_report_has_no_overlapping_labels_in_a_browser() {
-    let Some(program) = program_or_skip(
-        &["chromium", "chromium-browser", "google-chrome"],
-        "Chromium (a headless browser that measures the report's chart)",
-        "as root, `apt-get install chromium`",
-    ) else {
-        return;
-    };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_has_no_overlapping_labels_in_a_browser() {
+    let Some(browser) = Browser::open_or_skip().await else { return };
     let incident = crowded();
     let relaxed = incident.events().iter().filter(|e| e.kind.name() == "control_relaxed").count();
     assert_eq!(relaxed, 8, "the script relaxes eight controls");
     let html = report::render(incident.events(), &verified(incident.events()), Format::Html).unwrap();
     assert!(html.contains(LAST_LINE), "every update's whole text is in the report");
 
-    // Kept under target/tmp to be looked at: the report, and a screenshot of it.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-in-a-browser");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let page = dir.join("report.html");
-    std::fs::write(&page, &html).unwrap();
-    let screenshot = dir.join("report.png");
-    chromium(&program, &dir, &page, &[&format!("--screenshot={}", screenshot.display())]);
-
-    let measured_page = dir.join("measured.html");
-    std::fs::write(&measured_page, html.replace("</body>", &format!("{MEASURE}</body>"))).unwrap();
-    let dom = chromium(&program, &dir, &measured_page, &["--dump-dom"]);
-    let measured = dom
-        .split_once("<pre id=\"measured\">")
-        .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(text, _)| text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
-        .unwrap_or_else(|| panic!("the measuring script did not run; the page was:\n{dom}"));
+    let page = kept("crowded", &html);
+    browser.open(&page).await;
+    let screenshot = browser.screenshot("report-crowded").await;
+    let measured = browser.script(MEASURE).await.as_str().expect("the measures, as text").to_string();
     let number = |name: &str| -> f64 {
         let line = measured.lines().find_map(|line| line.strip_prefix(name)).unwrap_or_else(|| panic!("{measured}"));
         line.trim().parse().unwrap()
     };
-    let look = format!("the report and its screenshot are in {}", dir.display());
+    let look = format!("the report is {page}, its screenshot {}", screenshot.display());
     let problems: Vec<&str> =
         measured.lines().filter(|line| line.starts_with("overlap") || line.starts_with("cut off")).collect();
     assert!(problems.is_empty(), "{} problems in the chart ({look}):\n{}", problems.len(), problems.join("\n"));
@@ -208,5 +176,29 @@ fn the_html_report_has_no_overlapping_labels_in_a_browser() {
     assert_eq!(number("update rows "), sent as f64, "a row for each update ({look})");
     // Forty lines of text each, shown as their first lines until opened.
     assert!(number("tallest update row ") <= 100.0, "an update takes a few lines ({look}):\n{measured}");
-    assert!(number("page width ") <= 1280.0, "nothing is wider than the window ({look}):\n{measured}");
+    assert!(number("page width ") <= f64::from(WINDOW.0), "nothing is wider than the window ({look}):\n{measured}");
+
+    let found = browser.axe().await;
+    assert!(found.is_empty(), "{found}\n({look})");
+    assert!(found.passed >= 10, "axe-core checked the report's content: {found}");
+    // Of axe's best practices, the landmarks: a banner and one main, holding everything.
+    let landmarks = browser.axe_rules(&["region", "landmark-one-main", "landmark-no-duplicate-banner"]).await;
+    assert!(landmarks.is_empty(), "{landmarks}\n({look})");
+}
+
+/// The reference drill's own report, as `phasegate drill` writes it: no accessibility problem
+/// that axe-core finds, and kept as a screenshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_drills_report_passes_axe_in_a_browser() {
+    let Some(browser) = Browser::open_or_skip().await else { return };
+    let out = tempfile::tempdir().unwrap();
+    Cli::new().args(["drill", "-q", "drills/retail-breach.yaml", "--out"]).args([out.path()]).succeeds();
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    let page = kept("retail-breach-drill", &html);
+    browser.open(&page).await;
+    assert!(browser.text("h1").await.starts_with("Post-incident report: "), "{page}");
+    let screenshot = browser.screenshot("report-retail-breach-drill").await;
+    let found = browser.axe().await;
+    assert!(found.is_empty(), "{found}\n(the report is {page}, its screenshot {})", screenshot.display());
+    assert!(found.passed >= 10, "axe-core checked the report's content: {found}");
 }

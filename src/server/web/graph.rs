@@ -15,7 +15,7 @@ const COLUMN_GAP: u32 = 36;
 const ROW_GAP: u32 = 14;
 const MARGIN: u32 = 4;
 /// Characters of a title that fit a node.
-const TITLE_CHARS: usize = 22;
+const TITLE_CHARS: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct Graph {

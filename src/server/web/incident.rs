@@ -201,7 +201,7 @@ pub fn context(
             json!({
                 "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
                 "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
-                "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)),
+                "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),
             })
         })
         .collect();
@@ -235,7 +235,8 @@ pub fn context(
             let title = step.title.clone().unwrap_or_else(|| step.id.clone());
             let slug = slug(&format!("{}-{}", phase.id, step.id));
             if let Action::Manual { instructions, assignee, evidence, outputs } = &step.action
-                && state.status == StepStatus::Running
+                && status == PhaseStatus::Running
+                && matches!(state.status, StepStatus::Pending | StepStatus::Running)
             {
                 let can = may(Command::CompleteStep {
                     phase: phase.id.clone(),
@@ -551,6 +552,80 @@ pub async fn send_update<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile text in a runbook, a note, evidence and a webhook's alert renders as text.
+    #[test]
+    fn hostile_text_renders_inert() {
+        let yaml = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: hostile
+title: "<script>alert(1)</script>"
+roles:
+  commander: {}
+phases:
+  - id: contain
+    title: "\"><img src=x onerror=alert(2)>"
+    steps:
+      - id: isolate
+        manual: { instructions: "javascript:alert(4)", assignee: commander, outputs: [ticket] }
+      - id: other
+        title: "<a href=\"javascript:alert(3)\">x</a>"
+        manual: { instructions: "<svg onload=alert(5)>", assignee: commander }
+"#;
+        let runbook = crate::runbook::parse(yaml, &crate::render::Catalog::built_in()).unwrap();
+        let directory = Directory::with(&[("dana", &["commander"])]);
+        let at = DateTime::parse_from_rfc3339("2026-12-05T03:00:00Z").unwrap().with_timezone(&Utc);
+        let start =
+            Command::Start { incident: "inc-1".into(), runbook_text: yaml.into(), inputs: BTreeMap::new(), key: None };
+        let mut events =
+            decide(&runbook, &directory, None, &Request { actor: "dana".into(), at, command: start }).unwrap().events;
+        let mut incident = Incident::from_events(&events).unwrap();
+        let hostile = [
+            Command::Note { text: "<script>alert(6)</script>".into() },
+            Command::CompleteStep {
+                phase: "contain".into(),
+                step: "isolate".into(),
+                evidence: Some("\"><img src=x onerror=alert(7)>".into()),
+                outputs: BTreeMap::from([("ticket".to_string(), Value::String("<b>8</b>".into()))]),
+            },
+        ];
+        for command in hostile {
+            let decision =
+                decide(&runbook, &directory, Some(&incident), &Request { actor: "dana".into(), at, command }).unwrap();
+            for event in decision.events {
+                incident.apply(&event);
+                events.push(event);
+            }
+        }
+        let pages = crate::render::web::Pages::built_in().unwrap();
+        let page = context(&runbook, &incident, &events, &directory, "dana", &View { kind: None, page: 1 }, at);
+        let html = super::super::render(
+            &pages,
+            "web/incident.html",
+            Some(("dana", "tok")),
+            None,
+            "",
+            "<script>x</script>",
+            page,
+        )
+        .unwrap();
+        for injected in
+            ["<script>alert", "<img src=x", "<svg onload", "href=\"javascript:", "<b>8</b>", "<a href=\"javascript"]
+        {
+            assert!(!html.contains(injected), "`{injected}` reached the page as markup");
+        }
+        for shown in [
+            "&lt;a href=&quot;javascript:alert(3)&quot;&gt;",
+            "&lt;script&gt;alert(1)&lt;&#x2F;script&gt;",
+            "&lt;svg onload=alert(5)&gt;",
+            "&lt;script&gt;alert(6)",
+        ] {
+            let shown = shown.replace("&#x2F;", "/");
+            assert!(html.contains(&shown), "`{shown}` is shown as text");
+        }
+        assert!(!html.contains("<script>") || html.matches("<script").count() == 1, "only the layout's own script tag");
+        assert!(html.contains("<script src=\"/assets/app.js\" defer></script>"));
+    }
 
     #[test]
     fn the_timeline_view_takes_a_kind_and_a_page_and_nothing_else() {

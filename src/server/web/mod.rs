@@ -124,15 +124,8 @@ impl<S: Store> App<S> {
     /// flash message, which section is current) and `page`'s.
     pub fn page(&self, name: &str, signed: Option<&Signed>, nav: &str, title: &str, page: Value) -> Page {
         let flash = signed.and_then(|signed| self.sessions.take_flash(signed));
-        let context = Layout {
-            title,
-            nav,
-            person: signed.map(|s| s.person.as_str()),
-            csrf: signed.map(|s| s.csrf.as_str()),
-            flash: flash.as_ref(),
-            page,
-        };
-        match self.pages.render(name, &context) {
+        let who = signed.map(|s| (s.person.as_str(), s.csrf.as_str()));
+        match render(&self.pages, name, who, flash.as_ref(), nav, title, page) {
             Ok(html) => Ok(html_response(StatusCode::OK, html)),
             Err(error) => Err(self.error_page(StatusCode::INTERNAL_SERVER_ERROR, signed, "The page failed", &{
                 tracing::error!(%error, "a dashboard page failed to render");
@@ -174,6 +167,21 @@ fn heading(status: StatusCode) -> String {
         StatusCode::INTERNAL_SERVER_ERROR => "The server failed".into(),
         other => other.canonical_reason().unwrap_or("Error").into(),
     }
+}
+
+/// Renders page `name` in the layout: `who` is the signed-in person and the session's CSRF
+/// token, `nav` the current section.
+pub fn render(
+    pages: &crate::render::web::Pages,
+    name: &str,
+    who: Option<(&str, &str)>,
+    flash: Option<&Flash>,
+    nav: &str,
+    title: &str,
+    page: Value,
+) -> Result<String, crate::render::Error> {
+    let context = Layout { title, nav, person: who.map(|w| w.0), csrf: who.map(|w| w.1), flash, page };
+    pages.render(name, &context)
 }
 
 #[derive(Serialize)]

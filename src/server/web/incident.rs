@@ -339,20 +339,37 @@ pub fn context(
 
 /// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
 fn timeline(events: &[Event], view: &View) -> Value {
-    let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
+    // One pass counts every kind and the events shown; only the page's events are then visited
+    // again. Kinds' names are `&'static str`s from one `match`, so the same kind is the same
+    // pointer: the last one found is tried first (a log is mostly runs of one kind).
+    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+    let mut last = 0;
+    let mut total: usize = 0;
     for event in events {
-        *kinds.entry(event.kind.name()).or_default() += 1;
+        let name = event.kind.name();
+        if kinds.get(last).is_none_or(|(kind, _)| !std::ptr::eq(*kind, name)) {
+            last = match kinds.iter().position(|(kind, _)| *kind == name) {
+                Some(found) => found,
+                None => {
+                    kinds.push((name, 0));
+                    kinds.len() - 1
+                }
+            };
+        }
+        kinds[last].1 += 1;
+        if view.kind.as_deref().is_none_or(|kind| kind == name) {
+            total += 1;
+        }
     }
-    let chosen: Vec<(usize, &Event)> = events
+    kinds.sort_unstable();
+    let shown = |event: &&Event| view.kind.as_deref().is_none_or(|kind| event.kind.name() == kind);
+    let pages = total.div_ceil(TIMELINE_PAGE).max(1);
+    let page = view.page.min(pages);
+    let entries: Vec<Value> = events
         .iter()
         .enumerate()
         .rev()
-        .filter(|(_, event)| view.kind.as_deref().is_none_or(|kind| event.kind.name() == kind))
-        .collect();
-    let pages = chosen.len().div_ceil(TIMELINE_PAGE).max(1);
-    let page = view.page.min(pages);
-    let entries: Vec<Value> = chosen
-        .iter()
+        .filter(|(_, event)| shown(event))
         .skip((page - 1) * TIMELINE_PAGE)
         .take(TIMELINE_PAGE)
         .map(|(index, event)| {
@@ -367,7 +384,7 @@ fn timeline(events: &[Event], view: &View) -> Value {
         format!("?{kind}page={page}#timeline")
     };
     json!({
-        "entries": entries, "page": page, "pages": pages, "total": chosen.len(), "all": events.len(),
+        "entries": entries, "page": page, "pages": pages, "total": total, "all": events.len(),
         "kind": view.kind, "kinds": kinds.iter().map(|(kind, count)| json!({ "kind": kind, "count": count })).collect::<Vec<_>>(),
         "newer": (page > 1).then(|| link(page - 1)), "older": (page < pages).then(|| link(page + 1)),
     })

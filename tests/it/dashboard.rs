@@ -392,6 +392,9 @@ async fn a_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing()
     dashboard.stop().await;
 }
 
+/// An action's URL, its fields, and what its refusal names.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Every action the pages offer, posted by someone the runbook does not let do it: refused with
 /// the engine's reason on the page, and nothing recorded. The page does not offer the form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +414,7 @@ async fn each_action_is_refused_for_a_person_without_the_role() {
         assert!(!shown.contains(offered), "Tom is not offered {offered}");
     }
     let before = dashboard.by_people(&id).await;
-    let refused = async |browser: &mut Browser, cases: Vec<(String, Vec<(&str, &str)>, &str)>| {
+    let refused = async |browser: &mut Browser, cases: Vec<Case>| {
         for (action, fields, role) in cases {
             let landed = browser.act(&page, &action, &fields).await;
             let said = flash(&landed).unwrap_or_else(|| panic!("{action}: no flash")).to_string();

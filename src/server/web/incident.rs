@@ -41,7 +41,7 @@ pub async fn list<S: Store>(
     let state = query.iter().find(|(name, _)| name == "state").map_or("open", |(_, value)| value.as_str());
     let Some(filter) = StateFilter::parse(state) else {
         let why = "`state` must be `open`, `closed` or `all`";
-        return Err(app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", why));
+        return Err(app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", why).into());
     };
     let summaries = app.runtime.store().incidents().await.map_err(|error| app.runtime_error(&signed, error.into()))?;
     let mut rows = Vec::new();
@@ -421,7 +421,7 @@ pub async fn preview<S: Store>(
     let loaded = app.runtime.load(&id).await.map_err(|error| app.runtime_error(&signed, error))?;
     let Some(model) = loaded.runbook.audiences().iter().find(|a| a.id == audience) else {
         let why = format!("runbook `{}` has no audience `{audience}`", loaded.runbook.id());
-        return Err(app.error_page(StatusCode::NOT_FOUND, Some(&signed), "Not found", &why));
+        return Err(app.error_page(StatusCode::NOT_FOUND, Some(&signed), "Not found", &why).into());
     };
     let catalog = app.runtime.templates();
     let context =

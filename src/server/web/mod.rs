@@ -117,7 +117,22 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// What a page handler answers: the page, or an error page (or a redirect) already rendered.
-pub type Page = Result<Response, Response>;
+pub type Page = Result<Response, Answered>;
+
+/// An error page or a redirect answered instead of a page (boxed: a response is large).
+pub struct Answered(Box<Response>);
+
+impl From<Response> for Answered {
+    fn from(response: Response) -> Answered {
+        Answered(Box::new(response))
+    }
+}
+
+impl IntoResponse for Answered {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
 
 impl<S: Store> App<S> {
     /// Renders page `name` with the layout's variables (who is signed in, the CSRF token, the
@@ -127,10 +142,11 @@ impl<S: Store> App<S> {
         let who = signed.map(|s| (s.person.as_str(), s.csrf.as_str()));
         match render(&self.pages, name, who, flash.as_ref(), nav, title, page) {
             Ok(html) => Ok(html_response(StatusCode::OK, html)),
-            Err(error) => Err(self.error_page(StatusCode::INTERNAL_SERVER_ERROR, signed, "The page failed", &{
+            Err(error) => {
                 tracing::error!(%error, "a dashboard page failed to render");
-                "the server could not render this page; its log says why".to_string()
-            })),
+                let why = "the server could not render this page; its log says why";
+                Err(self.error_page(StatusCode::INTERNAL_SERVER_ERROR, signed, "The page failed", why).into())
+            }
         }
     }
 

@@ -214,7 +214,7 @@ pub async fn export<S: Store>(State(app): State<Arc<App<S>>>, signed: Signed, Pa
     if let Err(error) = audit::export_stored(app.runtime.store(), &summary, &mut out).await {
         tracing::error!(%error, "an export failed");
         let why = "the export could not be written; the server's log says why";
-        return Err(app.error_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&signed), "The server failed", why));
+        return Err(app.error_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&signed), "The server failed", why).into());
     }
     let file: String =
         id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();

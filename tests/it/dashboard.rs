@@ -479,6 +479,7 @@ async fn each_action_is_refused_for_a_person_without_the_role() {
     let landed =
         lee.act(&page, &format!("{base}/approve"), &[("phase", "relax"), ("gate", "lift"), ("note", "ok")]).await;
     assert_eq!(flash(&landed), Some("Approved `relax/lift`."));
+    assert!(landed.contains("Who can unblock it: anyone configured (the step names no assignee)"), "{landed}");
     let before: Vec<(String, String)> = Vec::new();
 
     // Recorded as the CLI records them: the same events, the person as actor.

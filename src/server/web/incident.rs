@@ -198,7 +198,17 @@ pub fn context(
                 }
                 _ => None,
             };
+            // A manual step that names no assignee is anyone's to mark done.
+            let anyone = blocker.kind == "step"
+                && blocker.roles.is_empty()
+                && blocker.what.split_once('/').is_some_and(|(phase, step)| {
+                    runbook
+                        .phase(phase)
+                        .and_then(|phase| phase.step(step))
+                        .is_some_and(|step| matches!(step.action, Action::Manual { .. }))
+                });
             json!({
+                "anyone": anyone,
                 "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
                 "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
                 "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),

@@ -24,7 +24,7 @@
         el.textContent = span((at - now) / 1000) + " left";
         el.classList.remove("overdue");
       } else {
-        el.textContent = "OVERDUE — overdue by " + span((now - at) / 1000);
+        el.textContent = "OVERDUE by " + span((now - at) / 1000);
         el.classList.add("overdue");
         var box = el.closest("li");
         if (box) { box.classList.add("overdue-box"); }

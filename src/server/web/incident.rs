@@ -402,7 +402,7 @@ fn timeline(events: &[Event], view: &View) -> Value {
 
 /// How long until `at`, or how long past it.
 fn left(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    if at > now { format!("{} left", duration(at - now)) } else { format!("overdue by {}", duration(now - at)) }
+    if at > now { format!("{} left", duration(at - now)) } else { format!("OVERDUE by {}", duration(now - at)) }
 }
 
 fn duration(span: chrono::Duration) -> String {
@@ -671,7 +671,7 @@ phases:
     fn times_left_and_past_read_plainly() {
         let now = DateTime::parse_from_rfc3339("2026-12-05T03:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(left(now + chrono::Duration::minutes(90), now), "1h 30m left");
-        assert_eq!(left(now - chrono::Duration::seconds(45), now), "overdue by 45s");
+        assert_eq!(left(now - chrono::Duration::seconds(45), now), "OVERDUE by 45s");
         assert_eq!(duration(chrono::Duration::hours(50)), "2d 2h");
         assert_eq!(slug("contain/Approval 2"), "contain-approval-2");
     }

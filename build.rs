@@ -27,4 +27,27 @@ fn main() {
     code.push(']');
     let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("built_in_templates.rs");
     std::fs::write(out, code).expect("OUT_DIR is writable");
+
+    // The dashboard's pages: `templates/web/*.html`, named `web/NAME.html`.
+    let web = dir.join("web");
+    println!("cargo::rerun-if-changed={}", web.display());
+    let mut pages: Vec<String> = std::fs::read_dir(&web)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.path().is_file())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".html"))
+                .collect()
+        })
+        .unwrap_or_default();
+    pages.sort();
+    let mut code = String::from("&[\n");
+    for name in pages {
+        let path = web.join(&name);
+        let _ = writeln!(code, "    (\"web/{name}\", include_str!({:?})),", path.display().to_string());
+    }
+    code.push(']');
+    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("built_in_pages.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
 }

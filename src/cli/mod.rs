@@ -82,7 +82,7 @@ enum Command {
     Drill(drill::Args),
     /// Write the post-incident report (Markdown or a self-contained HTML page).
     Report(report::Args),
-    /// Serve the REST API and webhooks, with the runtime loop in the same process.
+    /// Serve the dashboard, the REST API and webhooks, with the runtime loop in the same process.
     Serve(serve::Args),
     /// Make an API token for a person; prints it once, and the configuration that accepts it.
     Token(token::Args),

@@ -36,6 +36,50 @@ pub(super) struct File {
     tokens: BTreeMap<String, TokenFile>,
     #[serde(default)]
     sources: BTreeMap<String, Source>,
+    #[serde(default)]
+    sessions: SessionsFile,
+}
+
+/// The dashboard's sign-in sessions: how long one lasts idle and at most, and whether its cookie
+/// is `Secure` (always when set; otherwise when the request came through a TLS proxy that says so
+/// with `X-Forwarded-Proto: https`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsFile {
+    #[serde(default, deserialize_with = "idle")]
+    idle: Option<Duration>,
+    #[serde(default, deserialize_with = "absolute")]
+    absolute: Option<Duration>,
+    #[serde(default)]
+    secure: bool,
+}
+
+fn idle<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("sessions.idle", deserializer)
+}
+
+fn absolute<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("sessions.absolute", deserializer)
+}
+
+/// A dashboard session ends after this long without a request, unless configured otherwise.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// And after this long whatever it does.
+pub const SESSION_ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The dashboard's sessions, as configured (`server.sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sessions {
+    pub idle: Duration,
+    pub absolute: Duration,
+    /// Every session cookie is `Secure` (the server is reached over TLS, through a proxy).
+    pub secure: bool,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions { idle: SESSION_IDLE, absolute: SESSION_ABSOLUTE, secure: false }
+    }
 }
 
 fn header_timeout<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -102,6 +146,8 @@ pub struct Server {
     pub tokens: Vec<Token>,
     /// Webhook sources by name, as `POST /hooks/{source}` names them.
     pub sources: BTreeMap<String, Source>,
+    /// The dashboard's sign-in sessions.
+    pub sessions: Sessions,
 }
 
 impl File {
@@ -148,6 +194,16 @@ impl File {
                 "`server.header_timeout` and `server.request_timeout` must be more than zero".into(),
             ));
         }
-        Ok(Server { listen, max_body, header_timeout, request_timeout, tokens, sources: self.sources })
+        let sessions = Sessions {
+            idle: self.sessions.idle.unwrap_or(SESSION_IDLE),
+            absolute: self.sessions.absolute.unwrap_or(SESSION_ABSOLUTE),
+            secure: self.sessions.secure,
+        };
+        if sessions.idle.is_zero() || sessions.absolute < sessions.idle {
+            return Err(Error::Invalid(
+                "`server.sessions.idle` must be more than zero and no longer than `server.sessions.absolute`".into(),
+            ));
+        }
+        Ok(Server { listen, max_body, header_timeout, request_timeout, tokens, sources: self.sources, sessions })
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod campaign;
 pub mod context;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod view;
+pub mod web;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -50,6 +51,12 @@ pub struct App<S> {
     /// The received deliveries waiting for the runbooks' triggers: the server stores deliveries
     /// and rings its bell, the runtime applies them.
     pub inbox: Inbox,
+    /// The dashboard's pages (built in, overridden from the template directory's `web/`).
+    pub pages: crate::render::web::Pages,
+    /// The dashboard's signed-in sessions, in memory.
+    pub sessions: web::session::Sessions,
+    /// Set when the server begins to stop: live pages' event streams end.
+    pub stopping: watch::Sender<bool>,
 }
 
 impl<S: Store> App<S> {
@@ -78,7 +85,16 @@ impl<S: Store> App<S> {
             );
         }
         let inbox = Inbox::new(Arc::clone(&runbooks));
+        let pages = match &config.templates {
+            Some(dir) => crate::render::web::Pages::with_dir(dir),
+            None => crate::render::web::Pages::built_in(),
+        }
+        .map_err(|error| anyhow::anyhow!("the dashboard's pages cannot be loaded: {error}"))?;
+        let sessions = web::session::Sessions::new(config.server.sessions);
         Ok(App {
+            pages,
+            sessions,
+            stopping: watch::channel(false).0,
             runtime,
             config,
             metrics: Metrics::new(),
@@ -145,6 +161,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/incidents/{id}/updates/{audience}", get(api::render_update::<S>).post(api::send_update::<S>))
         .route("/api/v1/webhooks/{source}/deliveries/{id}", get(webhooks::receipt::<S>))
         .route("/hooks/{source}", post(webhooks::receive::<S>))
+        .merge(web::router(Arc::clone(&app)))
         .fallback(|| async { ApiError::not_found("no such route; `/openapi.json` lists them") })
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests::<S>))
         .layer(DefaultBodyLimit::max(max_body))
@@ -290,6 +307,12 @@ pub async fn serve<S: Store>(
     let applying = Arc::clone(&app);
     let stopped = stop.subscribe();
     let inbox = tokio::spawn(async move { applying.inbox.run(&applying.runtime, interval, stopped).await });
+    let stopping = Arc::clone(&app);
+    let shutdown = async move {
+        shutdown.await;
+        // Live pages' event streams end, so that the connections they hold can close.
+        stopping.stopping.send_replace(true);
+    };
     accept(listener, router(Arc::clone(&app)), app.config.server.header_timeout, shutdown).await;
     app.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);

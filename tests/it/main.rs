@@ -11,6 +11,7 @@ mod campaign_list;
 mod campaign_test_send;
 mod cli;
 mod crash;
+mod dashboard;
 mod diagnostics;
 mod docs;
 mod drills;

@@ -1,0 +1,678 @@
+//! The incidents list, one incident's page, and the actions on it. Each action is a plain form
+//! posted with the session's CSRF token, decided by the engine as the signed-in person through
+//! `Runtime::submit` (the events and the actor are those the API and the CLI record), then
+//! answered with a redirect back to the page and a flash message: what was done, or the
+//! engine's reason for refusing. A page offers only the actions the engine would not refuse the
+//! person for want of a role (it decides each on the current state without storing anything);
+//! the server decides again when the form is posted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::session::{Flash, Signed};
+use super::{Page, Posted, graph};
+use crate::engine::blocking::{blockers, who_can_approve};
+use crate::engine::command::CampaignAction;
+use crate::engine::decide::{Error as Refusal, decide};
+use crate::engine::state::{PhaseStatus, StepStatus};
+use crate::engine::{Command, Directory, Event, Incident, Request};
+use crate::render::context::status_context;
+use crate::runbook::Runbook;
+use crate::runbook::model::{Action, GateKind};
+use crate::server::App;
+use crate::server::view::{State as Open, StateFilter, Summary};
+use crate::store::Store;
+
+/// Timeline entries on one page of the incident's page.
+pub const TIMELINE_PAGE: usize = 50;
+
+/// `GET /incidents?state=open|closed|all`: open incidents first, newest first within each.
+pub async fn list<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    signed: Signed,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Page {
+    let state = query.iter().find(|(name, _)| name == "state").map_or("open", |(_, value)| value.as_str());
+    let Some(filter) = StateFilter::parse(state) else {
+        let why = "`state` must be `open`, `closed` or `all`";
+        return Err(app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", why).into());
+    };
+    let summaries = app.runtime.store().incidents().await.map_err(|error| app.runtime_error(&signed, error.into()))?;
+    let mut rows = Vec::new();
+    let now = Utc::now();
+    for summary in summaries.into_iter().map(Summary::from).filter(|summary| filter.admits(summary.state)) {
+        let mut row = json!({
+            "id": summary.id, "runbook": summary.runbook_id, "state": summary.state,
+            "started_at": when(summary.started_at), "updated_at": when(summary.updated_at),
+            "closed_at": summary.closed_at.map(when), "severity": Value::Null, "title": summary.runbook_id,
+            "phases": [], "blockers": 0, "overdue": 0, "relaxed": 0, "sort": summary.started_at.timestamp(),
+        });
+        if summary.state == Open::Open {
+            let loaded = app.runtime.load(&summary.id).await.map_err(|error| app.runtime_error(&signed, error))?;
+            let (runbook, incident) = (&loaded.runbook, &loaded.incident);
+            row["severity"] = severity(incident);
+            row["title"] = json!(runbook.title());
+            row["phases"] = json!(
+                runbook
+                    .phases()
+                    .iter()
+                    .filter(|phase| {
+                        matches!(
+                            incident.phase(&phase.id).status,
+                            PhaseStatus::Ready | PhaseStatus::Running | PhaseStatus::Failed
+                        )
+                    })
+                    .map(|phase| json!({
+                        "id": phase.id, "title": phase.title.as_deref().unwrap_or(&phase.id),
+                        "state": incident.phase(&phase.id).status.as_str(),
+                    }))
+                    .collect::<Vec<_>>()
+            );
+            row["blockers"] = json!(blockers(runbook, incident).len());
+            let open: Vec<_> = incident.open_relaxations().collect();
+            row["relaxed"] = json!(open.len());
+            row["overdue"] = json!(open.iter().filter(|r| r.overdue || r.expires_at <= now).count());
+        }
+        rows.push(row);
+    }
+    // Open first, then newest first.
+    rows.sort_by_key(|row| (row["state"] != "open", std::cmp::Reverse(row["sort"].as_i64().unwrap_or(0))));
+    let page = json!({ "incidents": rows, "filter": state });
+    app.page("web/incidents.html", Some(&signed), "incidents", "Incidents", page)
+}
+
+fn severity(incident: &Incident) -> Value {
+    incident.inputs.get("severity").cloned().unwrap_or(Value::Null)
+}
+
+/// A time as the dashboard shows it: `2026-12-05 03:45:08 UTC`.
+pub fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// What the timeline shows: events of one kind (or all), a page of them, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub kind: Option<String>,
+    pub page: usize,
+}
+
+impl View {
+    /// From the query: `kind=EVENT_TYPE` and `page=N` (from 1).
+    pub fn parse(query: &[(String, String)]) -> Result<View, String> {
+        let mut view = View { kind: None, page: 1 };
+        for (name, value) in query {
+            match name.as_str() {
+                "kind" if value.is_empty() || value == "all" => view.kind = None,
+                "kind" => {
+                    if !value.chars().all(|c| c.is_ascii_lowercase() || c == '_') || value.len() > 40 {
+                        return Err("`kind` must be an event type such as `approval_given`".into());
+                    }
+                    view.kind = Some(value.clone());
+                }
+                "page" => {
+                    view.page = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|page| (1..=1_000_000).contains(page))
+                        .ok_or_else(|| "`page` must be a whole number from 1".to_string())?;
+                }
+                _ => return Err("this page takes `kind` and `page` only".into()),
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// `GET /incidents/{id}?kind=&page=`.
+pub async fn page<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Page {
+    let view = View::parse(&query)
+        .map_err(|why| app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", &why))?;
+    let loaded = app.runtime.load(&id).await.map_err(|error| app.runtime_error(&signed, error))?;
+    let page = context(
+        &loaded.runbook,
+        &loaded.incident,
+        &loaded.events,
+        app.runtime.directory(),
+        &signed.person,
+        &view,
+        Utc::now(),
+    );
+    let title = format!("{} · {}", loaded.incident.id, loaded.runbook.title());
+    app.page("web/incident.html", Some(&signed), "incidents", &title, page)
+}
+
+/// Whether the engine would take `command` from `person` now, as far as rights go: it is
+/// decided on the current state and nothing is stored. Refusals for other reasons (a reason
+/// missing, the phase not finished) still offer the form, whose answer then says why.
+pub fn offered(runbook: &Runbook, directory: &Directory, incident: &Incident, person: &str, command: Command) -> bool {
+    if incident.closed.is_some() {
+        return false;
+    }
+    let request = Request { actor: person.to_string(), at: incident.updated_at, command };
+    !matches!(
+        decide(runbook, directory, Some(incident), &request),
+        Err(Refusal::MissingRole { .. }
+            | Refusal::NobodyMay { .. }
+            | Refusal::UnknownActor(_)
+            | Refusal::FourEyes { .. }
+            | Refusal::AlreadyApproved { .. }
+            | Refusal::Closed(_))
+    )
+}
+
+/// Everything the incident's page shows, for `person` (whose rights decide the forms offered).
+pub fn context(
+    runbook: &Runbook,
+    incident: &Incident,
+    events: &[Event],
+    directory: &Directory,
+    person: &str,
+    view: &View,
+    now: DateTime<Utc>,
+) -> Value {
+    let may = |command: Command| offered(runbook, directory, incident, person, command);
+    let blocking: Vec<Value> = blockers(runbook, incident)
+        .iter()
+        .map(|blocker| {
+            let people = who_can_approve(runbook, incident, directory, blocker);
+            let form = match blocker.kind {
+                "approval" => {
+                    may(Command::Approve { phase: blocker.phase.clone(), gate: Some(blocker.what.clone()), note: None })
+                        .then_some("approve")
+                }
+                "signal" => {
+                    may(Command::Signal { phase: blocker.phase.clone(), gate: blocker.what.clone(), note: None })
+                        .then_some("signal")
+                }
+                _ => None,
+            };
+            // A manual step that names no assignee is anyone's to mark done.
+            let anyone = blocker.kind == "step"
+                && blocker.roles.is_empty()
+                && blocker.what.split_once('/').is_some_and(|(phase, step)| {
+                    runbook
+                        .phase(phase)
+                        .and_then(|phase| phase.step(step))
+                        .is_some_and(|step| matches!(step.action, Action::Manual { .. }))
+                });
+            json!({
+                "anyone": anyone,
+                "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
+                "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
+                "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),
+            })
+        })
+        .collect();
+
+    let mut gates = Vec::new();
+    let mut manual = Vec::new();
+    let mut failed = Vec::new();
+    let mut campaigns = Vec::new();
+    for phase in runbook.phases() {
+        let status = incident.phase(&phase.id).status;
+        if status == PhaseStatus::Pending {
+            continue;
+        }
+        for gate in phase.gates() {
+            let GateKind::Approval { roles, count, four_eyes } = &gate.kind else { continue };
+            let state = incident.gate(&phase.id, &gate.id);
+            let given: Vec<Value> = state
+                .approvals
+                .iter()
+                .map(|a| json!({ "person": a.person, "role": a.role, "at": when(a.at) }))
+                .collect();
+            let still = (*count as usize).saturating_sub(given.len());
+            gates.push(json!({
+                "phase": phase.id, "gate": gate.id, "roles": roles, "count": count, "four_eyes": four_eyes,
+                "given": given, "still": if state.passed_at.is_some() { 0 } else { still },
+                "passed": state.passed_at.map(when),
+            }));
+        }
+        for step in &phase.steps {
+            let state = incident.step(&phase.id, &step.id);
+            let title = step.title.clone().unwrap_or_else(|| step.id.clone());
+            let slug = slug(&format!("{}-{}", phase.id, step.id));
+            if let Action::Manual { instructions, assignee, evidence, outputs } = &step.action
+                && status == PhaseStatus::Running
+                && matches!(state.status, StepStatus::Pending | StepStatus::Running)
+            {
+                let can = may(Command::CompleteStep {
+                    phase: phase.id.clone(),
+                    step: step.id.clone(),
+                    evidence: Some("-".into()),
+                    outputs: BTreeMap::new(),
+                });
+                manual.push(json!({
+                    "phase": phase.id, "step": step.id, "title": title, "instructions": instructions,
+                    "assignee": assignee, "evidence": evidence, "outputs": outputs, "can": can, "slug": slug,
+                }));
+            }
+            if state.status == StepStatus::Failed {
+                let can = may(Command::Retry { phase: phase.id.clone(), step: step.id.clone(), reason: None });
+                failed.push(json!({
+                    "phase": phase.id, "step": step.id, "title": title, "kind": step.action.kind(),
+                    "attempt": state.attempt, "error": state.error, "can": can, "slug": slug,
+                    "recovery": state.recovery.as_ref().map(|r| json!({
+                        "kind": r.kind.as_str(), "by": r.by, "at": when(r.at), "reason": r.reason,
+                    })),
+                }));
+            }
+            if let Action::Campaign { .. } = &step.action
+                && (state.campaign.is_some() || state.status != StepStatus::Pending)
+            {
+                let progress = state.campaign.clone().unwrap_or_default();
+                let sent = progress.sent + progress.failed;
+                let percent = (sent * 100).checked_div(progress.recipients).unwrap_or(0).min(100);
+                let action = |action: CampaignAction| Command::Campaign {
+                    phase: phase.id.clone(),
+                    step: step.id.clone(),
+                    action,
+                    reason: Some("-".into()),
+                };
+                let running = state.status == StepStatus::Running && progress.finished.is_none();
+                campaigns.push(json!({
+                    "phase": phase.id, "step": step.id, "title": title, "status": state.status.as_str(),
+                    "recipients": progress.recipients, "sent": progress.sent, "failed": progress.failed,
+                    "rejected": progress.rejected, "batches": progress.batches, "batches_done": progress.batches_done,
+                    "percent": percent,
+                    "paused": progress.paused.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
+                    "cancelled": progress.cancelled.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
+                    "finished": progress.finished.is_some(),
+                    "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
+                    "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
+                    "slug": slug,
+                }));
+            }
+        }
+    }
+
+    let relaxations: Vec<Value> = incident
+        .relaxations
+        .values()
+        .map(|r| {
+            let open = r.is_open();
+            let overdue = open && (r.overdue || r.expires_at <= now);
+            let exposure = r.reinstated_at.unwrap_or(now) - r.relaxed_at;
+            json!({
+                "control": r.control, "phase": r.phase, "step": r.step, "reason": r.reason,
+                "relaxed_at": when(r.relaxed_at), "relaxed_by": r.relaxed_by, "expires_at": when(r.expires_at),
+                "expires_iso": r.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "left": left(r.expires_at, now), "overdue": overdue, "open": open,
+                "exposure": duration(exposure), "reinstated_at": r.reinstated_at.map(when),
+                "reinstated_by": r.reinstated_by, "compensating": r.compensating,
+            })
+        })
+        .collect();
+
+    let audiences: Vec<Value> = runbook
+        .audiences()
+        .iter()
+        .map(|audience| {
+            json!({
+                "id": audience.id, "title": audience.title.as_deref().unwrap_or(&audience.id),
+                "last": incident.last_update.get(&audience.id).map(|at| when(*at)),
+                "can_send": may(Command::StatusUpdate { audience: audience.id.clone() }),
+            })
+        })
+        .collect();
+
+    let graph = graph::layout(runbook, Some(incident));
+    let timeline = timeline(events, view);
+    let closed = incident.closed.as_ref().map(|closed| {
+        json!({ "at": when(closed.at), "by": closed.by, "abandoned": closed.abandoned, "reason": closed.reason })
+    });
+    json!({
+        "id": incident.id, "runbook": runbook.id(), "runbook_title": runbook.title(),
+        "runbook_version": incident.runbook_version, "severity": severity(incident),
+        "state": if incident.closed.is_some() { "closed" } else { "open" }, "closed": closed,
+        "started_at": when(incident.started_at), "started_by": incident.started_by,
+        "updated_at": when(incident.updated_at), "version": incident.version,
+        "graph": graph, "blocking": blocking, "gates": gates, "manual": manual, "failed": failed,
+        "campaigns": campaigns, "relaxations": relaxations, "audiences": audiences, "timeline": timeline,
+        "can_note": may(Command::Note { text: "-".into() }),
+        "can_close": may(Command::Close { note: None }),
+        "can_abandon": may(Command::Abandon { reason: "-".into() }),
+    })
+}
+
+/// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
+fn timeline(events: &[Event], view: &View) -> Value {
+    // One pass counts every kind and the events shown; only the page's events are then visited
+    // again. Kinds' names are `&'static str`s from one `match`, so the same kind is the same
+    // pointer: the last one found is tried first (a log is mostly runs of one kind).
+    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+    let mut last = 0;
+    let mut total: usize = 0;
+    for event in events {
+        let name = event.kind.name();
+        if kinds.get(last).is_none_or(|(kind, _)| !std::ptr::eq(*kind, name)) {
+            last = match kinds.iter().position(|(kind, _)| *kind == name) {
+                Some(found) => found,
+                None => {
+                    kinds.push((name, 0));
+                    kinds.len() - 1
+                }
+            };
+        }
+        kinds[last].1 += 1;
+        if view.kind.as_deref().is_none_or(|kind| kind == name) {
+            total += 1;
+        }
+    }
+    kinds.sort_unstable();
+    let shown = |event: &&Event| view.kind.as_deref().is_none_or(|kind| event.kind.name() == kind);
+    let pages = total.div_ceil(TIMELINE_PAGE).max(1);
+    let page = view.page.min(pages);
+    let entries: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, event)| shown(event))
+        .skip((page - 1) * TIMELINE_PAGE)
+        .take(TIMELINE_PAGE)
+        .map(|(index, event)| {
+            json!({
+                "seq": index + 1, "at": when(event.at), "actor": event.actor, "kind": event.kind.name(),
+                "summary": event.summary(),
+            })
+        })
+        .collect();
+    let link = |page: usize| {
+        let kind = view.kind.as_deref().map(|kind| format!("kind={kind}&")).unwrap_or_default();
+        format!("?{kind}page={page}#timeline")
+    };
+    json!({
+        "entries": entries, "page": page, "pages": pages, "total": total, "all": events.len(),
+        "kind": view.kind, "kinds": kinds.iter().map(|(kind, count)| json!({ "kind": kind, "count": count })).collect::<Vec<_>>(),
+        "newer": (page > 1).then(|| link(page - 1)), "older": (page < pages).then(|| link(page + 1)),
+    })
+}
+
+/// How long until `at`, or how long past it.
+fn left(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if at > now { format!("{} left", duration(at - now)) } else { format!("OVERDUE by {}", duration(now - at)) }
+}
+
+fn duration(span: chrono::Duration) -> String {
+    let seconds = span.num_seconds().max(0);
+    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m {}s", seconds % 60),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// An id usable in HTML ids: letters, digits and dashes.
+fn slug(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+/// `GET /incidents/{id}/updates/{audience}`: the next status update for an audience as it would
+/// be sent now, every variant of its template, with the form that sends it.
+pub async fn preview<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    signed: Signed,
+    Path((id, audience)): Path<(String, String)>,
+) -> Page {
+    let loaded = app.runtime.load(&id).await.map_err(|error| app.runtime_error(&signed, error))?;
+    let Some(model) = loaded.runbook.audiences().iter().find(|a| a.id == audience) else {
+        let why = format!("runbook `{}` has no audience `{audience}`", loaded.runbook.id());
+        return Err(app.error_page(StatusCode::NOT_FOUND, Some(&signed), "Not found", &why).into());
+    };
+    let catalog = app.runtime.templates();
+    let context =
+        status_context(&loaded.runbook, &loaded.incident, &loaded.events, &audience, "requested", None, Utc::now());
+    let variants: Vec<Value> = catalog
+        .files(&model.template)
+        .into_iter()
+        .map(|file| match catalog.render(&file, &context) {
+            Ok(text) => json!({ "file": file, "text": text, "error": null }),
+            Err(error) => json!({ "file": file, "text": null, "error": error.to_string() }),
+        })
+        .collect();
+    let (runbook, incident) = (&loaded.runbook, &loaded.incident);
+    let can_send = offered(
+        runbook,
+        app.runtime.directory(),
+        incident,
+        &signed.person,
+        Command::StatusUpdate { audience: audience.clone() },
+    );
+    let page = json!({
+        "id": id, "audience": audience, "title": model.title.as_deref().unwrap_or(&model.id),
+        "template": model.template, "channels": model.channels, "variants": variants, "can_send": can_send,
+        "last": incident.last_update.get(&audience).map(|at| when(*at)),
+    });
+    app.page("web/preview.html", Some(&signed), "incidents", &format!("Update to {audience}"), page)
+}
+
+/// Decides `command` as the signed-in person; back to the incident's page with what happened.
+async fn act<S: Store>(app: &App<S>, posted: &Posted, id: &str, command: Command, done: String) -> Response {
+    let flash = match app.runtime.submit(id, &posted.signed.person, command).await {
+        Ok(_) => Flash::done(done),
+        Err(crate::runtime::Error::Store(crate::store::Error::NotFound { .. })) => {
+            let why = format!("there is no incident `{id}`");
+            return app.error_page(StatusCode::NOT_FOUND, Some(&posted.signed), "Not found", &why);
+        }
+        Err(error @ (crate::runtime::Error::Refused(_) | crate::runtime::Error::Contended { .. })) => {
+            Flash::refused(format!("Refused: {error}"))
+        }
+        Err(error) => return app.runtime_error(&posted.signed, error),
+    };
+    app.sessions.flash(&posted.signed, flash);
+    Redirect::to(&format!("/incidents/{}", super::url_encode(id))).into_response()
+}
+
+pub async fn approve<S: Store>(State(app): State<Arc<App<S>>>, Path(id): Path<String>, posted: Posted) -> Response {
+    let (phase, gate) = (posted.fields.text("phase").unwrap_or_default(), posted.fields.text("gate"));
+    let done = format!("Approved {}.", gate.as_deref().map_or(format!("`{phase}`"), |g| format!("`{phase}/{g}`")));
+    let command = Command::Approve { phase, gate, note: posted.fields.text("note") };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn signal<S: Store>(State(app): State<Arc<App<S>>>, Path(id): Path<String>, posted: Posted) -> Response {
+    let (phase, gate) =
+        (posted.fields.text("phase").unwrap_or_default(), posted.fields.text("gate").unwrap_or_default());
+    let done = format!("Signalled `{phase}/{gate}`.");
+    let command = Command::Signal { phase, gate, note: posted.fields.text("note") };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn note<S: Store>(State(app): State<Arc<App<S>>>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Some(text) = posted.fields.text("text") else {
+        app.sessions.flash(&posted.signed, Flash::refused("Refused: a note needs some text."));
+        return Redirect::to(&format!("/incidents/{}", super::url_encode(&id))).into_response();
+    };
+    act(&app, &posted, &id, Command::Note { text }, "Note added.".into()).await
+}
+
+pub async fn close<S: Store>(State(app): State<Arc<App<S>>>, Path(id): Path<String>, posted: Posted) -> Response {
+    let (command, done) = if posted.fields.get("abandon").is_some() {
+        let reason = posted.fields.text("reason").unwrap_or_default();
+        (Command::Abandon { reason }, "Incident abandoned.".to_string())
+    } else {
+        (Command::Close { note: posted.fields.text("note") }, "Incident closed.".to_string())
+    };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn done<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let outputs: BTreeMap<String, Value> = posted
+        .fields
+        .prefixed("output.")
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| {
+            let value = value.trim();
+            (name.to_string(), serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string())))
+        })
+        .collect();
+    let done = format!("Step `{phase}/{step}` marked done.");
+    let command = Command::CompleteStep { phase, step, evidence: posted.fields.text("evidence"), outputs };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn retry<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let done = format!("Step `{phase}/{step}` will be tried again.");
+    let command = Command::Retry { phase, step, reason: posted.fields.text("reason") };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn skip<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, step)): Path<(String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let done = format!("Step `{phase}/{step}` skipped.");
+    let command = Command::Skip { phase, step, reason: posted.fields.text("reason").unwrap_or_default() };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn campaign<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, step, action)): Path<(String, String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let action = match action.as_str() {
+        "pause" => CampaignAction::Pause,
+        "resume" => CampaignAction::Resume,
+        _ => {
+            let why = "a campaign is paused (`pause`) or resumed (`resume`) from here";
+            return app.error_page(StatusCode::NOT_FOUND, Some(&posted.signed), "Not found", why);
+        }
+    };
+    let done = format!("Campaign `{phase}/{step}`: {}d.", action.as_str());
+    let command = Command::Campaign { phase, step, action, reason: posted.fields.text("reason") };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn send_update<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, audience)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
+    let done = format!("Status update to `{audience}` queued; the runtime sends it.");
+    act(&app, &posted, &id, Command::StatusUpdate { audience }, done).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile text in a runbook, a note, evidence and a webhook's alert renders as text.
+    #[test]
+    fn hostile_text_renders_inert() {
+        let yaml = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: hostile
+title: "<script>alert(1)</script>"
+roles:
+  commander: {}
+phases:
+  - id: contain
+    title: "\"><img src=x onerror=alert(2)>"
+    steps:
+      - id: isolate
+        manual: { instructions: "javascript:alert(4)", assignee: commander, outputs: [ticket] }
+      - id: other
+        title: "<a href=\"javascript:alert(3)\">x</a>"
+        manual: { instructions: "<svg onload=alert(5)>", assignee: commander }
+"#;
+        let runbook = crate::runbook::parse(yaml, &crate::render::Catalog::built_in()).unwrap();
+        let directory = Directory::with(&[("dana", &["commander"])]);
+        let at = DateTime::parse_from_rfc3339("2026-12-05T03:00:00Z").unwrap().with_timezone(&Utc);
+        let start =
+            Command::Start { incident: "inc-1".into(), runbook_text: yaml.into(), inputs: BTreeMap::new(), key: None };
+        let mut events =
+            decide(&runbook, &directory, None, &Request { actor: "dana".into(), at, command: start }).unwrap().events;
+        let mut incident = Incident::from_events(&events).unwrap();
+        let hostile = [
+            Command::Note { text: "<script>alert(6)</script>".into() },
+            Command::CompleteStep {
+                phase: "contain".into(),
+                step: "isolate".into(),
+                evidence: Some("\"><img src=x onerror=alert(7)>".into()),
+                outputs: BTreeMap::from([("ticket".to_string(), Value::String("<b>8</b>".into()))]),
+            },
+        ];
+        for command in hostile {
+            let decision =
+                decide(&runbook, &directory, Some(&incident), &Request { actor: "dana".into(), at, command }).unwrap();
+            for event in decision.events {
+                incident.apply(&event);
+                events.push(event);
+            }
+        }
+        let pages = crate::render::web::Pages::built_in().unwrap();
+        let page = context(&runbook, &incident, &events, &directory, "dana", &View { kind: None, page: 1 }, at);
+        let html = super::super::render(
+            &pages,
+            "web/incident.html",
+            Some(("dana", "tok")),
+            None,
+            "",
+            "<script>x</script>",
+            page,
+        )
+        .unwrap();
+        for injected in
+            ["<script>alert", "<img src=x", "<svg onload", "href=\"javascript:", "<b>8</b>", "<a href=\"javascript"]
+        {
+            assert!(!html.contains(injected), "`{injected}` reached the page as markup");
+        }
+        for shown in [
+            "&lt;a href=&quot;javascript:alert(3)&quot;&gt;",
+            "&lt;script&gt;alert(1)&lt;&#x2F;script&gt;",
+            "&lt;svg onload=alert(5)&gt;",
+            "&lt;script&gt;alert(6)",
+        ] {
+            let shown = shown.replace("&#x2F;", "/");
+            assert!(html.contains(&shown), "`{shown}` is shown as text");
+        }
+        assert!(!html.contains("<script>") || html.matches("<script").count() == 1, "only the layout's own script tag");
+        assert!(html.contains("<script src=\"/assets/app.js\" defer></script>"));
+    }
+
+    #[test]
+    fn the_timeline_view_takes_a_kind_and_a_page_and_nothing_else() {
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        let view = View::parse(&pairs(&[("kind", "approval_given"), ("page", "3")])).unwrap();
+        assert_eq!((view.kind.as_deref(), view.page), (Some("approval_given"), 3));
+        assert_eq!(View::parse(&pairs(&[("kind", "all")])).unwrap().kind, None);
+        for bad in [("page", "0"), ("page", "x"), ("kind", "<script>"), ("other", "1")] {
+            assert!(View::parse(&pairs(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn times_left_and_past_read_plainly() {
+        let now = DateTime::parse_from_rfc3339("2026-12-05T03:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(left(now + chrono::Duration::minutes(90), now), "1h 30m left");
+        assert_eq!(left(now - chrono::Duration::seconds(45), now), "OVERDUE by 45s");
+        assert_eq!(duration(chrono::Duration::hours(50)), "2d 2h");
+        assert_eq!(slug("contain/Approval 2"), "contain-approval-2");
+    }
+}

@@ -24,6 +24,7 @@ mod server;
 mod smtp;
 mod store;
 mod store_campaigns;
+mod store_postgres;
 mod support;
 mod tidy;
 mod webhook_auth;

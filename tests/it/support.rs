@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod harness;
+pub mod postgres;
 
 /// The templates the runbooks' customer campaigns render: rendered per recipient, with a context
 /// of their own, not as status updates.

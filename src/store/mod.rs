@@ -30,6 +30,7 @@ mod any;
 mod campaign;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
+pub mod copy;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -9,6 +9,7 @@ mod campaign_engine;
 mod campaign_list;
 mod cli;
 mod crash;
+mod db_copy;
 mod diagnostics;
 mod docs;
 mod drills;

@@ -98,6 +98,12 @@ pub fn describe(url: &str) -> String {
     }
 }
 
+/// One connection to the database at `url`, without a store: what `db copy` asks before it
+/// changes anything.
+pub async fn connect_once(url: &str) -> Result<sqlx::postgres::PgConnection, Error> {
+    writer::connect(&PgConnectOptions::from_str(url)?.disable_statement_logging()).await
+}
+
 impl PostgresStore {
     /// Opens the store at `url` (`postgres://user@host:port/database`), bringing its schema up to
     /// date. The schema goes where the connection's `search_path` puts it (the URL may set it with

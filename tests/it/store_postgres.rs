@@ -136,3 +136,28 @@ async fn a_store_opened_to_read_refuses_writes() {
     let outdated = PostgresStore::connect_read_only(empty.options()).await;
     assert!(matches!(outdated, Err(phasegate::store::Error::Outdated(_))), "{outdated:?}");
 }
+
+/// Appends that queue while a commit waits share the next commits: a hundred new incidents held
+/// behind a lock (another session's, on the incidents' table) are stored in at most three
+/// transactions (the one waiting, then batches of up to 64), not a hundred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_that_queue_share_commits() {
+    use sqlx::Connection;
+    let Some((store, schema)) = fresh().await else { return };
+    let mut holder = schema.connect().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let before = store.commits();
+    let ids: Vec<String> = (0..100).map(|n| format!("inc-{n}")).collect();
+    // Each call queues its append before it is awaited (`Store::append`), so all hundred wait.
+    let answers: Vec<_> =
+        ids.iter().map(|id| store.append(Append::new(id, 0, &[started(id, "breach", None)]))).collect();
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    for answer in answers {
+        assert_eq!(answer.await.unwrap(), 1);
+    }
+    let commits = store.commits() - before;
+    assert!((1..=3).contains(&commits), "{commits} commits for 100 appends");
+    assert_eq!(store.incidents().await.unwrap().len(), 100);
+    holder.close().await.unwrap();
+}

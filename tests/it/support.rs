@@ -326,7 +326,8 @@ pub struct Serving {
 impl Serving {
     pub async fn start(config: &Path, listen: &str, interval: Duration) -> Serving {
         let config = phasegate::config::Config::load(Some(config), &Default::default()).unwrap();
-        let store = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
+        // A file or a `postgres://` URL, as `phasegate serve` opens it.
+        let store = phasegate::store::AnyStore::open(&config.database).await.unwrap();
         Serving::start_over(store, config, listen, interval).await
     }
 

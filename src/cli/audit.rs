@@ -179,7 +179,7 @@ async fn verify(args: Verify, templates: Option<&Path>) -> anyhow::Result<u8> {
 /// of it, and an incident the witness saw that the database no longer has as a log cut to
 /// nothing.
 async fn verify_all(
-    store: &crate::store::SqliteStore,
+    store: &crate::store::AnyStore,
     incident: Option<&str>,
     key: Option<&PublicKey>,
     witness: Option<&Witness>,

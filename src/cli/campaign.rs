@@ -299,7 +299,7 @@ fn text(f: &Figures) -> String {
 /// What `preview` and `codes` read: the incident, its runbook, the campaign step and the list.
 struct Opened {
     config: crate::config::Config,
-    store: crate::store::sqlite::SqliteStore,
+    store: crate::store::AnyStore,
     incident: Incident,
     runbook: crate::runbook::Runbook,
     catalog: crate::render::Catalog,

@@ -14,7 +14,7 @@ use crate::render::Catalog;
 use crate::runbook::registry;
 use crate::runtime::Runtime;
 use crate::runtime::witness::{self, Sink, Witness};
-use crate::store::SqliteStore;
+use crate::store::AnyStore;
 
 /// Options every incident command takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,15 +22,16 @@ pub struct Common {
     /// The configuration file (default: `./phasegate.yaml` if it exists).
     #[arg(long, global = true, env = "PHASEGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The SQLite database (default: `./phasegate.db`, or the configuration's `database`).
-    #[arg(long, global = true, env = "PHASEGATE_DB", value_name = "PATH")]
+    /// The database: a SQLite file, or a PostgreSQL URL `postgres://USER@HOST:PORT/DATABASE`
+    /// (default: `./phasegate.db`, or the configuration's `database`).
+    #[arg(long, global = true, env = "PHASEGATE_DB", value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
 }
 
-/// The configuration, the runtime over the embedded store, and the templates.
+/// The configuration, the runtime over the configured store, and the templates.
 pub struct Opened {
     pub config: Config,
-    pub runtime: Runtime<SqliteStore, Catalog>,
+    pub runtime: Runtime<AnyStore, Catalog>,
 }
 
 pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<Opened> {
@@ -40,9 +41,7 @@ pub async fn open(common: &Common, templates: Option<&Path>) -> anyhow::Result<O
         "the templates come from `--templates`, PHASEGATE_TEMPLATES or the configuration's `templates` \
          (relative to the configuration file); create that directory or name another",
     )?;
-    let store = SqliteStore::open(&config.database)
-        .await
-        .with_context(|| format!("cannot open the database `{}`", config.database.display()))?;
+    let store = AnyStore::open(&config.database).await.map_err(|error| unreachable(&config, error, ""))?;
     let chained = store.chained();
     if chained.events > 0 {
         // A step that changes stored events (it adds their hashes), so it is said where it is seen.
@@ -86,13 +85,31 @@ fn witness(config: &Config) -> anyhow::Result<Option<Witness>> {
 /// The configuration and the store opened read-only, for the commands that check what the
 /// database holds (`audit verify`, `audit export`, `report`): they must not change the evidence
 /// they check, so they neither bring the schema up to date nor chain old events.
-pub async fn open_read_only(common: &Common, templates: Option<&Path>) -> anyhow::Result<(Config, SqliteStore)> {
+pub async fn open_read_only(common: &Common, templates: Option<&Path>) -> anyhow::Result<(Config, AnyStore)> {
     let overrides = Overrides { database: common.db.clone(), templates: templates.map(Path::to_path_buf) };
     let config = Config::load(common.config.as_deref(), &overrides)?;
-    let store = SqliteStore::open_read_only(&config.database)
-        .await
-        .with_context(|| format!("cannot open the database `{}` to read it", config.database.display()))?;
+    let store =
+        AnyStore::open_read_only(&config.database).await.map_err(|error| unreachable(&config, error, " to read it"))?;
     Ok((config, store))
+}
+
+/// Why the configured database could not be opened, naming where it is (never a password) and,
+/// for a server that does not answer, what to check.
+fn unreachable(config: &Config, error: crate::store::Error, purpose: &str) -> anyhow::Error {
+    let location = config.database.as_path();
+    let described = AnyStore::describe(location);
+    let is_server = location.to_str().is_some_and(crate::store::postgres::is_url);
+    let connection_failed = matches!(&error, crate::store::Error::Database(database)
+        if matches!(**database, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)));
+    let error = anyhow::Error::new(error);
+    match (is_server, connection_failed) {
+        (true, true) => error.context(format!(
+            "cannot reach {described}{purpose}: check that PostgreSQL is running and listening there \
+             (`pg_isready -h HOST -p PORT`), that its pg_hba.conf lets this machine and user in, and the URL in \
+             `--db`, PHASEGATE_DB or the configuration's `database`"
+        )),
+        _ => error.context(format!("cannot open the database {described}{purpose}")),
+    }
 }
 
 /// A runbook named by its file, or by its id among the configured runbooks (the directory loaded

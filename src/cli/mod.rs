@@ -11,6 +11,7 @@ use crate::runbook::{self, Diagnostic};
 mod act;
 mod audit;
 mod campaign;
+mod db;
 mod drill;
 mod incident;
 mod list;
@@ -78,6 +79,9 @@ enum Command {
     Audit(audit::Command),
     /// Write a new Ed25519 key pair for signing checkpoints.
     Keygen(audit::Keygen),
+    /// Move a deployment's database: copy a SQLite file into an empty PostgreSQL database.
+    #[command(subcommand)]
+    Db(db::Command),
     /// Rehearse a runbook start to close on a simulated clock, with stand-ins for the outside systems.
     Drill(drill::Args),
     /// Write the post-incident report (Markdown or a self-contained HTML page).
@@ -165,6 +169,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Close(args) => act::close(args, templates).await,
             Command::Run(args) => run::run(args, templates).await,
             Command::Audit(command) => audit::run(command, templates).await,
+            Command::Db(command) => db::run(command).await,
             Command::Report(args) => report::run(args, templates).await,
             Command::Drill(args) => drill::run(args, templates).await,
             Command::Serve(args) => serve::run(args, templates).await,

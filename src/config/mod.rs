@@ -217,6 +217,11 @@ impl Config {
         let base = path.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
         // Paths in a configuration file are relative to the file, not to where phasegate runs.
         let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        // The database is a file, relative like the others, or a PostgreSQL URL, kept as it is.
+        let database = |p: PathBuf| match p.to_str() {
+            Some(url) if crate::store::postgres::is_url(url) => p,
+            _ => relative(p),
+        };
         let directory = Directory {
             people: parsed
                 .people
@@ -238,7 +243,7 @@ impl Config {
             database: overrides
                 .database
                 .clone()
-                .unwrap_or_else(|| parsed.database.map(relative).unwrap_or_else(|| PathBuf::from("phasegate.db"))),
+                .unwrap_or_else(|| parsed.database.map(database).unwrap_or_else(|| PathBuf::from("phasegate.db"))),
             runbooks: parsed.runbooks.map(relative).unwrap_or_else(|| PathBuf::from("runbooks")),
             templates: overrides.templates.clone().or_else(|| parsed.templates.map(relative)),
             commands: parsed.commands.unwrap_or(false),

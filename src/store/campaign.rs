@@ -8,8 +8,8 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use super::rows::timestamp;
-use super::{BatchResult, CampaignRefusal, Error};
+use super::rows::{parse_timestamp, timestamp};
+use super::{BatchResult, BatchState, CampaignBatch, CampaignProgress, CampaignRefusal, Error};
 use crate::campaign::BatchPlan;
 
 /// A campaign write, checked and encoded.
@@ -158,6 +158,94 @@ fn once_each(campaign: &str, numbers: impl Iterator<Item = u32>) -> Result<(), E
 
 fn invalid(campaign: &str, problem: String) -> Error {
     Error::Campaign { campaign: campaign.to_string(), refusal: CampaignRefusal::Invalid(problem) }
+}
+
+/// A campaign's batch as every backend stores it, read back.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BatchRow {
+    number: i64,
+    start_byte: i64,
+    end_byte: i64,
+    first_line: i64,
+    skip: String,
+    recipients: i64,
+    state: String,
+    attempts: i64,
+    since: Option<String>,
+    answered_at: Option<String>,
+    sent: Option<i64>,
+    failed: Option<i64>,
+}
+
+impl BatchRow {
+    pub(crate) fn batch(self, campaign: &str) -> Result<CampaignBatch, Error> {
+        let number = count(campaign, self.number)?;
+        let corrupt = |what: &str| Error::Corrupt(format!("batch {number} of campaign `{campaign}` {what}"));
+        let state = match (self.state.as_str(), self.since, self.answered_at, self.sent, self.failed) {
+            ("planned", None, None, None, None) => BatchState::Planned,
+            ("sending", Some(since), None, None, None) => {
+                BatchState::Sending { attempts: count(campaign, self.attempts)?, since: parse_timestamp(&since)? }
+            }
+            ("answered", Some(_), Some(at), Some(sent), Some(failed)) => BatchState::Answered {
+                attempts: count(campaign, self.attempts)?,
+                at: parse_timestamp(&at)?,
+                sent: count(campaign, sent)?,
+                failed: count(campaign, failed)?,
+            },
+            (state, ..) => return Err(corrupt(&format!("is `{state}` without what that state needs"))),
+        };
+        let skip = serde_json::from_str(&self.skip)
+            .map_err(|error| corrupt(&format!("has lines to skip that are not line numbers: {error}")))?;
+        let offset = |value: i64| u64::try_from(value).map_err(|_| corrupt(&format!("has a negative offset {value}")));
+        let plan = BatchPlan {
+            number,
+            start: offset(self.start_byte)?,
+            end: offset(self.end_byte)?,
+            first_line: offset(self.first_line)?,
+            skip,
+            recipients: count(campaign, self.recipients)?,
+        };
+        Ok(CampaignBatch { plan, state })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProgressRow {
+    id: String,
+    batches: i64,
+    planned: i64,
+    sending: i64,
+    answered: i64,
+    recipients: i64,
+    sent: i64,
+    failed: i64,
+}
+
+impl ProgressRow {
+    /// The campaign's key and its totals.
+    pub(crate) fn progress(self) -> Result<(String, CampaignProgress), Error> {
+        let id = self.id.as_str();
+        let progress = CampaignProgress {
+            batches: count(id, self.batches)?,
+            planned: count(id, self.planned)?,
+            sending: count(id, self.sending)?,
+            answered: count(id, self.answered)?,
+            recipients: total(id, self.recipients)?,
+            sent: total(id, self.sent)?,
+            failed: total(id, self.failed)?,
+        };
+        Ok((self.id, progress))
+    }
+}
+
+/// A stored batch number or count, which phasegate wrote from a `u32`.
+pub(crate) fn count(campaign: &str, value: i64) -> Result<u32, Error> {
+    u32::try_from(value)
+        .map_err(|_| Error::Corrupt(format!("campaign `{campaign}` has a count or number out of range: {value}")))
+}
+
+fn total(campaign: &str, value: i64) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("campaign `{campaign}` has a negative total: {value}")))
 }
 
 #[cfg(test)]

@@ -24,10 +24,18 @@ pub use inbox::{deliveries_received_together_are_each_answered, received_deliver
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
 /// fresh store and a guard that keeps what it needs (a temporary directory) alive until the end.
+/// With `optional`, it returns them in an `Option`: `None` when the backend cannot be reached,
+/// and then the check does not run (the function says why, loudly).
 #[macro_export]
 macro_rules! store_contract {
+    (optional $fresh:path) => {
+        $crate::store_contract!(@checks (@optional) $fresh);
+    };
     ($fresh:path) => {
-        $crate::store_contract!(@tests $fresh;
+        $crate::store_contract!(@checks (@tests) $fresh);
+    };
+    (@checks ($($how:tt)*) $fresh:path) => {
+        $crate::store_contract!($($how)* $fresh;
             appended_events_read_back,
             the_events_after_a_version_are_its_tail,
             a_page_of_events_is_a_slice_of_the_log,
@@ -61,6 +69,15 @@ macro_rules! store_contract {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let (store, _guard) = $fresh().await;
+                $crate::store::contract::$check(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+    (@optional $fresh:path; $($check:ident,)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some((store, _guard)) = $fresh().await else { return };
                 $crate::store::contract::$check(::std::sync::Arc::new(store)).await;
             }
         )*

@@ -1,8 +1,10 @@
 //! The event store: where incidents' events and the side effects they lead to are kept.
 //!
-//! One trait, [`Store`], and one file per backend ([`sqlite`] is the embedded default). Every
-//! backend passes the same contract suite (`contract.rs`), so the runtime can rely on what the
-//! trait's documentation promises whichever backend it is given.
+//! One trait, [`Store`], and one folder per backend: [`sqlite`], the embedded default, and
+//! [`postgres`], the database several machines share. Every backend passes the same contract
+//! suite (`contract.rs`), so the runtime can rely on what the trait's documentation promises
+//! whichever backend it is given. [`AnyStore`] is the one the commands open: a SQLite file or a
+//! `postgres://` URL, chosen when it is opened (`any.rs`).
 //!
 //! Customer campaigns keep their progress here too (`campaign.rs` checks and encodes it): which
 //! batches of a campaign's list exist, which were marked in flight, which were answered, and
@@ -24,12 +26,17 @@ use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
 use crate::engine::{Effect, Event};
 
+mod any;
 mod campaign;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
+pub mod copy;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 
+pub use any::AnyStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{Chained, SqliteStore};
 
 /// The durable log of every incident, and the outbox of effects still to carry out.

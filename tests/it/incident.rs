@@ -67,6 +67,9 @@ struct Desk {
     secrets: Vec<String>,
     /// The SMTP relay of a reference runbook's desk, or why it cannot run (`aiosmtpd` missing).
     sink: Result<Sink, String>,
+    /// The database every command is given (`--db`): `phasegate.db` in the directory, or a
+    /// PostgreSQL URL.
+    db: Option<String>,
 }
 
 impl Desk {
@@ -74,7 +77,7 @@ impl Desk {
     fn new(extra: &str) -> Desk {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("phasegate.yaml"), format!("{PEOPLE}{extra}")).unwrap();
-        Desk { dir, env: Vec::new(), secrets: Vec::new(), sink: Err("no relay on this desk".into()) }
+        Desk { dir, env: Vec::new(), secrets: Vec::new(), sink: Err("no relay on this desk".into()), db: None }
     }
 
     /// A desk for the reference runbook: `retail-breach.yaml` in the directory, its hosts and
@@ -122,7 +125,7 @@ impl Desk {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let original = std::fs::read_to_string(root().join("runbooks/retail-breach.yaml")).unwrap();
         std::fs::write(dir.path().join("retail-breach.yaml"), localised(&original, stub.base(), &script)).unwrap();
-        Desk { dir, env, secrets, sink }
+        Desk { dir, env, secrets, sink, db: None }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -131,11 +134,12 @@ impl Desk {
 
     /// `phasegate ARGS --config ... --db ...`, run in the desk's directory.
     fn cli(&self, args: &[&str]) -> Cli {
+        let db = self.db.clone().map_or_else(|| self.path("phasegate.db").into_os_string(), Into::into);
         let mut cli = Cli::new().current_dir(self.dir.path()).args(args).args([
             "--config".as_ref(),
             self.path("phasegate.yaml").as_os_str(),
             "--db".as_ref(),
-            self.path("phasegate.db").as_os_str(),
+            db.as_os_str(),
         ]);
         for (key, value) in &self.env {
             cli = cli.env(key, value);
@@ -300,8 +304,21 @@ fn unblockers(status: &Value, what: &str) -> Vec<String> {
 
 #[test]
 fn the_reference_runbook_runs_from_start_to_close() {
+    the_reference_runbook_runs(None);
+}
+
+/// The same, every command on a PostgreSQL database.
+#[test]
+fn the_reference_runbook_runs_from_start_to_close_on_postgres() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(schema) = runtime.block_on(crate::support::postgres::schema()) else { return };
+    the_reference_runbook_runs(Some(schema.url()));
+}
+
+fn the_reference_runbook_runs(db: Option<String>) {
     let stub = Stub::start(retail_answer);
-    let desk = Desk::retail(&stub);
+    let mut desk = Desk::retail(&stub);
+    desk.db = db;
     if let Err(why) = &desk.sink {
         skipped(&format!("the_reference_runbook_runs_from_start_to_close: its email channels' relay: {why}"));
         return;

@@ -31,13 +31,22 @@ impl Server {
     /// With `extra` lines in the configuration's `server:` section.
     async fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("phasegate.db").display().to_string();
+        Server::start_in(dir, &db, extra).await
+    }
+
+    /// Over the PostgreSQL schema `schema`.
+    async fn start_on(schema: &crate::support::postgres::Schema) -> Server {
+        Server::start_in(tempfile::tempdir().unwrap(), &schema.url(), "").await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, db: &str, extra: &str) -> Server {
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
-            "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
+            "database: '{db}'\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander, soc-analyst] }}\n  \
              tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [ciso] }}\nserver:\n  max_body: 65536\n  \
              tokens:\n    dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n    \
              lee: {{ person: lee.chen, sha256: {lee} }}\n{extra}",
-            db = dir.path().join("phasegate.db").display(),
             runbooks = root().join("runbooks").display(),
             dana = sha(DANA),
             tom = sha(TOM),
@@ -67,7 +76,16 @@ impl Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
-    let server = Server::start().await;
+    people_work_an_incident(Server::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_work_an_incident_through_the_api_on_postgres() {
+    let Some(schema) = crate::support::postgres::schema().await else { return };
+    people_work_an_incident(Server::start_on(&schema).await).await;
+}
+
+async fn people_work_an_incident(server: Server) {
     let (status, started) = server
         .call(
             "POST",
@@ -125,7 +143,16 @@ async fn people_work_an_incident_through_the_api_as_their_tokens_say() {
 /// through the API as through the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rights_hold_through_the_api() {
-    let server = Server::start().await;
+    rights_hold(Server::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_hold_through_the_api_on_postgres() {
+    let Some(schema) = crate::support::postgres::schema().await else { return };
+    rights_hold(Server::start_on(&schema).await).await;
+}
+
+async fn rights_hold(server: Server) {
     let (status, started) = server
         .call("POST", "/api/v1/incidents", Some(DANA), Some(json!({"runbook": "retail-breach"}).to_string()))
         .await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod browser;
 pub mod harness;
+pub mod postgres;
 
 /// The templates the runbooks' customer campaigns render: rendered per recipient, with a context
 /// of their own, not as status updates.
@@ -326,7 +327,8 @@ pub struct Serving {
 impl Serving {
     pub async fn start(config: &Path, listen: &str, interval: Duration) -> Serving {
         let config = phasegate::config::Config::load(Some(config), &Default::default()).unwrap();
-        let store = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
+        // A file or a `postgres://` URL, as `phasegate serve` opens it.
+        let store = phasegate::store::AnyStore::open(&config.database).await.unwrap();
         Serving::start_over(store, config, listen, interval).await
     }
 

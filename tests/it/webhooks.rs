@@ -50,12 +50,21 @@ impl Hooks {
     /// [`Hooks::prepare`], with the runbooks of `runbooks`.
     pub fn prepare_with(runbooks: &std::path::Path) -> Prepared {
         let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("phasegate.db");
+        Hooks::prepare_in(dir, db, runbooks)
+    }
+
+    /// [`Hooks::prepare`] over the PostgreSQL schema `schema`.
+    pub fn prepare_on(schema: &crate::support::postgres::Schema) -> Prepared {
+        Hooks::prepare_in(tempfile::tempdir().unwrap(), schema.url().into(), &root().join("runbooks"))
+    }
+
+    fn prepare_in(dir: tempfile::TempDir, db: std::path::PathBuf, runbooks: &std::path::Path) -> Prepared {
         std::fs::write(dir.path().join("am-token"), TOKEN).unwrap();
         std::fs::write(dir.path().join("edr-secret"), EDR_SECRET).unwrap();
         std::fs::write(dir.path().join("siem-secret"), SIEM_SECRET).unwrap();
-        let db = dir.path().join("phasegate.db");
         let text = format!(
-            "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
+            "database: '{db}'\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [incident-commander] }}\n\
              secrets:\n  am-token: {{ file: {token} }}\n  edr-secret: {{ file: {edr} }}\n  siem-secret: {{ file: {siem} }}\n\
              server:\n  max_body: 65536\n  tokens:\n    reader: {{ person: dana.ito, sha256: {reader} }}\n  sources:\n    alertmanager: {{ scheme: bearer, secrets: [am-token] }}\n    \
              edr: {{ scheme: standard_webhooks, secrets: [edr-secret] }}\n    siem: {{ scheme: github, secrets: [siem-secret] }}\n",
@@ -166,7 +175,7 @@ impl Hooks {
 
     /// Every incident and its events, read from the database.
     pub async fn incidents(&self) -> Vec<(String, Vec<Event>)> {
-        let store = SqliteStore::open(&self.db).await.unwrap();
+        let store = phasegate::store::AnyStore::open(&self.db).await.unwrap();
         let mut found = Vec::new();
         for incident in store.incidents().await.unwrap() {
             found.push((incident.id.clone(), store.events(&incident.id).await.unwrap()));
@@ -399,7 +408,18 @@ triggers:
 /// incident opens; every other delivery is recorded on it; none is lost or applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_storm_opens_one_incident_and_loses_nothing() {
-    let hooks = Arc::new(Hooks::start("127.0.0.1:0").await);
+    storm(Hooks::start("127.0.0.1:0").await).await;
+}
+
+/// The storm, with the server's store in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_storm_on_postgres_opens_one_incident_and_loses_nothing() {
+    let Some(schema) = crate::support::postgres::schema().await else { return };
+    storm(Hooks::serve(Hooks::prepare_on(&schema), "127.0.0.1:0").await).await;
+}
+
+async fn storm(hooks: Hooks) {
+    let hooks = Arc::new(hooks);
     let deliveries: Vec<_> = (0..40)
         .map(|n| {
             let hooks = Arc::clone(&hooks);

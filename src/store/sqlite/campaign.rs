@@ -3,9 +3,8 @@
 
 use sqlx::sqlite::SqlitePool;
 
-use super::super::rows::parse_timestamp;
-use super::super::{BatchState, CampaignBatch, CampaignProgress, Error};
-use crate::campaign::BatchPlan;
+use super::super::campaign::{BatchRow, ProgressRow, count};
+use super::super::{CampaignBatch, CampaignProgress, Error};
 
 pub(super) async fn batches(reads: &SqlitePool, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
     let rows: Vec<BatchRow> = sqlx::query_as(
@@ -70,89 +69,5 @@ pub(super) async fn progress(reads: &SqlitePool, incident: &str) -> Result<Vec<(
     .bind(incident)
     .fetch_all(reads)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let id = row.id.as_str();
-            let progress = CampaignProgress {
-                batches: count(id, row.batches)?,
-                planned: count(id, row.planned)?,
-                sending: count(id, row.sending)?,
-                answered: count(id, row.answered)?,
-                recipients: total(id, row.recipients)?,
-                sent: total(id, row.sent)?,
-                failed: total(id, row.failed)?,
-            };
-            Ok((row.id, progress))
-        })
-        .collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct BatchRow {
-    number: i64,
-    start_byte: i64,
-    end_byte: i64,
-    first_line: i64,
-    skip: String,
-    recipients: i64,
-    state: String,
-    attempts: i64,
-    since: Option<String>,
-    answered_at: Option<String>,
-    sent: Option<i64>,
-    failed: Option<i64>,
-}
-
-impl BatchRow {
-    fn batch(self, campaign: &str) -> Result<CampaignBatch, Error> {
-        let number = count(campaign, self.number)?;
-        let corrupt = |what: &str| Error::Corrupt(format!("batch {number} of campaign `{campaign}` {what}"));
-        let state = match (self.state.as_str(), self.since, self.answered_at, self.sent, self.failed) {
-            ("planned", None, None, None, None) => BatchState::Planned,
-            ("sending", Some(since), None, None, None) => {
-                BatchState::Sending { attempts: count(campaign, self.attempts)?, since: parse_timestamp(&since)? }
-            }
-            ("answered", Some(_), Some(at), Some(sent), Some(failed)) => BatchState::Answered {
-                attempts: count(campaign, self.attempts)?,
-                at: parse_timestamp(&at)?,
-                sent: count(campaign, sent)?,
-                failed: count(campaign, failed)?,
-            },
-            (state, ..) => return Err(corrupt(&format!("is `{state}` without what that state needs"))),
-        };
-        let skip = serde_json::from_str(&self.skip)
-            .map_err(|error| corrupt(&format!("has lines to skip that are not line numbers: {error}")))?;
-        let offset = |value: i64| u64::try_from(value).map_err(|_| corrupt(&format!("has a negative offset {value}")));
-        let plan = BatchPlan {
-            number,
-            start: offset(self.start_byte)?,
-            end: offset(self.end_byte)?,
-            first_line: offset(self.first_line)?,
-            skip,
-            recipients: count(campaign, self.recipients)?,
-        };
-        Ok(CampaignBatch { plan, state })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ProgressRow {
-    id: String,
-    batches: i64,
-    planned: i64,
-    sending: i64,
-    answered: i64,
-    recipients: i64,
-    sent: i64,
-    failed: i64,
-}
-
-/// A stored batch number or count, which phasegate wrote from a `u32`.
-fn count(campaign: &str, value: i64) -> Result<u32, Error> {
-    u32::try_from(value)
-        .map_err(|_| Error::Corrupt(format!("campaign `{campaign}` has a count or number out of range: {value}")))
-}
-
-fn total(campaign: &str, value: i64) -> Result<u64, Error> {
-    u64::try_from(value).map_err(|_| Error::Corrupt(format!("campaign `{campaign}` has a negative total: {value}")))
+    rows.into_iter().map(ProgressRow::progress).collect()
 }

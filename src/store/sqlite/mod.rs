@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a connection waits for another process's lock on the file before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -256,6 +256,12 @@ impl SqliteStore {
             }
             answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
         }
+    }
+
+    /// The read-only connections' pool, for `phasegate db copy`, which reads rows as they are
+    /// stored rather than as the trait gives them.
+    pub(crate) fn reads(&self) -> &SqlitePool {
+        &self.reads
     }
 
     /// How many transactions the writer has committed since the store was opened. With appends

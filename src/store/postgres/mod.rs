@@ -1,0 +1,525 @@
+//! The shared store: one PostgreSQL database, for a deployment that outgrows one machine's file.
+//!
+//! The same rules as the embedded store, kept the same way: one writer (a task with the only
+//! connection that writes) takes every write waiting for it and stores them in one transaction
+//! (group commit), so that a hundred incidents appending at once share a few commits; the
+//! schema's triggers (migrations/postgres) make each event insert the compare-and-set of its
+//! incident's version, check that its hash chains to the incident's head, and refuse changes to
+//! events and checkpoints. Events are hashed in the writer, in the transaction that stores them,
+//! over the same canonical bytes as SQLite, so a log exported from either verifies the same way.
+//! `writer.rs` is that writer; reads go through a small pool of their own.
+//!
+//! Several processes may write to one database (a `phasegate act` beside `phasegate serve`): the
+//! triggers lock the incident's row, so of two that append at the same version one is refused as
+//! a conflict, whichever process it is in.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::{mpsc, oneshot};
+
+mod campaign;
+mod writer;
+
+use super::campaign::CampaignRows;
+use super::rows::{self, AppendRows};
+use super::{
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+};
+use crate::audit::keys::SignedCheckpoint;
+use crate::campaign::BatchPlan;
+use crate::engine::Event;
+use writer::{Job, Receive};
+
+/// The schema, embedded in the binary and brought up to date whenever a store is opened to write.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections for reads.
+const READERS: u32 = 4;
+
+/// Writes waiting for the writer before callers are made to wait to send theirs.
+const QUEUE: usize = 1024;
+
+/// The most writes one transaction carries. Each append of a transaction that must undo one of
+/// them alone has a savepoint, and PostgreSQL keeps 64 of a transaction's subtransactions in
+/// shared memory before every other session's snapshots get slower.
+const MAX_BATCH: usize = 64;
+
+/// How long connecting waits for the server before it says it cannot reach it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Selects incidents' summaries, with what follows `FROM incidents`.
+macro_rules! summaries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at, head, checkpointed,
+                    checkpointed_at FROM incidents ",
+            $rest
+        )
+    };
+}
+
+/// The PostgreSQL event store. Share it behind an `Arc`; [`PostgresStore::close`] waits for the
+/// writer to finish what it was given.
+#[derive(Debug)]
+pub struct PostgresStore {
+    writes: mpsc::Sender<Job>,
+    reads: PgPool,
+    /// Closed when the writer's task ends.
+    writer: oneshot::Receiver<()>,
+    commits: Arc<AtomicU64>,
+    read_only: bool,
+}
+
+/// Whether `location` (a `--db` value or the configuration's `database`) names a PostgreSQL
+/// database rather than a SQLite file.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// Where a URL points, for messages: user, host, port and database, never a password.
+pub fn describe(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => format!(
+            "PostgreSQL at {}:{} (database `{}`, user `{}`)",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("(the user's)"),
+            options.get_username()
+        ),
+        Err(_) => "PostgreSQL (the URL does not parse)".to_string(),
+    }
+}
+
+/// One connection to the database at `url`, without a store: what `db copy` asks before it
+/// changes anything.
+pub async fn connect_once(url: &str) -> Result<sqlx::postgres::PgConnection, Error> {
+    writer::connect(&PgConnectOptions::from_str(url)?.disable_statement_logging()).await
+}
+
+impl PostgresStore {
+    /// Opens the store at `url` (`postgres://user@host:port/database`), bringing its schema up to
+    /// date. The schema goes where the connection's `search_path` puts it (the URL may set it with
+    /// `?options=-csearch_path%3Dname`). Must be called inside a tokio runtime.
+    pub async fn open(url: &str) -> Result<PostgresStore, Error> {
+        PostgresStore::connect(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// [`PostgresStore::open`] with options built by the caller.
+    pub async fn connect(options: PgConnectOptions) -> Result<PostgresStore, Error> {
+        // sqlx would log every statement, and every slow one as a warning; the caller logs what
+        // fails, once, with the incident it was about.
+        let options = options.disable_statement_logging();
+        let mut connection = writer::connect(&options).await?;
+        MIGRATOR.run(&mut connection).await?;
+        let reads = PgPoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone())
+            .await?;
+        let (writes, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (finished, writer) = oneshot::channel();
+        let work = writer::write(connection, options, queue, Arc::clone(&commits));
+        tokio::spawn(async move {
+            work.await;
+            let _ = finished.send(());
+        });
+        Ok(PostgresStore { writes, reads, writer, commits, read_only: false })
+    }
+
+    /// Opens an existing store to read it and nothing else: no migration and no writer, and every
+    /// connection's transactions are read-only (`default_transaction_read_only`), so what
+    /// `audit verify` and `audit export` check cannot change under them. Every write answers
+    /// [`Error::ReadOnly`].
+    pub async fn open_read_only(url: &str) -> Result<PostgresStore, Error> {
+        PostgresStore::connect_read_only(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// [`PostgresStore::open_read_only`] with options built by the caller.
+    pub async fn connect_read_only(options: PgConnectOptions) -> Result<PostgresStore, Error> {
+        let options = options.options([("default_transaction_read_only", "on")]).disable_statement_logging();
+        let reads = PgPoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        let schema: Option<String> = sqlx::query_scalar("SELECT to_regclass('events')::text").fetch_one(&reads).await?;
+        if schema.is_none() {
+            reads.close().await;
+            return Err(Error::Outdated("it has no phasegate tables (no migration ran)".into()));
+        }
+        let (writes, _) = mpsc::channel(1);
+        let (_, writer) = oneshot::channel();
+        Ok(PostgresStore { writes, reads, writer, commits: Arc::new(AtomicU64::new(0)), read_only: true })
+    }
+
+    /// How many transactions the writer has committed since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking writes, waits for the writer to answer those it has, and closes the
+    /// connections.
+    pub async fn close(self) {
+        drop(self.writes);
+        let _ = self.writer.await;
+        self.reads.close().await;
+    }
+
+    /// Gives the writer a job, now if its queue has room (so that jobs are taken in the order of
+    /// the calls), and waits for its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        job: Job,
+        answered: oneshot::Receiver<Result<T, Error>>,
+    ) -> impl Future<Output = Result<T, Error>> + Send + '_ {
+        let waiting = match self.read_only {
+            true => None,
+            false => self.writes.try_send(job).err().map(mpsc::error::TrySendError::into_inner),
+        };
+        async move {
+            if self.read_only {
+                return Err(Error::ReadOnly);
+            }
+            if let Some(job) = waiting {
+                self.writes.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+            }
+            answered.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+        }
+    }
+
+    fn write_campaign(&self, rows: Result<CampaignRows, Error>) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        let asked = rows.map(|rows| {
+            (!rows.is_empty()).then(|| {
+                let (answer, answered) = oneshot::channel();
+                self.ask(Job::Campaign(rows, answer), answered)
+            })
+        });
+        async move {
+            match asked? {
+                Some(asked) => asked.await,
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// The connections' pool, for `phasegate db copy`, which writes rows as they were in another
+    /// store rather than appending them.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.reads
+    }
+}
+
+impl Store for PostgresStore {
+    fn append(&self, append: Append) -> impl Future<Output = Result<u64, Error>> + Send {
+        // Encoded here, in the caller's task, and sent to the writer before the future is first
+        // polled, so appends are taken in the order of the calls (see `Store::append`).
+        let asked = AppendRows::new(append).map(|rows| {
+            let (answer, answered) = oneshot::channel();
+            self.ask(Job::Append(rows, answer), answered)
+        });
+        async move { asked?.await }
+    }
+
+    async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
+        let incident = sqlx::query_scalar("SELECT incident FROM deliveries WHERE source = $1 AND id = $2")
+            .bind(source)
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?;
+        Ok(incident)
+    }
+
+    fn receive(
+        &self,
+        delivery: &Delivery,
+        headers: &Headers,
+        body: &[u8],
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Receive(Receive {
+            source: delivery.source.clone(),
+            id: delivery.id.clone(),
+            received_at: rows::timestamp(delivery.received_at),
+            headers: rows::encode_headers(headers),
+            body: body.to_vec(),
+            answer,
+        });
+        self.ask(job, answered)
+    }
+
+    async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
+        let rows: Vec<InboundRow> = sqlx::query_as(
+            "SELECT seq, source, id, received_at, headers, body,
+                    seq >= (SELECT min(since) FROM inbox_numbered) AS numbered FROM (
+                 SELECT seq, source, id, received_at, headers, body,
+                        sum(length(body) + coalesce(octet_length(headers), 0)) OVER (ORDER BY seq) AS through
+                 FROM inbox WHERE applied_at IS NULL ORDER BY seq LIMIT $1
+             ) AS waiting
+             WHERE through - length(body) - coalesce(octet_length(headers), 0) < $2 ORDER BY seq",
+        )
+        .bind(signed_size(limit))
+        .bind(signed_size(bytes.max(1)))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let body = row.body.ok_or_else(|| {
+                    Error::Corrupt(format!("delivery `{}` from `{}` waits without its body", row.id, row.source))
+                })?;
+                let received_at = rows::parse_timestamp(&row.received_at)?;
+                let seq = unsigned(row.seq)?;
+                // Zero-padded, so that they sort as the numbers do (as SQLite's, migration 0005).
+                let actions = if row.numbered.unwrap_or(true) { format!("#{seq:020}") } else { row.id.clone() };
+                let headers = rows::decode_headers(&row.source, &row.id, row.headers.as_deref())?;
+                let delivery = Delivery { source: row.source, id: row.id, received_at };
+                Ok(Inbound { seq, delivery, headers, body, actions })
+            })
+            .collect()
+    }
+
+    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        self.ask(Job::Applied(outcomes.to_vec(), answer), answered)
+    }
+
+    async fn inbox_depth(&self) -> Result<u64, Error> {
+        let depth: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM inbox WHERE applied_at IS NULL").fetch_one(&self.reads).await?;
+        unsigned(depth)
+    }
+
+    async fn receipt(&self, source: &str, id: &str) -> Result<Option<Receipt>, Error> {
+        let row: Option<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT received_at, applied_at, outcome FROM inbox WHERE source = $1 AND id = $2")
+                .bind(source)
+                .bind(id)
+                .fetch_optional(&self.reads)
+                .await?;
+        let Some((received_at, applied_at, outcome)) = row else { return Ok(None) };
+        let applied = match (applied_at, outcome) {
+            (Some(at), Some(outcome)) => Some((rows::parse_timestamp(&at)?, outcome)),
+            _ => None,
+        };
+        Ok(Some(Receipt { received_at: rows::parse_timestamp(&received_at)?, applied }))
+    }
+
+    async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
+        let events = self.events_page(incident, 0, usize::MAX).await?;
+        if events.is_empty() {
+            return Err(Error::NotFound { incident: incident.to_string() });
+        }
+        Ok(events)
+    }
+
+    async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
+        self.events_page(incident, after, usize::MAX).await
+    }
+
+    async fn events_page(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<Event>, Error> {
+        let after = i64::try_from(after).map_err(|_| Error::Corrupt(format!("version {after} is out of range")))?;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, event FROM events WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                .bind(incident)
+                .bind(after)
+                .bind(signed_size(limit))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .enumerate()
+            .map(|(index, (seq, event))| {
+                // A gap would mean a lost event: say so rather than fold a log with a hole.
+                let expected = after + index as i64 + 1;
+                if seq != expected {
+                    return Err(Error::Corrupt(format!(
+                        "incident `{incident}` has event {seq} where event {expected} belongs"
+                    )));
+                }
+                rows::decode_event(incident, expected as u64, &event)
+            })
+            .collect()
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentSummary>, Error> {
+        let row: Option<IncidentRow> =
+            sqlx::query_as(summaries!("WHERE id = $1")).bind(id).fetch_optional(&self.reads).await?;
+        row.map(IncidentSummary::try_from).transpose()
+    }
+
+    async fn incidents(&self) -> Result<Vec<IncidentSummary>, Error> {
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(summaries!("ORDER BY started_at, id")).fetch_all(&self.reads).await?;
+        rows.into_iter().map(IncidentSummary::try_from).collect()
+    }
+
+    async fn open_incident_by_key(&self, runbook_id: &str, key: &str) -> Result<Option<String>, Error> {
+        let id = sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND key IS NOT NULL AND closed_at IS NULL",
+        )
+        .bind(runbook_id)
+        .bind(key)
+        .fetch_optional(&self.reads)
+        .await?;
+        Ok(id)
+    }
+
+    async fn open_keys(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let open = sqlx::query_as(
+            "SELECT runbook_id, key, id FROM incidents WHERE closed_at IS NULL AND key IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(open)
+    }
+
+    async fn pending_effects(&self, limit: usize) -> Result<Vec<PendingEffect>, Error> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT incident, effect FROM outbox WHERE done_at IS NULL ORDER BY seq LIMIT $1")
+                .bind(signed_size(limit))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|(incident, effect)| Ok(PendingEffect { effect: rows::decode_effect(&incident, &effect)?, incident }))
+            .collect()
+    }
+
+    async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {
+        let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT seq, hash, event FROM events WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(incident)
+        .bind(signed(after))
+        .bind(signed_size(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.into_iter().map(|(seq, hash, event)| Ok(ChainLink { seq: unsigned(seq)?, hash, event })).collect()
+    }
+
+    async fn checkpoints(&self, incident: &str) -> Result<Vec<StoredCheckpoint>, Error> {
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT number, body, signature FROM checkpoints WHERE incident = $1 ORDER BY number")
+                .bind(incident)
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter()
+            .map(|(number, body, signature)| Ok(StoredCheckpoint { number: unsigned(number)?, body, signature }))
+            .collect()
+    }
+
+    fn add_checkpoint(
+        &self,
+        incident: &str,
+        checkpoint: &SignedCheckpoint,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let (answer, answered) = oneshot::channel();
+        self.ask(Job::Checkpoint(incident.to_string(), checkpoint.clone(), answer), answered)
+    }
+
+    fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::plan(campaign, batches))
+    }
+
+    async fn campaign_batches(&self, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
+        campaign::batches(&self.reads, campaign).await
+    }
+
+    fn campaign_sending(
+        &self,
+        campaign: &str,
+        numbers: &[u32],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::sending(campaign, numbers, at))
+    }
+
+    fn campaign_answered(
+        &self,
+        campaign: &str,
+        results: &[BatchResult],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::answered(campaign, results))
+    }
+
+    async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {
+        campaign::failures(&self.reads, campaign).await
+    }
+
+    async fn campaign_failure_reasons(&self, campaign: &str, limit: u32) -> Result<Vec<(String, u64)>, Error> {
+        campaign::failure_reasons(&self.reads, campaign, limit).await
+    }
+
+    async fn campaign_leaves(&self, campaign: &str) -> Result<Vec<(u32, Vec<u8>)>, Error> {
+        campaign::leaves(&self.reads, campaign).await
+    }
+
+    async fn campaigns(&self, incident: &str) -> Result<Vec<(String, CampaignProgress)>, Error> {
+        campaign::progress(&self.reads, incident).await
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct InboundRow {
+    seq: i64,
+    source: String,
+    id: String,
+    received_at: String,
+    headers: Option<String>,
+    body: Option<Vec<u8>>,
+    numbered: Option<bool>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    id: String,
+    runbook_id: String,
+    key: Option<String>,
+    version: i64,
+    started_at: String,
+    updated_at: String,
+    closed_at: Option<String>,
+    head: Option<String>,
+    checkpointed: i64,
+    checkpointed_at: Option<String>,
+}
+
+impl TryFrom<IncidentRow> for IncidentSummary {
+    type Error = Error;
+
+    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
+        Ok(IncidentSummary {
+            version: unsigned(row.version)?,
+            started_at: rows::parse_timestamp(&row.started_at)?,
+            updated_at: rows::parse_timestamp(&row.updated_at)?,
+            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            checkpointed: unsigned(row.checkpointed)?,
+            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
+            head: row.head,
+            id: row.id,
+            runbook_id: row.runbook_id,
+            key: row.key,
+        })
+    }
+}
+
+/// PostgreSQL's integers are signed; versions and sequence numbers never are.
+fn signed(number: u64) -> i64 {
+    // No version reaches 2^63; one that claimed to would simply never match a stored version.
+    i64::try_from(number).unwrap_or(i64::MAX)
+}
+
+/// A limit or a size as PostgreSQL takes it: `usize::MAX` (no limit) is the largest it has.
+fn signed_size(number: usize) -> i64 {
+    i64::try_from(number).unwrap_or(i64::MAX)
+}
+
+fn unsigned(number: i64) -> Result<u64, Error> {
+    u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
+}

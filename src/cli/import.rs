@@ -104,7 +104,12 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
             match (imported, &args.output) {
                 (Some(imported), None) => super::print_stdout(&imported.yaml)?,
                 (Some(imported), Some(output)) => {
-                    eprintln!("{}: imported as runbook `{}` into {}", args.file.display(), imported.runbook_id, output.display())
+                    eprintln!(
+                        "{}: imported as runbook `{}` into {}",
+                        args.file.display(),
+                        imported.runbook_id,
+                        output.display()
+                    )
                 }
                 (None, _) => {
                     let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();

@@ -173,7 +173,12 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Report(args) => report::run(args, templates).await,
             Command::Drill(args) => drill::run(args, templates).await,
             Command::Serve(args) => serve::run(args, templates).await,
-            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Import(_) | Command::Keygen(_) | Command::Token(_) => {
+            Command::Validate(_)
+            | Command::Plan(_)
+            | Command::Schema(_)
+            | Command::Import(_)
+            | Command::Keygen(_)
+            | Command::Token(_) => {
                 unreachable!("dispatched in main")
             }
         }

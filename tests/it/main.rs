@@ -4,6 +4,7 @@ mod actions;
 mod alertmanager;
 mod api;
 mod audit;
+mod cacao;
 mod campaign_crash;
 mod campaign_engine;
 mod campaign_list;

@@ -112,7 +112,10 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
         } else if c == '_' && chars.get(i + 1) == Some(&'_') {
             let rest: String = chars[i..].iter().collect();
             let Some((name, used)) = super::variable_at(&rest) else {
-                return Err(format!("`{}` is not a CACAO variable reference (`__name__:value`)", rest.split_whitespace().next().unwrap_or("")));
+                return Err(format!(
+                    "`{}` is not a CACAO variable reference (`__name__:value`)",
+                    rest.split_whitespace().next().unwrap_or("")
+                ));
             };
             tokens.push(Token::Var(name));
             i += rest[..used].chars().count();
@@ -185,8 +188,11 @@ impl Parser<'_> {
                 self.at += 1;
                 self.depth -= 1;
                 if let Some(Token::Word(word)) = self.peek() {
-                    if ["FOLLOWEDBY", "WITHIN", "REPEATS", "START", "STOP"].iter().any(|q| word.eq_ignore_ascii_case(q)) {
-                        return Err(format!("`{word}` (STIX observation operators and qualifiers) has no meaning here"));
+                    if ["FOLLOWEDBY", "WITHIN", "REPEATS", "START", "STOP"].iter().any(|q| word.eq_ignore_ascii_case(q))
+                    {
+                        return Err(format!(
+                            "`{word}` (STIX observation operators and qualifiers) has no meaning here"
+                        ));
                     }
                 }
                 Ok(format!("({inner})"))
@@ -241,7 +247,9 @@ impl Parser<'_> {
                 };
                 Ok(if negated { format!("!({cel})") } else { cel })
             }
-            Some(token) => Err(format!("a comparison starts with a variable (`__name__:value`), not {}", token.describe())),
+            Some(token) => {
+                Err(format!("a comparison starts with a variable (`__name__:value`), not {}", token.describe()))
+            }
             None => Err("the condition ends where a comparison should be".into()),
         }
     }

@@ -34,8 +34,27 @@ const PEOPLE: &[&str] = &["individual", "group", "organization", "sector", "loca
 
 /// What CEL reserves, which input names may not be.
 const RESERVED: &[&str] = &[
-    "as", "break", "const", "continue", "else", "false", "for", "function", "if", "import", "in", "let", "loop",
-    "namespace", "null", "package", "return", "true", "var", "void", "while",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "false",
+    "for",
+    "function",
+    "if",
+    "import",
+    "in",
+    "let",
+    "loop",
+    "namespace",
+    "null",
+    "package",
+    "return",
+    "true",
+    "var",
+    "void",
+    "while",
 ];
 
 struct Variable {
@@ -56,6 +75,10 @@ struct Cx<'a, 'p> {
     ancestors: Vec<HashSet<usize>>,
     /// Variables set by steps' `out_args`: variable name to (graph index, step id holding it).
     setters: HashMap<String, Vec<(usize, String)>>,
+    /// Each phase's `when`, worked out in an order where every step comes after those leading to it.
+    guards: Vec<Option<String>>,
+    /// Steps that always run once the steps before them have: the start, and phases without `when`.
+    always: Vec<bool>,
     roles: Vec<(String, Yaml)>,
     notes: Vec<String>,
 }
@@ -65,8 +88,13 @@ struct Cx<'a, 'p> {
 pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, String)> {
     let Value::Object(_) = &playbook.value else {
         problems.push(
-            Problem::error(Code::NotAnObject, "", playbook.mark, format!("a CACAO playbook is a JSON object, this is {}", playbook.describe()))
-                .with_help("the file should hold one object with `\"type\": \"playbook\"`"),
+            Problem::error(
+                Code::NotAnObject,
+                "",
+                playbook.mark,
+                format!("a CACAO playbook is a JSON object, this is {}", playbook.describe()),
+            )
+            .with_help("the file should hold one object with `\"type\": \"playbook\"`"),
         );
         return None;
     };
@@ -74,15 +102,25 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
         Some(t) if t.as_str() == Some("playbook") => {}
         Some(t) => {
             problems.push(
-                Problem::error(Code::NotAPlaybook, "/type", t.mark, format!("`type` is {}, not `\"playbook\"`", shown(t)))
-                    .with_help("only whole CACAO playbooks are imported, not playbook templates' parts or other objects"),
+                Problem::error(
+                    Code::NotAPlaybook,
+                    "/type",
+                    t.mark,
+                    format!("`type` is {}, not `\"playbook\"`", shown(t)),
+                )
+                .with_help("only whole CACAO playbooks are imported, not playbook templates' parts or other objects"),
             );
             return None;
         }
         None => {
             problems.push(
-                Problem::error(Code::NotAPlaybook, "", playbook.mark, "the object has no `type`: it is not a CACAO playbook")
-                    .with_help("a CACAO playbook has `\"type\": \"playbook\"` and `\"spec_version\": \"cacao-2.0\"`"),
+                Problem::error(
+                    Code::NotAPlaybook,
+                    "",
+                    playbook.mark,
+                    "the object has no `type`: it is not a CACAO playbook",
+                )
+                .with_help("a CACAO playbook has `\"type\": \"playbook\"` and `\"spec_version\": \"cacao-2.0\"`"),
             );
             return None;
         }
@@ -90,10 +128,20 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
     match playbook.get("spec_version") {
         Some(v) if v.as_str() == Some("cacao-2.0") => {}
         Some(v) => problems.push(
-            Problem::error(Code::SpecVersion, "/spec_version", v.mark, format!("`spec_version` is {}; phasegate imports `cacao-2.0`", shown(v)))
-                .with_help("CACAO 1.x playbooks need converting to 2.0 first (the workflow becomes an object keyed by step id)"),
+            Problem::error(
+                Code::SpecVersion,
+                "/spec_version",
+                v.mark,
+                format!("`spec_version` is {}; phasegate imports `cacao-2.0`", shown(v)),
+            )
+            .with_help(
+                "CACAO 1.x playbooks need converting to 2.0 first (the workflow becomes an object keyed by step id)",
+            ),
         ),
-        None => problems.push(Problem::error(Code::MissingField, "", playbook.mark, "the playbook has no `spec_version`").with_help("write `\"spec_version\": \"cacao-2.0\"`")),
+        None => problems.push(
+            Problem::error(Code::MissingField, "", playbook.mark, "the playbook has no `spec_version`")
+                .with_help("write `\"spec_version\": \"cacao-2.0\"`"),
+        ),
     }
     let title = required_str(playbook, "", "name", problems);
     let Some(workflow) = playbook.get("workflow") else {
@@ -110,6 +158,8 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
         variables: BTreeMap::new(),
         inputs: Vec::new(),
         setters: HashMap::new(),
+        guards: Vec::new(),
+        always: Vec::new(),
         roles: Vec::new(),
         notes: Vec::new(),
     };
@@ -119,6 +169,7 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
     cx.needs_and_ancestors();
     let needs = cx.needs();
     cx.out_args();
+    cx.guards();
     let mut phases = Vec::new();
     for &i in &cx.graph.reached.clone() {
         if cx.phase_of[i].is_some() {
@@ -139,7 +190,10 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
         ("apiVersion".to_string(), Yaml::str("phasegate/v1")),
         ("kind".to_string(), Yaml::str("Runbook")),
         ("id".to_string(), Yaml::str(id.clone())),
-        ("title".to_string(), Yaml::str(if title.trim().is_empty() { "Imported CACAO playbook".to_string() } else { title })),
+        (
+            "title".to_string(),
+            Yaml::str(if title.trim().is_empty() { "Imported CACAO playbook".to_string() } else { title }),
+        ),
     ];
     if let Some(modified) = playbook.get("modified").and_then(Json::as_str) {
         top.push(("version".into(), Yaml::str(modified)));
@@ -151,7 +205,10 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
     top.push(("roles".into(), Yaml::Map(std::mem::take(&mut cx.roles))));
     if phases.is_empty() {
         // A workflow from start straight to end does nothing; a runbook still needs a phase.
-        phases.push(Yaml::map([("id", Yaml::str("respond")), ("title", Yaml::str("The playbook's workflow has no steps between start and end"))]));
+        phases.push(Yaml::map([
+            ("id", Yaml::str("respond")),
+            ("title", Yaml::str("The playbook's workflow has no steps between start and end")),
+        ]));
     }
     top.push(("phases".into(), Yaml::List(phases)));
     let text = format!(
@@ -163,12 +220,18 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
     }
     if let Err(diagnostics) = runbook::parse(&text, &NoTemplates) {
         for d in diagnostics {
-            cx.problems.push(Problem::error(
-                Code::Invalid,
-                "",
-                Mark::START,
-                format!("the runbook written does not validate: {} at {}:{}: {}", d.code, d.mark.line, d.mark.column, d.message),
-            ).with_help("this is a fault of the importer; please report it with the playbook"));
+            cx.problems.push(
+                Problem::error(
+                    Code::Invalid,
+                    "",
+                    Mark::START,
+                    format!(
+                        "the runbook written does not validate: {} at {}:{}: {}",
+                        d.code, d.mark.line, d.mark.column, d.message
+                    ),
+                )
+                .with_help("this is a fault of the importer; please report it with the playbook"),
+            );
         }
         return None;
     }
@@ -200,7 +263,12 @@ fn required_str(object: &Json, at: &str, key: &str, problems: &mut Vec<Problem>)
         Some(value) => match value.as_str() {
             Some(text) => Some(text.to_string()),
             None => {
-                problems.push(Problem::error(Code::WrongType, &pointer(at, key), value.mark, format!("`{key}` is {}, not a string", value.describe())));
+                problems.push(Problem::error(
+                    Code::WrongType,
+                    &pointer(at, key),
+                    value.mark,
+                    format!("`{key}` is {}, not a string", value.describe()),
+                ));
                 None
             }
         },
@@ -257,13 +325,23 @@ impl Cx<'_, '_> {
     fn variables(&mut self, at: &str, json: Option<&Json>) {
         let Some(json) = json else { return };
         if !matches!(json.value, Value::Object(_)) {
-            self.error(Code::WrongType, at, json.mark, format!("variables are an object keyed by `__name__`, this is {}", json.describe()));
+            self.error(
+                Code::WrongType,
+                at,
+                json.mark,
+                format!("variables are an object keyed by `__name__`, this is {}", json.describe()),
+            );
             return;
         }
         for (key, mark, variable) in object_members(Some(json)) {
             let here = pointer(at, key);
             let Some((name, used)) = super::variable_at(key).filter(|(_, used)| *used == key.len()) else {
-                self.error(Code::Variable, &here, *mark, format!("`{key}` is not a variable name of the form `__name__`"));
+                self.error(
+                    Code::Variable,
+                    &here,
+                    *mark,
+                    format!("`{key}` is not a variable name of the form `__name__`"),
+                );
                 continue;
             };
             let _ = used;
@@ -290,7 +368,12 @@ impl Cx<'_, '_> {
                     continue;
                 }
                 other => {
-                    self.error(Code::Variable, &pointer(&here, "type"), variable.get("type").map_or(*mark, |t| t.mark), format!("`{other}` is not a CACAO 2.0 variable type"));
+                    self.error(
+                        Code::Variable,
+                        &pointer(&here, "type"),
+                        variable.get("type").map_or(*mark, |t| t.mark),
+                        format!("`{other}` is not a CACAO 2.0 variable type"),
+                    );
                     continue;
                 }
             };
@@ -303,7 +386,8 @@ impl Cx<'_, '_> {
             let mut definition = vec![("type".to_string(), Yaml::str(input_type))];
             let mut description = variable.get("description").and_then(Json::as_str).unwrap_or("").to_string();
             if variable.get("external").is_some_and(|e| e.value == Value::Bool(true)) {
-                description = format!("{description} (external in CACAO: given from outside the playbook)").trim().to_string();
+                description =
+                    format!("{description} (external in CACAO: given from outside the playbook)").trim().to_string();
             }
             description = format!("{description} [CACAO `{key}`, {kind}]").trim().to_string();
             definition.push(("description".into(), Yaml::str(description)));
@@ -319,13 +403,23 @@ impl Cx<'_, '_> {
                     }
                     Some(None) => {}
                     None => {
-                        self.error(Code::Variable, &pointer(&here, "value"), value.mark, format!("the value {} is not a {kind}", shown(value)));
+                        self.error(
+                            Code::Variable,
+                            &pointer(&here, "value"),
+                            value.mark,
+                            format!("the value {} is not of the type `{kind}`", shown(value)),
+                        );
                     }
                 }
             }
             self.variables.insert(name, Variable { input: input.clone(), kind: input_type.to_string() });
             if self.inputs.iter().any(|(existing, _)| *existing == input) {
-                self.error(Code::Variable, &here, *mark, format!("`{key}` becomes the input `{input}`, which another variable already is"));
+                self.error(
+                    Code::Variable,
+                    &here,
+                    *mark,
+                    format!("`{key}` becomes the input `{input}`, which another variable already is"),
+                );
                 continue;
             }
             self.inputs.push((input, Yaml::Map(definition)));
@@ -370,7 +464,12 @@ impl Cx<'_, '_> {
     /// Edges into each step, from steps the start reaches.
     fn incoming(&self, to: usize) -> Vec<(usize, Via)> {
         let reached: HashSet<usize> = self.graph.reached.iter().copied().collect();
-        self.graph.edges.iter().filter(|e| e.to == to && reached.contains(&e.from)).map(|e| (e.from, e.via.clone())).collect()
+        self.graph
+            .edges
+            .iter()
+            .filter(|e| e.to == to && reached.contains(&e.from))
+            .map(|e| (e.from, e.via.clone()))
+            .collect()
     }
 
     /// The phases (graph indices) each phase needs: its predecessors that are phases, and for the
@@ -447,7 +546,12 @@ impl Cx<'_, '_> {
                 match item.as_str().and_then(|t| super::variable_at(t).filter(|(_, used)| *used == t.len())) {
                     Some((name, _)) => self.setters.entry(name).or_default().push((i, holder.clone())),
                     None => {
-                        self.error(Code::Variable, &pointer(&at, &n.to_string()), item.mark, "an `out_args` entry is a variable name `__name__`");
+                        self.error(
+                            Code::Variable,
+                            &pointer(&at, &n.to_string()),
+                            item.mark,
+                            "an `out_args` entry is a variable name `__name__`",
+                        );
                     }
                 }
             }
@@ -463,7 +567,11 @@ impl Cx<'_, '_> {
         let all_manual = !commands.is_empty()
             && step.kind == "action"
             && commands.iter().all(|c| c.get("type").and_then(Json::as_str) == Some("manual"));
-        if all_manual { self.command_ids(i).pop().unwrap_or_else(|| "record-outputs".into()) } else { "record-outputs".into() }
+        if all_manual {
+            self.command_ids(i).pop().unwrap_or_else(|| "record-outputs".into())
+        } else {
+            "record-outputs".into()
+        }
     }
 
     /// The step ids an action's commands get, in order.
@@ -522,7 +630,11 @@ impl Cx<'_, '_> {
                 continue;
             }
             match super::variable_at(rest) {
-                Some((name, used)) if rest[..used].ends_with(":value") || self.variables.contains_key(&name) || self.setters.contains_key(&name) => {
+                Some((name, used))
+                    if rest[..used].ends_with(":value")
+                        || self.variables.contains_key(&name)
+                        || self.setters.contains_key(&name) =>
+                {
                     match self.resolve(&name, i) {
                         Ok(cel) => out.push_str(&format!("${{{cel}}}")),
                         Err(message) => {
@@ -552,7 +664,12 @@ impl Cx<'_, '_> {
             if ids.is_empty() {
                 return None;
             }
-            Some(ids.iter().map(|s| format!("steps[\"{phase}/{s}\"].state == \"{state}\"")).collect::<Vec<_>>().join(join))
+            Some(
+                ids.iter()
+                    .map(|s| format!("steps[\"{phase}/{s}\"].state == \"{state}\""))
+                    .collect::<Vec<_>>()
+                    .join(join),
+            )
         };
         match via {
             Via::Completion | Via::Parallel => None,
@@ -562,7 +679,12 @@ impl Cx<'_, '_> {
                 let json = step.json;
                 let Some(text) = json.get("condition").and_then(Json::as_str) else {
                     let mark = json.get("condition").map_or(step.mark, |c| c.mark);
-                    self.error(Code::MissingField, &pointer(&at, "condition"), mark, "the if-condition has no `condition` string");
+                    self.error(
+                        Code::MissingField,
+                        &pointer(&at, "condition"),
+                        mark,
+                        "the if-condition has no `condition` string",
+                    );
                     return Some("false".into());
                 };
                 let mark = json.get("condition").map_or(step.mark, |c| c.mark);
@@ -580,10 +702,18 @@ impl Cx<'_, '_> {
             Via::Case(_) | Via::Default => {
                 let json = step.json;
                 let switch_mark = json.get("switch").map_or(step.mark, |s| s.mark);
-                let variable = json.get("switch").and_then(Json::as_str).and_then(|s| super::variable_at(s.trim()).filter(|(_, u)| *u == s.trim().len()));
+                let variable = json
+                    .get("switch")
+                    .and_then(Json::as_str)
+                    .and_then(|s| super::variable_at(s.trim()).filter(|(_, u)| *u == s.trim().len()));
                 let Some((name, _)) = variable else {
-                    self.error(Code::Condition, &pointer(&at, "switch"), switch_mark, "`switch` must name one variable, `__name__:value`")
-                        .help = Some("phasegate compares one variable with each case's value".into());
+                    self.error(
+                        Code::Condition,
+                        &pointer(&at, "switch"),
+                        switch_mark,
+                        "`switch` must name one variable, `__name__:value`",
+                    )
+                    .help = Some("phasegate compares one variable with each case's value".into());
                     return Some("false".into());
                 };
                 let cel = match self.resolve(&name, from) {
@@ -616,7 +746,9 @@ impl Cx<'_, '_> {
 
     fn phase_step_ids(&self, i: usize) -> Vec<String> {
         let mut ids = self.command_ids(i);
-        if self.setters.values().flatten().any(|(s, holder)| *s == i && holder == "record-outputs") && !ids.contains(&"record-outputs".to_string()) {
+        if self.setters.values().flatten().any(|(s, holder)| *s == i && holder == "record-outputs")
+            && !ids.contains(&"record-outputs".to_string())
+        {
             ids.push("record-outputs".into());
         }
         ids
@@ -626,7 +758,10 @@ impl Cx<'_, '_> {
     fn guard(&mut self, i: usize) -> Option<String> {
         let mut terms = Vec::new();
         for (from, via) in self.incoming(i) {
-            let reached = self.phase_of[from].as_ref().map(|p| format!("phases[\"{p}\"] != \"skipped\""));
+            let reached = self.phase_of[from]
+                .as_ref()
+                .filter(|_| !self.always[from])
+                .map(|p| format!("phases[\"{p}\"] != \"skipped\""));
             let condition = self.edge_condition(from, &via);
             let term = match (reached, condition) {
                 (None, None) => return None,
@@ -642,6 +777,36 @@ impl Cx<'_, '_> {
             0 => None,
             1 => terms.pop(),
             _ => Some(terms.iter().map(|t| format!("({t})")).collect::<Vec<_>>().join(" || ")),
+        }
+    }
+
+    /// Every phase's `when`, each step after all the steps that lead to it (the graph has no
+    /// cycles), so that a phase reached only from phases that always run needs no condition of
+    /// theirs.
+    fn guards(&mut self) {
+        let count = self.graph.steps.len();
+        self.guards = vec![None; count];
+        self.always = vec![false; count];
+        let reached: HashSet<usize> = self.graph.reached.iter().copied().collect();
+        let mut waiting: Vec<usize> = vec![0; count];
+        for edge in self.graph.edges.iter().filter(|e| reached.contains(&e.from)) {
+            waiting[edge.to] += 1;
+        }
+        let mut ready: Vec<usize> = self.graph.reached.iter().copied().filter(|&i| waiting[i] == 0).collect();
+        while let Some(i) = ready.pop() {
+            if self.graph.steps[i].kind == "start" {
+                self.always[i] = true;
+            } else if self.phase_of[i].is_some() {
+                self.guards[i] = self.guard(i);
+                self.always[i] = self.guards[i].is_none();
+            }
+            let next: Vec<usize> = self.graph.edges.iter().filter(|e| e.from == i).map(|e| e.to).collect();
+            for to in next {
+                waiting[to] -= 1;
+                if waiting[to] == 0 {
+                    ready.push(to);
+                }
+            }
         }
     }
 
@@ -668,7 +833,8 @@ impl Cx<'_, '_> {
                 }
             }
             "switch-condition" => description.push_str(" The cases' phases say `when` each was taken."),
-            "parallel" => description.push_str(" The branches' phases need this one and not each other, so they may run in parallel."),
+            "parallel" => description
+                .push_str(" The branches' phases need this one and not each other, so they may run in parallel."),
             _ => {}
         }
         references(json, &mut description);
@@ -678,21 +844,30 @@ impl Cx<'_, '_> {
             let names = needs.iter().filter_map(|n| self.phase_of[*n].clone()).map(Yaml::Str).collect();
             phase.push(("needs".into(), Yaml::List(names)));
         }
-        if let Some(when) = self.guard(i) {
+        if let Some(when) = self.guards[i].clone() {
             phase.push(("when".into(), Yaml::str(when)));
         }
         self.variables(&pointer(&at, "step_variables"), json.get("step_variables"));
         let mut entry = Vec::new();
         if let Some(delay) = json.get("delay") {
             if let Some(duration) = self.millis(delay, &pointer(&at, "delay")) {
-                entry.push(Yaml::map([("id", Yaml::str("delay")), ("timer", Yaml::map([("not_before", Yaml::str(duration))]))]));
+                entry.push(Yaml::map([
+                    ("id", Yaml::str("delay")),
+                    ("timer", Yaml::map([("not_before", Yaml::str(duration))])),
+                ]));
             }
         }
         let failure_edges = self.graph.edges.iter().any(|e| e.from == i && e.via == Via::Failure);
-        if json.get("on_completion").is_some() && (json.get("on_success").is_some() || json.get("on_failure").is_some()) {
+        if json.get("on_completion").is_some() && (json.get("on_success").is_some() || json.get("on_failure").is_some())
+        {
             let mark = json.get("on_completion").map_or(step_mark(json), |c| c.mark);
-            self.error(Code::Unsupported, &pointer(&at, "on_completion"), mark, "`on_completion` together with `on_success` or `on_failure`: which is taken is not defined")
-                .help = Some("CACAO 2.0 says to give either `on_completion` or `on_success`/`on_failure`".into());
+            self.error(
+                Code::Unsupported,
+                &pointer(&at, "on_completion"),
+                mark,
+                "`on_completion` together with `on_success` or `on_failure`: which is taken is not defined",
+            )
+            .help = Some("CACAO 2.0 says to give either `on_completion` or `on_success`/`on_failure`".into());
         }
         let mut steps = match kind.as_str() {
             "action" => self.commands(i),
@@ -710,7 +885,10 @@ impl Cx<'_, '_> {
                 }
             }
             if steps.iter().any(|s| matches!(s, Yaml::Map(p) if p.iter().any(|(k, _)| k == "manual"))) {
-                exit.push(Yaml::map([("id", Yaml::str("timeout")), ("timer", Yaml::map([("not_later_than", Yaml::str(timeout.clone()))]))]));
+                exit.push(Yaml::map([
+                    ("id", Yaml::str("timeout")),
+                    ("timer", Yaml::map([("not_later_than", Yaml::str(timeout.clone()))])),
+                ]));
             }
         }
         let outputs: Vec<String> = self
@@ -782,7 +960,15 @@ impl Cx<'_, '_> {
             let names: Vec<&str> = members.iter().map(|(k, _, _)| k.as_str()).collect();
             description.push_str(&format!(" Extensions not acted on: {}.", names.join(", ")));
             let mark = json.get(key).map_or(step_mark(json), |e| e.mark);
-            self.warn(Code::Extension, &pointer(at, key), mark, format!("the step's extensions ({}) are not acted on; they are named in the phase's description", names.join(", ")));
+            self.warn(
+                Code::Extension,
+                &pointer(at, key),
+                mark,
+                format!(
+                    "the step's extensions ({}) are not acted on; they are named in the phase's description",
+                    names.join(", ")
+                ),
+            );
         }
     }
 
@@ -793,18 +979,33 @@ impl Cx<'_, '_> {
             _ => None,
         };
         let Some(ms) = ms else {
-            self.error(Code::WrongType, at, json.mark, format!("a CACAO duration is a whole number of milliseconds, this is {}", json.describe()));
+            self.error(
+                Code::WrongType,
+                at,
+                json.mark,
+                format!("a CACAO duration is a whole number of milliseconds, this is {}", json.describe()),
+            );
             return None;
         };
         if ms == 0 {
             return None;
         }
         if ms < 1000 {
-            self.warn(Code::Timing, at, json.mark, format!("{ms} ms is shorter than phasegate's shortest duration; it is taken as 1s"));
+            self.warn(
+                Code::Timing,
+                at,
+                json.mark,
+                format!("{ms} ms is shorter than phasegate's shortest duration; it is taken as 1s"),
+            );
             return Some("1s".into());
         }
         if ms > 366 * 24 * 3600 * 1000 {
-            self.warn(Code::Timing, at, json.mark, format!("{ms} ms is longer than a year, phasegate's longest duration; it is left out"));
+            self.warn(
+                Code::Timing,
+                at,
+                json.mark,
+                format!("{ms} ms is longer than a year, phasegate's longest duration; it is left out"),
+            );
             return None;
         }
         Some(if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") })
@@ -819,16 +1020,39 @@ impl Cx<'_, '_> {
             return Vec::new();
         };
         let Value::Array(items) = &commands.value else {
-            self.error(Code::WrongType, &pointer(&at, "commands"), commands.mark, format!("`commands` is a list, this is {}", commands.describe()));
+            self.error(
+                Code::WrongType,
+                &pointer(&at, "commands"),
+                commands.mark,
+                format!("`commands` is a list, this is {}", commands.describe()),
+            );
             return Vec::new();
         };
         if items.is_empty() {
-            self.error(Code::MissingField, &pointer(&at, "commands"), commands.mark, "`commands` is empty: an action step lists at least one command");
+            self.error(
+                Code::MissingField,
+                &pointer(&at, "commands"),
+                commands.mark,
+                "`commands` is empty: an action step lists at least one command",
+            );
         }
         let ids = self.command_ids(i);
         let agent = self.agent(json, &at);
         let targets = self.targets(json, &at);
-        items.iter().enumerate().map(|(n, command)| self.command(i, command, &pointer(&pointer(&at, "commands"), &n.to_string()), &ids[n], agent.as_deref(), &targets)).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(n, command)| {
+                self.command(
+                    i,
+                    command,
+                    &pointer(&pointer(&at, "commands"), &n.to_string()),
+                    &ids[n],
+                    agent.as_deref(),
+                    &targets,
+                )
+            })
+            .collect()
     }
 
     /// The role of the step's agent, when the agent is people.
@@ -841,7 +1065,12 @@ impl Cx<'_, '_> {
         let found = object_members(self.playbook.get("agent_definitions")).iter().find(|(k, _, _)| k == id);
         match found {
             None => {
-                self.error(Code::UnknownReference, &pointer(at, "agent"), reference.mark, format!("no agent in `agent_definitions` has the id `{id}`"));
+                self.error(
+                    Code::UnknownReference,
+                    &pointer(at, "agent"),
+                    reference.mark,
+                    format!("no agent in `agent_definitions` has the id `{id}`"),
+                );
                 None
             }
             Some((_, _, agent)) => {
@@ -864,7 +1093,12 @@ impl Cx<'_, '_> {
                 match self.definition(id) {
                     Some(target) => found.push((id.to_string(), "target", target.clone())),
                     None => {
-                        self.error(Code::UnknownReference, &pointer(&pointer(at, "targets"), &n.to_string()), item.mark, format!("no target in `target_definitions` (or agent) has the id `{id}`"));
+                        self.error(
+                            Code::UnknownReference,
+                            &pointer(&pointer(at, "targets"), &n.to_string()),
+                            item.mark,
+                            format!("no target in `target_definitions` (or agent) has the id `{id}`"),
+                        );
                     }
                 }
             }
@@ -883,7 +1117,15 @@ impl Cx<'_, '_> {
             .find_map(|key| object_members(self.playbook.get(key)).iter().find(|(k, _, _)| k == id).map(|(_, _, v)| v))
     }
 
-    fn command(&mut self, i: usize, command: &Json, at: &str, id: &str, agent: Option<&str>, targets: &[(String, &'static str, Json)]) -> Yaml {
+    fn command(
+        &mut self,
+        i: usize,
+        command: &Json,
+        at: &str,
+        id: &str,
+        agent: Option<&str>,
+        targets: &[(String, &'static str, Json)],
+    ) -> Yaml {
         let kind = command.get("type").and_then(Json::as_str).unwrap_or("");
         if kind.is_empty() {
             self.error(Code::MissingField, at, command.mark, "the command has no `type`");
@@ -922,7 +1164,11 @@ impl Cx<'_, '_> {
                 instructions.push_str(text);
             }
             let instructions = instructions.trim().to_string();
-            let instructions = if instructions.is_empty() { "Carry out this step (the CACAO command gave no text).".to_string() } else { instructions };
+            let instructions = if instructions.is_empty() {
+                "Carry out this step (the CACAO command gave no text).".to_string()
+            } else {
+                instructions
+            };
             let mut body = vec![("instructions".to_string(), Yaml::str(instructions))];
             if let Some(role) = agent {
                 body.push(("assignee".into(), Yaml::str(role)));
@@ -941,7 +1187,12 @@ impl Cx<'_, '_> {
                     self.error(Code::Command, at, command.mark, format!("the {kind} command has no `command` text"));
                     return Yaml::Map(step);
                 };
-                let line = self.interpolate(&text, i, &pointer(at, "command"), command.get("command").map_or(command.mark, |c| c.mark));
+                let line = self.interpolate(
+                    &text,
+                    i,
+                    &pointer(at, "command"),
+                    command.get("command").map_or(command.mark, |c| c.mark),
+                );
                 let argv = if kind == "bash" {
                     vec![Yaml::str("bash"), Yaml::str("-c"), Yaml::str(line)]
                 } else {
@@ -949,23 +1200,46 @@ impl Cx<'_, '_> {
                 };
                 Yaml::map([("command", Yaml::map([("argv", Yaml::List(argv))]))])
             }
-            "bash" | "powershell" | "ssh" | "caldera-cmd" | "elastic" | "jupyter" | "kestrel" | "openc2-http" | "sigma" | "yara" => {
+            "bash" | "powershell" | "ssh" | "caldera-cmd" | "elastic" | "jupyter" | "kestrel" | "openc2-http"
+            | "sigma" | "yara" => {
                 let why = match kind {
-                    "bash" | "powershell" => format!("Run this {kind} command on the targets below; phasegate runs commands only on its own host."),
-                    "ssh" => "Run this command over SSH on the targets below; phasegate opens no SSH sessions.".to_string(),
-                    other => format!("Run this {other} command with the tool it is written for; phasegate cannot run it."),
+                    "bash" | "powershell" => format!(
+                        "Run this {kind} command on the targets below; phasegate runs commands only on its own host."
+                    ),
+                    "ssh" => {
+                        "Run this command over SSH on the targets below; phasegate opens no SSH sessions.".to_string()
+                    }
+                    other => {
+                        format!("Run this {other} command with the tool it is written for; phasegate cannot run it.")
+                    }
                 };
-                self.warn(Code::KeptManual, at, command.mark, format!("the {kind} command is kept as a manual step: {}", why.split(';').nth(1).unwrap_or(&why).trim()));
+                self.warn(
+                    Code::KeptManual,
+                    at,
+                    command.mark,
+                    format!(
+                        "the {kind} command is kept as a manual step: {}",
+                        why.split(';').nth(1).unwrap_or(&why).trim()
+                    ),
+                );
                 manual(self, Some(why))
             }
             "" => manual(self, None),
             other => {
-                let mut problem = Problem::warning(Code::UnknownCommandType, &pointer(at, "type"), command.get("type").map_or(command.mark, |t| t.mark), format!("`{other}` is not a CACAO 2.0 command type; it is kept as a manual step with its text"));
+                let mut problem = Problem::warning(
+                    Code::UnknownCommandType,
+                    &pointer(at, "type"),
+                    command.get("type").map_or(command.mark, |t| t.mark),
+                    format!("`{other}` is not a CACAO 2.0 command type; it is kept as a manual step with its text"),
+                );
                 if let Some(near) = crate::spelling::did_you_mean(other, COMMAND_TYPES.iter().copied()) {
                     problem = problem.with_help(format!("did you mean `{near}`?"));
                 }
                 self.problems.push(problem);
-                manual(self, Some(format!("The CACAO command type `{other}` is not one phasegate knows; carry it out by hand.")))
+                manual(
+                    self,
+                    Some(format!("The CACAO command type `{other}` is not one phasegate knows; carry it out by hand.")),
+                )
             }
         };
         if let Yaml::Map(pairs) = action {
@@ -985,25 +1259,52 @@ impl Cx<'_, '_> {
             .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e.trim()).ok())
             .and_then(|bytes| String::from_utf8(bytes).ok());
         if decoded.is_none() {
-            self.error(Code::Command, &pointer(at, "command_b64"), encoded.mark, "`command_b64` is not base64 of UTF-8 text");
+            self.error(
+                Code::Command,
+                &pointer(at, "command_b64"),
+                encoded.mark,
+                "`command_b64` is not base64 of UTF-8 text",
+            );
         }
         decoded
     }
 
-    fn http(&mut self, i: usize, command: &Json, at: &str, text: Option<&str>, targets: &[(String, &'static str, Json)]) -> Option<Yaml> {
+    fn http(
+        &mut self,
+        i: usize,
+        command: &Json,
+        at: &str,
+        text: Option<&str>,
+        targets: &[(String, &'static str, Json)],
+    ) -> Option<Yaml> {
         let mark = command.get("command").map_or(command.mark, |c| c.mark);
         let Some(text) = text else {
-            self.error(Code::Command, at, command.mark, "the http-api command has no `command` (`METHOD /path HTTP/1.1`)");
+            self.error(
+                Code::Command,
+                at,
+                command.mark,
+                "the http-api command has no `command` (`METHOD /path HTTP/1.1`)",
+            );
             return None;
         };
         let mut words = text.split_whitespace();
         let (Some(method), Some(path)) = (words.next(), words.next()) else {
-            self.error(Code::Command, &pointer(at, "command"), mark, format!("`{text}` is not `METHOD /path HTTP/1.1`"));
+            self.error(
+                Code::Command,
+                &pointer(at, "command"),
+                mark,
+                format!("`{text}` is not `METHOD /path HTTP/1.1`"),
+            );
             return None;
         };
         let method = method.to_ascii_uppercase();
         if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-            self.error(Code::Command, &pointer(at, "command"), mark, format!("phasegate's http steps send GET, HEAD, POST, PUT, PATCH or DELETE, not `{method}`"));
+            self.error(
+                Code::Command,
+                &pointer(at, "command"),
+                mark,
+                format!("phasegate's http steps send GET, HEAD, POST, PUT, PATCH or DELETE, not `{method}`"),
+            );
             return None;
         }
         let url = if path.starts_with("http://") || path.starts_with("https://") {
@@ -1030,8 +1331,12 @@ impl Cx<'_, '_> {
                     continue;
                 }
             };
-            if ["authorization", "proxy-authorization", "cookie", "x-api-key"].contains(&name.to_ascii_lowercase().as_str()) {
-                let secret = format!("{}_{}", slug(self.phase_of[i].as_deref().unwrap_or("cacao"), "cacao"), name).to_ascii_uppercase().replace('-', "_");
+            if ["authorization", "proxy-authorization", "cookie", "x-api-key"]
+                .contains(&name.to_ascii_lowercase().as_str())
+            {
+                let secret = format!("{}_{}", slug(self.phase_of[i].as_deref().unwrap_or("cacao"), "cacao"), name)
+                    .to_ascii_uppercase()
+                    .replace('-', "_");
                 self.warn(Code::Credential, &here, *header_mark, format!("the `{name}` header's value is a credential; it was not copied: configuration gives it as the secret `{secret}`"));
                 headers.push((name.clone(), Yaml::map([("secret", Yaml::str(secret))])));
                 continue;
@@ -1058,7 +1363,12 @@ impl Cx<'_, '_> {
                     .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e.trim()).ok())
                     .and_then(|b| String::from_utf8(b).ok());
                 if decoded.is_none() {
-                    self.error(Code::Command, &pointer(at, "content_b64"), encoded.mark, "`content_b64` is not base64 of UTF-8 text");
+                    self.error(
+                        Code::Command,
+                        &pointer(at, "content_b64"),
+                        encoded.mark,
+                        "`content_b64` is not base64 of UTF-8 text",
+                    );
                 }
                 decoded.map(|d| (d, encoded.mark, "content_b64"))
             }
@@ -1072,8 +1382,13 @@ impl Cx<'_, '_> {
                         http.push(("body".into(), body));
                     }
                     Err(_) => {
-                        self.error(Code::Command, &pointer(at, field), content_mark, "the command's content is not JSON; phasegate's http steps send JSON bodies")
-                            .help = Some("write the body as JSON, or keep this call as a manual step".into());
+                        self.error(
+                            Code::Command,
+                            &pointer(at, field),
+                            content_mark,
+                            "the command's content is not JSON; phasegate's http steps send JSON bodies",
+                        )
+                        .help = Some("write the body as JSON, or keep this call as a manual step".into());
                         return None;
                     }
                 }
@@ -1085,7 +1400,9 @@ impl Cx<'_, '_> {
     fn interpolate_json(&mut self, value: &serde_json::Value, i: usize, at: &str, mark: Mark) -> Yaml {
         match value {
             serde_json::Value::String(text) => Yaml::Str(self.interpolate(text, i, at, mark)),
-            serde_json::Value::Array(items) => Yaml::List(items.iter().map(|v| self.interpolate_json(v, i, at, mark)).collect()),
+            serde_json::Value::Array(items) => {
+                Yaml::List(items.iter().map(|v| self.interpolate_json(v, i, at, mark)).collect())
+            }
             serde_json::Value::Object(members) => {
                 Yaml::Map(members.iter().map(|(k, v)| (k.clone(), self.interpolate_json(v, i, at, mark))).collect())
             }
@@ -1099,13 +1416,19 @@ impl Cx<'_, '_> {
         let definitions = self.playbook.get("authentication_info_definitions");
         let Some((_, mark, definition)) = object_members(definitions).iter().find(|(k, _, _)| k == reference) else {
             let at = format!("{}/authentication_info", self.definition_pointer(target_id));
-            self.error(Code::UnknownReference, &at, target.get("authentication_info").map_or(target.mark, |a| a.mark), format!("no entry of `authentication_info_definitions` has the id `{reference}`"));
+            self.error(
+                Code::UnknownReference,
+                &at,
+                target.get("authentication_info").map_or(target.mark, |a| a.mark),
+                format!("no entry of `authentication_info_definitions` has the id `{reference}`"),
+            );
             return None;
         };
         let at = pointer("/authentication_info_definitions", reference);
         let kind = definition.get("type").and_then(Json::as_str).unwrap_or("");
         let name = definition.get("name").and_then(Json::as_str).unwrap_or("");
-        let secret = slug(if name.is_empty() { reference } else { name }, "cacao-auth").to_ascii_uppercase().replace('-', "_");
+        let secret =
+            slug(if name.is_empty() { reference } else { name }, "cacao-auth").to_ascii_uppercase().replace('-', "_");
         for field in ["password", "token", "private_key", "oauth_header"] {
             if let Some(value) = definition.get(field).filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
                 self.warn(Code::Credential, &pointer(&at, field), value.mark, format!("`{field}` holds a credential; it was not copied: configuration gives it as the secret `{secret}`"))
@@ -1116,7 +1439,12 @@ impl Cx<'_, '_> {
             "http-basic" => "Basic ",
             "oauth2" => "Bearer ",
             other => {
-                self.warn(Code::Credential, &at, *mark, format!("`{other}` authentication is not for HTTP; the request goes without it"));
+                self.warn(
+                    Code::Credential,
+                    &at,
+                    *mark,
+                    format!("`{other}` authentication is not for HTTP; the request goes without it"),
+                );
                 return None;
             }
         };
@@ -1129,7 +1457,11 @@ impl Cx<'_, '_> {
     }
 
     fn definition_pointer(&self, id: &str) -> String {
-        let key = if object_members(self.playbook.get("target_definitions")).iter().any(|(k, _, _)| k == id) { "target_definitions" } else { "agent_definitions" };
+        let key = if object_members(self.playbook.get("target_definitions")).iter().any(|(k, _, _)| k == id) {
+            "target_definitions"
+        } else {
+            "agent_definitions"
+        };
         pointer(&format!("/{key}"), id)
     }
 
@@ -1140,13 +1472,21 @@ impl Cx<'_, '_> {
             self.error(Code::MissingField, &at, step_mark(json), "the playbook-action has no `playbook_id`");
             return Vec::new();
         };
-        let version = json.get("playbook_version").and_then(Json::as_str).map(|v| format!(" (version {v})")).unwrap_or_default();
-        self.warn(Code::SubPlaybook, &at, step_mark(json), format!("the playbook-action runs `{id}`, which is not in this file; it is kept as a manual step"))
-            .help = Some("import that playbook too, and start an incident from it when this step comes".into());
+        let version =
+            json.get("playbook_version").and_then(Json::as_str).map(|v| format!(" (version {v})")).unwrap_or_default();
+        self.warn(
+            Code::SubPlaybook,
+            &at,
+            step_mark(json),
+            format!("the playbook-action runs `{id}`, which is not in this file; it is kept as a manual step"),
+        )
+        .help = Some("import that playbook too, and start an incident from it when this step comes".into());
         let agent = self.agent(json, &at);
         let mut manual = vec![(
             "instructions".to_string(),
-            Yaml::str(format!("Run the CACAO playbook `{id}`{version} (imported separately as its own runbook), and mark this step done when it has finished.")),
+            Yaml::str(format!(
+                "Run the CACAO playbook `{id}`{version} (imported separately as its own runbook), and mark this step done when it has finished."
+            )),
         )];
         if let Some(role) = agent {
             manual.push(("assignee".into(), Yaml::str(role)));
@@ -1205,7 +1545,13 @@ impl Cx<'_, '_> {
                 lines.push(format!("{label}: {text}."));
             }
         }
-        for (key, label) in [("playbook_types", "Playbook types"), ("playbook_activities", "Activities"), ("labels", "Labels"), ("industry_sectors", "Industry sectors"), ("derived_from", "Derived from")] {
+        for (key, label) in [
+            ("playbook_types", "Playbook types"),
+            ("playbook_activities", "Activities"),
+            ("labels", "Labels"),
+            ("industry_sectors", "Industry sectors"),
+            ("derived_from", "Derived from"),
+        ] {
             if let Some(Value::Array(items)) = p.get(key).map(|v| &v.value) {
                 let texts: Vec<&str> = items.iter().filter_map(Json::as_str).collect();
                 if !texts.is_empty() {
@@ -1221,7 +1567,12 @@ impl Cx<'_, '_> {
                 match object_members(p.get("data_marking_definitions")).iter().find(|(k, _, _)| k == id) {
                     Some((_, _, marking)) => shown.push(marking_text(id, marking)),
                     None => {
-                        self.error(Code::UnknownReference, &format!("/markings/{n}"), item.mark, format!("no entry of `data_marking_definitions` has the id `{id}`"));
+                        self.error(
+                            Code::UnknownReference,
+                            &format!("/markings/{n}"),
+                            item.mark,
+                            format!("no entry of `data_marking_definitions` has the id `{id}`"),
+                        );
                     }
                 }
             }
@@ -1246,7 +1597,15 @@ impl Cx<'_, '_> {
         if !extensions.is_empty() {
             let names: Vec<&str> = extensions.iter().map(|(k, _, _)| k.as_str()).collect();
             let mark = p.get("playbook_extensions").map_or(p.mark, |e| e.mark);
-            self.warn(Code::Extension, "/playbook_extensions", mark, format!("the playbook's extensions ({}) are not acted on; they are named in the description", names.join(", ")));
+            self.warn(
+                Code::Extension,
+                "/playbook_extensions",
+                mark,
+                format!(
+                    "the playbook's extensions ({}) are not acted on; they are named in the description",
+                    names.join(", ")
+                ),
+            );
             lines.push(format!("Extensions not acted on: {}.", names.join(", ")));
         }
         lines.append(&mut self.notes);

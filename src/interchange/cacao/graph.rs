@@ -59,11 +59,7 @@ impl Graph<'_> {
 
 /// Builds and checks the graph of `workflow` (at `/workflow`), given the playbook's
 /// `workflow_start`. `None` when the graph has problems, all reported.
-pub fn build<'a>(
-    playbook: &'a Json,
-    workflow: &'a Json,
-    problems: &mut Vec<Problem>,
-) -> Option<Graph<'a>> {
+pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Problem>) -> Option<Graph<'a>> {
     let before = problems.len();
     let Value::Object(members) = &workflow.value else {
         if matches!(workflow.value, Value::Array(_)) {
@@ -86,15 +82,28 @@ pub fn build<'a>(
         let at = pointer("/workflow", id);
         let kind = match json.get("type").map(|t| (t, t.as_str())) {
             _ if !matches!(json.value, Value::Object(_)) => {
-                problems.push(Problem::error(Code::WrongType, &at, json.mark, format!("a workflow step is an object, this is {}", json.describe())));
+                problems.push(Problem::error(
+                    Code::WrongType,
+                    &at,
+                    json.mark,
+                    format!("a workflow step is an object, this is {}", json.describe()),
+                ));
                 continue;
             }
             None => {
-                problems.push(Problem::error(Code::MissingField, &at, json.mark, "the step has no `type`").with_help(format!("one of: {}", STEP_TYPES.join(", "))));
+                problems.push(
+                    Problem::error(Code::MissingField, &at, json.mark, "the step has no `type`")
+                        .with_help(format!("one of: {}", STEP_TYPES.join(", "))),
+                );
                 String::new()
             }
             Some((t, None)) => {
-                problems.push(Problem::error(Code::WrongType, &pointer(&at, "type"), t.mark, format!("`type` is {}, not a string", t.describe())));
+                problems.push(Problem::error(
+                    Code::WrongType,
+                    &pointer(&at, "type"),
+                    t.mark,
+                    format!("`type` is {}, not a string", t.describe()),
+                ));
                 String::new()
             }
             Some((t, Some(kind))) => {
@@ -120,13 +129,23 @@ pub fn build<'a>(
     let mut edges = Vec::new();
     let mut reference = |from: usize, field_pointer: String, target: &Json, via: Via, problems: &mut Vec<Problem>| {
         let Some(id) = target.as_str() else {
-            problems.push(Problem::error(Code::WrongType, &field_pointer, target.mark, format!("a step reference is a step's id, this is {}", target.describe())));
+            problems.push(Problem::error(
+                Code::WrongType,
+                &field_pointer,
+                target.mark,
+                format!("a step reference is a step's id, this is {}", target.describe()),
+            ));
             return;
         };
         match index.get(id) {
             Some(&to) => edges.push(Edge { from, to, via }),
             None => {
-                let mut problem = Problem::error(Code::UnknownStep, &field_pointer, target.mark, format!("no workflow step has the id `{id}`"));
+                let mut problem = Problem::error(
+                    Code::UnknownStep,
+                    &field_pointer,
+                    target.mark,
+                    format!("no workflow step has the id `{id}`"),
+                );
                 if let Some(near) = crate::spelling::did_you_mean(id, index.keys().copied()) {
                     problem = problem.with_help(format!("did you mean `{near}`?"));
                 }
@@ -154,7 +173,12 @@ pub fn build<'a>(
                         reference(i, pointer(&at, &n.to_string()), item, Via::Parallel, problems);
                     }
                 }
-                _ => problems.push(Problem::error(Code::WrongType, &at, next.mark, format!("`next_steps` is a list of step ids, this is {}", next.describe()))),
+                _ => problems.push(Problem::error(
+                    Code::WrongType,
+                    &at,
+                    next.mark,
+                    format!("`next_steps` is a list of step ids, this is {}", next.describe()),
+                )),
             }
         }
         if let Some(cases) = step.json.get("cases") {
@@ -166,22 +190,40 @@ pub fn build<'a>(
                         reference(i, pointer(&at, value), target, via, problems);
                     }
                 }
-                _ => problems.push(Problem::error(Code::WrongType, &at, cases.mark, format!("`cases` is an object of values to step ids, this is {}", cases.describe()))),
+                _ => problems.push(Problem::error(
+                    Code::WrongType,
+                    &at,
+                    cases.mark,
+                    format!("`cases` is an object of values to step ids, this is {}", cases.describe()),
+                )),
             }
         }
     }
     let start = match playbook.get("workflow_start") {
         None => {
-            problems.push(Problem::error(Code::MissingField, "", playbook.mark, "the playbook has no `workflow_start`").with_help("name the workflow's start step"));
+            problems.push(
+                Problem::error(Code::MissingField, "", playbook.mark, "the playbook has no `workflow_start`")
+                    .with_help("name the workflow's start step"),
+            );
             None
         }
         Some(target) => match target.as_str().map(|id| (id, index.get(id))) {
             None => {
-                problems.push(Problem::error(Code::WrongType, "/workflow_start", target.mark, format!("`workflow_start` is {}, not a step id", target.describe())));
+                problems.push(Problem::error(
+                    Code::WrongType,
+                    "/workflow_start",
+                    target.mark,
+                    format!("`workflow_start` is {}, not a step id", target.describe()),
+                ));
                 None
             }
             Some((id, None)) => {
-                let mut problem = Problem::error(Code::UnknownStep, "/workflow_start", target.mark, format!("no workflow step has the id `{id}`"));
+                let mut problem = Problem::error(
+                    Code::UnknownStep,
+                    "/workflow_start",
+                    target.mark,
+                    format!("no workflow step has the id `{id}`"),
+                );
                 if let Some(near) = crate::spelling::did_you_mean(id, index.keys().copied()) {
                     problem = problem.with_help(format!("did you mean `{near}`?"));
                 }
@@ -189,7 +231,12 @@ pub fn build<'a>(
                 None
             }
             Some((id, Some(&i))) if steps[i].kind != "start" => {
-                problems.push(Problem::error(Code::BadStart, "/workflow_start", target.mark, format!("`{id}` is a `{}` step, not a `start` step", steps[i].kind)));
+                problems.push(Problem::error(
+                    Code::BadStart,
+                    "/workflow_start",
+                    target.mark,
+                    format!("`{id}` is a `{}` step, not a `start` step", steps[i].kind),
+                ));
                 None
             }
             Some((_, Some(&i))) => Some(i),
@@ -204,8 +251,15 @@ pub fn build<'a>(
     for step in &steps {
         if step.kind == "while-condition" {
             problems.push(
-                Problem::error(Code::Loop, &step.pointer, step.mark, "a while-condition repeats steps; phasegate runs each phase once")
-                    .with_help("unroll the loop into the steps it takes, or keep the repetition in one manual step's instructions"),
+                Problem::error(
+                    Code::Loop,
+                    &step.pointer,
+                    step.mark,
+                    "a while-condition repeats steps; phasegate runs each phase once",
+                )
+                .with_help(
+                    "unroll the loop into the steps it takes, or keep the repetition in one manual step's instructions",
+                ),
             );
         }
     }
@@ -227,13 +281,23 @@ pub fn build<'a>(
     }
     if steps.iter().any(|s| s.kind == "end") && !reached.iter().any(|&i| steps[i].kind == "end") {
         let mark = playbook.get("workflow_start").map_or(playbook.mark, |s| s.mark);
-        problems.push(Problem::error(Code::NoEnd, "/workflow_start", mark, "no `end` step can be reached from the start"));
+        problems.push(Problem::error(
+            Code::NoEnd,
+            "/workflow_start",
+            mark,
+            "no `end` step can be reached from the start",
+        ));
     }
     for (i, step) in steps.iter().enumerate() {
         if !seen[i] {
             problems.push(
-                Problem::warning(Code::Unreachable, &step.pointer, step.mark, format!("the start never reaches `{}`; it is left out", step.id))
-                    .with_help("link it from another step's `on_completion` (or remove it)"),
+                Problem::warning(
+                    Code::Unreachable,
+                    &step.pointer,
+                    step.mark,
+                    format!("the start never reaches `{}`; it is left out", step.id),
+                )
+                .with_help("link it from another step's `on_completion` (or remove it)"),
             );
         }
     }
@@ -246,11 +310,21 @@ pub fn build<'a>(
         let names: Vec<&str> = component.iter().map(|&i| steps[i].id.as_str()).collect();
         let step = &steps[first];
         problems.push(if leaves {
-            Problem::error(Code::Loop, &step.pointer, step.mark, format!("these steps lead back to each other: {}", names.join(", ")))
-                .with_help("phasegate runs each phase once: unroll the loop")
+            Problem::error(
+                Code::Loop,
+                &step.pointer,
+                step.mark,
+                format!("these steps lead back to each other: {}", names.join(", ")),
+            )
+            .with_help("phasegate runs each phase once: unroll the loop")
         } else {
-            Problem::error(Code::EndlessLoop, &step.pointer, step.mark, format!("these steps loop with no way out: {}", names.join(", ")))
-                .with_help("no step of the loop leads anywhere else, so the workflow never ends")
+            Problem::error(
+                Code::EndlessLoop,
+                &step.pointer,
+                step.mark,
+                format!("these steps loop with no way out: {}", names.join(", ")),
+            )
+            .with_help("no step of the loop leads anywhere else, so the workflow never ends")
         });
     }
     if problems[before..].iter().any(|p| p.severity == super::Severity::Error) {

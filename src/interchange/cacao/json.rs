@@ -91,10 +91,11 @@ pub struct SyntaxError {
     pub limit: bool,
 }
 
-/// A key written twice in one object, with where.
+/// A key written twice in one object, with where (its JSON pointer, line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duplicate {
     pub key: String,
+    pub pointer: String,
     pub mark: Mark,
 }
 
@@ -103,11 +104,25 @@ pub fn parse(text: &str, limits: Limits) -> Result<(Json, Vec<Duplicate>), Synta
     if text.len() > limits.max_bytes {
         return Err(SyntaxError {
             mark: Mark::START,
-            message: format!("the file is {} bytes, CACAO playbooks may be at most {} bytes", text.len(), limits.max_bytes),
+            message: format!(
+                "the file is {} bytes, CACAO playbooks may be at most {} bytes",
+                text.len(),
+                limits.max_bytes
+            ),
             limit: true,
         });
     }
-    let mut parser = Parser { text, bytes: text.as_bytes(), at: 0, line: 1, column: 1, limits, values: 0, duplicates: Vec::new() };
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        line: 1,
+        column: 1,
+        limits,
+        values: 0,
+        duplicates: Vec::new(),
+        path: Vec::new(),
+    };
     parser.skip_space();
     let value = parser.value(0)?;
     parser.skip_space();
@@ -126,6 +141,8 @@ struct Parser<'a> {
     limits: Limits,
     values: usize,
     duplicates: Vec<Duplicate>,
+    /// The keys and indices from the top to the value being read, for duplicates' pointers.
+    path: Vec<String>,
 }
 
 impl Parser<'_> {
@@ -284,7 +301,9 @@ impl Parser<'_> {
                             None => return Err(self.error("a `\\u` escape that is no character")),
                         }
                     }
-                    _ => return Err(SyntaxError { mark, message: "an unknown escape in a string".into(), limit: false }),
+                    _ => {
+                        return Err(SyntaxError { mark, message: "an unknown escape in a string".into(), limit: false });
+                    }
                 },
                 Some(c) if (c as u32) < 0x20 => {
                     return Err(SyntaxError { mark, message: "a control character in a string".into(), limit: false });
@@ -314,7 +333,9 @@ impl Parser<'_> {
         }
         loop {
             self.skip_space();
+            self.path.push(items.len().to_string());
             items.push(self.value(depth + 1)?);
+            self.path.pop();
             self.skip_space();
             match self.peek() {
                 Some(b',') => {
@@ -347,10 +368,13 @@ impl Parser<'_> {
             self.skip_space();
             self.expect(b':', "`:`")?;
             self.skip_space();
+            self.path.push(key.clone());
             let value = self.value(depth + 1)?;
             if members.iter().any(|(k, _, _)| *k == key) {
-                self.duplicates.push(Duplicate { key: key.clone(), mark: key_mark });
+                let pointer = self.path.iter().fold(String::new(), |at, segment| pointer(&at, segment));
+                self.duplicates.push(Duplicate { key: key.clone(), pointer, mark: key_mark });
             }
+            self.path.pop();
             members.push((key, key_mark, value));
             self.skip_space();
             match self.peek() {
@@ -394,6 +418,6 @@ mod tests {
         let error = parse(&deep, Limits::default()).unwrap_err();
         assert!(error.limit);
         let (_, duplicates) = parse("{\"a\": 1, \"a\": 2}", Limits::default()).unwrap();
-        assert_eq!(duplicates, vec![Duplicate { key: "a".into(), mark: Mark::new(1, 10) }]);
+        assert_eq!(duplicates, vec![Duplicate { key: "a".into(), pointer: "/a".into(), mark: Mark::new(1, 10) }]);
     }
 }

@@ -110,7 +110,14 @@ pub struct Problem {
 
 impl Problem {
     pub fn error(code: Code, pointer: &str, mark: Mark, message: impl Into<String>) -> Problem {
-        Problem { code, severity: Severity::Error, pointer: pointer.to_string(), mark, message: message.into(), help: None }
+        Problem {
+            code,
+            severity: Severity::Error,
+            pointer: pointer.to_string(),
+            mark,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn warning(code: Code, pointer: &str, mark: Mark, message: impl Into<String>) -> Problem {
@@ -142,7 +149,8 @@ pub fn import(bytes: &[u8]) -> Result<Imported, Vec<Problem>> {
             let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
             let mark = Mark::new(u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX));
             return Err(vec![
-                Problem::error(Code::JsonSyntax, "", mark, "the file is not valid UTF-8").with_help("CACAO playbooks are UTF-8 JSON"),
+                Problem::error(Code::JsonSyntax, "", mark, "the file is not valid UTF-8")
+                    .with_help("CACAO playbooks are UTF-8 JSON"),
             ]);
         }
     };
@@ -157,8 +165,13 @@ pub fn import(bytes: &[u8]) -> Result<Imported, Vec<Problem>> {
     let mut problems: Vec<Problem> = duplicates
         .into_iter()
         .map(|d| {
-            Problem::error(Code::DuplicateKey, "", d.mark, format!("the key `{}` appears twice in this object", d.key))
-                .with_help("JSON readers disagree on which one counts; keep one")
+            Problem::error(
+                Code::DuplicateKey,
+                &d.pointer,
+                d.mark,
+                format!("the key `{}` appears twice in this object", d.key),
+            )
+            .with_help("JSON readers disagree on which one counts; keep one")
         })
         .collect();
     let result = convert::convert(&json, &mut problems);

@@ -153,9 +153,6 @@ mod tests {
             ("list", Yaml::List(vec![Yaml::map([("id", Yaml::str("x")), ("n", Yaml::Int(3))]), Yaml::str("true")])),
             ("empty", Yaml::List(Vec::new())),
         ]);
-        assert_eq!(
-            to_text(&doc),
-            "id: a-b\ntitle: \"yes: no\"\nlist:\n  - id: x\n    n: 3\n  - \"true\"\nempty: []\n"
-        );
+        assert_eq!(to_text(&doc), "id: a-b\ntitle: \"yes: no\"\nlist:\n  - id: x\n    n: 3\n  - \"true\"\nempty: []\n");
     }
 }

@@ -112,7 +112,7 @@ fn the_ransomware_playbook_maps_every_construct() {
         yaml.contains("url: \"https://edr.example.com/api/${inputs.api_version}/hosts/${inputs.host}/isolate\""),
         "{yaml}"
     );
-    assert!(yaml.contains("secret: EDR_API\n                  prefix: \"Basic \""), "{yaml}");
+    assert!(yaml.contains("secret: EDR_API") && yaml.contains("prefix: \"Basic \""), "{yaml}");
     assert!(!yaml.contains("hunter2"), "a credential was copied:\n{yaml}");
     // on_failure: the step is optional, the phase waits for it, and the failure branch runs on it.
     assert!(yaml.contains(r#"steps[\"isolate-the-host/http-api\"].state == \"failed\""#), "{yaml}");
@@ -149,18 +149,25 @@ fn hostile_input_is_refused_quickly_and_located() {
     let problems = cacao::import(b"{\"name\": \"\xff\"}").unwrap_err();
     assert_eq!((problems[0].code, problems[0].mark.column), (Code::JsonSyntax, 11));
     // A long chain of steps that loops back to its start: one loop, found without recursion.
+    let problems = cacao::import(chain(990).as_bytes()).unwrap_err();
+    assert!(problems.iter().any(|p| p.code == Code::EndlessLoop), "{}", printed("loop", &problems));
+    // More steps than any playbook written by hand.
+    let problems = cacao::import(chain(20_000).as_bytes()).unwrap_err();
+    assert_eq!(problems[0].code, Code::TooComplex, "{}", printed("loop", &problems));
+}
+
+/// A playbook whose `steps` actions lead each to the next, and the last back to the first.
+fn chain(steps: usize) -> String {
     let mut workflow = String::from(
         "\"start--1\": {\"type\": \"start\", \"on_completion\": \"action--0\"}, \"end--1\": {\"type\": \"end\"}",
     );
-    for n in 0..20_000 {
-        let next = (n + 1) % 20_000;
+    for n in 0..steps {
+        let next = (n + 1) % steps;
         write!(workflow, ", \"action--{n}\": {{\"type\": \"action\", \"commands\": [{{\"type\": \"manual\", \"command\": \"x\"}}], \"on_completion\": \"action--{next}\"}}").unwrap();
     }
-    let text = format!(
+    format!(
         "{{\"type\": \"playbook\", \"spec_version\": \"cacao-2.0\", \"name\": \"loop\", \"workflow_start\": \"start--1\", \"workflow\": {{{workflow}}}}}"
-    );
-    let problems = cacao::import(text.as_bytes()).unwrap_err();
-    assert!(problems.iter().any(|p| p.code == Code::EndlessLoop), "{}", printed("loop", &problems));
+    )
 }
 
 #[test]
@@ -199,4 +206,29 @@ fn the_command_imports_writes_only_on_success_and_reports_json() {
     assert_eq!(report["imported"], false);
     assert_eq!(report["problems"][0]["code"], "CA0013");
     assert_eq!(report["problems"][0]["pointer"], "/workflow");
+}
+
+/// A drill of an imported playbook runs its conditions: the if-condition on a manual step's
+/// output, `on_failure` after the EDR refuses, the switch's case and default.
+#[test]
+fn a_drill_of_the_imported_playbook_takes_the_branches_its_conditions_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(root().join("tests/cacao/ransomware-host.json")).unwrap();
+    let imported = cacao::import(&bytes).expect("imports");
+    std::fs::write(dir.path().join("ransomware-host.yaml"), &imported.yaml).unwrap();
+    let drill = dir.path().join("drill.yaml");
+    std::fs::copy(root().join("tests/cacao/ransomware-host.drill.yaml"), &drill).unwrap();
+    let out = dir.path().join("out");
+    let mut cli = Cli::new().args(["drill"]).args([&drill]).args(["--out"]).args([&out]).succeeds();
+    let stdout = cli.stdout();
+    for line in [
+        "phase `close-as-false-positive` skipped",
+        "step `isolate-the-host/http-api` attempt 1 failed",
+        "phase `pull-the-network-cable` started",
+        "phase `tell-the-service-desk` skipped",
+        "phase `start-the-crisis-playbook` done",
+        "6 of 6 expectations held",
+    ] {
+        assert!(stdout.contains(line), "the drill did not say {line:?}:\n{stdout}");
+    }
 }

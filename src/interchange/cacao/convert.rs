@@ -1147,6 +1147,7 @@ impl Cx<'_, '_> {
                 }
             })
             .collect();
+        let content = command.get("content").and_then(Json::as_str).map(str::to_string);
         let manual = |cx: &mut Self, why: Option<String>| -> Yaml {
             let mut instructions = String::new();
             if !description.is_empty() {
@@ -1162,6 +1163,9 @@ impl Cx<'_, '_> {
             }
             if let Some(text) = &text {
                 instructions.push_str(text);
+            }
+            if let Some(content) = &content {
+                instructions.push_str(&format!("\n\nContent:\n{content}"));
             }
             let instructions = instructions.trim().to_string();
             let instructions = if instructions.is_empty() {

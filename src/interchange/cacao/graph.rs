@@ -13,6 +13,10 @@ use crate::runbook::Mark;
 pub const STEP_TYPES: &[&str] =
     &["start", "end", "action", "playbook-action", "parallel", "if-condition", "while-condition", "switch-condition"];
 
+/// The most workflow steps a playbook may have: far more than any written by hand, few enough
+/// that the mapping's walks over the graph stay quick.
+pub const MAX_STEPS: usize = 1000;
+
 /// How one step leads to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
@@ -77,6 +81,15 @@ pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Prob
         }
         return None;
     };
+    if members.len() > MAX_STEPS {
+        problems.push(Problem::error(
+            Code::TooComplex,
+            "/workflow",
+            workflow.mark,
+            format!("the workflow has {} steps; phasegate imports at most {MAX_STEPS}", members.len()),
+        ));
+        return None;
+    }
     let mut steps = Vec::new();
     for (id, mark, json) in members {
         let at = pointer("/workflow", id);
@@ -265,16 +278,19 @@ pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Prob
     }
     let start = start?;
     // A walk from the start, in the order steps are first met.
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for edge in &edges {
+        next[edge.from].push(edge.to);
+    }
     let mut reached = vec![start];
     let mut seen = vec![false; steps.len()];
     seen[start] = true;
     let mut at = 0;
     while at < reached.len() {
-        let from = reached[at];
-        for edge in edges.iter().filter(|e| e.from == from) {
-            if !seen[edge.to] {
-                seen[edge.to] = true;
-                reached.push(edge.to);
+        for &to in &next[reached[at]] {
+            if !seen[to] {
+                seen[to] = true;
+                reached.push(to);
             }
         }
         at += 1;

@@ -302,7 +302,11 @@ impl Parser<'_> {
                         }
                     }
                     _ => {
-                        return Err(SyntaxError { mark, message: "an unknown escape in a string".into(), limit: false });
+                        return Err(SyntaxError {
+                            mark,
+                            message: "an unknown escape in a string".into(),
+                            limit: false,
+                        });
                     }
                 },
                 Some(c) if (c as u32) < 0x20 => {

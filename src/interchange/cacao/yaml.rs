@@ -150,9 +150,18 @@ mod tests {
         let doc = Yaml::map([
             ("id", Yaml::str("a-b")),
             ("title", Yaml::str("yes: no")),
-            ("list", Yaml::List(vec![Yaml::map([("id", Yaml::str("x")), ("n", Yaml::Int(3))]), Yaml::str("true")])),
+            (
+                "list",
+                Yaml::List(vec![
+                    Yaml::map([("id", Yaml::str("x")), ("count", Yaml::Int(3)), ("n", Yaml::str("n"))]),
+                    Yaml::str("true"),
+                ]),
+            ),
             ("empty", Yaml::List(Vec::new())),
         ]);
-        assert_eq!(to_text(&doc), "id: a-b\ntitle: \"yes: no\"\nlist:\n  - id: x\n    n: 3\n  - \"true\"\nempty: []\n");
+        assert_eq!(
+            to_text(&doc),
+            "id: a-b\ntitle: \"yes: no\"\nlist:\n  - id: x\n    count: 3\n    \"n\": \"n\"\n  - \"true\"\nempty: []\n"
+        );
     }
 }

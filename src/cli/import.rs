@@ -71,21 +71,22 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
             }
         }
     };
-    if let (Ok(_), Some(output)) = (&result, &args.output) {
-        if output.exists() && !args.force {
-            eprintln!("{}: error: the file exists; give `--force` to replace it", output.display());
-            return Ok(exit::USAGE);
-        }
+    if let (Ok(_), Some(output)) = (&result, &args.output)
+        && output.exists()
+        && !args.force
+    {
+        eprintln!("{}: error: the file exists; give `--force` to replace it", output.display());
+        return Ok(exit::USAGE);
     }
     let (problems, imported) = match &result {
         Ok(imported) => (imported.warnings.as_slice(), Some(imported)),
         Err(problems) => (problems.as_slice(), None),
     };
-    if let (Some(imported), Some(output)) = (imported, &args.output) {
-        if let Err(error) = write_whole(output, &imported.yaml) {
-            eprintln!("{}: error: cannot write: {error}", output.display());
-            return Ok(exit::USAGE);
-        }
+    if let (Some(imported), Some(output)) = (imported, &args.output)
+        && let Err(error) = write_whole(output, &imported.yaml)
+    {
+        eprintln!("{}: error: cannot write: {error}", output.display());
+        return Ok(exit::USAGE);
     }
     match args.format {
         Format::Json => {

@@ -187,13 +187,10 @@ impl Parser<'_> {
                 }
                 self.at += 1;
                 self.depth -= 1;
-                if let Some(Token::Word(word)) = self.peek() {
-                    if ["FOLLOWEDBY", "WITHIN", "REPEATS", "START", "STOP"].iter().any(|q| word.eq_ignore_ascii_case(q))
-                    {
-                        return Err(format!(
-                            "`{word}` (STIX observation operators and qualifiers) has no meaning here"
-                        ));
-                    }
+                if let Some(Token::Word(word)) = self.peek()
+                    && ["FOLLOWEDBY", "WITHIN", "REPEATS", "START", "STOP"].iter().any(|q| word.eq_ignore_ascii_case(q))
+                {
+                    return Err(format!("`{word}` (STIX observation operators and qualifiers) has no meaning here"));
                 }
                 Ok(format!("({inner})"))
             }

@@ -96,10 +96,10 @@ impl Cx<'_, '_> {
                 }
             }
         }
-        if let Some(id) = json.get("agent").and_then(Json::as_str) {
-            if let Some(agent) = self.definition(id) {
-                found.push((id.to_string(), "agent", agent.clone()));
-            }
+        if let Some(id) = json.get("agent").and_then(Json::as_str)
+            && let Some(agent) = self.definition(id)
+        {
+            found.push((id.to_string(), "agent", agent.clone()));
         }
         found
     }
@@ -371,23 +371,23 @@ impl Cx<'_, '_> {
             }
             (None, None) => None,
         };
-        if let Some((content, content_mark, field)) = content {
-            if !content.trim().is_empty() {
-                match serde_json::from_str::<serde_json::Value>(&content) {
-                    Ok(body) => {
-                        let body = self.interpolate_json(&body, i, &pointer(at, field), content_mark);
-                        http.push(("body".into(), body));
-                    }
-                    Err(_) => {
-                        self.error(
-                            Code::Command,
-                            &pointer(at, field),
-                            content_mark,
-                            "the command's content is not JSON; phasegate's http steps send JSON bodies",
-                        )
-                        .help = Some("write the body as JSON, or keep this call as a manual step".into());
-                        return None;
-                    }
+        if let Some((content, content_mark, field)) = content
+            && !content.trim().is_empty()
+        {
+            match serde_json::from_str::<serde_json::Value>(&content) {
+                Ok(body) => {
+                    let body = self.interpolate_json(&body, i, &pointer(at, field), content_mark);
+                    http.push(("body".into(), body));
+                }
+                Err(_) => {
+                    self.error(
+                        Code::Command,
+                        &pointer(at, field),
+                        content_mark,
+                        "the command's content is not JSON; phasegate's http steps send JSON bodies",
+                    )
+                    .help = Some("write the body as JSON, or keep this call as a manual step".into());
+                    return None;
                 }
             }
         }

@@ -199,13 +199,13 @@ impl Cx<'_, '_> {
         }
         self.variables(&pointer(&at, "step_variables"), json.get("step_variables"));
         let mut entry = Vec::new();
-        if let Some(delay) = json.get("delay") {
-            if let Some(duration) = self.millis(delay, &pointer(&at, "delay")) {
-                entry.push(Yaml::map([
-                    ("id", Yaml::str("delay")),
-                    ("timer", Yaml::map([("not_before", Yaml::str(duration))])),
-                ]));
-            }
+        if let Some(delay) = json.get("delay")
+            && let Some(duration) = self.millis(delay, &pointer(&at, "delay"))
+        {
+            entry.push(Yaml::map([
+                ("id", Yaml::str("delay")),
+                ("timer", Yaml::map([("not_before", Yaml::str(duration))])),
+            ]));
         }
         let failure_edges = self.graph.edges.iter().any(|e| e.from == i && e.via == Via::Failure);
         if json.get("on_completion").is_some() && (json.get("on_success").is_some() || json.get("on_failure").is_some())
@@ -228,10 +228,10 @@ impl Cx<'_, '_> {
         let mut exit = Vec::new();
         if let Some(timeout) = &timeout {
             for step in &mut steps {
-                if let Yaml::Map(pairs) = step {
-                    if !pairs.iter().any(|(k, _)| k == "manual") {
-                        pairs.insert(2.min(pairs.len()), ("timeout".into(), Yaml::str(timeout.clone())));
-                    }
+                if let Yaml::Map(pairs) = step
+                    && !pairs.iter().any(|(k, _)| k == "manual")
+                {
+                    pairs.insert(2.min(pairs.len()), ("timeout".into(), Yaml::str(timeout.clone())));
                 }
             }
             if steps.iter().any(|s| matches!(s, Yaml::Map(p) if p.iter().any(|(k, _)| k == "manual"))) {
@@ -254,13 +254,12 @@ impl Cx<'_, '_> {
             let list = Yaml::List(outputs.iter().cloned().map(Yaml::Str).collect());
             let mut placed = false;
             for step in &mut steps {
-                if let Yaml::Map(pairs) = step {
-                    if pairs.first().is_some_and(|(_, v)| *v == Yaml::Str(holder.clone())) {
-                        if let Some((_, Yaml::Map(manual))) = pairs.iter_mut().find(|(k, _)| k == "manual") {
-                            manual.push(("outputs".into(), list.clone()));
-                            placed = true;
-                        }
-                    }
+                if let Yaml::Map(pairs) = step
+                    && pairs.first().is_some_and(|(_, v)| *v == Yaml::Str(holder.clone()))
+                    && let Some((_, Yaml::Map(manual))) = pairs.iter_mut().find(|(k, _)| k == "manual")
+                {
+                    manual.push(("outputs".into(), list.clone()));
+                    placed = true;
                 }
             }
             if !placed {

@@ -232,3 +232,15 @@ fn a_drill_of_the_imported_playbook_takes_the_branches_its_conditions_say() {
         assert!(stdout.contains(line), "the drill did not say {line:?}:\n{stdout}");
     }
 }
+
+/// Every code has a row in docs/cacao.md's table, and every row there is a code.
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/cacao.md")).unwrap();
+    let rows: Vec<&str> =
+        doc.lines().filter_map(|line| line.strip_prefix("| CA")).filter_map(|rest| rest.get(..4)).collect();
+    for code in Code::ALL {
+        assert!(rows.contains(&&code.as_str()[2..]), "{code} ({}) has no row in docs/cacao.md", code.summary());
+    }
+    assert_eq!(rows.len(), Code::ALL.len(), "docs/cacao.md lists codes that do not exist: {rows:?}");
+}

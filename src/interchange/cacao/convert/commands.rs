@@ -335,6 +335,10 @@ impl Cx<'_, '_> {
                     .to_ascii_uppercase()
                     .replace('-', "_");
                 self.warn(Code::Credential, &here, *header_mark, format!("the `{name}` header's value is a credential; it was not copied: configuration gives it as the secret `{secret}`"));
+                self.notes.push(format!(
+                    "Secret `{secret}`: the whole value of the `{name}` header of phase `{}` (it was written in the CACAO file, and left out).",
+                    self.phase_of[i].as_deref().unwrap_or("")
+                ));
                 headers.push((name.clone(), Yaml::map([("secret", Yaml::str(secret))])));
                 continue;
             }

@@ -138,6 +138,19 @@ pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Prob
         };
         steps.push(Step { id: id.clone(), kind, pointer: at, json, mark: *mark });
     }
+    let acting = steps.iter().filter(|s| s.kind != "start" && s.kind != "end").count();
+    if acting > crate::runbook::validate::MAX_PHASES {
+        problems.push(Problem::error(
+            Code::TooComplex,
+            "/workflow",
+            workflow.mark,
+            format!(
+                "the workflow has {acting} steps besides start and end; each becomes a phase, and a runbook has at most {}",
+                crate::runbook::validate::MAX_PHASES
+            ),
+        ));
+        return None;
+    }
     let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     let mut edges = Vec::new();
     let mut reference = |from: usize, field_pointer: String, target: &Json, via: Via, problems: &mut Vec<Problem>| {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod drill;
 pub mod engine;
 pub mod expr;
+pub mod interchange;
 pub mod render;
 pub mod runbook;
 pub mod runtime;

@@ -13,6 +13,7 @@ mod audit;
 mod campaign;
 mod db;
 mod drill;
+mod import;
 mod incident;
 mod list;
 mod plan;
@@ -47,6 +48,9 @@ enum Command {
     Plan(plan::Args),
     /// Print the JSON Schema of the runbook format, for editors.
     Schema(schema::Args),
+    /// Turn a playbook of another standard into a runbook (OASIS CACAO 2.0).
+    #[command(subcommand)]
+    Import(import::Command),
     /// Open an incident from a runbook and print its id.
     Start(start::Args),
     /// List open incidents (`--all` for closed ones too).
@@ -117,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => catalog(templates).and_then(|catalog| validate::run(args, &catalog)),
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
+        Command::Import(command) => import::run(command),
         Command::Keygen(args) => audit::keygen(args),
         Command::Token(args) => token::run(args),
         incident => asynchronous(incident, templates),
@@ -173,7 +178,12 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Report(args) => report::run(args, templates).await,
             Command::Drill(args) => drill::run(args, templates).await,
             Command::Serve(args) => serve::run(args, templates).await,
-            Command::Validate(_) | Command::Plan(_) | Command::Schema(_) | Command::Keygen(_) | Command::Token(_) => {
+            Command::Validate(_)
+            | Command::Plan(_)
+            | Command::Schema(_)
+            | Command::Import(_)
+            | Command::Keygen(_)
+            | Command::Token(_) => {
                 unreachable!("dispatched in main")
             }
         }

@@ -5,6 +5,7 @@ mod alertmanager;
 mod api;
 mod audit;
 mod browser;
+mod cacao;
 mod campaign_crash;
 mod campaign_engine;
 mod campaign_list;

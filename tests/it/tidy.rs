@@ -7,7 +7,8 @@ use crate::support::root;
 mod imports;
 
 /// The functional core: no I/O, no clock, no randomness, no adapters or shell.
-const CORE: &[&str] = &["src/runbook", "src/expr", "src/engine", "src/audit", "src/drill", "src/spelling.rs"];
+const CORE: &[&str] =
+    &["src/runbook", "src/expr", "src/engine", "src/audit", "src/drill", "src/interchange", "src/spelling.rs"];
 
 /// The modules the core may not name: the adapters and the shell.
 const ADAPTERS_AND_SHELL: &[&[&str]] =

@@ -496,21 +496,10 @@ async fn take(
     axum::http::StatusCode::OK
 }
 
-/// The messages in a body: occurrences of `{"id":`.
+/// The messages in a body: occurrences of `{"id":` (found with `memchr`'s vectorised search, so
+/// that the sink, on the same cores as the sender, takes as little of them as it can).
 fn count_ids(body: &[u8]) -> u64 {
-    const NEEDLE: &[u8] = br#"{"id":"#;
-    let mut count = 0;
-    let mut at = 0;
-    while let Some(found) = body[at..].iter().position(|byte| *byte == b'{') {
-        at += found;
-        if body[at..].starts_with(NEEDLE) {
-            count += 1;
-            at += NEEDLE.len();
-        } else {
-            at += 1;
-        }
-    }
-    count
+    memchr::memmem::find_iter(body, br#"{"id":"#).count() as u64
 }
 
 async fn stats(

@@ -1,16 +1,18 @@
 //! Campaigns: sending a campaign step's messages, a slice at a time, with its progress in the
 //! store so that a crash at any instant loses nobody and repeats only the batches in flight.
 //!
-//! A campaign effect stays in the outbox while its campaign runs; each pass of the runtime gives
-//! it a slice: the first reads the list and stores its batches (`campaign::plan::prepare`, then
-//! `Store::campaign_plan`) and records `campaign_started`; the next ones each send up to the
-//! step's `concurrency` batches at once. A batch is marked in flight in the store before it is
-//! sent (`Store::campaign_sending`) and answered after (`Store::campaign_answered`, with each
-//! recipient's Merkle leaf), so the resume point never moves before the channel has answered. A
-//! batch found in flight goes again with the same idempotency key; every batch marked in flight
-//! more than once is a possible repeat, listed at the end. Once every batch is answered (or a
-//! person cancelled and the batches in flight are answered), the leaves give the Merkle root,
-//! recorded in `campaign_finished` with the totals.
+//! A campaign effect stays in the outbox while its campaign runs; each pass of the runtime gives it
+//! a slice: the first reads the list and stores its batches (`campaign::plan::prepare`, then
+//! `Store::campaign_plan`) and records `campaign_started`; the next ones each run the step's
+//! `concurrency` lanes for about [`SLICE_TIME`], each lane taking the next unanswered batch once
+//! its last is answered, so that no more than `concurrency` batches are ever in flight and one
+//! batch's rendering overlaps another's request and commits. A batch is marked in flight in the
+//! store before it is sent (`Store::campaign_sending`) and answered after
+//! (`Store::campaign_answered`, with each recipient's Merkle leaf), so the resume point never moves
+//! before the channel has answered. A batch found in flight goes again with the same idempotency
+//! key; every batch marked in flight more than once is a possible repeat, listed at the end. Once
+//! every batch is answered (or a person cancelled and the batches in flight are answered), the
+//! leaves give the Merkle root, recorded in `campaign_finished` with the totals.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -161,6 +163,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             loop {
                 if shared.stop.load(Ordering::Relaxed) || Instant::now() >= shared.until {
                     return Ok::<(), Error>(());
+                }
+                // Something new in the incident's log (a pause, a cancel) is for the next slice to
+                // read: no new batch starts before it has.
+                if !self.events_after(&pending.incident, loaded.incident.version).await?.is_empty() {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return Ok(());
                 }
                 let Some(batch) = shared.queue.lock().expect("never poisoned").next() else { return Ok(()) };
                 // The campaign's rate: this batch's messages wait until the previous ones' time is up.

@@ -47,35 +47,60 @@ pub enum Error {
 /// The offer code of `recipient` in `campaign`: `length` characters and a check character,
 /// with dashes between groups of five.
 pub fn derive(key: &[u8], campaign: &str, recipient: &str, length: usize) -> Result<String, Error> {
-    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
-        return Err(Error::Length(length));
+    Ok(Deriver::new(key, length)?.derive(campaign, recipient))
+}
+
+/// Derives many codes under one key and length: the key is taken into the HMAC once, not for
+/// every recipient. Gives what [`derive`] gives.
+#[derive(Clone)]
+pub struct Deriver {
+    keyed: Hmac<Sha256>,
+    length: usize,
+}
+
+impl Deriver {
+    /// Fails as [`derive`] does for a length or key it refuses.
+    pub fn new(key: &[u8], length: usize) -> Result<Deriver, Error> {
+        if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
+            return Err(Error::Length(length));
+        }
+        if key.len() < MIN_KEY_BYTES {
+            return Err(Error::Key(key.len()));
+        }
+        let keyed = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+        Ok(Deriver { keyed, length })
     }
-    if key.len() < MIN_KEY_BYTES {
-        return Err(Error::Key(key.len()));
+
+    /// The offer code of `recipient` in `campaign`.
+    pub fn derive(&self, campaign: &str, recipient: &str) -> String {
+        let length = self.length;
+        let mut mac = self.keyed.clone();
+        mac.update(LABEL);
+        mac.update(&[length as u8]);
+        for part in [campaign, recipient] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        let digest = mac.finalize().into_bytes();
+        let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+        let mut values = [0u8; MAX_LENGTH + 1];
+        for (index, value) in values[..length].iter_mut().enumerate() {
+            *value = ((bits >> (123 - 5 * index)) & 31) as u8;
+        }
+        values[length] = check_value(&values[..length]);
+        // As few groups of at most five as the length needs, as even as can be, longer ones first:
+        // 10 is 5-5, 12 is 4-4-4, 13 is 5-4-4, 16 is 4-4-4-4.
+        let groups = length.div_ceil(GROUP);
+        let mut code = String::with_capacity(length + groups + 1);
+        let mut characters = values[..length].iter().map(|&value| ALPHABET[value as usize] as char);
+        for group in 0..groups {
+            let size = length / groups + usize::from(group < length % groups);
+            code.extend(characters.by_ref().take(size));
+            code.push('-');
+        }
+        code.push(ALPHABET[values[length] as usize] as char);
+        code
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(LABEL);
-    mac.update(&[length as u8]);
-    for part in [campaign, recipient] {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part.as_bytes());
-    }
-    let digest = mac.finalize().into_bytes();
-    let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
-    let mut values: Vec<u8> = (0..length).map(|index| ((bits >> (123 - 5 * index)) & 31) as u8).collect();
-    values.push(check_value(&values));
-    // As few groups of at most five as the length needs, as even as can be, longer ones first:
-    // 10 is 5-5, 12 is 4-4-4, 13 is 5-4-4, 16 is 4-4-4-4.
-    let groups = length.div_ceil(GROUP);
-    let mut code = String::with_capacity(length + groups + 1);
-    let mut characters = values[..length].iter().map(|&value| ALPHABET[value as usize] as char);
-    for group in 0..groups {
-        let size = length / groups + usize::from(group < length % groups);
-        code.extend(characters.by_ref().take(size));
-        code.push('-');
-    }
-    code.push(ALPHABET[values[length] as usize] as char);
-    Ok(code)
 }
 
 /// Whether `code` is well formed with a right check character. Case and dashes do not matter,

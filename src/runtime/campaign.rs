@@ -1,20 +1,23 @@
 //! Campaigns: sending a campaign step's messages, a slice at a time, with its progress in the
 //! store so that a crash at any instant loses nobody and repeats only the batches in flight.
 //!
-//! A campaign effect stays in the outbox while its campaign runs; each pass of the runtime gives
-//! it a slice: the first reads the list and stores its batches (`campaign::plan::prepare`, then
-//! `Store::campaign_plan`) and records `campaign_started`; the next ones each send up to the
-//! step's `concurrency` batches at once. A batch is marked in flight in the store before it is
-//! sent (`Store::campaign_sending`) and answered after (`Store::campaign_answered`, with each
-//! recipient's Merkle leaf), so the resume point never moves before the channel has answered. A
-//! batch found in flight goes again with the same idempotency key; every batch marked in flight
-//! more than once is a possible repeat, listed at the end. Once every batch is answered (or a
-//! person cancelled and the batches in flight are answered), the leaves give the Merkle root,
-//! recorded in `campaign_finished` with the totals.
+//! A campaign effect stays in the outbox while its campaign runs; each pass of the runtime gives it
+//! a slice: the first reads the list and stores its batches (`campaign::plan::prepare`, then
+//! `Store::campaign_plan`) and records `campaign_started`; the next ones each run the step's
+//! `concurrency` lanes for about [`SLICE_TIME`], each lane taking the next unanswered batch once
+//! its last is answered, so that no more than `concurrency` batches are ever in flight and one
+//! batch's rendering overlaps another's request and commits. A batch is marked in flight in the
+//! store before it is sent (`Store::campaign_sending`) and answered after
+//! (`Store::campaign_answered`, with each recipient's Merkle leaf), so the resume point never moves
+//! before the channel has answered. A batch found in flight goes again with the same idempotency
+//! key; every batch marked in flight more than once is a possible repeat, listed at the end. Once
+//! every batch is answered (or a person cancelled and the batches in flight are answered), the
+//! leaves give the Merkle root, recorded in `campaign_finished` with the totals.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -40,6 +43,11 @@ const REASONS_KEPT: u32 = 20;
 
 /// A progress event every this many percent of the batches.
 const PROGRESS_EVERY_PERCENT: u32 = 5;
+
+/// How long a slice goes on taking new batches: long enough that a campaign is not mostly
+/// reading its batches' states between slices, short enough that a pause, a cancel or another
+/// incident's effects wait no more than about this long.
+const SLICE_TIME: Duration = Duration::from_millis(500);
 
 /// Where campaigns keep their files, from configuration.
 #[derive(Debug, Clone)]
@@ -90,6 +98,24 @@ struct Pace {
     reported: u32,
 }
 
+/// What the lanes of a slice share.
+struct Lanes<'b> {
+    /// The unanswered batches, in number order; each lane takes the next.
+    queue: Mutex<std::vec::IntoIter<&'b CampaignBatch>>,
+    /// When the next messages may go, at the campaign's rate.
+    next: Mutex<Option<Instant>>,
+    /// Set when no lane is to take another batch.
+    stop: std::sync::atomic::AtomicBool,
+    /// The attempts of a batch that failed (it goes again after a wait).
+    failed_attempt: Mutex<Option<u32>>,
+    /// The slice's answered batches, without their leaves.
+    results: Mutex<Vec<BatchResult>>,
+    /// Why the campaign cannot go on (its list changed on disk).
+    ended: Mutex<Option<String>>,
+    /// No batch is taken after this.
+    until: Instant,
+}
+
 /// What a slice did.
 pub(super) enum Slice {
     /// The campaign ended: record this outcome.
@@ -135,33 +161,63 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         if pace.retry_at.is_some_and(|at| at > now) {
             return Ok(Slice::Waiting);
         }
-        let window: Vec<&CampaignBatch> = unanswered.into_iter().take(*concurrency as usize).collect();
-        // The campaign's rate: the window's messages wait until the previous ones' time is up.
-        if let Some(next) = pace.next.filter(|next| *next > now) {
-            tokio::time::sleep(next - now).await;
-        }
-        if let Some(rate) = rate_per_second {
-            let messages: u32 = window.iter().map(|b| b.plan.recipients).sum();
-            let start = pace.next.map_or(Instant::now(), |next| next.max(Instant::now()));
-            pace.next = Some(start + Duration::from_secs_f64(f64::from(messages) / f64::from(*rate)));
-        }
-        let numbers: Vec<u32> = window.iter().map(|b| b.plan.number).collect();
-        self.store.campaign_sending(campaign, &numbers, self.now()).await?;
+        // `concurrency` lanes, each taking the next unanswered batch once its last is answered,
+        // so that one batch's rendering overlaps another's request and commits; no new batch is
+        // taken after SLICE_TIME or once a batch fails, and never more than `concurrency` are in
+        // flight.
+        let shared = Lanes {
+            queue: Mutex::new(unanswered.into_iter()),
+            next: Mutex::new(pace.next),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            failed_attempt: Mutex::new(None),
+            results: Mutex::new(Vec::new()),
+            ended: Mutex::new(None),
+            until: now + SLICE_TIME,
+        };
         let spec = list_spec(step_model);
-        let sends = window.iter().map(|batch| {
-            let (spec, list, plan) = (spec.clone(), self.campaign_settings.list_path(list), batch.plan.clone());
-            let attempts = match batch.state {
-                BatchState::Sending { attempts, .. } => attempts + 1,
-                _ => 1,
-            };
-            async move {
+        let lane = || async {
+            loop {
+                if shared.stop.load(Ordering::Relaxed) || Instant::now() >= shared.until {
+                    return Ok::<(), Error>(());
+                }
+                // Something new in the incident's log (a pause, a cancel) is for the next slice to
+                // read: no new batch starts before it has.
+                if !self.events_after(&pending.incident, loaded.incident.version).await?.is_empty() {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                let Some(batch) = shared.queue.lock().expect("never poisoned").next() else { return Ok(()) };
+                // The campaign's rate: this batch's messages wait until the previous ones' time is up.
+                if let Some(rate) = rate_per_second {
+                    let start = {
+                        let mut next = shared.next.lock().expect("never poisoned");
+                        let start = next.map_or(Instant::now(), |next| next.max(Instant::now()));
+                        *next =
+                            Some(start + Duration::from_secs_f64(f64::from(batch.plan.recipients) / f64::from(*rate)));
+                        start
+                    };
+                    tokio::time::sleep_until(start.into()).await;
+                }
+                let number = batch.plan.number;
+                self.store.campaign_sending(campaign, &[number], self.now()).await?;
+                let attempts = match batch.state {
+                    BatchState::Sending { attempts, .. } => attempts + 1,
+                    _ => 1,
+                };
+                let (spec, list, plan) = (spec.clone(), self.campaign_settings.list_path(list), batch.plan.clone());
                 let recipients = tokio::task::spawn_blocking(move || plan::read_batch(&list, &spec, &plan))
                     .await
                     .map_err(|error| error.to_string())
                     .and_then(|read| read.map_err(|error| error.to_string()));
                 let recipients = match recipients {
                     Ok(recipients) => recipients,
-                    Err(error) => return (batch.plan.number, attempts, Err(error)),
+                    // The list could not be read back as planned (changed on disk): nothing was sent.
+                    Err(error) => {
+                        shared.stop.store(true, Ordering::Relaxed);
+                        *shared.ended.lock().expect("never poisoned") =
+                            Some(format!("campaign `{campaign}`, batch {number}: {error}"));
+                        return Ok(());
+                    }
                 };
                 let job = BatchJob {
                     runbook: &loaded.runbook,
@@ -171,50 +227,49 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     phase,
                     step,
                     campaign,
-                    number: batch.plan.number,
+                    number,
                     recipients: &recipients,
                 };
-                (batch.plan.number, attempts, Ok(executor.send_campaign_batch(job).await))
-            }
-        });
-        let answers = futures_util::future::join_all(sends).await;
-        let mut results = Vec::new();
-        let mut failed_attempt = None;
-        for (number, attempts, sent) in answers {
-            let at = self.now();
-            match sent {
-                Ok(sent) => match sent.answer {
+                let sent = executor.send_campaign_batch(job).await;
+                let at = self.now();
+                let result = match sent.answer {
                     Answer::Accepted { rejected } => {
                         let failed = rejected;
                         let count = sent.leaves.len() as u32 - failed.len() as u32;
-                        results.push(BatchResult {
-                            number,
-                            at,
-                            sent: count,
-                            failed,
-                            leaves: merkle::encode_leaves(&sent.leaves),
-                        });
+                        BatchResult { number, at, sent: count, failed, leaves: merkle::encode_leaves(&sent.leaves) }
                     }
                     Answer::Failed { error } if attempts >= ATTEMPTS => {
                         tracing::warn!(%campaign, batch = number, %error, "batch given up");
-                        results.push(given_up(number, at, &sent.leaves, &error, attempts));
+                        given_up(number, at, &sent.leaves, &error, attempts)
                     }
                     Answer::Failed { error } => {
                         tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed; it will be sent again");
-                        failed_attempt = Some(attempts);
+                        shared.stop.store(true, Ordering::Relaxed);
+                        *shared.failed_attempt.lock().expect("never poisoned") = Some(attempts);
+                        return Ok(());
                     }
-                },
-                // The list could not be read back as planned (changed on disk): nothing was sent.
-                Err(error) => {
-                    return Ok(Slice::Ended(Outcome::Failed {
-                        error: format!("campaign `{campaign}`, batch {number}: {error}"),
-                    }));
-                }
+                };
+                self.store.campaign_answered(campaign, std::slice::from_ref(&result)).await?;
+                // What the totals need; the leaves are in the store.
+                let BatchResult { number, at, sent, failed, .. } = result;
+                shared.results.lock().expect("never poisoned").push(BatchResult {
+                    number,
+                    at,
+                    sent,
+                    failed,
+                    leaves: Vec::new(),
+                });
             }
+        };
+        let lanes = futures_util::future::join_all((0..(*concurrency).max(1)).map(|_| lane())).await;
+        for outcome in lanes {
+            outcome?;
         }
-        if !results.is_empty() {
-            self.store.campaign_answered(campaign, &results).await?;
+        if let Some(error) = shared.ended.into_inner().expect("never poisoned") {
+            return Ok(Slice::Ended(Outcome::Failed { error }));
         }
+        let results = shared.results.into_inner().expect("never poisoned");
+        pace.next = shared.next.into_inner().expect("never poisoned");
         // The totals as the store now holds them: what was answered before this slice, and this
         // slice's answers (its batches were all unanswered), without reading every batch again.
         let mut counted = totals(&batches);
@@ -223,7 +278,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             counted.failed += result.failed.len() as u64;
             counted.done += 1;
         }
-        if let Some(attempts) = failed_attempt {
+        if let Some(attempts) = shared.failed_attempt.into_inner().expect("never poisoned") {
             let wait = Duration::from_millis(500u64.saturating_mul(1 << attempts.min(7)));
             pace.retry_at = Some(Instant::now() + wait);
         } else {

@@ -20,10 +20,12 @@ use crate::runbook::model::{Action, ChannelKind, OfferCode};
 /// How long a batch HTTP request may take.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a campaign keeps between its batches, by campaign key.
+/// What a campaign keeps between its batches, by campaign key. Each is made once: the batches
+/// of a campaign's first window all wait for the one that makes it (two spools opened on the
+/// same file would each write its batches over the other's).
 #[derive(Default)]
 pub struct Kept {
-    campaigns: Mutex<HashMap<String, Arc<Campaign>>>,
+    campaigns: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Campaign>>>>>,
 }
 
 /// A campaign's renderer and sender.
@@ -157,11 +159,16 @@ impl Actions {
         Ok(TestSent { messages: messages.len() as u32, answer, not_rendered })
     }
 
-    /// The campaign's renderer and sender, made at its first batch.
+    /// The campaign's renderer and sender, made at its first batch, once however many batches
+    /// ask at the same time.
     async fn campaign(&self, job: &BatchJob<'_>) -> Result<Arc<Campaign>, Error> {
-        if let Some(kept) = self.kept.campaigns.lock().expect("never poisoned").get(job.campaign) {
-            return Ok(Arc::clone(kept));
-        }
+        let cell = Arc::clone(
+            self.kept.campaigns.lock().expect("never poisoned").entry(job.campaign.to_string()).or_default(),
+        );
+        cell.get_or_try_init(|| self.make_campaign(job)).await.map(Arc::clone)
+    }
+
+    async fn make_campaign(&self, job: &BatchJob<'_>) -> Result<Arc<Campaign>, Error> {
         let step = job.runbook.phase(job.phase).and_then(|p| p.step(job.step));
         let Some(Action::Campaign { template, channel, .. }) = step.map(|s| &s.action) else {
             return Err(Error::Campaign(format!("step `{}/{}` is not a campaign", job.phase, job.step)));
@@ -216,9 +223,7 @@ impl Actions {
                 )));
             }
         };
-        let made = Arc::new(Campaign { renderer, channel: channel.clone(), sender });
-        self.kept.campaigns.lock().expect("never poisoned").insert(job.campaign.to_string(), Arc::clone(&made));
-        Ok(made)
+        Ok(Arc::new(Campaign { renderer, channel: channel.clone(), sender }))
     }
 
     /// A drill's stand-in takes the messages, as a channel would have.
@@ -261,11 +266,9 @@ pub fn offer_codes(
             let key = secrets
                 .secret(secret)
                 .ok_or_else(|| format!("secret `{secret}` has no value (needed for the campaign's offer codes)"))?;
-            recipients
-                .iter()
-                .map(|r| code::derive(key.as_bytes(), campaign, &r.id, *length as usize))
-                .collect::<Result<_, _>>()
-                .map_err(|error| format!("offer codes from secret `{secret}`: {error}"))
+            let deriver = code::Deriver::new(key.as_bytes(), *length as usize)
+                .map_err(|error| format!("offer codes from secret `{secret}`: {error}"))?;
+            Ok(recipients.iter().map(|r| deriver.derive(campaign, &r.id)).collect())
         }
         OfferCode::Field(field) => Ok(recipients
             .iter()

@@ -501,3 +501,37 @@ fn append(path: &std::path::Path, bytes: &[u8]) {
     let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     file.write_all(bytes).unwrap();
 }
+
+/// A campaign whose first window holds several batches opens its spool once: every batch's lines
+/// are in the file, each once (two spools opened on the file at the same time each wrote their
+/// batch from its start, so a batch counted as sent was not in the file).
+#[test]
+fn every_batch_of_a_concurrent_campaign_is_in_its_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = "apiVersion: phasegate/v1\nkind: Runbook\nid: spooled\ntitle: Spooled\nroles:\n  incident-commander: {}\n\
+                   inputs:\n  member_list: { type: string }\nchannels:\n  out:\n    spool: { path: out.jsonl }\n\
+                   phases:\n  - id: notify\n    steps:\n      - id: apology\n        campaign:\n\
+                   \x20         recipients: { input: member_list, id_field: member_id }\n\
+                   \x20         template: customer-notice\n          subject: Sorry\n          channel: out\n\
+                   \x20         batch_size: 3\n          concurrency: 4\n";
+    std::fs::write(dir.path().join("campaign.yaml"), runbook).unwrap();
+    std::fs::write(dir.path().join("phasegate.yaml"), "people:\n  riley: { roles: [incident-commander] }\n").unwrap();
+    let members: String =
+        (1..=20).map(|n| format!("{{\"member_id\": \"M{n}\", \"email\": \"m{n}@example.com\"}}\n")).collect();
+    std::fs::write(dir.path().join("members.jsonl"), members).unwrap();
+    let cli = |args: &[&str]| {
+        crate::support::Cli::new().current_dir(dir.path()).args(args).args([
+            "--config",
+            "phasegate.yaml",
+            "--db",
+            "phasegate.db",
+        ])
+    };
+    cli(&["start", "campaign.yaml", "--as", "riley", "--input", "member_list=members.jsonl"]).succeeds();
+    cli(&["run"]).succeeds();
+    let lines = spooled(&dir.path().join("out.jsonl"));
+    let mut found = batches_and_ids(&lines);
+    found.sort_by_key(|(_, id)| id[1..].parse::<u32>().unwrap());
+    let expected: Vec<(u64, String)> = (1..=20).map(|n| ((n as u64 - 1) / 3 + 1, format!("M{n}"))).collect();
+    assert_eq!(found, expected);
+}

@@ -276,6 +276,17 @@ mod tests {
                 batches_done: s[1],
                 batches: s[2],
             },
+            EventKind::CampaignTestSent {
+                phase: phase.clone(),
+                step: step.clone(),
+                test: crate::engine::command::CampaignTest {
+                    to: vec![t(2), t(3)],
+                    recipients: vec![t(4)],
+                    messages: s[0],
+                    refused: s[1],
+                    error: maybe(5),
+                },
+            },
             EventKind::CampaignPaused { phase: phase.clone(), step: step.clone() },
             EventKind::CampaignResumed { phase: phase.clone(), step: step.clone() },
             EventKind::CampaignCancelled { phase: phase.clone(), step: step.clone() },
@@ -315,7 +326,7 @@ mod tests {
     /// Which kinds `events` holds, by position in the enum; a new kind does not compile here
     /// until it is given a place, and then fails the test until `every_kind` builds it.
     fn kinds_seen(events: &[Event]) -> Vec<bool> {
-        let mut seen = vec![false; 34];
+        let mut seen = vec![false; 35];
         for event in events {
             let index = match event.kind {
                 EventKind::IncidentStarted { .. } => 0,
@@ -352,6 +363,7 @@ mod tests {
                 EventKind::CampaignFinished { .. } => 31,
                 EventKind::NoteAdded => 32,
                 EventKind::IncidentClosed { .. } => 33,
+                EventKind::CampaignTestSent { .. } => 34,
             };
             seen[index] = true;
         }

@@ -6,7 +6,8 @@
 //! the batch's one idempotency key, no batch reached the sink more often than the store marked it
 //! in flight, the incident's log verifies, and a recipient's Merkle proof verifies offline.
 //!
-//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 5,000; the full size is 100,000),
+//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 20,000, so that even a quiet machine does not finish
+//! the campaign before the kills are done; the full size is 100,000),
 //! `CAMPAIGN_CRASH_KILLS` (default 12, at least 10), each run killed between
 //! `CAMPAIGN_CRASH_MIN_MS` and `CAMPAIGN_CRASH_MAX_MS` (0 and 400) after the sink saw its first
 //! request; `CAMPAIGN_CRASH_BIN` runs
@@ -253,7 +254,7 @@ impl Drop for Runner {
 
 #[test]
 fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight() {
-    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 5_000);
+    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 20_000);
     let wanted_kills = env_number("CAMPAIGN_CRASH_KILLS", 12).max(10) as usize;
     let seed = env_number("CAMPAIGN_CRASH_SEED", SEED);
     let (shortest, longest) = (env_number("CAMPAIGN_CRASH_MIN_MS", 0), env_number("CAMPAIGN_CRASH_MAX_MS", 400));

@@ -23,8 +23,11 @@ impl Mark {
     }
 }
 
+/// A closed set of stable diagnostic codes, each with the text printed and a one-line summary:
+/// `codes! { "RB0010"; Variant = "RB0010": "summary", ... }` makes `Code` with `ALL`, `as_str`
+/// and `summary`. Runbook validation and the CACAO import each have their own set.
 macro_rules! codes {
-    ($($variant:ident = $code:literal: $summary:literal,)*) => {
+    ($example:literal; $($variant:ident = $code:literal: $summary:literal,)*) => {
         /// The stable code of each kind of problem.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code {
@@ -35,7 +38,7 @@ macro_rules! codes {
             /// Every code, in numeric order.
             pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
 
-            /// The code as printed, for example `RB0010`.
+            #[doc = concat!("The code as printed, for example `", $example, "`.")]
             pub fn as_str(self) -> &'static str {
                 match self { $(Code::$variant => $code,)* }
             }
@@ -47,8 +50,10 @@ macro_rules! codes {
         }
     };
 }
+pub(crate) use codes;
 
 codes! {
+    "RB0010";
     FileTooLarge = "RB0001": "the file is larger than the size limit",
     NotUtf8 = "RB0002": "the file is not valid UTF-8",
     EmptyFile = "RB0003": "the file is empty",

@@ -27,32 +27,8 @@ pub enum Severity {
     Warning,
 }
 
-macro_rules! codes {
-    ($($variant:ident = $code:literal: $summary:literal,)*) => {
-        /// The stable code of each kind of problem an import can find.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum Code {
-            $(#[doc = $summary] $variant,)*
-        }
-
-        impl Code {
-            /// Every code, in numeric order.
-            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
-
-            /// The code as printed, for example `CA0012`.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Code::$variant => $code,)* }
-            }
-
-            /// One line saying what the code means.
-            pub fn summary(self) -> &'static str {
-                match self { $(Code::$variant => $summary,)* }
-            }
-        }
-    };
-}
-
-codes! {
+crate::runbook::diagnostic::codes! {
+    "CA0012";
     JsonSyntax = "CA0001": "the file is not JSON (or not UTF-8)",
     TooComplex = "CA0002": "the file is too large, nests too deeply or holds too many values",
     NotAnObject = "CA0003": "the file is JSON but not an object, so not a playbook at all",

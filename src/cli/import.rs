@@ -44,7 +44,7 @@ struct Report<'a> {
     problems: &'a [Problem],
 }
 
-pub fn run(command: Command) -> anyhow::Result<u8> {
+pub fn run(command: Command, catalog: &crate::render::Catalog) -> anyhow::Result<u8> {
     let Command::Cacao(args) = command;
     let size = match std::fs::metadata(&args.file) {
         Ok(metadata) => metadata.len(),
@@ -64,7 +64,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         )])
     } else {
         match std::fs::read(&args.file) {
-            Ok(bytes) => cacao::import(&bytes),
+            Ok(bytes) => cacao::import(&bytes, catalog),
             Err(error) => {
                 eprintln!("{}: error: cannot read: {error}", args.file.display());
                 return Ok(exit::USAGE);
@@ -145,7 +145,7 @@ pub(crate) fn print_problems(path: &Path, problems: &[Problem]) {
 }
 
 /// Writes `text` to `path` whole or not at all: a file beside it, then renamed over it.
-fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(text.as_bytes())?;

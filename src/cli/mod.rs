@@ -13,6 +13,7 @@ mod audit;
 mod campaign;
 mod db;
 mod drill;
+mod export;
 mod import;
 mod incident;
 mod list;
@@ -51,6 +52,9 @@ enum Command {
     /// Turn a playbook of another standard into a runbook (OASIS CACAO 2.0).
     #[command(subcommand)]
     Import(import::Command),
+    /// Write a runbook as a playbook of another standard (OASIS CACAO 2.0).
+    #[command(subcommand)]
+    Export(export::Command),
     /// Open an incident from a runbook and print its id.
     Start(start::Args),
     /// List open incidents (`--all` for closed ones too).
@@ -121,7 +125,8 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => catalog(templates).and_then(|catalog| validate::run(args, &catalog)),
         Command::Plan(args) => catalog(templates).and_then(|catalog| plan::run(args, &catalog)),
         Command::Schema(args) => schema::run(args),
-        Command::Import(command) => import::run(command),
+        Command::Import(command) => catalog(templates).and_then(|catalog| import::run(command, &catalog)),
+        Command::Export(command) => catalog(templates).and_then(|catalog| export::run(command, &catalog)),
         Command::Keygen(args) => audit::keygen(args),
         Command::Token(args) => token::run(args),
         incident => asynchronous(incident, templates),
@@ -182,6 +187,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             | Command::Plan(_)
             | Command::Schema(_)
             | Command::Import(_)
+            | Command::Export(_)
             | Command::Keygen(_)
             | Command::Token(_) => {
                 unreachable!("dispatched in main")

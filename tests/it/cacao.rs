@@ -53,7 +53,7 @@ fn broken_playbooks_are_refused_with_their_code_located() {
     for (name, bytes) in samples() {
         let Some(code) = expected_code(&name) else { continue };
         broken += 1;
-        let problems = match cacao::import(&bytes) {
+        let problems = match cacao::import(&bytes, &cacao::NoTemplates) {
             Ok(imported) => panic!("{name} imported, but should be refused with {code}:\n{}", imported.yaml),
             Err(problems) => problems,
         };
@@ -82,7 +82,7 @@ fn valid_playbooks_import_into_runbooks_that_validate() {
         }
         valid += 1;
         let imported =
-            cacao::import(&bytes).unwrap_or_else(|problems| panic!("{name} refused:\n{}", printed(&name, &problems)));
+            cacao::import(&bytes, &cacao::NoTemplates).unwrap_or_else(|problems| panic!("{name} refused:\n{}", printed(&name, &problems)));
         if let Err(diagnostics) = runbook::parse(&imported.yaml, &catalog) {
             panic!("{name}: the runbook written does not validate: {diagnostics:#?}\n{}", imported.yaml);
         }
@@ -99,7 +99,7 @@ fn valid_playbooks_import_into_runbooks_that_validate() {
 #[test]
 fn the_ransomware_playbook_maps_every_construct() {
     let bytes = std::fs::read(root().join("tests/cacao/ransomware-host.json")).unwrap();
-    let imported = cacao::import(&bytes).expect("imports");
+    let imported = cacao::import(&bytes, &cacao::NoTemplates).expect("imports");
     let yaml = &imported.yaml;
     // Variables: inputs with types; a constant is an input that allows its one value.
     assert!(yaml.contains("encrypted_files:\n    type: integer"), "{yaml}");
@@ -140,20 +140,20 @@ fn the_ransomware_playbook_maps_every_construct() {
 fn hostile_input_is_refused_quickly_and_located() {
     // Deep nesting: refused at the limit, not by overflowing the stack.
     let deep = format!("{{\"type\": \"playbook\", \"x\": {}}}", "[".repeat(1_000_000));
-    let problems = cacao::import(deep.as_bytes()).unwrap_err();
+    let problems = cacao::import(deep.as_bytes(, &cacao::NoTemplates)).unwrap_err();
     assert_eq!(problems[0].code, Code::TooComplex, "{problems:?}");
     // Too large.
     let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(5 * 1024 * 1024));
-    assert_eq!(cacao::import(huge.as_bytes()).unwrap_err()[0].code, Code::TooComplex);
+    assert_eq!(cacao::import(huge.as_bytes(, &cacao::NoTemplates)).unwrap_err()[0].code, Code::TooComplex);
     // Not UTF-8.
-    let problems = cacao::import(b"{\"name\": \"\xff\"}").unwrap_err();
+    let problems = cacao::import(b"{\"name\": \"\xff\"}", &cacao::NoTemplates).unwrap_err();
     assert_eq!((problems[0].code, problems[0].mark.column), (Code::JsonSyntax, 11));
     // A long chain of steps that loops back to its start: one loop, found without recursion.
-    let problems = cacao::import(chain(450).as_bytes()).unwrap_err();
+    let problems = cacao::import(chain(450, &cacao::NoTemplates).as_bytes()).unwrap_err();
     assert!(problems.iter().any(|p| p.code == Code::EndlessLoop), "{}", printed("loop", &problems));
     // More steps than a runbook may have phases, and more than any playbook written by hand.
     for steps in [501, 20_000] {
-        let problems = cacao::import(chain(steps).as_bytes()).unwrap_err();
+        let problems = cacao::import(chain(steps, &cacao::NoTemplates).as_bytes()).unwrap_err();
         assert_eq!(problems[0].code, Code::TooComplex, "{}", printed("loop", &problems));
     }
 }
@@ -216,7 +216,7 @@ fn the_command_imports_writes_only_on_success_and_reports_json() {
 fn a_drill_of_the_imported_playbook_takes_the_branches_its_conditions_say() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(root().join("tests/cacao/ransomware-host.json")).unwrap();
-    let imported = cacao::import(&bytes).expect("imports");
+    let imported = cacao::import(&bytes, &cacao::NoTemplates).expect("imports");
     std::fs::write(dir.path().join("ransomware-host.yaml"), &imported.yaml).unwrap();
     let drill = dir.path().join("drill.yaml");
     std::fs::copy(root().join("tests/cacao/ransomware-host.drill.yaml"), &drill).unwrap();

@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use base64::Engine as _;
 
 use super::graph::{self, Graph, Via};
+use super::restore;
 use super::json::{Json, Value, pointer};
 use super::yaml::{self, Yaml};
 use super::{Code, Problem, condition};
-use crate::runbook::{self, Mark, TemplateInfo, Templates};
+use crate::runbook::{self, Mark, Templates};
 
 mod commands;
 mod flow;
@@ -90,7 +91,7 @@ struct Cx<'a, 'p> {
 
 /// Converts `playbook`, adding every problem to `problems`; the runbook's id and YAML when the
 /// mapping went through (the caller decides, from the problems' severities, whether it stands).
-pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, String)> {
+pub fn convert(playbook: &Json, templates: &dyn Templates, problems: &mut Vec<Problem>) -> Option<(String, String)> {
     let Value::Object(_) = &playbook.value else {
         problems.push(
             Problem::error(
@@ -154,6 +155,18 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
         return None;
     };
     let graph = graph::build(playbook, workflow, problems)?;
+    if restore::is_export(playbook) {
+        let runbook = restore::restore(playbook, problems)?;
+        let id = match super::export::get(&runbook, "id") {
+            Some(Yaml::Str(id)) => id.clone(),
+            _ => String::new(),
+        };
+        let text = format!(
+            "# Restored from a CACAO 2.0 playbook that `phasegate export cacao` wrote; see docs/cacao.md.\n{}",
+            yaml::to_text(&runbook)
+        );
+        return checked(id, text, templates, problems);
+    }
     let mut cx = Cx {
         playbook,
         phase_of: vec![None; graph.steps.len()],
@@ -220,12 +233,17 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
         "# Imported from a CACAO 2.0 playbook by `phasegate import cacao`; see docs/cacao.md.\n{}",
         yaml::to_text(&Yaml::Map(top))
     );
-    if cx.problems.iter().any(|p| p.severity == super::Severity::Error) {
+    checked(id, text, templates, cx.problems)
+}
+
+/// The runbook written, if there was no error and it validates.
+fn checked(id: String, text: String, templates: &dyn Templates, problems: &mut Vec<Problem>) -> Option<(String, String)> {
+    if problems.iter().any(|p| p.severity == super::Severity::Error) {
         return None;
     }
-    if let Err(diagnostics) = runbook::parse(&text, &NoTemplates) {
+    if let Err(diagnostics) = runbook::parse(&text, templates) {
         for d in diagnostics {
-            cx.problems.push(
+            problems.push(
                 Problem::error(
                     Code::Invalid,
                     "",
@@ -243,14 +261,6 @@ pub fn convert(playbook: &Json, problems: &mut Vec<Problem>) -> Option<(String, 
     Some((id, text))
 }
 
-/// The imported runbook names no templates.
-struct NoTemplates;
-
-impl Templates for NoTemplates {
-    fn lookup(&self, _name: &str) -> TemplateInfo {
-        TemplateInfo::Missing
-    }
-}
 
 fn shown(json: &Json) -> String {
     match &json.value {

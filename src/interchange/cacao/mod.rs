@@ -11,13 +11,17 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::runbook::Mark;
+use crate::runbook::{self, Mark, Templates};
 
 mod condition;
 mod convert;
+mod export;
 mod graph;
 pub mod json;
+mod restore;
 mod yaml;
+
+pub use export::{EXTENSION, identifier};
 
 /// Whether a problem stops the import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -114,8 +118,10 @@ pub struct Imported {
     pub warnings: Vec<Problem>,
 }
 
-/// Imports a CACAO 2.0 playbook. `Err` holds every problem found, warnings among them.
-pub fn import(bytes: &[u8]) -> Result<Imported, Vec<Problem>> {
+/// Imports a CACAO 2.0 playbook. `Err` holds every problem found, warnings among them. The
+/// runbook written names no templates, unless the playbook is one phasegate exported: that one
+/// is validated against `templates`, since its audiences name them.
+pub fn import(bytes: &[u8], templates: &dyn Templates) -> Result<Imported, Vec<Problem>> {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
@@ -150,7 +156,7 @@ pub fn import(bytes: &[u8]) -> Result<Imported, Vec<Problem>> {
             .with_help("JSON readers disagree on which one counts; keep one")
         })
         .collect();
-    let result = convert::convert(&json, &mut problems);
+    let result = convert::convert(&json, templates, &mut problems);
     let sorted = |mut problems: Vec<Problem>| {
         problems.sort_by(|a, b| (a.mark, a.code, &a.message).cmp(&(b.mark, b.code, &b.message)));
         problems.dedup();
@@ -161,6 +167,26 @@ pub fn import(bytes: &[u8]) -> Result<Imported, Vec<Problem>> {
             Ok(Imported { runbook_id, yaml, warnings: sorted(problems) })
         }
         _ => Err(sorted(problems)),
+    }
+}
+
+/// Exports a runbook (its text) as a CACAO 2.0 playbook, JSON text; every problem of the
+/// runbook when it does not validate (a runbook that does not validate is not exported).
+pub fn export(text: &str, templates: &dyn Templates) -> Result<String, Vec<runbook::Diagnostic>> {
+    runbook::parse(text, templates)?;
+    let (node, diagnostics) = runbook::yaml::parse(text, runbook::yaml::Limits::default());
+    match node {
+        Some(node) if diagnostics.is_empty() => Ok(export::export(&node)),
+        _ => Err(diagnostics),
+    }
+}
+
+/// Templates for a runbook that names none: every lookup is missing.
+pub struct NoTemplates;
+
+impl Templates for NoTemplates {
+    fn lookup(&self, _name: &str) -> runbook::TemplateInfo {
+        runbook::TemplateInfo::Missing
     }
 }
 

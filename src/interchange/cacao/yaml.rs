@@ -12,6 +12,7 @@ pub enum Yaml {
     /// A number as written in the CACAO file.
     Num(String),
     Bool(bool),
+    Null,
     List(Vec<Yaml>),
     Map(Vec<(String, Yaml)>),
 }
@@ -38,6 +39,47 @@ impl Yaml {
                 Yaml::Map(members.iter().map(|(k, v)| (k.clone(), Yaml::from_serde(v))).collect())
             }
         }
+    }
+}
+
+/// The JSON text of `value`, indented by two spaces, keys in the order given: the text of an
+/// export, which must come out the same, byte for byte, each time.
+pub fn to_json(value: &Yaml) -> String {
+    let mut out = String::new();
+    json(&mut out, value, 0);
+    out.push('\n');
+    out
+}
+
+fn json(out: &mut String, value: &Yaml, depth: usize) {
+    let quoted = |text: &str| serde_json::to_string(text).expect("a string always serializes");
+    match value {
+        Yaml::List(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                indent(out, depth + 1);
+                json(out, item, depth + 1);
+            }
+            out.push('\n');
+            indent(out, depth);
+            out.push(']');
+        }
+        Yaml::Map(pairs) if !pairs.is_empty() => {
+            out.push('{');
+            for (i, (key, item)) in pairs.iter().enumerate() {
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                indent(out, depth + 1);
+                out.push_str(&quoted(key));
+                out.push_str(": ");
+                json(out, item, depth + 1);
+            }
+            out.push('\n');
+            indent(out, depth);
+            out.push('}');
+        }
+        Yaml::Str(text) => out.push_str(&quoted(text)),
+        other => out.push_str(&inline(other)),
     }
 }
 
@@ -120,6 +162,7 @@ fn inline(value: &Yaml) -> String {
         Yaml::Int(n) => n.to_string(),
         Yaml::Num(n) => n.clone(),
         Yaml::Bool(b) => b.to_string(),
+        Yaml::Null => "null".to_string(),
         Yaml::List(_) => "[]".to_string(),
         Yaml::Map(_) => "{}".to_string(),
     }

@@ -140,20 +140,20 @@ fn the_ransomware_playbook_maps_every_construct() {
 fn hostile_input_is_refused_quickly_and_located() {
     // Deep nesting: refused at the limit, not by overflowing the stack.
     let deep = format!("{{\"type\": \"playbook\", \"x\": {}}}", "[".repeat(1_000_000));
-    let problems = cacao::import(deep.as_bytes(, &cacao::NoTemplates)).unwrap_err();
+    let problems = cacao::import(deep.as_bytes(), &cacao::NoTemplates).unwrap_err();
     assert_eq!(problems[0].code, Code::TooComplex, "{problems:?}");
     // Too large.
     let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(5 * 1024 * 1024));
-    assert_eq!(cacao::import(huge.as_bytes(, &cacao::NoTemplates)).unwrap_err()[0].code, Code::TooComplex);
+    assert_eq!(cacao::import(huge.as_bytes(), &cacao::NoTemplates).unwrap_err()[0].code, Code::TooComplex);
     // Not UTF-8.
     let problems = cacao::import(b"{\"name\": \"\xff\"}", &cacao::NoTemplates).unwrap_err();
     assert_eq!((problems[0].code, problems[0].mark.column), (Code::JsonSyntax, 11));
     // A long chain of steps that loops back to its start: one loop, found without recursion.
-    let problems = cacao::import(chain(450, &cacao::NoTemplates).as_bytes()).unwrap_err();
+    let problems = cacao::import(chain(450).as_bytes(), &cacao::NoTemplates).unwrap_err();
     assert!(problems.iter().any(|p| p.code == Code::EndlessLoop), "{}", printed("loop", &problems));
     // More steps than a runbook may have phases, and more than any playbook written by hand.
     for steps in [501, 20_000] {
-        let problems = cacao::import(chain(steps, &cacao::NoTemplates).as_bytes()).unwrap_err();
+        let problems = cacao::import(chain(steps).as_bytes(), &cacao::NoTemplates).unwrap_err();
         assert_eq!(problems[0].code, Code::TooComplex, "{}", printed("loop", &problems));
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod browser;
 mod cacao;
+mod cacao_export;
 mod campaign_crash;
 mod campaign_engine;
 mod campaign_list;

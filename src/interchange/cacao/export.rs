@@ -36,7 +36,10 @@ const SAID_BY_PLAYBOOK: &[&str] = &["title", "description", "inputs", "phases"];
 /// The keys of a phase that the action step says itself.
 const SAID_BY_ACTION: &[&str] = &["title", "description", "steps"];
 
-/// A name-based (version 5) UUID of `name`, as CACAO's `TYPE--UUID` identifier.
+/// CACAO's `TYPE--UUID` identifier of `name`, the same for the same name. The standard lets a
+/// playbook's id be a name-based UUID (version 5, here in phasegate's own namespace, not the
+/// standard's, whose naming rules an export does not follow); every other object's must have the
+/// form of a version 4 UUID, which is given the name's hash as its random bits.
 pub fn identifier(kind: &str, name: &str) -> String {
     use sha1::Digest as _;
     let mut hash = sha1::Sha1::new();
@@ -46,7 +49,12 @@ pub fn identifier(kind: &str, name: &str) -> String {
     let digest = hash.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    format!("{kind}--{}", uuid::Builder::from_sha1_bytes(bytes).into_uuid())
+    let uuid = if kind == "playbook" {
+        uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+    } else {
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    };
+    format!("{kind}--{uuid}")
 }
 
 /// The playbook of a runbook, as JSON text. `node` is the runbook's YAML tree, which the caller
@@ -487,14 +495,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_are_version_5_uuids_of_the_name() {
-        let id = identifier("action", "r/p");
-        assert_eq!(id, identifier("action", "r/p"));
-        assert_ne!(id, identifier("action", "r/q"));
-        let uuid = id.strip_prefix("action--").expect("prefixed");
-        assert_eq!(uuid.len(), 36);
-        assert_eq!(&uuid[14..15], "5");
-        assert!(matches!(&uuid[19..20], "8" | "9" | "a" | "b"));
+    fn identifiers_are_uuids_of_the_name_version_5_for_the_playbook_else_4() {
+        for (kind, version) in [("playbook", "5"), ("action", "4"), ("end", "4")] {
+            let id = identifier(kind, "r/p");
+            assert_eq!(id, identifier(kind, "r/p"));
+            assert_ne!(id, identifier(kind, "r/q"));
+            let uuid = id.strip_prefix(&format!("{kind}--")).expect("prefixed");
+            assert_eq!(uuid.len(), 36);
+            assert_eq!(&uuid[14..15], version, "{id}");
+            assert!(matches!(&uuid[19..20], "8" | "9" | "a" | "b"), "{id}");
+        }
     }
 
     #[test]

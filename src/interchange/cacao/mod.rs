@@ -19,6 +19,7 @@ mod export;
 mod graph;
 pub mod json;
 mod restore;
+mod unknown;
 mod yaml;
 
 pub use export::{EXTENSION, identifier};
@@ -49,6 +50,7 @@ crate::runbook::diagnostic::codes! {
     UnknownStepType = "CA0016": "a workflow step has a type CACAO 2.0 does not define",
     BadStart = "CA0017": "`workflow_start` names no start step",
     Unreachable = "CA0018": "a step the start never reaches (warning: left out)",
+    UnknownProperty = "CA0019": "a property a CACAO object does not define (warning: not read)",
     Unsupported = "CA0020": "a construct phasegate cannot honour (it would be dropped)",
     Condition = "CA0021": "a condition that is not a simple comparison of variables",
     Variable = "CA0022": "a variable that is unknown, of a type or name phasegate cannot take",
@@ -156,6 +158,9 @@ pub fn import(bytes: &[u8], templates: &dyn Templates) -> Result<Imported, Vec<P
             .with_help("JSON readers disagree on which one counts; keep one")
         })
         .collect();
+    if json.get("type").and_then(json::Json::as_str) == Some("playbook") {
+        problems.extend(unknown::check(&json));
+    }
     let result = convert::convert(&json, templates, &mut problems);
     let sorted = |mut problems: Vec<Problem>| {
         problems.sort_by(|a, b| (a.mark, a.code, &a.message).cmp(&(b.mark, b.code, &b.message)));

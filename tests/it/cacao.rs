@@ -81,8 +81,8 @@ fn valid_playbooks_import_into_runbooks_that_validate() {
             continue;
         }
         valid += 1;
-        let imported =
-            cacao::import(&bytes, &cacao::NoTemplates).unwrap_or_else(|problems| panic!("{name} refused:\n{}", printed(&name, &problems)));
+        let imported = cacao::import(&bytes, &cacao::NoTemplates)
+            .unwrap_or_else(|problems| panic!("{name} refused:\n{}", printed(&name, &problems)));
         if let Err(diagnostics) = runbook::parse(&imported.yaml, &catalog) {
             panic!("{name}: the runbook written does not validate: {diagnostics:#?}\n{}", imported.yaml);
         }

@@ -130,11 +130,7 @@ fn the_command_exports_only_a_valid_runbook_and_keeps_existing_files() {
     let written = std::fs::read_to_string(&out).unwrap();
     let mut stdout = Cli::new().args(["export", "cacao", "runbooks/retail-breach.yaml"]).succeeds();
     assert_eq!(stdout.stdout(), written, "standard output and the file differ");
-    Cli::new()
-        .args(["export", "cacao", "runbooks/ransomware.yaml", "-o"])
-        .args([&out])
-        .status(2)
-        .stderr_has("--force");
+    Cli::new().args(["export", "cacao", "runbooks/ransomware.yaml", "-o"]).args([&out]).status(2).stderr_has("--force");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
     // The file round-trips through the CLI too.
     let back = dir.path().join("back.yaml");
@@ -142,8 +138,11 @@ fn the_command_exports_only_a_valid_runbook_and_keeps_existing_files() {
     Cli::new().args(["validate"]).args([&back]).succeeds();
     // A runbook that does not validate is not exported, and says why.
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, "apiVersion: phasegate/v1\nkind: Runbook\nid: x\ntitle: X\nphases:\n  - id: a\n    needs: [b]\n")
-        .unwrap();
+    std::fs::write(
+        &broken,
+        "apiVersion: phasegate/v1\nkind: Runbook\nid: x\ntitle: X\nphases:\n  - id: a\n    needs: [b]\n",
+    )
+    .unwrap();
     let refused = dir.path().join("refused.json");
     Cli::new()
         .args(["export", "cacao"])
@@ -207,7 +206,8 @@ impl jsonschema::Retrieve for Schemas {
 fn every_export_meets_the_cacao_json_schemas() {
     let catalog = Catalog::built_in();
     let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/cacao/schema/playbook.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/cacao/schema/playbook.json")).unwrap())
+            .unwrap();
     let validator = jsonschema::options().with_retriever(Schemas).build(&schema).expect("the schemas compile");
     for (name, text) in example_runbooks() {
         let exported: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap()).unwrap();
@@ -215,14 +215,17 @@ fn every_export_meets_the_cacao_json_schemas() {
             validator.iter_errors(&exported).map(|e| format!("{}: {e}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{name}: the export does not meet the schema:\n{}", errors.join("\n"));
         // The objects whose schemas are not vendored are absent, so nothing went unchecked.
-        for (key, prefixes) in
-            [("workflow", &["start--", "end--", "action--", "parallel--", "if-condition--"][..]), ("agent_definitions", &["group--"])]
-        {
+        for (key, prefixes) in [
+            ("workflow", &["start--", "end--", "action--", "parallel--", "if-condition--"][..]),
+            ("agent_definitions", &["group--"]),
+        ] {
             for id in exported[key].as_object().unwrap().keys() {
                 assert!(prefixes.iter().any(|p| id.starts_with(p)), "{name}: `{id}` in `{key}` was not checked");
             }
         }
-        for absent in ["target_definitions", "authentication_info_definitions", "data_marking_definitions", "signatures"] {
+        for absent in
+            ["target_definitions", "authentication_info_definitions", "data_marking_definitions", "signatures"]
+        {
             assert!(exported.get(absent).is_none(), "{name}: `{absent}` was not checked");
         }
     }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use base64::Engine as _;
 
 use super::graph::{self, Graph, Via};
-use super::restore;
 use super::json::{Json, Value, pointer};
+use super::restore;
 use super::yaml::{self, Yaml};
 use super::{Code, Problem, condition};
 use crate::runbook::{self, Mark, Templates};
@@ -237,7 +237,12 @@ pub fn convert(playbook: &Json, templates: &dyn Templates, problems: &mut Vec<Pr
 }
 
 /// The runbook written, if there was no error and it validates.
-fn checked(id: String, text: String, templates: &dyn Templates, problems: &mut Vec<Problem>) -> Option<(String, String)> {
+fn checked(
+    id: String,
+    text: String,
+    templates: &dyn Templates,
+    problems: &mut Vec<Problem>,
+) -> Option<(String, String)> {
     if problems.iter().any(|p| p.severity == super::Severity::Error) {
         return None;
     }
@@ -260,7 +265,6 @@ fn checked(id: String, text: String, templates: &dyn Templates, problems: &mut V
     }
     Some((id, text))
 }
-
 
 fn shown(json: &Json) -> String {
     match &json.value {

@@ -44,12 +44,17 @@ pub fn restore(playbook: &Json, problems: &mut Vec<Problem>) -> Option<Yaml> {
                 continue;
             }
             let Some(extension) = step.get("step_extensions").and_then(|e| e.get(EXTENSION)) else {
-                problems.push(Problem::error(
-                    Code::MissingField,
-                    &step_at,
-                    step.mark,
-                    "this action step of a phasegate export has no `phasegate` step extension",
-                ).with_help("an export's action steps each carry their phase in the extension; export the runbook again"));
+                problems.push(
+                    Problem::error(
+                        Code::MissingField,
+                        &step_at,
+                        step.mark,
+                        "this action step of a phasegate export has no `phasegate` step extension",
+                    )
+                    .with_help(
+                        "an export's action steps each carry their phase in the extension; export the runbook again",
+                    ),
+                );
                 continue;
             };
             if let Some(phase) = phase(step, extension, &step_at, problems) {
@@ -134,16 +139,21 @@ fn phase(step: &Json, extension: &Json, at: &str, problems: &mut Vec<Problem>) -
         _ => &[],
     };
     if !kept_steps.is_empty() && kept_steps.len() != commands.len() {
-        problems.push(Problem::error(
-            Code::Unsupported,
-            &pointer(at, "commands"),
-            step.mark,
-            format!(
-                "the action has {} command(s) but its `phasegate` extension {} step(s); they go one to one",
-                commands.len(),
-                kept_steps.len()
+        problems.push(
+            Problem::error(
+                Code::Unsupported,
+                &pointer(at, "commands"),
+                step.mark,
+                format!(
+                    "the action has {} command(s) but its `phasegate` extension {} step(s); they go one to one",
+                    commands.len(),
+                    kept_steps.len()
+                ),
+            )
+            .with_help(
+                "a command added or removed after the export cannot be matched to its step; export the runbook again",
             ),
-        ).with_help("a command added or removed after the export cannot be matched to its step; export the runbook again"));
+        );
         return None;
     }
     let steps: Vec<Yaml> = kept_steps.iter().zip(commands).map(|(kept, command)| step_of(kept, command)).collect();

@@ -44,9 +44,7 @@ impl Canonical {
     /// beyond 2^53 rounded to a double), so the event kept is the one that reads back, which
     /// must encode to the same bytes (its hash never changes).
     pub fn of(event: Event) -> Result<Canonical, String> {
-        let json = serde_json::to_value(&event)
-            .and_then(|value| jcs::to_string(&value))
-            .map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+        let json = jcs::to_string(&event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
         let back: Event =
             serde_json::from_str(&json).map_err(|error| format!("does not read back from JSON: {error}"))?;
         // Equal events encode alike, so the usual case needs no second encoding.

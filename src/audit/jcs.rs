@@ -20,10 +20,13 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::io::Write;
-use std::ops::Range;
 
 use serde::ser::{self, Error as _, Serialize};
 use serde_json::{Error, Number};
+
+use compound::{Array, Object};
+
+mod compound;
 
 /// The largest integer a double holds exactly, and so the largest that ECMAScript writes as the
 /// integer itself.
@@ -51,11 +54,7 @@ impl<'t> Writer<'t> {
     }
 
     fn unsigned(self, value: u64) -> Result<(), Error> {
-        if value <= EXACT {
-            write!(self.text, "{value}").map_err(Error::io)
-        } else {
-            self.number(Number::from(value))
-        }
+        if value <= EXACT { write!(self.text, "{value}").map_err(Error::io) } else { self.number(Number::from(value)) }
     }
 
     fn signed(self, value: i64) -> Result<(), Error> {
@@ -188,8 +187,7 @@ impl<'t> ser::Serializer for Writer<'t> {
         Ok(())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'t>, Error> {
-        self.text.push(b'[');
-        Ok(Array { text: self.text, first: true, in_variant: false })
+        Ok(Array::new(self.text, false))
     }
     fn serialize_tuple(self, len: usize) -> Result<Array<'t>, Error> {
         self.serialize_seq(Some(len))
@@ -204,9 +202,7 @@ impl<'t> ser::Serializer for Writer<'t> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Array<'t>, Error> {
-        let text = self.open_variant(variant)?;
-        text.push(b'[');
-        Ok(Array { text, first: true, in_variant: true })
+        Ok(Array::new(self.open_variant(variant)?, true))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'t>, Error> {
         Ok(Object::new(self.text, len.unwrap_or(0), false))
@@ -226,169 +222,6 @@ impl<'t> ser::Serializer for Writer<'t> {
     ) -> Result<Object<'t>, Error> {
         let text = self.open_variant(variant)?;
         Ok(Object::new(text, len, true))
-    }
-}
-
-/// An array being written, its items in their order.
-struct Array<'t> {
-    text: &'t mut Vec<u8>,
-    first: bool,
-    /// Inside `{"variant":`, closed with the array.
-    in_variant: bool,
-}
-
-impl Array<'_> {
-    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        if !std::mem::take(&mut self.first) {
-            self.text.push(b',');
-        }
-        value.serialize(Writer { text: &mut *self.text })
-    }
-
-    fn close(self) -> Result<(), Error> {
-        self.text.push(b']');
-        if self.in_variant {
-            self.text.push(b'}');
-        }
-        Ok(())
-    }
-}
-
-impl ser::SerializeSeq for Array<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTuple for Array<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Array<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Array<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-/// An object being written: its members' values go one after another into `values`, and are
-/// copied out sorted by key when it ends.
-struct Object<'t> {
-    text: &'t mut Vec<u8>,
-    values: Vec<u8>,
-    members: Vec<(Cow<'static, str>, Range<usize>)>,
-    /// A map's key, until its value comes.
-    key: Option<String>,
-    /// Inside `{"variant":`, closed with the object.
-    in_variant: bool,
-}
-
-impl<'t> Object<'t> {
-    fn new(text: &'t mut Vec<u8>, len: usize, in_variant: bool) -> Object<'t> {
-        Object { text, values: Vec::with_capacity(32 * len), members: Vec::with_capacity(len), key: None, in_variant }
-    }
-
-    fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Result<(), Error> {
-        let start = self.values.len();
-        value.serialize(Writer { text: &mut self.values })?;
-        self.members.push((key, start..self.values.len()));
-        Ok(())
-    }
-
-    fn close(mut self) -> Result<(), Error> {
-        if self.members.iter().any(|(key, _)| key.chars().any(|c| c >= '\u{e000}')) {
-            self.members.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
-        } else {
-            self.members.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        }
-        if let Some(pair) = self.members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            return Err(Error::custom(format!("an object has the key `{}` twice", pair[0].0)));
-        }
-        self.text.push(b'{');
-        for (index, (key, value)) in self.members.iter().enumerate() {
-            if index > 0 {
-                self.text.push(b',');
-            }
-            string_into(self.text, key)?;
-            self.text.push(b':');
-            self.text.extend_from_slice(&self.values[value.clone()]);
-        }
-        self.text.push(b'}');
-        if self.in_variant {
-            self.text.push(b'}');
-        }
-        Ok(())
-    }
-}
-
-impl ser::SerializeMap for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
-        // The key as JSON, then read back: only a string is a key, as `serde_json::to_value` has it.
-        let mut text = Vec::new();
-        key.serialize(Writer { text: &mut text })?;
-        if text.first() != Some(&b'"') {
-            return Err(Error::custom("a map's key must be a string"));
-        }
-        self.key = Some(serde_json::from_slice(&text)?);
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self.key.take().ok_or_else(|| Error::custom("a map's value came before its key"))?;
-        self.member(Cow::Owned(key), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
     }
 }
 

@@ -17,7 +17,6 @@
 //! refused. The property tests below check that the text is the library's for any JSON value and
 //! for every kind of event.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::io::Write;
 

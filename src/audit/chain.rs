@@ -44,9 +44,7 @@ impl Canonical {
     /// beyond 2^53 rounded to a double), so the event kept is the one that reads back, which
     /// must encode to the same bytes (its hash never changes).
     pub fn of(event: Event) -> Result<Canonical, String> {
-        let json = serde_json::to_value(&event)
-            .and_then(|value| jcs::to_string(&value))
-            .map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
+        let json = jcs::to_string(&event).map_err(|error| format!("cannot be encoded as JSON: {error}"))?;
         let back: Event =
             serde_json::from_str(&json).map_err(|error| format!("does not read back from JSON: {error}"))?;
         // Equal events encode alike, so the usual case needs no second encoding.
@@ -86,14 +84,21 @@ pub fn link(prev: &Hash, seq: u64, canonical: &[u8]) -> Hash {
     hasher.finalize().into()
 }
 
-/// A hash as it is written down: 64 lowercase hex digits.
+/// The digits a hash is written in.
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// A hash as it is written down: 64 lowercase hex digits. Written a byte at a time from a table:
+/// every append writes one per event.
 pub fn to_hex(hash: &Hash) -> String {
-    hex::encode(hash)
+    let mut text = Vec::with_capacity(64);
+    for byte in hash {
+        text.extend_from_slice(&[DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 15)]]);
+    }
+    String::from_utf8(text).expect("hex digits are ASCII")
 }
 
 /// Whether `text` is `hash` written down (64 lowercase hex digits), without decoding `text`.
 pub fn is_hex_of(text: &str, hash: &Hash) -> bool {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let text = text.as_bytes();
     text.len() == 64
         && hash.iter().enumerate().all(|(index, byte)| {
@@ -154,6 +159,7 @@ mod tests {
         assert_ne!(link(&first, 1, b"{}"), first);
         assert_ne!(link(&GENESIS, 1, b"{ }"), first);
         assert_eq!(from_hex(&to_hex(&first)), Some(first));
+        assert_eq!(to_hex(&first), hex::encode(first));
         assert!(is_hex_of(&to_hex(&first), &first));
         assert!(!is_hex_of(&to_hex(&first).to_uppercase(), &first) && !is_hex_of(&to_hex(&first)[1..], &first));
         assert!(!is_hex_of(&to_hex(&GENESIS), &first));

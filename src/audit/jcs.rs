@@ -1,86 +1,227 @@
-//! The RFC 8785 (JCS) text of a JSON value, written directly: what
+//! The RFC 8785 (JCS) text of anything serde serialises, written directly: what
 //! `serde_json_canonicalizer` writes, at a fraction of the work, for the encoding every event
 //! goes through once on its way to the log (`chain::Canonical::of`).
 //!
 //! The library sorts each object's members by serialising every key, parsing it back and
-//! collecting its UTF-16 code units, and buffers every member's text to sort it; on an event that
-//! was about half of a durable command's processor work (BENCHMARKS.md). Here the value is
-//! already a tree: members are sorted by comparing their keys (byte order, which is UTF-16 order
-//! unless a key holds a character from U+E000 up, when the keys are compared as UTF-16), and
-//! written once, in order. Strings are escaped by `serde_json`, whose escapes are the ones
-//! RFC 8785 prescribes (`\b \t \n \f \r`, `\"`, `\\`, other control characters as `\u00xx` in
-//! lowercase, nothing else); integers within 2^53 are written as they are; any other number is
-//! written by the library itself, which knows ECMAScript's number format. The property test in
-//! `chain.rs` checks that the text is the library's for every kind of event.
+//! collecting its UTF-16 code units, and buffers every member's text to sort it; going through a
+//! `serde_json::Value` first instead costs a tree of allocations per event. Here the value is
+//! serialised once: each object's members are written one after another into a buffer of that
+//! object's, remembered by key, then copied out sorted by key (byte order, which is UTF-16 order
+//! unless a key holds a character from U+E000 up, when the keys are compared as UTF-16). A
+//! struct's keys are its field names, so sorting them allocates nothing. Strings are escaped by
+//! `serde_json`, whose escapes are the ones RFC 8785 prescribes (`\b \t \n \f \r`, `\"`, `\\`,
+//! other control characters as `\u00xx` in lowercase, nothing else); integers within 2^53 are
+//! written as they are; any other number is written by the library itself, which knows
+//! ECMAScript's number format. Values are read as `serde_json::to_value` reads them (a
+//! non-finite float is `null`, a map's keys must be strings), and an object with a key twice is
+//! refused. The property tests below check that the text is the library's for any JSON value and
+//! for every kind of event.
 
 use std::cmp::Ordering;
 use std::io::Write;
 
-use serde_json::Value;
+use serde::ser::{self, Error as _, Serialize};
+use serde_json::{Error, Number};
+
+use compound::{Array, Object};
+
+mod compound;
 
 /// The largest integer a double holds exactly, and so the largest that ECMAScript writes as the
 /// integer itself.
 const EXACT: u64 = 1 << 53;
 
+/// How `serde_json` marks a `RawValue`, whose text this encoder does not take apart.
+const RAW_VALUE: &str = "$serde_json::private::RawValue";
+
 /// The JCS text of `value`.
-pub fn to_string(value: &Value) -> Result<String, serde_json::Error> {
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
     let mut text = Vec::with_capacity(256);
-    write(&mut text, value)?;
+    value.serialize(Writer { text: &mut text })?;
     Ok(String::from_utf8(text).expect("JSON is written as UTF-8"))
 }
 
-fn write(text: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
-    match value {
-        Value::Null => text.extend_from_slice(b"null"),
-        Value::Bool(true) => text.extend_from_slice(b"true"),
-        Value::Bool(false) => text.extend_from_slice(b"false"),
-        Value::Number(number) => match (number.as_u64(), number.as_i64()) {
-            (Some(unsigned), _) if unsigned <= EXACT => write!(text, "{unsigned}").map_err(serde_json::Error::io)?,
-            (_, Some(signed)) if signed.unsigned_abs() <= EXACT => {
-                write!(text, "{signed}").map_err(serde_json::Error::io)?
-            }
-            _ => text.extend_from_slice(serde_json_canonicalizer::to_string(number)?.as_bytes()),
-        },
-        Value::String(string) => string_into(text, string)?,
-        Value::Array(items) => {
-            text.push(b'[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    text.push(b',');
-                }
-                write(text, item)?;
-            }
-            text.push(b']');
-        }
-        Value::Object(members) => {
-            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            if sorted.iter().any(|(key, _)| key.chars().any(|c| c >= '\u{e000}')) {
-                sorted.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
-            } else {
-                sorted.sort_unstable_by_key(|(key, _)| *key);
-            }
-            text.push(b'{');
-            for (index, (key, member)) in sorted.into_iter().enumerate() {
-                if index > 0 {
-                    text.push(b',');
-                }
-                string_into(text, key)?;
-                text.push(b':');
-                write(text, member)?;
-            }
-            text.push(b'}');
+/// Writes one JSON value at the end of `text`.
+struct Writer<'t> {
+    text: &'t mut Vec<u8>,
+}
+
+impl<'t> Writer<'t> {
+    fn raw(self, bytes: &[u8]) -> Result<(), Error> {
+        self.text.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn unsigned(self, value: u64) -> Result<(), Error> {
+        if value <= EXACT { write!(self.text, "{value}").map_err(Error::io) } else { self.number(Number::from(value)) }
+    }
+
+    fn signed(self, value: i64) -> Result<(), Error> {
+        match u64::try_from(value) {
+            Ok(value) => self.unsigned(value),
+            Err(_) if value.unsigned_abs() <= EXACT => write!(self.text, "{value}").map_err(Error::io),
+            Err(_) => self.number(Number::from(value)),
         }
     }
-    Ok(())
+
+    /// A number beyond what is written as an integer: ECMAScript's form, by the library.
+    fn number(self, number: Number) -> Result<(), Error> {
+        self.raw(serde_json_canonicalizer::to_string(&number)?.as_bytes())
+    }
+
+    /// An object of one member, `{"name":`, closed by the compound that writes its value.
+    fn open_variant(self, name: &str) -> Result<&'t mut Vec<u8>, Error> {
+        self.text.push(b'{');
+        string_into(self.text, name)?;
+        self.text.push(b':');
+        Ok(self.text)
+    }
 }
 
 /// `string` as a JSON string, escaped as RFC 8785 says (and `serde_json` does).
-fn string_into(text: &mut Vec<u8>, string: &str) -> Result<(), serde_json::Error> {
+fn string_into(text: &mut Vec<u8>, string: &str) -> Result<(), Error> {
     serde_json::to_writer(text, string)
 }
 
 fn utf16_order(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
+}
+
+impl<'t> ser::Serializer for Writer<'t> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Array<'t>;
+    type SerializeTuple = Array<'t>;
+    type SerializeTupleStruct = Array<'t>;
+    type SerializeTupleVariant = Array<'t>;
+    type SerializeMap = Object<'t>;
+    type SerializeStruct = Object<'t>;
+    type SerializeStructVariant = Object<'t>;
+
+    fn serialize_bool(self, value: bool) -> Result<(), Error> {
+        self.raw(if value { b"true" } else { b"false" })
+    }
+    fn serialize_i8(self, value: i8) -> Result<(), Error> {
+        self.signed(value.into())
+    }
+    fn serialize_i16(self, value: i16) -> Result<(), Error> {
+        self.signed(value.into())
+    }
+    fn serialize_i32(self, value: i32) -> Result<(), Error> {
+        self.signed(value.into())
+    }
+    fn serialize_i64(self, value: i64) -> Result<(), Error> {
+        self.signed(value)
+    }
+    fn serialize_i128(self, value: i128) -> Result<(), Error> {
+        let value = i64::try_from(value).map_err(|_| Error::custom("number out of range"))?;
+        self.signed(value)
+    }
+    fn serialize_u8(self, value: u8) -> Result<(), Error> {
+        self.unsigned(value.into())
+    }
+    fn serialize_u16(self, value: u16) -> Result<(), Error> {
+        self.unsigned(value.into())
+    }
+    fn serialize_u32(self, value: u32) -> Result<(), Error> {
+        self.unsigned(value.into())
+    }
+    fn serialize_u64(self, value: u64) -> Result<(), Error> {
+        self.unsigned(value)
+    }
+    fn serialize_u128(self, value: u128) -> Result<(), Error> {
+        let value = u64::try_from(value).map_err(|_| Error::custom("number out of range"))?;
+        self.unsigned(value)
+    }
+    fn serialize_f32(self, value: f32) -> Result<(), Error> {
+        self.serialize_f64(value.into())
+    }
+    fn serialize_f64(self, value: f64) -> Result<(), Error> {
+        match Number::from_f64(value) {
+            Some(number) => self.number(number),
+            // As `serde_json::to_value` has it.
+            None => self.raw(b"null"),
+        }
+    }
+    fn serialize_char(self, value: char) -> Result<(), Error> {
+        string_into(self.text, value.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, value: &str) -> Result<(), Error> {
+        string_into(self.text, value)
+    }
+    fn serialize_bytes(self, value: &[u8]) -> Result<(), Error> {
+        use ser::SerializeSeq;
+        let mut array = self.serialize_seq(Some(value.len()))?;
+        value.iter().try_for_each(|byte| array.serialize_element(byte))?;
+        array.end()
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        self.raw(b"null")
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.raw(b"null")
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.raw(b"null")
+    }
+    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<(), Error> {
+        string_into(self.text, variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        let text = self.open_variant(variant)?;
+        value.serialize(Writer { text: &mut *text })?;
+        text.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'t>, Error> {
+        Ok(Array::new(self.text, false))
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Array<'t>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Array<'t>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Array<'t>, Error> {
+        Ok(Array::new(self.open_variant(variant)?, true))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Object<'t>, Error> {
+        Ok(Object::new(self.text, len.unwrap_or(0), false))
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Object<'t>, Error> {
+        if name == RAW_VALUE {
+            return Err(Error::custom("raw JSON is not encoded canonically here"));
+        }
+        Ok(Object::new(self.text, len, false))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Object<'t>, Error> {
+        let text = self.open_variant(variant)?;
+        Ok(Object::new(text, len, true))
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +524,24 @@ mod tests {
         }
     }
 
+    /// What `serde_json::to_value` would not make an object of, or would make one of with a key
+    /// lost, is refused rather than written.
+    #[test]
+    fn an_object_with_a_key_twice_or_a_key_that_is_not_text_is_refused() {
+        #[derive(serde::Serialize)]
+        struct Twice {
+            phase: String,
+            #[serde(flatten)]
+            rest: BTreeMap<String, u32>,
+        }
+        let twice = Twice { phase: "a".into(), rest: [("phase".to_string(), 1)].into_iter().collect() };
+        assert_eq!(to_string(&twice).unwrap_err().to_string(), "an object has the key `phase` twice");
+        let numbered: BTreeMap<u32, u32> = [(1, 2)].into_iter().collect();
+        assert_eq!(to_string(&numbered).unwrap_err().to_string(), "a map's key must be a string");
+        let escaped: BTreeMap<String, u32> = [("a\"b\n".to_string(), 1)].into_iter().collect();
+        assert_eq!(to_string(&escaped).unwrap(), r#"{"a\"b\n":1}"#);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
@@ -396,6 +555,7 @@ mod tests {
             let events = every_kind(&parts);
             prop_assert!(kinds_seen(&events).iter().all(|seen| *seen));
             for event in &events {
+                prop_assert_eq!(to_string(event).unwrap(), library(event), "{:?}", event.kind.name());
                 let value = serde_json::to_value(event).unwrap();
                 prop_assert_eq!(to_string(&value).unwrap(), library(event), "{:?}", event.kind.name());
                 // What does not read back (an integer field beyond 2^53, written as a double) is

@@ -277,7 +277,7 @@ impl Work<'_> {
             Action::Command { argv, env } => {
                 let variables = scope::variables(self.runbook, &self.incident);
                 argv.iter()
-                    .map(|argument| scope::interpolate(argument, &self.names, &variables))
+                    .map(|argument| scope::interpolate(argument, self.names(), &variables))
                     .collect::<Result<Vec<_>, _>>()
                     .map(|argv| EffectKind::Command {
                         phase: phase.id.clone(),
@@ -330,19 +330,19 @@ impl Work<'_> {
     /// A runbook request with its `${ }` parts evaluated.
     fn request(&self, request: &Request, timeout: Duration) -> Result<HttpRequest, String> {
         let variables = scope::variables(self.runbook, &self.incident);
-        let url = scope::interpolate(&request.url, &self.names, &variables)?;
+        let url = scope::interpolate(&request.url, self.names(), &variables)?;
         let mut headers = Vec::new();
         for (name, value) in &request.headers {
             let value = match value {
                 crate::runbook::model::Text::Literal(text) => {
-                    crate::runbook::model::Text::Literal(scope::interpolate(text, &self.names, &variables)?)
+                    crate::runbook::model::Text::Literal(scope::interpolate(text, self.names(), &variables)?)
                 }
                 secret => secret.clone(),
             };
             headers.push((name.clone(), value));
         }
         let body =
-            request.body.as_ref().map(|body| scope::interpolate_json(body, &self.names, &variables)).transpose()?;
+            request.body.as_ref().map(|body| scope::interpolate_json(body, self.names(), &variables)).transpose()?;
         Ok(HttpRequest { method: request.method.clone(), url, headers, body, timeout })
     }
 

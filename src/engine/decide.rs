@@ -215,7 +215,9 @@ fn type_name(kind: InputType) -> &'static str {
 pub(super) struct Work<'a> {
     pub runbook: &'a Runbook,
     pub directory: &'a Directory,
-    pub names: Names,
+    /// The names the runbook's conditions may use, made when a step's `${ }` parts are first
+    /// evaluated: most decisions (a note, an approval) evaluate none.
+    names: std::cell::OnceCell<Names>,
     pub incident: Incident,
     pub at: DateTime<Utc>,
     pub actor: String,
@@ -228,13 +230,18 @@ impl<'a> Work<'a> {
         Work {
             runbook,
             directory,
-            names: super::scope::names(runbook),
+            names: std::cell::OnceCell::new(),
             incident,
             at: request.at,
             actor: request.actor.clone(),
             events: Vec::new(),
             effects: Vec::new(),
         }
+    }
+
+    /// The names the runbook's conditions may use.
+    pub fn names(&self) -> &Names {
+        self.names.get_or_init(|| super::scope::names(self.runbook))
     }
 
     /// Records an event: applies it to the working state and keeps it for the caller.

@@ -263,6 +263,12 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     /// they led to.
     async fn appended(&self, incident: &str, events: &[engine::Event], next: Incident, runbook: Arc<Runbook>) {
         self.signed_after(incident, events).await;
-        self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), (next, runbook));
+        let mut states = self.states.lock().expect("the cache is never poisoned");
+        match states.get_mut(incident) {
+            Some(kept) => *kept = (next, runbook),
+            None => {
+                states.insert(incident.to_string(), (next, runbook));
+            }
+        }
     }
 }

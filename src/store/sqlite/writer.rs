@@ -513,7 +513,7 @@ impl Writer {
             }
         }
         if !rows.events.is_empty() {
-            self.remember_head(incident.to_string(), (rows.version(), prev));
+            self.remember_head(incident, (rows.version(), prev));
         }
         Ok(rows.version())
     }
@@ -546,16 +546,20 @@ impl Writer {
             .map(|(event, hash)| (signed(event.seq), event.kind, event.at.as_str(), event.json.as_str(), hash.as_str()))
             .collect();
         direct.insert_events(incident, &values).ok()?;
-        self.remember_head(incident.to_string(), (rows.version(), head));
+        self.remember_head(incident, (rows.version(), head));
         Some(rows.version())
     }
 
     /// Keeps an incident's version and head as this writer stored them.
-    fn remember_head(&mut self, incident: String, head: (u64, Hash)) {
+    fn remember_head(&mut self, incident: &str, head: (u64, Hash)) {
+        if let Some(known) = self.heads.get_mut(incident) {
+            *known = head;
+            return;
+        }
         if self.heads.len() >= MOST_HEADS {
             self.heads.clear();
         }
-        self.heads.insert(incident, head);
+        self.heads.insert(incident.to_string(), head);
     }
 }
 

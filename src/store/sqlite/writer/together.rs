@@ -39,7 +39,7 @@ impl Writer {
                 let campaigned = self.write_campaigns(campaigns).await?;
                 sqlx::query("COMMIT").execute(&mut self.connection).await?;
                 for (incident, head) in heads {
-                    self.remember_head(incident, head);
+                    self.remember_head(&incident, head);
                 }
                 Ok(Some((batch.iter().map(|append| append.rows.version()).collect(), campaigned)))
             }

@@ -32,6 +32,10 @@ pub mod witness;
 
 use owned::Owned;
 
+/// How many appends a receiver of [`Runtime::changes`] may fall behind before it is told it
+/// lagged.
+pub const CHANGES: usize = 256;
+
 /// How often an append is decided again after losing a race, before giving up.
 const RETRIES_ON_CONFLICT: usize = 8;
 
@@ -133,6 +137,9 @@ pub struct Runtime<S, T> {
     campaign_settings: campaign::Settings,
     /// The pace of the campaigns this process is sending.
     campaigns: campaign::Memory,
+    /// The id of each incident this runtime appended to, sent once the append is stored
+    /// ([`Runtime::changes`]).
+    changes: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -152,6 +159,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             owned: None,
             campaign_settings: campaign::Settings::default(),
             campaigns: campaign::Memory::default(),
+            changes: tokio::sync::broadcast::channel(CHANGES).0,
         }
     }
 
@@ -203,6 +211,15 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The ids of the incidents this runtime appends to, each as soon as its append is stored (a
+    /// runtime that owns its store sends it when the append is taken into its record). The
+    /// dashboard's live pages wait on it. Only this process's appends: another process
+    /// writing to the same database is seen by reading the store. A receiver that falls more
+    /// than [`CHANGES`] behind is told it lagged, and should read what it follows again.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changes.subscribe()
     }
 
     fn now(&self) -> DateTime<Utc> {

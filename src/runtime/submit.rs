@@ -264,5 +264,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     async fn appended(&self, incident: &str, events: &[engine::Event], next: Incident, runbook: Arc<Runbook>) {
         self.signed_after(incident, events).await;
         self.states.lock().expect("the cache is never poisoned").insert(incident.to_string(), (next, runbook));
+        // Nobody listening is no error.
+        let _ = self.changes.send(Arc::from(incident));
     }
 }

@@ -292,6 +292,7 @@ pub fn context(
                     "finished": progress.finished.is_some(),
                     "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
                     "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
+                    "can_cancel": running && progress.cancelled.is_none() && may(action(CampaignAction::Cancel)),
                     "slug": slug,
                 }));
             }
@@ -417,7 +418,7 @@ fn duration(span: chrono::Duration) -> String {
 }
 
 /// An id usable in HTML ids: letters, digits and dashes.
-fn slug(text: &str) -> String {
+pub fn slug(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
 }
 
@@ -557,12 +558,18 @@ pub async fn campaign<S: Store>(
     let action = match action.as_str() {
         "pause" => CampaignAction::Pause,
         "resume" => CampaignAction::Resume,
+        "cancel" => CampaignAction::Cancel,
         _ => {
-            let why = "a campaign is paused (`pause`) or resumed (`resume`) from here";
-            return app.error_page(StatusCode::NOT_FOUND, Some(&posted.signed), "Not found", why);
+            let why = "a campaign is paused (`pause`), resumed (`resume`) or cancelled (`cancel`) from here";
+            return app.not_found(Some(&posted.signed), why);
         }
     };
-    let done = format!("Campaign `{phase}/{step}`: {}d.", action.as_str());
+    let done = match action {
+        CampaignAction::Cancel => {
+            format!("Campaign `{phase}/{step}` cancelled: the batches in flight finish, then it stops.")
+        }
+        _ => format!("Campaign `{phase}/{step}`: {}d.", action.as_str()),
+    };
     let command = Command::Campaign { phase, step, action, reason: posted.fields.text("reason") };
     act(&app, &posted, &id, command, done).await
 }

@@ -266,6 +266,33 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(Loaded { events, incident: state, runbook })
     }
 
+    /// Calls `read` with the incident's state at `version` (as its summary says) and its runbook:
+    /// from the cache when it holds that version, without reading the store; otherwise caught up
+    /// with the store (the events after the cached version, or the whole log the first time) and
+    /// kept for the next call. Pages that list many incidents read them so instead of folding
+    /// every log on every request.
+    pub async fn with_state<R>(
+        &self,
+        incident: &str,
+        version: u64,
+        read: impl FnOnce(&Runbook, &Incident) -> R,
+    ) -> Result<R, Error> {
+        let cache = || self.states.lock().expect("the cache is never poisoned");
+        if let Some((state, runbook)) = cache().get(incident)
+            && state.version == version
+        {
+            return Ok(read(runbook, state));
+        }
+        let (state, runbook, _) = self.current(incident, true).await?;
+        let answer = read(&runbook, &state);
+        let mut cached = cache();
+        // An append stored meanwhile keeps the newer state it left.
+        if cached.get(incident).is_none_or(|(newer, _)| newer.version < state.version) {
+            cached.insert(incident.to_string(), (state, runbook));
+        }
+        Ok(answer)
+    }
+
     /// The incident's state: as cached, or (with `refresh`, or when nothing is cached) caught up
     /// with the store. The second value says whether it was read from the store just now.
     async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {

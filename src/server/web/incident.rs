@@ -23,8 +23,9 @@ use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
 use crate::engine::{Command, Directory, Event, Incident, Request};
 use crate::render::context::status_context;
-use crate::runbook::Runbook;
 use crate::runbook::model::{Action, GateKind};
+use crate::runbook::{Runbook, Templates};
+use crate::runtime::Runtime;
 use crate::server::App;
 use crate::server::view::{State as Open, StateFilter, Summary};
 use crate::store::Store;
@@ -43,9 +44,22 @@ pub async fn list<S: Store>(
         let why = "`state` must be `open`, `closed` or `all`";
         return Err(app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", why).into());
     };
-    let summaries = app.runtime.store().incidents().await.map_err(|error| app.runtime_error(&signed, error.into()))?;
+    let rows = rows(&app.runtime, filter, Utc::now()).await.map_err(|error| app.runtime_error(&signed, error))?;
+    let page = json!({ "incidents": rows, "filter": state });
+    app.page("web/incidents.html", Some(&signed), "incidents", "Incidents", page)
+}
+
+/// The list's rows: the incidents `filter` admits, open first, then newest first. An open
+/// incident's standing comes from the runtime's cached state at its summary's version
+/// ([`Runtime::with_state`]): a log is folded only when it changed since the last request, and
+/// then only its new events.
+pub async fn rows<S: Store, T: Templates + Send + Sync>(
+    runtime: &Runtime<S, T>,
+    filter: StateFilter,
+    now: DateTime<Utc>,
+) -> Result<Vec<Value>, crate::runtime::Error> {
+    let summaries = runtime.store().incidents().await?;
     let mut rows = Vec::new();
-    let now = Utc::now();
     for summary in summaries.into_iter().map(Summary::from).filter(|summary| filter.admits(summary.state)) {
         let mut row = json!({
             "id": summary.id, "runbook": summary.runbook_id, "state": summary.state,
@@ -54,37 +68,42 @@ pub async fn list<S: Store>(
             "phases": [], "blockers": 0, "overdue": 0, "relaxed": 0, "sort": summary.started_at.timestamp(),
         });
         if summary.state == Open::Open {
-            let loaded = app.runtime.load(&summary.id).await.map_err(|error| app.runtime_error(&signed, error))?;
-            let (runbook, incident) = (&loaded.runbook, &loaded.incident);
-            row["severity"] = severity(incident);
-            row["title"] = json!(runbook.title());
-            row["phases"] = json!(
-                runbook
-                    .phases()
-                    .iter()
-                    .filter(|phase| {
-                        matches!(
-                            incident.phase(&phase.id).status,
-                            PhaseStatus::Ready | PhaseStatus::Running | PhaseStatus::Failed
-                        )
-                    })
-                    .map(|phase| json!({
-                        "id": phase.id, "title": phase.title.as_deref().unwrap_or(&phase.id),
-                        "state": incident.phase(&phase.id).status.as_str(),
-                    }))
-                    .collect::<Vec<_>>()
-            );
-            row["blockers"] = json!(blockers(runbook, incident).len());
-            let open: Vec<_> = incident.open_relaxations().collect();
-            row["relaxed"] = json!(open.len());
-            row["overdue"] = json!(open.iter().filter(|r| r.overdue || r.expires_at <= now).count());
+            let standing = |runbook: &Runbook, incident: &Incident| standing(runbook, incident, now);
+            if let (Value::Object(row), Value::Object(found)) =
+                (&mut row, runtime.with_state(&summary.id, summary.version, standing).await?)
+            {
+                row.extend(found);
+            }
         }
         rows.push(row);
     }
     // Open first, then newest first.
     rows.sort_by_key(|row| (row["state"] != "open", std::cmp::Reverse(row["sort"].as_i64().unwrap_or(0))));
-    let page = json!({ "incidents": rows, "filter": state });
-    app.page("web/incidents.html", Some(&signed), "incidents", "Incidents", page)
+    Ok(rows)
+}
+
+/// What the list shows of an open incident: its severity, its runbook's title, its current
+/// phases, how many things block it, and how many controls are relaxed and overdue.
+pub fn standing(runbook: &Runbook, incident: &Incident, now: DateTime<Utc>) -> Value {
+    let phases: Vec<Value> = runbook
+        .phases()
+        .iter()
+        .filter(|phase| {
+            matches!(incident.phase(&phase.id).status, PhaseStatus::Ready | PhaseStatus::Running | PhaseStatus::Failed)
+        })
+        .map(|phase| {
+            json!({
+                "id": phase.id, "title": phase.title.as_deref().unwrap_or(&phase.id),
+                "state": incident.phase(&phase.id).status.as_str(),
+            })
+        })
+        .collect();
+    let open: Vec<_> = incident.open_relaxations().collect();
+    let overdue = open.iter().filter(|r| r.overdue || r.expires_at <= now).count();
+    json!({
+        "severity": severity(incident), "title": runbook.title(), "phases": phases,
+        "blockers": blockers(runbook, incident).len(), "relaxed": open.len(), "overdue": overdue,
+    })
 }
 
 fn severity(incident: &Incident) -> Value {
@@ -281,7 +300,10 @@ pub fn context(
                     action,
                     reason: Some("-".into()),
                 };
-                let running = state.status == StepStatus::Running && progress.finished.is_none();
+                // A cancelled campaign only finishes its batches in flight: nothing is offered.
+                let running = state.status == StepStatus::Running
+                    && progress.finished.is_none()
+                    && progress.cancelled.is_none();
                 campaigns.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "status": state.status.as_str(),
                     "recipients": progress.recipients, "sent": progress.sent, "failed": progress.failed,
@@ -292,7 +314,7 @@ pub fn context(
                     "finished": progress.finished.is_some(),
                     "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
                     "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
-                    "can_cancel": running && progress.cancelled.is_none() && may(action(CampaignAction::Cancel)),
+                    "can_cancel": running && may(action(CampaignAction::Cancel)),
                     "slug": slug,
                 }));
             }

@@ -20,7 +20,8 @@ use phasegate::render::Catalog;
 use phasegate::render::web::Pages;
 use phasegate::runtime::Runtime;
 use phasegate::server::view::StateFilter;
-use phasegate::server::web::incident::{View, context, rows, standing};
+use phasegate::server::web::incident::{View, context};
+use phasegate::server::web::list::{rows, standing};
 use phasegate::store::{Append, SqliteStore, Store};
 
 const EVENTS: usize = 10_000;

@@ -7,6 +7,7 @@
 
 pub mod graph;
 pub mod incident;
+pub mod list;
 pub mod live;
 pub mod other;
 pub mod session;
@@ -75,7 +76,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/signout", post(signout::<S>))
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
-        .route("/incidents", get(incident::list::<S>))
+        .route("/incidents", get(list::list::<S>))
         .route("/incidents/new", get(start::form::<S>).post(start::start::<S>))
         .route("/incidents/{id}", get(incident::page::<S>))
         .route("/incidents/{id}/events", get(live::events::<S>))

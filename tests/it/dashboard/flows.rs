@@ -114,7 +114,11 @@ async fn an_incident_starts_from_the_form_and_bad_inputs_are_shown_beside_their_
     let form_path = "/incidents/new?runbook=web-start";
     let (status, _, form) = dana.get(form_path).await;
     assert_eq!(status, 200);
-    for field in ["name=\"input.alert_name\"", "name=\"input.hosts\" type=\"number\" step=\"1\"", "name=\"input.ratio\" type=\"number\" step=\"any\""] {
+    for field in [
+        "name=\"input.alert_name\"",
+        "name=\"input.hosts\" type=\"number\" step=\"1\"",
+        "name=\"input.ratio\" type=\"number\" step=\"any\"",
+    ] {
         assert!(form.contains(field), "{field}");
     }
     assert!(form.contains("<select id=\"input-severity\" name=\"input.severity\""), "allowed values are a choice");
@@ -155,7 +159,11 @@ async fn an_incident_starts_from_the_form_and_bad_inputs_are_shown_beside_their_
     assert!(element(&page, "start-problem").unwrap().contains("nothing was started"));
     // An input the runbook does not declare, and a runbook that does not exist.
     let (status, _, page) = dana
-        .post_from(form_path, "/incidents/new", &[("runbook", "web-start"), ("input.alert_name", "x"), ("input.bogus", "1")])
+        .post_from(
+            form_path,
+            "/incidents/new",
+            &[("runbook", "web-start"), ("input.alert_name", "x"), ("input.bogus", "1")],
+        )
         .await;
     assert_eq!(status, 422);
     assert!(element(&page, "start-problem").unwrap().contains("bogus"), "{page}");
@@ -250,7 +258,8 @@ async fn unknown_dashboard_paths_answer_the_dashboards_404_page_and_api_paths_js
     let dashboard = Dashboard::start().await;
     let mut dana = dashboard.sign_in(DANA).await;
     let mut nobody = Browser { base: dashboard.base.clone(), client: dashboard.client.clone(), cookies: vec![] };
-    for path in ["/no-such-page", "/incidents/no-such-incident", "/incidents/no-such-incident/audit", "/runbooks/nope"] {
+    for path in ["/no-such-page", "/incidents/no-such-incident", "/incidents/no-such-incident/audit", "/runbooks/nope"]
+    {
         let (status, headers, page) = dana.get(path).await;
         assert_eq!(status, 404, "{path}");
         assert_eq!(header(&headers, "content-type").as_deref(), Some("text/html; charset=utf-8"), "{path}");
@@ -264,7 +273,8 @@ async fn unknown_dashboard_paths_answer_the_dashboards_404_page_and_api_paths_js
     assert_eq!((status, header(&headers, "content-type").as_deref()), (404, Some("text/html; charset=utf-8")));
     assert!(page.contains("<h1>Not found</h1>") && !page.contains("Signed in as"));
     for path in ["/api/v1/no-such", "/api", "/hooks/x/y"] {
-        let response = dashboard.client.get(format!("{}{path}", dashboard.base)).bearer_auth(DANA).send().await.unwrap();
+        let response =
+            dashboard.client.get(format!("{}{path}", dashboard.base)).bearer_auth(DANA).send().await.unwrap();
         let (status, body) = crate::support::answer(response).await;
         assert_eq!(status, 404, "{path}");
         assert!(body["error"]["message"].as_str().unwrap().starts_with("no such route"), "{path}: {body}");
@@ -342,7 +352,8 @@ async fn a_change_by_another_process_reaches_an_open_stream_through_the_poll() {
     let now = version(&dashboard, &id).await;
     let mut response = stream(&dashboard, &dana, &id, now).await;
     let config = dashboard._dir.path().join("phasegate.yaml");
-    let args = ["note", "--config", config.to_str().unwrap(), "--as", "dana.ito", &id, "from the CLI"].map(String::from);
+    let args =
+        ["note", "--config", config.to_str().unwrap(), "--as", "dana.ito", &id, "from the CLI"].map(String::from);
     tokio::task::spawn_blocking(move || crate::support::Cli::new().args(args).succeeds()).await.unwrap();
     assert!(next_change(&mut response, Duration::from_secs(60)).await > now);
     dashboard.stop().await;

@@ -38,6 +38,8 @@ pub(super) struct File {
     sources: BTreeMap<String, Source>,
     #[serde(default)]
     sessions: SessionsFile,
+    #[serde(default, deserialize_with = "live_poll")]
+    live_poll: Option<Duration>,
 }
 
 /// The dashboard's sign-in sessions: how long one lasts idle and at most, and whether its cookie
@@ -81,6 +83,15 @@ impl Default for Sessions {
         Sessions { idle: SESSION_IDLE, absolute: SESSION_ABSOLUTE, secure: false }
     }
 }
+
+fn live_poll<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("live_poll", deserializer)
+}
+
+/// How often a dashboard page's event stream reads its incident's version, unless configured
+/// otherwise: a change this server makes wakes the stream at once, so the poll only catches
+/// changes another process (the CLI, another replica) made to the same database.
+pub const LIVE_POLL: Duration = Duration::from_secs(2);
 
 fn header_timeout<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     super::duration("header_timeout", deserializer)
@@ -148,6 +159,8 @@ pub struct Server {
     pub sources: BTreeMap<String, Source>,
     /// The dashboard's sign-in sessions.
     pub sessions: Sessions,
+    /// How often a dashboard page's event stream polls for changes made by other processes.
+    pub live_poll: Duration,
 }
 
 impl File {
@@ -204,6 +217,19 @@ impl File {
                 "`server.sessions.idle` must be more than zero and no longer than `server.sessions.absolute`".into(),
             ));
         }
-        Ok(Server { listen, max_body, header_timeout, request_timeout, tokens, sources: self.sources, sessions })
+        let live_poll = self.live_poll.unwrap_or(LIVE_POLL);
+        if live_poll.is_zero() {
+            return Err(Error::Invalid("`server.live_poll` must be more than zero".into()));
+        }
+        Ok(Server {
+            listen,
+            max_body,
+            header_timeout,
+            request_timeout,
+            tokens,
+            sources: self.sources,
+            sessions,
+            live_poll,
+        })
     }
 }

@@ -17,7 +17,7 @@ use super::event::{Event, EventKind};
 use super::state::{Incident, PhaseStatus, StepStatus};
 use crate::expr::Names;
 use crate::runbook::Runbook;
-use crate::runbook::model::{Action, GateKind, InputType};
+use crate::runbook::model::{Action, GateKind, Input, InputType};
 
 /// What a command decided: events to append, then effects to carry out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,28 +156,35 @@ fn check_inputs(
     }
     let mut inputs = BTreeMap::new();
     for input in runbook.inputs() {
-        let value = match (given.get(&input.name), &input.default) {
-            (Some(value), _) => coerce(input.kind, value).ok_or_else(|| Error::BadInput {
-                name: input.name.clone(),
-                value: value.to_string(),
-                problem: format!("is not a {}", type_name(input.kind)),
-            })?,
-            (None, Some(default)) => default.clone(),
-            (None, None) => return Err(Error::MissingInput { name: input.name.clone() }),
-        };
-        if let Some(allowed) = &input.allowed
-            && !allowed.contains(&value)
-        {
-            let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-            return Err(Error::BadInput {
-                name: input.name.clone(),
-                value: value.to_string(),
-                problem: format!("is not one of {}", listed.join(", ")),
-            });
-        }
-        inputs.insert(input.name.clone(), value);
+        inputs.insert(input.name.clone(), check_input(input, given.get(&input.name))?);
     }
     Ok(inputs)
+}
+
+/// The value input `input` takes when it is `given` (or not): given, as its declared type, or
+/// its default, and one of its allowed values. The dashboard's start form checks each field with
+/// it, to show every problem beside its field.
+pub fn check_input(input: &Input, given: Option<&serde_json::Value>) -> Result<serde_json::Value, Error> {
+    let value = match (given, &input.default) {
+        (Some(value), _) => coerce(input.kind, value).ok_or_else(|| Error::BadInput {
+            name: input.name.clone(),
+            value: value.to_string(),
+            problem: format!("is not a {}", type_name(input.kind)),
+        })?,
+        (None, Some(default)) => default.clone(),
+        (None, None) => return Err(Error::MissingInput { name: input.name.clone() }),
+    };
+    if let Some(allowed) = &input.allowed
+        && !allowed.contains(&value)
+    {
+        let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        return Err(Error::BadInput {
+            name: input.name.clone(),
+            value: value.to_string(),
+            problem: format!("is not one of {}", listed.join(", ")),
+        });
+    }
+    Ok(value)
 }
 
 /// Inputs typed on a command line arrive as strings; take them for the declared type.

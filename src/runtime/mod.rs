@@ -32,6 +32,10 @@ pub mod witness;
 
 use owned::Owned;
 
+/// How many appends a receiver of [`Runtime::changes`] may fall behind before it is told it
+/// lagged.
+pub const CHANGES: usize = 256;
+
 /// How often an append is decided again after losing a race, before giving up.
 const RETRIES_ON_CONFLICT: usize = 8;
 
@@ -133,6 +137,9 @@ pub struct Runtime<S, T> {
     campaign_settings: campaign::Settings,
     /// The pace of the campaigns this process is sending.
     campaigns: campaign::Memory,
+    /// The id of each incident this runtime appended to, sent once the append is stored
+    /// ([`Runtime::changes`]).
+    changes: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -152,6 +159,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             owned: None,
             campaign_settings: campaign::Settings::default(),
             campaigns: campaign::Memory::default(),
+            changes: tokio::sync::broadcast::channel(CHANGES).0,
         }
     }
 
@@ -205,6 +213,15 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         &self.directory
     }
 
+    /// The ids of the incidents this runtime appends to, each as soon as its append is stored (a
+    /// runtime that owns its store sends it when the append is taken into its record). The
+    /// dashboard's live pages wait on it. Only this process's appends: another process
+    /// writing to the same database is seen by reading the store. A receiver that falls more
+    /// than [`CHANGES`] behind is told it lagged, and should read what it follows again.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changes.subscribe()
+    }
+
     fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
@@ -247,6 +264,33 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let runbook =
             self.pinned(&state.runbook_text).map_err(|_| Error::PinnedRunbook { incident: incident.to_string() })?;
         Ok(Loaded { events, incident: state, runbook })
+    }
+
+    /// Calls `read` with the incident's state at `version` (as its summary says) and its runbook:
+    /// from the cache when it holds that version, without reading the store; otherwise caught up
+    /// with the store (the events after the cached version, or the whole log the first time) and
+    /// kept for the next call. Pages that list many incidents read them so instead of folding
+    /// every log on every request.
+    pub async fn with_state<R>(
+        &self,
+        incident: &str,
+        version: u64,
+        read: impl FnOnce(&Runbook, &Incident) -> R,
+    ) -> Result<R, Error> {
+        let cache = || self.states.lock().expect("the cache is never poisoned");
+        if let Some((state, runbook)) = cache().get(incident)
+            && state.version == version
+        {
+            return Ok(read(runbook, state));
+        }
+        let (state, runbook, _) = self.current(incident, true).await?;
+        let answer = read(&runbook, &state);
+        let mut cached = cache();
+        // An append stored meanwhile keeps the newer state it left.
+        if cached.get(incident).is_none_or(|(newer, _)| newer.version < state.version) {
+            cached.insert(incident.to_string(), (state, runbook));
+        }
+        Ok(answer)
     }
 
     /// The incident's state: as cached, or (with `refresh`, or when nothing is cached) caught up

@@ -270,5 +270,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 states.insert(incident.to_string(), (next, runbook));
             }
         }
+        // Nobody listening is no error.
+        let _ = self.changes.send(Arc::from(incident));
     }
 }

@@ -162,7 +162,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/webhooks/{source}/deliveries/{id}", get(webhooks::receipt::<S>))
         .route("/hooks/{source}", post(webhooks::receive::<S>))
         .merge(web::router(Arc::clone(&app)))
-        .fallback(|| async { ApiError::not_found("no such route; `/openapi.json` lists them") })
+        .fallback(web::unknown::<S>)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), count_requests::<S>))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)

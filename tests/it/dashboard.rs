@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use crate::support::{Serving, answer, wait_until};
 
+mod flows;
+
 const DANA: &str = "pg_dana-web-token";
 const TOM: &str = "pg_tom-web-token";
 const LEE: &str = "pg_lee-web-token";
@@ -73,13 +75,22 @@ struct Dashboard {
 
 impl Dashboard {
     async fn start() -> Dashboard {
+        Dashboard::start_with(&[], "", Duration::from_millis(50)).await
+    }
+
+    /// The dashboard with `runbooks` (file name and text) beside the hostile one, `server`
+    /// settings (lines indented under `server:`) and the runtime loop passing every `interval`.
+    async fn start_with(runbooks: &[(&str, &str)], server: &str, interval: Duration) -> Dashboard {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("runbooks")).unwrap();
         std::fs::write(dir.path().join("runbooks/web-drill.yaml"), HOSTILE).unwrap();
+        for (file, text) in runbooks {
+            std::fs::write(dir.path().join("runbooks").join(file), text).unwrap();
+        }
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [commander] }}\n  \
-             tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [approver] }}\nserver:\n  \
+             tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [approver] }}\nserver:\n{server}  \
              tokens:\n    dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n    \
              lee: {{ person: lee.chen, sha256: {lee} }}\n",
             db = dir.path().join("phasegate.db").display(),
@@ -90,7 +101,7 @@ impl Dashboard {
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
-        let serving = Serving::start(&path, "127.0.0.1:0", Duration::from_millis(50)).await;
+        let serving = Serving::start(&path, "127.0.0.1:0", interval).await;
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Dashboard { base: serving.base.clone(), serving, client, _dir: dir }
     }

@@ -26,68 +26,12 @@ use crate::render::context::status_context;
 use crate::runbook::Runbook;
 use crate::runbook::model::{Action, GateKind};
 use crate::server::App;
-use crate::server::view::{State as Open, StateFilter, Summary};
 use crate::store::Store;
 
 /// Timeline entries on one page of the incident's page.
 pub const TIMELINE_PAGE: usize = 50;
 
-/// `GET /incidents?state=open|closed|all`: open incidents first, newest first within each.
-pub async fn list<S: Store>(
-    State(app): State<Arc<App<S>>>,
-    signed: Signed,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Page {
-    let state = query.iter().find(|(name, _)| name == "state").map_or("open", |(_, value)| value.as_str());
-    let Some(filter) = StateFilter::parse(state) else {
-        let why = "`state` must be `open`, `closed` or `all`";
-        return Err(app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", why).into());
-    };
-    let summaries = app.runtime.store().incidents().await.map_err(|error| app.runtime_error(&signed, error.into()))?;
-    let mut rows = Vec::new();
-    let now = Utc::now();
-    for summary in summaries.into_iter().map(Summary::from).filter(|summary| filter.admits(summary.state)) {
-        let mut row = json!({
-            "id": summary.id, "runbook": summary.runbook_id, "state": summary.state,
-            "started_at": when(summary.started_at), "updated_at": when(summary.updated_at),
-            "closed_at": summary.closed_at.map(when), "severity": Value::Null, "title": summary.runbook_id,
-            "phases": [], "blockers": 0, "overdue": 0, "relaxed": 0, "sort": summary.started_at.timestamp(),
-        });
-        if summary.state == Open::Open {
-            let loaded = app.runtime.load(&summary.id).await.map_err(|error| app.runtime_error(&signed, error))?;
-            let (runbook, incident) = (&loaded.runbook, &loaded.incident);
-            row["severity"] = severity(incident);
-            row["title"] = json!(runbook.title());
-            row["phases"] = json!(
-                runbook
-                    .phases()
-                    .iter()
-                    .filter(|phase| {
-                        matches!(
-                            incident.phase(&phase.id).status,
-                            PhaseStatus::Ready | PhaseStatus::Running | PhaseStatus::Failed
-                        )
-                    })
-                    .map(|phase| json!({
-                        "id": phase.id, "title": phase.title.as_deref().unwrap_or(&phase.id),
-                        "state": incident.phase(&phase.id).status.as_str(),
-                    }))
-                    .collect::<Vec<_>>()
-            );
-            row["blockers"] = json!(blockers(runbook, incident).len());
-            let open: Vec<_> = incident.open_relaxations().collect();
-            row["relaxed"] = json!(open.len());
-            row["overdue"] = json!(open.iter().filter(|r| r.overdue || r.expires_at <= now).count());
-        }
-        rows.push(row);
-    }
-    // Open first, then newest first.
-    rows.sort_by_key(|row| (row["state"] != "open", std::cmp::Reverse(row["sort"].as_i64().unwrap_or(0))));
-    let page = json!({ "incidents": rows, "filter": state });
-    app.page("web/incidents.html", Some(&signed), "incidents", "Incidents", page)
-}
-
-fn severity(incident: &Incident) -> Value {
+pub fn severity(incident: &Incident) -> Value {
     incident.inputs.get("severity").cloned().unwrap_or(Value::Null)
 }
 
@@ -281,7 +225,9 @@ pub fn context(
                     action,
                     reason: Some("-".into()),
                 };
-                let running = state.status == StepStatus::Running && progress.finished.is_none();
+                // A cancelled campaign only finishes its batches in flight: nothing is offered.
+                let running =
+                    state.status == StepStatus::Running && progress.finished.is_none() && progress.cancelled.is_none();
                 campaigns.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "status": state.status.as_str(),
                     "recipients": progress.recipients, "sent": progress.sent, "failed": progress.failed,
@@ -292,6 +238,7 @@ pub fn context(
                     "finished": progress.finished.is_some(),
                     "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
                     "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
+                    "can_cancel": running && may(action(CampaignAction::Cancel)),
                     "slug": slug,
                 }));
             }
@@ -417,7 +364,7 @@ fn duration(span: chrono::Duration) -> String {
 }
 
 /// An id usable in HTML ids: letters, digits and dashes.
-fn slug(text: &str) -> String {
+pub fn slug(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
 }
 
@@ -557,12 +504,18 @@ pub async fn campaign<S: Store>(
     let action = match action.as_str() {
         "pause" => CampaignAction::Pause,
         "resume" => CampaignAction::Resume,
+        "cancel" => CampaignAction::Cancel,
         _ => {
-            let why = "a campaign is paused (`pause`) or resumed (`resume`) from here";
-            return app.error_page(StatusCode::NOT_FOUND, Some(&posted.signed), "Not found", why);
+            let why = "a campaign is paused (`pause`), resumed (`resume`) or cancelled (`cancel`) from here";
+            return app.not_found(Some(&posted.signed), why);
         }
     };
-    let done = format!("Campaign `{phase}/{step}`: {}d.", action.as_str());
+    let done = match action {
+        CampaignAction::Cancel => {
+            format!("Campaign `{phase}/{step}` cancelled: the batches in flight finish, then it stops.")
+        }
+        _ => format!("Campaign `{phase}/{step}`: {}d.", action.as_str()),
+    };
     let command = Command::Campaign { phase, step, action, reason: posted.fields.text("reason") };
     act(&app, &posted, &id, command, done).await
 }

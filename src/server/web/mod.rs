@@ -7,9 +7,11 @@
 
 pub mod graph;
 pub mod incident;
+pub mod list;
 pub mod live;
 pub mod other;
 pub mod session;
+pub mod start;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/assets/app.css"),
     ("GET", "/assets/app.js"),
     ("GET", "/incidents"),
+    ("GET", "/incidents/new"),
+    ("POST", "/incidents/new"),
     ("GET", "/incidents/{id}"),
     ("GET", "/incidents/{id}/events"),
     ("GET", "/incidents/{id}/updates/{audience}"),
@@ -72,7 +76,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/signout", post(signout::<S>))
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
-        .route("/incidents", get(incident::list::<S>))
+        .route("/incidents", get(list::list::<S>))
+        .route("/incidents/new", get(start::form::<S>).post(start::start::<S>))
         .route("/incidents/{id}", get(incident::page::<S>))
         .route("/incidents/{id}/events", get(live::events::<S>))
         .route("/incidents/{id}/updates/{audience}", get(incident::preview::<S>).post(incident::send_update::<S>))
@@ -99,6 +104,12 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
 /// CSP (the sandboxed report) keeps it.
 async fn headers<S: Store>(State(_): State<Arc<App<S>>>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    protect(&mut response);
+    response
+}
+
+/// Adds the dashboard's headers to `response` (see [`headers`]).
+fn protect(response: &mut Response) {
     let headers = response.headers_mut();
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -109,6 +120,23 @@ async fn headers<S: Store>(State(_): State<Arc<App<S>>>, request: Request, next:
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+}
+
+/// What the server answers for a path it does not serve: under the API's prefixes (`/api/`,
+/// `/hooks/`) the API's JSON error, elsewhere the dashboard's 404 page (with the person's
+/// navigation when a session is open).
+pub async fn unknown<S: Store>(State(app): State<Arc<App<S>>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let api = ["/api", "/hooks"]
+        .iter()
+        .any(|prefix| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
+    if api {
+        return super::error::ApiError::not_found("no such route; `/openapi.json` lists them").into_response();
+    }
+    let signed = session::cookie(request.headers(), COOKIE).and_then(|id| app.sessions.find(id));
+    let why = "the dashboard has no such page; the incidents, the runbooks and the audit are linked above";
+    let mut response = app.not_found(signed.as_ref(), why);
+    protect(&mut response);
     response
 }
 
@@ -167,6 +195,11 @@ impl<S: Store> App<S> {
                 (status, format!("{heading}: {why}\n")).into_response()
             }
         }
+    }
+
+    /// The 404 page, saying why.
+    pub fn not_found(&self, signed: Option<&Signed>, why: &str) -> Response {
+        self.error_page(StatusCode::NOT_FOUND, signed, "Not found", why)
     }
 
     /// The error page for what the runtime answered (a refusal, an unknown incident, a failure).

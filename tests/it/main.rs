@@ -8,6 +8,7 @@ mod browser;
 mod cacao;
 mod campaign_crash;
 mod campaign_engine;
+mod campaign_lanes;
 mod campaign_list;
 mod campaign_test_send;
 mod cli;

@@ -132,9 +132,10 @@ struct Counted {
     /// Requests without a key, or whose body did not parse.
     odd: Vec<String>,
     random: Option<Lcg>,
-    /// Requests received, and answers handed out, in all.
+    /// Requests received in all, and the numbers of those answered (a request whose sender was
+    /// killed while it was held is never answered).
     arrived: u64,
-    answered: u64,
+    answered: BTreeSet<u64>,
     /// The request (counted in `arrived`, from 1) from which answers are held until released.
     hold_from: Option<u64>,
 }
@@ -168,9 +169,9 @@ impl Sink {
         self.counted.lock().unwrap().arrived
     }
 
-    /// Answers so far.
-    fn answered(&self) -> u64 {
-        self.counted.lock().unwrap().answered
+    /// Whether the `number`th request was answered.
+    fn answered(&self, number: u64) -> bool {
+        self.counted.lock().unwrap().answered.contains(&number)
     }
 
     /// Holds the answers to requests from the `from`th on (`None`: answers every request).
@@ -219,7 +220,7 @@ async fn count(
     while counted.lock().unwrap().hold_from.is_some_and(|from| number >= from) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    counted.lock().unwrap().answered += 1;
+    counted.lock().unwrap().answered.insert(number);
     axum::http::StatusCode::OK
 }
 
@@ -316,7 +317,7 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
         sink.hold(Some(if held { chosen } else { chosen + 1 }));
         let mut runner = campaign.run();
         let spawned = Instant::now();
-        let reached = || if held { sink.requests() >= chosen } else { sink.answered() >= chosen };
+        let reached = || if held { sink.requests() >= chosen } else { sink.answered(chosen) };
         while !reached() && spawned.elapsed() < STARTING && runner.0.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(1));
         }

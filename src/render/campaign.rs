@@ -414,6 +414,11 @@ mod tests {
         let batch: Vec<Rendered> =
             renderer.render_batch(&recipients, Some(&codes)).into_iter().map(Result::unwrap).collect();
         assert_eq!(batch, one_by_one);
+        // Into the buffers of messages sent before (longer ones, with other text left in them).
+        renderer.recycle(batch.into_iter().flat_map(|r| [Some(r.text + "left over"), r.html]).flatten());
+        let reused: Vec<Rendered> =
+            renderer.render_batch_on(&recipients, Some(&codes), 2).into_iter().map(Result::unwrap).collect();
+        assert_eq!(reused, one_by_one, "rendered into recycled buffers");
         assert!(renderer.render_batch(&[], None).is_empty());
         // A failure stays with its recipient; the others render.
         let mut broken = recipients.clone();

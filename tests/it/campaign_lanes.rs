@@ -117,8 +117,9 @@ async fn started(dir: &tempfile::TempDir, pause_at: Option<u32>, fail: Option<u3
         lists_from: Some(dir.path().to_path_buf()),
         ..Settings::default()
     };
-    let runtime = Runtime::new(store, Catalog::built_in(), Directory::with(&[("dana", &["commander"]), ("robin", &["comms"])]))
-        .with_campaigns(settings);
+    let runtime =
+        Runtime::new(store, Catalog::built_in(), Directory::with(&[("dana", &["commander"]), ("robin", &["comms"])]))
+            .with_campaigns(settings);
     let runtime = Arc::new(runtime);
     let (incident, _) = runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
     Channel { runtime, incident: Mutex::new(incident), pause_at, fail, seen: Mutex::new(Vec::new()) }

@@ -105,7 +105,9 @@ impl Actions {
             }
         };
         // The next batch renders into these messages' buffers.
-        campaign.renderer.recycle(messages.into_iter().flat_map(|message| [Some(message.text), message.html]).flatten());
+        campaign
+            .renderer
+            .recycle(messages.into_iter().flat_map(|message| [Some(message.text), message.html]).flatten());
         leaves(&job, rendered, answer)
     }
 

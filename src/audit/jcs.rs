@@ -428,6 +428,7 @@ mod tests {
                     error: maybe(5),
                 },
             },
+            EventKind::CampaignLaunched { phase: phase.clone(), step: step.clone() },
             EventKind::CampaignPaused { phase: phase.clone(), step: step.clone() },
             EventKind::CampaignResumed { phase: phase.clone(), step: step.clone() },
             EventKind::CampaignCancelled { phase: phase.clone(), step: step.clone() },
@@ -467,7 +468,7 @@ mod tests {
     /// Which kinds `events` holds, by position in the enum; a new kind does not compile here
     /// until it is given a place, and then fails the test until `every_kind` builds it.
     fn kinds_seen(events: &[Event]) -> Vec<bool> {
-        let mut seen = vec![false; 35];
+        let mut seen = vec![false; 36];
         for event in events {
             let index = match event.kind {
                 EventKind::IncidentStarted { .. } => 0,
@@ -505,6 +506,7 @@ mod tests {
                 EventKind::NoteAdded => 32,
                 EventKind::IncidentClosed { .. } => 33,
                 EventKind::CampaignTestSent { .. } => 34,
+                EventKind::CampaignLaunched { .. } => 35,
             };
             seen[index] = true;
         }

@@ -19,6 +19,9 @@ use crate::store::{BatchState, CampaignBatch, Store};
 pub enum Command {
     /// Show how far a campaign has got: sent, to send, failed, rate and time left.
     Status(Status),
+    /// Launch a campaign step with `test_first`, which waits for it: refused until a test send of
+    /// the step went out.
+    Launch(Act),
     /// Pause a campaign: the batches in flight finish, no new one starts.
     Pause(Act),
     /// Resume a paused campaign.
@@ -126,6 +129,7 @@ pub async fn run(command: Command, templates: Option<&std::path::Path>) -> anyho
         Command::Preview(args) => return preview(args, templates).await,
         Command::Codes(args) => return codes(args, templates).await,
         Command::Test(args) => return test(args, templates).await,
+        Command::Launch(args) => (args, CampaignAction::Launch),
         Command::Pause(args) => (args, CampaignAction::Pause),
         Command::Resume(args) => (args, CampaignAction::Resume),
         Command::Cancel(args) => (args, CampaignAction::Cancel),

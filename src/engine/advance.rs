@@ -220,6 +220,8 @@ impl Work<'_> {
             }
             match &step.action {
                 Action::Manual { .. } => return,
+                // A campaign to test first waits for a person to launch it (`campaign_action`).
+                Action::Campaign { test_first: true, .. } if state.launched.is_none() => return,
                 Action::Relax { control, reason, expires_in, compensating } => {
                     let approved_by = phase
                         .gates()

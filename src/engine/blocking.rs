@@ -196,6 +196,14 @@ fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rig
                 let what = step.title.clone().unwrap_or_else(|| first_line(instructions));
                 (format!("manual step: {what}"), assignee.iter().cloned().collect())
             }
+            (Action::Campaign { test_first: true, .. }, StepStatus::Pending) if state.launched.is_none() => {
+                let test = match &state.last_test {
+                    Some(test) if test.test.went_out() => "its last test send went out; launch it to send",
+                    Some(_) => "its last test send did not go out; send another, then launch it",
+                    None => "send a test first, then launch it",
+                };
+                (format!("campaign waiting: {test}"), rights.campaign.roles.clone())
+            }
             (Action::Campaign { .. }, StepStatus::Running) => {
                 let campaign = state.campaign.clone().unwrap_or_default();
                 let sent = format!("{} of {} sent", campaign.sent, campaign.recipients);

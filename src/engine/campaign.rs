@@ -49,12 +49,16 @@ impl Work<'_> {
         reason: &Option<String>,
     ) -> Result<(), Error> {
         let doing = match action {
+            CampaignAction::Launch => "launching",
             CampaignAction::Pause => "pausing",
             CampaignAction::Resume => "resuming",
             CampaignAction::Cancel => "cancelling",
         };
         let what = format!("{doing} campaign `{phase}/{step}`");
         self.holds(&self.runbook.rights().campaign, Key::Rights("campaign"), &what)?;
+        if action == CampaignAction::Launch {
+            return self.launch(phase, step, reason);
+        }
         let campaign = self.sending_campaign(phase, step)?.unwrap_or_default();
         let refuse = |problem: &str| {
             Err(Error::Campaign { phase: phase.to_string(), step: step.to_string(), problem: problem.to_string() })
@@ -66,6 +70,7 @@ impl Work<'_> {
             }
             CampaignAction::Pause if campaign.paused.is_some() => return refuse("is already paused"),
             CampaignAction::Resume if campaign.paused.is_none() => return refuse("is not paused"),
+            CampaignAction::Launch => unreachable!("launched above"),
             CampaignAction::Pause => EventKind::CampaignPaused { phase, step },
             CampaignAction::Resume => EventKind::CampaignResumed { phase, step },
             CampaignAction::Cancel => {
@@ -76,6 +81,37 @@ impl Work<'_> {
             }
         };
         self.emit_because(event, reason.clone());
+        Ok(())
+    }
+
+    /// Launches a `test_first` campaign step: only one that waits for it (not launched yet), and
+    /// only once the step's last test send went out (the channel took at least one message).
+    /// The step then starts as any other, in this decision.
+    fn launch(&mut self, phase: &str, step: &str, reason: &Option<String>) -> Result<(), Error> {
+        self.campaign_step(phase, step)?;
+        let refuse = |problem: &str| {
+            Err(Error::Campaign { phase: phase.to_string(), step: step.to_string(), problem: problem.to_string() })
+        };
+        let test_first = self
+            .phase_model(phase)?
+            .step(step)
+            .is_some_and(|model| matches!(model.action, Action::Campaign { test_first: true, .. }));
+        if !test_first {
+            return refuse("has no `test_first`: it starts by itself when reached, with nothing to launch");
+        }
+        let state = self.incident.step(phase, step);
+        if state.launched.is_some() {
+            return refuse("is already launched");
+        }
+        match &state.last_test {
+            None => return refuse("has had no test send; send one (`phasegate campaign test`), then launch it"),
+            Some(test) if !test.test.went_out() => {
+                return refuse("had a last test send that did not go out; send another, then launch it");
+            }
+            Some(_) => {}
+        }
+        let (phase, step) = (phase.to_string(), step.to_string());
+        self.emit_because(EventKind::CampaignLaunched { phase, step }, reason.clone());
         Ok(())
     }
 

@@ -57,6 +57,8 @@ pub enum Command {
 /// What a person may do to a running campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignAction {
+    /// Starts a `test_first` campaign that waits, once a test send of it has gone out.
+    Launch,
     Pause,
     Resume,
     Cancel,
@@ -65,6 +67,7 @@ pub enum CampaignAction {
 impl CampaignAction {
     pub fn as_str(self) -> &'static str {
         match self {
+            CampaignAction::Launch => "launch",
             CampaignAction::Pause => "pause",
             CampaignAction::Resume => "resume",
             CampaignAction::Cancel => "cancel",
@@ -83,6 +86,13 @@ pub struct CampaignTest {
     pub refused: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl CampaignTest {
+    /// Whether the channel took at least one of the test's messages.
+    pub fn went_out(&self) -> bool {
+        self.error.is_none() && self.messages > self.refused
+    }
 }
 
 /// A campaign's milestones, as the sender reports them.

@@ -164,6 +164,9 @@ pub enum EventKind {
         #[serde(flatten)]
         test: super::command::CampaignTest,
     },
+    /// A person holding the `campaign` right launched a `test_first` campaign after a test send
+    /// of it went out: the step starts sending.
+    CampaignLaunched { phase: String, step: String },
     /// A person holding the `campaign` right paused a campaign: batches in flight finish, no new
     /// one starts.
     CampaignPaused { phase: String, step: String },
@@ -228,6 +231,7 @@ impl EventKind {
             EventKind::CampaignStarted { .. } => "campaign_started",
             EventKind::CampaignProgress { .. } => "campaign_progress",
             EventKind::CampaignTestSent { .. } => "campaign_test_sent",
+            EventKind::CampaignLaunched { .. } => "campaign_launched",
             EventKind::CampaignPaused { .. } => "campaign_paused",
             EventKind::CampaignResumed { .. } => "campaign_resumed",
             EventKind::CampaignCancelled { .. } => "campaign_cancelled",
@@ -323,6 +327,7 @@ impl Event {
                     test.to.join(", ")
                 )
             }
+            EventKind::CampaignLaunched { phase, step } => format!("campaign `{phase}/{step}` launched{reason}"),
             EventKind::CampaignPaused { phase, step } => format!("campaign `{phase}/{step}` paused{reason}"),
             EventKind::CampaignResumed { phase, step } => format!("campaign `{phase}/{step}` resumed{reason}"),
             EventKind::CampaignCancelled { phase, step } => format!("campaign `{phase}/{step}` cancelled{reason}"),

@@ -156,6 +156,8 @@ pub struct StepState {
     pub last_test: Option<TestSend>,
     /// How many test sends the campaign step had.
     pub tests: u32,
+    /// Who launched the `test_first` campaign step, and when.
+    pub launched: Option<(String, DateTime<Utc>)>,
 }
 
 /// A campaign's test send, from its event.
@@ -471,6 +473,9 @@ impl Incident {
                 let state = self.step_mut(phase, step);
                 state.tests += 1;
                 state.last_test = Some(TestSend { by: event.actor.clone(), at, test: test.clone() });
+            }
+            EventKind::CampaignLaunched { phase, step } => {
+                self.step_mut(phase, step).launched = Some((event.actor.clone(), at));
             }
             EventKind::CampaignPaused { phase, step } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);

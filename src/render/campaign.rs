@@ -6,9 +6,13 @@
 //! tera once, in [`Renderer::new`]. Each render then converts only the recipient's fields and
 //! writes into a buffer sized from the previous message. [`Renderer::render_batch`] spreads a
 //! batch over the machine's cores; a renderer is shared by reference between the threads.
+//!
+//! A batch's messages are megabytes that the allocator would give back to the system when the
+//! batch is sent and fault in again for the next one; the sender hands the buffers back
+//! ([`Renderer::recycle`]) and the next batch renders into them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 use tera::Value;
@@ -19,6 +23,13 @@ use crate::campaign::Recipient;
 /// Batches smaller than this are rendered on the calling thread: starting a thread costs more
 /// than a few renders.
 const MIN_PER_THREAD: usize = 64;
+
+/// The most field names a thread keeps converted.
+const MAX_KEYS: usize = 256;
+
+/// The most spare buffers a renderer keeps: two messages (text and HTML) for each of four
+/// batches of a thousand, what a campaign has in flight at once by default.
+const MAX_SPARE: usize = 8192;
 
 /// One recipient's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,8 @@ pub struct Renderer {
     html_file: Option<String>,
     /// `incident`, `runbook`, `campaign` and `now`, converted once.
     base: tera::Context,
+    /// Buffers of messages already sent, emptied, for the next renders.
+    spare: Mutex<Vec<String>>,
 }
 
 impl Renderer {
@@ -68,9 +81,26 @@ impl Renderer {
             if key == "recipient" || key == "code" {
                 continue;
             }
-            context.insert_value(key.clone(), to_tera(value, &mut HashMap::new()));
+            context.insert_value(key.clone(), to_tera(value, &mut Keys::default()));
         }
-        Ok(Renderer { parsed, text_file, html_file, base: context })
+        Ok(Renderer { parsed, text_file, html_file, base: context, spare: Mutex::new(Vec::new()) })
+    }
+
+    /// Takes back the buffers of messages that were sent (their text and HTML), for the next
+    /// renders to write into; beyond [`MAX_SPARE`] they are freed.
+    pub fn recycle(&self, buffers: impl IntoIterator<Item = String>) {
+        let mut spare = self.spare.lock().expect("never poisoned");
+        for mut buffer in buffers.into_iter().take(MAX_SPARE.saturating_sub(spare.len())) {
+            buffer.clear();
+            spare.push(buffer);
+        }
+    }
+
+    /// Up to `count` spare buffers, empty.
+    fn spares(&self, count: usize) -> Vec<String> {
+        let mut spare = self.spare.lock().expect("never poisoned");
+        let keep = spare.len().saturating_sub(count);
+        spare.split_off(keep)
     }
 
     /// The file the text variant comes from (`NAME.txt` or `NAME.md`).
@@ -114,8 +144,10 @@ impl Renderer {
         }
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
+        let variants = 1 + usize::from(self.html_file.is_some());
         let run = |start: usize, part: &[Recipient]| {
             let mut worker = Worker::new(self);
+            worker.spare = self.spares(part.len() * variants);
             part.iter()
                 .enumerate()
                 .map(|(n, recipient)| worker.render(recipient, codes.map(|codes| codes[start + n].as_str())))
@@ -142,19 +174,27 @@ impl Renderer {
 }
 
 /// What one thread keeps between renders: the context (the shared part cloned once, the
-/// recipient's part replaced each time), the field names already converted, and the sizes of
-/// the last messages.
+/// recipient's part replaced each time), the field names already converted, the sizes of the
+/// last messages, and spare buffers to render into.
 struct Worker<'r> {
     renderer: &'r Renderer,
     context: tera::Context,
-    keys: HashMap<String, tera::value::Key<'static>>,
+    keys: Keys,
     text_size: usize,
     html_size: usize,
+    spare: Vec<String>,
 }
 
 impl<'r> Worker<'r> {
     fn new(renderer: &'r Renderer) -> Worker<'r> {
-        Worker { renderer, context: renderer.base.clone(), keys: HashMap::new(), text_size: 0, html_size: 0 }
+        Worker {
+            renderer,
+            context: renderer.base.clone(),
+            keys: Keys::default(),
+            text_size: 0,
+            html_size: 0,
+            spare: Vec::new(),
+        }
     }
 
     fn render(&mut self, recipient: &Recipient, code: Option<&str>) -> Result<Rendered, Error> {
@@ -178,7 +218,8 @@ impl<'r> Worker<'r> {
     fn file(&mut self, file: &str, recipient: &Recipient, html: bool) -> Result<String, Error> {
         let size = if html { &mut self.html_size } else { &mut self.text_size };
         // A little over the last message: most messages of a campaign are about the same size.
-        let mut out = Vec::with_capacity(*size + *size / 8 + 64);
+        let mut out = self.spare.pop().unwrap_or_default().into_bytes();
+        out.reserve(*size + *size / 8 + 64);
         self.renderer.parsed.tera.render_to(file, &self.context, &mut out).map_err(|error| Error::Recipient {
             file: file.to_string(),
             line: recipient.line,
@@ -195,25 +236,46 @@ impl<'r> Worker<'r> {
     }
 }
 
+/// The field names already converted to tera's keys, in the order first seen: the lines of a
+/// list mostly hold the same fields in the same order, so a field's name is first compared with
+/// the name seen at its position, without hashing.
+#[derive(Default)]
+struct Keys {
+    seen: Vec<(String, tera::value::Key<'static>)>,
+}
+
+impl Keys {
+    fn key(&mut self, position: usize, name: &str) -> tera::value::Key<'static> {
+        if let Some((seen, key)) = self.seen.get(position)
+            && seen == name
+        {
+            return key.clone();
+        }
+        if let Some((_, key)) = self.seen.iter().find(|(seen, _)| seen == name) {
+            return key.clone();
+        }
+        let key = tera::value::Key::String(Arc::from(name));
+        // A list whose lines each bring new names would make every search longer: past a few
+        // hundred names, the new ones are converted each time instead.
+        if self.seen.len() < MAX_KEYS {
+            self.seen.push((name.to_string(), key.clone()));
+        }
+        key
+    }
+}
+
 /// A JSON object as a tera map, reusing the keys seen before.
-fn object(entries: &serde_json::Map<String, Json>, keys: &mut HashMap<String, tera::value::Key<'static>>) -> Value {
+fn object(entries: &serde_json::Map<String, Json>, keys: &mut Keys) -> Value {
     let mut map: BTreeMap<tera::value::Key<'static>, Value> = BTreeMap::new();
-    for (name, value) in entries {
-        let key = match keys.get(name) {
-            Some(key) => key.clone(),
-            None => {
-                let key = tera::value::Key::String(Arc::from(name.as_str()));
-                keys.insert(name.clone(), key.clone());
-                key
-            }
-        };
+    for (position, (name, value)) in entries.iter().enumerate() {
+        let key = keys.key(position, name);
         map.insert(key, to_tera(value, keys));
     }
     Value::from(map)
 }
 
 /// A JSON value as tera holds it.
-fn to_tera(value: &Json, keys: &mut HashMap<String, tera::value::Key<'static>>) -> Value {
+fn to_tera(value: &Json, keys: &mut Keys) -> Value {
     match value {
         Json::Null => Value::none(),
         Json::Bool(b) => Value::from(*b),
@@ -352,6 +414,11 @@ mod tests {
         let batch: Vec<Rendered> =
             renderer.render_batch(&recipients, Some(&codes)).into_iter().map(Result::unwrap).collect();
         assert_eq!(batch, one_by_one);
+        // Into the buffers of messages sent before (longer ones, with other text left in them).
+        renderer.recycle(batch.into_iter().flat_map(|r| [Some(r.text + "left over"), r.html]).flatten());
+        let reused: Vec<Rendered> =
+            renderer.render_batch_on(&recipients, Some(&codes), 2).into_iter().map(Result::unwrap).collect();
+        assert_eq!(reused, one_by_one, "rendered into recycled buffers");
         assert!(renderer.render_batch(&[], None).is_empty());
         // A failure stays with its recipient; the others render.
         let mut broken = recipients.clone();

@@ -304,6 +304,9 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         EventKind::CampaignTestSent { phase: id, step: step_id, test } => {
             format!("{} sent a test of campaign {} to {} address(es)", event.actor, step(id, step_id), test.to.len())
         }
+        EventKind::CampaignLaunched { phase: id, step: step_id } => {
+            format!("{} launched campaign {}", event.actor, step(id, step_id))
+        }
         EventKind::CampaignPaused { phase: id, step: step_id } => {
             format!("{} paused campaign {}", event.actor, step(id, step_id))
         }

@@ -423,6 +423,8 @@ pub enum Action {
         /// Empty when neither the campaign nor its step says: the runbook's title then.
         subject: String,
         code: Option<OfferCode>,
+        /// Waits for a launch, allowed only after a test send that went out.
+        test_first: bool,
     },
 }
 

@@ -523,6 +523,11 @@ pub struct Campaign {
     /// A personal offer code for each recipient, given to the template as `code`.
     #[serde(default)]
     pub code: Option<Spanned<OfferCode>>,
+    /// When true, the step waits, once reached, until a person holding the `campaign` right
+    /// launches it (`phasegate campaign launch`), which is refused until a test send of the step
+    /// has gone out; false when omitted.
+    #[serde(default)]
+    pub test_first: Option<Spanned<bool>>,
 }
 
 /// Where each recipient's offer code comes from. Exactly one of `secret` and `field`.

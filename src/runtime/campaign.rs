@@ -228,7 +228,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     step,
                     campaign,
                     number,
-                    recipients: &recipients,
+                    recipients: recipients.into(),
                 };
                 let sent = executor.send_campaign_batch(job).await;
                 let at = self.now();

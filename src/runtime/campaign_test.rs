@@ -123,7 +123,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             step,
             campaign: &campaign,
             number,
-            recipients: &recipients,
+            recipients: recipients.clone().into(),
         };
         let sent = actions
             .campaign_test(job, &addresses)

@@ -1,4 +1,4 @@
-//! A campaign killed with SIGKILL at random instants: `phasegate run` sends a campaign step's
+//! A campaign killed with SIGKILL at chosen points: `phasegate run` sends a campaign step's
 //! messages through a batch HTTP channel to a counting sink (a loopback server in this test
 //! process) and is killed again and again, then let finish. Afterwards nobody was left out, a
 //! recipient got their message more than once only in a batch the `campaign_finished` event lists
@@ -6,14 +6,19 @@
 //! the batch's one idempotency key, no batch reached the sink more often than the store marked it
 //! in flight, the incident's log verifies, and a recipient's Merkle proof verifies offline.
 //!
-//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 20,000, so that even a quiet machine does not finish
-//! the campaign before the kills are done; the full size is 100,000),
-//! `CAMPAIGN_CRASH_KILLS` (default 12, at least 10), each run killed between
-//! `CAMPAIGN_CRASH_MIN_MS` and `CAMPAIGN_CRASH_MAX_MS` (0 and 400) after the sink saw its first
-//! request; `CAMPAIGN_CRASH_BIN` runs
-//! another build of `phasegate run` (a release one, at the full size). Randomness comes from a
-//! fixed seed (or `CAMPAIGN_CRASH_SEED`), so a failure names the seed and the kill schedule
-//! reproduces.
+//! Where each run is killed is chosen by counting requests, not by the clock, so that neither a
+//! fast nor a loaded machine changes what the test does: the sink holds its answers from a chosen
+//! request on (the run waits with its batches in flight), and the run is killed once the sink has
+//! received the chosen request (killed with it unanswered), or once the sink has answered it
+//! (killed around the answer's arrival, before or after the run stored it). A run therefore sends
+//! at most [`MOST_BEFORE_KILL`] + [`CONCURRENCY`] requests, so the kills cannot outlast the
+//! campaign, and every other kill lands with a batch in flight.
+//!
+//! Sizes: `CAMPAIGN_CRASH_RECIPIENTS` (default 5,000: 100 batches, more than 12 kills can send;
+//! the full size is 100,000), `CAMPAIGN_CRASH_KILLS` (default 12, at least 10);
+//! `CAMPAIGN_CRASH_BIN` runs another build of `phasegate run` (a release one, at the full size).
+//! The choices come from a fixed seed (or `CAMPAIGN_CRASH_SEED`), so a failure names the seed and
+//! the kill schedule reproduces.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,6 +34,8 @@ use crate::support::Cli;
 const SEED: u64 = 0xc4a3_9a16_0b5e;
 const BATCH_SIZE: u32 = 50;
 const CONCURRENCY: u32 = 4;
+/// The most requests a run's sink answers before it holds the rest and the run is killed.
+const MOST_BEFORE_KILL: u64 = 4;
 /// How long a run may take to send its first request before it is killed anyway.
 const STARTING: Duration = Duration::from_secs(30);
 /// How long the last, uninterrupted run may take before the test gives up on it.
@@ -125,6 +132,12 @@ struct Counted {
     /// Requests without a key, or whose body did not parse.
     odd: Vec<String>,
     random: Option<Lcg>,
+    /// Requests received in all, and the numbers of those answered (a request whose sender was
+    /// killed while it was held is never answered).
+    arrived: u64,
+    answered: BTreeSet<u64>,
+    /// The request (counted in `arrived`, from 1) from which answers are held until released.
+    hold_from: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Counted>>;
@@ -152,8 +165,18 @@ impl Sink {
 
 impl Sink {
     /// Requests so far.
-    fn requests(&self) -> u32 {
-        self.counted.lock().unwrap().requests.values().sum()
+    fn requests(&self) -> u64 {
+        self.counted.lock().unwrap().arrived
+    }
+
+    /// Whether the `number`th request was answered.
+    fn answered(&self, number: u64) -> bool {
+        self.counted.lock().unwrap().answered.contains(&number)
+    }
+
+    /// Holds the answers to requests from the `from`th on (`None`: answers every request).
+    fn hold(&self, from: Option<u64>) {
+        self.counted.lock().unwrap().hold_from = from;
     }
 }
 
@@ -175,8 +198,10 @@ async fn count(
         return axum::http::StatusCode::BAD_REQUEST;
     };
     let key = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let delay = {
+    let (delay, number) = {
         let mut counted = counted.lock().unwrap();
+        counted.arrived += 1;
+        let number = counted.arrived;
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         match (key, parsed) {
             (Some(key), Some(body)) => {
@@ -188,9 +213,14 @@ async fn count(
             }
             (key, _) => counted.odd.push(format!("{} {:?}", parts.uri.path(), key)),
         }
-        Duration::from_millis(counted.random.as_mut().unwrap().between(2, 30))
+        (Duration::from_millis(counted.random.as_mut().unwrap().between(2, 30)), number)
     };
     tokio::time::sleep(delay).await;
+    // Held while the test kills the run that sent it (the answer then goes nowhere).
+    while counted.lock().unwrap().hold_from.is_some_and(|from| number >= from) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    counted.lock().unwrap().answered.insert(number);
     axum::http::StatusCode::OK
 }
 
@@ -254,10 +284,9 @@ impl Drop for Runner {
 
 #[test]
 fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight() {
-    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 20_000);
+    let recipients = env_number("CAMPAIGN_CRASH_RECIPIENTS", 5_000);
     let wanted_kills = env_number("CAMPAIGN_CRASH_KILLS", 12).max(10) as usize;
     let seed = env_number("CAMPAIGN_CRASH_SEED", SEED);
-    let (shortest, longest) = (env_number("CAMPAIGN_CRASH_MIN_MS", 0), env_number("CAMPAIGN_CRASH_MAX_MS", 400));
     let sink = Sink::start(seed);
     let campaign = Campaign { dir: tempfile::tempdir().unwrap() };
     let runbook = RUNBOOK
@@ -274,23 +303,26 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
     let incident = start.stdout().trim().to_string();
     let key = format!("{incident}/notify/apology");
 
-    // Killed at random instants; a run that ends by itself (the campaign done) ends the killing.
+    // Killed at chosen points; a run that ends by itself (the campaign done) ends the killing.
     let mut random = Lcg(seed);
     let began = Instant::now();
     let mut kills = 0;
     let mut ended = false;
     let mut stops = 0;
     while kills < wanted_kills {
-        let seen = sink.requests();
+        // This run's `chosen`th request is where it dies: received and held (every other kill,
+        // the first among them), or answered; the requests after it are held.
+        let chosen = sink.requests() + random.between(1, MOST_BEFORE_KILL);
+        let held = kills % 2 == 0;
+        sink.hold(Some(if held { chosen } else { chosen + 1 }));
         let mut runner = campaign.run();
-        // Each kill lands while the campaign sends: a random instant after this run's first
-        // request reached the sink (a run starting up is not yet sending).
         let spawned = Instant::now();
-        while sink.requests() == seen && spawned.elapsed() < STARTING && runner.0.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
+        let reached = || if held { sink.requests() >= chosen } else { sink.answered(chosen) };
+        while !reached() && spawned.elapsed() < STARTING && runner.0.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(random.between(shortest, longest)));
         if let Some(exited) = runner.0.try_wait().unwrap() {
+            sink.hold(None);
             // `run` stops by itself when nothing more is due now: the campaign done, or waiting.
             assert!(exited.success(), "seed {seed:#x}: `run` failed ({exited}):\n{}", campaign.run_log());
             stops += 1;
@@ -303,8 +335,10 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
             }
             continue;
         }
+        assert!(reached(), "seed {seed:#x}: run {} sent no request {chosen} in {STARTING:?}", kills + 1);
         runner.0.kill().unwrap();
         runner.0.wait().unwrap();
+        sink.hold(None);
         kills += 1;
     }
     assert!(

@@ -211,3 +211,77 @@ fn a_test_send_is_recorded_for_the_campaign_right_only_and_leaves_the_campaign_a
     assert_eq!((last.by.as_str(), last.test.messages), ("tom", 2));
     assert_eq!(h.folded(), *h.state(), "the stored log folds to the state decided with");
 }
+
+/// The runbook above with `test_first: true` on its campaign step.
+fn test_first_runbook() -> String {
+    RUNBOOK.replace("          batch_size: 100\n", "          batch_size: 100\n          test_first: true\n")
+}
+
+fn launch() -> Command {
+    act(CampaignAction::Launch, Some("test message checked"))
+}
+
+fn tested(messages: u32, refused: u32, error: Option<&str>) -> Command {
+    let test = CampaignTest {
+        to: vec!["ciso@harbour.example".into()],
+        recipients: vec!["m1".into()],
+        messages,
+        refused,
+        error: error.map(str::to_string),
+    };
+    Command::CampaignTest { phase: "notify".into(), step: "send".into(), test }
+}
+
+#[test]
+fn a_test_first_campaign_waits_for_a_launch_after_a_test_that_went_out() {
+    let runbook = test_first_runbook();
+    let directory =
+        Directory::with(&[("dana", &["incident-commander"]), ("tom", &["comms-lead"]), ("sam", &["analyst"])]);
+    let mut h = Harness::new(&runbook, directory, t0());
+    let start =
+        Command::Start { incident: "inc-1".into(), runbook_text: runbook.clone(), inputs: BTreeMap::new(), key: None };
+    h.run("dana", start).unwrap();
+    // Reached, the step waits: nothing to send, and the status board says who may launch it.
+    assert!(h.outbox.iter().all(|effect| !matches!(effect.kind, EffectKind::Campaign { .. })));
+    assert_eq!(h.state().step("notify", "send").status.as_str(), "pending");
+    let blockers = phasegate::engine::blocking::blockers(&h.runbook, h.state());
+    let waiting = blockers.iter().find(|b| b.what == "notify/send").expect("the step is listed as waiting");
+    assert!(waiting.waiting_for.contains("send a test first"), "{}", waiting.waiting_for);
+    assert_eq!(waiting.roles, vec!["comms-lead".to_string()]);
+
+    // No launch without a test, nor after one that did not go out; nobody else launches.
+    let before = h.events.len();
+    let untested = h.run("tom", launch()).unwrap_err();
+    assert!(untested.to_string().contains("no test send"), "{untested}");
+    h.run("tom", tested(1, 0, Some("relay refused the connection"))).unwrap();
+    h.run("tom", tested(2, 2, None)).unwrap();
+    let refused = h.run("tom", launch()).unwrap_err();
+    assert!(refused.to_string().contains("did not go out"), "{refused}");
+    h.run("tom", tested(1, 0, None)).unwrap();
+    assert_eq!(h.events.len(), before + 3, "only the three tests are recorded");
+    for actor in ["dana", "sam"] {
+        let refused = h.run(actor, launch()).unwrap_err();
+        assert!(matches!(refused, Error::MissingRole { .. }), "{actor}: {refused}");
+    }
+    assert!(h.outbox.iter().all(|effect| !matches!(effect.kind, EffectKind::Campaign { .. })));
+
+    // Launched after the test that went out: the step starts sending in the same decision.
+    h.run("tom", launch()).unwrap();
+    let launched = h.events.iter().find(|e| e.kind.name() == "campaign_launched").unwrap();
+    assert_eq!((launched.actor.as_str(), launched.reason.as_deref()), ("tom", Some("test message checked")));
+    assert_eq!(h.events.last().unwrap().kind.name(), "step_started");
+    let effect = h.take(|kind| matches!(kind, EffectKind::Campaign { .. }));
+    let EffectKind::Campaign { campaign, attempt, .. } = &effect.kind else { unreachable!() };
+    assert_eq!((campaign.as_str(), *attempt), ("inc-1/notify/send", 1));
+    let again = h.run("tom", launch()).unwrap_err();
+    assert!(again.to_string().contains("already launched"), "{again}");
+    assert_eq!(h.folded(), *h.state(), "the stored log folds to the state decided with");
+}
+
+#[test]
+fn a_campaign_without_test_first_has_nothing_to_launch() {
+    let mut h = sending();
+    h.run("tom", tested(1, 0, None)).unwrap();
+    let refused = h.run("tom", launch()).unwrap_err();
+    assert!(refused.to_string().contains("has no `test_first`"), "{refused}");
+}

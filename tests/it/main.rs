@@ -9,6 +9,7 @@ mod cacao;
 mod cacao_export;
 mod campaign_crash;
 mod campaign_engine;
+mod campaign_lanes;
 mod campaign_list;
 mod campaign_test_send;
 mod cli;

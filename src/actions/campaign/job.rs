@@ -65,7 +65,7 @@ impl Actions {
         };
         let codes = match offer
             .as_ref()
-            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, job.recipients))
+            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, &job.recipients))
             .transpose()
         {
             Ok(codes) => codes,
@@ -73,7 +73,7 @@ impl Actions {
         };
         // Rendering and hashing take the CPU: off the runtime's threads, on every core.
         let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
-        let (recipients, worker) = (job.recipients.to_vec(), Arc::clone(&campaign));
+        let (recipients, worker) = (Arc::clone(&job.recipients), Arc::clone(&campaign));
         let rendered =
             tokio::task::spawn_blocking(move || render(&worker.renderer, &recipients, codes, &subject)).await;
         let rendered = match rendered {
@@ -104,6 +104,10 @@ impl Actions {
                 Sender::StandIn => self.hand_over(&job, &campaign.channel, &messages),
             }
         };
+        // The next batch renders into these messages' buffers.
+        campaign
+            .renderer
+            .recycle(messages.into_iter().flat_map(|message| [Some(message.text), message.html]).flatten());
         leaves(&job, rendered, answer)
     }
 
@@ -121,14 +125,14 @@ impl Actions {
         };
         let codes = offer
             .as_ref()
-            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, job.recipients))
+            .map(|offer| offer_codes(offer, self.secrets.as_ref(), job.campaign, &job.recipients))
             .transpose()
             .map_err(Error::Campaign)?;
         let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
         let mut messages = Vec::new();
         let mut not_rendered = Vec::new();
         for (recipient, (message, _)) in
-            job.recipients.iter().zip(render(&campaign.renderer, job.recipients, codes, &subject))
+            job.recipients.iter().zip(render(&campaign.renderer, &job.recipients, codes, &subject))
         {
             match message {
                 Ok(message) => {

@@ -62,7 +62,8 @@ pub struct BatchJob<'a> {
     /// `INCIDENT/PHASE/STEP`.
     pub campaign: &'a str,
     pub number: u32,
-    pub recipients: &'a [crate::campaign::Recipient],
+    /// Shared, so that rendering on other threads takes them without a copy.
+    pub recipients: std::sync::Arc<[crate::campaign::Recipient]>,
 }
 
 /// What became of a batch: the channel's answer (with the recipients whose message could not

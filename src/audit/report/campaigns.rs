@@ -62,11 +62,13 @@ pub(super) fn gather(events: &[Event]) -> Vec<Campaign> {
                     finished: None,
                 });
             }
-            EventKind::CampaignPaused { phase, step }
+            EventKind::CampaignLaunched { phase, step }
+            | EventKind::CampaignPaused { phase, step }
             | EventKind::CampaignResumed { phase, step }
             | EventKind::CampaignCancelled { phase, step } => {
                 if let Some(index) = find(&mut found, phase, step) {
                     let what = match event.kind.name() {
+                        "campaign_launched" => "launched",
                         "campaign_paused" => "paused",
                         "campaign_resumed" => "resumed",
                         _ => "cancelled",

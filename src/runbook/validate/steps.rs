@@ -292,6 +292,7 @@ impl Validator<'_> {
             concurrency,
             subject,
             code,
+            test_first: campaign.test_first.as_ref().is_some_and(|t| t.value),
         })
     }
 

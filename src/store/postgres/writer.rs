@@ -21,6 +21,8 @@ use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
 use super::super::{CampaignRefusal, Error};
 use super::{CONNECT_TIMEOUT, MAX_BATCH, signed, unsigned};
+
+mod together;
 use crate::audit::chain::{self, GENESIS, Hash};
 use crate::audit::keys::SignedCheckpoint;
 
@@ -41,6 +43,15 @@ pub(super) enum Job {
     Campaign(CampaignRows, oneshot::Sender<Result<(), Error>>),
     Checkpoint(String, SignedCheckpoint, oneshot::Sender<Result<(), Error>>),
     Applied(Vec<(u64, String)>, oneshot::Sender<Result<(), Error>>),
+}
+
+impl Job {
+    fn append(&self) -> Option<&AppendRows> {
+        match self {
+            Job::Append(rows, _) => Some(rows),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -161,7 +172,15 @@ impl Writer {
                 other => others.push(other),
             }
         }
-        let mut committed = self.commit(&receives, &others, false).await;
+        // Appends and received deliveries alone: together first, a statement per table.
+        let together = match others.iter().map(Job::append).collect::<Option<Vec<_>>>() {
+            Some(appends) => self.commit_together(&receives, &appends).await,
+            None => None,
+        };
+        let mut committed = match together {
+            Some(answers) => Ok(answers),
+            None => self.commit(&receives, &others, false).await,
+        };
         if matches!(committed, Err(Failed::Again)) {
             committed = self.commit(&receives, &others, true).await;
         }
@@ -251,10 +270,8 @@ impl Writer {
         }
         sqlx::query("COMMIT").execute(&mut self.connection).await?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        if self.heads.len() + self.fresh.len() > MOST_HEADS {
-            self.heads.clear();
-        }
-        self.heads.extend(self.fresh.drain());
+        let fresh = std::mem::take(&mut self.fresh);
+        self.remember(fresh);
         Ok(Answers { receives: received, jobs: answers })
     }
 
@@ -278,6 +295,14 @@ impl Writer {
             Job::Applied(outcomes, _) => self.mark_applied(outcomes, now).await.map(|()| 0).map_err(Refused::from),
             Job::Receive(_) => unreachable!("received deliveries are stored apart"),
         }
+    }
+
+    /// Keeps the heads a commit left.
+    fn remember(&mut self, heads: Heads) {
+        if self.heads.len() + heads.len() > MOST_HEADS {
+            self.heads.clear();
+        }
+        self.heads.extend(heads);
     }
 
     /// The head an append follows, if this writer knows it.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
 use super::super::{CampaignRefusal, Error};
-use super::{CONNECT_TIMEOUT, MAX_BATCH, signed, unsigned};
+use super::{CONNECT_TIMEOUT, MAX_BATCH, signed};
 
 mod together;
 use crate::audit::chain::{self, GENESIS, Hash};
@@ -279,7 +279,7 @@ impl Writer {
     async fn why(&mut self, job: &Job, why: Option<Error>) -> Error {
         match (why, job) {
             (Some(error), _) => error,
-            (None, Job::Append(rows, _)) => refusal(&mut self.connection, rows).await,
+            (None, Job::Append(rows, _)) => rows::refusal(&mut self.connection, rows).await,
             (None, other) => Error::Corrupt(format!("{other:?} was refused for no reason given")),
         }
     }
@@ -559,44 +559,18 @@ impl Writer {
     }
 }
 
-/// Why the incident's row refused an append: the incident is at another version, it does not
-/// exist, or the key of a new incident is taken by an open one.
-async fn refusal(connection: &mut PgConnection, rows: &AppendRows) -> Error {
-    let incident = rows.incident.clone();
-    let stored: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = $1")
-        .bind(&incident)
-        .fetch_optional(&mut *connection)
-        .await;
-    match stored {
-        Err(error) => Error::from(error),
-        Ok(Some(actual)) if actual == signed(rows.expected) && rows.start.is_none() => {
-            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
-        }
-        Ok(Some(actual)) => match unsigned(actual) {
-            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
-            Err(error) => error,
-        },
-        Ok(None) => match &rows.start {
-            None => Error::NotFound { incident },
-            Some(start) => {
-                let open: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
-                    "SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND closed_at IS NULL",
-                )
-                .bind(&start.runbook_id)
-                .bind(&start.key)
-                .fetch_optional(&mut *connection)
-                .await;
-                match (open, &start.key) {
-                    (Ok(Some(open)), Some(key)) => {
-                        Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
-                    }
-                    (Err(error), _) => Error::from(error),
-                    (Ok(_), _) => {
-                        Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
-                    }
-                }
-            }
-        },
+/// The incident's row as the writer sees it inside its transaction.
+impl rows::RefusalLookups for PgConnection {
+    async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM incidents WHERE id = $1").bind(incident).fetch_optional(self).await
+    }
+
+    async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND closed_at IS NULL")
+            .bind(runbook_id)
+            .bind(key)
+            .fetch_optional(self)
+            .await
     }
 }
 

@@ -74,11 +74,7 @@ impl<'a> Events<'a> {
 impl Writer {
     /// Stores `receives` and `appends` together and answers them, or `None` when something was
     /// refused or failed: then nothing of the batch is stored.
-    pub(super) async fn commit_together(
-        &mut self,
-        receives: &[Receive],
-        appends: &[&AppendRows],
-    ) -> Option<Answers> {
+    pub(super) async fn commit_together(&mut self, receives: &[Receive], appends: &[&AppendRows]) -> Option<Answers> {
         let now = rows::timestamp(Utc::now());
         let stored = self.commit_together_or_fail(receives, appends, &now).await;
         if stored.is_none() {
@@ -206,11 +202,10 @@ impl Writer {
         let starts: Vec<_> =
             appends.iter().filter_map(|rows| Some((rows.incident.as_str(), rows.start.as_ref()?))).collect();
         if !starts.is_empty() {
-            let (ids, runbooks, keys, times): (Vec<&str>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) = unzip4(
-                starts
-                    .iter()
-                    .map(|(id, start)| (*id, start.runbook_id.as_str(), start.key.as_deref(), start.started_at.as_str())),
-            );
+            let (ids, runbooks, keys, times): (Vec<&str>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) =
+                unzip4(starts.iter().map(|(id, start)| {
+                    (*id, start.runbook_id.as_str(), start.key.as_deref(), start.started_at.as_str())
+                }));
             sqlx::query(
                 "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at)
                  SELECT id, runbook_id, key, started_at, started_at
@@ -226,7 +221,9 @@ impl Writer {
             .await?;
         }
         let deliveries = appends.iter().flat_map(|rows| {
-            rows.deliveries.iter().map(|(source, id, at)| (source.as_str(), id.as_str(), rows.incident.as_str(), at.as_str()))
+            rows.deliveries
+                .iter()
+                .map(|(source, id, at)| (source.as_str(), id.as_str(), rows.incident.as_str(), at.as_str()))
         });
         let (sources, ids, incidents, times): (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = unzip4(deliveries);
         if !sources.is_empty() {
@@ -244,13 +241,18 @@ impl Writer {
         events.insert(&mut *connection).await?;
         let (ids, incidents, effects): (Vec<&str>, Vec<&str>, Vec<&str>) = appends
             .iter()
-            .flat_map(|rows| rows.effects.iter().map(|effect| (effect.id.as_str(), rows.incident.as_str(), effect.json.as_str())))
-            .fold((Vec::new(), Vec::new(), Vec::new()), |(mut ids, mut incidents, mut effects), (id, incident, effect)| {
-                ids.push(id);
-                incidents.push(incident);
-                effects.push(effect);
-                (ids, incidents, effects)
-            });
+            .flat_map(|rows| {
+                rows.effects.iter().map(|effect| (effect.id.as_str(), rows.incident.as_str(), effect.json.as_str()))
+            })
+            .fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut ids, mut incidents, mut effects), (id, incident, effect)| {
+                    ids.push(id);
+                    incidents.push(incident);
+                    effects.push(effect);
+                    (ids, incidents, effects)
+                },
+            );
         if !ids.is_empty() {
             // In the order given, which is the outbox's order.
             sqlx::query(
@@ -266,10 +268,8 @@ impl Writer {
             .execute(&mut *connection)
             .await?;
         }
-        let (ids, incidents): (Vec<&str>, Vec<&str>) = appends
-            .iter()
-            .filter_map(|rows| Some((rows.completes.as_deref()?, rows.incident.as_str())))
-            .unzip();
+        let (ids, incidents): (Vec<&str>, Vec<&str>) =
+            appends.iter().filter_map(|rows| Some((rows.completes.as_deref()?, rows.incident.as_str()))).unzip();
         if !ids.is_empty() {
             // Every completion must find its effect: fewer rows changed than completions named
             // means one names an effect its incident never queued (or one is named twice, or it

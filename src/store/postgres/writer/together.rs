@@ -202,7 +202,7 @@ impl Writer {
         let starts: Vec<_> =
             appends.iter().filter_map(|rows| Some((rows.incident.as_str(), rows.start.as_ref()?))).collect();
         if !starts.is_empty() {
-            let (ids, runbooks, keys, times): (Vec<&str>, Vec<&str>, Vec<Option<&str>>, Vec<&str>) =
+            let (ids, runbooks, keys, times) =
                 unzip4(starts.iter().map(|(id, start)| {
                     (*id, start.runbook_id.as_str(), start.key.as_deref(), start.started_at.as_str())
                 }));

@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo bench --bench command_parts`.
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use phasegate::engine::{Command, Directory, Event, EventKind};
 use phasegate::render::Catalog;
@@ -17,17 +17,13 @@ use phasegate::store::{Append, SqliteStore, Store};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
+mod yardstick;
+use yardstick::{median, rate};
+
 const RUNBOOK: &str = "apiVersion: phasegate/v1\nkind: Runbook\nid: bench\ntitle: Bench\nroles:\n  ops: {}\nphases:\n  - id: work\n    steps:\n      - id: wait\n        manual: { instructions: Wait }\n";
 
 fn n() -> usize {
     std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
-}
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 async fn raw(path: std::path::PathBuf, autocommit: bool) -> f64 {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use phasegate::engine::{Command, Directory};
 use phasegate::render::Catalog;
@@ -16,20 +16,14 @@ use phasegate::store::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
+mod yardstick;
+use yardstick::{median, rate};
+
 const RUNBOOK: &str = "apiVersion: phasegate/v1\nkind: Runbook\nid: bench\ntitle: Bench\nroles:\n  ops: {}\nphases:\n  - id: work\n    steps:\n      - id: wait\n        manual: { instructions: Wait }\n";
 const ROUNDS: usize = 5;
 const SEQUENTIAL: usize = 200;
 const INCIDENTS: usize = 100;
 const PER_INCIDENT: usize = 5;
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
 
 async fn raw(path: std::path::PathBuf) -> f64 {
     let mut connection = SqliteConnectOptions::new()

@@ -1,68 +1,41 @@
-//! What the PostgreSQL store's group commit buys: `cargo bench --bench postgres` prints a Markdown
-//! table for BENCHMARKS.md. It needs a PostgreSQL server: `PHASEGATE_BENCH_POSTGRES` (default the
-//! tests' `postgres://postgres@127.0.0.1:5432/test`); it works in a schema of its own, dropped at
-//! the end.
+//! What the PostgreSQL store's group commit buys, next to `pgbench`: `cargo bench --bench
+//! postgres` prints a Markdown table for BENCHMARKS.md. It needs a PostgreSQL server
+//! (`PHASEGATE_BENCH_POSTGRES`, default the tests' `postgres://postgres@127.0.0.1:5432/test`) and
+//! `pgbench` on the `PATH`; it works in a schema of its own, dropped at the end.
 //!
-//! Every commit waits for the server's WAL flush, so the yardstick is (a) plain sqlx on the same
-//! server, one INSERT and one COMMIT per row (what `pgbench -c 1` with a one-INSERT script does). Against
-//! it: (b) one incident appending one event at a time, where group commit cannot help and the
-//! store's own cost shows (and (b') the same with an effect queued by each append, the store's
-//! transaction path), and (c) a hundred incidents appending at once, each one event at a time,
-//! where appends waiting together share a commit.
+//! Every commit waits for the server's WAL flush, so the yardstick is (a) `pgbench -c 1` with a
+//! one-`INSERT` script of an event-sized row (each transaction one statement in autocommit, one
+//! round trip), run in every round beside `pgbench -c 16` and plain sqlx (one INSERT and one
+//! COMMIT per row: three round trips). Against it: (b) one incident appending one event at a
+//! time, where group commit cannot help and the store's own cost shows (and (b') the same with
+//! an effect queued by each append, the store's transaction path), and (c) a hundred incidents
+//! appending at once, each one event at a time, where appends waiting together share a commit.
 //!
 //! The disk and the processor are shared with whatever else the machine does, so the measures
 //! run in many short rounds, one after the other, and each round's ratios are taken within
 //! the round: a slow second slows all of them alike. The table shows the medians of the rounds, of
-//! the rates and of the ratios alike; `VERBOSE=1` prints every round.
+//! the rates and of the ratios alike; `VERBOSE=1` prints every round, `ROUNDS=N` sets how many.
 
+use std::path::Path;
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use phasegate::engine::{Effect, EffectKind, Event, EventKind};
-use phasegate::store::{Append, PostgresStore, Store};
+use phasegate::store::PostgresStore;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::Mutex;
 
-/// Rounds of the three measurements; medians are reported. Many short rounds, so that the
-/// stalls of a shared disk land on all three alike.
-const ROUNDS: usize = 61;
-/// Rows committed one by one in (a) in each round.
+mod appends;
+mod yardstick;
+
+/// Rows committed one by one by plain sqlx in each round.
 const RAW_COMMITS: usize = 40;
-/// Appends of one incident in (b) in each round.
-const SEQUENTIAL_APPENDS: usize = 40;
-/// Incidents appending at once in (c), and the appends each makes in each round.
-const INCIDENTS: usize = 100;
-const APPENDS_EACH: usize = 3;
+/// Transactions of each `pgbench` client in each round.
+const PGBENCH_TRANSACTIONS: usize = 40;
 
-fn started(incident: &str) -> Event {
-    Event::new(
-        chrono::Utc::now(),
-        "alertmanager",
-        EventKind::IncidentStarted {
-            incident: incident.into(),
-            runbook_id: "retail-breach".into(),
-            runbook_version: Some("3".into()),
-            runbook_sha256: "5e1f".repeat(16),
-            runbook_text: "id: retail-breach\n".repeat(20),
-            inputs: Default::default(),
-            key: None,
-        },
-    )
-}
-
-/// A typical small event: a timeline note.
-fn note(number: usize) -> Event {
-    Event::new(chrono::Utc::now(), "dana", EventKind::NoteAdded)
-        .because(Some(format!("note {number}: store tills trade without MFA while the IdP is quarantined")))
-}
-
-/// A measurement: how many of something per second.
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
-/// (a) Plain sqlx on the same server, in the bench's schema.
+/// Plain sqlx on the same server, in the bench's schema.
 async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
     let mut connection = options.clone().disable_statement_logging().connect().await.unwrap();
     sqlx::query("CREATE TABLE raw_rows (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)")
@@ -72,84 +45,53 @@ async fn raw_connection(options: &PgConnectOptions) -> PgConnection {
     connection
 }
 
-/// (a) One INSERT and one COMMIT per row. Takes and gives back the connection, so that each
-/// measurement runs as a task of its own on the runtime's workers, as phasegate's callers do.
-async fn raw_commits(mut connection: PgConnection) -> (f64, PgConnection) {
-    let body = serde_json::to_string(&note(0)).unwrap();
+/// One INSERT and one COMMIT per row.
+async fn raw_commits(connection: Arc<Mutex<PgConnection>>) -> f64 {
+    let mut connection = connection.lock().await;
+    let body = serde_json::to_string(&appends::note(0)).unwrap();
     let start = Instant::now();
     for _ in 0..RAW_COMMITS {
         let mut transaction = connection.begin().await.unwrap();
         sqlx::query("INSERT INTO raw_rows (body) VALUES ($1)").bind(&body).execute(&mut *transaction).await.unwrap();
         transaction.commit().await.unwrap();
     }
-    (rate(RAW_COMMITS, start.elapsed()), connection)
+    yardstick::rate(RAW_COMMITS, start.elapsed())
 }
 
-/// A store with `incidents` incidents started, and their versions.
-async fn store_with(options: &PgConnectOptions, prefix: &str, incidents: usize) -> (Arc<PostgresStore>, Vec<u64>) {
-    let store = PostgresStore::connect(options.clone()).await.unwrap();
-    for number in 0..incidents {
-        let incident = format!("{prefix}-{number}");
-        store.append(Append::new(&incident, 0, &[started(&incident)])).await.unwrap();
-    }
-    (Arc::new(store), vec![1; incidents])
-}
-
-/// (b) One incident, one event per append, each waiting for the last; with `effect`, each append
-/// also queues an effect, as a step's start does, which takes the store's transaction path (three
-/// statements and a commit rather than one statement). Gives the new version back.
-async fn sequential_appends(store: Arc<PostgresStore>, mut version: u64, effect: bool) -> (f64, u64) {
-    let start = Instant::now();
-    for number in 0..SEQUENTIAL_APPENDS {
-        let effects: Vec<Effect> = effect.then(|| notify(&format!("one-0/status/{version}"))).into_iter().collect();
-        version = store.append(Append::new("one-0", version, &[note(number)]).effects(&effects)).await.unwrap();
-    }
-    (rate(SEQUENTIAL_APPENDS, start.elapsed()), version)
-}
-
-fn notify(id: &str) -> Effect {
-    let kind = EffectKind::Notify {
-        audience: "executives".into(),
-        template: "executive-briefing".into(),
-        channels: vec!["board".into()],
-        occasion: "note_added".into(),
-        message: None,
-        step: None,
-    };
-    Effect { id: id.into(), kind }
-}
-
-/// (c) A hundred incidents, each a task appending one event at a time. Also gives how many
-/// appends each commit carried on average, and the new versions.
-async fn concurrent_appends(store: Arc<PostgresStore>, versions: Vec<u64>) -> (f64, f64, Vec<u64>) {
-    let commits_before = store.commits();
-    let start = Instant::now();
-    let tasks: Vec<_> = versions
-        .into_iter()
-        .enumerate()
-        .map(|(number, mut version)| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let incident = format!("many-{number}");
-                for append in 0..APPENDS_EACH {
-                    version = store.append(Append::new(&incident, version, &[note(append)])).await.unwrap();
-                }
-                version
-            })
+/// `pgbench`'s script: one INSERT of an event-sized row. The row is an escaped string, since
+/// pgbench would read a `:` in it as a variable.
+fn pgbench_script(dir: &Path) -> std::path::PathBuf {
+    let body = serde_json::to_string(&appends::note(0)).unwrap();
+    let escaped: String = body
+        .chars()
+        .map(|character| match character {
+            ':' => "\\x3a".to_string(),
+            '\\' => "\\\\".to_string(),
+            '\'' => "''".to_string(),
+            other => other.to_string(),
         })
         .collect();
-    let mut versions = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        versions.push(task.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    let appends = INCIDENTS * APPENDS_EACH;
-    (rate(appends, elapsed), appends as f64 / (store.commits() - commits_before) as f64, versions)
+    let path = dir.join("insert.sql");
+    std::fs::write(&path, format!("INSERT INTO raw_rows (body) VALUES (E'{escaped}');\n")).unwrap();
+    path
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// `pgbench` with `clients` clients, each running the script `PGBENCH_TRANSACTIONS` times: its
+/// transactions a second, without the time it took to connect.
+fn pgbench(url: &str, script: &Path, clients: usize) -> f64 {
+    let output = Command::new("pgbench")
+        .args(["--no-vacuum", "--file"])
+        .arg(script)
+        .args(["--client", &clients.to_string(), "--jobs", &clients.min(2).to_string()])
+        .args(["--transactions", &PGBENCH_TRANSACTIONS.to_string(), url])
+        .output()
+        .expect("pgbench on the PATH");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "pgbench failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no `tps = ` in pgbench's output: {stdout}"))
 }
 
 fn main() {
@@ -157,66 +99,45 @@ fn main() {
     let url = std::env::var("PHASEGATE_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let schema = format!("phasegate_bench_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let script = pgbench_script(dir.path());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let in_schema = format!("{url}{separator}options=-csearch_path%3D{schema}");
     runtime.block_on(async {
         let mut admin = PgConnection::connect(&url).await.expect("a PostgreSQL server (PHASEGATE_BENCH_POSTGRES)");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
         let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-        let mut raw = Some(raw_connection(&options).await);
+        let raw = Arc::new(Mutex::new(raw_connection(&options).await));
         // One store for both (b) and (c), as one server holds every incident.
-        let (one, mut one_version) = store_with(&options, "one", 1).await;
-        let (many, mut many_versions) = store_with(&options, "many", INCIDENTS).await;
-        let mut rounds = Vec::new();
-        for round in 0..ROUNDS {
-            // The order turns each round, so that none of the four always follows the same one.
-            let (mut a, mut b, mut b_effect, mut c, mut per_commit) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for measure in (0..4).map(|step| (round + step) % 4) {
-                match measure {
-                    0 => {
-                        let connection = raw.take().expect("the connection came back");
-                        let (rate, connection) = tokio::spawn(raw_commits(connection)).await.unwrap();
-                        (a, raw) = (rate, Some(connection));
-                    }
-                    1 | 2 => {
-                        let task = tokio::spawn(sequential_appends(Arc::clone(&one), one_version[0], measure == 2));
-                        let (rate, version) = task.await.unwrap();
-                        one_version[0] = version;
-                        if measure == 1 { b = rate } else { b_effect = rate }
-                    }
-                    _ => {
-                        let versions = std::mem::take(&mut many_versions);
-                        let task = tokio::spawn(concurrent_appends(Arc::clone(&many), versions));
-                        (c, per_commit, many_versions) = task.await.unwrap();
-                    }
-                }
+        let store = PostgresStore::connect(options.clone()).await.unwrap();
+        let store = appends::started_in(store, "one", 1).await;
+        let store = Arc::into_inner(store).expect("one owner");
+        let store = appends::started_in(store, "many", appends::INCIDENTS).await;
+        let pgbench_with = |clients: usize| {
+            let (url, script) = (in_schema.clone(), script.clone());
+            move || {
+                let (url, script) = (url.clone(), script.clone());
+                tokio::task::spawn_blocking(move || pgbench(&url, &script, clients))
             }
-            if std::env::var_os("VERBOSE").is_some() {
-                eprintln!(
-                    "round {round}: (a) {a:.0}/s (b) {b:.0}/s (b') {b_effect:.0}/s (c) {c:.0}/s, {per_commit:.1} appends a commit"
-                );
-            }
-            rounds.push([a, b, b_effect, c, b / a, b_effect / a, c / a, per_commit]);
-        }
-        let column = |index: usize| median(rounds.iter().map(|round| round[index]).collect());
-        println!("`cargo bench --bench postgres`: medians of {ROUNDS} rounds, PostgreSQL with its defaults (fsync, synchronous_commit on)\n");
-        println!("| measure | per second | ratio to (a) |");
-        println!("| --- | ---: | ---: |");
-        println!("| (a) raw sqlx, one INSERT + COMMIT per row ({RAW_COMMITS} a round) | {:.0} | 1.00 |", column(0));
-        println!(
-            "| (b) store, 1 incident, sequential appends of one event ({SEQUENTIAL_APPENDS} a round) | {:.0} | {:.2} |",
-            column(1),
-            column(4)
+        };
+        let yardsticks: [appends::Yardstick; 3] = [
+            ("(a) pgbench -c 1, one INSERT a transaction".to_string(), Box::new(pgbench_with(1))),
+            ("pgbench -c 16, the same".to_string(), Box::new(pgbench_with(16))),
+            (
+                format!("raw sqlx, one INSERT + COMMIT per row ({RAW_COMMITS} a round)"),
+                Box::new(|| tokio::spawn(raw_commits(Arc::clone(&raw)))),
+            ),
+        ];
+        let rounds = appends::rounds(&yardsticks, (Arc::clone(&store), "one"), (store, "many")).await;
+        appends::print_table(
+            &format!(
+                "`cargo bench --bench postgres` ({PGBENCH_TRANSACTIONS} pgbench transactions a client a round), \
+                 PostgreSQL with its defaults (fsync, synchronous_commit on)"
+            ),
+            &yardsticks,
+            &rounds,
         );
-        println!(
-            "| (b') the same, each append also queuing an effect | {:.0} | {:.2} |",
-            column(2),
-            column(5)
-        );
-        println!(
-            "| (c) store, {INCIDENTS} incidents at once, {APPENDS_EACH} sequential appends each a round | {:.0} | {:.2} |",
-            column(3),
-            column(6)
-        );
-        println!("\nIn (c) a commit carried {:.1} appends (median of the rounds' averages).", column(7));
+        drop(yardsticks);
         drop(raw);
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
     });

@@ -15,52 +15,20 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use phasegate::engine::{Effect, EffectKind, Event, EventKind};
-use phasegate::store::{Append, SqliteStore, Store};
+use phasegate::store::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::Mutex;
 
-/// Rounds of the three measurements; medians are reported. Many short rounds, so that the
-/// stalls of a shared disk land on all three alike.
-const ROUNDS: usize = 61;
+mod appends;
+mod yardstick;
+
 /// Rows committed one by one in (a) in each round.
 const RAW_COMMITS: usize = 40;
-/// Appends of one incident in (b) in each round.
-const SEQUENTIAL_APPENDS: usize = 40;
-/// Incidents appending at once in (c), and the appends each makes in each round.
-const INCIDENTS: usize = 100;
-const APPENDS_EACH: usize = 3;
 
-fn started(incident: &str) -> Event {
-    Event::new(
-        chrono::Utc::now(),
-        "alertmanager",
-        EventKind::IncidentStarted {
-            incident: incident.into(),
-            runbook_id: "retail-breach".into(),
-            runbook_version: Some("3".into()),
-            runbook_sha256: "5e1f".repeat(16),
-            runbook_text: "id: retail-breach\n".repeat(20),
-            inputs: Default::default(),
-            key: None,
-        },
-    )
-}
-
-/// A typical small event: a timeline note.
-fn note(number: usize) -> Event {
-    Event::new(chrono::Utc::now(), "dana", EventKind::NoteAdded)
-        .because(Some(format!("note {number}: store tills trade without MFA while the IdP is quarantined")))
-}
-
-/// A measurement: how many of something per second.
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
-/// (a) Plain sqlx on a file set up as the store sets up its own.
+/// (a) Plain sqlx on a file of its own, as durable as the store's.
 async fn raw_connection(path: PathBuf) -> SqliteConnection {
     let mut connection = SqliteConnectOptions::new()
         .filename(path)
@@ -78,146 +46,34 @@ async fn raw_connection(path: PathBuf) -> SqliteConnection {
     connection
 }
 
-/// (a) One INSERT and one COMMIT per row. Takes and gives back the connection, so that each
-/// measurement runs as a task of its own on the runtime's workers, as phasegate's callers do.
-async fn raw_commits(mut connection: SqliteConnection) -> (f64, SqliteConnection) {
-    let body = serde_json::to_string(&note(0)).unwrap();
+/// (a) One INSERT and one COMMIT per row.
+async fn raw_commits(connection: Arc<Mutex<SqliteConnection>>) -> f64 {
+    let mut connection = connection.lock().await;
+    let body = serde_json::to_string(&appends::note(0)).unwrap();
     let start = Instant::now();
     for _ in 0..RAW_COMMITS {
         let mut transaction = connection.begin().await.unwrap();
         sqlx::query("INSERT INTO rows (body) VALUES (?)").bind(&body).execute(&mut *transaction).await.unwrap();
         transaction.commit().await.unwrap();
     }
-    (rate(RAW_COMMITS, start.elapsed()), connection)
-}
-
-/// A store with `incidents` incidents started, and their versions.
-async fn store_with(path: PathBuf, incidents: usize) -> (Arc<SqliteStore>, Vec<u64>) {
-    let store = SqliteStore::open(path).await.unwrap();
-    for number in 0..incidents {
-        let incident = format!("inc-{number}");
-        store.append(Append::new(&incident, 0, &[started(&incident)])).await.unwrap();
-    }
-    (Arc::new(store), vec![1; incidents])
-}
-
-/// (b) One incident, one event per append, each waiting for the last; with `effect`, each append
-/// also queues an effect, as a step's start does, which takes the store's transaction path (three
-/// statements and a commit rather than one statement). Gives the new version back.
-async fn sequential_appends(store: Arc<SqliteStore>, mut version: u64, effect: bool) -> (f64, u64) {
-    let start = Instant::now();
-    for number in 0..SEQUENTIAL_APPENDS {
-        let effects: Vec<Effect> = effect.then(|| notify(&format!("inc-0/status/{version}"))).into_iter().collect();
-        version = store.append(Append::new("inc-0", version, &[note(number)]).effects(&effects)).await.unwrap();
-    }
-    (rate(SEQUENTIAL_APPENDS, start.elapsed()), version)
-}
-
-fn notify(id: &str) -> Effect {
-    let kind = EffectKind::Notify {
-        audience: "executives".into(),
-        template: "executive-briefing".into(),
-        channels: vec!["board".into()],
-        occasion: "note_added".into(),
-        message: None,
-        step: None,
-    };
-    Effect { id: id.into(), kind }
-}
-
-/// (c) A hundred incidents, each a task appending one event at a time. Also gives how many
-/// appends each commit carried on average, and the new versions.
-async fn concurrent_appends(store: Arc<SqliteStore>, versions: Vec<u64>) -> (f64, f64, Vec<u64>) {
-    let commits_before = store.commits();
-    let start = Instant::now();
-    let tasks: Vec<_> = versions
-        .into_iter()
-        .enumerate()
-        .map(|(number, mut version)| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let incident = format!("inc-{number}");
-                for append in 0..APPENDS_EACH {
-                    version = store.append(Append::new(&incident, version, &[note(append)])).await.unwrap();
-                }
-                version
-            })
-        })
-        .collect();
-    let mut versions = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        versions.push(task.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    let appends = INCIDENTS * APPENDS_EACH;
-    (rate(appends, elapsed), appends as f64 / (store.commits() - commits_before) as f64, versions)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    yardstick::rate(RAW_COMMITS, start.elapsed())
 }
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    // Under the target directory, on the disk the project lives on, not a RAM-backed /tmp.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let path = dir.path().to_path_buf();
     runtime.block_on(async {
-        let mut raw = Some(raw_connection(path.join("raw.db")).await);
-        let (one, mut one_version) = store_with(path.join("one.db"), 1).await;
-        let (many, mut many_versions) = store_with(path.join("many.db"), INCIDENTS).await;
-        let mut rounds = Vec::new();
-        for round in 0..ROUNDS {
-            // The order turns each round, so that none of the four always follows the same one.
-            let (mut a, mut b, mut b_effect, mut c, mut per_commit) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for measure in (0..4).map(|step| (round + step) % 4) {
-                match measure {
-                    0 => {
-                        let connection = raw.take().expect("the connection came back");
-                        let (rate, connection) = tokio::spawn(raw_commits(connection)).await.unwrap();
-                        (a, raw) = (rate, Some(connection));
-                    }
-                    1 | 2 => {
-                        let task = tokio::spawn(sequential_appends(Arc::clone(&one), one_version[0], measure == 2));
-                        let (rate, version) = task.await.unwrap();
-                        one_version[0] = version;
-                        if measure == 1 { b = rate } else { b_effect = rate }
-                    }
-                    _ => {
-                        let versions = std::mem::take(&mut many_versions);
-                        let task = tokio::spawn(concurrent_appends(Arc::clone(&many), versions));
-                        (c, per_commit, many_versions) = task.await.unwrap();
-                    }
-                }
-            }
-            if std::env::var_os("VERBOSE").is_some() {
-                eprintln!(
-                    "round {round}: (a) {a:.0}/s (b) {b:.0}/s (b') {b_effect:.0}/s (c) {c:.0}/s, {per_commit:.1} appends a commit"
-                );
-            }
-            rounds.push([a, b, b_effect, c, b / a, b_effect / a, c / a, per_commit]);
-        }
-        let column = |index: usize| median(rounds.iter().map(|round| round[index]).collect());
-        println!("`cargo bench --bench store`: medians of {ROUNDS} rounds, WAL with `synchronous=FULL`\n");
-        println!("| measure | per second | ratio to (a) |");
-        println!("| --- | ---: | ---: |");
-        println!("| (a) raw sqlx, one INSERT + COMMIT per row ({RAW_COMMITS} a round) | {:.0} | 1.00 |", column(0));
-        println!(
-            "| (b) store, 1 incident, sequential appends of one event ({SEQUENTIAL_APPENDS} a round) | {:.0} | {:.2} |",
-            column(1),
-            column(4)
-        );
-        println!(
-            "| (b') the same, each append also queuing an effect | {:.0} | {:.2} |",
-            column(2),
-            column(5)
-        );
-        println!(
-            "| (c) store, {INCIDENTS} incidents at once, {APPENDS_EACH} sequential appends each a round | {:.0} | {:.2} |",
-            column(3),
-            column(6)
-        );
-        println!("\nIn (c) a commit carried {:.1} appends (median of the rounds' averages).", column(7));
+        let raw = Arc::new(Mutex::new(raw_connection(path.join("raw.db")).await));
+        let one = appends::started_in(SqliteStore::open(path.join("one.db")).await.unwrap(), "inc", 1).await;
+        let many =
+            appends::started_in(SqliteStore::open(path.join("many.db")).await.unwrap(), "inc", appends::INCIDENTS)
+                .await;
+        let yardsticks: [appends::Yardstick; 1] = [(
+            format!("(a) raw sqlx, one INSERT + COMMIT per row ({RAW_COMMITS} a round)"),
+            Box::new(|| tokio::spawn(raw_commits(Arc::clone(&raw)))),
+        )];
+        let rounds = appends::rounds(&yardsticks, (one, "inc"), (many, "inc")).await;
+        appends::print_table("`cargo bench --bench store`, WAL with `synchronous=FULL`", &yardsticks, &rounds);
     });
 }

@@ -82,24 +82,24 @@ async fn copy(args: Copy) -> anyhow::Result<u8> {
             "cannot copy into {target}: it already holds {held}; `db copy` copies only into an empty database (nothing was changed)"
         );
     }
-    drop(connection);
     let from = SqliteStore::open_read_only(&args.from)
         .await
         .with_context(|| format!("cannot open `{}` to read it", args.from.display()))?;
-    let to = PostgresStore::open(&args.to).await.with_context(|| format!("cannot open {target}"))?;
-    let copied = match copy::copy(&from, &to).await {
+    let copied = copy::copy(&from, &mut connection).await;
+    drop(connection);
+    let copied = match copied {
         Ok(copied) => copied,
         Err(error) => {
             let what = match &error {
                 CopyError::NotEmpty(_) => "nothing was changed",
-                _ => "nothing of it was stored (the copy is one transaction)",
+                _ => "the database was left as it was (the copy, its tables included, is one transaction)",
             };
             from.close().await;
-            to.close().await;
             return Err(anyhow::Error::new(error)
                 .context(format!("cannot copy `{}` into {target}; {what}", args.from.display())));
         }
     };
+    let to = PostgresStore::open(&args.to).await.with_context(|| format!("cannot open {target}"))?;
     let checked = check(&from, &to, key.as_ref()).await;
     from.close().await;
     to.close().await;

@@ -10,13 +10,13 @@
 //! where the source has it. The source is read in one read transaction, so it is one moment's
 //! state even if a process is still writing it.
 
-use sqlx::Transaction;
-use sqlx::postgres::{PgConnection, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::postgres::{PgArguments, PgConnection, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{Connection, Transaction};
 
 use super::Error;
-use super::postgres::PostgresStore;
-use super::sqlite::{MIGRATOR, SqliteStore};
+use super::postgres::MIGRATOR;
+use super::sqlite::{self, SqliteStore};
 
 /// Rows read from the source and written to the target at a time.
 const CHUNK: i64 = 5_000;
@@ -79,19 +79,28 @@ pub async fn held(connection: &mut PgConnection) -> Result<Option<String>, Error
     Ok((!held.is_empty()).then(|| held.join(", ")))
 }
 
-/// Copies everything `from` holds into `to`, which must be empty, in one transaction.
-pub async fn copy(from: &SqliteStore, to: &PostgresStore) -> Result<Copied, CopyError> {
+/// Copies everything `from` holds into the database `to` is connected to, which must hold
+/// nothing of phasegate's, in one transaction: the target's schema is made (or brought up to
+/// date) in it too, so that a copy that fails leaves the target as it was, without even empty
+/// tables.
+pub async fn copy(from: &SqliteStore, to: &mut PgConnection) -> Result<Copied, CopyError> {
     let mut source = from.reads().begin().await?;
     check_source(&mut source).await?;
-    let mut target = to.pool().begin().await?;
+    let mut target = to.begin().await?;
+    // Each migration runs in a savepoint of this transaction.
+    MIGRATOR.run(&mut *target).await.map_err(Error::from)?;
     if let Some(held) = held(&mut target).await? {
         return Err(CopyError::NotEmpty(held));
     }
     let mut copied = Copied::default();
     incidents(&mut source, &mut target, &mut copied).await?;
-    outbox(&mut source, &mut target, &mut copied).await?;
+    copied.effects =
+        numbered(&mut source, &mut target, "outbox", OUTBOX, |row: &EffectRow| row.seq, insert_effects).await?;
     deliveries(&mut source, &mut target, &mut copied).await?;
-    inbox(&mut source, &mut target, &mut copied).await?;
+    copied.received =
+        numbered(&mut source, &mut target, "inbox", INBOX, |row: &InboxRow| row.seq, insert_received).await?;
+    let since: i64 = sqlx::query_scalar("SELECT since FROM inbox_numbered").fetch_one(&mut *source).await?;
+    sqlx::query("UPDATE inbox_numbered SET since = $1").bind(since).execute(&mut *target).await?;
     campaigns(&mut source, &mut target, &mut copied).await?;
     target.commit().await?;
     source.rollback().await?;
@@ -100,7 +109,7 @@ pub async fn copy(from: &SqliteStore, to: &PostgresStore) -> Result<Copied, Copy
 
 /// The source must be up to date and every event chained: what the target's schema needs.
 async fn check_source(source: &mut SqliteConnection) -> Result<(), CopyError> {
-    let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
+    let latest = sqlite::MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
     let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut *source)
         .await
@@ -244,43 +253,61 @@ struct EffectRow {
     done_at: Option<String>,
 }
 
-/// The outbox, each effect at its place in it, done or not.
-async fn outbox(
-    source: &mut Transaction<'_, Sqlite>,
-    target: &mut Transaction<'_, Postgres>,
-    copied: &mut Copied,
-) -> Result<(), CopyError> {
+/// The source's outbox, each effect at its place in it (`seq`), done or not.
+const OUTBOX: &str =
+    "SELECT seq, id, incident, effect, created_at, done_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?";
+
+fn insert_effects(effects: &[EffectRow]) -> Insert<'_> {
+    sqlx::query(
+        "INSERT INTO outbox (seq, id, incident, effect, created_at, done_at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+    )
+    .bind(column(effects, |effect| effect.seq))
+    .bind(column(effects, |effect| effect.id.as_str()))
+    .bind(column(effects, |effect| effect.incident.as_str()))
+    .bind(column(effects, |effect| effect.effect.as_str()))
+    .bind(column(effects, |effect| effect.created_at.as_str()))
+    .bind(column(effects, |effect| effect.done_at.as_deref()))
+}
+
+/// A statement that inserts a page of rows into the target.
+type Insert<'rows> = sqlx::query::Query<'rows, Postgres, PgArguments>;
+
+/// One column of `rows`, to bind as an array.
+fn column<'rows, T, U>(rows: &'rows [T], value: impl Fn(&'rows T) -> U) -> Vec<U> {
+    rows.iter().map(value).collect()
+}
+
+/// A table whose rows are numbered (`seq`: the outbox, the inbox), copied page by page in the
+/// order of their numbers, each row keeping its number (`select` reads a page after a number,
+/// `insert` writes it); then the target numbers new rows after the copied ones. Gives how many
+/// rows it copied.
+async fn numbered<Row>(
+    source: &mut SqliteConnection,
+    target: &mut PgConnection,
+    table: &'static str,
+    select: &'static str,
+    seq: fn(&Row) -> i64,
+    insert: for<'rows> fn(&'rows [Row]) -> Insert<'rows>,
+) -> Result<u64, CopyError>
+where
+    Row: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
+{
+    let mut copied = 0;
     let mut after = 0_i64;
     loop {
-        let effects: Vec<EffectRow> = sqlx::query_as(
-            "SELECT seq, id, incident, effect, created_at, done_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(CHUNK)
-        .fetch_all(&mut **source)
-        .await?;
-        let Some(last) = effects.last() else { break };
-        after = last.seq;
-        sqlx::query(
-            "INSERT INTO outbox (seq, id, incident, effect, created_at, done_at)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
-        )
-        .bind(effects.iter().map(|effect| effect.seq).collect::<Vec<_>>())
-        .bind(effects.iter().map(|effect| effect.id.as_str()).collect::<Vec<_>>())
-        .bind(effects.iter().map(|effect| effect.incident.as_str()).collect::<Vec<_>>())
-        .bind(effects.iter().map(|effect| effect.effect.as_str()).collect::<Vec<_>>())
-        .bind(effects.iter().map(|effect| effect.created_at.as_str()).collect::<Vec<_>>())
-        .bind(effects.iter().map(|effect| effect.done_at.as_deref()).collect::<Vec<_>>())
-        .execute(&mut **target)
-        .await
-        .map_err(refused(|| "the outbox".to_string()))?;
-        copied.effects += effects.len() as u64;
+        let rows: Vec<Row> = sqlx::query_as(select).bind(after).bind(CHUNK).fetch_all(&mut *source).await?;
+        let Some(last) = rows.last() else { break };
+        after = seq(last);
+        insert(&rows).execute(&mut *target).await.map_err(refused(|| format!("the `{table}` table")))?;
+        copied += rows.len() as u64;
     }
-    // New effects are numbered after the copied ones.
-    sqlx::query("SELECT setval(pg_get_serial_sequence('outbox', 'seq'), coalesce(max(seq), 0) + 1, false) FROM outbox")
-        .execute(&mut **target)
-        .await?;
-    Ok(())
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'seq'), coalesce(max(seq), 0) + 1, false) FROM {table}"
+    )))
+    .execute(&mut *target)
+    .await?;
+    Ok(copied)
 }
 
 /// The deliveries taken, with the incident each was taken with.
@@ -330,49 +357,25 @@ struct InboxRow {
     outcome: Option<String>,
 }
 
-/// The webhook inbox, each delivery at its place (its actions' ids are made from it), applied or
-/// waiting, and from which place on actions are numbered.
-async fn inbox(
-    source: &mut Transaction<'_, Sqlite>,
-    target: &mut Transaction<'_, Postgres>,
-    copied: &mut Copied,
-) -> Result<(), CopyError> {
-    let mut after = 0_i64;
-    loop {
-        let rows: Vec<InboxRow> = sqlx::query_as(
-            "SELECT seq, source, id, received_at, headers, body, applied_at, outcome FROM inbox
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(CHUNK)
-        .fetch_all(&mut **source)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        sqlx::query(
-            "INSERT INTO inbox (seq, source, id, received_at, headers, body, applied_at, outcome)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
-                                  $7::text[], $8::text[])",
-        )
-        .bind(rows.iter().map(|row| row.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.source.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.received_at.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.headers.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.body.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.applied_at.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|row| row.outcome.as_deref()).collect::<Vec<_>>())
-        .execute(&mut **target)
-        .await
-        .map_err(refused(|| "the webhook inbox".to_string()))?;
-        copied.received += rows.len() as u64;
-    }
-    sqlx::query("SELECT setval(pg_get_serial_sequence('inbox', 'seq'), coalesce(max(seq), 0) + 1, false) FROM inbox")
-        .execute(&mut **target)
-        .await?;
-    let since: i64 = sqlx::query_scalar("SELECT since FROM inbox_numbered").fetch_one(&mut **source).await?;
-    sqlx::query("UPDATE inbox_numbered SET since = $1").bind(since).execute(&mut **target).await?;
-    Ok(())
+/// The source's webhook inbox, each delivery at its place (its actions' ids are made from it),
+/// applied or waiting.
+const INBOX: &str = "SELECT seq, source, id, received_at, headers, body, applied_at, outcome FROM inbox
+                     WHERE seq > ? ORDER BY seq LIMIT ?";
+
+fn insert_received(rows: &[InboxRow]) -> Insert<'_> {
+    sqlx::query(
+        "INSERT INTO inbox (seq, source, id, received_at, headers, body, applied_at, outcome)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
+                              $7::text[], $8::text[])",
+    )
+    .bind(column(rows, |row| row.seq))
+    .bind(column(rows, |row| row.source.as_str()))
+    .bind(column(rows, |row| row.id.as_str()))
+    .bind(column(rows, |row| row.received_at.as_str()))
+    .bind(column(rows, |row| row.headers.as_deref()))
+    .bind(column(rows, |row| row.body.as_deref()))
+    .bind(column(rows, |row| row.applied_at.as_deref()))
+    .bind(column(rows, |row| row.outcome.as_deref()))
 }
 
 #[derive(sqlx::FromRow)]

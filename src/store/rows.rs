@@ -172,6 +172,42 @@ impl AppendRows {
     }
 }
 
+/// What a backend looks up to say why an append was refused ([`refusal`]).
+pub(crate) trait RefusalLookups {
+    /// The incident's stored version, if it exists.
+    async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error>;
+    /// The open incident of `runbook_id` with deduplication key `key`, if there is one.
+    async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error>;
+}
+
+/// Why the incident's row refused an append, the same for every backend: the incident is at
+/// another version, it does not exist, or the key of a new incident is taken by an open one.
+pub(crate) async fn refusal(lookups: &mut impl RefusalLookups, rows: &AppendRows) -> Error {
+    let incident = rows.incident.clone();
+    match lookups.version(&incident).await {
+        Err(error) => Error::from(error),
+        Ok(Some(actual)) if Some(actual) == i64::try_from(rows.expected).ok() && rows.start.is_none() => {
+            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
+        }
+        Ok(Some(actual)) => match u64::try_from(actual) {
+            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
+            Err(_) => Error::Corrupt(format!("a stored version is negative: {actual}")),
+        },
+        Ok(None) => match &rows.start {
+            None => Error::NotFound { incident },
+            Some(start) => match (lookups.open_with_key(&start.runbook_id, start.key.as_deref()).await, &start.key) {
+                (Ok(Some(open)), Some(key)) => {
+                    Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
+                }
+                (Err(error), _) => Error::from(error),
+                (Ok(_), _) => {
+                    Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
+                }
+            },
+        },
+    }
+}
+
 /// Encodes `value` as JSON, and checks that the JSON reads back as the same value. What the log
 /// could not give back must not be stored: one unreadable event would make its incident unreadable
 /// for good, and one unreadable effect would stop the outbox.

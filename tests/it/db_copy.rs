@@ -192,3 +192,50 @@ async fn a_database_user_without_the_right_to_write_is_refused() {
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\""))).execute(&mut admin).await.unwrap();
     admin.close().await.unwrap();
 }
+
+/// A copy that fails halfway leaves the target as it was: here the source's second incident has
+/// an event edited behind the log's back (its append-only trigger dropped first, as a careless
+/// hand at the `sqlite3` prompt could), so the target's schema refuses it after the first
+/// incident was copied. The error names the incident and its events, and the target schema holds
+/// no table afterwards, not even empty ones, and takes a copy of an intact file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_refused_halfway_leaves_the_target_as_it_was() {
+    let Some(schema) = postgres::schema().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    source(dir.path()).await;
+    let mut file =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("phasegate.db").display()))
+            .await
+            .unwrap();
+    for statement in [
+        "DROP TRIGGER events_are_never_changed",
+        "UPDATE events SET event = replace(event, '\"x\"', '\"forged\"') WHERE incident = 'inc-2' AND seq = 2",
+    ] {
+        let done = sqlx::query(statement).execute(&mut file).await.unwrap();
+        assert!(done.rows_affected() <= 1, "{statement}");
+    }
+    let forged: String = sqlx::query_scalar("SELECT event FROM events WHERE incident = 'inc-2' AND seq = 2")
+        .fetch_one(&mut file)
+        .await
+        .unwrap();
+    assert!(forged.contains("forged"), "the event was edited: {forged}");
+    file.close().await.unwrap();
+
+    copy(dir.path(), &schema)
+        .status(2)
+        .stderr_has("the database was left as it was")
+        .stderr_has("the target refused events 1 to 3 of incident `inc-2`");
+    let mut admin = schema.connect().await;
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = $1")
+        .bind(&schema.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "no table was left behind, not even `inc-1`'s");
+    admin.close().await.unwrap();
+
+    // The same target then takes an intact file whole.
+    let intact = tempfile::tempdir().unwrap();
+    source(intact.path()).await;
+    copy(intact.path(), &schema).succeeds().stdout_has("2 incident(s), 7 event(s)");
+}

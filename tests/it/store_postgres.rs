@@ -161,3 +161,62 @@ async fn appends_that_queue_share_commits() {
     assert_eq!(store.incidents().await.unwrap().len(), 100);
     holder.close().await.unwrap();
 }
+
+/// A batch stored together keeps every rule of appends stored one by one: held behind a lock on
+/// the events' table, twenty appends queue and are taken as one batch; the one that expects a
+/// stale version is refused with the conflict, the one completing an effect its incident never
+/// queued is refused as invalid, each alone, and the others (an effect queued among them, and an
+/// incident's second append after its first) are stored, chained, in at most two commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_append_in_a_batch_is_refused_alone() {
+    use phasegate::store::Error;
+    use sqlx::Connection;
+    let Some((store, schema)) = fresh().await else { return };
+    let ids: Vec<String> = (0..10).map(|n| format!("inc-{n}")).collect();
+    for id in &ids {
+        store.append(Append::new(id, 0, &[started(id, "breach", None)])).await.unwrap();
+    }
+    let mut holder = schema.connect().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut holder).await.unwrap();
+    let before = store.commits();
+    // Each call queues its append before it is awaited (`Store::append`).
+    let mut answers: Vec<_> =
+        ids.iter().map(|id| store.append(Append::new(id, 1, &[note(1, &format!("{id} one"))]))).collect();
+    answers.push(store.append(Append::new("inc-5", 9, &[note(2, "stale")])));
+    answers.push(store.append(Append::new("inc-7", 2, &[note(2, "seven")]).completes(Some("inc-7/unknown"))));
+    answers.push(store.append(Append::new("inc-8", 2, &[note(2, "eight two")])));
+    answers.push(store.append(Append::new("inc-9", 2, &[note(2, "paged")]).effects(&[notify("inc-9/page")])));
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer.await);
+    }
+    for (id, result) in ids.iter().zip(&results) {
+        assert_eq!(result.as_ref().ok(), Some(&2), "{id}: {result:?}");
+    }
+    let stale = &results[10];
+    assert!(
+        matches!(stale, Err(Error::Conflict { incident, expected: 9, actual: 2 }) if incident == "inc-5"),
+        "{stale:?}"
+    );
+    assert!(matches!(&results[11], Err(Error::Invalid { incident, .. }) if incident == "inc-7"), "{:?}", results[11]);
+    assert_eq!(results[12].as_ref().ok(), Some(&3));
+    assert_eq!(results[13].as_ref().ok(), Some(&3));
+    let commits = store.commits() - before;
+    assert!((1..=2).contains(&commits), "{commits} commits for 14 appends");
+    let versions: Vec<u64> = store.incidents().await.unwrap().iter().map(|summary| summary.version).collect();
+    assert_eq!(versions, [2, 2, 2, 2, 2, 2, 2, 2, 3, 3], "the refused appends changed nothing");
+    let pending: Vec<String> = store.pending_effects(10).await.unwrap().into_iter().map(|p| p.effect.id).collect();
+    assert_eq!(pending, ["inc-9/page"], "the effect is queued with its append");
+    for id in &ids {
+        let chain = store.chain(id, 0, 10).await.unwrap();
+        let mut prev = phasegate::audit::chain::GENESIS;
+        for link in &chain {
+            prev = phasegate::audit::chain::link(&prev, link.seq, link.event.as_bytes());
+            assert_eq!(link.hash.as_deref(), Some(phasegate::audit::chain::to_hex(&prev).as_str()), "{id}");
+        }
+        assert_eq!(store.incident(id).await.unwrap().unwrap().head, chain.last().and_then(|link| link.hash.clone()));
+    }
+    holder.close().await.unwrap();
+}

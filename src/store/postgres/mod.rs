@@ -39,7 +39,7 @@ use crate::engine::Event;
 use writer::{Job, Receive};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened to write.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections for reads.
 const READERS: u32 = 4;
@@ -209,12 +209,6 @@ impl PostgresStore {
                 None => Ok(()),
             }
         }
-    }
-
-    /// The connections' pool, for `phasegate db copy`, which writes rows as they were in another
-    /// store rather than appending them.
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.reads
     }
 }
 

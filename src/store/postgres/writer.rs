@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
 use super::super::{CampaignRefusal, Error};
-use super::{CONNECT_TIMEOUT, MAX_BATCH, signed, unsigned};
+use super::{CONNECT_TIMEOUT, MAX_BATCH, signed};
+
+mod together;
 use crate::audit::chain::{self, GENESIS, Hash};
 use crate::audit::keys::SignedCheckpoint;
 
@@ -41,6 +43,15 @@ pub(super) enum Job {
     Campaign(CampaignRows, oneshot::Sender<Result<(), Error>>),
     Checkpoint(String, SignedCheckpoint, oneshot::Sender<Result<(), Error>>),
     Applied(Vec<(u64, String)>, oneshot::Sender<Result<(), Error>>),
+}
+
+impl Job {
+    fn append(&self) -> Option<&AppendRows> {
+        match self {
+            Job::Append(rows, _) => Some(rows),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -161,7 +172,15 @@ impl Writer {
                 other => others.push(other),
             }
         }
-        let mut committed = self.commit(&receives, &others, false).await;
+        // Appends and received deliveries alone: together first, a statement per table.
+        let together = match others.iter().map(Job::append).collect::<Option<Vec<_>>>() {
+            Some(appends) => self.commit_together(&receives, &appends).await,
+            None => None,
+        };
+        let mut committed = match together {
+            Some(answers) => Ok(answers),
+            None => self.commit(&receives, &others, false).await,
+        };
         if matches!(committed, Err(Failed::Again)) {
             committed = self.commit(&receives, &others, true).await;
         }
@@ -251,10 +270,8 @@ impl Writer {
         }
         sqlx::query("COMMIT").execute(&mut self.connection).await?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        if self.heads.len() + self.fresh.len() > MOST_HEADS {
-            self.heads.clear();
-        }
-        self.heads.extend(self.fresh.drain());
+        let fresh = std::mem::take(&mut self.fresh);
+        self.remember(fresh);
         Ok(Answers { receives: received, jobs: answers })
     }
 
@@ -262,7 +279,7 @@ impl Writer {
     async fn why(&mut self, job: &Job, why: Option<Error>) -> Error {
         match (why, job) {
             (Some(error), _) => error,
-            (None, Job::Append(rows, _)) => refusal(&mut self.connection, rows).await,
+            (None, Job::Append(rows, _)) => rows::refusal(&mut self.connection, rows).await,
             (None, other) => Error::Corrupt(format!("{other:?} was refused for no reason given")),
         }
     }
@@ -278,6 +295,14 @@ impl Writer {
             Job::Applied(outcomes, _) => self.mark_applied(outcomes, now).await.map(|()| 0).map_err(Refused::from),
             Job::Receive(_) => unreachable!("received deliveries are stored apart"),
         }
+    }
+
+    /// Keeps the heads a commit left.
+    fn remember(&mut self, heads: Heads) {
+        if self.heads.len() + heads.len() > MOST_HEADS {
+            self.heads.clear();
+        }
+        self.heads.extend(heads);
     }
 
     /// The head an append follows, if this writer knows it.
@@ -534,44 +559,18 @@ impl Writer {
     }
 }
 
-/// Why the incident's row refused an append: the incident is at another version, it does not
-/// exist, or the key of a new incident is taken by an open one.
-async fn refusal(connection: &mut PgConnection, rows: &AppendRows) -> Error {
-    let incident = rows.incident.clone();
-    let stored: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = $1")
-        .bind(&incident)
-        .fetch_optional(&mut *connection)
-        .await;
-    match stored {
-        Err(error) => Error::from(error),
-        Ok(Some(actual)) if actual == signed(rows.expected) && rows.start.is_none() => {
-            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
-        }
-        Ok(Some(actual)) => match unsigned(actual) {
-            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
-            Err(error) => error,
-        },
-        Ok(None) => match &rows.start {
-            None => Error::NotFound { incident },
-            Some(start) => {
-                let open: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
-                    "SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND closed_at IS NULL",
-                )
-                .bind(&start.runbook_id)
-                .bind(&start.key)
-                .fetch_optional(&mut *connection)
-                .await;
-                match (open, &start.key) {
-                    (Ok(Some(open)), Some(key)) => {
-                        Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
-                    }
-                    (Err(error), _) => Error::from(error),
-                    (Ok(_), _) => {
-                        Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
-                    }
-                }
-            }
-        },
+/// The incident's row as the writer sees it inside its transaction.
+impl rows::RefusalLookups for PgConnection {
+    async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM incidents WHERE id = $1").bind(incident).fetch_optional(self).await
+    }
+
+    async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND closed_at IS NULL")
+            .bind(runbook_id)
+            .bind(key)
+            .fetch_optional(self)
+            .await
     }
 }
 

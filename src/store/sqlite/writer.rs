@@ -390,7 +390,9 @@ impl Writer {
             .execute(&mut *connection)
             .await;
             match inserted {
-                Err(error) if is_constraint_violation(&error) => return Err(refusal(connection, rows).await.into()),
+                Err(error) if is_constraint_violation(&error) => {
+                    return Err(rows::refusal(&mut *connection, rows).await.into());
+                }
                 other => other?,
             };
             wrote = true;
@@ -420,7 +422,7 @@ impl Writer {
                                 return Err(Error::Corrupt(problem).into());
                             }
                         }
-                        _ => return Err(refusal(connection, rows).await.into()),
+                        _ => return Err(rows::refusal(&mut *connection, rows).await.into()),
                     }
                 }
             }
@@ -475,7 +477,7 @@ impl Writer {
             match insert.build().execute(&mut *connection).await {
                 Err(error) if is_constraint_violation(&error) => {
                     self.heads.remove(incident);
-                    return Err(refused(refusal(connection, rows).await, wrote));
+                    return Err(refused(rows::refusal(&mut *connection, rows).await, wrote));
                 }
                 other => other?,
             };
@@ -563,44 +565,18 @@ impl Writer {
     }
 }
 
-/// Why the incident's row refused an append: the incident is at another version, it does not
-/// exist, or the trigger's key of a new incident is taken by an open one.
-async fn refusal(connection: &mut SqliteConnection, rows: &AppendRows) -> Error {
-    let incident = rows.incident.clone();
-    let stored: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?")
-        .bind(&incident)
-        .fetch_optional(&mut *connection)
-        .await;
-    match stored {
-        Err(error) => Error::from(error),
-        Ok(Some(actual)) if actual == signed(rows.expected) => {
-            Error::Corrupt(format!("incident `{incident}` at version {actual} refused its next event"))
-        }
-        Ok(Some(actual)) => match unsigned(actual) {
-            Ok(actual) => Error::Conflict { incident, expected: rows.expected, actual },
-            Err(error) => error,
-        },
-        Ok(None) => match &rows.start {
-            None => Error::NotFound { incident },
-            Some(start) => {
-                let open: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
-                    "SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL",
-                )
-                .bind(&start.runbook_id)
-                .bind(&start.key)
-                .fetch_optional(&mut *connection)
-                .await;
-                match (open, &start.key) {
-                    (Ok(Some(open)), Some(key)) => {
-                        Error::DuplicateKey { runbook_id: start.runbook_id.clone(), key: key.clone(), open }
-                    }
-                    (Err(error), _) => Error::from(error),
-                    (Ok(_), _) => {
-                        Error::Corrupt(format!("starting incident `{incident}` was refused, for no reason found"))
-                    }
-                }
-            }
-        },
+/// The incident's row as the writer sees it inside its transaction.
+impl rows::RefusalLookups for SqliteConnection {
+    async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?").bind(incident).fetch_optional(self).await
+    }
+
+    async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
+            .bind(runbook_id)
+            .bind(key)
+            .fetch_optional(self)
+            .await
     }
 }
 

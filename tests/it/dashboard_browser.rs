@@ -64,6 +64,38 @@ phases:
         reinstate: { control: door-mfa }
 "#;
 
+/// A campaign to three members, whose batches fail (the tests reach no mailer).
+const CAMPAIGN: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: web-campaign
+title: Tell the members
+roles:
+  comms-lead: {}
+rights: { close: [comms-lead], campaign: [comms-lead] }
+inputs:
+  members:
+    type: string
+channels:
+  mailer:
+    batch:
+      url: https://mailer.example/batches
+phases:
+  - id: notify
+    steps:
+      - id: send
+        title: Tell every member
+        campaign:
+          recipients: { input: members, id_field: member_id }
+          template: customer-notice
+          channel: mailer
+          batch_size: 2
+"#;
+
+const MEMBERS: &str = r#"{"member_id": "m1", "email": "ada@example.org", "first_name": "Ada"}
+{"member_id": "m2", "email": "bo@example.org", "first_name": "Bo"}
+{"member_id": "m3", "email": "cy@example.org", "first_name": "Cy"}
+"#;
+
 /// What a page must not have once hostile text is on it: elements or handlers the text made.
 const NOTHING_INJECTED: &str = "window.injected === undefined
     && document.querySelectorAll('script:not([src]), img, [onerror], [onload]').length === 0";
@@ -74,7 +106,7 @@ struct Desk {
     base: String,
     serving: Serving,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Desk {
@@ -87,6 +119,8 @@ impl Desk {
             std::fs::copy(root().join("runbooks").join(&file), runbooks.join(&file)).unwrap();
         }
         std::fs::write(runbooks.join("web-drill.yaml"), DRILL).unwrap();
+        std::fs::write(runbooks.join("web-campaign.yaml"), CAMPAIGN).unwrap();
+        std::fs::write(dir.path().join("members.jsonl"), MEMBERS).unwrap();
         std::fs::write(runbooks.join("broken.yaml"), "apiVersion: phasegate/v1\nkind: Runbook\nid: broken\n").unwrap();
         std::fs::write(dir.path().join("fraud-token"), FRAUD_TOKEN).unwrap();
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
@@ -108,7 +142,7 @@ impl Desk {
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
         let serving = Serving::start(&path, "127.0.0.1:0", Duration::from_millis(50)).await;
-        Desk { base: serving.base.clone(), serving, client: reqwest::Client::new(), _dir: dir }
+        Desk { base: serving.base.clone(), serving, client: reqwest::Client::new(), dir }
     }
 
     /// Posts `body` to the API as the holder of `token`; gives the status and the answer.
@@ -134,7 +168,12 @@ impl Desk {
 
     /// Starts `runbook` through the API as the holder of `token`; gives the incident's id.
     async fn start_incident(&self, token: &str, runbook: &str, key: &str) -> String {
-        let (status, body) = self.post(token, "/api/v1/incidents", json!({ "runbook": runbook, "key": key })).await;
+        self.start_with(token, json!({ "runbook": runbook, "key": key })).await
+    }
+
+    /// Starts an incident as the API's `POST /api/v1/incidents` takes `request`; gives its id.
+    async fn start_with(&self, token: &str, request: Value) -> String {
+        let (status, body) = self.post(token, "/api/v1/incidents", request).await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_string()
     }
@@ -211,6 +250,7 @@ async fn signing_in_through_the_form_refuses_a_wrong_token_and_signing_out_ends_
     assert_eq!(browser.text("#signin-problem").await, "that API token is not valid");
     assert!(browser.url().await.ends_with("/signin"), "still signing in: {}", browser.url().await);
     assert_eq!(browser.script("return document.cookie;").await, "", "no cookie a script can read");
+    check(&browser, "signin-refused").await;
 
     browser.fill("#token", DANA).await;
     browser.submit("#signin-form").await;
@@ -339,6 +379,7 @@ async fn a_refused_approval_shows_its_reason_on_the_page_and_records_nothing() {
     let said = flash(&lee).await;
     assert_eq!(said, "Refused: gate `go` of phase `assess` has already passed");
     assert_eq!(lee.script("return document.getElementById('flash').getAttribute('role');").await, "alert");
+    check(&lee, "incident-refused").await;
     assert_eq!(desk.by_people(&id).await, before, "nothing was recorded");
 
     let fresh = desk.start_incident(DANA, "web-drill", "refused-role").await;
@@ -481,6 +522,9 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    let members = desk.dir.path().join("members.jsonl");
+    let campaign = desk.start_with(TOM, json!({ "runbook": "web-campaign", "inputs": { "members": members } })).await;
+
     let Some(browser) = Browser::open_or_skip().await else { return desk.stop().await };
     browser.open(&format!("{}/signin", desk.base)).await;
     check(&browser, "signin").await;
@@ -508,6 +552,15 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
     for region in ["#failed-assess-rotate", "#live-relaxations .countdown", "#live-gates table"] {
         assert!(!browser.script(&format!("return document.querySelector('{region}');")).await.is_null(), "{region}");
     }
+    // The campaign's progress.
+    browser.open(&format!("{base}/incidents/{campaign}")).await;
+    browser.wait_for("the campaign's progress", "document.querySelector('#campaign-notify-send progress')").await;
+    check(&browser, "incident-campaign").await;
+    // Tom, of the campaign's roles, is offered its pause form.
+    let tom = signed_in(&desk, TOM).await.expect("a browser opened once opens again");
+    tom.open(&format!("{base}/incidents/{campaign}")).await;
+    tom.wait_for("the pause form", "document.getElementById('pause-notify-send')").await;
+    check(&tom, "incident-campaign-pause").await;
     // The check box, with a runbook's diagnostics.
     browser.open(&format!("{base}/runbooks")).await;
     browser.fill("#runbook-text", "apiVersion: phasegate/v1\nkind: Runbook\nid: Not An Id\nphases: []\n").await;

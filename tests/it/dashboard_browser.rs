@@ -295,12 +295,11 @@ async fn a_gate_approved_by_keyboard_alone_moves_the_phase_on_another_persons_pa
     lee.press(Key::Enter).await;
     assert_eq!(flash(&lee).await, "Approved `assess/go`.");
 
-    dana.wait_for(
-        "the phase to run on Dana's page",
-        "document.getElementById('step-assess-isolate')
-           && document.querySelector('#phases-graph-title')?.textContent.includes('Assess the breach running')",
-    )
-    .await;
+    // Within a couple of seconds, with room for a loaded machine.
+    let within = Duration::from_secs(5);
+    let condition = "document.getElementById('step-assess-isolate')
+        && document.querySelector('#phases-graph-title')?.textContent.includes('Assess the breach running')";
+    dana.wait_for_within("the phase to run on Dana's page", condition, within).await;
     assert_eq!(dana.script("return window.sameDocument === true;").await, true, "the page was not reloaded");
     assert!(dana.text("#live-note").await.starts_with("Updated "), "the page says it updated");
     let given = desk.by_people(&id).await;

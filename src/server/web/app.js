@@ -41,7 +41,9 @@
   }
 
   function refresh(root, note) {
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    // The header keeps the server from showing this copy the flash message meant for the page a
+    // form just posted is landing on.
+    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Phasegate-Live": "1" } })
       .then(function (response) {
         if (response.redirected || !response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();

@@ -125,7 +125,7 @@ impl Desk {
         std::fs::write(dir.path().join("fraud-token"), FRAUD_TOKEN).unwrap();
         let sha = |token: &str| phasegate::engine::decide::sha256_hex(token);
         let config = format!(
-            "database: {db}\nrunbooks: {runbooks}\nsecrets:\n  fraud-token: {{ file: {secret} }}\npeople:\n  \
+            "database: {db}\nrunbooks: {runbooks}\ncampaigns: {{ dir: {campaigns} }}\nsecrets:\n  fraud-token: {{ file: {secret} }}\npeople:\n  \
              dana.ito: {{ roles: [commander, incident-commander, soc-analyst] }}\n  \
              lee.chen: {{ roles: [approver] }}\n  kim.park: {{ roles: [approver] }}\n  \
              tom.reyes: {{ roles: [comms-lead] }}\nserver:\n  sources:\n    fraud: {{ scheme: bearer, secrets: [fraud-token] }}\n  \
@@ -133,6 +133,7 @@ impl Desk {
              kim: {{ person: kim.park, sha256: {kim} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n",
             db = dir.path().join("phasegate.db").display(),
             runbooks = runbooks.display(),
+            campaigns = dir.path().join("campaigns").display(),
             secret = dir.path().join("fraud-token").display(),
             dana = sha(DANA),
             lee = sha(LEE),
@@ -236,6 +237,14 @@ async fn flash(browser: &Browser) -> String {
     browser.text("#flash").await
 }
 
+/// Types `text` into the field `css` selects, focusing it first by script: a live update swaps a
+/// region unless it holds the focus, so a field found and then typed into could be gone between.
+async fn type_into(browser: &Browser, css: &str, text: &str) {
+    let focus = format!("const e = document.querySelector('{css}'); e.focus(); return e === document.activeElement;");
+    assert_eq!(browser.script(&focus).await, true, "{css} takes the focus");
+    browser.type_text(text).await;
+}
+
 /// Presses Tab until the element `id` has the focus (at most 60 times), failing when it never does.
 async fn tab_to(browser: &Browser, id: &str) {
     for _ in 0..60 {
@@ -292,6 +301,18 @@ async fn a_gate_approved_by_keyboard_alone_moves_the_phase_on_another_persons_pa
     lee.type_text("Scope confirmed on the bridge").await;
     lee.press(Key::Tab).await;
     assert!(lee.focused().await.starts_with("button #approve-assess-go"), "{}", lee.focused().await);
+    // A change made elsewhere meanwhile leaves the form where the keyboard is as it was.
+    let (status, body) =
+        desk.post(DANA, &format!("/api/v1/incidents/{id}/notes"), json!({ "text": "bridge open" })).await;
+    assert_eq!(status, 200, "{body}");
+    lee.wait_for(
+        "Lee's page to follow the note",
+        "document.getElementById('live-note').textContent.startsWith('Updated')",
+    )
+    .await;
+    assert!(lee.focused().await.starts_with("button #approve-assess-go"), "{}", lee.focused().await);
+    let typed = lee.script("return document.getElementById('approve-note-assess-go').value;").await;
+    assert_eq!(typed, "Scope confirmed on the bridge");
     lee.press(Key::Enter).await;
     assert_eq!(flash(&lee).await, "Approved `assess/go`.");
 
@@ -317,8 +338,8 @@ async fn a_manual_step_marked_done_on_the_page_shows_in_the_timeline_with_the_pe
     let id = desk.drill_running("manual").await;
     let Some(dana) = signed_in(&desk, DANA).await else { return desk.stop().await };
     dana.open(&format!("{}/incidents/{id}", desk.base)).await;
-    dana.fill("#evidence-assess-isolate", "https://tickets.example/SEC-42").await;
-    dana.fill("#output-assess-isolate-ticket", "42").await;
+    type_into(&dana, "#evidence-assess-isolate", "https://tickets.example/SEC-42").await;
+    type_into(&dana, "#output-assess-isolate-ticket", "42").await;
     dana.click("#done-assess-isolate").await;
     assert_eq!(flash(&dana).await, "Step `assess/isolate` marked done.");
     let entries = dana
@@ -414,7 +435,7 @@ async fn a_form_posted_without_its_csrf_field_gets_the_403_page_and_does_nothing
     let before = desk.by_people(&id).await;
     let Some(dana) = signed_in(&desk, DANA).await else { return desk.stop().await };
     dana.open(&format!("{}/incidents/{id}", desk.base)).await;
-    dana.fill("#note-text", "a note without its token").await;
+    type_into(&dana, "#note-text", "a note without its token").await;
     let removed = dana.script(
         "const f = document.querySelector('#act form[action$=\"/note\"] input[name=csrf]'); f.remove(); return true;",
     );
@@ -455,10 +476,11 @@ async fn hostile_text_shows_as_text_in_the_browser() {
     let Some(dana) = signed_in(&desk, DANA).await else { return desk.stop().await };
     let drill_page = format!("{}/incidents/{drill}", desk.base);
     dana.open(&drill_page).await;
-    dana.fill("#note-text", "<script>alert('note')</script><img src=x onerror=\"window.injected = 'note'\">").await;
+    type_into(&dana, "#note-text", "<script>alert('note')</script><img src=x onerror=\"window.injected = 'note'\">")
+        .await;
     dana.click("#note-submit").await;
     assert_eq!(flash(&dana).await, "Note added.");
-    dana.fill("#evidence-assess-isolate", "<script>window.injected = 'evidence'</script>").await;
+    type_into(&dana, "#evidence-assess-isolate", "<script>window.injected = 'evidence'</script>").await;
     dana.click("#done-assess-isolate").await;
     assert_eq!(flash(&dana).await, "Step `assess/isolate` marked done.");
 

@@ -32,12 +32,13 @@
     });
   }
 
+  // A region holding the focused field or button is being used: swapping it would lose what was
+  // typed and the keyboard's place.
   function editing(region) {
     var active = document.activeElement;
     if (!active || !region.contains(active)) { return false; }
-    if (active.tagName === "TEXTAREA" || active.tagName === "SELECT") { return true; }
-    if (active.tagName === "INPUT" && active.type !== "hidden" && active.type !== "submit") { return true; }
-    return false;
+    return ["TEXTAREA", "SELECT", "BUTTON"].indexOf(active.tagName) >= 0 ||
+      (active.tagName === "INPUT" && active.type !== "hidden");
   }
 
   function refresh(root, note) {

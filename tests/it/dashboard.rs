@@ -629,3 +629,30 @@ async fn the_live_stream_says_when_the_incident_changes() {
     dashboard.stop().await;
     while let Ok(Some(_)) = response.chunk().await {}
 }
+
+/// Regression: the page's live refresh, fetched while a posted form was being redirected, took
+/// the flash message, so the page the person landed on said nothing of what they had done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_refresh_leaves_the_flash_for_the_page_the_form_lands_on() {
+    let dashboard = Dashboard::start().await;
+    let id = dashboard.start_incident().await;
+    let mut dana = dashboard.sign_in(DANA).await;
+    let page = format!("/incidents/{id}");
+    let (_, _, shown) = dana.get(&page).await;
+    let csrf = hidden(&shown, "csrf").unwrap();
+    let (status, _, _) = dana.post_raw(&format!("{page}/note"), &[("csrf", &csrf), ("text", "seen")]).await;
+    assert_eq!(status, 303);
+    let live = dashboard
+        .client
+        .get(format!("{}{page}", dashboard.base))
+        .header("cookie", dana.cookie_header())
+        .header(phasegate::server::web::LIVE_HEADER, "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(flash(&live.text().await.unwrap()), None, "the live copy shows no flash");
+    let (_, _, landed) = dana.get(&page).await;
+    assert_eq!(flash(&landed), Some("Note added."), "the page landed on shows it");
+    dashboard.stop().await;
+}

@@ -15,6 +15,7 @@ mod campaign_test_send;
 mod cli;
 mod crash;
 mod dashboard;
+mod dashboard_browser;
 mod db_copy;
 mod diagnostics;
 mod docs;

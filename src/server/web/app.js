@@ -32,16 +32,19 @@
     });
   }
 
+  // A region holding the focused field or button is being used: swapping it would lose what was
+  // typed and the keyboard's place.
   function editing(region) {
     var active = document.activeElement;
     if (!active || !region.contains(active)) { return false; }
-    if (active.tagName === "TEXTAREA" || active.tagName === "SELECT") { return true; }
-    if (active.tagName === "INPUT" && active.type !== "hidden" && active.type !== "submit") { return true; }
-    return false;
+    return ["TEXTAREA", "SELECT", "BUTTON"].indexOf(active.tagName) >= 0 ||
+      (active.tagName === "INPUT" && active.type !== "hidden");
   }
 
   function refresh(root, note) {
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    // The header keeps the server from showing this copy the flash message meant for the page a
+    // form just posted is landing on.
+    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Phasegate-Live": "1" } })
       .then(function (response) {
         if (response.redirected || !response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();

@@ -37,6 +37,9 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 pub const CSS: &str = include_str!("app.css");
 pub const JS: &str = include_str!("app.js");
 
+/// The header the page's script sends when it fetches the page again for a live update.
+pub const LIVE_HEADER: &str = "x-phasegate-live";
+
 /// Every dashboard route: method and path (`docs/dashboard.md` describes each).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
@@ -166,7 +169,7 @@ impl<S: Store> App<S> {
     /// Renders page `name` with the layout's variables (who is signed in, the CSRF token, the
     /// flash message, which section is current) and `page`'s.
     pub fn page(&self, name: &str, signed: Option<&Signed>, nav: &str, title: &str, page: Value) -> Page {
-        let flash = signed.and_then(|signed| self.sessions.take_flash(signed));
+        let flash = signed.filter(|signed| !signed.live).and_then(|signed| self.sessions.take_flash(signed));
         let who = signed.map(|s| (s.person.as_str(), s.csrf.as_str()));
         match render(&self.pages, name, who, flash.as_ref(), nav, title, page) {
             Ok(html) => Ok(html_response(StatusCode::OK, html)),
@@ -253,7 +256,8 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Signed, Response> {
-        if let Some(signed) = session::cookie(&parts.headers, COOKIE).and_then(|id| app.sessions.find(id)) {
+        if let Some(mut signed) = session::cookie(&parts.headers, COOKIE).and_then(|id| app.sessions.find(id)) {
+            signed.live = parts.headers.contains_key(LIVE_HEADER);
             return Ok(signed);
         }
         let back = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");

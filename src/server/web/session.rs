@@ -54,6 +54,9 @@ struct Session {
 pub struct Signed {
     pub person: String,
     pub csrf: String,
+    /// The page's script fetching the page again to swap in its live regions: such a request
+    /// leaves the flash message for the page the person is being sent to.
+    pub live: bool,
     key: [u8; 32],
 }
 
@@ -106,7 +109,7 @@ impl Sessions {
             return None;
         }
         session.seen = now;
-        Some(Signed { person: session.person.clone(), csrf: session.csrf.clone(), key })
+        Some(Signed { person: session.person.clone(), csrf: session.csrf.clone(), live: false, key })
     }
 
     /// Whether the session is still open (without counting this as a request).

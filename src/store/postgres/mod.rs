@@ -25,12 +25,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
 mod campaign;
+mod claims;
 mod writer;
 
 use super::campaign::CampaignRows;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
     IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
@@ -389,6 +390,20 @@ impl Store for PostgresStore {
         rows.into_iter()
             .map(|(incident, effect)| Ok(PendingEffect { effect: rows::decode_effect(&incident, &effect)?, incident }))
             .collect()
+    }
+
+    async fn claim_effects(&self, holder: &str, limit: usize, lease: Duration) -> Result<Vec<Claimed>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::claim(&self.reads, holder, limit, lease).await
+    }
+
+    async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::renew(&self.reads, holder, tokens, lease).await
     }
 
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {

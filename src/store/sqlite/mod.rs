@@ -31,9 +31,10 @@ mod checkpointer;
 mod writer;
 
 use super::campaign::CampaignRows;
+use super::leases::Leases;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
     IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
@@ -91,6 +92,8 @@ pub struct SqliteStore {
     read_only: bool,
     /// What opening chained (events stored before the hash chain existed).
     chained: Chained,
+    /// The outbox's leases, held in this process (`store/leases.rs`).
+    leases: Leases,
 }
 
 /// The writer held by [`SqliteStore::pause`]; it goes on when this is dropped.
@@ -163,7 +166,16 @@ impl SqliteStore {
             stop,
             on_a_thread("phasegate-checkpointer", checkpointer::run(checkpoints, Arc::clone(&commits), stopped))?,
         );
-        Ok(SqliteStore { appends, reads, writer, checkpointer, commits, read_only: false, chained })
+        Ok(SqliteStore {
+            appends,
+            reads,
+            writer,
+            checkpointer,
+            commits,
+            read_only: false,
+            chained,
+            leases: Leases::default(),
+        })
     }
 
     /// Opens an existing store to read it and nothing else: no migration, no chaining, no writer,
@@ -199,6 +211,7 @@ impl SqliteStore {
             commits,
             read_only: true,
             chained: Chained::default(),
+            leases: Leases::default(),
         })
     }
 
@@ -334,7 +347,22 @@ impl Store for SqliteStore {
         // Encoding (of what is not encoded yet) happens here, in the caller's task, so the one
         // writer only runs SQL; and the append is sent to the writer here, before the future is
         // first polled, so appends are taken in the order of the calls (see `Store::append`).
-        self.write(AppendRows::new(append))
+        // A result carrying a fencing token is checked against the leases first.
+        let (completing, rows) = match AppendRows::new(append) {
+            Ok(rows) => match self.leases.completing(&rows) {
+                Ok(completing) => (completing, Ok(rows)),
+                Err(refused) => (None, Err(refused)),
+            },
+            Err(invalid) => (None, Err(invalid)),
+        };
+        let written = self.write(rows);
+        async move {
+            let answer = written.await;
+            if let Some(completing) = completing {
+                completing.finish(answer.is_ok());
+            }
+            answer
+        }
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
@@ -521,6 +549,20 @@ impl Store for SqliteStore {
                 Ok(PendingEffect { effect: rows::decode_effect(&row.incident, &row.effect)?, incident: row.incident })
             })
             .collect()
+    }
+
+    async fn claim_effects(&self, holder: &str, limit: usize, lease: Duration) -> Result<Vec<Claimed>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _turn = self.leases.claiming.lock().await;
+        let read_at = std::time::Instant::now();
+        let pending = self.pending_effects(limit.saturating_add(self.leases.held())).await?;
+        Ok(self.leases.claim(pending, read_at, holder, limit, lease))
+    }
+
+    async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        Ok(self.leases.renew(holder, tokens, lease))
     }
 
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {

@@ -148,7 +148,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Claimed>, Error>> + Send;
 
     /// Extends `holder`'s leases with these tokens to `lease` from now, and returns the tokens it
-    /// still holds (an effect since done or claimed by another is not among them).
+    /// still holds (an effect since done or claimed by another is not among them). A zero
+    /// `lease` lets the effects go: the next claim, by anyone, may take them.
     fn renew_effects(
         &self,
         holder: &str,

@@ -23,6 +23,7 @@ mod hostile;
 mod incident;
 mod merkle;
 mod registry;
+mod replicas;
 mod report;
 mod runtime;
 mod server;

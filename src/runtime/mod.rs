@@ -425,6 +425,18 @@ fn encoded(incident: &str, mut decision: Decision) -> Result<(Decision, Vec<Cano
     Ok((decision, canonical))
 }
 
+/// Resolves when `bell` ([`Store::work_bell`]) rings; never when there is none (or it can no
+/// longer ring), so that a loop waiting on it beside its interval waits for the interval.
+pub async fn rung(bell: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let heard = match bell {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
+    };
+    if !heard {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Templates as they were when an incident's runbook was validated at its start.
 struct Checked;
 

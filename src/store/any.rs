@@ -71,6 +71,15 @@ impl AnyStore {
         }
     }
 
+    /// Starts notifying and hearing the other replicas sharing a PostgreSQL database
+    /// ([`PostgresStore::notify_replicas`]); nothing for a SQLite file.
+    pub async fn notify_replicas(&self) -> Result<(), Error> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(store) => store.notify_replicas().await,
+        }
+    }
+
     /// Stops taking writes, waits for what was given, and closes the connections.
     pub async fn close(self) {
         match self {
@@ -173,6 +182,13 @@ impl Store for AnyStore {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Vec<Claimed>, Error>> + Send {
         each!(self, store => store.claim_effects(holder, limit, lease))
+    }
+
+    fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            AnyStore::Sqlite(_) => None,
+            AnyStore::Postgres(store) => store.work_bell(),
+        }
     }
 
     fn renew_effects(

@@ -157,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send;
 
+    /// A receiver whose every change means another process (or this one) may have added work:
+    /// what `phasegate serve`'s loops wait on besides their interval. `None` for a store that
+    /// hears of no one's work (SQLite; PostgreSQL with notifications off).
+    fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Up to `limit` events of `incident` after the first `after`, as stored: the canonical JSON
     /// and the hash recorded with each, for verification and export. Unlike [`Store::events`],
     /// this never refuses what it finds (a gap, an event that is not JSON): judging it is the

@@ -176,3 +176,26 @@ async fn replicas_running_the_outbox_at_once_carry_out_each_effect_once() {
         assert_eq!(rotate_results(&first.store().events(incident).await.unwrap()), ["done"], "{incident}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_work_in_one_replica_rings_the_others_bell_and_only_when_notifications_are_on() {
+    let Some(schema) = postgres::schema().await else { return };
+    let writing = PostgresStore::connect(schema.options()).await.unwrap();
+    let hearing = PostgresStore::connect(schema.options()).await.unwrap();
+    let deaf = PostgresStore::connect(schema.options()).await.unwrap();
+    assert!(hearing.work_bell().is_none(), "no bell before notifications are started");
+    writing.notify_replicas().await.unwrap();
+    hearing.notify_replicas().await.unwrap();
+    let mut bell = hearing.work_bell().expect("a bell once started");
+    bell.mark_unchanged();
+
+    // An append with an effect (new work) is heard in the other process.
+    let started = phasegate::store::contract::started("inc-1", "breach", None);
+    let effect = phasegate::store::contract::notify("inc-1/page-ciso");
+    writing.append(phasegate::store::Append::new("inc-1", 0, &[started]).effects(&[effect])).await.unwrap();
+    wait_until("the other replica to hear of the new effect", Duration::from_secs(10), async || {
+        bell.has_changed().unwrap()
+    })
+    .await;
+    assert!(deaf.work_bell().is_none(), "a store with notifications off hears nothing, and polls");
+}

@@ -6,6 +6,7 @@
 //! latest token.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ pub(crate) struct Leases {
     state: Mutex<State>,
     /// Claims take turns, each reading the outbox after the one before has taken its effects,
     /// so that two at once do not read the same first effects and leave the next ones unclaimed.
-    pub(crate) claiming: tokio::sync::Mutex<()>,
+    claiming: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -47,13 +48,56 @@ impl Leases {
 
     /// How many effects are leased now: a claim reads that many more of the outbox, so that the
     /// effects it can take are among those it reads.
-    pub(crate) fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.state().held.len()
     }
 
-    /// Claims for `holder`, of `pending` (the outbox as read from `read_at` on), up to `limit`
+    /// Claims for `holder` up to `limit` effects that no one holds or whose lease ran out, of
+    /// those `read` gives (the outbox's first effects, up to the number it is asked for).
+    pub(crate) async fn claim<F>(
+        &self,
+        read: impl FnOnce(usize) -> F,
+        holder: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, Error>
+    where
+        F: Future<Output = Result<Vec<PendingEffect>, Error>>,
+    {
+        let _turn = self.claiming.lock().await;
+        let read_at = Instant::now();
+        let pending = read(limit.saturating_add(self.held())).await?;
+        Ok(self.take(pending, read_at, holder, limit, lease))
+    }
+
+    /// Stores an append through `write`, checked first with [`Leases::completing`] when it
+    /// records a claimed effect's result.
+    pub(crate) fn append<'a, F>(
+        &'a self,
+        rows: Result<AppendRows, Error>,
+        write: impl FnOnce(Result<AppendRows, Error>) -> F,
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a
+    where
+        F: Future<Output = Result<u64, Error>> + Send + 'a,
+    {
+        let (completing, rows) = match rows.and_then(|rows| Ok((self.completing(&rows)?, rows))) {
+            Ok((completing, rows)) => (completing, Ok(rows)),
+            Err(refused) => (None, Err(refused)),
+        };
+        // Sent to the writer now, before the future is first polled (see `Store::append`).
+        let written = write(rows);
+        async move {
+            let answer = written.await;
+            if let Some(completing) = completing {
+                completing.finish(answer.is_ok());
+            }
+            answer
+        }
+    }
+
+    /// Of `pending` (the outbox as read from `read_at` on), takes for `holder` up to `limit`
     /// effects that no one holds or whose lease ran out.
-    pub(crate) fn claim(
+    fn take(
         &self,
         pending: Vec<PendingEffect>,
         read_at: Instant,
@@ -105,7 +149,7 @@ impl Leases {
     /// Before an append that records a claimed effect's result goes to the writer: refuses it if
     /// its token is not the effect's latest claim, and otherwise keeps others from claiming the
     /// effect until [`Completing::finish`] says how the append went.
-    pub(crate) fn completing(&self, rows: &AppendRows) -> Result<Option<Completing<'_>>, Error> {
+    fn completing(&self, rows: &AppendRows) -> Result<Option<Completing<'_>>, Error> {
         let Some(token) = rows.token else { return Ok(None) };
         let Some(effect) = &rows.completes else {
             let problem = "it carries a fencing token but completes no effect".to_string();
@@ -122,7 +166,7 @@ impl Leases {
 
 /// An effect whose result is on its way to the writer (see [`Leases::completing`]).
 #[derive(Debug)]
-pub(crate) struct Completing<'a> {
+struct Completing<'a> {
     leases: &'a Leases,
     effect: String,
     finished: bool,
@@ -130,7 +174,7 @@ pub(crate) struct Completing<'a> {
 
 impl Completing<'_> {
     /// The append was stored (the effect is done) or not (its lease stands as it was).
-    pub(crate) fn finish(mut self, stored: bool) {
+    fn finish(mut self, stored: bool) {
         self.finished = true;
         let mut state = self.leases.state();
         if stored {

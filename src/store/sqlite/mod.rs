@@ -166,16 +166,8 @@ impl SqliteStore {
             stop,
             on_a_thread("phasegate-checkpointer", checkpointer::run(checkpoints, Arc::clone(&commits), stopped))?,
         );
-        Ok(SqliteStore {
-            appends,
-            reads,
-            writer,
-            checkpointer,
-            commits,
-            read_only: false,
-            chained,
-            leases: Leases::default(),
-        })
+        let (read_only, leases) = (false, Leases::default());
+        Ok(SqliteStore { appends, reads, writer, checkpointer, commits, read_only, chained, leases })
     }
 
     /// Opens an existing store to read it and nothing else: no migration, no chaining, no writer,
@@ -347,22 +339,7 @@ impl Store for SqliteStore {
         // Encoding (of what is not encoded yet) happens here, in the caller's task, so the one
         // writer only runs SQL; and the append is sent to the writer here, before the future is
         // first polled, so appends are taken in the order of the calls (see `Store::append`).
-        // A result carrying a fencing token is checked against the leases first.
-        let (completing, rows) = match AppendRows::new(append) {
-            Ok(rows) => match self.leases.completing(&rows) {
-                Ok(completing) => (completing, Ok(rows)),
-                Err(refused) => (None, Err(refused)),
-            },
-            Err(invalid) => (None, Err(invalid)),
-        };
-        let written = self.write(rows);
-        async move {
-            let answer = written.await;
-            if let Some(completing) = completing {
-                completing.finish(answer.is_ok());
-            }
-            answer
-        }
+        self.leases.append(AppendRows::new(append), |rows| self.write(rows))
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
@@ -555,10 +532,7 @@ impl Store for SqliteStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let _turn = self.leases.claiming.lock().await;
-        let read_at = std::time::Instant::now();
-        let pending = self.pending_effects(limit.saturating_add(self.leases.held())).await?;
-        Ok(self.leases.claim(pending, read_at, holder, limit, lease))
+        self.leases.claim(|limit| self.pending_effects(limit), holder, limit, lease).await
     }
 
     async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {

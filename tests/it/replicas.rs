@@ -7,32 +7,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use phasegate::engine::{Command, Directory, Effect, EffectKind, Event, EventKind, Incident, Outcome};
+use phasegate::engine::{Directory, Effect, EffectKind, Event, EventKind, Incident, Outcome};
 use phasegate::render::Catalog;
 use phasegate::runbook::Runbook;
 use phasegate::runtime::{Executor, Runtime};
 use phasegate::store::{PostgresStore, Store};
 use serde_json::json;
 
+use crate::runtime::{RUNBOOK, done};
 use crate::support::postgres;
 use crate::support::wait_until;
-
-const RUNBOOK: &str = r#"apiVersion: phasegate/v1
-kind: Runbook
-id: rotate
-title: Rotate credentials
-roles:
-  commander: {}
-rights: { close: [commander], abandon: [commander] }
-phases:
-  - id: contain
-    steps:
-      - id: isolate
-        manual: { instructions: Isolate the hosts }
-      - id: rotate
-        retry: { attempts: 2, backoff: 1s }
-        http: { url: "https://idp.example/rotate" }
-"#;
 
 /// Answers http effects with `status`, after `gate` (if any) lets it go: a gate that blocks the
 /// thread freezes everything on it, the runtime's lease renewals and its store's writer
@@ -76,15 +60,6 @@ impl Executor for Replica {
 
 fn directory() -> Directory {
     Directory::with(&[("dana", &["commander"])])
-}
-
-fn done(step: &str) -> Command {
-    Command::CompleteStep {
-        phase: "contain".into(),
-        step: step.into(),
-        evidence: Some("done".into()),
-        outputs: BTreeMap::new(),
-    }
 }
 
 /// The results recorded for the `rotate` step: `done`, or the error of each failure.

@@ -17,6 +17,13 @@ enum LogFormat {
     Json,
 }
 
+/// Whether replicas sharing a PostgreSQL database wake each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Notify {
+    On,
+    Off,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The address to listen on (default: the configuration's `server.listen`, else 127.0.0.1:8080).
@@ -25,6 +32,10 @@ pub struct Args {
     /// How often the runtime loop looks for due work.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// With a PostgreSQL database: whether this replica notifies the others of new work
+    /// (LISTEN/NOTIFY) and wakes when they do; off, each looks for work every `--interval`.
+    #[arg(long, value_enum, env = "PHASEGATE_NOTIFY", default_value_t = Notify::On)]
+    notify: Notify,
     /// Logs as text for people, or as JSON lines for a log pipeline (`RUST_LOG` sets the level).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -53,6 +64,10 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
         .allow_commands(opened.config.commands)
         .with_outbound(opened.config.outbound.clone())?;
+    if args.notify == Notify::On {
+        opened.runtime.store().notify_replicas().await.context("cannot listen for the other replicas' work")?;
+    }
+    tracing::info!(holder = opened.runtime.holder(), "claims on effects are held under this name");
     let listen = args.listen.unwrap_or(opened.config.server.listen);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");

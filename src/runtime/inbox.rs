@@ -163,6 +163,7 @@ impl Inbox {
             Err(error) => tracing::error!(%error, "the webhook inbox's depth cannot be read"),
         }
         let mut backoff = Duration::ZERO;
+        let mut bell = runtime.store().work_bell();
         loop {
             if *stopped.borrow() {
                 return;
@@ -183,6 +184,7 @@ impl Inbox {
             let wait = if failed { backoff } else { interval };
             tokio::select! {
                 _ = self.wake.notified(), if !failed => {}
+                _ = super::rung(&mut bell), if !failed => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopped.changed() => {}
             }

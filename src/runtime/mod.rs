@@ -22,6 +22,7 @@ use crate::store::{self, Store};
 pub mod audit;
 pub mod campaign;
 pub mod campaign_test;
+pub mod claims;
 pub mod drill;
 pub mod inbox;
 mod owned;
@@ -140,6 +141,9 @@ pub struct Runtime<S, T> {
     /// The id of each incident this runtime appended to, sent once the append is stored
     /// ([`Runtime::changes`]).
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// The name this process's claims on effects are held under, and how long they last.
+    holder: String,
+    lease: std::time::Duration,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -160,6 +164,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             campaign_settings: campaign::Settings::default(),
             campaigns: campaign::Memory::default(),
             changes: tokio::sync::broadcast::channel(CHANGES).0,
+            holder: claims::new_holder(),
+            lease: claims::LEASE,
         }
     }
 
@@ -332,25 +338,46 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut total = Progress::default();
         loop {
             let mut pass = Progress::default();
-            for pending in self.pending_effects().await? {
+            for due in self.due_effects().await? {
+                if !self.still_held(&due).await? {
+                    continue;
+                }
+                let pending = &due.pending;
                 let loaded = self.caught_up(&pending.incident, logs).await?;
                 let outcome = if matches!(pending.effect.kind, engine::EffectKind::Campaign { .. }) {
-                    // A campaign stays in the outbox while it sends, a slice a pass.
-                    match self.campaign_slice(&pending, loaded, executor).await? {
+                    // A campaign stays in the outbox while it sends, a slice a pass; between
+                    // slices it is let go, for the next pass here or elsewhere to claim.
+                    let slice = self.renewing(due.token, self.campaign_slice(pending, loaded, executor)).await?;
+                    match slice {
                         campaign::Slice::Ended(outcome) => outcome,
                         campaign::Slice::Moved => {
+                            self.release(due.token).await?;
                             pass.campaign_slices += 1;
                             continue;
                         }
-                        campaign::Slice::Waiting => continue,
+                        campaign::Slice::Waiting => {
+                            self.release(due.token).await?;
+                            continue;
+                        }
                     }
                 } else {
-                    executor
-                        .carry_out(&pending.effect, &loaded.runbook, &loaded.incident, &loaded.events, self.now())
-                        .await
+                    let work = executor.carry_out(
+                        &pending.effect,
+                        &loaded.runbook,
+                        &loaded.incident,
+                        &loaded.events,
+                        self.now(),
+                    );
+                    self.renewing(due.token, work).await
                 };
-                let record = Command::Record { effect: pending.effect.clone(), outcome };
-                let decision = self.submit(&pending.incident, engine::event::SYSTEM, record).await?;
+                let decision = match self.record(&pending.incident, &pending.effect, outcome, due.token).await {
+                    Ok(decision) => decision,
+                    Err(error) if claims::taken_over(&error) => {
+                        tracing::warn!(incident = pending.incident, effect = pending.effect.id, "{error}");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 pass.effects += 1;
                 pass.events += decision.events.len();
             }
@@ -440,6 +467,18 @@ fn encoded(incident: &str, mut decision: Decision) -> Result<(Decision, Vec<Cano
         .collect::<Result<Vec<_>, _>>()?;
     decision.events = canonical.iter().map(|canonical| canonical.event().clone()).collect();
     Ok((decision, canonical))
+}
+
+/// Resolves when `bell` ([`Store::work_bell`]) rings; never when there is none (or it can no
+/// longer ring), so that a loop waiting on it beside its interval waits for the interval.
+pub async fn rung(bell: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let heard = match bell {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
+    };
+    if !heard {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Templates as they were when an incident's runbook was validated at its start.

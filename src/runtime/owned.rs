@@ -129,16 +129,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(self.store.events(incident).await?)
     }
 
-    /// The outbox's first effects: from the store, or from the runtime's record when it owns the
-    /// store.
-    pub(super) async fn pending_effects(&self) -> Result<Vec<store::PendingEffect>, Error> {
-        const PAGE: usize = 256;
-        if let Some(owned) = self.owned() {
-            return Ok(owned.outbox.iter().take(PAGE).cloned().collect());
-        }
-        Ok(self.store.pending_effects(PAGE).await?)
-    }
-
     /// The open incidents' ids, in the order they started.
     pub(super) async fn open_incidents(&self) -> Result<Vec<String>, Error> {
         if self.owned.is_some() {

@@ -24,6 +24,8 @@ struct Asked<'a> {
     actor: &'a str,
     command: &'a Command,
     delivery: Option<&'a Delivery>,
+    /// The fencing token the effect whose result it records was claimed with.
+    token: Option<u64>,
 }
 
 impl Asked<'_> {
@@ -78,7 +80,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let at = self.now();
         let id = (self.ids)(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
-        let asked = Asked { actor, command: &command, delivery };
+        let asked = Asked { actor, command: &command, delivery, token: None };
         let decision = self.submit_one(&id, On::Nothing { at, runbook }, asked).await?;
         Ok((id, decision))
     }
@@ -97,7 +99,22 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         command: Command,
         delivery: Option<&Delivery>,
     ) -> Result<Decision, Error> {
-        self.submit_one(incident, On::Stored, Asked { actor, command: &command, delivery }).await
+        self.submit_one(incident, On::Stored, Asked { actor, command: &command, delivery, token: None }).await
+    }
+
+    /// Records the outcome of `effect`, claimed with `token` (if it was claimed): refused with
+    /// [`store::Error::LeaseLost`], storing nothing, when another process has claimed the effect
+    /// since.
+    pub(super) async fn record(
+        &self,
+        incident: &str,
+        effect: &engine::Effect,
+        outcome: engine::Outcome,
+        token: Option<u64>,
+    ) -> Result<Decision, Error> {
+        let command = Command::Record { effect: effect.clone(), outcome };
+        let asked = Asked { actor: engine::event::SYSTEM, command: &command, delivery: None, token };
+        self.submit_one(incident, On::Stored, asked).await
     }
 
     /// Several webhook deliveries' commands to one incident, decided in order (each on the state
@@ -113,7 +130,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
     ) -> Result<Vec<Result<Decision, Error>>, Error> {
         let asked: Vec<Asked> = commands
             .iter()
-            .map(|(actor, command, delivery)| Asked { actor, command, delivery: Some(delivery) })
+            .map(|(actor, command, delivery)| Asked { actor, command, delivery: Some(delivery), token: None })
             .collect();
         self.submit_all(incident, On::Stored, &asked).await
     }
@@ -193,7 +210,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let version = state.as_ref().map_or(0, |state| state.version);
         let mut next = state;
         let mut decided = Decision::default();
-        let (mut canonical, mut deliveries, mut completes) = (Vec::new(), Vec::new(), None);
+        let (mut canonical, mut deliveries, mut completes, mut token) = (Vec::new(), Vec::new(), None, None);
         let mut answers = Vec::with_capacity(asked.len());
         for one in asked {
             let at = match on {
@@ -233,6 +250,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             canonical.extend(encoded);
             deliveries.extend(one.delivery.cloned());
             completes = completes.or(one.completes());
+            token = token.or(one.token);
             answers.push(Ok(decision));
         }
         let Some(next) = next.filter(|_| !canonical.is_empty() || !decided.effects.is_empty() || completes.is_some())
@@ -242,6 +260,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let append = Append::canonical(incident, version, canonical)
             .effects(&decided.effects)
             .completes(completes)
+            .fenced(token)
             .delivered(&deliveries);
         match self.store_append(append, &decided, completes).await {
             Ok(_) => {

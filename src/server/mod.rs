@@ -293,6 +293,9 @@ pub async fn serve<S: Store>(
     let looping = Arc::clone(&app);
     let timed = Timed { inner: executor, app: Arc::clone(&app) };
     let runtime_loop = tokio::spawn(async move {
+        // Other replicas' new work (and this one's) rings the bell; the interval is the poll that
+        // finds it anyway.
+        let mut bell = looping.runtime.store().work_bell();
         loop {
             match looping.runtime.run_due(&timed).await {
                 Ok(_) => looping.ready.store(true, Ordering::Relaxed),
@@ -300,6 +303,7 @@ pub async fn serve<S: Store>(
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = crate::runtime::rung(&mut bell) => {}
                 _ = stopped.changed() => break,
             }
         }

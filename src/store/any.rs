@@ -11,7 +11,7 @@ use futures_util::future::Either;
 use super::postgres::{self, PostgresStore};
 use super::sqlite::{Chained, SqliteStore};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
     IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
@@ -68,6 +68,15 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.chained(),
             AnyStore::Postgres(_) => Chained::default(),
+        }
+    }
+
+    /// Starts notifying and hearing the other replicas sharing a PostgreSQL database
+    /// ([`PostgresStore::notify_replicas`]); nothing for a SQLite file.
+    pub async fn notify_replicas(&self) -> Result<(), Error> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(store) => store.notify_replicas().await,
         }
     }
 
@@ -164,6 +173,31 @@ impl Store for AnyStore {
 
     fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send {
         each!(self, store => store.pending_effects(limit))
+    }
+
+    fn claim_effects(
+        &self,
+        holder: &str,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Claimed>, Error>> + Send {
+        each!(self, store => store.claim_effects(holder, limit, lease))
+    }
+
+    fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            AnyStore::Sqlite(_) => None,
+            AnyStore::Postgres(store) => store.work_bell(),
+        }
+    }
+
+    fn renew_effects(
+        &self,
+        holder: &str,
+        tokens: &[u64],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send {
+        each!(self, store => store.renew_effects(holder, tokens, lease))
     }
 
     fn chain(

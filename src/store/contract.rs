@@ -14,12 +14,14 @@ use crate::audit::keys::{Checkpoint, SignedCheckpoint};
 use crate::engine::{Effect, EffectKind, Event, EventKind};
 
 mod campaign;
+mod claims;
 mod inbox;
 pub use campaign::{
     a_batch_is_marked_sending_then_answered, a_campaign_is_planned_once,
     an_answered_batch_is_never_sent_or_answered_again, answer, campaign_progress_is_there_after_reopening,
     campaign_progress_is_totalled, failures_are_listed_in_batch_order, leaves_read_back_in_number_order, plan, states,
 };
+pub use claims::{a_stale_token_cannot_complete, an_expired_lease_is_taken_over, two_claimers_never_hold_one_effect};
 pub use inbox::{deliveries_received_together_are_each_answered, received_deliveries_wait_in_the_inbox_until_applied};
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
@@ -45,6 +47,9 @@ macro_rules! store_contract {
             effects_wait_in_the_outbox_until_their_result_is_appended,
             an_effect_is_queued_once,
             completing_an_unknown_effect_is_refused,
+            two_claimers_never_hold_one_effect,
+            an_expired_lease_is_taken_over,
+            a_stale_token_cannot_complete,
             an_unknown_incident_is_not_found,
             incidents_are_listed_with_their_summary,
             open_incidents_are_found_by_key,

@@ -31,6 +31,7 @@ mod campaign;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
 pub mod copy;
+mod leases;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -131,6 +132,38 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` effects not yet done, in the order they were put in the outbox.
     fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send;
 
+    /// Claims up to `limit` effects not yet done for `holder` (a process's id), for `lease`:
+    /// effects no one holds, or whose holder let the lease run out, oldest first. Each claim
+    /// comes with a fencing token, new and larger than any given before, which the append that
+    /// records the effect's result carries ([`Append::fenced`]); a claim made since with a newer
+    /// token makes that append refused ([`Error::LeaseLost`]). Two claimers never hold one effect
+    /// at once. A claim is a short write of its own: nothing is held while the effect is carried
+    /// out. PostgreSQL keeps leases in the database, for every process that shares it; SQLite, one
+    /// process's store, keeps them in that process.
+    fn claim_effects(
+        &self,
+        holder: &str,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Claimed>, Error>> + Send;
+
+    /// Extends `holder`'s leases with these tokens to `lease` from now, and returns the tokens it
+    /// still holds (an effect since done or claimed by another is not among them). A zero
+    /// `lease` lets the effects go: the next claim, by anyone, may take them.
+    fn renew_effects(
+        &self,
+        holder: &str,
+        tokens: &[u64],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send;
+
+    /// A receiver whose every change means another process (or this one) may have added work:
+    /// what `phasegate serve`'s loops wait on besides their interval. `None` for a store that
+    /// hears of no one's work (SQLite; PostgreSQL with notifications off).
+    fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Up to `limit` events of `incident` after the first `after`, as stored: the canonical JSON
     /// and the hash recorded with each, for verification and export. Unlike [`Store::events`],
     /// this never refuses what it finds (a gap, an event that is not JSON): judging it is the
@@ -224,6 +257,7 @@ pub struct Append {
     events: Events,
     effects: Vec<Effect>,
     completes: Option<String>,
+    token: Option<u64>,
     deliveries: Vec<Delivery>,
 }
 
@@ -254,6 +288,7 @@ impl Append {
             events,
             effects: Vec::new(),
             completes: None,
+            token: None,
             deliveries: Vec::new(),
         }
     }
@@ -267,6 +302,15 @@ impl Append {
     /// Records the result of the effect `id`: marks it done.
     pub fn completes(mut self, id: Option<&str>) -> Append {
         self.completes = id.map(str::to_string);
+        self
+    }
+
+    /// Records the result of an effect claimed with `token` ([`Store::claim_effects`]): the
+    /// effect is completed only if its latest claim is still this one, else the whole append is
+    /// refused with [`Error::LeaseLost`]. `None` for a result of an effect never claimed (a
+    /// runtime that owns its store).
+    pub fn fenced(mut self, token: Option<u64>) -> Append {
+        self.token = token;
         self
     }
 
@@ -377,6 +421,13 @@ pub struct PendingEffect {
     pub effect: Effect,
 }
 
+/// An effect claimed from the outbox, with the fencing token its result is recorded with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub pending: PendingEffect,
+    pub token: u64,
+}
+
 /// A batch of a campaign as stored: its plan and how far it has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignBatch {
@@ -474,6 +525,10 @@ pub enum Error {
     /// effect to complete); nothing was stored.
     #[error("cannot append to incident `{incident}`: {problem}")]
     Invalid { incident: String, problem: String },
+    /// The result of effect `effect` came with a fencing token that is no longer its latest
+    /// claim: another process took the effect over. Nothing was stored.
+    #[error("the lease on effect `{effect}` of incident `{incident}` was taken over; its result is not recorded")]
+    LeaseLost { incident: String, effect: String },
     /// A campaign's progress cannot move as asked; nothing was stored.
     #[error("campaign `{campaign}`: {refusal}")]
     Campaign { campaign: String, refusal: CampaignRefusal },

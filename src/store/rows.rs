@@ -72,6 +72,8 @@ pub(crate) struct AppendRows {
     pub effects: Vec<EffectRow>,
     /// The id of the effect whose result this append records.
     pub completes: Option<String>,
+    /// The fencing token the effect it completes was claimed with, if it was claimed.
+    pub token: Option<u64>,
     /// The webhook deliveries the append records, as (source, id, received at).
     pub deliveries: Vec<(String, String, String)>,
 }
@@ -80,7 +82,7 @@ impl AppendRows {
     /// Checks the shape of an append (a new incident starts with `incident_started` naming it, and
     /// no other event starts one) and encodes what is not encoded yet.
     pub fn new(append: Append) -> Result<AppendRows, Error> {
-        let Append { incident, expected, events, effects, completes, deliveries } = append;
+        let Append { incident, expected, events, effects, completes, token, deliveries } = append;
         let invalid = |problem: String| Error::Invalid { incident: incident.clone(), problem };
         let events: Vec<Canonical> = match events {
             Events::Canonical(events) => events,
@@ -130,7 +132,7 @@ impl AppendRows {
             .into_iter()
             .map(|delivery| (delivery.source, delivery.id, timestamp(delivery.received_at)))
             .collect();
-        Ok(AppendRows { incident, expected, start, events: rows, effects, completes, deliveries })
+        Ok(AppendRows { incident, expected, start, events: rows, effects, completes, token, deliveries })
     }
 
     /// How many rows the append writes: if only one, a refusal of that one write leaves nothing

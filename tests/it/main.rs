@@ -26,6 +26,7 @@ mod hostile;
 mod incident;
 mod merkle;
 mod registry;
+mod replicas;
 mod report;
 mod runtime;
 mod server;

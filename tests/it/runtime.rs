@@ -12,7 +12,7 @@ use phasegate::runtime::{Executor, Runtime};
 use phasegate::store::{SqliteStore, Store};
 use serde_json::json;
 
-const RUNBOOK: &str = r#"apiVersion: phasegate/v1
+pub const RUNBOOK: &str = r#"apiVersion: phasegate/v1
 kind: Runbook
 id: rotate
 title: Rotate credentials
@@ -60,7 +60,7 @@ async fn runtime(dir: &tempfile::TempDir) -> Runtime<SqliteStore, Catalog> {
     Runtime::new(store, Catalog::built_in(), Directory::with(&[("dana", &["commander"])]))
 }
 
-fn done(step: &str) -> Command {
+pub fn done(step: &str) -> Command {
     Command::CompleteStep {
         phase: "contain".into(),
         step: step.into(),

@@ -525,7 +525,7 @@ mod counting {
     use phasegate::campaign::BatchPlan;
     use phasegate::engine::Event;
     use phasegate::store::{
-        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
         IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
     };
 
@@ -592,6 +592,22 @@ mod counting {
         }
         fn pending_effects(&self, limit: usize) -> impl Future<Output = Result<Vec<PendingEffect>, Error>> + Send {
             self.inner.pending_effects(limit)
+        }
+        fn claim_effects(
+            &self,
+            holder: &str,
+            limit: usize,
+            lease: std::time::Duration,
+        ) -> impl Future<Output = Result<Vec<Claimed>, Error>> + Send {
+            self.inner.claim_effects(holder, limit, lease)
+        }
+        fn renew_effects(
+            &self,
+            holder: &str,
+            tokens: &[u64],
+            lease: std::time::Duration,
+        ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send {
+            self.inner.renew_effects(holder, tokens, lease)
         }
         fn chain(
             &self,

@@ -25,12 +25,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
 mod campaign;
+mod claims;
+mod notify;
 mod writer;
 
 use super::campaign::CampaignRows;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
     IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
@@ -76,6 +78,10 @@ pub struct PostgresStore {
     writer: oneshot::Receiver<()>,
     commits: Arc<AtomicU64>,
     read_only: bool,
+    options: PgConnectOptions,
+    /// Once started ([`PostgresStore::notify_replicas`]): the NOTIFY sent after work is added
+    /// and the LISTEN that hears other replicas' (`notify.rs`).
+    notifications: std::sync::OnceLock<notify::Notifications>,
 }
 
 /// Whether `location` (a `--db` value or the configuration's `database`) names a PostgreSQL
@@ -127,12 +133,13 @@ impl PostgresStore {
         let (writes, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let (finished, writer) = oneshot::channel();
-        let work = writer::write(connection, options, queue, Arc::clone(&commits));
+        let work = writer::write(connection, options.clone(), queue, Arc::clone(&commits));
         tokio::spawn(async move {
             work.await;
             let _ = finished.send(());
         });
-        Ok(PostgresStore { writes, reads, writer, commits, read_only: false })
+        let notifications = std::sync::OnceLock::new();
+        Ok(PostgresStore { writes, reads, writer, commits, read_only: false, options, notifications })
     }
 
     /// Opens an existing store to read it and nothing else: no migration and no writer, and every
@@ -149,7 +156,7 @@ impl PostgresStore {
         let reads = PgPoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let schema: Option<String> = sqlx::query_scalar("SELECT to_regclass('events')::text").fetch_one(&reads).await?;
         if schema.is_none() {
@@ -158,7 +165,29 @@ impl PostgresStore {
         }
         let (writes, _) = mpsc::channel(1);
         let (_, writer) = oneshot::channel();
-        Ok(PostgresStore { writes, reads, writer, commits: Arc::new(AtomicU64::new(0)), read_only: true })
+        let commits = Arc::new(AtomicU64::new(0));
+        let notifications = std::sync::OnceLock::new();
+        Ok(PostgresStore { writes, reads, writer, commits, read_only: true, options, notifications })
+    }
+
+    /// Starts waking the other processes that share the database, and being woken by them: after
+    /// each commit that adds work this store sends a notification (outside the transaction, at
+    /// most every 50 ms), and [`Store::work_bell`] rings when any process's notification is heard.
+    /// Called once by `phasegate serve` unless notifications are switched off; a second call does
+    /// nothing.
+    pub async fn notify_replicas(&self) -> Result<(), Error> {
+        if self.notifications.get().is_none() {
+            let started = notify::Notifications::start(&self.options).await?;
+            let _ = self.notifications.set(started);
+        }
+        Ok(())
+    }
+
+    /// After a commit that added work: the other replicas are told, if notifications are on.
+    fn added_work(&self) {
+        if let Some(notifications) = self.notifications.get() {
+            notifications.poke();
+        }
     }
 
     /// How many transactions the writer has committed since the store was opened.
@@ -217,10 +246,18 @@ impl Store for PostgresStore {
         // Encoded here, in the caller's task, and sent to the writer before the future is first
         // polled, so appends are taken in the order of the calls (see `Store::append`).
         let asked = AppendRows::new(append).map(|rows| {
+            let adds_work = !rows.effects.is_empty();
             let (answer, answered) = oneshot::channel();
-            self.ask(Job::Append(rows, answer), answered)
+            (adds_work, self.ask(Job::Append(rows, answer), answered))
         });
-        async move { asked?.await }
+        async move {
+            let (adds_work, asked) = asked?;
+            let version = asked.await?;
+            if adds_work {
+                self.added_work();
+            }
+            Ok(version)
+        }
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
@@ -247,7 +284,14 @@ impl Store for PostgresStore {
             body: body.to_vec(),
             answer,
         });
-        self.ask(job, answered)
+        let asked = self.ask(job, answered);
+        async move {
+            let new = asked.await?;
+            if new {
+                self.added_work();
+            }
+            Ok(new)
+        }
     }
 
     async fn inbox(&self, limit: usize, bytes: usize) -> Result<Vec<Inbound>, Error> {
@@ -383,6 +427,24 @@ impl Store for PostgresStore {
         rows.into_iter()
             .map(|(incident, effect)| Ok(PendingEffect { effect: rows::decode_effect(&incident, &effect)?, incident }))
             .collect()
+    }
+
+    async fn claim_effects(&self, holder: &str, limit: usize, lease: Duration) -> Result<Vec<Claimed>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::claim(&self.reads, holder, limit, lease).await
+    }
+
+    async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::renew(&self.reads, holder, tokens, lease).await
+    }
+
+    fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.notifications.get().map(notify::Notifications::bell)
     }
 
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
 use super::super::{CampaignRefusal, Error};
-use super::{CONNECT_TIMEOUT, MAX_BATCH, signed};
+use super::{CONNECT_TIMEOUT, MAX_BATCH, claims, signed, unsigned};
 
 mod together;
 use crate::audit::chain::{self, GENESIS, Hash};
@@ -470,16 +470,23 @@ impl Writer {
             wrote = true;
         }
         if let Some(id) = &rows.completes {
-            // Already done is fine: the answer to the first completion may have been lost.
-            let completed =
-                sqlx::query("UPDATE outbox SET done_at = coalesce(done_at, $1) WHERE id = $2 AND incident = $3")
-                    .bind(now)
-                    .bind(id)
-                    .bind(incident)
-                    .execute(&mut self.connection)
-                    .await?;
+            // Already done is fine: the answer to the first completion may have been lost. A
+            // claimed effect is completed only with its latest claim's token (claims.rs).
+            let completed = sqlx::query(
+                "UPDATE outbox SET done_at = coalesce(done_at, $1)
+                 WHERE id = $2 AND incident = $3 AND ($4::bigint IS NULL OR token = $4)",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(incident)
+            .bind(rows.token.map(signed))
+            .execute(&mut self.connection)
+            .await?;
             if completed.rows_affected() == 0 {
-                let refused = invalid(format!("it has no effect `{id}` in the outbox to complete"));
+                let refused = match rows.token {
+                    Some(_) => claims::lost(&mut self.connection, incident, id).await?,
+                    None => invalid(format!("it has no effect `{id}` in the outbox to complete")),
+                };
                 return Err(Refused { why: Some(refused), dirty: wrote });
             }
         }

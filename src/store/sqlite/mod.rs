@@ -31,9 +31,10 @@ mod checkpointer;
 mod writer;
 
 use super::campaign::CampaignRows;
+use super::leases::Leases;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Delivery, Error, Headers, Inbound,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
     IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
@@ -91,6 +92,8 @@ pub struct SqliteStore {
     read_only: bool,
     /// What opening chained (events stored before the hash chain existed).
     chained: Chained,
+    /// The outbox's leases, held in this process (`store/leases.rs`).
+    leases: Leases,
 }
 
 /// The writer held by [`SqliteStore::pause`]; it goes on when this is dropped.
@@ -163,7 +166,8 @@ impl SqliteStore {
             stop,
             on_a_thread("phasegate-checkpointer", checkpointer::run(checkpoints, Arc::clone(&commits), stopped))?,
         );
-        Ok(SqliteStore { appends, reads, writer, checkpointer, commits, read_only: false, chained })
+        let (read_only, leases) = (false, Leases::default());
+        Ok(SqliteStore { appends, reads, writer, checkpointer, commits, read_only, chained, leases })
     }
 
     /// Opens an existing store to read it and nothing else: no migration, no chaining, no writer,
@@ -199,6 +203,7 @@ impl SqliteStore {
             commits,
             read_only: true,
             chained: Chained::default(),
+            leases: Leases::default(),
         })
     }
 
@@ -334,7 +339,7 @@ impl Store for SqliteStore {
         // Encoding (of what is not encoded yet) happens here, in the caller's task, so the one
         // writer only runs SQL; and the append is sent to the writer here, before the future is
         // first polled, so appends are taken in the order of the calls (see `Store::append`).
-        self.write(AppendRows::new(append))
+        self.leases.append(AppendRows::new(append), |rows| self.write(rows))
     }
 
     async fn delivery(&self, source: &str, id: &str) -> Result<Option<String>, Error> {
@@ -521,6 +526,17 @@ impl Store for SqliteStore {
                 Ok(PendingEffect { effect: rows::decode_effect(&row.incident, &row.effect)?, incident: row.incident })
             })
             .collect()
+    }
+
+    async fn claim_effects(&self, holder: &str, limit: usize, lease: Duration) -> Result<Vec<Claimed>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.leases.claim(|limit| self.pending_effects(limit), holder, limit, lease).await
+    }
+
+    async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        Ok(self.leases.renew(holder, tokens, lease))
     }
 
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {

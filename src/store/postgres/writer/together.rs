@@ -268,20 +268,26 @@ impl Writer {
             .execute(&mut *connection)
             .await?;
         }
-        let (ids, incidents): (Vec<&str>, Vec<&str>) =
-            appends.iter().filter_map(|rows| Some((rows.completes.as_deref()?, rows.incident.as_str()))).unzip();
+        let (ids, incidents, tokens): (Vec<&str>, Vec<&str>, Vec<Option<i64>>) = unzip3(
+            appends
+                .iter()
+                .filter_map(|rows| Some((rows.completes.as_deref()?, rows.incident.as_str(), rows.token.map(signed)))),
+        );
         if !ids.is_empty() {
-            // Every completion must find its effect: fewer rows changed than completions named
-            // means one names an effect its incident never queued (or one is named twice, or it
-            // completes an effect queued in this batch), which the careful path tells apart.
+            // Every completion must find its effect, and a claimed one its latest claim's token
+            // (claims.rs): fewer rows changed than completions named means one names an effect
+            // its incident never queued (or one is named twice, or it completes an effect queued
+            // in this batch), or its lease was taken over, which the careful path tells apart.
             let completed = sqlx::query(
                 "UPDATE outbox SET done_at = coalesce(done_at, $1)
-                 FROM unnest($2::text[], $3::text[]) AS given (id, incident)
-                 WHERE outbox.id = given.id AND outbox.incident = given.incident",
+                 FROM unnest($2::text[], $3::text[], $4::bigint[]) AS given (id, incident, token)
+                 WHERE outbox.id = given.id AND outbox.incident = given.incident
+                   AND (given.token IS NULL OR outbox.token = given.token)",
             )
             .bind(now)
             .bind(&ids)
             .bind(&incidents)
+            .bind(&tokens)
             .execute(&mut *connection)
             .await?;
             if completed.rows_affected() != ids.len() as u64 {
@@ -290,6 +296,17 @@ impl Writer {
         }
         Ok(Some(received))
     }
+}
+
+/// Three columns out of rows of three.
+fn unzip3<A, B, C>(rows: impl Iterator<Item = (A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for (first, second, third) in rows {
+        a.push(first);
+        b.push(second);
+        c.push(third);
+    }
+    (a, b, c)
 }
 
 /// Four columns out of rows of four.

@@ -1,0 +1,109 @@
+//! Which of the outbox's effects this process carries out: those it claims
+//! ([`Store::claim_effects`]), each under a lease it renews while the effect is under way, and
+//! whose result it records with the claim's fencing token, so that several processes sharing one
+//! database never carry out an effect at once and a process that paused past its lease records
+//! nothing over the one that took the effect over (docs/replicas.md).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::{Error, Runtime};
+use crate::runbook::Templates;
+use crate::store::{self, PendingEffect, Store};
+
+/// How long a claim holds an effect unless renewed: how long a dead process's effects wait
+/// before another takes them over.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// Effects claimed at a time: each is carried out in turn, so a large page would leave the last
+/// ones leased, and waiting, while the first are carried out.
+const PAGE: usize = 8;
+
+/// An effect to carry out, with the token it was claimed with (none in a runtime that owns its
+/// store, which claims nothing), and when.
+pub(super) struct Due {
+    pub(super) pending: PendingEffect,
+    pub(super) token: Option<u64>,
+    claimed_at: Instant,
+}
+
+/// This process's name as a holder of leases: the host's process id and a random part, so that
+/// a restarted process (which may get the same pid) is a new holder.
+pub fn new_holder() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("pid{}-{}", std::process::id(), &random[..8])
+}
+
+impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
+    /// Replaces how long this runtime's claims last unless renewed ([`LEASE`]).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The name this runtime's claims are held under.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The outbox's next effects for this runtime to carry out: claimed from the store, or, in a
+    /// runtime that owns its store, from its own record.
+    pub(super) async fn due_effects(&self) -> Result<Vec<Due>, Error> {
+        let claimed_at = Instant::now();
+        if let Some(owned) = self.owned() {
+            let pending = owned.outbox.iter().take(256).cloned();
+            return Ok(pending.map(|pending| Due { pending, token: None, claimed_at }).collect());
+        }
+        let claimed = self.store.claim_effects(&self.holder, PAGE, self.lease).await?;
+        Ok(claimed
+            .into_iter()
+            .map(|claim| Due { pending: claim.pending, token: Some(claim.token), claimed_at })
+            .collect())
+    }
+
+    /// Whether the claim on `due` still stands as its turn comes: renewed first when a third of
+    /// its lease has passed since the claim (the effects before it took that long).
+    pub(super) async fn still_held(&self, due: &Due) -> Result<bool, Error> {
+        let Some(token) = due.token else { return Ok(true) };
+        if due.claimed_at.elapsed() < self.lease / 3 {
+            return Ok(true);
+        }
+        Ok(!self.store.renew_effects(&self.holder, &[token], self.lease).await?.is_empty())
+    }
+
+    /// Runs `work` (carrying out the effect claimed with `token`) while renewing the lease every
+    /// third of it, so that a long effect is not taken over while it is under way.
+    pub(super) async fn renewing<F: Future>(&self, token: Option<u64>, work: F) -> F::Output {
+        let Some(token) = token else { return work.await };
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                output = &mut work => return output,
+                () = tokio::time::sleep(self.lease / 3) => {
+                    match self.store.renew_effects(&self.holder, &[token], self.lease).await {
+                        Ok(held) if held.is_empty() => {
+                            tracing::warn!(token, "an effect under way was taken over; its result will not be recorded");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, token, "the lease of an effect under way could not be renewed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets the effect claimed with `token` go at once (a campaign between its slices), so that
+    /// the next pass, here or in another process, claims it without waiting for the lease.
+    pub(super) async fn release(&self, token: Option<u64>) -> Result<(), Error> {
+        if let Some(token) = token {
+            self.store.renew_effects(&self.holder, &[token], Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a failed record is the refusal of a result whose lease another process took over:
+/// that process carries the effect out and records it, so this one only says so.
+pub(super) fn taken_over(error: &Error) -> bool {
+    matches!(error, Error::Store(store::Error::LeaseLost { .. }))
+}

@@ -1,0 +1,199 @@
+//! Leases on the outbox's effects kept in one process's memory: what the embedded store needs of
+//! [`Store::claim_effects`](super::Store::claim_effects). A SQLite file is written by one process
+//! at a time that carries out effects (`serve` or `run`), so its claims only need to keep that
+//! process's own loops apart, with the same rules as PostgreSQL's leases in the database: a
+//! fencing token per claim, an expired lease taken over, and a result recorded only with the
+//! latest token.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::rows::AppendRows;
+use super::{Claimed, Error, PendingEffect};
+
+/// The leases of one store, by effect id.
+#[derive(Debug, Default)]
+pub(crate) struct Leases {
+    state: Mutex<State>,
+    /// Claims take turns, each reading the outbox after the one before has taken its effects,
+    /// so that two at once do not read the same first effects and leave the next ones unclaimed.
+    claiming: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The last token given.
+    token: u64,
+    held: HashMap<String, Lease>,
+    /// Effects completed with their token, and when: a claim whose read of the outbox began
+    /// before then may still see them waiting, and must not claim them.
+    done: HashMap<String, Instant>,
+}
+
+#[derive(Debug)]
+struct Lease {
+    holder: String,
+    token: u64,
+    until: Instant,
+    /// An append recording its result is on its way to the writer: no one may claim it meanwhile.
+    completing: bool,
+}
+
+impl Leases {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("the leases are never poisoned")
+    }
+
+    /// How many effects are leased now: a claim reads that many more of the outbox, so that the
+    /// effects it can take are among those it reads.
+    fn held(&self) -> usize {
+        self.state().held.len()
+    }
+
+    /// Claims for `holder` up to `limit` effects that no one holds or whose lease ran out, of
+    /// those `read` gives (the outbox's first effects, up to the number it is asked for).
+    pub(crate) async fn claim<F>(
+        &self,
+        read: impl FnOnce(usize) -> F,
+        holder: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, Error>
+    where
+        F: Future<Output = Result<Vec<PendingEffect>, Error>>,
+    {
+        let _turn = self.claiming.lock().await;
+        let read_at = Instant::now();
+        let pending = read(limit.saturating_add(self.held())).await?;
+        Ok(self.take(pending, read_at, holder, limit, lease))
+    }
+
+    /// Stores an append through `write`, checked first with [`Leases::completing`] when it
+    /// records a claimed effect's result.
+    pub(crate) fn append<'a, F>(
+        &'a self,
+        rows: Result<AppendRows, Error>,
+        write: impl FnOnce(Result<AppendRows, Error>) -> F,
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a
+    where
+        F: Future<Output = Result<u64, Error>> + Send + 'a,
+    {
+        let (completing, rows) = match rows.and_then(|rows| Ok((self.completing(&rows)?, rows))) {
+            Ok((completing, rows)) => (completing, Ok(rows)),
+            Err(refused) => (None, Err(refused)),
+        };
+        // Sent to the writer now, before the future is first polled (see `Store::append`).
+        let written = write(rows);
+        async move {
+            let answer = written.await;
+            if let Some(completing) = completing {
+                completing.finish(answer.is_ok());
+            }
+            answer
+        }
+    }
+
+    /// Of `pending` (the outbox as read from `read_at` on), takes for `holder` up to `limit`
+    /// effects that no one holds or whose lease ran out.
+    fn take(
+        &self,
+        pending: Vec<PendingEffect>,
+        read_at: Instant,
+        holder: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Vec<Claimed> {
+        let now = Instant::now();
+        let mut state = self.state();
+        // Completed before the read began: the read did not see them waiting.
+        state.done.retain(|_, completed| *completed >= read_at);
+        let mut claimed = Vec::new();
+        for pending in pending {
+            if claimed.len() == limit {
+                break;
+            }
+            let id = &pending.effect.id;
+            let free = state.held.get(id).is_none_or(|held| !held.completing && held.until < now);
+            if !free || state.done.contains_key(id) {
+                continue;
+            }
+            state.token += 1;
+            let token = state.token;
+            state
+                .held
+                .insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, completing: false });
+            claimed.push(Claimed { pending, token });
+        }
+        claimed
+    }
+
+    /// Extends `holder`'s leases with these tokens; returns those it still holds.
+    pub(crate) fn renew(&self, holder: &str, tokens: &[u64], lease: Duration) -> Vec<u64> {
+        let until = Instant::now() + lease;
+        let mut state = self.state();
+        let mut renewed: Vec<u64> = state
+            .held
+            .values_mut()
+            .filter(|held| held.holder == holder && tokens.contains(&held.token))
+            .map(|held| {
+                held.until = until;
+                held.token
+            })
+            .collect();
+        renewed.sort_unstable();
+        renewed
+    }
+
+    /// Before an append that records a claimed effect's result goes to the writer: refuses it if
+    /// its token is not the effect's latest claim, and otherwise keeps others from claiming the
+    /// effect until [`Completing::finish`] says how the append went.
+    fn completing(&self, rows: &AppendRows) -> Result<Option<Completing<'_>>, Error> {
+        let Some(token) = rows.token else { return Ok(None) };
+        let Some(effect) = &rows.completes else {
+            let problem = "it carries a fencing token but completes no effect".to_string();
+            return Err(Error::Invalid { incident: rows.incident.clone(), problem });
+        };
+        let mut state = self.state();
+        match state.held.get_mut(effect) {
+            Some(held) if held.token == token && !held.completing => held.completing = true,
+            _ => return Err(Error::LeaseLost { incident: rows.incident.clone(), effect: effect.clone() }),
+        }
+        Ok(Some(Completing { leases: self, effect: effect.clone(), finished: false }))
+    }
+}
+
+/// An effect whose result is on its way to the writer (see [`Leases::completing`]).
+#[derive(Debug)]
+struct Completing<'a> {
+    leases: &'a Leases,
+    effect: String,
+    finished: bool,
+}
+
+impl Completing<'_> {
+    /// The append was stored (the effect is done) or not (its lease stands as it was).
+    fn finish(mut self, stored: bool) {
+        self.finished = true;
+        let mut state = self.leases.state();
+        if stored {
+            state.held.remove(&self.effect);
+            state.done.insert(self.effect.clone(), Instant::now());
+        } else if let Some(held) = state.held.get_mut(&self.effect) {
+            held.completing = false;
+        }
+    }
+}
+
+impl Drop for Completing<'_> {
+    /// An append whose answer nobody waited for may or may not be stored: the lease stands, and
+    /// the outbox says whether the effect is done.
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(held) = self.leases.state().held.get_mut(&self.effect)
+        {
+            held.completing = false;
+        }
+    }
+}

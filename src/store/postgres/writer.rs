@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
 use super::super::{CampaignRefusal, Error};
-use super::{CONNECT_TIMEOUT, MAX_BATCH, claims, signed, unsigned};
+use super::{CONNECT_TIMEOUT, MAX_BATCH, claims, signed};
 
 mod together;
 use crate::audit::chain::{self, GENESIS, Hash};

@@ -555,6 +555,9 @@ async fn every_page_passes_axe_and_is_kept_as_a_screenshot() {
         ("runbook-account-takeover", format!("{base}/runbooks/account-takeover")),
         ("audit", format!("{base}/audit")),
         ("not-found", format!("{base}/runbooks/no-such-runbook")),
+        ("not-found-path", format!("{base}/no/such/page")),
+        ("start-incident", format!("{base}/incidents/new")),
+        ("start-incident-account-takeover", format!("{base}/incidents/new?runbook=account-takeover")),
     ];
     for (name, url) in &pages {
         browser.open(url).await;

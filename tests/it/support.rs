@@ -340,7 +340,9 @@ impl Serving {
         interval: Duration,
     ) -> Serving {
         let catalog = phasegate::render::Catalog::built_in();
-        let runtime = phasegate::runtime::Runtime::new(store, catalog, config.directory.clone());
+        // As `phasegate serve` opens it: the configuration's campaign settings too.
+        let runtime = phasegate::runtime::Runtime::new(store, catalog, config.directory.clone())
+            .with_campaigns(config.campaigns.clone());
         let app = Arc::new(phasegate::server::App::new(runtime, config).unwrap());
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::session::{Flash, Signed};
 use super::{Page, Posted, graph};
 use crate::engine::blocking::{blockers, who_can_approve};
-use crate::engine::command::CampaignAction;
+use crate::engine::command::{CampaignAction, CampaignTest};
 use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
 use crate::engine::{Command, Directory, Event, Incident, Request};
@@ -184,8 +184,13 @@ pub fn context(
                 "passed": state.passed_at.map(when),
             }));
         }
+        // Steps run in the order written: one is reached once those before it are over.
+        let mut reached = true;
         for step in &phase.steps {
             let state = incident.step(&phase.id, &step.id);
+            let before_over = reached;
+            reached &= matches!(state.status, StepStatus::Done | StepStatus::Skipped)
+                || (step.optional && state.status == StepStatus::Failed);
             let title = step.title.clone().unwrap_or_else(|| step.id.clone());
             let slug = slug(&format!("{}-{}", phase.id, step.id));
             if let Action::Manual { instructions, assignee, evidence, outputs } = &step.action
@@ -213,8 +218,14 @@ pub fn context(
                     })),
                 }));
             }
+            // A `test_first` step reached and not launched waits for a person: shown, to test and launch.
+            let waiting = matches!(step.action, Action::Campaign { test_first: true, .. })
+                && status == PhaseStatus::Running
+                && before_over
+                && state.status == StepStatus::Pending
+                && state.launched.is_none();
             if let Action::Campaign { .. } = &step.action
-                && (state.campaign.is_some() || state.status != StepStatus::Pending)
+                && (state.campaign.is_some() || state.status != StepStatus::Pending || waiting)
             {
                 let progress = state.campaign.clone().unwrap_or_default();
                 let sent = progress.sent + progress.failed;
@@ -239,6 +250,19 @@ pub fn context(
                     "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
                     "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
                     "can_cancel": running && may(action(CampaignAction::Cancel)),
+                    "waiting": waiting,
+                    "can_launch": waiting
+                        && state.last_test.as_ref().is_some_and(|t| t.test.went_out())
+                        && may(action(CampaignAction::Launch)),
+                    "can_test": may(Command::CampaignTest {
+                        phase: phase.id.clone(),
+                        step: step.id.clone(),
+                        test: CampaignTest { to: vec!["-".into()], recipients: Vec::new(), messages: 0, refused: 0, error: None },
+                    }),
+                    "last_test": state.last_test.as_ref().map(|t| json!({
+                        "by": t.by, "at": when(t.at), "went_out": t.test.went_out(),
+                        "messages": t.test.messages, "refused": t.test.refused,
+                    })),
                     "slug": slug,
                 }));
             }
@@ -502,11 +526,14 @@ pub async fn campaign<S: Store>(
     posted: Posted,
 ) -> Response {
     let action = match action.as_str() {
+        "launch" => CampaignAction::Launch,
         "pause" => CampaignAction::Pause,
         "resume" => CampaignAction::Resume,
         "cancel" => CampaignAction::Cancel,
+        "test" => return campaign_test(&app, &posted, &id, &phase, &step).await,
         _ => {
-            let why = "a campaign is paused (`pause`), resumed (`resume`) or cancelled (`cancel`) from here";
+            let why = "a campaign is test-sent (`test`), launched (`launch`), paused (`pause`), resumed (`resume`) \
+                       or cancelled (`cancel`) from here";
             return app.not_found(Some(&posted.signed), why);
         }
     };
@@ -514,10 +541,61 @@ pub async fn campaign<S: Store>(
         CampaignAction::Cancel => {
             format!("Campaign `{phase}/{step}` cancelled: the batches in flight finish, then it stops.")
         }
+        CampaignAction::Launch => format!("Campaign `{phase}/{step}`: launched."),
         _ => format!("Campaign `{phase}/{step}`: {}d.", action.as_str()),
     };
     let command = Command::Campaign { phase, step, action, reason: posted.fields.text("reason") };
     act(&app, &posted, &id, command, done).await
+}
+
+/// A campaign's test send from the page: the `to` field's addresses (separated by commas), one
+/// recipient's messages, through the runtime as `POST .../campaign/test` sends it.
+async fn campaign_test<S: Store>(app: &App<S>, posted: &Posted, id: &str, phase: &str, step: &str) -> Response {
+    let to: Vec<String> = posted
+        .fields
+        .get("to")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(str::to_string)
+        .collect();
+    let actions = match app.actions() {
+        Ok(actions) => actions,
+        Err(error) => return app.runtime_error(&posted.signed, crate::runtime::Error::Campaign(error.to_string())),
+    };
+    let request = crate::runtime::campaign_test::TestRequest {
+        incident: id,
+        phase,
+        step,
+        actor: &posted.signed.person,
+        to: &to,
+        sample: 1,
+    };
+    let flash = match app.runtime.campaign_test(&actions, request).await {
+        Ok(report) if report.test.went_out() => Flash::done(format!(
+            "Test of campaign `{phase}/{step}` sent: {} of {} messages taken by the channel.",
+            report.test.messages - report.test.refused,
+            report.test.messages
+        )),
+        Ok(report) => Flash::refused(format!(
+            "Test of campaign `{phase}/{step}` did not go out: {}",
+            report.test.error.unwrap_or_else(|| "the channel refused every message".into())
+        )),
+        Err(crate::runtime::Error::Store(crate::store::Error::NotFound { .. })) => {
+            let why = format!("there is no incident `{id}`");
+            return app.error_page(StatusCode::NOT_FOUND, Some(&posted.signed), "Not found", &why);
+        }
+        Err(
+            error @ (crate::runtime::Error::Refused(_)
+            | crate::runtime::Error::BadRequest(_)
+            | crate::runtime::Error::Campaign(_)
+            | crate::runtime::Error::Contended { .. }),
+        ) => Flash::refused(format!("Refused: {error}")),
+        Err(error) => return app.runtime_error(&posted.signed, error),
+    };
+    app.sessions.flash(&posted.signed, flash);
+    Redirect::to(&format!("/incidents/{}", super::url_encode(id))).into_response()
 }
 
 pub async fn send_update<S: Store>(

@@ -18,6 +18,7 @@ use super::auth::Caller;
 use super::error::{ApiError, Body, Params};
 use super::view::{Blocking, Board, Entry, PAGE_DEFAULT, PAGE_MAX, Standing, StateFilter, Summary, Timeline};
 use crate::engine::blocking::{blockers, who_can_approve};
+use crate::engine::command::CampaignAction;
 use crate::engine::{Command, Decision};
 use crate::render::context::status_context;
 use crate::runbook;
@@ -332,10 +333,7 @@ pub async fn campaign_test<S: Store>(
     Path((id, phase, step)): Path<(String, String, String)>,
     Body(body): Body<CampaignTest>,
 ) -> Answer {
-    let catalog = Arc::new(app.runtime.templates().clone());
-    let actions = crate::actions::Actions::new(catalog, Arc::new(app.config.secrets.clone()))
-        .and_then(|actions| actions.with_outbound(app.config.outbound.clone()))
-        .map_err(|error| ApiError::internal(&error))?;
+    let actions = app.actions().map_err(|error| ApiError::internal(&error))?;
     let request = crate::runtime::campaign_test::TestRequest {
         incident: &id,
         phase: &phase,
@@ -346,6 +344,68 @@ pub async fn campaign_test<S: Store>(
     };
     let report = app.runtime.campaign_test(&actions, request).await?;
     Ok(Json(report).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignAct {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+type StepPath = Path<(String, String, String)>;
+
+/// Launches a `test_first` campaign step after a test send that went out (the runbook's
+/// `campaign` roles).
+pub async fn campaign_launch<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    at: StepPath,
+    body: Body<CampaignAct>,
+) -> Answer {
+    steer(&app, &caller, at, body, CampaignAction::Launch).await
+}
+
+/// Pauses a sending campaign: its batches in flight finish, no new one starts.
+pub async fn campaign_pause<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    at: StepPath,
+    body: Body<CampaignAct>,
+) -> Answer {
+    steer(&app, &caller, at, body, CampaignAction::Pause).await
+}
+
+/// Resumes a paused campaign.
+pub async fn campaign_resume<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    at: StepPath,
+    body: Body<CampaignAct>,
+) -> Answer {
+    steer(&app, &caller, at, body, CampaignAction::Resume).await
+}
+
+/// Cancels a sending campaign, with a `reason`: its batches in flight finish, then the step fails
+/// for good with what was sent.
+pub async fn campaign_cancel<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    at: StepPath,
+    body: Body<CampaignAct>,
+) -> Answer {
+    steer(&app, &caller, at, body, CampaignAction::Cancel).await
+}
+
+/// What `phasegate campaign launch|pause|resume|cancel` does, decided by the engine as the caller.
+async fn steer<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    Path((id, phase, step)): StepPath,
+    Body(body): Body<CampaignAct>,
+    action: CampaignAction,
+) -> Answer {
+    submit(app, caller, &id, Command::Campaign { phase, step, action, reason: body.reason }).await
 }
 
 /// Sends a status update to an audience now (queued; the runtime loop delivers it).

@@ -60,6 +60,15 @@ pub struct App<S> {
 }
 
 impl<S: Store> App<S> {
+    /// The actions a campaign's test send goes out through: the runtime's templates, the
+    /// configuration's secrets and outbound rules, as the runtime loop sends with them.
+    pub fn actions(&self) -> anyhow::Result<crate::actions::Actions> {
+        let catalog = Arc::new(self.runtime.templates().clone());
+        crate::actions::Actions::new(catalog, Arc::new(self.config.secrets.clone()))
+            .and_then(|actions| actions.with_outbound(self.config.outbound.clone()))
+            .map_err(|error| anyhow::anyhow!("the actions cannot be set up: {error}"))
+    }
+
     /// The app over `runtime`: reads the webhook sources' secrets and loads the runbooks
     /// directory once (`runtime::runbooks`; a file that does not validate is left out, each of
     /// its problems logged). A runbook edited while the server runs is seen at its next start.
@@ -127,6 +136,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/launch"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/pause"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/resume"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/cancel"),
     ("POST", "/api/v1/incidents/{id}/signals"),
     ("POST", "/api/v1/incidents/{id}/notes"),
     ("POST", "/api/v1/incidents/{id}/close"),
@@ -155,6 +168,10 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test", post(api::campaign_test::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/launch", post(api::campaign_launch::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/pause", post(api::campaign_pause::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/resume", post(api::campaign_resume::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/cancel", post(api::campaign_cancel::<S>))
         .route("/api/v1/incidents/{id}/signals", post(api::signal::<S>))
         .route("/api/v1/incidents/{id}/notes", post(api::note::<S>))
         .route("/api/v1/incidents/{id}/close", post(api::close::<S>))

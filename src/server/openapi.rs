@@ -379,6 +379,52 @@ pub fn spec() -> Value {
         ),
         (
             "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/launch",
+            operation(
+                "Launch a campaign step written with `test_first: true`, which waits for it once reached: refused \
+                 (409) unless the step's last test send went out, and once launched; recorded as \
+                 `campaign_launched` (the runbook's `campaign` roles)",
+                true,
+                Some(object(json!({ "reason": text() }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/pause",
+            operation(
+                "Pause a sending campaign: its batches in flight finish, no new one starts; recorded as \
+                 `campaign_paused` (the runbook's `campaign` roles; 409 when it is not sending or already paused)",
+                true,
+                Some(object(json!({ "reason": text() }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/resume",
+            operation(
+                "Resume a paused campaign; recorded as `campaign_resumed` (the runbook's `campaign` roles; 409 \
+                 when it is not paused)",
+                true,
+                Some(object(json!({ "reason": text() }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/cancel",
+            operation(
+                "Cancel a sending campaign, with a `reason` (422 without one): its batches in flight finish, then \
+                 the step fails for good with what was sent; recorded as `campaign_cancelled` (the runbook's \
+                 `campaign` roles)",
+                true,
+                Some(object(json!({ "reason": text() }), &["reason"])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
             "/api/v1/incidents/{id}/signals",
             operation(
                 "Give a signal gate its signal",

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Serving, answer, wait_until};
 
+mod campaigns;
 mod flows;
 
 const DANA: &str = "pg_dana-web-token";
@@ -81,6 +82,11 @@ impl Dashboard {
     /// The dashboard with `runbooks` (file name and text) beside the hostile one, `server`
     /// settings (lines indented under `server:`) and the runtime loop passing every `interval`.
     async fn start_with(runbooks: &[(&str, &str)], server: &str, interval: Duration) -> Dashboard {
+        Dashboard::start_configured(runbooks, server, "", interval).await
+    }
+
+    /// As [`Dashboard::start_with`], with `top` (top-level configuration lines) at the end.
+    async fn start_configured(runbooks: &[(&str, &str)], server: &str, top: &str, interval: Duration) -> Dashboard {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("runbooks")).unwrap();
         std::fs::write(dir.path().join("runbooks/web-drill.yaml"), HOSTILE).unwrap();
@@ -92,7 +98,7 @@ impl Dashboard {
             "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [commander] }}\n  \
              tom.reyes: {{ roles: [communications] }}\n  lee.chen: {{ roles: [approver] }}\nserver:\n{server}  \
              tokens:\n    dana: {{ person: dana.ito, sha256: {dana} }}\n    tom: {{ person: tom.reyes, sha256: {tom} }}\n    \
-             lee: {{ person: lee.chen, sha256: {lee} }}\n",
+             lee: {{ person: lee.chen, sha256: {lee} }}\n{top}",
             db = dir.path().join("phasegate.db").display(),
             runbooks = dir.path().join("runbooks").display(),
             dana = sha(DANA),

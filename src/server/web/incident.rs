@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::session::{Flash, Signed};
 use super::{Page, Posted, graph};
 use crate::engine::blocking::{blockers, who_can_approve};
-use crate::engine::command::CampaignAction;
+use crate::engine::command::{CampaignAction, CampaignTest};
 use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
 use crate::engine::{Command, Directory, Event, Incident, Request};
@@ -184,8 +184,13 @@ pub fn context(
                 "passed": state.passed_at.map(when),
             }));
         }
+        // Steps run in the order written: one is reached once those before it are over.
+        let mut reached = true;
         for step in &phase.steps {
             let state = incident.step(&phase.id, &step.id);
+            let before_over = reached;
+            reached &= matches!(state.status, StepStatus::Done | StepStatus::Skipped)
+                || (step.optional && state.status == StepStatus::Failed);
             let title = step.title.clone().unwrap_or_else(|| step.id.clone());
             let slug = slug(&format!("{}-{}", phase.id, step.id));
             if let Action::Manual { instructions, assignee, evidence, outputs } = &step.action
@@ -213,8 +218,14 @@ pub fn context(
                     })),
                 }));
             }
+            // A `test_first` step reached and not launched waits for a person: shown, to test and launch.
+            let waiting = matches!(step.action, Action::Campaign { test_first: true, .. })
+                && status == PhaseStatus::Running
+                && before_over
+                && state.status == StepStatus::Pending
+                && state.launched.is_none();
             if let Action::Campaign { .. } = &step.action
-                && (state.campaign.is_some() || state.status != StepStatus::Pending)
+                && (state.campaign.is_some() || state.status != StepStatus::Pending || waiting)
             {
                 let progress = state.campaign.clone().unwrap_or_default();
                 let sent = progress.sent + progress.failed;
@@ -239,6 +250,19 @@ pub fn context(
                     "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
                     "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
                     "can_cancel": running && may(action(CampaignAction::Cancel)),
+                    "waiting": waiting,
+                    "can_launch": waiting
+                        && state.last_test.as_ref().is_some_and(|t| t.test.went_out())
+                        && may(action(CampaignAction::Launch)),
+                    "can_test": may(Command::CampaignTest {
+                        phase: phase.id.clone(),
+                        step: step.id.clone(),
+                        test: CampaignTest { to: vec!["-".into()], recipients: Vec::new(), messages: 0, refused: 0, error: None },
+                    }),
+                    "last_test": state.last_test.as_ref().map(|t| json!({
+                        "by": t.by, "at": when(t.at), "went_out": t.test.went_out(),
+                        "messages": t.test.messages, "refused": t.test.refused,
+                    })),
                     "slug": slug,
                 }));
             }
@@ -408,7 +432,7 @@ pub async fn preview<S: Store>(
 }
 
 /// Decides `command` as the signed-in person; back to the incident's page with what happened.
-async fn act<S: Store>(app: &App<S>, posted: &Posted, id: &str, command: Command, done: String) -> Response {
+pub(super) async fn act<S: Store>(app: &App<S>, posted: &Posted, id: &str, command: Command, done: String) -> Response {
     let flash = match app.runtime.submit(id, &posted.signed.person, command).await {
         Ok(_) => Flash::done(done),
         Err(crate::runtime::Error::Store(crate::store::Error::NotFound { .. })) => {
@@ -493,30 +517,6 @@ pub async fn skip<S: Store>(
 ) -> Response {
     let done = format!("Step `{phase}/{step}` skipped.");
     let command = Command::Skip { phase, step, reason: posted.fields.text("reason").unwrap_or_default() };
-    act(&app, &posted, &id, command, done).await
-}
-
-pub async fn campaign<S: Store>(
-    State(app): State<Arc<App<S>>>,
-    Path((id, phase, step, action)): Path<(String, String, String, String)>,
-    posted: Posted,
-) -> Response {
-    let action = match action.as_str() {
-        "pause" => CampaignAction::Pause,
-        "resume" => CampaignAction::Resume,
-        "cancel" => CampaignAction::Cancel,
-        _ => {
-            let why = "a campaign is paused (`pause`), resumed (`resume`) or cancelled (`cancel`) from here";
-            return app.not_found(Some(&posted.signed), why);
-        }
-    };
-    let done = match action {
-        CampaignAction::Cancel => {
-            format!("Campaign `{phase}/{step}` cancelled: the batches in flight finish, then it stops.")
-        }
-        _ => format!("Campaign `{phase}/{step}`: {}d.", action.as_str()),
-    };
-    let command = Command::Campaign { phase, step, action, reason: posted.fields.text("reason") };
     act(&app, &posted, &id, command, done).await
 }
 

@@ -5,6 +5,7 @@
 //! engine as the signed-in person through the runtime, as the API's and the CLI's are.
 //! `docs/dashboard.md` lists the URLs and form fields.
 
+pub mod campaign;
 pub mod graph;
 pub mod incident;
 pub mod list;
@@ -91,7 +92,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/incidents/{id}/steps/{phase}/{step}/done", post(incident::done::<S>))
         .route("/incidents/{id}/steps/{phase}/{step}/retry", post(incident::retry::<S>))
         .route("/incidents/{id}/steps/{phase}/{step}/skip", post(incident::skip::<S>))
-        .route("/incidents/{id}/campaigns/{phase}/{step}/{action}", post(incident::campaign::<S>))
+        .route("/incidents/{id}/campaigns/{phase}/{step}/{action}", post(campaign::campaign::<S>))
         .route("/incidents/{id}/audit", get(other::incident_audit::<S>))
         .route("/incidents/{id}/export.jsonl", get(other::export::<S>))
         .route("/incidents/{id}/report.html", get(other::report::<S>))

@@ -64,7 +64,7 @@ impl Dashboard {
     }
 
     /// Starts runbook `id` through the API as Dana.
-    async fn start_runbook(&self, id: &str) -> String {
+    pub(super) async fn start_runbook(&self, id: &str) -> String {
         let response = self
             .client
             .post(format!("{}/api/v1/incidents", self.base))

@@ -21,6 +21,7 @@ mod docs;
 mod drills;
 mod engine;
 mod examples;
+mod gate_recovery;
 mod hostile;
 mod incident;
 mod merkle;

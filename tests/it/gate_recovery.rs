@@ -104,10 +104,12 @@ fn gate_phase(gate: &str) -> &'static str {
 const NO_RIGHT: &str =
     "`eve` does not hold role `commander` (held by dana), which recovering check gate `contain/hosts-isolated` needs";
 
+/// What is tried, from which state, by whom, the command, and the events it records or the refusal.
+type Row = (&'static str, fn() -> Harness, &'static str, Command, Result<Vec<&'static str>, &'static str>);
+
 #[test]
 fn check_gate_recovery_is_decided_as_the_table_says() {
-    type Setup = fn() -> Harness;
-    let table: Vec<(&str, Setup, &str, Command, Result<Vec<&str>, &str>)> = vec![
+    let table: Vec<Row> = vec![
         (
             "a failed check passed by hand resumes and starts its phase",
             failed,

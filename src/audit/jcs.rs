@@ -398,6 +398,8 @@ mod tests {
             EventKind::StepSkippedByHand { phase: phase.clone(), step: step.clone() },
             EventKind::StepOverridden { phase: phase.clone(), step: step.clone(), outputs: map.clone() },
             EventKind::PhaseResumed { phase: phase.clone() },
+            EventKind::GateRetried { phase: phase.clone(), gate: t(2) },
+            EventKind::GateOverridden { phase: phase.clone(), gate: t(2) },
             EventKind::CampaignStarted {
                 phase: phase.clone(),
                 step: step.clone(),
@@ -468,7 +470,7 @@ mod tests {
     /// Which kinds `events` holds, by position in the enum; a new kind does not compile here
     /// until it is given a place, and then fails the test until `every_kind` builds it.
     fn kinds_seen(events: &[Event]) -> Vec<bool> {
-        let mut seen = vec![false; 36];
+        let mut seen = vec![false; 38];
         for event in events {
             let index = match event.kind {
                 EventKind::IncidentStarted { .. } => 0,
@@ -507,6 +509,8 @@ mod tests {
                 EventKind::IncidentClosed { .. } => 33,
                 EventKind::CampaignTestSent { .. } => 34,
                 EventKind::CampaignLaunched { .. } => 35,
+                EventKind::GateRetried { .. } => 36,
+                EventKind::GateOverridden { .. } => 37,
             };
             seen[index] = true;
         }

@@ -1,5 +1,6 @@
 //! The commands people give an incident: `approve`, `done`, `signal`, `note`, `update`, `close`,
-//! and for a step that failed for good, `retry` and `skip`.
+//! for a step that failed for good, `retry` and `skip`, and for a check gate, `retry --gate` and
+//! `pass`.
 //! Each is decided on the stored state and recorded, or refused with the reason and nothing
 //! recorded.
 
@@ -109,8 +110,12 @@ pub struct Close {
 #[derive(Debug, clap::Args)]
 pub struct Retry {
     incident: String,
-    /// The step that failed for good, as `PHASE/STEP`.
+    /// The step that failed for good, as `PHASE/STEP` (or with `--gate`, the check gate, as
+    /// `PHASE/GATE`).
     step: String,
+    /// Retry a check gate rather than a step: it is probed again, with a fresh deadline.
+    #[arg(long)]
+    gate: bool,
     #[arg(long = "as", value_name = "ACTOR")]
     actor: String,
     /// Why another attempt should do better: recorded with it.
@@ -132,6 +137,22 @@ pub struct Skip {
     /// Why the step may be left undone: recorded with the skip.
     #[arg(long)]
     reason: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Pass {
+    incident: String,
+    /// The check gate, as `PHASE/GATE`, waiting or failed past its deadline.
+    gate: String,
+    #[arg(long = "as", value_name = "ACTOR")]
+    actor: String,
+    /// What shows the gate's condition holds though the check could not tell: recorded with it.
+    #[arg(long)]
+    evidence: String,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
@@ -196,13 +217,24 @@ pub async fn close(args: Close, templates: Option<&std::path::Path>) -> anyhow::
 }
 
 pub async fn retry(args: Retry, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    let (phase, step) = split(&args.step, "STEP")?;
-    let command = Command::Retry { phase, step, reason: args.reason };
+    let command = if args.gate {
+        let (phase, gate) = split(&args.step, "GATE")?;
+        Command::RetryGate { phase, gate, reason: args.reason }
+    } else {
+        let (phase, step) = split(&args.step, "STEP")?;
+        Command::Retry { phase, step, reason: args.reason }
+    };
     submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
 }
 
 pub async fn skip(args: Skip, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let (phase, step) = split(&args.step, "STEP")?;
     let command = Command::Skip { phase, step, reason: args.reason };
+    submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
+}
+
+pub async fn pass(args: Pass, templates: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    let (phase, gate) = split(&args.gate, "GATE")?;
+    let command = Command::PassGate { phase, gate, evidence: args.evidence };
     submit(&args.common, templates, &args.incident, &args.actor, command, args.format).await
 }

@@ -65,8 +65,11 @@ enum Command {
     Approve(act::Approve),
     /// Mark a manual step done, with evidence and outputs (or a step that failed for good, by hand).
     Done(act::Done),
-    /// Start another attempt of a step that failed for good, with the same idempotency key.
+    /// Start another attempt of a step that failed for good, with the same idempotency key (or
+    /// with `--gate`, probe a check gate again with a fresh deadline).
     Retry(act::Retry),
+    /// Pass a check gate by hand, with evidence: an override, for the runbook's `recover` roles.
+    Pass(act::Pass),
     /// Skip a step that failed for good, with a reason: it counts as skipped, not done.
     Skip(act::Skip),
     /// Give a signal gate its signal.
@@ -171,6 +174,7 @@ fn asynchronous(command: Command, templates: Option<&Path>) -> anyhow::Result<u8
             Command::Approve(args) => act::approve(args, templates).await,
             Command::Done(args) => act::done(args, templates).await,
             Command::Retry(args) => act::retry(args, templates).await,
+            Command::Pass(args) => act::pass(args, templates).await,
             Command::Campaign(command) => campaign::run(command, templates).await,
             Command::Skip(args) => act::skip(args, templates).await,
             Command::Signal(args) => act::signal(args, templates).await,

@@ -60,10 +60,11 @@ pub fn failed(incident: &Incident) -> bool {
     incident.phases.values().any(|phase| phase.status == PhaseStatus::Failed)
 }
 
-/// The commands that unblock a failed step (or, for a phase that failed otherwise, abandon the
-/// incident), as someone who may run them: the first person holding a role, else a placeholder.
+/// The commands that unblock a failed step or check (or, for a phase that failed otherwise,
+/// abandon the incident), as someone who may run them: the first person holding a role, else a
+/// placeholder.
 pub fn unblocking_commands(incident: &Incident, blocker: &Blocker, people: &[String]) -> Vec<String> {
-    if blocker.kind != "failed" {
+    if blocker.kind != "failed" && blocker.kind != "failed_check" {
         return Vec::new();
     }
     let actor = people.first().cloned().unwrap_or_else(|| match blocker.roles.as_slice() {
@@ -72,7 +73,13 @@ pub fn unblocking_commands(incident: &Incident, blocker: &Blocker, people: &[Str
     });
     let id = &incident.id;
     let what = &blocker.what;
-    if what.contains('/') {
+    if blocker.kind == "failed_check" {
+        let gate = format!("{}/{what}", blocker.phase);
+        vec![
+            format!("phasegate retry {id} {gate} --gate --as {actor}"),
+            format!("phasegate pass {id} {gate} --evidence TEXT --as {actor}"),
+        ]
+    } else if what.contains('/') {
         vec![
             format!("phasegate retry {id} {what} --as {actor}"),
             format!("phasegate skip {id} {what} --reason TEXT --as {actor}"),

@@ -160,7 +160,8 @@ impl Work<'_> {
     fn poll(&mut self, phase: &Phase, gate: &Gate, check: &crate::runbook::model::Check) {
         let state = self.incident.gate(&phase.id, &gate.id);
         let phase_state = self.incident.phase(&phase.id);
-        let since = phase_state.started_at.or(phase_state.ready_at).unwrap_or(self.incident.started_at);
+        let since =
+            state.deadline_from.or(phase_state.started_at).or(phase_state.ready_at).unwrap_or(self.incident.started_at);
         if self.at >= since + check.deadline {
             let error = format!(
                 "check `{}` did not pass within {}",

@@ -16,7 +16,8 @@ pub struct Blocker {
     pub what: String,
     /// `approval`, `signal`, `check`, `timer`, `condition`, `step`, `steps`, or `failed` (a step
     /// that failed for good, which the `recover` roles can retry, skip or mark done; or a phase
-    /// that failed otherwise, which only abandoning closes).
+    /// that failed otherwise, which only abandoning closes), or `failed_check` (a check gate whose
+    /// deadline failed its phase, which the `recover` roles can retry or pass by hand).
     pub kind: &'static str,
     /// For a person: what it waits for.
     pub waiting_for: String,
@@ -80,10 +81,28 @@ pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
         .collect()
 }
 
-/// A failed phase waits for its failed steps to be recovered, or (failed otherwise) for nothing
-/// but abandoning.
+/// A failed phase waits for its failed steps or its failed check to be recovered, or (failed
+/// otherwise) for nothing but abandoning.
 fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
     let before = found.len();
+    let error = incident.phase(&phase.id).error.clone().unwrap_or_default();
+    // The engine's check failures start `check `GATE``: past its deadline, or a request it could not build.
+    let check = phase.gates().find(|gate| {
+        matches!(gate.kind, GateKind::Check(_))
+            && incident.gate(&phase.id, &gate.id).passed_at.is_none()
+            && error.starts_with(&format!("check `{}`", gate.id))
+    });
+    if let Some(gate) = check {
+        found.push(Blocker {
+            phase: phase.id.clone(),
+            what: gate.id.clone(),
+            kind: "failed_check",
+            waiting_for: format!(
+                "phase failed: {error}; retry the check (a fresh deadline) or pass it by hand with evidence"
+            ),
+            roles: runbook.rights().recover.roles.clone(),
+        });
+    }
     for step in &phase.steps {
         let state = incident.step(&phase.id, &step.id);
         if step.optional || state.status != StepStatus::Failed {
@@ -103,7 +122,6 @@ fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec
         });
     }
     if found.len() == before {
-        let error = incident.phase(&phase.id).error.clone().unwrap_or_default();
         found.push(Blocker {
             phase: phase.id.clone(),
             what: phase.id.clone(),

@@ -41,6 +41,12 @@ pub enum Command {
     /// Skip a step that failed for good (it counts as skipped, not done): for the runbook's
     /// `recover` roles, reason required.
     Skip { phase: String, step: String, reason: String },
+    /// Probe a `check` gate again, with a fresh deadline, whether it is waiting or its deadline
+    /// failed the phase: for the runbook's `recover` roles.
+    RetryGate { phase: String, gate: String, reason: Option<String> },
+    /// Pass a `check` gate by hand, with evidence (required), whether it is waiting or its deadline
+    /// failed the phase: an override, for the runbook's `recover` roles.
+    PassGate { phase: String, gate: String, evidence: String },
     /// Pause, resume or cancel a running campaign: for the runbook's `campaign` roles.
     Campaign { phase: String, step: String, action: CampaignAction, reason: Option<String> },
     /// A test send of a campaign was made (by the shell, before this records it): for the

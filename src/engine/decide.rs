@@ -81,6 +81,8 @@ pub enum Error {
     NobodyMay { what: String, fix: String },
     #[error("step `{phase}/{step}` is {status}, not failed, so it cannot be {what}")]
     NotFailed { phase: String, step: String, status: String, what: &'static str },
+    #[error("gate `{phase}/{gate}` is {kind} gate: {why}")]
+    NotCheckGate { phase: String, gate: String, kind: &'static str, why: String },
     #[error("{what} needs {needs} on record; give it with `{flag}`")]
     Unexplained { what: String, needs: &'static str, flag: &'static str },
     #[error("the incident cannot close before every phase is done or skipped: {phases}; {otherwise}")]
@@ -293,6 +295,8 @@ impl<'a> Work<'a> {
             Command::Abandon { reason } => self.abandon(reason),
             Command::Retry { phase, step, reason } => self.retry(phase, step, reason),
             Command::Skip { phase, step, reason } => self.skip(phase, step, reason),
+            Command::RetryGate { phase, gate, reason } => self.retry_gate(phase, gate, reason),
+            Command::PassGate { phase, gate, evidence } => self.pass_gate(phase, gate, evidence),
             Command::Campaign { phase, step, action, reason } => self.campaign_action(phase, step, *action, reason),
             Command::CampaignReport { phase, step, report } => self.campaign_report(phase, step, report),
             Command::CampaignTest { phase, step, test } => self.campaign_test(phase, step, test),
@@ -507,12 +511,14 @@ impl<'a> Work<'a> {
 /// The kinds of gate a person names on the command line, as refusals call them.
 const APPROVAL: &str = "approval";
 const SIGNAL: &str = "signal";
+pub(super) const CHECK: &str = "check";
 
 /// A gate the phase does not have, with the nearest and the phase's gates of that kind.
-fn unknown_gate(phase: &crate::runbook::model::Phase, gate: &str, kind: &'static str) -> Error {
+pub(super) fn unknown_gate(phase: &crate::runbook::model::Phase, gate: &str, kind: &'static str) -> Error {
     let of_kind = |g: &&crate::runbook::model::Gate| match g.kind {
         GateKind::Approval { .. } => kind == APPROVAL,
         GateKind::Signal { .. } => kind == SIGNAL,
+        GateKind::Check(_) => kind == CHECK,
         _ => false,
     };
     let names: Vec<&str> = phase.gates().filter(of_kind).map(|g| g.id.as_str()).collect();

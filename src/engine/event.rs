@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The version of the event shape that this phasegate writes. Version 2 added what people do
 /// about failed steps (`step_retried`, `step_skipped_by_hand`, `step_overridden`,
 /// `phase_resumed`) and `abandoned` on `incident_closed`; a version 1 log reads as it always did.
+/// `gate_retried` and `gate_overridden` came later in version 2: new kinds, no shape changed.
 pub const FORMAT: u32 = 2;
 
 /// The actor for what the engine does by itself (a timer fired, a step was started).
@@ -138,6 +139,12 @@ pub enum EventKind {
     /// A person holding a `recover` right marked a step that failed for good as done by hand, with
     /// evidence (the event's reason) and the outputs they give.
     StepOverridden { phase: String, step: String, outputs: BTreeMap<String, serde_json::Value> },
+    /// A person holding a `recover` right asked for a `check` gate to be probed again (why is the
+    /// event's reason): its deadline counts from now.
+    GateRetried { phase: String, gate: String },
+    /// A person holding a `recover` right passed a `check` gate by hand, with evidence (the
+    /// event's reason): an override, the check never answered as expected.
+    GateOverridden { phase: String, gate: String },
     /// Nothing failed is left in a failed phase (its failed step was retried, skipped or
     /// overridden): it runs again.
     PhaseResumed { phase: String },
@@ -227,6 +234,8 @@ impl EventKind {
             EventKind::StepRetried { .. } => "step_retried",
             EventKind::StepSkippedByHand { .. } => "step_skipped_by_hand",
             EventKind::StepOverridden { .. } => "step_overridden",
+            EventKind::GateRetried { .. } => "gate_retried",
+            EventKind::GateOverridden { .. } => "gate_overridden",
             EventKind::PhaseResumed { .. } => "phase_resumed",
             EventKind::CampaignStarted { .. } => "campaign_started",
             EventKind::CampaignProgress { .. } => "campaign_progress",
@@ -302,6 +311,8 @@ impl Event {
             EventKind::StepOverridden { phase, step, .. } => {
                 format!("step `{phase}/{step}` marked done by hand after it failed{reason}")
             }
+            EventKind::GateRetried { phase, gate } => format!("check `{phase}/{gate}` retried by hand{reason}"),
+            EventKind::GateOverridden { phase, gate } => format!("gate `{phase}/{gate}` passed by hand{reason}"),
             EventKind::PhaseResumed { phase } => format!("phase `{phase}` resumed: nothing failed is left in it"),
             EventKind::CampaignStarted {
                 phase, step, recipients, rejected, duplicates, suppressed, batches, ..

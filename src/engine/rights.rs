@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::blocking;
-use super::decide::{Error, Work, check_outputs, declared_text, held_roles_text, roles_text};
+use super::decide::{CHECK, Error, Work, check_outputs, declared_text, held_roles_text, roles_text, unknown_gate};
 use super::event::EventKind;
 use super::state::{PhaseStatus, StepStatus};
-use crate::runbook::model::{Action, Phase, Right, Step};
+use crate::runbook::model::{Action, GateKind, Phase, Right, Step};
 
 /// Where a runbook declares a right: `rights.NAME`, or `senders` of an audience.
 #[derive(Clone, Copy)]
@@ -245,6 +245,79 @@ impl<'a> Work<'a> {
             outputs: outputs.clone(),
         };
         self.emit_because(event, Some(evidence.clone()));
+        self.resume(phase);
+        Ok(())
+    }
+
+    /// The phase of a check gate a person recovers: the gate is a check that has not passed, its
+    /// phase checks gates or failed, and the actor holds the `recover` right.
+    fn recoverable_gate(&self, phase_id: &str, gate_id: &str, what: &'static str) -> Result<&'a Phase, Error> {
+        self.person()?;
+        let runbook: &'a crate::runbook::Runbook = self.runbook;
+        let phase = runbook.phase(phase_id).ok_or_else(|| Error::UnknownPhase(phase_id.to_string()))?;
+        let gate = phase.gates().find(|g| g.id == gate_id).ok_or_else(|| unknown_gate(phase, gate_id, CHECK))?;
+        let refuse = |kind: &'static str, why: String| {
+            Err(Error::NotCheckGate { phase: phase_id.to_string(), gate: gate_id.to_string(), kind, why })
+        };
+        let only_checks = format!("only a check gate (which fails past its deadline) is {what}");
+        match &gate.kind {
+            GateKind::Check(_) => {}
+            GateKind::Approval { roles, .. } => {
+                return refuse(
+                    "an approval",
+                    format!(
+                        "its approvers ({}) pass it with `phasegate approve`, nobody passes or retries it by hand",
+                        roles_text(roles)
+                    ),
+                );
+            }
+            GateKind::Signal { .. } => return refuse("a signal", format!("it passes when signalled; {only_checks}")),
+            GateKind::Timer { .. } => return refuse("a timer", format!("it cannot fail; {only_checks}")),
+            GateKind::Condition(_) => return refuse("a condition", format!("it cannot fail; {only_checks}")),
+            GateKind::StepsDone { .. } => {
+                return refuse("a steps-done", format!("it passes when its steps finish; {only_checks}"));
+            }
+        }
+        if self.incident.gate(phase_id, gate_id).passed_at.is_some() {
+            return Err(Error::AlreadyPassed { phase: phase_id.to_string(), gate: gate_id.to_string() });
+        }
+        let status = self.incident.phase(phase_id).status;
+        if !matches!(status, PhaseStatus::Ready | PhaseStatus::Running | PhaseStatus::Failed) {
+            return Err(Error::WrongPhaseState {
+                phase: phase_id.to_string(),
+                status: status.as_str(),
+                what: format!("its gates are not being checked and gate `{gate_id}` cannot be {what}"),
+            });
+        }
+        self.holds(
+            &runbook.rights().recover,
+            Key::Rights("recover"),
+            &format!("recovering check gate `{phase_id}/{gate_id}`"),
+        )?;
+        Ok(phase)
+    }
+
+    /// Probes a check gate again, its deadline counting from now.
+    pub(super) fn retry_gate(&mut self, phase_id: &str, gate_id: &str, reason: &Option<String>) -> Result<(), Error> {
+        let phase = self.recoverable_gate(phase_id, gate_id, "retried")?;
+        let event = EventKind::GateRetried { phase: phase_id.to_string(), gate: gate_id.to_string() };
+        self.emit_because(event, reason.clone());
+        self.resume(phase);
+        Ok(())
+    }
+
+    /// Passes a check gate by hand, with evidence: an override.
+    pub(super) fn pass_gate(&mut self, phase_id: &str, gate_id: &str, evidence: &str) -> Result<(), Error> {
+        let phase = self.recoverable_gate(phase_id, gate_id, "passed by hand")?;
+        if evidence.trim().is_empty() {
+            return Err(Error::Unexplained {
+                what: format!("passing check gate `{phase_id}/{gate_id}` by hand"),
+                needs: "evidence",
+                flag: "--evidence",
+            });
+        }
+        let event = EventKind::GateOverridden { phase: phase_id.to_string(), gate: gate_id.to_string() };
+        self.emit_because(event, Some(evidence.to_string()));
         self.resume(phase);
         Ok(())
     }

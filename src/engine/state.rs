@@ -108,6 +108,10 @@ pub struct GateState {
     /// When the check was last answered, and whether as expected.
     pub last_check: Option<(DateTime<Utc>, bool)>,
     pub deadline_missed: bool,
+    /// When a check gate's deadline counts from, once a person retried it.
+    pub deadline_from: Option<DateTime<Utc>>,
+    /// What a person last did about the check gate: retried it, or passed it by hand.
+    pub recovery: Option<Recovery>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -191,7 +195,7 @@ pub struct CampaignState {
     pub finished: Option<super::effect::CampaignTotals>,
 }
 
-/// What a person did about a step that failed for good: who, when, why.
+/// What a person did about a step that failed for good, or a check gate: who, when, why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recovery {
     pub kind: RecoveryKind,
@@ -524,9 +528,23 @@ impl Incident {
                 state.evidence = event.reason.clone();
                 state.recovery = Some(recovery);
             }
+            EventKind::GateRetried { phase, gate } => {
+                let recovery = Self::recovery(RecoveryKind::Retried, event);
+                let state = self.gate_mut(phase, gate);
+                // The next poll is due now; an answer still on its way is stale.
+                (state.polling, state.last_check, state.deadline_from) = (false, None, Some(at));
+                state.recovery = Some(recovery);
+            }
+            EventKind::GateOverridden { phase, gate } => {
+                let recovery = Self::recovery(RecoveryKind::Overridden, event);
+                let state = self.gate_mut(phase, gate);
+                (state.polling, state.passed_at) = (false, Some(at));
+                state.recovery = Some(recovery);
+            }
             EventKind::PhaseResumed { phase } => {
                 let state = self.phase_mut(phase);
-                state.status = PhaseStatus::Running;
+                // A phase that failed on an entry gate had not started: it waits for its gates again.
+                state.status = if state.started_at.is_some() { PhaseStatus::Running } else { PhaseStatus::Ready };
                 state.ended_at = None;
                 state.error = None;
             }

@@ -294,6 +294,10 @@ fn summary(runbook: &Runbook, event: &Event) -> Option<String> {
         EventKind::StepOverridden { phase: id, step: step_id, .. } => {
             format!("{} marked failed step {} done by hand", event.actor, step(id, step_id))
         }
+        EventKind::GateRetried { phase: id, gate } => format!("{} retried check {gate} of {}", event.actor, phase(id)),
+        EventKind::GateOverridden { phase: id, gate } => {
+            format!("{} passed check {gate} of {} by hand", event.actor, phase(id))
+        }
         EventKind::PhaseResumed { phase: id } => format!("Phase resumed: {}", phase(id)),
         EventKind::CampaignStarted { phase: id, step: step_id, recipients, .. } => {
             format!("Campaign started: {}, to {recipients} recipients", step(id, step_id))

@@ -312,6 +312,33 @@ pub async fn skip<S: Store>(
     submit(&app, &caller, &id, Command::Skip { phase, step, reason: body.reason.unwrap_or_default() }).await
 }
 
+/// Probes a check gate again with a fresh deadline, waiting or failed (the runbook's `recover` roles).
+pub async fn retry_gate<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path((id, phase, gate)): Path<(String, String, String)>,
+    Body(body): Body<Recovery>,
+) -> Answer {
+    submit(&app, &caller, &id, Command::RetryGate { phase, gate, reason: body.reason }).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    #[serde(default)]
+    evidence: Option<String>,
+}
+
+/// Passes a check gate by hand, with evidence (the runbook's `recover` roles).
+pub async fn pass_gate<S: Store>(
+    app: State<Arc<App<S>>>,
+    caller: Caller,
+    Path((id, phase, gate)): Path<(String, String, String)>,
+    Body(body): Body<Evidence>,
+) -> Answer {
+    submit(&app, &caller, &id, Command::PassGate { phase, gate, evidence: body.evidence.unwrap_or_default() }).await
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignTest {

@@ -124,7 +124,7 @@ fn refusal(error: &engine::Error, message: String) -> ApiError {
         E::UnknownInput(_) | E::MissingInput { .. } | E::BadInput { .. } | E::UnknownOutput { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
         }
-        E::NotManual { .. } | E::WhichApproval { .. } | E::Unexplained { .. } => {
+        E::NotManual { .. } | E::NotCheckGate { .. } | E::WhichApproval { .. } | E::Unexplained { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
         }
         _ => (StatusCode::CONFLICT, "conflict"),

@@ -135,6 +135,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/retry"),
+    ("POST", "/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/pass"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/launch"),
     ("POST", "/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/pause"),
@@ -167,6 +169,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/done", post(api::done::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/retry", post(api::retry::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/skip", post(api::skip::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/retry", post(api::retry_gate::<S>))
+        .route("/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/pass", post(api::pass_gate::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/test", post(api::campaign_test::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/launch", post(api::campaign_launch::<S>))
         .route("/api/v1/incidents/{id}/phases/{phase}/steps/{step}/campaign/pause", post(api::campaign_pause::<S>))

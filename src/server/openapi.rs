@@ -107,7 +107,9 @@ fn schemas() -> Value {
         "type": "object",
         "description": "A gate in the runbook's order (entry gates, then exit gates) and the fields of its state \
                         that are set (unset ones, null, false, 0 or empty, are left out): `passed_at`, \
-                        `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`",
+                        `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`, \
+                        `deadline_from` (a check retried by hand counts its deadline from then), `recovery` \
+                        (what a person last did about a check: `retried` or `overridden`, by whom, when, why)",
         "properties": { "id": text(), "stage": { "type": "string", "enum": ["entry", "exit"] },
                         "kind": { "type": "string",
                                   "enum": ["approval", "condition", "check", "timer", "steps_done", "signal"] },
@@ -356,6 +358,30 @@ pub fn spec() -> Value {
                 "Skip a step that failed for good: it counts as skipped, not done (the runbook's `recover` roles)",
                 true,
                 Some(object(json!({ "reason": text() }), &["reason"])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/retry",
+            operation(
+                "Probe a check gate again, waiting or failed past its deadline, with a fresh deadline; a failed \
+                 phase resumes (the runbook's `recover` roles; 422 for a gate that is not a check, 409 for one \
+                 that has passed)",
+                true,
+                Some(object(json!({ "reason": text() }), &[])),
+                "200",
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/incidents/{id}/phases/{phase}/gates/{gate}/pass",
+            operation(
+                "Pass a check gate by hand, waiting or failed past its deadline: an override recorded as \
+                 `gate_overridden` with the evidence; a failed phase resumes (the runbook's `recover` roles, \
+                 evidence required; approval gates are their approvers' and are refused)",
+                true,
+                Some(object(json!({ "evidence": text() }), &["evidence"])),
                 "200",
             ),
         ),

@@ -662,3 +662,99 @@ async fn a_live_refresh_leaves_the_flash_for_the_page_the_form_lands_on() {
     assert_eq!(flash(&landed), Some("Note added."), "the page landed on shows it");
     dashboard.stop().await;
 }
+
+/// A check gate whose target cannot be reached (a closed port): it fails its phase in a second.
+const EDR_CHECK: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: edr-check
+title: EDR check
+roles:
+  commander: {}
+rights: { recover: [commander] }
+phases:
+  - id: contain
+    entry:
+      - id: hosts-isolated
+        check:
+          request: { url: "EDR/hosts" }
+          expect: response.status == 200
+          interval: 1s
+          deadline: 1s
+    steps:
+      - id: note
+        manual: { instructions: Write down what was isolated }
+"#;
+
+/// The check gate's forms: offered to the `recover` role only, refused to someone else with the
+/// reason (nothing recorded), refused without the CSRF token or without evidence, and taken from
+/// Dana, recorded with her as actor and shown on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_gate_is_passed_by_hand_from_its_form_by_a_recover_role_only() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let edr = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let runbook = EDR_CHECK.replace("EDR", &edr);
+    let dashboard = Dashboard::start_with(&[("edr-check.yaml", &runbook)], "", Duration::from_millis(50)).await;
+    let response = dashboard
+        .client
+        .post(format!("{}/api/v1/incidents", dashboard.base))
+        .bearer_auth(DANA)
+        .header("content-type", "application/json")
+        .body(json!({ "runbook": "edr-check" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_until("the check to fail its phase", Duration::from_secs(30), async || {
+        let board = dashboard.api(&format!("/api/v1/incidents/{id}")).await;
+        board["blocking"].as_array().unwrap().iter().any(|b| b["blocker"]["kind"] == "failed_check")
+    })
+    .await;
+    let page = format!("/incidents/{id}");
+    let pass = format!("/incidents/{id}/gates/contain/hosts-isolated/pass");
+    let mut tom = dashboard.sign_in(TOM).await;
+    let mut dana = dashboard.sign_in(DANA).await;
+    let (_, _, shown) = tom.get(&page).await;
+    assert!(
+        shown.contains("id=\"check-contain-hosts-isolated\"")
+            && !shown.contains("id=\"gate-pass-contain-hosts-isolated\""),
+        "Tom sees the failed check but no form: {shown}"
+    );
+    let (_, _, shown) = dana.get(&page).await;
+    assert!(shown.contains("id=\"gate-pass-contain-hosts-isolated\""), "Dana is offered the form");
+
+    let before = dashboard.by_people(&id).await;
+    for action in [pass.clone(), format!("/incidents/{id}/gates/contain/hosts-isolated/retry")] {
+        let landed = tom.act(&page, &action, &[("evidence", "trust me"), ("reason", "again")]).await;
+        let said = flash(&landed).unwrap_or_else(|| panic!("{action}: no flash"));
+        assert!(said.starts_with("Refused: `tom.reyes` does not hold role `commander`"), "{action}: {said}");
+    }
+    let (status, _, refused) = dana.post_raw(&pass, &[("evidence", "no token")]).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.contains("Refused: CSRF check failed"), "{refused}");
+    let landed = dana.act(&page, &pass, &[("evidence", "  ")]).await;
+    assert_eq!(
+        flash(&landed),
+        Some(
+            "Refused: passing check gate `contain/hosts-isolated` by hand needs evidence on record; give it with \
+             `--evidence`"
+        )
+    );
+    assert_eq!(dashboard.by_people(&id).await, before, "nothing refused was recorded");
+
+    let landed = dana.act(&page, &pass, &[("evidence", "isolated in the EDR console, ticket SEC-1")]).await;
+    assert_eq!(flash(&landed), Some("Gate `contain/hosts-isolated` passed by hand."));
+    assert!(
+        landed.contains("Last: overridden by dana.ito") && landed.contains("isolated in the EDR console, ticket SEC-1"),
+        "{landed}"
+    );
+    assert!(!landed.contains("id=\"gate-pass-contain-hosts-isolated\""), "a passed gate offers no form");
+    let after = dashboard.by_people(&id).await;
+    let added: Vec<(&str, &str)> = after[before.len()..].iter().map(|(k, a)| (k.as_str(), a.as_str())).collect();
+    assert_eq!(added[..2], [("gate_overridden", "dana.ito"), ("phase_resumed", "dana.ito")], "{added:?}");
+    let board = dashboard.api(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(board["incident"]["phases"][0]["state"], "running", "{board}");
+    dashboard.stop().await;
+}

@@ -931,3 +931,93 @@ fn http_steps_reach_loopback_only_when_configuration_allows_it() {
     assert!(events(&allowing.status(&id)).iter().map(what).any(|e| e["type"] == "step_done"));
     assert_eq!(stub.received().len(), 1);
 }
+
+const EDR_CHECK: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: edr-check
+title: EDR check
+roles:
+  incident-commander: {}
+  soc-analyst: {}
+rights:
+  recover: [incident-commander]
+phases:
+  - id: contain
+    entry:
+      - id: hosts-isolated
+        check:
+          request: { url: "EDR/hosts" }
+          expect: response.status == 200
+          interval: 1s
+          deadline: 2s
+    steps:
+      - id: note
+        manual: { instructions: Write down what was isolated }
+  - id: eradicate
+    needs: [contain]
+    steps:
+      - id: wipe
+        manual: { instructions: Wipe the hosts }
+"#;
+
+/// The EDR cannot be reached (a closed port on 127.0.0.1): the check gate fails its phase; the
+/// board names the `recover` roles and the commands; someone without the right is refused and
+/// nothing is recorded; the incident commander passes the gate with evidence, the next phase
+/// starts, the report lists the override, and the audit log verifies.
+#[test]
+fn a_check_gate_that_cannot_reach_its_target_is_passed_by_hand_by_a_recover_role() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let edr = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let desk = Desk::new("outbound:\n  allow: [127.0.0.1/32]\naudit: { signing_key: signing.pem }\n");
+    Cli::new().args(["keygen".as_ref(), desk.path("signing.pem").as_os_str()]).succeeds();
+    std::fs::write(desk.path("edr-check.yaml"), EDR_CHECK.replace("EDR", &edr)).unwrap();
+    let id = desk.start("edr-check.yaml", "dana");
+    desk.ok(&["run"]);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    desk.ok(&["run"]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "contain"), "failed");
+    let answered = events(&status).iter().map(what).find(|e| e["type"] == "check_answered").expect("polled");
+    assert_eq!(answered["ok"], false, "{answered}");
+    let board = desk.ok(&["status", &id]);
+    for line in [
+        "contain [hosts-isolated]: phase failed: check `hosts-isolated` did not pass within 2s".to_string(),
+        "can unblock: incident-commander (dana)".to_string(),
+        format!("run: phasegate retry {id} contain/hosts-isolated --gate --as dana"),
+        format!("run: phasegate pass {id} contain/hosts-isolated --evidence TEXT --as dana"),
+    ] {
+        assert!(board.contains(&line), "the board lacks {line:?}:\n{board}");
+    }
+
+    let pass = ["pass", &id, "contain/hosts-isolated", "--evidence", "isolated in the EDR console, ticket SEC-1"];
+    desk.refused(
+        &id,
+        &[&pass[..], &["--as", "olly"]].concat(),
+        1,
+        &["`olly` does not hold role `incident-commander` (held by dana), which recovering check gate `contain/hosts-isolated` needs"],
+    );
+    desk.refused(
+        &id,
+        &["pass", &id, "contain/hosts-isolated", "--evidence", " ", "--as", "dana"],
+        1,
+        &["needs evidence"],
+    );
+    let passed = desk.ok(&[&pass[..], &["--as", "dana"]].concat());
+    assert!(
+        passed.contains("gate `contain/hosts-isolated` passed by hand: isolated in the EDR console, ticket SEC-1"),
+        "{passed}"
+    );
+    desk.refused(&id, &[&pass[..], &["--as", "dana"]].concat(), 1, &["has already passed"]);
+    desk.done(&id, "contain/note", "dana", &[]);
+    let status = desk.status(&id);
+    assert_eq!(phase_status(&status, "contain"), "done");
+    assert_eq!(phase_status(&status, "eradicate"), "running", "the next phase starts");
+    let gate = &status["incident"]["phases"]["contain"]["gates"]["hosts-isolated"]["recovery"];
+    assert_eq!((gate["kind"].as_str(), gate["by"].as_str()), (Some("overridden"), Some("dana")), "{gate}");
+    let report = desk.ok(&["report", &id]);
+    let row = "| dana | gate passed by hand | `contain/hosts-isolated` | isolated in the EDR console, ticket SEC-1 |";
+    assert!(report.contains(row), "the report lacks {row:?}:\n{report}");
+    let verified = desk.ok(&["audit", "verify", &id]);
+    assert!(verified.starts_with(&format!("{id}: verified (")), "{verified}");
+}

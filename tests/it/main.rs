@@ -22,6 +22,7 @@ mod docs;
 mod drills;
 mod engine;
 mod examples;
+mod gate_recovery;
 mod hostile;
 mod incident;
 mod merkle;

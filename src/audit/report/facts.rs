@@ -361,6 +361,8 @@ fn recoveries(events: &[Event]) -> Vec<Recovery> {
             EventKind::StepRetried { phase, step } => ("retried", format!("{phase}/{step}")),
             EventKind::StepSkippedByHand { phase, step } => ("skipped", format!("{phase}/{step}")),
             EventKind::StepOverridden { phase, step, .. } => ("marked done by hand", format!("{phase}/{step}")),
+            EventKind::GateRetried { phase, gate } => ("check retried", format!("{phase}/{gate}")),
+            EventKind::GateOverridden { phase, gate } => ("gate passed by hand", format!("{phase}/{gate}")),
             EventKind::IncidentClosed { abandoned: true } => ("abandoned", "the incident".to_string()),
             _ => continue,
         };

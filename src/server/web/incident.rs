@@ -161,6 +161,7 @@ pub fn context(
         .collect();
 
     let mut gates = Vec::new();
+    let mut checks = Vec::new();
     let mut manual = Vec::new();
     let mut failed = Vec::new();
     let mut campaigns = Vec::new();
@@ -170,6 +171,10 @@ pub fn context(
             continue;
         }
         for gate in phase.gates() {
+            if let GateKind::Check(_) = gate.kind {
+                checks.push(check_gate(incident, phase, &gate.id, &may));
+                continue;
+            }
             let GateKind::Approval { roles, count, four_eyes } = &gate.kind else { continue };
             let state = incident.gate(&phase.id, &gate.id);
             let given: Vec<Value> = state
@@ -310,7 +315,7 @@ pub fn context(
         "state": if incident.closed.is_some() { "closed" } else { "open" }, "closed": closed,
         "started_at": when(incident.started_at), "started_by": incident.started_by,
         "updated_at": when(incident.updated_at), "version": incident.version,
-        "graph": graph, "blocking": blocking, "gates": gates, "manual": manual, "failed": failed,
+        "graph": graph, "blocking": blocking, "gates": gates, "checks": checks, "manual": manual, "failed": failed,
         "campaigns": campaigns, "relaxations": relaxations, "audiences": audiences, "timeline": timeline,
         "can_note": may(Command::Note { text: "-".into() }),
         "can_close": may(Command::Close { note: None }),
@@ -319,6 +324,31 @@ pub fn context(
 }
 
 /// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
+/// A check gate as the page shows it: its polls, its last answer, whether its deadline failed the
+/// phase, what a person last did about it, and whether this person may retry or pass it by hand.
+fn check_gate(
+    incident: &Incident,
+    phase: &crate::runbook::model::Phase,
+    gate: &str,
+    may: &impl Fn(Command) -> bool,
+) -> Value {
+    let state = incident.gate(&phase.id, gate);
+    let phase_state = incident.phase(&phase.id);
+    let failed = phase_state.status == PhaseStatus::Failed
+        && phase_state.error.as_deref().is_some_and(|e| e.starts_with(&format!("check `{gate}`")));
+    let can = state.passed_at.is_none()
+        && may(Command::PassGate { phase: phase.id.clone(), gate: gate.to_string(), evidence: "-".into() });
+    json!({
+        "phase": phase.id, "gate": gate, "polls": state.polls, "failed": failed, "can": can,
+        "slug": slug(&format!("{}-{gate}", phase.id)),
+        "last": state.last_check.map(|(at, ok)| json!({ "at": when(at), "ok": ok })),
+        "passed": state.passed_at.map(when),
+        "recovery": state.recovery.as_ref().map(|r| json!({
+            "kind": r.kind.as_str(), "by": r.by, "at": when(r.at), "reason": r.reason,
+        })),
+    })
+}
+
 fn timeline(events: &[Event], view: &View) -> Value {
     // One pass counts every kind and the events shown; only the page's events are then visited
     // again. Kinds' names are `&'static str`s from one `match`, so the same kind is the same
@@ -517,6 +547,26 @@ pub async fn skip<S: Store>(
 ) -> Response {
     let done = format!("Step `{phase}/{step}` skipped.");
     let command = Command::Skip { phase, step, reason: posted.fields.text("reason").unwrap_or_default() };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn retry_gate<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, gate)): Path<(String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let done = format!("Check `{phase}/{gate}` will be probed again, with a fresh deadline.");
+    let command = Command::RetryGate { phase, gate, reason: posted.fields.text("reason") };
+    act(&app, &posted, &id, command, done).await
+}
+
+pub async fn pass_gate<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((id, phase, gate)): Path<(String, String, String)>,
+    posted: Posted,
+) -> Response {
+    let done = format!("Gate `{phase}/{gate}` passed by hand.");
+    let command = Command::PassGate { phase, gate, evidence: posted.fields.text("evidence").unwrap_or_default() };
     act(&app, &posted, &id, command, done).await
 }
 

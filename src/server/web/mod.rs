@@ -92,6 +92,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/incidents/{id}/steps/{phase}/{step}/done", post(incident::done::<S>))
         .route("/incidents/{id}/steps/{phase}/{step}/retry", post(incident::retry::<S>))
         .route("/incidents/{id}/steps/{phase}/{step}/skip", post(incident::skip::<S>))
+        .route("/incidents/{id}/gates/{phase}/{gate}/retry", post(incident::retry_gate::<S>))
+        .route("/incidents/{id}/gates/{phase}/{gate}/pass", post(incident::pass_gate::<S>))
         .route("/incidents/{id}/campaigns/{phase}/{step}/{action}", post(campaign::campaign::<S>))
         .route("/incidents/{id}/audit", get(other::incident_audit::<S>))
         .route("/incidents/{id}/export.jsonl", get(other::export::<S>))

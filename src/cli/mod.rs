@@ -82,7 +82,7 @@ enum Command {
     Close(act::Close),
     /// Carry out due work for all open incidents (`--watch` to keep going).
     Run(run::Args),
-    /// Follow and steer a campaign step: status, pause, resume, cancel.
+    /// Follow and steer a campaign step: test, launch, status, pause, resume, cancel, preview, codes.
     #[command(subcommand)]
     Campaign(campaign::Command),
     /// Verify or export incidents' tamper-evident logs.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::directory::Directory;
 use super::state::{Incident, PhaseStatus, StepStatus};
 use crate::runbook::Runbook;
-use crate::runbook::model::{Action, GateKind, Phase, format_duration};
+use crate::runbook::model::{Action, Gate, GateKind, Phase, format_duration};
 
 /// One thing a phase waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,13 +86,7 @@ pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
 fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
     let before = found.len();
     let error = incident.phase(&phase.id).error.clone().unwrap_or_default();
-    // The engine's check failures start `check `GATE``: past its deadline, or a request it could not build.
-    let check = phase.gates().find(|gate| {
-        matches!(gate.kind, GateKind::Check(_))
-            && incident.gate(&phase.id, &gate.id).passed_at.is_none()
-            && error.starts_with(&format!("check `{}`", gate.id))
-    });
-    if let Some(gate) = check {
+    if let Some(gate) = failed_check(phase, incident) {
         found.push(Blocker {
             phase: phase.id.clone(),
             what: gate.id.clone(),
@@ -130,6 +124,22 @@ fn failed(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec
             roles: runbook.rights().abandon.roles.clone(),
         });
     }
+}
+
+/// The check gate that failed `phase`, if its failure was a check's (and the gate has not passed
+/// since): past its deadline, or a request it could not build. The engine's errors for those start
+/// `check `GATE`` (`advance.rs`).
+pub fn failed_check<'a>(phase: &'a Phase, incident: &Incident) -> Option<&'a Gate> {
+    let state = incident.phase(&phase.id);
+    if state.status != PhaseStatus::Failed {
+        return None;
+    }
+    let error = state.error.as_deref().unwrap_or_default();
+    phase.gates().find(|gate| {
+        matches!(gate.kind, GateKind::Check(_))
+            && incident.gate(&phase.id, &gate.id).passed_at.is_none()
+            && error.starts_with(&format!("check `{}`", gate.id))
+    })
 }
 
 /// The people who could give an approval that is still missing: they hold a role, have not

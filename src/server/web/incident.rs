@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::session::{Flash, Signed};
 use super::{Page, Posted, graph};
-use crate::engine::blocking::{blockers, who_can_approve};
+use crate::engine::blocking::{self, blockers, who_can_approve};
 use crate::engine::command::{CampaignAction, CampaignTest};
 use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
@@ -323,7 +323,6 @@ pub fn context(
     })
 }
 
-/// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
 /// A check gate as the page shows it: its polls, its last answer, whether its deadline failed the
 /// phase, what a person last did about it, and whether this person may retry or pass it by hand.
 fn check_gate(
@@ -333,9 +332,7 @@ fn check_gate(
     may: &impl Fn(Command) -> bool,
 ) -> Value {
     let state = incident.gate(&phase.id, gate);
-    let phase_state = incident.phase(&phase.id);
-    let failed = phase_state.status == PhaseStatus::Failed
-        && phase_state.error.as_deref().is_some_and(|e| e.starts_with(&format!("check `{gate}`")));
+    let failed = blocking::failed_check(phase, incident).is_some_and(|failed| failed.id == gate);
     let can = state.passed_at.is_none()
         && may(Command::PassGate { phase: phase.id.clone(), gate: gate.to_string(), evidence: "-".into() });
     json!({
@@ -349,6 +346,7 @@ fn check_gate(
     })
 }
 
+/// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
 fn timeline(events: &[Event], view: &View) -> Value {
     // One pass counts every kind and the events shown; only the page's events are then visited
     // again. Kinds' names are `&'static str`s from one `match`, so the same kind is the same

@@ -244,6 +244,22 @@ pub fn context(
                 // A cancelled campaign only finishes its batches in flight: nothing is offered.
                 let running =
                     state.status == StepStatus::Running && progress.finished.is_none() && progress.cancelled.is_none();
+                let launchable = waiting && state.last_test.as_ref().is_some_and(|t| t.test.went_out());
+                // The forms offered, in the order a campaign goes through them; cancel needs a reason.
+                let actions: Vec<Value> = [
+                    (CampaignAction::Launch, launchable),
+                    (CampaignAction::Pause, running && progress.paused.is_none()),
+                    (CampaignAction::Resume, running && progress.paused.is_some()),
+                    (CampaignAction::Cancel, running),
+                ]
+                .into_iter()
+                .filter(|&(campaign_action, offered)| offered && may(action(campaign_action)))
+                .map(|(campaign_action, _)| {
+                    let name = campaign_action.as_str();
+                    let verb = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+                    json!({ "name": name, "verb": verb, "required": campaign_action == CampaignAction::Cancel })
+                })
+                .collect();
                 campaigns.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "status": state.status.as_str(),
                     "recipients": progress.recipients, "sent": progress.sent, "failed": progress.failed,
@@ -252,13 +268,8 @@ pub fn context(
                     "paused": progress.paused.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
                     "cancelled": progress.cancelled.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
                     "finished": progress.finished.is_some(),
-                    "can_pause": running && progress.paused.is_none() && may(action(CampaignAction::Pause)),
-                    "can_resume": running && progress.paused.is_some() && may(action(CampaignAction::Resume)),
-                    "can_cancel": running && may(action(CampaignAction::Cancel)),
                     "waiting": waiting,
-                    "can_launch": waiting
-                        && state.last_test.as_ref().is_some_and(|t| t.test.went_out())
-                        && may(action(CampaignAction::Launch)),
+                    "actions": actions,
                     "can_test": may(Command::CampaignTest {
                         phase: phase.id.clone(),
                         step: step.id.clone(),

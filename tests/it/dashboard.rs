@@ -603,34 +603,11 @@ async fn the_live_stream_says_when_the_incident_changes() {
     let dashboard = Dashboard::start().await;
     let id = dashboard.start_incident().await;
     let dana = dashboard.sign_in(DANA).await;
-    let version = dashboard.api(&format!("/api/v1/incidents/{id}")).await["incident"]["version"].as_u64().unwrap();
-    let response = dashboard
-        .client
-        .get(format!("{}/incidents/{id}/events?since={version}", dashboard.base))
-        .header("cookie", dana.cookie_header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let version = flows::version(&dashboard, &id).await;
+    let mut response = flows::stream(&dashboard, &dana, &id, version).await;
     assert_eq!(header(response.headers(), "content-type").as_deref(), Some("text/event-stream"));
-    let note = dashboard
-        .client
-        .post(format!("{}/api/v1/incidents/{id}/notes", dashboard.base))
-        .bearer_auth(TOM)
-        .header("content-type", "application/json")
-        .body(json!({ "text": "from the API" }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(note.status(), 200);
-    let mut response = response;
-    let mut seen = String::new();
-    while !seen.contains("event: change") {
-        let chunk = response.chunk().await.unwrap().expect("the stream goes on");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let data = seen.split("data: ").nth(1).unwrap().lines().next().unwrap();
-    assert!(data.parse::<u64>().unwrap() > version, "the new version: {seen}");
+    flows::note_through_the_api(&dashboard, &id).await;
+    assert!(flows::next_change(&mut response, Duration::from_secs(60)).await > version, "the new version");
     // The server stops with the stream still open: the stream ends, so the connection closes.
     dashboard.stop().await;
     while let Ok(Some(_)) = response.chunk().await {}

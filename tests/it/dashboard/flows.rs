@@ -283,7 +283,7 @@ async fn unknown_dashboard_paths_answer_the_dashboards_404_page_and_api_paths_js
 }
 
 /// Reads an open event stream until a `change` event arrives (or `limit` passes): its version.
-async fn next_change(response: &mut reqwest::Response, limit: Duration) -> u64 {
+pub(super) async fn next_change(response: &mut reqwest::Response, limit: Duration) -> u64 {
     let mut seen = String::new();
     let read = async {
         while !seen.contains("event: change") {
@@ -295,7 +295,7 @@ async fn next_change(response: &mut reqwest::Response, limit: Duration) -> u64 {
     seen.split("data: ").nth(1).unwrap().lines().next().unwrap().parse().unwrap()
 }
 
-async fn stream(dashboard: &Dashboard, dana: &Browser, id: &str, since: u64) -> reqwest::Response {
+pub(super) async fn stream(dashboard: &Dashboard, dana: &Browser, id: &str, since: u64) -> reqwest::Response {
     let response = dashboard
         .client
         .get(format!("{}/incidents/{id}/events?since={since}", dashboard.base))
@@ -307,7 +307,21 @@ async fn stream(dashboard: &Dashboard, dana: &Browser, id: &str, since: u64) -> 
     response
 }
 
-async fn version(dashboard: &Dashboard, id: &str) -> u64 {
+/// Tom adds a note through the API: a change made outside the dashboard.
+pub(super) async fn note_through_the_api(dashboard: &Dashboard, id: &str) {
+    let note = dashboard
+        .client
+        .post(format!("{}/api/v1/incidents/{id}/notes", dashboard.base))
+        .bearer_auth(TOM)
+        .header("content-type", "application/json")
+        .body(json!({ "text": "from the API" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(note.status(), 200);
+}
+
+pub(super) async fn version(dashboard: &Dashboard, id: &str) -> u64 {
     dashboard.api(&format!("/api/v1/incidents/{id}")).await["incident"]["version"].as_u64().unwrap()
 }
 
@@ -327,16 +341,7 @@ async fn a_change_through_the_server_wakes_an_open_stream_without_waiting_for_th
     })
     .await;
     let mut response = stream(&dashboard, &dana, &id, settled).await;
-    let note = dashboard
-        .client
-        .post(format!("{}/api/v1/incidents/{id}/notes", dashboard.base))
-        .bearer_auth(TOM)
-        .header("content-type", "application/json")
-        .body(json!({ "text": "from the API" }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(note.status(), 200);
+    note_through_the_api(&dashboard, &id).await;
     assert!(next_change(&mut response, Duration::from_secs(60)).await > settled);
     dashboard.stop().await;
     while let Ok(Some(_)) = response.chunk().await {}

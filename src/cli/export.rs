@@ -38,7 +38,11 @@ pub fn run(command: Command, catalog: &Catalog) -> anyhow::Result<u8> {
     };
     let exported = crate::runbook::decode(&bytes).and_then(|text| cacao::export(text, catalog));
     let json = match exported {
-        Ok(json) => json,
+        Ok(exported) => {
+            // Warnings are located in the runbook, which is what the author edits.
+            super::import::print_problems(&args.runbook, &exported.warnings);
+            exported.json
+        }
         Err(diagnostics) => {
             print_diagnostics(&args.runbook, &diagnostics);
             eprintln!("{}: not exported: the runbook does not validate", args.runbook.display());

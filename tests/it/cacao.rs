@@ -250,3 +250,143 @@ fn every_code_is_documented() {
     }
     assert_eq!(rows.len(), Code::ALL.len(), "docs/cacao.md lists codes that do not exist: {rows:?}");
 }
+
+/// CA0019 covers every object the standard defines: each command type, markings, signatures
+/// and their countersignatures, authentication information, agents, targets, extension
+/// definitions, the processing summary and the playbook's own properties; each warning is at the
+/// property's key.
+#[test]
+fn unknown_properties_are_reported_on_every_object_the_standard_defines() {
+    let name = "unknown-properties-everywhere.json";
+    let bytes = std::fs::read(root().join("tests/cacao").join(name)).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let imported = cacao::import(&bytes, &cacao::NoTemplates)
+        .unwrap_or_else(|problems| panic!("refused:\n{}", printed(name, &problems)));
+    let unknown: Vec<&Problem> = imported.warnings.iter().filter(|w| w.code == Code::UnknownProperty).collect();
+    let a = "/workflow/action--1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e/commands";
+    let b = "/workflow/action--2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f/commands";
+    let expected = [
+        "/playbook_processing_summary/loops".to_string(),
+        format!("{a}/0/urgency"),
+        format!("{a}/1/shell"),
+        format!("{a}/2/execution_policy"),
+        format!("{a}/3/adversary"),
+        format!("{a}/4/index"),
+        format!("{a}/5/kernel"),
+        format!("{a}/6/hunt_id"),
+        format!("{a}/7/command"),
+        format!("{a}/7/level"),
+        format!("{a}/8/ruleset"),
+        format!("{a}/9/retries"),
+        format!("{b}/0/expect_status"),
+        format!("{b}/1/pty"),
+        "/data_marking_definitions/marking-tlp--34098fce-860f-48ae-8e50-ebd3cc5e41da/colour".into(),
+        "/data_marking_definitions/marking-statement--6424867b-0440-4885-bd0b-604d51786d06/licence".into(),
+        "/data_marking_definitions/marking-iep--9f0a1b2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c/iep_id".into(),
+        "/signatures/0/key_id".into(),
+        "/signatures/0/signature/countersigned_at".into(),
+        "/agent_definitions/individual--5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b/shift".into(),
+        "/target_definitions/http-api--6f7a8b9c-0d1e-4f2a-9b3c-4d5e6f7a8b9c/vendor".into(),
+        "/target_definitions/linux--7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d/distro".into(),
+        "/authentication_info_definitions/oauth2--8b9c0d1e-2f3a-4b4c-9d5e-6f7a8b9c0d1e/scope".into(),
+        "/authentication_info_definitions/http-basic--9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f/realm".into(),
+        "/authentication_info_definitions/user-auth--0d1e2f3a-4b5c-4d6e-9f7a-8b9c0d1e2f3a/mfa".into(),
+        "/extension_definitions/extension-definition--1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b/homepage".into(),
+    ];
+    let mut found: Vec<&str> = unknown.iter().map(|w| w.pointer.as_str()).collect();
+    found.sort();
+    let mut wanted: Vec<&str> = expected.iter().map(String::as_str).collect();
+    wanted.sort();
+    assert_eq!(found, wanted, "\n{}", printed(name, &imported.warnings));
+    for warning in &unknown {
+        // At the key: the line holds the property's name in quotes, at the column given.
+        let key = warning.pointer.rsplit('/').next().unwrap();
+        let line = text.lines().nth(warning.mark.line as usize - 1).unwrap();
+        let column = warning.mark.column as usize - 1;
+        assert!(line[column..].starts_with(&format!("\"{key}\"")), "{} is not at its key: {line:?}", warning.pointer);
+    }
+    // The sigma command's `command` was read all the same, and the warning says so.
+    let sigma = unknown.iter().find(|w| w.pointer == format!("{a}/7/command")).unwrap();
+    assert!(sigma.message.contains("read all the same"), "{}", sigma.message);
+    assert!(imported.yaml.contains("title: sample run"), "{}", imported.yaml);
+    // The OpenC2 command's content, given as base64, is kept in the manual step, decoded.
+    assert!(imported.yaml.contains(r#"{\"action\": \"query\""#), "{}", imported.yaml);
+}
+
+/// Whatever is changed in a playbook, the importer answers (a runbook that validates, or
+/// located problems) and never panics.
+mod mangled {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The `n`th value of `json` (in document order), replaced by `with`.
+    fn replace(json: &mut serde_json::Value, n: &mut usize, with: &serde_json::Value) -> bool {
+        if *n == 0 {
+            *json = with.clone();
+            return true;
+        }
+        *n -= 1;
+        match json {
+            serde_json::Value::Array(items) => items.iter_mut().any(|item| replace(item, n, with)),
+            serde_json::Value::Object(members) => members.values_mut().any(|value| replace(value, n, with)),
+            _ => false,
+        }
+    }
+
+    fn count(json: &serde_json::Value) -> usize {
+        1 + match json {
+            serde_json::Value::Array(items) => items.iter().map(count).sum(),
+            serde_json::Value::Object(members) => members.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+
+    fn playbooks() -> Vec<serde_json::Value> {
+        samples()
+            .into_iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|json| json["type"] == "playbook")
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+        #[test]
+        fn mangled_playbooks_are_answered_never_a_panic(
+            sample in any::<prop::sample::Index>(),
+            changes in prop::collection::vec((any::<prop::sample::Index>(), 0usize..9), 1..4),
+        ) {
+            let samples = playbooks();
+            let mut json = sample.get(&samples).clone();
+            let replacements = [
+                serde_json::json!(null),
+                serde_json::json!(-1),
+                serde_json::json!("end--1"),
+                serde_json::json!([]),
+                serde_json::json!({}),
+                serde_json::json!(true),
+                serde_json::json!("__nope__:value = 'x'"),
+                serde_json::json!({"type": "while-condition", "condition": "__x__:value", "on_true": "start--1"}),
+                serde_json::json!([{"type": "manual"}, {"type": "x-new"}]),
+            ];
+            for (at, with) in changes {
+                let mut n = at.index(count(&json));
+                replace(&mut json, &mut n, &replacements[with]);
+            }
+            let bytes = serde_json::to_vec_pretty(&json).unwrap();
+            match cacao::import(&bytes, &cacao::NoTemplates) {
+                Ok(imported) => {
+                    prop_assert!(runbook::parse(&imported.yaml, &Catalog::built_in()).is_ok(), "{}", imported.yaml);
+                }
+                Err(problems) => {
+                    prop_assert!(!problems.is_empty());
+                    for problem in &problems {
+                        prop_assert!(problem.mark.line >= 1 && problem.mark.column >= 1, "{problem:?}");
+                        prop_assert!(problem.code != Code::Invalid, "the importer wrote a runbook that does not validate: {problem:?}");
+                    }
+                }
+            }
+        }
+    }
+}

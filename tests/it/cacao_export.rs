@@ -33,7 +33,7 @@ fn model(name: &str, text: &str, catalog: &Catalog) -> serde_json::Value {
 fn every_example_runbook_survives_export_and_import() {
     let catalog = Catalog::built_in();
     for (name, text) in example_runbooks() {
-        let exported = cacao::export(&text, &catalog).unwrap_or_else(|d| panic!("{name} not exported: {d:#?}"));
+        let exported = cacao::export(&text, &catalog).unwrap_or_else(|d| panic!("{name} not exported: {d:#?}")).json;
         let imported = cacao::import(exported.as_bytes(), &catalog)
             .unwrap_or_else(|problems| panic!("{name}: the export is refused: {problems:#?}"));
         assert!(imported.warnings.is_empty(), "{name}: {:#?}", imported.warnings);
@@ -53,7 +53,7 @@ fn every_example_runbook_survives_export_and_import() {
                 imported.yaml
             );
         }
-        let again = cacao::export(&imported.yaml, &catalog).expect("the imported runbook exports");
+        let again = cacao::export(&imported.yaml, &catalog).expect("the imported runbook exports").json;
         assert!(again == exported, "{name}: export(import(export(R))) differs from export(R)");
     }
 }
@@ -65,7 +65,7 @@ fn every_example_runbook_survives_export_and_import() {
 fn the_reference_scenario_exports_its_graph_in_cacao_and_the_rest_in_the_extension() {
     let catalog = Catalog::built_in();
     let text = std::fs::read_to_string(root().join("runbooks/retail-breach.yaml")).unwrap();
-    let exported = cacao::export(&text, &catalog).unwrap();
+    let exported = cacao::export(&text, &catalog).unwrap().json;
     let playbook: serde_json::Value = serde_json::from_str(&exported).unwrap();
     assert_eq!(playbook["spec_version"], "cacao-2.0");
     assert_eq!(playbook["id"], cacao::identifier("playbook", "retail-breach"));
@@ -102,7 +102,7 @@ fn the_reference_scenario_exports_its_graph_in_cacao_and_the_rest_in_the_extensi
 fn an_export_edited_out_of_step_with_its_extension_is_refused() {
     let catalog = Catalog::built_in();
     let text = std::fs::read_to_string(root().join("runbooks/account-takeover.yaml")).unwrap();
-    let mut playbook: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap()).unwrap();
+    let mut playbook: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap().json).unwrap();
     let (id, action) = playbook["workflow"]
         .as_object_mut()
         .unwrap()
@@ -210,7 +210,7 @@ fn every_export_meets_the_cacao_json_schemas() {
             .unwrap();
     let validator = jsonschema::options().with_retriever(Schemas).build(&schema).expect("the schemas compile");
     for (name, text) in example_runbooks() {
-        let exported: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap()).unwrap();
+        let exported: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap().json).unwrap();
         let errors: Vec<String> =
             validator.iter_errors(&exported).map(|e| format!("{}: {e}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{name}: the export does not meet the schema:\n{}", errors.join("\n"));
@@ -231,11 +231,124 @@ fn every_export_meets_the_cacao_json_schemas() {
     }
     // The check can fail: a step without its `agent`, and a timestamp without milliseconds' form.
     let text = std::fs::read_to_string(root().join("runbooks/ransomware.yaml")).unwrap();
-    let mut broken: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap()).unwrap();
+    let mut broken: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap().json).unwrap();
     broken["created"] = serde_json::json!("yesterday");
     let action = broken["workflow"].as_object_mut().unwrap().values_mut().find(|s| s["type"] == "action").unwrap();
     action.as_object_mut().unwrap().remove("agent");
     let errors: Vec<String> = validator.iter_errors(&broken).map(|e| e.to_string()).collect();
     assert!(errors.iter().any(|e| e.contains("agent")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("yesterday")), "{errors:?}");
+}
+
+/// The workflow's if-conditions by the phase they guard, from their names.
+fn conditions(playbook: &serde_json::Value) -> Vec<(String, String, String)> {
+    playbook["workflow"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, step)| step["type"] == "if-condition")
+        .map(|(id, step)| {
+            let name = step["name"].as_str().unwrap();
+            let phase = name.split('`').nth(1).expect("the name quotes the phase").to_string();
+            (phase, id.clone(), step["condition"].as_str().expect("a condition is a string").to_string())
+        })
+        .collect()
+}
+
+/// The playbook without phasegate's extension: what any other CACAO reader has to go by.
+fn without_extension(playbook: &mut serde_json::Value) {
+    let object = playbook.as_object_mut().unwrap();
+    object.remove("playbook_extensions");
+    object.remove("extension_definitions");
+    for step in object["workflow"].as_object_mut().unwrap().values_mut() {
+        step.as_object_mut().unwrap().remove("step_extensions");
+    }
+}
+
+/// A `when` that compares inputs is written as STIX patterning, which a CACAO executor can
+/// evaluate; a reader without phasegate's extension (here phasegate's own importer, the
+/// extension removed) reads the same conditions back from the STIX, and a drill of that import
+/// takes the branches they say.
+#[test]
+fn conditions_over_inputs_export_as_stix_that_any_reader_takes_back() {
+    let catalog = Catalog::built_in();
+    let text = std::fs::read_to_string(root().join("tests/cacao/route-by-severity.yaml")).unwrap();
+    let exported = cacao::export(&text, &catalog).unwrap();
+    assert!(exported.warnings.is_empty(), "{:#?}", exported.warnings);
+    let mut playbook: serde_json::Value = serde_json::from_str(&exported.json).unwrap();
+    let mut found: Vec<(String, String)> = conditions(&playbook).into_iter().map(|(p, _, c)| (p, c)).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("close-quietly", "__severity__:value NOT IN ('high', 'critical')"),
+            ("escalate", "__severity__:value IN ('high', 'critical') AND (__hosts__:value > 10 OR __paged__:value = true)"),
+            ("watch", "__severity__:value = 'high' AND __hosts__:value <= 10 AND __paged__:value = false"),
+        ]
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+    );
+
+    without_extension(&mut playbook);
+    let bytes = serde_json::to_vec_pretty(&playbook).unwrap();
+    let imported = cacao::import(&bytes, &catalog)
+        .unwrap_or_else(|problems| panic!("the export without its extension is refused: {problems:#?}"));
+    let runbook = runbook::parse(&imported.yaml, &catalog).expect("the import validates");
+    let when_of = |title: &str| {
+        let phase = runbook.phases().iter().find(|p| p.title.as_deref() == Some(title)).expect(title);
+        phase.when.as_ref().map(|w| w.source().to_string()).unwrap_or_default()
+    };
+    // Import wraps a branch's condition in brackets; inside them is the runbook's own `when`.
+    assert_eq!(when_of("Escalate"), r#"(inputs.severity in ["high", "critical"] && (inputs.hosts > 10 || inputs.paged == true))"#);
+    assert_eq!(when_of("Close quietly"), r#"(!(inputs.severity in ["high", "critical"]))"#);
+    assert_eq!(when_of("Watch the hosts"), r#"(inputs.severity == "high" && inputs.hosts <= 10 && inputs.paged == false)"#);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("route-by-severity.yaml"), &imported.yaml).unwrap();
+    let drill = dir.path().join("drill.yaml");
+    std::fs::copy(root().join("tests/cacao/route-by-severity.drill.yaml"), &drill).unwrap();
+    let out = dir.path().join("out");
+    let mut cli = Cli::new().args(["drill"]).args([&drill]).args(["--out"]).args([&out]).succeeds();
+    let stdout = cli.stdout();
+    for line in ["phase `escalate` done", "phase `close-quietly` skipped", "phase `watch-the-hosts` skipped"] {
+        assert!(stdout.contains(line), "the drill did not say {line:?}:\n{stdout}\n{}", imported.yaml);
+    }
+}
+
+/// A `when` that reads more than inputs keeps its CEL, which a CACAO executor cannot evaluate:
+/// export says so, for each such phase, at its `when` in the runbook, and the CLI prints it.
+#[test]
+fn conditions_cacao_cannot_say_are_kept_as_cel_with_a_located_warning() {
+    let catalog = Catalog::built_in();
+    let text = std::fs::read_to_string(root().join("runbooks/ransomware.yaml")).unwrap();
+    let exported = cacao::export(&text, &catalog).unwrap();
+    let playbook: serde_json::Value = serde_json::from_str(&exported.json).unwrap();
+    let runbook = runbook::parse(&text, &catalog).unwrap();
+    let mut kept = 0;
+    for (phase_id, step_id, condition) in conditions(&playbook) {
+        let phase = runbook.phases().iter().find(|p| p.id.as_str() == phase_id).expect("a phase");
+        let when = phase.when.as_ref().expect("a guarded phase").source();
+        let warning = exported.warnings.iter().find(|w| w.message.contains(&format!("phase `{phase_id}`")));
+        if when.starts_with("inputs.") && !when.contains("steps[") {
+            assert!(warning.is_none(), "{phase_id}: {when} was not translated: {warning:?}");
+            assert!(condition.starts_with("__"), "{phase_id}: {condition}");
+            continue;
+        }
+        kept += 1;
+        assert_eq!(condition, when, "{phase_id}: the if-condition holds the CEL");
+        let warning = warning.unwrap_or_else(|| panic!("{phase_id}: no warning for {when}"));
+        assert_eq!(warning.code, Code::ConditionKept);
+        assert_eq!(warning.pointer, format!("/workflow/{step_id}/condition"));
+        assert!(warning.message.contains("`steps`"), "{}", warning.message);
+        // Located at the `when` in the runbook.
+        let line = text.lines().nth(warning.mark.line as usize - 1).unwrap();
+        assert!(line.trim_start().starts_with("when:"), "{phase_id}: line {} is {line:?}", warning.mark.line);
+        assert!(line.contains(when), "{phase_id}: line {} is {line:?}", warning.mark.line);
+    }
+    assert!(kept >= 3, "ransomware.yaml has phases whose conditions read steps' outputs");
+    assert_eq!(exported.warnings.len(), kept, "{:#?}", exported.warnings);
+    Cli::new()
+        .args(["export", "cacao", "runbooks/ransomware.yaml"])
+        .succeeds()
+        .stderr_has("runbooks/ransomware.yaml:")
+        .stderr_has("warning[CA0031]: the `when` of phase `restore-from-backup`");
 }

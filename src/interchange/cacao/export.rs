@@ -11,7 +11,10 @@
 
 use std::collections::HashMap;
 
+use super::json::pointer;
 use super::yaml::{self, Yaml};
+use super::{Code, Problem, condition};
+use crate::runbook::Mark;
 use crate::runbook::yaml::{Node, Value};
 
 /// The id of phasegate's extension definition: the same in every export.
@@ -57,13 +60,21 @@ pub fn identifier(kind: &str, name: &str) -> String {
     format!("{kind}--{uuid}")
 }
 
-/// The playbook of a runbook, as JSON text. `node` is the runbook's YAML tree, which the caller
-/// has validated (a runbook that does not validate is not exported).
-pub fn export(node: &Node) -> String {
+/// The playbook of a runbook, as JSON text, and warnings of what a CACAO reader cannot use as
+/// written (located in the runbook, with the JSON pointer of the place in the playbook). `node`
+/// is the runbook's YAML tree, which the caller has validated (a runbook that does not validate
+/// is not exported).
+pub fn export(node: &Node) -> (String, Vec<Problem>) {
     let runbook = to_tree(node);
     let runbook_id = text(get(&runbook, "id"));
     let phases: Vec<&Yaml> = list(get(&runbook, "phases"));
-    let mut out = Out { runbook_id: runbook_id.clone(), workflow: Vec::new(), agents: Vec::new() };
+    let mut out = Out {
+        runbook_id: runbook_id.clone(),
+        workflow: Vec::new(),
+        agents: Vec::new(),
+        when_marks: when_marks(node),
+        warnings: Vec::new(),
+    };
     let variables = variables(get(&runbook, "inputs"));
     let start = out.id("start", "");
     out.workflow.push((start.clone(), Yaml::map([("type", Yaml::str("start"))])));
@@ -136,13 +147,18 @@ pub fn export(node: &Node) -> String {
         extension.push(pair("input_allowed", Yaml::Map(allowed)));
     }
     playbook.push(pair("playbook_extensions", Yaml::Map(vec![(EXTENSION.to_string(), Yaml::Map(extension))])));
-    yaml::to_json(&Yaml::Map(playbook))
+    // In the runbook's order, as its author reads it (phases are laid out by level).
+    out.warnings.sort_by_key(|warning| warning.mark);
+    (yaml::to_json(&Yaml::Map(playbook)), out.warnings)
 }
 
 struct Out {
     runbook_id: String,
     workflow: Vec<(String, Yaml)>,
     agents: Vec<(String, Yaml)>,
+    /// Where each phase's `when` is written in the runbook, by the phase's position.
+    when_marks: Vec<Mark>,
+    warnings: Vec<Problem>,
 }
 
 impl Out {
@@ -182,16 +198,30 @@ impl Out {
         let phase_id = text(get(phase, "id"));
         let action = self.id("action", &phase_id);
         let guard = get(phase, "when").map(|when| {
+            let when = text(Some(when));
             let true_end = self.id("end", &format!("{phase_id}/when"));
             let condition = self.id("if-condition", &phase_id);
+            let (stix, description) = match condition::to_stix(&when) {
+                Ok(stix) => (stix, format!("STIX patterning over the playbook's variables, translated from the phase's `when` (CEL): {when}")),
+                Err(why) => {
+                    let mark = self.when_marks.get(position).copied().unwrap_or(Mark::START);
+                    self.warnings.push(
+                        Problem::warning(
+                            Code::ConditionKept,
+                            &pointer(&pointer("/workflow", &condition), "condition"),
+                            mark,
+                            format!("the `when` of phase `{phase_id}` is not translated to STIX ({why}); the if-condition holds its CEL, which a CACAO executor cannot evaluate"),
+                        )
+                        .with_help("phasegate reads the condition from its extension, so importing the export gives it back; STIX has a form for comparisons of inputs (`inputs.NAME == VALUE`, `in`, `.matches`, joined by `&&` and `||`)"),
+                    );
+                    (when.clone(), format!("Not STIX: phasegate's CEL, written as the runbook has it ({why}). A CACAO executor cannot evaluate it; phasegate reads it from the phasegate extension."))
+                }
+            };
             let step = Yaml::map([
                 ("type", Yaml::str("if-condition")),
                 ("name", Yaml::str(format!("When phase `{phase_id}` runs"))),
-                (
-                    "description",
-                    Yaml::str("The condition is phasegate's (CEL), written as the runbook has it; it is not STIX."),
-                ),
-                ("condition", when.clone()),
+                ("description", Yaml::str(description)),
+                ("condition", Yaml::str(stix)),
                 ("on_true", Yaml::str(&action)),
                 ("on_completion", Yaml::str(next)),
             ]);
@@ -421,6 +451,24 @@ fn variables_in(text: &str) -> String {
 fn quoted(arg: &str) -> String {
     let plain = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
     if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
+}
+
+/// Where each phase's `when` is written, by the phase's position (the phase's own place when it
+/// has no `when`).
+fn when_marks(node: &Node) -> Vec<Mark> {
+    let value_of = |node: &'_ Node, key: &str| match &node.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Scalar { text, .. } if text == key))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    match value_of(node, "phases").map(|phases| phases.value) {
+        Some(Value::Seq(phases)) => {
+            phases.iter().map(|phase| value_of(phase, "when").map_or(phase.mark, |when| when.mark)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The YAML tree as the ordered tree the JSON is written from: plain scalars typed as YAML 1.2's

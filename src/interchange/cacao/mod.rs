@@ -62,6 +62,7 @@ crate::runbook::diagnostic::codes! {
     Timing = "CA0028": "a delay or timeout phasegate rounds or leaves out (warning)",
     SubPlaybook = "CA0029": "a playbook-action kept as a manual step that runs the other playbook (warning)",
     Extension = "CA0030": "an extension phasegate does not act on, kept in the description (warning)",
+    ConditionKept = "CA0031": "a phase's condition exported as phasegate's CEL, not STIX, which a CACAO executor cannot evaluate (warning)",
     Invalid = "CA0090": "the runbook written does not validate (a fault of the importer)",
 }
 
@@ -175,13 +176,24 @@ pub fn import(bytes: &[u8], templates: &dyn Templates) -> Result<Imported, Vec<P
     }
 }
 
-/// Exports a runbook (its text) as a CACAO 2.0 playbook, JSON text; every problem of the
-/// runbook when it does not validate (a runbook that does not validate is not exported).
-pub fn export(text: &str, templates: &dyn Templates) -> Result<String, Vec<runbook::Diagnostic>> {
+/// A runbook exported: the playbook's JSON text, and warnings of what a CACAO executor cannot
+/// use as written (located in the runbook; the pointer is the place in the playbook).
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub json: String,
+    pub warnings: Vec<Problem>,
+}
+
+/// Exports a runbook (its text) as a CACAO 2.0 playbook; every problem of the runbook when it
+/// does not validate (a runbook that does not validate is not exported).
+pub fn export(text: &str, templates: &dyn Templates) -> Result<Exported, Vec<runbook::Diagnostic>> {
     runbook::parse(text, templates)?;
     let (node, diagnostics) = runbook::yaml::parse(text, runbook::yaml::Limits::default());
     match node {
-        Some(node) if diagnostics.is_empty() => Ok(export::export(&node)),
+        Some(node) if diagnostics.is_empty() => {
+            let (json, warnings) = export::export(&node);
+            Ok(Exported { json, warnings })
+        }
         _ => Err(diagnostics),
     }
 }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Headers whose values are credentials: never copied into the runbook.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key"];
+
 impl Cx<'_, '_> {
     pub(super) fn commands(&mut self, i: usize) -> Vec<Yaml> {
         let step = &self.graph.steps[i];
@@ -140,7 +143,30 @@ impl Cx<'_, '_> {
                 }
             })
             .collect();
-        let content = command.get("content").and_then(Json::as_str).map(str::to_string);
+        // What an OpenC2 or HTTP command sends: kept in a manual step's instructions, never dropped.
+        let content = command.get("content").and_then(Json::as_str).map(str::to_string).or_else(|| {
+            let encoded = command.get("content_b64").and_then(Json::as_str)?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            Some(decoded.unwrap_or_else(|| format!("(base64) {encoded}")))
+        });
+        let header_lines: Vec<String> = object_members(command.get("headers"))
+            .iter()
+            .map(|(name, _, values)| {
+                let values: Vec<&str> = match &values.value {
+                    Value::Array(items) => items.iter().filter_map(Json::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                if CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                    // A credential's value is never copied, not even into instructions.
+                    format!("{name}: (left out: a credential; see the runbook's secrets)")
+                } else {
+                    format!("{name}: {}", values.join(", "))
+                }
+            })
+            .collect();
         let manual = |cx: &mut Self, why: Option<String>| -> Yaml {
             let mut instructions = String::new();
             if !description.is_empty() {
@@ -156,6 +182,9 @@ impl Cx<'_, '_> {
             }
             if let Some(text) = &text {
                 instructions.push_str(text);
+            }
+            if !header_lines.is_empty() {
+                instructions.push_str(&format!("\n\nHeaders:\n{}", header_lines.join("\n")));
             }
             if let Some(content) = &content {
                 instructions.push_str(&format!("\n\nContent:\n{content}"));
@@ -328,7 +357,7 @@ impl Cx<'_, '_> {
                     continue;
                 }
             };
-            if ["authorization", "proxy-authorization", "cookie", "x-api-key"]
+            if CREDENTIAL_HEADERS
                 .contains(&name.to_ascii_lowercase().as_str())
             {
                 let secret = format!("{}_{}", slug(self.phase_of[i].as_deref().unwrap_or("cacao"), "cacao"), name)

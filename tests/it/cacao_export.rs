@@ -209,7 +209,10 @@ fn every_export_meets_the_cacao_json_schemas() {
         serde_json::from_str(&std::fs::read_to_string(root().join("tests/cacao/schema/playbook.json")).unwrap())
             .unwrap();
     let validator = jsonschema::options().with_retriever(Schemas).build(&schema).expect("the schemas compile");
-    for (name, text) in example_runbooks() {
+    // The example runbooks, and one whose conditions are all written as STIX.
+    let route = "tests/cacao/route-by-severity.yaml";
+    let route = (route.to_string(), std::fs::read_to_string(root().join(route)).unwrap());
+    for (name, text) in example_runbooks().into_iter().chain([route]) {
         let exported: serde_json::Value = serde_json::from_str(&cacao::export(&text, &catalog).unwrap().json).unwrap();
         let errors: Vec<String> =
             validator.iter_errors(&exported).map(|e| format!("{}: {e}", e.instance_path())).collect();
@@ -282,7 +285,10 @@ fn conditions_over_inputs_export_as_stix_that_any_reader_takes_back() {
         found,
         [
             ("close-quietly", "__severity__:value NOT IN ('high', 'critical')"),
-            ("escalate", "__severity__:value IN ('high', 'critical') AND (__hosts__:value > 10 OR __paged__:value = true)"),
+            (
+                "escalate",
+                "__severity__:value IN ('high', 'critical') AND (__hosts__:value > 10 OR __paged__:value = true)"
+            ),
             ("watch", "__severity__:value = 'high' AND __hosts__:value <= 10 AND __paged__:value = false"),
         ]
         .map(|(p, c)| (p.to_string(), c.to_string()))
@@ -298,9 +304,15 @@ fn conditions_over_inputs_export_as_stix_that_any_reader_takes_back() {
         phase.when.as_ref().map(|w| w.source().to_string()).unwrap_or_default()
     };
     // Import wraps a branch's condition in brackets; inside them is the runbook's own `when`.
-    assert_eq!(when_of("Escalate"), r#"(inputs.severity in ["high", "critical"] && (inputs.hosts > 10 || inputs.paged == true))"#);
+    assert_eq!(
+        when_of("Escalate"),
+        r#"(inputs.severity in ["high", "critical"] && (inputs.hosts > 10 || inputs.paged == true))"#
+    );
     assert_eq!(when_of("Close quietly"), r#"(!(inputs.severity in ["high", "critical"]))"#);
-    assert_eq!(when_of("Watch the hosts"), r#"(inputs.severity == "high" && inputs.hosts <= 10 && inputs.paged == false)"#);
+    assert_eq!(
+        when_of("Watch the hosts"),
+        r#"(inputs.severity == "high" && inputs.hosts <= 10 && inputs.paged == false)"#
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("route-by-severity.yaml"), &imported.yaml).unwrap();

@@ -347,7 +347,10 @@ fn comparison(expr: &IdedExpr) -> Result<(String, Option<String>), String> {
         return Ok((variable, None));
     }
     let Expr::Call(call) = &expr.expr else {
-        return Err("a comparison of an input is `inputs.NAME == VALUE` (or `!=`, `<`, `<=`, `>`, `>=`, `in`, `.matches`)".into());
+        return Err(
+            "a comparison of an input is `inputs.NAME == VALUE` (or `!=`, `<`, `<=`, `>`, `>=`, `in`, `.matches`)"
+                .into(),
+        );
     };
     if call.func_name == "matches" {
         let (Some(target), [pattern]) = (&call.target, call.args.as_slice()) else {
@@ -359,11 +362,16 @@ fn comparison(expr: &IdedExpr) -> Result<(String, Option<String>), String> {
         return Ok((stix_variable(target)?, Some(format!("MATCHES {}", stix_string(pattern.inner())))));
     }
     let [left, right] = call.args.as_slice() else {
-        return Err(format!("`{}` is not translated: phasegate translates comparisons of inputs", shown(&call.func_name)));
+        return Err(format!(
+            "`{}` is not translated: phasegate translates comparisons of inputs",
+            shown(&call.func_name)
+        ));
     };
     if call.func_name == operators::IN {
         let Expr::List(list) = &right.expr else {
-            return Err("`in` is translated with a list written in the condition: `inputs.NAME in [\"a\", \"b\"]`".into());
+            return Err(
+                "`in` is translated with a list written in the condition: `inputs.NAME in [\"a\", \"b\"]`".into()
+            );
         };
         if list.elements.is_empty() {
             return Err("`in []` holds nothing; STIX's `IN` takes at least one value".into());
@@ -372,7 +380,10 @@ fn comparison(expr: &IdedExpr) -> Result<(String, Option<String>), String> {
         return Ok((stix_variable(left)?, Some(format!("IN ({})", values.join(", ")))));
     }
     let Some((_, op)) = OPERATORS.iter().find(|(func, _)| *func == call.func_name) else {
-        return Err(format!("`{}` is not translated: phasegate translates comparisons of inputs", shown(&call.func_name)));
+        return Err(format!(
+            "`{}` is not translated: phasegate translates comparisons of inputs",
+            shown(&call.func_name)
+        ));
     };
     let variable = stix_variable(left).map_err(|why| match stix_variable(right) {
         Ok(_) => "write the input first (`inputs.NAME == VALUE`), as STIX comparisons are written".to_string(),
@@ -488,13 +499,22 @@ mod tests {
             (r#"inputs.severity == "high""#, "__severity__:value = 'high'"),
             (r#"inputs.a == "it's \\ 'q'""#, r"__a__:value = 'it\'s \\ \'q\''"),
             ("inputs.count >= -5 && inputs.ratio < 2.0", "__count__:value >= -5 AND __ratio__:value < 2.0"),
-            (r#"(inputs.a == 1 || inputs.b in ["x", 2]) && inputs.c.matches("^ws-")"#, "(__a__:value = 1 OR __b__:value IN ('x', 2)) AND __c__:value MATCHES '^ws-'"),
-            (r#"!(inputs.host in ["a"]) || inputs.x != inputs.y"#, "__host__:value NOT IN ('a') OR __x__:value != __y__:value"),
+            (
+                r#"(inputs.a == 1 || inputs.b in ["x", 2]) && inputs.c.matches("^ws-")"#,
+                "(__a__:value = 1 OR __b__:value IN ('x', 2)) AND __c__:value MATCHES '^ws-'",
+            ),
+            (
+                r#"!(inputs.host in ["a"]) || inputs.x != inputs.y"#,
+                "__host__:value NOT IN ('a') OR __x__:value != __y__:value",
+            ),
             // Written otherwise than import writes it: the same condition all the same.
             ("inputs.flag", "__flag__:value = true"),
             ("!inputs.flag", "__flag__:value = false"),
             ("((inputs.a=='x'))", "__a__:value = 'x'"),
-            ("inputs.a == 1 && (inputs.b == 2 && inputs.c == 3)", "__a__:value = 1 AND __b__:value = 2 AND __c__:value = 3"),
+            (
+                "inputs.a == 1 && (inputs.b == 2 && inputs.c == 3)",
+                "__a__:value = 1 AND __b__:value = 2 AND __c__:value = 3",
+            ),
         ] {
             assert_eq!(to_stix(when).as_deref(), Ok(stix), "{when}");
         }
@@ -552,8 +572,27 @@ mod tests {
     fn input() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         const WORDS: &[&str] = &[
-            "as", "break", "const", "continue", "else", "false", "for", "function", "if", "import", "in", "let",
-            "loop", "namespace", "null", "package", "return", "true", "var", "void", "while",
+            "as",
+            "break",
+            "const",
+            "continue",
+            "else",
+            "false",
+            "for",
+            "function",
+            "if",
+            "import",
+            "in",
+            "let",
+            "loop",
+            "namespace",
+            "null",
+            "package",
+            "return",
+            "true",
+            "var",
+            "void",
+            "while",
         ];
         "[a-z][a-z0-9]{0,4}(_[a-z0-9]{1,3})?"
             .prop_filter("not a word of CEL's", |name| !WORDS.contains(&name.as_str()))
@@ -565,7 +604,9 @@ mod tests {
         prop_oneof![
             "[ -~é\n\t]{0,8}".prop_map(|text| quote(&text)),
             (-1000i64..1000).prop_map(|n| n.to_string()),
-            (-100i64..100, 1u32..99).prop_filter("no trailing zero", |(_, f)| f % 10 != 0).prop_map(|(n, f)| format!("{n}.{f:02}")),
+            (-100i64..100, 1u32..99)
+                .prop_filter("no trailing zero", |(_, f)| f % 10 != 0)
+                .prop_map(|(n, f)| format!("{n}.{f:02}")),
             any::<bool>().prop_map(|b| b.to_string()),
             input(),
         ]
@@ -580,15 +621,19 @@ mod tests {
                 .prop_map(|(input, values)| format!("{input} in [{}]", values.join(", "))),
             (input(), "[ -~]{0,8}").prop_map(|(input, pattern)| format!("{input}.matches({})", quote(&pattern))),
         ];
-        (plain, any::<bool>()).prop_map(|(cel, negated)| Form::Comparison(if negated { format!("!({cel})") } else { cel }))
+        (plain, any::<bool>())
+            .prop_map(|(cel, negated)| Form::Comparison(if negated { format!("!({cel})") } else { cel }))
     }
 
     fn form() -> impl proptest::strategy::Strategy<Value = Form> {
         use proptest::prelude::*;
         comparison().prop_recursive(3, 12, 3, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone().prop_filter("no `&&` in `&&`", |f| !matches!(f, Form::And(_))), 2..4)
-                    .prop_map(Form::And),
+                prop::collection::vec(
+                    inner.clone().prop_filter("no `&&` in `&&`", |f| !matches!(f, Form::And(_))),
+                    2..4
+                )
+                .prop_map(Form::And),
                 prop::collection::vec(inner.prop_filter("no `||` in `||`", |f| !matches!(f, Form::Or(_))), 2..4)
                     .prop_map(Form::Or),
             ]

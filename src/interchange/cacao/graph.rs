@@ -261,7 +261,7 @@ pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Prob
                     Code::BadStart,
                     "/workflow_start",
                     target.mark,
-                    format!("`{id}` is a `{}` step, not a `start` step", steps[i].kind),
+                    format!("`{id}` is of type `{}`, not a `start` step", steps[i].kind),
                 ));
                 None
             }

@@ -249,11 +249,12 @@ pub fn check(playbook: &Json) -> Vec<Problem> {
                             &pointer(&command_at, key),
                             *mark,
                             format!(
-                                "`{key}` is not a property of a `{kind}` command in CACAO 2.0; it was read all the same, as the command's text or content"
+                                "`{key}` is not a property of this `{kind}` command in CACAO 2.0; it was read all the same, as the command's text or content"
                             ),
                         );
                         let said = extra.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-                        problem = problem.with_help(format!("a `{kind}` command says what it does in {said}"));
+                        problem =
+                            problem.with_help(format!("CACAO 2.0 has `{kind}` commands say what they do in {said}"));
                         read_anyway.push(problem);
                     }
                 }

@@ -357,9 +357,7 @@ impl Cx<'_, '_> {
                     continue;
                 }
             };
-            if CREDENTIAL_HEADERS
-                .contains(&name.to_ascii_lowercase().as_str())
-            {
+            if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 let secret = format!("{}_{}", slug(self.phase_of[i].as_deref().unwrap_or("cacao"), "cacao"), name)
                     .to_ascii_uppercase()
                     .replace('-', "_");

@@ -309,6 +309,8 @@ fn unknown_properties_are_reported_on_every_object_the_standard_defines() {
     let sigma = unknown.iter().find(|w| w.pointer == format!("{a}/7/command")).unwrap();
     assert!(sigma.message.contains("read all the same"), "{}", sigma.message);
     assert!(imported.yaml.contains("title: sample run"), "{}", imported.yaml);
+    // `related_to` is provenance, kept in the description.
+    assert!(imported.yaml.contains("Related to: playbook--7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e."), "{}", imported.yaml);
     // The OpenC2 command's content, given as base64, is kept in the manual step, decoded.
     assert!(imported.yaml.contains(r#"{\"action\": \"query\""#), "{}", imported.yaml);
 }

@@ -155,12 +155,18 @@ pub fn build<'a>(playbook: &'a Json, workflow: &'a Json, problems: &mut Vec<Prob
     let mut edges = Vec::new();
     let mut reference = |from: usize, field_pointer: String, target: &Json, via: Via, problems: &mut Vec<Problem>| {
         let Some(id) = target.as_str() else {
-            problems.push(Problem::error(
+            let mut problem = Problem::error(
                 Code::WrongType,
                 &field_pointer,
                 target.mark,
                 format!("a step reference is a step's id, this is {}", target.describe()),
-            ));
+            );
+            if matches!(via, Via::Case(_) | Via::Default) && matches!(target.value, Value::Array(_)) {
+                problem = problem.with_help(
+                    "CACAO 2.0 gives each case one step id (a list of steps per case was CACAO 1.x); make the case's branch start at one step",
+                );
+            }
+            problems.push(problem);
             return;
         };
         match index.get(id) {

@@ -61,6 +61,7 @@ impl Cx<'_, '_> {
             ("labels", "Labels"),
             ("industry_sectors", "Industry sectors"),
             ("derived_from", "Derived from"),
+            ("related_to", "Related to"),
         ] {
             if let Some(Value::Array(items)) = p.get(key).map(|v| &v.value) {
                 let texts: Vec<&str> = items.iter().filter_map(Json::as_str).collect();

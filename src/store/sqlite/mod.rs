@@ -34,8 +34,8 @@ use super::campaign::CampaignRows;
 use super::leases::Leases;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
-    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
+    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
@@ -398,9 +398,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
-        let (answer, answered) = oneshot::channel();
-        self.ask(Job::Applied { outcomes: outcomes.to_vec(), answer }, answered)
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.leases.guarded(under, "inbox", move || {
+            let (answer, answered) = oneshot::channel();
+            self.ask(Job::Applied { outcomes: outcomes.to_vec(), answer }, answered)
+        })
     }
 
     async fn inbox_depth(&self) -> Result<u64, Error> {
@@ -539,6 +545,17 @@ impl Store for SqliteStore {
         Ok(self.leases.renew(holder, tokens, lease))
     }
 
+    async fn claim_leases(&self, holder: &str, names: &[String], lease: Duration) -> Result<Vec<Lease>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(self.leases.claim_named(holder, names, lease))
+    }
+
+    async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        Ok(self.leases.renew_named(holder, tokens, lease))
+    }
+
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {
         let rows: Vec<ChainRow> =
             sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq LIMIT ?")
@@ -567,10 +584,13 @@ impl Store for SqliteStore {
         &self,
         incident: &str,
         checkpoint: &SignedCheckpoint,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        let (answer, answered) = oneshot::channel();
-        let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
-        self.ask(job, answered)
+        self.leases.guarded(under, incident, move || {
+            let (answer, answered) = oneshot::channel();
+            let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
+            self.ask(job, answered)
+        })
     }
 
     fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
@@ -581,21 +601,23 @@ impl Store for SqliteStore {
         campaign::batches(&self.reads, campaign).await
     }
 
-    fn campaign_sending(
+    fn campaign_sending_under(
         &self,
         campaign: &str,
         numbers: &[u32],
         at: DateTime<Utc>,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::sending(campaign, numbers, at))
+        self.leases.guarded(under, campaign, move || self.write_campaign(CampaignRows::sending(campaign, numbers, at)))
     }
 
-    fn campaign_answered(
+    fn campaign_answered_under(
         &self,
         campaign: &str,
         results: &[BatchResult],
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::answered(campaign, results))
+        self.leases.guarded(under, campaign, move || self.write_campaign(CampaignRows::answered(campaign, results)))
     }
 
     async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {

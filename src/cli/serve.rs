@@ -96,7 +96,8 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
 
 /// `--lease`: a duration such as `15s`, within the bounds `server.lease` keeps to.
 fn lease(text: &str) -> Result<Duration, String> {
-    let lease = humantime::parse_duration(text).map_err(|error| format!("`{text}` is not a duration such as `15s`: {error}"))?;
+    let lease = humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration such as `15s`: {error}"))?;
     crate::config::server::check_lease(lease)
 }
 

@@ -348,7 +348,8 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     // A campaign stays in the outbox while it sends, a slice a pass; between
                     // slices it is let go, for the next pass here or elsewhere to claim.
                     let under = due.fence();
-                    let slice = self.renewing(due.token, self.campaign_slice(pending, loaded, executor, under.as_ref()));
+                    let slice =
+                        self.renewing(due.token, self.campaign_slice(pending, loaded, executor, under.as_ref()));
                     let slice = match slice.await {
                         Ok(slice) => slice,
                         // Another process took the campaign over: it sends the rest.
@@ -394,7 +395,10 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             // Each open incident is ticked by the one process holding its lease (claims.rs).
             let mut ticked = 0;
             for (id, under) in self.incident_leases(self.open_incidents().await?).await? {
-                let decision = match self.submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref()).await {
+                let decision = match self
+                    .submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref())
+                    .await
+                {
                     Ok(decision) => decision,
                     Err(error) if claims::taken_over(&error) => {
                         tracing::warn!(incident = id, "{error}");

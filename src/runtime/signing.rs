@@ -106,7 +106,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     /// Signs the head `summary` describes, if it has events no checkpoint covers, under the
     /// incident's lease `under` (if given), and hands the checkpoint to the witness.
-    async fn sign_summary(&self, summary: &store::IncidentSummary, under: Option<&store::Fence>) -> Result<bool, Error> {
+    async fn sign_summary(
+        &self,
+        summary: &store::IncidentSummary,
+        under: Option<&store::Fence>,
+    ) -> Result<bool, Error> {
         let Some((signer, _)) = &self.signer else { return Ok(false) };
         match super::audit::sign_head_under(&self.store, signer, summary, self.now(), under).await {
             Ok(signed) => {

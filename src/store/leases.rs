@@ -230,9 +230,7 @@ impl Leases {
             }
             state.token += 1;
             let token = state.token;
-            state
-                .held
-                .insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 });
+            state.held.insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 });
             claimed.push(Claimed { pending, token });
         }
         claimed

@@ -88,8 +88,11 @@ pub trait Store: Send + Sync + 'static {
     /// go of their bodies and headers. One already applied keeps what it was first marked with.
     /// Under a [`Fence`], only while its claim stands: otherwise [`Error::LeaseLost`], and
     /// nothing is marked.
-    fn applied(&self, outcomes: &[(u64, String)], under: Option<&Fence>)
-    -> impl Future<Output = Result<(), Error>> + Send;
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// How many received deliveries are not yet applied.
     fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send;

@@ -753,7 +753,10 @@ async fn the_server_serves_over_any_store() {
 /// keeps to, and says which flag is wrong before anything is opened.
 #[test]
 fn a_lease_out_of_bounds_is_refused_naming_the_flag() {
-    Cli::new().args(["serve", "--lease", "0s"]).fails().stderr_has("--lease").stderr_has("`0s` is not between 1s and 1h");
-    Cli::new().args(["serve", "--lease", "soon"]).fails().stderr_has("`soon` is not a duration such as `15s`");
-    Cli::new().env("PHASEGATE_LEASE", "3h").args(["serve"]).fails().stderr_has("`3h` is not between 1s and 1h");
+    let refused = |cli: Cli| cli.status(2).stderr_has("invalid value");
+    refused(Cli::new().args(["serve", "--lease", "0s"]))
+        .stderr_has("--lease")
+        .stderr_has("`0s` is not between 1s and 1h");
+    refused(Cli::new().args(["serve", "--lease", "soon"])).stderr_has("`soon` is not a duration such as `15s`");
+    refused(Cli::new().env("PHASEGATE_LEASE", "3h").args(["serve"])).stderr_has("`3h` is not between 1s and 1h");
 }

@@ -223,14 +223,18 @@ pub async fn a_campaign_write_under_an_effect_taken_over_is_refused(store: Arc<i
 
     // The current holder marks it; an answer under the old claim is refused, under the new one stored.
     store.campaign_sending_under(campaign, &[1], at(2), Some(&fence(current))).await.unwrap();
-    let refused = store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(stale))).await;
+    let refused =
+        store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(stale))).await;
     assert!(fence_lost(&refused, &all[0]), "an answer under a claim taken over is refused: {refused:?}");
     assert_eq!(states(&*store, campaign).await[0], BatchState::Sending { attempts: 1, since: at(2) });
     store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(current))).await.unwrap();
     assert!(matches!(states(&*store, campaign).await[0], BatchState::Answered { sent: 10, .. }));
 
     // Once the effect is done, no write is made under its claim.
-    store.append(Append::new("inc-1", 1, &[note(5, "sent")]).completes(Some(&all[0])).fenced(Some(current))).await.unwrap();
+    store
+        .append(Append::new("inc-1", 1, &[note(5, "sent")]).completes(Some(&all[0])).fenced(Some(current)))
+        .await
+        .unwrap();
     let refused = store.campaign_sending_under(campaign, &[2], at(6), Some(&fence(current))).await;
     assert!(fence_lost(&refused, &all[0]), "nor under the claim of an effect done: {refused:?}");
 }

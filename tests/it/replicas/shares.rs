@@ -145,8 +145,9 @@ async fn a_replica_frozen_in_a_tick_records_nothing_once_its_incident_was_taken_
     let Some(schema) = postgres::schema().await else { return };
     let minutes = Arc::new(AtomicI64::new(0));
     let clock = Arc::clone(&minutes);
-    let second = Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory())
-        .with_clock(move || t0() + chrono::Duration::minutes(clock.load(Ordering::SeqCst)));
+    let second =
+        Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory())
+            .with_clock(move || t0() + chrono::Duration::minutes(clock.load(Ordering::SeqCst)));
     let (incident, _) = second.start(WAITING, "dana", BTreeMap::new(), None).await.unwrap();
     let before = second.store().events(&incident).await.unwrap();
     assert_eq!(count(&before, "gate_passed"), 0, "the timer holds the phase at the start");
@@ -177,7 +178,12 @@ async fn a_replica_frozen_in_a_tick_records_nothing_once_its_incident_was_taken_
     second.run_due(&Channel::default()).await.unwrap();
     second.run_due(&Channel::default()).await.unwrap();
     let events = second.store().events(&incident).await.unwrap();
-    assert_eq!(count(&events, "gate_passed"), 1, "the gate passed once: {:?}", events.iter().map(|e| e.kind.name()).collect::<Vec<_>>());
+    assert_eq!(
+        count(&events, "gate_passed"),
+        1,
+        "the gate passed once: {:?}",
+        events.iter().map(|e| e.kind.name()).collect::<Vec<_>>()
+    );
 }
 
 /// A SIEM case opens an incident.
@@ -207,7 +213,8 @@ async fn a_replica_frozen_applying_the_inbox_stores_nothing_once_the_inbox_was_t
     let registry = phasegate::runtime::runbooks::load_with(&Catalog::built_in(), dir.path()).unwrap();
     assert_eq!(registry.entries().len(), 1, "the runbook loads: {:?}", registry.rejected());
     let inbox = Arc::new(Inbox::new(Arc::new(registry)));
-    let second = Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory());
+    let second =
+        Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory());
     let delivery = Delivery { source: "siem".into(), id: "case-1".into(), received_at: Utc::now() };
     assert!(inbox.receive(&second, &delivery, &Headers::new(), br#"{"case_id": "C-1"}"#).await.unwrap());
 
@@ -282,8 +289,9 @@ async fn a_replica_frozen_in_a_campaign_slice_marks_and_sends_nothing_once_it_wa
         lists_from: Some(dir.path().to_path_buf()),
         ..Settings::default()
     };
-    let second = Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory())
-        .with_campaigns(settings.clone());
+    let second =
+        Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory())
+            .with_campaigns(settings.clone());
     let (incident, _) = second.start(CAMPAIGN, "dana", BTreeMap::new(), None).await.unwrap();
     let key = format!("{incident}/notify/send");
 

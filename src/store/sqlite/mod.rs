@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod campaign;
 mod checkpointer;
+mod read;
 mod writer;
 
 use super::campaign::CampaignRows;
@@ -41,6 +42,7 @@ use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
+use read::{ChainRow, CheckpointRow, EffectRow, EventRow, InboundRow, IncidentRow, signed, unsigned};
 use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
@@ -635,84 +637,4 @@ impl Store for SqliteStore {
     async fn campaigns(&self, incident: &str) -> Result<Vec<(String, CampaignProgress)>, Error> {
         campaign::progress(&self.reads, incident).await
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    seq: i64,
-    hash: Option<String>,
-    event: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct InboundRow {
-    seq: i64,
-    source: String,
-    id: String,
-    received_at: String,
-    headers: Option<String>,
-    body: Option<Vec<u8>>,
-    numbered: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct CheckpointRow {
-    number: i64,
-    body: String,
-    signature: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    seq: i64,
-    event: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct EffectRow {
-    incident: String,
-    effect: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct IncidentRow {
-    id: String,
-    runbook_id: String,
-    key: Option<String>,
-    version: i64,
-    started_at: String,
-    updated_at: String,
-    closed_at: Option<String>,
-    head: Option<String>,
-    checkpointed: i64,
-    checkpointed_at: Option<String>,
-}
-
-impl TryFrom<IncidentRow> for IncidentSummary {
-    type Error = Error;
-
-    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
-        Ok(IncidentSummary {
-            version: unsigned(row.version)?,
-            started_at: rows::parse_timestamp(&row.started_at)?,
-            updated_at: rows::parse_timestamp(&row.updated_at)?,
-            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            checkpointed: unsigned(row.checkpointed)?,
-            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            head: row.head,
-            id: row.id,
-            runbook_id: row.runbook_id,
-            key: row.key,
-        })
-    }
-}
-
-/// SQLite integers are signed; versions and sequence numbers never are.
-fn signed(number: u64) -> i64 {
-    // No version reaches 2^63; one that claimed to would simply never match a stored version.
-    i64::try_from(number).unwrap_or(i64::MAX)
-}
-
-fn unsigned(number: i64) -> Result<u64, Error> {
-    u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
 }

@@ -358,3 +358,31 @@ async fn a_replica_frozen_in_a_campaign_slice_marks_and_sends_nothing_once_it_wa
         assert!(matches!(state, BatchState::Answered { attempts: 1, .. }), "{state:?}");
     }
 }
+
+/// Regression: a replica that receives deliveries but does not hold the inbox's lease counted
+/// each one waiting and never counted it applied (the holder applied it), so its count only grew,
+/// and past `INBOX_LIMIT` it would have refused every webhook. It now counts what waits in the
+/// store when another process holds the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_not_applying_the_inbox_counts_what_waits_from_the_store() {
+    let Some(schema) = postgres::schema().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cases.yaml"), CASES).unwrap();
+    let replica = async || {
+        let registry = phasegate::runtime::runbooks::load_with(&Catalog::built_in(), dir.path()).unwrap();
+        let store = PostgresStore::connect(schema.options()).await.unwrap();
+        (Runtime::new(store, Catalog::built_in(), directory()), Inbox::new(Arc::new(registry)))
+    };
+    let ((holding, applies), (receiving, receives)) = (replica().await, replica().await);
+    assert_eq!(applies.apply_waiting(&holding).await.unwrap(), 0, "nothing waits yet; the inbox's lease is taken");
+    for case in 1..=3 {
+        let delivery = Delivery { source: "siem".into(), id: format!("case-{case}"), received_at: Utc::now() };
+        let body = format!("{{\"case_id\": \"C-{case}\"}}");
+        assert!(receives.receive(&receiving, &delivery, &Headers::new(), body.as_bytes()).await.unwrap());
+    }
+    assert_eq!(receives.apply_waiting(&receiving).await.unwrap(), 0, "the other replica holds the inbox");
+    assert_eq!(receives.depth(), 3);
+    assert_eq!(applies.apply_waiting(&holding).await.unwrap(), 3);
+    assert_eq!(receives.apply_waiting(&receiving).await.unwrap(), 0);
+    assert_eq!(receives.depth(), 0, "what the holder applied no longer counts as waiting here");
+}

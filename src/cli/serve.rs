@@ -36,6 +36,11 @@ pub struct Args {
     /// (LISTEN/NOTIFY) and wakes when they do; off, each looks for work every `--interval`.
     #[arg(long, value_enum, env = "PHASEGATE_NOTIFY", default_value_t = Notify::On)]
     notify: Notify,
+    /// How long this replica's claims on shared work (effects, incidents' ticks, the inbox) last
+    /// unless renewed: how long a dead replica's work waits before another takes it over
+    /// (default: the configuration's `server.lease`, else 15s; between 1s and 1h).
+    #[arg(long, env = "PHASEGATE_LEASE", value_parser = lease)]
+    lease: Option<Duration>,
     /// Logs as text for people, or as JSON lines for a log pipeline (`RUST_LOG` sets the level).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -67,11 +72,17 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     if args.notify == Notify::On {
         opened.runtime.store().notify_replicas().await.context("cannot listen for the other replicas' work")?;
     }
-    tracing::info!(holder = opened.runtime.holder(), "claims on effects are held under this name");
+    let lease = args.lease.unwrap_or(opened.config.server.lease);
+    let runtime = opened.runtime.with_lease(lease);
+    tracing::info!(
+        holder = runtime.holder(),
+        lease = %humantime::format_duration(lease),
+        "claims on shared work are held under this name"
+    );
     let listen = args.listen.unwrap_or(opened.config.server.listen);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let app = Arc::new(App::new(opened.runtime, opened.config)?);
+    let app = Arc::new(App::new(runtime, opened.config)?);
     server::serve(Arc::clone(&app), Arc::new(actions), listener, args.interval, shutdown()).await?;
     // Every request is answered and the loops have stopped, so nothing else holds the app: the
     // writer finishes what it was given and the database is closed (its WAL copied back).
@@ -81,6 +92,13 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     }
     tracing::info!("stopped");
     Ok(super::exit::OK)
+}
+
+/// `--lease`: a duration such as `15s`, within the bounds `server.lease` keeps to.
+fn lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration such as `15s`: {error}"))?;
+    crate::config::server::check_lease(lease)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what service managers send).

@@ -399,6 +399,12 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_is_fifteen_seconds_unless_configured() {
+        assert_eq!(load("").unwrap().server.lease, std::time::Duration::from_secs(15));
+        assert_eq!(load("server:\n  lease: 30s\n").unwrap().server.lease, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
     fn refusals_name_what_is_wrong() {
         let table = [
             ("peeple: {}\n", "unknown field `peeple`"),
@@ -408,6 +414,9 @@ mod tests {
             ("audit:\n  signing_key: k.pem\n  every: 5m\n", "unknown field `every`"),
             ("audit:\n  checkpoint_every: soon\n", "`checkpoint_every: soon` is not a duration such as `10m`"),
             ("audit:\n  checkpoint_every: 0s\n", "`audit.checkpoint_every` must be longer than zero"),
+            ("server:\n  lease: soon\n", "`lease: soon` is not a duration such as `10m`"),
+            ("server:\n  lease: 0s\n", "`server.lease`: `0s` is not between 1s and 1h"),
+            ("server:\n  lease: 2h\n", "`server.lease`: `2h` is not between 1s and 1h"),
             ("audit:\n  witness:\n    fil: w.jsonl\n", "unknown field `fil`"),
             ("audit:\n  witness:\n    webhook: { url: not a url }\n", "`url: not a url` is not a URL"),
             ("audit:\n  witness:\n    webhook: { url: \"ftp://w.example/\" }\n", "is not an http or https URL"),

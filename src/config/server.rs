@@ -40,6 +40,38 @@ pub(super) struct File {
     sessions: SessionsFile,
     #[serde(default, deserialize_with = "live_poll")]
     live_poll: Option<Duration>,
+    #[serde(default, deserialize_with = "lease")]
+    lease: Option<Duration>,
+}
+
+fn lease<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    super::duration("lease", deserializer)
+}
+
+/// How long a replica's claims last unless renewed, unless configured otherwise: how long a dead
+/// replica's work (its effects, its incidents' ticks, the inbox) waits before another takes it
+/// over (docs/replicas.md).
+pub const LEASE: Duration = crate::runtime::claims::LEASE;
+
+/// The shortest and longest lease allowed: claims are renewed every third of a lease, so a
+/// shorter one renews more often than a loaded database answers; a longer one leaves a dead
+/// replica's work waiting for longer than an incident can.
+pub const SHORTEST_LEASE: Duration = Duration::from_secs(1);
+pub const LONGEST_LEASE: Duration = Duration::from_secs(60 * 60);
+
+/// Checks a lease's length (`server.lease`, `serve --lease`): what is wrong with it, in words,
+/// for the caller to say where it came from.
+pub fn check_lease(lease: Duration) -> Result<Duration, String> {
+    if lease < SHORTEST_LEASE || lease > LONGEST_LEASE {
+        return Err(format!(
+            "`{}` is not between {} and {}: a lease is renewed every third of its length, and a dead replica's \
+             work waits that long before another takes it over",
+            humantime::format_duration(lease),
+            humantime::format_duration(SHORTEST_LEASE),
+            humantime::format_duration(LONGEST_LEASE)
+        ));
+    }
+    Ok(lease)
 }
 
 /// The dashboard's sign-in sessions: how long one lasts idle and at most, and whether its cookie
@@ -161,6 +193,8 @@ pub struct Server {
     pub sessions: Sessions,
     /// How often a dashboard page's event stream polls for changes made by other processes.
     pub live_poll: Duration,
+    /// How long this replica's claims on shared work last unless renewed.
+    pub lease: Duration,
 }
 
 impl File {
@@ -221,7 +255,10 @@ impl File {
         if live_poll.is_zero() {
             return Err(Error::Invalid("`server.live_poll` must be more than zero".into()));
         }
+        let lease = check_lease(self.lease.unwrap_or(LEASE))
+            .map_err(|problem| Error::Invalid(format!("`server.lease`: {problem}")))?;
         Ok(Server {
+            lease,
             listen,
             max_body,
             header_timeout,

@@ -119,6 +119,18 @@ pub async fn sign_head<S: Store>(
     incident: &IncidentSummary,
     at: DateTime<Utc>,
 ) -> Result<Option<SignedCheckpoint>, SignError> {
+    sign_head_under(store, signer, incident, at, None).await
+}
+
+/// [`sign_head`] under `under`, the incident's lease: the checkpoint is stored only while the
+/// lease is this process's ([`store::Error::FenceLost`] otherwise, nothing stored).
+pub async fn sign_head_under<S: Store>(
+    store: &S,
+    signer: &Signer,
+    incident: &IncidentSummary,
+    at: DateTime<Utc>,
+    under: Option<&store::Fence>,
+) -> Result<Option<SignedCheckpoint>, SignError> {
     if incident.version <= incident.checkpointed {
         return Ok(None);
     }
@@ -160,7 +172,7 @@ pub async fn sign_head<S: Store>(
         key: signer.public().fingerprint().to_string(),
     };
     let signed = signer.sign(checkpoint);
-    match store.add_checkpoint(&incident.id, &signed).await {
+    match store.add_checkpoint(&incident.id, &signed, under).await {
         Ok(()) => Ok(Some(signed)),
         // Another process signed these events first.
         Err(store::Error::Invalid { .. }) => Ok(None),

@@ -13,6 +13,13 @@
 //! key; every batch marked in flight more than once is a possible repeat, listed at the end. Once
 //! every batch is answered (or a person cancelled and the batches in flight are answered), the
 //! leaves give the Merkle root, recorded in `campaign_finished` with the totals.
+//!
+//! A slice runs under the campaign effect's claim (`claims.rs`): marking a batch in flight,
+//! recording its answer and the progress reports are stored under its fence, so a process that
+//! paused past its lease, once another took the campaign over, marks none of the batches it had
+//! read and so sends none of them (a batch is sent only once its mark is stored). What it sent
+//! before it paused and could not record goes again from the other, with the same idempotency
+//! key.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,7 +40,7 @@ use crate::engine::state::CampaignState;
 use crate::engine::{self, Command, EffectKind, Outcome};
 use crate::runbook::Templates;
 use crate::runbook::model::{Action, Step};
-use crate::store::{BatchResult, BatchState, CampaignBatch, PendingEffect, Store};
+use crate::store::{BatchResult, BatchState, CampaignBatch, Fence, PendingEffect, Store};
 
 /// A batch that fails this many attempts in a row is given up: its recipients failed.
 const ATTEMPTS: u32 = 8;
@@ -133,6 +140,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         pending: &PendingEffect,
         loaded: &Loaded,
         executor: &impl Executor,
+        under: Option<&Fence>,
     ) -> Result<Slice, Error> {
         let EffectKind::Campaign { phase, step, campaign, list, .. } = &pending.effect.kind else {
             return Ok(Slice::Waiting);
@@ -143,7 +151,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let state = loaded.incident.step(phase, step).campaign.unwrap_or_default();
         let batches = self.store.campaign_batches(campaign).await?;
         if batches.is_empty() || state.batches == 0 {
-            return self.prepare(pending, step_model, list, batches.is_empty()).await;
+            return self.prepare(pending, step_model, list, batches.is_empty(), under).await;
         }
         let unanswered: Vec<&CampaignBatch> =
             batches.iter().filter(|b| !matches!(b.state, BatchState::Answered { .. })).collect();
@@ -199,7 +207,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     tokio::time::sleep_until(start.into()).await;
                 }
                 let number = batch.plan.number;
-                self.store.campaign_sending(campaign, &[number], self.now()).await?;
+                // Refused, and so never sent, once another process took the campaign over.
+                if let Err(error) = self.store.campaign_sending_under(campaign, &[number], self.now(), under).await {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return Err(error.into());
+                }
                 let attempts = match batch.state {
                     BatchState::Sending { attempts, .. } => attempts + 1,
                     _ => 1,
@@ -249,7 +261,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                         return Ok(());
                     }
                 };
-                self.store.campaign_answered(campaign, std::slice::from_ref(&result)).await?;
+                self.store.campaign_answered_under(campaign, std::slice::from_ref(&result), under).await?;
                 // What the totals need; the leaves are in the store.
                 let BatchResult { number, at, sent, failed, .. } = result;
                 shared.results.lock().expect("never poisoned").push(BatchResult {
@@ -284,7 +296,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         } else {
             pace.retry_at = None;
         }
-        self.report_progress(pending, &counted, batches.len() as u32, &mut pace).await?;
+        self.report_progress(pending, &counted, batches.len() as u32, &mut pace, under).await?;
         self.campaigns.campaigns.lock().expect("never poisoned").insert(campaign.clone(), pace);
         Ok(Slice::Moved)
     }
@@ -300,6 +312,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         step: &Step,
         list: &str,
         store_plan: bool,
+        under: Option<&Fence>,
     ) -> Result<Slice, Error> {
         let EffectKind::Campaign { phase, step: step_id, campaign, .. } = &pending.effect.kind else {
             return Ok(Slice::Waiting);
@@ -336,7 +349,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             batches: prepared.batches.len() as u32,
         };
         let command = Command::CampaignReport { phase: phase.clone(), step: step_id.clone(), report };
-        self.submit(&pending.incident, engine::event::SYSTEM, command).await?;
+        self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under).await?;
         // An empty list ends at the next slice, with nothing to send.
         Ok(Slice::Moved)
     }
@@ -348,6 +361,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         totals: &Totals,
         total: u32,
         pace: &mut Pace,
+        under: Option<&Fence>,
     ) -> Result<(), Error> {
         let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
         let percent = (totals.done * 100).checked_div(total).unwrap_or(100);
@@ -363,7 +377,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             batches: total,
         };
         let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
-        self.submit(&pending.incident, engine::event::SYSTEM, command).await?;
+        self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under).await?;
         Ok(())
     }
 

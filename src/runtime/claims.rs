@@ -3,17 +3,33 @@
 //! whose result it records with the claim's fencing token, so that several processes sharing one
 //! database never carry out an effect at once and a process that paused past its lease records
 //! nothing over the one that took the effect over (docs/replicas.md).
+//!
+//! The other shares of work are claimed the same way, as named leases
+//! ([`Store::claim_leases`]): each open incident's ticks (its timers and checks) and the signing
+//! of its head ([`incident_lease`]), and the webhook inbox ([`INBOX`]). A lease is kept while
+//! this process lives (claiming it again renews it), so one process goes on ticking an incident
+//! and another takes it over once the lease runs out; what is written under it carries its
+//! fencing token ([`store::Fence`]).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::{Error, Runtime};
 use crate::runbook::Templates;
-use crate::store::{self, PendingEffect, Store};
+use crate::store::{self, Fence, PendingEffect, Store};
 
 /// How long a claim holds an effect unless renewed: how long a dead process's effects wait
 /// before another takes them over.
 pub const LEASE: Duration = Duration::from_secs(15);
+
+/// The lease under which one process applies the webhook inbox, in the order received.
+pub const INBOX: &str = "inbox";
+
+/// The name of the lease under which one process ticks `incident` (its timers, its checks'
+/// polls and deadlines, its retries) and signs its head.
+pub fn incident_lease(incident: &str) -> String {
+    format!("incident/{incident}")
+}
 
 /// Effects claimed at a time: each is carried out in turn, so a large page would leave the last
 /// ones leased, and waiting, while the first are carried out.
@@ -25,6 +41,14 @@ pub(super) struct Due {
     pub(super) pending: PendingEffect,
     pub(super) token: Option<u64>,
     claimed_at: Instant,
+}
+
+impl Due {
+    /// The fence of what is written under this effect's claim while it is carried out (a
+    /// campaign's batches and reports); none when it was not claimed.
+    pub(super) fn fence(&self) -> Option<Fence> {
+        self.token.map(|token| Fence::Effect { id: self.pending.effect.id.clone(), token })
+    }
 }
 
 /// This process's name as a holder of leases: the host's process id and a random part, so that
@@ -92,6 +116,52 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         }
     }
 
+    /// Of `incidents`, those whose lease ([`incident_lease`]) this runtime holds now (claimed,
+    /// or kept and renewed), each with the fence of what is written under it, in the order given.
+    /// A runtime that owns its store claims nothing: every incident is its own, under no fence.
+    pub(super) async fn incident_leases(&self, incidents: Vec<String>) -> Result<Vec<(String, Option<Fence>)>, Error> {
+        if self.owned.is_some() {
+            return Ok(incidents.into_iter().map(|incident| (incident, None)).collect());
+        }
+        let names: Vec<String> = incidents.iter().map(|incident| incident_lease(incident)).collect();
+        let mut held: std::collections::HashMap<String, store::Lease> = self
+            .store
+            .claim_leases(&self.holder, &names, self.lease)
+            .await?
+            .into_iter()
+            .map(|lease| (lease.name.clone(), lease))
+            .collect();
+        Ok(incidents
+            .into_iter()
+            .zip(names)
+            .filter_map(|(incident, name)| held.remove(&name).map(|lease| (incident, Some(lease.fence()))))
+            .collect())
+    }
+
+    /// The lease `name` if this runtime holds it now (claimed, or kept and renewed), as the fence
+    /// of what is written under it: `Some(None)` in a runtime that owns its store (nothing to
+    /// claim), `None` when another process holds it.
+    pub(super) async fn named_lease(&self, name: &str) -> Result<Option<Option<Fence>>, Error> {
+        if self.owned.is_some() {
+            return Ok(Some(None));
+        }
+        let held = self.store.claim_leases(&self.holder, &[name.to_string()], self.lease).await?;
+        Ok(held.into_iter().next().map(|lease| Some(lease.fence())))
+    }
+
+    /// Whether the named lease `under` still stands, renewed when a third of it has passed since
+    /// `since` (then `since` moves to now): what a long piece of work under it (a page of the
+    /// inbox) asks between its parts.
+    pub(super) async fn lease_still_held(&self, under: Option<&Fence>, since: &mut Instant) -> Result<bool, Error> {
+        let Some(Fence::Lease { token, .. }) = under else { return Ok(true) };
+        if since.elapsed() < self.lease / 3 {
+            return Ok(true);
+        }
+        let held = !self.store.renew_leases(&self.holder, &[*token], self.lease).await?.is_empty();
+        *since = Instant::now();
+        Ok(held)
+    }
+
     /// Lets the effect claimed with `token` go at once (a campaign between its slices), so that
     /// the next pass, here or in another process, claims it without waiting for the lease.
     pub(super) async fn release(&self, token: Option<u64>) -> Result<(), Error> {
@@ -105,5 +175,5 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 /// Whether a failed record is the refusal of a result whose lease another process took over:
 /// that process carries the effect out and records it, so this one only says so.
 pub(super) fn taken_over(error: &Error) -> bool {
-    matches!(error, Error::Store(store::Error::LeaseLost { .. }))
+    matches!(error, Error::Store(store::Error::LeaseLost { .. } | store::Error::FenceLost { .. }))
 }

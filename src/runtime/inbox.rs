@@ -17,6 +17,12 @@
 //! after a crash halfway through does the rest and nothing twice. A delivery is marked applied,
 //! with what it did, once all its actions are stored; one whose action failed (the database)
 //! waits and is tried again.
+//!
+//! Among processes sharing one database, the one holding the inbox's lease
+//! (`claims::INBOX`) applies it; the others only receive. Each page is applied under the lease:
+//! every action's append and the marks of the deliveries applied carry its fencing token, so a
+//! process that paused past its lease stores nothing once another took the inbox over, and one
+//! incident's deliveries are applied in the order received whichever process received them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +38,7 @@ use crate::engine::trigger::{self, Decision, Did, Variables};
 use crate::runbook::Templates;
 use crate::runbook::model::{PayloadFormat, Trigger};
 use crate::runbook::registry::Registry;
-use crate::store::{self, Delivery, Headers, Inbound, Store};
+use crate::store::{self, Delivery, Fence, Headers, Inbound, Store};
 
 /// Deliveries taken from the inbox at once, and about the most bytes of bodies. A long page
 /// makes long groups, and a group on an open incident is one append.
@@ -132,18 +138,33 @@ impl Inbox {
     }
 
     /// Applies the next page of waiting deliveries: how many were applied, or `None` when none
-    /// waits.
+    /// waits, or another process holds the inbox's lease (it applies them).
     async fn apply_next_page<S: Store, T: Templates + Send + Sync>(
         &self,
         runtime: &Runtime<S, T>,
     ) -> Result<Option<usize>, Error> {
+        let Some(under) = runtime.named_lease(super::claims::INBOX).await? else {
+            // Another process applies the deliveries this one receives: what waits is counted
+            // from the store, or the count past which the server sheds load would only grow.
+            self.depth.store(runtime.store().inbox_depth().await?, Ordering::Relaxed);
+            return Ok(None);
+        };
         let waiting = runtime.store().inbox(PAGE, PAGE_BYTES).await?;
         if waiting.is_empty() {
             return Ok(None);
         }
-        let applied = self.apply_page(runtime, waiting).await?;
-        self.taken(applied);
-        Ok(Some(applied))
+        match self.apply_page(runtime, waiting, under.as_ref()).await {
+            Ok(applied) => {
+                self.taken(applied);
+                Ok(Some(applied))
+            }
+            // Another process took the inbox over: it applies what this page left.
+            Err(error) if super::claims::taken_over(&error) => {
+                tracing::warn!("{error}");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Applies waiting deliveries, a page at a time, until `stopped` says so: whenever woken (a
@@ -196,6 +217,7 @@ impl Inbox {
         &self,
         runtime: &Runtime<S, T>,
         waiting: Vec<Inbound>,
+        under: Option<&Fence>,
     ) -> Result<usize, Error> {
         // What each delivery did, trigger by trigger; an action's place is filled when it is stored.
         let mut outcomes: Vec<Result<Vec<Option<Done>>, String>> = Vec::with_capacity(waiting.len());
@@ -246,11 +268,16 @@ impl Inbox {
                 }
             }
         };
+        let mut since = std::time::Instant::now();
         for group in order {
+            // The lease is renewed as the page goes on; once lost, the rest waits for its holder.
+            if !runtime.lease_still_held(under, &mut since).await? {
+                break;
+            }
             let actions = groups.remove(&group).unwrap_or_default();
             let runbook = self.runbooks.entries()[group.0].runbook().id();
             let known = open.get(&(runbook.to_owned(), group.1.clone())).cloned();
-            for (action, result) in actions.iter().zip(self.apply_group(runtime, &actions, known).await) {
+            for (action, result) in actions.iter().zip(self.apply_group(runtime, &actions, known, under).await) {
                 // An action that failed leaves its place empty: its delivery waits.
                 if let (Ok(done), Ok(dones)) = (result, &mut outcomes[action.entry]) {
                     dones[action.number] = Some(done);
@@ -268,7 +295,7 @@ impl Inbox {
             applied.push((inbound.seq, record.to_string()));
         }
         if !applied.is_empty() {
-            runtime.store().applied(&applied).await?;
+            runtime.store().applied(&applied, under).await?;
         }
         Ok(applied.len())
     }
@@ -314,14 +341,15 @@ impl Inbox {
         runtime: &Runtime<S, T>,
         actions: &[Action],
         known: Option<String>,
+        under: Option<&Fence>,
     ) -> Vec<Result<Done, Unstored>> {
         let mut results = Vec::with_capacity(actions.len());
         let mut open: Option<Option<String>> = Some(known);
         while results.len() < actions.len() {
             let rest = &actions[results.len()..];
             let answers = match open.clone() {
-                Some(Some(incident)) => self.apply_all(runtime, rest, &incident).await,
-                _ => vec![self.apply(runtime, &rest[0], &mut open).await],
+                Some(Some(incident)) => self.apply_all(runtime, rest, &incident, under).await,
+                _ => vec![self.apply(runtime, &rest[0], &mut open, under).await],
             };
             for answer in answers {
                 let failed = answer.is_err();
@@ -344,6 +372,7 @@ impl Inbox {
         runtime: &Runtime<S, T>,
         action: &Action,
         known: &mut Option<Option<String>>,
+        under: Option<&Fence>,
     ) -> Result<Done, Unstored> {
         let runbook = self.runbooks.entries()[action.subject.runbook].runbook().id();
         let trigger = &self.trigger(&action.subject).id;
@@ -355,11 +384,11 @@ impl Inbox {
             // What was known may be out of date (an incident closed meanwhile, or the page's
             // reading of the open incidents failed): what it turned away is decided again on
             // what the store says now.
-            Some(open) => match self.act(runtime, action, open).await? {
-                done if done.did == Did::Ignored => self.act(runtime, action, read().await?).await?,
+            Some(open) => match self.act(runtime, action, open, under).await? {
+                done if done.did == Did::Ignored => self.act(runtime, action, read().await?, under).await?,
                 done => done,
             },
-            None => self.act(runtime, action, read().await?).await?,
+            None => self.act(runtime, action, read().await?, under).await?,
         };
         if done.did != Did::Ignored {
             *known = Some(done.incident.clone());
@@ -373,21 +402,22 @@ impl Inbox {
         runtime: &Runtime<S, T>,
         action: &Action,
         open: Option<String>,
+        under: Option<&Fence>,
     ) -> Result<Done, Unstored> {
         let trigger = self.trigger(&action.subject);
         let delivery = Some(&action.delivery);
         let decision = trigger::decide(trigger, &action.subject.variables, &action.key, open.as_deref());
         let Decision::Start { key, inputs } = &decision else {
-            return self.submit(runtime, trigger, &decision, delivery).await;
+            return self.submit(runtime, trigger, &decision, delivery, under).await;
         };
         let text = self.runbooks.entries()[action.subject.runbook].text();
         let actor = trigger::actor(trigger);
-        match runtime.start_delivered(text, &actor, inputs.clone(), Some(key.clone()), delivery).await {
+        match runtime.start_delivered_under(text, &actor, inputs.clone(), Some(key.clone()), delivery, under).await {
             Ok((id, _)) => Ok(Done::of(trigger, Did::Started, Some(id), None)),
             // Another process opened it first: decided again with that one open.
             Err(Error::Store(store::Error::DuplicateKey { open, .. })) => {
                 let decision = trigger::decide(trigger, &action.subject.variables, &action.key, Some(&open));
-                self.submit(runtime, trigger, &decision, delivery).await
+                self.submit(runtime, trigger, &decision, delivery, under).await
             }
             Err(error) => settle(trigger, Err(error)),
         }
@@ -400,12 +430,13 @@ impl Inbox {
         trigger: &Trigger,
         decision: &Decision,
         delivery: Option<&Delivery>,
+        under: Option<&Fence>,
     ) -> Result<Done, Unstored> {
         let (Some(command), Some(incident)) = (decision.command(), decision.incident()) else {
             return Ok(Done::decided(trigger, decision));
         };
         let result = runtime
-            .submit_delivered(incident, &trigger::actor(trigger), command, delivery)
+            .submit_delivered_under(incident, &trigger::actor(trigger), command, delivery, under)
             .await
             .map(|_| Done::of(trigger, decision.did(), Some(incident.to_string()), None));
         settle(trigger, result)
@@ -419,6 +450,7 @@ impl Inbox {
         runtime: &Runtime<S, T>,
         actions: &[Action],
         open: &str,
+        under: Option<&Fence>,
     ) -> Vec<Result<Done, Unstored>> {
         let mut dones: Vec<Option<Result<Done, Unstored>>> = actions.iter().map(|_| None).collect();
         let mut asked = Vec::new();
@@ -436,7 +468,7 @@ impl Inbox {
         }
         let mut again = Vec::new();
         if !commands.is_empty() {
-            match runtime.submit_all_delivered(open, &commands).await {
+            match runtime.submit_all_delivered_under(open, &commands, under).await {
                 Ok(answers) => {
                     for ((index, did), answer) in asked.into_iter().zip(answers) {
                         let trigger = self.trigger(&actions[index].subject);
@@ -458,7 +490,7 @@ impl Inbox {
             }
         }
         for index in again {
-            dones[index] = Some(self.apply(runtime, &actions[index], &mut None).await);
+            dones[index] = Some(self.apply(runtime, &actions[index], &mut None, under).await);
         }
         dones.into_iter().map(|done| done.expect("every action is answered")).collect()
     }
@@ -518,6 +550,11 @@ fn settle(trigger: &Trigger, result: Result<Done, Error>) -> Result<Done, Unstor
         }
         // A gate already passed, an incident closed meanwhile: nothing to do, and nothing lost.
         Err(Error::Refused(refused)) => Ok(Done::of(trigger, Did::Ignored, None, Some(refused.to_string()))),
+        // Another process took the inbox over: it applies the delivery.
+        Err(error @ Error::Store(store::Error::FenceLost { .. })) => {
+            tracing::warn!(%error, trigger = trigger.id, "the inbox's new holder applies this delivery");
+            Err(Unstored)
+        }
         Err(error) => Err(unstored(&trigger.id, &error)),
     }
 }

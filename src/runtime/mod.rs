@@ -347,7 +347,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 let outcome = if matches!(pending.effect.kind, engine::EffectKind::Campaign { .. }) {
                     // A campaign stays in the outbox while it sends, a slice a pass; between
                     // slices it is let go, for the next pass here or elsewhere to claim.
-                    let slice = self.renewing(due.token, self.campaign_slice(pending, loaded, executor)).await?;
+                    let under = due.fence();
+                    let slice =
+                        self.renewing(due.token, self.campaign_slice(pending, loaded, executor, under.as_ref()));
+                    let slice = match slice.await {
+                        Ok(slice) => slice,
+                        // Another process took the campaign over: it sends the rest.
+                        Err(error) if claims::taken_over(&error) => {
+                            tracing::warn!(incident = pending.incident, effect = pending.effect.id, "{error}");
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     match slice {
                         campaign::Slice::Ended(outcome) => outcome,
                         campaign::Slice::Moved => {
@@ -381,9 +392,20 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 pass.effects += 1;
                 pass.events += decision.events.len();
             }
+            // Each open incident is ticked by the one process holding its lease (claims.rs).
             let mut ticked = 0;
-            for id in self.open_incidents().await? {
-                let decision = self.submit(&id, engine::event::SYSTEM, Command::Tick).await?;
+            for (id, under) in self.incident_leases(self.open_incidents().await?).await? {
+                let decision = match self
+                    .submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref())
+                    .await
+                {
+                    Ok(decision) => decision,
+                    Err(error) if claims::taken_over(&error) => {
+                        tracing::warn!(incident = id, "{error}");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 pass.events += decision.events.len();
                 ticked += decision.events.len() + decision.effects.len();
             }

@@ -3,6 +3,8 @@
 //! append asks after itself ([`Runtime::signed_after`]), so checkpoints are made where `run` is
 //! not running; `run_due` signs every head that is due ([`Runtime::sign_due`]), which catches
 //! what an append's signing left (a failure, a runtime without the key, the events after a close).
+//! Either way a head is signed under its incident's lease (`claims.rs`), by the process holding
+//! it: another process leaves it to that one.
 
 use chrono::{DateTime, Utc};
 
@@ -38,10 +40,17 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let signed = async {
             self.settle().await?;
             let Some(summary) = self.store.incident(incident).await? else { return Ok(None) };
-            if due(closed, summary.checkpointed_at, now, *every) && self.sign_summary(&summary).await? {
+            if !due(closed, summary.checkpointed_at, now, *every) {
+                return Ok::<_, Error>(summary.checkpointed_at);
+            }
+            // Another process holds the incident's lease: it signs the head, at its next pass.
+            let Some((_, under)) = self.incident_leases(vec![incident.to_string()]).await?.pop() else {
+                return Ok(None);
+            };
+            if self.sign_summary(&summary, under.as_ref()).await? {
                 return Ok(Some(now));
             }
-            Ok::<_, Error>(summary.checkpointed_at)
+            Ok(summary.checkpointed_at)
         };
         match signed.await {
             Ok(Some(at)) => {
@@ -58,35 +67,52 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let Some((_, every)) = &self.signer else { return Ok(0) };
         let now = self.now();
         let mut signed = 0;
-        for summary in self.summaries_to_sign(now, *every).await? {
-            if summary.version > summary.checkpointed
-                && due(summary.closed_at.is_some(), summary.checkpointed_at, now, *every)
-            {
-                match self.sign_summary(&summary).await {
-                    Ok(done) => signed += usize::from(done),
-                    // One incident whose log was tampered with stops no other's checkpoints.
-                    Err(Error::Unsigned(problem)) => tracing::error!(incident = summary.id, problem, "not signed"),
-                    Err(error) => return Err(error),
-                }
+        let mut summaries: std::collections::HashMap<String, store::IncidentSummary> = self
+            .summaries_to_sign(now, *every)
+            .await?
+            .into_iter()
+            .filter(|summary| {
+                summary.version > summary.checkpointed
+                    && due(summary.closed_at.is_some(), summary.checkpointed_at, now, *every)
+            })
+            .map(|summary| (summary.id.clone(), summary))
+            .collect();
+        let mut ids: Vec<String> = summaries.keys().cloned().collect();
+        ids.sort_by_key(|id| summaries[id].started_at);
+        // Only the heads of the incidents whose lease this process holds.
+        for (id, under) in self.incident_leases(ids).await? {
+            let Some(summary) = summaries.remove(&id) else { continue };
+            match self.sign_summary(&summary, under.as_ref()).await {
+                Ok(done) => signed += usize::from(done),
+                // One incident whose log was tampered with stops no other's checkpoints.
+                Err(Error::Unsigned(problem)) => tracing::error!(incident = summary.id, problem, "not signed"),
+                Err(error) if super::claims::taken_over(&error) => tracing::warn!(incident = summary.id, "{error}"),
+                Err(error) => return Err(error),
             }
         }
         Ok(signed)
     }
 
-    /// Signs the head of `incident` now, if it has events no checkpoint covers.
+    /// Signs the head of `incident` now, if it has events no checkpoint covers: a person's
+    /// request, not a share of work, so not under the incident's lease (the store refuses a second
+    /// signature of the same head).
     pub async fn sign(&self, incident: &str) -> Result<bool, Error> {
         self.settle().await?;
         match self.store.incident(incident).await? {
-            Some(summary) => self.sign_summary(&summary).await,
+            Some(summary) => self.sign_summary(&summary, None).await,
             None => Err(store::Error::NotFound { incident: incident.to_string() }.into()),
         }
     }
 
-    /// Signs the head `summary` describes, if it has events no checkpoint covers, and hands the
-    /// checkpoint to the witness.
-    async fn sign_summary(&self, summary: &store::IncidentSummary) -> Result<bool, Error> {
+    /// Signs the head `summary` describes, if it has events no checkpoint covers, under the
+    /// incident's lease `under` (if given), and hands the checkpoint to the witness.
+    async fn sign_summary(
+        &self,
+        summary: &store::IncidentSummary,
+        under: Option<&store::Fence>,
+    ) -> Result<bool, Error> {
         let Some((signer, _)) = &self.signer else { return Ok(false) };
-        match super::audit::sign_head(&self.store, signer, summary, self.now()).await {
+        match super::audit::sign_head_under(&self.store, signer, summary, self.now(), under).await {
             Ok(signed) => {
                 if let (Some(signed), Some(witness)) = (&signed, &self.witness) {
                     witness.record(signed);

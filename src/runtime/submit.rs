@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::{Error, RETRIES_ON_CONFLICT, Runtime, encoded};
 use crate::engine::{self, Command, Decision, Incident, Request};
 use crate::runbook::{Runbook, Templates};
-use crate::store::{self, Append, Delivery, Store};
+use crate::store::{self, Append, Delivery, Fence, Store};
 
 /// One command of a submission: who gives it, and the webhook delivery it came in, if any.
 struct Asked<'a> {
@@ -26,6 +26,8 @@ struct Asked<'a> {
     delivery: Option<&'a Delivery>,
     /// The fencing token the effect whose result it records was claimed with.
     token: Option<u64>,
+    /// The claim it is made under (the incident's lease, the inbox's, a campaign's effect).
+    under: Option<&'a Fence>,
 }
 
 impl Asked<'_> {
@@ -76,11 +78,25 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         key: Option<String>,
         delivery: Option<&Delivery>,
     ) -> Result<(String, Decision), Error> {
+        self.start_delivered_under(runbook_text, actor, inputs, key, delivery, None).await
+    }
+
+    /// [`Runtime::start_delivered`] under a claim (the inbox's lease): refused with
+    /// [`store::Error::FenceLost`], storing nothing, once another process took it over.
+    pub(super) async fn start_delivered_under(
+        &self,
+        runbook_text: &str,
+        actor: &str,
+        inputs: BTreeMap<String, serde_json::Value>,
+        key: Option<String>,
+        delivery: Option<&Delivery>,
+        under: Option<&Fence>,
+    ) -> Result<(String, Decision), Error> {
         let runbook = self.runbook(runbook_text).map_err(Error::InvalidRunbook)?;
         let at = self.now();
         let id = (self.ids)(at);
         let command = Command::Start { incident: id.clone(), runbook_text: runbook_text.to_string(), inputs, key };
-        let asked = Asked { actor, command: &command, delivery, token: None };
+        let asked = Asked { actor, command: &command, delivery, token: None, under };
         let decision = self.submit_one(&id, On::Nothing { at, runbook }, asked).await?;
         Ok((id, decision))
     }
@@ -99,7 +115,22 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         command: Command,
         delivery: Option<&Delivery>,
     ) -> Result<Decision, Error> {
-        self.submit_one(incident, On::Stored, Asked { actor, command: &command, delivery, token: None }).await
+        self.submit_delivered_under(incident, actor, command, delivery, None).await
+    }
+
+    /// [`Runtime::submit_delivered`] under a claim (the incident's lease, the inbox's, a
+    /// campaign's effect): refused with [`store::Error::FenceLost`], storing nothing, once another
+    /// process took it over.
+    pub(super) async fn submit_delivered_under(
+        &self,
+        incident: &str,
+        actor: &str,
+        command: Command,
+        delivery: Option<&Delivery>,
+        under: Option<&Fence>,
+    ) -> Result<Decision, Error> {
+        let asked = Asked { actor, command: &command, delivery, token: None, under };
+        self.submit_one(incident, On::Stored, asked).await
     }
 
     /// Records the outcome of `effect`, claimed with `token` (if it was claimed): refused with
@@ -113,7 +144,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         token: Option<u64>,
     ) -> Result<Decision, Error> {
         let command = Command::Record { effect: effect.clone(), outcome };
-        let asked = Asked { actor: engine::event::SYSTEM, command: &command, delivery: None, token };
+        let asked = Asked { actor: engine::event::SYSTEM, command: &command, delivery: None, token, under: None };
         self.submit_one(incident, On::Stored, asked).await
     }
 
@@ -128,9 +159,19 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         incident: &str,
         commands: &[(String, Command, Delivery)],
     ) -> Result<Vec<Result<Decision, Error>>, Error> {
+        self.submit_all_delivered_under(incident, commands, None).await
+    }
+
+    /// [`Runtime::submit_all_delivered`] under a claim (the inbox's lease).
+    pub(super) async fn submit_all_delivered_under(
+        &self,
+        incident: &str,
+        commands: &[(String, Command, Delivery)],
+        under: Option<&Fence>,
+    ) -> Result<Vec<Result<Decision, Error>>, Error> {
         let asked: Vec<Asked> = commands
             .iter()
-            .map(|(actor, command, delivery)| Asked { actor, command, delivery: Some(delivery), token: None })
+            .map(|(actor, command, delivery)| Asked { actor, command, delivery: Some(delivery), token: None, under })
             .collect();
         self.submit_all(incident, On::Stored, &asked).await
     }
@@ -211,6 +252,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut next = state;
         let mut decided = Decision::default();
         let (mut canonical, mut deliveries, mut completes, mut token) = (Vec::new(), Vec::new(), None, None);
+        let mut under = None;
         let mut answers = Vec::with_capacity(asked.len());
         for one in asked {
             let at = match on {
@@ -251,6 +293,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             deliveries.extend(one.delivery.cloned());
             completes = completes.or(one.completes());
             token = token.or(one.token);
+            under = under.or(one.under);
             answers.push(Ok(decision));
         }
         let Some(next) = next.filter(|_| !canonical.is_empty() || !decided.effects.is_empty() || completes.is_some())
@@ -261,6 +304,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .effects(&decided.effects)
             .completes(completes)
             .fenced(token)
+            .under(under.cloned())
             .delivered(&deliveries);
         match self.store_append(append, &decided, completes).await {
             Ok(_) => {

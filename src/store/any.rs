@@ -11,8 +11,8 @@ use futures_util::future::Either;
 use super::postgres::{self, PostgresStore};
 use super::sqlite::{Chained, SqliteStore};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
-    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
+    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
@@ -122,8 +122,12 @@ impl Store for AnyStore {
         each!(self, store => store.inbox(limit, bytes))
     }
 
-    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
-        each!(self, store => store.applied(outcomes))
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        each!(self, store => store.applied(outcomes, under))
     }
 
     fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send {
@@ -200,6 +204,24 @@ impl Store for AnyStore {
         each!(self, store => store.renew_effects(holder, tokens, lease))
     }
 
+    fn claim_leases(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
+        each!(self, store => store.claim_leases(holder, names, lease))
+    }
+
+    fn renew_leases(
+        &self,
+        holder: &str,
+        tokens: &[u64],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send {
+        each!(self, store => store.renew_leases(holder, tokens, lease))
+    }
+
     fn chain(
         &self,
         incident: &str,
@@ -217,8 +239,9 @@ impl Store for AnyStore {
         &self,
         incident: &str,
         checkpoint: &SignedCheckpoint,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        each!(self, store => store.add_checkpoint(incident, checkpoint))
+        each!(self, store => store.add_checkpoint(incident, checkpoint, under))
     }
 
     fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
@@ -229,21 +252,23 @@ impl Store for AnyStore {
         each!(self, store => store.campaign_batches(campaign))
     }
 
-    fn campaign_sending(
+    fn campaign_sending_under(
         &self,
         campaign: &str,
         numbers: &[u32],
         at: DateTime<Utc>,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        each!(self, store => store.campaign_sending(campaign, numbers, at))
+        each!(self, store => store.campaign_sending_under(campaign, numbers, at, under))
     }
 
-    fn campaign_answered(
+    fn campaign_answered_under(
         &self,
         campaign: &str,
         results: &[BatchResult],
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        each!(self, store => store.campaign_answered(campaign, results))
+        each!(self, store => store.campaign_answered_under(campaign, results, under))
     }
 
     fn campaign_failures(

@@ -21,7 +21,11 @@ pub use campaign::{
     an_answered_batch_is_never_sent_or_answered_again, answer, campaign_progress_is_there_after_reopening,
     campaign_progress_is_totalled, failures_are_listed_in_batch_order, leaves_read_back_in_number_order, plan, states,
 };
-pub use claims::{a_stale_token_cannot_complete, an_expired_lease_is_taken_over, two_claimers_never_hold_one_effect};
+pub use claims::{
+    a_campaign_write_under_an_effect_taken_over_is_refused, a_stale_token_cannot_complete,
+    a_write_under_a_named_lease_taken_over_is_refused, an_expired_lease_is_taken_over,
+    two_claimers_never_hold_one_effect, two_holders_never_hold_one_named_lease,
+};
 pub use inbox::{deliveries_received_together_are_each_answered, received_deliveries_wait_in_the_inbox_until_applied};
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
@@ -50,6 +54,9 @@ macro_rules! store_contract {
             two_claimers_never_hold_one_effect,
             an_expired_lease_is_taken_over,
             a_stale_token_cannot_complete,
+            two_holders_never_hold_one_named_lease,
+            a_write_under_a_named_lease_taken_over_is_refused,
+            a_campaign_write_under_an_effect_taken_over_is_refused,
             an_unknown_incident_is_not_found,
             incidents_are_listed_with_their_summary,
             open_incidents_are_found_by_key,
@@ -590,7 +597,7 @@ pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
         },
         signature: "cd".repeat(64),
     };
-    store.add_checkpoint("inc-1", &checkpoint(1, 2)).await.unwrap();
+    store.add_checkpoint("inc-1", &checkpoint(1, 2), None).await.unwrap();
     let refused = [
         ("the same number again", checkpoint(1, 3)),
         ("a number skipped", checkpoint(3, 3)),
@@ -598,10 +605,10 @@ pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
         ("more events than the incident has", checkpoint(2, 4)),
     ];
     for (why, refused) in refused {
-        let result = store.add_checkpoint("inc-1", &refused).await;
+        let result = store.add_checkpoint("inc-1", &refused, None).await;
         assert!(matches!(result, Err(Error::Invalid { .. })), "{why}: {result:?}");
     }
-    store.add_checkpoint("inc-1", &checkpoint(2, 3)).await.unwrap();
+    store.add_checkpoint("inc-1", &checkpoint(2, 3), None).await.unwrap();
     let stored = store.checkpoints("inc-1").await.unwrap();
     assert_eq!(stored.iter().map(|stored| stored.number).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(stored[1].body, checkpoint(2, 3).checkpoint.canonical());
@@ -609,7 +616,7 @@ pub async fn checkpoints_are_stored_in_order(store: Arc<impl Store>) {
     let summary = &store.incidents().await.unwrap()[0];
     assert_eq!((summary.checkpointed, summary.checkpointed_at), (3, Some(at(2))));
     assert!(store.checkpoints("inc-9").await.unwrap().is_empty());
-    let unknown = store.add_checkpoint("inc-9", &checkpoint(1, 1)).await;
+    let unknown = store.add_checkpoint("inc-9", &checkpoint(1, 1), None).await;
     assert!(unknown.is_err(), "{unknown:?}");
 }
 

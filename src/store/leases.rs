@@ -1,17 +1,22 @@
-//! Leases on the outbox's effects kept in one process's memory: what the embedded store needs of
-//! [`Store::claim_effects`](super::Store::claim_effects). A SQLite file is written by one process
-//! at a time that carries out effects (`serve` or `run`), so its claims only need to keep that
-//! process's own loops apart, with the same rules as PostgreSQL's leases in the database: a
-//! fencing token per claim, an expired lease taken over, and a result recorded only with the
-//! latest token.
+//! Leases kept in one process's memory: what the embedded store needs of
+//! [`Store::claim_effects`](super::Store::claim_effects) and
+//! [`Store::claim_leases`](super::Store::claim_leases). A SQLite file is written by one process
+//! at a time that carries out effects, ticks incidents and applies the inbox (`serve` or `run`),
+//! so its claims only need to keep that process's own loops apart, with the same rules as
+//! PostgreSQL's leases in the database: a fencing token per claim, an expired lease taken over,
+//! and a write under a claim (a result, a tick, a batch marked in flight) stored only with the
+//! latest token. A claim that a write is on its way under is not taken over until the write is
+//! answered, as a row locked by the writer's transaction is not in PostgreSQL.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
+
 use super::rows::AppendRows;
-use super::{Claimed, Error, PendingEffect};
+use super::{Claimed, Error, Fence, PendingEffect};
 
 /// The leases of one store, by effect id.
 #[derive(Debug, Default)]
@@ -27,6 +32,8 @@ struct State {
     /// The last token given.
     token: u64,
     held: HashMap<String, Lease>,
+    /// The named leases, by name.
+    named: HashMap<String, Lease>,
     /// Effects completed with their token, and when: a claim whose read of the outbox began
     /// before then may still see them waiting, and must not claim them.
     done: HashMap<String, Instant>,
@@ -37,8 +44,16 @@ struct Lease {
     holder: String,
     token: u64,
     until: Instant,
-    /// An append recording its result is on its way to the writer: no one may claim it meanwhile.
-    completing: bool,
+    /// Writes under this claim on their way to the writer (an append recording an effect's
+    /// result among them): no one may claim it meanwhile.
+    writing: u32,
+}
+
+impl Lease {
+    /// Whether another holder may take it now.
+    fn free(&self, now: Instant) -> bool {
+        self.writing == 0 && self.until < now
+    }
 }
 
 impl Leases {
@@ -80,9 +95,13 @@ impl Leases {
     where
         F: Future<Output = Result<u64, Error>> + Send + 'a,
     {
-        let (completing, rows) = match rows.and_then(|rows| Ok((self.completing(&rows)?, rows))) {
-            Ok((completing, rows)) => (completing, Ok(rows)),
-            Err(refused) => (None, Err(refused)),
+        let checked = rows.and_then(|rows| {
+            let holding = rows.under.as_ref().map(|fence| self.hold(fence, &rows.incident)).transpose()?;
+            Ok((self.completing(&rows)?, holding, rows))
+        });
+        let (completing, holding, rows) = match checked {
+            Ok((completing, holding, rows)) => (completing, holding, Ok(rows)),
+            Err(refused) => (None, None, Err(refused)),
         };
         // Sent to the writer now, before the future is first polled (see `Store::append`).
         let written = write(rows);
@@ -91,7 +110,97 @@ impl Leases {
             if let Some(completing) = completing {
                 completing.finish(answer.is_ok());
             }
+            drop(holding);
             answer
+        }
+    }
+
+    /// A write other than an append (`what` it writes) made through `write` under `under`: refused
+    /// with [`Error::FenceLost`], and `write` not called, unless the claim is the latest; while it
+    /// is on its way, no one takes the claim over.
+    pub(crate) fn guarded<'a, T, F>(
+        &'a self,
+        under: Option<&Fence>,
+        what: &str,
+        write: impl FnOnce() -> F,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'a
+    where
+        F: Future<Output = Result<T, Error>> + Send + 'a,
+        T: Send + 'a,
+    {
+        let holding = match under.map(|fence| self.hold(fence, what)).transpose() {
+            Ok(holding) => holding,
+            Err(refused) => return Either::Left(std::future::ready(Err(refused))),
+        };
+        // Sent to the writer now, before the future is first polled (see `Store::append`).
+        let written = write();
+        Either::Right(async move {
+            let answer = written.await;
+            drop(holding);
+            answer
+        })
+    }
+
+    /// Claims for `holder` those of the leases `names` that are free, expired or its own (see
+    /// [`Store::claim_leases`](super::Store::claim_leases)); returns those it holds.
+    pub(crate) fn claim_named(&self, holder: &str, names: &[String], lease: Duration) -> Vec<super::Lease> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let mut held = Vec::new();
+        for name in names {
+            if held.iter().any(|lease: &super::Lease| lease.name == *name) {
+                continue;
+            }
+            let token = match state.named.get_mut(name) {
+                Some(mine) if mine.holder == holder && mine.until >= now => {
+                    mine.until = now + lease;
+                    mine.token
+                }
+                Some(other) if !other.free(now) => continue,
+                _ => {
+                    state.token += 1;
+                    let token = state.token;
+                    let taken = Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 };
+                    state.named.insert(name.clone(), taken);
+                    token
+                }
+            };
+            held.push(super::Lease { name: name.clone(), token });
+        }
+        held
+    }
+
+    /// Extends `holder`'s named leases with these tokens; returns those it still holds.
+    pub(crate) fn renew_named(&self, holder: &str, tokens: &[u64], lease: Duration) -> Vec<u64> {
+        let until = Instant::now() + lease;
+        let mut state = self.state();
+        let mut renewed: Vec<u64> = state
+            .named
+            .values_mut()
+            .filter(|held| held.holder == holder && tokens.contains(&held.token))
+            .map(|held| {
+                held.until = until;
+                held.token
+            })
+            .collect();
+        renewed.sort_unstable();
+        renewed
+    }
+
+    /// Checks that `fence` is its claim's latest token and keeps the claim from being taken
+    /// over until the returned [`Holding`] is dropped; [`Error::FenceLost`] otherwise.
+    fn hold(&self, fence: &Fence, what: &str) -> Result<Holding<'_>, Error> {
+        let mut state = self.state();
+        let lease = match fence {
+            Fence::Effect { id, token } => state.held.get_mut(id).filter(|held| held.token == *token),
+            Fence::Lease { name, token } => state.named.get_mut(name).filter(|held| held.token == *token),
+        };
+        match lease {
+            Some(lease) => {
+                lease.writing += 1;
+                Ok(Holding { leases: self, fence: fence.clone() })
+            }
+            None => Err(Error::FenceLost { guarding: fence.guarding().to_string(), write: what.to_string() }),
         }
     }
 
@@ -115,15 +224,13 @@ impl Leases {
                 break;
             }
             let id = &pending.effect.id;
-            let free = state.held.get(id).is_none_or(|held| !held.completing && held.until < now);
+            let free = state.held.get(id).is_none_or(|held| held.free(now));
             if !free || state.done.contains_key(id) {
                 continue;
             }
             state.token += 1;
             let token = state.token;
-            state
-                .held
-                .insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, completing: false });
+            state.held.insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 });
             claimed.push(Claimed { pending, token });
         }
         claimed
@@ -157,7 +264,7 @@ impl Leases {
         };
         let mut state = self.state();
         match state.held.get_mut(effect) {
-            Some(held) if held.token == token && !held.completing => held.completing = true,
+            Some(held) if held.token == token && held.writing == 0 => held.writing += 1,
             _ => return Err(Error::LeaseLost { incident: rows.incident.clone(), effect: effect.clone() }),
         }
         Ok(Some(Completing { leases: self, effect: effect.clone(), finished: false }))
@@ -181,7 +288,7 @@ impl Completing<'_> {
             state.held.remove(&self.effect);
             state.done.insert(self.effect.clone(), Instant::now());
         } else if let Some(held) = state.held.get_mut(&self.effect) {
-            held.completing = false;
+            held.writing = held.writing.saturating_sub(1);
         }
     }
 }
@@ -193,7 +300,27 @@ impl Drop for Completing<'_> {
         if !self.finished
             && let Some(held) = self.leases.state().held.get_mut(&self.effect)
         {
-            held.completing = false;
+            held.writing = held.writing.saturating_sub(1);
+        }
+    }
+}
+
+/// A write on its way under a claim (see [`Leases::hold`]).
+#[derive(Debug)]
+struct Holding<'a> {
+    leases: &'a Leases,
+    fence: Fence,
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut state = self.leases.state();
+        let lease = match &self.fence {
+            Fence::Effect { id, .. } => state.held.get_mut(id),
+            Fence::Lease { name, .. } => state.named.get_mut(name),
+        };
+        if let Some(lease) = lease {
+            lease.writing = lease.writing.saturating_sub(1);
         }
     }
 }

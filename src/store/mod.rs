@@ -86,7 +86,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks received deliveries applied, each (by its `seq`) with what it did, as JSON, and lets
     /// go of their bodies and headers. One already applied keeps what it was first marked with.
-    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Under a [`Fence`], only while its claim stands: otherwise [`Error::LeaseLost`], and
+    /// nothing is marked.
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// How many received deliveries are not yet applied.
     fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send;
@@ -157,6 +163,31 @@ pub trait Store: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send;
 
+    /// Claims for `holder`, for `lease`, those of the leases `names` (a share of work named by
+    /// the runtime: `inbox`, `incident/ID`) that no one holds, whose holder let them run out, or
+    /// that `holder` holds already (renewed, with the token it has). A lease taken anew comes with
+    /// a new fencing token, larger than any given before, that the writes made under it carry
+    /// ([`Fence::Lease`]); a claim made since by another, with a newer token, makes them refused
+    /// ([`Error::LeaseLost`]). Returns the leases of `names` that `holder` holds now, in the order
+    /// of `names`. Two holders never hold one lease at once; a lease that another holder is
+    /// writing under (a write carrying its token on its way) is not taken over until the write is
+    /// done. Like [`Store::claim_effects`], a claim is a short write of its own.
+    fn claim_leases(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send;
+
+    /// Extends `holder`'s leases with these tokens ([`Store::claim_leases`]) to `lease` from now,
+    /// and returns the tokens it still holds. A zero `lease` lets them go.
+    fn renew_leases(
+        &self,
+        holder: &str,
+        tokens: &[u64],
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send;
+
     /// A receiver whose every change means another process (or this one) may have added work:
     /// what `phasegate serve`'s loops wait on besides their interval. `None` for a store that
     /// hears of no one's work (SQLite; PostgreSQL with notifications off).
@@ -181,11 +212,13 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a signed checkpoint of `incident`. It must be the incident's next (its number one
     /// more than the last one's) and cover more events than the last one, but no more than the
     /// incident has; otherwise it is refused with [`Error::Invalid`] and nothing changes (another
-    /// process may have signed the same head first).
+    /// process may have signed the same head first). Under a [`Fence`], only while its claim
+    /// stands: otherwise [`Error::LeaseLost`], and nothing is stored.
     fn add_checkpoint(
         &self,
         incident: &str,
         checkpoint: &SignedCheckpoint,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Stores the plan of `campaign` (its key, `INCIDENT/PHASE/STEP`): its batches, numbered 1 to
@@ -210,6 +243,19 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         numbers: &[u32],
         at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.campaign_sending_under(campaign, numbers, at, None)
+    }
+
+    /// [`Store::campaign_sending`] under a [`Fence`] (the campaign effect's claim): refused with
+    /// [`Error::LeaseLost`], marking nothing, once another claim took the effect over, so that a
+    /// process that paused past its lease sends none of the batches it had read.
+    fn campaign_sending_under(
+        &self,
+        campaign: &str,
+        numbers: &[u32],
+        at: DateTime<Utc>,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Records the answers of batches marked sending: each becomes [`BatchState::Answered`], with
@@ -220,6 +266,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         campaign: &str,
         results: &[BatchResult],
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.campaign_answered_under(campaign, results, None)
+    }
+
+    /// [`Store::campaign_answered`] under a [`Fence`]: refused with [`Error::LeaseLost`],
+    /// recording nothing, once another claim took the campaign's effect over.
+    fn campaign_answered_under(
+        &self,
+        campaign: &str,
+        results: &[BatchResult],
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The recipients of `campaign` not sent, for good, as (batch, recipient id, reason): in batch
@@ -258,6 +315,7 @@ pub struct Append {
     effects: Vec<Effect>,
     completes: Option<String>,
     token: Option<u64>,
+    under: Option<Fence>,
     deliveries: Vec<Delivery>,
 }
 
@@ -289,6 +347,7 @@ impl Append {
             effects: Vec::new(),
             completes: None,
             token: None,
+            under: None,
             deliveries: Vec::new(),
         }
     }
@@ -311,6 +370,14 @@ impl Append {
     /// runtime that owns its store).
     pub fn fenced(mut self, token: Option<u64>) -> Append {
         self.token = token;
+        self
+    }
+
+    /// Stores the append only while the claim `under` names stands (a lease the runtime ticks
+    /// an incident or applies the inbox under, a campaign's effect): otherwise it is refused with
+    /// [`Error::LeaseLost`], nothing stored.
+    pub fn under(mut self, under: Option<Fence>) -> Append {
+        self.under = under;
         self
     }
 
@@ -428,6 +495,40 @@ pub struct Claimed {
     pub token: u64,
 }
 
+/// A lease on a named share of work, claimed with [`Store::claim_leases`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    pub token: u64,
+}
+
+impl Lease {
+    /// The fence of the writes made under this lease.
+    pub fn fence(&self) -> Fence {
+        Fence::Lease { name: self.name.clone(), token: self.token }
+    }
+}
+
+/// The claim a write is made under: the write is stored only while the claim is the latest one
+/// (its token current), and refused with [`Error::LeaseLost`] otherwise, storing nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// An effect of the outbox, claimed with `token` ([`Store::claim_effects`]).
+    Effect { id: String, token: u64 },
+    /// A named lease ([`Store::claim_leases`]).
+    Lease { name: String, token: u64 },
+}
+
+impl Fence {
+    /// What the fence guards, for messages: the effect's id or the lease's name.
+    pub fn guarding(&self) -> &str {
+        match self {
+            Fence::Effect { id, .. } => id,
+            Fence::Lease { name, .. } => name,
+        }
+    }
+}
+
 /// A batch of a campaign as stored: its plan and how far it has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignBatch {
@@ -529,6 +630,11 @@ pub enum Error {
     /// claim: another process took the effect over. Nothing was stored.
     #[error("the lease on effect `{effect}` of incident `{incident}` was taken over; its result is not recorded")]
     LeaseLost { incident: String, effect: String },
+    /// A write under a [`Fence`] whose claim (on `guarding`: an effect's id or a lease's name)
+    /// is no longer the latest: another process took it over. `write` says what was to be
+    /// written (an incident's id, a campaign's key, the inbox's marks). Nothing was stored.
+    #[error("the claim on `{guarding}` was taken over; `{write}` is not written under it")]
+    FenceLost { guarding: String, write: String },
     /// A campaign's progress cannot move as asked; nothing was stored.
     #[error("campaign `{campaign}`: {refusal}")]
     Campaign { campaign: String, refusal: CampaignRefusal },

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::{Append, Events, Headers};
+use super::{Append, Events, Fence, Headers};
 use crate::audit::chain::Canonical;
 use crate::engine::{Effect, Event, EventKind};
 
@@ -74,6 +74,8 @@ pub(crate) struct AppendRows {
     pub completes: Option<String>,
     /// The fencing token the effect it completes was claimed with, if it was claimed.
     pub token: Option<u64>,
+    /// The claim the append is stored under, if any: checked before anything is written.
+    pub under: Option<Fence>,
     /// The webhook deliveries the append records, as (source, id, received at).
     pub deliveries: Vec<(String, String, String)>,
 }
@@ -82,7 +84,7 @@ impl AppendRows {
     /// Checks the shape of an append (a new incident starts with `incident_started` naming it, and
     /// no other event starts one) and encodes what is not encoded yet.
     pub fn new(append: Append) -> Result<AppendRows, Error> {
-        let Append { incident, expected, events, effects, completes, token, deliveries } = append;
+        let Append { incident, expected, events, effects, completes, token, under, deliveries } = append;
         let invalid = |problem: String| Error::Invalid { incident: incident.clone(), problem };
         let events: Vec<Canonical> = match events {
             Events::Canonical(events) => events,
@@ -132,7 +134,7 @@ impl AppendRows {
             .into_iter()
             .map(|delivery| (delivery.source, delivery.id, timestamp(delivery.received_at)))
             .collect();
-        Ok(AppendRows { incident, expected, start, events: rows, effects, completes, token, deliveries })
+        Ok(AppendRows { incident, expected, start, events: rows, effects, completes, token, under, deliveries })
     }
 
     /// How many rows the append writes: if only one, a refusal of that one write leaves nothing

@@ -48,7 +48,7 @@ async fn source(dir: &Path) {
     assert!(store.receive(&delivery("g-1"), &headers, b"{\"applied\": true}").await.unwrap());
     assert!(store.receive(&delivery("g-2"), &Headers::new(), b"\xff waiting").await.unwrap());
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
-    store.applied(&[(waiting[0].seq, "[\"note\"]".into())]).await.unwrap();
+    store.applied(&[(waiting[0].seq, "[\"note\"]".into())], None).await.unwrap();
     store.campaign_plan(CAMPAIGN, &plan(3, 10)).await.unwrap();
     store.campaign_sending(CAMPAIGN, &[1, 2], at(13)).await.unwrap();
     store.campaign_sending(CAMPAIGN, &[2], at(14)).await.unwrap();

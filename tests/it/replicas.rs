@@ -1,6 +1,7 @@
 //! Several runtimes sharing one PostgreSQL database, as `phasegate serve` replicas do: the
 //! outbox's effects are claimed under leases, and a runtime that froze past its lease records
-//! nothing over the one that took its effect over.
+//! nothing over the one that took its effect over. `shares.rs`: the other shares of work (an
+//! incident's ticks, the inbox, a campaign's batches), each under a lease of its own.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ use serde_json::json;
 use crate::runtime::{RUNBOOK, done};
 use crate::support::postgres;
 use crate::support::wait_until;
+
+mod shares;
 
 /// Answers http effects with `status`, after `gate` (if any) lets it go: a gate that blocks the
 /// thread freezes everything on it, the runtime's lease renewals and its store's writer

@@ -525,8 +525,8 @@ mod counting {
     use phasegate::campaign::BatchPlan;
     use phasegate::engine::Event;
     use phasegate::store::{
-        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
-        IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers,
+        Inbound, IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
     };
 
     impl Store for super::Counting {
@@ -551,8 +551,12 @@ mod counting {
             }
             self.inner.inbox(limit, bytes).await
         }
-        fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
-            self.inner.applied(outcomes)
+        fn applied(
+            &self,
+            outcomes: &[(u64, String)],
+            under: Option<&Fence>,
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.applied(outcomes, under)
         }
         fn inbox_depth(&self) -> impl Future<Output = Result<u64, Error>> + Send {
             self.inner.inbox_depth()
@@ -609,6 +613,22 @@ mod counting {
         ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send {
             self.inner.renew_effects(holder, tokens, lease)
         }
+        fn claim_leases(
+            &self,
+            holder: &str,
+            names: &[String],
+            lease: std::time::Duration,
+        ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
+            self.inner.claim_leases(holder, names, lease)
+        }
+        fn renew_leases(
+            &self,
+            holder: &str,
+            tokens: &[u64],
+            lease: std::time::Duration,
+        ) -> impl Future<Output = Result<Vec<u64>, Error>> + Send {
+            self.inner.renew_leases(holder, tokens, lease)
+        }
         fn chain(
             &self,
             incident: &str,
@@ -624,8 +644,9 @@ mod counting {
             &self,
             incident: &str,
             checkpoint: &SignedCheckpoint,
+            under: Option<&Fence>,
         ) -> impl Future<Output = Result<(), Error>> + Send {
-            self.inner.add_checkpoint(incident, checkpoint)
+            self.inner.add_checkpoint(incident, checkpoint, under)
         }
         fn campaign_plan(
             &self,
@@ -637,20 +658,22 @@ mod counting {
         fn campaign_batches(&self, campaign: &str) -> impl Future<Output = Result<Vec<CampaignBatch>, Error>> + Send {
             self.inner.campaign_batches(campaign)
         }
-        fn campaign_sending(
+        fn campaign_sending_under(
             &self,
             campaign: &str,
             numbers: &[u32],
             at: DateTime<Utc>,
+            under: Option<&Fence>,
         ) -> impl Future<Output = Result<(), Error>> + Send {
-            self.inner.campaign_sending(campaign, numbers, at)
+            self.inner.campaign_sending_under(campaign, numbers, at, under)
         }
-        fn campaign_answered(
+        fn campaign_answered_under(
             &self,
             campaign: &str,
             results: &[BatchResult],
+            under: Option<&Fence>,
         ) -> impl Future<Output = Result<(), Error>> + Send {
-            self.inner.campaign_answered(campaign, results)
+            self.inner.campaign_answered_under(campaign, results, under)
         }
         fn campaign_failures(
             &self,
@@ -724,4 +747,16 @@ async fn the_server_serves_over_any_store() {
     assert!(after > before, "the start was appended through the wrapping store");
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+/// `serve --lease` (and `PHASEGATE_LEASE`) takes a duration within the bounds `server.lease`
+/// keeps to, and says which flag is wrong before anything is opened.
+#[test]
+fn a_lease_out_of_bounds_is_refused_naming_the_flag() {
+    let refused = |cli: Cli| cli.status(2).stderr_has("invalid value");
+    refused(Cli::new().args(["serve", "--lease", "0s"]))
+        .stderr_has("--lease")
+        .stderr_has("`0s` is not between 1s and 1h");
+    refused(Cli::new().args(["serve", "--lease", "soon"])).stderr_has("`soon` is not a duration such as `15s`");
+    refused(Cli::new().env("PHASEGATE_LEASE", "3h").args(["serve"])).stderr_has("`3h` is not between 1s and 1h");
 }

@@ -280,7 +280,7 @@ async fn deliveries_are_known_after_a_restart_and_from_another_process() {
     assert!(store.receive(&delivery("waits"), &Headers::new(), b"{}").await.unwrap());
     assert!(store.receive(&delivery("applied"), &Headers::new(), b"{}").await.unwrap());
     let waiting = store.inbox(10, 1 << 20).await.unwrap();
-    store.applied(&[(waiting[1].seq, "[]".into())]).await.unwrap();
+    store.applied(&[(waiting[1].seq, "[]".into())], None).await.unwrap();
     store.close().await;
 
     let store = SqliteStore::open(&path).await.unwrap();
@@ -316,7 +316,7 @@ async fn a_commit_of_new_and_known_deliveries_stores_the_new_once() {
     assert!(store.receive(&delivery("applied"), &Headers::new(), b"{}").await.unwrap());
     assert!(store.receive(&delivery("waiting"), &Headers::new(), b"{}").await.unwrap());
     let first = store.inbox(1, 1 << 20).await.unwrap();
-    store.applied(&[(first[0].seq, "[]".into())]).await.unwrap();
+    store.applied(&[(first[0].seq, "[]".into())], None).await.unwrap();
 
     let ids = ["new-1", "applied", "new-2", "waiting", "new-1"];
     let (together, commits) = sent_together(&store, ids.len(), || ids.map(|id| spawn_receive(&store, id))).await;

@@ -1,12 +1,16 @@
-//! The contract of the outbox's leases ([`Store::claim_effects`]): every backend keeps effects
-//! claimed by one holder from the others, hands an expired lease to the next claimer with a newer
-//! token, and refuses a result carried by a token that is no longer the latest.
+//! The contract of leases: the outbox's ([`Store::claim_effects`]) and the named ones
+//! ([`Store::claim_leases`]). Every backend keeps what one holder claimed from the others, hands
+//! an expired lease to the next claimer with a newer token, and refuses a write (a result, a
+//! tick's events, the inbox's marks, a checkpoint, a campaign's batch marked or answered) carried
+//! by a token that is no longer the latest, storing nothing of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{note, notify, started};
-use crate::store::{Append, Claimed, Error, Store};
+use super::campaign::{answer, plan, states};
+use super::{at, note, notify, started};
+use crate::audit::keys::{Checkpoint, SignedCheckpoint};
+use crate::store::{Append, BatchState, Claimed, Delivery, Error, Fence, Headers, Lease, Store};
 
 /// Long enough that no lease runs out while a check looks at it.
 const HELD: Duration = Duration::from_secs(60);
@@ -93,4 +97,144 @@ pub async fn a_stale_token_cannot_complete(store: Arc<impl Store>) {
     assert_eq!(store.renew_effects("replica-b", &[current], HELD).await.unwrap(), Vec::<u64>::new());
     let again = store.append(Append::new("inc-1", 2, &[]).completes(Some(&all[0])).fenced(Some(stale))).await;
     assert!(matches!(again, Err(Error::LeaseLost { .. })), "nor after it is done: {again:?}");
+}
+
+/// Claims the lease `name` for `holder` until it gets it (a lease elsewhere runs out), for at
+/// most 10 s.
+async fn lease_once_free(store: &impl Store, holder: &str, name: &str) -> Lease {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(lease) = store.claim_leases(holder, &[name.to_string()], HELD).await.unwrap().pop() {
+            return lease;
+        }
+        assert!(Instant::now() < deadline, "no lease ran out within 10 s of a {BRIEF:?} lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn names(leases: &[Lease]) -> Vec<&str> {
+    leases.iter().map(|lease| lease.name.as_str()).collect()
+}
+
+/// Whether `result` is the refusal of a write under a claim taken over, guarding `guarding`.
+fn fence_lost<T: std::fmt::Debug>(result: &Result<T, Error>, guarding: &str) -> bool {
+    matches!(result, Err(Error::FenceLost { guarding: named, .. }) if named == guarding)
+}
+
+pub async fn two_holders_never_hold_one_named_lease(store: Arc<impl Store>) {
+    let wanted = ["incident/inc-2".to_string(), "inbox".to_string(), "incident/inc-1".to_string()];
+    let (first, second) = tokio::join!(
+        store.claim_leases("replica-a", &wanted, HELD),
+        store.claim_leases("replica-b", &wanted[..2], HELD)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    for name in &wanted[..2] {
+        let holders = [&first, &second].iter().filter(|held| names(held).contains(&name.as_str())).count();
+        assert_eq!(holders, 1, "`{name}` is held by exactly one: {first:?} {second:?}");
+    }
+    let mut ordered = names(&first);
+    ordered.sort_by_key(|name| wanted.iter().position(|one| one == name));
+    assert_eq!(names(&first), ordered, "a claim lists its leases in the order asked");
+    let mut tokens: Vec<u64> = first.iter().chain(&second).map(|lease| lease.token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), first.len() + second.len(), "each lease has a token of its own");
+
+    // Claimed again by its holder, a lease is kept with its token; by another, it is not given.
+    let again = store.claim_leases("replica-a", &wanted, HELD).await.unwrap();
+    assert_eq!(again, first, "the holder keeps its leases and their tokens");
+    assert!(store.claim_leases("replica-c", &wanted, HELD).await.unwrap().is_empty(), "nothing is free");
+    let tokens: Vec<u64> = first.iter().map(|lease| lease.token).collect();
+    assert!(store.renew_leases("replica-c", &tokens, HELD).await.unwrap().is_empty(), "nor renewed by another");
+    let mut renewed = store.renew_leases("replica-a", &tokens, HELD).await.unwrap();
+    renewed.sort_unstable();
+    let mut expected = tokens.clone();
+    expected.sort_unstable();
+    assert_eq!(renewed, expected);
+
+    // Let go (a zero lease), it is the next claimer's, with a newer token.
+    assert_eq!(store.renew_leases("replica-a", &[first[0].token], Duration::ZERO).await.unwrap(), [first[0].token]);
+    let taken = lease_once_free(&*store, "replica-c", &first[0].name).await;
+    assert!(taken.token > first[0].token, "a newer token: {} then {}", first[0].token, taken.token);
+}
+
+pub async fn a_write_under_a_named_lease_taken_over_is_refused(store: Arc<impl Store>) {
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
+    let name = "incident/inc-1";
+    let stale = store.claim_leases("replica-a", &[name.to_string()], BRIEF).await.unwrap().pop().unwrap();
+    let current = lease_once_free(&*store, "replica-b", name).await;
+    assert!(current.token > stale.token);
+    assert!(store.renew_leases("replica-a", &[stale.token], HELD).await.unwrap().is_empty(), "its lease is gone");
+
+    // Events under the lease taken over: refused, nothing stored.
+    let tick = |fence: &Lease, version| Append::new("inc-1", version, &[note(1, "tick")]).under(Some(fence.fence()));
+    let refused = store.append(tick(&stale, 1)).await;
+    assert!(fence_lost(&refused, name), "an append under a lease taken over is refused: {refused:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing of it is stored");
+    // A checkpoint under it: refused, nothing stored.
+    let checkpoint = SignedCheckpoint {
+        checkpoint: Checkpoint {
+            format: 1,
+            incident: "inc-1".into(),
+            number: 1,
+            events: 1,
+            head: "ab".repeat(32),
+            prev: "00".repeat(32),
+            at: at(2),
+            key: "sha256:test".into(),
+        },
+        signature: "cd".repeat(64),
+    };
+    let refused = store.add_checkpoint("inc-1", &checkpoint, Some(&stale.fence())).await;
+    assert!(fence_lost(&refused, name), "a checkpoint under a lease taken over is refused: {refused:?}");
+    assert!(store.checkpoints("inc-1").await.unwrap().is_empty());
+
+    // The current holder's writes are stored.
+    assert_eq!(store.append(tick(&current, 1)).await.unwrap(), 2);
+    store.add_checkpoint("inc-1", &checkpoint, Some(&current.fence())).await.unwrap();
+    assert_eq!(store.checkpoints("inc-1").await.unwrap().len(), 1);
+
+    // The inbox's marks: under a lease taken over, none is made.
+    let delivery = Delivery { source: "alertmanager".into(), id: "d-1".into(), received_at: at(3) };
+    assert!(store.receive(&delivery, &Headers::new(), b"{}").await.unwrap());
+    let inbox = store.claim_leases("replica-a", &["inbox".to_string()], BRIEF).await.unwrap().pop().unwrap();
+    let successor = lease_once_free(&*store, "replica-b", "inbox").await;
+    let waiting = store.inbox(10, 1 << 20).await.unwrap();
+    let marks = [(waiting[0].seq, "[]".to_string())];
+    let refused = store.applied(&marks, Some(&inbox.fence())).await;
+    assert!(fence_lost(&refused, "inbox"), "marks under a lease taken over are refused: {refused:?}");
+    assert_eq!(store.inbox_depth().await.unwrap(), 1, "the delivery still waits");
+    store.applied(&marks, Some(&successor.fence())).await.unwrap();
+    assert_eq!(store.inbox_depth().await.unwrap(), 0);
+}
+
+pub async fn a_campaign_write_under_an_effect_taken_over_is_refused(store: Arc<impl Store>) {
+    let all = with_effects(&*store, "inc-1", 1).await;
+    let campaign = "inc-1/notify/customers";
+    store.campaign_plan(campaign, &plan(2, 10)).await.unwrap();
+    let stale = store.claim_effects("replica-a", 10, BRIEF).await.unwrap()[0].token;
+    let current = claim_once_free(&*store, "replica-b").await[0].token;
+    let fence = |token| Fence::Effect { id: all[0].clone(), token };
+
+    // The frozen holder's mark of a batch in flight is refused: it never sends it.
+    let refused = store.campaign_sending_under(campaign, &[1], at(1), Some(&fence(stale))).await;
+    assert!(fence_lost(&refused, &all[0]), "a mark under a claim taken over is refused: {refused:?}");
+    assert_eq!(states(&*store, campaign).await, [BatchState::Planned, BatchState::Planned], "nothing is marked");
+
+    // The current holder marks it; an answer under the old claim is refused, under the new one stored.
+    store.campaign_sending_under(campaign, &[1], at(2), Some(&fence(current))).await.unwrap();
+    let refused =
+        store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(stale))).await;
+    assert!(fence_lost(&refused, &all[0]), "an answer under a claim taken over is refused: {refused:?}");
+    assert_eq!(states(&*store, campaign).await[0], BatchState::Sending { attempts: 1, since: at(2) });
+    store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(current))).await.unwrap();
+    assert!(matches!(states(&*store, campaign).await[0], BatchState::Answered { sent: 10, .. }));
+
+    // Once the effect is done, no write is made under its claim.
+    store
+        .append(Append::new("inc-1", 1, &[note(5, "sent")]).completes(Some(&all[0])).fenced(Some(current)))
+        .await
+        .unwrap();
+    let refused = store.campaign_sending_under(campaign, &[2], at(6), Some(&fence(current))).await;
+    assert!(fence_lost(&refused, &all[0]), "nor under the claim of an effect done: {refused:?}");
 }

@@ -55,9 +55,9 @@ pub async fn received_deliveries_wait_in_the_inbox_until_applied(store: Arc<impl
     assert_eq!(store.inbox_depth().await.unwrap(), 3);
     assert_eq!(store.receipt("alertmanager", "d-2").await.unwrap().unwrap().applied, None);
 
-    store.applied(&[(waiting[0].seq, "[\"first\"]".into()), (waiting[2].seq, "[]".into())]).await.unwrap();
+    store.applied(&[(waiting[0].seq, "[\"first\"]".into()), (waiting[2].seq, "[]".into())], None).await.unwrap();
     // Marking again keeps the first outcome.
-    store.applied(&[(waiting[0].seq, "[\"again\"]".into())]).await.unwrap();
+    store.applied(&[(waiting[0].seq, "[\"again\"]".into())], None).await.unwrap();
     let left = store.inbox(10, 1 << 20).await.unwrap();
     assert_eq!(left.iter().map(|inbound| inbound.delivery.id.as_str()).collect::<Vec<_>>(), ["d-2"]);
     assert_eq!(store.inbox_depth().await.unwrap(), 1);

@@ -5,13 +5,19 @@
 //! each a new token from the `fence` sequence. Lease times are the database's clock, the one all
 //! replicas share. The writer completes a claimed effect only with its latest token
 //! (`writer.rs`).
+//!
+//! Named leases (migration 0003: the inbox, each incident's ticks) follow the same rules in a
+//! table of their own, one row per name, claimed by one statement that inserts the names never
+//! claimed and takes those whose lease ran out, skipping rows another transaction has locked. A
+//! write under a claim ([`holds`]) locks the claim's row until its transaction ends, so a claim
+//! skips it rather than take it over while the write is under way.
 
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
 use super::super::rows;
-use super::super::{Claimed, Error, PendingEffect};
+use super::super::{Claimed, Error, Fence, Lease, PendingEffect};
 use super::{signed, signed_size, unsigned};
 
 /// Claims up to `limit` effects for `holder` for `lease`, oldest first.
@@ -73,4 +79,103 @@ pub(super) async fn lost(connection: &mut sqlx::PgConnection, incident: &str, id
             problem: format!("it has no effect `{id}` in the outbox to complete"),
         },
     })
+}
+
+/// Claims for `holder` those of `names` that no one holds, whose lease ran out, or that it holds
+/// already: a lease of its own with more than two thirds of `lease` left is kept as it is (no
+/// write), one with less is renewed with its token, and one taken anew gets a new token. Returns
+/// the leases of `names` it holds, in the order of `names`.
+pub(super) async fn claim_named(
+    pool: &PgPool,
+    holder: &str,
+    names: &[String],
+    lease: Duration,
+) -> Result<Vec<Lease>, Error> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "WITH wanted AS (SELECT DISTINCT name FROM unnest($2::text[]) AS given (name)),
+         new AS (
+             INSERT INTO leases (name, holder, lease_until, token)
+             SELECT name, $1, now() + make_interval(secs => $3), nextval('fence') FROM wanted
+             WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = wanted.name)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING name, token
+         ),
+         free AS (
+             SELECT leases.name FROM leases JOIN wanted USING (name)
+             WHERE leases.lease_until < now()
+                OR (leases.holder = $1 AND leases.lease_until < now() + make_interval(secs => $3 * 2 / 3))
+             FOR UPDATE OF leases SKIP LOCKED
+         ),
+         taken AS (
+             UPDATE leases SET holder = $1, lease_until = now() + make_interval(secs => $3),
+                 token = CASE WHEN leases.holder = $1 AND leases.lease_until >= now() THEN leases.token
+                              ELSE nextval('fence') END
+             FROM free WHERE leases.name = free.name
+             RETURNING leases.name, leases.token
+         ),
+         kept AS (
+             SELECT leases.name, leases.token FROM leases JOIN wanted USING (name)
+             WHERE leases.holder = $1 AND leases.lease_until >= now() + make_interval(secs => $3 * 2 / 3)
+         )
+         SELECT name, token FROM new UNION ALL SELECT name, token FROM taken UNION ALL SELECT name, token FROM kept",
+    )
+    .bind(holder)
+    .bind(names)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    let mut held = rows
+        .into_iter()
+        .map(|(name, token)| Ok(Lease { name, token: unsigned(token)? }))
+        .collect::<Result<Vec<_>, Error>>()?;
+    held.sort_by_key(|lease| names.iter().position(|name| *name == lease.name));
+    Ok(held)
+}
+
+/// Extends `holder`'s named leases with these tokens; returns those it still holds.
+pub(super) async fn renew_named(
+    pool: &PgPool,
+    holder: &str,
+    tokens: &[u64],
+    lease: Duration,
+) -> Result<Vec<u64>, Error> {
+    let tokens: Vec<i64> = tokens.iter().map(|token| signed(*token)).collect();
+    let mut renewed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE leases SET lease_until = now() + make_interval(secs => $3)
+         WHERE holder = $1 AND token = ANY($2)
+         RETURNING token",
+    )
+    .bind(holder)
+    .bind(&tokens)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    renewed.sort_unstable();
+    renewed.into_iter().map(unsigned).collect()
+}
+
+/// Whether `fence` is still its claim's latest token, inside the writer's transaction: the
+/// claim's row is locked (`FOR SHARE`) until the transaction ends, so that a claim made meanwhile
+/// skips it and a write under a claim is never stored after the claim was taken over.
+pub(super) async fn holds(connection: &mut sqlx::PgConnection, fence: &Fence) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = match fence {
+        Fence::Effect { id, token } => {
+            sqlx::query_scalar("SELECT 1 FROM outbox WHERE id = $1 AND token = $2 AND done_at IS NULL FOR SHARE")
+                .bind(id)
+                .bind(signed(*token))
+                .fetch_optional(connection)
+                .await?
+        }
+        Fence::Lease { name, token } => {
+            sqlx::query_scalar("SELECT 1 FROM leases WHERE name = $1 AND token = $2 FOR SHARE")
+                .bind(name)
+                .bind(signed(*token))
+                .fetch_optional(connection)
+                .await?
+        }
+    };
+    Ok(found.is_some())
 }

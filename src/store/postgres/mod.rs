@@ -32,8 +32,8 @@ mod writer;
 use super::campaign::CampaignRows;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
-    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
+    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
@@ -57,6 +57,34 @@ const MAX_BATCH: usize = 64;
 /// How long connecting waits for the server before it says it cannot reach it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long any of phasegate's sessions may sit idle inside an open transaction before the
+/// server ends it (`idle_in_transaction_session_timeout`). phasegate never waits on anything
+/// outside the database with a transaction open, so only a process frozen or lost in the middle
+/// of one reaches it: its transaction would otherwise hold vacuum's horizon back, and keep the
+/// rows it locked (a lease it was writing under) from being taken over, for as long as it lasts.
+/// A URL that sets it (`?options=-cidle_in_transaction_session_timeout%3D...`) keeps its own.
+pub const IDLE_IN_TRANSACTION: &str = "10s";
+
+/// How long a claim or a renewal of a lease may run (`statement_timeout` on the connections that
+/// make them): each is one short statement that skips locked rows, so one that takes longer is
+/// stuck, and is better cancelled and tried again at the next pass than left to block the loop.
+pub const CLAIM_TIMEOUT: &str = "5s";
+
+/// Connections for claims and renewals of leases, apart from the reads so that a busy page of
+/// reads never delays a renewal past its lease.
+const CLAIMERS: u32 = 2;
+
+/// `options` with the settings every session of phasegate's has ([`IDLE_IN_TRANSACTION`]), and
+/// without sqlx's logging of every statement (and of every slow one as a warning: the caller
+/// logs what fails, once, with the incident it was about).
+fn session(options: PgConnectOptions) -> PgConnectOptions {
+    let options = options.disable_statement_logging();
+    if options.get_options().is_some_and(|given| given.contains("idle_in_transaction_session_timeout")) {
+        return options;
+    }
+    options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)])
+}
+
 /// Selects incidents' summaries, with what follows `FROM incidents`.
 macro_rules! summaries {
     ($rest:literal) => {
@@ -74,6 +102,9 @@ macro_rules! summaries {
 pub struct PostgresStore {
     writes: mpsc::Sender<Job>,
     reads: PgPool,
+    /// Connections for claims and renewals of leases (`claims.rs`), each statement limited to
+    /// [`CLAIM_TIMEOUT`].
+    claims: PgPool,
     /// Closed when the writer's task ends.
     writer: oneshot::Receiver<()>,
     commits: Arc<AtomicU64>,
@@ -107,7 +138,7 @@ pub fn describe(url: &str) -> String {
 /// One connection to the database at `url`, without a store: what `db copy` asks before it
 /// changes anything.
 pub async fn connect_once(url: &str) -> Result<sqlx::postgres::PgConnection, Error> {
-    writer::connect(&PgConnectOptions::from_str(url)?.disable_statement_logging()).await
+    writer::connect(&session(PgConnectOptions::from_str(url)?)).await
 }
 
 impl PostgresStore {
@@ -120,9 +151,7 @@ impl PostgresStore {
 
     /// [`PostgresStore::open`] with options built by the caller.
     pub async fn connect(options: PgConnectOptions) -> Result<PostgresStore, Error> {
-        // sqlx would log every statement, and every slow one as a warning; the caller logs what
-        // fails, once, with the incident it was about.
-        let options = options.disable_statement_logging();
+        let options = session(options);
         let mut connection = writer::connect(&options).await?;
         MIGRATOR.run(&mut connection).await?;
         let reads = PgPoolOptions::new()
@@ -130,6 +159,11 @@ impl PostgresStore {
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(options.clone())
             .await?;
+        let claims = PgPoolOptions::new()
+            .max_connections(CLAIMERS)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options.clone().options([("statement_timeout", CLAIM_TIMEOUT)]));
         let (writes, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let (finished, writer) = oneshot::channel();
@@ -139,7 +173,7 @@ impl PostgresStore {
             let _ = finished.send(());
         });
         let notifications = std::sync::OnceLock::new();
-        Ok(PostgresStore { writes, reads, writer, commits, read_only: false, options, notifications })
+        Ok(PostgresStore { writes, reads, claims, writer, commits, read_only: false, options, notifications })
     }
 
     /// Opens an existing store to read it and nothing else: no migration and no writer, and every
@@ -152,7 +186,7 @@ impl PostgresStore {
 
     /// [`PostgresStore::open_read_only`] with options built by the caller.
     pub async fn connect_read_only(options: PgConnectOptions) -> Result<PostgresStore, Error> {
-        let options = options.options([("default_transaction_read_only", "on")]).disable_statement_logging();
+        let options = session(options.options([("default_transaction_read_only", "on")]));
         let reads = PgPoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(CONNECT_TIMEOUT)
@@ -167,7 +201,9 @@ impl PostgresStore {
         let (_, writer) = oneshot::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let notifications = std::sync::OnceLock::new();
-        Ok(PostgresStore { writes, reads, writer, commits, read_only: true, options, notifications })
+        // Never used: every claim of a read-only store is refused.
+        let claims = PgPoolOptions::new().max_connections(1).connect_lazy_with(options.clone());
+        Ok(PostgresStore { writes, reads, claims, writer, commits, read_only: true, options, notifications })
     }
 
     /// Starts waking the other processes that share the database, and being woken by them: after
@@ -201,6 +237,7 @@ impl PostgresStore {
         drop(self.writes);
         let _ = self.writer.await;
         self.reads.close().await;
+        self.claims.close().await;
     }
 
     /// Gives the writer a job, now if its queue has room (so that jobs are taken in the order of
@@ -225,11 +262,15 @@ impl PostgresStore {
         }
     }
 
-    fn write_campaign(&self, rows: Result<CampaignRows, Error>) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+    fn write_campaign(
+        &self,
+        rows: Result<CampaignRows, Error>,
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let asked = rows.map(|rows| {
             (!rows.is_empty()).then(|| {
                 let (answer, answered) = oneshot::channel();
-                self.ask(Job::Campaign(rows, answer), answered)
+                self.ask(Job::Campaign(rows, under.cloned(), answer), answered)
             })
         });
         async move {
@@ -324,9 +365,13 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
         let (answer, answered) = oneshot::channel();
-        self.ask(Job::Applied(outcomes.to_vec(), answer), answered)
+        self.ask(Job::Applied(outcomes.to_vec(), under.cloned(), answer), answered)
     }
 
     async fn inbox_depth(&self) -> Result<u64, Error> {
@@ -433,14 +478,28 @@ impl Store for PostgresStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        claims::claim(&self.reads, holder, limit, lease).await
+        claims::claim(&self.claims, holder, limit, lease).await
     }
 
     async fn renew_effects(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        claims::renew(&self.reads, holder, tokens, lease).await
+        claims::renew(&self.claims, holder, tokens, lease).await
+    }
+
+    async fn claim_leases(&self, holder: &str, names: &[String], lease: Duration) -> Result<Vec<Lease>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::claim_named(&self.claims, holder, names, lease).await
+    }
+
+    async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::renew_named(&self.claims, holder, tokens, lease).await
     }
 
     fn work_bell(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -474,34 +533,37 @@ impl Store for PostgresStore {
         &self,
         incident: &str,
         checkpoint: &SignedCheckpoint,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         let (answer, answered) = oneshot::channel();
-        self.ask(Job::Checkpoint(incident.to_string(), checkpoint.clone(), answer), answered)
+        self.ask(Job::Checkpoint(incident.to_string(), checkpoint.clone(), under.cloned(), answer), answered)
     }
 
     fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::plan(campaign, batches))
+        self.write_campaign(CampaignRows::plan(campaign, batches), None)
     }
 
     async fn campaign_batches(&self, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
         campaign::batches(&self.reads, campaign).await
     }
 
-    fn campaign_sending(
+    fn campaign_sending_under(
         &self,
         campaign: &str,
         numbers: &[u32],
         at: DateTime<Utc>,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::sending(campaign, numbers, at))
+        self.write_campaign(CampaignRows::sending(campaign, numbers, at), under)
     }
 
-    fn campaign_answered(
+    fn campaign_answered_under(
         &self,
         campaign: &str,
         results: &[BatchResult],
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::answered(campaign, results))
+        self.write_campaign(CampaignRows::answered(campaign, results), under)
     }
 
     async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {

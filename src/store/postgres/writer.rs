@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::super::campaign::CampaignRows;
 use super::super::rows::{self, AppendRows};
-use super::super::{CampaignRefusal, Error};
+use super::super::{CampaignRefusal, Error, Fence};
 use super::{CONNECT_TIMEOUT, MAX_BATCH, claims, signed};
 
 mod together;
@@ -40,16 +40,29 @@ pub(super) struct Receive {
 pub(super) enum Job {
     Append(AppendRows, oneshot::Sender<Result<u64, Error>>),
     Receive(Receive),
-    Campaign(CampaignRows, oneshot::Sender<Result<(), Error>>),
-    Checkpoint(String, SignedCheckpoint, oneshot::Sender<Result<(), Error>>),
-    Applied(Vec<(u64, String)>, oneshot::Sender<Result<(), Error>>),
+    Campaign(CampaignRows, Option<Fence>, oneshot::Sender<Result<(), Error>>),
+    Checkpoint(String, SignedCheckpoint, Option<Fence>, oneshot::Sender<Result<(), Error>>),
+    Applied(Vec<(u64, String)>, Option<Fence>, oneshot::Sender<Result<(), Error>>),
 }
 
 impl Job {
+    /// The append, for the batch stored together; not one under a fence, whose claim is checked
+    /// (and locked) first, on the careful path.
     fn append(&self) -> Option<&AppendRows> {
         match self {
-            Job::Append(rows, _) => Some(rows),
+            Job::Append(rows, _) if rows.under.is_none() => Some(rows),
             _ => None,
+        }
+    }
+
+    /// The claim the write is made under, and what it writes (for the refusal).
+    fn fence(&self) -> Option<(&Fence, &str)> {
+        match self {
+            Job::Append(rows, _) => Some((rows.under.as_ref()?, rows.incident.as_str())),
+            Job::Campaign(rows, fence, _) => Some((fence.as_ref()?, rows.campaign.as_str())),
+            Job::Checkpoint(incident, _, fence, _) => Some((fence.as_ref()?, incident.as_str())),
+            Job::Applied(_, fence, _) => Some((fence.as_ref()?, "inbox")),
+            Job::Receive(_) => None,
         }
     }
 }
@@ -59,9 +72,9 @@ impl std::fmt::Debug for Job {
         match self {
             Job::Append(rows, _) => write!(formatter, "Append({})", rows.incident),
             Job::Receive(receive) => write!(formatter, "Receive({}/{})", receive.source, receive.id),
-            Job::Campaign(rows, _) => write!(formatter, "Campaign({})", rows.campaign),
+            Job::Campaign(rows, ..) => write!(formatter, "Campaign({})", rows.campaign),
             Job::Checkpoint(incident, ..) => write!(formatter, "Checkpoint({incident})"),
-            Job::Applied(outcomes, _) => write!(formatter, "Applied({})", outcomes.len()),
+            Job::Applied(outcomes, ..) => write!(formatter, "Applied({})", outcomes.len()),
         }
     }
 }
@@ -207,7 +220,7 @@ impl Writer {
                 Job::Append(_, sender) => {
                     let _ = sender.send(answer);
                 }
-                Job::Campaign(_, sender) | Job::Checkpoint(_, _, sender) | Job::Applied(_, sender) => {
+                Job::Campaign(_, _, sender) | Job::Checkpoint(_, _, _, sender) | Job::Applied(_, _, sender) => {
                     let _ = sender.send(answer.map(|_| ()));
                 }
                 Job::Receive(_) => unreachable!("received deliveries are answered above"),
@@ -286,13 +299,21 @@ impl Writer {
 
     /// One write inside the open transaction; an append answers its new version, others 0.
     async fn run(&mut self, job: &Job, now: &str) -> Result<u64, Refused> {
+        // A write under a claim: the claim is checked before anything is written, and its row
+        // stays locked until the transaction ends, so that no one takes it over in between.
+        if let Some((fence, write)) = job.fence()
+            && !claims::holds(&mut self.connection, fence).await?
+        {
+            let lost = Error::FenceLost { guarding: fence.guarding().to_string(), write: write.to_string() };
+            return Err(Refused::clean(lost));
+        }
         match job {
             Job::Append(rows, _) => self.append(rows, now).await,
-            Job::Campaign(rows, _) => self.campaign(rows).await.map(|()| 0),
-            Job::Checkpoint(incident, checkpoint, _) => {
+            Job::Campaign(rows, ..) => self.campaign(rows).await.map(|()| 0),
+            Job::Checkpoint(incident, checkpoint, ..) => {
                 store_checkpoint(&mut self.connection, incident, checkpoint).await.map(|()| 0)
             }
-            Job::Applied(outcomes, _) => self.mark_applied(outcomes, now).await.map(|()| 0).map_err(Refused::from),
+            Job::Applied(outcomes, ..) => self.mark_applied(outcomes, now).await.map(|()| 0).map_err(Refused::from),
             Job::Receive(_) => unreachable!("received deliveries are stored apart"),
         }
     }

@@ -28,19 +28,21 @@ use tokio::sync::{mpsc, oneshot};
 
 mod campaign;
 mod checkpointer;
+mod read;
 mod writer;
 
 use super::campaign::CampaignRows;
 use super::leases::Leases;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Headers, Inbound,
-    IncidentSummary, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
+    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
+use read::{ChainRow, CheckpointRow, EffectRow, EventRow, InboundRow, IncidentRow, signed, unsigned};
 use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
@@ -398,9 +400,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn applied(&self, outcomes: &[(u64, String)]) -> impl Future<Output = Result<(), Error>> + Send {
-        let (answer, answered) = oneshot::channel();
-        self.ask(Job::Applied { outcomes: outcomes.to_vec(), answer }, answered)
+    fn applied(
+        &self,
+        outcomes: &[(u64, String)],
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.leases.guarded(under, "inbox", move || {
+            let (answer, answered) = oneshot::channel();
+            self.ask(Job::Applied { outcomes: outcomes.to_vec(), answer }, answered)
+        })
     }
 
     async fn inbox_depth(&self) -> Result<u64, Error> {
@@ -539,6 +547,17 @@ impl Store for SqliteStore {
         Ok(self.leases.renew(holder, tokens, lease))
     }
 
+    async fn claim_leases(&self, holder: &str, names: &[String], lease: Duration) -> Result<Vec<Lease>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(self.leases.claim_named(holder, names, lease))
+    }
+
+    async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {
+        Ok(self.leases.renew_named(holder, tokens, lease))
+    }
+
     async fn chain(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<ChainLink>, Error> {
         let rows: Vec<ChainRow> =
             sqlx::query_as("SELECT seq, hash, event FROM events WHERE incident = ? AND seq > ? ORDER BY seq LIMIT ?")
@@ -567,10 +586,13 @@ impl Store for SqliteStore {
         &self,
         incident: &str,
         checkpoint: &SignedCheckpoint,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        let (answer, answered) = oneshot::channel();
-        let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
-        self.ask(job, answered)
+        self.leases.guarded(under, incident, move || {
+            let (answer, answered) = oneshot::channel();
+            let job = Job::Checkpoint { incident: incident.to_string(), checkpoint: checkpoint.clone(), answer };
+            self.ask(job, answered)
+        })
     }
 
     fn campaign_plan(&self, campaign: &str, batches: &[BatchPlan]) -> impl Future<Output = Result<(), Error>> + Send {
@@ -581,21 +603,23 @@ impl Store for SqliteStore {
         campaign::batches(&self.reads, campaign).await
     }
 
-    fn campaign_sending(
+    fn campaign_sending_under(
         &self,
         campaign: &str,
         numbers: &[u32],
         at: DateTime<Utc>,
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::sending(campaign, numbers, at))
+        self.leases.guarded(under, campaign, move || self.write_campaign(CampaignRows::sending(campaign, numbers, at)))
     }
 
-    fn campaign_answered(
+    fn campaign_answered_under(
         &self,
         campaign: &str,
         results: &[BatchResult],
+        under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.write_campaign(CampaignRows::answered(campaign, results))
+        self.leases.guarded(under, campaign, move || self.write_campaign(CampaignRows::answered(campaign, results)))
     }
 
     async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {
@@ -613,84 +637,4 @@ impl Store for SqliteStore {
     async fn campaigns(&self, incident: &str) -> Result<Vec<(String, CampaignProgress)>, Error> {
         campaign::progress(&self.reads, incident).await
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct ChainRow {
-    seq: i64,
-    hash: Option<String>,
-    event: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct InboundRow {
-    seq: i64,
-    source: String,
-    id: String,
-    received_at: String,
-    headers: Option<String>,
-    body: Option<Vec<u8>>,
-    numbered: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct CheckpointRow {
-    number: i64,
-    body: String,
-    signature: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    seq: i64,
-    event: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct EffectRow {
-    incident: String,
-    effect: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct IncidentRow {
-    id: String,
-    runbook_id: String,
-    key: Option<String>,
-    version: i64,
-    started_at: String,
-    updated_at: String,
-    closed_at: Option<String>,
-    head: Option<String>,
-    checkpointed: i64,
-    checkpointed_at: Option<String>,
-}
-
-impl TryFrom<IncidentRow> for IncidentSummary {
-    type Error = Error;
-
-    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
-        Ok(IncidentSummary {
-            version: unsigned(row.version)?,
-            started_at: rows::parse_timestamp(&row.started_at)?,
-            updated_at: rows::parse_timestamp(&row.updated_at)?,
-            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            checkpointed: unsigned(row.checkpointed)?,
-            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            head: row.head,
-            id: row.id,
-            runbook_id: row.runbook_id,
-            key: row.key,
-        })
-    }
-}
-
-/// SQLite integers are signed; versions and sequence numbers never are.
-fn signed(number: u64) -> i64 {
-    // No version reaches 2^63; one that claimed to would simply never match a stored version.
-    i64::try_from(number).unwrap_or(i64::MAX)
-}
-
-fn unsigned(number: i64) -> Result<u64, Error> {
-    u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
 }

@@ -137,6 +137,19 @@ fn the_ransomware_playbook_maps_every_construct() {
 }
 
 #[test]
+fn a_credential_that_names_a_variable_is_not_called_a_credential() {
+    let text = std::fs::read_to_string(root().join("tests/cacao/ransomware-host.json")).unwrap();
+    let warned = |text: &str| {
+        let imported = cacao::import(text.as_bytes(), &cacao::NoTemplates).expect("imports");
+        imported.warnings.iter().any(|w| w.code == Code::Credential && w.pointer.ends_with("/password"))
+    };
+    assert!(warned(&text), "the password's value is a credential");
+    let referenced = text.replace(r#""password": "hunter2""#, r#""password": "__edr_password__:value""#);
+    assert_ne!(referenced, text, "the sample holds the password this test replaces");
+    assert!(!warned(&referenced), "a variable reference was called a credential");
+}
+
+#[test]
 fn hostile_input_is_refused_quickly_and_located() {
     // Deep nesting: refused at the limit, not by overflowing the stack.
     let deep = format!("{{\"type\": \"playbook\", \"x\": {}}}", "[".repeat(1_000_000));

@@ -458,7 +458,9 @@ impl Cx<'_, '_> {
         let secret =
             slug(if name.is_empty() { reference } else { name }, "cacao-auth").to_ascii_uppercase().replace('-', "_");
         for field in ["password", "token", "private_key", "oauth_header"] {
-            if let Some(value) = definition.get(field).filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+            // A value that only names a playbook variable (`__name__:value`) holds no credential.
+            let credential = |text: &str| !text.is_empty() && !is_variable_reference(text);
+            if let Some(value) = definition.get(field).filter(|v| v.as_str().is_some_and(credential)) {
                 self.warn(Code::Credential, &pointer(&at, field), value.mark, format!("`{field}` holds a credential; it was not copied: configuration gives it as the secret `{secret}`"))
                     .help = Some("remove credentials from playbooks you share".into());
             }
@@ -559,5 +561,12 @@ pub(super) fn base_url(target: &Json) -> Option<String> {
         None | Some("443") => format!("https://{host}"),
         Some("80") => format!("http://{host}"),
         Some(port) => format!("https://{host}:{port}"),
+    })
+}
+
+/// `__name__:value`, the whole text: a reference to a playbook variable, not a value.
+fn is_variable_reference(text: &str) -> bool {
+    text.strip_prefix("__").and_then(|rest| rest.strip_suffix("__:value")).is_some_and(|name| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     })
 }

@@ -7,6 +7,12 @@
 //! writes into a buffer sized from the previous message. [`Renderer::render_batch`] spreads a
 //! batch over the machine's cores; a renderer is shared by reference between the threads.
 //!
+//! Where the template allows it, each file is also compiled for the campaign
+//! ([`super::compiled`]): the shared context folded in, the recipient's fields read in place. A
+//! render tries the compiled form first and renders with tera only where the compiled form gives
+//! up (a template it does not follow, or a recipient whose values tera would refuse or might treat
+//! otherwise), so the messages and the errors are tera's, byte for byte.
+//!
 //! A batch's messages are megabytes that the allocator would give back to the system when the
 //! batch is sent and fault in again for the next one; the sender hands the buffers back
 //! ([`Renderer::recycle`]) and the next batch renders into them.
@@ -17,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value as Json;
 use tera::Value;
 
+use super::compiled::Compiled;
 use super::{Catalog, Error, Parsed, error_text};
 use crate::campaign::Recipient;
 
@@ -47,6 +54,9 @@ pub struct Renderer {
     html_file: Option<String>,
     /// `incident`, `runbook`, `campaign` and `now`, converted once.
     base: tera::Context,
+    /// The text and HTML files compiled for the campaign, where the template allows it.
+    text_compiled: Option<Compiled>,
+    html_compiled: Option<Compiled>,
     /// Buffers of messages already sent, emptied, for the next renders.
     spare: Mutex<Vec<String>>,
 }
@@ -76,14 +86,25 @@ impl Renderer {
             });
         };
         let mut context = tera::Context::new();
-        for (key, value) in &entries {
-            // The recipient's own variables are set per message; the shared ones cannot stand in.
-            if key == "recipient" || key == "code" {
-                continue;
-            }
+        let mut shared = entries;
+        // The recipient's own variables are set per message; the shared ones cannot stand in.
+        shared.remove("recipient");
+        shared.remove("code");
+        for (key, value) in &shared {
             context.insert_value(key.clone(), to_tera(value, &mut Keys::default()));
         }
-        Ok(Renderer { parsed, text_file, html_file, base: context, spare: Mutex::new(Vec::new()) })
+        let compile = |file: &str| Compiled::new(catalog.sources.get(file)?, &shared, file.ends_with(".html"));
+        let text_compiled = compile(&text_file);
+        let html_compiled = html_file.as_deref().and_then(compile);
+        Ok(Renderer {
+            parsed,
+            text_file,
+            html_file,
+            base: context,
+            text_compiled,
+            html_compiled,
+            spare: Mutex::new(Vec::new()),
+        })
     }
 
     /// Takes back the buffers of messages that were sent (their text and HTML), for the next
@@ -101,6 +122,12 @@ impl Renderer {
         let mut spare = self.spare.lock().expect("never poisoned");
         let keep = spare.len().saturating_sub(count);
         spare.split_off(keep)
+    }
+
+    /// Whether every variant of the template is compiled for the campaign (tera still renders the
+    /// recipients the compiled form gives up on).
+    pub fn compiled(&self) -> bool {
+        self.text_compiled.is_some() && (self.html_file.is_none() || self.html_compiled.is_some())
     }
 
     /// The file the text variant comes from (`NAME.txt` or `NAME.md`).
@@ -174,11 +201,13 @@ impl Renderer {
 }
 
 /// What one thread keeps between renders: the context (the shared part cloned once, the
-/// recipient's part replaced each time), the field names already converted, the sizes of the
-/// last messages, and spare buffers to render into.
+/// recipient's part replaced when tera renders), the field names already converted, the sizes of
+/// the last messages, and spare buffers to render into.
 struct Worker<'r> {
     renderer: &'r Renderer,
     context: tera::Context,
+    /// Whether `context` holds the current recipient.
+    prepared: bool,
     keys: Keys,
     text_size: usize,
     html_size: usize,
@@ -190,6 +219,7 @@ impl<'r> Worker<'r> {
         Worker {
             renderer,
             context: renderer.base.clone(),
+            prepared: false,
             keys: Keys::default(),
             text_size: 0,
             html_size: 0,
@@ -198,6 +228,20 @@ impl<'r> Worker<'r> {
     }
 
     fn render(&mut self, recipient: &Recipient, code: Option<&str>) -> Result<Rendered, Error> {
+        self.prepared = false;
+        let text = self.file(false, recipient, code)?;
+        let html = match self.renderer.html_file {
+            Some(_) => Some(self.file(true, recipient, code)?),
+            None => None,
+        };
+        Ok(Rendered { text, html })
+    }
+
+    /// The recipient's fields and code in tera's context, once per recipient, when tera renders.
+    fn prepare(&mut self, recipient: &Recipient, code: Option<&str>) {
+        if self.prepared {
+            return;
+        }
         let fields = object(&recipient.fields, &mut self.keys);
         self.context.insert_value("recipient", fields);
         match code {
@@ -206,33 +250,44 @@ impl<'r> Worker<'r> {
                 self.context.remove("code");
             }
         }
-        let renderer = self.renderer;
-        let text = self.file(&renderer.text_file, recipient, false)?;
-        let html = match &renderer.html_file {
-            Some(file) => Some(self.file(file, recipient, true)?),
-            None => None,
-        };
-        Ok(Rendered { text, html })
+        self.prepared = true;
     }
 
-    fn file(&mut self, file: &str, recipient: &Recipient, html: bool) -> Result<String, Error> {
-        let size = if html { &mut self.html_size } else { &mut self.text_size };
+    fn file(&mut self, html: bool, recipient: &Recipient, code: Option<&str>) -> Result<String, Error> {
+        let renderer = self.renderer;
+        let (file, compiled, last) = if html {
+            (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled, self.html_size)
+        } else {
+            (renderer.text_file.as_str(), &renderer.text_compiled, self.text_size)
+        };
         // A little over the last message: most messages of a campaign are about the same size.
-        let mut out = self.spare.pop().unwrap_or_default().into_bytes();
-        out.reserve(*size + *size / 8 + 64);
-        self.renderer.parsed.tera.render_to(file, &self.context, &mut out).map_err(|error| Error::Recipient {
-            file: file.to_string(),
-            line: recipient.line,
-            id: recipient.id.clone(),
-            message: error_text(&error),
-        })?;
-        *size = out.len();
-        String::from_utf8(out).map_err(|error| Error::Recipient {
-            file: file.to_string(),
-            line: recipient.line,
-            id: recipient.id.clone(),
-            message: error.to_string(),
-        })
+        let mut out = self.spare.pop().unwrap_or_default();
+        out.reserve(last + last / 8 + 64);
+        let rendered = match compiled {
+            Some(compiled) if compiled.render(&recipient.fields, code, &mut out).is_ok() => out,
+            _ => {
+                self.prepare(recipient, code);
+                let mut out = out.into_bytes();
+                let in_file = |message: String| Error::Recipient {
+                    file: file.to_string(),
+                    line: recipient.line,
+                    id: recipient.id.clone(),
+                    message,
+                };
+                renderer
+                    .parsed
+                    .tera
+                    .render_to(file, &self.context, &mut out)
+                    .map_err(|error| in_file(error_text(&error)))?;
+                String::from_utf8(out).map_err(|error| in_file(error.to_string()))?
+            }
+        };
+        if html {
+            self.html_size = rendered.len();
+        } else {
+            self.text_size = rendered.len();
+        }
+        Ok(rendered)
     }
 }
 
@@ -448,6 +503,197 @@ mod tests {
         let html = rendered.html.unwrap();
         assert!(html.contains("<strong>GC-7QX-&lt;2KD&gt;</strong>"), "{html}");
         assert!(html.contains("Harbour &amp; Hale gift card"), "{html}");
+    }
+
+    /// Values that break careless renderers: markup and quotes (escaped in HTML, and JSON's own
+    /// specials), control characters, non-ASCII, whitespace alone, the values the templates test
+    /// for, and kinds that tera prints or compares its own way.
+    const HOSTILE: &[&str] = &[
+        "",
+        " ",
+        " \t\n ",
+        "Ann",
+        "  Ann  ",
+        "<script>alert('x')</script>",
+        "Tom & \"Jerry\" <b>",
+        "O'Brien",
+        "back\\slash \\\" quote",
+        "line\nbreak\r\n\u{0}\u{1f}\u{7f}",
+        "Siobhán Ó Briain, £20, 名前, 🎉, \u{200b}",
+        "{{ recipient.first_name }}",
+        "{% if %}",
+        "gift_card",
+        "points",
+        "yes",
+        "no",
+        "0",
+        "true",
+    ];
+
+    /// The fields the campaign templates read, and one they do not.
+    const FIELDS: &[&str] = &[
+        "first_name",
+        "member_id",
+        "offer_kind",
+        "offer_points",
+        "gift_card_code",
+        "gift_card_value",
+        "data_involved",
+        "card_data_involved",
+        "customer_id",
+        "advice",
+        "monitoring_code",
+        "unrelated",
+    ];
+
+    fn hostile_value() -> impl proptest::strategy::Strategy<Value = Option<Json>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(Json::Null)),
+            any::<bool>().prop_map(|b| Some(json!(b))),
+            any::<i64>().prop_map(|n| Some(json!(n))),
+            any::<u64>().prop_map(|n| Some(json!(n))),
+            (-1.0e6f64..1.0e6).prop_map(|f| Some(json!(f))),
+            prop::sample::select(HOSTILE).prop_map(|text| Some(json!(text))),
+            prop::sample::select(HOSTILE).prop_map(|text| Some(json!(text))),
+            "\\PC{0,16}".prop_map(|text| Some(json!(text))),
+            "[ \\t\\n<>&\"'\\\\a-z]{0,8}".prop_map(|text| Some(json!(text))),
+            Just(Some(json!(["a", 1]))),
+            Just(Some(json!({ "k": "<v>" }))),
+        ]
+    }
+
+    /// The incident's inputs three ways: every one given (with markup), none declared, and all
+    /// declared but empty.
+    fn bases() -> Vec<Json> {
+        let names = [
+            "brand_name",
+            "data_involved",
+            "dpo_contact",
+            "goodwill_points",
+            "help_url",
+            "helpline_number",
+            "loyalty_programme",
+            "notice_signatory",
+            "supervisory_authority",
+        ];
+        let given: serde_json::Map<String, Json> =
+            names.iter().map(|name| (name.to_string(), json!(format!("<{name}> & \"{name}\" 'é'")))).collect();
+        let empty: serde_json::Map<String, Json> = names.iter().map(|name| (name.to_string(), json!(""))).collect();
+        [Json::Object(given), json!({}), Json::Object(empty)]
+            .into_iter()
+            .map(|inputs| {
+                let mut base = base();
+                base["incident"]["inputs"] = inputs;
+                base
+            })
+            .collect()
+    }
+
+    /// The campaign templates (the built-ins and the campaign bench's customer notice, which
+    /// prints `code`), with what tera makes of them.
+    fn campaign_catalog() -> Catalog {
+        let mut sources: BTreeMap<String, String> =
+            super::super::BUILT_IN.iter().map(|(name, source)| (name.to_string(), source.to_string())).collect();
+        let text = format!("{}\nYour personal offer code: {{{{ code }}}}\n", sources["customer-notice.txt"]);
+        sources.insert("bench-notice.txt".to_string(), text);
+        let html = sources["customer-notice.html"].replacen(
+            "</body>",
+            "<p>Your personal offer code: <strong>{{ code }}</strong></p>\n</body>",
+            1,
+        );
+        sources.insert("bench-notice.html".to_string(), html);
+        Catalog::from_sources(sources)
+    }
+
+    /// Tera's render of one file for a recipient, with the whole context built as JSON: the way
+    /// that shares no code with the renderer.
+    fn teras(catalog: &Catalog, file: &str, base: &Json, recipient: &Recipient, code: Option<&str>) -> Option<String> {
+        let mut context = base.clone();
+        context["recipient"] = Json::Object(recipient.fields.clone());
+        if let Some(code) = code {
+            context["code"] = json!(code);
+        }
+        catalog.render(file, &context).ok()
+    }
+
+    #[test]
+    fn the_compiled_templates_render_what_tera_renders_for_hostile_recipients() {
+        use proptest::prelude::*;
+        let catalog = campaign_catalog();
+        let templates = ["customer-notice", "bench-notice", "account-notice", "data-exposure-notice"];
+        let renderers: Vec<(Json, Renderer, &str)> = bases()
+            .into_iter()
+            .flat_map(|base| templates.map(|name| (base.clone(), name)))
+            .map(|(base, name)| (base.clone(), Renderer::new(&catalog, name, base).unwrap(), name))
+            .collect();
+        // The templates a campaign sends in the reference scenario are compiled; the others
+        // use what the compiled form does not follow, and show that tera still renders them.
+        for (_, renderer, name) in &renderers {
+            assert_eq!(renderer.compiled(), matches!(*name, "customer-notice" | "bench-notice"), "{name}");
+        }
+        let fields = proptest::collection::vec(hostile_value(), FIELDS.len());
+        let code = proptest::option::of(prop_oneof![prop::sample::select(HOSTILE).prop_map(String::from), "\\PC{0,8}"]);
+        let mut runner =
+            proptest::test_runner::TestRunner::new(ProptestConfig { cases: 400, ..ProptestConfig::default() });
+        let compiled_renders = std::cell::Cell::new(0u32);
+        runner
+            .run(&(fields, code), |(values, code)| {
+                let mut recipient = recipient(7, "M-7", "");
+                recipient.fields.clear();
+                for (name, value) in FIELDS.iter().zip(values) {
+                    if let Some(value) = value {
+                        recipient.fields.insert(name.to_string(), value);
+                    }
+                }
+                for (base, renderer, name) in &renderers {
+                    let code = code.as_deref();
+                    let text = teras(&catalog, renderer.text_file(), base, &recipient, code);
+                    let html = renderer.html_file().and_then(|file| teras(&catalog, file, base, &recipient, code));
+                    match renderer.render(&recipient, code) {
+                        Ok(rendered) => {
+                            prop_assert_eq!(Some(&rendered.text), text.as_ref(), "{} text", name);
+                            prop_assert_eq!(rendered.html.as_ref(), html.as_ref(), "{} html", name);
+                        }
+                        Err(_) => prop_assert!(text.is_none() || html.is_none(), "{} failed where tera renders", name),
+                    }
+                    // The compiled form alone: where it renders, it renders tera's bytes.
+                    for (compiled, expected) in [(&renderer.text_compiled, &text), (&renderer.html_compiled, &html)] {
+                        let Some(compiled) = compiled else { continue };
+                        let mut out = String::new();
+                        if compiled.render(&recipient.fields, code, &mut out).is_ok() {
+                            compiled_renders.set(compiled_renders.get() + 1);
+                            prop_assert_eq!(Some(&out), expected.as_ref(), "{} compiled", name);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Most hostile recipients are still rendered by the compiled form, not all left to tera.
+        assert!(compiled_renders.get() > 400, "{} compiled renders", compiled_renders.get());
+    }
+
+    #[test]
+    fn a_plain_member_is_rendered_by_the_compiled_form() {
+        let catalog = campaign_catalog();
+        for base in bases() {
+            let renderer = Renderer::new(&catalog, "bench-notice", base.clone()).unwrap();
+            for value in HOSTILE {
+                let mut member = recipient(2, "M-1", value);
+                member.fields.insert("gift_card_code".to_string(), json!(value));
+                member.fields.insert("offer_kind".to_string(), json!("gift_card"));
+                let mut text = String::new();
+                let compiled = renderer.text_compiled.as_ref().unwrap();
+                assert_eq!(compiled.render(&member.fields, Some(value), &mut text), Ok(()), "{value:?}");
+                assert_eq!(Some(text), teras(&catalog, "bench-notice.txt", &base, &member, Some(value)), "{value:?}");
+                let mut html = String::new();
+                let compiled = renderer.html_compiled.as_ref().unwrap();
+                assert_eq!(compiled.render(&member.fields, Some(value), &mut html), Ok(()), "{value:?}");
+                assert_eq!(Some(html), teras(&catalog, "bench-notice.html", &base, &member, Some(value)), "{value:?}");
+            }
+        }
     }
 
     #[test]

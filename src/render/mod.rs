@@ -7,6 +7,7 @@
 //! updates are rendered with; [`campaign`] renders a campaign's message for each recipient.
 
 pub mod campaign;
+mod compiled;
 pub mod context;
 pub mod web;
 

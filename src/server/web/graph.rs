@@ -146,6 +146,7 @@ mod tests {
         let yaml = r#"apiVersion: phasegate/v1
 kind: Runbook
 id: long-titles
+title: Long titles
 roles:
   commander: {}
 phases:
@@ -193,7 +194,7 @@ phases:
     fn a_title_too_long_for_the_lines_ends_in_an_ellipsis() {
         let words = "word ".repeat(60);
         let yaml = format!(
-            "apiVersion: phasegate/v1\nkind: Runbook\nid: longer\nroles:\n  commander: {{}}\nphases:\n  - id: only\n    \
+            "apiVersion: phasegate/v1\nkind: Runbook\nid: longer\ntitle: Longer\nroles:\n  commander: {{}}\nphases:\n  - id: only\n    \
              title: {}\n    steps:\n      - {{ id: look, manual: {{ instructions: Look }} }}\n",
             words.trim()
         );

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{check, flash};
+use super::{check, flash, type_into};
 use crate::support::browser::Browser;
 use crate::support::{Serving, root};
 
@@ -214,13 +214,27 @@ impl Desk {
         self.browser.wait_for_within(&format!("#{id} to be offered"), &condition, Duration::from_secs(20)).await;
     }
 
+    /// Types into the form's fields and presses its button. The page follows the incident live,
+    /// swapping its regions as events arrive, but not one that holds the focus: each field is
+    /// focused by script before it is typed into, so what is typed is not lost between.
     async fn act(&self, button: &str, fields: &[(&str, &str)]) -> String {
         self.offered(button).await;
         for (field, text) in fields {
-            self.browser.fill(&format!("#{field}"), text).await;
+            type_into(&self.browser, &format!("#{field}"), text).await;
         }
+        // The button is in the region that holds the focus, which a live update leaves alone.
         self.browser.click(&format!("#{button}")).await;
         flash(&self.browser).await
+    }
+
+    /// The text of the element `css` selects, read in one script (a live update may replace it
+    /// between finding it and reading it otherwise).
+    async fn text(&self, css: &str) -> String {
+        let script = format!("return document.querySelector({css:?})?.innerText ?? null;");
+        match self.browser.script(&script).await {
+            Value::String(text) => text,
+            other => panic!("no {css} on the page: {other}"),
+        }
     }
 
     /// Marks a manual step done with evidence and outputs, as its assignee.
@@ -326,7 +340,7 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     desk.offered("gate-pass-contain-hosts-isolated").await;
     desk.blocked_by("contain", "hosts-isolated", &["chris.doyle", "dana.ito"]).await;
     desk.blocked_by("contain", "edr-sweep-clean", &["chris.doyle", "dana.ito"]).await;
-    let check = desk.browser.text("#check-contain-hosts-isolated").await;
+    let check = desk.text("#check-contain-hosts-isolated").await;
     assert!(check.contains("waiting") && check.contains("not as expected"), "{check}");
     desk.keep("contain-check-waiting").await;
     desk.not_offered("ravi.shah", "gate-pass-contain-hosts-isolated").await;
@@ -368,7 +382,7 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     // not wait for it. Nadia (no `recover` role) is not offered it; Dana starts it now.
     desk.offered("retry-restore-deploy-shop").await;
     desk.blocked_by("restore", "restore/deploy-shop", &["chris.doyle", "dana.ito"]).await;
-    let waiting = desk.browser.text("#failed-restore-deploy-shop").await;
+    let waiting = desk.text("#failed-restore-deploy-shop").await;
     assert!(waiting.contains("Attempt 1 failed") && waiting.contains("you need not wait"), "{waiting}");
     desk.keep("deploy-retrying").await;
     desk.not_offered("nadia.bell", "retry-restore-deploy-shop").await;
@@ -399,7 +413,7 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     desk.as_("tom.reyes").await;
     desk.browser.click("#preview-public").await;
     desk.browser.wait_for("the preview", "document.getElementById('send-update')").await;
-    let preview = desk.browser.text("main").await;
+    let preview = desk.text("main").await;
     assert!(preview.contains("Harbour & Hale") || preview.contains("Security incident"), "{preview}");
     desk.keep("public-update-preview").await;
     desk.browser.click("#send-update").await;
@@ -444,10 +458,10 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     assert_eq!(desk.blocking().await, Vec::new(), "nothing blocks it");
     let said = desk.act("close-submit", &[("close-note", "PIR actions tracked in RB-2026")]).await;
     assert_eq!(said, "Incident closed.");
-    assert!(desk.browser.text("#live-status").await.contains("closed"), "the page says it is closed");
+    assert!(desk.text("#live-status").await.contains("closed"), "the page says it is closed");
     desk.keep("closed").await;
     desk.browser.open(&format!("{base}/incidents/{id}/audit")).await;
-    let audit = desk.browser.text("main").await;
+    let audit = desk.text("main").await;
     assert!(audit.contains("Verdict: verified"), "{audit}");
     desk.keep("audit").await;
     shop.serving.stop().await;

@@ -60,11 +60,12 @@ pub fn failed(incident: &Incident) -> bool {
     incident.phases.values().any(|phase| phase.status == PhaseStatus::Failed)
 }
 
-/// The commands that unblock a failed step or check (or, for a phase that failed otherwise,
-/// abandon the incident), as someone who may run them: the first person holding a role, else a
+/// The commands that unblock a failed step or check, a step waiting for its retry or a check
+/// still polling (or, for a phase that failed otherwise, abandon the incident), as someone who
+/// may run them: the first person holding a role, else a
 /// placeholder.
 pub fn unblocking_commands(incident: &Incident, blocker: &Blocker, people: &[String]) -> Vec<String> {
-    if blocker.kind != "failed" && blocker.kind != "failed_check" {
+    if !matches!(blocker.kind, "failed" | "failed_check" | "check" | "retrying") {
         return Vec::new();
     }
     let actor = people.first().cloned().unwrap_or_else(|| match blocker.roles.as_slice() {
@@ -73,7 +74,7 @@ pub fn unblocking_commands(incident: &Incident, blocker: &Blocker, people: &[Str
     });
     let id = &incident.id;
     let what = &blocker.what;
-    if blocker.kind == "failed_check" {
+    if matches!(blocker.kind, "failed_check" | "check") {
         let gate = format!("{}/{what}", blocker.phase);
         vec![
             format!("phasegate retry {id} {gate} --gate --as {actor}"),

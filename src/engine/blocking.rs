@@ -14,14 +14,17 @@ pub struct Blocker {
     pub phase: String,
     /// The gate's id, or `PHASE/STEP` for a step.
     pub what: String,
-    /// `approval`, `signal`, `check`, `timer`, `condition`, `step`, `steps`, or `failed` (a step
-    /// that failed for good, which the `recover` roles can retry, skip or mark done; or a phase
-    /// that failed otherwise, which only abandoning closes), or `failed_check` (a check gate whose
-    /// deadline failed its phase, which the `recover` roles can retry or pass by hand).
+    /// `approval`, `signal`, `check` (which passes by itself, or which the `recover` roles can
+    /// retry now or pass by hand), `timer`, `condition`, `step`, `steps`, `retrying` (an automated
+    /// step waiting for its next attempt, which the `recover` roles can retry now, skip or mark
+    /// done), or `failed` (a step that failed for good, which the `recover` roles can retry, skip
+    /// or mark done; or a phase that failed otherwise, which only abandoning closes), or
+    /// `failed_check` (a check gate whose deadline failed its phase, which the `recover` roles can
+    /// retry or pass by hand).
     pub kind: &'static str,
     /// For a person: what it waits for.
     pub waiting_for: String,
-    /// The roles that can unblock it; empty when no person can (a timer, a check).
+    /// The roles that can unblock it; empty when no person can (a timer, a condition).
     pub roles: Vec<String>,
 }
 
@@ -33,12 +36,12 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
     }
     for phase in runbook.phases() {
         match incident.phase(&phase.id).status {
-            PhaseStatus::Ready => gates(phase, &phase.entry, incident, &mut found),
+            PhaseStatus::Ready => gates(phase, &phase.entry, incident, runbook.rights(), &mut found),
             PhaseStatus::Running => {
                 steps(phase, incident, runbook.rights(), &mut found);
                 let exit: Vec<_> =
                     phase.exit.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })).cloned().collect();
-                gates(phase, &exit, incident, &mut found);
+                gates(phase, &exit, incident, runbook.rights(), &mut found);
             }
             PhaseStatus::Failed => failed(runbook, phase, incident, &mut found),
             _ => {}
@@ -164,7 +167,13 @@ pub fn who_can_approve(
         .collect()
 }
 
-fn gates(phase: &Phase, gates: &[crate::runbook::model::Gate], incident: &Incident, found: &mut Vec<Blocker>) {
+fn gates(
+    phase: &Phase,
+    gates: &[crate::runbook::model::Gate],
+    incident: &Incident,
+    rights: &crate::runbook::model::Rights,
+    found: &mut Vec<Blocker>,
+) {
     for gate in gates {
         let state = incident.gate(&phase.id, &gate.id);
         if state.passed_at.is_some() {
@@ -184,20 +193,27 @@ fn gates(phase: &Phase, gates: &[crate::runbook::model::Gate], incident: &Incide
                 ("approval", text, roles.clone())
             }
             GateKind::Signal { role } => {
-                ("signal", "a signal from a trigger".to_string(), role.iter().cloned().collect())
+                let text = match role {
+                    Some(_) => "a signal from a trigger or a person".to_string(),
+                    None => "a signal from a trigger".to_string(),
+                };
+                ("signal", text, role.iter().cloned().collect())
             }
             GateKind::Check(check) => {
                 let last = match state.last_check {
                     Some((at, _)) => format!("; last answered {} (not as expected)", at.format("%H:%M:%S UTC")),
                     None => String::new(),
                 };
+                // It passes by itself when the probe answers as expected; a person who knows it
+                // holds (or wants it probed again now) need not wait for the poll or the deadline.
                 let text = format!(
-                    "check {} {} until {}{last}",
+                    "check {} {} until {}{last}; it passes by itself, or retry it now or pass it by hand with \
+                     evidence",
                     check.request.method,
                     check.request.url,
                     check.expect.source()
                 );
-                ("check", text, Vec::new())
+                ("check", text, rights.recover.roles.clone())
             }
             GateKind::Timer { not_before, .. } => {
                 let text = format!("timer: not before {}", not_before.map(format_duration).unwrap_or_default());
@@ -245,14 +261,28 @@ fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rig
                     (None, None) if campaign.batches == 0 => {
                         ("campaign reading its recipient list".to_string(), Vec::new())
                     }
-                    (None, None) => (format!("campaign sending: {sent}, {} failed", campaign.failed), Vec::new()),
+                    // It goes on by itself; the `campaign` roles can pause or cancel it (a campaign
+                    // whose batches keep failing does not stop by itself).
+                    (None, None) => (
+                        format!(
+                            "campaign sending: {sent}, {} failed; it goes on by itself, or pause or cancel it",
+                            campaign.failed
+                        ),
+                        rights.campaign.roles.clone(),
+                    ),
                 }
             }
             (_, StepStatus::Retrying) => {
                 let error = state.error.unwrap_or_default();
+                let next = state.retry_at.map(|at| format!(" at {}", at.format("%H:%M:%S UTC"))).unwrap_or_default();
                 (
-                    format!("{} step, attempt {} failed ({error}); retrying", step.action.kind(), state.attempt),
-                    Vec::new(),
+                    format!(
+                        "{} step, attempt {} failed ({error}); it tries again{next}, or retry it now, skip it or mark \
+                         it done by hand",
+                        step.action.kind(),
+                        state.attempt
+                    ),
+                    rights.recover.roles.clone(),
                 )
             }
             (_, StepStatus::Running) => {
@@ -263,7 +293,8 @@ fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rig
             }
             (_, _) => (format!("{} step waiting for the steps before it", step.action.kind()), Vec::new()),
         };
-        found.push(Blocker { phase: phase.id.clone(), what, kind: "step", waiting_for, roles });
+        let kind = if state.status == StepStatus::Retrying { "retrying" } else { "step" };
+        found.push(Blocker { phase: phase.id.clone(), what, kind, waiting_for, roles });
     }
 }
 

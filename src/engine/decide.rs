@@ -79,7 +79,7 @@ pub enum Error {
     RelaxationsOpen(String),
     #[error("{what} is a right the runbook gives nobody; {fix}")]
     NobodyMay { what: String, fix: String },
-    #[error("step `{phase}/{step}` is {status}, not failed, so it cannot be {what}")]
+    #[error("step `{phase}/{step}` is {status}, not failed or waiting for a retry, so it cannot be {what}")]
     NotFailed { phase: String, step: String, status: String, what: &'static str },
     #[error("gate `{phase}/{gate}` is {kind} gate: {why}")]
     NotCheckGate { phase: String, gate: String, kind: &'static str, why: String },
@@ -432,7 +432,7 @@ impl<'a> Work<'a> {
             .ok_or_else(|| Error::UnknownStep { phase: phase_id.to_string(), step: step_id.to_string() })?;
         let (assignee, declared) = match &step.action {
             Action::Manual { assignee, outputs, .. } => (assignee.clone(), outputs.clone()),
-            _ if self.incident.step(phase_id, step_id).status == StepStatus::Failed => {
+            _ if matches!(self.incident.step(phase_id, step_id).status, StepStatus::Failed | StepStatus::Retrying) => {
                 return self.override_step(phase_id, step_id, evidence, outputs);
             }
             other => {

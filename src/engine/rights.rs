@@ -146,8 +146,8 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    /// The phase and step of a recovery: the step failed for good, its phase is failed or still
-    /// running, and the actor holds the `recover` right.
+    /// The phase and step of a recovery: the step failed for good or waits for its next attempt,
+    /// its phase is failed or still running, and the actor holds the `recover` right.
     fn failed_step(&self, phase_id: &str, step_id: &str, what: &'static str) -> Result<(&'a Phase, &'a Step), Error> {
         self.person()?;
         let runbook: &'a crate::runbook::Runbook = self.runbook;
@@ -156,13 +156,11 @@ impl<'a> Work<'a> {
             .step(step_id)
             .ok_or_else(|| Error::UnknownStep { phase: phase_id.to_string(), step: step_id.to_string() })?;
         let state = self.incident.step(phase_id, step_id);
-        if state.status != StepStatus::Failed {
-            let status = match (state.status, state.retry_at) {
-                (StepStatus::Retrying, Some(at)) => {
-                    format!("retrying (attempt {} at {})", state.attempt + 1, at.format("%H:%M:%S UTC"))
-                }
-                (other, _) => other.as_str().to_string(),
-            };
+        // A step waiting for its next attempt is recovered as one that failed for good: a person
+        // who knows the outside system is down (or did the work by hand) need not wait out the
+        // backoff. The attempt the runtime would start at `retry_at` then finds it settled.
+        if !matches!(state.status, StepStatus::Failed | StepStatus::Retrying) {
+            let status = state.status.as_str().to_string();
             return Err(Error::NotFailed { phase: phase_id.to_string(), step: step_id.to_string(), status, what });
         }
         let phase_status = self.incident.phase(phase_id).status;

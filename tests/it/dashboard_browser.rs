@@ -5,6 +5,8 @@
 //! reason, a form stripped of its CSRF field refused, hostile text shown as text, and every page
 //! checked by axe-core and kept as a screenshot in `target/browser-screenshots`.
 
+mod reference;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -353,6 +353,32 @@ fn a_step_failed_for_good_is_retried_with_the_same_key_by_a_recover_role_and_the
     assert_eq!(h.folded(), *h.state());
 }
 
+/// A step waiting for its next attempt could not be recovered until its retries were spent
+/// (minutes of backoff while the people on the bridge knew the system was down): the `recover`
+/// roles now retry it at once, skip it or mark it done by hand; anyone else is still refused.
+#[test]
+fn a_step_waiting_for_its_next_attempt_is_recovered_by_a_recover_role_only() {
+    let mut h = harness();
+    h.start();
+    h.run("dana", complete("contain", "isolate", None, BTreeMap::new())).unwrap();
+    let attempt = h.take(|k| matches!(k, EffectKind::Http { .. }));
+    h.record(attempt, http(502, json!(null))).unwrap();
+    assert_eq!(h.state().step("contain", "rotate").status.as_str(), "retrying");
+    assert!(matches!(h.run("eve", retry(None)), Err(Error::MissingRole { .. })));
+    assert!(matches!(h.run("tom", skip("not mine")), Err(Error::MissingRole { .. })));
+    let retried = h.run("sam", retry(Some("the IdP is back"))).unwrap();
+    assert_eq!(Harness::types(&retried), ["step_retried", "step_started"]);
+    let EffectKind::Http { attempt, .. } = &retried.effects[0].kind else { panic!("an http effect") };
+    assert_eq!(*attempt, 2, "the next attempt, started now");
+    let attempt = h.take(|k| matches!(k, EffectKind::Http { .. }));
+    h.record(attempt, http(502, json!(null))).unwrap();
+    assert_eq!(h.state().step("contain", "rotate").status.as_str(), "retrying");
+    let skipped = h.run("dana", skip("rotated by hand, CHG-90")).unwrap();
+    assert_eq!(Harness::types(&skipped)[0], "step_skipped_by_hand");
+    assert_eq!(h.state().step("contain", "rotate").status.as_str(), "skipped");
+    assert_eq!(h.folded(), *h.state());
+}
+
 #[test]
 fn a_step_failed_for_good_is_skipped_with_a_reason_and_reads_as_skipped() {
     let mut h = failed_for_good();

@@ -189,7 +189,7 @@ async fn rights_hold(server: Server) {
             json!({}),
             409,
             "conflict",
-            "step `triage/mobilise` is pending, not failed, so it cannot be retried",
+            "step `triage/mobilise` is pending, not failed or waiting for a retry, so it cannot be retried",
         ),
         (
             "POST",
@@ -198,7 +198,7 @@ async fn rights_hold(server: Server) {
             json!({"reason": "by phone"}),
             409,
             "conflict",
-            "not failed, so it cannot be skipped",
+            "not failed or waiting for a retry, so it cannot be skipped",
         ),
     ];
     for (method, path, token, body, status, code, message) in cases {

@@ -339,6 +339,18 @@ impl Serving {
         listen: &str,
         interval: Duration,
     ) -> Serving {
+        Serving::start_executing(store, config, listen, interval, Unreachable).await
+    }
+
+    /// [`Serving::start_over`], its effects carried out by `executor` (a drill's stand-ins for
+    /// the outside systems, say) instead of reaching nothing.
+    pub async fn start_executing<S: phasegate::store::Store>(
+        store: S,
+        config: phasegate::config::Config,
+        listen: &str,
+        interval: Duration,
+        executor: impl phasegate::runtime::Executor + 'static,
+    ) -> Serving {
         let catalog = phasegate::render::Catalog::built_in();
         // As `phasegate serve` makes it: campaigns keep their files where the configuration says.
         let runtime = phasegate::runtime::Runtime::new(store, catalog, config.directory.clone())
@@ -351,7 +363,7 @@ impl Serving {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            phasegate::server::serve(app, Arc::new(Unreachable), listener, interval, shutdown).await.unwrap();
+            phasegate::server::serve(app, Arc::new(executor), listener, interval, shutdown).await.unwrap();
         });
         Serving { base, stop: Some(stop), task: Some(task) }
     }

@@ -18,6 +18,12 @@ mod markdown;
 mod phases;
 mod text;
 
+#[cfg(test)]
+pub(crate) use text::width;
+/// Wrapping a label into the room it has, by estimated width: the dashboard's phase graph uses it
+/// too.
+pub(crate) use text::wrap;
+
 use chrono::{DateTime, Utc};
 
 use crate::engine::Event;

@@ -23,7 +23,7 @@ pub(super) fn escape(raw: &str) -> String {
 }
 
 /// How wide `text` is drawn at `size` pixels, estimated from above.
-pub(super) fn width(text: &str, size: f64) -> f64 {
+pub(crate) fn width(text: &str, size: f64) -> f64 {
     text.chars().map(em).sum::<f64>() * size
 }
 
@@ -44,7 +44,7 @@ fn em(c: char) -> f64 {
 /// `text` broken into at most `max_lines` lines no wider than `room` at `size`: at spaces where
 /// it can, inside a word where a word alone is too wide. When it does not all fit, the last line
 /// ends in `…` (the whole text is then the caller's to show elsewhere, in a tooltip).
-pub(super) fn wrap(text: &str, room: f64, size: f64, max_lines: usize) -> Vec<String> {
+pub(crate) fn wrap(text: &str, room: f64, size: f64, max_lines: usize) -> Vec<String> {
     let fits = |line: &str| width(line, size) <= room;
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();

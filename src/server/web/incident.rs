@@ -131,6 +131,13 @@ pub fn context(
         .iter()
         .map(|blocker| {
             let people = who_can_approve(runbook, incident, directory, blocker);
+            // Where on the page the form that unblocks it is, when it is not beside it.
+            let to = match blocker.kind {
+                "step" => Some(("step", "the step's form")),
+                "failed" | "retrying" if blocker.what.contains('/') => Some(("failed", "the step's recovery forms")),
+                "check" | "failed_check" => Some(("check", "the check's forms")),
+                _ => None,
+            };
             let form = match blocker.kind {
                 "approval" => {
                     may(Command::Approve { phase: blocker.phase.clone(), gate: Some(blocker.what.clone()), note: None })
@@ -156,6 +163,7 @@ pub fn context(
                 "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
                 "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
                 "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),
+                "to": to.map(|(section, label)| json!({ "section": section, "label": label })),
             })
         })
         .collect();
@@ -213,11 +221,13 @@ pub fn context(
                     "assignee": assignee, "evidence": evidence, "outputs": outputs, "can": can, "slug": slug,
                 }));
             }
-            if state.status == StepStatus::Failed {
+            // A step waiting for its next attempt is recovered as one that failed for good.
+            if matches!(state.status, StepStatus::Failed | StepStatus::Retrying) {
                 let can = may(Command::Retry { phase: phase.id.clone(), step: step.id.clone(), reason: None });
                 failed.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "kind": step.action.kind(),
                     "attempt": state.attempt, "error": state.error, "can": can, "slug": slug,
+                    "retry_at": (state.status == StepStatus::Retrying).then(|| state.retry_at.map(when)),
                     "recovery": state.recovery.as_ref().map(|r| json!({
                         "kind": r.kind.as_str(), "by": r.by, "at": when(r.at), "reason": r.reason,
                     })),

@@ -168,7 +168,8 @@ async fn summary<S: Store>(app: &App<S>, signed: &Signed, id: &str) -> Result<In
     }
 }
 
-/// `GET /incidents/{id}/audit`: the verification's verdict and the report (Markdown, as text).
+/// `GET /incidents/{id}/audit`: the verification's verdict and the report (Markdown, as text
+/// a person reads: see [`readable`]).
 pub async fn incident_audit<S: Store>(State(app): State<Arc<App<S>>>, signed: Signed, Path(id): Path<String>) -> Page {
     let summary = summary(&app, &signed, &id).await?;
     let (outcome, events) = verified(&app, &signed, &summary).await?;
@@ -180,9 +181,36 @@ pub async fn incident_audit<S: Store>(State(app): State<Arc<App<S>>>, signed: Si
         "signed_through": outcome.signed_through, "unsigned": outcome.unsigned_log, "closed": outcome.closed,
         "fingerprint": outcome.fingerprint, "signers": outcome.signers,
         "problems": outcome.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "more_problems": outcome.more_problems, "report": markdown,
+        "more_problems": outcome.more_problems, "report": readable(&markdown),
     });
     app.page("web/incident-audit.html", Some(&signed), "audit", &format!("Audit of {id}"), page)
+}
+
+/// The report's Markdown as a person reads it on the page, as text: without the escapes that keep
+/// the log's text from being taken for Markdown (`\|`, `\[`, `\*`, `\_`: any backslash before
+/// ASCII punctuation), with `&lt;` back as `<`, and a line break inside a table cell (`<br>`)
+/// shown as ` / `. The page escapes what it prints, so nothing here can become markup.
+pub fn readable(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    let mut rest = markdown;
+    while let Some(c) = rest.chars().next() {
+        if c == '\\'
+            && let Some(next) = rest[1..].chars().next().filter(char::is_ascii_punctuation)
+        {
+            out.push(next);
+            rest = &rest[1 + next.len_utf8()..];
+        } else if let Some(after) = rest.strip_prefix("&lt;") {
+            out.push('<');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("<br>") {
+            out.push_str(" / ");
+            rest = after;
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 async fn verified<S: Store>(
@@ -239,4 +267,28 @@ pub async fn report<S: Store>(State(app): State<Arc<App<S>>>, signed: Signed, Pa
                   form-action 'none'; frame-ancestors 'none'";
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_SECURITY_POLICY, policy)], html)
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    /// The audit page showed the report's Markdown escapes as written (`\|`, `\[`, `&lt;`,
+    /// `<br>`), which a person reading it took for part of the log's text.
+    #[test]
+    fn the_reports_markdown_escapes_are_undone_for_reading() {
+        let table: &[(&str, &str)] = &[
+            ("a \\| b", "a | b"),
+            ("\\[click\\](javascript:x)", "[click](javascript:x)"),
+            ("back\\\\slash", "back\\slash"),
+            ("snake\\_case and \\*stars\\*", "snake_case and *stars*"),
+            ("&lt;script>", "<script>"),
+            ("line one<br>line two", "line one / line two"),
+            ("a\\b stays, as does a trailing \\", "a\\b stays, as does a trailing \\"),
+            ("| `x` | é \\| ü |", "| `x` | é | ü |"),
+        ];
+        for (markdown, shown) in table {
+            assert_eq!(readable(markdown), *shown, "{markdown}");
+        }
+    }
 }

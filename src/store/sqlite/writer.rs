@@ -387,15 +387,13 @@ impl Writer {
         if let Some(start) = &rows.start {
             // The primary key refuses a second start of the incident, the partial unique index a
             // second open incident with the same key. The events set the version and the times.
-            let inserted = sqlx::query(
-                "INSERT INTO incidents (id, runbook_id, key, started_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(incident)
-            .bind(&start.runbook_id)
-            .bind(&start.key)
-            .bind(&start.started_at)
-            .execute(&mut *connection)
-            .await;
+            let inserted = sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at) VALUES (?, ?, ?, ?)")
+                .bind(incident)
+                .bind(&start.runbook_id)
+                .bind(&start.key)
+                .bind(&start.started_at)
+                .execute(&mut *connection)
+                .await;
             match inserted {
                 Err(error) if is_constraint_violation(&error) => {
                     return Err(rows::refusal(&mut *connection, rows).await.into());
@@ -414,10 +412,7 @@ impl Writer {
                 _ => {
                     self.heads.remove(incident);
                     let stored: Option<(i64, Option<String>)> =
-                        sqlx::query_as(stored_head!())
-                            .bind(incident)
-                            .fetch_optional(&mut *connection)
-                            .await?;
+                        sqlx::query_as(stored_head!()).bind(incident).fetch_optional(&mut *connection).await?;
                     match stored {
                         Some((version, head)) if version == signed(rows.expected) => {
                             if let Some(head) = head {

@@ -177,10 +177,8 @@ impl Writer {
 
     /// An incident's stored version and head, if it exists.
     async fn stored_head(&mut self, incident: &str) -> Result<Option<(u64, Hash)>, sqlx::Error> {
-        let stored: Option<(i64, Option<String>)> = sqlx::query_as(stored_head!())
-            .bind(incident)
-            .fetch_optional(&mut self.connection)
-            .await?;
+        let stored: Option<(i64, Option<String>)> =
+            sqlx::query_as(stored_head!()).bind(incident).fetch_optional(&mut self.connection).await?;
         // A head that is not a hash, or missing after events, is for the careful path to report.
         Ok(stored.and_then(|(version, head)| match head {
             Some(head) => Some((u64::try_from(version).ok()?, chain::from_hex(&head)?)),

@@ -28,14 +28,8 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
-/// Each incident joined to its latest event (none before the first), which holds its version
-/// (`last.seq`), head (`last.hash`) and last change (`last.at`): what follows `FROM`.
-macro_rules! with_last_event {
-    () => {
-        "incidents LEFT JOIN events AS last ON last.incident = incidents.id
-           AND last.seq = (SELECT max(seq) FROM events WHERE incident = incidents.id) "
-    };
-}
+#[macro_use]
+mod summary;
 
 mod campaign;
 mod checkpointer;
@@ -76,19 +70,6 @@ const QUEUE: usize = 1024;
 
 /// The most appends one transaction carries, so that a flood of them still gets answers in steps.
 const MAX_BATCH: usize = 512;
-
-/// Selects incidents' summaries, with what follows `FROM incidents` (`WHERE`, `ORDER BY`).
-macro_rules! summaries {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, runbook_id, key, coalesce(last.seq, 0) AS version, started_at,
-                    coalesce(last.at, started_at) AS updated_at, closed_at, last.hash AS head, checkpointed,
-                    checkpointed_at FROM ",
-            with_last_event!(),
-            $rest
-        )
-    };
-}
 
 /// The SQLite event store. Share it behind an `Arc`; [`SqliteStore::close`] waits for the writer
 /// to finish what it was given.

@@ -399,3 +399,66 @@ async fn waiting_deliveries_are_committed_ahead_of_a_waiting_append() {
     assert_eq!(append.await.unwrap().unwrap(), 2);
     assert_eq!(store.commits() - commits, 2, "the deliveries' commit, then the append's");
 }
+
+/// Migration 0009 drops the incidents' copies of their latest event (version, head, last change):
+/// an incident stored before it reads the same summary after it, from its events, and its next
+/// event is checked against them as before.
+#[tokio::test]
+async fn an_incident_stored_before_migration_9_keeps_its_summary() {
+    use chrono::SecondsFormat;
+    use phasegate::audit::chain;
+
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    for entry in std::fs::read_dir("migrations/sqlite").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0009" {
+            std::fs::copy(&path, migrations.join(name)).unwrap();
+        }
+    }
+    let path = dir.path().join("phasegate.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(migrations.as_path()).await.unwrap().run(&mut connection).await.unwrap();
+    let events = [started("inc-1", "breach", Some("alert-7")), note(3, "shop is down")];
+    let time = |event: &phasegate::engine::Event| event.at.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES ('inc-1', 'breach', 'alert-7', ?, ?)")
+        .bind(time(&events[0]))
+        .bind(time(&events[0]))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let mut head = chain::GENESIS;
+    for (seq, event) in (1..).zip(&events) {
+        let json = chain::canonical(event).unwrap();
+        head = chain::link(&head, seq, json.as_bytes());
+        sqlx::query("INSERT INTO events (incident, seq, type, at, event, hash) VALUES ('inc-1', ?, ?, ?, ?, ?)")
+            .bind(seq as i64)
+            .bind(event.kind.name())
+            .bind(time(event))
+            .bind(json)
+            .bind(chain::to_hex(&head))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    // What the schema before 0009 kept in the incident's row.
+    let before: (i64, String, String) =
+        sqlx::query_as("SELECT version, head, updated_at FROM incidents").fetch_one(&mut connection).await.unwrap();
+    assert_eq!(before, (2, chain::to_hex(&head), time(&events[1])));
+    connection.close().await.unwrap();
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let summary = store.incident("inc-1").await.unwrap().unwrap();
+    assert_eq!(
+        (summary.version, summary.head.as_deref(), summary.updated_at, summary.closed_at),
+        (2, Some(before.1.as_str()), events[1].at, None)
+    );
+    assert_eq!(store.incidents().await.unwrap(), [summary]);
+    let stale = store.append(Append::new("inc-1", 1, &[note(4, "late")])).await;
+    assert!(matches!(stale, Err(phasegate::store::Error::Conflict { actual: 2, .. })), "{stale:?}");
+    assert_eq!(store.append(Append::new("inc-1", 2, &[note(4, "next")])).await.unwrap(), 3);
+    store.close().await;
+}

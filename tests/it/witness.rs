@@ -30,10 +30,10 @@ phases:
 
 /// What an attacker with the database file and no key does to cut incident `id` back to its
 /// first checkpoint: drop the triggers that refuse deletes, delete every later event and
-/// checkpoint, and make the summary row agree. (The triggers are put back after, as a careful
-/// attacker would.)
+/// checkpoint, and make the incident's row agree (open again, checkpointed as of the first
+/// checkpoint; its version and head are its latest event's). (The triggers are put back after, as
+/// a careful attacker would.)
 fn cut_back(id: &str) -> Vec<String> {
-    let last = format!("(SELECT seq, hash, at FROM events WHERE incident = '{id}' ORDER BY seq DESC LIMIT 1)");
     let first = format!("(SELECT events, at FROM checkpoints WHERE incident = '{id}' AND number = 1)");
     let mut statements = drop_the_triggers();
     statements.extend([
@@ -43,9 +43,8 @@ fn cut_back(id: &str) -> Vec<String> {
         ),
         format!("DELETE FROM checkpoints WHERE incident = '{id}' AND number > 1"),
         format!(
-            "UPDATE incidents SET version = (SELECT seq FROM {last}), head = (SELECT hash FROM {last}), updated_at = \
-             (SELECT at FROM {last}), closed_at = NULL, checkpointed = (SELECT events FROM {first}), checkpointed_at \
-             = (SELECT at FROM {first}) WHERE id = '{id}'"
+            "UPDATE incidents SET closed_at = NULL, checkpointed = (SELECT events FROM {first}), checkpointed_at = \
+             (SELECT at FROM {first}) WHERE id = '{id}'"
         ),
     ]);
     statements

@@ -2,7 +2,7 @@
 //! incident changed. A change this server makes (a form, the API, a webhook, the runtime's own
 //! work) wakes the stream at once through [`crate::runtime::Runtime::changes`]; other processes
 //! (the CLI, another replica) write to the same database without telling this one, so the
-//! incident's version (its summary row, one indexed read) is also read every
+//! incident's version (its latest event's position, two indexed reads) is also read every
 //! `server.live_poll` (default 2 s). A `change` event carrying the new version is sent when it
 //! moved. The page's script then fetches the page again and swaps in its live regions. The
 //! stream ends when the session does, or when the server stops.

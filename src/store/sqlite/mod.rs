@@ -13,8 +13,10 @@
 //! `writer.rs` is that writer. Reads go through a separate pool of read-only connections, which
 //! WAL lets run beside the writer.
 //!
-//! The schema's triggers make each event insert the compare-and-set of its incident's version and
-//! keep the incident's summary row in step, so the database itself refuses a stale append.
+//! The schema's triggers make each event insert the compare-and-set of its incident's version, so
+//! the database itself refuses a stale append. An incident's version, head and last change are its
+//! latest event's (`seq`, `hash`, `at`), read through the events' primary key, not copies the
+//! events keep up to date: an event then writes only the events' pages (migration 0009).
 
 use std::future::Future;
 use std::path::Path;
@@ -25,6 +27,9 @@ use std::time::Duration;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
+
+#[macro_use]
+mod summary;
 
 mod campaign;
 mod checkpointer;
@@ -53,7 +58,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// WAL pages written before the writer checkpoints by itself (SQLite's default is 1,000), behind
 /// the checkpointer (`checkpointer.rs`), which usually has copied them by then. Commits rewrite
-/// the same hot pages (the inbox's newest page, incidents' summary rows, the upper levels of every
+/// the same hot pages (the inbox's newest page, the events' newest leaves, the upper levels of every
 /// index) over and over; a checkpoint copies each page once however often the WAL holds it, so a
 /// longer WAL copies fewer pages per commit (measured in BENCHMARKS.md: webhook deliveries taken
 /// in about 10% faster than with 1,000). The WAL file grows to about 40 MiB.
@@ -67,17 +72,6 @@ const QUEUE: usize = 1024;
 
 /// The most appends one transaction carries, so that a flood of them still gets answers in steps.
 const MAX_BATCH: usize = 512;
-
-/// Selects incidents' summaries, with what follows `FROM incidents`.
-macro_rules! summaries {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at, head, checkpointed,
-                    checkpointed_at FROM incidents ",
-            $rest
-        )
-    };
-}
 
 /// The SQLite event store. Share it behind an `Arc`; [`SqliteStore::close`] waits for the writer
 /// to finish what it was given.

@@ -20,6 +20,14 @@ pub(super) use direct::Direct;
 use inbox::Added;
 pub(super) use inbox::Waiting;
 
+/// Selects an incident's version and head hash (`NULL` before its first event), no row if it
+/// does not exist.
+macro_rules! stored_head {
+    () => {
+        concat!("SELECT coalesce(last.seq, 0), last.hash FROM ", with_last_event!(), "WHERE incidents.id = ?")
+    };
+}
+
 mod campaign;
 mod direct;
 mod inbox;
@@ -379,16 +387,13 @@ impl Writer {
         if let Some(start) = &rows.start {
             // The primary key refuses a second start of the incident, the partial unique index a
             // second open incident with the same key. The events set the version and the times.
-            let inserted = sqlx::query(
-                "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(incident)
-            .bind(&start.runbook_id)
-            .bind(&start.key)
-            .bind(&start.started_at)
-            .bind(&start.started_at)
-            .execute(&mut *connection)
-            .await;
+            let inserted = sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at) VALUES (?, ?, ?, ?)")
+                .bind(incident)
+                .bind(&start.runbook_id)
+                .bind(&start.key)
+                .bind(&start.started_at)
+                .execute(&mut *connection)
+                .await;
             match inserted {
                 Err(error) if is_constraint_violation(&error) => {
                     return Err(rows::refusal(&mut *connection, rows).await.into());
@@ -407,10 +412,7 @@ impl Writer {
                 _ => {
                     self.heads.remove(incident);
                     let stored: Option<(i64, Option<String>)> =
-                        sqlx::query_as("SELECT version, head FROM incidents WHERE id = ?")
-                            .bind(incident)
-                            .fetch_optional(&mut *connection)
-                            .await?;
+                        sqlx::query_as(stored_head!()).bind(incident).fetch_optional(&mut *connection).await?;
                     match stored {
                         Some((version, head)) if version == signed(rows.expected) => {
                             if let Some(head) = head {
@@ -568,7 +570,10 @@ impl Writer {
 /// The incident's row as the writer sees it inside its transaction.
 impl rows::RefusalLookups for SqliteConnection {
     async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT version FROM incidents WHERE id = ?").bind(incident).fetch_optional(self).await
+        sqlx::query_scalar(concat!("SELECT coalesce(last.seq, 0) FROM ", with_last_event!(), "WHERE incidents.id = ?"))
+            .bind(incident)
+            .fetch_optional(self)
+            .await
     }
 
     async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error> {
@@ -655,11 +660,7 @@ pub(super) async fn chain_unhashed(connection: &mut SqliteConnection) -> Result<
                 .await?;
             chained.events += 1;
         }
-        sqlx::query("UPDATE incidents SET head = ? WHERE id = ?")
-            .bind(chain::to_hex(&prev))
-            .bind(&incident)
-            .execute(&mut *transaction)
-            .await?;
+        // The incident's head is its latest event's hash, now stored with it.
         transaction.commit().await?;
     }
     Ok(chained)

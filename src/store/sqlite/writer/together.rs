@@ -88,13 +88,12 @@ impl Writer {
             batch.iter().filter_map(|append| Some((&append.rows.incident, append.rows.start.as_ref()?))).collect();
         insert(
             &mut self.connection,
-            "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) ",
+            "INSERT INTO incidents (id, runbook_id, key, started_at) ",
             &starts,
             |row, (incident, start)| {
                 row.push_bind(incident.as_str())
                     .push_bind(start.runbook_id.as_str())
                     .push_bind(start.key.as_deref())
-                    .push_bind(start.started_at.as_str())
                     .push_bind(start.started_at.as_str());
             },
         )
@@ -178,10 +177,8 @@ impl Writer {
 
     /// An incident's stored version and head, if it exists.
     async fn stored_head(&mut self, incident: &str) -> Result<Option<(u64, Hash)>, sqlx::Error> {
-        let stored: Option<(i64, Option<String>)> = sqlx::query_as("SELECT version, head FROM incidents WHERE id = ?")
-            .bind(incident)
-            .fetch_optional(&mut self.connection)
-            .await?;
+        let stored: Option<(i64, Option<String>)> =
+            sqlx::query_as(stored_head!()).bind(incident).fetch_optional(&mut self.connection).await?;
         // A head that is not a hash, or missing after events, is for the careful path to report.
         Ok(stored.and_then(|(version, head)| match head {
             Some(head) => Some((u64::try_from(version).ok()?, chain::from_hex(&head)?)),

@@ -107,8 +107,16 @@ fn main() {
     let pages = Pages::built_in().unwrap();
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let render = |page| {
-        phasegate::server::web::render(&pages, "web/incident.html", Some(("dana.ito", "csrf")), None, "incidents", "t", page)
-            .unwrap()
+        phasegate::server::web::render(
+            &pages,
+            "web/incident.html",
+            Some(("dana.ito", "csrf")),
+            None,
+            "incidents",
+            "t",
+            page,
+        )
+        .unwrap()
     };
     tokio.block_on(async {
         let store = SqliteStore::open(&dir.path().join("phasegate.db")).await.unwrap();

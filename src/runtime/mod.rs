@@ -287,7 +287,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         version: u64,
         read: impl FnOnce(&Runbook, &Incident) -> R,
     ) -> Result<R, Error> {
-        self.at_version(incident, version, |runbook, state| read(&**runbook, state)).await
+        self.at_version(incident, version, |runbook, state| read(runbook, state)).await
     }
 
     /// The incident's current state and its runbook, as [`Runtime::with_state`] reads them (from

@@ -150,7 +150,12 @@ impl Store for AnyStore {
         each!(self, store => store.events_page(incident, page))
     }
 
-    fn event_counts(&self, incident: &str, after: u64, upto: u64) -> impl Future<Output = Result<Counts, Error>> + Send {
+    fn event_counts(
+        &self,
+        incident: &str,
+        after: u64,
+        upto: u64,
+    ) -> impl Future<Output = Result<Counts, Error>> + Send {
         each!(self, store => store.event_counts(incident, after, upto))
     }
 

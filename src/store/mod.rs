@@ -106,16 +106,14 @@ pub trait Store: Send + Sync + 'static {
     /// One [`Page`] of `incident`'s log, each event with its position (1-based): for a reader
     /// that pages through it rather than folding it. Empty when there are none (or no such
     /// incident).
-    fn events_page(
-        &self,
-        incident: &str,
-        page: &Page,
-    ) -> impl Future<Output = Result<Vec<(u64, Event)>, Error>> + Send;
+    fn events_page(&self, incident: &str, page: &Page)
+    -> impl Future<Output = Result<Vec<(u64, Event)>, Error>> + Send;
 
     /// How many events of each type `incident`'s log holds after position `after` up to position
     /// `upto` (both 0 and the version: the whole log), by type name in order, without reading the
     /// events themselves. Empty for an incident with none there (or no such incident).
-    fn event_counts(&self, incident: &str, after: u64, upto: u64) -> impl Future<Output = Result<Counts, Error>> + Send;
+    fn event_counts(&self, incident: &str, after: u64, upto: u64)
+    -> impl Future<Output = Result<Counts, Error>> + Send;
 
     /// The summary of one incident, if it was started.
     fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send;

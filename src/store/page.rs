@@ -68,14 +68,12 @@ impl Page {
     /// `events_by_type` index first, so that passing over events reads index entries, not events.
     pub(crate) fn statement(&self) -> (&'static str, [i64; 3]) {
         let (position, sql) = match (self.start(), self.kind.is_some()) {
-            (Cursor::After(position), false) => (
-                position,
-                "SELECT seq, event FROM events WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            ),
-            (Cursor::Before(position), false) => (
-                position,
-                "SELECT seq, event FROM events WHERE incident = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-            ),
+            (Cursor::After(position), false) => {
+                (position, "SELECT seq, event FROM events WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            }
+            (Cursor::Before(position), false) => {
+                (position, "SELECT seq, event FROM events WHERE incident = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
+            }
             (Cursor::After(position), true) => (
                 position,
                 "SELECT seq, event FROM events WHERE incident = $1 AND seq IN \
@@ -101,10 +99,13 @@ impl Page {
         rows.into_iter()
             .enumerate()
             .map(|(index, (seq, event))| {
-                let seq = u64::try_from(seq).map_err(|_| Error::Corrupt(format!("a stored position is negative: {seq}")))?;
+                let seq =
+                    u64::try_from(seq).map_err(|_| Error::Corrupt(format!("a stored position is negative: {seq}")))?;
                 let in_order = match (self.kind.is_some(), start) {
                     (false, Cursor::After(after)) => seq == after + index as u64 + 1,
-                    (false, Cursor::Before(before)) => seq < before && previous.is_none_or(|previous| seq + 1 == previous),
+                    (false, Cursor::Before(before)) => {
+                        seq < before && previous.is_none_or(|previous| seq + 1 == previous)
+                    }
                     (true, Cursor::After(after)) => seq > after && previous.is_none_or(|previous| seq > previous),
                     (true, Cursor::Before(before)) => seq < before && previous.is_none_or(|previous| seq < previous),
                 };

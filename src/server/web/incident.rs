@@ -24,9 +24,9 @@ use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
 use crate::engine::{Command, Directory, Incident, Request};
 use crate::render::context::status_context;
+use crate::runbook::model::{Action, GateKind};
 use crate::runbook::{Runbook, Templates};
 use crate::runtime::Runtime;
-use crate::runbook::model::{Action, GateKind};
 use crate::server::App;
 use crate::store::Store;
 

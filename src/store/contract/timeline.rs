@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{at, note, started};
 use crate::engine::{Event, EventKind};
-use crate::store::{Append, Cursor, Page, Store};
+use crate::store::{Append, Counts, Cursor, Page, Store};
 
 /// An incident of 23 events: started, then notes, with a phase started every fifth event.
 async fn mixed(store: &impl Store) -> Vec<Event> {
@@ -79,7 +79,7 @@ pub async fn a_page_runs_either_way_of_one_type_or_all(store: Arc<impl Store>) {
 pub async fn events_are_counted_by_type_between_two_versions(store: Arc<impl Store>) {
     mixed(&*store).await;
     let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(kind, n)| (kind.to_string(), *n)).collect::<Vec<_>>();
-    let cases: [(u64, u64, Vec<(String, u64)>); 6] = [
+    let cases: [(u64, u64, Counts); 6] = [
         (0, 23, counts(&[("incident_started", 1), ("note_added", 18), ("phase_started", 4)])),
         (0, 100, counts(&[("incident_started", 1), ("note_added", 18), ("phase_started", 4)])),
         (0, 6, counts(&[("incident_started", 1), ("note_added", 4), ("phase_started", 1)])),

@@ -95,7 +95,9 @@ async fn the_timeline_pages_through_the_log_newest_first_of_one_kind_or_all() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|entry| (entry["seq"].as_u64().unwrap(), entry["event"]["event"]["type"].as_str().unwrap().to_string()))
+            .map(|entry| {
+                (entry["seq"].as_u64().unwrap(), entry["event"]["event"]["type"].as_str().unwrap().to_string())
+            })
             .take_while(|(seq, _)| *seq <= shown.all)
             .collect();
         assert_eq!(log.len() as u64, shown.all, "{path}: every event of the log is counted");
@@ -127,7 +129,8 @@ async fn the_timeline_pages_through_the_log_newest_first_of_one_kind_or_all() {
     let mut after = 0;
     let mut notes = Vec::new();
     loop {
-        let page = dashboard.api(&format!("/api/v1/incidents/{id}/timeline?kind=note_added&limit=30&after={after}")).await;
+        let page =
+            dashboard.api(&format!("/api/v1/incidents/{id}/timeline?kind=note_added&limit=30&after={after}")).await;
         for entry in page["events"].as_array().unwrap() {
             assert_eq!(entry["event"]["event"]["type"], "note_added");
             notes.push((entry["seq"].as_u64().unwrap(), entry["event"]["reason"].as_str().unwrap().to_string()));
@@ -139,7 +142,10 @@ async fn the_timeline_pages_through_the_log_newest_first_of_one_kind_or_all() {
     }
     assert_eq!(notes.len(), 70);
     assert!(notes.windows(2).all(|pair| pair[0].0 < pair[1].0), "oldest first: {notes:?}");
-    assert_eq!(notes.iter().map(|(_, text)| text.clone()).collect::<Vec<_>>(), (0..70).map(|n| format!("note {n}")).collect::<Vec<_>>());
+    assert_eq!(
+        notes.iter().map(|(_, text)| text.clone()).collect::<Vec<_>>(),
+        (0..70).map(|n| format!("note {n}")).collect::<Vec<_>>()
+    );
     for bad in ["%3Cscript%3E", "Note_Added", ""] {
         let response = dashboard
             .client

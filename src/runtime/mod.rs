@@ -120,6 +120,9 @@ pub struct Runtime<S, T> {
     /// Each incident's state as this runtime last saw it; a command reads only the events
     /// appended since, instead of folding the whole log again.
     states: Mutex<HashMap<String, (Incident, Arc<Runbook>)>>,
+    /// How many events of each type each incident's log holds, at the version counted: kept with
+    /// the states so that a page showing the counts reads only the events appended since.
+    counts: Mutex<HashMap<String, (u64, store::Counts)>>,
     /// The key that signs checkpoints, and how often an open incident's head is signed.
     signer: Option<(Arc<Signer>, chrono::Duration)>,
     /// Where each checkpoint signed is also copied, outside the database.
@@ -156,6 +159,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             ids: Box::new(new_incident_id),
             runbooks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
             signer: None,
             witness: None,
             signed_at: Mutex::new(HashMap::new()),
@@ -283,6 +287,26 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         version: u64,
         read: impl FnOnce(&Runbook, &Incident) -> R,
     ) -> Result<R, Error> {
+        self.at_version(incident, version, |runbook, state| read(runbook, state)).await
+    }
+
+    /// The incident's current state and its runbook, as [`Runtime::with_state`] reads them (from
+    /// the cache when it holds the version the incident's summary gives), for a reader that
+    /// needs them for longer than the cache's lock may be held: a page built from them.
+    /// [`store::Error::NotFound`] for an incident never started.
+    pub async fn state(&self, incident: &str) -> Result<(Incident, Arc<Runbook>), Error> {
+        let Some(summary) = self.store.incident(incident).await? else {
+            return Err(store::Error::NotFound { incident: incident.to_string() }.into());
+        };
+        self.at_version(incident, summary.version, |runbook, state| (state.clone(), runbook.clone())).await
+    }
+
+    async fn at_version<R>(
+        &self,
+        incident: &str,
+        version: u64,
+        read: impl FnOnce(&Arc<Runbook>, &Incident) -> R,
+    ) -> Result<R, Error> {
         let cache = || self.states.lock().expect("the cache is never poisoned");
         if let Some((state, runbook)) = cache().get(incident)
             && state.version == version
@@ -297,6 +321,32 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             cached.insert(incident.to_string(), (state, runbook));
         }
         Ok(answer)
+    }
+
+    /// How many events of each type the first `version` events of the incident's log hold, by
+    /// type name in order. Kept from the last call: only the events appended since are read (by
+    /// their types alone), and none when the version is the one counted.
+    pub async fn event_counts(&self, incident: &str, version: u64) -> Result<store::Counts, Error> {
+        let cached = self.counts.lock().expect("the cache is never poisoned").get(incident).cloned();
+        let counts = match cached {
+            Some((counted, counts)) if counted == version => return Ok(counts),
+            Some((counted, mut counts)) if counted < version => {
+                for (kind, more) in self.store.event_counts(incident, counted, version).await? {
+                    match counts.binary_search_by(|(known, _)| known.cmp(&kind)) {
+                        Ok(found) => counts[found].1 += more,
+                        Err(place) => counts.insert(place, (kind, more)),
+                    }
+                }
+                counts
+            }
+            _ => self.store.event_counts(incident, 0, version).await?,
+        };
+        let mut cached = self.counts.lock().expect("the cache is never poisoned");
+        // Another request may have counted further meanwhile: the furthest count stays.
+        if cached.get(incident).is_none_or(|(counted, _)| *counted < version) {
+            cached.insert(incident.to_string(), (version, counts.clone()));
+        }
+        Ok(counts)
     }
 
     /// The incident's state: as cached, or (with `refresh`, or when nothing is cached) caught up

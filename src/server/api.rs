@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use super::App;
 use super::auth::Caller;
 use super::error::{ApiError, Body, Params};
-use super::view::{Blocking, Board, Entry, PAGE_DEFAULT, PAGE_MAX, Standing, StateFilter, Summary, Timeline};
+use super::view::{
+    Blocking, Board, Entry, PAGE_DEFAULT, PAGE_MAX, Standing, StateFilter, Summary, Timeline, event_kind,
+};
 use crate::engine::blocking::{blockers, who_can_approve};
 use crate::engine::command::CampaignAction;
 use crate::engine::{Command, Decision};
@@ -152,28 +154,29 @@ pub async fn pinned_runbook<S: Store>(State(app): State<Arc<App<S>>>, _: Caller,
 }
 
 /// A page of the incident's events after `?after=SEQ` (default 0: from the start), at most
-/// `?limit=N` of them (default [`PAGE_DEFAULT`], at most [`PAGE_MAX`]).
+/// `?limit=N` of them (default [`PAGE_DEFAULT`], at most [`PAGE_MAX`]), of one type only with
+/// `?kind=TYPE` (the dashboard's timeline filter, [`store::Page`] for both).
 pub async fn timeline<S: Store>(
     State(app): State<Arc<App<S>>>,
     _: Caller,
     Path(id): Path<String>,
     params: Params,
 ) -> Answer {
-    let params = params.only(&["after", "limit"])?;
+    let params = params.only(&["after", "limit", "kind"])?;
     let after = params.number("after", 0, u64::MAX, 0)?;
     let limit = params.number("limit", 1, PAGE_MAX as u64, PAGE_DEFAULT as u64)? as usize;
+    let kind = params.get("kind").map(event_kind).transpose().map_err(Params::invalid)?;
     let store = app.runtime.store();
     if store.incident(&id).await?.is_none() {
         return Err(store::Error::NotFound { incident: id }.into());
     }
     // One more than the page holds: whether there is a next page, without counting the log.
-    let mut events = store.events_page(&id, after, limit + 1).await?;
+    let mut events = store.events_page(&id, &store::Page::after(after, limit + 1).of(kind)).await?;
     let more = events.len() > limit;
     events.truncate(limit);
     let events = events
         .iter()
-        .zip(after + 1..)
-        .map(|(event, seq)| Entry::new(seq, event))
+        .map(|(seq, event)| Entry::new(*seq, event))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ApiError::internal(&error))?;
     let next = more.then(|| events.last().map_or(after, |entry| entry.seq));

@@ -302,6 +302,11 @@ pub fn spec() -> Value {
                         "the most events the page holds",
                         json!({ "type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT }),
                     ),
+                    query(
+                        "kind",
+                        "only the events of this type (`approval_given`); `next` then pages through them",
+                        json!({ "type": "string", "pattern": "^[a-z_]{1,40}$" }),
+                    ),
                 ],
             ),
         ),

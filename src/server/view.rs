@@ -253,6 +253,15 @@ pub fn phases<'a>(runbook: &'a Runbook, incident: &Incident) -> Vec<PhaseView<'a
 pub const PAGE_MAX: usize = 1000;
 pub const PAGE_DEFAULT: usize = 100;
 
+/// An event type as a timeline's filter takes it (`approval_given`): lowercase letters and
+/// underscores, at most 40 of them. A type no event has is not an error: its page is empty.
+pub fn event_kind(value: &str) -> Result<&str, String> {
+    if value.is_empty() || value.len() > 40 || !value.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err("`kind` must be an event type such as `approval_given`".into());
+    }
+    Ok(value)
+}
+
 /// A page of an incident's timeline.
 #[derive(Debug, Serialize)]
 pub struct Timeline<'a> {

@@ -11,8 +11,8 @@ use futures_util::future::Either;
 use super::postgres::{self, PostgresStore};
 use super::sqlite::{Chained, SqliteStore};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
-    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence, Headers,
+    Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
@@ -149,10 +149,18 @@ impl Store for AnyStore {
     fn events_page(
         &self,
         incident: &str,
+        page: &Page,
+    ) -> impl Future<Output = Result<Vec<(u64, Event)>, Error>> + Send {
+        each!(self, store => store.events_page(incident, page))
+    }
+
+    fn event_counts(
+        &self,
+        incident: &str,
         after: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
-        each!(self, store => store.events_page(incident, after, limit))
+        upto: u64,
+    ) -> impl Future<Output = Result<Counts, Error>> + Send {
+        each!(self, store => store.event_counts(incident, after, upto))
     }
 
     fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send {

@@ -16,6 +16,7 @@ use crate::engine::{Effect, EffectKind, Event, EventKind};
 mod campaign;
 mod claims;
 mod inbox;
+mod timeline;
 pub use campaign::{
     a_batch_is_marked_sending_then_answered, a_campaign_is_planned_once,
     an_answered_batch_is_never_sent_or_answered_again, answer, campaign_progress_is_there_after_reopening,
@@ -27,6 +28,10 @@ pub use claims::{
     two_claimers_never_hold_one_effect, two_holders_never_hold_one_named_lease,
 };
 pub use inbox::{deliveries_received_together_are_each_answered, received_deliveries_wait_in_the_inbox_until_applied};
+pub use timeline::{
+    a_page_of_events_is_a_slice_of_the_log, a_page_runs_either_way_of_one_type_or_all,
+    events_are_counted_by_type_between_two_versions,
+};
 
 /// Expands to one `#[tokio::test]` per contract check. `$fresh` is an async function returning a
 /// fresh store and a guard that keeps what it needs (a temporary directory) alive until the end.
@@ -45,6 +50,8 @@ macro_rules! store_contract {
             appended_events_read_back,
             the_events_after_a_version_are_its_tail,
             a_page_of_events_is_a_slice_of_the_log,
+            a_page_runs_either_way_of_one_type_or_all,
+            events_are_counted_by_type_between_two_versions,
             a_stale_version_conflicts_and_changes_nothing,
             of_two_appends_expecting_the_same_version_one_wins,
             a_new_incident_starts_with_incident_started,
@@ -177,24 +184,6 @@ pub async fn the_events_after_a_version_are_its_tail(store: Arc<impl Store>) {
     assert_eq!(store.events_after("inc-1", 0).await.unwrap(), events);
     assert!(store.events_after("inc-1", 3).await.unwrap().is_empty(), "nothing after the last event");
     assert!(store.events_after("inc-nope", 0).await.unwrap().is_empty());
-}
-
-pub async fn a_page_of_events_is_a_slice_of_the_log(store: Arc<impl Store>) {
-    let events = [started("inc-1", "breach", None), note(1, "shop is down"), note(2, "tills offline"), note(3, "back")];
-    store.append(Append::new("inc-1", 0, &events)).await.unwrap();
-    // After, limit: the slice of the log expected.
-    let cases: [(u64, usize, &[Event]); 6] = [
-        (0, 2, &events[..2]),
-        (2, 2, &events[2..]),
-        (1, 100, &events[1..]),
-        (3, 1, &events[3..]),
-        (4, 10, &[]),
-        (0, 0, &[]),
-    ];
-    for (after, limit, expected) in cases {
-        assert_eq!(store.events_page("inc-1", after, limit).await.unwrap(), expected, "after {after}, limit {limit}");
-    }
-    assert!(store.events_page("inc-nope", 0, 10).await.unwrap().is_empty());
 }
 
 pub async fn a_stale_version_conflicts_and_changes_nothing(store: Arc<impl Store>) {

@@ -32,11 +32,13 @@ mod campaign;
 pub mod contract;
 pub mod copy;
 mod leases;
+mod page;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use page::{Counts, Cursor, Page};
 pub use postgres::PostgresStore;
 pub use sqlite::{Chained, SqliteStore};
 
@@ -107,15 +109,17 @@ pub trait Store: Send + Sync + 'static {
     /// folded `after` events needs to catch up. Empty when there are none (or no such incident).
     fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
 
-    /// Up to `limit` events of `incident` after the first `after`, in order: one page of its log,
-    /// for a reader that pages through it rather than folding it. Empty when there are none (or
-    /// no such incident).
-    fn events_page(
-        &self,
-        incident: &str,
-        after: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
+    /// One [`Page`] of `incident`'s log, each event with its position (1-based): for a reader
+    /// that pages through it rather than folding it. Empty when there are none (or no such
+    /// incident).
+    fn events_page(&self, incident: &str, page: &Page)
+    -> impl Future<Output = Result<Vec<(u64, Event)>, Error>> + Send;
+
+    /// How many events of each type `incident`'s log holds after position `after` up to position
+    /// `upto` (both 0 and the version: the whole log), by type name in order, without reading the
+    /// events themselves. Empty for an incident with none there (or no such incident).
+    fn event_counts(&self, incident: &str, after: u64, upto: u64)
+    -> impl Future<Output = Result<Counts, Error>> + Send;
 
     /// The summary of one incident, if it was started.
     fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send;

@@ -224,7 +224,8 @@ async fn bad_query_parameters_are_named_with_what_they_may_be() {
         (timeline("?limit=1001"), "query parameter `limit` must be a whole number from 1 to 1000, not `1001`"),
         (timeline("?limit=ten"), "query parameter `limit` must be a whole number from 1 to 1000, not `ten`"),
         (timeline("?after=-1"), "query parameter `after` must be a whole number 0 or more, not `-1`"),
-        (timeline("?page=2"), "unknown query parameter `page`: this route takes `after`, `limit`"),
+        (timeline("?page=2"), "unknown query parameter `page`: this route takes `after`, `limit`, `kind`"),
+        (timeline("?kind=Note"), "`kind` must be an event type such as `approval_given`"),
         (timeline("?limit=5&limit=6"), "query parameter `limit` is given twice"),
         (
             "/api/v1/incidents?state=opened".into(),
@@ -381,7 +382,7 @@ async fn the_documented_query_parameters_are_the_ones_taken() {
     let server = Server::start().await;
     let id = started(&server).await;
     let (_, spec) = server.call("GET", "/openapi.json", None, None).await;
-    let examples = json!({ "state": "all", "after": "1", "limit": "2", "variant": "md" });
+    let examples = json!({ "state": "all", "after": "1", "limit": "2", "variant": "md", "kind": "note_added" });
     let mut checked = 0;
     for (path, operations) in spec["paths"].as_object().unwrap() {
         let Some(get) = operations.get("get") else { continue };

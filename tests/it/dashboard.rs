@@ -12,6 +12,7 @@ use crate::support::{Serving, answer, wait_until};
 
 mod campaigns;
 mod flows;
+mod timeline;
 
 const DANA: &str = "pg_dana-web-token";
 const TOM: &str = "pg_tom-web-token";

@@ -525,8 +525,8 @@ mod counting {
     use phasegate::campaign::BatchPlan;
     use phasegate::engine::Event;
     use phasegate::store::{
-        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers,
-        Inbound, IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
+        Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence,
+        Headers, Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
     };
 
     impl Store for super::Counting {
@@ -573,10 +573,17 @@ mod counting {
         fn events_page(
             &self,
             incident: &str,
+            page: &Page,
+        ) -> impl Future<Output = Result<Vec<(u64, Event)>, Error>> + Send {
+            self.inner.events_page(incident, page)
+        }
+        fn event_counts(
+            &self,
+            incident: &str,
             after: u64,
-            limit: usize,
-        ) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
-            self.inner.events_page(incident, after, limit)
+            upto: u64,
+        ) -> impl Future<Output = Result<Counts, Error>> + Send {
+            self.inner.event_counts(incident, after, upto)
         }
         fn incident(&self, id: &str) -> impl Future<Output = Result<Option<IncidentSummary>, Error>> + Send {
             self.inner.incident(id)

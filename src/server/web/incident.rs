@@ -16,20 +16,19 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::session::{Flash, Signed};
+pub use super::timeline::{TIMELINE_PAGE, Timeline, View};
 use super::{Page, Posted, graph};
 use crate::engine::blocking::{self, blockers, who_can_approve};
 use crate::engine::command::{CampaignAction, CampaignTest};
 use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::state::{PhaseStatus, StepStatus};
-use crate::engine::{Command, Directory, Event, Incident, Request};
+use crate::engine::{Command, Directory, Incident, Request};
 use crate::render::context::status_context;
-use crate::runbook::Runbook;
 use crate::runbook::model::{Action, GateKind};
+use crate::runbook::{Runbook, Templates};
+use crate::runtime::Runtime;
 use crate::server::App;
 use crate::store::Store;
-
-/// Timeline entries on one page of the incident's page.
-pub const TIMELINE_PAGE: usize = 50;
 
 pub fn severity(incident: &Incident) -> Value {
     incident.inputs.get("severity").cloned().unwrap_or(Value::Null)
@@ -38,40 +37,6 @@ pub fn severity(incident: &Incident) -> Value {
 /// A time as the dashboard shows it: `2026-12-05 03:45:08 UTC`.
 pub fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// What the timeline shows: events of one kind (or all), a page of them, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    pub kind: Option<String>,
-    pub page: usize,
-}
-
-impl View {
-    /// From the query: `kind=EVENT_TYPE` and `page=N` (from 1).
-    pub fn parse(query: &[(String, String)]) -> Result<View, String> {
-        let mut view = View { kind: None, page: 1 };
-        for (name, value) in query {
-            match name.as_str() {
-                "kind" if value.is_empty() || value == "all" => view.kind = None,
-                "kind" => {
-                    if !value.chars().all(|c| c.is_ascii_lowercase() || c == '_') || value.len() > 40 {
-                        return Err("`kind` must be an event type such as `approval_given`".into());
-                    }
-                    view.kind = Some(value.clone());
-                }
-                "page" => {
-                    view.page = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|page| (1..=1_000_000).contains(page))
-                        .ok_or_else(|| "`page` must be a whole number from 1".to_string())?;
-                }
-                _ => return Err("this page takes `kind` and `page` only".into()),
-            }
-        }
-        Ok(view)
-    }
 }
 
 /// `GET /incidents/{id}?kind=&page=`.
@@ -83,18 +48,26 @@ pub async fn page<S: Store>(
 ) -> Page {
     let view = View::parse(&query)
         .map_err(|why| app.error_page(StatusCode::BAD_REQUEST, Some(&signed), "Bad request", &why))?;
-    let loaded = app.runtime.load(&id).await.map_err(|error| app.runtime_error(&signed, error))?;
-    let page = context(
-        &loaded.runbook,
-        &loaded.incident,
-        &loaded.events,
-        app.runtime.directory(),
-        &signed.person,
-        &view,
-        Utc::now(),
-    );
-    let title = format!("{} · {}", loaded.incident.id, loaded.runbook.title());
+    let (page, title) = read(&app.runtime, &id, &signed.person, &view, Utc::now())
+        .await
+        .map_err(|error| app.runtime_error(&signed, error))?;
     app.page("web/incident.html", Some(&signed), "incidents", &title, page)
+}
+
+/// What the incident's page shows `person` (its context) and its title: the state as the
+/// runtime keeps it, and one page of the log at the state's version, so a request decodes the
+/// events it shows, not the whole log.
+pub async fn read<S: Store, T: Templates + Send + Sync>(
+    runtime: &Runtime<S, T>,
+    id: &str,
+    person: &str,
+    view: &View,
+    now: DateTime<Utc>,
+) -> Result<(Value, String), crate::runtime::Error> {
+    let (incident, runbook) = runtime.state(id).await?;
+    let timeline = Timeline::read(runtime, id, incident.version, view).await?;
+    let page = context(&runbook, &incident, &timeline, runtime.directory(), person, view, now);
+    Ok((page, format!("{} · {}", incident.id, runbook.title())))
 }
 
 /// Whether the engine would take `command` from `person` now, as far as rights go: it is
@@ -120,7 +93,7 @@ pub fn offered(runbook: &Runbook, directory: &Directory, incident: &Incident, pe
 pub fn context(
     runbook: &Runbook,
     incident: &Incident,
-    events: &[Event],
+    timeline: &Timeline,
     directory: &Directory,
     person: &str,
     view: &View,
@@ -326,7 +299,7 @@ pub fn context(
         .collect();
 
     let graph = graph::layout(runbook, Some(incident));
-    let timeline = timeline(events, view);
+    let timeline = timeline.context(view);
     let closed = incident.closed.as_ref().map(|closed| {
         json!({ "at": when(closed.at), "by": closed.by, "abandoned": closed.abandoned, "reason": closed.reason })
     });
@@ -364,59 +337,6 @@ fn check_gate(
         "recovery": state.recovery.as_ref().map(|r| json!({
             "kind": r.kind.as_str(), "by": r.by, "at": when(r.at), "reason": r.reason,
         })),
-    })
-}
-
-/// A page of the timeline, newest first, of one kind or all, with the kinds the log has.
-fn timeline(events: &[Event], view: &View) -> Value {
-    // One pass counts every kind and the events shown; only the page's events are then visited
-    // again. Kinds' names are `&'static str`s from one `match`, so the same kind is the same
-    // pointer: the last one found is tried first (a log is mostly runs of one kind).
-    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
-    let mut last = 0;
-    let mut total: usize = 0;
-    for event in events {
-        let name = event.kind.name();
-        if kinds.get(last).is_none_or(|(kind, _)| !std::ptr::eq(*kind, name)) {
-            last = match kinds.iter().position(|(kind, _)| *kind == name) {
-                Some(found) => found,
-                None => {
-                    kinds.push((name, 0));
-                    kinds.len() - 1
-                }
-            };
-        }
-        kinds[last].1 += 1;
-        if view.kind.as_deref().is_none_or(|kind| kind == name) {
-            total += 1;
-        }
-    }
-    kinds.sort_unstable();
-    let shown = |event: &&Event| view.kind.as_deref().is_none_or(|kind| event.kind.name() == kind);
-    let pages = total.div_ceil(TIMELINE_PAGE).max(1);
-    let page = view.page.min(pages);
-    let entries: Vec<Value> = events
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, event)| shown(event))
-        .skip((page - 1) * TIMELINE_PAGE)
-        .take(TIMELINE_PAGE)
-        .map(|(index, event)| {
-            json!({
-                "seq": index + 1, "at": when(event.at), "actor": event.actor, "kind": event.kind.name(),
-                "summary": event.summary(),
-            })
-        })
-        .collect();
-    let link = |page: usize| {
-        let kind = view.kind.as_deref().map(|kind| format!("kind={kind}&")).unwrap_or_default();
-        format!("?{kind}page={page}#timeline")
-    };
-    json!({
-        "entries": entries, "page": page, "pages": pages, "total": total, "all": events.len(),
-        "kind": view.kind, "kinds": kinds.iter().map(|(kind, count)| json!({ "kind": kind, "count": count })).collect::<Vec<_>>(),
-        "newer": (page > 1).then(|| link(page - 1)), "older": (page < pages).then(|| link(page + 1)),
     })
 }
 
@@ -647,7 +567,18 @@ phases:
             }
         }
         let pages = crate::render::web::Pages::built_in().unwrap();
-        let page = context(&runbook, &incident, &events, &directory, "dana", &View { kind: None, page: 1 }, at);
+        // Every event on the one page, newest first, as the store gives them.
+        let mut counts: crate::store::Counts = Vec::new();
+        for event in &events {
+            match counts.iter_mut().find(|(kind, _)| kind == event.kind.name()) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((event.kind.name().to_string(), 1)),
+            }
+        }
+        counts.sort();
+        let shown = events.iter().cloned().enumerate().rev().map(|(index, event)| (index as u64 + 1, event)).collect();
+        let timeline = Timeline { version: events.len() as u64, counts, page: 1, events: shown };
+        let page = context(&runbook, &incident, &timeline, &directory, "dana", &View { kind: None, page: 1 }, at);
         let html = super::super::render(
             &pages,
             "web/incident.html",
@@ -674,19 +605,6 @@ phases:
         }
         assert!(!html.contains("<script>") || html.matches("<script").count() == 1, "only the layout's own script tag");
         assert!(html.contains("<script src=\"/assets/app.js\" defer></script>"));
-    }
-
-    #[test]
-    fn the_timeline_view_takes_a_kind_and_a_page_and_nothing_else() {
-        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
-            items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
-        };
-        let view = View::parse(&pairs(&[("kind", "approval_given"), ("page", "3")])).unwrap();
-        assert_eq!((view.kind.as_deref(), view.page), (Some("approval_given"), 3));
-        assert_eq!(View::parse(&pairs(&[("kind", "all")])).unwrap().kind, None);
-        for bad in [("page", "0"), ("page", "x"), ("kind", "<script>"), ("other", "1")] {
-            assert!(View::parse(&pairs(&[bad])).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod live;
 pub mod other;
 pub mod session;
 pub mod start;
+pub mod timeline;
 
 use std::sync::Arc;
 

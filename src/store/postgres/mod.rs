@@ -32,8 +32,8 @@ mod writer;
 use super::campaign::CampaignRows;
 use super::rows::{self, AppendRows};
 use super::{
-    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Delivery, Error, Fence, Headers, Inbound,
-    IncidentSummary, Lease, PendingEffect, Receipt, Store, StoredCheckpoint,
+    Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence, Headers,
+    Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
@@ -396,7 +396,7 @@ impl Store for PostgresStore {
     }
 
     async fn events(&self, incident: &str) -> Result<Vec<Event>, Error> {
-        let events = self.events_page(incident, 0, usize::MAX).await?;
+        let events = self.events_after(incident, 0).await?;
         if events.is_empty() {
             return Err(Error::NotFound { incident: incident.to_string() });
         }
@@ -404,31 +404,33 @@ impl Store for PostgresStore {
     }
 
     async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
-        self.events_page(incident, after, usize::MAX).await
+        let page = self.events_page(incident, &Page::after(after, usize::MAX)).await?;
+        Ok(page.into_iter().map(|(_, event)| event).collect())
     }
 
-    async fn events_page(&self, incident: &str, after: u64, limit: usize) -> Result<Vec<Event>, Error> {
-        let after = i64::try_from(after).map_err(|_| Error::Corrupt(format!("version {after} is out of range")))?;
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT seq, event FROM events WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-                .bind(incident)
-                .bind(after)
-                .bind(signed_size(limit))
-                .fetch_all(&self.reads)
-                .await?;
-        rows.into_iter()
-            .enumerate()
-            .map(|(index, (seq, event))| {
-                // A gap would mean a lost event: say so rather than fold a log with a hole.
-                let expected = after + index as i64 + 1;
-                if seq != expected {
-                    return Err(Error::Corrupt(format!(
-                        "incident `{incident}` has event {seq} where event {expected} belongs"
-                    )));
-                }
-                rows::decode_event(incident, expected as u64, &event)
-            })
-            .collect()
+    async fn events_page(&self, incident: &str, page: &Page) -> Result<Vec<(u64, Event)>, Error> {
+        let (sql, [position, limit, skip]) = page.statement();
+        let query = sqlx::query_as::<_, (i64, String)>(sql).bind(incident).bind(position).bind(limit);
+        let query = match &page.kind {
+            Some(kind) => query.bind(skip).bind(kind.as_str()),
+            None => query,
+        };
+        page.decode(incident, query.fetch_all(&self.reads).await?)
+    }
+
+    async fn event_counts(&self, incident: &str, after: u64, upto: u64) -> Result<Counts, Error> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT type, count(*) FROM events WHERE incident = $1 AND seq > $2 AND seq <= $3 GROUP BY type",
+        )
+        .bind(incident)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(upto).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await?;
+        // In the order of the names' bytes, as SQLite sorts them, not in the database's collation.
+        let mut counts: Counts = rows.into_iter().map(|(kind, count)| (kind, count.unsigned_abs())).collect();
+        counts.sort_unstable();
+        Ok(counts)
     }
 
     async fn incident(&self, id: &str) -> Result<Option<IncidentSummary>, Error> {

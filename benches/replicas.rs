@@ -130,8 +130,10 @@ async fn takeover(server: &str) {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let holder: String =
-            sqlx::query_scalar("SELECT holder FROM outbox WHERE done_at IS NULL").fetch_one(&mut connection).await.unwrap();
+        let holder: String = sqlx::query_scalar("SELECT holder FROM outbox WHERE done_at IS NULL")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
         let pid: u32 = holder.strip_prefix("pid").and_then(|rest| rest.split('-').next()?.parse().ok()).unwrap();
         let victim = replicas.iter_mut().find(|replica| replica.pid() == Some(pid)).expect("the holder is a replica");
         let killed = Instant::now();

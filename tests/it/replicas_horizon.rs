@@ -106,7 +106,11 @@ async fn under_a_held_snapshot_work_leaves_a_few_dead_rows_each_and_idle_replica
     let counted = wait_until("the writes to be reported", Duration::from_secs(30), async || {
         let (outbox, inbox) = (writes(&mut look, &schema, "outbox").await, writes(&mut look, &schema, "inbox").await);
         let reported = outbox.0 == EFFECTS as i64 && inbox.0 == DELIVERIES as i64 && inbox.1 >= DELIVERIES as i64;
-        if reported && outbox.1 >= 2 * EFFECTS as i64 { Ok((outbox, inbox)) } else { Err(format!("{outbox:?} {inbox:?}")) }
+        if reported && outbox.1 >= 2 * EFFECTS as i64 {
+            Ok((outbox, inbox))
+        } else {
+            Err(format!("{outbox:?} {inbox:?}"))
+        }
     })
     .await;
     let ((_, outbox_updates, outbox_dead), (_, inbox_updates, inbox_dead)) = counted;

@@ -118,11 +118,11 @@ impl Deployment {
         std::fs::write(dir.path().join("siem-secret"), SECRET).unwrap();
         // The stub is on loopback, which the outbound policy refuses unless it is allowed.
         let text = format!(
-            "database: '{db}'\nrunbooks: {runbooks}\npeople:\n  riley: {{ roles: [responder] }}\n\
+            "database: '{db}&application_name={APPLICATION}'\nrunbooks: {runbooks}\npeople:\n  riley: {{ roles: [responder] }}\n\
              secrets:\n  siem-secret: {{ file: {secret} }}\n\
              server:\n  sources:\n    siem: {{ scheme: github, secrets: [siem-secret] }}\n\
              outbound:\n  allow: [127.0.0.1/32]\n",
-            db = format!("{}&application_name={APPLICATION}", schema.url()),
+            db = schema.url(),
             runbooks = runbooks.display(),
             secret = dir.path().join("siem-secret").display(),
         );
@@ -383,11 +383,14 @@ fn a_webhook_storm_over_three_replicas_killed_in_turn_loses_and_repeats_nothing(
         }
 
         // At the stub: exactly the incidents' keys; a key again only where a kill cut its record off.
-        let ledger = ledger.lock().unwrap();
-        assert_eq!(ledger.unkeyed, 0, "every request carried an idempotency key");
-        let seen: BTreeSet<String> = ledger.deliveries.keys().cloned().collect();
+        let (unkeyed, deliveries) = {
+            let ledger = ledger.lock().unwrap();
+            (ledger.unkeyed, ledger.deliveries.clone())
+        };
+        assert_eq!(unkeyed, 0, "every request carried an idempotency key");
+        let seen: BTreeSet<String> = deliveries.keys().cloned().collect();
         assert_eq!(seen, keys, "the stub saw each incident's key, and no other");
-        let repeats: u32 = ledger.deliveries.values().map(|count| count - 1).sum();
+        let repeats: u32 = deliveries.values().map(|count| count - 1).sum();
         eprintln!("storm: {repeats} requests repeated a key after a kill");
         assert!(
             repeats as usize <= kills,

@@ -28,6 +28,8 @@ mod incident;
 mod merkle;
 mod registry;
 mod replicas;
+mod replicas_horizon;
+mod replicas_processes;
 mod report;
 mod runtime;
 mod server;

@@ -34,7 +34,19 @@ pub struct Incident {
     pub relaxations: BTreeMap<String, Relaxation>,
     /// When each audience's last status update was decided.
     pub last_update: BTreeMap<String, DateTime<Utc>>,
+    /// How each audience's latest status update ended: delivered, or failed and why. A request
+    /// that has not ended yet leaves the one before it here.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub update_outcome: BTreeMap<String, UpdateOutcome>,
     pub closed: Option<Closed>,
+}
+
+/// How a status update ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpdateOutcome {
+    pub at: DateTime<Utc>,
+    /// Why it was not delivered; `None` when it was.
+    pub error: Option<String>,
 }
 
 /// Serializes the phases as if they were not shared (serde's `rc` feature is not needed).
@@ -303,6 +315,7 @@ impl Incident {
             phases: BTreeMap::new(),
             relaxations: BTreeMap::new(),
             last_update: BTreeMap::new(),
+            update_outcome: BTreeMap::new(),
             closed: None,
         })
     }
@@ -448,7 +461,12 @@ impl Incident {
             EventKind::StatusUpdateRequested { audience, .. } => {
                 self.last_update.insert(audience.clone(), at);
             }
-            EventKind::StatusUpdateSent { .. } | EventKind::StatusUpdateFailed { .. } => {}
+            EventKind::StatusUpdateSent { audience, .. } => {
+                self.update_outcome.insert(audience.clone(), UpdateOutcome { at, error: None });
+            }
+            EventKind::StatusUpdateFailed { audience, error } => {
+                self.update_outcome.insert(audience.clone(), UpdateOutcome { at, error: Some(error.clone()) });
+            }
             EventKind::CampaignStarted {
                 phase,
                 step,

@@ -736,3 +736,85 @@ async fn a_failed_check_gate_is_passed_by_hand_from_its_form_by_a_recover_role_o
     assert_eq!(board["incident"]["phases"][0]["state"], "running", "{board}");
     dashboard.stop().await;
 }
+
+const UPDATES: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: web-updates
+title: Updates that arrive and updates that do not
+roles:
+  commander: {}
+channels:
+  out: { stdout: {} }
+  team-slack: { slack: { url_secret: TEAM_SLACK_UNSET } }
+audiences:
+  staff: { title: Staff, template: internal-update, channels: [out] }
+  team: { title: Team room, template: internal-update, channels: [team-slack] }
+status_updates:
+  - on: [incident_started]
+    audiences: [staff, team]
+phases:
+  - id: contain
+    steps:
+      - id: isolate
+        manual: { instructions: Isolate the hosts, assignee: commander }
+"#;
+
+#[tokio::test]
+async fn an_update_that_was_not_delivered_says_so_and_why_instead_of_when_it_was_sent() {
+    // The real channels (stdout delivers; the Slack channel's secret has no value), not the
+    // other tests' executor that reaches nothing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+    std::fs::write(dir.path().join("runbooks/web-updates.yaml"), UPDATES).unwrap();
+    let config = format!(
+        "database: {db}\nrunbooks: {runbooks}\npeople:\n  dana.ito: {{ roles: [commander] }}\nserver:\n  tokens:\n    \
+         dana: {{ person: dana.ito, sha256: {dana} }}\n",
+        db = dir.path().join("phasegate.db").display(),
+        runbooks = dir.path().join("runbooks").display(),
+        dana = phasegate::engine::decide::sha256_hex(DANA),
+    );
+    let path = dir.path().join("phasegate.yaml");
+    std::fs::write(&path, config).unwrap();
+    let loaded = phasegate::config::Config::load(Some(&path), &Default::default()).unwrap();
+    let store = phasegate::store::AnyStore::open(&loaded.database).await.unwrap();
+    let catalog = std::sync::Arc::new(phasegate::render::Catalog::built_in());
+    let actions = phasegate::actions::Actions::new(catalog, std::sync::Arc::new(loaded.secrets.clone())).unwrap();
+    let serving = Serving::start_executing(store, loaded, "127.0.0.1:0", Duration::from_millis(50), actions).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let dashboard = Dashboard { base: serving.base.clone(), serving, client, _dir: dir };
+    let response = dashboard
+        .client
+        .post(format!("{}/api/v1/incidents", dashboard.base))
+        .bearer_auth(DANA)
+        .header("content-type", "application/json")
+        .body(json!({ "runbook": "web-updates" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_until("both updates to end", Duration::from_secs(30), async || {
+        let timeline = dashboard.api(&format!("/api/v1/incidents/{id}/timeline?limit=1000")).await;
+        let kinds: Vec<&str> = timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["event"]["event"]["type"].as_str())
+            .collect();
+        kinds.contains(&"status_update_sent") && kinds.contains(&"status_update_failed")
+    })
+    .await;
+    let mut dana = dashboard.sign_in(DANA).await;
+    let (status, _, page) = dana.get(&format!("/incidents/{id}")).await;
+    assert_eq!(status, 200);
+    let row = |title: &str| {
+        let start =
+            page.find(&format!("<tr><td>{title}</td>")).unwrap_or_else(|| panic!("no row for {title}:\n{page}"));
+        page[start..start + page[start..].find("</tr>").unwrap()].to_string()
+    };
+    let (staff, team) = (row("Staff"), row("Team room"));
+    assert!(staff.contains("sent ") && !staff.contains("not delivered"), "{staff}");
+    assert!(team.contains("not delivered") && team.contains("TEAM_SLACK_UNSET") && !team.contains("sent "), "{team}");
+    dashboard.stop().await;
+}

@@ -44,7 +44,10 @@
   function refresh(root, note) {
     // The header keeps the server from showing this copy the flash message meant for the page a
     // form just posted is landing on.
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html", "X-Phasegate-Live": "1" } })
+    // A redirect (the session ended: to the sign-in form) is not followed: fetching that form
+    // would give this browser a new sign-in cookie under the feet of a form open in another tab.
+    fetch(window.location.href, { credentials: "same-origin", redirect: "manual",
+                                  headers: { "Accept": "text/html", "X-Phasegate-Live": "1" } })
       .then(function (response) {
         if (response.redirected || !response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();

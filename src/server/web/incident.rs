@@ -293,6 +293,9 @@ pub fn context(
             json!({
                 "id": audience.id, "title": audience.title.as_deref().unwrap_or(&audience.id),
                 "last": incident.last_update.get(&audience.id).map(|at| when(*at)),
+                "delivered": incident.update_outcome.get(&audience.id).map(|outcome| json!({
+                    "at": when(outcome.at), "error": outcome.error,
+                })),
                 "can_send": may(Command::StatusUpdate { audience: audience.id.clone() }),
             })
         })

@@ -47,7 +47,7 @@ use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::BatchPlan;
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
-use read::{ChainRow, CheckpointRow, EffectRow, EventRow, InboundRow, IncidentRow, signed, unsigned};
+use read::{ChainRow, CheckpointRow, EffectRow, InboundRow, IncidentRow, signed, unsigned};
 use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.

@@ -30,12 +30,6 @@ pub(super) struct CheckpointRow {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct EventRow {
-    pub(super) seq: i64,
-    pub(super) event: String,
-}
-
-#[derive(sqlx::FromRow)]
 pub(super) struct EffectRow {
     pub(super) incident: String,
     pub(super) effect: String,

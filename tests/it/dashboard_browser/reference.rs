@@ -142,6 +142,8 @@ impl Desk {
             return false;
         }
         // The next person takes over the browser as a fresh one: without the last one's cookie.
+        // The last page goes first: its live script has no business with the next person.
+        self.browser.open("about:blank").await;
         self.browser.client.delete_all_cookies().await.unwrap();
         let next =
             if self.incident.is_empty() { "/incidents".to_string() } else { format!("/incidents/{}", self.incident) };
@@ -222,6 +224,9 @@ impl Desk {
         for (field, text) in fields {
             type_into(&self.browser, &format!("#{field}"), text).await;
         }
+        // The last action's message goes first, so that the one waited for is this action's,
+        // on the page the form lands on, not the last one's still on screen.
+        self.browser.script("document.getElementById('flash')?.remove(); return null;").await;
         // The button is in the region that holds the focus, which a live update leaves alone.
         self.browser.click(&format!("#{button}")).await;
         flash(&self.browser).await

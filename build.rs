@@ -5,7 +5,9 @@ use std::path::Path;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    println!("cargo::rerun-if-changed={}", dir.display());
+    // Relative to the package, so that a build directory copied beside another checkout (a
+    // worktree, a clone seeded with a build) embeds that checkout's templates, not the first one's.
+    println!("cargo::rerun-if-changed=templates");
     // sqlx embeds the migrations at compile time; a new one must rebuild the crate.
     println!("cargo::rerun-if-changed=migrations");
     let mut names: Vec<String> = std::fs::read_dir(&dir)

@@ -20,6 +20,7 @@ use super::{Page, Posted, graph};
 use crate::engine::blocking::{self, blockers, who_can_approve};
 use crate::engine::command::{CampaignAction, CampaignTest};
 use crate::engine::decide::{Error as Refusal, decide};
+use crate::engine::scope::known_false;
 use crate::engine::state::{PhaseStatus, StepStatus};
 use crate::engine::{Command, Directory, Event, Incident, Request};
 use crate::render::context::status_context;
@@ -210,15 +211,19 @@ pub fn context(
                 && status == PhaseStatus::Running
                 && matches!(state.status, StepStatus::Pending | StepStatus::Running)
             {
-                let can = may(Command::CompleteStep {
-                    phase: phase.id.clone(),
-                    step: step.id.clone(),
-                    evidence: Some("-".into()),
-                    outputs: BTreeMap::new(),
-                });
+                // A step the engine is bound to skip is shown as such, never offered as work.
+                let skipped = known_false(runbook, incident, &phase.id, step);
+                let can = skipped.is_none()
+                    && may(Command::CompleteStep {
+                        phase: phase.id.clone(),
+                        step: step.id.clone(),
+                        evidence: Some("-".into()),
+                        outputs: BTreeMap::new(),
+                    });
                 manual.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "instructions": instructions,
                     "assignee": assignee, "evidence": evidence, "outputs": outputs, "can": can, "slug": slug,
+                    "skipped": skipped,
                 }));
             }
             // A step waiting for its next attempt is recovered as one that failed for good.

@@ -92,7 +92,9 @@ async fn a_step_whose_condition_is_known_false_is_shown_as_skipped_and_cannot_be
             .is_some_and(|phases| phases.iter().any(|p| p["id"] == "contain" && p["state"] == "done"))
     })
     .await;
-    let people: Vec<String> = dashboard.by_people(&id).await.into_iter().map(|(kind, _)| kind).collect();
-    assert_eq!(people, ["step_done"], "only the isolate step was done by a person");
+    // The engine's own moves that follow a person's command are recorded with that person.
+    let kinds: Vec<String> = dashboard.by_people(&id).await.into_iter().map(|(kind, _)| kind).collect();
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!((count("step_done"), count("step_skipped")), (1, 2), "isolate done, the other two skipped: {kinds:?}");
     dashboard.stop().await;
 }

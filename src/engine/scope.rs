@@ -80,8 +80,9 @@ pub fn control_state(incident: &Incident, control: &str) -> &'static str {
 /// The condition of a pending step that is already known to be false: it evaluates to false now
 /// (not merely fails to evaluate, as one reading an output not yet recorded does), every phase
 /// and step it names is finished, and, when it reads `controls`, no control is relaxed (which
-/// turns overdue by itself) and no unfinished step relaxes or reinstates one. Such a step will be
-/// skipped when reached, so nobody is offered it as work. `None` when it may still run.
+/// turns overdue by itself, and which a reinstate step changes) and no unfinished step of an
+/// unfinished phase relaxes one. Such a step will be skipped when reached, so nobody is offered
+/// it as work. `None` when it may still run.
 pub fn known_false<'a>(runbook: &Runbook, incident: &Incident, phase: &str, step: &'a Step) -> Option<&'a str> {
     let when = step.when.as_ref()?;
     if incident.step(phase, &step.id).status != StepStatus::Pending || incident.phase(phase).status.is_finished() {
@@ -100,7 +101,7 @@ pub fn known_false<'a>(runbook: &Runbook, incident: &Incident, phase: &str, step
         let changing = runbook.phases().iter().any(|other| {
             !incident.phase(&other.id).status.is_finished()
                 && other.steps.iter().any(|candidate| {
-                    matches!(candidate.action, Action::Relax { .. } | Action::Reinstate { .. })
+                    matches!(candidate.action, Action::Relax { .. })
                         && !step_finished(incident.step(&other.id, &candidate.id).status)
                 })
         });

@@ -16,13 +16,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::session::{Flash, Signed};
-use super::{Page, Posted, graph};
+use super::{Page, Posted, graph, offered};
 use crate::engine::blocking::{self, blockers, who_can_approve};
 use crate::engine::command::{CampaignAction, CampaignTest};
-use crate::engine::decide::{Error as Refusal, decide};
 use crate::engine::scope::known_false;
 use crate::engine::state::{PhaseStatus, StepStatus};
-use crate::engine::{Command, Directory, Event, Incident, Request};
+use crate::engine::{Command, Directory, Event, Incident};
 use crate::render::context::status_context;
 use crate::runbook::Runbook;
 use crate::runbook::model::{Action, GateKind};
@@ -96,25 +95,6 @@ pub async fn page<S: Store>(
     );
     let title = format!("{} · {}", loaded.incident.id, loaded.runbook.title());
     app.page("web/incident.html", Some(&signed), "incidents", &title, page)
-}
-
-/// Whether the engine would take `command` from `person` now, as far as rights go: it is
-/// decided on the current state and nothing is stored. Refusals for other reasons (a reason
-/// missing, the phase not finished) still offer the form, whose answer then says why.
-pub fn offered(runbook: &Runbook, directory: &Directory, incident: &Incident, person: &str, command: Command) -> bool {
-    if incident.closed.is_some() {
-        return false;
-    }
-    let request = Request { actor: person.to_string(), at: incident.updated_at, command };
-    !matches!(
-        decide(runbook, directory, Some(incident), &request),
-        Err(Refusal::MissingRole { .. }
-            | Refusal::NobodyMay { .. }
-            | Refusal::UnknownActor(_)
-            | Refusal::FourEyes { .. }
-            | Refusal::AlreadyApproved { .. }
-            | Refusal::Closed(_))
-    )
 }
 
 /// Everything the incident's page shows, for `person` (whose rights decide the forms offered).
@@ -211,19 +191,17 @@ pub fn context(
                 && status == PhaseStatus::Running
                 && matches!(state.status, StepStatus::Pending | StepStatus::Running)
             {
-                // A step the engine is bound to skip is shown as such, never offered as work.
-                let skipped = known_false(runbook, incident, &phase.id, step);
-                let can = skipped.is_none()
-                    && may(Command::CompleteStep {
-                        phase: phase.id.clone(),
-                        step: step.id.clone(),
-                        evidence: Some("-".into()),
-                        outputs: BTreeMap::new(),
-                    });
+                // A step the engine is bound to skip is shown as such (and `offered` refuses it).
+                let can = may(Command::CompleteStep {
+                    phase: phase.id.clone(),
+                    step: step.id.clone(),
+                    evidence: Some("-".into()),
+                    outputs: BTreeMap::new(),
+                });
                 manual.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "instructions": instructions,
                     "assignee": assignee, "evidence": evidence, "outputs": outputs, "can": can, "slug": slug,
-                    "skipped": skipped,
+                    "skipped": known_false(runbook, incident, &phase.id, step),
                 }));
             }
             // A step waiting for its next attempt is recovered as one that failed for good.
@@ -606,6 +584,8 @@ pub async fn send_update<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Request;
+    use crate::engine::decide::decide;
 
     /// Hostile text in a runbook, a note, evidence and a webhook's alert renders as text.
     #[test]

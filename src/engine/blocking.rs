@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::directory::Directory;
+use super::scope;
 use super::state::{Incident, PhaseStatus, StepStatus};
 use crate::runbook::Runbook;
 use crate::runbook::model::{Action, Gate, GateKind, Phase, format_duration};
@@ -20,7 +21,8 @@ pub struct Blocker {
     /// done), or `failed` (a step that failed for good, which the `recover` roles can retry, skip
     /// or mark done; or a phase that failed otherwise, which only abandoning closes), or
     /// `failed_check` (a check gate whose deadline failed its phase, which the `recover` roles can
-    /// retry or pass by hand).
+    /// retry or pass by hand), or `will_skip` (a pending step whose condition is already known to
+    /// be false, `scope::known_false`: it blocks nothing and nobody can act on it).
     pub kind: &'static str,
     /// For a person: what it waits for.
     pub waiting_for: String,
@@ -38,7 +40,7 @@ pub fn blockers(runbook: &Runbook, incident: &Incident) -> Vec<Blocker> {
         match incident.phase(&phase.id).status {
             PhaseStatus::Ready => gates(phase, &phase.entry, incident, runbook.rights(), &mut found),
             PhaseStatus::Running => {
-                steps(phase, incident, runbook.rights(), &mut found);
+                steps(runbook, phase, incident, &mut found);
                 let exit: Vec<_> =
                     phase.exit.iter().filter(|g| !matches!(g.kind, GateKind::StepsDone { .. })).cloned().collect();
                 gates(phase, &exit, incident, runbook.rights(), &mut found);
@@ -63,7 +65,7 @@ pub fn unfinished(runbook: &Runbook, incident: &Incident) -> Vec<String> {
             }
             let waits: Vec<String> = blocking
                 .iter()
-                .filter(|blocker| blocker.phase == phase.id)
+                .filter(|blocker| blocker.phase == phase.id && blocker.kind != "will_skip")
                 .map(|blocker| format!("{} ({})", blocker.what, blocker.waiting_for))
                 .collect();
             let detail = match status {
@@ -226,7 +228,8 @@ fn gates(
     }
 }
 
-fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rights, found: &mut Vec<Blocker>) {
+fn steps(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<Blocker>) {
+    let rights = runbook.rights();
     for step in &phase.steps {
         let state = incident.step(&phase.id, &step.id);
         if matches!(state.status, StepStatus::Done | StepStatus::Skipped)
@@ -235,6 +238,12 @@ fn steps(phase: &Phase, incident: &Incident, rights: &crate::runbook::model::Rig
             continue;
         }
         let what = format!("{}/{}", phase.id, step.id);
+        // Shown so nobody waits on it or does its work: the engine skips it when it is reached.
+        if let Some(condition) = scope::known_false(runbook, incident, &phase.id, step) {
+            let waiting_for = format!("will be skipped when reached: condition `{condition}` is false");
+            found.push(Blocker { phase: phase.id.clone(), what, kind: "will_skip", waiting_for, roles: Vec::new() });
+            continue;
+        }
         let (waiting_for, roles) = match (&step.action, state.status) {
             (Action::Manual { instructions, assignee, .. }, _) => {
                 let what = step.title.clone().unwrap_or_else(|| first_line(instructions));

@@ -14,6 +14,7 @@ use super::command::{Command, Request};
 use super::directory::{Directory, is_trigger};
 use super::effect::Effect;
 use super::event::{Event, EventKind};
+use super::scope;
 use super::state::{Incident, PhaseStatus, StepStatus};
 use crate::expr::Names;
 use crate::runbook::Runbook;
@@ -71,6 +72,8 @@ pub enum Error {
     NotManual { phase: String, step: String, kind: &'static str },
     #[error("step `{phase}/{step}` is already {status}")]
     StepFinished { phase: String, step: String, status: &'static str },
+    #[error("step `{phase}/{step}` will be skipped when reached: its condition `{condition}` is false")]
+    WillBeSkipped { phase: String, step: String, condition: String },
     #[error("step `{phase}/{step}` declares no output `{output}`; {declared}")]
     UnknownOutput { phase: String, step: String, output: String, declared: String },
     #[error("audience `{audience}` does not exist; {declared}")]
@@ -466,6 +469,14 @@ impl<'a> Work<'a> {
                 actor: self.actor.clone(),
                 roles: held_roles_text(self.directory, std::slice::from_ref(role)),
                 what: format!("marking step `{phase_id}/{step_id}` done"),
+            });
+        }
+        // Marking it done would record work on a step the engine is bound to skip.
+        if let Some(condition) = scope::known_false(self.runbook, &self.incident, phase_id, step) {
+            return Err(Error::WillBeSkipped {
+                phase: phase_id.to_string(),
+                step: step_id.to_string(),
+                condition: condition.to_string(),
             });
         }
         check_outputs(phase_id, step_id, outputs, &declared)?;

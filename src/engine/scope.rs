@@ -5,10 +5,10 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
-use super::state::Incident;
+use super::state::{Incident, StepStatus};
 use crate::expr::{Condition, Names, Part};
 use crate::runbook::Runbook;
-use crate::runbook::model::{Action, InputType};
+use crate::runbook::model::{Action, InputType, Step};
 
 /// The variables of a runbook condition, as JSON: `inputs`, `phases`, `steps`, `controls`,
 /// `incident`.
@@ -75,6 +75,45 @@ pub fn control_state(incident: &Incident, control: &str) -> &'static str {
         Some(relaxation) if relaxation.overdue => "overdue",
         Some(_) => "relaxed",
     }
+}
+
+/// The condition of a pending step that is already known to be false: it evaluates to false now
+/// (not merely fails to evaluate, as one reading an output not yet recorded does), every phase
+/// and step it names is finished, and, when it reads `controls`, no control is relaxed (which
+/// turns overdue by itself, and which a reinstate step changes) and no unfinished step of an
+/// unfinished phase relaxes one. Such a step will be skipped when reached, so nobody is offered
+/// it as work. `None` when it may still run.
+pub fn known_false<'a>(runbook: &Runbook, incident: &Incident, phase: &str, step: &'a Step) -> Option<&'a str> {
+    let when = step.when.as_ref()?;
+    if incident.step(phase, &step.id).status != StepStatus::Pending || incident.phase(phase).status.is_finished() {
+        return None;
+    }
+    let references = when.references();
+    if !references.phases.iter().all(|phase| incident.phase(phase).status.is_finished())
+        || !references.steps.iter().all(|path| {
+            path.split_once('/').is_some_and(|(phase, step)| step_finished(incident.step(phase, step).status))
+        })
+    {
+        return None;
+    }
+    if when.source().contains("controls") {
+        let open = incident.relaxations.values().any(|relaxation| relaxation.is_open());
+        let changing = runbook.phases().iter().any(|other| {
+            !incident.phase(&other.id).status.is_finished()
+                && other.steps.iter().any(|candidate| {
+                    matches!(candidate.action, Action::Relax { .. })
+                        && !step_finished(incident.step(&other.id, &candidate.id).status)
+                })
+        });
+        if open || changing {
+            return None;
+        }
+    }
+    (holds(when, &variables(runbook, incident)) == Ok(false)).then(|| when.source())
+}
+
+fn step_finished(status: StepStatus) -> bool {
+    matches!(status, StepStatus::Done | StepStatus::Skipped | StepStatus::Failed)
 }
 
 /// Evaluates a condition with `variables`. A condition that cannot be evaluated (it reads an

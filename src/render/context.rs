@@ -46,7 +46,12 @@ pub fn status_context(
         "incident": incident_json(runbook, incident),
         "runbook": runbook_json(runbook, incident),
         "phases": phases(runbook, incident),
-        "blocking": blockers(runbook, incident).iter().map(blocking).collect::<Vec<Value>>(),
+        // A step bound to be skipped blocks nothing: the notices' "what is blocking" leaves it out.
+        "blocking": blockers(runbook, incident)
+            .iter()
+            .filter(|blocker| blocker.kind != "will_skip")
+            .map(blocking)
+            .collect::<Vec<Value>>(),
         "relaxations": relaxations(runbook, incident, now),
         "timeline": timeline(runbook, events),
         "audience": {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::support::{Serving, answer, wait_until};
 
 mod campaigns;
+mod conditions;
 mod flows;
 mod timeline;
 

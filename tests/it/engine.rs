@@ -763,3 +763,74 @@ proptest! {
         }
     }
 }
+
+/// A card track that relaxes a control only for card incidents, and a recovery whose card steps
+/// run only if that control was relaxed.
+const CONDITIONAL: &str = r#"apiVersion: phasegate/v1
+kind: Runbook
+id: card-track
+title: Card track
+inputs:
+  card: { type: boolean, default: false }
+roles:
+  commander: {}
+  ciso: {}
+controls:
+  pos-online: { title: Online card authorisation }
+phases:
+  - id: card
+    when: inputs.card
+    entry:
+      - approval: { roles: [ciso] }
+    steps:
+      - id: go-offline
+        relax: { control: pos-online, reason: Keep the tills trading, expires_in: 2h }
+  - id: recover
+    needs: [card]
+    steps:
+      - id: check
+        manual: { instructions: Check the shop }
+      - id: reconcile
+        when: 'controls["pos-online"] in ["relaxed", "overdue"]'
+        manual: { instructions: Reconcile offline payments }
+      - id: back-online
+        when: 'controls["pos-online"] in ["relaxed", "overdue"]'
+        reinstate: { control: pos-online }
+"#;
+
+/// Regression: the recovery's card steps of an incident without card data were offered (and
+/// taken) as work although the engine skips them when reached: a step whose condition is known
+/// false is refused marking done, shown as skipped on the board, and then skipped.
+#[test]
+fn a_step_whose_condition_is_known_false_is_refused_marking_done_and_blocks_nothing() {
+    let mut h = Harness::new(CONDITIONAL, directory(), t0());
+    let start = Command::Start {
+        incident: "inc-3".into(),
+        runbook_text: CONDITIONAL.into(),
+        inputs: BTreeMap::new(),
+        key: None,
+    };
+    h.run("dana", start).unwrap();
+    assert_eq!(h.state().phase("recover").status.as_str(), "running", "the card track was skipped");
+    let runbook = phasegate::runbook::parse(CONDITIONAL, &Catalog::built_in()).unwrap();
+    let blockers = phasegate::engine::blocking::blockers(&runbook, h.state());
+    let reconcile = blockers.iter().find(|b| b.what == "recover/reconcile").expect("the step is on the board");
+    assert_eq!(reconcile.kind, "will_skip");
+    assert!(reconcile.roles.is_empty());
+    let unfinished = phasegate::engine::blocking::unfinished(&runbook, h.state());
+    assert_eq!(unfinished, ["`recover` is running: waits for recover/check (manual step: Check the shop)"]);
+
+    let before = h.events.len();
+    let error = h.run("dana", complete("recover", "reconcile", Some("done"), BTreeMap::new())).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "step `recover/reconcile` will be skipped when reached: its condition \
+         `controls[\"pos-online\"] in [\"relaxed\", \"overdue\"]` is false"
+    );
+    assert_eq!(h.events.len(), before, "a refusal records nothing");
+
+    h.run("dana", complete("recover", "check", None, BTreeMap::new())).unwrap();
+    assert_eq!(h.state().step("recover", "reconcile").status.as_str(), "skipped");
+    assert_eq!(h.state().step("recover", "back-online").status.as_str(), "skipped");
+    assert_eq!(h.state().phase("recover").status.as_str(), "done");
+}

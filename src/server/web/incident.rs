@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 use super::session::{Flash, Signed};
 pub use super::timeline::{TIMELINE_PAGE, Timeline, View};
-use super::{Page, Posted, graph};
+use super::{Page, Posted, graph, offered};
 use crate::engine::blocking::{self, blockers, who_can_approve};
 use crate::engine::command::{CampaignAction, CampaignTest};
-use crate::engine::decide::{Error as Refusal, decide};
+use crate::engine::scope::known_false;
 use crate::engine::state::{PhaseStatus, StepStatus};
-use crate::engine::{Command, Directory, Incident, Request};
+use crate::engine::{Command, Directory, Incident};
 use crate::render::context::status_context;
 use crate::runbook::model::{Action, GateKind};
 use crate::runbook::{Runbook, Templates};
@@ -68,25 +68,6 @@ pub async fn read<S: Store, T: Templates + Send + Sync>(
     let timeline = Timeline::read(runtime, id, incident.version, view).await?;
     let page = context(&runbook, &incident, &timeline, runtime.directory(), person, view, now);
     Ok((page, format!("{} · {}", incident.id, runbook.title())))
-}
-
-/// Whether the engine would take `command` from `person` now, as far as rights go: it is
-/// decided on the current state and nothing is stored. Refusals for other reasons (a reason
-/// missing, the phase not finished) still offer the form, whose answer then says why.
-pub fn offered(runbook: &Runbook, directory: &Directory, incident: &Incident, person: &str, command: Command) -> bool {
-    if incident.closed.is_some() {
-        return false;
-    }
-    let request = Request { actor: person.to_string(), at: incident.updated_at, command };
-    !matches!(
-        decide(runbook, directory, Some(incident), &request),
-        Err(Refusal::MissingRole { .. }
-            | Refusal::NobodyMay { .. }
-            | Refusal::UnknownActor(_)
-            | Refusal::FourEyes { .. }
-            | Refusal::AlreadyApproved { .. }
-            | Refusal::Closed(_))
-    )
 }
 
 /// Everything the incident's page shows, for `person` (whose rights decide the forms offered).
@@ -183,6 +164,7 @@ pub fn context(
                 && status == PhaseStatus::Running
                 && matches!(state.status, StepStatus::Pending | StepStatus::Running)
             {
+                // A step the engine is bound to skip is shown as such (and `offered` refuses it).
                 let can = may(Command::CompleteStep {
                     phase: phase.id.clone(),
                     step: step.id.clone(),
@@ -192,6 +174,7 @@ pub fn context(
                 manual.push(json!({
                     "phase": phase.id, "step": step.id, "title": title, "instructions": instructions,
                     "assignee": assignee, "evidence": evidence, "outputs": outputs, "can": can, "slug": slug,
+                    "skipped": known_false(runbook, incident, &phase.id, step),
                 }));
             }
             // A step waiting for its next attempt is recovered as one that failed for good.
@@ -524,6 +507,8 @@ pub async fn send_update<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Request;
+    use crate::engine::decide::decide;
 
     /// Hostile text in a runbook, a note, evidence and a webhook's alert renders as text.
     #[test]

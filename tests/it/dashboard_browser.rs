@@ -233,10 +233,18 @@ async fn signed_in(desk: &Desk, token: &str) -> Option<Browser> {
     Some(browser)
 }
 
-/// Waits for the flash message an action left on the page it landed on, and gives its text.
+/// Waits for the flash message an action left on the page it landed on, and gives its text. A
+/// message read is marked, so that the next call waits for the next action's page rather than
+/// reading the last one's, still on screen while the form is posted.
 async fn flash(browser: &Browser) -> String {
-    browser.wait_for("the flash message", "document.getElementById('flash')").await;
-    browser.text("#flash").await
+    const FRESH: &str = "document.querySelector('#flash:not([data-read])')";
+    loop {
+        browser.wait_for("the flash message", FRESH).await;
+        let read = format!("const e = {FRESH}; if (!e) return null; e.dataset.read = '1'; return e.innerText;");
+        if let Value::String(text) = browser.script(&read).await {
+            return text;
+        }
+    }
 }
 
 /// Types `text` into the field `css` selects, focusing it first by script: a live update swaps a

@@ -224,9 +224,6 @@ impl Desk {
         for (field, text) in fields {
             type_into(&self.browser, &format!("#{field}"), text).await;
         }
-        // The last action's message goes first, so that the one waited for is this action's,
-        // on the page the form lands on, not the last one's still on screen.
-        self.browser.script("document.getElementById('flash')?.remove(); return null;").await;
         // The button is in the region that holds the focus, which a live update leaves alone.
         self.browser.click(&format!("#{button}")).await;
         flash(&self.browser).await

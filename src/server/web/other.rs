@@ -178,7 +178,10 @@ pub async fn incident_audit<S: Store>(State(app): State<Arc<App<S>>>, signed: Si
         .unwrap_or_else(|error| format!("the report could not be made: {error}"));
     let page = json!({
         "id": id, "verified": outcome.verified(), "events": outcome.events, "checkpoints": outcome.checkpoints,
-        "signed_through": outcome.signed_through, "unsigned": outcome.unsigned_log, "closed": outcome.closed,
+        "signed_through": outcome.signed_through, "unsigned": outcome.unsigned_log,
+        // Whether the incident was closed, as the list says: its log goes on past the close with
+        // the results of what the close decided (the last updates), so it need not end with it.
+        "closed": summary.closed_at.is_some(),
         "fingerprint": outcome.fingerprint, "signers": outcome.signers,
         "problems": outcome.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "more_problems": outcome.more_problems, "report": readable(&markdown),

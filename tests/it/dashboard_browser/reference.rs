@@ -465,6 +465,8 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     desk.browser.open(&format!("{base}/incidents/{id}/audit")).await;
     let audit = desk.text("main").await;
     assert!(audit.contains("Verdict: verified"), "{audit}");
+    let closed = audit.split("Closed").nth(1).is_some_and(|rest| rest.trim_start().starts_with("yes"));
+    assert!(closed, "a closed incident's audit says so:\n{audit}");
     desk.keep("audit").await;
     shop.serving.stop().await;
 }

@@ -28,8 +28,8 @@ pub const MAX_PHASES: usize = 500;
 /// Longest duration a runbook may state anywhere.
 const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// Words CEL reserves; they cannot follow a `.` in a condition.
-const CEL_RESERVED: &[&str] = &[
+/// Words CEL reserves; they cannot follow a `.` in a condition (nor name an imported input).
+pub(crate) const CEL_RESERVED: &[&str] = &[
     "as",
     "break",
     "const",

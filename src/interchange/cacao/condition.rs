@@ -570,30 +570,8 @@ mod tests {
 
     /// An input's name as CEL reads it (`inputs.in` does not parse: `in` is a word of CEL's).
     fn input() -> impl proptest::strategy::Strategy<Value = String> {
+        use crate::runbook::validate::CEL_RESERVED as WORDS;
         use proptest::prelude::*;
-        const WORDS: &[&str] = &[
-            "as",
-            "break",
-            "const",
-            "continue",
-            "else",
-            "false",
-            "for",
-            "function",
-            "if",
-            "import",
-            "in",
-            "let",
-            "loop",
-            "namespace",
-            "null",
-            "package",
-            "return",
-            "true",
-            "var",
-            "void",
-            "while",
-        ];
         "[a-z][a-z0-9]{0,4}(_[a-z0-9]{1,3})?"
             .prop_filter("not a word of CEL's", |name| !WORDS.contains(&name.as_str()))
             .prop_map(|name| format!("inputs.{name}"))

@@ -38,30 +38,8 @@ const COMMAND_TYPES: &[&str] = &[
 /// Agent and target types that are people or groups of them: they become roles.
 const PEOPLE: &[&str] = &["individual", "group", "organization", "sector", "location"];
 
-/// What CEL reserves, which input names may not be.
-const RESERVED: &[&str] = &[
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "false",
-    "for",
-    "function",
-    "if",
-    "import",
-    "in",
-    "let",
-    "loop",
-    "namespace",
-    "null",
-    "package",
-    "return",
-    "true",
-    "var",
-    "void",
-    "while",
-];
+// What CEL reserves, which input names may not be.
+use crate::runbook::validate::CEL_RESERVED as RESERVED;
 
 struct Variable {
     input: String,

@@ -116,18 +116,7 @@ impl Dashboard {
 
     /// Starts the hostile runbook through the API as Dana.
     async fn start_incident(&self) -> String {
-        let response = self
-            .client
-            .post(format!("{}/api/v1/incidents", self.base))
-            .bearer_auth(DANA)
-            .header("content-type", "application/json")
-            .body(json!({ "runbook": "web-drill" }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = answer(response).await;
-        assert_eq!(status, 201, "{body}");
-        body["id"].as_str().unwrap().to_string()
+        self.start_runbook("web-drill").await
     }
 
     async fn api(&self, path: &str) -> Value {
@@ -674,18 +663,7 @@ async fn a_failed_check_gate_is_passed_by_hand_from_its_form_by_a_recover_role_o
     drop(closed);
     let runbook = EDR_CHECK.replace("EDR", &edr);
     let dashboard = Dashboard::start_with(&[("edr-check.yaml", &runbook)], "", Duration::from_millis(50)).await;
-    let response = dashboard
-        .client
-        .post(format!("{}/api/v1/incidents", dashboard.base))
-        .bearer_auth(DANA)
-        .header("content-type", "application/json")
-        .body(json!({ "runbook": "edr-check" }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().unwrap().to_string();
+    let id = dashboard.start_runbook("edr-check").await;
     wait_until("the check to fail its phase", Duration::from_secs(30), async || {
         let board = dashboard.api(&format!("/api/v1/incidents/{id}")).await;
         board["blocking"].as_array().unwrap().iter().any(|b| b["blocker"]["kind"] == "failed_check")
@@ -783,18 +761,7 @@ async fn an_update_that_was_not_delivered_says_so_and_why_instead_of_when_it_was
     let serving = Serving::start_executing(store, loaded, "127.0.0.1:0", Duration::from_millis(50), actions).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let dashboard = Dashboard { base: serving.base.clone(), serving, client, _dir: dir };
-    let response = dashboard
-        .client
-        .post(format!("{}/api/v1/incidents", dashboard.base))
-        .bearer_auth(DANA)
-        .header("content-type", "application/json")
-        .body(json!({ "runbook": "web-updates" }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().unwrap().to_string();
+    let id = dashboard.start_runbook("web-updates").await;
     wait_until("both updates to end", Duration::from_secs(30), async || {
         let timeline = dashboard.api(&format!("/api/v1/incidents/{id}/timeline?limit=1000")).await;
         let kinds: Vec<&str> = timeline["events"]

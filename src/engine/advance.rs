@@ -171,7 +171,7 @@ impl Work<'_> {
             self.emit(EventKind::PhaseFailed { phase: phase.id.clone(), error });
             return;
         }
-        let due = state.last_check.is_none_or(|(answered, _)| self.at >= answered + check.interval);
+        let due = state.last_check.as_ref().is_none_or(|last| self.at >= last.at + check.interval);
         if state.polling || !due {
             return;
         }

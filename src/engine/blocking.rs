@@ -202,8 +202,12 @@ fn gates(
                 ("signal", text, role.iter().cloned().collect())
             }
             GateKind::Check(check) => {
-                let last = match state.last_check {
-                    Some((at, _)) => format!("; last answered {} (not as expected)", at.format("%H:%M:%S UTC")),
+                let last = match &state.last_check {
+                    Some(last) => format!(
+                        "; last answered {} (not as expected: {})",
+                        last.at.format("%H:%M:%S UTC"),
+                        last.describe()
+                    ),
                     None => String::new(),
                 };
                 // It passes by itself when the probe answers as expected; a person who knows it

@@ -73,9 +73,9 @@ fn gates(phase: &Phase, gates: &[Gate], incident: &Incident, due: &mut Vec<DateT
                 let since = state.started_at.or(state.ready_at).unwrap_or(incident.started_at);
                 due.push(since + check.deadline);
                 if !gate_state.polling
-                    && let Some((answered, _)) = gate_state.last_check
+                    && let Some(last) = &gate_state.last_check
                 {
-                    due.push(answered + check.interval);
+                    due.push(last.at + check.interval);
                 }
             }
             _ => {}

@@ -117,13 +117,36 @@ pub struct GateState {
     /// Polls sent so far, and whether one is waiting for its answer.
     pub polls: u32,
     pub polling: bool,
-    /// When the check was last answered, and whether as expected.
-    pub last_check: Option<(DateTime<Utc>, bool)>,
+    /// The check's last answer, kept so that whoever waits on the gate sees why it holds.
+    pub last_check: Option<CheckAnswer>,
     pub deadline_missed: bool,
     /// When a check gate's deadline counts from, once a person retried it.
     pub deadline_from: Option<DateTime<Utc>>,
     /// What a person last did about the check gate: retried it, or passed it by hand.
     pub recovery: Option<Recovery>,
+}
+
+/// A check gate's last answer: when, whether as expected, and what came back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckAnswer {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    /// The HTTP status, when the probe was answered at all.
+    pub status: Option<u16>,
+    /// Why it was not as expected: the connection's error, or the expectation's.
+    pub error: Option<String>,
+}
+
+impl CheckAnswer {
+    /// What came back, for a person: `HTTP 503`, `HTTP 200: ERROR`, or the connection's error.
+    pub fn describe(&self) -> String {
+        match (self.status, &self.error) {
+            (Some(status), None) => format!("HTTP {status}"),
+            (Some(status), Some(error)) => format!("HTTP {status}: {error}"),
+            (None, Some(error)) => error.clone(),
+            (None, None) => "no answer".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -396,10 +419,10 @@ impl Incident {
                 state.polls = *poll;
                 state.polling = true;
             }
-            EventKind::CheckAnswered { phase, gate, ok, .. } => {
+            EventKind::CheckAnswered { phase, gate, ok, status, error } => {
                 let state = self.gate_mut(phase, gate);
                 state.polling = false;
-                state.last_check = Some((at, *ok));
+                state.last_check = Some(CheckAnswer { at, ok: *ok, status: *status, error: error.clone() });
             }
             EventKind::GatePassed { phase, gate, .. } => self.gate_mut(phase, gate).passed_at = Some(at),
             EventKind::DeadlineMissed { phase, gate } => self.gate_mut(phase, gate).deadline_missed = true,

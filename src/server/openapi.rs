@@ -107,7 +107,8 @@ fn schemas() -> Value {
         "type": "object",
         "description": "A gate in the runbook's order (entry gates, then exit gates) and the fields of its state \
                         that are set (unset ones, null, false, 0 or empty, are left out): `passed_at`, \
-                        `approvals`, `signalled`, `polls`, `polling`, `last_check`, `deadline_missed`, \
+                        `approvals`, `signalled`, `polls`, `polling`, `last_check` (the check's last answer: `at`, `ok`, \
+                        `status` when answered over HTTP, `error` when not as expected), `deadline_missed`, \
                         `deadline_from` (a check retried by hand counts its deadline from then), `recovery` \
                         (what a person last did about a check: `retried` or `overridden`, by whom, when, why)",
         "properties": { "id": text(), "stage": { "type": "string", "enum": ["entry", "exit"] },

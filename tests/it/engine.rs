@@ -225,6 +225,25 @@ fn the_reference_path_from_start_to_close() {
     let answered = h.record(poll, http(200, json!({ "healthy": false }))).unwrap();
     assert_eq!(Harness::types(&answered), ["check_answered"]);
     assert!(h.later(0).unwrap().effects.is_empty(), "no new poll before the interval");
+    // Whoever waits on the gate sees what the probe last got, not only that it was not as expected.
+    let runbook = phasegate::runbook::parse(RUNBOOK, &Catalog::built_in()).unwrap();
+    let check_says = |h: &Harness| {
+        let blockers = phasegate::engine::blocking::blockers(&runbook, h.state());
+        blockers.into_iter().find(|b| b.kind == "check").expect("the check is on the board").waiting_for
+    };
+    assert!(check_says(&h).contains("last answered 02:"), "{}", check_says(&h));
+    assert!(check_says(&h).contains("(not as expected: HTTP 200)"), "{}", check_says(&h));
+    h.later(1).unwrap();
+    let poll = h.take(|k| matches!(k, EffectKind::Check { .. }));
+    let refused = Outcome::Failed { error: "connection refused (shop.internal.example:443)".into() };
+    assert_eq!(Harness::types(&h.record(poll, refused).unwrap()), ["check_answered"]);
+    assert!(check_says(&h).contains("(not as expected: connection refused (shop.internal.example:443))"));
+    let gate = h.state().gate("restore", "shop-up");
+    let last = gate.last_check.expect("the last answer is kept");
+    assert_eq!(
+        (last.ok, last.status, last.error.as_deref()),
+        (false, None, Some("connection refused (shop.internal.example:443)"))
+    );
     h.later(1).unwrap();
     let poll = h.take(|k| matches!(k, EffectKind::Check { .. }));
     let up = h.record(poll, http(200, json!({ "healthy": true }))).unwrap();

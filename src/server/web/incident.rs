@@ -318,7 +318,9 @@ fn check_gate(
     json!({
         "phase": phase.id, "gate": gate, "polls": state.polls, "failed": failed, "can": can,
         "slug": slug(&format!("{}-{gate}", phase.id)),
-        "last": state.last_check.map(|(at, ok)| json!({ "at": when(at), "ok": ok })),
+        "last": state.last_check.as_ref().map(|last| json!({
+            "at": when(last.at), "ok": last.ok, "answer": last.describe(),
+        })),
         "passed": state.passed_at.map(when),
         "recovery": state.recovery.as_ref().map(|r| json!({
             "kind": r.kind.as_str(), "by": r.by, "at": when(r.at), "reason": r.reason,

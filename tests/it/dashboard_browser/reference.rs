@@ -343,7 +343,7 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     desk.blocked_by("contain", "hosts-isolated", &["chris.doyle", "dana.ito"]).await;
     desk.blocked_by("contain", "edr-sweep-clean", &["chris.doyle", "dana.ito"]).await;
     let check = desk.text("#check-contain-hosts-isolated").await;
-    assert!(check.contains("waiting") && check.contains("not as expected"), "{check}");
+    assert!(check.contains("waiting") && check.contains("not as expected: HTTP 200"), "{check}");
     desk.keep("contain-check-waiting").await;
     desk.not_offered("ravi.shah", "gate-pass-contain-hosts-isolated").await;
     desk.as_("dana.ito").await;

@@ -265,6 +265,9 @@ pub fn context(
                 "left": left(r.expires_at, now), "overdue": overdue, "open": open,
                 "exposure": duration(exposure), "reinstated_at": r.reinstated_at.map(when),
                 "reinstated_by": r.reinstated_by, "compensating": r.compensating,
+                "approved_by": r.approved_by.iter()
+                    .map(|a| format!("{} ({}, {})", a.person, a.role, when(a.at)))
+                    .collect::<Vec<_>>().join("; "),
             })
         })
         .collect();

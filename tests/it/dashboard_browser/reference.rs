@@ -331,6 +331,9 @@ async fn the_reference_runbook_runs_from_the_start_form_to_closed_in_the_browser
     desk.browser
         .wait_for("the relaxations", "document.querySelectorAll('#live-relaxations li.open-box').length === 2")
         .await;
+    // A relaxation the engine carried out after the approvals names the people who approved it.
+    let relaxations = desk.text("#live-relaxations").await;
+    assert!(relaxations.contains("Approved by sam.okafor (ciso, "), "{relaxations}");
 
     // Containment: three people's steps, then the EDR still reports hosts pending. The page
     // says who can cut the wait short, and Dana passes the check by hand; a SOC analyst signals

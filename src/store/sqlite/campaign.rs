@@ -9,7 +9,7 @@ use super::super::{CampaignBatch, CampaignProgress, Error};
 pub(super) async fn batches(reads: &SqlitePool, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
     let rows: Vec<BatchRow> = sqlx::query_as(
         "SELECT number, start_byte, end_byte, first_line, skip, recipients, state, attempts, since, answered_at,
-                sent, failed
+                sent, failed, failed_attempt, failed_at, failure_class, failure, retry_at
          FROM campaign_batches WHERE campaign = ? ORDER BY number",
     )
     .bind(campaign)

@@ -509,16 +509,17 @@ impl Trouble {
             (BatchState::Sending { attempts, .. }, Some(failure)) => Some((batch.plan.number, *attempts, failure)),
             _ => None,
         });
-        let first = failing.next()?;
+        // The batch nearest to being given up (the most attempts failed), the first of those:
+        // lanes fail together when the channel is down, and the page should not hop between them.
+        let mut shown = failing.next()?;
         let mut others = 0;
-        let mut latest = first;
         for candidate in failing {
             others += 1;
-            if candidate.2.at > latest.2.at {
-                latest = candidate;
+            if candidate.2.attempt > shown.2.attempt {
+                shown = candidate;
             }
         }
-        let (batch, attempts, failure) = latest;
+        let (batch, attempts, failure) = shown;
         Some(Trouble {
             batch,
             attempt: failure.attempt,
@@ -535,6 +536,11 @@ impl Trouble {
     /// In words, at `now`: `retrying: batch 12, attempt 3 of 8, last error: POST ...: status 503:
     /// busy at 03:12:04 UTC; next try in 20 s`.
     pub fn sentence(&self, now: DateTime<Utc>) -> String {
+        format!("retrying: {}", self.detail(now))
+    }
+
+    /// [`Trouble::sentence`] without its first word, for where a label says it already.
+    pub fn detail(&self, now: DateTime<Utc>) -> String {
         let at = self.at.format("%H:%M:%S UTC");
         let next = if self.in_flight {
             format!("attempt {} of {} in flight now", self.attempt + 1, self.of)
@@ -555,7 +561,7 @@ impl Trouble {
             n => format!(" ({n} more batches retrying)"),
         };
         format!(
-            "retrying: batch {}, attempt {} of {}, last error: {} at {at}; {next}{others}",
+            "batch {}, attempt {} of {}, last error: {} at {at}; {next}{others}",
             self.batch, self.attempt, self.of, self.error
         )
     }
@@ -615,16 +621,18 @@ mod tests {
                     "retrying: batch 12, attempt 3 of 8, last error: status 503 (batch 12) at 03:12:04 UTC; next try due now",
                 ),
             ),
-            // The latest failure is shown, the others counted; a batch tried again says so.
+            // The batch with the most failed attempts is shown (the first of them), the others
+            // counted.
             (
                 vec![
                     batch(4, sending(2), Some((1, 0))),
                     batch(5, sending(2), Some((2, 3))),
-                    batch(6, sending(1), Some((1, 1))),
+                    batch(6, sending(2), Some((2, 1))),
+                    batch(7, sending(1), Some((1, 2))),
                 ],
                 4,
                 Some(
-                    "retrying: batch 5, attempt 2 of 8, last error: status 503 (batch 5) at 03:12:07 UTC; next try in 19 s (2 more batches retrying)",
+                    "retrying: batch 5, attempt 2 of 8, last error: status 503 (batch 5) at 03:12:07 UTC; next try in 19 s (3 more batches retrying)",
                 ),
             ),
         ];

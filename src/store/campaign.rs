@@ -299,6 +299,8 @@ pub(crate) struct ProgressRow {
     recipients: i64,
     sent: i64,
     failed: i64,
+    retrying: i64,
+    failed_attempts: i64,
 }
 
 impl ProgressRow {
@@ -313,6 +315,8 @@ impl ProgressRow {
             recipients: total(id, self.recipients)?,
             sent: total(id, self.sent)?,
             failed: total(id, self.failed)?,
+            retrying: count(id, self.retrying)?,
+            failed_attempts: total(id, self.failed_attempts)?,
         };
         Ok((self.id, progress))
     }

@@ -610,6 +610,12 @@ pub struct CampaignProgress {
     pub recipients: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Batches in flight whose last attempt failed: retried, after a wait.
+    pub retrying: u32,
+    /// Those batches' last failed attempts' numbers, summed: it grows with each failed attempt
+    /// recorded and drops as they are answered, so that a watcher (the incident page's live
+    /// updates) sees both without reading every batch.
+    pub failed_attempts: u64,
 }
 
 /// Why a campaign write was refused (see [`Error::Campaign`]).

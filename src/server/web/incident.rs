@@ -149,6 +149,9 @@ pub fn context(
                 "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
                 "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
                 "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),
+                // A campaign step that waits on a failing channel says so: it does not go on by itself.
+                "retrying": (blocker.kind == "step").then(|| troubles.get(&blocker.what)).flatten()
+                    .map(|trouble| trouble.detail(now)),
                 "to": to.map(|(section, label)| json!({ "section": section, "label": label })),
             })
         })
@@ -269,7 +272,7 @@ pub fn context(
                     "retrying": troubles.get(&format!("{}/{}", phase.id, step.id)).map(|trouble| json!({
                         "batch": trouble.batch, "attempt": trouble.attempt, "of": trouble.of,
                         "class": trouble.class.as_str(), "error": trouble.error, "at": when(trouble.at),
-                        "text": trouble.sentence(now),
+                        "text": trouble.detail(now),
                     })),
                     "waiting": waiting,
                     "actions": actions,

@@ -144,6 +144,9 @@ pub async fn a_failed_attempt_is_kept_on_its_batch(store: Arc<impl Store>) {
     assert_eq!(states(&*store, CAMPAIGN).await[0], BatchState::Sending { attempts: 1, since: at(1) });
     assert_eq!(last_failures(&*store).await, [Some(unavailable.clone()), None, None]);
 
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!((progress.retrying, progress.failed_attempts), (1, 1), "one batch retrying: {progress:?}");
+
     // An attempt it was not marked for, or one that says nothing, is refused and changes nothing.
     let ahead = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(2, 3, FailureClass::Timeout, "late")).await;
     assert!(is_invalid(&ahead, "failed attempt 2, and it was marked in flight 1 times"), "{ahead:?}");
@@ -173,11 +176,19 @@ pub async fn a_failed_attempt_is_kept_on_its_batch(store: Arc<impl Store>) {
     store.campaign_attempt_failed(CAMPAIGN, 2, &long).await.unwrap();
     let kept = last_failures(&*store).await[1].clone().unwrap();
     assert!(kept.error.ends_with(" [...]") && kept.error.chars().count() < 1_100, "{}", kept.error.len());
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!((progress.retrying, progress.failed_attempts), (2, 3), "batch 1 failed twice, 2 once: {progress:?}");
 
     // Answered, the batch keeps its last failure for the record; a failure after the answer is refused.
     store.campaign_answered(CAMPAIGN, &[answer(1, 5, 10, &[], Vec::new())]).await.unwrap();
     assert!(matches!(states(&*store, CAMPAIGN).await[0], BatchState::Answered { attempts: 2, sent: 10, .. }));
     assert_eq!(last_failures(&*store).await[0], Some(refused_connection.clone()));
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!(
+        (progress.retrying, progress.failed_attempts),
+        (1, 1),
+        "an answered batch is not retrying: {progress:?}"
+    );
     let late = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(2, 6, FailureClass::Timeout, "late")).await;
     assert!(refused(late, CampaignRefusal::Answered(1)));
     assert_eq!(last_failures(&*store).await[0], Some(refused_connection));
@@ -292,6 +303,8 @@ pub async fn campaign_progress_is_totalled(store: Arc<impl Store>) {
         recipients,
         sent,
         failed,
+        retrying: 0,
+        failed_attempts: 0,
     };
     assert_eq!(
         store.campaigns("inc-1").await.unwrap(),

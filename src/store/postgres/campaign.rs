@@ -297,7 +297,9 @@ pub(super) async fn progress(reads: &PgPool, incident: &str) -> Result<Vec<(Stri
                 count(*) FILTER (WHERE batch.state = 'answered') AS answered,
                 coalesce(sum(batch.recipients), 0)::bigint AS recipients,
                 coalesce(sum(batch.sent), 0)::bigint AS sent,
-                coalesce(sum(batch.failed), 0)::bigint AS failed
+                coalesce(sum(batch.failed), 0)::bigint AS failed,
+                count(*) FILTER (WHERE batch.state = 'sending' AND batch.failed_attempt IS NOT NULL) AS retrying,
+                coalesce(sum(batch.failed_attempt) FILTER (WHERE batch.state = 'sending'), 0)::bigint AS failed_attempts
          FROM campaigns LEFT JOIN campaign_batches AS batch ON batch.campaign = campaigns.id
          WHERE campaigns.incident = $1 GROUP BY campaigns.id, campaigns.seq ORDER BY campaigns.seq",
     )

@@ -62,7 +62,9 @@ pub(super) async fn progress(reads: &SqlitePool, incident: &str) -> Result<Vec<(
                 coalesce(sum(batch.state = 'answered'), 0) AS answered,
                 coalesce(sum(batch.recipients), 0) AS recipients,
                 coalesce(sum(batch.sent), 0) AS sent,
-                coalesce(sum(batch.failed), 0) AS failed
+                coalesce(sum(batch.failed), 0) AS failed,
+                coalesce(sum(batch.state = 'sending' AND batch.failed_attempt IS NOT NULL), 0) AS retrying,
+                coalesce(sum(CASE WHEN batch.state = 'sending' THEN batch.failed_attempt END), 0) AS failed_attempts
          FROM campaigns LEFT JOIN campaign_batches AS batch ON batch.campaign = campaigns.id
          WHERE campaigns.incident = ? GROUP BY campaigns.id ORDER BY campaigns.rowid",
     )

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::flows::{next_change, stream, version};
 use super::{DANA, Dashboard};
 use crate::support::{Cli, wait_until};
 
@@ -125,10 +126,15 @@ async fn a_failing_relay_shows_as_retrying_with_its_error_until_it_recovers() {
     assert_eq!(status_code, 200);
     let shown = page.split("id=\"retrying-notify-send\"").nth(1).expect("the page shows the failing batch");
     let shown = &shown[..shown.find("</p>").unwrap()];
-    assert!(shown.contains("retrying: batch 1, attempt "), "{shown}");
+    assert!(shown.contains("</span> batch 1, attempt "), "{shown}");
     assert!(shown.contains("status 503: Service Unavailable: the relay is overloaded at "), "{shown}");
     assert!(shown.contains("; next try ") || shown.contains(" in flight now"), "{shown}");
     assert!(page.contains("channel failing"), "the campaign's heading says its channel is failing");
+    // What blocks the phase says it too: the campaign does not go on by itself while it fails.
+    let blocker = page.split("id=\"blocker-retrying-").nth(1).expect("the blocker names the failing channel");
+    let blocker = &blocker[..blocker.find("</div>").unwrap()];
+    assert!(blocker.contains("Channel failing</span> batch 1, attempt "), "{blocker}");
+    assert!(blocker.contains("href=\"#campaign-notify-send\""), "{blocker}");
 
     // `/metrics` counts the failed attempts by kind.
     let metrics =
@@ -139,6 +145,13 @@ async fn a_failing_relay_shows_as_retrying_with_its_error_until_it_recovers() {
             .any(|line| line.starts_with("phasegate_campaign_failed_attempts_total{reason=\"http_status\"} ")),
         "{metrics}"
     );
+
+    // An open page hears of the next failed attempt, though it changes no event: its live stream
+    // says so with the version it has.
+    let settled = version(&dashboard, &id).await;
+    let mut live = stream(&dashboard, &browser, &id, settled).await;
+    assert_eq!(next_change(&mut live, Duration::from_secs(60)).await, settled, "a failed attempt, no new event");
+    drop(live);
 
     // The relay recovers: the batch goes through, and both go back to normal.
     failing.store(false, Ordering::SeqCst);
@@ -152,7 +165,8 @@ async fn a_failing_relay_shows_as_retrying_with_its_error_until_it_recovers() {
     assert!(text.starts_with(&format!("campaign {id}/notify/send: finished\n5 of 5 sent, 0 failed")), "{text}");
     assert!(!text.contains("retrying"), "{text}");
     let (_, _, page) = browser.get(&page_path).await;
-    assert!(!page.contains("id=\"retrying-notify-send\"") && !page.contains("channel failing"), "{page}");
+    assert!(!page.contains("id=\"retrying-notify-send\"") && !page.contains("blocker-retrying-"), "{page}");
+    assert!(!page.contains("channel failing") && !page.contains("Channel failing"), "{page}");
     assert!(relay.requests.load(Ordering::SeqCst) >= 2, "the batch was sent again after the 503");
     dashboard.stop().await;
 }

@@ -105,7 +105,7 @@ fn main() {
                         let batch = Batch { campaign: "inc-1/notify/apology", number, messages };
                         match sender.send(batch).await {
                             Answer::Accepted { .. } => sent += messages.len(),
-                            Answer::Failed { error } => panic!("{error}"),
+                            Answer::Failed { error, .. } => panic!("{error}"),
                         }
                     }
                 }

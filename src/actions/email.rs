@@ -48,6 +48,7 @@ use sha2::{Digest, Sha256};
 use super::DELIVERY_TIMEOUT;
 use super::body::body;
 use super::outbound::{Class, Policy, classify};
+use crate::campaign::FailureClass;
 
 /// The sender of an email channel that names no `from`. Most relays want a sender in a domain
 /// they serve, so a channel used in earnest should name one.
@@ -245,15 +246,29 @@ pub fn compose(draft: Draft<'_>) -> Result<Letter, String> {
 pub struct Failure {
     pub context: String,
     pub answer: Option<String>,
+    /// What kind of failure it was, for a campaign's record of its failed attempts.
+    pub class: FailureClass,
 }
 
 impl Failure {
-    pub(crate) fn said(context: String) -> Failure {
-        Failure { context, answer: None }
+    pub(crate) fn said(context: String, class: FailureClass) -> Failure {
+        Failure { context, answer: None, class }
     }
 
-    pub(crate) fn answered(context: String, answer: impl fmt::Display) -> Failure {
-        Failure { context, answer: Some(answer.to_string()) }
+    pub(crate) fn answered(context: String, answer: impl fmt::Display, class: FailureClass) -> Failure {
+        Failure { context, answer: Some(answer.to_string()), class }
+    }
+
+    /// A failure of lettre's SMTP client: a reply of the relay's, a timeout, or the connection.
+    fn smtp(context: String, error: lettre::transport::smtp::Error) -> Failure {
+        let class = if error.is_transient() || error.is_permanent() {
+            FailureClass::SmtpReply
+        } else if error.is_timeout() {
+            FailureClass::Timeout
+        } else {
+            FailureClass::Connection
+        };
+        Failure::answered(context, error, class)
     }
 
     /// The message, with `scrub` applied to the answer.
@@ -270,9 +285,10 @@ pub async fn send(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
     let target = relay.target();
     match tokio::time::timeout(DELIVERY_TIMEOUT, exchange(policy, relay, letter)).await {
         Ok(result) => result,
-        Err(_) => {
-            Err(Failure::said(format!("relay `{target}`: no complete answer within {}s", DELIVERY_TIMEOUT.as_secs())))
-        }
+        Err(_) => Err(Failure::said(
+            format!("relay `{target}`: no complete answer within {}s", DELIVERY_TIMEOUT.as_secs()),
+            FailureClass::Timeout,
+        )),
     }
 }
 
@@ -282,7 +298,7 @@ async fn exchange(policy: &Policy, relay: &Relay, letter: &Letter) -> Result<(),
     connection
         .send(&letter.envelope, &letter.bytes)
         .await
-        .map_err(|error| Failure::answered(format!("relay `{target}`"), error))?;
+        .map_err(|error| Failure::smtp(format!("relay `{target}`"), error))?;
     // The relay has taken the message; a failed goodbye changes nothing.
     let _ = connection.quit().await;
     Ok(())
@@ -310,12 +326,12 @@ async fn open_asking(
     ask_pipelining: bool,
 ) -> Result<(AsyncSmtpConnection, bool), Failure> {
     let target = relay.target();
-    let smtp = |error: lettre::transport::smtp::Error| Failure::answered(format!("relay `{target}`"), error);
+    let smtp = |error: lettre::transport::smtp::Error| Failure::smtp(format!("relay `{target}`"), error);
     let addresses = addresses(policy, relay).await?;
     let tls = || TlsParameters::new(relay.host.clone()).map_err(smtp);
-    let stream = connect(&addresses)
-        .await
-        .map_err(|error| Failure::answered(format!("cannot connect to relay `{target}`"), error))?;
+    let stream = connect(&addresses).await.map_err(|error| {
+        Failure::answered(format!("cannot connect to relay `{target}`"), error, FailureClass::Connection)
+    })?;
     let hello = match stream.local_addr().map(|local| local.ip()) {
         Ok(IpAddr::V4(address)) => ClientId::Ipv4(address),
         Ok(IpAddr::V6(address)) => ClientId::Ipv6(address),
@@ -332,10 +348,13 @@ async fn open_asking(
             if relay.security == Security::StartTls {
                 if !connection.can_starttls() {
                     connection.abort().await;
-                    return Err(Failure::said(format!(
-                        "relay `{target}` does not offer STARTTLS, which phasegate requires of a relay that is not on \
-                         this host; use a relay that offers it, or `smtps://`"
-                    )));
+                    return Err(Failure::said(
+                        format!(
+                            "relay `{target}` does not offer STARTTLS, which phasegate requires of a relay that is not \
+                             on this host; use a relay that offers it, or `smtps://`"
+                        ),
+                        FailureClass::Refused,
+                    ));
                 }
                 connection.starttls(tls()?, &hello).await.map_err(smtp)?;
             }
@@ -434,7 +453,9 @@ impl AsyncTokioStream for Encrypted {
 /// it is; a name is checked, resolved, and each address it resolves to checked.
 async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, Failure> {
     let target = relay.target();
-    let refused = |refusal: super::outbound::Refusal| Failure::said(format!("relay `{target}` refused: {refusal}"));
+    let refused = |refusal: super::outbound::Refusal| {
+        Failure::said(format!("relay `{target}` refused: {refusal}"), FailureClass::Refused)
+    };
     if let Ok(address) = relay.host.parse::<IpAddr>() {
         policy.check_address(&relay.host, address).map_err(refused)?;
         return Ok(vec![SocketAddr::new(address, relay.port)]);
@@ -442,7 +463,9 @@ async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, Fa
     policy.check_name(&relay.host).map_err(refused)?;
     let found: Vec<SocketAddr> = tokio::net::lookup_host((relay.host.as_str(), relay.port))
         .await
-        .map_err(|error| Failure::answered(format!("cannot resolve relay `{target}`"), error))?
+        .map_err(|error| {
+            Failure::answered(format!("cannot resolve relay `{target}`"), error, FailureClass::Connection)
+        })?
         .collect();
     let mut refusal = None;
     let kept: Vec<SocketAddr> = found
@@ -457,7 +480,9 @@ async fn addresses(policy: &Policy, relay: &Relay) -> Result<Vec<SocketAddr>, Fa
         .collect();
     match refusal {
         Some(refusal) if kept.is_empty() => Err(refused(refusal)),
-        _ if kept.is_empty() => Err(Failure::said(format!("relay `{target}` has no address"))),
+        _ if kept.is_empty() => {
+            Err(Failure::said(format!("relay `{target}` has no address"), FailureClass::Connection))
+        }
         _ => Ok(kept),
     }
 }

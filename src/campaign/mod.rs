@@ -48,6 +48,65 @@ pub struct BatchPlan {
     pub recipients: u32,
 }
 
+/// What kind of failure a failed attempt to send a batch was: what `/metrics` counts failed
+/// attempts by, and what the store keeps with the attempt's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The channel answered with a status that is not a success (an HTTP 503).
+    HttpStatus,
+    /// No connection, or one that broke off (refused, reset, no route).
+    Connection,
+    /// No complete answer in time.
+    Timeout,
+    /// The relay's SMTP reply said to try again later (4xx).
+    SmtpReply,
+    /// phasegate's outbound policy refused the destination.
+    Refused,
+    /// Something on this side: a spool file that cannot be written, nothing that could be rendered.
+    Local,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 6] = [
+        FailureClass::HttpStatus,
+        FailureClass::Connection,
+        FailureClass::Timeout,
+        FailureClass::SmtpReply,
+        FailureClass::Refused,
+        FailureClass::Local,
+    ];
+
+    /// Its name in the store and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::HttpStatus => "http_status",
+            FailureClass::Connection => "connection",
+            FailureClass::Timeout => "timeout",
+            FailureClass::SmtpReply => "smtp_reply",
+            FailureClass::Refused => "refused",
+            FailureClass::Local => "local",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FailureClass> {
+        FailureClass::ALL.into_iter().find(|class| class.as_str() == name)
+    }
+}
+
+/// A failed attempt to send a batch, as the store keeps it on the batch: the batch's last error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptFailure {
+    /// Which attempt failed (the batch's first is 1).
+    pub attempt: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub class: FailureClass,
+    /// What failed, in words (scrubbed of secrets by the channel).
+    pub error: String,
+    /// When the batch goes again; `None` when it was given up.
+    pub retry_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// What reading a list found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {

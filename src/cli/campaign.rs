@@ -13,6 +13,7 @@ use super::act::{split, submit};
 use super::incident::{Common, open_read_only};
 use crate::engine::command::CampaignAction;
 use crate::engine::{Command as EngineCommand, Incident};
+use crate::runtime::campaign::Trouble;
 use crate::store::{BatchState, CampaignBatch, Store};
 
 #[derive(Debug, clap::Subcommand)]
@@ -159,9 +160,20 @@ struct Figures {
     /// How many test sends it had, and the last one.
     tests: u32,
     last_test: Option<crate::engine::state::TestSend>,
+    /// A batch retrying after a failed attempt, and why, while it is unanswered.
+    retrying: Option<Trouble>,
+    /// The same, in words, at the time of reading.
+    retrying_text: Option<String>,
 }
 
-fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches: &[CampaignBatch]) -> Figures {
+fn figures(
+    campaign: &str,
+    incident: &Incident,
+    phase: &str,
+    step: &str,
+    batches: &[CampaignBatch],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Figures {
     let state = incident.step(phase, step);
     let kept = state.campaign.clone().unwrap_or_default();
     let (mut sent, mut failed, mut done, mut flying) = (0u64, 0u64, 0u32, 0u32);
@@ -196,6 +208,9 @@ fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches
         (None, None, None, "running") => "sending",
         (None, None, None, other) => other,
     };
+    let retrying = Trouble::of(batches);
+    // A campaign whose channel keeps failing says so, instead of "sending".
+    let word = if word == "sending" && retrying.is_some() { "retrying" } else { word };
     Figures {
         campaign: campaign.to_string(),
         state: word,
@@ -207,11 +222,13 @@ fn figures(campaign: &str, incident: &Incident, phase: &str, step: &str, batches
         batches_done: done,
         batches_in_flight: flying,
         rate,
-        seconds_left: (rate > 0.0 && to_send > 0 && matches!(word, "sending" | "paused"))
+        seconds_left: (rate > 0.0 && to_send > 0 && matches!(word, "sending" | "retrying" | "paused"))
             .then(|| (to_send as f64 / rate).ceil() as u64),
         merkle_root: kept.finished.map(|totals| totals.merkle_root),
         tests: state.tests,
         last_test: state.last_test.clone(),
+        retrying_text: retrying.as_ref().map(|trouble| trouble.sentence(now)),
+        retrying,
     }
 }
 
@@ -224,7 +241,7 @@ async fn status(args: Status, templates: Option<&std::path::Path>) -> anyhow::Re
         anyhow::ensure!(!events.is_empty(), "no incident `{}` in the database", args.incident);
         let incident = Incident::from_events(&events).context("the incident's log cannot be read")?;
         let batches = store.campaign_batches(&campaign).await?;
-        Ok(figures(&campaign, &incident, &phase, &step, &batches))
+        Ok(figures(&campaign, &incident, &phase, &step, &batches, chrono::Utc::now()))
     };
     if !args.watch {
         let figures = read().await?;
@@ -249,7 +266,8 @@ async fn status(args: Status, templates: Option<&std::path::Path>) -> anyhow::Re
             .seconds_left
             .map(|s| format!(", {} left", humantime::format_duration(Duration::from_secs(s))))
             .unwrap_or_default();
-        bar.set_message(format!("({} failed, {:.0}/s{left}; {})", figures.failed, figures.rate, figures.state));
+        let state = figures.retrying_text.as_deref().unwrap_or(figures.state);
+        bar.set_message(format!("({} failed, {:.0}/s{left}; {state})", figures.failed, figures.rate));
         if matches!(figures.state, "finished" | "cancelled" | "failed" | "done" | "skipped") {
             bar.finish();
             super::print_stdout(&text(&figures))?;
@@ -268,6 +286,7 @@ fn text(f: &Figures) -> String {
         .map(|s| format!(", about {} left", humantime::format_duration(Duration::from_secs(s))))
         .unwrap_or_default();
     let root = f.merkle_root.as_ref().map(|r| format!("merkle root: {r}\n")).unwrap_or_default();
+    let retrying = f.retrying_text.as_ref().map(|text| format!("{text}\n")).unwrap_or_default();
     let test = match &f.last_test {
         None => "test sends: none\n".to_string(),
         Some(last) => format!(
@@ -286,7 +305,7 @@ fn text(f: &Figures) -> String {
         ),
     };
     format!(
-        "campaign {}: {}\n{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}{test}",
+        "campaign {}: {}\n{retrying}{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}{test}",
         f.campaign,
         f.state,
         f.sent,

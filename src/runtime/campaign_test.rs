@@ -135,7 +135,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 problems.extend(rejected.iter().cloned());
                 (rejected.len() as u32, None)
             }
-            Answer::Failed { error } => (sent.messages, Some(error.clone())),
+            Answer::Failed { error, .. } => (sent.messages, Some(error.clone())),
         };
         let test = CampaignTest {
             to: addresses,

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format: requests by route and status, webhook deliveries
 //! accepted and refused by reason, incidents by state, the outbox's and the inbox's depth, how long effects
-//! (automated steps, checks, updates) take, and how far open incidents' campaigns have got.
+//! (automated steps, checks, updates) take, how far open incidents' campaigns have got, and their
+//! batches' failed attempts by the kind of failure.
 
 use std::sync::Mutex;
 
@@ -43,6 +44,13 @@ pub struct CampaignLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailedAttemptLabels {
+    /// The kind of failure (`campaign::FailureClass`): `http_status`, `connection`, `timeout`,
+    /// `smtp_reply`, `refused` or `local`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EffectLabels {
     /// `http`, `command`, `check` or `notify`.
     pub kind: String,
@@ -57,6 +65,7 @@ pub struct Metrics {
     pub inbox: Gauge,
     pub effect_seconds: Family<EffectLabels, Histogram>,
     pub campaigns: Family<CampaignLabels, Gauge>,
+    pub campaign_failed_attempts: Family<FailedAttemptLabels, Counter>,
 }
 
 impl Metrics {
@@ -82,8 +91,15 @@ impl Metrics {
             "Open incidents' campaigns: recipients sent, failed and still to send",
             campaigns.clone(),
         );
+        let campaign_failed_attempts = Family::<FailedAttemptLabels, Counter>::default();
+        registry.register(
+            "campaign_failed_attempts",
+            "Campaign batches' failed attempts to send (each retried, up to the last), by the kind of failure",
+            campaign_failed_attempts.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            campaign_failed_attempts,
             requests,
             webhooks,
             incidents,

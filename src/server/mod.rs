@@ -294,7 +294,12 @@ impl<E: Executor, S: Store> Executor for Timed<E, S> {
         &self,
         job: crate::actions::campaign::BatchJob<'_>,
     ) -> crate::actions::campaign::BatchSent {
-        self.inner.send_campaign_batch(job).await
+        let sent = self.inner.send_campaign_batch(job).await;
+        if let crate::actions::campaign::Answer::Failed { class, .. } = &sent.answer {
+            let labels = metrics::FailedAttemptLabels { reason: class.as_str().into() };
+            self.app.metrics.campaign_failed_attempts.get_or_create(&labels).inc();
+        }
+        sent
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan};
 use crate::engine::Event;
 
 /// One of the backends, opened.
@@ -277,6 +277,16 @@ impl Store for AnyStore {
         under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         each!(self, store => store.campaign_answered_under(campaign, results, under))
+    }
+
+    fn campaign_attempt_failed_under(
+        &self,
+        campaign: &str,
+        number: u32,
+        failure: &AttemptFailure,
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        each!(self, store => store.campaign_attempt_failed_under(campaign, number, failure, under))
     }
 
     fn campaign_failures(

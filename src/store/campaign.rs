@@ -10,7 +10,11 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{parse_timestamp, timestamp};
 use super::{BatchResult, BatchState, CampaignBatch, CampaignProgress, CampaignRefusal, Error};
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan, FailureClass};
+
+/// The most characters of a failed attempt's error kept on its batch: the channel's words and
+/// the start of its answer, not a whole error page.
+pub(crate) const FAILURE_CHARS: usize = 1_000;
 
 /// A campaign write, checked and encoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +32,19 @@ pub(crate) enum CampaignWrite {
     Sending { numbers: Vec<u32>, at: String },
     /// Batches' answers.
     Answered(Vec<AnswerRow>),
+    /// A batch's failed attempt.
+    Failed(FailureRow),
+}
+
+/// A failed attempt as stored on its batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FailureRow {
+    pub number: u32,
+    pub attempt: u32,
+    pub at: String,
+    pub class: &'static str,
+    pub error: String,
+    pub retry_at: Option<String>,
 }
 
 /// A planned batch as stored.
@@ -119,18 +136,64 @@ impl CampaignRows {
         Ok(CampaignRows { campaign: campaign.to_string(), write: CampaignWrite::Answered(rows) })
     }
 
+    /// A failed attempt of batch `number` of `campaign`: an attempt counts from 1, and its error,
+    /// cut to [`FAILURE_CHARS`], says something.
+    pub fn attempt_failed(campaign: &str, number: u32, failure: &AttemptFailure) -> Result<CampaignRows, Error> {
+        incident_of(campaign)?;
+        if failure.attempt == 0 {
+            return Err(invalid(
+                campaign,
+                format!("batch {number}'s failed attempt is numbered 0; attempts count from 1"),
+            ));
+        }
+        let error = failure.error.trim();
+        if error.is_empty() {
+            return Err(invalid(campaign, format!("batch {number}'s failed attempt {} says nothing", failure.attempt)));
+        }
+        let error = match error.char_indices().nth(FAILURE_CHARS) {
+            Some((cut, _)) => format!("{} [...]", &error[..cut]),
+            None => error.to_string(),
+        };
+        let write = CampaignWrite::Failed(FailureRow {
+            number,
+            attempt: failure.attempt,
+            at: timestamp(failure.at),
+            class: failure.class.as_str(),
+            error,
+            retry_at: failure.retry_at.map(timestamp),
+        });
+        Ok(CampaignRows { campaign: campaign.to_string(), write })
+    }
+
     /// Whether the write changes nothing, so that a backend need not be asked.
     pub fn is_empty(&self) -> bool {
         match &self.write {
             CampaignWrite::Plan { .. } => false,
             CampaignWrite::Sending { numbers, .. } => numbers.is_empty(),
             CampaignWrite::Answered(rows) => rows.is_empty(),
+            CampaignWrite::Failed(_) => false,
         }
     }
 
     /// The refusal of this write for `refusal`.
     pub fn refused(&self, refusal: CampaignRefusal) -> Error {
         Error::Campaign { campaign: self.campaign.clone(), refusal }
+    }
+}
+
+/// What the stored batch (its `state` and `attempts`, `None` when the plan has none) does not
+/// allow of a failed attempt's record: every backend checks it the same way, before it writes.
+pub(crate) fn failure_refusal(row: &FailureRow, stored: Option<(&str, i64)>) -> Option<CampaignRefusal> {
+    let number = row.number;
+    match stored {
+        None => Some(CampaignRefusal::Unknown(number)),
+        Some(("answered", _)) => Some(CampaignRefusal::Answered(number)),
+        Some(("sending", attempts)) if i64::from(row.attempt) > attempts => Some(CampaignRefusal::Invalid(format!(
+            "batch {number} failed attempt {}, and it was marked in flight {attempts} times",
+            row.attempt
+        ))),
+        Some(("sending", _)) => None,
+        Some(_) => Some(CampaignRefusal::NotSending(number)),
     }
 }
 
@@ -175,6 +238,11 @@ pub(crate) struct BatchRow {
     answered_at: Option<String>,
     sent: Option<i64>,
     failed: Option<i64>,
+    failed_attempt: Option<i64>,
+    failed_at: Option<String>,
+    failure_class: Option<String>,
+    failure: Option<String>,
+    retry_at: Option<String>,
 }
 
 impl BatchRow {
@@ -205,7 +273,19 @@ impl BatchRow {
             skip,
             recipients: count(campaign, self.recipients)?,
         };
-        Ok(CampaignBatch { plan, state })
+        let last_failure = match (self.failed_attempt, self.failed_at, self.failure_class, self.failure) {
+            (None, None, None, None) => None,
+            (Some(attempt), Some(at), Some(class), Some(error)) => Some(AttemptFailure {
+                attempt: count(campaign, attempt)?,
+                at: parse_timestamp(&at)?,
+                class: FailureClass::parse(&class)
+                    .ok_or_else(|| corrupt(&format!("has a failure of an unknown class `{class}`")))?,
+                error,
+                retry_at: self.retry_at.as_deref().map(parse_timestamp).transpose()?,
+            }),
+            _ => return Err(corrupt("has part of a failed attempt")),
+        };
+        Ok(CampaignBatch { plan, state, last_failure })
     }
 }
 
@@ -219,6 +299,8 @@ pub(crate) struct ProgressRow {
     recipients: i64,
     sent: i64,
     failed: i64,
+    retrying: i64,
+    failed_attempts: i64,
 }
 
 impl ProgressRow {
@@ -233,6 +315,8 @@ impl ProgressRow {
             recipients: total(id, self.recipients)?,
             sent: total(id, self.sent)?,
             failed: total(id, self.failed)?,
+            retrying: count(id, self.retrying)?,
+            failed_attempts: total(id, self.failed_attempts)?,
         };
         Ok((self.id, progress))
     }

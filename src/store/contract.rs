@@ -18,7 +18,7 @@ mod claims;
 mod inbox;
 mod timeline;
 pub use campaign::{
-    a_batch_is_marked_sending_then_answered, a_campaign_is_planned_once,
+    a_batch_is_marked_sending_then_answered, a_campaign_is_planned_once, a_failed_attempt_is_kept_on_its_batch,
     an_answered_batch_is_never_sent_or_answered_again, answer, campaign_progress_is_there_after_reopening,
     campaign_progress_is_totalled, failures_are_listed_in_batch_order, leaves_read_back_in_number_order, plan, states,
 };
@@ -77,6 +77,7 @@ macro_rules! store_contract {
             deliveries_received_together_are_each_answered,
             a_campaign_is_planned_once,
             a_batch_is_marked_sending_then_answered,
+            a_failed_attempt_is_kept_on_its_batch,
             an_answered_batch_is_never_sent_or_answered_again,
             failures_are_listed_in_batch_order,
             leaves_read_back_in_number_order,

@@ -392,6 +392,11 @@ struct BatchRow {
     answered_at: Option<String>,
     sent: Option<i64>,
     failed: Option<i64>,
+    failed_attempt: Option<i64>,
+    failed_at: Option<String>,
+    failure_class: Option<String>,
+    failure: Option<String>,
+    retry_at: Option<String>,
 }
 
 /// Campaigns in the order they were planned. Each batch is planned, then marked sending as many
@@ -416,7 +421,7 @@ async fn campaigns(
         copied.campaigns += 1;
         let batches: Vec<BatchRow> = sqlx::query_as(
             "SELECT number, start_byte, end_byte, first_line, skip, recipients, state, attempts, since, answered_at,
-                    sent, failed
+                    sent, failed, failed_attempt, failed_at, failure_class, failure, retry_at
              FROM campaign_batches WHERE campaign = ? ORDER BY number",
         )
         .bind(&campaign)
@@ -459,6 +464,27 @@ async fn campaigns(
             .bind(&numbers)
             .bind(&attempts)
             .bind(&since)
+            .execute(&mut **target)
+            .await
+            .map_err(refused(what))?;
+        }
+        // Each batch's last failed attempt, while it is in flight, as the schema lets it be kept.
+        let failed: Vec<&BatchRow> = batches.iter().filter(|batch| batch.failed_attempt.is_some()).collect();
+        if !failed.is_empty() {
+            sqlx::query(
+                "UPDATE campaign_batches SET failed_attempt = given.attempt, failed_at = given.at,
+                        failure_class = given.class, failure = given.failure, retry_at = given.retry_at
+                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+                     AS given (number, attempt, at, class, failure, retry_at)
+                 WHERE campaign = $1 AND campaign_batches.number = given.number",
+            )
+            .bind(&campaign)
+            .bind(failed.iter().map(|batch| batch.number).collect::<Vec<_>>())
+            .bind(failed.iter().map(|batch| batch.failed_attempt).collect::<Vec<_>>())
+            .bind(failed.iter().map(|batch| batch.failed_at.as_deref()).collect::<Vec<_>>())
+            .bind(failed.iter().map(|batch| batch.failure_class.as_deref()).collect::<Vec<_>>())
+            .bind(failed.iter().map(|batch| batch.failure.as_deref()).collect::<Vec<_>>())
+            .bind(failed.iter().map(|batch| batch.retry_at.as_deref()).collect::<Vec<_>>())
             .execute(&mut **target)
             .await
             .map_err(refused(what))?;

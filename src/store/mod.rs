@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::audit::chain::Canonical;
 use crate::audit::keys::SignedCheckpoint;
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan};
 use crate::engine::{Effect, Event};
 
 mod any;
@@ -283,6 +283,30 @@ pub trait Store: Send + Sync + 'static {
         under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Records a failed attempt of batch `number` of `campaign` on the batch, before it is tried
+    /// again or given up: the batch's last error, kept until a later failure replaces it (a new
+    /// attempt and the answer keep it). The batch must be in flight (a batch not marked sending,
+    /// so also one answered, or one not in the plan, is refused) and the attempt one it was
+    /// marked for.
+    fn campaign_attempt_failed(
+        &self,
+        campaign: &str,
+        number: u32,
+        failure: &AttemptFailure,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.campaign_attempt_failed_under(campaign, number, failure, None)
+    }
+
+    /// [`Store::campaign_attempt_failed`] under a [`Fence`]: refused with [`Error::LeaseLost`],
+    /// recording nothing, once another claim took the campaign's effect over.
+    fn campaign_attempt_failed_under(
+        &self,
+        campaign: &str,
+        number: u32,
+        failure: &AttemptFailure,
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
     /// The recipients of `campaign` not sent, for good, as (batch, recipient id, reason): in batch
     /// order, and in each batch in the order its answer gave them.
     fn campaign_failures(
@@ -533,11 +557,14 @@ impl Fence {
     }
 }
 
-/// A batch of a campaign as stored: its plan and how far it has come.
+/// A batch of a campaign as stored: its plan, how far it has come, and its last failed attempt
+/// (kept after a later attempt and after the answer, for the record: it is current only while
+/// the batch is [`BatchState::Sending`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignBatch {
     pub plan: BatchPlan,
     pub state: BatchState,
+    pub last_failure: Option<AttemptFailure>,
 }
 
 /// How far a campaign's batch has come. It only moves forward: planned, then sending (again, on
@@ -583,6 +610,12 @@ pub struct CampaignProgress {
     pub recipients: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Batches in flight whose last attempt failed: retried, after a wait.
+    pub retrying: u32,
+    /// Those batches' last failed attempts' numbers, summed: it grows with each failed attempt
+    /// recorded and drops as they are answered, so that a watcher (the incident page's live
+    /// updates) sees both without reading every batch.
+    pub failed_attempts: u64,
 }
 
 /// Why a campaign write was refused (see [`Error::Campaign`]).

@@ -98,7 +98,7 @@ impl Executor for Channel {
             })
             .collect();
         let answer = if self.fail == Some(job.number) && attempt == 1 {
-            Answer::Failed { error: "503 from the relay".into() }
+            Answer::Failed { error: "503 from the relay".into(), class: phasegate::campaign::FailureClass::HttpStatus }
         } else {
             Answer::Accepted { rejected: Vec::new() }
         };

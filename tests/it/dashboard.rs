@@ -4,6 +4,7 @@
 //! the person as actor, for one who has it), hostile text rendered inert, and the live events a
 //! page listens to. The browser flows themselves are `browser*` tests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ use crate::support::{Serving, answer, wait_until};
 mod campaigns;
 mod conditions;
 mod flows;
+mod retrying;
 mod timeline;
 
 const DANA: &str = "pg_dana-web-token";
@@ -89,6 +91,22 @@ impl Dashboard {
 
     /// As [`Dashboard::start_with`], with `top` (top-level configuration lines) at the end.
     async fn start_configured(runbooks: &[(&str, &str)], server: &str, top: &str, interval: Duration) -> Dashboard {
+        Dashboard::start_as(runbooks, server, top, interval, false).await
+    }
+
+    /// As [`Dashboard::start_configured`], its effects carried out for real (campaigns sent), as
+    /// `phasegate serve` carries them out, within the configuration's outbound policy.
+    async fn start_reaching(runbooks: &[(&str, &str)], top: &str, interval: Duration) -> Dashboard {
+        Dashboard::start_as(runbooks, "", top, interval, true).await
+    }
+
+    async fn start_as(
+        runbooks: &[(&str, &str)],
+        server: &str,
+        top: &str,
+        interval: Duration,
+        reach: bool,
+    ) -> Dashboard {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("runbooks")).unwrap();
         std::fs::write(dir.path().join("runbooks/web-drill.yaml"), HOSTILE).unwrap();
@@ -109,7 +127,19 @@ impl Dashboard {
         );
         let path = dir.path().join("phasegate.yaml");
         std::fs::write(&path, config).unwrap();
-        let serving = Serving::start(&path, "127.0.0.1:0", interval).await;
+        let serving = if reach {
+            let config = phasegate::config::Config::load(Some(&path), &Default::default()).unwrap();
+            let store = phasegate::store::AnyStore::open(&config.database).await.unwrap();
+            let actions = phasegate::actions::Actions::new(
+                Arc::new(phasegate::render::Catalog::built_in()),
+                Arc::new(config.secrets.clone()),
+            )
+            .and_then(|actions| actions.with_outbound(config.outbound.clone()))
+            .unwrap();
+            Serving::start_executing(store, config, "127.0.0.1:0", interval, actions).await
+        } else {
+            Serving::start(&path, "127.0.0.1:0", interval).await
+        };
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Dashboard { base: serving.base.clone(), serving, client, _dir: dir }
     }

@@ -49,7 +49,10 @@ impl Executor for Fake {
     ) -> phasegate::actions::campaign::BatchSent {
         let error = "this test's executor sends no campaigns".to_string();
         phasegate::actions::campaign::BatchSent {
-            answer: phasegate::actions::campaign::Answer::Failed { error },
+            answer: phasegate::actions::campaign::Answer::Failed {
+                error,
+                class: phasegate::campaign::FailureClass::Local,
+            },
             leaves: Vec::new(),
         }
     }

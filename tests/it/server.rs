@@ -522,7 +522,7 @@ mod counting {
 
     use chrono::{DateTime, Utc};
     use phasegate::audit::keys::SignedCheckpoint;
-    use phasegate::campaign::BatchPlan;
+    use phasegate::campaign::{AttemptFailure, BatchPlan};
     use phasegate::engine::Event;
     use phasegate::store::{
         Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence,
@@ -681,6 +681,15 @@ mod counting {
             under: Option<&Fence>,
         ) -> impl Future<Output = Result<(), Error>> + Send {
             self.inner.campaign_answered_under(campaign, results, under)
+        }
+        fn campaign_attempt_failed_under(
+            &self,
+            campaign: &str,
+            number: u32,
+            failure: &AttemptFailure,
+            under: Option<&Fence>,
+        ) -> impl Future<Output = Result<(), Error>> + Send {
+            self.inner.campaign_attempt_failed_under(campaign, number, failure, under)
         }
         fn campaign_failures(
             &self,

@@ -30,7 +30,7 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::{Answer, Batch};
+use super::{Answer, Batch, FailureClass};
 use crate::actions::outbound::{self, Policy};
 use crate::actions::{Error, Revealed, SecretSource, http};
 use crate::runbook::model::{Channel, ChannelKind, Text, format_duration};
@@ -182,7 +182,8 @@ impl BatchHttp {
     pub async fn send(&self, batch: Batch<'_>) -> Answer {
         let key = batch.idempotency_key();
         let Ok(key_value) = HeaderValue::from_str(&key) else {
-            return Answer::Failed { error: format!("`{key}` cannot be sent as an `Idempotency-Key` header") };
+            let error = format!("`{key}` cannot be sent as an `Idempotency-Key` header");
+            return Answer::Failed { error, class: FailureClass::Local };
         };
         let mut headers = self.headers.clone();
         headers.insert(HeaderName::from_static("idempotency-key"), key_value);
@@ -201,10 +202,16 @@ impl BatchHttp {
         match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Answer::Failed {
                 error: format!("{target}: no complete answer within {}", format_duration(self.timeout)),
+                class: FailureClass::Timeout,
             },
             Ok(Err(error)) => match outbound::refusal_in(&error) {
-                Some(refusal) => Answer::Failed { error: format!("{target}: not sent: {refusal}") },
-                None => Answer::Failed { error: http::request_error(&target, error).to_string() },
+                Some(refusal) => {
+                    Answer::Failed { error: format!("{target}: not sent: {refusal}"), class: FailureClass::Refused }
+                }
+                None => {
+                    let class = if error.is_timeout() { FailureClass::Timeout } else { FailureClass::Connection };
+                    Answer::Failed { error: http::request_error(&target, error).to_string(), class }
+                }
             },
             Ok(Ok((status, bytes, truncated))) if status.is_success() => {
                 if truncated {
@@ -225,7 +232,7 @@ impl BatchHttp {
                 } else {
                     format!("{target}: status {}: {excerpt}", status.as_u16())
                 };
-                Answer::Failed { error }
+                Answer::Failed { error, class: FailureClass::HttpStatus }
             }
         }
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Answer, Batch, BatchJob, BatchSent, Message};
+use super::{Answer, Batch, BatchJob, BatchSent, FailureClass, Message};
 use crate::actions::standin::Captured;
 use crate::actions::{Actions, Error};
 use crate::audit::chain::Hash;
@@ -150,7 +150,7 @@ impl Actions {
         }
         let key = format!("{}/test", job.campaign);
         let answer = if messages.is_empty() {
-            Answer::Failed { error: "no message of the sample could be rendered".into() }
+            Answer::Failed { error: "no message of the sample could be rendered".into(), class: FailureClass::Local }
         } else {
             let batch = Batch { campaign: &key, number: job.number, messages: &messages };
             match &campaign.sender {
@@ -235,7 +235,9 @@ impl Actions {
 
     /// A drill's stand-in takes the messages, as a channel would have.
     fn hand_over(&self, job: &BatchJob<'_>, channel: &str, messages: &[Message]) -> Answer {
-        let Some(stand_in) = &self.stand_in else { return Answer::Failed { error: "no stand-in".into() } };
+        let Some(stand_in) = &self.stand_in else {
+            return Answer::Failed { error: "no stand-in".into(), class: FailureClass::Local };
+        };
         let mut rejected = Vec::new();
         for message in messages {
             let captured = Captured {
@@ -367,5 +369,5 @@ fn failed(job: &BatchJob<'_>, error: String) -> BatchSent {
             at: job.now,
         })
         .collect();
-    BatchSent { answer: Answer::Failed { error }, leaves }
+    BatchSent { answer: Answer::Failed { error, class: FailureClass::Local }, leaves }
 }

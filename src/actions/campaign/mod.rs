@@ -10,6 +10,8 @@ pub mod spool;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::campaign::FailureClass;
+
 pub mod smtp;
 
 /// One personal message, rendered.
@@ -47,7 +49,8 @@ pub enum Answer {
     /// Taken, except these messages (recipient id, reason), refused for good.
     Accepted { rejected: Vec<(String, String)> },
     /// Not taken (no answer, or an answer that is not a success): try the whole batch again.
-    Failed { error: String },
+    /// `class` says what kind of failure it was, `error` what failed, in words.
+    Failed { error: String, class: FailureClass },
 }
 
 /// One batch of a campaign to render and send: the incident as its log leaves it, the step, and

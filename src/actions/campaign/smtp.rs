@@ -43,7 +43,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use tokio::sync::Semaphore;
 
-use super::{Answer, Batch, Message};
+use super::{Answer, Batch, FailureClass, Message};
 use crate::actions::DELIVERY_TIMEOUT;
 use crate::actions::email::{self, Letter, Relay};
 use crate::actions::outbound::Policy;
@@ -167,8 +167,8 @@ struct Work {
     /// Messages rejected after their last attempt failed for a reason that may pass.
     gave_up: AtomicUsize,
     rejected: Mutex<Vec<(usize, String)>>,
-    /// The last failure that may pass, scrubbed: what a [`Answer::Failed`] says.
-    last_trouble: Mutex<Option<String>>,
+    /// The last failure that may pass, scrubbed, and its class: what a [`Answer::Failed`] says.
+    last_trouble: Mutex<Option<(FailureClass, String)>>,
 }
 
 impl Work {
@@ -188,14 +188,14 @@ impl Work {
         self.rejected.lock().expect("the rejects' lock").push((index, reason));
     }
 
-    fn trouble(&self, reason: &str) {
-        *self.last_trouble.lock().expect("the trouble's lock") = Some(reason.to_string());
+    fn trouble(&self, class: FailureClass, reason: &str) {
+        *self.last_trouble.lock().expect("the trouble's lock") = Some((class, reason.to_string()));
     }
 
     /// After a failure that may pass: the message waits its backoff, or is rejected after its
     /// last attempt.
-    fn again(&self, mut pending: Pending, reason: String) {
-        self.trouble(&reason);
+    fn again(&self, mut pending: Pending, class: FailureClass, reason: String) {
+        self.trouble(class, &reason);
         pending.attempts += 1;
         if pending.attempts >= ATTEMPTS {
             self.gave_up.fetch_add(1, Ordering::Relaxed);
@@ -209,10 +209,14 @@ impl Work {
     fn answer(&self, target: &str) -> Answer {
         let left: Vec<Pending> = self.queue.lock().expect("the queue's lock").drain(..).collect();
         let trouble = self.last_trouble.lock().expect("the trouble's lock").clone();
-        let trouble = trouble.unwrap_or_else(|| format!("relay `{target}` could not be reached"));
+        let (class, trouble) =
+            trouble.unwrap_or_else(|| (FailureClass::Connection, format!("relay `{target}` could not be reached")));
         if self.accepted.load(Ordering::Relaxed) == 0 && (!left.is_empty() || self.gave_up.load(Ordering::Relaxed) > 0)
         {
-            return Answer::Failed { error: format!("no message of batch `{}` was accepted: {trouble}", self.key) };
+            return Answer::Failed {
+                error: format!("no message of batch `{}` was accepted: {trouble}", self.key),
+                class,
+            };
         }
         let mut rejected = std::mem::take(&mut *self.rejected.lock().expect("the rejects' lock"));
         rejected.extend(left.iter().map(|pending| (pending.index, format!("not sent: {trouble}"))));
@@ -241,7 +245,7 @@ enum Reply {
 struct Round {
     end: Option<Reply>,
     envelope: Option<Reply>,
-    broken: Option<String>,
+    broken: Option<(FailureClass, String)>,
 }
 
 /// A connection ready for mail, and what the worker knows of its state.
@@ -299,10 +303,10 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
                     failed_opens = 0;
                     open
                 }
-                Err(reason) => {
+                Err((class, reason)) => {
                     // Not the message's fault: it goes back first in line, its attempts unspent
                     // (nothing is owed without a connection).
-                    work.trouble(&reason);
+                    work.trouble(class, &reason);
                     if let Some(next) = next {
                         work.put_back(next.pending);
                     }
@@ -334,12 +338,16 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
         let end = owed.as_ref().map(|owed| owed.text());
         let round = match tokio::time::timeout(DELIVERY_TIMEOUT, round(&mut open, end, envelope)).await {
             Ok(round) => round,
-            Err(_) => {
-                Round { broken: Some(format!("no answer within {}s", DELIVERY_TIMEOUT.as_secs())), ..Round::default() }
-            }
+            Err(_) => Round {
+                broken: Some((FailureClass::Timeout, format!("no answer within {}s", DELIVERY_TIMEOUT.as_secs()))),
+                ..Round::default()
+            },
         };
         let mut keep = round.broken.is_none();
-        let broken = round.broken.as_deref().unwrap_or("the connection was lost");
+        let (broken_class, broken) = match &round.broken {
+            Some((class, broken)) => (*class, broken.as_str()),
+            None => (FailureClass::Connection, "the connection was lost"),
+        };
         if let Some(Owed { pending, .. }) = owed.take() {
             match round.end {
                 Some(Reply::Taken) => {
@@ -350,11 +358,15 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
                 }
                 Some(Reply::Again(reason)) => {
                     keep = false;
-                    work.again(pending, format!("relay `{target}`: {}", shared.scrub(&reason)));
+                    work.again(
+                        pending,
+                        FailureClass::SmtpReply,
+                        format!("relay `{target}`: {}", shared.scrub(&reason)),
+                    );
                 }
                 // Its end was written but no answer read: it may have been taken, and is sent
                 // again with the same Message-ID.
-                None => work.again(pending, format!("relay `{target}`: {}", shared.scrub(broken))),
+                None => work.again(pending, broken_class, format!("relay `{target}`: {}", shared.scrub(broken))),
             }
         }
         if let Some((next, _)) = next {
@@ -366,9 +378,10 @@ async fn worker(shared: Arc<Shared>, work: Arc<Work>) {
                 }
                 Some(Reply::Again(reason)) => {
                     keep = false;
-                    work.again(next.pending, format!("relay `{target}`: {}", shared.scrub(&reason)));
+                    let reason = format!("relay `{target}`: {}", shared.scrub(&reason));
+                    work.again(next.pending, FailureClass::SmtpReply, reason);
                 }
-                None => work.again(next.pending, format!("relay `{target}`: {}", shared.scrub(broken))),
+                None => work.again(next.pending, broken_class, format!("relay `{target}`: {}", shared.scrub(broken))),
             }
         }
         if keep {
@@ -482,7 +495,7 @@ async fn round(open: &mut Session, end: Option<&str>, envelope: Option<(&Envelop
             Reply::Taken => open.reset = false,
             // Not a refusal of the message: the connection is given up.
             Reply::Refused(reason) | Reply::Again(reason) => {
-                round.broken.get_or_insert(format!("`RSET` was refused: {reason}"));
+                round.broken.get_or_insert((FailureClass::SmtpReply, format!("`RSET` was refused: {reason}")));
                 return round;
             }
         }
@@ -509,20 +522,24 @@ async fn round(open: &mut Session, end: Option<&str>, envelope: Option<(&Envelop
 }
 
 /// Writes `text` (in one write) and reads `count` answers into `answers`; an error when the
-/// connection failed or an answer could not be read, which leaves the rest unknown.
+/// connection failed or an answer could not be read (with its class), which leaves the rest
+/// unknown.
 async fn exchange(
     connection: &mut AsyncSmtpConnection,
     text: &str,
     count: usize,
     answers: &mut Vec<Reply>,
-) -> Result<(), String> {
+) -> Result<(), (FailureClass, String)> {
     for index in 0..count {
         let answer = if index == 0 { connection.command(text).await } else { connection.read_response().await };
         answers.push(match answer {
             Ok(_) => Reply::Taken,
             Err(error) if error.is_permanent() => Reply::Refused(error.to_string()),
             Err(error) if error.is_transient() => Reply::Again(error.to_string()),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => {
+                let class = if error.is_timeout() { FailureClass::Timeout } else { FailureClass::Connection };
+                return Err((class, error.to_string()));
+            }
         });
     }
     Ok(())
@@ -551,7 +568,7 @@ fn push_content(out: &mut String, text: &str) {
 
 impl Shared {
     /// A kept connection that has not idled too long, else a new one.
-    async fn connection(&self) -> Result<Session, String> {
+    async fn connection(&self) -> Result<Session, (FailureClass, String)> {
         loop {
             let kept = self.idle.lock().expect("the idle connections' lock").pop();
             match kept {
@@ -562,11 +579,10 @@ impl Shared {
         }
         match tokio::time::timeout(DELIVERY_TIMEOUT, email::open_pipelined(&self.policy, &self.relay)).await {
             Ok(Ok((connection, pipelining))) => Ok(Session { connection, pipelining, reset: false }),
-            Ok(Err(failure)) => Err(failure.scrubbed(|answer| self.scrub(answer))),
-            Err(_) => Err(format!(
-                "relay `{}`: no connection ready within {}s",
-                self.relay.target(),
-                DELIVERY_TIMEOUT.as_secs()
+            Ok(Err(failure)) => Err((failure.class, failure.scrubbed(|answer| self.scrub(answer)))),
+            Err(_) => Err((
+                FailureClass::Timeout,
+                format!("relay `{}`: no connection ready within {}s", self.relay.target(), DELIVERY_TIMEOUT.as_secs()),
             )),
         }
     }

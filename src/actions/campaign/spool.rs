@@ -48,7 +48,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Answer, Batch, Message};
+use super::{Answer, Batch, FailureClass, Message};
 use crate::runbook::model::SpoolFormat;
 
 /// The suffix of a JSON Lines spool's index: `PATH.batches`.
@@ -135,8 +135,10 @@ impl Spool {
         };
         match result {
             Ok(Ok(rejected)) => Answer::Accepted { rejected },
-            Ok(Err(error)) => Answer::Failed { error },
-            Err(error) => Answer::Failed { error: format!("the spool's writer stopped: {error}") },
+            Ok(Err(error)) => Answer::Failed { error, class: FailureClass::Local },
+            Err(error) => {
+                Answer::Failed { error: format!("the spool's writer stopped: {error}"), class: FailureClass::Local }
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::render::context::status_context;
 use crate::runbook::model::{Action, GateKind};
 use crate::runbook::{Runbook, Templates};
 use crate::runtime::Runtime;
+use crate::runtime::campaign::Trouble;
 use crate::server::App;
 use crate::store::Store;
 
@@ -66,11 +67,41 @@ pub async fn read<S: Store, T: Templates + Send + Sync>(
 ) -> Result<(Value, String), crate::runtime::Error> {
     let (incident, runbook) = runtime.state(id).await?;
     let timeline = Timeline::read(runtime, id, incident.version, view).await?;
-    let page = context(&runbook, &incident, &timeline, runtime.directory(), person, view, now);
+    let troubles = troubles(runtime, &runbook, &incident).await?;
+    let page = context(&runbook, &incident, &timeline, runtime.directory(), person, view, &troubles, now);
     Ok((page, format!("{} · {}", incident.id, runbook.title())))
 }
 
-/// Everything the incident's page shows, for `person` (whose rights decide the forms offered).
+/// The troubles of the incident's campaigns still sending (a batch retrying after a failed
+/// attempt, and why), by `PHASE/STEP`, as the store keeps their batches.
+pub async fn troubles<S: Store, T: Templates + Send + Sync>(
+    runtime: &Runtime<S, T>,
+    runbook: &Runbook,
+    incident: &Incident,
+) -> Result<BTreeMap<String, Trouble>, crate::runtime::Error> {
+    let mut troubles = BTreeMap::new();
+    for phase in runbook.phases() {
+        for step in &phase.steps {
+            let state = incident.step(&phase.id, &step.id);
+            let sending = matches!(step.action, Action::Campaign { .. })
+                && state.status == StepStatus::Running
+                && state.campaign.as_ref().is_some_and(|progress| progress.finished.is_none());
+            if !sending {
+                continue;
+            }
+            let batches =
+                runtime.store().campaign_batches(&format!("{}/{}/{}", incident.id, phase.id, step.id)).await?;
+            if let Some(trouble) = Trouble::of(&batches) {
+                troubles.insert(format!("{}/{}", phase.id, step.id), trouble);
+            }
+        }
+    }
+    Ok(troubles)
+}
+
+/// Everything the incident's page shows, for `person` (whose rights decide the forms offered);
+/// `troubles` are its campaigns' ([`troubles`]).
+#[allow(clippy::too_many_arguments)]
 pub fn context(
     runbook: &Runbook,
     incident: &Incident,
@@ -78,6 +109,7 @@ pub fn context(
     directory: &Directory,
     person: &str,
     view: &View,
+    troubles: &BTreeMap<String, Trouble>,
     now: DateTime<Utc>,
 ) -> Value {
     let may = |command: Command| offered(runbook, directory, incident, person, command);
@@ -117,6 +149,9 @@ pub fn context(
                 "phase": blocker.phase, "what": blocker.what, "kind": blocker.kind,
                 "waiting_for": blocker.waiting_for, "roles": blocker.roles, "people": people, "form": form,
                 "slug": slug(&format!("{}-{}", blocker.phase, blocker.what)), "target": slug(&blocker.what),
+                // A campaign step that waits on a failing channel says so: it does not go on by itself.
+                "retrying": (blocker.kind == "step").then(|| troubles.get(&blocker.what)).flatten()
+                    .map(|trouble| trouble.detail(now)),
                 "to": to.map(|(section, label)| json!({ "section": section, "label": label })),
             })
         })
@@ -234,6 +269,11 @@ pub fn context(
                     "paused": progress.paused.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
                     "cancelled": progress.cancelled.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
                     "finished": progress.finished.is_some(),
+                    "retrying": troubles.get(&format!("{}/{}", phase.id, step.id)).map(|trouble| json!({
+                        "batch": trouble.batch, "attempt": trouble.attempt, "of": trouble.of,
+                        "class": trouble.class.as_str(), "error": trouble.error, "at": when(trouble.at),
+                        "text": trouble.detail(now),
+                    })),
                     "waiting": waiting,
                     "actions": actions,
                     "can_test": may(Command::CampaignTest {
@@ -571,7 +611,8 @@ phases:
         counts.sort();
         let shown = events.iter().cloned().enumerate().rev().map(|(index, event)| (index as u64 + 1, event)).collect();
         let timeline = Timeline { version: events.len() as u64, counts, page: 1, events: shown };
-        let page = context(&runbook, &incident, &timeline, &directory, "dana", &View { kind: None, page: 1 }, at);
+        let view = View { kind: None, page: 1 };
+        let page = context(&runbook, &incident, &timeline, &directory, "dana", &view, &BTreeMap::new(), at);
         let html = super::super::render(
             &pages,
             "web/incident.html",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::at;
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan, FailureClass};
 use crate::store::{BatchResult, BatchState, CampaignBatch, CampaignProgress, CampaignRefusal, Error, Store};
 
 const CAMPAIGN: &str = "inc-1/notify/customers";
@@ -65,8 +65,10 @@ pub async fn a_campaign_is_planned_once(store: Arc<impl Store>) {
     let batches = plan(3, 10);
     store.campaign_plan(CAMPAIGN, &batches).await.unwrap();
     let stored = store.campaign_batches(CAMPAIGN).await.unwrap();
-    let expected: Vec<CampaignBatch> =
-        batches.iter().map(|plan| CampaignBatch { plan: plan.clone(), state: BatchState::Planned }).collect();
+    let expected: Vec<CampaignBatch> = batches
+        .iter()
+        .map(|plan| CampaignBatch { plan: plan.clone(), state: BatchState::Planned, last_failure: None })
+        .collect();
     assert_eq!(stored, expected, "the plan reads back as given, every batch planned");
 
     for again in [plan(3, 10), plan(4, 10), plan(1, 5), Vec::new()] {
@@ -113,6 +115,83 @@ pub async fn a_batch_is_marked_sending_then_answered(store: Arc<impl Store>) {
             BatchState::Planned
         ]
     );
+}
+
+/// Attempt `attempt` failed `minutes` in with `error`, to be tried again a minute later.
+pub fn failure(attempt: u32, minutes: i64, class: FailureClass, error: &str) -> AttemptFailure {
+    AttemptFailure { attempt, at: at(minutes), class, error: error.to_string(), retry_at: Some(at(minutes + 1)) }
+}
+
+/// Each batch's last failed attempt, in order.
+async fn last_failures(store: &impl Store) -> Vec<Option<AttemptFailure>> {
+    store.campaign_batches(CAMPAIGN).await.unwrap().into_iter().map(|batch| batch.last_failure).collect()
+}
+
+pub async fn a_failed_attempt_is_kept_on_its_batch(store: Arc<impl Store>) {
+    store.campaign_plan(CAMPAIGN, &plan(3, 10)).await.unwrap();
+    // Only a batch in flight has attempts that can fail: refused, nothing kept.
+    let refused_planned =
+        store.campaign_attempt_failed(CAMPAIGN, 1, &failure(1, 1, FailureClass::Timeout, "late")).await;
+    assert!(refused(refused_planned, CampaignRefusal::NotSending(1)));
+    let unknown = store.campaign_attempt_failed(CAMPAIGN, 9, &failure(1, 1, FailureClass::Timeout, "late")).await;
+    assert!(refused(unknown, CampaignRefusal::Unknown(9)));
+    assert_eq!(last_failures(&*store).await, [None, None, None]);
+
+    store.campaign_sending(CAMPAIGN, &[1, 2], at(1)).await.unwrap();
+    let unavailable = failure(1, 2, FailureClass::HttpStatus, "POST https://relay.example/batches: status 503: busy");
+    store.campaign_attempt_failed(CAMPAIGN, 1, &unavailable).await.unwrap();
+    // The batch stays in flight, its attempts and mark as they were, its failure beside them.
+    assert_eq!(states(&*store, CAMPAIGN).await[0], BatchState::Sending { attempts: 1, since: at(1) });
+    assert_eq!(last_failures(&*store).await, [Some(unavailable.clone()), None, None]);
+
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!((progress.retrying, progress.failed_attempts), (1, 1), "one batch retrying: {progress:?}");
+
+    // An attempt it was not marked for, or one that says nothing, is refused and changes nothing.
+    let ahead = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(2, 3, FailureClass::Timeout, "late")).await;
+    assert!(is_invalid(&ahead, "failed attempt 2, and it was marked in flight 1 times"), "{ahead:?}");
+    let silent = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(1, 3, FailureClass::Timeout, "  ")).await;
+    assert!(is_invalid(&silent, "says nothing"), "{silent:?}");
+    let zero = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(0, 3, FailureClass::Timeout, "late")).await;
+    assert!(is_invalid(&zero, "attempts count from 1"), "{zero:?}");
+    assert_eq!(last_failures(&*store).await, [Some(unavailable.clone()), None, None]);
+
+    // Marked in flight again, it keeps its last failure; the next failure replaces it, and the
+    // last one, given up (no retry), has no time to go again.
+    store.campaign_sending(CAMPAIGN, &[1], at(3)).await.unwrap();
+    assert_eq!(last_failures(&*store).await[0], Some(unavailable));
+    let refused_connection = AttemptFailure {
+        retry_at: None,
+        ..failure(
+            2,
+            4,
+            FailureClass::Connection,
+            "POST https://relay.example/batches: could not connect: Connection refused",
+        )
+    };
+    store.campaign_attempt_failed(CAMPAIGN, 1, &refused_connection).await.unwrap();
+    assert_eq!(last_failures(&*store).await[0], Some(refused_connection.clone()));
+    // A long error is cut, with a mark that it was.
+    let long = failure(1, 4, FailureClass::SmtpReply, &"4.3.0 try later ".repeat(200));
+    store.campaign_attempt_failed(CAMPAIGN, 2, &long).await.unwrap();
+    let kept = last_failures(&*store).await[1].clone().unwrap();
+    assert!(kept.error.ends_with(" [...]") && kept.error.chars().count() < 1_100, "{}", kept.error.len());
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!((progress.retrying, progress.failed_attempts), (2, 3), "batch 1 failed twice, 2 once: {progress:?}");
+
+    // Answered, the batch keeps its last failure for the record; a failure after the answer is refused.
+    store.campaign_answered(CAMPAIGN, &[answer(1, 5, 10, &[], Vec::new())]).await.unwrap();
+    assert!(matches!(states(&*store, CAMPAIGN).await[0], BatchState::Answered { attempts: 2, sent: 10, .. }));
+    assert_eq!(last_failures(&*store).await[0], Some(refused_connection.clone()));
+    let progress = store.campaigns("inc-1").await.unwrap()[0].1;
+    assert_eq!(
+        (progress.retrying, progress.failed_attempts),
+        (1, 1),
+        "an answered batch is not retrying: {progress:?}"
+    );
+    let late = store.campaign_attempt_failed(CAMPAIGN, 1, &failure(2, 6, FailureClass::Timeout, "late")).await;
+    assert!(refused(late, CampaignRefusal::Answered(1)));
+    assert_eq!(last_failures(&*store).await[0], Some(refused_connection));
 }
 
 pub async fn an_answered_batch_is_never_sent_or_answered_again(store: Arc<impl Store>) {
@@ -224,6 +303,8 @@ pub async fn campaign_progress_is_totalled(store: Arc<impl Store>) {
         recipients,
         sent,
         failed,
+        retrying: 0,
+        failed_attempts: 0,
     };
     assert_eq!(
         store.campaigns("inc-1").await.unwrap(),

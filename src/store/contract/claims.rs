@@ -227,6 +227,11 @@ pub async fn a_campaign_write_under_an_effect_taken_over_is_refused(store: Arc<i
         store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(stale))).await;
     assert!(fence_lost(&refused, &all[0]), "an answer under a claim taken over is refused: {refused:?}");
     assert_eq!(states(&*store, campaign).await[0], BatchState::Sending { attempts: 1, since: at(2) });
+    // So is a failed attempt's record.
+    let failure = super::campaign::failure(1, 3, crate::campaign::FailureClass::Timeout, "no answer");
+    let refused = store.campaign_attempt_failed_under(campaign, 1, &failure, Some(&fence(stale))).await;
+    assert!(fence_lost(&refused, &all[0]), "a failure under a claim taken over is refused: {refused:?}");
+    assert_eq!(store.campaign_batches(campaign).await.unwrap()[0].last_failure, None);
     store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(current))).await.unwrap();
     assert!(matches!(states(&*store, campaign).await[0], BatchState::Answered { sent: 10, .. }));
 

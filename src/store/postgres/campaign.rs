@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use sqlx::postgres::{PgConnection, PgPool};
 
-use super::super::campaign::{AnswerRow, BatchRow, CampaignRows, CampaignWrite, PlanRow, ProgressRow, count};
+use super::super::campaign::{
+    AnswerRow, BatchRow, CampaignRows, CampaignWrite, FailureRow, PlanRow, ProgressRow, count, failure_refusal,
+};
 use super::super::{CampaignBatch, CampaignProgress, CampaignRefusal, Error};
 
 /// Leaves per statement: each is about 60 KB, and a statement's values are held in memory.
@@ -17,6 +19,7 @@ struct Stored {
     number: i64,
     state: String,
     recipients: i64,
+    attempts: i64,
 }
 
 /// What the campaign's progress does not allow of `rows`, found by reading the rows it would move
@@ -66,6 +69,11 @@ pub(super) async fn check(
             }
             Ok(None)
         }
+        CampaignWrite::Failed(row) => {
+            let stored = stored(connection, campaign, std::iter::once(row.number)).await?;
+            let batch = stored.get(&row.number).map(|batch| (batch.state.as_str(), batch.attempts));
+            Ok(failure_refusal(row, batch))
+        }
     }
 }
 
@@ -77,7 +85,7 @@ async fn stored(
 ) -> Result<HashMap<u32, Stored>, sqlx::Error> {
     let numbers: Vec<i64> = numbers.map(i64::from).collect();
     let stored: Vec<Stored> = sqlx::query_as(
-        "SELECT number, state, recipients FROM campaign_batches
+        "SELECT number, state, recipients, attempts FROM campaign_batches
          WHERE campaign = $1 AND number = ANY($2) ORDER BY number FOR UPDATE",
     )
     .bind(campaign)
@@ -114,7 +122,26 @@ pub(super) async fn write(connection: &mut PgConnection, rows: &CampaignRows) ->
             Ok(())
         }
         CampaignWrite::Answered(answers) => answered(connection, campaign, answers).await,
+        CampaignWrite::Failed(row) => failed(connection, campaign, row).await,
     }
+}
+
+async fn failed(connection: &mut PgConnection, campaign: &str, row: &FailureRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE campaign_batches SET failed_attempt = $1, failed_at = $2, failure_class = $3, failure = $4,
+                retry_at = $5
+         WHERE campaign = $6 AND number = $7",
+    )
+    .bind(i64::from(row.attempt))
+    .bind(&row.at)
+    .bind(row.class)
+    .bind(&row.error)
+    .bind(row.retry_at.as_deref())
+    .bind(campaign)
+    .bind(i64::from(row.number))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
 }
 
 async fn plan(
@@ -222,7 +249,7 @@ async fn answered(connection: &mut PgConnection, campaign: &str, answers: &[Answ
 pub(super) async fn batches(reads: &PgPool, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
     let rows: Vec<BatchRow> = sqlx::query_as(
         "SELECT number, start_byte, end_byte, first_line, skip, recipients, state, attempts, since, answered_at,
-                sent, failed
+                sent, failed, failed_attempt, failed_at, failure_class, failure, retry_at
          FROM campaign_batches WHERE campaign = $1 ORDER BY number",
     )
     .bind(campaign)
@@ -270,7 +297,9 @@ pub(super) async fn progress(reads: &PgPool, incident: &str) -> Result<Vec<(Stri
                 count(*) FILTER (WHERE batch.state = 'answered') AS answered,
                 coalesce(sum(batch.recipients), 0)::bigint AS recipients,
                 coalesce(sum(batch.sent), 0)::bigint AS sent,
-                coalesce(sum(batch.failed), 0)::bigint AS failed
+                coalesce(sum(batch.failed), 0)::bigint AS failed,
+                count(*) FILTER (WHERE batch.state = 'sending' AND batch.failed_attempt IS NOT NULL) AS retrying,
+                coalesce(sum(batch.failed_attempt) FILTER (WHERE batch.state = 'sending'), 0)::bigint AS failed_attempts
          FROM campaigns LEFT JOIN campaign_batches AS batch ON batch.campaign = campaigns.id
          WHERE campaigns.incident = $1 GROUP BY campaigns.id, campaigns.seq ORDER BY campaigns.seq",
     )

@@ -36,7 +36,7 @@ use super::{
     Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan};
 use crate::engine::Event;
 use writer::{Job, Receive};
 
@@ -566,6 +566,16 @@ impl Store for PostgresStore {
         under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         self.write_campaign(CampaignRows::answered(campaign, results), under)
+    }
+
+    fn campaign_attempt_failed_under(
+        &self,
+        campaign: &str,
+        number: u32,
+        failure: &AttemptFailure,
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_campaign(CampaignRows::attempt_failed(campaign, number, failure), under)
     }
 
     async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {

@@ -9,7 +9,7 @@ use super::super::{CampaignBatch, CampaignProgress, Error};
 pub(super) async fn batches(reads: &SqlitePool, campaign: &str) -> Result<Vec<CampaignBatch>, Error> {
     let rows: Vec<BatchRow> = sqlx::query_as(
         "SELECT number, start_byte, end_byte, first_line, skip, recipients, state, attempts, since, answered_at,
-                sent, failed
+                sent, failed, failed_attempt, failed_at, failure_class, failure, retry_at
          FROM campaign_batches WHERE campaign = ? ORDER BY number",
     )
     .bind(campaign)
@@ -62,7 +62,9 @@ pub(super) async fn progress(reads: &SqlitePool, incident: &str) -> Result<Vec<(
                 coalesce(sum(batch.state = 'answered'), 0) AS answered,
                 coalesce(sum(batch.recipients), 0) AS recipients,
                 coalesce(sum(batch.sent), 0) AS sent,
-                coalesce(sum(batch.failed), 0) AS failed
+                coalesce(sum(batch.failed), 0) AS failed,
+                coalesce(sum(batch.state = 'sending' AND batch.failed_attempt IS NOT NULL), 0) AS retrying,
+                coalesce(sum(CASE WHEN batch.state = 'sending' THEN batch.failed_attempt END), 0) AS failed_attempts
          FROM campaigns LEFT JOIN campaign_batches AS batch ON batch.campaign = campaigns.id
          WHERE campaigns.incident = ? GROUP BY campaigns.id ORDER BY campaigns.rowid",
     )

@@ -44,7 +44,7 @@ use super::{
     Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
 };
 use crate::audit::keys::SignedCheckpoint;
-use crate::campaign::BatchPlan;
+use crate::campaign::{AttemptFailure, BatchPlan};
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
 use read::{ChainRow, CheckpointRow, EffectRow, InboundRow, IncidentRow, signed, unsigned};
@@ -610,6 +610,18 @@ impl Store for SqliteStore {
         under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         self.leases.guarded(under, campaign, move || self.write_campaign(CampaignRows::answered(campaign, results)))
+    }
+
+    fn campaign_attempt_failed_under(
+        &self,
+        campaign: &str,
+        number: u32,
+        failure: &AttemptFailure,
+        under: Option<&Fence>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.leases.guarded(under, campaign, move || {
+            self.write_campaign(CampaignRows::attempt_failed(campaign, number, failure))
+        })
     }
 
     async fn campaign_failures(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, Error> {

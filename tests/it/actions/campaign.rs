@@ -140,7 +140,7 @@ async fn sender(relay: &Relay, path: &str, timeout: Duration) -> BatchHttp {
 
 fn failure(answer: &Answer) -> &str {
     match answer {
-        Answer::Failed { error } => error,
+        Answer::Failed { error, .. } => error,
         other => panic!("expected a failure, got {other:?}"),
     }
 }

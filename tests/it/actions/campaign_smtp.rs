@@ -383,7 +383,7 @@ async fn a_relay_that_cannot_be_reached_fails_the_batch() {
     let messages = messages(5);
     let batch = Batch { campaign: CAMPAIGN, number: 9, messages: &messages };
     let answer = pool(&format!("smtp://{address}"), 2).send(batch).await;
-    let Answer::Failed { error } = answer else { panic!("a failed batch: {answer:?}") };
+    let Answer::Failed { error, .. } = answer else { panic!("a failed batch: {answer:?}") };
     assert!(error.contains(&format!("cannot connect to relay `{address}`")), "{error}");
     assert!(error.contains("inc-7/notify/members/9"), "{error}");
 
@@ -391,7 +391,7 @@ async fn a_relay_that_cannot_be_reached_fails_the_batch() {
     let relay = ScriptedRelay::start(Script::default()).await;
     let refused = SmtpPool::connect(&relay.url, Some(FROM), 2, Policy::default()).unwrap();
     let answer = refused.send(batch).await;
-    let Answer::Failed { error } = answer else { panic!("a failed batch: {answer:?}") };
+    let Answer::Failed { error, .. } = answer else { panic!("a failed batch: {answer:?}") };
     assert!(error.contains("refused"), "{error}");
     assert_eq!(relay.seen.lock().unwrap().connections, 0);
 }

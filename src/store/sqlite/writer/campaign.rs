@@ -13,7 +13,7 @@ use sqlx::QueryBuilder;
 use sqlx::sqlite::Sqlite;
 use tokio::sync::oneshot;
 
-use super::super::super::campaign::{AnswerRow, CampaignRows, CampaignWrite, PlanRow};
+use super::super::super::campaign::{AnswerRow, CampaignRows, CampaignWrite, FailureRow, PlanRow, failure_refusal};
 use super::super::super::{CampaignRefusal, Error};
 use super::{Writer, is_constraint_violation};
 
@@ -36,6 +36,7 @@ struct Stored {
     number: i64,
     state: String,
     recipients: i64,
+    attempts: i64,
 }
 
 impl Writer {
@@ -55,7 +56,7 @@ impl Writer {
     async fn write_campaign(&mut self, rows: &CampaignRows) -> Result<Result<(), Error>, sqlx::Error> {
         let campaign = rows.campaign.as_str();
         // A write of one statement is undone by SQLite alone if the schema refuses it.
-        let savepoint = !matches!(rows.write, CampaignWrite::Sending { .. });
+        let savepoint = !matches!(rows.write, CampaignWrite::Sending { .. } | CampaignWrite::Failed(_));
         match &rows.write {
             CampaignWrite::Plan { .. } => {
                 let planned: Option<i64> = sqlx::query_scalar("SELECT 1 FROM campaigns WHERE id = ?")
@@ -99,6 +100,13 @@ impl Writer {
                     return Ok(Err(rows.refused(refusal)));
                 }
             }
+            CampaignWrite::Failed(row) => {
+                let stored = self.stored(campaign, std::iter::once(row.number)).await?;
+                let batch = stored.get(&row.number).map(|batch| (batch.state.as_str(), batch.attempts));
+                if let Some(refusal) = failure_refusal(row, batch) {
+                    return Ok(Err(rows.refused(refusal)));
+                }
+            }
         }
         if savepoint {
             sqlx::query("SAVEPOINT campaign").execute(&mut self.connection).await?;
@@ -107,6 +115,7 @@ impl Writer {
             CampaignWrite::Plan { incident, batches } => self.plan(campaign, incident, batches).await,
             CampaignWrite::Sending { numbers, at } => self.sending(campaign, numbers, at).await,
             CampaignWrite::Answered(answers) => self.answered(campaign, answers).await,
+            CampaignWrite::Failed(row) => self.failed(campaign, row).await,
         };
         match written {
             Ok(()) => Ok(Ok(())),
@@ -130,7 +139,7 @@ impl Writer {
     ) -> Result<HashMap<u32, Stored>, sqlx::Error> {
         let numbers = json_numbers(numbers);
         let stored: Vec<Stored> = sqlx::query_as(
-            "SELECT number, state, recipients FROM campaign_batches
+            "SELECT number, state, recipients, attempts FROM campaign_batches
              WHERE campaign = ? AND number IN (SELECT value FROM json_each(?))",
         )
         .bind(campaign)
@@ -183,6 +192,24 @@ impl Writer {
                 numbers.len()
             )));
         }
+        Ok(())
+    }
+
+    async fn failed(&mut self, campaign: &str, row: &FailureRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE campaign_batches SET failed_attempt = ?, failed_at = ?, failure_class = ?, failure = ?,
+                    retry_at = ?
+             WHERE campaign = ? AND number = ?",
+        )
+        .bind(row.attempt)
+        .bind(&row.at)
+        .bind(row.class)
+        .bind(&row.error)
+        .bind(row.retry_at.as_deref())
+        .bind(campaign)
+        .bind(row.number)
+        .execute(&mut self.connection)
+        .await?;
         Ok(())
     }
 

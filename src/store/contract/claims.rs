@@ -171,6 +171,21 @@ pub async fn a_write_under_a_named_lease_taken_over_is_refused(store: Arc<impl S
     let refused = store.append(tick(&stale, 1)).await;
     assert!(fence_lost(&refused, name), "an append under a lease taken over is refused: {refused:?}");
     assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing of it is stored");
+    // With an effect queued beside its events: refused alike, neither stored.
+    let step = Append::new("inc-1", 1, &[note(1, "step started")])
+        .effects(&[notify("inc-1/page/1")])
+        .under(Some(stale.fence()));
+    let refused = store.append(step).await;
+    assert!(fence_lost(&refused, name), "an append queuing an effect under a lease taken over is refused: {refused:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "none of its events is stored");
+    assert!(store.pending_effects(10).await.unwrap().is_empty(), "nor its effect");
+    // Beside another incident's append given at the same time (often one batch): that one is stored.
+    store.append(Append::new("inc-3", 0, &[started("inc-3", "breach", None)])).await.unwrap();
+    let (refused, other) =
+        tokio::join!(store.append(tick(&stale, 1)), store.append(Append::new("inc-3", 1, &[note(1, "meanwhile")])));
+    assert!(fence_lost(&refused, name), "refused beside another append: {refused:?}");
+    assert_eq!(other.unwrap(), 2, "the other append is stored");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing of the refused one is stored");
     // A checkpoint under it: refused, nothing stored.
     let checkpoint = SignedCheckpoint {
         checkpoint: Checkpoint {
@@ -235,11 +250,21 @@ pub async fn a_campaign_write_under_an_effect_taken_over_is_refused(store: Arc<i
     store.campaign_answered_under(campaign, &[answer(1, 3, 10, &[], Vec::new())], Some(&fence(current))).await.unwrap();
     assert!(matches!(states(&*store, campaign).await[0], BatchState::Answered { sent: 10, .. }));
 
+    // Events under the effect's claim: under the old claim refused, nothing stored; under the new one stored.
+    let progress = |token| Append::new("inc-1", 1, &[note(4, "progress")]).under(Some(fence(token)));
+    let refused = store.append(progress(stale)).await;
+    assert!(fence_lost(&refused, &all[0]), "events under a claim taken over are refused: {refused:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing of them is stored");
+    assert_eq!(store.append(progress(current)).await.unwrap(), 2);
+
     // Once the effect is done, no write is made under its claim.
     store
-        .append(Append::new("inc-1", 1, &[note(5, "sent")]).completes(Some(&all[0])).fenced(Some(current)))
+        .append(Append::new("inc-1", 2, &[note(5, "sent")]).completes(Some(&all[0])).fenced(Some(current)))
         .await
         .unwrap();
     let refused = store.campaign_sending_under(campaign, &[2], at(6), Some(&fence(current))).await;
     assert!(fence_lost(&refused, &all[0]), "nor under the claim of an effect done: {refused:?}");
+    let refused = store.append(Append::new("inc-1", 3, &[note(6, "late")]).under(Some(fence(current)))).await;
+    assert!(fence_lost(&refused, &all[0]), "nor events under it: {refused:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 3);
 }

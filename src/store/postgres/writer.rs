@@ -46,11 +46,13 @@ pub(super) enum Job {
 }
 
 impl Job {
-    /// The append, for the batch stored together; not one under a fence, whose claim is checked
-    /// (and locked) first, on the careful path.
+    /// The append, for the batch stored together, which checks (and locks) the claims of those
+    /// under a fence in the statement that writes (`together.rs`); not one under a fence that
+    /// writes no event, whose claim the careful path checks, so that a claim lost is told from
+    /// nothing to write by the events not stored.
     fn append(&self) -> Option<&AppendRows> {
         match self {
-            Job::Append(rows, _) if rows.under.is_none() => Some(rows),
+            Job::Append(rows, _) if rows.under.is_none() || !rows.events.is_empty() => Some(rows),
             _ => None,
         }
     }

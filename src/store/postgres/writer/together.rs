@@ -6,7 +6,8 @@
 //! A batch of events alone (the usual one: notes, approvals, results) is one `INSERT` and no
 //! transaction around it: a statement alone is a transaction of its own, all of it or nothing,
 //! and it commits as durably as any, so it costs one round trip, as `pgbench`'s one-`INSERT`
-//! script does. Received deliveries alone are one statement too.
+//! script does. Events with the effects they queue (a step's start) are one statement too, the
+//! effects' `INSERT` beside the events' in a `WITH`, and so are received deliveries alone.
 //!
 //! It is the hopeful path: if anything is refused, nothing of the batch is stored and the writer
 //! stores it again write by write (`Writer::commit`), which finds which append was refused and
@@ -18,10 +19,117 @@ use sqlx::postgres::PgConnection;
 
 use chrono::Utc;
 
+use super::super::super::Fence;
 use super::super::super::rows::{self, AppendRows, EventRow};
 use super::super::signed;
 use super::{Answers, Failed, Receive, Writer};
 use crate::audit::chain::{self, GENESIS, Hash};
+
+/// The rows of the events a batch inserts, from its arrays in the order given: `$1` to `$6`.
+macro_rules! events_given {
+    () => {
+        "SELECT incident, seq, type, at, event, hash
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+             WITH ORDINALITY AS given (incident, seq, type, at, event, hash, n)"
+    };
+}
+
+/// The effects a batch queues, inserted in the order given (the outbox's order): the time `$7`,
+/// then the arrays `$8` to `$10`.
+macro_rules! effects_given {
+    () => {
+        "INSERT INTO outbox (id, incident, effect, created_at)
+         SELECT id, incident, effect, $7 FROM unnest($8::text[], $9::text[], $10::text[])
+             WITH ORDINALITY AS given (id, incident, effect, n)"
+    };
+}
+
+/// `held (claims)`: how many of the batch's claims still carry their tokens (named leases: names
+/// and tokens; effects: ids and tokens, not yet done), their rows locked (`FOR SHARE`) until the
+/// statement's transaction ends, so that a claim made meanwhile skips them (`claims.rs`).
+macro_rules! held {
+    ($names:literal, $tokens:literal, $effects:literal, $effect_tokens:literal) => {
+        concat!(
+            "held AS (SELECT
+                 (SELECT count(*) FROM (
+                      SELECT 1 FROM leases JOIN unnest(",
+            $names,
+            "::text[], ",
+            $tokens,
+            "::bigint[]) AS fence (name, token)
+                          ON leases.name = fence.name AND leases.token = fence.token
+                      FOR SHARE OF leases) AS locked)
+               + (SELECT count(*) FROM (
+                      SELECT 1 FROM outbox JOIN unnest(",
+            $effects,
+            "::text[], ",
+            $effect_tokens,
+            "::bigint[]) AS fence (id, token)
+                          ON outbox.id = fence.id AND outbox.token = fence.token
+                      WHERE outbox.done_at IS NULL
+                      FOR SHARE OF outbox) AS locked) AS claims)"
+        )
+    };
+}
+
+/// The claims a batch of appends is written under, each once.
+#[derive(Default)]
+struct Fences<'a> {
+    names: Vec<&'a str>,
+    tokens: Vec<i64>,
+    effects: Vec<&'a str>,
+    effect_tokens: Vec<i64>,
+}
+
+impl<'a> Fences<'a> {
+    fn of(appends: &[&'a AppendRows]) -> Fences<'a> {
+        let mut fences = Fences::default();
+        let mut seen: Vec<&Fence> = Vec::new();
+        for fence in appends.iter().filter_map(|rows| rows.under.as_ref()) {
+            if seen.contains(&fence) {
+                continue;
+            }
+            seen.push(fence);
+            match fence {
+                Fence::Lease { name, token } => {
+                    fences.names.push(name);
+                    fences.tokens.push(signed(*token));
+                }
+                Fence::Effect { id, token } => {
+                    fences.effects.push(id);
+                    fences.effect_tokens.push(signed(*token));
+                }
+            }
+        }
+        fences
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.effects.is_empty()
+    }
+
+    /// How many claims: `held` must count as many.
+    fn count(&self) -> i64 {
+        (self.names.len() + self.effects.len()) as i64
+    }
+
+    /// Whether every claim still carries its token, inside the open transaction, their rows
+    /// locked until it ends.
+    async fn held(&self, connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let claims: i64 =
+            sqlx::query_scalar(concat!("WITH ", held!("$1", "$2", "$3", "$4"), " SELECT claims FROM held"))
+                .bind(&self.names)
+                .bind(&self.tokens)
+                .bind(&self.effects)
+                .bind(&self.effect_tokens)
+                .fetch_one(connection)
+                .await?;
+        Ok(claims == self.count())
+    }
+}
 
 /// The events of a batch, in arrays, each with its incident and hash.
 #[derive(Default)]
@@ -52,13 +160,11 @@ impl<'a> Events<'a> {
         if self.seqs.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO events (incident, seq, type, at, event, hash)
-             SELECT incident, seq, type, at, event, hash
-             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-                 WITH ORDINALITY AS given (incident, seq, type, at, event, hash, n)
-             ORDER BY incident, n",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO events (incident, seq, type, at, event, hash) ",
+            events_given!(),
+            " ORDER BY incident, n"
+        ))
         .bind(&self.incidents)
         .bind(&self.seqs)
         .bind(&self.kinds)
@@ -68,6 +174,112 @@ impl<'a> Events<'a> {
         .execute(connection)
         .await?;
         Ok(())
+    }
+
+    /// [`Events::insert`] under `fences`, in the same statement: the claims' rows are locked
+    /// (`FOR SHARE`) until it commits, and the events are inserted only if every claim still
+    /// carries its token. Whether they were: when not, nothing was written.
+    async fn insert_under(&self, connection: &mut PgConnection, fences: &Fences<'_>) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(concat!(
+            "WITH ",
+            held!("$7", "$8", "$9", "$10"),
+            " INSERT INTO events (incident, seq, type, at, event, hash) ",
+            events_given!(),
+            " WHERE (SELECT claims FROM held) = $11 ORDER BY incident, n"
+        ))
+        .bind(&self.incidents)
+        .bind(&self.seqs)
+        .bind(&self.kinds)
+        .bind(&self.times)
+        .bind(&self.jsons)
+        .bind(&self.hashes)
+        .bind(&fences.names)
+        .bind(&fences.tokens)
+        .bind(&fences.effects)
+        .bind(&fences.effect_tokens)
+        .bind(fences.count())
+        .execute(connection)
+        .await?;
+        Ok(inserted.rows_affected() == self.seqs.len() as u64)
+    }
+
+    /// Inserts them and `effects` in one statement: the events as [`Events::insert`] does, the
+    /// effects in the order given, which is the outbox's order. A statement alone is a
+    /// transaction of its own, so both are stored or neither, in one round trip instead of four
+    /// (`BEGIN`, the events, the effects, `COMMIT`).
+    ///
+    /// Under `fences`, as [`Events::insert_under`]: both are inserted only if every claim still
+    /// carries its token. Whether they were: when not, nothing was written.
+    async fn insert_with_effects(
+        &self,
+        connection: &mut PgConnection,
+        effects: &Effects<'_>,
+        now: &str,
+        fences: &Fences<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let query = match fences.is_empty() {
+            true => sqlx::query(concat!(
+                "WITH stored AS (INSERT INTO events (incident, seq, type, at, event, hash) ",
+                events_given!(),
+                " ORDER BY incident, n) ",
+                effects_given!(),
+                " ORDER BY n"
+            )),
+            false => sqlx::query(concat!(
+                "WITH ",
+                held!("$11", "$12", "$13", "$14"),
+                ", stored AS (INSERT INTO events (incident, seq, type, at, event, hash) ",
+                events_given!(),
+                " WHERE (SELECT claims FROM held) = $15 ORDER BY incident, n) ",
+                effects_given!(),
+                " WHERE (SELECT claims FROM held) = $15 ORDER BY n"
+            )),
+        };
+        let inserted = query
+            .bind(&self.incidents)
+            .bind(&self.seqs)
+            .bind(&self.kinds)
+            .bind(&self.times)
+            .bind(&self.jsons)
+            .bind(&self.hashes)
+            .bind(now)
+            .bind(&effects.ids)
+            .bind(&effects.incidents)
+            .bind(&effects.jsons);
+        let inserted = match fences.is_empty() {
+            true => inserted,
+            false => inserted
+                .bind(&fences.names)
+                .bind(&fences.tokens)
+                .bind(&fences.effects)
+                .bind(&fences.effect_tokens)
+                .bind(fences.count()),
+        };
+        let inserted = inserted.execute(connection).await?;
+        // The effects' count: the events' `INSERT` stores all or, its fences lost, none alike.
+        Ok(inserted.rows_affected() == effects.ids.len() as u64)
+    }
+}
+
+/// The effects a batch queues, in arrays, each with its incident, in the order given.
+#[derive(Default)]
+struct Effects<'a> {
+    ids: Vec<&'a str>,
+    incidents: Vec<&'a str>,
+    jsons: Vec<&'a str>,
+}
+
+impl<'a> Effects<'a> {
+    fn of(appends: &[&'a AppendRows]) -> Effects<'a> {
+        let mut effects = Effects::default();
+        for rows in appends {
+            for effect in &rows.effects {
+                effects.ids.push(&effect.id);
+                effects.incidents.push(&rows.incident);
+                effects.jsons.push(&effect.json);
+            }
+        }
+        effects
     }
 }
 
@@ -93,15 +305,31 @@ impl Writer {
         now: &str,
     ) -> Option<Answers> {
         let (events, heads) = self.chain_together(appends).await?;
+        let fences = Fences::of(appends);
         let only_events = appends.iter().all(|rows| rows.statements() == usize::from(!rows.events.is_empty()));
-        let received = if receives.is_empty() && only_events {
+        let events_and_effects =
+            appends.iter().all(|rows| rows.start.is_none() && rows.deliveries.is_empty() && rows.completes.is_none());
+        let received = if receives.is_empty() && only_events && fences.is_empty() {
             events.insert(&mut self.connection).await.ok()?;
+            Vec::new()
+        } else if receives.is_empty() && only_events {
+            // Not stored, a claim lost: the careful path says which.
+            events.insert_under(&mut self.connection, &fences).await.ok()?.then_some(())?;
+            Vec::new()
+        } else if receives.is_empty() && events_and_effects {
+            let effects = Effects::of(appends);
+            events.insert_with_effects(&mut self.connection, &effects, now, &fences).await.ok()?.then_some(())?;
             Vec::new()
         } else if appends.is_empty() {
             self.receive(receives).await.ok()?
         } else {
             sqlx::query("BEGIN").execute(&mut self.connection).await.ok()?;
-            match self.write_together(receives, appends, &events, now).await {
+            let written = match fences.held(&mut self.connection).await {
+                Ok(true) => self.write_together(receives, appends, &events, now).await,
+                Ok(false) => Ok(None),
+                Err(error) => Err(error.into()),
+            };
+            match written {
                 Ok(Some(received)) => {
                     sqlx::query("COMMIT").execute(&mut self.connection).await.ok()?;
                     received
@@ -239,20 +467,7 @@ impl Writer {
             .await?;
         }
         events.insert(&mut *connection).await?;
-        let (ids, incidents, effects): (Vec<&str>, Vec<&str>, Vec<&str>) = appends
-            .iter()
-            .flat_map(|rows| {
-                rows.effects.iter().map(|effect| (effect.id.as_str(), rows.incident.as_str(), effect.json.as_str()))
-            })
-            .fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut ids, mut incidents, mut effects), (id, incident, effect)| {
-                    ids.push(id);
-                    incidents.push(incident);
-                    effects.push(effect);
-                    (ids, incidents, effects)
-                },
-            );
+        let Effects { ids, incidents, jsons: effects } = Effects::of(appends);
         if !ids.is_empty() {
             // In the order given, which is the outbox's order.
             sqlx::query(

@@ -566,7 +566,9 @@ mod tests {
             prop_assert_eq!(leaf.hash(), expected);
             let mut buffer = b"left over".to_vec();
             prop_assert_eq!(leaf.hash_with(&mut buffer), expected);
-            prop_assert!(leaf.canonical().starts_with(&format!(r#"{{"at":"{}","#, rfc3339(&leaf.at))));
+            let start = format!(r#"{{"at":"{}","#, rfc3339(&leaf.at));
+            let canonical = leaf.canonical();
+            prop_assert!(canonical.starts_with(&start), "{} does not start with {}", canonical, start);
         }
 
         #[test]

@@ -35,8 +35,7 @@ const MIN_PER_THREAD: usize = 64;
 const MAX_KEYS: usize = 256;
 
 /// The most spare buffers a renderer keeps: two messages (text and HTML) for each of four
-/// batches of a thousand, what a campaign has in flight at once by default (a message rendered
-/// for JSON as well gives its text and HTML back as soon as it is digested).
+/// batches of a thousand, what a campaign has in flight at once by default.
 const MAX_SPARE: usize = 8192;
 
 /// One recipient's message.
@@ -46,16 +45,6 @@ pub struct Rendered {
     pub text: String,
     /// From `NAME.html`; `None` when the template has no HTML variant.
     pub html: Option<String>,
-    /// The same escaped for JSON strings, from a renderer made [`Renderer::with_json`].
-    pub json: Option<Escaped>,
-}
-
-/// A message's variants escaped as the inside of JSON strings ([`super::json::escape`]), for a
-/// channel that sends JSON: what is literal in the template was escaped once for the campaign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Escaped {
-    pub text: Vec<u8>,
-    pub html: Option<Vec<u8>>,
 }
 
 /// A campaign template ready to render for each recipient. `Send + Sync`: threads share one.
@@ -70,8 +59,6 @@ pub struct Renderer {
     html_compiled: Option<Compiled>,
     /// Buffers of messages already sent, emptied, for the next renders.
     spare: Mutex<Vec<String>>,
-    /// Whether each message is also given escaped for JSON.
-    json: bool,
 }
 
 impl Renderer {
@@ -117,19 +104,11 @@ impl Renderer {
             text_compiled,
             html_compiled,
             spare: Mutex::new(Vec::new()),
-            json: false,
         })
     }
 
-    /// The renderer giving each message also escaped for JSON strings ([`Rendered::json`]).
-    pub fn with_json(mut self) -> Renderer {
-        self.json = true;
-        self
-    }
-
-    /// Takes back the buffers of messages that were sent (their text and HTML, and their JSON
-    /// forms as [`Escaped::recycled`] gives them), for the next renders to write into; beyond
-    /// [`MAX_SPARE`] they are freed.
+    /// Takes back the buffers of messages that were sent (their text and HTML), for the next
+    /// renders to write into; beyond [`MAX_SPARE`] they are freed.
     pub fn recycle(&self, buffers: impl IntoIterator<Item = String>) {
         let mut spare = self.spare.lock().expect("never poisoned");
         for mut buffer in buffers.into_iter().take(MAX_SPARE.saturating_sub(spare.len())) {
@@ -205,7 +184,7 @@ impl Renderer {
         }
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
-        let variants = (1 + usize::from(self.html_file.is_some())) * (1 + usize::from(self.json));
+        let variants = 1 + usize::from(self.html_file.is_some());
         let then = &then;
         let run = |start: usize, part: &[Recipient]| {
             let mut worker = Worker::new(self);
@@ -266,16 +245,12 @@ impl<'r> Worker<'r> {
 
     fn render(&mut self, recipient: &Recipient, code: Option<&str>) -> Result<Rendered, Error> {
         self.prepared = false;
-        let (text, text_json) = self.file(false, recipient, code)?;
-        let (html, html_json) = match self.renderer.html_file {
-            Some(_) => {
-                let (html, json) = self.file(true, recipient, code)?;
-                (Some(html), json)
-            }
-            None => (None, None),
+        let text = self.file(false, recipient, code)?;
+        let html = match self.renderer.html_file {
+            Some(_) => Some(self.file(true, recipient, code)?),
+            None => None,
         };
-        let json = text_json.map(|text| Escaped { text, html: html_json });
-        Ok(Rendered { text, html, json })
+        Ok(Rendered { text, html })
     }
 
     /// The recipient's fields and code in tera's context, once per recipient, when tera renders.
@@ -294,14 +269,7 @@ impl<'r> Worker<'r> {
         self.prepared = true;
     }
 
-    /// One variant of the recipient's message, and the same escaped for JSON when the renderer
-    /// gives it.
-    fn file(
-        &mut self,
-        html: bool,
-        recipient: &Recipient,
-        code: Option<&str>,
-    ) -> Result<(String, Option<Vec<u8>>), Error> {
+    fn file(&mut self, html: bool, recipient: &Recipient, code: Option<&str>) -> Result<String, Error> {
         let renderer = self.renderer;
         let (file, compiled, last) = if html {
             (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled, self.html_size)
@@ -311,14 +279,8 @@ impl<'r> Worker<'r> {
         // A little over the last message: most messages of a campaign are about the same size.
         let mut out = self.spare.pop().unwrap_or_default();
         out.reserve(last + last / 8 + 64);
-        // The escaped form is a little longer (HTML's quotes, the lines' ends).
-        let mut json = renderer.json.then(|| {
-            let mut json = self.spare.pop().unwrap_or_default().into_bytes();
-            json.reserve(last + last / 4 + 64);
-            json
-        });
         let rendered = match compiled {
-            Some(compiled) if compiled.render_to(&recipient.fields, code, &mut out, json.as_mut()).is_ok() => out,
+            Some(compiled) if compiled.render(&recipient.fields, code, &mut out).is_ok() => out,
             _ => {
                 self.prepare(recipient, code);
                 let mut out = out.into_bytes();
@@ -333,12 +295,7 @@ impl<'r> Worker<'r> {
                     .tera
                     .render_to(file, &self.context, &mut out)
                     .map_err(|error| in_file(error_text(&error)))?;
-                let rendered = String::from_utf8(out).map_err(|error| in_file(error.to_string()))?;
-                // Rendered by tera: escaped whole (the compiled form left nothing in it).
-                if let Some(json) = json.as_mut() {
-                    super::json::escape(json, &rendered);
-                }
-                rendered
+                String::from_utf8(out).map_err(|error| in_file(error.to_string()))?
             }
         };
         if html {
@@ -346,18 +303,7 @@ impl<'r> Worker<'r> {
         } else {
             self.text_size = rendered.len();
         }
-        Ok((rendered, json))
-    }
-}
-
-impl Escaped {
-    /// The buffers, emptied, for [`Renderer::recycle`].
-    pub fn recycled(self) -> impl Iterator<Item = String> {
-        std::iter::once(self.text).chain(self.html).map(|mut buffer| {
-            buffer.clear();
-            // Empty, so valid UTF-8.
-            String::from_utf8(buffer).unwrap_or_default()
-        })
+        Ok(rendered)
     }
 }
 
@@ -463,7 +409,7 @@ mod tests {
         ];
         for (code, expected) in table {
             let rendered = renderer.render(&recipient(2, "M-1", "Ann"), code).unwrap();
-            assert_eq!(rendered, Rendered { text: expected.to_string(), html: None, json: None });
+            assert_eq!(rendered, Rendered { text: expected.to_string(), html: None });
         }
     }
 

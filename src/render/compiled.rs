@@ -36,8 +36,7 @@ pub struct Compiled {
 
 #[derive(Debug)]
 enum Step {
-    /// Literal text, and the same escaped for a JSON string ([`super::json`]), escaped once.
-    Text(String, Vec<u8>),
+    Text(String),
     Print(X),
     If(Vec<(X, Vec<Step>)>, Vec<Step>),
     Set(usize, X),
@@ -98,37 +97,17 @@ impl Compiled {
         let mut compiler = Compiler { base, names: HashMap::new(), slots: 0, html };
         let mut steps = Vec::new();
         compiler.block(&nodes, false, &mut steps).ok()?;
-        escape_texts(&mut steps);
         Some(Compiled { steps, slots: compiler.slots, html })
     }
 
     /// Appends the message for a recipient with these `fields` and offer `code` to `out`, or
     /// gives up (leaving `out` as it found it) where tera must render it.
-    #[cfg(test)]
     pub fn render(&self, fields: &Map<String, Json>, code: Option<&str>, out: &mut String) -> Result<(), Bail> {
-        self.render_to(fields, code, out, None)
-    }
-
-    /// [`Compiled::render`], the message also appended to `json` escaped for a JSON string
-    /// (what [`super::json::escape`] makes of it), when given: the literal text was escaped
-    /// once, at compile time, and only what is printed is escaped here. Gives up leaving both as
-    /// it found them.
-    pub fn render_to(
-        &self,
-        fields: &Map<String, Json>,
-        code: Option<&str>,
-        text: &mut String,
-        mut json: Option<&mut Vec<u8>>,
-    ) -> Result<(), Bail> {
-        let (start, json_start) = (text.len(), json.as_ref().map_or(0, |json| json.len()));
+        let start = out.len();
         let mut scope = Scope { recipient: fields, code, slots: vec![Val::Undefined; self.slots] };
-        let mut out = Out { text, json: json.as_deref_mut() };
-        let result = run(&self.steps, &mut scope, self.html, &mut out);
+        let result = run(&self.steps, &mut scope, self.html, out);
         if result.is_err() {
-            text.truncate(start);
-            if let Some(json) = json {
-                json.truncate(json_start);
-            }
+            out.truncate(start);
         }
         result
     }
@@ -298,56 +277,22 @@ fn text_step(out: &mut Vec<Step>, text: &str) {
         return;
     }
     match out.last_mut() {
-        Some(Step::Text(last, _)) => last.push_str(text),
-        _ => out.push(Step::Text(text.to_string(), Vec::new())),
+        Some(Step::Text(last)) => last.push_str(text),
+        _ => out.push(Step::Text(text.to_string())),
     }
 }
 
-/// Each literal text's JSON-escaped form, once the texts are whole.
-fn escape_texts(steps: &mut [Step]) {
+fn run<'a>(steps: &'a [Step], scope: &mut Scope<'a>, html: bool, out: &mut String) -> Result<(), Bail> {
     for step in steps {
         match step {
-            Step::Text(text, json) => {
-                json.clear();
-                super::json::escape(json, text);
-            }
-            Step::If(branches, otherwise) => {
-                for (_, body) in branches.iter_mut() {
-                    escape_texts(body);
-                }
-                escape_texts(otherwise);
-            }
-            Step::Print(_) | Step::Set(..) | Step::Fail => {}
-        }
-    }
-}
-
-/// Where a render writes: the message, and the same escaped for a JSON string when asked.
-struct Out<'o> {
-    text: &'o mut String,
-    json: Option<&'o mut Vec<u8>>,
-}
-
-fn run<'a>(steps: &'a [Step], scope: &mut Scope<'a>, html: bool, out: &mut Out<'_>) -> Result<(), Bail> {
-    for step in steps {
-        match step {
-            Step::Text(text, escaped) => {
-                out.text.push_str(text);
-                if let Some(json) = out.json.as_deref_mut() {
-                    json.extend_from_slice(escaped);
-                }
-            }
+            Step::Text(text) => out.push_str(text),
             Step::Print(x) => {
                 let value = eval(x, scope)?;
                 let text = shown(&value)?;
-                let start = out.text.len();
                 if html {
-                    escape_into(out.text, &text);
+                    escape_into(out, &text);
                 } else {
-                    out.text.push_str(&text);
-                }
-                if let Some(json) = out.json.as_deref_mut() {
-                    super::json::escape(json, &out.text[start..]);
+                    out.push_str(&text);
                 }
             }
             Step::If(branches, otherwise) => {
@@ -598,7 +543,7 @@ mod tests {
         let compiled = Compiled::new(source, &base, true).unwrap();
         // What is left: the condition on the recipient, the text, the name.
         assert_eq!(compiled.steps.len(), 3, "{:?}", compiled.steps);
-        assert!(matches!(&compiled.steps[1], Step::Text(text, json) if text == "H&amp;H " && json == b"H&amp;H "), "{:?}", compiled.steps);
+        assert!(matches!(&compiled.steps[1], Step::Text(text) if text == "H&amp;H "), "{:?}", compiled.steps);
         let mut out = String::new();
         compiled.render(&object(json!({ "vip": 1, "name": " <Ann> " })), None, &mut out).unwrap();
         assert_eq!(out, "VIP H&amp;H &lt;Ann&gt;");

@@ -9,7 +9,6 @@
 pub mod campaign;
 mod compiled;
 pub mod context;
-pub mod json;
 pub mod web;
 
 use std::collections::BTreeMap;

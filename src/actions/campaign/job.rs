@@ -14,7 +14,7 @@ use crate::actions::{Actions, Error};
 use crate::audit::chain::Hash;
 use crate::audit::merkle::{self, Leaf, LeafOutcome};
 use crate::campaign::{Counts, Recipient, code};
-use crate::render::campaign::{Escaped, Renderer};
+use crate::render::campaign::Renderer;
 use crate::runbook::model::{Action, ChannelKind, OfferCode};
 
 /// How long a batch HTTP request may take.
@@ -82,26 +82,22 @@ impl Actions {
         };
         // The messages move into the batch; each recipient keeps only why theirs was not rendered.
         let mut messages = Vec::with_capacity(rendered.len());
-        let mut escapes = Vec::with_capacity(rendered.len());
         let rendered: Vec<(Result<(), String>, Hash)> = rendered
             .into_iter()
             .map(|(message, digest)| match message {
-                Ok((message, json)) => {
+                Ok(message) => {
                     messages.push(message);
-                    escapes.extend(json);
                     (Ok(()), digest)
                 }
                 Err(reason) => (Err(reason), digest),
             })
             .collect();
-        // Every message's JSON form, or none.
-        let escaped = (escapes.len() == messages.len()).then_some(escapes.as_slice());
         let answer = if messages.is_empty() {
             Answer::Accepted { rejected: Vec::new() }
         } else {
             let batch = Batch { campaign: job.campaign, number: job.number, messages: &messages };
             match &campaign.sender {
-                Sender::Batch(sender) => sender.send_escaped(batch, escaped).await,
+                Sender::Batch(sender) => sender.send(batch).await,
                 Sender::Spool(sender) => sender.send(batch).await,
                 Sender::Email(sender) => sender.send(batch).await,
 
@@ -109,13 +105,9 @@ impl Actions {
             }
         };
         // The next batch renders into these messages' buffers.
-        campaign.renderer.recycle(
-            messages
-                .into_iter()
-                .flat_map(|message| [Some(message.text), message.html])
-                .flatten()
-                .chain(escapes.into_iter().flat_map(Escaped::recycled)),
-        );
+        campaign
+            .renderer
+            .recycle(messages.into_iter().flat_map(|message| [Some(message.text), message.html]).flatten());
         leaves(&job, rendered, answer)
     }
 
@@ -138,13 +130,12 @@ impl Actions {
             .map_err(Error::Campaign)?;
         let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
         let mut messages = Vec::new();
-        let mut escapes = Vec::new();
         let mut not_rendered = Vec::new();
         for (recipient, (message, _)) in
             job.recipients.iter().zip(render(&campaign.renderer, &job.recipients, codes, &subject))
         {
             match message {
-                Ok((message, json)) => {
+                Ok(message) => {
                     for (index, address) in to.iter().enumerate() {
                         messages.push(Message {
                             id: format!("{}#test-{}", message.id, index + 1),
@@ -152,7 +143,6 @@ impl Actions {
                             subject: format!("[TEST] {}", message.subject),
                             ..message.clone()
                         });
-                        escapes.extend(json.clone());
                     }
                 }
                 Err(reason) => not_rendered.push((recipient.id.clone(), reason)),
@@ -163,10 +153,8 @@ impl Actions {
             Answer::Failed { error: "no message of the sample could be rendered".into() }
         } else {
             let batch = Batch { campaign: &key, number: job.number, messages: &messages };
-            // A message sent as JSON kept only its JSON form.
-            let escaped = (escapes.len() == messages.len()).then_some(escapes.as_slice());
             match &campaign.sender {
-                Sender::Batch(sender) => sender.send_escaped(batch, escaped).await,
+                Sender::Batch(sender) => sender.send(batch).await,
                 Sender::Spool(sender) => sender.send(batch).await,
                 Sender::Email(sender) => sender.send(batch).await,
                 Sender::StandIn => self.hand_over(&job, &campaign.channel, &messages),
@@ -199,7 +187,7 @@ impl Actions {
         };
         let base =
             crate::render::context::campaign_base(job.runbook, job.incident, job.phase, job.step, &counts, job.now);
-        let mut renderer = Renderer::new(&self.catalog, template, base)
+        let renderer = Renderer::new(&self.catalog, template, base)
             .map_err(|error| Error::Campaign(format!("template `{template}`: {error}")))?;
         // A template that uses more than the compiled form follows is rendered by tera, several
         // times slower: worth knowing when a campaign of millions is slow.
@@ -242,10 +230,6 @@ impl Actions {
                 )));
             }
         };
-        // The batch HTTP body is JSON: each message is escaped for it as it is rendered.
-        if matches!(sender, Sender::Batch(_)) {
-            renderer = renderer.with_json();
-        }
         Ok(Arc::new(Campaign { renderer, channel: channel.clone(), sender }))
     }
 
@@ -304,48 +288,32 @@ pub fn offer_codes(
     }
 }
 
-/// A message and, from a renderer made [`Renderer::with_json`], its text and HTML escaped for JSON.
-type Made = (Message, Option<Escaped>);
-
 /// Each recipient's message (or why it could not be rendered) with its digest.
 fn render(
     renderer: &Renderer,
     recipients: &[Recipient],
     codes: Option<Vec<String>>,
     subject: &str,
-) -> Vec<(Result<Made, String>, Hash)> {
+) -> Vec<(Result<Message, String>, Hash)> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     // Each message's digest is taken on the thread that rendered it, while it is in its cache.
     renderer.render_batch_then(recipients, codes.as_deref(), cores, |recipient, rendered| match rendered {
-            Ok(rendered) => {
-                let digest =
-                    merkle::message_digest(&recipient.address, subject, &rendered.text, rendered.html.as_deref());
-                let (text, html) = match &rendered.json {
-                    // Sent as JSON: once digested, the message is needed only in that form, and
-                    // its buffers go back to the renderer now rather than when the batch is sent
-                    // (a batch in flight holds its messages once, not twice). The HTML part is
-                    // kept empty, to say there is one.
-                    Some(_) => {
-                        let html = rendered.html.as_ref().map(|_| String::new());
-                        renderer.recycle(std::iter::once(rendered.text).chain(rendered.html));
-                        (String::new(), html)
-                    }
-                    None => (rendered.text, rendered.html),
-                };
-                let message = Message {
-                    id: recipient.id.clone(),
-                    to: recipient.address.clone(),
-                    subject: subject.to_string(),
-                    text,
-                    html,
-                };
-                (Ok((message, rendered.json)), digest)
-            }
-            Err(error) => {
-                let digest = merkle::message_digest(&recipient.address, subject, "", None);
-                (Err(format!("not rendered: {error}")), digest)
-            }
-        })
+        Ok(rendered) => {
+            let digest = merkle::message_digest(&recipient.address, subject, &rendered.text, rendered.html.as_deref());
+            let message = Message {
+                id: recipient.id.clone(),
+                to: recipient.address.clone(),
+                subject: subject.to_string(),
+                text: rendered.text,
+                html: rendered.html,
+            };
+            (Ok(message), digest)
+        }
+        Err(error) => {
+            let digest = merkle::message_digest(&recipient.address, subject, "", None);
+            (Err(format!("not rendered: {error}")), digest)
+        }
+    })
 }
 
 /// One leaf per recipient: sent, refused by the channel, or not rendered.

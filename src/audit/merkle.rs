@@ -84,16 +84,23 @@ impl Leaf {
     /// `SHA-256(0x00 ‖ canonical JSON)`: the leaf as the tree holds it.
     pub fn hash(&self) -> Hash {
         let mut out = Vec::with_capacity(129 + self.id.len());
-        out.push(0x00);
-        self.write_canonical(&mut out);
-        Sha256::digest(&out).into()
+        self.hash_with(&mut out)
+    }
+
+    /// [`Leaf::hash`], writing the canonical JSON into `buffer` (emptied first): a campaign's
+    /// millions of leaves are hashed with one buffer.
+    pub fn hash_with(&self, buffer: &mut Vec<u8>) -> Hash {
+        buffer.clear();
+        buffer.push(0x00);
+        self.write_canonical(buffer);
+        Sha256::digest(&buffer).into()
     }
 
     /// The keys are written in their sorted order (they are ASCII), the strings escaped as
     /// RFC 8785 escapes them.
     fn write_canonical(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#"{"at":""#);
-        out.extend_from_slice(rfc3339(&self.at).as_bytes());
+        write_rfc3339(out, &self.at);
         out.extend_from_slice(br#"","digest":""#);
         let mut digits = [0u8; 64];
         // 64 digits for 32 bytes: the sizes agree, so this cannot fail.
@@ -115,6 +122,30 @@ impl Leaf {
 /// A time as leaves write it: RFC 3339 in UTC, to the second, with `Z`.
 fn rfc3339(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// [`rfc3339`] appended to `out`, written digit by digit for the years of four digits (what
+/// chrono writes for them; it writes other years its own way, so they are left to it).
+fn write_rfc3339(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(rfc3339(at).as_bytes());
+        return;
+    }
+    let two = |value: u32| [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8];
+    let year = year as u32;
+    let [a, b] = two(year / 100);
+    let [c, d] = two(year % 100);
+    let [mo1, mo2] = two(at.month());
+    let [d1, d2] = two(at.day());
+    let [h1, h2] = two(at.hour());
+    let [mi1, mi2] = two(at.minute());
+    // A leap second (`:60`) is as chrono writes it: seconds past 59 come from the nanoseconds.
+    let [s1, s2] = two(at.second() + at.nanosecond() / 1_000_000_000);
+    out.extend_from_slice(&[
+        a, b, c, d, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2, b'Z',
+    ]);
 }
 
 /// A JSON string as RFC 8785 writes it: `"` and `\` escaped, the control characters that have a
@@ -509,7 +540,37 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_leafs_time_is_written_as_chrono_writes_it() {
+        let mut times: Vec<DateTime<Utc>> = [-62_198_755_200i64, -2_208_988_800, 0, 1_796_420_100, 253_402_300_799]
+            .into_iter()
+            .map(|seconds| Utc.timestamp_opt(seconds, 0).unwrap())
+            .collect();
+        // A year of five digits and one before year 0 are chrono's to write; a leap second too.
+        times.extend([253_402_300_800i64, -62_198_755_201].map(|seconds| Utc.timestamp_opt(seconds, 0).unwrap()));
+        times.push(Utc.timestamp_opt(1_483_228_799, 1_000_000_000).unwrap());
+        for at in times {
+            let mut out = Vec::new();
+            write_rfc3339(&mut out, &at);
+            assert_eq!(String::from_utf8(out).unwrap(), rfc3339(&at), "{at:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_leafs_hash_is_the_hash_of_its_canonical_json(leaf in arbitrary_leaf(), seconds in -70_000_000_000i64..300_000_000_000) {
+            let leaf = Leaf { at: Utc.timestamp_opt(seconds, 0).unwrap(), ..leaf };
+            let mut prefixed = vec![0x00];
+            prefixed.extend_from_slice(leaf.canonical().as_bytes());
+            let expected: Hash = Sha256::digest(&prefixed).into();
+            prop_assert_eq!(leaf.hash(), expected);
+            let mut buffer = b"left over".to_vec();
+            prop_assert_eq!(leaf.hash_with(&mut buffer), expected);
+            let start = format!(r#"{{"at":"{}","#, rfc3339(&leaf.at));
+            let canonical = leaf.canonical();
+            prop_assert!(canonical.starts_with(&start), "{} does not start with {}", canonical, start);
+        }
+
         #[test]
         fn every_leaf_of_every_tree_proves_and_no_flipped_bit_does(
             seed in any::<u64>(),

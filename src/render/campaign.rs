@@ -166,18 +166,34 @@ impl Renderer {
         codes: Option<&[String]>,
         threads: usize,
     ) -> Vec<Result<Rendered, Error>> {
+        self.render_batch_then(recipients, codes, threads, |_, rendered| rendered)
+    }
+
+    /// [`Renderer::render_batch_on`], each recipient's message then given to `then` on the
+    /// thread that rendered it (what is done with each message, such as its digest, is spread
+    /// over the threads too); its results in the recipients' order.
+    pub fn render_batch_then<T: Send>(
+        &self,
+        recipients: &[Recipient],
+        codes: Option<&[String]>,
+        threads: usize,
+        then: impl Fn(&Recipient, Result<Rendered, Error>) -> T + Sync,
+    ) -> Vec<T> {
         if let Some(codes) = codes {
             assert_eq!(codes.len(), recipients.len(), "one offer code per recipient");
         }
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
         let variants = 1 + usize::from(self.html_file.is_some());
+        let then = &then;
         let run = |start: usize, part: &[Recipient]| {
             let mut worker = Worker::new(self);
             worker.spare = self.spares(part.len() * variants);
             part.iter()
                 .enumerate()
-                .map(|(n, recipient)| worker.render(recipient, codes.map(|codes| codes[start + n].as_str())))
+                .map(|(n, recipient)| {
+                    then(recipient, worker.render(recipient, codes.map(|codes| codes[start + n].as_str())))
+                })
                 .collect::<Vec<_>>()
         };
         if threads == 1 {

@@ -297,29 +297,25 @@ fn render(
     codes: Option<Vec<String>>,
     subject: &str,
 ) -> Vec<(Result<Message, String>, Hash)> {
-    let rendered = renderer.render_batch(recipients, codes.as_deref());
-    recipients
-        .iter()
-        .zip(rendered)
-        .map(|(recipient, rendered)| match rendered {
-            Ok(rendered) => {
-                let digest =
-                    merkle::message_digest(&recipient.address, subject, &rendered.text, rendered.html.as_deref());
-                let message = Message {
-                    id: recipient.id.clone(),
-                    to: recipient.address.clone(),
-                    subject: subject.to_string(),
-                    text: rendered.text,
-                    html: rendered.html,
-                };
-                (Ok(message), digest)
-            }
-            Err(error) => {
-                let digest = merkle::message_digest(&recipient.address, subject, "", None);
-                (Err(format!("not rendered: {error}")), digest)
-            }
-        })
-        .collect()
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // Each message's digest is taken on the thread that rendered it, while it is in its cache.
+    renderer.render_batch_then(recipients, codes.as_deref(), cores, |recipient, rendered| match rendered {
+        Ok(rendered) => {
+            let digest = merkle::message_digest(&recipient.address, subject, &rendered.text, rendered.html.as_deref());
+            let message = Message {
+                id: recipient.id.clone(),
+                to: recipient.address.clone(),
+                subject: subject.to_string(),
+                text: rendered.text,
+                html: rendered.html,
+            };
+            (Ok(message), digest)
+        }
+        Err(error) => {
+            let digest = merkle::message_digest(&recipient.address, subject, "", None);
+            (Err(format!("not rendered: {error}")), digest)
+        }
+    })
 }
 
 /// One leaf per recipient: sent, refused by the channel, or not rendered.

@@ -50,23 +50,23 @@ pub fn decode_leaves(bytes: &[u8]) -> Result<Vec<Leaf>, Error> {
         return Err(Error::Version(version));
     }
     let mut reader = Reader { bytes, offset: 1 };
-    let count = reader.unsigned("the number of leaves")?;
+    let count = reader.unsigned(&"the number of leaves")?;
     // The count comes from the bytes: what they can hold bounds what is reserved.
     let room = (bytes.len() - reader.offset) / SMALLEST_LEAF;
     let mut leaves = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX).min(room));
     let mut previous = 0i64;
     for number in 1..=count {
-        let id = reader.text(&format!("leaf {number}'s id"))?;
-        let digest = reader.take(32, &format!("leaf {number}'s digest"))?.try_into().unwrap_or([0; 32]);
+        let id = reader.text(&format_args!("leaf {number}'s id"))?;
+        let digest = reader.take(32, &format_args!("leaf {number}'s digest"))?.try_into().unwrap_or([0; 32]);
         let start = reader.offset;
-        let outcome = match reader.take(1, &format!("leaf {number}'s outcome"))?[0] {
+        let outcome = match reader.take(1, &format_args!("leaf {number}'s outcome"))?[0] {
             0 => LeafOutcome::Sent,
-            1 => LeafOutcome::Rejected(reader.text(&format!("leaf {number}'s reason"))?),
-            2 => LeafOutcome::Failed(reader.text(&format!("leaf {number}'s reason"))?),
+            1 => LeafOutcome::Rejected(reader.text(&format_args!("leaf {number}'s reason"))?),
+            2 => LeafOutcome::Failed(reader.text(&format_args!("leaf {number}'s reason"))?),
             code => return Err(reader.bad(start, format!("leaf {number}'s outcome is {code}, not 0, 1 or 2"))),
         };
         let start = reader.offset;
-        let zigzag = reader.unsigned(&format!("leaf {number}'s time"))?;
+        let zigzag = reader.unsigned(&format_args!("leaf {number}'s time"))?;
         let difference = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
         let at = previous
             .checked_add(difference)
@@ -105,7 +105,7 @@ impl<'a> Reader<'a> {
         Error::Bad { offset, what }
     }
 
-    fn take(&mut self, count: usize, what: &str) -> Result<&'a [u8], Error> {
+    fn take(&mut self, count: usize, what: &dyn std::fmt::Display) -> Result<&'a [u8], Error> {
         let end = self.offset.checked_add(count).filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
             return Err(self.bad(self.offset, format!("{what} is cut short ({count} bytes needed)")));
@@ -115,7 +115,7 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn unsigned(&mut self, what: &str) -> Result<u64, Error> {
+    fn unsigned(&mut self, what: &dyn std::fmt::Display) -> Result<u64, Error> {
         let start = self.offset;
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -135,8 +135,8 @@ impl<'a> Reader<'a> {
         Err(self.bad(start, format!("{what} is more than 64 bits")))
     }
 
-    fn text(&mut self, what: &str) -> Result<String, Error> {
-        let length = self.unsigned(&format!("the length of {what}"))?;
+    fn text(&mut self, what: &dyn std::fmt::Display) -> Result<String, Error> {
+        let length = self.unsigned(&format_args!("the length of {what}"))?;
         let length = usize::try_from(length).unwrap_or(usize::MAX);
         let start = self.offset;
         let bytes = self.take(length, what)?;

@@ -205,6 +205,7 @@ fn main() {
                         runtime.directory(),
                         "dana.ito",
                         view,
+                        &Default::default(),
                         now,
                     );
                     let old = render(page);

@@ -283,11 +283,9 @@ pub trait Store: Send + Sync + 'static {
         under: Option<&Fence>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Records a failed attempt of batch `number` of `campaign` on the batch, before it is tried
-    /// again or given up: the batch's last error, kept until a later failure replaces it (a new
-    /// attempt and the answer keep it). The batch must be in flight (a batch not marked sending,
-    /// so also one answered, or one not in the plan, is refused) and the attempt one it was
-    /// marked for.
+    /// Records a failed attempt of batch `number` of `campaign` on it: its last error, kept (by
+    /// new attempts and the answer) until a later failure replaces it. Refused unless the batch
+    /// is in flight and was marked for that attempt.
     fn campaign_attempt_failed(
         &self,
         campaign: &str,
@@ -297,8 +295,7 @@ pub trait Store: Send + Sync + 'static {
         self.campaign_attempt_failed_under(campaign, number, failure, None)
     }
 
-    /// [`Store::campaign_attempt_failed`] under a [`Fence`]: refused with [`Error::LeaseLost`],
-    /// recording nothing, once another claim took the campaign's effect over.
+    /// [`Store::campaign_attempt_failed`] under a [`Fence`] ([`Error::LeaseLost`] once lost).
     fn campaign_attempt_failed_under(
         &self,
         campaign: &str,
@@ -610,11 +607,9 @@ pub struct CampaignProgress {
     pub recipients: u64,
     pub sent: u64,
     pub failed: u64,
-    /// Batches in flight whose last attempt failed: retried, after a wait.
+    /// Batches in flight whose last attempt failed (retried after a wait), and their failed
+    /// attempts' numbers summed, which moves with each failure and each answer of theirs.
     pub retrying: u32,
-    /// Those batches' last failed attempts' numbers, summed: it grows with each failed attempt
-    /// recorded and drops as they are answered, so that a watcher (the incident page's live
-    /// updates) sees both without reading every batch.
     pub failed_attempts: u64,
 }
 

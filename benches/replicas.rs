@@ -287,7 +287,9 @@ async fn horizon(server: &str) {
     for (what, measured) in [("nothing held", &free), ("a REPEATABLE READ transaction held open", &held)] {
         println!("| {what} | {:.0} | {:.0} |", measured.stored, measured.applied);
     }
-    println!("\n| minute | deliveries, nothing held | held | ratio | dead rows, nothing held | held | load average (held's) |");
+    println!(
+        "\n| minute | deliveries, nothing held | held | ratio | dead rows, nothing held | held | load average (held's) |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (index, (free, held)) in free.minutes.iter().zip(&held.minutes).enumerate() {
         let ratio = held.0 as f64 / free.0.max(1) as f64;

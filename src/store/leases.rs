@@ -144,7 +144,13 @@ impl Leases {
     /// Claims for `holder` those of the leases `names` that are free, expired or its own (see
     /// [`Store::claim_leases`](super::Store::claim_leases)), taking anew only as many as keep its
     /// leases among `names` at `most` or fewer; returns those it holds.
-    pub(crate) fn claim_named(&self, holder: &str, names: &[String], lease: Duration, most: usize) -> Vec<super::Lease> {
+    pub(crate) fn claim_named(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: Duration,
+        most: usize,
+    ) -> Vec<super::Lease> {
         let now = Instant::now();
         let mut state = self.state();
         let mut held = Vec::new();

@@ -497,12 +497,11 @@ fn a_replica_frozen_past_its_lease_and_resumed_records_nothing_over_its_successo
 /// The incidents' leases (`incident/ID`) held now, by holder, and the holders of the replicas
 /// present (their `replica/HOLDER` leases).
 async fn incident_holders(look: &mut sqlx::PgConnection) -> BTreeMap<String, BTreeSet<String>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT holder, name FROM leases WHERE starts_with(name, 'incident/') AND lease_until >= now()",
-    )
-    .fetch_all(look)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT holder, name FROM leases WHERE starts_with(name, 'incident/') AND lease_until >= now()")
+            .fetch_all(look)
+            .await
+            .unwrap();
     let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (holder, name) in rows {
         holders.entry(holder).or_default().insert(name);
@@ -517,11 +516,16 @@ fn holder_pid(holder: &str) -> i32 {
 
 /// How many incidents each replica holds, by slot, or what is wrong: an incident held by none,
 /// or a holder that is no running replica.
-fn spread(holders: &BTreeMap<String, BTreeSet<String>>, replicas: &[Replica], incidents: usize) -> Result<Vec<usize>, String> {
+fn spread(
+    holders: &BTreeMap<String, BTreeSet<String>>,
+    replicas: &[Replica],
+    incidents: usize,
+) -> Result<Vec<usize>, String> {
     let mut each = vec![0; replicas.len()];
     for (holder, names) in holders {
         let pid = holder_pid(holder);
-        let Some(slot) = replicas.iter().position(|replica| replica.child.as_ref().is_some_and(|child| child.id() as i32 == pid))
+        let Some(slot) =
+            replicas.iter().position(|replica| replica.child.as_ref().is_some_and(|child| child.id() as i32 == pid))
         else {
             return Err(format!("{} incidents still held by {holder}, no running replica", names.len()));
         };

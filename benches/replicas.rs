@@ -261,6 +261,7 @@ async fn horizon_window(server: &str, hold: bool) -> Window {
     }
     let _ = holder.close().await;
     drop(running);
+    eprintln!("window (held: {hold}): {minutes:?}\nbefore: {before}\nafter: {after}");
     deployment.drop_schema(server).await;
     let stored = yardstick::rate(acknowledged.load(Ordering::Relaxed), elapsed);
     Window { stored, applied: yardstick::rate(applied as usize, elapsed), minutes, before, after }

@@ -22,9 +22,12 @@
 //! (default 10 min, as issue 16 asks; `WINDOW=60s` for a smoke run) once without and once while
 //! another connection holds a REPEATABLE READ transaction open (its snapshot taken at the start,
 //! `backend_xmin` checked set) for the whole window, each in a fresh schema: deliveries
-//! acknowledged and applied per second, each minute's rate, and `n_dead_tup` and the size of
-//! `outbox` and `inbox` before and after (the statistics are read after a 2 s pause, since
-//! each backend sends its counts at most once a second).
+//! acknowledged and applied per second, each minute's count and dead rows and load average, and
+//! `n_dead_tup` and the size of `outbox`, `inbox`, `leases` and `incidents` before and after (the
+//! statistics are read after a 2 s pause, since each backend sends its counts at most once a
+//! second). With `PHASEGATE_BENCH_POSTGRES_APART` (a second database on the same server) the two
+//! windows run at once, the one without the held transaction in that database, so that the
+//! machine's load (other work on it varies over minutes) weighs on both alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -161,12 +164,13 @@ async fn takeover(server: &str) {
     deployment.drop_schema(server).await;
 }
 
-/// The table statistics of `outbox` and `inbox`: dead rows, live rows, and size in 8 KiB pages.
+/// The table statistics of the deployment's tables that rows are rewritten in: dead rows, live
+/// rows and size in 8 KiB pages of each.
 async fn tables(deployment: &Deployment) -> String {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut connection = deployment.connect().await;
     let mut parts = Vec::new();
-    for table in ["outbox", "inbox"] {
+    for table in ["outbox", "inbox", "leases", "incidents"] {
         let (dead, live): (i64, i64) = sqlx::query_as(
             "SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
         )
@@ -181,8 +185,33 @@ async fn tables(deployment: &Deployment) -> String {
     parts.join("; ")
 }
 
-/// (3): one window of load on 3 replicas, with or without a transaction holding the horizon.
-async fn horizon_window(server: &str, hold: bool) -> (f64, f64, Vec<usize>, String, String) {
+/// Dead rows in all the deployment's tables now (as last reported by the backends).
+async fn dead_rows(connection: &mut sqlx::PgConnection, schema: &str) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables WHERE schemaname = $1")
+        .bind(schema)
+        .fetch_one(connection)
+        .await
+        .unwrap()
+}
+
+/// The one-minute load average now.
+fn load_now() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').next().unwrap_or("?").to_string()
+}
+
+/// One window of (3): what was measured.
+struct Window {
+    stored: f64,
+    applied: f64,
+    /// Each minute: deliveries acknowledged, dead rows at its end, and the load average then.
+    minutes: Vec<(usize, i64, String)>,
+    before: String,
+    after: String,
+}
+
+/// (3): one window of load on 3 replicas of a deployment on `server`, with or without a
+/// transaction holding the horizon of `server`'s database open.
+async fn horizon_window(server: &str, hold: bool) -> Window {
     let (window, clients) = (window(), setting("CLIENTS", 64));
     let stub = Stub::start(immediately).await;
     let deployment = Deployment::new(server, &stub).await;
@@ -210,17 +239,21 @@ async fn horizon_window(server: &str, hold: bool) -> (f64, f64, Vec<usize>, Stri
         10,
         move |_| start.elapsed() >= window,
     ));
+    let mut look = deployment.connect().await;
     let mut minutes = Vec::new();
     let mut last = 0;
+    let mut minute = 1;
     while !load.is_finished() {
-        tokio::time::sleep(Duration::from_secs(60).min(window)).await;
+        // On the minute from the start, so that two windows run together sample together.
+        let next = (start + Duration::from_secs(60) * minute).min(start + window + Duration::from_millis(100));
+        tokio::time::sleep_until(next.into()).await;
+        minute += 1;
         let now = acknowledged.load(Ordering::Relaxed);
-        minutes.push(now - last);
+        minutes.push((now - last, dead_rows(&mut look, &deployment.schema).await, load_now()));
         last = now;
     }
     load.await.unwrap();
     let elapsed = start.elapsed();
-    let mut look = deployment.connect().await;
     let applied = cluster::number(&mut look, "SELECT count(*) FROM inbox WHERE applied_at IS NOT NULL").await;
     let after = tables(&deployment).await;
     if hold {
@@ -228,26 +261,45 @@ async fn horizon_window(server: &str, hold: bool) -> (f64, f64, Vec<usize>, Stri
     }
     let _ = holder.close().await;
     drop(running);
+    eprintln!("window (held: {hold}): {minutes:?}\nbefore: {before}\nafter: {after}");
     deployment.drop_schema(server).await;
     let stored = yardstick::rate(acknowledged.load(Ordering::Relaxed), elapsed);
-    (stored, yardstick::rate(applied as usize, elapsed), minutes, before, after)
+    Window { stored, applied: yardstick::rate(applied as usize, elapsed), minutes, before, after }
 }
 
+/// (3): the two windows, at once when `PHASEGATE_BENCH_POSTGRES_APART` names a second database
+/// on the same server (the window without the held transaction runs there, since a held snapshot
+/// keeps back the horizon of its own database only), so that both see the same load from the
+/// rest of the machine minute by minute; else one after the other.
 async fn horizon(server: &str) {
     let window = window();
-    println!("\n| {window:?} of load, 3 replicas | stored /s | applied /s | each minute's deliveries |");
-    println!("| --- | ---: | ---: | --- |");
-    let mut stats = Vec::new();
-    let mut rates = Vec::new();
-    for hold in [false, true] {
-        let (stored, applied, minutes, before, after) = horizon_window(server, hold).await;
-        let what = if hold { "a REPEATABLE READ transaction held open" } else { "nothing held" };
-        let minutes: Vec<String> = minutes.iter().map(usize::to_string).collect();
-        println!("| {what} | {stored:.0} | {applied:.0} | {} |", minutes.join(", "));
-        stats.push(format!("- {what}: before: {before}\n  after: {after}"));
-        rates.push(stored);
+    let apart = std::env::var("PHASEGATE_BENCH_POSTGRES_APART").ok();
+    let (free, held) = match &apart {
+        Some(apart) => tokio::join!(horizon_window(apart, false), horizon_window(server, true)),
+        None => {
+            let free = horizon_window(server, false).await;
+            (free, horizon_window(server, true).await)
+        }
+    };
+    let together = if apart.is_some() { "at once, in two databases" } else { "one after the other" };
+    println!("\n{window:?} of load on 3 replicas each, the two windows {together}:\n");
+    println!("| window | stored /s | applied /s |");
+    println!("| --- | ---: | ---: |");
+    for (what, measured) in [("nothing held", &free), ("a REPEATABLE READ transaction held open", &held)] {
+        println!("| {what} | {:.0} | {:.0} |", measured.stored, measured.applied);
     }
-    println!("\nheld / not held: {:.2}\n\n{}", rates[1] / rates[0], stats.join("\n"));
+    println!(
+        "\n| minute | deliveries, nothing held | held | ratio | dead rows, nothing held | held | load average (held's) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (index, (free, held)) in free.minutes.iter().zip(&held.minutes).enumerate() {
+        let ratio = held.0 as f64 / free.0.max(1) as f64;
+        println!("| {} | {} | {} | {ratio:.2} | {} | {} | {} |", index + 1, free.0, held.0, free.1, held.1, held.2);
+    }
+    println!("\nheld / not held: {:.2}", held.stored / free.stored);
+    for (what, measured) in [("nothing held", &free), ("held", &held)] {
+        println!("- {what}: before: {}\n  after: {}", measured.before, measured.after);
+    }
 }
 
 fn main() {

@@ -119,11 +119,21 @@ impl Deployment {
         PgConnection::connect_with(&PgConnectOptions::from_str(&self.url).unwrap()).await.unwrap()
     }
 
-    /// Drops the schema and everything in it.
+    /// Drops the schema and everything in it; again after a deadlock with a statement that a
+    /// killed replica's session is still finishing (its backend has not noticed the kill yet).
     pub async fn drop_schema(self, server: &str) {
         let mut admin = PgConnection::connect(server).await.unwrap();
         let drop = format!("DROP SCHEMA {} CASCADE", self.schema);
-        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await.unwrap();
+        for attempt in 1.. {
+            match sqlx::query(sqlx::AssertSqlSafe(drop.clone())).execute(&mut admin).await {
+                Ok(_) => return,
+                Err(error) if attempt < 10 => {
+                    eprintln!("dropping {}: {error}; again", self.schema);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => panic!("dropping {}: {error}", self.schema),
+            }
+        }
     }
 
     /// `count` replicas, started, each on a loopback port of its own.

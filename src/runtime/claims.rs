@@ -32,6 +32,16 @@ pub fn incident_lease(incident: &str) -> String {
     format!("incident/{incident}")
 }
 
+/// The lease each process renews while it runs (`replica/HOLDER`), by which the processes
+/// sharing a database count each other ([`Runtime::incident_share`]). It lasts half of [`LEASE`]:
+/// a dead process stops being counted before the incidents it held are free, so that the others'
+/// shares have grown by then to take them all at once.
+const PRESENT: &str = "replica/";
+
+/// Incidents a process may hold above an even share: room for the shares to settle as incidents
+/// open and close and processes come and go, without letting leases go and taking them back.
+const SLACK: usize = 1;
+
 /// Effects claimed at a time: each is carried out in turn, so a large page would leave the last
 /// ones leased, and waiting, while the first are carried out.
 const PAGE: usize = 8;
@@ -132,6 +142,38 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .into_iter()
             .map(|lease| (lease.name.clone(), lease))
             .collect();
+        Ok(incidents
+            .into_iter()
+            .zip(names)
+            .filter_map(|(incident, name)| held.remove(&name).map(|lease| (incident, Some(lease.fence()))))
+            .collect())
+    }
+
+    /// Of the open `incidents`, those this runtime ticks (their leases, [`incident_lease`]): its
+    /// share, so that several processes sharing the database tick and sign about as many each.
+    /// The processes are counted by their presence leases ([`PRESENT`]), this one's renewed first;
+    /// a process takes free incidents only while it holds fewer than `ceil(open / processes)` +
+    /// [`SLACK`], and lets go of those above that at once (when another process has come, or
+    /// incidents closed), for the process that holds fewest to take at its next pass. Since a
+    /// dead process stops being counted before its incidents' leases run out, the others' shares
+    /// then cover every open incident, and none waits longer than the lease for a new holder.
+    pub(super) async fn incident_share(&self, incidents: Vec<String>) -> Result<Vec<(String, Option<Fence>)>, Error> {
+        if self.owned.is_some() {
+            return Ok(incidents.into_iter().map(|incident| (incident, None)).collect());
+        }
+        let present = format!("{PRESENT}{}", self.holder);
+        self.store.claim_leases(&self.holder, &[present], self.lease / 2).await?;
+        let processes = self.store.leases_held(PRESENT).await?.max(1);
+        let share = incidents.len().div_ceil(processes) + SLACK;
+        let names: Vec<String> = incidents.iter().map(|incident| incident_lease(incident)).collect();
+        let mut held = self.store.claim_leases_up_to(&self.holder, &names, self.lease, share).await?;
+        if held.len() > share {
+            let excess: Vec<u64> = held.split_off(share).iter().map(|lease| lease.token).collect();
+            tracing::debug!(share, processes, released = excess.len(), "incidents let go for the others to take");
+            self.store.renew_leases(&self.holder, &excess, Duration::ZERO).await?;
+        }
+        let mut held: std::collections::HashMap<String, store::Lease> =
+            held.into_iter().map(|lease| (lease.name.clone(), lease)).collect();
         Ok(incidents
             .into_iter()
             .zip(names)

@@ -444,7 +444,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             // Each open incident is ticked by the one process holding its lease (claims.rs).
             let mut ticked = 0;
-            for (id, under) in self.incident_leases(self.open_incidents().await?).await? {
+            for (id, under) in self.incident_share(self.open_incidents().await?).await? {
                 let decision = match self
                     .submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref())
                     .await

@@ -221,6 +221,20 @@ impl Store for AnyStore {
         each!(self, store => store.claim_leases(holder, names, lease))
     }
 
+    fn claim_leases_up_to(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: std::time::Duration,
+        most: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
+        each!(self, store => store.claim_leases_up_to(holder, names, lease, most))
+    }
+
+    fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send {
+        each!(self, store => store.leases_held(prefix))
+    }
+
     fn renew_leases(
         &self,
         holder: &str,

@@ -142,11 +142,24 @@ impl Leases {
     }
 
     /// Claims for `holder` those of the leases `names` that are free, expired or its own (see
-    /// [`Store::claim_leases`](super::Store::claim_leases)); returns those it holds.
-    pub(crate) fn claim_named(&self, holder: &str, names: &[String], lease: Duration) -> Vec<super::Lease> {
+    /// [`Store::claim_leases`](super::Store::claim_leases)), taking anew only as many as keep its
+    /// leases among `names` at `most` or fewer; returns those it holds.
+    pub(crate) fn claim_named(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: Duration,
+        most: usize,
+    ) -> Vec<super::Lease> {
         let now = Instant::now();
         let mut state = self.state();
         let mut held = Vec::new();
+        let distinct: std::collections::HashSet<&String> = names.iter().collect();
+        let mine = distinct
+            .iter()
+            .filter(|name| state.named.get(**name).is_some_and(|lease| lease.holder == holder && lease.until >= now))
+            .count();
+        let mut anew = most.saturating_sub(mine);
         for name in names {
             if held.iter().any(|lease: &super::Lease| lease.name == *name) {
                 continue;
@@ -157,7 +170,9 @@ impl Leases {
                     mine.token
                 }
                 Some(other) if !other.free(now) => continue,
+                _ if anew == 0 => continue,
                 _ => {
+                    anew -= 1;
                     state.token += 1;
                     let token = state.token;
                     let taken = Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 };
@@ -168,6 +183,12 @@ impl Leases {
             held.push(super::Lease { name: name.clone(), token });
         }
         held
+    }
+
+    /// How many named leases whose names begin with `prefix` are held now.
+    pub(crate) fn named_held(&self, prefix: &str) -> usize {
+        let now = Instant::now();
+        self.state().named.iter().filter(|(name, lease)| name.starts_with(prefix) && lease.until >= now).count()
     }
 
     /// Extends `holder`'s named leases with these tokens; returns those it still holds.

@@ -183,6 +183,22 @@ pub trait Store: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send;
 
+    /// [`Store::claim_leases`], taking anew only as many of `names` as keep `holder`'s leases
+    /// among `names` at `most` or fewer: those it holds already are kept and renewed whatever
+    /// their number (so it may hold more than `most`, and lets the rest go itself). What a
+    /// process claims its share of a kind of work with, so that several share it out evenly.
+    fn claim_leases_up_to(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: std::time::Duration,
+        most: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send;
+
+    /// How many leases whose names begin with `prefix` are held now (not run out): with one
+    /// lease a process (`replica/HOLDER`), how many processes share the work.
+    fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send;
+
     /// Extends `holder`'s leases with these tokens ([`Store::claim_leases`]) to `lease` from now,
     /// and returns the tokens it still holds. A zero `lease` lets them go.
     fn renew_leases(

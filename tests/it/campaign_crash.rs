@@ -36,8 +36,11 @@ const BATCH_SIZE: u32 = 50;
 const CONCURRENCY: u32 = 4;
 /// The most requests a run's sink answers before it holds the rest and the run is killed.
 const MOST_BEFORE_KILL: u64 = 4;
-/// How long a run may take to send its first request before it is killed anyway.
-const STARTING: Duration = Duration::from_secs(30);
+/// How long a run may go without a new request reaching the sink (counted from its start, then
+/// from its last request) before the test gives up on it: generous, since a debug build starting
+/// on a loaded machine reads and checks the whole store and list first; a run that sends nothing
+/// at all for this long is stuck, and the test says what the sink had seen.
+const QUIET: Duration = Duration::from_secs(180);
 /// How long the last, uninterrupted run may take before the test gives up on it.
 const LAST_RUN: Duration = Duration::from_secs(600);
 
@@ -172,6 +175,13 @@ impl Sink {
     /// Whether the `number`th request was answered.
     fn answered(&self, number: u64) -> bool {
         self.counted.lock().unwrap().answered.contains(&number)
+    }
+
+    /// Which of the last `count` requests were answered.
+    fn recently_answered(&self, count: u64) -> Vec<u64> {
+        let counted = self.counted.lock().unwrap();
+        let from = counted.arrived.saturating_sub(count) + 1;
+        counted.answered.range(from..).copied().collect()
     }
 
     /// Holds the answers to requests from the `from`th on (`None`: answers every request).
@@ -316,10 +326,15 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
         let held = kills % 2 == 0;
         sink.hold(Some(if held { chosen } else { chosen + 1 }));
         let mut runner = campaign.run();
-        let spawned = Instant::now();
         let reached = || if held { sink.requests() >= chosen } else { sink.answered(chosen) };
-        while !reached() && spawned.elapsed() < STARTING && runner.0.try_wait().unwrap().is_none() {
+        // Waits on the sink's own count: the run is given as long as it keeps sending.
+        let (first, mut seen, mut last_news) = (sink.requests(), sink.requests(), Instant::now());
+        while !reached() && last_news.elapsed() < QUIET && runner.0.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(1));
+            let now = sink.requests();
+            if now != seen {
+                (seen, last_news) = (now, Instant::now());
+            }
         }
         if let Some(exited) = runner.0.try_wait().unwrap() {
             sink.hold(None);
@@ -335,7 +350,16 @@ fn a_campaign_killed_at_random_loses_nobody_and_repeats_only_batches_in_flight()
             }
             continue;
         }
-        assert!(reached(), "seed {seed:#x}: run {} sent no request {chosen} in {STARTING:?}", kills + 1);
+        assert!(
+            reached(),
+            "seed {seed:#x}: run {} was to be killed at request {chosen} ({}), but sent nothing new for {QUIET:?}: \
+             the sink had {first} requests when it started and {} now, answered {:?} of the last ten; its log:\n{}",
+            kills + 1,
+            if held { "received" } else { "answered" },
+            sink.requests(),
+            sink.recently_answered(10),
+            campaign.run_log()
+        );
         runner.0.kill().unwrap();
         runner.0.wait().unwrap();
         sink.hold(None);

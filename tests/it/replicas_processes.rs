@@ -493,3 +493,125 @@ fn a_replica_frozen_past_its_lease_and_resumed_records_nothing_over_its_successo
         deployment.verify_all();
     });
 }
+
+/// The incidents' leases (`incident/ID`) held now, by holder, and the holders of the replicas
+/// present (their `replica/HOLDER` leases).
+async fn incident_holders(look: &mut sqlx::PgConnection) -> BTreeMap<String, BTreeSet<String>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT holder, name FROM leases WHERE starts_with(name, 'incident/') AND lease_until >= now()")
+            .fetch_all(look)
+            .await
+            .unwrap();
+    let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (holder, name) in rows {
+        holders.entry(holder).or_default().insert(name);
+    }
+    holders
+}
+
+/// The replica (its pid) a holder names (`pidPID-RANDOM`).
+fn holder_pid(holder: &str) -> i32 {
+    holder.strip_prefix("pid").and_then(|rest| rest.split('-').next()?.parse().ok()).expect("a holder names its pid")
+}
+
+/// How many incidents each replica holds, by slot, or what is wrong: an incident held by none,
+/// or a holder that is no running replica.
+fn spread(
+    holders: &BTreeMap<String, BTreeSet<String>>,
+    replicas: &[Replica],
+    incidents: usize,
+) -> Result<Vec<usize>, String> {
+    let mut each = vec![0; replicas.len()];
+    for (holder, names) in holders {
+        let pid = holder_pid(holder);
+        let Some(slot) =
+            replicas.iter().position(|replica| replica.child.as_ref().is_some_and(|child| child.id() as i32 == pid))
+        else {
+            return Err(format!("{} incidents still held by {holder}, no running replica", names.len()));
+        };
+        each[slot] += names.len();
+    }
+    let held: usize = each.iter().sum();
+    if held < incidents {
+        return Err(format!("{held} of {incidents} incidents held, by slot {each:?}"));
+    }
+    Ok(each)
+}
+
+#[test]
+fn three_replicas_share_the_incidents_and_the_others_take_a_dead_ones_within_the_lease() {
+    const INCIDENTS: usize = 30;
+    const LEASE: Duration = Duration::from_secs(12);
+    let stub = Stub::start(|_| Reply::json(200, json!({ "isolated": true })));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let Some(schema) = postgres::schema().await else { return };
+        let deployment = Deployment::new(&schema, &stub);
+        let mut replicas: Vec<Replica> = (0..REPLICAS).map(|slot| deployment.replica(slot)).collect();
+        for replica in &mut replicas {
+            replica.start(&deployment).await;
+        }
+        let bases: Vec<String> = replicas.iter().map(Replica::base).collect();
+        let client = reqwest::Client::new();
+        for number in 0..INCIDENTS {
+            // A group (deduplication key) each: thirty incidents.
+            deliver(&client, &bases, number, Instant::now() + LIMIT).await;
+        }
+        let mut look = schema.connect().await;
+
+        // Each replica holds some of the thirty, and together they hold them all.
+        let share = INCIDENTS.div_ceil(REPLICAS) + 1;
+        let each = wait_until("every replica to hold some of the incidents", LIMIT, async || {
+            let each = spread(&incident_holders(&mut look).await, &replicas, INCIDENTS)?;
+            if each.contains(&0) { Err(format!("by slot {each:?}")) } else { Ok(each) }
+        })
+        .await;
+        assert!(each.iter().all(|held| *held <= share), "none holds more than its share ({share}): {each:?}");
+
+        // One killed: the others hold its incidents, each taken at most a lease after the dead
+        // one's lease ran out (the database's clock; a look every few milliseconds).
+        let victim = 0;
+        let dead = format!("pid{}-", replicas[victim].pid().as_raw());
+        let until: BTreeMap<String, f64> = sqlx::query_as(
+            "SELECT name, extract(epoch FROM lease_until)::float8 FROM leases WHERE starts_with(name, 'incident/') AND starts_with(holder, $1)",
+        )
+        .bind(&dead)
+        .fetch_all(&mut look)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert!(!until.is_empty());
+        replicas[victim].kill();
+        let mut taken: BTreeMap<String, f64> = BTreeMap::new();
+        wait_until("the others to take the dead replica's incidents", LIMIT, async || {
+            let now: f64 =
+                sqlx::query_scalar("SELECT extract(epoch FROM now())::float8").fetch_one(&mut look).await.unwrap();
+            for (holder, names) in incident_holders(&mut look).await {
+                if !holder.starts_with(&dead) {
+                    for name in names.into_iter().filter(|name| until.contains_key(name)) {
+                        taken.entry(name).or_insert(now);
+                    }
+                }
+            }
+            if taken.len() == until.len() { Ok(()) } else { Err(format!("{} of {} taken", taken.len(), until.len())) }
+        })
+        .await;
+        for (name, at) in &taken {
+            let unowned = at - until[name];
+            assert!(unowned < LEASE.as_secs_f64(), "{name} waited {unowned:.1} s without a holder after its lease ran out");
+        }
+        let each = spread(&incident_holders(&mut look).await, &replicas, INCIDENTS).unwrap();
+        assert_eq!(each[victim], 0);
+        let share = INCIDENTS.div_ceil(REPLICAS - 1) + 1;
+        assert!(each.iter().all(|held| *held <= share), "none holds more than its share ({share}): {each:?}");
+
+        // Started again, it is given some back: the others let go of those above the new share.
+        replicas[victim].start(&deployment).await;
+        wait_until("the restarted replica to hold some incidents", LIMIT, async || {
+            let each = spread(&incident_holders(&mut look).await, &replicas, INCIDENTS)?;
+            if each.contains(&0) { Err(format!("by slot {each:?}")) } else { Ok(()) }
+        })
+        .await;
+    });
+}

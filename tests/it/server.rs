@@ -628,6 +628,18 @@ mod counting {
         ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
             self.inner.claim_leases(holder, names, lease)
         }
+        fn claim_leases_up_to(
+            &self,
+            holder: &str,
+            names: &[String],
+            lease: std::time::Duration,
+            most: usize,
+        ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
+            self.inner.claim_leases_up_to(holder, names, lease, most)
+        }
+        fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send {
+            self.inner.leases_held(prefix)
+        }
         fn renew_leases(
             &self,
             holder: &str,

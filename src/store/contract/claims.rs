@@ -121,6 +121,32 @@ fn fence_lost<T: std::fmt::Debug>(result: &Result<T, Error>, guarding: &str) -> 
     matches!(result, Err(Error::FenceLost { guarding: named, .. }) if named == guarding)
 }
 
+pub async fn up_to_a_share_of_named_leases_is_taken_anew(store: Arc<impl Store>) {
+    let wanted: Vec<String> = (1..=5).map(|n| format!("incident/share-{n}")).collect();
+    let first = store.claim_leases_up_to("replica-a", &wanted, HELD, 2).await.unwrap();
+    assert_eq!(first.len(), 2, "two of five taken: {first:?}");
+    let again = store.claim_leases_up_to("replica-a", &wanted, HELD, 2).await.unwrap();
+    assert_eq!(again, first, "at its share, the holder keeps its own and takes no more");
+    let more = store.claim_leases_up_to("replica-a", &wanted, HELD, 4).await.unwrap();
+    assert_eq!(more.len(), 4, "a larger share, two more: {more:?}");
+    assert!(first.iter().all(|lease| more.contains(lease)), "its own kept, with their tokens");
+    let other = store.claim_leases_up_to("replica-b", &wanted, HELD, 3).await.unwrap();
+    assert_eq!(other.len(), 1, "another takes only what is free: {other:?}");
+    assert!(!names(&more).contains(&other[0].name.as_str()));
+    let fewer = store.claim_leases_up_to("replica-a", &wanted, HELD, 1).await.unwrap();
+    assert_eq!(fewer, more, "a smaller share takes none away: the holder lets go of them itself");
+    assert_eq!(store.claim_leases_up_to("replica-c", &wanted, HELD, 0).await.unwrap(), []);
+
+    // Presence: leases by prefix, counted while they last.
+    assert_eq!(store.leases_held("incident/share-").await.unwrap(), 5);
+    assert_eq!(store.leases_held("nobody/").await.unwrap(), 0);
+    store.claim_leases("replica-a", &["present/replica-a".to_string()], BRIEF).await.unwrap();
+    store.claim_leases("replica-b", &["present/replica-b".to_string()], HELD).await.unwrap();
+    assert_eq!(store.leases_held("present/").await.unwrap(), 2);
+    tokio::time::sleep(BRIEF * 2).await;
+    assert_eq!(store.leases_held("present/").await.unwrap(), 1, "a lease run out is not counted");
+}
+
 pub async fn two_holders_never_hold_one_named_lease(store: Arc<impl Store>) {
     let wanted = ["incident/inc-2".to_string(), "inbox".to_string(), "incident/inc-1".to_string()];
     let (first, second) = tokio::join!(

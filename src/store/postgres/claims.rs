@@ -83,37 +83,50 @@ pub(super) async fn lost(connection: &mut sqlx::PgConnection, incident: &str, id
 
 /// Claims for `holder` those of `names` that no one holds, whose lease ran out, or that it holds
 /// already: a lease of its own with more than two thirds of `lease` left is kept as it is (no
-/// write), one with less is renewed with its token, and one taken anew gets a new token. Returns
-/// the leases of `names` it holds, in the order of `names`.
+/// write), one with less is renewed with its token, and one taken anew gets a new token. Takes
+/// anew only as many as keep its leases among `names` at `most` or fewer (the first by name), its
+/// own kept whatever their number. Returns the leases of `names` it holds, in the order of
+/// `names`.
 pub(super) async fn claim_named(
     pool: &PgPool,
     holder: &str,
     names: &[String],
     lease: Duration,
+    most: usize,
 ) -> Result<Vec<Lease>, Error> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "WITH wanted AS (SELECT DISTINCT name FROM unnest($2::text[]) AS given (name)),
-         new AS (
-             INSERT INTO leases (name, holder, lease_until, token)
-             SELECT name, $1, now() + make_interval(secs => $3), nextval('fence') FROM wanted
-             WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = wanted.name)
-             ON CONFLICT (name) DO NOTHING
-             RETURNING name, token
+         mine AS (
+             SELECT count(*) AS held FROM leases JOIN wanted USING (name)
+             WHERE leases.holder = $1 AND leases.lease_until >= now()
+         ),
+         absent AS (
+             SELECT name FROM wanted WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = wanted.name)
          ),
          free AS (
-             SELECT leases.name FROM leases JOIN wanted USING (name)
+             SELECT leases.name, leases.holder = $1 AND leases.lease_until >= now() AS own
+             FROM leases JOIN wanted USING (name)
              WHERE leases.lease_until < now()
                 OR (leases.holder = $1 AND leases.lease_until < now() + make_interval(secs => $3 * 2 / 3))
              FOR UPDATE OF leases SKIP LOCKED
          ),
+         anew AS (
+             SELECT name FROM (SELECT name FROM absent UNION ALL SELECT name FROM free WHERE NOT own) AS open
+             ORDER BY name LIMIT greatest($4 - (SELECT held FROM mine), 0)
+         ),
+         new AS (
+             INSERT INTO leases (name, holder, lease_until, token)
+             SELECT name, $1, now() + make_interval(secs => $3), nextval('fence') FROM absent JOIN anew USING (name)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING name, token
+         ),
          taken AS (
              UPDATE leases SET holder = $1, lease_until = now() + make_interval(secs => $3),
-                 token = CASE WHEN leases.holder = $1 AND leases.lease_until >= now() THEN leases.token
-                              ELSE nextval('fence') END
-             FROM free WHERE leases.name = free.name
+                 token = CASE WHEN free.own THEN leases.token ELSE nextval('fence') END
+             FROM free WHERE leases.name = free.name AND (free.own OR free.name IN (SELECT name FROM anew))
              RETURNING leases.name, leases.token
          ),
          kept AS (
@@ -125,6 +138,7 @@ pub(super) async fn claim_named(
     .bind(holder)
     .bind(names)
     .bind(lease.as_secs_f64())
+    .bind(i64::try_from(most).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
     let mut held = rows
@@ -133,6 +147,16 @@ pub(super) async fn claim_named(
         .collect::<Result<Vec<_>, Error>>()?;
     held.sort_by_key(|lease| names.iter().position(|name| *name == lease.name));
     Ok(held)
+}
+
+/// How many named leases whose names begin with `prefix` are held now.
+pub(super) async fn held_named(pool: &PgPool, prefix: &str) -> Result<usize, Error> {
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM leases WHERE starts_with(name, $1) AND lease_until >= now()")
+            .bind(prefix)
+            .fetch_one(pool)
+            .await?;
+    Ok(usize::try_from(held).unwrap_or(0))
 }
 
 /// Extends `holder`'s named leases with these tokens; returns those it still holds.

@@ -541,7 +541,24 @@ impl Store for SqliteStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        Ok(self.leases.claim_named(holder, names, lease))
+        Ok(self.leases.claim_named(holder, names, lease, usize::MAX))
+    }
+
+    async fn claim_leases_up_to(
+        &self,
+        holder: &str,
+        names: &[String],
+        lease: Duration,
+        most: usize,
+    ) -> Result<Vec<Lease>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(self.leases.claim_named(holder, names, lease, most))
+    }
+
+    async fn leases_held(&self, prefix: &str) -> Result<usize, Error> {
+        Ok(self.leases.named_held(prefix))
     }
 
     async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {

@@ -287,8 +287,9 @@ async fn a_batch_of_events_alone_with_one_stale_head_stores_the_others() {
     other.close().await;
 
     let batch = |expected: [u64; 3], text: &'static str| {
+        let store = &store;
         ids.into_iter().zip(expected).map(move |(id, expected)| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             tokio::spawn(async move { store.append(Append::new(id, expected, &[note(3, text)])).await })
         })
     };

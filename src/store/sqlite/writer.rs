@@ -564,46 +564,6 @@ impl Writer {
         Some(rows.version())
     }
 
-    /// Stores a batch of appends of events alone, each following the head this writer keeps for
-    /// its incident (or the one an append before it in the batch leaves), on the direct
-    /// connection in one transaction: their versions once committed, `None` when the batch is
-    /// not such a batch or was not stored (the usual path then stores it, or says why not).
-    fn store_batch_directly(&mut self, batch: &[Queued]) -> Option<Vec<u64>> {
-        let direct = self.direct.as_mut()?;
-        if !batch.iter().all(|append| !append.rows.events.is_empty() && append.rows.statements() == 1) {
-            return None;
-        }
-        // Each incident's version and head as the batch leaves them, so far; and every event's
-        // hash, chained in the batch's order.
-        let mut heads: HashMap<&str, (u64, Hash)> = HashMap::with_capacity(batch.len());
-        let mut hashes = Vec::with_capacity(batch.len());
-        for append in batch {
-            let rows = &append.rows;
-            let incident = rows.incident.as_str();
-            let mut head = match heads.get(incident).or_else(|| self.heads.get(incident)) {
-                Some((version, head)) if *version == rows.expected => *head,
-                _ => return None,
-            };
-            for event in &rows.events {
-                head = chain::link(&head, event.seq, event.json.as_bytes());
-                hashes.push(chain::to_hex(&head));
-            }
-            heads.insert(incident, (rows.version(), head));
-        }
-        let events = batch.iter().flat_map(|append| {
-            let incident = append.rows.incident.as_str();
-            append.rows.events.iter().map(move |event| (incident, event))
-        });
-        let values = events.zip(&hashes).map(|((incident, event), hash)| {
-            (incident, (signed(event.seq), event.kind, event.at.as_str(), event.json.as_str(), hash.as_str()))
-        });
-        direct.insert_batch(values).ok()?;
-        for (incident, head) in heads {
-            self.remember_head(incident, head);
-        }
-        Some(batch.iter().map(|append| append.rows.version()).collect())
-    }
-
     /// Keeps an incident's version and head as this writer stored them.
     fn remember_head(&mut self, incident: &str, head: (u64, Hash)) {
         if let Some(known) = self.heads.get_mut(incident) {

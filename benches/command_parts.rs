@@ -4,7 +4,9 @@
 //! encoding and the writer, no deciding) and a note through `Runtime::submit` (`submit`), each
 //! `N` (200) in a row on a fresh file, `ROUNDS` (5) rounds; ratios to `raw` within each round,
 //! medians. `MODES=submit N=1000 ROUNDS=1` runs one part alone, for `strace -c`, `perf trace` or
-//! `valgrind --tool=callgrind` (BENCHMARKS.md, "Where a command's time goes").
+//! `valgrind --tool=callgrind` (BENCHMARKS.md, "Where a command's time goes"). `many` is the
+//! other half of `benches/commands.rs`: `INCIDENTS` (100) incidents started, then `N` notes on
+//! each, all incidents at once (a task each); its rate counts every note.
 //!
 //! Run with `cargo bench --bench command_parts`.
 use std::collections::BTreeMap;
@@ -79,6 +81,38 @@ async fn submit((runtime, id, _): (R, String, u64)) -> f64 {
     rate(n(), start.elapsed())
 }
 
+fn incidents() -> usize {
+    std::env::var("INCIDENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+}
+
+async fn many_setup(path: std::path::PathBuf) -> R {
+    let store = SqliteStore::open(path).await.unwrap();
+    std::sync::Arc::new(Runtime::new(store, Catalog::built_in(), Directory::with(&[("dana", &["ops"])])))
+}
+
+async fn many(runtime: R) -> f64 {
+    let mut ids = Vec::new();
+    for _ in 0..incidents() {
+        ids.push(runtime.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap().0);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                for i in 0..n() {
+                    runtime.submit(&id, "dana", Command::Note { text: format!("note {i}") }).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    rate(incidents() * n(), start.elapsed())
+}
+
 fn main() {
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
     let tokio = tokio::runtime::Runtime::new().unwrap();
@@ -97,6 +131,7 @@ fn main() {
                     "raw1" => raw(path, true).await,
                     "append" => tokio::spawn(append(setup(path).await)).await.unwrap(),
                     "submit" => tokio::spawn(submit(setup(path).await)).await.unwrap(),
+                    "many" => tokio::spawn(many(many_setup(path).await)).await.unwrap(),
                     other => panic!("{other}"),
                 }
             });

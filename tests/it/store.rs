@@ -266,6 +266,65 @@ async fn an_append_of_events_alone_on_a_stale_head_is_a_conflict() {
     store.close().await;
 }
 
+/// The same for a batch of appends of events alone to several incidents (many incidents'
+/// commands at once), which the writer stores together on its direct connection: one stale head
+/// makes the schema refuse the batch there, and the writer's usual path stores the others and
+/// answers the stale one's conflict, in one commit; the next batch goes on from the heads in the
+/// file, and every chain stays whole.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_of_events_alone_with_one_stale_head_stores_the_others() {
+    use phasegate::audit::chain::{GENESIS, from_hex, link};
+    use phasegate::store::Error;
+    let (store, dir) = fresh().await;
+    let store = Arc::new(store);
+    let ids = ["inc-1", "inc-2", "inc-3"];
+    for id in ids {
+        store.append(Append::new(id, 0, &[started(id, "breach", None)])).await.unwrap();
+        assert_eq!(store.append(Append::new(id, 1, &[note(1, "first")])).await.unwrap(), 2);
+    }
+    let other = SqliteStore::open(dir.path().join("phasegate.db")).await.unwrap();
+    other.append(Append::new("inc-2", 2, &[note(2, "from the other process")])).await.unwrap();
+    other.close().await;
+
+    let batch = |expected: [u64; 3], text: &'static str| {
+        let store = &store;
+        ids.into_iter().zip(expected).map(move |(id, expected)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move { store.append(Append::new(id, expected, &[note(3, text)])).await })
+        })
+    };
+    let (tasks, commits) = sent_together(&store, 3, || batch([2, 2, 2], "second").collect::<Vec<_>>()).await;
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert!(matches!(results[0], Ok(3)), "{results:?}");
+    assert!(matches!(results[1], Err(Error::Conflict { expected: 2, actual: 3, .. })), "{results:?}");
+    assert!(matches!(results[2], Ok(3)), "{results:?}");
+    assert_eq!(store.commits() - commits, 1, "the stored two share one commit");
+
+    let (tasks, commits) = sent_together(&store, 3, || batch([3, 3, 3], "third").collect::<Vec<_>>()).await;
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 4);
+    }
+    assert_eq!(store.commits() - commits, 1, "one commit for the three");
+    for (id, expected) in ids.into_iter().zip([
+        ["first", "second", "third"],
+        ["first", "from the other process", "third"],
+        ["first", "second", "third"],
+    ]) {
+        let notes: Vec<_> = store.events(id).await.unwrap().into_iter().filter_map(|event| event.reason).collect();
+        assert_eq!(notes, expected, "{id}");
+        let links = store.chain(id, 0, 10).await.unwrap();
+        let mut prev = GENESIS;
+        for stored in &links {
+            prev = link(&prev, stored.seq, stored.event.as_bytes());
+            assert_eq!(from_hex(stored.hash.as_deref().unwrap()), Some(prev), "{id}, event {}", stored.seq);
+        }
+        assert_eq!(links.len(), 4, "{id}");
+    }
+}
+
 fn delivery(id: &str) -> phasegate::store::Delivery {
     phasegate::store::Delivery { source: "siem".into(), id: id.into(), received_at: contract::at(1) }
 }

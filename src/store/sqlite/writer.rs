@@ -320,6 +320,16 @@ impl Writer {
                 answer => Ok(Answers { appends: vec![answer.map_err(|refused| refused.error)], ..Answers::default() }),
             };
         }
+        // Appends of events alone, several incidents' at once: on the direct connection, in one
+        // transaction.
+        if !careful
+            && receives.is_empty()
+            && campaigns.is_empty()
+            && let Some(versions) = self.store_batch_directly(batch)
+        {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Answers { appends: versions.into_iter().map(Ok).collect(), ..Answers::default() });
+        }
         // Several statements: the batch together first, a statement per table; append by
         // append, with savepoints, only if something in it was refused.
         if !careful

@@ -2,14 +2,16 @@
 //! campaign write must follow that need no stored row (a key naming its incident, a plan numbered
 //! 1 to n, no batch named twice in one call), checked once here, and the rows it writes, encoded
 //! (times as text, a batch's skipped lines as JSON) and owned, so that they can travel to a
-//! writer.
+//! writer. Also the campaign types the `Store` trait speaks in (a batch as stored, its state, an
+//! answer, the totals, a refusal).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
+use super::Error;
 use super::rows::{parse_timestamp, timestamp};
-use super::{BatchResult, BatchState, CampaignBatch, CampaignProgress, CampaignRefusal, Error};
 use crate::campaign::{AttemptFailure, BatchPlan, FailureClass};
 
 /// The most characters of a failed attempt's error kept on its batch: the channel's words and
@@ -330,6 +332,92 @@ pub(crate) fn count(campaign: &str, value: i64) -> Result<u32, Error> {
 
 fn total(campaign: &str, value: i64) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| Error::Corrupt(format!("campaign `{campaign}` has a negative total: {value}")))
+}
+
+/// A batch of a campaign as stored: its plan, how far it has come, and its last failed attempt
+/// (kept after a later attempt and after the answer, for the record: it is current only while
+/// the batch is [`BatchState::Sending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignBatch {
+    pub plan: BatchPlan,
+    pub state: BatchState,
+    pub last_failure: Option<AttemptFailure>,
+}
+
+/// How far a campaign's batch has come. It only moves forward: planned, then sending (again, on
+/// each attempt), then answered for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    Planned,
+    /// Marked in flight `attempts` times; the last at `since`. After a crash these are the
+    /// possible repeats.
+    Sending {
+        attempts: u32,
+        since: DateTime<Utc>,
+    },
+    /// Answered at `at`, after `attempts` marks in flight: `sent` recipients sent, `failed` not.
+    Answered {
+        attempts: u32,
+        at: DateTime<Utc>,
+        sent: u32,
+        failed: u32,
+    },
+}
+
+/// The answer to one batch of a campaign, to record with [`Store::campaign_answered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult {
+    pub number: u32,
+    pub at: DateTime<Utc>,
+    pub sent: u32,
+    /// Recipients not sent, for good: (recipient id, reason).
+    pub failed: Vec<(String, String)>,
+    /// The batch's Merkle leaves, encoded: the store keeps them as given.
+    pub leaves: Vec<u8>,
+}
+
+/// A campaign's totals: its batches by state, the recipients its plan sends to, and of those
+/// in answered batches, how many were sent and how many failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CampaignProgress {
+    pub batches: u32,
+    pub planned: u32,
+    pub sending: u32,
+    pub answered: u32,
+    pub recipients: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Batches in flight whose last attempt failed (retried after a wait), and their failed
+    /// attempts' numbers summed, which moves with each failure and each answer of theirs.
+    pub retrying: u32,
+    pub failed_attempts: u64,
+}
+
+/// Why a campaign write was refused (see [`Error::Campaign`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CampaignRefusal {
+    /// The campaign has a plan already.
+    Planned,
+    /// Its plan has no batch with this number (or it has no plan).
+    Unknown(u32),
+    /// The batch was answered: it is never sent or answered again.
+    Answered(u32),
+    /// The batch was never marked sending, so it cannot have an answer.
+    NotSending(u32),
+    /// What was given breaks a rule: the problem, in words.
+    Invalid(String),
+}
+
+impl std::fmt::Display for CampaignRefusal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CampaignRefusal::Planned => write!(formatter, "it is planned already"),
+            CampaignRefusal::Unknown(number) => write!(formatter, "its plan has no batch {number}"),
+            CampaignRefusal::Answered(number) => write!(formatter, "batch {number} is answered already"),
+            CampaignRefusal::NotSending(number) => write!(formatter, "batch {number} was not marked sending"),
+            CampaignRefusal::Invalid(problem) => write!(formatter, "{problem}"),
+        }
+    }
 }
 
 #[cfg(test)]

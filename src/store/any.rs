@@ -142,10 +142,6 @@ impl Store for AnyStore {
         each!(self, store => store.events(incident))
     }
 
-    fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
-        each!(self, store => store.events_after(incident, after))
-    }
-
     fn events_page(
         &self,
         incident: &str,

@@ -193,19 +193,7 @@ impl Leases {
 
     /// Extends `holder`'s named leases with these tokens; returns those it still holds.
     pub(crate) fn renew_named(&self, holder: &str, tokens: &[u64], lease: Duration) -> Vec<u64> {
-        let until = Instant::now() + lease;
-        let mut state = self.state();
-        let mut renewed: Vec<u64> = state
-            .named
-            .values_mut()
-            .filter(|held| held.holder == holder && tokens.contains(&held.token))
-            .map(|held| {
-                held.until = until;
-                held.token
-            })
-            .collect();
-        renewed.sort_unstable();
-        renewed
+        extend(self.state().named.values_mut(), holder, tokens, Instant::now() + lease)
     }
 
     /// Checks that `fence` is its claim's latest token and keeps the claim from being taken
@@ -259,19 +247,7 @@ impl Leases {
 
     /// Extends `holder`'s leases with these tokens; returns those it still holds.
     pub(crate) fn renew(&self, holder: &str, tokens: &[u64], lease: Duration) -> Vec<u64> {
-        let until = Instant::now() + lease;
-        let mut state = self.state();
-        let mut renewed: Vec<u64> = state
-            .held
-            .values_mut()
-            .filter(|held| held.holder == holder && tokens.contains(&held.token))
-            .map(|held| {
-                held.until = until;
-                held.token
-            })
-            .collect();
-        renewed.sort_unstable();
-        renewed
+        extend(self.state().held.values_mut(), holder, tokens, Instant::now() + lease)
     }
 
     /// Before an append that records a claimed effect's result goes to the writer: refuses it if
@@ -344,4 +320,18 @@ impl Drop for Holding<'_> {
             lease.writing = lease.writing.saturating_sub(1);
         }
     }
+}
+
+/// Extends to `until` those of `leases` that `holder` holds with one of `tokens`: their tokens,
+/// in order.
+fn extend<'a>(leases: impl Iterator<Item = &'a mut Lease>, holder: &str, tokens: &[u64], until: Instant) -> Vec<u64> {
+    let mut renewed: Vec<u64> = leases
+        .filter(|held| held.holder == holder && tokens.contains(&held.token))
+        .map(|held| {
+            held.until = until;
+            held.token
+        })
+        .collect();
+    renewed.sort_unstable();
+    renewed
 }

@@ -108,7 +108,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The events of `incident` after the first `after`, in order: what a caller that already
     /// folded `after` events needs to catch up. Empty when there are none (or no such incident).
-    fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send;
+    fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+        async move {
+            let rest = Page::after(after, usize::MAX);
+            let page = self.events_page(incident, &rest).await?;
+            Ok(page.into_iter().map(|(_, event)| event).collect())
+        }
+    }
 
     /// One [`Page`] of `incident`'s log, each event with its position (1-based): for a reader
     /// that pages through it rather than folding it. Empty when there are none (or no such

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::{Append, Events, Fence, Headers};
+use super::{Append, Events, Fence, Headers, IncidentSummary};
 use crate::audit::chain::Canonical;
 use crate::engine::{Effect, Event, EventKind};
 
@@ -21,6 +21,44 @@ pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| Error::Corrupt(format!("`{text}` is not a time: {error}")))
+}
+
+/// An incident's summary as either backend reads it (`summaries!`): integers signed, times as
+/// text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct IncidentRow {
+    id: String,
+    runbook_id: String,
+    key: Option<String>,
+    version: i64,
+    started_at: String,
+    updated_at: String,
+    closed_at: Option<String>,
+    head: Option<String>,
+    checkpointed: i64,
+    checkpointed_at: Option<String>,
+}
+
+impl TryFrom<IncidentRow> for IncidentSummary {
+    type Error = Error;
+
+    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
+        let unsigned = |number: i64| {
+            u64::try_from(number).map_err(|_| Error::Corrupt(format!("a stored version is negative: {number}")))
+        };
+        Ok(IncidentSummary {
+            version: unsigned(row.version)?,
+            started_at: parse_timestamp(&row.started_at)?,
+            updated_at: parse_timestamp(&row.updated_at)?,
+            closed_at: row.closed_at.as_deref().map(parse_timestamp).transpose()?,
+            checkpointed: unsigned(row.checkpointed)?,
+            checkpointed_at: row.checkpointed_at.as_deref().map(parse_timestamp).transpose()?,
+            head: row.head,
+            id: row.id,
+            runbook_id: row.runbook_id,
+            key: row.key,
+        })
+    }
 }
 
 /// A delivery's headers as stored: a JSON object, or nothing when there are none.

@@ -30,7 +30,7 @@ mod notify;
 mod writer;
 
 use super::campaign::CampaignRows;
-use super::rows::{self, AppendRows};
+use super::rows::{self, AppendRows, IncidentRow};
 use super::{
     Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence, Headers,
     Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
@@ -403,11 +403,6 @@ impl Store for PostgresStore {
         Ok(events)
     }
 
-    async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
-        let page = self.events_page(incident, &Page::after(after, usize::MAX)).await?;
-        Ok(page.into_iter().map(|(_, event)| event).collect())
-    }
-
     async fn events_page(&self, incident: &str, page: &Page) -> Result<Vec<(u64, Event)>, Error> {
         let (sql, [position, limit, skip]) = page.statement();
         let query = sqlx::query_as::<_, (i64, String)>(sql).bind(incident).bind(position).bind(limit);
@@ -621,39 +616,6 @@ struct InboundRow {
     headers: Option<String>,
     body: Option<Vec<u8>>,
     numbered: Option<bool>,
-}
-
-#[derive(sqlx::FromRow)]
-struct IncidentRow {
-    id: String,
-    runbook_id: String,
-    key: Option<String>,
-    version: i64,
-    started_at: String,
-    updated_at: String,
-    closed_at: Option<String>,
-    head: Option<String>,
-    checkpointed: i64,
-    checkpointed_at: Option<String>,
-}
-
-impl TryFrom<IncidentRow> for IncidentSummary {
-    type Error = Error;
-
-    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
-        Ok(IncidentSummary {
-            version: unsigned(row.version)?,
-            started_at: rows::parse_timestamp(&row.started_at)?,
-            updated_at: rows::parse_timestamp(&row.updated_at)?,
-            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            checkpointed: unsigned(row.checkpointed)?,
-            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            head: row.head,
-            id: row.id,
-            runbook_id: row.runbook_id,
-            key: row.key,
-        })
-    }
 }
 
 /// PostgreSQL's integers are signed; versions and sequence numbers never are.

@@ -38,7 +38,7 @@ mod writer;
 
 use super::campaign::CampaignRows;
 use super::leases::Leases;
-use super::rows::{self, AppendRows};
+use super::rows::{self, AppendRows, IncidentRow};
 use super::{
     Append, BatchResult, CampaignBatch, CampaignProgress, ChainLink, Claimed, Counts, Delivery, Error, Fence, Headers,
     Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
@@ -47,7 +47,7 @@ use crate::audit::keys::SignedCheckpoint;
 use crate::campaign::{AttemptFailure, BatchPlan};
 use crate::engine::Event;
 use chrono::{DateTime, Utc};
-use read::{ChainRow, CheckpointRow, EffectRow, InboundRow, IncidentRow, signed, unsigned};
+use read::{ChainRow, CheckpointRow, EffectRow, InboundRow, signed, unsigned};
 use writer::{CampaignJob, Direct, Job, Queued, Receive, Waiting, chain_unhashed};
 
 /// The schema, embedded in the binary and brought up to date whenever a store is opened.
@@ -441,11 +441,6 @@ impl Store for SqliteStore {
             return Err(Error::NotFound { incident: incident.to_string() });
         }
         Ok(events)
-    }
-
-    async fn events_after(&self, incident: &str, after: u64) -> Result<Vec<Event>, Error> {
-        let page = self.events_page(incident, &Page::after(after, usize::MAX)).await?;
-        Ok(page.into_iter().map(|(_, event)| event).collect())
     }
 
     async fn events_page(&self, incident: &str, page: &Page) -> Result<Vec<(u64, Event)>, Error> {

@@ -1,8 +1,7 @@
 //! The rows the embedded store's reads map through, so that the engine's types never know SQL,
 //! and the conversions between SQLite's signed integers and phasegate's unsigned ones.
 
-use super::super::rows;
-use super::super::{Error, IncidentSummary};
+use super::super::Error;
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ChainRow {
@@ -33,39 +32,6 @@ pub(super) struct CheckpointRow {
 pub(super) struct EffectRow {
     pub(super) incident: String,
     pub(super) effect: String,
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct IncidentRow {
-    pub(super) id: String,
-    pub(super) runbook_id: String,
-    pub(super) key: Option<String>,
-    pub(super) version: i64,
-    pub(super) started_at: String,
-    pub(super) updated_at: String,
-    pub(super) closed_at: Option<String>,
-    pub(super) head: Option<String>,
-    pub(super) checkpointed: i64,
-    pub(super) checkpointed_at: Option<String>,
-}
-
-impl TryFrom<IncidentRow> for IncidentSummary {
-    type Error = Error;
-
-    fn try_from(row: IncidentRow) -> Result<IncidentSummary, Error> {
-        Ok(IncidentSummary {
-            version: unsigned(row.version)?,
-            started_at: rows::parse_timestamp(&row.started_at)?,
-            updated_at: rows::parse_timestamp(&row.updated_at)?,
-            closed_at: row.closed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            checkpointed: unsigned(row.checkpointed)?,
-            checkpointed_at: row.checkpointed_at.as_deref().map(rows::parse_timestamp).transpose()?,
-            head: row.head,
-            id: row.id,
-            runbook_id: row.runbook_id,
-            key: row.key,
-        })
-    }
 }
 
 /// SQLite integers are signed; versions and sequence numbers never are.

@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::postgres::PgConnection;
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgConnection};
 
 use chrono::Utc;
 
@@ -131,6 +132,9 @@ impl<'a> Fences<'a> {
     }
 }
 
+/// A statement with its arguments, before they are all bound.
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
 /// The events of a batch, in arrays, each with its incident and hash.
 #[derive(Default)]
 struct Events<'a> {
@@ -152,6 +156,17 @@ impl<'a> Events<'a> {
         self.hashes.push(hash);
     }
 
+    /// `query` with the events' arrays bound, as `$1` to `$6` (the order `events_given!` reads).
+    fn bound<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.incidents)
+            .bind(&self.seqs)
+            .bind(&self.kinds)
+            .bind(&self.times)
+            .bind(&self.jsons)
+            .bind(&self.hashes)
+    }
+
     /// Inserts them in one statement. Each incident's events go in the order given (the trigger
     /// checks each against the one before); the incidents in the order of their ids, so that two
     /// processes writing the same incidents lock their rows in the same order and never wait for
@@ -160,17 +175,11 @@ impl<'a> Events<'a> {
         if self.seqs.is_empty() {
             return Ok(());
         }
-        sqlx::query(concat!(
+        self.bound(sqlx::query(concat!(
             "INSERT INTO events (incident, seq, type, at, event, hash) ",
             events_given!(),
             " ORDER BY incident, n"
-        ))
-        .bind(&self.incidents)
-        .bind(&self.seqs)
-        .bind(&self.kinds)
-        .bind(&self.times)
-        .bind(&self.jsons)
-        .bind(&self.hashes)
+        )))
         .execute(connection)
         .await?;
         Ok(())
@@ -180,26 +189,21 @@ impl<'a> Events<'a> {
     /// (`FOR SHARE`) until it commits, and the events are inserted only if every claim still
     /// carries its token. Whether they were: when not, nothing was written.
     async fn insert_under(&self, connection: &mut PgConnection, fences: &Fences<'_>) -> Result<bool, sqlx::Error> {
-        let inserted = sqlx::query(concat!(
-            "WITH ",
-            held!("$7", "$8", "$9", "$10"),
-            " INSERT INTO events (incident, seq, type, at, event, hash) ",
-            events_given!(),
-            " WHERE (SELECT claims FROM held) = $11 ORDER BY incident, n"
-        ))
-        .bind(&self.incidents)
-        .bind(&self.seqs)
-        .bind(&self.kinds)
-        .bind(&self.times)
-        .bind(&self.jsons)
-        .bind(&self.hashes)
-        .bind(&fences.names)
-        .bind(&fences.tokens)
-        .bind(&fences.effects)
-        .bind(&fences.effect_tokens)
-        .bind(fences.count())
-        .execute(connection)
-        .await?;
+        let inserted = self
+            .bound(sqlx::query(concat!(
+                "WITH ",
+                held!("$7", "$8", "$9", "$10"),
+                " INSERT INTO events (incident, seq, type, at, event, hash) ",
+                events_given!(),
+                " WHERE (SELECT claims FROM held) = $11 ORDER BY incident, n"
+            )))
+            .bind(&fences.names)
+            .bind(&fences.tokens)
+            .bind(&fences.effects)
+            .bind(&fences.effect_tokens)
+            .bind(fences.count())
+            .execute(connection)
+            .await?;
         Ok(inserted.rows_affected() == self.seqs.len() as u64)
     }
 
@@ -235,17 +239,7 @@ impl<'a> Events<'a> {
                 " WHERE (SELECT claims FROM held) = $15 ORDER BY n"
             )),
         };
-        let inserted = query
-            .bind(&self.incidents)
-            .bind(&self.seqs)
-            .bind(&self.kinds)
-            .bind(&self.times)
-            .bind(&self.jsons)
-            .bind(&self.hashes)
-            .bind(now)
-            .bind(&effects.ids)
-            .bind(&effects.incidents)
-            .bind(&effects.jsons);
+        let inserted = self.bound(query).bind(now).bind(&effects.ids).bind(&effects.incidents).bind(&effects.jsons);
         let inserted = match fences.is_empty() {
             true => inserted,
             false => inserted

@@ -68,6 +68,7 @@ fn main() {
                 suppression: None,
                 lists_from: Some(std::path::Path::new(root).join("drills")),
                 test_recipients: Vec::new(),
+                ..phasegate::runtime::campaign::Settings::default()
             };
             let catalog = Arc::clone(&catalog);
             let finished =

@@ -103,7 +103,7 @@ pub struct AttemptFailure {
     pub class: FailureClass,
     /// What failed, in words (scrubbed of secrets by the channel).
     pub error: String,
-    /// When the batch goes again; `None` when it was given up.
+    /// When the batch goes again; `None` when its failure paused the campaign.
     pub retry_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

@@ -80,6 +80,7 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
         suppression: None,
         lists_from: Some(args.scenario.parent().map(Path::to_path_buf).unwrap_or_default()),
         test_recipients: Vec::new(),
+        ..crate::runtime::campaign::Settings::default()
     };
     let finished =
         crate::runtime::drill::run(&scenario, &runbook, &runbook_text, catalog, store, campaigns, tell).await?;

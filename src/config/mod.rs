@@ -262,6 +262,7 @@ impl Config {
                 suppression: parsed.campaigns.suppression.map(relative),
                 lists_from: None,
                 test_recipients: parsed.campaigns.test_recipients,
+                ..crate::runtime::campaign::Settings::default()
             },
         };
         config.validate()?;

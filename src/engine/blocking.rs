@@ -268,14 +268,22 @@ fn steps(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<
                     (_, Some((by, _))) => {
                         (format!("campaign cancelled by {by}, finishing its batches in flight ({sent})"), Vec::new())
                     }
+                    (Some((by, _)), None) if by == super::event::SYSTEM => (
+                        format!(
+                            "campaign paused by phasegate: a batch was not accepted in {} attempts in a row ({sent}); \
+                             resume it once the channel takes messages again, or cancel it",
+                            super::command::CAMPAIGN_ATTEMPTS
+                        ),
+                        rights.campaign.roles.clone(),
+                    ),
                     (Some((by, _)), None) => {
                         (format!("campaign paused by {by} ({sent}); resume it to go on"), rights.campaign.roles.clone())
                     }
                     (None, None) if campaign.batches == 0 => {
                         ("campaign reading its recipient list".to_string(), Vec::new())
                     }
-                    // It goes on by itself; the `campaign` roles can pause or cancel it (a campaign
-                    // whose batches keep failing does not stop by itself).
+                    // It goes on by itself; the `campaign` roles can pause or cancel it (a batch
+                    // failing its attempts in a row pauses it, above).
                     (None, None) => (
                         format!(
                             "campaign sending: {sent}, {} failed; it goes on by itself, or pause or cancel it",

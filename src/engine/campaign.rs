@@ -135,7 +135,21 @@ impl Work<'_> {
 
     /// A milestone from the sender (the runtime, not a person).
     pub(super) fn campaign_report(&mut self, phase: &str, step: &str, report: &CampaignReport) -> Result<(), Error> {
-        self.sending_campaign(phase, step)?;
+        if self.actor != super::event::SYSTEM {
+            return Err(Error::Campaign {
+                phase: phase.to_string(),
+                step: step.to_string(),
+                problem: format!("takes milestones from phasegate's sender only, not from `{}`", self.actor),
+            });
+        }
+        let campaign = self.sending_campaign(phase, step)?.unwrap_or_default();
+        if let CampaignReport::Halted { reason } = report {
+            // A person paused or cancelled it meanwhile: that stands, and says enough.
+            if campaign.paused.is_none() && campaign.cancelled.is_none() {
+                self.emit_because(report.event(phase, step), Some(reason.clone()));
+            }
+            return Ok(());
+        }
         self.emit(report.event(phase, step));
         Ok(())
     }

@@ -101,6 +101,12 @@ impl CampaignTest {
     }
 }
 
+/// A batch that fails this many attempts in a row pauses its campaign ([`CampaignReport::Halted`]:
+/// `campaign_paused`, by phasegate, with the batch's last error): a channel down for good is for a
+/// person to judge, and none of the batch's recipients is given up. Resumed, the batch has as many
+/// attempts again.
+pub const CAMPAIGN_ATTEMPTS: u32 = 8;
+
 /// A campaign's milestones, as the sender reports them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CampaignReport {
@@ -116,6 +122,9 @@ pub enum CampaignReport {
     },
     /// So many sent and failed so far, so many batches answered.
     Progress { sent: u64, failed: u64, batches_done: u32, batches: u32 },
+    /// A batch failed so many attempts in a row that the sender stopped: the campaign pauses
+    /// itself, recorded with why, until a person resumes or cancels it. No recipient is given up.
+    Halted { reason: String },
 }
 
 impl CampaignReport {
@@ -139,6 +148,7 @@ impl CampaignReport {
             CampaignReport::Progress { sent, failed, batches_done, batches } => {
                 EventKind::CampaignProgress { phase, step, sent, failed, batches_done, batches }
             }
+            CampaignReport::Halted { .. } => EventKind::CampaignPaused { phase, step },
         }
     }
 }

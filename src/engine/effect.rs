@@ -110,7 +110,7 @@ pub struct CampaignTotals {
     /// Cancelled by a person before every batch was sent.
     pub cancelled: bool,
     /// How many recipients failed for each reason (the channel's refusals, a message that could
-    /// not be rendered, a batch given up), the most common first reasons only.
+    /// not be rendered), the most common first reasons only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failed_by_reason: BTreeMap<String, u64>,
 }

@@ -27,8 +27,6 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use super::{Error, Executor, Loaded, Runtime};
 use crate::actions::campaign::{Answer, BatchJob};
 use crate::audit::merkle;
@@ -42,8 +40,10 @@ use crate::runbook::Templates;
 use crate::runbook::model::{Action, Step};
 use crate::store::{BatchResult, BatchState, CampaignBatch, Fence, PendingEffect, Store};
 
-/// A batch that fails this many attempts in a row is given up: its recipients failed.
-pub const ATTEMPTS: u32 = 8;
+pub use crate::engine::command::CAMPAIGN_ATTEMPTS as ATTEMPTS;
+pub use trouble::Trouble;
+
+mod trouble;
 
 /// The most common reasons for failures that `campaign_finished` records.
 const REASONS_KEPT: u32 = 20;
@@ -69,11 +69,20 @@ pub struct Settings {
     pub lists_from: Option<PathBuf>,
     /// Where a test send may go: addresses, and domains written `@DOMAIN` (`campaign_test`).
     pub test_recipients: Vec<String>,
+    /// The wait after a batch's first failed attempt; it doubles with each attempt after, up to
+    /// 128 times it (half a second: 1, 2, 4 ... 64 s, so eight attempts span about two minutes).
+    pub retry_unit: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { dir: PathBuf::from("campaigns"), suppression: None, lists_from: None, test_recipients: Vec::new() }
+        Settings {
+            dir: PathBuf::from("campaigns"),
+            suppression: None,
+            lists_from: None,
+            test_recipients: Vec::new(),
+            retry_unit: Duration::from_millis(500),
+        }
     }
 }
 
@@ -253,21 +262,31 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                     Answer::Failed { error, class } => {
                         // The attempt's error goes on the batch, so that a person sees why the
                         // campaign is stuck (`campaign status`, the incident's page) while it retries.
-                        let given_up_now = attempts >= ATTEMPTS;
-                        let wait = retry_wait(attempts);
-                        let retry_at = (!given_up_now)
-                            .then(|| at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));
+                        let halt = attempts.is_multiple_of(ATTEMPTS);
+                        let wait = retry_wait(self.campaign_settings.retry_unit, attempts);
+                        let retry_at =
+                            (!halt).then(|| at + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));
                         let failure = AttemptFailure { attempt: attempts, at, class, error: error.clone(), retry_at };
                         self.store.campaign_attempt_failed_under(campaign, number, &failure, under).await?;
-                        if given_up_now {
-                            tracing::warn!(%campaign, batch = number, %error, "batch given up");
-                            given_up(number, at, &sent.leaves, &error, attempts)
+                        shared.stop.store(true, Ordering::Relaxed);
+                        if halt {
+                            tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed again; the campaign pauses");
+                            let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else {
+                                return Ok(());
+                            };
+                            let reason = format!(
+                                "batch {number} was not accepted in {ATTEMPTS} attempts in a row; its last error: \
+                                 {error}; no recipient was given up: resume once the channel takes messages again"
+                            );
+                            let report = CampaignReport::Halted { reason };
+                            let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
+                            self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under)
+                                .await?;
                         } else {
                             tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed; it will be sent again");
-                            shared.stop.store(true, Ordering::Relaxed);
                             *shared.failed_attempt.lock().expect("never poisoned") = Some(wait);
-                            return Ok(());
                         }
+                        return Ok(());
                     }
                 };
                 self.store.campaign_answered_under(campaign, std::slice::from_ref(&result), under).await?;
@@ -484,24 +503,8 @@ fn totals(batches: &[CampaignBatch]) -> Totals {
 
 /// How long a batch waits after its failed attempt `attempts` (the first is 1) before it goes
 /// again: a second after the first, doubling to about a minute.
-fn retry_wait(attempts: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempts.min(7)))
-}
-
-/// A batch given up after [`ATTEMPTS`]: each recipient failed, with the channel's last error.
-fn given_up(number: u32, at: DateTime<Utc>, leaves: &[merkle::Leaf], error: &str, attempts: u32) -> BatchResult {
-    let reason = format!("not accepted after {attempts} attempts: {error}");
-    let leaves: Vec<merkle::Leaf> = leaves
-        .iter()
-        .map(|leaf| merkle::Leaf { outcome: merkle::LeafOutcome::Failed(reason.clone()), ..leaf.clone() })
-        .collect();
-    BatchResult {
-        number,
-        at,
-        sent: 0,
-        failed: leaves.iter().map(|leaf| (leaf.id.clone(), reason.clone())).collect(),
-        leaves: merkle::encode_leaves(&leaves),
-    }
+fn retry_wait(unit: Duration, attempts: u32) -> Duration {
+    unit.saturating_mul(1 << attempts.min(7))
 }
 
 /// How a campaign step reads its list (its id and address fields, its batch size); a step that
@@ -512,170 +515,5 @@ pub fn list_spec(step: &Step) -> ListSpec {
             ListSpec { id_field: id_field.clone(), address_field: address_field.clone(), batch_size: *batch_size }
         }
         _ => ListSpec { id_field: String::new(), address_field: String::new(), batch_size: 1 },
-    }
-}
-
-/// Why a campaign is not moving: a batch whose last attempt failed and that is not answered yet,
-/// so it is being retried (the most recent such failure, and how many other batches are in the
-/// same state). Once the batch is answered its failure is history, kept in the store for the
-/// record, and the campaign is no longer in trouble.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Trouble {
-    pub batch: u32,
-    /// The failed attempt (the batch's first is 1).
-    pub attempt: u32,
-    /// The attempts a batch has before it is given up.
-    pub of: u32,
-    /// A later attempt is in flight now.
-    pub in_flight: bool,
-    pub class: crate::campaign::FailureClass,
-    pub error: String,
-    pub at: DateTime<Utc>,
-    pub retry_at: Option<DateTime<Utc>>,
-    /// Other batches retrying after a failure too.
-    pub others: u32,
-}
-
-impl Trouble {
-    /// The campaign's trouble among `batches`, or `None` when no unanswered batch has failed.
-    pub fn of(batches: &[CampaignBatch]) -> Option<Trouble> {
-        let mut failing = batches.iter().filter_map(|batch| match (&batch.state, &batch.last_failure) {
-            (BatchState::Sending { attempts, .. }, Some(failure)) => Some((batch.plan.number, *attempts, failure)),
-            _ => None,
-        });
-        // The batch nearest to being given up (the most attempts failed), the first of those:
-        // lanes fail together when the channel is down, and the page should not hop between them.
-        let mut shown = failing.next()?;
-        let mut others = 0;
-        for candidate in failing {
-            others += 1;
-            if candidate.2.attempt > shown.2.attempt {
-                shown = candidate;
-            }
-        }
-        let (batch, attempts, failure) = shown;
-        Some(Trouble {
-            batch,
-            attempt: failure.attempt,
-            of: ATTEMPTS,
-            in_flight: attempts > failure.attempt,
-            class: failure.class,
-            error: failure.error.clone(),
-            at: failure.at,
-            retry_at: failure.retry_at,
-            others,
-        })
-    }
-
-    /// In words, at `now`: `retrying: batch 12, attempt 3 of 8, last error: POST ...: status 503:
-    /// busy at 03:12:04 UTC; next try in 20 s`.
-    pub fn sentence(&self, now: DateTime<Utc>) -> String {
-        format!("retrying: {}", self.detail(now))
-    }
-
-    /// [`Trouble::sentence`] without its first word, for where a label says it already.
-    pub fn detail(&self, now: DateTime<Utc>) -> String {
-        let at = self.at.format("%H:%M:%S UTC");
-        let next = if self.in_flight {
-            format!("attempt {} of {} in flight now", self.attempt + 1, self.of)
-        } else {
-            match self.retry_at {
-                Some(retry_at) if retry_at > now => {
-                    // Rounded up: a try 200 ms away is "in 1 s", never "in 0 s".
-                    let seconds = ((retry_at - now).num_milliseconds() + 999) / 1000;
-                    format!("next try in {seconds} s")
-                }
-                Some(_) => "next try due now".to_string(),
-                None => "given up".to_string(),
-            }
-        };
-        let others = match self.others {
-            0 => String::new(),
-            1 => " (1 more batch retrying)".to_string(),
-            n => format!(" ({n} more batches retrying)"),
-        };
-        format!(
-            "batch {}, attempt {} of {}, last error: {} at {at}; {next}{others}",
-            self.batch, self.attempt, self.of, self.error
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::campaign::{BatchPlan, FailureClass};
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-24T03:12:04Z").unwrap().with_timezone(&Utc)
-            + chrono::Duration::seconds(seconds)
-    }
-
-    fn batch(number: u32, state: BatchState, failed: Option<(u32, i64)>) -> CampaignBatch {
-        let plan = BatchPlan { number, start: 0, end: 0, first_line: 2, skip: Vec::new(), recipients: 10 };
-        let last_failure = failed.map(|(attempt, seconds)| AttemptFailure {
-            attempt,
-            at: at(seconds),
-            class: FailureClass::HttpStatus,
-            error: format!("status 503 (batch {number})"),
-            retry_at: Some(at(seconds + 20)),
-        });
-        CampaignBatch { plan, state, last_failure }
-    }
-
-    fn sending(attempts: u32) -> BatchState {
-        BatchState::Sending { attempts, since: at(-5) }
-    }
-
-    #[test]
-    fn a_campaign_is_in_trouble_while_a_failed_batch_is_unanswered() {
-        let answered = BatchState::Answered { attempts: 3, at: at(30), sent: 10, failed: 0 };
-        let cases: [(Vec<CampaignBatch>, i64, Option<&str>); 6] = [
-            (vec![batch(1, BatchState::Planned, None), batch(2, sending(1), None)], 0, None),
-            // Answered after failures: kept for the record, not current.
-            (vec![batch(1, answered, Some((2, 0))), batch(2, sending(1), None)], 0, None),
-            (
-                vec![batch(11, answered, None), batch(12, sending(3), Some((3, 0)))],
-                0,
-                Some(
-                    "retrying: batch 12, attempt 3 of 8, last error: status 503 (batch 12) at 03:12:04 UTC; next try in 20 s",
-                ),
-            ),
-            (
-                vec![batch(12, sending(3), Some((3, 0)))],
-                19,
-                Some(
-                    "retrying: batch 12, attempt 3 of 8, last error: status 503 (batch 12) at 03:12:04 UTC; next try in 1 s",
-                ),
-            ),
-            (
-                vec![batch(12, sending(3), Some((3, 0)))],
-                25,
-                Some(
-                    "retrying: batch 12, attempt 3 of 8, last error: status 503 (batch 12) at 03:12:04 UTC; next try due now",
-                ),
-            ),
-            // The batch with the most failed attempts is shown (the first of them), the others
-            // counted.
-            (
-                vec![
-                    batch(4, sending(2), Some((1, 0))),
-                    batch(5, sending(2), Some((2, 3))),
-                    batch(6, sending(2), Some((2, 1))),
-                    batch(7, sending(1), Some((1, 2))),
-                ],
-                4,
-                Some(
-                    "retrying: batch 5, attempt 2 of 8, last error: status 503 (batch 5) at 03:12:07 UTC; next try in 19 s (3 more batches retrying)",
-                ),
-            ),
-        ];
-        for (batches, now, expected) in cases {
-            assert_eq!(Trouble::of(&batches).map(|trouble| trouble.sentence(at(now))).as_deref(), expected);
-        }
-        let again = [batch(4, sending(3), Some((2, 0)))];
-        let trouble = Trouble::of(&again).unwrap();
-        assert!(trouble.in_flight);
-        assert!(trouble.sentence(at(30)).ends_with("; attempt 3 of 8 in flight now"), "{}", trouble.sentence(at(30)));
     }
 }

@@ -1,7 +1,8 @@
 //! A campaign's lanes in the runtime, with an executor that stands in for the channel: a pause
-//! recorded while batches are in flight stops every lane before its next batch, and a failed
-//! batch stops the slice's lanes, then goes again, with the same number, after its wait. The
-//! executor answers at once, so without those stops one slice would send all 30 batches.
+//! recorded while batches are in flight stops every lane before its next batch, a failed batch
+//! stops the slice's lanes, then goes again, with the same number, after its wait, and a batch
+//! that fails its eight attempts in a row pauses the campaign instead of giving its recipients
+//! up. The executor answers at once, so without those stops one slice would send all 30 batches.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use phasegate::actions::campaign::{Answer, BatchJob, BatchSent};
 use phasegate::audit::merkle::{self, Leaf, LeafOutcome};
-use phasegate::engine::command::CampaignAction;
+use phasegate::engine::command::{CampaignAction, CampaignReport};
 use phasegate::engine::{Command, Directory, Effect, Event, Incident, Outcome};
 use phasegate::render::Catalog;
 use phasegate::runbook::Runbook;
@@ -56,12 +57,12 @@ enum Seen {
 }
 
 /// Takes every batch, except that it pauses the campaign (as `comms`, through the runtime) while
-/// sending batch `pause_at`, and fails the first attempt of batch `fail`.
+/// sending batch `pause_at`, and fails the first `fail.1` attempts of batch `fail.0`.
 struct Channel {
     runtime: Arc<Runtime<SqliteStore, Catalog>>,
     incident: Mutex<String>,
     pause_at: Option<u32>,
-    fail: Option<u32>,
+    fail: Option<(u32, usize)>,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -97,7 +98,7 @@ impl Executor for Channel {
                 at: job.now,
             })
             .collect();
-        let answer = if self.fail == Some(job.number) && attempt == 1 {
+        let answer = if self.fail.is_some_and(|(number, times)| number == job.number && attempt <= times) {
             Answer::Failed { error: "503 from the relay".into(), class: phasegate::campaign::FailureClass::HttpStatus }
         } else {
             Answer::Accepted { rejected: Vec::new() }
@@ -106,7 +107,7 @@ impl Executor for Channel {
     }
 }
 
-async fn started(dir: &tempfile::TempDir, pause_at: Option<u32>, fail: Option<u32>) -> Channel {
+async fn started(dir: &tempfile::TempDir, pause_at: Option<u32>, fail: Option<(u32, usize)>) -> Channel {
     let members: String = (0..MEMBERS)
         .map(|n| format!("{{\"member_id\": \"M{n}\", \"email\": \"m{n}@example.com\", \"first_name\": \"Ann\"}}\n"))
         .collect();
@@ -115,6 +116,12 @@ async fn started(dir: &tempfile::TempDir, pause_at: Option<u32>, fail: Option<u3
     let settings = Settings {
         dir: dir.path().join("campaigns"),
         lists_from: Some(dir.path().to_path_buf()),
+        // Waits of 1, 2, 4 ... ms after failed attempts (half a second, doubling, by default).
+        retry_unit: if fail.is_some_and(|(_, times)| times > 1) {
+            Duration::from_millis(1)
+        } else {
+            Settings::default().retry_unit
+        },
         ..Settings::default()
     };
     let runtime =
@@ -171,7 +178,7 @@ async fn a_pause_recorded_mid_slice_stops_every_lane_before_its_next_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_stops_the_lanes_and_goes_again_with_its_number_after_a_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let channel = started(&dir, None, Some(5)).await;
+    let channel = started(&dir, None, Some((5, 1))).await;
     channel.runtime.run_due(&channel).await.unwrap();
     let first = channel.seen();
     let failed = first.iter().position(|s| *s == Seen::Sending(5)).expect("batch 5 was sent");
@@ -199,4 +206,65 @@ async fn a_failed_batch_stops_the_lanes_and_goes_again_with_its_number_after_a_w
     for number in (1..=30).filter(|n| *n != 5) {
         assert_eq!(seen.iter().filter(|s| **s == Seen::Sending(number)).count(), 1, "batch {number}: {seen:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_failing_eight_attempts_in_a_row_pauses_the_campaign_and_gives_no_recipient_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // Batch 5 fails nine times: its eight attempts, then the first after the resume.
+    let channel = started(&dir, None, Some((5, 9))).await;
+    let incident = channel.incident.lock().unwrap().clone();
+    let paused = async || {
+        let loaded = channel.runtime.load(&incident).await.unwrap();
+        loaded.incident.step("notify", "send").campaign.unwrap_or_default().paused.is_some()
+    };
+    wait_until("batch 5's eighth failure to pause the campaign", Duration::from_secs(60), async || {
+        channel.runtime.run_due(&channel).await.unwrap();
+        paused().await
+    })
+    .await;
+    let fives = |seen: &[Seen]| seen.iter().filter(|s| **s == Seen::Sending(5)).count();
+    assert_eq!(fives(&channel.seen()), 8, "batch 5 was tried eight times before the pause");
+    let loaded = channel.runtime.load(&incident).await.unwrap();
+    let pause = loaded.events.iter().rev().find(|e| e.kind.name() == "campaign_paused").unwrap();
+    assert_eq!(pause.actor, "phasegate");
+    let reason = pause.reason.as_deref().unwrap();
+    assert!(reason.contains("batch 5 was not accepted in 8 attempts in a row") && reason.contains("503"), "{reason}");
+    let campaign = loaded.incident.step("notify", "send").campaign.unwrap();
+    assert_eq!(campaign.failed, 0, "no recipient was given up");
+    assert_eq!(channel.step_status().await, "running", "paused, not failed");
+
+    // Paused, passes send nothing, however long they wait.
+    let before = channel.seen().len();
+    for _ in 0..3 {
+        channel.runtime.run_due(&channel).await.unwrap();
+    }
+    assert_eq!(channel.seen().len(), before, "a campaign paused by phasegate sends nothing");
+
+    // Only the runbook's `campaign` roles resume it; nobody but phasegate reports its milestones.
+    let resume =
+        Command::Campaign { phase: "notify".into(), step: "send".into(), action: CampaignAction::Resume, reason: None };
+    let refused = channel.runtime.submit(&incident, "dana", resume.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("does not hold"), "{refused}");
+    let halted = CampaignReport::Halted { reason: "by hand".into() };
+    let report = Command::CampaignReport { phase: "notify".into(), step: "send".into(), report: halted };
+    let refused = channel.runtime.submit(&incident, "robin", report).await.unwrap_err();
+    assert!(refused.to_string().contains("phasegate's sender only"), "{refused}");
+
+    // Resumed, batch 5 goes again with its number (it fails once more, then is taken) and the
+    // campaign ends with every recipient sent once, none failed.
+    channel.runtime.submit(&incident, "robin", resume).await.unwrap();
+    wait_until("the campaign to finish after the resume", Duration::from_secs(60), async || {
+        channel.runtime.run_due(&channel).await.unwrap();
+        channel.step_status().await == "done"
+    })
+    .await;
+    let seen = channel.seen();
+    assert_eq!(fives(&seen), 10, "eight attempts, the one that failed after the resume, the one taken: {seen:?}");
+    for number in (1..=30).filter(|n| *n != 5) {
+        assert_eq!(seen.iter().filter(|s| **s == Seen::Sending(number)).count(), 1, "batch {number}: {seen:?}");
+    }
+    let campaign = channel.runtime.load(&incident).await.unwrap().incident.step("notify", "send").campaign.unwrap();
+    let totals = campaign.finished.unwrap();
+    assert_eq!((totals.sent, totals.failed), (MEMBERS as u64, 0));
 }

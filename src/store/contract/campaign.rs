@@ -157,7 +157,7 @@ pub async fn a_failed_attempt_is_kept_on_its_batch(store: Arc<impl Store>) {
     assert_eq!(last_failures(&*store).await, [Some(unavailable.clone()), None, None]);
 
     // Marked in flight again, it keeps its last failure; the next failure replaces it, and the
-    // last one, given up (no retry), has no time to go again.
+    // last one, which paused the campaign (no retry), has no time to go again.
     store.campaign_sending(CAMPAIGN, &[1], at(3)).await.unwrap();
     assert_eq!(last_failures(&*store).await[0], Some(unavailable));
     let refused_connection = AttemptFailure {

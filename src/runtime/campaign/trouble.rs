@@ -89,10 +89,11 @@ impl Trouble {
                 None => "resume the campaign once the channel takes messages again".to_string(),
             }
         };
+        let doing = if self.halted() { "waiting too" } else { "retrying" };
         let others = match self.others {
             0 => String::new(),
-            1 => " (1 more batch retrying)".to_string(),
-            n => format!(" ({n} more batches retrying)"),
+            1 => format!(" (1 more batch {doing})"),
+            n => format!(" ({n} more batches {doing})"),
         };
         format!(
             "batch {}, attempt {} of {}, last error: {} at {at}; {next}{others}",

@@ -67,7 +67,8 @@ async fn the_schema_refuses_changes_to_the_log() {
     let mut connection = schema.connect().await;
     let previous = phasegate::audit::chain::from_hex(&head).unwrap();
     let not_json = "not json";
-    let chained_not_json = phasegate::audit::chain::to_hex(&phasegate::audit::chain::link(&previous, 3, not_json.as_bytes()));
+    let chained_not_json =
+        phasegate::audit::chain::to_hex(&phasegate::audit::chain::link(&previous, 3, not_json.as_bytes()));
     let refused = [
         (
             "an event skipping a version",
@@ -98,7 +99,8 @@ async fn the_schema_refuses_changes_to_the_log() {
         assert!(code.starts_with("23"), "{what}: refused as a constraint, not {error}");
     }
     // Chained to the head but not JSON: refused by the cast to JSON, as the CHECK did before 0005.
-    let statement = format!("INSERT INTO events VALUES ('inc-1', 3, 'note_added', 'x', '{not_json}', '{chained_not_json}')");
+    let statement =
+        format!("INSERT INTO events VALUES ('inc-1', 3, 'note_added', 'x', '{not_json}', '{chained_not_json}')");
     let error = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect_err("not JSON");
     let code = error.as_database_error().and_then(|error| error.code()).unwrap_or_default().to_string();
     assert_eq!(code, "22P02", "an event not JSON: refused as invalid text, not {error}");

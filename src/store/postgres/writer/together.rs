@@ -179,15 +179,17 @@ impl<'a> Events<'a> {
         match self.seqs.len() {
             0 => return Ok(()),
             1 => {
-                sqlx::query("INSERT INTO events (incident, seq, type, at, event, hash) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(self.incidents[0])
-                    .bind(self.seqs[0])
-                    .bind(self.kinds[0])
-                    .bind(self.times[0])
-                    .bind(self.jsons[0])
-                    .bind(&self.hashes[0])
-                    .execute(connection)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO events (incident, seq, type, at, event, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(self.incidents[0])
+                .bind(self.seqs[0])
+                .bind(self.kinds[0])
+                .bind(self.times[0])
+                .bind(self.jsons[0])
+                .bind(&self.hashes[0])
+                .execute(connection)
+                .await?;
                 return Ok(());
             }
             _ => {}

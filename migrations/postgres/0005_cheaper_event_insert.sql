@@ -10,9 +10,10 @@
 --
 -- Each CHECK constraint costs the server a reading of its stored expression in every statement
 -- that inserts, and the hash's regular expression (`{64}` hex digits) cost about as much as
--- the rest of the insert: together with the foreign key's lookup of the incident's row (which the
--- update above finds already), a quarter of the instructions of an append. They go, and the trigger, which
--- runs for every inserted event anyway, checks what they checked:
+-- pgbench's whole one-row insert; with the foreign key's lookup of the incident's row (which the
+-- update above finds anyway) they were more than a third of the server's instructions for an
+-- event. They go, and the trigger, which runs for every inserted event anyway, checks what they
+-- checked:
 --   * the incident exists (the foreign key): the update finds its row, or the event is refused;
 --     and an incident with events is never deleted, renamed or truncated (the triggers on
 --     `incidents` below), which the foreign key refused too;

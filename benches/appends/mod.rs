@@ -130,7 +130,9 @@ pub type Yardstick<'a> = (String, Box<dyn Fn() -> tokio::task::JoinHandle<f64> +
 /// always follows the same one: the `yardsticks`, of which the first is (a); (b) and (b') on
 /// `one`'s incident `ONE-0`; (c) on `many`'s `MANY-0` to `MANY-99`. Each round gives the rates
 /// (yardsticks first, then (b), (b'), (c)), their ratios to (a) taken within the round, and how
-/// many appends a commit carried in (c). `VERBOSE=1` prints every round.
+/// many appends a commit carried in (c). `VERBOSE=1` prints every round. `ONLY=b` (or `a`, `b'`,
+/// `c`) runs that measure alone, the others left at 0, to count what it costs (instructions,
+/// system calls) without the rest.
 pub async fn rounds<S: Commits>(
     yardsticks: &[Yardstick<'_>],
     (one, one_prefix): (Arc<S>, &str),
@@ -139,11 +141,22 @@ pub async fn rounds<S: Commits>(
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|value| value.parse().ok()).unwrap_or(61);
     let (mut one_version, mut many_versions) = (1, vec![1; INCIDENTS]);
     let measures = yardsticks.len() + 3;
+    let only = std::env::var("ONLY").ok();
+    let named = |measure: usize| match measure.checked_sub(yardsticks.len()) {
+        None if measure == 0 => "a",
+        None => "",
+        Some(0) => "b",
+        Some(1) => "b'",
+        Some(_) => "c",
+    };
     let mut measured = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let mut rates = vec![0.0; measures];
         let mut per_commit = 0.0;
         for measure in (0..measures).map(|step| (round + step) % measures) {
+            if only.as_deref().is_some_and(|only| only != named(measure)) {
+                continue;
+            }
             let kind = measure.checked_sub(yardsticks.len());
             rates[measure] = match kind {
                 None => yardsticks[measure].1().await.unwrap(),

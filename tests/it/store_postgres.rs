@@ -54,15 +54,21 @@ async fn the_same_events_have_the_same_hashes_in_both_backends() {
     sqlite.close().await;
 }
 
-/// The schema itself refuses what phasegate never does: an event out of order or not chained to
-/// its incident's head, and any change to a stored event or checkpoint, whoever asks (here a
-/// careless hand at the `psql` prompt).
+/// The schema itself refuses what phasegate never does: an event out of order, not chained to its
+/// incident's head, of no incident or not JSON, any change to a stored event, and the row of an
+/// incident with events deleted, renamed or truncated, whoever asks (here a careless hand at the
+/// `psql` prompt). Since migration 0005 the events' trigger checks what their CHECK constraints
+/// and foreign key did, so each is asked here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schema_refuses_changes_to_the_log() {
     let Some((store, schema)) = fresh().await else { return };
     store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None), note(1, "a")])).await.unwrap();
     let head = store.incident("inc-1").await.unwrap().unwrap().head.unwrap();
     let mut connection = schema.connect().await;
+    let previous = phasegate::audit::chain::from_hex(&head).unwrap();
+    let not_json = "not json";
+    let chained_not_json =
+        phasegate::audit::chain::to_hex(&phasegate::audit::chain::link(&previous, 3, not_json.as_bytes()));
     let refused = [
         (
             "an event skipping a version",
@@ -72,15 +78,32 @@ async fn the_schema_refuses_changes_to_the_log() {
             "an event not chained to the head",
             format!("INSERT INTO events VALUES ('inc-1', 3, 'note_added', 'x', '{{}}', '{}')", "0".repeat(64)),
         ),
+        (
+            "an event of no incident",
+            format!("INSERT INTO events VALUES ('inc-9', 1, 'note_added', 'x', '{{}}', '{}')", "0".repeat(64)),
+        ),
+        (
+            "an event at version 0",
+            format!("INSERT INTO events VALUES ('inc-1', 0, 'note_added', 'x', '{{}}', '{head}')"),
+        ),
         ("an event changed", "UPDATE events SET event = '{\"forged\": true}' WHERE seq = 2".to_string()),
         ("an event deleted", "DELETE FROM events WHERE seq = 2".to_string()),
         ("the log emptied", "TRUNCATE events CASCADE".to_string()),
+        ("an incident with events deleted", "DELETE FROM incidents WHERE id = 'inc-1'".to_string()),
+        ("an incident renamed", "UPDATE incidents SET id = 'inc-2' WHERE id = 'inc-1'".to_string()),
+        ("the incidents emptied", "TRUNCATE incidents CASCADE".to_string()),
     ];
     for (what, statement) in refused {
         let error = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect_err(what);
         let code = error.as_database_error().and_then(|error| error.code()).unwrap_or_default().to_string();
         assert!(code.starts_with("23"), "{what}: refused as a constraint, not {error}");
     }
+    // Chained to the head but not JSON: refused by the cast to JSON, as the CHECK did before 0005.
+    let statement =
+        format!("INSERT INTO events VALUES ('inc-1', 3, 'note_added', 'x', '{not_json}', '{chained_not_json}')");
+    let error = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect_err("not JSON");
+    let code = error.as_database_error().and_then(|error| error.code()).unwrap_or_default().to_string();
+    assert_eq!(code, "22P02", "an event not JSON: refused as invalid text, not {error}");
     let links = store.chain("inc-1", 0, 10).await.unwrap();
     assert_eq!(links.len(), 2, "nothing changed");
     assert_eq!(links[1].hash.as_deref(), Some(head.as_str()));

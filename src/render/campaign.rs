@@ -179,40 +179,139 @@ impl Renderer {
         threads: usize,
         then: impl Fn(&Recipient, Result<Rendered, Error>) -> T + Sync,
     ) -> Vec<T> {
+        let variants = 1 + usize::from(self.html_file.is_some());
+        let parts: Vec<Vec<T>> = self.scatter(recipients, codes, threads, |part, code| {
+            let mut worker = Worker::new(self);
+            worker.spare = self.spares(part.len() * variants);
+            part.iter().enumerate().map(|(n, recipient)| then(recipient, worker.render(recipient, code(n)))).collect()
+        });
+        parts.into_iter().flatten().collect()
+    }
+
+    /// Every recipient's message written straight into the form a JSON body sends it in, on
+    /// [`Renderer::render_batch_on`]'s threads: each thread takes a buffer from `part` and calls
+    /// `write` with each of its recipients in turn, their offer code, that buffer, and an
+    /// [`Escaping`] that renders the recipient's message into it escaped for a JSON string
+    /// (the template's literal text was escaped once, when it was compiled). `write` writes what
+    /// goes around the message and does what it needs with the message as rendered (such as its
+    /// digest), which stays in the thread's own buffers: a batch holds each message once, in the
+    /// form it is sent in. Gives `write`'s results in the recipients' order, and the threads'
+    /// buffers in the same order.
+    ///
+    /// # Panics
+    ///
+    /// When `codes` is given and its length differs from `recipients`'.
+    pub fn render_parts<T: Send>(
+        &self,
+        recipients: &[Recipient],
+        codes: Option<&[String]>,
+        threads: usize,
+        part: impl Fn() -> Vec<u8> + Sync,
+        write: impl Fn(&mut Escaping<'_>, &Recipient, Option<&str>, &mut Vec<u8>) -> T + Sync,
+    ) -> (Vec<T>, Vec<Vec<u8>>) {
+        let written = self.scatter(recipients, codes, threads, |chunk, code| {
+            let mut escaping = Escaping { worker: Worker::new(self), text: String::new(), html: String::new() };
+            let mut out = part();
+            let made: Vec<T> =
+                chunk.iter().enumerate().map(|(n, recipient)| write(&mut escaping, recipient, code(n), &mut out)).collect();
+            (made, out)
+        });
+        let mut all = Vec::with_capacity(recipients.len());
+        let mut parts = Vec::with_capacity(written.len());
+        for (made, out) in written {
+            all.extend(made);
+            parts.push(out);
+        }
+        (all, parts)
+    }
+
+    /// `run` on one thread per part of `recipients` (at most `threads`, fewer for a small batch;
+    /// the calling thread takes the first part), with each part and the offer code of its `n`th
+    /// recipient; the results in the parts' order.
+    fn scatter<'c, R: Send>(
+        &self,
+        recipients: &[Recipient],
+        codes: Option<&'c [String]>,
+        threads: usize,
+        run: impl Fn(&[Recipient], &dyn Fn(usize) -> Option<&'c str>) -> R + Sync,
+    ) -> Vec<R> {
         if let Some(codes) = codes {
             assert_eq!(codes.len(), recipients.len(), "one offer code per recipient");
         }
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
-        let variants = 1 + usize::from(self.html_file.is_some());
-        let then = &then;
-        let run = |start: usize, part: &[Recipient]| {
-            let mut worker = Worker::new(self);
-            worker.spare = self.spares(part.len() * variants);
-            part.iter()
-                .enumerate()
-                .map(|(n, recipient)| {
-                    then(recipient, worker.render(recipient, codes.map(|codes| codes[start + n].as_str())))
-                })
-                .collect::<Vec<_>>()
+        let run = &run;
+        let part = move |start: usize, part: &[Recipient]| {
+            run(part, &|n: usize| codes.map(|codes| codes[start + n].as_str()))
         };
         if threads == 1 {
-            return run(0, recipients);
+            return vec![part(0, recipients)];
         }
         std::thread::scope(|scope| {
             let mut parts = recipients.chunks(chunk).enumerate();
             // The calling thread renders the first part itself.
             let (_, first) = parts.next().unwrap_or((0, &[]));
-            let others: Vec<_> = parts.map(|(n, part)| scope.spawn(move || run(n * chunk, part))).collect();
-            let mut all = run(0, first);
+            let others: Vec<_> = parts.map(|(n, chunk_of)| scope.spawn(move || part(n * chunk, chunk_of))).collect();
+            let mut all = vec![part(0, first)];
             for handle in others {
                 match handle.join() {
-                    Ok(rendered) => all.extend(rendered),
+                    Ok(done) => all.push(done),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
             all
         })
+    }
+}
+
+/// A recipient's message as [`Escaping::message`] rendered it: its text and its HTML (when the
+/// template has one) as they are sent, unescaped (what the message's digest covers), in the
+/// thread's buffers until its next message.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'w> {
+    pub text: &'w str,
+    pub html: Option<&'w str>,
+}
+
+/// What [`Renderer::render_parts`] renders a thread's messages with.
+pub struct Escaping<'r> {
+    worker: Worker<'r>,
+    /// The last message's text and HTML, unescaped.
+    text: String,
+    html: String,
+}
+
+impl Escaping<'_> {
+    /// `recipient`'s message appended to `out` escaped for JSON strings (without their quotes):
+    /// its text and, when the template has an HTML variant, `between` then its HTML. Gives the
+    /// message as rendered. A failed render (named as [`Renderer::render`] names it) leaves
+    /// `out` as it was.
+    pub fn message(
+        &mut self,
+        recipient: &Recipient,
+        code: Option<&str>,
+        out: &mut Vec<u8>,
+        between: &[u8],
+    ) -> Result<Raw<'_>, Error> {
+        let start = out.len();
+        if let Err(error) = self.write(recipient, code, out, between) {
+            out.truncate(start);
+            return Err(error);
+        }
+        let html = self.worker.renderer.html_file.as_ref().map(|_| self.html.as_str());
+        Ok(Raw { text: &self.text, html })
+    }
+
+    fn write(&mut self, recipient: &Recipient, code: Option<&str>, out: &mut Vec<u8>, between: &[u8]) -> Result<(), Error> {
+        self.worker.prepared = false;
+        self.text.clear();
+        self.worker.file_into(false, recipient, code, &mut self.text, Some(&mut *out))?;
+        if self.worker.renderer.html_file.is_some() {
+            out.extend_from_slice(between);
+            self.html.clear();
+            self.worker.file_into(true, recipient, code, &mut self.html, Some(out))?;
+        }
+        Ok(())
     }
 }
 
@@ -269,41 +368,59 @@ impl<'r> Worker<'r> {
         self.prepared = true;
     }
 
+    /// One file of the recipient's message, in a buffer of its own.
     fn file(&mut self, html: bool, recipient: &Recipient, code: Option<&str>) -> Result<String, Error> {
-        let renderer = self.renderer;
-        let (file, compiled, last) = if html {
-            (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled, self.html_size)
-        } else {
-            (renderer.text_file.as_str(), &renderer.text_compiled, self.text_size)
-        };
+        let last = if html { self.html_size } else { self.text_size };
         // A little over the last message: most messages of a campaign are about the same size.
         let mut out = self.spare.pop().unwrap_or_default();
         out.reserve(last + last / 8 + 64);
-        let rendered = match compiled {
-            Some(compiled) if compiled.render(&recipient.fields, code, &mut out).is_ok() => out,
-            _ => {
-                self.prepare(recipient, code);
-                let mut out = out.into_bytes();
-                let in_file = |message: String| Error::Recipient {
-                    file: file.to_string(),
-                    line: recipient.line,
-                    id: recipient.id.clone(),
-                    message,
-                };
-                renderer
-                    .parsed
-                    .tera
-                    .render_to(file, &self.context, &mut out)
-                    .map_err(|error| in_file(error_text(&error)))?;
-                String::from_utf8(out).map_err(|error| in_file(error.to_string()))?
-            }
-        };
+        self.file_into(html, recipient, code, &mut out, None)?;
         if html {
-            self.html_size = rendered.len();
+            self.html_size = out.len();
         } else {
-            self.text_size = rendered.len();
+            self.text_size = out.len();
         }
-        Ok(rendered)
+        Ok(out)
+    }
+
+    /// One file of the recipient's message into `out` (empty), and escaped for a JSON string
+    /// appended to `json` when given: from the compiled form where it renders, else by tera.
+    fn file_into(
+        &mut self,
+        html: bool,
+        recipient: &Recipient,
+        code: Option<&str>,
+        out: &mut String,
+        mut json: Option<&mut Vec<u8>>,
+    ) -> Result<(), Error> {
+        let renderer = self.renderer;
+        let (file, compiled) = if html {
+            (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled)
+        } else {
+            (renderer.text_file.as_str(), &renderer.text_compiled)
+        };
+        let compiled = compiled.as_ref().is_some_and(|compiled| match json.as_deref_mut() {
+            Some(json) => compiled.render_json(&recipient.fields, code, out, json).is_ok(),
+            None => compiled.render(&recipient.fields, code, out).is_ok(),
+        });
+        if compiled {
+            return Ok(());
+        }
+        self.prepare(recipient, code);
+        let in_file = |message: String| Error::Recipient {
+            file: file.to_string(),
+            line: recipient.line,
+            id: recipient.id.clone(),
+            message,
+        };
+        let mut bytes = std::mem::take(out).into_bytes();
+        bytes.clear();
+        renderer.parsed.tera.render_to(file, &self.context, &mut bytes).map_err(|error| in_file(error_text(&error)))?;
+        *out = String::from_utf8(bytes).map_err(|error| in_file(error.to_string()))?;
+        if let Some(json) = json {
+            super::json::escape(json, out);
+        }
+        Ok(())
     }
 }
 
@@ -505,6 +622,61 @@ mod tests {
         assert_eq!(results.len(), broken.len());
         for (n, result) in results.iter().enumerate() {
             assert_eq!(result.is_err(), n == 200, "recipient {n}: {result:?}");
+        }
+        let (results, parts) = strict.render_parts(&broken, None, 2, Vec::new, |escaping, recipient, code, out| {
+            escaping.message(recipient, code, out, b"").map(|raw| raw.text.to_string()).map_err(|e| e.to_string())
+        });
+        assert_eq!(results.len(), broken.len());
+        for (n, result) in results.iter().enumerate() {
+            assert_eq!(result.is_err(), n == 200, "recipient {n}: {result:?}");
+        }
+        let names: String = broken.iter().filter_map(|r| r.fields.get("first_name")?.as_str()).collect();
+        assert_eq!(parts.concat(), names.as_bytes(), "nothing written for the recipient that failed");
+    }
+
+    /// `text` escaped for a JSON string, as serde_json escapes it.
+    fn escaped(text: &str) -> String {
+        let quoted = serde_json::to_string(text).unwrap();
+        quoted[1..quoted.len() - 1].to_string()
+    }
+
+    #[test]
+    fn a_batch_written_for_json_is_each_message_escaped_in_order() {
+        let note = catalog(&[("note.txt", NOTE), ("note.html", "<p>\"{{ recipient.first_name }}\"\n{{ code }}</p>")]);
+        // One that tera renders (`default` is not compiled), and the reference notice, compiled.
+        for (catalog, name) in [(note, "note"), (Catalog::built_in(), "customer-notice")] {
+            let renderer = Renderer::new(&catalog, name, base()).unwrap();
+            assert_eq!(renderer.compiled(), name == "customer-notice");
+            let recipients: Vec<Recipient> =
+                (0..301).map(|n| recipient(n + 2, &format!("M-{n}"), &format!("A\"n\\n\t{n}"))).collect();
+            let codes: Vec<String> = (0..301).map(|n| format!("CODE-{n}")).collect();
+            let one_by_one: Vec<Rendered> = recipients
+                .iter()
+                .zip(&codes)
+                .map(|(recipient, code)| renderer.render(recipient, Some(code)).unwrap())
+                .collect();
+            let expected: Vec<String> = one_by_one
+                .iter()
+                .map(|r| format!("{}|{}", escaped(&r.text), escaped(r.html.as_deref().unwrap_or_default())))
+                .collect();
+            for threads in [1, 2, 3, 8] {
+                let (raws, parts) = renderer.render_parts(
+                    &recipients,
+                    Some(&codes),
+                    threads,
+                    Vec::new,
+                    |escaping, recipient, code, out| {
+                        if !out.is_empty() {
+                            out.push(b',');
+                        }
+                        let raw = escaping.message(recipient, code, out, b"|").unwrap();
+                        Rendered { text: raw.text.to_string(), html: raw.html.map(str::to_string) }
+                    },
+                );
+                assert_eq!(raws, one_by_one, "{name}, {threads} threads");
+                let parts: Vec<String> = parts.into_iter().map(|part| String::from_utf8(part).unwrap()).collect();
+                assert_eq!(parts.join(","), expected.join(","), "{name}, {threads} threads");
+            }
         }
     }
 

@@ -13,8 +13,12 @@
 //! other status, no answer, or no complete answer within the timeout is a failed attempt of the
 //! whole batch, which the runtime sends again with the same key.
 //!
-//! The body is written straight from the messages into one buffer (no intermediate JSON value):
-//! at millions of messages of several kilobytes, the copy would cost as much as the sending.
+//! The body is written straight into buffers, never through an intermediate JSON value: at
+//! millions of messages of several kilobytes, the copy would cost as much as the sending. A
+//! campaign's batches go further ([`BatchHttp::send_parts`]): each rendering thread writes its
+//! messages in the wire format as it renders them (`render::campaign`'s `render_parts`, with the
+//! template's literal text escaped for JSON once per campaign), and its part of the body is sent
+//! as it is, so a batch in flight holds each message once, in the form that is sent.
 //!
 //! Where the request may go is the outbound policy's to say, as for every request phasegate
 //! makes: [`BatchHttp::for_channel`] and [`crate::actions::Actions::batch_http`] use a client
@@ -33,6 +37,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use super::{Answer, Batch, FailureClass};
 use crate::actions::outbound::{self, Policy};
 use crate::actions::{Error, Revealed, SecretSource, http};
+use crate::render::json;
 use crate::runbook::model::{Channel, ChannelKind, Text, format_duration};
 
 /// The most of a 2xx answer read for its `rejected` list; a longer answer rejects nothing.
@@ -44,8 +49,9 @@ const MAX_EXCERPT_READ: usize = 4 * 1024;
 /// The most characters of an answer quoted in a failure.
 const EXCERPT_CHARS: usize = 200;
 
-/// The most request bodies a sender keeps for the next batches: one per batch in flight.
-const MAX_SPARE_BODIES: usize = 8;
+/// The most buffers of request bodies a sender keeps for the next batches: a batch in flight
+/// holds a part of its body for each rendering thread, or one body.
+const MAX_SPARE_BODIES: usize = 16;
 
 /// Why a relay's rejection says nothing more.
 const NO_REASON: &str = "rejected by the relay";
@@ -62,8 +68,8 @@ pub struct BatchHttp {
     target: String,
     /// Secret values sent (name, value), scrubbed from what the relay answers.
     hidden: Arc<Vec<(String, String)>>,
-    /// Buffers of bodies already sent: a body is megabytes, which the allocator would otherwise
-    /// map and fault in afresh for every batch.
+    /// Buffers of bodies (or parts of bodies) already sent: a body is megabytes, which the
+    /// allocator would otherwise map and fault in afresh for every batch.
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -180,19 +186,70 @@ impl BatchHttp {
     /// Sends `batch` and says what the relay made of it. Never fails: no answer is
     /// [`Answer::Failed`], with the reason.
     pub async fn send(&self, batch: Batch<'_>) -> Answer {
-        let key = batch.idempotency_key();
+        let mut buffer = self.buffer();
+        write_body(&mut buffer, &batch);
+        let ids: Vec<&str> = batch.messages.iter().map(|message| message.id.as_str()).collect();
+        self.post(batch.campaign, batch.number, Chunks::new(vec![self.pooled(buffer)]), &ids).await
+    }
+
+    /// An empty buffer to write a part of a body into: one of a body already sent when there is
+    /// one (a body is megabytes, which the allocator would otherwise map and fault in afresh for
+    /// every batch).
+    pub fn buffer(&self) -> Vec<u8> {
+        let mut buffer = self.spare.lock().expect("never poisoned").pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// Sends batch `number` of `campaign` (`INCIDENT/PHASE/STEP`), whose messages are already
+    /// written in the wire format: `parts` hold them in order, each part whole messages written
+    /// by a [`Messages`] (an empty part holds none), `ids` their recipients' ids in the same
+    /// order. The parts are sent as they are, one after the other, between the body's head and
+    /// end (never copied into one buffer), and go back to the buffers [`BatchHttp::buffer`] gives
+    /// once sent. As [`BatchHttp::send`] otherwise.
+    pub async fn send_parts(&self, campaign: &str, number: u32, parts: Vec<Vec<u8>>, ids: &[&str]) -> Answer {
+        let body = self.parts_body(campaign, number, parts);
+        self.post(campaign, number, body, ids).await
+    }
+
+    /// The body of [`BatchHttp::send_parts`]: its head, the parts that hold messages with a comma
+    /// between each two, and its end.
+    fn parts_body(&self, campaign: &str, number: u32, parts: Vec<Vec<u8>>) -> Chunks {
+        let mut head = Vec::with_capacity(64 + campaign.len());
+        write_head(&mut head, campaign, number);
+        let mut chunks = vec![bytes::Bytes::from(head)];
+        for part in parts {
+            if part.is_empty() {
+                drop(self.pooled(part));
+                continue;
+            }
+            if chunks.len() > 1 {
+                chunks.push(bytes::Bytes::from_static(b","));
+            }
+            chunks.push(self.pooled(part));
+        }
+        chunks.push(bytes::Bytes::from_static(b"]}"));
+        Chunks::new(chunks)
+    }
+
+    /// `buffer` as a body's chunk, back among the spare buffers once sent (or dropped).
+    fn pooled(&self, buffer: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Pooled { buffer, pool: Arc::clone(&self.spare) })
+    }
+
+    /// POSTs `body`, batch `number` of `campaign` holding the messages of `ids`, and reads the
+    /// answer.
+    async fn post(&self, campaign: &str, number: u32, body: Chunks, ids: &[&str]) -> Answer {
+        let key = super::idempotency_key(campaign, number);
         let Ok(key_value) = HeaderValue::from_str(&key) else {
             let error = format!("`{key}` cannot be sent as an `Idempotency-Key` header");
             return Answer::Failed { error, class: FailureClass::Local };
         };
         let mut headers = self.headers.clone();
         headers.insert(HeaderName::from_static("idempotency-key"), key_value);
-        let mut buffer = self.spare.lock().expect("never poisoned").pop().unwrap_or_default();
-        buffer.clear();
-        write_body(&mut buffer, &batch);
-        let body = bytes::Bytes::from_owner(Pooled { buffer, pool: Arc::clone(&self.spare) });
         let target = format!("POST {}", self.target);
         let exchange = async {
+            let body = reqwest::Body::wrap(body);
             let response = self.client.post(self.url.clone()).headers(headers).body(body).send().await?;
             let status = response.status();
             let cap = if status.is_success() { MAX_ANSWER } else { MAX_EXCERPT_READ };
@@ -216,14 +273,14 @@ impl BatchHttp {
             Ok(Ok((status, bytes, truncated))) if status.is_success() => {
                 if truncated {
                     tracing::warn!(
-                        campaign = batch.campaign,
-                        batch = batch.number,
+                        campaign,
+                        batch = number,
                         limit = MAX_ANSWER,
                         "the relay's answer is too long to read; no message of the batch counts as rejected"
                     );
                     return Answer::Accepted { rejected: Vec::new() };
                 }
-                Answer::Accepted { rejected: rejected(&bytes, &batch) }
+                Answer::Accepted { rejected: rejected(&bytes, campaign, number, ids) }
             }
             Ok(Ok((status, bytes, _))) => {
                 let excerpt = self.excerpt(&bytes);
@@ -276,6 +333,46 @@ impl Drop for Pooled {
     }
 }
 
+/// A request body in pieces sent one after the other, its length known before the first is sent
+/// (so the request says `Content-Length`, as one buffer would): a batch's parts go as the
+/// rendering threads wrote them.
+struct Chunks {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn new(chunks: Vec<bytes::Bytes>) -> Chunks {
+        let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        Chunks { chunks: chunks.into(), remaining }
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let chunk = this.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            this.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(chunk.map(|chunk| Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// The batch as the body of its request, in the wire format's field order, written straight into
 /// one buffer: exactly what `serde_json` makes of the same messages (its compact form and its
 /// escaping), at a fraction of the cost (each message is a few kilobytes of text and HTML).
@@ -295,101 +392,83 @@ fn write_body(out: &mut Vec<u8>, batch: &Batch<'_>) {
         .map(|m| m.id.len() + m.to.len() + m.subject.len() + m.text.len() + m.html.as_ref().map_or(0, String::len) + 64)
         .sum();
     out.reserve(64 + batch.campaign.len() + payload + payload / 8);
-    out.extend_from_slice(br#"{"campaign":"#);
-    json_string(out, batch.campaign);
-    out.extend_from_slice(br#","batch":"#);
-    out.extend_from_slice(batch.number.to_string().as_bytes());
-    out.extend_from_slice(br#","messages":["#);
+    write_head(out, batch.campaign, batch.number);
+    let start = out.len();
     // Most campaigns give every message the same subject: escaped once.
-    let mut subject: (&str, Vec<u8>) = ("", Vec::new());
-    for (n, message) in batch.messages.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
+    let mut subject = batch.messages.first().map_or("", |message| message.subject.as_str());
+    let mut writer = Messages::new(subject);
+    for message in batch.messages {
+        if message.subject != subject {
+            subject = &message.subject;
+            writer = Messages::new(subject);
         }
-        out.extend_from_slice(br#"{"id":"#);
-        json_string(out, &message.id);
-        out.extend_from_slice(br#","to":"#);
-        json_string(out, &message.to);
-        out.extend_from_slice(br#","subject":"#);
-        if n == 0 || subject.0 != message.subject {
-            subject.1.clear();
-            json_string(&mut subject.1, &message.subject);
-            subject.0 = &message.subject;
-        }
-        out.extend_from_slice(&subject.1);
-        out.extend_from_slice(br#","text":"#);
-        json_string(out, &message.text);
+        let mut part = Part { out: &mut *out, start };
+        writer.open(&mut part, &message.id, &message.to);
+        json::escape(part.out, &message.text);
         if let Some(html) = &message.html {
-            out.extend_from_slice(br#","html":"#);
-            json_string(out, html);
+            part.out.extend_from_slice(Messages::HTML);
+            json::escape(part.out, html);
         }
-        out.push(b'}');
+        Messages::close(part.out);
     }
     out.extend_from_slice(b"]}");
 }
 
-/// `text` as a JSON string, quotes included, escaped as `serde_json` escapes: the quote and the
-/// backslash, and the control characters below U+0020 (`\b`, `\t`, `\n`, `\f`, `\r` by name,
-/// the others as `\u00xx`), nothing else. Eight bytes are checked at once, and the text between
-/// the bytes to escape is copied in one piece.
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    // A high bit in each byte of `word` that is zero, and maybe in bytes above one that is:
-    // none when no byte is, and the lowest is always a zero byte (the borrow runs upwards only).
-    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut written = 0;
-    let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        // Bytes below 0x20 (the same test, against 0x20 rather than 1), quotes and backslashes.
-        let found = (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
-            | zero(word ^ (ONES * u64::from(b'"')))
-            | zero(word ^ (ONES * u64::from(b'\\')));
-        if found == 0 {
-            at += 8;
-            continue;
-        }
-        let hit = at + (found.trailing_zeros() / 8) as usize;
-        out.extend_from_slice(&bytes[written..hit]);
-        escape(out, bytes[hit]);
-        written = hit + 1;
-        at = hit + 1;
-    }
-    for (offset, &byte) in bytes[at..].iter().enumerate() {
-        if byte < 0x20 || byte == b'"' || byte == b'\\' {
-            out.extend_from_slice(&bytes[written..at + offset]);
-            escape(out, byte);
-            written = at + offset + 1;
-        }
-    }
-    out.extend_from_slice(&bytes[written..]);
-    out.push(b'"');
+/// The body's head, up to its first message.
+fn write_head(out: &mut Vec<u8>, campaign: &str, number: u32) {
+    out.extend_from_slice(br#"{"campaign":"#);
+    json::string(out, campaign);
+    out.extend_from_slice(br#","batch":"#);
+    out.extend_from_slice(number.to_string().as_bytes());
+    out.extend_from_slice(br#","messages":["#);
 }
 
-/// A byte that JSON escapes (a control character, a quote or a backslash), escaped.
-fn escape(out: &mut Vec<u8>, byte: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match byte {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        0x08 => out.extend_from_slice(b"\\b"),
-        0x0c => out.extend_from_slice(b"\\f"),
-        _ => {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])
+/// Where messages are written: `out` from `start` on holds whole messages, comma-separated.
+pub struct Part<'o> {
+    pub out: &'o mut Vec<u8>,
+    pub start: usize,
+}
+
+/// Writes the messages of a batch, each with the same subject, in the wire format: [`Messages::open`]
+/// before the message's text, then its text escaped for JSON ([`crate::render::json`]), then
+/// [`Messages::HTML`] and its HTML escaped when it has one, then [`Messages::close`].
+pub struct Messages {
+    /// `,"subject":"..","text":"`, the subject escaped once for every message.
+    subject: Vec<u8>,
+}
+
+impl Messages {
+    /// What comes between a message's text and its HTML.
+    pub const HTML: &'static [u8] = br#"","html":""#;
+
+    pub fn new(subject: &str) -> Messages {
+        let mut written = br#","subject":"#.to_vec();
+        json::string(&mut written, subject);
+        written.extend_from_slice(br#","text":""#);
+        Messages { subject: written }
+    }
+
+    /// A message's start, up to its text: after a comma when the part holds a message already.
+    pub fn open(&self, part: &mut Part<'_>, id: &str, to: &str) {
+        if part.out.len() > part.start {
+            part.out.push(b',');
         }
+        part.out.extend_from_slice(br#"{"id":"#);
+        json::string(part.out, id);
+        part.out.extend_from_slice(br#","to":"#);
+        json::string(part.out, to);
+        part.out.extend_from_slice(&self.subject);
+    }
+
+    /// A message's end, after its text or its HTML.
+    pub fn close(out: &mut Vec<u8>) {
+        out.extend_from_slice(br#""}"#);
     }
 }
 
 /// The messages a 2xx answer rejects, in the batch's order, each once; an id the batch does not
 /// hold is left out. An answer that is empty, or says nothing of rejections, rejects nothing.
-fn rejected(bytes: &[u8], batch: &Batch<'_>) -> Vec<(String, String)> {
+fn rejected(bytes: &[u8], campaign: &str, number: u32, ids: &[&str]) -> Vec<(String, String)> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Vec::new();
     }
@@ -397,8 +476,8 @@ fn rejected(bytes: &[u8], batch: &Batch<'_>) -> Vec<(String, String)> {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(
-                campaign = batch.campaign,
-                batch = batch.number,
+                campaign,
+                batch = number,
                 %error,
                 "the relay's 2xx answer is not JSON; no message of the batch counts as rejected"
             );
@@ -410,8 +489,8 @@ fn rejected(bytes: &[u8], batch: &Batch<'_>) -> Vec<(String, String)> {
     };
     let Some(listed) = listed.as_array() else {
         tracing::warn!(
-            campaign = batch.campaign,
-            batch = batch.number,
+            campaign,
+            batch = number,
             "the relay's `rejected` is not a list; no message of the batch counts as rejected"
         );
         return Vec::new();
@@ -435,16 +514,16 @@ fn rejected(bytes: &[u8], batch: &Batch<'_>) -> Vec<(String, String)> {
         reasons.entry(id).or_insert(reason);
     }
     let mut found = Vec::with_capacity(reasons.len());
-    for message in batch.messages {
-        if let Some(reason) = reasons.remove(&message.id) {
-            found.push((message.id.clone(), reason));
+    for id in ids {
+        if let Some(reason) = reasons.remove(*id) {
+            found.push((id.to_string(), reason));
         }
     }
     if !reasons.is_empty() || unreadable > 0 {
         // The ids themselves identify people: the log says how many, not which.
         tracing::warn!(
-            campaign = batch.campaign,
-            batch = batch.number,
+            campaign,
+            batch = number,
             unknown = reasons.len(),
             unreadable,
             "the relay rejected messages the batch does not hold, or listed them without an id; ignored"
@@ -536,13 +615,46 @@ mod tests {
                 .collect();
             let batch = Batch { campaign: &subject, number, messages: &messages };
             proptest::prop_assert_eq!(body(&batch), serde_body(&batch));
+            // The same messages written part by part, as the rendering threads write them (every
+            // message with the batch's subject), then sent as parts: the same bytes.
+            let same: Vec<Message> = messages.iter().map(|m| Message { subject: subject.clone(), ..m.clone() }).collect();
+            let batch = Batch { campaign: &subject, number, messages: &same };
+            for cut in 0..=same.len() {
+                proptest::prop_assert_eq!(parts_sent(&batch, cut), serde_body(&batch));
+            }
         }
+    }
+
+    /// `batch`'s messages (all with the first's subject) written as two parts cut at message
+    /// `cut` (and an empty part between them), sent as [`BatchHttp::send_parts`] sends them.
+    fn parts_sent(batch: &Batch<'_>, cut: usize) -> Vec<u8> {
+        let subject = batch.messages.first().map_or("", |m| m.subject.as_str());
+        let writer = Messages::new(subject);
+        let write = |messages: &[Message]| {
+            let mut out = b"left over".to_vec();
+            out.clear();
+            for message in messages {
+                let mut part = Part { out: &mut out, start: 0 };
+                writer.open(&mut part, &message.id, &message.to);
+                json::escape(&mut out, &message.text);
+                if let Some(html) = &message.html {
+                    out.extend_from_slice(Messages::HTML);
+                    json::escape(&mut out, html);
+                }
+                Messages::close(&mut out);
+            }
+            out
+        };
+        let parts = vec![write(&batch.messages[..cut]), Vec::new(), write(&batch.messages[cut..])];
+        let sender = BatchHttp::new("http://127.0.0.1:9/".into(), Vec::new(), &reqwest::Client::new(), Duration::from_secs(1))
+            .unwrap();
+        let body = sender.parts_body(batch.campaign, batch.number, parts);
+        assert_eq!(body.remaining, body.chunks.iter().map(|c| c.len() as u64).sum::<u64>());
+        body.chunks.iter().flat_map(|chunk| chunk.iter().copied()).collect()
     }
 
     #[test]
     fn rejections_are_read_leniently_and_only_for_messages_of_the_batch() {
-        let messages = [message("a", None), message("b", None), message("7", None)];
-        let batch = Batch { campaign: "inc-1/p/s", number: 1, messages: &messages };
         let table: &[(&str, &[(&str, &str)])] = &[
             ("", &[]),
             ("  \n", &[]),
@@ -565,7 +677,7 @@ mod tests {
         for (answer, expected) in table {
             let expected: Vec<(String, String)> =
                 expected.iter().map(|(id, reason)| (id.to_string(), reason.to_string())).collect();
-            assert_eq!(rejected(answer.as_bytes(), &batch), expected, "{answer}");
+            assert_eq!(rejected(answer.as_bytes(), "inc-1/p/s", 1, &["a", "b", "7"]), expected, "{answer}");
         }
     }
 

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use super::{ListSpec, Recipient};
 
+mod line;
 mod probe;
 mod source;
 use probe::Probe;
@@ -149,7 +150,13 @@ pub fn check_address(address: &str) -> Result<(), &'static str> {
     if address.len() > MAX_ADDRESS_BYTES {
         return Err("longer than 254 bytes");
     }
-    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII's whitespace and control characters are the bytes up to the space, and DEL.
+    let spaced = if address.is_ascii() {
+        address.bytes().any(|byte| byte <= b' ' || byte == 0x7f)
+    } else {
+        address.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if spaced {
         return Err("contains a space or a control character");
     }
     let mut parts = address.split('@');
@@ -358,6 +365,9 @@ impl<R: Read> Reader<R> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !self.keep_fields {
             // Only the id and the address are kept; every other value is checked and dropped.
+            if let Some((id, address)) = line::probe(line, &self.id_field, &self.address_field) {
+                return Ok((Map::new(), id_text(id.as_ref())?, address_text(address.as_ref())?));
+            }
             let mut deserializer = serde_json::Deserializer::from_slice(line);
             let probe = Probe { id_field: &self.id_field, address_field: &self.address_field };
             let probed = serde::de::DeserializeSeed::deserialize(probe, &mut deserializer)
@@ -367,7 +377,12 @@ impl<R: Read> Reader<R> {
                 return Ok((Map::new(), id_text(id.as_ref())?, address_text(address.as_ref())?));
             }
         }
-        let fields = match serde_json::from_slice::<Value>(line) {
+        // The usual line without serde_json; any other the way it always was.
+        let parsed = match line::object(line) {
+            Some(fields) => Ok(Value::Object(fields)),
+            None => serde_json::from_slice::<Value>(line),
+        };
+        let fields = match parsed {
             Ok(Value::Object(fields)) => fields,
             Ok(_) => return Err(Reason::NotAnObject),
             Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
@@ -665,6 +680,15 @@ mod tests {
         assert_eq!(check_address(&format!("a@{domain}")), Err("longer than 254 bytes"));
         let longest = format!("a@{}.example", "d".repeat(244));
         assert_eq!((longest.len(), check_address(&longest)), (254, Ok(())));
+        // Every ASCII character in an ASCII address is judged as in any other address.
+        for byte in 0u8..=0x7f {
+            let character = char::from(byte);
+            let spaced = character.is_whitespace() || character.is_control();
+            for address in [format!("a{character}b@c.example"), format!("a{character}b@c.example\u{e9}")] {
+                let refused = check_address(&address) == Err("contains a space or a control character");
+                assert_eq!(refused, spaced, "{address:?}");
+            }
+        }
     }
 
     #[test]

@@ -212,8 +212,11 @@ impl Renderer {
         let written = self.scatter(recipients, codes, threads, |chunk, code| {
             let mut escaping = Escaping { worker: Worker::new(self), text: String::new(), html: String::new() };
             let mut out = part();
-            let made: Vec<T> =
-                chunk.iter().enumerate().map(|(n, recipient)| write(&mut escaping, recipient, code(n), &mut out)).collect();
+            let made: Vec<T> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, recipient)| write(&mut escaping, recipient, code(n), &mut out))
+                .collect();
             (made, out)
         });
         let mut all = Vec::with_capacity(recipients.len());
@@ -241,9 +244,8 @@ impl Renderer {
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
         let run = &run;
-        let part = move |start: usize, part: &[Recipient]| {
-            run(part, &|n: usize| codes.map(|codes| codes[start + n].as_str()))
-        };
+        let part =
+            move |start: usize, part: &[Recipient]| run(part, &|n: usize| codes.map(|codes| codes[start + n].as_str()));
         if threads == 1 {
             return vec![part(0, recipients)];
         }
@@ -302,7 +304,13 @@ impl Escaping<'_> {
         Ok(Raw { text: &self.text, html })
     }
 
-    fn write(&mut self, recipient: &Recipient, code: Option<&str>, out: &mut Vec<u8>, between: &[u8]) -> Result<(), Error> {
+    fn write(
+        &mut self,
+        recipient: &Recipient,
+        code: Option<&str>,
+        out: &mut Vec<u8>,
+        between: &[u8],
+    ) -> Result<(), Error> {
         self.worker.prepared = false;
         self.text.clear();
         self.worker.file_into(false, recipient, code, &mut self.text, Some(&mut *out))?;

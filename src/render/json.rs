@@ -62,7 +62,9 @@ fn escape_byte(out: &mut Vec<u8>, byte: u8) {
         b'\t' => out.extend_from_slice(b"\\t"),
         0x08 => out.extend_from_slice(b"\\b"),
         0x0c => out.extend_from_slice(b"\\f"),
-        _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]),
+        _ => {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])
+        }
     }
 }
 

@@ -646,8 +646,12 @@ mod tests {
             out
         };
         let parts = vec![write(&batch.messages[..cut]), Vec::new(), write(&batch.messages[cut..])];
-        let sender = BatchHttp::new("http://127.0.0.1:9/".into(), Vec::new(), &reqwest::Client::new(), Duration::from_secs(1))
-            .unwrap();
+        // One sender for every case: a client takes a while to make.
+        static SENDER: std::sync::OnceLock<BatchHttp> = std::sync::OnceLock::new();
+        let sender = SENDER.get_or_init(|| {
+            let client = reqwest::Client::new();
+            BatchHttp::new("http://127.0.0.1:9/".into(), Vec::new(), &client, Duration::from_secs(1)).unwrap()
+        });
         let body = sender.parts_body(batch.campaign, batch.number, parts);
         assert_eq!(body.remaining, body.chunks.iter().map(|c| c.len() as u64).sum::<u64>());
         body.chunks.iter().flat_map(|chunk| chunk.iter().copied()).collect()

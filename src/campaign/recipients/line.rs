@@ -174,7 +174,10 @@ mod tests {
     #[test]
     fn the_usual_line_is_read_and_anything_else_left_to_serde_json() {
         let table: &[(&str, bool)] = &[
-            (r#"{"member_id": "M1000001", "email": "ben.1@example.com", "first_name": "Chloé", "offer_points": 500}"#, true),
+            (
+                r#"{"member_id": "M1000001", "email": "ben.1@example.com", "first_name": "Chloé", "offer_points": 500}"#,
+                true,
+            ),
             (r#" { } "#, true),
             ("{}", true),
             ("\t{\"a\"\r:\n\"b\" ,\"c\":true,\"d\":false,\"e\":null,\"f\":0,\"g\":1234567890123456789}\t", true),

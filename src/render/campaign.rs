@@ -16,6 +16,11 @@
 //! A batch's messages are megabytes that the allocator would give back to the system when the
 //! batch is sent and fault in again for the next one; the sender hands the buffers back
 //! ([`Renderer::recycle`]) and the next batch renders into them.
+//!
+//! A channel whose batches are JSON has each message written straight into that form
+//! ([`Renderer::render_parts`]): the compiled form's literal text is escaped for a JSON string
+//! once, when compiled, and only what the recipient brings is escaped per message; the message
+//! itself stays in the thread's buffers only until the caller has its digest.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -188,46 +193,6 @@ impl Renderer {
         parts.into_iter().flatten().collect()
     }
 
-    /// Every recipient's message written straight into the form a JSON body sends it in, on
-    /// [`Renderer::render_batch_on`]'s threads: each thread takes a buffer from `part` and calls
-    /// `write` with each of its recipients in turn, their offer code, that buffer, and an
-    /// [`Escaping`] that renders the recipient's message into it escaped for a JSON string
-    /// (the template's literal text was escaped once, when it was compiled). `write` writes what
-    /// goes around the message and does what it needs with the message as rendered (such as its
-    /// digest), which stays in the thread's own buffers: a batch holds each message once, in the
-    /// form it is sent in. Gives `write`'s results in the recipients' order, and the threads'
-    /// buffers in the same order.
-    ///
-    /// # Panics
-    ///
-    /// When `codes` is given and its length differs from `recipients`'.
-    pub fn render_parts<T: Send>(
-        &self,
-        recipients: &[Recipient],
-        codes: Option<&[String]>,
-        threads: usize,
-        part: impl Fn() -> Vec<u8> + Sync,
-        write: impl Fn(&mut Escaping<'_>, &Recipient, Option<&str>, &mut Vec<u8>) -> T + Sync,
-    ) -> (Vec<T>, Vec<Vec<u8>>) {
-        let written = self.scatter(recipients, codes, threads, |chunk, code| {
-            let mut escaping = Escaping { worker: Worker::new(self), text: String::new(), html: String::new() };
-            let mut out = part();
-            let made: Vec<T> = chunk
-                .iter()
-                .enumerate()
-                .map(|(n, recipient)| write(&mut escaping, recipient, code(n), &mut out))
-                .collect();
-            (made, out)
-        });
-        let mut all = Vec::with_capacity(recipients.len());
-        let mut parts = Vec::with_capacity(written.len());
-        for (made, out) in written {
-            all.extend(made);
-            parts.push(out);
-        }
-        (all, parts)
-    }
-
     /// `run` on one thread per part of `recipients` (at most `threads`, fewer for a small batch;
     /// the calling thread takes the first part), with each part and the offer code of its `n`th
     /// recipient; the results in the parts' order.
@@ -263,63 +228,6 @@ impl Renderer {
             }
             all
         })
-    }
-}
-
-/// A recipient's message as [`Escaping::message`] rendered it: its text and its HTML (when the
-/// template has one) as they are sent, unescaped (what the message's digest covers), in the
-/// thread's buffers until its next message.
-#[derive(Debug, Clone, Copy)]
-pub struct Raw<'w> {
-    pub text: &'w str,
-    pub html: Option<&'w str>,
-}
-
-/// What [`Renderer::render_parts`] renders a thread's messages with.
-pub struct Escaping<'r> {
-    worker: Worker<'r>,
-    /// The last message's text and HTML, unescaped.
-    text: String,
-    html: String,
-}
-
-impl Escaping<'_> {
-    /// `recipient`'s message appended to `out` escaped for JSON strings (without their quotes):
-    /// its text and, when the template has an HTML variant, `between` then its HTML. Gives the
-    /// message as rendered. A failed render (named as [`Renderer::render`] names it) leaves
-    /// `out` as it was.
-    pub fn message(
-        &mut self,
-        recipient: &Recipient,
-        code: Option<&str>,
-        out: &mut Vec<u8>,
-        between: &[u8],
-    ) -> Result<Raw<'_>, Error> {
-        let start = out.len();
-        if let Err(error) = self.write(recipient, code, out, between) {
-            out.truncate(start);
-            return Err(error);
-        }
-        let html = self.worker.renderer.html_file.as_ref().map(|_| self.html.as_str());
-        Ok(Raw { text: &self.text, html })
-    }
-
-    fn write(
-        &mut self,
-        recipient: &Recipient,
-        code: Option<&str>,
-        out: &mut Vec<u8>,
-        between: &[u8],
-    ) -> Result<(), Error> {
-        self.worker.prepared = false;
-        self.text.clear();
-        self.worker.file_into(false, recipient, code, &mut self.text, Some(&mut *out))?;
-        if self.worker.renderer.html_file.is_some() {
-            out.extend_from_slice(between);
-            self.html.clear();
-            self.worker.file_into(true, recipient, code, &mut self.html, Some(out))?;
-        }
-        Ok(())
     }
 }
 
@@ -490,6 +398,9 @@ fn to_tera(value: &Json, keys: &mut Keys) -> Value {
     }
 }
 
+mod parts;
+pub use parts::{Escaping, Raw};
+
 #[cfg(test)]
 mod equivalence;
 
@@ -502,7 +413,7 @@ mod tests {
     /// Template files as `(name, source)`.
     type Files = &'static [(&'static str, &'static str)];
 
-    fn catalog(files: &[(&str, &str)]) -> Catalog {
+    pub(super) fn catalog(files: &[(&str, &str)]) -> Catalog {
         Catalog::from_sources(files.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect())
     }
 
@@ -521,7 +432,7 @@ mod tests {
         Recipient { line, id: id.to_string(), address: format!("{id}@example.net"), fields }
     }
 
-    const NOTE: &str = "{{ recipient.first_name }} ({{ recipient.member_id }}, {{ recipient.points }} points) \
+    pub(super) const NOTE: &str = "{{ recipient.first_name }} ({{ recipient.member_id }}, {{ recipient.points }} points) \
                         {{ code | default(value=\"no code\") }} {{ campaign.key }} {{ incident.inputs.brand_name }} {{ now }}";
 
     #[test]
@@ -640,52 +551,6 @@ mod tests {
         }
         let names: String = broken.iter().filter_map(|r| r.fields.get("first_name")?.as_str()).collect();
         assert_eq!(parts.concat(), names.as_bytes(), "nothing written for the recipient that failed");
-    }
-
-    /// `text` escaped for a JSON string, as serde_json escapes it.
-    fn escaped(text: &str) -> String {
-        let quoted = serde_json::to_string(text).unwrap();
-        quoted[1..quoted.len() - 1].to_string()
-    }
-
-    #[test]
-    fn a_batch_written_for_json_is_each_message_escaped_in_order() {
-        let note = catalog(&[("note.txt", NOTE), ("note.html", "<p>\"{{ recipient.first_name }}\"\n{{ code }}</p>")]);
-        // One that tera renders (`default` is not compiled), and the reference notice, compiled.
-        for (catalog, name) in [(note, "note"), (Catalog::built_in(), "customer-notice")] {
-            let renderer = Renderer::new(&catalog, name, base()).unwrap();
-            assert_eq!(renderer.compiled(), name == "customer-notice");
-            let recipients: Vec<Recipient> =
-                (0..301).map(|n| recipient(n + 2, &format!("M-{n}"), &format!("A\"n\\n\t{n}"))).collect();
-            let codes: Vec<String> = (0..301).map(|n| format!("CODE-{n}")).collect();
-            let one_by_one: Vec<Rendered> = recipients
-                .iter()
-                .zip(&codes)
-                .map(|(recipient, code)| renderer.render(recipient, Some(code)).unwrap())
-                .collect();
-            let expected: Vec<String> = one_by_one
-                .iter()
-                .map(|r| format!("{}|{}", escaped(&r.text), escaped(r.html.as_deref().unwrap_or_default())))
-                .collect();
-            for threads in [1, 2, 3, 8] {
-                let (raws, parts) = renderer.render_parts(
-                    &recipients,
-                    Some(&codes),
-                    threads,
-                    Vec::new,
-                    |escaping, recipient, code, out| {
-                        if !out.is_empty() {
-                            out.push(b',');
-                        }
-                        let raw = escaping.message(recipient, code, out, b"|").unwrap();
-                        Rendered { text: raw.text.to_string(), html: raw.html.map(str::to_string) }
-                    },
-                );
-                assert_eq!(raws, one_by_one, "{name}, {threads} threads");
-                let parts: Vec<String> = parts.into_iter().map(|part| String::from_utf8(part).unwrap()).collect();
-                assert_eq!(parts.join(","), expected.join(","), "{name}, {threads} threads");
-            }
-        }
     }
 
     #[test]

@@ -406,7 +406,6 @@ fn rejected(bytes: &[u8], campaign: &str, number: u32, ids: &[&str]) -> Vec<(Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::campaign::Message;
 
     #[test]
     fn rejections_are_read_leniently_and_only_for_messages_of_the_batch() {

@@ -21,7 +21,10 @@ use serde_json::{Map, Value};
 
 use super::{ListSpec, Recipient};
 
+mod address;
+mod line;
 mod probe;
+pub use address::check_address;
 mod source;
 use probe::Probe;
 use source::{Raw, Source};
@@ -138,37 +141,6 @@ impl std::fmt::Display for Reason {
             Reason::MalformedAddress(why) => write!(formatter, "malformed address: {why}"),
         }
     }
-}
-
-/// Whether an address can be sent to, by a deliberately plain check (not RFC 5322's grammar,
-/// which accepts addresses no mail system takes): at most [`MAX_ADDRESS_BYTES`] bytes, no
-/// whitespace or control characters, exactly one `@`, a part before it of 1 to
-/// [`MAX_LOCAL_PART_BYTES`] bytes, and a domain of at least two dot-separated labels, none
-/// empty. Non-ASCII letters are allowed (internationalised addresses).
-pub fn check_address(address: &str) -> Result<(), &'static str> {
-    if address.len() > MAX_ADDRESS_BYTES {
-        return Err("longer than 254 bytes");
-    }
-    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains a space or a control character");
-    }
-    let mut parts = address.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("not exactly one `@`");
-    };
-    if local.is_empty() {
-        return Err("nothing before the `@`");
-    }
-    if local.len() > MAX_LOCAL_PART_BYTES {
-        return Err("more than 64 bytes before the `@`");
-    }
-    if !domain.contains('.') {
-        return Err("the domain has no dot");
-    }
-    if domain.split('.').any(str::is_empty) {
-        return Err("the domain has an empty label");
-    }
-    Ok(())
 }
 
 /// A CSV header: its names, and where the id and the address are.
@@ -358,6 +330,9 @@ impl<R: Read> Reader<R> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !self.keep_fields {
             // Only the id and the address are kept; every other value is checked and dropped.
+            if let Some((id, address)) = line::probe(line, &self.id_field, &self.address_field) {
+                return Ok((Map::new(), id_text(id.as_ref())?, address_text(address.as_ref())?));
+            }
             let mut deserializer = serde_json::Deserializer::from_slice(line);
             let probe = Probe { id_field: &self.id_field, address_field: &self.address_field };
             let probed = serde::de::DeserializeSeed::deserialize(probe, &mut deserializer)
@@ -367,7 +342,12 @@ impl<R: Read> Reader<R> {
                 return Ok((Map::new(), id_text(id.as_ref())?, address_text(address.as_ref())?));
             }
         }
-        let fields = match serde_json::from_slice::<Value>(line) {
+        // The usual line without serde_json; any other the way it always was.
+        let parsed = match line::object(line) {
+            Some(fields) => Ok(Value::Object(fields)),
+            None => serde_json::from_slice::<Value>(line),
+        };
+        let fields = match parsed {
             Ok(Value::Object(fields)) => fields,
             Ok(_) => return Err(Reason::NotAnObject),
             Err(error) => return Err(Reason::Unparsable(json_problem(&error))),
@@ -636,35 +616,6 @@ mod tests {
             assert_eq!(items[0].3, format!("unparsable: longer than {MAX_RECORD_BYTES} bytes"), "{format:?}");
             assert_eq!(items[1].3, "2 <c@d.example>", "{format:?}");
         }
-    }
-
-    #[test]
-    fn addresses() {
-        let cases = [
-            ("a@b.example", Ok(())),
-            ("first.last+tag@mail.b.example", Ok(())),
-            ("zoë@bücher.example", Ok(())),
-            ("a.example", Err("not exactly one `@`")),
-            ("a@b@c.example", Err("not exactly one `@`")),
-            ("@b.example", Err("nothing before the `@`")),
-            ("a@localhost", Err("the domain has no dot")),
-            ("a@", Err("the domain has no dot")),
-            ("a@.example", Err("the domain has an empty label")),
-            ("a@b.example.", Err("the domain has an empty label")),
-            ("a@b..example", Err("the domain has an empty label")),
-            ("a b@c.example", Err("contains a space or a control character")),
-            ("a\u{7}b@c.example", Err("contains a space or a control character")),
-            ("a@b.example\u{a0}", Err("contains a space or a control character")),
-        ];
-        for (address, expected) in cases {
-            assert_eq!(check_address(address), expected, "{address:?}");
-        }
-        let local = "a".repeat(65);
-        assert_eq!(check_address(&format!("{local}@b.example")), Err("more than 64 bytes before the `@`"));
-        let domain = format!("{}.example", "d".repeat(250));
-        assert_eq!(check_address(&format!("a@{domain}")), Err("longer than 254 bytes"));
-        let longest = format!("a@{}.example", "d".repeat(244));
-        assert_eq!((longest.len(), check_address(&longest)), (254, Ok(())));
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! A batch's messages are megabytes that the allocator would give back to the system when the
 //! batch is sent and fault in again for the next one; the sender hands the buffers back
 //! ([`Renderer::recycle`]) and the next batch renders into them.
+//!
+//! A channel whose batches are JSON has each message written straight into that form
+//! ([`Renderer::render_parts`]): the compiled form's literal text is escaped for a JSON string
+//! once, when compiled, and only what the recipient brings is escaped per message; the message
+//! itself stays in the thread's buffers only until the caller has its digest.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -179,35 +184,45 @@ impl Renderer {
         threads: usize,
         then: impl Fn(&Recipient, Result<Rendered, Error>) -> T + Sync,
     ) -> Vec<T> {
+        let variants = 1 + usize::from(self.html_file.is_some());
+        let parts: Vec<Vec<T>> = self.scatter(recipients, codes, threads, |part, code| {
+            let mut worker = Worker::new(self);
+            worker.spare = self.spares(part.len() * variants);
+            part.iter().enumerate().map(|(n, recipient)| then(recipient, worker.render(recipient, code(n)))).collect()
+        });
+        parts.into_iter().flatten().collect()
+    }
+
+    /// `run` on one thread per part of `recipients` (at most `threads`, fewer for a small batch;
+    /// the calling thread takes the first part), with each part and the offer code of its `n`th
+    /// recipient; the results in the parts' order.
+    fn scatter<'c, R: Send>(
+        &self,
+        recipients: &[Recipient],
+        codes: Option<&'c [String]>,
+        threads: usize,
+        run: impl Fn(&[Recipient], &dyn Fn(usize) -> Option<&'c str>) -> R + Sync,
+    ) -> Vec<R> {
         if let Some(codes) = codes {
             assert_eq!(codes.len(), recipients.len(), "one offer code per recipient");
         }
         let threads = threads.clamp(1, recipients.len().div_ceil(MIN_PER_THREAD).max(1));
         let chunk = recipients.len().div_ceil(threads).max(1);
-        let variants = 1 + usize::from(self.html_file.is_some());
-        let then = &then;
-        let run = |start: usize, part: &[Recipient]| {
-            let mut worker = Worker::new(self);
-            worker.spare = self.spares(part.len() * variants);
-            part.iter()
-                .enumerate()
-                .map(|(n, recipient)| {
-                    then(recipient, worker.render(recipient, codes.map(|codes| codes[start + n].as_str())))
-                })
-                .collect::<Vec<_>>()
-        };
+        let run = &run;
+        let part =
+            move |start: usize, part: &[Recipient]| run(part, &|n: usize| codes.map(|codes| codes[start + n].as_str()));
         if threads == 1 {
-            return run(0, recipients);
+            return vec![part(0, recipients)];
         }
         std::thread::scope(|scope| {
             let mut parts = recipients.chunks(chunk).enumerate();
             // The calling thread renders the first part itself.
             let (_, first) = parts.next().unwrap_or((0, &[]));
-            let others: Vec<_> = parts.map(|(n, part)| scope.spawn(move || run(n * chunk, part))).collect();
-            let mut all = run(0, first);
+            let others: Vec<_> = parts.map(|(n, chunk_of)| scope.spawn(move || part(n * chunk, chunk_of))).collect();
+            let mut all = vec![part(0, first)];
             for handle in others {
                 match handle.join() {
-                    Ok(rendered) => all.extend(rendered),
+                    Ok(done) => all.push(done),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
@@ -269,41 +284,59 @@ impl<'r> Worker<'r> {
         self.prepared = true;
     }
 
+    /// One file of the recipient's message, in a buffer of its own.
     fn file(&mut self, html: bool, recipient: &Recipient, code: Option<&str>) -> Result<String, Error> {
-        let renderer = self.renderer;
-        let (file, compiled, last) = if html {
-            (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled, self.html_size)
-        } else {
-            (renderer.text_file.as_str(), &renderer.text_compiled, self.text_size)
-        };
+        let last = if html { self.html_size } else { self.text_size };
         // A little over the last message: most messages of a campaign are about the same size.
         let mut out = self.spare.pop().unwrap_or_default();
         out.reserve(last + last / 8 + 64);
-        let rendered = match compiled {
-            Some(compiled) if compiled.render(&recipient.fields, code, &mut out).is_ok() => out,
-            _ => {
-                self.prepare(recipient, code);
-                let mut out = out.into_bytes();
-                let in_file = |message: String| Error::Recipient {
-                    file: file.to_string(),
-                    line: recipient.line,
-                    id: recipient.id.clone(),
-                    message,
-                };
-                renderer
-                    .parsed
-                    .tera
-                    .render_to(file, &self.context, &mut out)
-                    .map_err(|error| in_file(error_text(&error)))?;
-                String::from_utf8(out).map_err(|error| in_file(error.to_string()))?
-            }
-        };
+        self.file_into(html, recipient, code, &mut out, None)?;
         if html {
-            self.html_size = rendered.len();
+            self.html_size = out.len();
         } else {
-            self.text_size = rendered.len();
+            self.text_size = out.len();
         }
-        Ok(rendered)
+        Ok(out)
+    }
+
+    /// One file of the recipient's message into `out` (empty), and escaped for a JSON string
+    /// appended to `json` when given: from the compiled form where it renders, else by tera.
+    fn file_into(
+        &mut self,
+        html: bool,
+        recipient: &Recipient,
+        code: Option<&str>,
+        out: &mut String,
+        mut json: Option<&mut Vec<u8>>,
+    ) -> Result<(), Error> {
+        let renderer = self.renderer;
+        let (file, compiled) = if html {
+            (renderer.html_file.as_deref().unwrap_or_default(), &renderer.html_compiled)
+        } else {
+            (renderer.text_file.as_str(), &renderer.text_compiled)
+        };
+        let compiled = compiled.as_ref().is_some_and(|compiled| match json.as_deref_mut() {
+            Some(json) => compiled.render_json(&recipient.fields, code, out, json).is_ok(),
+            None => compiled.render(&recipient.fields, code, out).is_ok(),
+        });
+        if compiled {
+            return Ok(());
+        }
+        self.prepare(recipient, code);
+        let in_file = |message: String| Error::Recipient {
+            file: file.to_string(),
+            line: recipient.line,
+            id: recipient.id.clone(),
+            message,
+        };
+        let mut bytes = std::mem::take(out).into_bytes();
+        bytes.clear();
+        renderer.parsed.tera.render_to(file, &self.context, &mut bytes).map_err(|error| in_file(error_text(&error)))?;
+        *out = String::from_utf8(bytes).map_err(|error| in_file(error.to_string()))?;
+        if let Some(json) = json {
+            super::json::escape(json, out);
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +398,9 @@ fn to_tera(value: &Json, keys: &mut Keys) -> Value {
     }
 }
 
+mod parts;
+pub use parts::{Escaping, Raw};
+
 #[cfg(test)]
 mod equivalence;
 
@@ -377,7 +413,7 @@ mod tests {
     /// Template files as `(name, source)`.
     type Files = &'static [(&'static str, &'static str)];
 
-    fn catalog(files: &[(&str, &str)]) -> Catalog {
+    pub(super) fn catalog(files: &[(&str, &str)]) -> Catalog {
         Catalog::from_sources(files.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect())
     }
 
@@ -396,7 +432,7 @@ mod tests {
         Recipient { line, id: id.to_string(), address: format!("{id}@example.net"), fields }
     }
 
-    const NOTE: &str = "{{ recipient.first_name }} ({{ recipient.member_id }}, {{ recipient.points }} points) \
+    pub(super) const NOTE: &str = "{{ recipient.first_name }} ({{ recipient.member_id }}, {{ recipient.points }} points) \
                         {{ code | default(value=\"no code\") }} {{ campaign.key }} {{ incident.inputs.brand_name }} {{ now }}";
 
     #[test]
@@ -506,6 +542,15 @@ mod tests {
         for (n, result) in results.iter().enumerate() {
             assert_eq!(result.is_err(), n == 200, "recipient {n}: {result:?}");
         }
+        let (results, parts) = strict.render_parts(&broken, None, 2, Vec::new, |escaping, recipient, code, out| {
+            escaping.message(recipient, code, out, b"").map(|raw| raw.text.to_string()).map_err(|e| e.to_string())
+        });
+        assert_eq!(results.len(), broken.len());
+        for (n, result) in results.iter().enumerate() {
+            assert_eq!(result.is_err(), n == 200, "recipient {n}: {result:?}");
+        }
+        let names: String = broken.iter().filter_map(|r| r.fields.get("first_name")?.as_str()).collect();
+        assert_eq!(parts.concat(), names.as_bytes(), "nothing written for the recipient that failed");
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct Compiled {
 
 #[derive(Debug)]
 enum Step {
-    Text(String),
+    /// Literal text, and the same escaped for a JSON string (see [`Compiled::render_json`]).
+    Text(String, Vec<u8>),
     Print(X),
     If(Vec<(X, Vec<Step>)>, Vec<Step>),
     Set(usize, X),
@@ -97,15 +98,44 @@ impl Compiled {
         let mut compiler = Compiler { base, names: HashMap::new(), slots: 0, html };
         let mut steps = Vec::new();
         compiler.block(&nodes, false, &mut steps).ok()?;
+        escape_literals(&mut steps);
         Some(Compiled { steps, slots: compiler.slots, html })
     }
 
     /// Appends the message for a recipient with these `fields` and offer `code` to `out`, or
     /// gives up (leaving `out` as it found it) where tera must render it.
     pub fn render(&self, fields: &Map<String, Json>, code: Option<&str>, out: &mut String) -> Result<(), Bail> {
+        self.render_into(fields, code, out, None)
+    }
+
+    /// [`Compiled::render`], the message also appended to `json` escaped for a JSON string (as
+    /// `render::json` escapes): the literal text was escaped once, when compiled, so only what the
+    /// recipient brings is escaped here. Both are left as they were when it gives up.
+    pub fn render_json(
+        &self,
+        fields: &Map<String, Json>,
+        code: Option<&str>,
+        out: &mut String,
+        json: &mut Vec<u8>,
+    ) -> Result<(), Bail> {
+        let start = json.len();
+        let result = self.render_into(fields, code, out, Some(&mut *json));
+        if result.is_err() {
+            json.truncate(start);
+        }
+        result
+    }
+
+    fn render_into(
+        &self,
+        fields: &Map<String, Json>,
+        code: Option<&str>,
+        out: &mut String,
+        json: Option<&mut Vec<u8>>,
+    ) -> Result<(), Bail> {
         let start = out.len();
         let mut scope = Scope { recipient: fields, code, slots: vec![Val::Undefined; self.slots] };
-        let result = run(&self.steps, &mut scope, self.html, out);
+        let result = run(&self.steps, &mut scope, self.html, out, json);
         if result.is_err() {
             out.truncate(start);
         }
@@ -277,22 +307,56 @@ fn text_step(out: &mut Vec<Step>, text: &str) {
         return;
     }
     match out.last_mut() {
-        Some(Step::Text(last)) => last.push_str(text),
-        _ => out.push(Step::Text(text.to_string())),
+        Some(Step::Text(last, _)) => last.push_str(text),
+        _ => out.push(Step::Text(text.to_string(), Vec::new())),
     }
 }
 
-fn run<'a>(steps: &'a [Step], scope: &mut Scope<'a>, html: bool, out: &mut String) -> Result<(), Bail> {
+/// Each literal text's JSON-escaped form, once the texts are whole.
+fn escape_literals(steps: &mut [Step]) {
     for step in steps {
         match step {
-            Step::Text(text) => out.push_str(text),
+            Step::Text(text, json) => {
+                json.clear();
+                super::json::escape(json, text);
+            }
+            Step::If(branches, otherwise) => {
+                for (_, body) in branches.iter_mut() {
+                    escape_literals(body);
+                }
+                escape_literals(otherwise);
+            }
+            Step::Print(_) | Step::Set(..) | Step::Fail => {}
+        }
+    }
+}
+
+fn run<'a>(
+    steps: &'a [Step],
+    scope: &mut Scope<'a>,
+    html: bool,
+    out: &mut String,
+    mut json: Option<&mut Vec<u8>>,
+) -> Result<(), Bail> {
+    for step in steps {
+        match step {
+            Step::Text(text, escaped) => {
+                out.push_str(text);
+                if let Some(json) = json.as_deref_mut() {
+                    json.extend_from_slice(escaped);
+                }
+            }
             Step::Print(x) => {
                 let value = eval(x, scope)?;
                 let text = shown(&value)?;
+                let start = out.len();
                 if html {
                     escape_into(out, &text);
                 } else {
                     out.push_str(&text);
+                }
+                if let Some(json) = json.as_deref_mut() {
+                    super::json::escape(json, &out[start..]);
                 }
             }
             Step::If(branches, otherwise) => {
@@ -303,7 +367,7 @@ fn run<'a>(steps: &'a [Step], scope: &mut Scope<'a>, html: bool, out: &mut Strin
                         break;
                     }
                 }
-                run(taken, scope, html, out)?;
+                run(taken, scope, html, out, json.as_deref_mut())?;
             }
             Step::Set(slot, x) => {
                 let value = eval(x, scope)?;
@@ -543,7 +607,7 @@ mod tests {
         let compiled = Compiled::new(source, &base, true).unwrap();
         // What is left: the condition on the recipient, the text, the name.
         assert_eq!(compiled.steps.len(), 3, "{:?}", compiled.steps);
-        assert!(matches!(&compiled.steps[1], Step::Text(text) if text == "H&amp;H "), "{:?}", compiled.steps);
+        assert!(matches!(&compiled.steps[1], Step::Text(text, _) if text == "H&amp;H "), "{:?}", compiled.steps);
         let mut out = String::new();
         compiled.render(&object(json!({ "vip": 1, "name": " <Ann> " })), None, &mut out).unwrap();
         assert_eq!(out, "VIP H&amp;H &lt;Ann&gt;");

@@ -9,6 +9,7 @@
 pub mod campaign;
 mod compiled;
 pub mod context;
+pub mod json;
 pub mod web;
 
 use std::collections::BTreeMap;

@@ -73,6 +73,9 @@ impl Actions {
         };
         // Rendering and hashing take the CPU: off the runtime's threads, on every core.
         let subject = if subject.is_empty() { job.runbook.title().to_string() } else { subject.clone() };
+        if let Sender::Batch(sender) = &campaign.sender {
+            return self.send_batch_http(&job, &campaign, sender, codes, subject).await;
+        }
         let (recipients, worker) = (Arc::clone(&job.recipients), Arc::clone(&campaign));
         let rendered =
             tokio::task::spawn_blocking(move || render(&worker.renderer, &recipients, codes, &subject)).await;
@@ -109,6 +112,65 @@ impl Actions {
             .renderer
             .recycle(messages.into_iter().flat_map(|message| [Some(message.text), message.html]).flatten());
         leaves(&job, rendered, answer)
+    }
+
+    /// A batch through the batch HTTP channel: each message written in the wire format as it is
+    /// rendered (see [`Renderer::render_parts`]), each rendering thread's part of the body sent as
+    /// it was written.
+    async fn send_batch_http(
+        &self,
+        job: &BatchJob<'_>,
+        campaign: &Arc<Campaign>,
+        sender: &super::batch::BatchHttp,
+        codes: Option<Vec<String>>,
+        subject: String,
+    ) -> BatchSent {
+        let (recipients, worker, parts) = (Arc::clone(&job.recipients), Arc::clone(campaign), sender.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            let messages = super::batch::Messages::new(&subject);
+            worker.renderer.render_parts(
+                &recipients,
+                codes.as_deref(),
+                cores,
+                || parts.buffer(),
+                |escaping, recipient, code, out| {
+                    let mut part = super::batch::Part { start: 0, out };
+                    let start = part.out.len();
+                    messages.open(&mut part, &recipient.id, &recipient.address);
+                    match escaping.message(recipient, code, part.out, super::batch::Messages::HTML) {
+                        Ok(raw) => {
+                            let digest = merkle::message_digest(&recipient.address, &subject, raw.text, raw.html);
+                            super::batch::Messages::close(part.out);
+                            (Ok(()), digest)
+                        }
+                        Err(error) => {
+                            part.out.truncate(start);
+                            let digest = merkle::message_digest(&recipient.address, &subject, "", None);
+                            (Err(format!("not rendered: {error}")), digest)
+                        }
+                    }
+                },
+            )
+        })
+        .await;
+        let (rendered, parts) = match written {
+            Ok(written) => written,
+            Err(error) => return failed(job, format!("rendering stopped: {error}")),
+        };
+        let ids: Vec<&str> = job
+            .recipients
+            .iter()
+            .zip(&rendered)
+            .filter(|(_, (message, _))| message.is_ok())
+            .map(|(recipient, _)| recipient.id.as_str())
+            .collect();
+        let answer = if ids.is_empty() {
+            Answer::Accepted { rejected: Vec::new() }
+        } else {
+            sender.send_parts(job.campaign, job.number, parts, &ids).await
+        };
+        leaves(job, rendered, answer)
     }
 
     /// A test send: the job's recipients' messages rendered as the campaign renders them (their

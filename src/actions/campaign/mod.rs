@@ -39,8 +39,13 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     pub fn idempotency_key(&self) -> String {
-        format!("{}/{}", self.campaign, self.number)
+        idempotency_key(self.campaign, self.number)
     }
+}
+
+/// Batch `number`'s idempotency key in `campaign`: the same on every attempt of the batch.
+pub fn idempotency_key(campaign: &str, number: u32) -> String {
+    format!("{campaign}/{number}")
 }
 
 /// What a channel said about a batch.

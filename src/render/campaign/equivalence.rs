@@ -122,6 +122,36 @@ fn teras(catalog: &Catalog, file: &str, base: &Json, recipient: &Recipient, code
     catalog.render(file, &context).ok()
 }
 
+/// `text` as serde_json escapes it in a string, without the quotes.
+fn escaped(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+type Written = (Result<(String, Option<String>), String>, String);
+
+/// `recipient`'s message as [`Renderer::render_parts`] writes it between `[` and `]` (the HTML
+/// after `|between|`), with the text and HTML it gives as rendered, or its error.
+fn written(renderer: &Renderer, recipient: &Recipient, code: Option<&str>) -> Written {
+    let codes = code.map(|code| vec![code.to_string()]);
+    let (mut made, parts) = renderer.render_parts(
+        std::slice::from_ref(recipient),
+        codes.as_deref(),
+        1,
+        || b"[".to_vec(),
+        |escaping, recipient, code, out| {
+            let written = escaping
+                .message(recipient, code, out, b"|between|")
+                .map(|raw| (raw.text.to_string(), raw.html.map(str::to_string)))
+                .map_err(|error| error.to_string());
+            out.push(b']');
+            written
+        },
+    );
+    assert_eq!((made.len(), parts.len()), (1, 1));
+    (made.remove(0), String::from_utf8(parts.concat()).unwrap())
+}
+
 #[test]
 fn the_compiled_templates_render_what_tera_renders_for_hostile_recipients() {
     use proptest::prelude::*;
@@ -154,12 +184,35 @@ fn the_compiled_templates_render_what_tera_renders_for_hostile_recipients() {
                 let code = code.as_deref();
                 let text = teras(&catalog, renderer.text_file(), base, &recipient, code);
                 let html = renderer.html_file().and_then(|file| teras(&catalog, file, base, &recipient, code));
-                match renderer.render(&recipient, code) {
+                let rendered = renderer.render(&recipient, code);
+                match &rendered {
                     Ok(rendered) => {
                         prop_assert_eq!(Some(&rendered.text), text.as_ref(), "{} text", name);
                         prop_assert_eq!(rendered.html.as_ref(), html.as_ref(), "{} html", name);
                     }
                     Err(_) => prop_assert!(text.is_none() || html.is_none(), "{} failed where tera renders", name),
+                }
+                // Written for a JSON body: the same message, escaped as serde_json escapes it
+                // (literal text escaped when compiled, the recipient's values as rendered), or
+                // the same failure with nothing written.
+                let (made, parts) = written(renderer, &recipient, code);
+                let expected = rendered.map_err(|error| error.to_string()).map(|rendered| {
+                    let mut json = escaped(&rendered.text);
+                    if let Some(html) = &rendered.html {
+                        json.push_str("|between|");
+                        json.push_str(&escaped(html));
+                    }
+                    ((rendered.text, rendered.html), json)
+                });
+                match expected {
+                    Ok((raw, json)) => {
+                        prop_assert_eq!(made, Ok(raw), "{} written", name);
+                        prop_assert_eq!(parts, format!("[{json}]"), "{} written", name);
+                    }
+                    Err(error) => {
+                        prop_assert_eq!(made, Err(error), "{} written", name);
+                        prop_assert_eq!(parts, "[]", "{} written", name);
+                    }
                 }
                 // The compiled form alone: where it renders, it renders tera's bytes.
                 for (compiled, expected) in [(&renderer.text_compiled, &text), (&renderer.html_compiled, &html)] {

@@ -163,7 +163,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         if self.owned.is_some() {
             return Ok(incidents.into_iter().map(|incident| (incident, None)).collect());
         }
-        self.store.claim_leases(&self.holder, &[store::presence(&self.holder)], self.lease).await?;
+        self.keep_present().await?;
         self.store.forget_leases(store::PRESENCE, GONE).await?;
         let processes = self.store.leases_held(store::PRESENCE).await?.max(1);
         let share = incidents.len().div_ceil(processes) + SLACK;
@@ -181,6 +181,25 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .zip(names)
             .filter_map(|(incident, name)| held.remove(&name).map(|lease| (incident, Some(lease.fence()))))
             .collect())
+    }
+
+    /// Renews this process's presence lease ([`store::presence`]), on which the incidents' leases
+    /// it holds stand, once a third of the lease has passed since it was last renewed (or never
+    /// was): at every pass ([`Runtime::incident_share`]) and between the effects and the ticks of
+    /// one, so that a long pass on a busy machine does not let it run out and every incident go
+    /// to the others (and come back at the next pass, a row version each way).
+    pub(super) async fn keep_present(&self) -> Result<(), Error> {
+        if self.owned.is_some() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let renewed = *self.present_at.lock().expect("the presence's clock is never poisoned");
+        if renewed.is_some_and(|at| now.duration_since(at) < self.lease / 3) {
+            return Ok(());
+        }
+        self.store.claim_leases(&self.holder, &[store::presence(&self.holder)], self.lease).await?;
+        *self.present_at.lock().expect("the presence's clock is never poisoned") = Some(now);
+        Ok(())
     }
 
     /// The lease `name` if this runtime holds it now (claimed, or kept and renewed), as the fence

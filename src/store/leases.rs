@@ -171,9 +171,10 @@ impl Leases {
     ) -> Vec<super::Lease> {
         let now = Instant::now();
         let mut state = self.state();
-        let present = state.named.get(&super::presence(holder)).is_some_and(|presence| {
-            presence.holder == holder && !presence.tied && presence.until >= now
-        });
+        let present = state
+            .named
+            .get(&super::presence(holder))
+            .is_some_and(|presence| presence.holder == holder && !presence.tied && presence.until >= now);
         if lease.is_none() && !present {
             return Vec::new();
         }
@@ -181,7 +182,9 @@ impl Leases {
         let distinct: std::collections::HashSet<&String> = names.iter().collect();
         let mine = distinct
             .iter()
-            .filter(|name| state.named.get(**name).is_some_and(|lease| lease.holder == holder && state.stands(lease, now)))
+            .filter(|name| {
+                state.named.get(**name).is_some_and(|lease| lease.holder == holder && state.stands(lease, now))
+            })
             .count();
         let mut anew = most.saturating_sub(mine);
         let until = now + lease.unwrap_or_default();
@@ -190,7 +193,10 @@ impl Leases {
                 continue;
             }
             let (standing, free) = match state.named.get(name) {
-                Some(found) => (found.holder == holder && state.stands(found, now), found.writing == 0 && !state.stands(found, now)),
+                Some(found) => (
+                    found.holder == holder && state.stands(found, now),
+                    found.writing == 0 && !state.stands(found, now),
+                ),
                 None => (false, true),
             };
             let token = match state.named.get_mut(name) {
@@ -207,8 +213,7 @@ impl Leases {
                     anew -= 1;
                     state.token += 1;
                     let token = state.token;
-                    let taken =
-                        Lease { holder: holder.to_string(), token, until, writing: 0, tied: lease.is_none() };
+                    let taken = Lease { holder: holder.to_string(), token, until, writing: 0, tied: lease.is_none() };
                     state.named.insert(name.clone(), taken);
                     token
                 }

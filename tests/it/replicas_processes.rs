@@ -611,7 +611,10 @@ fn three_replicas_share_the_incidents_and_the_others_take_a_dead_ones_within_the
         .unwrap();
         for (name, at) in &taken {
             let unowned = at - gone;
-            assert!(unowned < LEASE.as_secs_f64(), "{name} waited {unowned:.1} s without a holder after its lease ran out");
+            assert!(
+                unowned < LEASE.as_secs_f64(),
+                "{name} waited {unowned:.1} s without a holder after its lease ran out"
+            );
         }
         let each = spread(&incident_holders(&mut look).await, &replicas, INCIDENTS).unwrap();
         assert_eq!(each[victim], 0);

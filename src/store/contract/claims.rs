@@ -121,10 +121,11 @@ fn fence_lost<T: std::fmt::Debug>(result: &Result<T, Error>, guarding: &str) -> 
     matches!(result, Err(Error::FenceLost { guarding: named, .. }) if named == guarding)
 }
 
-/// Claims `holder`'s presence lease ([`presence`]) for `lease`.
-async fn present(store: &impl Store, holder: &str, lease: Duration) {
+/// Claims `holder`'s presence lease ([`presence`]) for `lease`; its token.
+async fn present(store: &impl Store, holder: &str, lease: Duration) -> u64 {
     let claimed = store.claim_leases(holder, &[presence(holder)], lease).await.unwrap();
     assert_eq!(names(&claimed), [presence(holder)], "{holder} is present");
+    claimed[0].token
 }
 
 pub async fn up_to_a_share_of_named_leases_is_taken_anew(store: Arc<impl Store>) {
@@ -159,7 +160,7 @@ pub async fn up_to_a_share_of_named_leases_is_taken_anew(store: Arc<impl Store>)
 
 pub async fn leases_up_to_a_share_stand_on_their_holders_presence(store: Arc<impl Store>) {
     let wanted: Vec<String> = (1..=3).map(|n| format!("incident/stand-{n}")).collect();
-    present(&*store, "replica-a", BRIEF).await;
+    let presence_a = present(&*store, "replica-a", HELD).await;
     let held = store.claim_leases_up_to("replica-a", &wanted, 3).await.unwrap();
     assert_eq!(names(&held), wanted, "all three taken");
     assert!(store.claim_leases("replica-b", &wanted, HELD).await.unwrap().is_empty(), "held while present");
@@ -168,8 +169,9 @@ pub async fn leases_up_to_a_share_stand_on_their_holders_presence(store: Arc<imp
     let taken = lease_once_free(&*store, "replica-b", &wanted[0]).await;
     assert!(taken.token > sooner, "one let go is free at once, with a newer token");
 
-    // The presence runs out (the process died or froze): the others are free, all at once.
-    tokio::time::sleep(BRIEF * 2).await;
+    // The presence runs out (the process died or froze; here let go at once): the others are
+    // free, all at once.
+    assert_eq!(store.renew_leases("replica-a", &[presence_a], Duration::ZERO).await.unwrap(), [presence_a]);
     assert_eq!(store.leases_held("incident/stand-").await.unwrap(), 1, "only the one taken over stands");
     let rest = store.claim_leases("replica-b", &wanted, HELD).await.unwrap();
     assert_eq!(names(&rest), wanted, "the rest free once the holder's presence ran out");
@@ -183,14 +185,29 @@ pub async fn leases_up_to_a_share_stand_on_their_holders_presence(store: Arc<imp
     present(&*store, "replica-a", HELD).await;
     assert_eq!(store.claim_leases_up_to("replica-a", &wanted, 3).await.unwrap(), []);
 
-    // Presence leases run out long ago are removed; those standing are not.
-    present(&*store, "replica-c", BRIEF).await;
-    tokio::time::sleep(BRIEF * 2).await;
+    // Presence leases run out long enough ago are removed; those standing are not.
+    let presence_c = present(&*store, "replica-c", HELD).await;
+    assert_eq!(store.renew_leases("replica-c", &[presence_c], Duration::ZERO).await.unwrap(), [presence_c]);
     assert_eq!(store.forget_leases(PRESENCE, Duration::from_secs(3600)).await.unwrap(), 0, "not long enough ago");
-    assert_eq!(store.forget_leases(PRESENCE, Duration::ZERO).await.unwrap(), 1, "replica-c's");
+    let forgotten = wait_until_forgotten(&*store).await;
+    assert_eq!(forgotten, 1, "replica-c's");
     assert_eq!(store.forget_leases("incident/", Duration::ZERO).await.unwrap(), 0, "none ran out");
     assert_eq!(store.leases_held(PRESENCE).await.unwrap(), 1, "replica-a's stands");
     present(&*store, "replica-c", HELD).await;
+}
+
+/// Removes the presence leases that ran out, once the clock has moved past the one let go last
+/// (for at most 10 s): how many.
+async fn wait_until_forgotten(store: &impl Store) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let forgotten = store.forget_leases(PRESENCE, Duration::ZERO).await.unwrap();
+        if forgotten > 0 {
+            return forgotten;
+        }
+        assert!(Instant::now() < deadline, "no presence lease let go was removed within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 pub async fn two_holders_never_hold_one_named_lease(store: Arc<impl Store>) {

@@ -243,7 +243,10 @@ async fn horizon_window(server: &str, hold: bool) -> Window {
     let mut minutes = Vec::new();
     let mut last = 0;
     let mut minute = 1;
-    while !load.is_finished() {
+    // One sample a minute of the window (its last part minute too), not more while the last
+    // deliveries sent are still being answered after its end.
+    let samples = u32::try_from(window.as_secs().div_ceil(60)).unwrap_or(u32::MAX).max(1);
+    while minute <= samples && !load.is_finished() {
         // On the minute from the start, so that two windows run together sample together.
         let next = (start + Duration::from_secs(60) * minute).min(start + window + Duration::from_millis(100));
         tokio::time::sleep_until(next.into()).await;

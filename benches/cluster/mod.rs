@@ -95,7 +95,8 @@ impl Deployment {
         let mut admin = PgConnection::connect(server).await.expect("a PostgreSQL server (PHASEGATE_BENCH_POSTGRES)");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
         let separator = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+        // Named after the schema, so that its sessions can be found and ended before the drop.
+        let url = format!("{server}{separator}options=-csearch_path%3D{schema}&application_name={schema}");
         let dir = tempfile::tempdir().unwrap();
         let runbooks = dir.path().join("runbooks");
         std::fs::create_dir(&runbooks).unwrap();
@@ -119,19 +120,34 @@ impl Deployment {
         PgConnection::connect_with(&PgConnectOptions::from_str(&self.url).unwrap()).await.unwrap()
     }
 
-    /// Drops the schema and everything in it; again after a deadlock with a statement that a
-    /// killed replica's session is still finishing (its backend has not noticed the kill yet).
+    /// Drops the schema and everything in it, once the sessions of its killed replicas are
+    /// ended (a backend may go on with a statement long after its client was killed, and one
+    /// deadlocked with the drop before); again after a deadlock or a lock waited for too long.
     pub async fn drop_schema(self, server: &str) {
         let mut admin = PgConnection::connect(server).await.unwrap();
         let drop = format!("DROP SCHEMA {} CASCADE", self.schema);
+        sqlx::query("SET lock_timeout = '10s'").execute(&mut admin).await.unwrap();
         for attempt in 1.. {
+            let ended = sqlx::query(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&self.schema)
+            .execute(&mut admin)
+            .await;
+            if let Err(error) = ended {
+                eprintln!("ending the sessions of {}: {error}", self.schema);
+            }
             match sqlx::query(sqlx::AssertSqlSafe(drop.clone())).execute(&mut admin).await {
                 Ok(_) => return,
-                Err(error) if attempt < 10 => {
+                Err(error) if attempt < 30 => {
                     eprintln!("dropping {}: {error}; again", self.schema);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(error) => panic!("dropping {}: {error}", self.schema),
+                Err(error) => {
+                    eprintln!("dropping {}: {error}; left in place, drop it by hand", self.schema);
+                    return;
+                }
             }
         }
     }

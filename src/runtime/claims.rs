@@ -32,11 +32,10 @@ pub fn incident_lease(incident: &str) -> String {
     format!("incident/{incident}")
 }
 
-/// The lease each process renews while it runs (`replica/HOLDER`), by which the processes
-/// sharing a database count each other ([`Runtime::incident_share`]). It lasts half of [`LEASE`]:
-/// a dead process stops being counted before the incidents it held are free, so that the others'
-/// shares have grown by then to take them all at once.
-const PRESENT: &str = "replica/";
+/// How long ago a process's presence lease ([`store::presence`]) ran out before it is removed
+/// (it is gone, or froze so long that it starts again as a newcomer): a few leases, so that one
+/// removed is never one that a slow pass is about to renew.
+const GONE: Duration = Duration::from_secs(60);
 
 /// Incidents a process may hold above an even share: room for the shares to settle as incidents
 /// open and close and processes come and go, without letting leases go and taking them back.
@@ -151,22 +150,25 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
 
     /// Of the open `incidents`, those this runtime ticks (their leases, [`incident_lease`]): its
     /// share, so that several processes sharing the database tick and sign about as many each.
-    /// The processes are counted by their presence leases ([`PRESENT`]), this one's renewed first;
-    /// a process takes free incidents only while it holds fewer than `ceil(open / processes)` +
-    /// [`SLACK`], and lets go of those above that at once (when another process has come, or
-    /// incidents closed), for the process that holds fewest to take at its next pass. Since a
-    /// dead process stops being counted before its incidents' leases run out, the others' shares
-    /// then cover every open incident, and none waits longer than the lease for a new holder.
+    /// The processes are counted by their presence leases ([`store::presence`]), this one's
+    /// renewed first, and those of processes gone for [`GONE`] removed; a process takes free
+    /// incidents only while it holds fewer than `ceil(open / processes)` + [`SLACK`], and lets go
+    /// of those above that at once (when another process has come, or incidents closed), for the
+    /// process that holds fewest to take at its next pass. An incident's lease stands as long as
+    /// its holder's presence lease does ([`Store::claim_leases_up_to`]), so a pass renews one row,
+    /// not one per incident; once a dead process's presence runs out, it is no longer counted and
+    /// its incidents are free at the same moment, so the others' shares cover every open
+    /// incident, and none waits longer than the lease for a new holder.
     pub(super) async fn incident_share(&self, incidents: Vec<String>) -> Result<Vec<(String, Option<Fence>)>, Error> {
         if self.owned.is_some() {
             return Ok(incidents.into_iter().map(|incident| (incident, None)).collect());
         }
-        let present = format!("{PRESENT}{}", self.holder);
-        self.store.claim_leases(&self.holder, &[present], self.lease / 2).await?;
-        let processes = self.store.leases_held(PRESENT).await?.max(1);
+        self.keep_present().await?;
+        self.store.forget_leases(store::PRESENCE, GONE).await?;
+        let processes = self.store.leases_held(store::PRESENCE).await?.max(1);
         let share = incidents.len().div_ceil(processes) + SLACK;
         let names: Vec<String> = incidents.iter().map(|incident| incident_lease(incident)).collect();
-        let mut held = self.store.claim_leases_up_to(&self.holder, &names, self.lease, share).await?;
+        let mut held = self.store.claim_leases_up_to(&self.holder, &names, share).await?;
         if held.len() > share {
             let excess: Vec<u64> = held.split_off(share).iter().map(|lease| lease.token).collect();
             tracing::debug!(share, processes, released = excess.len(), "incidents let go for the others to take");
@@ -179,6 +181,25 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .zip(names)
             .filter_map(|(incident, name)| held.remove(&name).map(|lease| (incident, Some(lease.fence()))))
             .collect())
+    }
+
+    /// Renews this process's presence lease ([`store::presence`]), on which the incidents' leases
+    /// it holds stand, once a third of the lease has passed since it was last renewed (or never
+    /// was): at every pass ([`Runtime::incident_share`]) and between the effects and the ticks of
+    /// one, so that a long pass on a busy machine does not let it run out and every incident go
+    /// to the others (and come back at the next pass, a row version each way).
+    pub(super) async fn keep_present(&self) -> Result<(), Error> {
+        if self.owned.is_some() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let renewed = *self.present_at.lock().expect("the presence's clock is never poisoned");
+        if renewed.is_some_and(|at| now.duration_since(at) < self.lease / 3) {
+            return Ok(());
+        }
+        self.store.claim_leases(&self.holder, &[store::presence(&self.holder)], self.lease).await?;
+        *self.present_at.lock().expect("the presence's clock is never poisoned") = Some(now);
+        Ok(())
     }
 
     /// The lease `name` if this runtime holds it now (claimed, or kept and renewed), as the fence

@@ -45,6 +45,12 @@ use crate::store::{self, Delivery, Fence, Headers, Inbound, Store};
 const PAGE: usize = 1024;
 const PAGE_BYTES: usize = 16 << 20;
 
+/// How often a process that does not apply the inbox counts what waits in it, at most: the
+/// count walks the waiting deliveries' index, and under a transaction holding back vacuum that
+/// index keeps an entry for every delivery received since, so a count at every delivery (as it
+/// was) cost more the longer the transaction stood. Between counts, its own receipts add up.
+const RECOUNT: Duration = Duration::from_secs(1);
+
 /// The longest wait before a delivery whose action failed is tried again.
 const MOST_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -68,6 +74,8 @@ pub struct Done {
 pub struct Inbox {
     runbooks: Arc<Registry>,
     depth: AtomicU64,
+    /// When the depth was last counted from the store ([`RECOUNT`]).
+    counted: std::sync::Mutex<Option<std::time::Instant>>,
     wake: Notify,
 }
 
@@ -115,6 +123,18 @@ impl Inbox {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |depth| Some(depth.saturating_sub(applied as u64)));
     }
 
+    /// Whether the depth is to be counted from the store now: not within [`RECOUNT`] of the last
+    /// count (then now is the last).
+    fn recount_due(&self) -> bool {
+        let mut counted = self.counted.lock().expect("the inbox's clock is never poisoned");
+        let now = std::time::Instant::now();
+        if counted.is_some_and(|at| now.duration_since(at) < RECOUNT) {
+            return false;
+        }
+        *counted = Some(now);
+        true
+    }
+
     /// How many received deliveries wait, as counted here.
     pub fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)
@@ -146,7 +166,9 @@ impl Inbox {
         let Some(under) = runtime.named_lease(super::claims::INBOX).await? else {
             // Another process applies the deliveries this one receives: what waits is counted
             // from the store, or the count past which the server sheds load would only grow.
-            self.depth.store(runtime.store().inbox_depth().await?, Ordering::Relaxed);
+            if self.recount_due() {
+                self.depth.store(runtime.store().inbox_depth().await?, Ordering::Relaxed);
+            }
             return Ok(None);
         };
         let waiting = runtime.store().inbox(PAGE, PAGE_BYTES).await?;

@@ -147,6 +147,8 @@ pub struct Runtime<S, T> {
     /// The name this process's claims on effects are held under, and how long they last.
     holder: String,
     lease: std::time::Duration,
+    /// When this process's presence lease was last renewed ([`Runtime::keep_present`]).
+    present_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -170,6 +172,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             changes: tokio::sync::broadcast::channel(CHANGES).0,
             holder: claims::new_holder(),
             lease: claims::LEASE,
+            present_at: Mutex::new(None),
         }
     }
 
@@ -389,6 +392,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         loop {
             let mut pass = Progress::default();
             for due in self.due_effects().await? {
+                self.keep_present().await?;
                 if !self.still_held(&due).await? {
                     continue;
                 }
@@ -445,6 +449,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             // Each open incident is ticked by the one process holding its lease (claims.rs).
             let mut ticked = 0;
             for (id, under) in self.incident_share(self.open_incidents().await?).await? {
+                // A pass ticking thousands of incidents on a busy machine may last longer than
+                // the lease: the incidents stand on the presence, renewed as the ticks go on.
+                self.keep_present().await?;
                 let decision = match self
                     .submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref())
                     .await

@@ -221,14 +221,21 @@ impl Store for AnyStore {
         &self,
         holder: &str,
         names: &[String],
-        lease: std::time::Duration,
         most: usize,
     ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
-        each!(self, store => store.claim_leases_up_to(holder, names, lease, most))
+        each!(self, store => store.claim_leases_up_to(holder, names, most))
     }
 
     fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send {
         each!(self, store => store.leases_held(prefix))
+    }
+
+    fn forget_leases(
+        &self,
+        prefix: &str,
+        ran_out_for: std::time::Duration,
+    ) -> impl Future<Output = Result<usize, Error>> + Send {
+        each!(self, store => store.forget_leases(prefix, ran_out_for))
     }
 
     fn renew_leases(

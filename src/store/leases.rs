@@ -47,12 +47,28 @@ struct Lease {
     /// Writes under this claim on their way to the writer (an append recording an effect's
     /// result among them): no one may claim it meanwhile.
     writing: u32,
+    /// Whether it stands on its holder's presence lease rather than until `until`
+    /// ([`Store::claim_leases_up_to`](super::Store::claim_leases_up_to)); renewed or let go, it
+    /// stands until `until` again.
+    tied: bool,
 }
 
 impl Lease {
     /// Whether another holder may take it now.
     fn free(&self, now: Instant) -> bool {
         self.writing == 0 && self.until < now
+    }
+}
+
+impl State {
+    /// Whether the named lease `lease` stands now: until its end, or, tied to its holder's
+    /// presence, while that stands.
+    fn stands(&self, lease: &Lease, now: Instant) -> bool {
+        if !lease.tied {
+            return lease.until >= now;
+        }
+        let presence = self.named.get(&super::presence(&lease.holder));
+        presence.is_some_and(|presence| presence.holder == lease.holder && !presence.tied && presence.until >= now)
     }
 }
 
@@ -142,40 +158,62 @@ impl Leases {
     }
 
     /// Claims for `holder` those of the leases `names` that are free, expired or its own (see
-    /// [`Store::claim_leases`](super::Store::claim_leases)), taking anew only as many as keep its
-    /// leases among `names` at `most` or fewer; returns those it holds.
+    /// [`Store::claim_leases`](super::Store::claim_leases)), for `lease`, or, without, standing on
+    /// its presence ([`Store::claim_leases_up_to`](super::Store::claim_leases_up_to): none when
+    /// its presence does not stand), taking anew only as many as keep its leases among `names`
+    /// at `most` or fewer; returns those it holds.
     pub(crate) fn claim_named(
         &self,
         holder: &str,
         names: &[String],
-        lease: Duration,
+        lease: Option<Duration>,
         most: usize,
     ) -> Vec<super::Lease> {
         let now = Instant::now();
         let mut state = self.state();
+        let present = state
+            .named
+            .get(&super::presence(holder))
+            .is_some_and(|presence| presence.holder == holder && !presence.tied && presence.until >= now);
+        if lease.is_none() && !present {
+            return Vec::new();
+        }
         let mut held = Vec::new();
         let distinct: std::collections::HashSet<&String> = names.iter().collect();
         let mine = distinct
             .iter()
-            .filter(|name| state.named.get(**name).is_some_and(|lease| lease.holder == holder && lease.until >= now))
+            .filter(|name| {
+                state.named.get(**name).is_some_and(|lease| lease.holder == holder && state.stands(lease, now))
+            })
             .count();
         let mut anew = most.saturating_sub(mine);
+        let until = now + lease.unwrap_or_default();
         for name in names {
             if held.iter().any(|lease: &super::Lease| lease.name == *name) {
                 continue;
             }
+            let (standing, free) = match state.named.get(name) {
+                Some(found) => (
+                    found.holder == holder && state.stands(found, now),
+                    found.writing == 0 && !state.stands(found, now),
+                ),
+                None => (false, true),
+            };
             let token = match state.named.get_mut(name) {
-                Some(mine) if mine.holder == holder && mine.until >= now => {
-                    mine.until = now + lease;
+                Some(mine) if standing => {
+                    // Renewed, or tied to the presence; one tied already stays so.
+                    if lease.is_some() && !mine.tied {
+                        mine.until = until;
+                    }
+                    mine.tied |= lease.is_none();
                     mine.token
                 }
-                Some(other) if !other.free(now) => continue,
-                _ if anew == 0 => continue,
+                _ if !free || anew == 0 => continue,
                 _ => {
                     anew -= 1;
                     state.token += 1;
                     let token = state.token;
-                    let taken = Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 };
+                    let taken = Lease { holder: holder.to_string(), token, until, writing: 0, tied: lease.is_none() };
                     state.named.insert(name.clone(), taken);
                     token
                 }
@@ -185,10 +223,23 @@ impl Leases {
         held
     }
 
-    /// How many named leases whose names begin with `prefix` are held now.
+    /// How many named leases whose names begin with `prefix` stand now.
     pub(crate) fn named_held(&self, prefix: &str) -> usize {
         let now = Instant::now();
-        self.state().named.iter().filter(|(name, lease)| name.starts_with(prefix) && lease.until >= now).count()
+        let state = self.state();
+        state.named.iter().filter(|(name, lease)| name.starts_with(prefix) && state.stands(lease, now)).count()
+    }
+
+    /// Removes the named leases whose names begin with `prefix` that ran out more than
+    /// `ran_out_for` ago; returns how many.
+    pub(crate) fn forget_named(&self, prefix: &str, ran_out_for: Duration) -> usize {
+        let now = Instant::now();
+        let mut state = self.state();
+        let before = state.named.len();
+        state.named.retain(|name, lease| {
+            !name.starts_with(prefix) || lease.tied || lease.writing > 0 || lease.until + ran_out_for >= now
+        });
+        before - state.named.len()
     }
 
     /// Extends `holder`'s named leases with these tokens; returns those it still holds.
@@ -239,7 +290,8 @@ impl Leases {
             }
             state.token += 1;
             let token = state.token;
-            state.held.insert(id.clone(), Lease { holder: holder.to_string(), token, until: now + lease, writing: 0 });
+            let taken = Lease { holder: holder.to_string(), token, until: now + lease, writing: 0, tied: false };
+            state.held.insert(id.clone(), taken);
             claimed.push(Claimed { pending, token });
         }
         claimed
@@ -329,6 +381,7 @@ fn extend<'a>(leases: impl Iterator<Item = &'a mut Lease>, holder: &str, tokens:
         .filter(|held| held.holder == holder && tokens.contains(&held.token))
         .map(|held| {
             held.until = until;
+            held.tied = false;
             held.token
         })
         .collect();

@@ -191,20 +191,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send;
 
     /// [`Store::claim_leases`], taking anew only as many of `names` as keep `holder`'s leases
-    /// among `names` at `most` or fewer: those it holds already are kept and renewed whatever
-    /// their number (so it may hold more than `most`, and lets the rest go itself). What a
-    /// process claims its share of a kind of work with, so that several share it out evenly.
+    /// among `names` at `most` or fewer: those it holds already are kept whatever their number
+    /// (so it may hold more than `most`, and lets the rest go itself). What a process claims its
+    /// share of a kind of work with, so that several share it out evenly. The leases it holds
+    /// stand as long as its presence lease ([`presence`]) stands, with no write of their own to
+    /// renew them: one row a process is renewed, not one per lease, which under a transaction
+    /// holding back vacuum would leave a dead row version per lease every few seconds. Once the
+    /// presence lease runs out (the process died or froze), all of them are free at once; one
+    /// let go with [`Store::renew_leases`] and a zero lease is free at once.
     fn claim_leases_up_to(
         &self,
         holder: &str,
         names: &[String],
-        lease: std::time::Duration,
         most: usize,
     ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send;
 
     /// How many leases whose names begin with `prefix` are held now (not run out): with one
-    /// lease a process (`replica/HOLDER`), how many processes share the work.
+    /// lease a process ([`presence`]), how many processes share the work.
     fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send;
+
+    /// Removes the leases whose names begin with `prefix` that ran out more than `ran_out_for`
+    /// ago (not those standing with a presence, [`Store::claim_leases_up_to`]): the presence
+    /// leases of processes gone, so that each start does not leave a row behind for good.
+    /// Returns how many were removed.
+    fn forget_leases(
+        &self,
+        prefix: &str,
+        ran_out_for: std::time::Duration,
+    ) -> impl Future<Output = Result<usize, Error>> + Send;
 
     /// Extends `holder`'s leases with these tokens ([`Store::claim_leases`]) to `lease` from now,
     /// and returns the tokens it still holds. A zero `lease` lets them go.
@@ -541,6 +555,16 @@ pub struct PendingEffect {
 pub struct Claimed {
     pub pending: PendingEffect,
     pub token: u64,
+}
+
+/// The prefix of the presence leases: `replica/HOLDER`, claimed by each process with
+/// [`Store::claim_leases`] under its own name and renewed while it runs.
+pub const PRESENCE: &str = "replica/";
+
+/// The name of `holder`'s presence lease, on which the leases it claimed with
+/// [`Store::claim_leases_up_to`] stand.
+pub fn presence(holder: &str) -> String {
+    format!("{PRESENCE}{holder}")
 }
 
 /// A lease on a named share of work, claimed with [`Store::claim_leases`].

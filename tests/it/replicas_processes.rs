@@ -494,14 +494,20 @@ fn a_replica_frozen_past_its_lease_and_resumed_records_nothing_over_its_successo
     });
 }
 
-/// The incidents' leases (`incident/ID`) held now, by holder, and the holders of the replicas
-/// present (their `replica/HOLDER` leases).
+/// The incidents' leases (`incident/ID`) held now, by holder: those that have not run out, and
+/// those standing on their holder's presence (`lease_until` infinite) while its `replica/HOLDER`
+/// lease has not run out.
 async fn incident_holders(look: &mut sqlx::PgConnection) -> BTreeMap<String, BTreeSet<String>> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT holder, name FROM leases WHERE starts_with(name, 'incident/') AND lease_until >= now()")
-            .fetch_all(look)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT holder, name FROM leases AS incident WHERE starts_with(name, 'incident/') AND lease_until >= now()
+             AND (lease_until < 'infinity' OR EXISTS (
+                 SELECT 1 FROM leases AS presence
+                 WHERE presence.name = 'replica/' || incident.holder AND presence.lease_until >= now()
+             ))",
+    )
+    .fetch_all(look)
+    .await
+    .unwrap();
     let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (holder, name) in rows {
         holders.entry(holder).or_default().insert(name);
@@ -569,19 +575,18 @@ fn three_replicas_share_the_incidents_and_the_others_take_a_dead_ones_within_the
         assert!(each.iter().all(|held| *held <= share), "none holds more than its share ({share}): {each:?}");
 
         // One killed: the others hold its incidents, each taken at most a lease after the dead
-        // one's lease ran out (the database's clock; a look every few milliseconds).
+        // one's presence lease ran out, on which its incidents' leases stood (the database's
+        // clock; a look every few milliseconds).
         let victim = 0;
         let dead = format!("pid{}-", replicas[victim].pid().as_raw());
-        let until: BTreeMap<String, f64> = sqlx::query_as(
-            "SELECT name, extract(epoch FROM lease_until)::float8 FROM leases WHERE starts_with(name, 'incident/') AND starts_with(holder, $1)",
+        let held: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM leases WHERE starts_with(name, 'incident/') AND starts_with(holder, $1)",
         )
         .bind(&dead)
         .fetch_all(&mut look)
         .await
-        .unwrap()
-        .into_iter()
-        .collect();
-        assert!(!until.is_empty());
+        .unwrap();
+        assert!(!held.is_empty());
         replicas[victim].kill();
         let mut taken: BTreeMap<String, f64> = BTreeMap::new();
         wait_until("the others to take the dead replica's incidents", LIMIT, async || {
@@ -589,17 +594,27 @@ fn three_replicas_share_the_incidents_and_the_others_take_a_dead_ones_within_the
                 sqlx::query_scalar("SELECT extract(epoch FROM now())::float8").fetch_one(&mut look).await.unwrap();
             for (holder, names) in incident_holders(&mut look).await {
                 if !holder.starts_with(&dead) {
-                    for name in names.into_iter().filter(|name| until.contains_key(name)) {
+                    for name in names.into_iter().filter(|name| held.contains(name)) {
                         taken.entry(name).or_insert(now);
                     }
                 }
             }
-            if taken.len() == until.len() { Ok(()) } else { Err(format!("{} of {} taken", taken.len(), until.len())) }
+            if taken.len() == held.len() { Ok(()) } else { Err(format!("{} of {} taken", taken.len(), held.len())) }
         })
         .await;
+        let gone: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM lease_until)::float8 FROM leases WHERE starts_with(name, 'replica/' || $1)",
+        )
+        .bind(&dead)
+        .fetch_one(&mut look)
+        .await
+        .unwrap();
         for (name, at) in &taken {
-            let unowned = at - until[name];
-            assert!(unowned < LEASE.as_secs_f64(), "{name} waited {unowned:.1} s without a holder after its lease ran out");
+            let unowned = at - gone;
+            assert!(
+                unowned < LEASE.as_secs_f64(),
+                "{name} waited {unowned:.1} s without a holder after its lease ran out"
+            );
         }
         let each = spread(&incident_holders(&mut look).await, &replicas, INCIDENTS).unwrap();
         assert_eq!(each[victim], 0);

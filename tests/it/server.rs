@@ -632,13 +632,19 @@ mod counting {
             &self,
             holder: &str,
             names: &[String],
-            lease: std::time::Duration,
             most: usize,
         ) -> impl Future<Output = Result<Vec<Lease>, Error>> + Send {
-            self.inner.claim_leases_up_to(holder, names, lease, most)
+            self.inner.claim_leases_up_to(holder, names, most)
         }
         fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send {
             self.inner.leases_held(prefix)
+        }
+        fn forget_leases(
+            &self,
+            prefix: &str,
+            ran_out_for: std::time::Duration,
+        ) -> impl Future<Output = Result<usize, Error>> + Send {
+            self.inner.forget_leases(prefix, ran_out_for)
         }
         fn renew_leases(
             &self,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::campaign::{answer, plan, states};
 use super::{at, note, notify, started};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
-use crate::store::{Append, BatchState, Claimed, Delivery, Error, Fence, Headers, Lease, Store};
+use crate::store::{Append, BatchState, Claimed, Delivery, Error, Fence, Headers, Lease, PRESENCE, Store, presence};
 
 /// Long enough that no lease runs out while a check looks at it.
 const HELD: Duration = Duration::from_secs(60);
@@ -121,30 +121,93 @@ fn fence_lost<T: std::fmt::Debug>(result: &Result<T, Error>, guarding: &str) -> 
     matches!(result, Err(Error::FenceLost { guarding: named, .. }) if named == guarding)
 }
 
+/// Claims `holder`'s presence lease ([`presence`]) for `lease`; its token.
+async fn present(store: &impl Store, holder: &str, lease: Duration) -> u64 {
+    let claimed = store.claim_leases(holder, &[presence(holder)], lease).await.unwrap();
+    assert_eq!(names(&claimed), [presence(holder)], "{holder} is present");
+    claimed[0].token
+}
+
 pub async fn up_to_a_share_of_named_leases_is_taken_anew(store: Arc<impl Store>) {
     let wanted: Vec<String> = (1..=5).map(|n| format!("incident/share-{n}")).collect();
-    let first = store.claim_leases_up_to("replica-a", &wanted, HELD, 2).await.unwrap();
+    assert_eq!(store.claim_leases_up_to("replica-a", &wanted, 2).await.unwrap(), [], "none without a presence");
+    present(&*store, "replica-a", HELD).await;
+    present(&*store, "replica-b", HELD).await;
+    let first = store.claim_leases_up_to("replica-a", &wanted, 2).await.unwrap();
     assert_eq!(first.len(), 2, "two of five taken: {first:?}");
-    let again = store.claim_leases_up_to("replica-a", &wanted, HELD, 2).await.unwrap();
+    let again = store.claim_leases_up_to("replica-a", &wanted, 2).await.unwrap();
     assert_eq!(again, first, "at its share, the holder keeps its own and takes no more");
-    let more = store.claim_leases_up_to("replica-a", &wanted, HELD, 4).await.unwrap();
+    let more = store.claim_leases_up_to("replica-a", &wanted, 4).await.unwrap();
     assert_eq!(more.len(), 4, "a larger share, two more: {more:?}");
     assert!(first.iter().all(|lease| more.contains(lease)), "its own kept, with their tokens");
-    let other = store.claim_leases_up_to("replica-b", &wanted, HELD, 3).await.unwrap();
+    let other = store.claim_leases_up_to("replica-b", &wanted, 3).await.unwrap();
     assert_eq!(other.len(), 1, "another takes only what is free: {other:?}");
     assert!(!names(&more).contains(&other[0].name.as_str()));
-    let fewer = store.claim_leases_up_to("replica-a", &wanted, HELD, 1).await.unwrap();
+    let fewer = store.claim_leases_up_to("replica-a", &wanted, 1).await.unwrap();
     assert_eq!(fewer, more, "a smaller share takes none away: the holder lets go of them itself");
-    assert_eq!(store.claim_leases_up_to("replica-c", &wanted, HELD, 0).await.unwrap(), []);
+    assert_eq!(store.claim_leases_up_to("replica-c", &wanted, 0).await.unwrap(), []);
+    assert!(store.claim_leases("replica-c", &wanted, HELD).await.unwrap().is_empty(), "none is free to others");
 
     // Presence: leases by prefix, counted while they last.
     assert_eq!(store.leases_held("incident/share-").await.unwrap(), 5);
     assert_eq!(store.leases_held("nobody/").await.unwrap(), 0);
-    store.claim_leases("replica-a", &["present/replica-a".to_string()], BRIEF).await.unwrap();
-    store.claim_leases("replica-b", &["present/replica-b".to_string()], HELD).await.unwrap();
-    assert_eq!(store.leases_held("present/").await.unwrap(), 2);
+    assert_eq!(store.leases_held(PRESENCE).await.unwrap(), 2);
+    present(&*store, "replica-c", BRIEF).await;
+    assert_eq!(store.leases_held(PRESENCE).await.unwrap(), 3);
     tokio::time::sleep(BRIEF * 2).await;
-    assert_eq!(store.leases_held("present/").await.unwrap(), 1, "a lease run out is not counted");
+    assert_eq!(store.leases_held(PRESENCE).await.unwrap(), 2, "a lease run out is not counted");
+}
+
+pub async fn leases_up_to_a_share_stand_on_their_holders_presence(store: Arc<impl Store>) {
+    let wanted: Vec<String> = (1..=3).map(|n| format!("incident/stand-{n}")).collect();
+    let presence_a = present(&*store, "replica-a", HELD).await;
+    let held = store.claim_leases_up_to("replica-a", &wanted, 3).await.unwrap();
+    assert_eq!(names(&held), wanted, "all three taken");
+    assert!(store.claim_leases("replica-b", &wanted, HELD).await.unwrap().is_empty(), "held while present");
+    let sooner = held[0].token;
+    assert_eq!(store.renew_leases("replica-a", &[sooner], Duration::ZERO).await.unwrap(), [sooner]);
+    let taken = lease_once_free(&*store, "replica-b", &wanted[0]).await;
+    assert!(taken.token > sooner, "one let go is free at once, with a newer token");
+
+    // The presence runs out (the process died or froze; here let go at once): the others are
+    // free, all at once.
+    assert_eq!(store.renew_leases("replica-a", &[presence_a], Duration::ZERO).await.unwrap(), [presence_a]);
+    assert_eq!(store.leases_held("incident/stand-").await.unwrap(), 1, "only the one taken over stands");
+    let rest = store.claim_leases("replica-b", &wanted, HELD).await.unwrap();
+    assert_eq!(names(&rest), wanted, "the rest free once the holder's presence ran out");
+    assert!(held[1..].iter().zip(&rest[1..]).all(|(old, new)| new.token > old.token), "{held:?} {rest:?}");
+    store.append(Append::new("inc-1", 0, &[started("inc-1", "breach", None)])).await.unwrap();
+    let stale = store.append(Append::new("inc-1", 1, &[note(1, "tick")]).under(Some(held[1].fence()))).await;
+    assert!(fence_lost(&stale, &wanted[1]), "a write under the old holder's token is refused: {stale:?}");
+    assert_eq!(store.events("inc-1").await.unwrap().len(), 1, "nothing of it is stored");
+
+    // Present again, the old holder gets none of them back.
+    present(&*store, "replica-a", HELD).await;
+    assert_eq!(store.claim_leases_up_to("replica-a", &wanted, 3).await.unwrap(), []);
+
+    // Presence leases run out long enough ago are removed; those standing are not.
+    let presence_c = present(&*store, "replica-c", HELD).await;
+    assert_eq!(store.renew_leases("replica-c", &[presence_c], Duration::ZERO).await.unwrap(), [presence_c]);
+    assert_eq!(store.forget_leases(PRESENCE, Duration::from_secs(3600)).await.unwrap(), 0, "not long enough ago");
+    let forgotten = wait_until_forgotten(&*store).await;
+    assert_eq!(forgotten, 1, "replica-c's");
+    assert_eq!(store.forget_leases("incident/", Duration::ZERO).await.unwrap(), 0, "none ran out");
+    assert_eq!(store.leases_held(PRESENCE).await.unwrap(), 1, "replica-a's stands");
+    present(&*store, "replica-c", HELD).await;
+}
+
+/// Removes the presence leases that ran out, once the clock has moved past the one let go last
+/// (for at most 10 s): how many.
+async fn wait_until_forgotten(store: &impl Store) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let forgotten = store.forget_leases(PRESENCE, Duration::ZERO).await.unwrap();
+        if forgotten > 0 {
+            return forgotten;
+        }
+        assert!(Instant::now() < deadline, "no presence lease let go was removed within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 pub async fn two_holders_never_hold_one_named_lease(store: Arc<impl Store>) {

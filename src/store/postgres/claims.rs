@@ -81,64 +81,113 @@ pub(super) async fn lost(connection: &mut sqlx::PgConnection, incident: &str, id
     })
 }
 
+/// The processes present: the holders of the presence leases ([`super::super::PRESENCE`]) not
+/// run out, found through the names' pattern index (migration 0006) given the parameters of
+/// the prefix and its end ([`prefix_end`]). A common table expression of the statements below.
+macro_rules! present {
+    ($prefix:literal, $end:literal) => {
+        concat!(
+            "present AS (SELECT holder FROM leases WHERE name ~>=~ ",
+            $prefix,
+            " AND name ~<~ ",
+            $end,
+            " AND name = ",
+            $prefix,
+            " || holder AND lease_until >= now())"
+        )
+    };
+}
+
+/// Whether the lease in the row `leases` stands (is held): not run out, and, when it stands on
+/// its holder's presence (`lease_until` infinite, [`Store::claim_leases_up_to`]), that presence
+/// stands. Written on the row's own columns, so that a claim's `FOR UPDATE` checks it again on
+/// a row another claim changed meanwhile.
+///
+/// [`Store::claim_leases_up_to`]: super::super::Store::claim_leases_up_to
+macro_rules! stands {
+    () => {
+        "(leases.lease_until >= now() AND (leases.lease_until < 'infinity' OR leases.holder IN (SELECT holder FROM present)))"
+    };
+}
+
 /// Claims for `holder` those of `names` that no one holds, whose lease ran out, or that it holds
-/// already: a lease of its own with more than two thirds of `lease` left is kept as it is (no
-/// write), one with less is renewed with its token, and one taken anew gets a new token. Takes
-/// anew only as many as keep its leases among `names` at `most` or fewer (the first by name), its
-/// own kept whatever their number. Returns the leases of `names` it holds, in the order of
-/// `names`.
+/// already. With a `lease`, a lease of its own with more than two thirds of `lease` left is kept
+/// as it is (no write), one with less is renewed with its token, and one taken anew gets a new
+/// token. Without, the leases stand on the holder's presence (`lease_until` infinite, kept with
+/// no write; see [`Store::claim_leases_up_to`]), and none is given to a holder whose presence
+/// lease does not stand. Takes anew only as many as keep its leases among `names` at `most` or
+/// fewer (the first by name), its own kept whatever their number. Returns the leases of `names`
+/// it holds, in the order of `names`.
+///
+/// [`Store::claim_leases_up_to`]: super::super::Store::claim_leases_up_to
 pub(super) async fn claim_named(
     pool: &PgPool,
     holder: &str,
     names: &[String],
-    lease: Duration,
+    lease: Option<Duration>,
     most: usize,
 ) -> Result<Vec<Lease>, Error> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "WITH wanted AS (SELECT DISTINCT name FROM unnest($2::text[]) AS given (name)),
+    let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+        "WITH wanted AS (SELECT DISTINCT name FROM unnest($2::text[]) AS given (name)),",
+        present!("$5", "$6"),
+        ",
+         may AS (SELECT $3::float8 IS NOT NULL OR EXISTS (SELECT 1 FROM present WHERE holder = $1) AS may),
          mine AS (
-             SELECT count(*) AS held FROM leases JOIN wanted USING (name)
-             WHERE leases.holder = $1 AND leases.lease_until >= now()
-         ),
+             SELECT count(*) AS held FROM leases JOIN wanted USING (name) WHERE leases.holder = $1 AND ",
+        stands!(),
+        "),
          absent AS (
              SELECT name FROM wanted WHERE NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = wanted.name)
          ),
          free AS (
-             SELECT leases.name, leases.holder = $1 AND leases.lease_until >= now() AS own
+             SELECT leases.name, leases.holder = $1 AND ",
+        stands!(),
+        " AS own
              FROM leases JOIN wanted USING (name)
-             WHERE leases.lease_until < now()
-                OR (leases.holder = $1 AND leases.lease_until < now() + make_interval(secs => $3 * 2 / 3))
+             WHERE NOT ",
+        stands!(),
+        " OR (leases.holder = $1 AND CASE WHEN $3::float8 IS NULL THEN leases.lease_until < 'infinity'
+                     ELSE leases.lease_until < now() + make_interval(secs => $3 * 2 / 3) END)
              FOR UPDATE OF leases SKIP LOCKED
          ),
          anew AS (
              SELECT name FROM (SELECT name FROM absent UNION ALL SELECT name FROM free WHERE NOT own) AS open
-             ORDER BY name LIMIT greatest($4 - (SELECT held FROM mine), 0)
+             ORDER BY name
+             LIMIT CASE WHEN (SELECT may FROM may) THEN greatest($4 - (SELECT held FROM mine), 0) ELSE 0 END
          ),
          new AS (
              INSERT INTO leases (name, holder, lease_until, token)
-             SELECT name, $1, now() + make_interval(secs => $3), nextval('fence') FROM absent JOIN anew USING (name)
+             SELECT name, $1, coalesce(now() + make_interval(secs => $3), 'infinity'), nextval('fence')
+             FROM absent JOIN anew USING (name)
              ON CONFLICT (name) DO NOTHING
              RETURNING name, token
          ),
          taken AS (
-             UPDATE leases SET holder = $1, lease_until = now() + make_interval(secs => $3),
+             UPDATE leases SET holder = $1, lease_until = coalesce(now() + make_interval(secs => $3), 'infinity'),
                  token = CASE WHEN free.own THEN leases.token ELSE nextval('fence') END
-             FROM free WHERE leases.name = free.name AND (free.own OR free.name IN (SELECT name FROM anew))
+             FROM free
+             WHERE leases.name = free.name AND (SELECT may FROM may)
+                 AND (free.own OR free.name IN (SELECT name FROM anew))
              RETURNING leases.name, leases.token
          ),
          kept AS (
              SELECT leases.name, leases.token FROM leases JOIN wanted USING (name)
-             WHERE leases.holder = $1 AND leases.lease_until >= now() + make_interval(secs => $3 * 2 / 3)
+             WHERE leases.holder = $1 AND ",
+        stands!(),
+        " AND NOT CASE WHEN $3::float8 IS NULL THEN leases.lease_until < 'infinity'
+                 ELSE leases.lease_until < now() + make_interval(secs => $3 * 2 / 3) END
          )
-         SELECT name, token FROM new UNION ALL SELECT name, token FROM taken UNION ALL SELECT name, token FROM kept",
-    )
+         SELECT name, token FROM new UNION ALL SELECT name, token FROM taken UNION ALL SELECT name, token FROM kept"
+    ))
     .bind(holder)
     .bind(names)
-    .bind(lease.as_secs_f64())
+    .bind(lease.map(|lease| lease.as_secs_f64()))
     .bind(i64::try_from(most).unwrap_or(i64::MAX))
+    .bind(super::super::PRESENCE)
+    .bind(prefix_end(super::super::PRESENCE))
     .fetch_all(pool)
     .await?;
     let mut held = rows
@@ -149,14 +198,51 @@ pub(super) async fn claim_named(
     Ok(held)
 }
 
-/// How many named leases whose names begin with `prefix` are held now.
+/// The first string after every string that begins with `prefix`, in the byte order of the
+/// names' pattern index: `prefix` with its last character the next one (`replica/` to
+/// `replica0`), since UTF-8 keeps the order of characters in its bytes.
+fn prefix_end(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    // No string is after every string: only the empty prefix gets here.
+    char::MAX.to_string().repeat(4)
+}
+
+/// How many named leases whose names begin with `prefix` stand now.
 pub(super) async fn held_named(pool: &PgPool, prefix: &str) -> Result<usize, Error> {
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM leases WHERE starts_with(name, $1) AND lease_until >= now()")
-            .bind(prefix)
-            .fetch_one(pool)
-            .await?;
+    let held: i64 = sqlx::query_scalar(concat!(
+        "WITH ",
+        present!("$3", "$4"),
+        " SELECT count(*) FROM leases WHERE name ~>=~ $1 AND name ~<~ $2 AND starts_with(name, $1) AND ",
+        stands!()
+    ))
+    .bind(prefix)
+    .bind(prefix_end(prefix))
+    .bind(super::super::PRESENCE)
+    .bind(prefix_end(super::super::PRESENCE))
+    .fetch_one(pool)
+    .await?;
     Ok(usize::try_from(held).unwrap_or(0))
+}
+
+/// Removes the leases whose names begin with `prefix` that ran out more than `ran_out_for` ago.
+pub(super) async fn forget_named(pool: &PgPool, prefix: &str, ran_out_for: Duration) -> Result<usize, Error> {
+    let removed = sqlx::query(
+        "DELETE FROM leases
+         WHERE name ~>=~ $1 AND name ~<~ $2 AND starts_with(name, $1)
+             AND lease_until < now() - make_interval(secs => $3)",
+    )
+    .bind(prefix)
+    .bind(prefix_end(prefix))
+    .bind(ran_out_for.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(usize::try_from(removed.rows_affected()).unwrap_or(usize::MAX))
 }
 
 /// Extends `holder`'s named leases with these tokens; returns those it still holds.

@@ -489,24 +489,25 @@ impl Store for PostgresStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        claims::claim_named(&self.claims, holder, names, lease, usize::MAX).await
+        claims::claim_named(&self.claims, holder, names, Some(lease), usize::MAX).await
     }
 
-    async fn claim_leases_up_to(
-        &self,
-        holder: &str,
-        names: &[String],
-        lease: Duration,
-        most: usize,
-    ) -> Result<Vec<Lease>, Error> {
+    async fn claim_leases_up_to(&self, holder: &str, names: &[String], most: usize) -> Result<Vec<Lease>, Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        claims::claim_named(&self.claims, holder, names, lease, most).await
+        claims::claim_named(&self.claims, holder, names, None, most).await
     }
 
     async fn leases_held(&self, prefix: &str) -> Result<usize, Error> {
         claims::held_named(&self.claims, prefix).await
+    }
+
+    async fn forget_leases(&self, prefix: &str, ran_out_for: Duration) -> Result<usize, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        claims::forget_named(&self.claims, prefix, ran_out_for).await
     }
 
     async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {

@@ -536,24 +536,25 @@ impl Store for SqliteStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        Ok(self.leases.claim_named(holder, names, lease, usize::MAX))
+        Ok(self.leases.claim_named(holder, names, Some(lease), usize::MAX))
     }
 
-    async fn claim_leases_up_to(
-        &self,
-        holder: &str,
-        names: &[String],
-        lease: Duration,
-        most: usize,
-    ) -> Result<Vec<Lease>, Error> {
+    async fn claim_leases_up_to(&self, holder: &str, names: &[String], most: usize) -> Result<Vec<Lease>, Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        Ok(self.leases.claim_named(holder, names, lease, most))
+        Ok(self.leases.claim_named(holder, names, None, most))
     }
 
     async fn leases_held(&self, prefix: &str) -> Result<usize, Error> {
         Ok(self.leases.named_held(prefix))
+    }
+
+    async fn forget_leases(&self, prefix: &str, ran_out_for: Duration) -> Result<usize, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(self.leases.forget_named(prefix, ran_out_for))
     }
 
     async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {

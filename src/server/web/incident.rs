@@ -272,7 +272,7 @@ pub fn context(
                     "retrying": troubles.get(&format!("{}/{}", phase.id, step.id)).map(|trouble| json!({
                         "batch": trouble.batch, "attempt": trouble.attempt, "of": trouble.of,
                         "class": trouble.class.as_str(), "error": trouble.error, "at": when(trouble.at),
-                        "text": trouble.detail(now),
+                        "text": trouble.detail(now), "halted": trouble.halted(),
                     })),
                     "waiting": waiting,
                     "actions": actions,

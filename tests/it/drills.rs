@@ -46,6 +46,11 @@ fn every_drill_in_drills_passes_and_keeps_its_report_export_and_messages() {
         assert!(junit.contains("failures=\"0\""), "{}: {junit}", drill.display());
         let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
         assert!(html.contains("<html"), "{}: the report is not HTML", drill.display());
+        // A campaign's proof note names its commands as code, not between backticks.
+        if html.contains("Customer campaigns") {
+            assert!(html.contains("<code>phasegate audit prove "), "{}: the proof note", drill.display());
+            assert!(!html.contains("`phasegate audit prove"), "{}: backticks in the report", drill.display());
+        }
     }
 }
 

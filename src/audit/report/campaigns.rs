@@ -171,6 +171,11 @@ pub(super) fn html(out: &mut String, campaigns: &[Campaign]) {
         }
         let _ = writeln!(out, "</tbody>\n</table>");
     }
-    let note = escape(PROOF_NOTE);
+    // The note's commands, written between backticks for the Markdown report, as code here.
+    let note: String = escape(PROOF_NOTE)
+        .split('`')
+        .enumerate()
+        .map(|(n, part)| if n % 2 == 1 { format!("<code>{part}</code>") } else { part.to_string() })
+        .collect();
     let _ = writeln!(out, "<p>{note}</p>\n</section>");
 }

@@ -271,17 +271,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                         shared.stop.store(true, Ordering::Relaxed);
                         if halt {
                             tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed again; the campaign pauses");
-                            let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else {
-                                return Ok(());
-                            };
                             let reason = format!(
                                 "batch {number} was not accepted in {ATTEMPTS} attempts in a row; its last error: \
                                  {error}; no recipient was given up: resume once the channel takes messages again"
                             );
-                            let report = CampaignReport::Halted { reason };
-                            let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
-                            self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under)
-                                .await?;
+                            self.report(pending, CampaignReport::Halted { reason }, under).await?;
                         } else {
                             tracing::warn!(%campaign, batch = number, attempts, %error, "batch failed; it will be sent again");
                             *shared.failed_attempt.lock().expect("never poisoned") = Some(wait);
@@ -341,7 +335,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         store_plan: bool,
         under: Option<&Fence>,
     ) -> Result<Slice, Error> {
-        let EffectKind::Campaign { phase, step: step_id, campaign, .. } = &pending.effect.kind else {
+        let EffectKind::Campaign { campaign, .. } = &pending.effect.kind else {
             return Ok(Slice::Waiting);
         };
         let spec = list_spec(step);
@@ -375,8 +369,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             suppressed: counts.suppressed,
             batches: prepared.batches.len() as u32,
         };
-        let command = Command::CampaignReport { phase: phase.clone(), step: step_id.clone(), report };
-        self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under).await?;
+        self.report(pending, report, under).await?;
         // An empty list ends at the next slice, with nothing to send.
         Ok(Slice::Moved)
     }
@@ -390,7 +383,6 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         pace: &mut Pace,
         under: Option<&Fence>,
     ) -> Result<(), Error> {
-        let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
         let percent = (totals.done * 100).checked_div(total).unwrap_or(100);
         let step_reached = percent / PROGRESS_EVERY_PERCENT;
         if step_reached <= pace.reported || totals.done == total {
@@ -403,6 +395,18 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             batches_done: totals.done,
             batches: total,
         };
+        self.report(pending, report, under).await
+    }
+
+    /// Records a milestone of the campaign effect `pending`, as phasegate's sender (the only one
+    /// the engine takes milestones from).
+    async fn report(
+        &self,
+        pending: &PendingEffect,
+        report: CampaignReport,
+        under: Option<&Fence>,
+    ) -> Result<(), Error> {
+        let EffectKind::Campaign { phase, step, .. } = &pending.effect.kind else { return Ok(()) };
         let command = Command::CampaignReport { phase: phase.clone(), step: step.clone(), report };
         self.submit_delivered_under(&pending.incident, engine::event::SYSTEM, command, None, under).await?;
         Ok(())

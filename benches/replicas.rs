@@ -2,7 +2,7 @@
 //! `cargo bench --bench replicas` prints Markdown tables for BENCHMARKS.md. It needs a
 //! PostgreSQL server (`PHASEGATE_BENCH_POSTGRES`, default the tests'
 //! `postgres://postgres@127.0.0.1:5432/test`); each measure works in a schema of its own, dropped
-//! at its end. `MEASURE=deliveries|takeover|horizon` runs one of the three (default all).
+//! at its end. `MEASURE=deliveries|takeover|horizon` runs one of the three (default all; `passes`, (4) below, only when asked).
 //!
 //! (1) Webhook deliveries stored durably per second with 1 and with 3 replicas: `CLIENTS`
 //! (default 64) closed-loop clients send `DELIVERIES` (default 6,000) GitHub-signed deliveries,
@@ -28,6 +28,15 @@
 //! second). With `PHASEGATE_BENCH_POSTGRES_APART` (a second database on the same server) the two
 //! windows run at once, the one without the held transaction in that database, so that the
 //! machine's load (other work on it varies over minutes) weighs on both alike.
+//!
+//! (4) `MEASURE=passes`: what one replica's passes cost while nothing happens, over the open
+//! incidents it holds: `INCIDENTS` (default 2,000) incidents started, one delivery each, on one
+//! replica, every effect done; then for `IDLE` (default 30 s) nothing arrives, and the bench reads
+//! how often `events` was read (index and sequential scans, `pg_stat_user_tables`), the
+//! transactions committed in the database (`pg_stat_database`: a statement outside a
+//! transaction is one; the bench's own few are counted too, so give it a database of its own)
+//! and the replica's CPU time (`/proc/PID/stat`). `PHASEGATE_BENCH_BIN` runs another build's
+//! `phasegate` (the one before a change) instead of this one's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -305,6 +314,71 @@ async fn horizon(server: &str) {
     }
 }
 
+/// The CPU time `pid` has used, user and system, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the replica's /proc entry");
+    // The fields after the command's name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..].split(' ').collect();
+    let ticks = |index: usize| fields[index].parse::<f64>().expect("clock ticks");
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Reads of `events` (index and sequential scans) and the transactions committed in the database
+/// so far, once the backends have sent their counts (at most once a second).
+async fn reads_and_commits(connection: &mut sqlx::PgConnection, schema: &str) -> (i64, i64) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reads: i64 = sqlx::query_scalar(
+        "SELECT coalesce(idx_scan, 0) + seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'events'",
+    )
+    .bind(schema)
+    .fetch_one(&mut *connection)
+    .await
+    .unwrap();
+    let commits =
+        cluster::number(connection, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            .await;
+    (reads, commits)
+}
+
+/// (4): the cost of one replica's passes over `INCIDENTS` open incidents while nothing happens.
+async fn passes(server: &str) {
+    let (incidents, idle) = (setting("INCIDENTS", 2_000), setting("IDLE", 30));
+    let stub = Stub::start(immediately).await;
+    let deployment = Deployment::new(server, &stub).await;
+    let running = deployment.replicas(1).await;
+    let counters = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let started = Instant::now();
+    cluster::storm(vec![running[0].base()], setting("CLIENTS", 64), counters, 1, move |number| number >= incidents)
+        .await;
+    settled(&deployment).await;
+    eprintln!("{incidents} incidents started and their effects done in {:.1} s", started.elapsed().as_secs_f64());
+    let mut connection = deployment.connect().await;
+    let open = cluster::number(&mut connection, "SELECT count(*) FROM incidents WHERE closed_at IS NULL").await;
+    // One pass at least after the last effect, so that the window holds idle passes only.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = running[0].pid().expect("the replica runs");
+    let (reads, commits) = reads_and_commits(&mut connection, &deployment.schema).await;
+    let cpu = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    let cpu = cpu_seconds(pid) - cpu;
+    let (reads_after, commits_after) = reads_and_commits(&mut connection, &deployment.schema).await;
+    // The reads and commits are counted over the two-second wait for the statistics too.
+    let window = idle as f64 + 2.0;
+    println!(
+        "
+| open incidents | idle window | reads of `events` /s | commits /s | replica CPU s /s |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {open} | {window:.0} s | {:.1} | {:.1} | {:.3} |",
+        (reads_after - reads) as f64 / window,
+        (commits_after - commits) as f64 / window,
+        cpu / idle as f64
+    );
+    drop(running);
+    deployment.drop_schema(server).await;
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = std::env::var("PHASEGATE_BENCH_POSTGRES")
@@ -323,6 +397,9 @@ fn main() {
         }
         if ["all", "horizon"].contains(&measure.as_str()) {
             horizon(&server).await;
+        }
+        if measure == "passes" {
+            passes(&server).await;
         }
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\nload average at the end: {}", load.trim());

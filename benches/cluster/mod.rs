@@ -186,7 +186,10 @@ impl Replica {
     /// Starts the process and waits until `/healthz` answers.
     pub async fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        // Another build's binary (`PHASEGATE_BENCH_BIN`), to measure before and after a change.
+        let binary =
+            std::env::var("PHASEGATE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_phasegate").to_string());
+        let child = std::process::Command::new(binary)
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn")

@@ -29,7 +29,7 @@ pub const INBOX: &str = "inbox";
 /// The name of the lease under which one process ticks `incident` (its timers, its checks'
 /// polls and deadlines, its retries) and signs its head.
 pub fn incident_lease(incident: &str) -> String {
-    format!("incident/{incident}")
+    store::incident_lease(incident)
 }
 
 /// How long ago a process's presence lease ([`store::presence`]) ran out before it is removed
@@ -165,6 +165,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         }
         self.keep_present().await?;
         self.store.forget_leases(store::PRESENCE, GONE).await?;
+        self.forget_finished().await?;
         let processes = self.store.leases_held(store::PRESENCE).await?.max(1);
         let share = incidents.len().div_ceil(processes) + SLACK;
         let names: Vec<String> = incidents.iter().map(|incident| incident_lease(incident)).collect();
@@ -181,6 +182,26 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .zip(names)
             .filter_map(|(incident, name)| held.remove(&name).map(|lease| (incident, Some(lease.fence()))))
             .collect())
+    }
+
+    /// Removes the leases of incidents finished (closed, nothing of theirs in the outbox) and of
+    /// those run out for [`GONE`] ([`Store::forget_leases`]), once a lease has passed since this
+    /// process last did: otherwise each incident ever handled would leave its lease behind for
+    /// good, standing on its last holder's presence, and every pass that reads the leases would
+    /// grow with them. Any process may remove them: the store keeps those a claim or a write is
+    /// using, and one claimed again gets a new token.
+    async fn forget_finished(&self) -> Result<(), Error> {
+        let now = Instant::now();
+        let tidied = *self.tidied_at.lock().expect("the tidying's clock is never poisoned");
+        if tidied.is_some_and(|at| now.duration_since(at) < self.lease) {
+            return Ok(());
+        }
+        let forgotten = self.store.forget_leases(store::INCIDENT, GONE).await?;
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "leases of incidents finished removed");
+        }
+        *self.tidied_at.lock().expect("the tidying's clock is never poisoned") = Some(now);
+        Ok(())
     }
 
     /// Renews this process's presence lease ([`store::presence`]), on which the incidents' leases

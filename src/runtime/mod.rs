@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::chain::Canonical;
 use crate::audit::keys::Signer;
-use crate::engine::{self, Command, Decision, Directory, Effect, Event, Incident, Outcome};
+use crate::engine::{self, Decision, Directory, Effect, Event, Incident, Outcome};
 use crate::runbook::{self, Diagnostic, Runbook, Templates};
 use crate::store::{self, Store};
 
@@ -149,6 +149,8 @@ pub struct Runtime<S, T> {
     lease: std::time::Duration,
     /// When this process's presence lease was last renewed ([`Runtime::keep_present`]).
     present_at: Mutex<Option<std::time::Instant>>,
+    /// When this process last removed the leases of incidents finished ([`Runtime::incident_share`]).
+    tidied_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
@@ -173,6 +175,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             holder: claims::new_holder(),
             lease: claims::LEASE,
             present_at: Mutex::new(None),
+            tidied_at: Mutex::new(None),
         }
     }
 
@@ -352,6 +355,11 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(counts)
     }
 
+    /// The version of the incident's state as cached, if it is.
+    fn cached_version(&self, incident: &str) -> Option<u64> {
+        self.states.lock().expect("the cache is never poisoned").get(incident).map(|(state, _)| state.version)
+    }
+
     /// The incident's state: as cached, or (with `refresh`, or when nothing is cached) caught up
     /// with the store. The second value says whether it was read from the store just now.
     async fn current(&self, incident: &str, refresh: bool) -> Result<(Incident, Arc<Runbook>, bool), Error> {
@@ -447,15 +455,17 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
                 pass.events += decision.events.len();
             }
             // Each open incident is ticked by the one process holding its lease (claims.rs).
+            // A tick reads the log only of an incident whose version moved since this runtime
+            // last saw it (`Runtime::tick`).
             let mut ticked = 0;
-            for (id, under) in self.incident_share(self.open_incidents().await?).await? {
+            let open = self.open_incidents().await?;
+            let ids = open.iter().map(|(id, _)| id.clone()).collect();
+            let seen: HashMap<String, u64> = open.into_iter().collect();
+            for (id, under) in self.incident_share(ids).await? {
                 // A pass ticking thousands of incidents on a busy machine may last longer than
                 // the lease: the incidents stand on the presence, renewed as the ticks go on.
                 self.keep_present().await?;
-                let decision = match self
-                    .submit_delivered_under(&id, engine::event::SYSTEM, Command::Tick, None, under.as_ref())
-                    .await
-                {
+                let decision = match self.tick(&id, seen[&id], under.as_ref()).await {
                     Ok(decision) => decision,
                     Err(error) if claims::taken_over(&error) => {
                         tracing::warn!(incident = id, "{error}");

@@ -129,20 +129,24 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(self.store.events(incident).await?)
     }
 
-    /// The open incidents' ids, in the order they started.
-    pub(super) async fn open_incidents(&self) -> Result<Vec<String>, Error> {
+    /// The open incidents' ids, in the order they started, each with its version as stored.
+    pub(super) async fn open_incidents(&self) -> Result<Vec<(String, u64)>, Error> {
         if self.owned.is_some() {
             let states = self.states.lock().expect("the cache is never poisoned");
             let mut open: Vec<_> = states
                 .values()
                 .filter(|(state, _)| state.closed.is_none())
-                .map(|(state, _)| (state.started_at, state.id.clone()))
+                .map(|(state, _)| (state.started_at, state.id.clone(), state.version))
                 .collect();
             open.sort();
-            return Ok(open.into_iter().map(|(_, id)| id).collect());
+            return Ok(open.into_iter().map(|(_, id, version)| (id, version)).collect());
         }
         let summaries = self.store.incidents().await?;
-        Ok(summaries.into_iter().filter(|summary| summary.closed_at.is_none()).map(|summary| summary.id).collect())
+        Ok(summaries
+            .into_iter()
+            .filter(|summary| summary.closed_at.is_none())
+            .map(|summary| (summary.id, summary.version))
+            .collect())
     }
 
     /// The incidents' summaries [`Runtime::sign_due`] looks at: every incident's, or, in a runtime

@@ -44,6 +44,9 @@ impl Asked<'_> {
 enum On {
     /// The incident's, as cached or as stored.
     Stored,
+    /// The incident's, whose stored version was `version` a moment ago (its summary said so): a
+    /// cached state at that version is believed as if just read, without reading the store.
+    Seen { version: u64 },
     /// None: a new incident, whose id was made from `at`, of `runbook`.
     Nothing { at: DateTime<Utc>, runbook: Arc<Runbook> },
 }
@@ -133,6 +136,16 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         self.submit_one(incident, On::Stored, asked).await
     }
 
+    /// Ticks the incident (its timers, its checks, its retries) under its lease `under`, its
+    /// stored version being `seen` as the pass began: when this runtime's state of it is at that
+    /// version, nothing is read from the store unless the tick decides something (and its append
+    /// then checks the version), so a pass over the incidents this process holds reads only the
+    /// logs of those that changed.
+    pub(super) async fn tick(&self, incident: &str, seen: u64, under: Option<&Fence>) -> Result<Decision, Error> {
+        let asked = Asked { actor: engine::event::SYSTEM, command: &Command::Tick, delivery: None, token: None, under };
+        self.submit_one(incident, On::Seen { version: seen }, asked).await
+    }
+
     /// Records the outcome of `effect`, claimed with `token` (if it was claimed): refused with
     /// [`store::Error::LeaseLost`], storing nothing, when another process has claimed the effect
     /// since.
@@ -219,12 +232,17 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         on: &On,
         asked: &[Asked<'_>],
     ) -> Result<Vec<Result<Decision, Error>>, Error> {
-        let mut refresh = false;
+        // A state cached at another version than the one seen is caught up at once.
+        let mut refresh = match on {
+            On::Seen { version } => self.cached_version(incident).is_some_and(|cached| cached != *version),
+            _ => false,
+        };
         for _ in 0..RETRIES_ON_CONFLICT {
             let (state, runbook, fresh) = match on {
-                On::Stored => {
+                On::Stored | On::Seen { .. } => {
                     let (state, runbook, fresh) = self.current(incident, refresh).await?;
-                    (Some(state), runbook, fresh)
+                    let seen = matches!(on, On::Seen { version } if *version == state.version);
+                    (Some(state), runbook, fresh || seen)
                 }
                 On::Nothing { runbook, .. } => (None, Arc::clone(runbook), true),
             };
@@ -256,7 +274,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         let mut answers = Vec::with_capacity(asked.len());
         for one in asked {
             let at = match on {
-                On::Stored => self.now(),
+                On::Stored | On::Seen { .. } => self.now(),
                 On::Nothing { at, .. } => *at,
             };
             let request = Request { actor: one.actor.to_string(), at, command: one.command.clone() };
@@ -313,7 +331,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             }
             // Another writer got there first: decided again on what it stored. A new incident's
             // id taken is not decided again (it names another incident).
-            Err(store::Error::Conflict { .. }) if matches!(on, On::Stored) => Ok(Attempt::Again),
+            Err(store::Error::Conflict { .. }) if !matches!(on, On::Nothing { .. }) => Ok(Attempt::Again),
             Err(other) => {
                 // The append may or may not have happened: read the log again next time.
                 self.states.lock().expect("the cache is never poisoned").remove(incident);

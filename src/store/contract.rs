@@ -25,7 +25,8 @@ pub use campaign::{
 pub use claims::{
     a_campaign_write_under_an_effect_taken_over_is_refused, a_stale_token_cannot_complete,
     a_write_under_a_named_lease_taken_over_is_refused, an_expired_lease_is_taken_over,
-    leases_up_to_a_share_stand_on_their_holders_presence, two_claimers_never_hold_one_effect,
+    leases_up_to_a_share_stand_on_their_holders_presence,
+    the_lease_of_a_finished_incident_goes_and_its_token_stays_refused, two_claimers_never_hold_one_effect,
     two_holders_never_hold_one_named_lease, up_to_a_share_of_named_leases_is_taken_anew,
 };
 pub use inbox::{deliveries_received_together_are_each_answered, received_deliveries_wait_in_the_inbox_until_applied};
@@ -65,6 +66,7 @@ macro_rules! store_contract {
             two_holders_never_hold_one_named_lease,
             up_to_a_share_of_named_leases_is_taken_anew,
             leases_up_to_a_share_stand_on_their_holders_presence,
+            the_lease_of_a_finished_incident_goes_and_its_token_stays_refused,
             a_write_under_a_named_lease_taken_over_is_refused,
             a_campaign_write_under_an_effect_taken_over_is_refused,
             an_unknown_incident_is_not_found,
@@ -135,7 +137,8 @@ pub fn note(minutes: i64, text: &str) -> Event {
     Event::new(at(minutes), "dana", EventKind::NoteAdded).because(Some(text.into()))
 }
 
-fn closed(minutes: i64) -> Event {
+/// The closing event, `minutes` in.
+pub fn closed(minutes: i64) -> Event {
     Event::new(at(minutes), "dana", EventKind::IncidentClosed { abandoned: false })
 }
 

@@ -230,14 +230,40 @@ impl Leases {
         state.named.iter().filter(|(name, lease)| name.starts_with(prefix) && state.stands(lease, now)).count()
     }
 
-    /// Removes the named leases whose names begin with `prefix` that ran out more than
-    /// `ran_out_for` ago; returns how many.
-    pub(crate) fn forget_named(&self, prefix: &str, ran_out_for: Duration) -> usize {
+    /// The incidents whose leases ([`super::INCIDENT`]), among the named leases whose names
+    /// begin with `prefix`, [`Leases::forget_named`] would remove if they are finished (closed,
+    /// nothing of theirs in the outbox): those not claimed for a while that still runs, with no
+    /// write under way under them.
+    pub(crate) fn incidents_to_forget(&self, prefix: &str) -> Vec<String> {
+        let now = Instant::now();
+        let state = self.state();
+        state
+            .named
+            .iter()
+            .filter(|(name, lease)| name.starts_with(prefix) && lease.writing == 0 && (lease.tied || lease.until < now))
+            .filter_map(|(name, _)| name.strip_prefix(super::INCIDENT).map(str::to_string))
+            .collect()
+    }
+
+    /// Removes the named leases whose names begin with `prefix` that nothing can need any more
+    /// (see [`Store::forget_leases`](super::Store::forget_leases)): run out more than
+    /// `ran_out_for` ago, or the lease of one of the `finished` incidents not claimed for a while
+    /// that still runs; none with a write under way. Returns how many. A lease removed and
+    /// claimed again gets a new token (the tokens only grow), so one from before never matches.
+    pub(crate) fn forget_named(
+        &self,
+        prefix: &str,
+        ran_out_for: Duration,
+        finished: &std::collections::HashSet<String>,
+    ) -> usize {
         let now = Instant::now();
         let mut state = self.state();
         let before = state.named.len();
         state.named.retain(|name, lease| {
-            !name.starts_with(prefix) || lease.tied || lease.writing > 0 || lease.until + ran_out_for >= now
+            let ran_out_long_ago = !lease.tied && lease.until + ran_out_for < now;
+            let finished = name.strip_prefix(super::INCIDENT).is_some_and(|incident| finished.contains(incident))
+                && (lease.tied || lease.until < now);
+            !name.starts_with(prefix) || lease.writing > 0 || !(ran_out_long_ago || finished)
         });
         before - state.named.len()
     }

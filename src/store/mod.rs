@@ -210,10 +210,16 @@ pub trait Store: Send + Sync + 'static {
     /// lease a process ([`presence`]), how many processes share the work.
     fn leases_held(&self, prefix: &str) -> impl Future<Output = Result<usize, Error>> + Send;
 
-    /// Removes the leases whose names begin with `prefix` that ran out more than `ran_out_for`
-    /// ago (not those standing with a presence, [`Store::claim_leases_up_to`]): the presence
-    /// leases of processes gone, so that each start does not leave a row behind for good.
-    /// Returns how many were removed.
+    /// Removes the leases whose names begin with `prefix` that nothing can need any more, so
+    /// that the leases kept (and every pass that reads them) do not grow with every process
+    /// started and every incident handled: those that ran out more than `ran_out_for` ago (not
+    /// those standing with a presence, [`Store::claim_leases_up_to`]: the presence leases of
+    /// processes gone), and an incident's lease ([`incident_lease`]) once the incident is closed
+    /// and none of its effects waits in the outbox (a campaign's batches are written under its
+    /// effect's claim), unless it is claimed for a while that has not run out (a head being
+    /// signed). None is removed while a write under it is under way. A lease removed and claimed
+    /// again later gets a new token, larger than any given before, so a write under the token it
+    /// had is still refused ([`Error::FenceLost`]). Returns how many were removed.
     fn forget_leases(
         &self,
         prefix: &str,
@@ -565,6 +571,15 @@ pub const PRESENCE: &str = "replica/";
 /// [`Store::claim_leases_up_to`] stand.
 pub fn presence(holder: &str) -> String {
     format!("{PRESENCE}{holder}")
+}
+
+/// The prefix of the incidents' leases: `incident/ID`, under which one process ticks an open
+/// incident (its timers, its checks, its retries) and signs its head.
+pub const INCIDENT: &str = "incident/";
+
+/// The name of the lease of `incident` ([`INCIDENT`]).
+pub fn incident_lease(incident: &str) -> String {
+    format!("{INCIDENT}{incident}")
 }
 
 /// A lease on a named share of work, claimed with [`Store::claim_leases`].

@@ -2,6 +2,8 @@
 //! outbox's effects are claimed under leases, and a runtime that froze past its lease records
 //! nothing over the one that took its effect over. `shares.rs`: the other shares of work (an
 //! incident's ticks, the inbox, a campaign's batches), each under a lease of its own.
+//! `passes.rs`: what a pass reads and leaves behind (the logs of incidents that did not change,
+//! the leases of incidents finished).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -19,6 +21,7 @@ use crate::runtime::{RUNBOOK, done};
 use crate::support::postgres;
 use crate::support::wait_until;
 
+mod passes;
 mod shares;
 
 /// Answers http effects with `status`, after `gate` (if any) lets it go: a gate that blocks the

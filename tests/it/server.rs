@@ -507,14 +507,24 @@ fn a_new_token_is_for_a_configured_person_under_a_name_not_yet_used() {
         .stderr_has("help: the configuration's people: `dana.ito`, `tom.reyes`");
 }
 
-/// A second store: SQLite behind a wrapper that counts the appends, standing in for another
-/// backend. The server is written against the `Store` trait, so it serves over this one as
-/// `serve` does over SQLite. While `holding` is set its inbox shows nothing waiting, so that a
-/// test can look at a delivery stored before anything applies it.
-pub struct Counting {
-    pub inner: phasegate::store::SqliteStore,
+/// A second store: SQLite (or another store) behind a wrapper that counts the appends and the
+/// reads of logs, standing in for another backend. The server is written against the `Store`
+/// trait, so it serves over this one as `serve` does over SQLite. While `holding` is set its
+/// inbox shows nothing waiting, so that a test can look at a delivery stored before anything
+/// applies it.
+pub struct Counting<S = phasegate::store::SqliteStore> {
+    pub inner: S,
     pub appends: std::sync::atomic::AtomicUsize,
+    /// Reads of an incident's log, whole or after a version (`events`, `events_after`), by
+    /// incident.
+    pub reads: std::sync::Mutex<Vec<String>>,
     pub holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S> Counting<S> {
+    pub fn new(inner: S) -> Counting<S> {
+        Counting { inner, appends: Default::default(), reads: Default::default(), holding: Default::default() }
+    }
 }
 
 mod counting {
@@ -529,7 +539,7 @@ mod counting {
         Headers, Inbound, IncidentSummary, Lease, Page, PendingEffect, Receipt, Store, StoredCheckpoint,
     };
 
-    impl Store for super::Counting {
+    impl<S: Store> Store for super::Counting<S> {
         fn append(&self, append: Append) -> impl Future<Output = Result<u64, Error>> + Send {
             self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.append(append)
@@ -565,9 +575,11 @@ mod counting {
             self.inner.receipt(source, id)
         }
         fn events(&self, incident: &str) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+            self.reads.lock().unwrap().push(incident.to_string());
             self.inner.events(incident)
         }
         fn events_after(&self, incident: &str, after: u64) -> impl Future<Output = Result<Vec<Event>, Error>> + Send {
+            self.reads.lock().unwrap().push(incident.to_string());
             self.inner.events_after(incident, after)
         }
         fn events_page(
@@ -751,7 +763,7 @@ async fn the_server_serves_over_any_store() {
     .unwrap();
     let config = phasegate::config::Config::load(Some(&path), &Default::default()).unwrap();
     let inner = phasegate::store::SqliteStore::open(&config.database).await.unwrap();
-    let store = Counting { inner, appends: Default::default(), holding: Default::default() };
+    let store = Counting::new(inner);
     let runtime =
         phasegate::runtime::Runtime::new(store, phasegate::render::Catalog::built_in(), config.directory.clone());
     let app = std::sync::Arc::new(phasegate::server::App::new(runtime, config).unwrap());

@@ -94,7 +94,7 @@ impl Hooks {
         let config = phasegate::config::Config::load(Some(&config), &Default::default()).unwrap();
         let holding = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let inner = SqliteStore::open(&config.database).await.unwrap();
-        let store = crate::server::Counting { inner, appends: Default::default(), holding: Arc::clone(&holding) };
+        let store = crate::server::Counting { holding: Arc::clone(&holding), ..crate::server::Counting::new(inner) };
         let serving = Serving::start_over(store, config, listen, Duration::from_millis(50)).await;
         (Hooks { base: serving.base.clone(), db, serving, client: reqwest::Client::new(), dir }, holding)
     }

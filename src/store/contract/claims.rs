@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::campaign::{answer, plan, states};
-use super::{at, note, notify, started};
+use super::{at, closed, note, notify, started};
 use crate::audit::keys::{Checkpoint, SignedCheckpoint};
-use crate::store::{Append, BatchState, Claimed, Delivery, Error, Fence, Headers, Lease, PRESENCE, Store, presence};
+use crate::store::{
+    Append, BatchState, Claimed, Delivery, Error, Fence, Headers, INCIDENT, Lease, PRESENCE, Store, incident_lease,
+    presence,
+};
 
 /// Long enough that no lease runs out while a check looks at it.
 const HELD: Duration = Duration::from_secs(60);
@@ -356,4 +359,64 @@ pub async fn a_campaign_write_under_an_effect_taken_over_is_refused(store: Arc<i
     let refused = store.append(Append::new("inc-1", 3, &[note(6, "late")]).under(Some(fence(current)))).await;
     assert!(fence_lost(&refused, &all[0]), "nor events under it: {refused:?}");
     assert_eq!(store.events("inc-1").await.unwrap().len(), 3);
+}
+
+/// Removes the incidents' leases that may go ([`Store::forget_leases`]) until `count` went at
+/// once (the clock moves past one let go just now), for at most 10 s.
+async fn wait_until_finished_forgotten(store: &impl Store, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let forgotten = store.forget_leases(INCIDENT, HELD).await.unwrap();
+        if forgotten == count {
+            return;
+        }
+        assert_eq!(forgotten, 0, "only the lease let go may go");
+        assert!(Instant::now() < deadline, "no lease of a finished incident was removed within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn the_lease_of_a_finished_incident_goes_and_its_token_stays_refused(store: Arc<impl Store>) {
+    // inc-1 closes with an effect still waiting, inc-2 closes with nothing waiting, inc-3 is open.
+    let waiting = with_effects(&*store, "inc-1", 1).await;
+    store.append(Append::new("inc-1", 1, &[closed(1)])).await.unwrap();
+    store.append(Append::new("inc-2", 0, &[started("inc-2", "breach", None), closed(1)])).await.unwrap();
+    store.append(Append::new("inc-3", 0, &[started("inc-3", "breach", None)])).await.unwrap();
+    let wanted: Vec<String> = ["inc-1", "inc-2", "inc-3"].iter().map(|incident| incident_lease(incident)).collect();
+    present(&*store, "replica-a", HELD).await;
+    let held = store.claim_leases_up_to("replica-a", &wanted, 3).await.unwrap();
+    assert_eq!(names(&held), wanted, "all three stand on replica-a's presence");
+
+    assert_eq!(store.forget_leases(INCIDENT, HELD).await.unwrap(), 1, "inc-2's lease goes");
+    assert_eq!(store.leases_held(INCIDENT).await.unwrap(), 2, "inc-1's (an effect waits) and inc-3's (open) stay");
+    assert_eq!(store.forget_leases(INCIDENT, HELD).await.unwrap(), 0, "nothing more goes");
+    let kept = store.claim_leases_up_to("replica-a", &wanted, 2).await.unwrap();
+    assert_eq!(kept, [held[0].clone(), held[2].clone()], "its other two kept, with their tokens");
+
+    // The holder that lost it, still present and believing it holds it, writes nothing under it.
+    let stale = held[1].fence();
+    let refused = store.append(Append::new("inc-2", 2, &[note(2, "late tick")]).under(Some(stale.clone()))).await;
+    assert!(fence_lost(&refused, &wanted[1]), "a write under a lease removed is refused: {refused:?}");
+    assert_eq!(store.events("inc-2").await.unwrap().len(), 2, "nothing of it is stored");
+
+    // Claimed again (to sign the closed incident's head): a new token, larger than any before,
+    // and the old one still refused; while that claim runs, the lease stays.
+    let again = lease_once_free(&*store, "replica-b", &wanted[1]).await;
+    assert!(held.iter().all(|old| again.token > old.token), "a new token: {held:?} then {again:?}");
+    let refused = store.append(Append::new("inc-2", 2, &[note(2, "late tick")]).under(Some(stale))).await;
+    assert!(fence_lost(&refused, &wanted[1]), "the old token is refused after the lease came back: {refused:?}");
+    assert_eq!(store.renew_leases("replica-a", &[held[1].token], HELD).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        store.append(Append::new("inc-2", 2, &[note(3, "signed")]).under(Some(again.fence()))).await.unwrap(),
+        3
+    );
+    assert_eq!(store.forget_leases(INCIDENT, HELD).await.unwrap(), 0, "a claim that runs stays");
+
+    // inc-1's effect done: its lease goes too. replica-b lets go of inc-2's: it goes.
+    store.append(Append::new("inc-1", 2, &[note(3, "paged")]).completes(Some(&waiting[0]))).await.unwrap();
+    assert_eq!(store.forget_leases(INCIDENT, HELD).await.unwrap(), 1, "inc-1's lease goes once nothing waits");
+    assert_eq!(store.renew_leases("replica-b", &[again.token], Duration::ZERO).await.unwrap(), [again.token]);
+    wait_until_finished_forgotten(&*store, 1).await;
+    assert_eq!(store.leases_held(INCIDENT).await.unwrap(), 1, "only the open incident's lease is left");
+    assert_eq!(store.claim_leases_up_to("replica-a", &wanted[2..], 3).await.unwrap(), [held[2].clone()]);
 }

@@ -230,16 +230,38 @@ pub(super) async fn held_named(pool: &PgPool, prefix: &str) -> Result<usize, Err
     Ok(usize::try_from(held).unwrap_or(0))
 }
 
-/// Removes the leases whose names begin with `prefix` that ran out more than `ran_out_for` ago.
+/// Removes the leases whose names begin with `prefix` that nothing can need any more (see
+/// [`Store::forget_leases`]): run out more than `ran_out_for` ago, or the lease of an incident
+/// closed with no effect waiting in the outbox, unless claimed for a while not run out. Rows
+/// locked by a write under them (`holds`, `FOR SHARE`) or by a claim are skipped, and a claim
+/// made meanwhile skips the rows this locks: a lease removed is claimed again as a new row, with
+/// a new token from `fence`, so a token from before never matches again. Each lease row looks
+/// up its own incident (the primary key) and the pending effects (the `outbox_pending` index):
+/// the closed incidents, which only accumulate, are never read as a whole.
+///
+/// [`Store::forget_leases`]: super::super::Store::forget_leases
 pub(super) async fn forget_named(pool: &PgPool, prefix: &str, ran_out_for: Duration) -> Result<usize, Error> {
     let removed = sqlx::query(
-        "DELETE FROM leases
-         WHERE name ~>=~ $1 AND name ~<~ $2 AND starts_with(name, $1)
-             AND lease_until < now() - make_interval(secs => $3)",
+        "DELETE FROM leases WHERE name IN (
+             SELECT name FROM leases
+             WHERE name ~>=~ $1 AND name ~<~ $2 AND starts_with(name, $1)
+                 AND (lease_until < now() - make_interval(secs => $3)
+                     OR (starts_with(name, $4) AND (leases.lease_until = 'infinity' OR leases.lease_until < now())
+                         AND EXISTS (
+                             SELECT 1 FROM incidents
+                             WHERE incidents.id = substr(leases.name, length($4) + 1) AND incidents.closed_at IS NOT NULL
+                         )
+                         AND NOT EXISTS (
+                             SELECT 1 FROM outbox
+                             WHERE outbox.done_at IS NULL AND outbox.incident = substr(leases.name, length($4) + 1)
+                         )))
+             FOR UPDATE SKIP LOCKED
+         )",
     )
     .bind(prefix)
     .bind(prefix_end(prefix))
     .bind(ran_out_for.as_secs_f64())
+    .bind(super::super::INCIDENT)
     .execute(pool)
     .await?;
     Ok(usize::try_from(removed.rows_affected()).unwrap_or(usize::MAX))

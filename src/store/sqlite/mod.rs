@@ -554,7 +554,25 @@ impl Store for SqliteStore {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        Ok(self.leases.forget_named(prefix, ran_out_for))
+        // The incidents whose leases may go if they are finished, then which of them are: the
+        // leases are checked again as they are removed (one may have been claimed meanwhile).
+        let incidents = self.leases.incidents_to_forget(prefix);
+        let finished: std::collections::HashSet<String> = if incidents.is_empty() {
+            std::collections::HashSet::new()
+        } else {
+            let ids = serde_json::to_string(&incidents).expect("incident ids encode as JSON");
+            sqlx::query_scalar(
+                "SELECT id FROM incidents
+                 WHERE id IN (SELECT value FROM json_each(?)) AND closed_at IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident = incidents.id AND outbox.done_at IS NULL)",
+            )
+            .bind(ids)
+            .fetch_all(&self.reads)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        Ok(self.leases.forget_named(prefix, ran_out_for, &finished))
     }
 
     async fn renew_leases(&self, holder: &str, tokens: &[u64], lease: Duration) -> Result<Vec<u64>, Error> {

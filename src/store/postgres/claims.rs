@@ -236,8 +236,10 @@ pub(super) async fn held_named(pool: &PgPool, prefix: &str) -> Result<usize, Err
 /// locked by a write under them (`holds`, `FOR SHARE`) or by a claim are skipped, and a claim
 /// made meanwhile skips the rows this locks: a lease removed is claimed again as a new row, with
 /// a new token from `fence`, so a token from before never matches again. Each lease row looks
-/// up its own incident (the primary key) and the pending effects (the `outbox_pending` index):
-/// the closed incidents, which only accumulate, are never read as a whole.
+/// up its own incident through the primary key (a scalar subquery: an `EXISTS` was planned as a
+/// hash of every closed incident, 85 ms against 5.5 ms for 3,000 leases among 100,000
+/// incidents), and the pending effects come from the `outbox_pending` index: the closed
+/// incidents and the effects done, which only accumulate, are never read as a whole.
 ///
 /// [`Store::forget_leases`]: super::super::Store::forget_leases
 pub(super) async fn forget_named(pool: &PgPool, prefix: &str, ran_out_for: Duration) -> Result<usize, Error> {
@@ -247,10 +249,8 @@ pub(super) async fn forget_named(pool: &PgPool, prefix: &str, ran_out_for: Durat
              WHERE name ~>=~ $1 AND name ~<~ $2 AND starts_with(name, $1)
                  AND (lease_until < now() - make_interval(secs => $3)
                      OR (starts_with(name, $4) AND (leases.lease_until = 'infinity' OR leases.lease_until < now())
-                         AND EXISTS (
-                             SELECT 1 FROM incidents
-                             WHERE incidents.id = substr(leases.name, length($4) + 1) AND incidents.closed_at IS NOT NULL
-                         )
+                         AND (SELECT incidents.closed_at FROM incidents
+                              WHERE incidents.id = substr(leases.name, length($4) + 1)) IS NOT NULL
                          AND NOT EXISTS (
                              SELECT 1 FROM outbox
                              WHERE outbox.done_at IS NULL AND outbox.incident = substr(leases.name, length($4) + 1)

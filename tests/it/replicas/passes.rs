@@ -103,7 +103,8 @@ async fn the_lease_of_a_closed_incident_goes_once_its_work_is_done_and_its_token
     let refused = store.append(late(stale.token)).await;
     assert!(matches!(refused, Err(Error::FenceLost { .. })), "a write under a lease removed is refused: {refused:?}");
     // Claimed again (another replica signing its head): a new token; the old one still refused.
-    let again = store.claim_leases("successor", &[stale.name.clone()], Duration::from_secs(60)).await.unwrap();
+    let again =
+        store.claim_leases("successor", std::slice::from_ref(&stale.name), Duration::from_secs(60)).await.unwrap();
     assert!(again[0].token > stale.token, "a new token, larger: {} then {}", stale.token, again[0].token);
     let refused = store.append(late(stale.token)).await;
     assert!(matches!(refused, Err(Error::FenceLost { .. })), "the old token is refused again: {refused:?}");

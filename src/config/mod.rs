@@ -229,7 +229,7 @@ impl Config {
                 .map(|(name, person)| (name, person.roles.into_iter().collect()))
                 .collect(),
         };
-        let server = parsed.server.build(&directory)?;
+        let server = parsed.server.build(&directory, relative)?;
         let outbound = outbound::policy(parsed.outbound)?;
         let secrets = Secrets {
             sources: parsed

@@ -100,6 +100,9 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     tracing::info!(address = %listener.local_addr()?, "listening");
     let app = Arc::new(App::new(runtime, opened.config)?);
     server::serve(Arc::clone(&app), Arc::new(actions), listener, args.interval, shutdown()).await?;
+    if let Err(error) = app.runtime.leave().await {
+        tracing::warn!(%error, "this process's presence was not let go: it runs out with its lease");
+    }
     // Every request is answered and the loops have stopped, so nothing else holds the app: the
     // writer finishes what it was given and the database is closed (its WAL copied back).
     match Arc::try_unwrap(app) {

@@ -135,7 +135,8 @@ pub fn note(minutes: i64, text: &str) -> Event {
     Event::new(at(minutes), "dana", EventKind::NoteAdded).because(Some(text.into()))
 }
 
-fn closed(minutes: i64) -> Event {
+/// The incident closed, `minutes` in.
+pub fn closed(minutes: i64) -> Event {
     Event::new(at(minutes), "dana", EventKind::IncidentClosed { abandoned: false })
 }
 

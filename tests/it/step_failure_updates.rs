@@ -88,29 +88,37 @@ fn counts(h: &Harness) -> (Vec<String>, usize) {
     (occasions, attempts)
 }
 
+/// A step's attempts and what they get, and what the audience is told.
+struct Case {
+    attempts: u32,
+    answers: &'static [u16],
+    optional: bool,
+    updates: &'static [&'static str],
+    status: &'static str,
+}
+
 #[test]
 fn a_step_sends_one_update_when_it_fails_for_good_and_none_for_attempts_that_go_again() {
-    // (attempts allowed, the answers, optional, the updates expected, the step's status)
-    let cases: &[(u32, &[u16], bool, &[&str], &str)] = &[
+    let cases = [
         // Fails twice, then succeeds: the retries are in the log, nobody is told.
-        (3, &[502, 503, 200], false, &[], "done"),
+        Case { attempts: 3, answers: &[502, 503, 200], optional: false, updates: &[], status: "done" },
         // Fails every attempt: one update, when it gives up (its phase fails in the same decision).
-        (3, &[502, 503, 504], false, &["step_failed"], "failed"),
+        Case { attempts: 3, answers: &[502, 503, 504], optional: false, updates: &["step_failed"], status: "failed" },
         // No retry: its one failure is for good.
-        (1, &[502], false, &["step_failed"], "failed"),
+        Case { attempts: 1, answers: &[502], optional: false, updates: &["step_failed"], status: "failed" },
         // Five attempts, the last taken: none.
-        (5, &[500, 500, 500, 500, 200], false, &[], "done"),
+        Case { attempts: 5, answers: &[500, 500, 500, 500, 200], optional: false, updates: &[], status: "done" },
         // An optional step that gives up fails no phase, but it failed for good: one update.
-        (2, &[500, 500], true, &["step_failed"], "failed"),
+        Case { attempts: 2, answers: &[500, 500], optional: true, updates: &["step_failed"], status: "failed" },
     ];
-    for &(attempts, answers, optional, expected, status) in cases {
+    for Case { attempts, answers, optional, updates, status } in cases {
         let mut h = started(attempts, optional);
         for &answer_status in answers {
             answer(&mut h, answer_status);
         }
         let (occasions, failed) = counts(&h);
         let case = format!("{attempts} attempts, answers {answers:?}, optional {optional}");
-        assert_eq!(occasions, expected, "{case}");
+        assert_eq!(occasions, updates, "{case}");
         let failures = answers.iter().filter(|status| **status != 200).count();
         assert_eq!(failed, failures, "{case}: every failed attempt is in the log");
         assert_eq!(h.state().step("contain", "rotate").status.as_str(), status, "{case}");

@@ -1,4 +1,5 @@
-//! Embeds the project's `templates/` directory into the binary as the built-in templates.
+//! Embeds the project's `templates/` directory into the binary as the built-in templates, and
+//! the dashboard's pages (`src/server/web/pages/`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -30,9 +31,11 @@ fn main() {
     let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("built_in_templates.rs");
     std::fs::write(out, code).expect("OUT_DIR is writable");
 
-    // The dashboard's pages: `templates/web/*.html`, named `web/NAME.html`.
-    let web = dir.join("web");
-    println!("cargo::rerun-if-changed={}", web.display());
+    // The dashboard's pages: `src/server/web/pages/*.html`, named `web/NAME.html`. They are kept
+    // out of `templates/`, which sites copy to override notices: a copy of the pages there would
+    // stay behind, old, after an upgrade (`server.pages` overrides pages on purpose).
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/web/pages");
+    println!("cargo::rerun-if-changed=src/server/web/pages");
     let mut pages: Vec<String> = std::fs::read_dir(&web)
         .map(|entries| {
             entries

@@ -5,7 +5,7 @@
 //! recorded.
 
 use super::Format;
-use super::incident::{Common, open, pairs, print_decision};
+use super::incident::{Carriers, Common, open, pairs, print_decision};
 use crate::engine::Command;
 
 #[derive(Debug, clap::Args)]
@@ -177,7 +177,11 @@ pub(super) async fn submit(
 ) -> anyhow::Result<u8> {
     let opened = open(common, templates).await?;
     let decision = opened.runtime.submit(incident, actor, command).await?;
-    print_decision(incident, &decision, format)?;
+    let carriers = match decision.effects.is_empty() || format == Format::Json {
+        true => Carriers::Unknown,
+        false => Carriers::of(opened.runtime.store()).await,
+    };
+    print_decision(incident, &decision, format, carriers)?;
     Ok(super::exit::OK)
 }
 

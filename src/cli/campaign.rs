@@ -12,6 +12,7 @@ use super::Format;
 use super::act::{split, submit};
 use super::incident::{Common, open_read_only};
 use crate::engine::command::CampaignAction;
+use crate::engine::state::Steered;
 use crate::engine::{Command as EngineCommand, Incident};
 use crate::runtime::campaign::Trouble;
 use crate::store::{BatchState, CampaignBatch, Store};
@@ -157,6 +158,11 @@ struct Figures {
     /// Seconds left at that rate.
     seconds_left: Option<u64>,
     merkle_root: Option<String>,
+    /// Who paused it, when and why (phasegate's sender, after a batch failed its attempts in a
+    /// row, or a person), while it is paused.
+    paused: Option<Steered>,
+    /// Who cancelled it, when and why, until the step is retried.
+    cancelled: Option<Steered>,
     /// How many test sends it had, and the last one.
     tests: u32,
     last_test: Option<crate::engine::state::TestSend>,
@@ -225,6 +231,8 @@ fn figures(
         seconds_left: (rate > 0.0 && to_send > 0 && matches!(word, "sending" | "retrying" | "paused"))
             .then(|| (to_send as f64 / rate).ceil() as u64),
         merkle_root: kept.finished.map(|totals| totals.merkle_root),
+        paused: kept.paused,
+        cancelled: kept.cancelled,
         tests: state.tests,
         last_test: state.last_test.clone(),
         retrying_text: retrying.as_ref().map(|trouble| trouble.sentence(now)),
@@ -287,6 +295,17 @@ fn text(f: &Figures) -> String {
         .unwrap_or_default();
     let root = f.merkle_root.as_ref().map(|r| format!("merkle root: {r}\n")).unwrap_or_default();
     let retrying = f.retrying_text.as_ref().map(|text| format!("{text}\n")).unwrap_or_default();
+    let steered = |word: &str, steered: &Option<Steered>| {
+        steered.as_ref().map_or_else(String::new, |steered| {
+            format!(
+                "{word} by {} at {}: {}\n",
+                steered.by,
+                steered.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                steered.reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+    };
+    let steered = steered("cancelled", &f.cancelled) + &steered("paused", &f.paused);
     let test = match &f.last_test {
         None => "test sends: none\n".to_string(),
         Some(last) => format!(
@@ -305,7 +324,7 @@ fn text(f: &Figures) -> String {
         ),
     };
     format!(
-        "campaign {}: {}\n{retrying}{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}{test}",
+        "campaign {}: {}\n{steered}{retrying}{} of {} sent, {} failed, {} to send\nbatches: {} of {} answered, {} in flight\nrate: {:.0} messages/s{left}\n{root}{test}",
         f.campaign,
         f.state,
         f.sent,

@@ -76,7 +76,7 @@ pub async fn run(args: Args, templates: Option<&Path>) -> anyhow::Result<u8> {
     };
     // A campaign's rejects file goes beside the drill's database, not where phasegate runs.
     let campaigns = crate::runtime::campaign::Settings {
-        dir: database.parent().map_or_else(|| PathBuf::from("campaigns"), |dir| dir.join("campaigns")),
+        dir: database.parent().unwrap_or(Path::new("")).join(crate::runtime::campaign::DEFAULT_DIR),
         suppression: None,
         lists_from: Some(args.scenario.parent().map(Path::to_path_buf).unwrap_or_default()),
         test_recipients: Vec::new(),

@@ -162,8 +162,56 @@ struct DecisionJson<'a> {
     effects: usize,
 }
 
-/// Prints what a command recorded: a line per event, or JSON.
-pub fn print_decision(incident: &str, decision: &Decision, format: Format) -> anyhow::Result<()> {
+/// Who will carry out the actions a command queued, as far as the command can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carriers {
+    /// This many `serve` or `run --watch` processes are present on the database (PostgreSQL).
+    Present(usize),
+    /// None is (PostgreSQL): nothing carries the actions out until someone runs `phasegate run`.
+    Absent,
+    /// It cannot be told (SQLite keeps a process's presence in that process's memory).
+    Unknown,
+}
+
+impl Carriers {
+    /// Asks the store which processes are present; a store that cannot say, or a failed read,
+    /// is [`Carriers::Unknown`] (a hint is no reason to fail a command that was recorded).
+    pub async fn of(store: &AnyStore) -> Carriers {
+        match store.runtimes_present().await {
+            Ok(Some(0)) => Carriers::Absent,
+            Ok(Some(count)) => Carriers::Present(count),
+            Ok(None) => Carriers::Unknown,
+            Err(error) => {
+                tracing::debug!(%error, "cannot tell which processes are present");
+                Carriers::Unknown
+            }
+        }
+    }
+
+    /// The line saying that `count` actions were queued and what carries them out.
+    fn queued(self, incident: &str, count: usize) -> String {
+        let who = match self {
+            Carriers::Present(1) => {
+                "the `phasegate serve` or `run --watch` running on this database carries them out".to_string()
+            }
+            Carriers::Present(processes) => format!(
+                "the {processes} `phasegate serve` or `run --watch` processes running on this database carry them out"
+            ),
+            Carriers::Absent => {
+                "no `phasegate serve` or `run --watch` is running on this database: `phasegate run` carries them out"
+                    .to_string()
+            }
+            Carriers::Unknown => "a `phasegate serve` or `run --watch` running on this database carries them out; \
+                                  if none is, `phasegate run` does"
+                .to_string(),
+        };
+        format!("{incident}: {count} action(s) queued; {who}\n")
+    }
+}
+
+/// Prints what a command recorded: a line per event, or JSON; in text, with actions queued, what
+/// carries them out (`carriers`).
+pub fn print_decision(incident: &str, decision: &Decision, format: Format, carriers: Carriers) -> anyhow::Result<()> {
     match format {
         Format::Json => {
             let json = serde_json::to_string_pretty(&DecisionJson {
@@ -179,12 +227,30 @@ pub fn print_decision(incident: &str, decision: &Decision, format: Format) -> an
                 text.push_str(&format!("{incident}: {}\n", event.summary()));
             }
             if !decision.effects.is_empty() {
-                text.push_str(&format!(
-                    "{incident}: {} action(s) queued; `phasegate run` carries them out\n",
-                    decision.effects.len()
-                ));
+                text.push_str(&carriers.queued(incident, decision.effects.len()));
             }
             print_stdout(&text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: every step command said "`phasegate run` carries them out", even with a
+    /// `phasegate serve` running on the database, which carries them out by itself.
+    #[test]
+    fn the_queued_line_says_what_carries_the_actions_out() {
+        let table = [
+            (Carriers::Present(1), "the `phasegate serve` or `run --watch` running on this database carries them out"),
+            (Carriers::Present(3), "the 3 `phasegate serve` or `run --watch` processes running on this database carry"),
+            (Carriers::Absent, "no `phasegate serve` or `run --watch` is running on this database: `phasegate run`"),
+            (Carriers::Unknown, "running on this database carries them out; if none is, `phasegate run` does"),
+        ];
+        for (carriers, expected) in table {
+            let line = carriers.queued("inc-1", 2);
+            assert!(line.starts_with("inc-1: 2 action(s) queued; ") && line.contains(expected), "{carriers:?}: {line}");
         }
     }
 }

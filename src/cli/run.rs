@@ -71,13 +71,18 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
             }
         }
         if !args.watch {
-            return Ok(super::exit::OK);
+            break;
         }
         tokio::select! {
             _ = tokio::time::sleep(args.interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(super::exit::OK),
+            _ = tokio::signal::ctrl_c() => break,
         }
     }
+    // Present no longer: a step command run next does not take this process for one still running.
+    if let Err(error) = opened.runtime.leave().await {
+        tracing::warn!(%error, "this process's presence was not let go: it runs out with its lease");
+    }
+    Ok(super::exit::OK)
 }
 
 /// The inbox with the configured runbooks' triggers. Without a readable runbooks directory there

@@ -65,6 +65,22 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
              checkpoint unseen (docs/audit.md, \"The witness\")"
         );
     }
+    // The templates directory as the catalog finds it (`./templates` when none is configured).
+    let templates_dir = opened.config.templates.clone().or_else(|| {
+        let default = std::path::Path::new("templates");
+        default.is_dir().then(|| default.to_path_buf())
+    });
+    if let Some(folder) =
+        crate::render::web::unread_folder(templates_dir.as_deref(), opened.config.server.pages.as_deref())
+    {
+        tracing::warn!(
+            folder = %folder.display(),
+            "`{}` holds dashboard pages, which are not read: the dashboard's pages are this binary's. If they are a \
+             copy of an older phasegate's `templates/web/`, delete the folder; to replace pages on purpose, name a \
+             folder of them in the configuration's `server.pages` (docs/dashboard.md, \"Replacing pages\")",
+            folder.display()
+        );
+    }
     let catalog = Arc::new(super::catalog(opened.config.templates.as_deref())?);
     let actions = Actions::new(catalog, Arc::new(opened.config.secrets.clone()))?
         .allow_commands(opened.config.commands)
@@ -84,6 +100,9 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
     tracing::info!(address = %listener.local_addr()?, "listening");
     let app = Arc::new(App::new(runtime, opened.config)?);
     server::serve(Arc::clone(&app), Arc::new(actions), listener, args.interval, shutdown()).await?;
+    if let Err(error) = app.runtime.leave().await {
+        tracing::warn!(%error, "this process's presence was not let go: it runs out with its lease");
+    }
     // Every request is answered and the loops have stopped, so nothing else holds the app: the
     // writer finishes what it was given and the database is closed (its WAL copied back).
     match Arc::try_unwrap(app) {

@@ -3,7 +3,7 @@
 //! error (`config::fit`); `--strict` refuses to start instead.
 
 use super::Format;
-use super::incident::{Common, open, pairs, print_decision, runbook_text};
+use super::incident::{Carriers, Common, open, pairs, print_decision, runbook_text};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,7 +66,7 @@ pub async fn run(args: Args, templates: Option<&std::path::Path>) -> anyhow::Res
         other => other?,
     };
     match args.format {
-        Format::Json => print_decision(&id, &decision, Format::Json)?,
+        Format::Json => print_decision(&id, &decision, Format::Json, Carriers::Unknown)?,
         Format::Text => {
             super::print_stdout(&format!("{id}\n"))?;
             for event in decision.events.iter().skip(1) {

@@ -59,7 +59,7 @@ struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CampaignsFile {
-    /// Rejects files go under `DIR/INCIDENT/PHASE/STEP/`; `campaigns` when omitted.
+    /// Rejects files go under `DIR/INCIDENT/PHASE/STEP/`; `campaigns` beside this file when omitted.
     #[serde(default)]
     dir: Option<PathBuf>,
     /// A file of recipient ids or addresses (one a line, `#` comments) no campaign writes to:
@@ -229,7 +229,7 @@ impl Config {
                 .map(|(name, person)| (name, person.roles.into_iter().collect()))
                 .collect(),
         };
-        let server = parsed.server.build(&directory)?;
+        let server = parsed.server.build(&directory, relative)?;
         let outbound = outbound::policy(parsed.outbound)?;
         let secrets = Secrets {
             sources: parsed
@@ -258,7 +258,12 @@ impl Config {
             },
             server,
             campaigns: crate::runtime::campaign::Settings {
-                dir: parsed.campaigns.dir.map(relative).unwrap_or_else(|| PathBuf::from("campaigns")),
+                // Written or not, beside the file: a campaign's rejects files are the site's, and
+                // `serve --config /srv/ir/phasegate.yaml` started elsewhere must not leave them
+                // wherever it was started (the other defaults stay in the working directory).
+                dir: relative(
+                    parsed.campaigns.dir.unwrap_or_else(|| PathBuf::from(crate::runtime::campaign::DEFAULT_DIR)),
+                ),
                 suppression: parsed.campaigns.suppression.map(relative),
                 lists_from: None,
                 test_recipients: parsed.campaigns.test_recipients,
@@ -367,7 +372,7 @@ mod tests {
     }
 
     /// Relative paths in the file resolve beside it, whatever the current directory; defaults
-    /// (a key left out) stay relative to the current directory.
+    /// (a key left out) stay relative to the current directory, save `campaigns.dir`'s (below).
     #[test]
     fn relative_paths_resolve_against_the_files_directory() {
         let dir = tempfile::tempdir().unwrap();
@@ -383,6 +388,24 @@ mod tests {
         assert_eq!(config.templates, Some(dir.path().join("../shared/templates")));
         assert_eq!(config.secrets.get("RELAY").as_deref(), Some("smtp://127.0.0.1:2525"));
         assert_eq!(config.database, PathBuf::from("phasegate.db"));
+    }
+
+    /// Regression: with `campaigns.dir` left out, `serve --config /site/phasegate.yaml` started
+    /// elsewhere wrote rejects files under `./campaigns` of wherever it was started (test runs
+    /// left them in the checkout); the default is beside the file, as a written one is.
+    #[test]
+    fn the_campaigns_folder_is_beside_the_configuration_written_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phasegate.yaml");
+        std::fs::write(&path, "people:\n  dana: { roles: [ciso] }\n").unwrap();
+        let omitted = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(omitted.campaigns.dir, dir.path().join("campaigns"));
+        std::fs::write(&path, "campaigns:\n  dir: out/campaigns\n").unwrap();
+        let written = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(written.campaigns.dir, dir.path().join("out/campaigns"));
+        std::fs::write(&path, "campaigns:\n  dir: /var/lib/phasegate/campaigns\n").unwrap();
+        let absolute = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(absolute.campaigns.dir, PathBuf::from("/var/lib/phasegate/campaigns"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -42,6 +43,10 @@ pub(super) struct File {
     live_poll: Option<Duration>,
     #[serde(default, deserialize_with = "lease")]
     lease: Option<Duration>,
+    /// A folder of dashboard pages (`incident.html` ...) that replace the built-in ones of the
+    /// same name; relative to the configuration file. Left out, the pages are this binary's.
+    #[serde(default)]
+    pages: Option<PathBuf>,
 }
 
 fn lease<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -195,10 +200,17 @@ pub struct Server {
     pub live_poll: Duration,
     /// How long this replica's claims on shared work last unless renewed.
     pub lease: Duration,
+    /// The folder of dashboard pages that replace the built-in ones (`server.pages`), if a site
+    /// chose to; the pages are the binary's otherwise.
+    pub pages: Option<PathBuf>,
 }
 
 impl File {
-    pub(super) fn build(self, people: &crate::engine::Directory) -> Result<Server, Error> {
+    pub(super) fn build(
+        self,
+        people: &crate::engine::Directory,
+        relative: impl Fn(PathBuf) -> PathBuf,
+    ) -> Result<Server, Error> {
         let listen = self.listen.as_deref().unwrap_or(LISTEN);
         let listen = listen.parse().map_err(|_| {
             Error::Invalid(format!("`server.listen: {listen}` is not an address such as `127.0.0.1:8080`"))
@@ -267,6 +279,7 @@ impl File {
             sources: self.sources,
             sessions,
             live_poll,
+            pages: self.pages.map(relative),
         })
     }
 }

@@ -518,7 +518,8 @@ impl Work<'_> {
     }
 }
 
-/// The runbook's name for an event, as status update rules say it, and the phase it concerns.
+/// The runbook's name for an event, as status update rules say it, and the phase it concerns;
+/// `None` for an event that no rule can name, or that is not worth telling by itself.
 fn occasion(kind: &EventKind) -> Option<(Occasion, Option<&str>)> {
     Some(match kind {
         EventKind::IncidentStarted { .. } => (Occasion::IncidentStarted, None),
@@ -531,7 +532,10 @@ fn occasion(kind: &EventKind) -> Option<(Occasion, Option<&str>)> {
         EventKind::GatePassed { phase, .. } => (Occasion::GatePassed, Some(phase)),
         EventKind::DeadlineMissed { phase, .. } => (Occasion::DeadlineMissed, Some(phase)),
         EventKind::StepDone { phase, .. } => (Occasion::StepDone, Some(phase)),
-        EventKind::StepFailed { phase, .. } => (Occasion::StepFailed, Some(phase)),
+        // A failed attempt that goes again later is on the log and the board; audiences hear of
+        // the step once it fails for good (its retries used up, or none), when a person must act.
+        EventKind::StepFailed { retry_at: Some(_), .. } => return None,
+        EventKind::StepFailed { phase, retry_at: None, .. } => (Occasion::StepFailed, Some(phase)),
         EventKind::ControlRelaxed { phase, .. } => (Occasion::ControlRelaxed, Some(phase)),
         EventKind::ControlReinstated { phase, .. } => (Occasion::ControlReinstated, Some(phase)),
         EventKind::RelaxationOverdue { .. } => (Occasion::RelaxationOverdue, None),

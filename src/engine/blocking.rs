@@ -264,21 +264,27 @@ fn steps(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<
             (Action::Campaign { .. }, StepStatus::Running) => {
                 let campaign = state.campaign.clone().unwrap_or_default();
                 let sent = format!("{} of {} sent", campaign.sent, campaign.recipients);
+                // Each pause and cancel says who, when and the reason recorded with it, whoever
+                // gave it: phasegate's own pause names the batch and the channel's last error.
                 match (&campaign.paused, &campaign.cancelled) {
-                    (_, Some((by, _))) => {
-                        (format!("campaign cancelled by {by}, finishing its batches in flight ({sent})"), Vec::new())
-                    }
-                    (Some((by, _)), None) if by == super::event::SYSTEM => (
+                    (_, Some(cancelled)) => (
                         format!(
-                            "campaign paused by phasegate: a batch was not accepted in {} attempts in a row ({sent}); \
-                             resume it once the channel takes messages again, or cancel it",
-                            super::command::CAMPAIGN_ATTEMPTS
+                            "campaign cancelled by {} at {}, finishing its batches in flight ({sent}); {}",
+                            cancelled.by,
+                            cancelled.at.format("%H:%M:%S UTC"),
+                            steered_because(cancelled)
+                        ),
+                        Vec::new(),
+                    ),
+                    (Some(paused), None) => (
+                        format!(
+                            "campaign paused by {} at {} ({sent}); resume it to go on, or cancel it; {}",
+                            paused.by,
+                            paused.at.format("%H:%M:%S UTC"),
+                            steered_because(paused)
                         ),
                         rights.campaign.roles.clone(),
                     ),
-                    (Some((by, _)), None) => {
-                        (format!("campaign paused by {by} ({sent}); resume it to go on"), rights.campaign.roles.clone())
-                    }
                     (None, None) if campaign.batches == 0 => {
                         ("campaign reading its recipient list".to_string(), Vec::new())
                     }
@@ -316,6 +322,14 @@ fn steps(runbook: &Runbook, phase: &Phase, incident: &Incident, found: &mut Vec<
         };
         let kind = if state.status == StepStatus::Retrying { "retrying" } else { "step" };
         found.push(Blocker { phase: phase.id.clone(), what, kind, waiting_for, roles });
+    }
+}
+
+/// The reason recorded with a campaign's pause or cancel, in words.
+fn steered_because(steered: &super::state::Steered) -> String {
+    match steered.reason.as_deref() {
+        Some(reason) => format!("reason: {reason}"),
+        None => "no reason given".to_string(),
     }
 }
 

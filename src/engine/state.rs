@@ -223,11 +223,28 @@ pub struct CampaignState {
     pub sent: u64,
     pub failed: u64,
     pub batches_done: u32,
-    /// Paused by this person, at this time.
-    pub paused: Option<(String, DateTime<Utc>)>,
-    /// Cancelled by this person, at this time (until the step is retried).
-    pub cancelled: Option<(String, DateTime<Utc>)>,
+    /// Paused: by whom (a person holding the `campaign` right, or phasegate's sender after a
+    /// batch failed its attempts in a row), when and why, as the `campaign_paused` event says.
+    pub paused: Option<Steered>,
+    /// Cancelled: by whom, when and why (until the step is retried).
+    pub cancelled: Option<Steered>,
     pub finished: Option<super::effect::CampaignTotals>,
+}
+
+/// Who paused or cancelled a campaign, when, and the reason recorded with it. The board, the
+/// command line and the incident's page show the reason whoever the actor was: a pause by
+/// phasegate says which batch failed and the channel's last error, a person's says what they wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Steered {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
+impl Steered {
+    fn of(event: &Event) -> Steered {
+        Steered { by: event.actor.clone(), at: event.at, reason: event.reason.clone() }
+    }
 }
 
 /// What a person did about a step that failed for good, or a check gate: who, when, why.
@@ -524,7 +541,7 @@ impl Incident {
             }
             EventKind::CampaignPaused { phase, step } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
-                campaign.paused = Some((event.actor.clone(), at));
+                campaign.paused = Some(Steered::of(event));
             }
             EventKind::CampaignResumed { phase, step } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
@@ -532,7 +549,7 @@ impl Incident {
             }
             EventKind::CampaignCancelled { phase, step } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);
-                campaign.cancelled = Some((event.actor.clone(), at));
+                campaign.cancelled = Some(Steered::of(event));
             }
             EventKind::CampaignFinished { phase, step, totals, .. } => {
                 let campaign = self.step_mut(phase, step).campaign.get_or_insert_with(Default::default);

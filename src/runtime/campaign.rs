@@ -56,6 +56,11 @@ const PROGRESS_EVERY_PERCENT: u32 = 5;
 /// incident's effects wait no more than about this long.
 const SLICE_TIME: Duration = Duration::from_millis(500);
 
+/// The folder campaigns keep their rejects files in when nothing names one: beside the
+/// configuration file (`config::Config::load`), beside a drill's database (`cli::drill`), and in
+/// the working directory only for a runtime built without settings ([`Settings::default`]).
+pub const DEFAULT_DIR: &str = "campaigns";
+
 /// Where campaigns keep their files, from configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -77,7 +82,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            dir: PathBuf::from("campaigns"),
+            dir: PathBuf::from(DEFAULT_DIR),
             suppression: None,
             lists_from: None,
             test_recipients: Vec::new(),

@@ -223,6 +223,21 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(())
     }
 
+    /// Lets this process's presence lease go, at a clean stop of `serve` or `run` once its loops
+    /// have stopped: the other processes count it out and take its incidents at their next pass
+    /// rather than after the lease, and a command asking who is present (the step commands'
+    /// "carries them out" line) no longer sees it. Nothing is written under its claims after.
+    pub async fn leave(&self) -> Result<(), Error> {
+        if self.owned.is_some() || self.present_at.lock().expect("the presence's clock is never poisoned").is_none() {
+            return Ok(());
+        }
+        let held = self.store.claim_leases(&self.holder, &[store::presence(&self.holder)], self.lease).await?;
+        let tokens: Vec<u64> = held.iter().map(|lease| lease.token).collect();
+        self.store.renew_leases(&self.holder, &tokens, Duration::ZERO).await?;
+        *self.present_at.lock().expect("the presence's clock is never poisoned") = None;
+        Ok(())
+    }
+
     /// The lease `name` if this runtime holds it now (claimed, or kept and renewed), as the fence
     /// of what is written under it: `Some(None)` in a runtime that owns its store (nothing to
     /// claim), `None` when another process holds it.

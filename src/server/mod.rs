@@ -51,7 +51,7 @@ pub struct App<S> {
     /// The received deliveries waiting for the runbooks' triggers: the server stores deliveries
     /// and rings its bell, the runtime applies them.
     pub inbox: Inbox,
-    /// The dashboard's pages (built in, overridden from the template directory's `web/`).
+    /// The dashboard's pages (built in, some replaced by the site's `server.pages` if it names one).
     pub pages: crate::render::web::Pages,
     /// The dashboard's signed-in sessions, in memory.
     pub sessions: web::session::Sessions,
@@ -94,11 +94,35 @@ impl<S: Store> App<S> {
             );
         }
         let inbox = Inbox::new(Arc::clone(&runbooks));
-        let pages = match &config.templates {
-            Some(dir) => crate::render::web::Pages::with_dir(dir),
-            None => crate::render::web::Pages::built_in(),
+        let pages = match &config.server.pages {
+            Some(dir) => crate::render::web::Pages::with_overrides(dir).map_err(|error| {
+                anyhow::anyhow!(
+                    "the dashboard's pages of `server.pages` (`{}`) cannot be loaded: {error}",
+                    dir.display()
+                )
+            })?,
+            None => crate::render::web::Pages::built_in()
+                .map_err(|error| anyhow::anyhow!("the dashboard's pages cannot be loaded: {error}"))?,
+        };
+        if let Some(dir) = &config.server.pages {
+            let (replacing, others) = pages.overrides();
+            if !replacing.is_empty() {
+                tracing::info!(
+                    "the dashboard's pages {} come from `{}` (`server.pages`), not from this binary: compare them \
+                     with this version's after each upgrade (docs/dashboard.md, \"Replacing pages\")",
+                    listed(&replacing),
+                    dir.display()
+                );
+            }
+            if !others.is_empty() {
+                tracing::warn!(
+                    "`{}` (`server.pages`) holds {}, which replace(s) no built-in page: used only where a page \
+                     includes it (check the name against docs/dashboard.md's list)",
+                    dir.display(),
+                    listed(&others)
+                );
+            }
         }
-        .map_err(|error| anyhow::anyhow!("the dashboard's pages cannot be loaded: {error}"))?;
         let sessions = web::session::Sessions::new(config.server.sessions);
         Ok(App {
             pages,
@@ -114,6 +138,11 @@ impl<S: Store> App<S> {
             inbox,
         })
     }
+}
+
+/// `a.html`, `b.html`: file names for a log line.
+fn listed(names: &[&str]) -> String {
+    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// Every route: method and path, as the router serves them and `/openapi.json` documents them

@@ -71,6 +71,17 @@ impl AnyStore {
         }
     }
 
+    /// How many processes carrying out work (`serve`, `run`) are present on the database now, by
+    /// their presence leases ([`super::PRESENCE`]), when that can be told: on PostgreSQL the
+    /// leases are rows every process sees; a SQLite store keeps them in its own process's
+    /// memory (`leases.rs`), so another process cannot see them: `None`.
+    pub async fn runtimes_present(&self) -> Result<Option<usize>, Error> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(None),
+            AnyStore::Postgres(store) => store.leases_held(super::PRESENCE).await.map(Some),
+        }
+    }
+
     /// Starts notifying and hearing the other replicas sharing a PostgreSQL database
     /// ([`PostgresStore::notify_replicas`]); nothing for a SQLite file.
     pub async fn notify_replicas(&self) -> Result<(), Error> {

@@ -137,7 +137,7 @@ pub fn note(minutes: i64, text: &str) -> Event {
     Event::new(at(minutes), "dana", EventKind::NoteAdded).because(Some(text.into()))
 }
 
-/// The closing event, `minutes` in.
+/// The incident closed, `minutes` in.
 pub fn closed(minutes: i64) -> Event {
     Event::new(at(minutes), "dana", EventKind::IncidentClosed { abandoned: false })
 }

@@ -159,8 +159,8 @@ struct EventRow {
     hash: String,
 }
 
-/// Each incident in the order it started, then its events (the trigger moves its summary and
-/// checks each hash), then its checkpoints.
+/// Each incident in the order it started, then its events (the trigger checks that each follows
+/// the one before and chains to its hash), then its checkpoints.
 async fn incidents(
     source: &mut Transaction<'_, Sqlite>,
     target: &mut Transaction<'_, Postgres>,
@@ -172,7 +172,7 @@ async fn incidents(
             .await?;
     for incident in incidents {
         let id = incident.id.as_str();
-        sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+        sqlx::query("INSERT INTO incidents (id, runbook_id, key, started_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(&incident.runbook_id)
             .bind(&incident.key)

@@ -132,7 +132,7 @@ fn only_the_campaign_roles_pause_resume_and_cancel() {
     assert_eq!(h.events.len(), before, "refusals record nothing");
 
     h.run("tom", act(CampaignAction::Pause, Some("complaint rate 0.4 %"))).unwrap();
-    assert_eq!(h.state().step("notify", "send").campaign.unwrap().paused.unwrap().0, "tom");
+    assert_eq!(h.state().step("notify", "send").campaign.unwrap().paused.unwrap().by, "tom");
     let again = h.run("tom", act(CampaignAction::Pause, None)).unwrap_err();
     assert!(again.to_string().contains("already paused"), "{again}");
     h.run("tom", act(CampaignAction::Resume, None)).unwrap();
@@ -284,4 +284,85 @@ fn a_campaign_without_test_first_has_nothing_to_launch() {
     h.run("tom", tested(1, 0, None)).unwrap();
     let refused = h.run("tom", launch()).unwrap_err();
     assert!(refused.to_string().contains("has no `test_first`"), "{refused}");
+}
+
+/// What the status board says the campaign step waits for.
+fn board(h: &Harness) -> phasegate::engine::blocking::Blocker {
+    let blockers = phasegate::engine::blocking::blockers(&h.runbook, h.state());
+    blockers.into_iter().find(|b| b.what == "notify/send").expect("the campaign is on the board")
+}
+
+/// Each pause keeps who gave it, when, and its own reason, and the board shows that reason for a
+/// person's pause and for phasegate's alike (it once told them apart by the actor, and showed
+/// phasegate's fixed sentence instead of the batch and error its pause recorded).
+#[test]
+fn each_pause_keeps_its_own_reason_and_the_board_shows_it_whoever_paused() {
+    let mut h = sending();
+    h.run("tom", act(CampaignAction::Pause, Some("complaint rate 0.4 %"))).unwrap();
+    let paused = h.state().step("notify", "send").campaign.unwrap().paused.unwrap();
+    assert_eq!((paused.by.as_str(), paused.at, paused.reason.as_deref()), ("tom", t0(), Some("complaint rate 0.4 %")));
+    let blocker = board(&h);
+    assert_eq!(
+        blocker.waiting_for,
+        "campaign paused by tom at 02:00:00 UTC (0 of 250 sent); resume it to go on, or cancel it; reason: complaint \
+         rate 0.4 %"
+    );
+    assert_eq!(blocker.roles, ["comms-lead"]);
+    h.run("tom", act(CampaignAction::Resume, None)).unwrap();
+    assert!(h.state().step("notify", "send").campaign.unwrap().paused.is_none());
+
+    // Without a reason, the board says there was none.
+    h.now += chrono::Duration::minutes(5);
+    h.run("tom", act(CampaignAction::Pause, None)).unwrap();
+    assert!(
+        board(&h)
+            .waiting_for
+            .ends_with("at 02:05:00 UTC (0 of 250 sent); resume it to go on, or cancel it; no reason given")
+    );
+    h.run("tom", act(CampaignAction::Resume, Some("checked"))).unwrap();
+
+    // Phasegate's sender pauses it after a batch failed its attempts in a row: its reason shows.
+    h.now += chrono::Duration::minutes(5);
+    let reason = "batch 2 was not accepted in 8 attempts in a row; its last error: status 503";
+    h.run(SYSTEM, report(CampaignReport::Halted { reason: reason.into() })).unwrap();
+    let paused = h.state().step("notify", "send").campaign.unwrap().paused.unwrap();
+    assert_eq!((paused.by.as_str(), paused.reason.as_deref()), (SYSTEM, Some(reason)));
+    let blocker = board(&h);
+    assert_eq!(
+        blocker.waiting_for,
+        format!(
+            "campaign paused by phasegate at 02:10:00 UTC (0 of 250 sent); resume it to go on, or cancel it; reason: {reason}"
+        )
+    );
+    assert_eq!(blocker.roles, ["comms-lead"], "the `campaign` roles resume it");
+
+    // Cancelled, the board says by whom and why.
+    h.run("tom", act(CampaignAction::Cancel, Some("wrong offer in the template"))).unwrap();
+    let cancelled = board(&h).waiting_for;
+    assert!(cancelled.starts_with("campaign cancelled by tom at 02:10:00 UTC"), "{cancelled}");
+    assert!(cancelled.ends_with("reason: wrong offer in the template"), "{cancelled}");
+    assert_eq!(h.folded(), *h.state(), "the stored log folds to the state decided with");
+}
+
+/// A log written before the pause's reason was kept in the state reads with it: the reason was
+/// always the `campaign_paused` event's own, so the events of that log, as stored, give it back.
+#[test]
+fn a_log_written_before_pauses_kept_their_reason_replays_with_each_pauses_reason() {
+    let h = sending();
+    let mut log: Vec<String> = h.events.iter().map(|event| serde_json::to_string(event).unwrap()).collect();
+    // As phasegate stored them before this change, key for key: a person's pause, its resume, then phasegate's.
+    log.extend([
+        r#"{"actor":"tom","at":"2026-11-24T02:01:00Z","event":{"phase":"notify","step":"send","type":"campaign_paused"},"format":2,"reason":"complaint rate 0.4 %"}"#.to_string(),
+        r#"{"actor":"tom","at":"2026-11-24T02:02:00Z","event":{"phase":"notify","step":"send","type":"campaign_resumed"},"format":2}"#.to_string(),
+        r#"{"actor":"phasegate","at":"2026-11-24T02:03:00Z","event":{"phase":"notify","step":"send","type":"campaign_paused"},"format":2,"reason":"batch 2 was not accepted in 8 attempts in a row; its last error: status 503 (batch 2); no recipient was given up: resume once the channel takes messages again"}"#.to_string(),
+    ]);
+    let events: Vec<phasegate::engine::Event> = log.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let replayed = phasegate::engine::Incident::from_events(&events).unwrap();
+    let paused = replayed.step("notify", "send").campaign.unwrap().paused.unwrap();
+    assert_eq!(paused.by, "phasegate");
+    assert_eq!(paused.at.to_rfc3339(), "2026-11-24T02:03:00+00:00");
+    assert!(paused.reason.as_deref().unwrap().starts_with("batch 2 was not accepted in 8 attempts"));
+    let blockers = phasegate::engine::blocking::blockers(&h.runbook, &replayed);
+    let blocker = blockers.iter().find(|b| b.what == "notify/send").unwrap();
+    assert!(blocker.waiting_for.contains("reason: batch 2 was not accepted"), "{}", blocker.waiting_for);
 }

@@ -14,6 +14,7 @@ use crate::support::{Serving, answer, wait_until};
 mod campaigns;
 mod conditions;
 mod flows;
+mod pages;
 mod retrying;
 mod timeline;
 

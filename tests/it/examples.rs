@@ -135,10 +135,6 @@ fn the_example_copied_next_to_the_runbooks_starts_the_reference_scenario() {
         std::fs::create_dir(dir.path().join(folder)).unwrap();
         for entry in std::fs::read_dir(root().join(folder)).unwrap() {
             let entry = entry.unwrap();
-            // `templates/web/` holds the dashboard's pages, which the example does not need.
-            if entry.path().is_dir() {
-                continue;
-            }
             std::fs::copy(entry.path(), dir.path().join(folder).join(entry.file_name())).unwrap();
         }
     }

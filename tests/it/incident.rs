@@ -864,6 +864,60 @@ fn list_note_and_update() {
     assert_eq!(ids, BTreeSet::from([first.as_str(), second.as_str()]));
 }
 
+/// Regression: a command that queues actions said "`phasegate run` carries them out" even with
+/// a `phasegate serve` running on the database, which carries them out itself. On PostgreSQL the
+/// running processes' presence leases tell; on SQLite they cannot (each process keeps its own in
+/// memory), and the line says what holds either way.
+#[test]
+fn the_queued_actions_line_says_what_carries_them_out() {
+    let queued = |desk: &Desk| {
+        let id = desk.start("lost-laptop.yaml", "dana");
+        let stdout = desk.ok(&["update", &id, "internal", "--as", "dana"]);
+        let line = stdout.lines().find(|line| line.contains("action(s) queued")).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no queued line: {stdout}"))
+    };
+    let mut desk = Desk::new("");
+    std::fs::write(desk.path("lost-laptop.yaml"), SMALL).unwrap();
+    let line = queued(&desk);
+    assert!(
+        line.ends_with(
+            "1 action(s) queued; a `phasegate serve` or `run --watch` running on this database carries them out; if \
+             none is, `phasegate run` does"
+        ),
+        "{line}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(schema) = runtime.block_on(crate::support::postgres::schema()) else { return };
+    desk.db = Some(schema.url());
+    let line = queued(&desk);
+    assert!(
+        line.ends_with(
+            "queued; no `phasegate serve` or `run --watch` is running on this database: `phasegate run` carries them out"
+        ),
+        "{line}"
+    );
+    // A process present on the database, as `serve` and `run --watch` are: its presence lease.
+    use phasegate::store::Store as _;
+    use std::time::Duration;
+    let store = runtime.block_on(phasegate::store::postgres::PostgresStore::connect(schema.options())).unwrap();
+    let present = phasegate::store::presence("replica-test");
+    let held = runtime.block_on(store.claim_leases("replica-test", &[present], Duration::from_secs(600))).unwrap();
+    assert_eq!(held.len(), 1);
+    let line = queued(&desk);
+    assert!(
+        line.ends_with("queued; the `phasegate serve` or `run --watch` running on this database carries them out"),
+        "{line}"
+    );
+    // Gone (its lease run out): no longer counted.
+    runtime.block_on(store.renew_leases("replica-test", &[held[0].token], Duration::ZERO)).unwrap();
+    assert!(queued(&desk).contains("no `phasegate serve` or `run --watch` is running"));
+    // A `phasegate run` that carried the actions out and stopped lets its presence go as it stops.
+    desk.ok(&["run"]);
+    assert!(queued(&desk).contains("no `phasegate serve` or `run --watch` is running"));
+    runtime.block_on(store.close());
+}
+
 #[test]
 fn a_running_incident_keeps_the_runbook_it_started_with() {
     let desk = Desk::new("");

@@ -34,6 +34,7 @@ mod report;
 mod runtime;
 mod server;
 mod smtp;
+mod step_failure_updates;
 mod store;
 mod store_campaigns;
 mod store_postgres;

@@ -40,6 +40,11 @@ pub fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A campaign's pause or cancel for the page: who, when and the reason recorded with it.
+fn steered(steered: &crate::engine::state::Steered) -> Value {
+    json!({ "by": steered.by, "at": when(steered.at), "reason": steered.reason })
+}
+
 /// `GET /incidents/{id}?kind=&page=`.
 pub async fn page<S: Store>(
     State(app): State<Arc<App<S>>>,
@@ -266,8 +271,8 @@ pub fn context(
                     "recipients": progress.recipients, "sent": progress.sent, "failed": progress.failed,
                     "rejected": progress.rejected, "batches": progress.batches, "batches_done": progress.batches_done,
                     "percent": percent,
-                    "paused": progress.paused.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
-                    "cancelled": progress.cancelled.as_ref().map(|(by, at)| json!({ "by": by, "at": when(*at) })),
+                    "paused": progress.paused.as_ref().map(steered),
+                    "cancelled": progress.cancelled.as_ref().map(steered),
                     "finished": progress.finished.is_some(),
                     "retrying": troubles.get(&format!("{}/{}", phase.id, step.id)).map(|trouble| json!({
                         "batch": trouble.batch, "attempt": trouble.attempt, "of": trouble.of,

@@ -9,9 +9,11 @@
 //! over the same canonical bytes as SQLite, so a log exported from either verifies the same way.
 //! `writer.rs` is that writer; reads go through a small pool of their own.
 //!
-//! Several processes may write to one database (a `phasegate act` beside `phasegate serve`): the
-//! triggers lock the incident's row, so of two that append at the same version one is refused as
-//! a conflict, whichever process it is in.
+//! Several processes may write to one database (a `phasegate act` beside `phasegate serve`): of two
+//! that append at the same version, the second waits at the events' primary key for the first and
+//! is refused as a conflict, whichever process it is in. An event only inserts: the incident's
+//! version and head are its latest event's (migration 0007), so appending leaves no dead row
+//! version behind for a long-held snapshot to keep.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -85,12 +87,13 @@ fn session(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)])
 }
 
-/// Selects incidents' summaries, with what follows `FROM incidents`.
+/// Selects incidents' summaries (the view `incident_summaries`, migration 0007), with what follows
+/// `FROM`.
 macro_rules! summaries {
     ($rest:literal) => {
         concat!(
             "SELECT id, runbook_id, key, version, started_at, updated_at, closed_at, head, checkpointed,
-                    checkpointed_at FROM incidents ",
+                    checkpointed_at FROM incident_summaries ",
             $rest
         )
     };

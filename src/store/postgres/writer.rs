@@ -91,7 +91,7 @@ pub(super) async fn connect(options: &PgConnectOptions) -> Result<PgConnection, 
 
 /// Why a write was not stored.
 struct Refused {
-    /// Why; `None` when the incident's row refused an append, which [`refusal`] explains once the
+    /// Why; `None` when the incident's version or head refused an append, which [`refusal`] explains once the
     /// transaction can read again.
     why: Option<Error>,
     /// Whether it wrote something, or a statement failed: the transaction must then undo it.
@@ -344,8 +344,7 @@ impl Writer {
             // The primary key refuses a second start, the partial unique index a second open
             // incident with the same key; either way nothing is inserted, and `refusal` says why.
             let inserted = sqlx::query(
-                "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO incidents (id, runbook_id, key, started_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(incident)
             .bind(&start.runbook_id)
@@ -365,7 +364,7 @@ impl Writer {
                 _ => {
                     self.heads.remove(incident);
                     let stored: Option<(i64, Option<String>)> =
-                        sqlx::query_as("SELECT version, head FROM incidents WHERE id = $1")
+                        sqlx::query_as("SELECT version, head FROM incident_heads WHERE id = $1")
                             .bind(incident)
                             .fetch_optional(&mut self.connection)
                             .await?;
@@ -589,10 +588,10 @@ impl Writer {
     }
 }
 
-/// The incident's row as the writer sees it inside its transaction.
+/// The incident as the writer sees it inside its transaction.
 impl rows::RefusalLookups for PgConnection {
     async fn version(&mut self, incident: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT version FROM incidents WHERE id = $1").bind(incident).fetch_optional(self).await
+        sqlx::query_scalar("SELECT version FROM incident_heads WHERE id = $1").bind(incident).fetch_optional(self).await
     }
 
     async fn open_with_key(&mut self, runbook_id: &str, key: Option<&str>) -> Result<Option<String>, sqlx::Error> {

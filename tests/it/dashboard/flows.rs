@@ -237,6 +237,10 @@ async fn a_campaign_is_paused_resumed_and_cancelled_from_the_page_by_its_roles_o
     let landed = tom.act(&page, &campaign("pause"), &[("reason", "mailer queue backing up")]).await;
     assert_eq!(flash(&landed), Some("Campaign `notify/send`: paused."));
     assert!(landed.contains("paused by tom.reyes") && landed.contains("id=\"resume-notify-send\""));
+    // The pause's own reason, as recorded, on the campaign and on the board.
+    let paused = element(&landed, "paused-notify-send").expect("the pause is shown");
+    assert!(paused.contains("by tom.reyes") && paused.ends_with(": mailer queue backing up"), "{paused}");
+    assert!(landed.contains("resume it to go on, or cancel it; reason: mailer queue backing up"), "{landed}");
     let landed = tom.act(&page, &campaign("resume"), &[("reason", "queue drained")]).await;
     assert_eq!(flash(&landed), Some("Campaign `notify/send`: resumed."));
     // A cancel needs a reason.
@@ -245,6 +249,8 @@ async fn a_campaign_is_paused_resumed_and_cancelled_from_the_page_by_its_roles_o
     let landed = tom.act(&page, &campaign("cancel"), &[("reason", "wrong list attached")]).await;
     assert_eq!(flash(&landed), Some("Campaign `notify/send` cancelled: the batches in flight finish, then it stops."));
     assert!(landed.contains("cancelled by tom.reyes"), "the page says so");
+    let cancelled = element(&landed, "cancelled-notify-send").expect("the cancel is shown");
+    assert!(cancelled.ends_with(": wrong list attached"), "{cancelled}");
     assert!(!landed.contains("id=\"cancel-notify-send\"") && !landed.contains("id=\"pause-notify-send\""));
     let recorded: Vec<_> = dashboard.by_people(&id).await.into_iter().skip(before.len()).collect();
     let expected = ["campaign_paused", "campaign_resumed", "campaign_cancelled"]

@@ -169,8 +169,8 @@ impl<'a> Events<'a> {
 
     /// Inserts them in one statement. Each incident's events go in the order given (the trigger
     /// checks each against the one before); the incidents in the order of their ids, so that two
-    /// processes writing the same incidents lock their rows in the same order and never wait for
-    /// each other in a circle.
+    /// processes writing the same incidents wait for each other's events at the primary key in the
+    /// same order, never in a circle.
     ///
     /// One event alone (one incident appending at a time) is a plain `INSERT ... VALUES`: the
     /// server's work for the arrays, the function scan and the sort was more than a third of
@@ -408,7 +408,7 @@ impl Writer {
             return Some(HashMap::new());
         }
         let stored: Vec<(String, i64, Option<String>)> =
-            sqlx::query_as("SELECT id, version, head FROM incidents WHERE id = ANY($1)")
+            sqlx::query_as("SELECT id, version, head FROM incident_heads WHERE id = ANY($1)")
                 .bind(incidents)
                 .fetch_all(&mut self.connection)
                 .await
@@ -448,8 +448,8 @@ impl Writer {
                     (*id, start.runbook_id.as_str(), start.key.as_deref(), start.started_at.as_str())
                 }));
             sqlx::query(
-                "INSERT INTO incidents (id, runbook_id, key, started_at, updated_at)
-                 SELECT id, runbook_id, key, started_at, started_at
+                "INSERT INTO incidents (id, runbook_id, key, started_at)
+                 SELECT id, runbook_id, key, started_at
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
                      AS given (id, runbook_id, key, started_at, n)
                  ORDER BY n",

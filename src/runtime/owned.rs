@@ -26,6 +26,15 @@ pub(super) struct Owned {
 /// transaction to carry most of a busy simulated day, and well within the store's queue.
 const UNSTORED: usize = 256;
 
+/// How far back a shared store's signing sweep ([`Runtime::sign_due`]) looks among closed
+/// incidents. Each append to an incident is signed as it is made when its head is due (after a
+/// close, at once: [`Runtime::signed_after`]); the sweep catches what a process that stopped in
+/// between left unsigned. Results of the effects a close queued come within minutes, or hours
+/// while a channel is down; a week of closes covers them, and the sweep does not read every
+/// incident ever closed at every pass (an unsigned tail older than that is still found by
+/// `audit verify`, which names it).
+const SIGNING_LOOKS_BACK: chrono::Duration = chrono::Duration::days(7);
+
 impl Owned {
     /// Notes an append in the record.
     fn note(&mut self, incident: &str, decided: &Decision, completes: Option<&str>) {
@@ -141,7 +150,7 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             open.sort();
             return Ok(open.into_iter().map(|(_, id, version)| (id, version)).collect());
         }
-        let summaries = self.store.incidents().await?;
+        let summaries = self.store.incidents_open_since(self.now()).await?;
         Ok(summaries
             .into_iter()
             .filter(|summary| summary.closed_at.is_none())
@@ -149,16 +158,16 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             .collect())
     }
 
-    /// The incidents' summaries [`Runtime::sign_due`] looks at: every incident's, or, in a runtime
-    /// that owns its store, those of the closed incidents and of the open ones whose head it has
-    /// not signed within the interval.
+    /// The incidents' summaries [`Runtime::sign_due`] looks at: those of the incidents open now or
+    /// closed within [`SIGNING_LOOKS_BACK`], or, in a runtime that owns its store, those of the
+    /// closed incidents and of the open ones whose head it has not signed within the interval.
     pub(super) async fn summaries_to_sign(
         &self,
         now: DateTime<Utc>,
         every: chrono::Duration,
     ) -> Result<Vec<store::IncidentSummary>, Error> {
         if self.owned.is_none() {
-            return Ok(self.store.incidents().await?);
+            return Ok(self.store.incidents_open_since(now - SIGNING_LOOKS_BACK).await?);
         }
         let maybe: Vec<String> = {
             let states = self.states.lock().expect("the cache is never poisoned");

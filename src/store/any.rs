@@ -178,6 +178,13 @@ impl Store for AnyStore {
         each!(self, store => store.incidents())
     }
 
+    fn incidents_open_since(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send {
+        each!(self, store => store.incidents_open_since(at))
+    }
+
     fn open_incident_by_key(
         &self,
         runbook_id: &str,

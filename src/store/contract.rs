@@ -71,6 +71,7 @@ macro_rules! store_contract {
             a_campaign_write_under_an_effect_taken_over_is_refused,
             an_unknown_incident_is_not_found,
             incidents_are_listed_with_their_summary,
+            incidents_open_since_a_time_leave_out_those_closed_before,
             open_incidents_are_found_by_key,
             an_open_key_cannot_start_a_second_incident,
             concurrent_appends_to_many_incidents_all_succeed,
@@ -349,6 +350,26 @@ pub async fn an_unknown_incident_is_not_found(store: Arc<impl Store>) {
     assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
     assert!(store.incidents().await.unwrap().is_empty());
     assert_eq!(store.open_incident_by_key("breach", "nope").await.unwrap(), None);
+}
+
+pub async fn incidents_open_since_a_time_leave_out_those_closed_before(store: Arc<impl Store>) {
+    for (id, minutes) in [("inc-1", 0), ("inc-2", 1), ("inc-3", 2)] {
+        let mut start = started(id, "breach", None);
+        start.at = at(minutes);
+        store.append(Append::new(id, 0, &[start])).await.unwrap();
+    }
+    store.append(Append::new("inc-1", 1, &[closed(10)])).await.unwrap();
+    store.append(Append::new("inc-3", 1, &[note(15, "contained"), closed(20)])).await.unwrap();
+    let ids = async |since: i64| -> Vec<(String, u64)> {
+        let summaries = store.incidents_open_since(at(since)).await.unwrap();
+        summaries.into_iter().map(|summary| (summary.id, summary.version)).collect()
+    };
+    let both = vec![("inc-2".to_string(), 1), ("inc-3".to_string(), 3)];
+    assert_eq!(ids(15).await, both, "in start order, with their versions; inc-1 closed before");
+    assert_eq!(ids(20).await, both, "closed at the time asked counts as open then");
+    assert_eq!(ids(21).await, vec![("inc-2".to_string(), 1)]);
+    let all = store.incidents().await.unwrap();
+    assert_eq!(store.incidents_open_since(at(0)).await.unwrap(), all, "the same summaries as every incident's");
 }
 
 pub async fn incidents_are_listed_with_their_summary(store: Arc<impl Store>) {

@@ -134,6 +134,15 @@ pub trait Store: Send + Sync + 'static {
     /// A summary of every incident, in the order they started.
     fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send;
 
+    /// The summaries of the incidents open at `at` or since: not closed, or closed at `at` or
+    /// after, in the order they started. What a runtime's pass reads, so that its cost grows with
+    /// the incidents still in play and not with every incident ever handled (an incident's
+    /// summary is read from its latest event and checkpoint, one lookup each).
+    fn incidents_open_since(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send;
+
     /// The open incident that a trigger with deduplication key `key` started from `runbook_id`.
     /// Closed incidents are never returned: the same alert after the close opens a new incident.
     fn open_incident_by_key(

@@ -603,6 +603,12 @@ mod counting {
         fn incidents(&self) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send {
             self.inner.incidents()
         }
+        fn incidents_open_since(
+            &self,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> impl Future<Output = Result<Vec<IncidentSummary>, Error>> + Send {
+            self.inner.incidents_open_since(at)
+        }
         fn open_incident_by_key(
             &self,
             runbook_id: &str,

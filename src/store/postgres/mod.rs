@@ -443,6 +443,17 @@ impl Store for PostgresStore {
         rows.into_iter().map(IncidentSummary::try_from).collect()
     }
 
+    async fn incidents_open_since(&self, at: DateTime<Utc>) -> Result<Vec<IncidentSummary>, Error> {
+        // The closed incidents are left out by reading `incidents` alone, before either view's
+        // lookups of their latest event and checkpoint.
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(summaries!("WHERE closed_at IS NULL OR closed_at >= $1 ORDER BY started_at, id"))
+                .bind(rows::timestamp(at))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter().map(IncidentSummary::try_from).collect()
+    }
+
     async fn open_incident_by_key(&self, runbook_id: &str, key: &str) -> Result<Option<String>, Error> {
         let id = sqlx::query_scalar(
             "SELECT id FROM incidents WHERE runbook_id = $1 AND key = $2 AND key IS NOT NULL AND closed_at IS NULL",

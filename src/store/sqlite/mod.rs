@@ -490,6 +490,15 @@ impl Store for SqliteStore {
         rows.into_iter().map(IncidentSummary::try_from).collect()
     }
 
+    async fn incidents_open_since(&self, at: DateTime<Utc>) -> Result<Vec<IncidentSummary>, Error> {
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(summaries!("WHERE closed_at IS NULL OR closed_at >= ? ORDER BY started_at, id"))
+                .bind(rows::timestamp(at))
+                .fetch_all(&self.reads)
+                .await?;
+        rows.into_iter().map(IncidentSummary::try_from).collect()
+    }
+
     async fn open_incident_by_key(&self, runbook_id: &str, key: &str) -> Result<Option<String>, Error> {
         let id = sqlx::query_scalar("SELECT id FROM incidents WHERE runbook_id = ? AND key = ? AND closed_at IS NULL")
             .bind(runbook_id)

@@ -204,6 +204,19 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
         Ok(())
     }
 
+    /// Lets go at once of the incident's lease `under` that a process not present (a one-shot
+    /// command: `start`, `done`, `approve` ...) claimed to sign a head after its append, so that
+    /// the running processes tick the incident at their next pass rather than after the lease
+    /// (12 s of its timers and checks left waiting, seen by hand after `phasegate start`). A
+    /// present process keeps what it holds.
+    pub(super) async fn let_go_unless_present(&self, under: Option<&store::Fence>) -> Result<(), Error> {
+        let present = self.present_at.lock().expect("the presence's clock is never poisoned").is_some();
+        if let (false, Some(store::Fence::Lease { token, .. })) = (present, under) {
+            self.store.renew_leases(&self.holder, &[*token], Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
     /// Renews this process's presence lease ([`store::presence`]), on which the incidents' leases
     /// it holds stand, once a third of the lease has passed since it was last renewed (or never
     /// was): at every pass ([`Runtime::incident_share`]) and between the effects and the ticks of

@@ -47,7 +47,9 @@ impl<S: Store, T: Templates + Send + Sync> Runtime<S, T> {
             let Some((_, under)) = self.incident_leases(vec![incident.to_string()]).await?.pop() else {
                 return Ok(None);
             };
-            if self.sign_summary(&summary, under.as_ref()).await? {
+            let signed = self.sign_summary(&summary, under.as_ref()).await;
+            self.let_go_unless_present(under.as_ref()).await?;
+            if signed? {
                 return Ok(Some(now));
             }
             Ok(summary.checkpointed_at)

@@ -111,3 +111,36 @@ async fn the_lease_of_a_closed_incident_goes_once_its_work_is_done_and_its_token
     assert_eq!(u64::try_from(store.events(&closing).await.unwrap().len()).unwrap(), version, "nothing stored");
     assert_eq!(store.append(late(again[0].token)).await.unwrap(), version + 1, "the new holder's write is stored");
 }
+
+/// Regression: a one-shot command (`phasegate start`, `done`, ...) signs the head after its append
+/// under the incident's lease, claimed for 12 s; it kept it when it exited, so the running
+/// replicas could not tick the incident (its timers, checks and retries) until the lease ran out.
+/// Now a process that is not present lets the lease go once it has signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_signed_a_head_leaves_the_incidents_lease_free() {
+    let Some(schema) = postgres::schema().await else { return };
+    let signer = std::sync::Arc::new(phasegate::runtime::audit::new_signer());
+    let command =
+        Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory())
+            .with_signer(std::sync::Arc::clone(&signer), chrono::Duration::minutes(10));
+    let (id, _) = command.start(RUNBOOK, "dana", BTreeMap::new(), None).await.unwrap();
+    assert_eq!(command.store().checkpoints(&id).await.unwrap().len(), 1, "signed as it started");
+    let mut look = schema.connect().await;
+    let free: bool = sqlx::query_scalar("SELECT lease_until <= now() FROM leases WHERE name = $1")
+        .bind(format!("incident/{id}"))
+        .fetch_one(&mut look)
+        .await
+        .unwrap();
+    assert!(free, "the command let the incident's lease go once it had signed");
+
+    // A replica running its loop takes it at its first pass.
+    let replica =
+        Runtime::new(PostgresStore::connect(schema.options()).await.unwrap(), Catalog::built_in(), directory());
+    replica.run_due(&Replica::answering(200)).await.unwrap();
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+        .bind(format!("incident/{id}"))
+        .fetch_one(&mut look)
+        .await
+        .unwrap();
+    assert_eq!(holder, replica.holder());
+}

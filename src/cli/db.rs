@@ -200,6 +200,16 @@ fn describe(report: &Report, from: &Path, target: &str) -> String {
             "NOT VERIFIED: {verified} of {} incident(s) verify in both; see above\n",
             report.verified.len()
         ));
+        // The usual reason on a first try: signed checkpoints and no key to check them with.
+        let keyless = report.verified.iter().any(|(source, _)| source.fingerprint.is_none() && source.checkpoints > 0);
+        if keyless {
+            text.push_str(&format!(
+                "the copy is made (it is not undone); its checkpoints' signatures were not checked, since no public key \
+                 was given: check both sides with the key that signed them, `phasegate audit verify --all --db URL \
+                 --public-key KEY.pub` with the database's URL, then with `--db {}`\n",
+                from.display()
+            ));
+        }
     }
     text
 }

@@ -239,3 +239,25 @@ async fn a_copy_refused_halfway_leaves_the_target_as_it_was() {
     source(intact.path()).await;
     copy(intact.path(), &schema).succeeds().stdout_has("2 incident(s), 7 event(s)");
 }
+
+/// By hand, a first copy without `--public-key` printed "NOT VERIFIED" for every signed
+/// checkpoint and exited 1, with nothing saying the copy was made nor how to check it: it says
+/// both now (and still exits 1, since the signatures were not checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_without_a_key_says_it_is_made_and_how_to_check_its_signatures() {
+    let Some(schema) = postgres::schema().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    source(dir.path()).await;
+    Cli::new()
+        .current_dir(dir.path())
+        .args(["db", "copy", "--from", "phasegate.db", "--to", &schema.url()])
+        .fails()
+        .stdout_has("NOT VERIFIED: 0 of 2 incident(s) verify in both")
+        .stdout_has("the copy is made (it is not undone); its checkpoints' signatures were not checked")
+        .stdout_has("--public-key KEY.pub` with the database's URL, then with `--db phasegate.db`");
+    Cli::new()
+        .current_dir(dir.path())
+        .args(["audit", "verify", "--all", "--public-key", "key.pub", "--db", &schema.url()])
+        .succeeds()
+        .stdout_has("inc-2: verified (3 events, 1 checkpoint");
+}

@@ -67,8 +67,13 @@ impl State {
         if !lease.tied {
             return lease.until >= now;
         }
-        let presence = self.named.get(&super::presence(&lease.holder));
-        presence.is_some_and(|presence| presence.holder == lease.holder && !presence.tied && presence.until >= now)
+        self.present(&lease.holder, now)
+    }
+
+    /// Whether `holder`'s presence lease stands now.
+    fn present(&self, holder: &str, now: Instant) -> bool {
+        let presence = self.named.get(&super::presence(holder));
+        presence.is_some_and(|presence| presence.holder == holder && !presence.tied && presence.until >= now)
     }
 }
 
@@ -171,11 +176,7 @@ impl Leases {
     ) -> Vec<super::Lease> {
         let now = Instant::now();
         let mut state = self.state();
-        let present = state
-            .named
-            .get(&super::presence(holder))
-            .is_some_and(|presence| presence.holder == holder && !presence.tied && presence.until >= now);
-        if lease.is_none() && !present {
+        if lease.is_none() && !state.present(holder, now) {
             return Vec::new();
         }
         let mut held = Vec::new();
